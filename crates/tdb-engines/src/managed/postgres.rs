@@ -1,0 +1,379 @@
+//! A managed PostgreSQL server: initialised once with `initdb` into its own directory, started
+//! from the installed binaries on a loopback port, supervised, and stopped with a fast shutdown.
+//!
+//! Layout of its directory:
+//! - `pgdata/`      the cluster, owned by the user the server runs as (mode 0700)
+//! - `state.json`   port, admin user and the admin password sealed under the master key (0600)
+//! - `postgres.log` the server's output
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use tdb_core::secrets::{MasterKey, new_password};
+use tokio::process::{Child, Command};
+
+use super::process::{self, free_port, log_tail, port_is_free, reclaim_orphan};
+use super::supervisor::{ManagedProcess, Supervisor};
+use super::{AdminEndpoint, ManagedError, RunAs};
+
+const ADMIN_USER: &str = "tdb_admin";
+const SEAL_AAD: &str = "managed-postgresql-admin";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where PostgreSQL's server programs (initdb, postgres) are installed.
+#[derive(Debug, Clone)]
+pub struct PgBinaries {
+    pub bindir: PathBuf,
+}
+
+impl PgBinaries {
+    /// `explicit`, else `pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`; the
+    /// first that holds both `initdb` and `postgres`.
+    pub fn find(explicit: Option<&Path>) -> Result<Self, ManagedError> {
+        let mut candidates: Vec<PathBuf> = explicit.map(Path::to_path_buf).into_iter().collect();
+        if let Ok(out) = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+        {
+            if out.status.success() {
+                let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                candidates.push(PathBuf::from(dir));
+            }
+        }
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+                Some((v, e.path().join("bin")))
+            })
+            .collect();
+        versions.sort();
+        candidates.extend(versions.into_iter().rev().map(|(_, p)| p));
+        let found = candidates
+            .into_iter()
+            .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file());
+        if let (Some(wanted), Some(got)) = (explicit, found.as_ref()) {
+            if wanted != got {
+                tracing::warn!(wanted = %wanted.display(), using = %got.display(), "postgres_bin_dir lacks initdb/postgres");
+            }
+        }
+        found.map(|bindir| Self { bindir }).ok_or_else(|| {
+            ManagedError::Setup(
+                "PostgreSQL server binaries (initdb, postgres) not found; install them \
+                 (apt-get install postgresql) or set postgres_bin_dir"
+                    .into(),
+            )
+        })
+    }
+
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.bindir.join(name)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    port: u16,
+    admin_user: String,
+    /// Hex of the admin password sealed under the master key.
+    admin_password_sealed: String,
+}
+
+/// What [`ManagedPostgres::start`] needs.
+pub struct ManagedPostgresOptions {
+    /// The server's own directory (created if missing).
+    pub dir: PathBuf,
+    pub binaries: PgBinaries,
+    pub run_as: RunAs,
+    pub master_key: MasterKey,
+    /// For logs: `postgresql-shared`.
+    pub label: String,
+    /// Extra `-c name=value` settings.
+    pub settings: Vec<(String, String)>,
+}
+
+/// A running managed PostgreSQL server.
+pub struct ManagedPostgres {
+    endpoint: AdminEndpoint,
+    data_dir: PathBuf,
+    supervisor: Supervisor,
+}
+
+impl ManagedPostgres {
+    /// Initialises the server on first use, then starts it and waits until it accepts logins.
+    pub async fn start(opts: ManagedPostgresOptions) -> Result<Self, ManagedError> {
+        let dir = &opts.dir;
+        std::fs::create_dir_all(dir)
+            .map_err(ManagedError::io(format!("creating {}", dir.display())))?;
+        opts.run_as.check_reachable(dir)?;
+        let data_dir = dir.join("pgdata");
+        let mut state = ensure_initialised(&opts, &data_dir).await?;
+        reclaim_orphan(&data_dir.join("postmaster.pid"), "postgres", Signal::SIGINT).await;
+        if !port_is_free(state.port) {
+            let old = state.port;
+            state.port = free_port()?;
+            tracing::warn!(
+                old,
+                new = state.port,
+                "managed PostgreSQL port taken; moving"
+            );
+            write_state(&dir.join("state.json"), &state)?;
+        }
+        let password = hex::decode(&state.admin_password_sealed)
+            .ok()
+            .and_then(|sealed| opts.master_key.open_string(&sealed, SEAL_AAD).ok())
+            .ok_or_else(|| ManagedError::State {
+                path: dir.join("state.json"),
+                message: "admin password cannot be unsealed (was the master key changed?)".into(),
+            })?;
+        let endpoint = AdminEndpoint {
+            host: "127.0.0.1".into(),
+            port: state.port,
+            user: state.admin_user.clone(),
+            password,
+        };
+        let process = Arc::new(PgProcess {
+            binaries: opts.binaries.clone(),
+            data_dir: data_dir.clone(),
+            log_path: dir.join("postgres.log"),
+            run_as: opts.run_as.clone(),
+            endpoint: endpoint.clone(),
+            label: opts.label.clone(),
+            settings: opts.settings.clone(),
+        });
+        let supervisor = Supervisor::start(process).await?;
+        tracing::info!(server = %opts.label, port = state.port, "managed PostgreSQL ready");
+        Ok(Self {
+            endpoint,
+            data_dir,
+            supervisor,
+        })
+    }
+
+    pub fn endpoint(&self) -> &AdminEndpoint {
+        &self.endpoint
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server (fast shutdown) and waits for it.
+    pub async fn shutdown(self) {
+        self.supervisor.shutdown().await;
+    }
+}
+
+/// Runs `initdb` unless the cluster exists. The cluster is built in `pgdata.init` and renamed
+/// into place after its state file is written, so an interrupted initialisation is redone
+/// rather than leaving a cluster whose admin password is unknown.
+async fn ensure_initialised(
+    opts: &ManagedPostgresOptions,
+    data_dir: &Path,
+) -> Result<State, ManagedError> {
+    let state_path = opts.dir.join("state.json");
+    let init_dir = opts.dir.join("pgdata.init");
+    if !data_dir.exists() {
+        let finished = state_path.exists() && init_dir.join("global/pg_control").exists();
+        if !finished {
+            if init_dir.exists() {
+                std::fs::remove_dir_all(&init_dir)
+                    .map_err(ManagedError::io("removing an interrupted initdb"))?;
+            }
+            let state = initdb(opts, &init_dir).await?;
+            write_state(&state_path, &state)?;
+        }
+        std::fs::rename(&init_dir, data_dir)
+            .map_err(ManagedError::io("moving pgdata into place"))?;
+    }
+    let text = std::fs::read_to_string(&state_path).map_err(|e| ManagedError::State {
+        path: state_path.clone(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ManagedError::State {
+        path: state_path,
+        message: e.to_string(),
+    })
+}
+
+async fn initdb(opts: &ManagedPostgresOptions, init_dir: &Path) -> Result<State, ManagedError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    tracing::info!(dir = %init_dir.display(), user = %opts.run_as.name, "initialising managed PostgreSQL");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(init_dir)
+        .map_err(ManagedError::io(format!("creating {}", init_dir.display())))?;
+    opts.run_as.own(init_dir)?;
+    let password = new_password("");
+    let pw_file = opts.dir.join("initdb.pw");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&pw_file)
+            .map_err(ManagedError::io("writing initdb password file"))?;
+        f.write_all(password.as_bytes())
+            .map_err(ManagedError::io("writing initdb password file"))?;
+    }
+    opts.run_as.own(&pw_file)?;
+    let mut command = Command::new(opts.binaries.tool("initdb"));
+    command
+        .arg("-D")
+        .arg(init_dir)
+        .args([
+            "-U",
+            ADMIN_USER,
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ])
+        .arg(format!("--pwfile={}", pw_file.display()))
+        .env_clear()
+        .env("LC_ALL", "C")
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(Stdio::null());
+    process::prepare(&mut command, &opts.run_as, Signal::SIGKILL);
+    let output = command.output().await;
+    let _ = std::fs::remove_file(&pw_file);
+    let output = output.map_err(ManagedError::io("running initdb"))?;
+    if !output.status.success() {
+        return Err(ManagedError::Command {
+            program: "initdb".into(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        });
+    }
+    Ok(State {
+        port: free_port()?,
+        admin_user: ADMIN_USER.into(),
+        admin_password_sealed: hex::encode(opts.master_key.seal(password.as_bytes(), SEAL_AAD)),
+    })
+}
+
+fn write_state(path: &Path, state: &State) -> Result<(), ManagedError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(state).map_err(|e| ManagedError::State {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(ManagedError::io("writing state file"))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(ManagedError::io("writing state file"))?;
+    std::fs::rename(&tmp, path).map_err(ManagedError::io("writing state file"))
+}
+
+struct PgProcess {
+    binaries: PgBinaries,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    run_as: RunAs,
+    endpoint: AdminEndpoint,
+    label: String,
+    settings: Vec<(String, String)>,
+}
+
+impl PgProcess {
+    fn connect_options(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .host(&self.endpoint.host)
+            .port(self.endpoint.port)
+            .username(&self.endpoint.user)
+            .password(&self.endpoint.password)
+            .database("postgres")
+    }
+}
+
+impl ManagedProcess for PgProcess {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    async fn spawn(&self) -> Result<Child, ManagedError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(ManagedError::io(format!(
+                "opening {}",
+                self.log_path.display()
+            )))?;
+        let log_err = log
+            .try_clone()
+            .map_err(ManagedError::io("cloning log handle"))?;
+        let mut command = Command::new(self.binaries.tool("postgres"));
+        command
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-p")
+            .arg(self.endpoint.port.to_string())
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+            ])
+            .env_clear()
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
+        for (name, value) in &self.settings {
+            command.arg("-c").arg(format!("{name}={value}"));
+        }
+        process::prepare(&mut command, &self.run_as, Signal::SIGINT);
+        command.spawn().map_err(ManagedError::io(format!(
+            "starting {}",
+            self.binaries.tool("postgres").display()
+        )))
+    }
+
+    async fn wait_ready(&self, child: &mut Child) -> Result<(), ManagedError> {
+        let options = self.connect_options();
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        let not_ready = || ManagedError::NotReady {
+            seconds: READY_TIMEOUT.as_secs(),
+            log: log_tail(&self.log_path, 20),
+        };
+        loop {
+            if let Ok(Some(_status)) = child.try_wait() {
+                return Err(not_ready());
+            }
+            if let Ok(conn) = PgConnection::connect_with(&options).await {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(not_ready());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn stop_signal(&self) -> Signal {
+        Signal::SIGINT
+    }
+}

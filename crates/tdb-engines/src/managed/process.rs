@@ -1,0 +1,98 @@
+//! Process plumbing for managed servers: spawning a child as another user in its own process
+//! group with a parent-death signal, stopping it politely then firmly, reclaiming orphans left by
+//! a `kill -9` of tdb, and finding free ports.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::Command;
+
+use super::{ManagedError, RunAs};
+
+/// Makes `command` run as `run_as`, in its own process group (so a terminal's Ctrl-C reaches tdb,
+/// which then stops the child in order), and dying with `parent_death` when tdb dies.
+pub fn prepare(command: &mut Command, run_as: &RunAs, parent_death: Signal) {
+    if run_as.switch {
+        command.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
+    }
+    command.process_group(0).kill_on_drop(false);
+    let signal = parent_death as libc::c_int;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe. It runs after the uid switch, which would otherwise clear the setting.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// True while a process with this pid exists.
+pub fn alive(pid: i32) -> bool {
+    pid > 0 && kill(Pid::from_raw(pid), None).is_ok()
+}
+
+/// Sends `signal`, waits up to `grace` for the process to go, then kills it.
+pub async fn stop_pid(pid: i32, signal: Signal, grace: Duration) {
+    if !alive(pid) {
+        return;
+    }
+    let _ = kill(Pid::from_raw(pid), signal);
+    let deadline = tokio::time::Instant::now() + grace;
+    while alive(pid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if alive(pid) {
+        tracing::warn!(pid, "process ignored {signal}; killing it");
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// Stops a server left running by an earlier tdb that was killed before it could stop it. The
+/// pid file's first line is the server's pid; it is stopped only if that process still runs the
+/// expected program, so a recycled pid is never signalled.
+pub async fn reclaim_orphan(pid_file: &Path, program: &str, signal: Signal) {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if alive(pid) && String::from_utf8_lossy(&cmdline).contains(program) {
+        tracing::warn!(pid, "stopping a {program} left running by an earlier tdb");
+        stop_pid(pid, signal, Duration::from_secs(30)).await;
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16, ManagedError> {
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+        .map_err(ManagedError::io("binding a free port"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(ManagedError::io("reading a free port"))
+}
+
+/// True if nothing listens on 127.0.0.1:`port` right now.
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+/// The last `lines` lines of a log file, for error messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
