@@ -1,1 +1,230 @@
-//! placeholder
+//! A typed client for tdb's REST API, shared by the CLI, the MCP server and the tests. Each call
+//! returns the typed fields and the raw JSON body (which `--json` prints as the API sent it).
+
+mod types;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use types::*;
+
+/// An API answer: the typed fields and the whole body.
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    pub data: T,
+    pub raw: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API answered with an error envelope.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        body: Value,
+    },
+    #[error("cannot reach the tdb API at {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("unexpected answer from the tdb API (HTTP {status}): {detail}")]
+    Decode { status: u16, detail: String },
+    #[error("no API key: run `tdb login`, `tdb config set api-key KEY`, or pass --api-key")]
+    NoKey,
+}
+
+impl ClientError {
+    /// The envelope's `code` when the API answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: Option<String>,
+}
+
+impl Client {
+    pub fn new(base_url: &str, api_key: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            key: api_key,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn with_key(&self, key: &str) -> Self {
+        Self {
+            key: Some(key.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// Sends a request and decodes the envelope; `authed` requests need a key.
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+        authed: bool,
+    ) -> Result<Reply<T>, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url);
+        if authed {
+            let key = self.key.as_deref().ok_or(ClientError::NoKey)?;
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let raw: Value = serde_json::from_str(&text).map_err(|_| ClientError::Decode {
+            status,
+            detail: text.chars().take(200).collect(),
+        })?;
+        if status >= 400 {
+            let field = |k: &str| raw.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            return Err(ClientError::Api {
+                status,
+                code: field("code"),
+                message: field("error"),
+                body: raw,
+            });
+        }
+        let data = serde_json::from_value(raw.clone()).map_err(|e| ClientError::Decode {
+            status,
+            detail: e.to_string(),
+        })?;
+        Ok(Reply { data, raw })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Reply<T>, ClientError> {
+        self.request(Method::GET, path, None::<&Value>, true).await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+    ) -> Result<Reply<T>, ClientError> {
+        self.request(Method::POST, path, Some(body), true).await
+    }
+
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<Reply<T>, ClientError> {
+        self.request(Method::DELETE, path, None::<&Value>, true)
+            .await
+    }
+
+    pub async fn health(&self) -> Result<Reply<Health>, ClientError> {
+        self.request(Method::GET, "/health", None::<&Value>, false)
+            .await
+    }
+
+    pub async fn signup(&self, req: &SignupRequest) -> Result<Reply<Signup>, ClientError> {
+        self.request(Method::POST, "/signup", Some(req), false)
+            .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<Reply<Login>, ClientError> {
+        let body = serde_json::json!({ "email": email, "password": password });
+        self.request(Method::POST, "/login", Some(&body), false)
+            .await
+    }
+
+    pub async fn list_projects(&self) -> Result<Reply<ProjectList>, ClientError> {
+        self.get("/projects").await
+    }
+
+    pub async fn create_project(&self, name: &str) -> Result<Reply<CreatedProject>, ClientError> {
+        self.post("/projects", &serde_json::json!({ "name": name }))
+            .await
+    }
+
+    pub async fn switch_project(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Reply<SwitchedProject>, ClientError> {
+        self.post(
+            &format!("/projects/{}/switch", encode(id_or_name)),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn delete_project(&self, id_or_name: &str) -> Result<Reply<Message>, ClientError> {
+        self.delete(&format!("/projects/{}", encode(id_or_name)))
+            .await
+    }
+
+    pub async fn rotate_proxy_password(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Reply<RotatedPassword>, ClientError> {
+        let path = format!("/projects/{}/proxy-password", encode(id_or_name));
+        self.post(&path, &serde_json::json!({})).await
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Reply<ApiKeyList>, ClientError> {
+        self.get("/apikeys").await
+    }
+
+    pub async fn create_api_key(
+        &self,
+        req: &CreateApiKey,
+    ) -> Result<Reply<CreatedApiKey>, ClientError> {
+        self.post("/apikeys", req).await
+    }
+
+    pub async fn revoke_api_key(&self, id: &str) -> Result<Reply<Message>, ClientError> {
+        self.delete(&format!("/apikeys/{}", encode(id))).await
+    }
+}
+
+/// Percent-encodes one path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(super::encode("My Project/x"), "My%20Project%2Fx");
+        assert_eq!(super::encode("tdb_abc"), "tdb_abc");
+    }
+}

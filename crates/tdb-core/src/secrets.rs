@@ -43,6 +43,12 @@ pub fn hash_password(password: &str) -> Result<String, SecretError> {
         .map_err(|e| SecretError::Hash(e.to_string()))
 }
 
+/// An argon2id PHC string (default parameters) for a password nobody has: verifying against it
+/// costs what a real verification costs, so a login for an unknown e-mail takes as long as one
+/// with a wrong password and timing does not reveal which accounts exist.
+pub const DECOY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
+                             0W8GMX9DLrwC2TQzxRMOpe8C0S9YSzt4P1ZJZU9nh8w";
+
 /// Constant-time verification of a password against its stored PHC string.
 pub fn verify_password(phc: &str, password: &str) -> bool {
     PasswordHash::new(phc)
@@ -171,6 +177,19 @@ mod tests {
         assert!(verify_password(&phc, "correct horse"));
         assert!(!verify_password(&phc, "correct horsE"));
         assert!(!verify_password("not a phc string", "correct horse"));
+    }
+
+    #[test]
+    fn decoy_is_a_real_argon2id_hash() {
+        let parsed = PasswordHash::new(DECOY_PHC).expect("decoy parses");
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        let real = hash_password("whatever-password").expect("hash");
+        let real = PasswordHash::new(&real).expect("parse");
+        assert_eq!(
+            parsed.params, real.params,
+            "decoy must cost what a real hash costs"
+        );
+        assert!(!verify_password(DECOY_PHC, "whatever-password"));
     }
 
     #[test]

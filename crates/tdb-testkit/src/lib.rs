@@ -1,1 +1,295 @@
-//! placeholder
+//! Test harness: starts real database servers and real `tdb serve` processes on free ports in
+//! fresh directories, the way a user's machine would run them, and stops them when dropped.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tdb_core::secrets::MasterKey;
+use tdb_engines::managed::postgres::ManagedPostgresOptions;
+use tdb_engines::{AdminEndpoint, ManagedPostgres, PgBinaries, RunAs};
+
+/// Installs the process-wide TLS provider once (tests may build TLS clients).
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A directory that managed servers (running as another user when tests run as root) can
+/// enter; removed on drop.
+pub fn reachable_tempdir() -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("tdb-test-").tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// How to start `tdb serve`.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Attached mode: the catalog URL. Unset: the embedded default (managed PostgreSQL).
+    pub catalog_url: Option<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Contents of `tdb.toml`, written into the data dir before the first start.
+    pub config_toml: Option<String>,
+}
+
+/// A running `tdb serve` with its own data dir and API port.
+pub struct TdbServer {
+    bin: PathBuf,
+    root: tempfile::TempDir,
+    options: ServeOptions,
+    api_port: u16,
+    child: Option<Child>,
+    pub api_url: String,
+}
+
+impl TdbServer {
+    /// Starts `bin serve` on the embedded default and waits for `/health`.
+    pub async fn start(bin: &Path) -> anyhow::Result<Self> {
+        Self::start_with(bin, ServeOptions::default()).await
+    }
+
+    pub async fn start_with(bin: &Path, options: ServeOptions) -> anyhow::Result<Self> {
+        init();
+        let api_port = free_port()?;
+        let mut server = Self {
+            bin: bin.to_path_buf(),
+            root: reachable_tempdir()?,
+            options,
+            api_port,
+            child: None,
+            api_url: format!("http://127.0.0.1:{api_port}"),
+        };
+        if let Some(toml) = &server.options.config_toml {
+            std::fs::create_dir_all(server.data_dir())?;
+            std::fs::write(server.data_dir().join("tdb.toml"), toml)?;
+        }
+        server.launch().await?;
+        Ok(server)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.path().join("serve.log")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The managed shared PostgreSQL's postmaster pid, while it runs.
+    pub fn managed_postgres_pid(&self) -> Option<i32> {
+        let pid_file = self
+            .data_dir()
+            .join("servers/postgresql-shared/pgdata/postmaster.pid");
+        std::fs::read_to_string(pid_file)
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The admin URL of the managed shared PostgreSQL, unsealed from its state file with the
+    /// data dir's master key, as tdb itself does (for inspecting the catalog from a test).
+    pub fn managed_admin_url(&self, database: &str) -> anyhow::Result<String> {
+        let dir = self.data_dir();
+        let key = MasterKey::parse(&std::fs::read_to_string(dir.join("master.key"))?)?;
+        let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            dir.join("servers/postgresql-shared/state.json"),
+        )?)?;
+        let sealed = hex::decode(state["admin_password_sealed"].as_str().context("sealed")?)?;
+        let password = key.open_string(&sealed, "managed-postgresql-admin")?;
+        Ok(format!(
+            "postgresql://{}:{password}@127.0.0.1:{}/{database}",
+            state["admin_user"].as_str().context("admin_user")?,
+            state["port"]
+        ))
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--api-listen")
+            .arg(format!("127.0.0.1:{}", self.api_port))
+            .arg("--pg-listen")
+            .arg(format!("127.0.0.1:{}", free_port()?))
+            .env("RUST_LOG", "info,sqlx=warn")
+            .env("NO_COLOR", "1")
+            .env_remove("TDB_CATALOG_URL")
+            .env_remove("TDB_MASTER_KEY")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(url) = &self.options.catalog_url {
+            command.arg("--catalog-url").arg(url);
+        }
+        for (k, v) in &self.options.env {
+            command.env(k, v);
+        }
+        self.child = Some(command.spawn().context("spawning tdb serve")?);
+        self.wait_healthy(Duration::from_secs(60)).await
+    }
+
+    async fn wait_healthy(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("tdb serve exited with {status}:\n{}", self.log_tail());
+            }
+            let url = format!("{}/health", self.api_url);
+            if let Ok(resp) = client.get(&url).send().await
+                && resp.status().is_success()
+            {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                bail!(
+                    "tdb serve not healthy after {limit:?}:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns its exit status.
+    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("tdb serve ignored SIGTERM:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts again on the same data dir and port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        self.launch().await
+    }
+
+    pub fn client(&self, key: Option<&str>) -> tdb_client::Client {
+        tdb_client::Client::new(&self.api_url, key.map(str::to_string))
+    }
+}
+
+impl Drop for TdbServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// A PostgreSQL server of the harness's own (not tdb's), for attached-mode tests and for
+/// inspecting a catalog from outside.
+pub struct TestPostgres {
+    _root: tempfile::TempDir,
+    server: Option<ManagedPostgres>,
+    pub endpoint: AdminEndpoint,
+    pub binaries: PgBinaries,
+}
+
+impl TestPostgres {
+    pub async fn start() -> anyhow::Result<Self> {
+        init();
+        let root = reachable_tempdir()?;
+        let binaries = PgBinaries::find(None)?;
+        let server = ManagedPostgres::start(ManagedPostgresOptions {
+            dir: root.path().join("pg"),
+            binaries: binaries.clone(),
+            run_as: RunAs::resolve("postgres")?,
+            master_key: MasterKey::generate(),
+            label: "test-postgres".into(),
+            settings: vec![("max_connections".into(), "100".into())],
+        })
+        .await?;
+        Ok(Self {
+            endpoint: server.endpoint().clone(),
+            _root: root,
+            server: Some(server),
+            binaries,
+        })
+    }
+
+    /// `postgresql://admin:password@127.0.0.1:port/database`.
+    pub fn url(&self, database: &str) -> String {
+        let e = &self.endpoint;
+        format!(
+            "postgresql://{}:{}@{}:{}/{database}",
+            e.user, e.password, e.host, e.port
+        )
+    }
+
+    /// Runs `pg_dump` of `database` (schema and data) and returns its text.
+    pub fn dump(&self, database: &str) -> anyhow::Result<String> {
+        pg_dump(&self.url(database))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// `pg_dump --no-owner URL` with the installed client; returns the dump's text.
+pub fn pg_dump(url: &str) -> anyhow::Result<String> {
+    let binaries = PgBinaries::find(None)?;
+    let out = Command::new(binaries.tool("pg_dump"))
+        .arg("--no-owner")
+        .arg(url)
+        .output()
+        .context("running pg_dump")?;
+    if !out.status.success() {
+        bail!("pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}

@@ -1,1 +1,105 @@
-fn main() {}
+//! The `tdb` binary: argument parsing and wiring only. `tdb serve` runs the platform; every other
+//! verb is a CLI command that talks to a running server's REST API.
+
+mod cli_config;
+mod cmd;
+mod config;
+mod output;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tdb",
+    version,
+    about = "tdb: a self-hosted multi-tenant database platform",
+    long_about = "tdb: a self-hosted multi-tenant database platform.\n\n`tdb serve` runs the \
+                  platform (REST API, managed database servers). Every other command talks to \
+                  a running server's API, found through --api-url/--api-key, the TDB_API_URL/ \
+                  TDB_API_KEY environment, or ~/.config/tdb/config.toml (written by `tdb login` \
+                  and `tdb config set`)."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: cmd::Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: REST API and managed database servers
+    Serve(config::ServeFlags),
+    /// Create an account; saves its API key in the CLI config
+    Signup(cmd::accounts::SignupArgs),
+    /// Log in; mints a key per project and saves one in the CLI config
+    Login(cmd::accounts::LoginArgs),
+    /// Show or change the CLI config (API URL and key)
+    #[command(subcommand)]
+    Config(cmd::config_cmd::ConfigCommand),
+    /// Manage projects
+    #[command(subcommand)]
+    Projects(cmd::projects::ProjectsCommand),
+    /// Manage the current project's API keys
+    #[command(subcommand)]
+    Apikeys(cmd::apikeys::ApikeysCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(flags) => runtime.block_on(run_serve(flags)),
+        other => runtime.block_on(run_cli(cli.global, other)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_serve(flags: config::ServeFlags) -> anyhow::Result<()> {
+    let config = config::Config::load(&flags)?;
+    init_tracing(&config.log_format);
+    serve::run(config).await
+}
+
+async fn run_cli(global: cmd::Global, command: Command) -> anyhow::Result<()> {
+    let ctx = cmd::Context::new(global)?;
+    match command {
+        Command::Serve(_) => unreachable!("handled in main"),
+        Command::Signup(args) => cmd::accounts::signup(&ctx, args).await,
+        Command::Login(args) => cmd::accounts::login(&ctx, args).await,
+        Command::Config(c) => cmd::config_cmd::run(&ctx, c),
+        Command::Projects(c) => cmd::projects::run(&ctx, c).await,
+        Command::Apikeys(c) => cmd::apikeys::run(&ctx, c).await,
+    }
+}
+
+fn init_tracing(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

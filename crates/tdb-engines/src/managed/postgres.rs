@@ -40,11 +40,10 @@ impl PgBinaries {
         if let Ok(out) = std::process::Command::new("pg_config")
             .arg("--bindir")
             .output()
+            && out.status.success()
         {
-            if out.status.success() {
-                let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                candidates.push(PathBuf::from(dir));
-            }
+            let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            candidates.push(PathBuf::from(dir));
         }
         let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
             .into_iter()
@@ -60,10 +59,10 @@ impl PgBinaries {
         let found = candidates
             .into_iter()
             .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file());
-        if let (Some(wanted), Some(got)) = (explicit, found.as_ref()) {
-            if wanted != got {
-                tracing::warn!(wanted = %wanted.display(), using = %got.display(), "postgres_bin_dir lacks initdb/postgres");
-            }
+        if let (Some(wanted), Some(got)) = (explicit, found.as_ref())
+            && wanted != got
+        {
+            tracing::warn!(wanted = %wanted.display(), using = %got.display(), "postgres_bin_dir lacks initdb/postgres");
         }
         found.map(|bindir| Self { bindir }).ok_or_else(|| {
             ManagedError::Setup(

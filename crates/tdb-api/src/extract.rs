@@ -1,0 +1,198 @@
+//! Extractors that answer in the envelope: JSON bodies whose errors name the field, path
+//! parameters, and the API-key authentication of a request.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use tdb_catalog::api_keys::KeyOwner;
+use tdb_core::secrets::api_key_digest;
+use tdb_core::{ErrorCode, KeyRole, ScopeType};
+
+use crate::AppState;
+use crate::envelope::ApiError;
+
+/// A JSON request body. Any content type is read as JSON (so `curl -d` just works); malformed
+/// JSON, a missing field, an unknown field or a wrong type is a 400 that names the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+            } else {
+                ApiError::bad_request(rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Deserializes a JSON body, turning serde's errors into messages that name the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "request body is required: a JSON object",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        json_error(&path, &inner)
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+fn json_error(path: &str, e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    if matches!(
+        e.classify(),
+        Category::Syntax | Category::Eof | Category::Io
+    ) {
+        return ApiError::bad_request(format!("malformed JSON: {e}"));
+    }
+    // serde reports errors about a field it never reached (missing, unknown) at the parent path,
+    // naming the field between backticks.
+    let text = strip_position(&e.to_string());
+    let named = text
+        .split('`')
+        .nth(1)
+        .filter(|_| text.starts_with("missing field") || text.starts_with("unknown field"));
+    let field = match (named, path) {
+        (Some(name), "." | "") => name.to_string(),
+        // An unknown field is already the last segment of the path; a missing one is not.
+        (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => p.to_string(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, "." | "") => return ApiError::bad_request(format!("invalid request body: {text}")),
+        (None, p) => p.to_string(),
+    };
+    let problem = if text.starts_with("missing field") {
+        "is required".to_string()
+    } else if text.starts_with("unknown field") {
+        "is not a known field".to_string()
+    } else {
+        text
+    };
+    ApiError::field(&field, problem)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// A path parameter; a malformed one is a 400 in the envelope.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// The caller, authenticated by `Authorization: Bearer <api_key>`.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub key_id: String,
+    pub project_id: String,
+    pub account_id: String,
+    pub role: KeyRole,
+    pub scope_type: ScopeType,
+    pub scope_values: Vec<String>,
+    pub tier: String,
+}
+
+impl Auth {
+    fn from_owner(owner: KeyOwner) -> Result<Self, ApiError> {
+        Ok(Self {
+            role: owner.role.parse().map_err(ApiError::internal)?,
+            scope_type: owner.scope_type.parse().map_err(ApiError::internal)?,
+            key_id: owner.key_id,
+            project_id: owner.project_id,
+            account_id: owner.account_id,
+            scope_values: owner.scope_values,
+            tier: owner.tier,
+        })
+    }
+
+    /// Refuses keys whose role is below `needed` (admin > write > read).
+    pub fn require_role(&self, needed: KeyRole) -> Result<(), ApiError> {
+        let rank = |r: KeyRole| match r {
+            KeyRole::Read => 0,
+            KeyRole::Write => 1,
+            KeyRole::Admin => 2,
+        };
+        if rank(self.role) >= rank(needed) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::RoleRequired,
+            format!(
+                "this operation needs a key with role '{needed}'; this key's role is '{}'",
+                self.role
+            ),
+        ))
+    }
+
+    /// Account- and project-wide management (projects, keys) needs an admin key scoped to the
+    /// whole project.
+    pub fn require_project_admin(&self) -> Result<(), ApiError> {
+        self.require_role(KeyRole::Admin)?;
+        if self.scope_type != ScopeType::Project {
+            return Err(ApiError::new(
+                ErrorCode::ScopeDenied,
+                format!(
+                    "this key is scoped to {} {:?}; managing projects and keys needs a \
+                     project-scoped key",
+                    self.scope_type, self.scope_values
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::new(ErrorCode::AuthRequired, "Authorization header required")
+        })?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, key) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+            })
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "Authorization header must be 'Bearer <api_key>'",
+                )
+            })?;
+        let owner = state
+            .catalog
+            .authenticate_key(&api_key_digest(key))
+            .await
+            .map_err(|e| ApiError::from_catalog(e, "API key"))?
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "Invalid API key"))?;
+        Auth::from_owner(owner)
+    }
+}

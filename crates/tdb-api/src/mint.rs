@@ -1,0 +1,64 @@
+//! Minting credentials: the plaintext goes back to the caller once, the catalog keeps only what
+//! verifies it.
+
+use tdb_core::secrets::{self, NewApiKey};
+use tdb_core::{KeyRole, ScopeType, ids};
+
+/// An API key ready to insert, with its plaintext to show once.
+pub struct MintedKey {
+    pub id: String,
+    pub name: String,
+    pub role: KeyRole,
+    pub scope_type: ScopeType,
+    pub scope_values: Vec<String>,
+    pub secret: NewApiKey,
+}
+
+impl MintedKey {
+    pub fn new(
+        name: &str,
+        role: KeyRole,
+        scope_type: ScopeType,
+        scope_values: Vec<String>,
+    ) -> Self {
+        Self {
+            id: ids::api_key_id(),
+            name: name.to_string(),
+            role,
+            scope_type,
+            scope_values,
+            secret: secrets::new_api_key(),
+        }
+    }
+
+    /// A project-wide admin key, as sign-up, project creation, login and switch hand out.
+    pub fn admin(name: &str) -> Self {
+        Self::new(name, KeyRole::Admin, ScopeType::Project, Vec::new())
+    }
+
+    pub fn record(&self) -> tdb_catalog::api_keys::NewApiKey<'_> {
+        tdb_catalog::api_keys::NewApiKey {
+            id: &self.id,
+            name: &self.name,
+            prefix: &self.secret.prefix,
+            digest: &self.secret.digest,
+            role: self.role.as_str(),
+            scope_type: self.scope_type.as_str(),
+            scope_values: &self.scope_values,
+        }
+    }
+}
+
+/// A proxy password and its SCRAM-SHA-256 verifier.
+pub struct MintedPassword {
+    pub plaintext: String,
+    pub verifier: String,
+}
+
+pub fn proxy_password() -> MintedPassword {
+    let plaintext = secrets::new_password("tdb_pw_");
+    MintedPassword {
+        verifier: secrets::scram_verifier(&plaintext),
+        plaintext,
+    }
+}

@@ -1,0 +1,169 @@
+//! Sign-up and login. Login mints a fresh key per project because stored keys cannot be shown
+//! again (API.md deviation 1).
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use tdb_catalog::CatalogError;
+use tdb_catalog::accounts::NewAccount;
+use tdb_catalog::projects::NewProject;
+use tdb_core::names::check_password;
+use tdb_core::{Email, ErrorCode, ProjectName, ids, secrets};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::extract::ApiJson;
+use crate::mint::{self, MintedKey};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    email: String,
+    /// At least 8 characters.
+    password: String,
+    /// Defaults to "My Project".
+    project_name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignupResponse {
+    api_key: String,
+    project_id: String,
+    /// The project's proxy password; shown only now.
+    proxy_password: String,
+    message: &'static str,
+}
+
+async fn hash(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+async fn verify(phc: String, password: String) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || secrets::verify_password(&phc, &password))
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Creates an account, its first project and that project's first admin key.
+#[utoipa::path(post, path = "/signup", tag = "accounts", security(()),
+    request_body = SignupRequest,
+    responses((status = 201, body = SignupResponse), (status = 400), (status = 409)))]
+async fn signup(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SignupRequest>,
+) -> ApiResult<SignupResponse> {
+    let email = Email::parse(&req.email).map_err(|e| ApiError::field("email", e))?;
+    check_password(&req.password).map_err(|e| ApiError::field("password", e))?;
+    let project_name = ProjectName::parse(req.project_name.as_deref().unwrap_or("My Project"))
+        .map_err(|e| ApiError::field("project_name", e))?;
+    let password_hash = hash(req.password).await?;
+    let account_id = ids::account_id();
+    let project_id = ids::project_id();
+    let proxy = mint::proxy_password();
+    let key = MintedKey::admin("default");
+    let account = NewAccount {
+        id: &account_id,
+        email: email.as_str(),
+        password_hash: &password_hash,
+        tier: &state.config.default_tier,
+    };
+    let project = NewProject {
+        id: &project_id,
+        name: project_name.as_str(),
+        proxy_verifier: &proxy.verifier,
+    };
+    match state
+        .catalog
+        .sign_up(&account, &project, &key.record())
+        .await
+    {
+        Ok(()) => {}
+        Err(CatalogError::Conflict(_)) => {
+            return Err(ApiError::conflict(
+                "an account with this e-mail already exists; use POST /login",
+            ));
+        }
+        Err(e) => return Err(ApiError::from_catalog(e, "account")),
+    }
+    Ok(Reply::created(SignupResponse {
+        api_key: key.secret.plaintext,
+        project_id,
+        proxy_password: proxy.plaintext,
+        message: "Account created. Save your API key and proxy password - they won't be shown again!",
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginProject {
+    project_id: String,
+    name: String,
+    /// A key minted for this login.
+    api_key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    projects: Vec<LoginProject>,
+}
+
+/// Returns every project of the account, each with a freshly minted admin key.
+#[utoipa::path(post, path = "/login", tag = "accounts", security(()),
+    request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401)))]
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<LoginResponse> {
+    let refused = || ApiError::new(ErrorCode::Unauthorized, "invalid e-mail or password");
+    let account = match Email::parse(&req.email) {
+        Ok(email) => state
+            .catalog
+            .account_by_email(email.as_str())
+            .await
+            .map_err(|e| ApiError::from_catalog(e, "account"))?,
+        Err(_) => None,
+    };
+    let phc = account
+        .as_ref()
+        .map_or(secrets::DECOY_PHC.to_string(), |a| a.password_hash.clone());
+    let matches = verify(phc, req.password).await?;
+    let account = account.filter(|_| matches).ok_or_else(refused)?;
+    let projects = state
+        .catalog
+        .list_projects(&account.id)
+        .await
+        .map_err(|e| ApiError::from_catalog(e, "project"))?;
+    let mut out = Vec::with_capacity(projects.len());
+    for project in projects {
+        let key = MintedKey::admin("login");
+        state
+            .catalog
+            .create_api_key(&project.id, &key.record())
+            .await
+            .map_err(|e| ApiError::from_catalog(e, "API key"))?;
+        out.push(LoginProject {
+            project_id: project.id,
+            name: project.name,
+            api_key: key.secret.plaintext,
+        });
+    }
+    Ok(Reply::ok(LoginResponse { projects: out }))
+}

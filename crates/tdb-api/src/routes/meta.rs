@@ -1,0 +1,109 @@
+//! Public endpoints about the service itself, and the envelope's answers for unknown paths,
+//! wrong methods and panics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tdb_core::ErrorCode;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::{AppState, Region};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(regions))
+        .routes(routes!(errors))
+        .routes(routes!(health))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RegionsResponse {
+    regions: Vec<Region>,
+}
+
+/// Regions tenants can be placed in.
+#[utoipa::path(get, path = "/regions", tag = "meta", security(()),
+    responses((status = 200, body = RegionsResponse)))]
+async fn regions(State(state): State<AppState>) -> Reply<RegionsResponse> {
+    Reply::ok(RegionsResponse {
+        regions: state.config.regions.clone(),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CodeInfo {
+    status: u16,
+    description: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorsResponse {
+    codes: BTreeMap<&'static str, CodeInfo>,
+}
+
+/// Every response code with its HTTP status.
+#[utoipa::path(get, path = "/errors", tag = "meta", security(()),
+    responses((status = 200, body = ErrorsResponse)))]
+async fn errors() -> Reply<ErrorsResponse> {
+    let codes = ErrorCode::ALL
+        .iter()
+        .map(|c| {
+            let info = CodeInfo {
+                status: c.status(),
+                description: c.description(),
+            };
+            (c.as_str(), info)
+        })
+        .collect();
+    Reply::ok(ErrorsResponse { codes })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthResponse {
+    status: &'static str,
+    catalog: &'static str,
+    version: &'static str,
+}
+
+/// Liveness and catalog reachability; 503 when the catalog does not answer.
+#[utoipa::path(get, path = "/health", tag = "meta", security(()),
+    responses((status = 200, body = HealthResponse), (status = 503, description = "catalog unreachable")))]
+async fn health(State(state): State<AppState>) -> ApiResult<HealthResponse> {
+    if !state.catalog.ping().await {
+        return Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "catalog unreachable",
+        ));
+    }
+    Ok(Reply::ok(HealthResponse {
+        status: "ok",
+        catalog: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// The OpenAPI 3.1 document (served raw, without the envelope, so tools can read it).
+pub async fn openapi(doc: Arc<utoipa::openapi::OpenApi>) -> Response {
+    axum::Json(doc.as_ref().clone()).into_response()
+}
+
+pub async fn unknown_path(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such path: {}", uri.path()))
+}
+
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+pub fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("handler panicked").into_response()
+}

@@ -1,0 +1,40 @@
+//! The router: one file per resource, assembled here with the envelope's fallbacks, the body
+//! limit and panic handling.
+
+mod accounts;
+mod apikeys;
+mod meta;
+mod projects;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+use crate::openapi::ApiDoc;
+
+/// The whole API, with `/openapi.json` describing it.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(meta::routes())
+        .merge(accounts::routes())
+        .merge(projects::routes())
+        .merge(apikeys::routes())
+        .split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || meta::openapi(doc.clone())),
+        )
+        .fallback(meta::unknown_path)
+        .method_not_allowed_fallback(meta::wrong_method)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(meta::panicked))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,228 @@
+//! Projects of the caller's account: list, create, switch (mints a key), delete, and rotation of
+//! the proxy password. Another account's project is answered as absent.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tdb_catalog::CatalogError;
+use tdb_catalog::projects::NewProject;
+use tdb_core::{ProjectName, ids};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::mint::{self, MintedKey};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(delete_project))
+        .routes(routes!(switch_project))
+        .routes(routes!(rotate_proxy_password))
+}
+
+fn project_error(e: CatalogError, id: &str) -> ApiError {
+    match e {
+        CatalogError::NotFound => ApiError::not_found(format!("project '{id}' not found")),
+        other => ApiError::from_catalog(other, "project"),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectItem {
+    project_id: String,
+    name: String,
+    api_key_count: i64,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectList {
+    projects: Vec<ProjectItem>,
+    count: usize,
+}
+
+/// The account's projects.
+#[utoipa::path(get, path = "/projects", tag = "projects",
+    responses((status = 200, body = ProjectList), (status = 401)))]
+async fn list_projects(State(state): State<AppState>, auth: Auth) -> ApiResult<ProjectList> {
+    let projects: Vec<ProjectItem> = state
+        .catalog
+        .list_projects(&auth.account_id)
+        .await?
+        .into_iter()
+        .map(|p| ProjectItem {
+            project_id: p.id,
+            name: p.name,
+            api_key_count: p.api_key_count,
+            created_at: p.created_at,
+        })
+        .collect();
+    Ok(Reply::ok(ProjectList {
+        count: projects.len(),
+        projects,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// 1 to 63 characters; no `__`; unique within the account.
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedProject {
+    project_id: String,
+    name: String,
+    /// An admin key for the new project; shown only now.
+    api_key: String,
+    /// The project's proxy password; shown only now.
+    proxy_password: String,
+    message: &'static str,
+}
+
+/// Creates a project with its first admin key and its proxy password.
+#[utoipa::path(post, path = "/projects", tag = "projects", request_body = CreateProject,
+    responses((status = 201, body = CreatedProject), (status = 400), (status = 409)))]
+async fn create_project(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateProject>,
+) -> ApiResult<CreatedProject> {
+    auth.require_project_admin()?;
+    let name = ProjectName::parse(&req.name).map_err(|e| ApiError::field("name", e))?;
+    let project_id = ids::project_id();
+    let proxy = mint::proxy_password();
+    let key = MintedKey::admin("default");
+    let project = NewProject {
+        id: &project_id,
+        name: name.as_str(),
+        proxy_verifier: &proxy.verifier,
+    };
+    match state
+        .catalog
+        .create_project(&auth.account_id, &project, &key.record())
+        .await
+    {
+        Ok(()) => {}
+        Err(CatalogError::Conflict(_)) => {
+            return Err(ApiError::conflict(format!(
+                "a project named '{}' already exists",
+                name.as_str()
+            )));
+        }
+        Err(e) => return Err(ApiError::from_catalog(e, "project")),
+    }
+    Ok(Reply::created(CreatedProject {
+        project_id,
+        name: name.as_str().to_string(),
+        api_key: key.secret.plaintext,
+        proxy_password: proxy.plaintext,
+        message: "Project created. Save your API key and proxy password - they won't be shown again!",
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SwitchedProject {
+    project_id: String,
+    name: String,
+    /// A key minted for the target project.
+    api_key: String,
+}
+
+/// Switches to another project of the account (by id or name): mints an admin key for it.
+#[utoipa::path(post, path = "/projects/{id}/switch", tag = "projects",
+    params(("id" = String, Path, description = "project id or name")),
+    responses((status = 200, body = SwitchedProject), (status = 404)))]
+async fn switch_project(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<SwitchedProject> {
+    auth.require_project_admin()?;
+    let project = state
+        .catalog
+        .find_project(&auth.account_id, &id)
+        .await
+        .map_err(|e| project_error(e, &id))?;
+    let key = MintedKey::admin("switch");
+    state
+        .catalog
+        .create_api_key(&project.id, &key.record())
+        .await?;
+    Ok(Reply::ok(SwitchedProject {
+        project_id: project.id,
+        name: project.name,
+        api_key: key.secret.plaintext,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Message {
+    message: String,
+}
+
+/// Deletes a project and everything in it.
+#[utoipa::path(delete, path = "/projects/{id}", tag = "projects",
+    params(("id" = String, Path, description = "project id or name")),
+    responses((status = 200, body = Message), (status = 404)))]
+async fn delete_project(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Message> {
+    auth.require_project_admin()?;
+    let project = state
+        .catalog
+        .find_project(&auth.account_id, &id)
+        .await
+        .map_err(|e| project_error(e, &id))?;
+    state
+        .catalog
+        .delete_project(&auth.account_id, &project.id)
+        .await
+        .map_err(|e| project_error(e, &id))?;
+    Ok(Reply::ok(Message {
+        message: format!("Project '{}' deleted successfully", project.id),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RotatedPassword {
+    project_id: String,
+    /// The new proxy password; shown only now. The old one stops working at once.
+    proxy_password: String,
+    message: &'static str,
+}
+
+/// Replaces the project's proxy password.
+#[utoipa::path(post, path = "/projects/{id}/proxy-password", tag = "projects",
+    params(("id" = String, Path, description = "project id or name")),
+    responses((status = 200, body = RotatedPassword), (status = 404)))]
+async fn rotate_proxy_password(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<RotatedPassword> {
+    auth.require_project_admin()?;
+    let project = state
+        .catalog
+        .find_project(&auth.account_id, &id)
+        .await
+        .map_err(|e| project_error(e, &id))?;
+    let proxy = mint::proxy_password();
+    state
+        .catalog
+        .set_proxy_verifier(&auth.account_id, &project.id, &proxy.verifier)
+        .await
+        .map_err(|e| project_error(e, &id))?;
+    Ok(Reply::ok(RotatedPassword {
+        project_id: project.id,
+        proxy_password: proxy.plaintext,
+        message: "Proxy password rotated. Save it - it won't be shown again!",
+    }))
+}

@@ -1,0 +1,58 @@
+//! Accounts: an e-mail, an argon2id password hash and a tier. Sign-up creates the account, its
+//! first project and that project's first API key in one transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use crate::api_keys::{self, NewApiKey};
+use crate::projects::{self, NewProject};
+use crate::{Catalog, Result};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub tier: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct NewAccount<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub tier: &'a str,
+}
+
+impl Catalog {
+    /// Creates the account with its first project and key. A taken e-mail is
+    /// `Conflict("accounts_email_key")`.
+    pub async fn sign_up(
+        &self,
+        account: &NewAccount<'_>,
+        project: &NewProject<'_>,
+        key: &NewApiKey<'_>,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, email, password_hash, tier) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(account.id)
+        .bind(account.email)
+        .bind(account.password_hash)
+        .bind(account.tier)
+        .execute(&mut *tx)
+        .await?;
+        projects::insert(&mut tx, account.id, project).await?;
+        api_keys::insert(&mut tx, project.id, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
+        Ok(sqlx::query_as("SELECT * FROM accounts WHERE email = $1")
+            .bind(email)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+}

@@ -1,0 +1,135 @@
+//! Projects: the boundary every other resource lives in. Each holds its proxy password as a
+//! SCRAM-SHA-256 verifier only.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection};
+
+use crate::api_keys::{self, NewApiKey};
+use crate::{Catalog, CatalogError, Result};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Project {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ProjectSummary {
+    pub id: String,
+    pub name: String,
+    pub api_key_count: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct NewProject<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub proxy_verifier: &'a str,
+}
+
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    account_id: &str,
+    project: &NewProject<'_>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO projects (id, account_id, name, proxy_verifier) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(project.id)
+    .bind(account_id)
+    .bind(project.name)
+    .bind(project.proxy_verifier)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Catalog {
+    /// Creates a project of `account_id` with its first key. A taken name is
+    /// `Conflict("projects_account_name_key")`.
+    pub async fn create_project(
+        &self,
+        account_id: &str,
+        project: &NewProject<'_>,
+        key: &NewApiKey<'_>,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        insert(&mut tx, account_id, project).await?;
+        api_keys::insert(&mut tx, project.id, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account's projects, oldest first, with their count of live keys.
+    pub async fn list_projects(&self, account_id: &str) -> Result<Vec<ProjectSummary>> {
+        Ok(sqlx::query_as(
+            "SELECT p.id, p.name, p.created_at,
+                    (SELECT count(*) FROM api_keys k
+                      WHERE k.project_id = p.id AND k.revoked_at IS NULL) AS api_key_count
+               FROM projects p
+              WHERE p.account_id = $1
+              ORDER BY p.created_at, p.id",
+        )
+        .bind(account_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// A project of `account_id` named by id or by name; another account's project is absent.
+    pub async fn find_project(&self, account_id: &str, id_or_name: &str) -> Result<Project> {
+        sqlx::query_as(
+            "SELECT id, account_id, name, created_at FROM projects
+              WHERE account_id = $1 AND (id = $2 OR name = $2)
+              ORDER BY (id = $2) DESC LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(id_or_name)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(CatalogError::NotFound)
+    }
+
+    /// Deletes a project and, by cascade, everything recorded under it.
+    pub async fn delete_project(&self, account_id: &str, project_id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM projects WHERE account_id = $1 AND id = $2")
+            .bind(account_id)
+            .bind(project_id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::NotFound);
+        }
+        Ok(())
+    }
+
+    pub async fn set_proxy_verifier(
+        &self,
+        account_id: &str,
+        project_id: &str,
+        verifier: &str,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE projects SET proxy_verifier = $3 WHERE account_id = $1 AND id = $2",
+        )
+        .bind(account_id)
+        .bind(project_id)
+        .bind(verifier)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// The stored proxy verifier (for the proxy's SCRAM exchange and for tests).
+    pub async fn proxy_verifier(&self, project_id: &str) -> Result<String> {
+        sqlx::query_scalar("SELECT proxy_verifier FROM projects WHERE id = $1")
+            .bind(project_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(CatalogError::NotFound)
+    }
+}

@@ -1,0 +1,84 @@
+//! Database servers tdb places databases on: managed (started by tdb) or attached (configured by
+//! the operator). The admin password is stored sealed; sealing is the caller's, bound to the id.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use crate::{Catalog, Result};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Server {
+    pub id: String,
+    pub name: String,
+    pub engine: String,
+    pub role: String,
+    pub region: String,
+    pub host: String,
+    pub port: i32,
+    pub admin_user: String,
+    pub admin_secret: Vec<u8>,
+    pub managed: bool,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A server as configuration describes it; `name` is its stable identity across restarts.
+pub struct ServerSpec<'a> {
+    pub name: &'a str,
+    pub engine: &'a str,
+    pub role: &'a str,
+    pub region: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub admin_user: &'a str,
+    pub managed: bool,
+}
+
+impl Catalog {
+    /// Records or refreshes the server named `spec.name`. `seal` turns the record id into the
+    /// sealed admin secret, so the secret is bound to the row it lives in. Returns the id.
+    pub async fn upsert_server(
+        &self,
+        spec: &ServerSpec<'_>,
+        new_id: impl FnOnce() -> String,
+        seal: impl FnOnce(&str) -> Vec<u8>,
+    ) -> Result<String> {
+        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM servers WHERE name = $1")
+            .bind(spec.name)
+            .fetch_optional(self.pool())
+            .await?;
+        let id = existing.unwrap_or_else(new_id);
+        let secret = seal(&id);
+        sqlx::query(
+            "INSERT INTO servers (id, name, engine, role, region, host, port, admin_user,
+                                  admin_secret, managed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (id) DO UPDATE SET
+                engine = EXCLUDED.engine, role = EXCLUDED.role, region = EXCLUDED.region,
+                host = EXCLUDED.host, port = EXCLUDED.port, admin_user = EXCLUDED.admin_user,
+                admin_secret = EXCLUDED.admin_secret, managed = EXCLUDED.managed,
+                updated_at = now()",
+        )
+        .bind(&id)
+        .bind(spec.name)
+        .bind(spec.engine)
+        .bind(spec.role)
+        .bind(spec.region)
+        .bind(spec.host)
+        .bind(i32::from(spec.port))
+        .bind(spec.admin_user)
+        .bind(secret)
+        .bind(spec.managed)
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn list_servers(&self) -> Result<Vec<Server>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM servers ORDER BY created_at, id")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+}

@@ -1,0 +1,291 @@
+//! `tdb serve` configuration, layered: built-in defaults < `tdb.toml` (in the data dir, or
+//! `--config`) < `TDB_*` environment variables < command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use tdb_api::Region;
+
+/// An existing database server given to tdb (attached mode).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerConfig {
+    /// Stable name; identifies the server across restarts.
+    pub name: String,
+    /// `postgresql` (others arrive with their engines).
+    #[serde(default = "default_engine")]
+    pub engine: String,
+    /// `shared` (default) or `dedicated`.
+    #[serde(default = "default_role")]
+    pub role: String,
+    /// Region zone; defaults to the default region.
+    pub region: Option<String>,
+    /// Admin connection URL, e.g. `postgresql://admin:secret@db1:5432/postgres`.
+    pub url: String,
+}
+
+fn default_engine() -> String {
+    "postgresql".into()
+}
+
+fn default_role() -> String {
+    "shared".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub pg_listen: SocketAddr,
+    pub mysql_listen: SocketAddr,
+    pub redis_listen: SocketAddr,
+    /// Host written into connection strings; defaults to the listen host.
+    pub public_host: Option<String>,
+    /// Attached mode: the catalog's PostgreSQL URL. Unset: tdb manages its own server.
+    pub catalog_url: Option<String>,
+    /// The master key (64 hex characters or base64 of 32 bytes); unset: `master.key` in the
+    /// data dir, created on first start.
+    pub master_key: Option<String>,
+    /// The OS user managed servers run as when tdb runs as root.
+    pub managed_user: String,
+    /// Where PostgreSQL's server binaries are; unset: found automatically.
+    pub postgres_bin_dir: Option<PathBuf>,
+    /// Tier of new accounts: `free` or `paid`.
+    pub default_tier: String,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// `text` or `json`.
+    pub log_format: String,
+    pub regions: Vec<Region>,
+    pub servers: Vec<ServerConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let api = tdb_api::ApiConfig::default();
+        Self {
+            data_dir: PathBuf::from("./tdb-data"),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            pg_listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
+            mysql_listen: SocketAddr::from(([127, 0, 0, 1], 6033)),
+            redis_listen: SocketAddr::from(([127, 0, 0, 1], 6380)),
+            public_host: None,
+            catalog_url: None,
+            master_key: None,
+            managed_user: "postgres".into(),
+            postgres_bin_dir: None,
+            default_tier: api.default_tier,
+            body_limit: api.body_limit,
+            log_format: "text".into(),
+            regions: api.regions,
+            servers: Vec::new(),
+        }
+    }
+}
+
+/// Flags of `tdb serve`; each overrides the same setting from file and environment.
+#[derive(Debug, Default, Clone, clap::Args, Serialize)]
+pub struct ServeFlags {
+    /// Data directory [default: ./tdb-data] [env: TDB_DATA_DIR]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file [default: <data-dir>/tdb.toml] [env: TDB_CONFIG]
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// REST API address [default: 127.0.0.1:8080] [env: TDB_API_LISTEN]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_listen: Option<SocketAddr>,
+    /// PostgreSQL proxy address [default: 127.0.0.1:6432] [env: TDB_PG_LISTEN]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_listen: Option<SocketAddr>,
+    /// MySQL proxy address [default: 127.0.0.1:6033] [env: TDB_MYSQL_LISTEN]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mysql_listen: Option<SocketAddr>,
+    /// Redis proxy address [default: 127.0.0.1:6380] [env: TDB_REDIS_LISTEN]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_listen: Option<SocketAddr>,
+    /// Host written into connection strings [default: the listen host] [env: TDB_PUBLIC_HOST]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
+    /// Use this PostgreSQL for the catalog instead of a managed one [env: TDB_CATALOG_URL]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_url: Option<String>,
+    /// Log format: text or json [default: text] [env: TDB_LOG_FORMAT]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+}
+
+/// Environment variables that belong to the CLI, not to `serve`.
+const CLI_ENV: [&str; 4] = ["api_url", "api_key", "password", "config"];
+
+impl Config {
+    /// Resolves the layers. The data dir decides where `tdb.toml` is, so it is taken from the
+    /// flag or `TDB_DATA_DIR` first (a `--config` file may still set it).
+    pub fn load(flags: &ServeFlags) -> anyhow::Result<Self> {
+        let env = || Env::prefixed("TDB_").ignore(&CLI_ENV);
+        let early: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(env())
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .context("reading configuration from environment and flags")?;
+        let explicit = flags
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("TDB_CONFIG").map(PathBuf::from));
+        let file = explicit
+            .clone()
+            .unwrap_or_else(|| early.data_dir.join("tdb.toml"));
+        if explicit.is_some() && !file.is_file() {
+            anyhow::bail!("configuration file {} does not exist", file.display());
+        }
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&file))
+            .merge(env())
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .with_context(|| format!("reading configuration ({})", file.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !["text", "json"].contains(&self.log_format.as_str()) {
+            anyhow::bail!(
+                "log_format must be 'text' or 'json', not '{}'",
+                self.log_format
+            );
+        }
+        if !["free", "paid"].contains(&self.default_tier.as_str()) {
+            anyhow::bail!(
+                "default_tier must be 'free' or 'paid', not '{}'",
+                self.default_tier
+            );
+        }
+        if self.regions.is_empty() {
+            anyhow::bail!("at least one region must be configured");
+        }
+        if self.regions.iter().filter(|r| r.is_default).count() != 1 {
+            anyhow::bail!("exactly one region must have is_default = true");
+        }
+        for server in &self.servers {
+            if server.engine != "postgresql" {
+                anyhow::bail!(
+                    "server '{}': engine '{}' cannot be attached yet (postgresql only)",
+                    server.name,
+                    server.engine
+                );
+            }
+            if !["shared", "dedicated"].contains(&server.role.as_str()) {
+                anyhow::bail!(
+                    "server '{}': role must be 'shared' or 'dedicated'",
+                    server.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn default_region(&self) -> &str {
+        self.regions
+            .iter()
+            .find(|r| r.is_default)
+            .map_or("local", |r| r.zone.as_str())
+    }
+
+    pub fn api_config(&self) -> tdb_api::ApiConfig {
+        tdb_api::ApiConfig {
+            regions: self.regions.clone(),
+            default_tier: self.default_tier.clone(),
+            body_limit: self.body_limit,
+        }
+    }
+
+    pub fn managed_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join("servers").join(name)
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.data_dir.join("master.key")
+    }
+}
+
+#[cfg(test)]
+// figment's Jail closures return figment::Error by its design; the size is not ours to change.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_architecture() {
+        let c = Config::default();
+        assert_eq!(c.api_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.pg_listen.to_string(), "127.0.0.1:6432");
+        assert_eq!(c.data_dir, PathBuf::from("./tdb-data"));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "tdb.toml",
+                r#"
+                api_listen = "127.0.0.1:9000"
+                pg_listen = "127.0.0.1:7000"
+                public_host = "from-file"
+                "#,
+            )?;
+            jail.set_env("TDB_PG_LISTEN", "127.0.0.1:7001");
+            jail.set_env("TDB_PUBLIC_HOST", "from-env");
+            let flags = ServeFlags {
+                data_dir: Some(PathBuf::from(".")),
+                public_host: Some("from-flag".into()),
+                ..ServeFlags::default()
+            };
+            let c = Config::load(&flags).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.api_listen.to_string(),
+                "127.0.0.1:9000",
+                "file beats default"
+            );
+            assert_eq!(c.pg_listen.to_string(), "127.0.0.1:7001", "env beats file");
+            assert_eq!(
+                c.public_host.as_deref(),
+                Some("from-flag"),
+                "flag beats env"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("tdb.toml", "log_format = \"xml\"\n")?;
+            let flags = ServeFlags {
+                data_dir: Some(PathBuf::from(".")),
+                ..ServeFlags::default()
+            };
+            let err = Config::load(&flags)
+                .expect_err("xml is no log format")
+                .to_string();
+            assert!(err.contains("log_format"), "{err}");
+            jail.set_env("TDB_API_LISTEN", "not-an-address");
+            let err = format!("{:#}", Config::load(&flags).expect_err("bad address"));
+            assert!(err.to_lowercase().contains("api_listen"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,305 @@
+//! `tdb serve`: prepares the data dir and master key, starts the managed PostgreSQL server (or
+//! uses an attached one), opens the catalog, records the servers, and runs the API until SIGINT
+//! or SIGTERM, after which every child process is stopped.
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::postgres::PgConnectOptions;
+use tdb_catalog::Catalog;
+use tdb_catalog::servers::ServerSpec;
+use tdb_core::secrets::MasterKey;
+use tdb_engines::managed::postgres::ManagedPostgresOptions;
+use tdb_engines::{AdminEndpoint, ManagedPostgres, PgBinaries, RunAs};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ServerConfig};
+
+const CATALOG_DB: &str = "tdb_catalog";
+const SHARED_PG: &str = "postgresql-shared";
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    prepare_data_dir(&config)?;
+    let master_key = load_master_key(&config)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+
+    let managed = match &config.catalog_url {
+        Some(_) => None,
+        None => Some(start_shared_postgres(&config, &master_key).await?),
+    };
+    let result = run_with_catalog(&config, &master_key, managed.as_ref(), shutdown).await;
+    if let Some(server) = managed {
+        server.shutdown().await;
+    }
+    tracing::info!("tdb stopped");
+    result
+}
+
+async fn run_with_catalog(
+    config: &Config,
+    key: &MasterKey,
+    managed: Option<&ManagedPostgres>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let catalog_options = match (managed, &config.catalog_url) {
+        (Some(server), _) => {
+            let admin = connect_options(server.endpoint());
+            tdb_catalog::ensure_database(&admin, CATALOG_DB)
+                .await
+                .context("creating the catalog database")?;
+            admin.database(CATALOG_DB)
+        }
+        (None, Some(url)) => PgConnectOptions::from_str(url).context("parsing catalog_url")?,
+        (None, None) => unreachable!("either managed or attached"),
+    };
+    let catalog = Catalog::open(catalog_options, 16)
+        .await
+        .context("opening the catalog")?;
+    register_servers(config, key, &catalog, managed).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("binding the API to {}", config.api_listen))?;
+    tracing::info!(
+        api = %listener.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        "tdb is serving"
+    );
+    let state = tdb_api::AppState {
+        catalog: catalog.clone(),
+        config: Arc::new(config.api_config()),
+    };
+    let result = tdb_api::serve(listener, state, shutdown.cancelled_owned()).await;
+    catalog.close().await;
+    result.context("serving the API")
+}
+
+/// Creates the data dir. When managed servers run as another user they must be able to pass
+/// through it, so it is 0711 (enter, not list); otherwise 0700.
+fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    let mode = if nix::unistd::Uid::effective().is_root() && config.catalog_url.is_none() {
+        0o711
+    } else {
+        0o700
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+    } else if mode == 0o711 {
+        let current = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if current & 0o001 == 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(current | 0o711))?;
+        }
+    }
+    Ok(())
+}
+
+/// The master key: from configuration (`TDB_MASTER_KEY`), else `master.key` in the data dir,
+/// created with mode 0600 on first start.
+fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    if let Some(text) = &config.master_key {
+        return MasterKey::parse(text).context("master_key / TDB_MASTER_KEY");
+    }
+    let path = config.master_key_path();
+    if path.exists() {
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{} is readable by other users (mode {mode:o}); run `chmod 600` on it",
+                path.display()
+            );
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return MasterKey::parse(&text).with_context(|| format!("parsing {}", path.display()));
+    }
+    let key = MasterKey::generate();
+    write_private(&path, &key.to_hex())?;
+    tracing::info!(path = %path.display(), "created master key");
+    Ok(key)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn start_shared_postgres(
+    config: &Config,
+    key: &MasterKey,
+) -> anyhow::Result<ManagedPostgres> {
+    let options = ManagedPostgresOptions {
+        dir: config.managed_dir(SHARED_PG),
+        binaries: PgBinaries::find(config.postgres_bin_dir.as_deref())?,
+        run_as: RunAs::resolve(&config.managed_user)?,
+        master_key: key.clone(),
+        label: SHARED_PG.into(),
+        settings: vec![("max_connections".into(), "300".into())],
+    };
+    ManagedPostgres::start(options)
+        .await
+        .context("starting the managed PostgreSQL server")
+}
+
+fn connect_options(e: &AdminEndpoint) -> PgConnectOptions {
+    PgConnectOptions::new()
+        .host(&e.host)
+        .port(e.port)
+        .username(&e.user)
+        .password(&e.password)
+        .database("postgres")
+}
+
+/// Records every server tdb may place databases on: the managed shared server, the configured
+/// `[[servers]]`, and in attached mode without `[[servers]]` the catalog's own server.
+async fn register_servers(
+    config: &Config,
+    key: &MasterKey,
+    catalog: &Catalog,
+    managed: Option<&ManagedPostgres>,
+) -> anyhow::Result<()> {
+    let region = config.default_region();
+    if let Some(server) = managed {
+        let e = server.endpoint();
+        let spec = ServerSpec {
+            name: SHARED_PG,
+            engine: "postgresql",
+            role: "shared",
+            region,
+            host: &e.host,
+            port: e.port,
+            admin_user: &e.user,
+            managed: true,
+        };
+        upsert(catalog, key, &spec, &e.password).await?;
+    }
+    let mut attached = config.servers.clone();
+    if let (None, true, Some(url)) = (managed, attached.is_empty(), &config.catalog_url) {
+        attached.push(catalog_server(url));
+    }
+    for server in &attached {
+        let opts = PgConnectOptions::from_str(&server.url)
+            .with_context(|| format!("server '{}': parsing url", server.name))?;
+        let password = password_of(&server.url);
+        let spec = ServerSpec {
+            name: &server.name,
+            engine: &server.engine,
+            role: &server.role,
+            region: server.region.as_deref().unwrap_or(region),
+            host: opts.get_host(),
+            port: opts.get_port(),
+            admin_user: opts.get_username(),
+            managed: false,
+        };
+        upsert(catalog, key, &spec, &password).await?;
+    }
+    Ok(())
+}
+
+async fn upsert(
+    catalog: &Catalog,
+    key: &MasterKey,
+    spec: &ServerSpec<'_>,
+    password: &str,
+) -> anyhow::Result<()> {
+    catalog
+        .upsert_server(spec, tdb_core::ids::server_id, |id| {
+            key.seal(password.as_bytes(), id)
+        })
+        .await
+        .with_context(|| format!("recording server '{}'", spec.name))?;
+    Ok(())
+}
+
+/// The catalog's server, used as the shared PostgreSQL server when no `[[servers]]` are given.
+fn catalog_server(url: &str) -> ServerConfig {
+    ServerConfig {
+        name: "postgresql-catalog".into(),
+        engine: "postgresql".into(),
+        role: "shared".into(),
+        region: None,
+        url: url.to_string(),
+    }
+}
+
+/// The percent-decoded password of a connection URL ("" when it has none).
+fn password_of(url: &str) -> String {
+    let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
+        return String::new();
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return String::new();
+    };
+    let Some((_, password)) = userinfo.split_once(':') else {
+        return String::new();
+    };
+    percent_decode(password)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_come_out_of_urls_decoded() {
+        assert_eq!(password_of("postgresql://u:p%40ss@h:5432/db"), "p@ss");
+        assert_eq!(password_of("postgresql://u@h/db"), "");
+        assert_eq!(password_of("postgresql://h/db"), "");
+        assert_eq!(password_of("postgres://a:b:c@h"), "b:c");
+    }
+}

@@ -1,0 +1,174 @@
+//! The CLI against a real server: the whole account flow through `tdb` commands, the config
+//! file they keep, `--json` for scripts, and non-zero exits carrying the API's error.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+struct Cli<'a> {
+    home: &'a Path,
+    api_url: &'a str,
+}
+
+impl Cli<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .env_clear()
+            .env("HOME", self.home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TDB_API_URL", self.api_url)
+            .output()
+            .expect("run tdb")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "tdb {args:?} failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    }
+
+    /// Runs and expects failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "tdb {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn saved_key(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.home.join(".config/tdb/config.toml")).expect("config");
+        let value: toml::Value = toml::from_str(&text).expect("toml");
+        value["api_key"].as_str().expect("api_key").to_string()
+    }
+}
+
+#[tokio::test]
+async fn account_flow_through_the_cli() {
+    let s = start().await;
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+    };
+
+    assert!(cli.ok(&["--version"]).contains(env!("CARGO_PKG_VERSION")));
+    let help = cli.ok(&["--help"]);
+    for verb in ["serve", "signup", "login", "config", "projects", "apikeys"] {
+        assert!(help.contains(verb), "help lacks {verb}");
+    }
+    assert!(cli.ok(&["serve", "--help"]).contains("--pg-listen"));
+
+    // Sign-up saves the key in a private config file.
+    let out = cli.ok(&[
+        "signup",
+        "--email",
+        "alice@example.com",
+        "--password",
+        "correct-horse",
+        "--project-name",
+        "Alpha",
+    ]);
+    assert!(
+        out.contains("api_key") && out.contains("proxy_password"),
+        "{out}"
+    );
+    let config = home.path().join(".config/tdb/config.toml");
+    let mode = std::fs::metadata(&config)
+        .expect("config")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let first_key = cli.saved_key();
+    let shown = cli.ok(&["config", "show"]);
+    assert!(
+        shown.contains(&first_key[..13]) && !shown.contains(&first_key),
+        "key masked: {shown}"
+    );
+
+    // Projects.
+    assert!(cli.ok(&["projects", "list"]).contains("Alpha"));
+    let beta = cli.json(&["projects", "create", "Beta"]);
+    assert_eq!(beta["code"], "created");
+    let beta_id = beta["project_id"].as_str().expect("id").to_string();
+    let list = cli.json(&["projects", "list"]);
+    assert_eq!(list["count"], 2);
+    cli.ok(&["projects", "switch", "Beta"]);
+    let beta_key = cli.saved_key();
+    assert_ne!(beta_key, first_key);
+    let keys = cli.json(&["apikeys", "list"]);
+    assert!(
+        keys["api_keys"].as_array().is_some_and(|k| k.len() == 2),
+        "Beta's keys: {keys}"
+    );
+
+    // Keys: create a read key, use it, revoke it, see it refused.
+    let created = cli.json(&["apikeys", "create", "--name", "ci", "--role", "read"]);
+    let read_key = created["api_key"].as_str().expect("key").to_string();
+    let read_id = created["id"].as_str().expect("id").to_string();
+    assert!(cli.ok(&["apikeys", "list"]).contains(&read_id));
+    let err = cli.fails(&["--api-key", &read_key, "projects", "create", "Gamma"]);
+    assert!(err.contains("role_required"), "{err}");
+    cli.ok(&["apikeys", "delete", &read_id]);
+    let err = cli.fails(&["--api-key", &read_key, "projects", "list"]);
+    assert!(
+        err.contains("Invalid API key") && err.contains("unauthorized"),
+        "{err}"
+    );
+
+    // Errors name the field and exit non-zero.
+    let err = cli.fails(&["projects", "create", "bad__name"]);
+    assert!(err.contains("field 'name'"), "{err}");
+    let err = cli.fails(&["apikeys", "create", "--role", "owner"]);
+    assert!(err.contains("field 'role'"), "{err}");
+    let err = cli.fails(&["--api-url", "http://127.0.0.1:1", "projects", "list"]);
+    assert!(err.contains("cannot reach"), "{err}");
+
+    // Login saves a fresh key of the chosen project; config set replaces it.
+    let login = cli.ok(&[
+        "login",
+        "--email",
+        "alice@example.com",
+        "--password",
+        "correct-horse",
+        "--project",
+        "Alpha",
+    ]);
+    assert!(login.contains("Alpha") && login.contains("Beta"), "{login}");
+    let login_key = cli.saved_key();
+    assert!(![first_key.as_str(), beta_key.as_str()].contains(&login_key.as_str()));
+    let err = cli.fails(&[
+        "login",
+        "--email",
+        "alice@example.com",
+        "--password",
+        "wrong-horse",
+    ]);
+    assert!(err.contains("invalid e-mail or password"), "{err}");
+    cli.ok(&["config", "set", "api-key", &beta_key]);
+    assert_eq!(cli.saved_key(), beta_key);
+
+    // Delete Beta (with Alpha's key, since Beta's own key goes with it).
+    cli.ok(&["--api-key", &login_key, "projects", "delete", &beta_id]);
+    let list = cli.json(&["--api-key", &login_key, "projects", "list"]);
+    assert_eq!(list["count"], 1);
+}

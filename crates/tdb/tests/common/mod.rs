@@ -1,0 +1,89 @@
+//! Shared helpers of the integration tests: a real `tdb serve` and raw HTTP calls that return
+//! the status and the JSON body, so tests check the envelope exactly as a client sees it.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use reqwest::Method;
+use serde_json::Value;
+use tdb_testkit::TdbServer;
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tdb"))
+}
+
+pub async fn start() -> TdbServer {
+    TdbServer::start(bin()).await.expect("tdb serve starts")
+}
+
+/// One HTTP call: `(status, body)`. `body` is sent raw (so tests can send broken JSON).
+pub async fn call(
+    server: &TdbServer,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method, format!("{}{}", server.api_url, path));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body read");
+    let json: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"));
+    assert_envelope(status, &json);
+    (status, json)
+}
+
+/// Every answer carries the envelope, consistent with the HTTP status.
+pub fn assert_envelope(status: u16, body: &Value) {
+    assert_eq!(body["http_status"], status, "envelope status: {body}");
+    assert_eq!(body["success"], status < 400, "envelope success: {body}");
+    assert!(body["code"].is_string(), "envelope code: {body}");
+    if status >= 400 {
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "error message: {body}"
+        );
+    }
+}
+
+pub async fn get(s: &TdbServer, path: &str, key: &str) -> (u16, Value) {
+    call(s, Method::GET, path, Some(key), None).await
+}
+
+pub async fn post(s: &TdbServer, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+    call(s, Method::POST, path, key, Some(&body.to_string())).await
+}
+
+pub async fn delete(s: &TdbServer, path: &str, key: &str) -> (u16, Value) {
+    call(s, Method::DELETE, path, Some(key), None).await
+}
+
+/// Signs up `email` and returns the body (api_key, project_id, proxy_password).
+pub async fn signup(s: &TdbServer, email: &str, project: &str) -> Value {
+    let (status, body) = post(
+        s,
+        "/signup",
+        None,
+        serde_json::json!({ "email": email, "password": "correct-horse", "project_name": project }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string '{key}' in {v}"))
+}

@@ -1,0 +1,193 @@
+//! No secret a client can log in with is stored in a recoverable form. Runs tdb in attached
+//! mode against a PostgreSQL of the harness's own, so the test can dump the whole catalog and
+//! search it, and checks what is recorded of attached servers.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use tdb_testkit::{ServeOptions, TdbServer, TestPostgres};
+
+#[tokio::test]
+async fn no_plaintext_secret_reaches_the_catalog() {
+    let pg = TestPostgres::start().await.expect("test postgres");
+    let catalog_url = pg.url("postgres");
+    let s = TdbServer::start_with(
+        bin(),
+        ServeOptions {
+            catalog_url: Some(catalog_url),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("tdb attached");
+
+    let account_password = "correct-horse";
+    let alice = signup(&s, "alice@example.com", "Alpha").await;
+    let key = str_of(&alice, "api_key").to_string();
+    let mut secrets = vec![
+        account_password.to_string(),
+        key.clone(),
+        str_of(&alice, "proxy_password").to_string(),
+        pg.endpoint.password.clone(),
+    ];
+    let (_, project) = post(&s, "/projects", Some(&key), json!({"name": "Beta"})).await;
+    secrets.push(str_of(&project, "api_key").into());
+    secrets.push(str_of(&project, "proxy_password").into());
+    let (_, created) = post(&s, "/apikeys", Some(&key), json!({"role": "read"})).await;
+    secrets.push(str_of(&created, "api_key").into());
+    let first = str_of(&alice, "project_id");
+    let (_, rotated) = post(
+        &s,
+        &format!("/projects/{first}/proxy-password"),
+        Some(&key),
+        json!({}),
+    )
+    .await;
+    secrets.push(str_of(&rotated, "proxy_password").into());
+    let (_, login) = post(
+        &s,
+        "/login",
+        None,
+        json!({"email": "alice@example.com", "password": account_password}),
+    )
+    .await;
+    for p in login["projects"].as_array().expect("projects") {
+        secrets.push(str_of(p, "api_key").into());
+    }
+    let (_, switched) = post(&s, "/projects/Beta/switch", Some(&key), json!({})).await;
+    secrets.push(str_of(&switched, "api_key").into());
+
+    let dump = pg.dump("postgres").expect("pg_dump");
+    assert!(
+        dump.contains("COPY public.api_keys"),
+        "dump holds the catalog"
+    );
+    assert!(dump.contains("$argon2id$"), "passwords are argon2id hashes");
+    assert!(
+        dump.contains("SCRAM-SHA-256$4096:"),
+        "proxy passwords are SCRAM verifiers"
+    );
+    for secret in &secrets {
+        assert!(
+            !dump.contains(secret.as_str()),
+            "plaintext secret {}… found in the catalog",
+            &secret[..8]
+        );
+        // The random part alone must not appear either (e.g. in another encoding of the key).
+        if secret.len() >= 32 {
+            let tail = &secret[secret.len() - 16..];
+            assert!(
+                !dump.contains(tail),
+                "secret tail of {}… found in the catalog",
+                &secret[..8]
+            );
+        }
+    }
+
+    // The catalog's own server was recorded as the shared server, its password sealed.
+    let servers: Vec<&str> = dump
+        .lines()
+        .skip_while(|l| !l.starts_with("COPY public.servers"))
+        .skip(1)
+        .take_while(|l| *l != "\\.")
+        .collect();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert!(servers[0].contains("postgresql-catalog") && servers[0].contains("shared"));
+    drop(s);
+    pg.stop().await;
+}
+
+#[tokio::test]
+async fn managed_catalog_records_its_server_with_a_sealed_password() {
+    let s = start().await;
+    let alice = signup(&s, "alice@example.com", "Alpha").await;
+    let admin_url = s.managed_admin_url("tdb_catalog").expect("admin url");
+    let admin_password = admin_url
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('@').next())
+        .expect("password")
+        .to_string();
+    let dump = tdb_testkit::pg_dump(&admin_url).expect("dump managed catalog");
+    for secret in [
+        str_of(&alice, "api_key"),
+        str_of(&alice, "proxy_password"),
+        "correct-horse",
+        admin_password.as_str(),
+    ] {
+        assert!(
+            !dump.contains(secret),
+            "plaintext secret {}… in the managed catalog",
+            &secret[..8]
+        );
+    }
+    let servers: Vec<&str> = dump
+        .lines()
+        .skip_while(|l| !l.starts_with("COPY public.servers"))
+        .skip(1)
+        .take_while(|l| *l != "\\.")
+        .collect();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    let row: Vec<&str> = servers[0].split('\t').collect();
+    // id, name, engine, role, region, host, port, admin_user, admin_secret, managed, ...
+    assert_eq!(
+        &row[1..5],
+        ["postgresql-shared", "postgresql", "shared", "local"]
+    );
+    assert_eq!(row[7], "tdb_admin");
+    assert!(
+        row[8].starts_with("\\\\x01"),
+        "sealed secret, version 1: {}",
+        row[8]
+    );
+    assert_eq!(row[9], "t", "managed");
+}
+
+#[tokio::test]
+async fn attached_servers_from_tdb_toml_are_recorded_sealed() {
+    let catalog = TestPostgres::start().await.expect("catalog postgres");
+    let shared = TestPostgres::start().await.expect("shared postgres");
+    let toml = format!(
+        "[[regions]]\nzone = \"eu-central\"\nlabel = \"Europe\"\nis_default = true\n\n\
+         [[regions]]\nzone = \"us-east\"\nlabel = \"US East\"\n\n\
+         [[servers]]\nname = \"pg-eu-1\"\nurl = \"{}\"\n",
+        shared.url("postgres")
+    );
+    let s = TdbServer::start_with(
+        bin(),
+        ServeOptions {
+            catalog_url: Some(catalog.url("postgres")),
+            config_toml: Some(toml),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("tdb attached with servers");
+    let (_, regions) = call(&s, reqwest::Method::GET, "/regions", None, None).await;
+    assert_eq!(regions["regions"][0]["zone"], "eu-central");
+    assert_eq!(regions["regions"][1]["is_default"], false);
+
+    let dump = catalog.dump("postgres").expect("dump");
+    assert!(
+        !dump.contains(&shared.endpoint.password),
+        "attached server password in clear"
+    );
+    let servers: Vec<&str> = dump
+        .lines()
+        .skip_while(|l| !l.starts_with("COPY public.servers"))
+        .skip(1)
+        .take_while(|l| *l != "\\.")
+        .collect();
+    assert_eq!(servers.len(), 1, "only the configured server: {servers:?}");
+    let row: Vec<&str> = servers[0].split('\t').collect();
+    assert_eq!(
+        &row[1..6],
+        ["pg-eu-1", "postgresql", "shared", "eu-central", "127.0.0.1"]
+    );
+    assert_eq!(row[6], shared.endpoint.port.to_string());
+    assert_eq!(row[9], "f", "attached, not managed");
+    drop(s);
+    catalog.stop().await;
+    shared.stop().await;
+}
