@@ -196,3 +196,73 @@ impl FromRequestParts<AppState> for Auth {
         Auth::from_owner(owner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde::Deserialize;
+
+    use super::parse_json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Sample {
+        email: String,
+        count: Option<u32>,
+        tags: Option<Vec<String>>,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (r#"{"count": 1}"#, Some("email")),
+            (r#"{"email": 5}"#, Some("email")),
+            (r#"{"email": "a", "count": "x"}"#, Some("count")),
+            (r#"{"email": "a", "tags": [1]}"#, Some("tags[0]")),
+            (r#"{"email": "a", "other": 1}"#, Some("other")),
+            (r#"{"email": "#, None),
+            (r#"{"email": "a"} x"#, None),
+        ];
+        for (body, field) in cases {
+            let err = parse_json::<Sample>(body.as_bytes()).expect_err(body);
+            assert_eq!(err.field.as_deref(), field, "{body}: {}", err.message);
+            assert_eq!(err.code, tdb_core::ErrorCode::BadRequest);
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "\\PC{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("(email|count|tags|\\PC{0,6})", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Err(e) = parse_json::<Sample>(&bytes) {
+                prop_assert_eq!(e.code, tdb_core::ErrorCode::BadRequest);
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_is_accepted_or_refused_with_a_message(value in json_value()) {
+            let bytes = serde_json::to_vec(&value).expect("serialize");
+            match parse_json::<Sample>(&bytes) {
+                Ok(sample) => prop_assert!(value["email"].as_str() == Some(sample.email.as_str())),
+                Err(e) => prop_assert!(!e.message.is_empty()),
+            }
+        }
+    }
+}

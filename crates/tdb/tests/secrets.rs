@@ -8,6 +8,16 @@ use common::*;
 use serde_json::json;
 use tdb_testkit::{ServeOptions, TdbServer, TestPostgres};
 
+/// The data rows of `table` in a plain-format dump (tab-separated, as COPY writes them).
+fn copy_rows<'a>(dump: &'a str, table: &str) -> Vec<&'a str> {
+    let start = format!("COPY public.{table} ");
+    dump.lines()
+        .skip_while(|l| !l.starts_with(&start))
+        .skip(1)
+        .take_while(|l| *l != "\\.")
+        .collect()
+}
+
 #[tokio::test]
 async fn no_plaintext_secret_reaches_the_catalog() {
     let pg = TestPostgres::start().await.expect("test postgres");
@@ -86,12 +96,7 @@ async fn no_plaintext_secret_reaches_the_catalog() {
     }
 
     // The catalog's own server was recorded as the shared server, its password sealed.
-    let servers: Vec<&str> = dump
-        .lines()
-        .skip_while(|l| !l.starts_with("COPY public.servers"))
-        .skip(1)
-        .take_while(|l| *l != "\\.")
-        .collect();
+    let servers = copy_rows(&dump, "servers");
     assert_eq!(servers.len(), 1, "{servers:?}");
     assert!(servers[0].contains("postgresql-catalog") && servers[0].contains("shared"));
     drop(s);
@@ -122,12 +127,7 @@ async fn managed_catalog_records_its_server_with_a_sealed_password() {
             &secret[..8]
         );
     }
-    let servers: Vec<&str> = dump
-        .lines()
-        .skip_while(|l| !l.starts_with("COPY public.servers"))
-        .skip(1)
-        .take_while(|l| *l != "\\.")
-        .collect();
+    let servers = copy_rows(&dump, "servers");
     assert_eq!(servers.len(), 1, "{servers:?}");
     let row: Vec<&str> = servers[0].split('\t').collect();
     // id, name, engine, role, region, host, port, admin_user, admin_secret, managed, ...
@@ -173,12 +173,7 @@ async fn attached_servers_from_tdb_toml_are_recorded_sealed() {
         !dump.contains(&shared.endpoint.password),
         "attached server password in clear"
     );
-    let servers: Vec<&str> = dump
-        .lines()
-        .skip_while(|l| !l.starts_with("COPY public.servers"))
-        .skip(1)
-        .take_while(|l| *l != "\\.")
-        .collect();
+    let servers = copy_rows(&dump, "servers");
     assert_eq!(servers.len(), 1, "only the configured server: {servers:?}");
     let row: Vec<&str> = servers[0].split('\t').collect();
     assert_eq!(
@@ -190,4 +185,68 @@ async fn attached_servers_from_tdb_toml_are_recorded_sealed() {
     drop(s);
     catalog.stop().await;
     shared.stop().await;
+}
+
+#[tokio::test]
+async fn master_key_file_is_private_and_env_key_is_honoured() {
+    use std::os::unix::fs::PermissionsExt;
+
+    // Default: a master.key with mode 0600 in the data dir, reused across restarts.
+    let mut s = start().await;
+    let key_file = s.data_dir().join("master.key");
+    let mode = std::fs::metadata(&key_file)
+        .expect("master.key")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let before = std::fs::read_to_string(&key_file).expect("read");
+    s.restart().await.expect("restart");
+    assert_eq!(std::fs::read_to_string(&key_file).expect("read"), before);
+    drop(s);
+
+    // TDB_MASTER_KEY: no key file is written, and the same key opens the same data again.
+    let env_key = "ab".repeat(32);
+    let options = ServeOptions {
+        env: vec![("TDB_MASTER_KEY".into(), env_key.clone())],
+        ..Default::default()
+    };
+    let mut s = TdbServer::start_with(bin(), options)
+        .await
+        .expect("start with env key");
+    assert!(
+        !s.data_dir().join("master.key").exists(),
+        "no key file with TDB_MASTER_KEY"
+    );
+    let alice = signup(&s, "alice@example.com", "Alpha").await;
+    s.restart().await.expect("restart with the same env key");
+    let (st, _) = get(&s, "/projects", str_of(&alice, "api_key")).await;
+    assert_eq!(st, 200);
+    s.stop().expect("stop");
+
+    // Under a different key the sealed admin password cannot be opened: a clear refusal, and
+    // the data is untouched for the right key.
+    let state = s.data_dir().join("servers/postgresql-shared/state.json");
+    let state_before = std::fs::read(&state).expect("state");
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--data-dir"])
+        .arg(s.data_dir())
+        .args(["--api-listen", "127.0.0.1:0"])
+        .env("TDB_MASTER_KEY", "cd".repeat(32))
+        .output()
+        .expect("run tdb serve");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("master key"), "{stderr}");
+    assert_eq!(std::fs::read(&state).expect("state"), state_before);
+    let bad = std::process::Command::new(bin())
+        .args(["serve", "--data-dir"])
+        .arg(s.data_dir())
+        .env("TDB_MASTER_KEY", "too-short")
+        .output()
+        .expect("run tdb serve");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("TDB_MASTER_KEY"));
+    s.restart().await.expect("the right key still opens it");
+    let (st, _) = get(&s, "/projects", str_of(&alice, "api_key")).await;
+    assert_eq!(st, 200);
 }

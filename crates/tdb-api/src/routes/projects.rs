@@ -5,7 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tdb_catalog::CatalogError;
-use tdb_catalog::projects::NewProject;
+use tdb_catalog::projects::{NewProject, Project};
 use tdb_core::{ProjectName, ids};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,6 +29,16 @@ fn project_error(e: CatalogError, id: &str) -> ApiError {
         CatalogError::NotFound => ApiError::not_found(format!("project '{id}' not found")),
         other => ApiError::from_catalog(other, "project"),
     }
+}
+
+/// A project of the caller's account, by id or name, for an admin key; 404 otherwise.
+async fn own_project(state: &AppState, auth: &Auth, id: &str) -> Result<Project, ApiError> {
+    auth.require_project_admin()?;
+    state
+        .catalog
+        .find_project(&auth.account_id, id)
+        .await
+        .map_err(|e| project_error(e, id))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -143,12 +153,7 @@ async fn switch_project(
     auth: Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<SwitchedProject> {
-    auth.require_project_admin()?;
-    let project = state
-        .catalog
-        .find_project(&auth.account_id, &id)
-        .await
-        .map_err(|e| project_error(e, &id))?;
+    let project = own_project(&state, &auth, &id).await?;
     let key = MintedKey::admin("switch");
     state
         .catalog
@@ -175,12 +180,7 @@ async fn delete_project(
     auth: Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Message> {
-    auth.require_project_admin()?;
-    let project = state
-        .catalog
-        .find_project(&auth.account_id, &id)
-        .await
-        .map_err(|e| project_error(e, &id))?;
+    let project = own_project(&state, &auth, &id).await?;
     state
         .catalog
         .delete_project(&auth.account_id, &project.id)
@@ -208,12 +208,7 @@ async fn rotate_proxy_password(
     auth: Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<RotatedPassword> {
-    auth.require_project_admin()?;
-    let project = state
-        .catalog
-        .find_project(&auth.account_id, &id)
-        .await
-        .map_err(|e| project_error(e, &id))?;
+    let project = own_project(&state, &auth, &id).await?;
     let proxy = mint::proxy_password();
     state
         .catalog
