@@ -63,6 +63,8 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub retry_after: Option<u64>,
+    /// More fields for the body (e.g. `sqlstate`).
+    pub extra: Map<String, Value>,
 }
 
 impl ApiError {
@@ -72,7 +74,14 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            extra: Map::new(),
         }
+    }
+
+    /// Adds a field to the error body.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_string(), value.into());
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -144,6 +153,7 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             fields.insert("field".into(), Value::from(field));
         }
+        fields.extend(self.extra);
         let mut response = envelope(self.code, fields);
         if let Some(seconds) = self.retry_after {
             response

@@ -148,6 +148,29 @@ impl Auth {
         ))
     }
 
+    /// Refuses keys scoped to tenants, or to workspaces other than `name`.
+    pub fn require_workspace(&self, name: &str) -> Result<(), ApiError> {
+        if self.sees_workspace(name) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::ScopeDenied,
+            format!(
+                "this key is scoped to {} {:?} and cannot reach workspace '{name}'",
+                self.scope_type, self.scope_values
+            ),
+        ))
+    }
+
+    /// True when the key's scope covers workspace `name`.
+    pub fn sees_workspace(&self, name: &str) -> bool {
+        match self.scope_type {
+            ScopeType::Project => true,
+            ScopeType::Workspace => self.scope_values.iter().any(|v| v == name),
+            ScopeType::Tenant => false,
+        }
+    }
+
     /// Account- and project-wide management (projects, keys) needs an admin key scoped to the
     /// whole project.
     pub fn require_project_admin(&self) -> Result<(), ApiError> {

@@ -3,15 +3,19 @@
 
 pub mod envelope;
 pub mod extract;
+mod import;
 mod mint;
 mod openapi;
 mod routes;
+mod workspace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tdb_catalog::Catalog;
+use tdb_core::secrets::MasterKey;
+use tdb_engines::Engine;
 use tokio::net::TcpListener;
 
 pub use routes::router;
@@ -33,6 +37,20 @@ pub struct ApiConfig {
     pub default_tier: String,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Host and port of the PostgreSQL proxy, as written into connection strings.
+    pub pg_public_host: String,
+    pub pg_public_port: u16,
+    /// Lets schema import fetch URLs on loopback and private networks (off: no SSRF).
+    pub import_allow_private_urls: bool,
+}
+
+impl ApiConfig {
+    pub fn default_region(&self) -> &str {
+        self.regions
+            .iter()
+            .find(|r| r.is_default)
+            .map_or("local", |r| r.zone.as_str())
+    }
 }
 
 impl Default for ApiConfig {
@@ -45,6 +63,25 @@ impl Default for ApiConfig {
             }],
             default_tier: "free".into(),
             body_limit: 1 << 20,
+            pg_public_host: "127.0.0.1".into(),
+            pg_public_port: 6432,
+            import_allow_private_urls: false,
+        }
+    }
+}
+
+/// The engines the control plane can drive, by kind.
+#[derive(Clone)]
+pub struct Engines {
+    pub postgres: Arc<dyn Engine>,
+}
+
+impl Engines {
+    /// The engine for `kind`, or `None` when that engine is not implemented yet.
+    pub fn get(&self, kind: tdb_core::Engine) -> Option<Arc<dyn Engine>> {
+        match kind {
+            tdb_core::Engine::Postgresql => Some(self.postgres.clone()),
+            _ => None,
         }
     }
 }
@@ -54,6 +91,9 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub catalog: Catalog,
     pub config: Arc<ApiConfig>,
+    pub engines: Engines,
+    /// Opens the sealed secrets the platform uses itself (server and owner-role passwords).
+    pub master_key: MasterKey,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.

@@ -19,6 +19,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "accounts", description = "Sign-up and login"),
         (name = "projects", description = "Projects and their proxy passwords"),
         (name = "apikeys", description = "API keys of the current project"),
+        (name = "workspaces", description = "Design databases, queries, DDL capture, import"),
+        (name = "blueprints", description = "Versioned schemas of tenant-mode workspaces"),
     )
 )]
 pub struct ApiDoc;

@@ -3,9 +3,12 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod blueprints;
+pub mod credentials;
 mod error;
 pub mod projects;
 pub mod servers;
+pub mod workspaces;
 
 use std::time::Duration;
 

@@ -82,3 +82,28 @@ impl Catalog {
         )
     }
 }
+
+impl Catalog {
+    pub async fn find_server(&self, id: &str) -> Result<Server> {
+        sqlx::query_as("SELECT * FROM servers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(crate::CatalogError::NotFound)
+    }
+
+    /// Placement: the active shared server of `engine` in `region` that holds the fewest
+    /// databases; `None` when there is no such server.
+    pub async fn place_shared(&self, engine: &str, region: &str) -> Result<Option<Server>> {
+        Ok(sqlx::query_as(
+            "SELECT s.* FROM servers s
+              WHERE s.engine = $1 AND s.region = $2 AND s.role = 'shared' AND s.status = 'active'
+              ORDER BY (SELECT count(*) FROM workspaces w WHERE w.server_id = s.id), s.created_at
+              LIMIT 1",
+        )
+        .bind(engine)
+        .bind(region)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+}

@@ -59,6 +59,8 @@ pub struct Config {
     pub body_limit: usize,
     /// `text` or `json`.
     pub log_format: String,
+    /// Lets schema import fetch URLs on loopback and private networks.
+    pub import_allow_private_urls: bool,
     pub regions: Vec<Region>,
     pub servers: Vec<ServerConfig>,
 }
@@ -80,6 +82,7 @@ impl Default for Config {
             default_tier: api.default_tier,
             body_limit: api.body_limit,
             log_format: "text".into(),
+            import_allow_private_urls: false,
             regions: api.regions,
             servers: Vec::new(),
         }
@@ -209,6 +212,12 @@ impl Config {
             regions: self.regions.clone(),
             default_tier: self.default_tier.clone(),
             body_limit: self.body_limit,
+            pg_public_host: self
+                .public_host
+                .clone()
+                .unwrap_or_else(|| self.pg_listen.ip().to_string()),
+            pg_public_port: self.pg_listen.port(),
+            import_allow_private_urls: self.import_allow_private_urls,
         }
     }
 

@@ -13,7 +13,7 @@ use tdb_catalog::Catalog;
 use tdb_catalog::servers::ServerSpec;
 use tdb_core::secrets::MasterKey;
 use tdb_engines::managed::postgres::ManagedPostgresOptions;
-use tdb_engines::{AdminEndpoint, ManagedPostgres, PgBinaries, RunAs};
+use tdb_engines::{AdminEndpoint, ManagedPostgres, PgBinaries, PostgresEngine, RunAs};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ServerConfig};
@@ -69,9 +69,16 @@ async fn run_with_catalog(
         data_dir = %config.data_dir.display(),
         "tdb is serving"
     );
+    let bindir = PgBinaries::find(config.postgres_bin_dir.as_deref())
+        .ok()
+        .map(|b| b.bindir);
     let state = tdb_api::AppState {
         catalog: catalog.clone(),
         config: Arc::new(config.api_config()),
+        engines: tdb_api::Engines {
+            postgres: Arc::new(PostgresEngine::new(bindir)),
+        },
+        master_key: key.clone(),
     };
     let result = tdb_api::serve(listener, state, shutdown.cancelled_owned()).await;
     catalog.close().await;

@@ -3,8 +3,10 @@
 
 mod accounts;
 mod apikeys;
+mod blueprints;
 mod meta;
 mod projects;
+pub(crate) mod workspaces;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -24,6 +26,8 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::routes())
         .merge(projects::routes())
         .merge(apikeys::routes())
+        .merge(workspaces::routes())
+        .merge(blueprints::routes())
         .split_for_parts();
     let doc = std::sync::Arc::new(doc);
     router

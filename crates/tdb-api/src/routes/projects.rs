@@ -181,6 +181,11 @@ async fn delete_project(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Message> {
     let project = own_project(&state, &auth, &id).await?;
+    // Databases first: if dropping one fails, the catalog still knows them and a retry works.
+    for ws in state.catalog.list_workspaces(&project.id).await? {
+        let r = crate::workspace::resolve(&state, &project.id, &ws.name).await?;
+        super::workspaces::drop_workspace_database(&state, &r).await?;
+    }
     state
         .catalog
         .delete_project(&auth.account_id, &project.id)

@@ -1,0 +1,533 @@
+//! Schema import into a workspace from a built-in template, JSON table definitions, an external
+//! PostgreSQL database (its DDL as `pg_dump` reports it), or a JSON document at a URL. The
+//! statements run one by one in the workspace and are captured like any other DDL; tables that
+//! already exist are skipped.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tdb_core::KeyRole;
+use tdb_engines::DatabaseAccess;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::workspace::{self, DdlTracker, Resolved, display_engine, engine_error};
+
+const TEMPLATES: [(&str, &str); 4] = [
+    ("ecommerce", include_str!("../templates/ecommerce.sql")),
+    ("saas", include_str!("../templates/saas.sql")),
+    ("blog", include_str!("../templates/blog.sql")),
+    ("fintech", include_str!("../templates/fintech.sql")),
+];
+const URL_LIMIT_BYTES: usize = 1 << 20;
+const URL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// template, json, database or url.
+    source: String,
+    /// ecommerce, saas, blog or fintech.
+    template: Option<String>,
+    /// Table definitions (json source).
+    tables: Option<Vec<TableDef>>,
+    /// MongoDB collections (not available for PostgreSQL workspaces).
+    #[schema(value_type = Option<Object>)]
+    collections: Option<Value>,
+    connection: Option<ExternalConnection>,
+    /// A JSON document `{"tables": [...]}` to fetch (http or https, at most 1 MiB, 10 s).
+    url: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableDef {
+    name: String,
+    columns: Vec<ColumnDef>,
+    indexes: Option<Vec<IndexDef>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnDef {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+    /// Default true.
+    nullable: Option<bool>,
+    /// An SQL expression.
+    default: Option<String>,
+    primary_key: Option<bool>,
+    unique: Option<bool>,
+    /// `table(column)`.
+    references: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IndexDef {
+    name: Option<String>,
+    columns: Vec<String>,
+    unique: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalConnection {
+    /// postgresql (default).
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    host: String,
+    port: Option<u16>,
+    database: String,
+    user: String,
+    password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StatementError {
+    statement: String,
+    error: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ImportResponse {
+    message: String,
+    source: String,
+    created: Vec<String>,
+    skipped: Vec<String>,
+    errors: Vec<StatementError>,
+    #[schema(value_type = Object)]
+    details: Value,
+}
+
+/// Imports a schema into the workspace; each statement that runs is captured as DDL.
+#[utoipa::path(post, path = "/workspaces/{id}/schema", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name")), request_body = ImportRequest,
+    responses((status = 200, body = ImportResponse), (status = 400)))]
+pub async fn import_schema(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<ImportRequest>,
+) -> ApiResult<ImportResponse> {
+    auth.require_workspace(&name)?;
+    auth.require_role(KeyRole::Write)?;
+    let r = workspace::resolve(&state, &auth.project_id, &name).await?;
+    let source = req.source.to_ascii_lowercase();
+    let statements = match source.as_str() {
+        "template" => template(req.template.as_deref())?,
+        "json" => tables_ddl(
+            req.tables
+                .as_deref()
+                .ok_or_else(|| ApiError::field("tables", "is required when source is 'json'"))?,
+        )?,
+        "database" => external(&r, req.connection).await?,
+        "url" => {
+            let url = req
+                .url
+                .ok_or_else(|| ApiError::field("url", "is required when source is 'url'"))?;
+            let doc = fetch_json(&url, state.config.import_allow_private_urls).await?;
+            let tables: Vec<TableDef> = doc
+                .get("tables")
+                .cloned()
+                .ok_or_else(|| ApiError::field("url", "the document has no 'tables' array"))
+                .and_then(|t| crate::extract::parse_json(t.to_string().as_bytes()))?;
+            tables_ddl(&tables)?
+        }
+        _ => {
+            return Err(ApiError::field(
+                "source",
+                "must be one of: template, json, database, url",
+            ));
+        }
+    };
+    if req.collections.is_some() {
+        return Err(ApiError::field(
+            "collections",
+            "apply to MongoDB workspaces; this one is PostgreSQL",
+        ));
+    }
+    let outcome = apply(&state, &r, statements).await?;
+    let kind: tdb_core::Engine = r.ws.engine.parse().map_err(ApiError::internal)?;
+    Ok(Reply::ok(ImportResponse {
+        message: format!("Schema imported to workspace '{name}'"),
+        details: serde_json::json!({
+            "workspace": name,
+            "database_type": display_engine(kind),
+            "statements_executed": outcome.executed,
+            "statements_skipped": outcome.skipped_statements,
+            "statements_failed": outcome.errors.len(),
+            "statements_total": outcome.total,
+            "ddl_captured": outcome.captured,
+        }),
+        source,
+        created: outcome.created,
+        skipped: outcome.skipped,
+        errors: outcome.errors,
+    }))
+}
+
+fn template(name: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let name =
+        name.ok_or_else(|| ApiError::field("template", "is required when source is 'template'"))?;
+    let sql = TEMPLATES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, sql)| *sql)
+        .ok_or_else(|| {
+            let names: Vec<&str> = TEMPLATES.iter().map(|(n, _)| *n).collect();
+            ApiError::field(
+                "template",
+                format!(
+                    "unknown template '{name}'; choose one of: {}",
+                    names.join(", ")
+                ),
+            )
+        })?;
+    let statements = tdb_sql::split(sql).map_err(ApiError::internal)?;
+    Ok(statements.into_iter().map(str::to_string).collect())
+}
+
+/// `CREATE TABLE` (and `CREATE INDEX`) statements for JSON table definitions. Each statement is
+/// checked to parse as exactly the one statement it should be, so a definition cannot smuggle
+/// a second statement in through a type or a default.
+fn tables_ddl(tables: &[TableDef]) -> Result<Vec<String>, ApiError> {
+    if tables.is_empty() {
+        return Err(ApiError::field("tables", "must define at least one table"));
+    }
+    let mut out = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let field = format!("tables[{i}]");
+        if t.columns.is_empty() {
+            return Err(ApiError::field(
+                &field,
+                format!("table '{}' has no columns", t.name),
+            ));
+        }
+        let mut parts: Vec<String> = Vec::new();
+        let mut primary: Vec<String> = Vec::new();
+        for c in &t.columns {
+            let mut def = format!("{} {}", tdb_sql::quote_ident(&c.name), c.data_type);
+            if c.nullable == Some(false) {
+                def.push_str(" NOT NULL");
+            }
+            if let Some(d) = &c.default {
+                def.push_str(&format!(" DEFAULT {d}"));
+            }
+            if c.unique == Some(true) {
+                def.push_str(" UNIQUE");
+            }
+            if let Some(r) = &c.references {
+                def.push_str(&format!(" REFERENCES {r}"));
+            }
+            if c.primary_key == Some(true) {
+                primary.push(tdb_sql::quote_ident(&c.name));
+            }
+            parts.push(def);
+        }
+        if !primary.is_empty() {
+            parts.push(format!("PRIMARY KEY ({})", primary.join(", ")));
+        }
+        let table = tdb_sql::quote_ident(&t.name);
+        let create = format!("CREATE TABLE {table} (\n    {}\n)", parts.join(",\n    "));
+        check_single(&create, "CREATE TABLE", &field)?;
+        out.push(create);
+        for (j, ix) in t.indexes.iter().flatten().enumerate() {
+            let cols: Vec<String> = ix.columns.iter().map(|c| tdb_sql::quote_ident(c)).collect();
+            let ix_name = ix
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}_{}_idx", t.name, ix.columns.join("_")));
+            let sql = format!(
+                "CREATE {}INDEX {} ON {table} ({})",
+                if ix.unique == Some(true) {
+                    "UNIQUE "
+                } else {
+                    ""
+                },
+                tdb_sql::quote_ident(&ix_name),
+                cols.join(", ")
+            );
+            check_single(&sql, "CREATE INDEX", &format!("{field}.indexes[{j}]"))?;
+            out.push(sql);
+        }
+    }
+    Ok(out)
+}
+
+fn check_single(sql: &str, tag: &str, field: &str) -> Result<(), ApiError> {
+    match tdb_sql::classify_all(sql) {
+        Ok(s) if s.len() == 1 && s[0].tag == tag => Ok(()),
+        Ok(_) => Err(ApiError::field(
+            field,
+            "the definition does not form a single statement",
+        )),
+        Err(e) => Err(ApiError::field(field, format!("invalid definition: {e}"))),
+    }
+}
+
+async fn external(
+    r: &Resolved,
+    connection: Option<ExternalConnection>,
+) -> Result<Vec<String>, ApiError> {
+    let c = connection
+        .ok_or_else(|| ApiError::field("connection", "is required when source is 'database'"))?;
+    let kind = c
+        .kind
+        .as_deref()
+        .unwrap_or("postgresql")
+        .to_ascii_lowercase();
+    if !["postgresql", "postgres"].contains(&kind.as_str()) {
+        return Err(ApiError::field(
+            "connection.type",
+            "must be postgresql for a PostgreSQL workspace",
+        ));
+    }
+    let source = DatabaseAccess {
+        host: c.host,
+        port: c.port.unwrap_or(5432),
+        database: c.database,
+        user: c.user,
+        password: c.password.unwrap_or_default(),
+    };
+    r.engine.export_schema(&source).await.map_err(|e| match e {
+        tdb_engines::EngineError::Connect(m)
+        | tdb_engines::EngineError::Query { message: m, .. } => ApiError::field(
+            "connection",
+            format!("cannot read the source database: {m}"),
+        ),
+        other => engine_error(other),
+    })
+}
+
+/// True for addresses a server-side fetch must not reach by default.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_internal(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Fetches a JSON document: http(s) only, no redirects, pinned to the address checked, bounded
+/// in size and time.
+async fn fetch_json(url: &str, allow_internal: bool) -> Result<Value, ApiError> {
+    let bad = |m: String| ApiError::field("url", m);
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(format!("invalid URL: {e}")))?;
+    if !["http", "https"].contains(&parsed.scheme()) {
+        return Err(bad("must be an http or https URL".into()));
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| bad("has no host".into()))?
+        .to_string();
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let lookup_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let addr = tokio::net::lookup_host((lookup_host.as_str(), port))
+        .await
+        .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| bad(format!("cannot resolve {host}")))?;
+    if !allow_internal && is_internal(addr.ip()) {
+        return Err(bad(format!(
+            "{host} resolves to an internal address ({}); fetching it is not allowed",
+            addr.ip()
+        )));
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(URL_TIMEOUT)
+        .resolve(&lookup_host, addr)
+        .build()
+        .map_err(ApiError::internal)?;
+    let mut resp = client
+        .get(parsed)
+        .send()
+        .await
+        .map_err(|e| bad(format!("cannot fetch: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(bad(format!(
+            "the server answered HTTP {}",
+            resp.status().as_u16()
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| bad(format!("cannot fetch: {e}")))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > URL_LIMIT_BYTES {
+            return Err(bad("the document is larger than 1 MiB".into()));
+        }
+    }
+    serde_json::from_slice(&body).map_err(|e| bad(format!("the document is not JSON: {e}")))
+}
+
+struct Applied {
+    created: Vec<String>,
+    skipped: Vec<String>,
+    errors: Vec<StatementError>,
+    executed: usize,
+    skipped_statements: usize,
+    total: usize,
+    captured: Vec<i64>,
+}
+
+/// Runs each statement on its own (a failure does not stop the rest), skipping tables that
+/// exist, and captures the DDL that ran.
+async fn apply(
+    state: &AppState,
+    r: &Resolved,
+    statements: Vec<String>,
+) -> Result<Applied, ApiError> {
+    let existing: HashSet<String> = r
+        .engine
+        .introspect(&r.access)
+        .await
+        .map_err(engine_error)?
+        .tables
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let mut out = Applied {
+        created: Vec::new(),
+        skipped: Vec::new(),
+        errors: Vec::new(),
+        executed: 0,
+        skipped_statements: 0,
+        total: statements.len(),
+        captured: Vec::new(),
+    };
+    let mut session = r
+        .engine
+        .open(&r.access, r.settings.limits())
+        .await
+        .map_err(engine_error)?;
+    let mut tracker = DdlTracker::default();
+    for text in &statements {
+        let classified = match tdb_sql::classify_all(text) {
+            Ok(mut s) if s.len() == 1 => s.remove(0),
+            Ok(_) | Err(_) => {
+                out.errors.push(StatementError {
+                    statement: text.clone(),
+                    error: "not a single valid statement".into(),
+                });
+                continue;
+            }
+        };
+        let table = tdb_sql::created_table(text).map(|(schema, name)| match schema.as_str() {
+            "" | "public" => name,
+            _ => format!("{schema}.{name}"),
+        });
+        if let Some(t) = table.as_ref().filter(|t| existing.contains(*t)) {
+            out.skipped.push(t.clone());
+            out.skipped_statements += 1;
+            continue;
+        }
+        match session.run(text).await {
+            Ok(_) => {
+                out.executed += 1;
+                tracker.ran(&classified);
+                out.created.extend(table);
+            }
+            Err(e) => out.errors.push(StatementError {
+                statement: text.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    session.close().await;
+    out.captured = workspace::queue(state, r, tracker.finish()).await?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_internal(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+            assert!(!is_internal(ip.parse().expect("ip")), "{ip}");
+        }
+    }
+
+    #[test]
+    fn templates_parse_and_create_tables() {
+        for (name, _) in TEMPLATES {
+            let statements = template(Some(name)).expect(name);
+            assert!(
+                statements
+                    .iter()
+                    .filter(|s| tdb_sql::created_table(s).is_some())
+                    .count()
+                    >= 5,
+                "{name}"
+            );
+        }
+        assert!(template(Some("ecommmerce")).is_err());
+    }
+
+    #[test]
+    fn json_definitions_cannot_smuggle_statements() {
+        let def: Vec<TableDef> = serde_json::from_value(serde_json::json!([
+            {"name": "t", "columns": [{"name": "a", "type": "int); DROP TABLE users; --"}]}
+        ]))
+        .expect("parse");
+        assert!(tables_ddl(&def).is_err());
+        let ok: Vec<TableDef> = serde_json::from_value(serde_json::json!([
+            {"name": "users", "columns": [
+                {"name": "id", "type": "bigserial", "primary_key": true},
+                {"name": "email", "type": "text", "nullable": false, "unique": true}
+            ], "indexes": [{"columns": ["email"]}]}
+        ]))
+        .expect("parse");
+        let ddl = tables_ddl(&ok).expect("valid");
+        assert_eq!(ddl.len(), 2);
+        assert!(ddl[0].contains("PRIMARY KEY (id)"), "{}", ddl[0]);
+    }
+}

@@ -1,0 +1,707 @@
+//! Workspaces: create (with the database and a workspace-scoped proxy credential), list, get,
+//! delete, run queries (capturing DDL), read the schema, and the pending-change queue.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tdb_catalog::CatalogError;
+use tdb_catalog::workspaces::NewWorkspace;
+use tdb_core::{ErrorCode, KeyRole, ResourceName, ids, secrets};
+use tdb_engines::DatabaseSpec;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::workspace::{self, Resolved, Settings, display_engine, engine_error};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_workspaces, create_workspace))
+        .routes(routes!(get_workspace, delete_workspace))
+        .routes(routes!(run_queries))
+        .routes(routes!(get_schema, crate::import::import_schema))
+        .routes(routes!(list_diff))
+        .routes(routes!(skip_ddl))
+        .routes(routes!(revert_ddl))
+        .routes(routes!(get_settings, patch_settings, post_settings))
+}
+
+/// Connection details for a workspace through the PostgreSQL proxy.
+#[derive(Serialize, ToSchema)]
+pub struct Connection {
+    host: String,
+    port: u16,
+    database: String,
+    user: String,
+    password: String,
+}
+
+fn connection(state: &AppState, name: &str, user: &str, password: &str) -> (Connection, String) {
+    let c = &state.config;
+    let database = format!("{name}_workspace");
+    let url = format!(
+        "postgresql://{user}:{password}@{}:{}/{database}?sslmode=require",
+        c.pg_public_host, c.pg_public_port
+    );
+    let conn = Connection {
+        host: c.pg_public_host.clone(),
+        port: c.pg_public_port,
+        database,
+        user: user.to_string(),
+        password: password.to_string(),
+    };
+    (conn, url)
+}
+
+const MASK: &str = "••••••••";
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceItem {
+    id: String,
+    name: String,
+    mode: String,
+    database: String,
+    created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<i32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceList {
+    workspaces: Vec<WorkspaceItem>,
+    count: usize,
+}
+
+/// The project's workspaces (those the key's scope covers).
+#[utoipa::path(get, path = "/workspaces", tag = "workspaces",
+    responses((status = 200, body = WorkspaceList)))]
+async fn list_workspaces(State(state): State<AppState>, auth: Auth) -> ApiResult<WorkspaceList> {
+    let workspaces: Vec<WorkspaceItem> = state
+        .catalog
+        .list_workspaces(&auth.project_id)
+        .await?
+        .into_iter()
+        .filter(|w| auth.sees_workspace(&w.name))
+        .map(|w| WorkspaceItem {
+            id: w.name.clone(),
+            name: w.name,
+            mode: w.mode,
+            database: w.engine,
+            created_at: w.created_at,
+            version: w.version,
+        })
+        .collect();
+    Ok(Reply::ok(WorkspaceList {
+        count: workspaces.len(),
+        workspaces,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    /// `^[a-z][a-z0-9_]{0,62}$`, no `__`.
+    name: String,
+    /// PostgreSQL, MySQL, MongoDB or Redis (any case).
+    database: String,
+    /// `tenant` (schema captured into a blueprint) or `control` (standalone).
+    mode: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedWorkspace {
+    id: String,
+    mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blueprint: Option<String>,
+    database: String,
+    /// A workspace-scoped proxy credential; its password is shown only now.
+    connection: Connection,
+    connection_string: String,
+}
+
+/// Creates a workspace: its database on a shared server and, in tenant mode, its blueprint.
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body = CreateWorkspace,
+    responses((status = 201, body = CreatedWorkspace), (status = 400), (status = 409)))]
+async fn create_workspace(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateWorkspace>,
+) -> ApiResult<CreatedWorkspace> {
+    let name = ResourceName::parse(&req.name).map_err(|e| ApiError::field("name", e))?;
+    let kind: tdb_core::Engine = req
+        .database
+        .parse()
+        .map_err(|e| ApiError::field("database", e))?;
+    let mode = match req.mode.to_ascii_lowercase().as_str() {
+        m @ ("tenant" | "control") => m.to_string(),
+        _ => return Err(ApiError::field("mode", "must be one of: tenant, control")),
+    };
+    auth.require_role(KeyRole::Write)?;
+    auth.require_workspace(name.as_str())?;
+    let engine = workspace::engine_for(&state, kind)?;
+    let region = state.config.default_region().to_string();
+    let server = state
+        .catalog
+        .place_shared(kind.as_str(), &region)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!(
+                    "no shared {} server in region '{region}'",
+                    display_engine(kind)
+                ),
+            )
+        })?;
+    let id = ids::new_id("ws");
+    let suffix = &id[3..];
+    let owner_role = format!("tdb_wo_{suffix}");
+    let physical_db = format!("tdb_ws_{suffix}");
+    let owner_password = secrets::new_password("");
+    let settings = serde_json::to_value(Settings::default()).map_err(ApiError::internal)?;
+    let blueprint_id = (mode == "tenant").then(|| ids::new_id("bp"));
+    let sealed = state.master_key.seal(owner_password.as_bytes(), &id);
+    let record = NewWorkspace {
+        id: &id,
+        project_id: &auth.project_id,
+        name: name.as_str(),
+        engine: kind.as_str(),
+        mode: &mode,
+        server_id: &server.id,
+        physical_db: &physical_db,
+        owner_role: &owner_role,
+        owner_secret: &sealed,
+        settings: &settings,
+        blueprint_id: blueprint_id.as_deref(),
+    };
+    match state.catalog.create_workspace(&record).await {
+        Err(CatalogError::Conflict(_)) => {
+            return Err(ApiError::conflict(format!(
+                "workspace '{name}' already exists"
+            )));
+        }
+        other => other?,
+    }
+    let admin = workspace::admin_endpoint(&state, &server)?;
+    let spec = DatabaseSpec {
+        name: &physical_db,
+        owner_role: &owner_role,
+        owner_password: &owner_password,
+        connection_limit: 100,
+    };
+    if let Err(e) = engine.create_database(&admin, &spec).await {
+        let _ = state
+            .catalog
+            .delete_workspace(&auth.project_id, &id, name.as_str())
+            .await;
+        return Err(engine_error(e));
+    }
+    let (user, password) = mint_credential(&state, &auth.project_id, name.as_str()).await?;
+    let (connection, connection_string) = connection(&state, name.as_str(), &user, &password);
+    Ok(Reply::created(CreatedWorkspace {
+        id: name.to_string(),
+        blueprint: (mode == "tenant").then(|| name.to_string()),
+        mode,
+        database: display_engine(kind).to_string(),
+        connection,
+        connection_string,
+    }))
+}
+
+/// A workspace-scoped proxy login (API.md deviation 2); returns the user name and password.
+async fn mint_credential(
+    state: &AppState,
+    project_id: &str,
+    workspace: &str,
+) -> Result<(String, String), ApiError> {
+    let id = ids::new_id("cred");
+    let username = format!("w_{}", &id[5..]);
+    let password = secrets::new_password("tdb_pw_");
+    let verifier = secrets::scram_verifier(&password);
+    state
+        .catalog
+        .create_credential(&tdb_catalog::credentials::NewCredential {
+            id: &id,
+            project_id,
+            username: &username,
+            verifier: &verifier,
+            scope_type: "workspace",
+            scope_value: Some(workspace),
+            role: "admin",
+        })
+        .await?;
+    Ok((username, password))
+}
+
+async fn resolve_for(
+    state: &AppState,
+    auth: &Auth,
+    name: &str,
+    role: KeyRole,
+) -> Result<Resolved, ApiError> {
+    auth.require_workspace(name)?;
+    auth.require_role(role)?;
+    workspace::resolve(state, &auth.project_id, name).await
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceDetail {
+    id: String,
+    name: String,
+    mode: String,
+    database: String,
+    /// The DDL that built the workspace: deployed versions, then pending changes.
+    schema: Vec<String>,
+    schema_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    undeployed_changes: Option<i64>,
+    connection: Connection,
+    connection_string: String,
+    settings: Settings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<i32>,
+    created_at: DateTime<Utc>,
+}
+
+/// A workspace with its schema history, pending count, masked connection and settings.
+#[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name")),
+    responses((status = 200, body = WorkspaceDetail), (status = 404)))]
+async fn get_workspace(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<WorkspaceDetail> {
+    let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
+    let mut schema = Vec::new();
+    if r.tenant_mode() {
+        let bp = state
+            .catalog
+            .find_blueprint(&auth.project_id, &name)
+            .await?;
+        schema = state
+            .catalog
+            .blueprint_schema(&bp.id, bp.current_version)
+            .await?;
+        schema.extend(
+            state
+                .catalog
+                .pending_ddl(&bp.id)
+                .await?
+                .into_iter()
+                .map(|d| d.statement),
+        );
+    }
+    let user = state
+        .catalog
+        .credential_username(&auth.project_id, "workspace", &name)
+        .await?
+        .unwrap_or_else(|| auth.project_id.clone());
+    let (connection, connection_string) = connection(&state, &name, &user, MASK);
+    let ws = r.ws;
+    Ok(Reply::ok(WorkspaceDetail {
+        id: ws.name.clone(),
+        name: ws.name,
+        database: ws.engine,
+        schema,
+        schema_error: None,
+        undeployed_changes: ws.undeployed_changes.filter(|_| ws.mode == "tenant"),
+        connection,
+        connection_string,
+        settings: r.settings,
+        version: ws.version,
+        mode: ws.mode,
+        created_at: ws.created_at,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeletedWorkspace {
+    message: &'static str,
+    details: Value,
+}
+
+/// Deletes a workspace, its database, its blueprint and versions, and its credentials.
+#[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name")),
+    responses((status = 200, body = DeletedWorkspace), (status = 404), (status = 409)))]
+async fn delete_workspace(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<DeletedWorkspace> {
+    let r = resolve_for(&state, &auth, &name, KeyRole::Admin).await?;
+    let versions = match r.tenant_mode() {
+        true => {
+            let bp = state
+                .catalog
+                .find_blueprint(&auth.project_id, &name)
+                .await?;
+            state.catalog.blueprint_versions(&bp.id).await?.len()
+        }
+        false => 0,
+    };
+    drop_workspace_database(&state, &r).await?;
+    state
+        .catalog
+        .delete_workspace(&auth.project_id, &r.ws.id, &name)
+        .await?;
+    Ok(Reply::ok(DeletedWorkspace {
+        message: "workspace deleted",
+        details: serde_json::json!({
+            "workspace": name,
+            "mode": r.ws.mode,
+            "versions_deleted": versions,
+            "deletion_type": "full",
+            "physical_db": true,
+        }),
+    }))
+}
+
+/// Drops a workspace's database and owner role on its server (idempotent).
+pub async fn drop_workspace_database(state: &AppState, r: &Resolved) -> Result<(), ApiError> {
+    let server = state.catalog.find_server(&r.ws.server_id).await?;
+    let admin = workspace::admin_endpoint(state, &server)?;
+    r.engine
+        .drop_database(&admin, &r.ws.physical_db, &[&r.ws.owner_role])
+        .await
+        .map_err(engine_error)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// One or more SQL statements.
+    query: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueryResponse {
+    /// Columns and rows of the last statement.
+    columns: Vec<String>,
+    rows: Vec<Vec<Value>>,
+    row_count: u64,
+    /// True when the last statement returned more rows than `max_rows_per_query`.
+    truncated: bool,
+    execution_time: String,
+    statements_executed: usize,
+    /// Ids of the DDL changes this batch queued on the blueprint (tenant mode).
+    ddl_captured: Vec<i64>,
+}
+
+/// Runs one or more statements in the workspace; DDL that commits is queued on the blueprint.
+#[utoipa::path(post, path = "/workspaces/{id}/queries", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name")), request_body = QueryRequest,
+    responses((status = 200, body = QueryResponse), (status = 400)))]
+async fn run_queries(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<QueryRequest>,
+) -> ApiResult<QueryResponse> {
+    let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
+    let statements = tdb_sql::classify_all(&req.query).map_err(|e| {
+        ApiError::field("query", format!("syntax error: {e}")).with("sqlstate", "42601")
+    })?;
+    if statements.is_empty() {
+        return Err(ApiError::field("query", "holds no statement"));
+    }
+    let read_only = statements.iter().all(|s| s.kind == tdb_sql::Kind::Query);
+    if !read_only {
+        auth.require_role(KeyRole::Write)?;
+    }
+    let outcome = workspace::run_batch(&state, &r, &statements).await?;
+    if let Some((index, text, e)) = outcome.failure {
+        return Err(engine_error(e)
+            .with("statement_index", index)
+            .with("statement", text)
+            .with("statements_executed", outcome.executed)
+            .with("ddl_captured", outcome.captured));
+    }
+    let last = outcome.last;
+    Ok(Reply::ok(QueryResponse {
+        columns: last.columns,
+        rows: last.rows,
+        row_count: last.row_count,
+        truncated: last.truncated,
+        execution_time: workspace::format_duration(outcome.elapsed),
+        statements_executed: outcome.executed,
+        ddl_captured: outcome.captured,
+    }))
+}
+
+/// Tables with columns, indexes, foreign keys and checks, read from the database itself.
+#[utoipa::path(get, path = "/workspaces/{id}/schema", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name")),
+    responses((status = 200, description = "{tables:[{name, columns, indexes, foreign_keys, checks}]}")))]
+async fn get_schema(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Value> {
+    let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
+    let schema = r.engine.introspect(&r.access).await.map_err(engine_error)?;
+    Ok(Reply::ok(
+        serde_json::to_value(schema).map_err(ApiError::internal)?,
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Change {
+    id: i64,
+    statement: String,
+    tag: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DiffList {
+    changes: Vec<Change>,
+    count: usize,
+}
+
+async fn blueprint_of(state: &AppState, r: &Resolved) -> Result<String, ApiError> {
+    if !r.tenant_mode() {
+        return Err(ApiError::bad_request(format!(
+            "workspace '{}' is in control mode: it has no blueprint and no pending changes",
+            r.ws.name
+        )));
+    }
+    Ok(state
+        .catalog
+        .find_blueprint(&r.ws.project_id, &r.ws.name)
+        .await?
+        .id)
+}
+
+/// Pending DDL, oldest first (tenant mode only).
+#[utoipa::path(get, path = "/workspaces/{id}/diff", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name")),
+    responses((status = 200, body = DiffList), (status = 400)))]
+async fn list_diff(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<DiffList> {
+    let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
+    let bp = blueprint_of(&state, &r).await?;
+    let changes: Vec<Change> = state
+        .catalog
+        .pending_ddl(&bp)
+        .await?
+        .into_iter()
+        .map(|d| Change {
+            id: d.id,
+            statement: d.statement,
+            tag: d.tag,
+            created_at: d.created_at,
+        })
+        .collect();
+    Ok(Reply::ok(DiffList {
+        count: changes.len(),
+        changes,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DiffMessage {
+    message: String,
+}
+
+fn ddl_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("'{text}' is not a DDL id")))
+}
+
+fn ddl_error(e: CatalogError, id: i64) -> ApiError {
+    match e {
+        CatalogError::NotFound => ApiError::not_found(format!(
+            "DDL {id} is not pending (unknown, removed or deployed)"
+        )),
+        other => other.into(),
+    }
+}
+
+/// Removes a change from the deploy queue (the workspace database keeps it).
+#[utoipa::path(delete, path = "/workspaces/{id}/diff/{ddl_id}", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name"), ("ddl_id" = i64, Path)),
+    responses((status = 200, body = DiffMessage), (status = 404)))]
+async fn skip_ddl(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+) -> ApiResult<DiffMessage> {
+    let id = ddl_id(&id)?;
+    let r = resolve_for(&state, &auth, &name, KeyRole::Write).await?;
+    let bp = blueprint_of(&state, &r).await?;
+    state
+        .catalog
+        .remove_pending_ddl(&bp, id)
+        .await
+        .map_err(|e| ddl_error(e, id))?;
+    Ok(Reply::ok(DiffMessage {
+        message: format!("DDL {id} removed from deploy queue"),
+    }))
+}
+
+/// Undoes a pending change in the workspace with its reverse statement, then drops it.
+#[utoipa::path(post, path = "/workspaces/{id}/diff/{ddl_id}/revert", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name"), ("ddl_id" = i64, Path)),
+    responses((status = 200, body = DiffMessage), (status = 400), (status = 404)))]
+async fn revert_ddl(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+) -> ApiResult<DiffMessage> {
+    let id = ddl_id(&id)?;
+    let r = resolve_for(&state, &auth, &name, KeyRole::Write).await?;
+    let bp = blueprint_of(&state, &r).await?;
+    let change = state
+        .catalog
+        .find_pending_ddl(&bp, id)
+        .await
+        .map_err(|e| ddl_error(e, id))?;
+    let reverse = tdb_sql::reverse(&change.statement)
+        .map_err(|why| ApiError::bad_request(format!("cannot revert DDL {id}: {why}")))?;
+    let mut session = r
+        .engine
+        .open(&r.access, r.settings.limits())
+        .await
+        .map_err(engine_error)?;
+    let ran = session.run(&reverse).await;
+    session.close().await;
+    ran.map_err(engine_error)?;
+    state
+        .catalog
+        .remove_pending_ddl(&bp, id)
+        .await
+        .map_err(|e| ddl_error(e, id))?;
+    Ok(Reply::ok(DiffMessage {
+        message: format!("Reverted: {reverse};"),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettingsResponse {
+    database_type: String,
+    settings: Settings,
+    available_fields: [&'static str; 3],
+}
+
+/// Current limits of the workspace.
+#[utoipa::path(get, path = "/workspaces/{id}/settings", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name")),
+    responses((status = 200, body = SettingsResponse)))]
+async fn get_settings(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<SettingsResponse> {
+    let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
+    let kind: tdb_core::Engine = r.ws.engine.parse().map_err(ApiError::internal)?;
+    Ok(Reply::ok(SettingsResponse {
+        database_type: display_engine(kind).to_string(),
+        settings: r.settings,
+        available_fields: Settings::FIELDS,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    query_timeout_ms: Option<u64>,
+    max_rows_per_query: Option<u64>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettingsSaved {
+    settings: Settings,
+    message: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_deploy: Option<bool>,
+    database_type: String,
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    value: Option<T>,
+    (lo, hi): (T, T),
+) -> Result<Option<T>, ApiError> {
+    match value {
+        Some(v) if v < lo || v > hi => Err(ApiError::field(
+            field,
+            format!("must be between {lo} and {hi}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Partial update of the limits; unknown fields are refused.
+#[utoipa::path(patch, path = "/workspaces/{id}/settings", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name")), request_body = SettingsPatch,
+    responses((status = 200, body = SettingsSaved), (status = 400)))]
+async fn patch_settings(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<SettingsPatch>,
+) -> ApiResult<SettingsSaved> {
+    let timeout = in_range(
+        "query_timeout_ms",
+        req.query_timeout_ms,
+        Settings::TIMEOUT_MS,
+    )?;
+    let rows = in_range(
+        "max_rows_per_query",
+        req.max_rows_per_query,
+        Settings::MAX_ROWS,
+    )?;
+    let conns = in_range(
+        "max_connections",
+        req.max_connections,
+        Settings::MAX_CONNECTIONS,
+    )?;
+    let r = resolve_for(&state, &auth, &name, KeyRole::Write).await?;
+    let mut settings = r.settings;
+    settings.query_timeout_ms = timeout.unwrap_or(settings.query_timeout_ms);
+    settings.max_rows_per_query = rows.unwrap_or(settings.max_rows_per_query);
+    settings.max_connections = conns.unwrap_or(settings.max_connections);
+    let value = serde_json::to_value(settings).map_err(ApiError::internal)?;
+    state
+        .catalog
+        .update_workspace_settings(&r.ws.id, &value)
+        .await?;
+    let kind: tdb_core::Engine = r.ws.engine.parse().map_err(ApiError::internal)?;
+    let tenant = r.tenant_mode();
+    Ok(Reply::ok(SettingsSaved {
+        settings,
+        message: if tenant {
+            "Settings saved. Deploy to apply to tenants."
+        } else {
+            "Settings saved."
+        },
+        pending_deploy: tenant.then_some(true),
+        database_type: display_engine(kind).to_string(),
+    }))
+}
+
+/// Alias of PATCH for clients that cannot send PATCH.
+#[utoipa::path(post, path = "/workspaces/{id}/settings", tag = "workspaces",
+    params(("id" = String, Path, description = "workspace name")), request_body = SettingsPatch,
+    responses((status = 200, body = SettingsSaved), (status = 400)))]
+async fn post_settings(
+    state: State<AppState>,
+    auth: Auth,
+    name: ApiPath<String>,
+    body: ApiJson<SettingsPatch>,
+) -> ApiResult<SettingsSaved> {
+    patch_settings(state, auth, name, body).await
+}

@@ -1,0 +1,358 @@
+//! Workspace operations behind the handlers: reaching a workspace's database with its own
+//! owner role, running a batch while tracking which DDL actually committed, and queueing that
+//! DDL on the blueprint.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tdb_catalog::servers::Server;
+use tdb_catalog::workspaces::Workspace;
+use tdb_core::ErrorCode;
+use tdb_engines::{AdminEndpoint, DatabaseAccess, Engine, EngineError, Limits, QueryOutput};
+use tdb_sql::{Kind, Statement, TxOp};
+
+use crate::AppState;
+use crate::envelope::ApiError;
+
+/// Per-workspace limits, as stored and as `GET/PATCH .../settings` show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Settings {
+    pub query_timeout_ms: u64,
+    pub max_rows_per_query: u64,
+    pub max_connections: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            query_timeout_ms: 30_000,
+            max_rows_per_query: 1_000,
+            max_connections: 10,
+        }
+    }
+}
+
+impl Settings {
+    pub const FIELDS: [&'static str; 3] =
+        ["query_timeout_ms", "max_rows_per_query", "max_connections"];
+    pub const TIMEOUT_MS: (u64, u64) = (100, 600_000);
+    pub const MAX_ROWS: (u64, u64) = (1, 100_000);
+    pub const MAX_CONNECTIONS: (u32, u32) = (1, 500);
+
+    pub fn from_json(value: &serde_json::Value) -> Self {
+        serde_json::from_value(value.clone()).unwrap_or_default()
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.query_timeout_ms),
+            max_rows: self.max_rows_per_query as usize,
+        }
+    }
+}
+
+/// Maps an engine failure to the answer a client should see.
+pub fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Query {
+            message,
+            sqlstate,
+            detail,
+        } => {
+            let mut err = ApiError::bad_request(message).with("sqlstate", sqlstate);
+            if let Some(detail) = detail {
+                err = err.with("detail", detail);
+            }
+            err
+        }
+        EngineError::Timeout(d) => ApiError::bad_request(format!(
+            "query exceeded the timeout of {} ms",
+            d.as_millis()
+        ))
+        .with("sqlstate", "57014"),
+        EngineError::Unsupported(m) => ApiError::bad_request(m),
+        EngineError::Connect(m) => {
+            tracing::error!(error = %m, "database server unreachable");
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "database server unreachable, try again",
+            )
+        }
+        EngineError::Internal(m) => ApiError::internal(m),
+    }
+}
+
+/// The engine implementing `kind`, or a 400 naming the engine when it is not available yet.
+pub fn engine_for(state: &AppState, kind: tdb_core::Engine) -> Result<Arc<dyn Engine>, ApiError> {
+    state.engines.get(kind).ok_or_else(|| {
+        ApiError::field(
+            "database",
+            format!(
+                "{} workspaces are not available yet (PostgreSQL is)",
+                display_engine(kind)
+            ),
+        )
+    })
+}
+
+pub fn display_engine(kind: tdb_core::Engine) -> &'static str {
+    match kind {
+        tdb_core::Engine::Postgresql => "PostgreSQL",
+        tdb_core::Engine::Mysql => "MySQL",
+        tdb_core::Engine::Redis => "Redis",
+        tdb_core::Engine::Mongodb => "MongoDB",
+    }
+}
+
+pub fn admin_endpoint(state: &AppState, server: &Server) -> Result<AdminEndpoint, ApiError> {
+    let password = state
+        .master_key
+        .open_string(&server.admin_secret, &server.id)
+        .map_err(ApiError::internal)?;
+    Ok(AdminEndpoint {
+        host: server.host.clone(),
+        port: u16::try_from(server.port).map_err(ApiError::internal)?,
+        user: server.admin_user.clone(),
+        password,
+    })
+}
+
+/// A workspace with what it takes to reach its database.
+pub struct Resolved {
+    pub ws: Workspace,
+    pub engine: Arc<dyn Engine>,
+    pub access: DatabaseAccess,
+    pub settings: Settings,
+}
+
+impl Resolved {
+    pub fn tenant_mode(&self) -> bool {
+        self.ws.mode == "tenant"
+    }
+}
+
+/// Looks up the caller's workspace `name` (404 otherwise) and how to reach it as its owner.
+pub async fn resolve(state: &AppState, project_id: &str, name: &str) -> Result<Resolved, ApiError> {
+    let ws = state
+        .catalog
+        .find_workspace(project_id, name)
+        .await
+        .map_err(|e| match e {
+            tdb_catalog::CatalogError::NotFound => {
+                ApiError::not_found(format!("workspace '{name}' not found"))
+            }
+            other => ApiError::from_catalog(other, "workspace"),
+        })?;
+    let kind: tdb_core::Engine = ws.engine.parse().map_err(ApiError::internal)?;
+    let engine = engine_for(state, kind)?;
+    let server = state.catalog.find_server(&ws.server_id).await?;
+    let password = state
+        .master_key
+        .open_string(&ws.owner_secret, &ws.id)
+        .map_err(ApiError::internal)?;
+    let access = DatabaseAccess {
+        host: server.host.clone(),
+        port: u16::try_from(server.port).map_err(ApiError::internal)?,
+        database: ws.physical_db.clone(),
+        user: ws.owner_role.clone(),
+        password,
+    };
+    let settings = Settings::from_json(&ws.settings.0);
+    Ok(Resolved {
+        ws,
+        engine,
+        access,
+        settings,
+    })
+}
+
+/// DDL seen in a batch, kept only once it is committed: inside `BEGIN` it waits for `COMMIT`,
+/// `ROLLBACK` drops it, `ROLLBACK TO SAVEPOINT` drops what came after the savepoint.
+#[derive(Default)]
+pub struct DdlTracker {
+    committed: Vec<(String, String)>,
+    open: Option<Vec<(String, String)>>,
+    savepoints: Vec<(String, usize)>,
+}
+
+impl DdlTracker {
+    /// Notes a statement that succeeded.
+    pub fn ran(&mut self, st: &Statement<'_>) {
+        match &st.kind {
+            Kind::Ddl => {
+                let item = (st.text.to_string(), st.tag.clone());
+                match self.open.as_mut() {
+                    Some(buffer) => buffer.push(item),
+                    None => self.committed.push(item),
+                }
+            }
+            Kind::Transaction(op) => self.transaction(op),
+            _ => {}
+        }
+    }
+
+    fn transaction(&mut self, op: &TxOp) {
+        match op {
+            TxOp::Begin => {
+                self.open.get_or_insert_with(Vec::new);
+            }
+            TxOp::Commit => {
+                if let Some(buffer) = self.open.take() {
+                    self.committed.extend(buffer);
+                }
+                self.savepoints.clear();
+            }
+            TxOp::Rollback | TxOp::TwoPhase => {
+                self.open = None;
+                self.savepoints.clear();
+            }
+            TxOp::Savepoint(name) => {
+                let len = self.open.as_ref().map_or(0, Vec::len);
+                self.savepoints.push((name.clone(), len));
+            }
+            TxOp::RollbackTo(name) => {
+                if let Some(i) = self.savepoints.iter().rposition(|(n, _)| n == name) {
+                    let len = self.savepoints[i].1;
+                    self.savepoints.truncate(i + 1);
+                    if let Some(buffer) = self.open.as_mut() {
+                        buffer.truncate(len);
+                    }
+                }
+            }
+            TxOp::Release(name) => {
+                if let Some(i) = self.savepoints.iter().rposition(|(n, _)| n == name) {
+                    self.savepoints.truncate(i);
+                }
+            }
+        }
+    }
+
+    /// The DDL that is committed; an unfinished transaction is rolled back when the session
+    /// closes, so its DDL is dropped.
+    pub fn finish(self) -> Vec<(String, String)> {
+        self.committed
+    }
+}
+
+/// What a batch did.
+pub struct BatchOutcome {
+    pub last: QueryOutput,
+    pub executed: usize,
+    pub elapsed: Duration,
+    pub captured: Vec<i64>,
+    /// The statement that failed (index, text) and why; the batch stopped there.
+    pub failure: Option<(usize, String, EngineError)>,
+}
+
+/// Runs a batch statement by statement in one session, stopping at the first error, and (in
+/// tenant mode) queues every DDL statement that committed, in order.
+pub async fn run_batch(
+    state: &AppState,
+    r: &Resolved,
+    statements: &[Statement<'_>],
+) -> Result<BatchOutcome, ApiError> {
+    let started = Instant::now();
+    let mut session = r
+        .engine
+        .open(&r.access, r.settings.limits())
+        .await
+        .map_err(engine_error)?;
+    let mut tracker = DdlTracker::default();
+    let mut last = QueryOutput::default();
+    let mut executed = 0;
+    let mut failure = None;
+    for (i, st) in statements.iter().enumerate() {
+        match session.run(st.text).await {
+            Ok(out) => {
+                tracker.ran(st);
+                last = out;
+                executed += 1;
+            }
+            Err(e) => {
+                failure = Some((i, st.text.to_string(), e));
+                break;
+            }
+        }
+    }
+    session.close().await;
+    let elapsed = started.elapsed();
+    let captured = queue(state, r, tracker.finish()).await?;
+    Ok(BatchOutcome {
+        last,
+        executed,
+        elapsed,
+        captured,
+        failure,
+    })
+}
+
+/// Queues DDL on the workspace's blueprint (tenant mode); control mode records nothing.
+pub async fn queue(
+    state: &AppState,
+    r: &Resolved,
+    ddl: Vec<(String, String)>,
+) -> Result<Vec<i64>, ApiError> {
+    if !r.tenant_mode() || ddl.is_empty() {
+        return Ok(Vec::new());
+    }
+    let blueprint = state
+        .catalog
+        .find_blueprint(&r.ws.project_id, &r.ws.name)
+        .await?;
+    let rows: Vec<tdb_catalog::blueprints::NewDdl<'_>> = ddl
+        .iter()
+        .map(|(statement, tag)| tdb_catalog::blueprints::NewDdl { statement, tag })
+        .collect();
+    Ok(state.catalog.queue_ddl(&blueprint.id, &rows).await?)
+}
+
+/// `8ms`, `1.2s`.
+pub fn format_duration(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DdlTracker;
+
+    fn run(batch: &str) -> Vec<String> {
+        let mut tracker = DdlTracker::default();
+        for st in tdb_sql::classify_all(batch).expect("classify") {
+            tracker.ran(&st);
+        }
+        tracker.finish().into_iter().map(|(s, _)| s).collect()
+    }
+
+    #[test]
+    fn only_committed_ddl_is_kept() {
+        assert_eq!(
+            run("CREATE TABLE a (x int); SELECT 1"),
+            ["CREATE TABLE a (x int)"]
+        );
+        assert_eq!(
+            run("BEGIN; CREATE TABLE a (x int); COMMIT"),
+            ["CREATE TABLE a (x int)"]
+        );
+        assert!(run("BEGIN; CREATE TABLE a (x int); ROLLBACK").is_empty());
+        assert!(
+            run("BEGIN; CREATE TABLE a (x int)").is_empty(),
+            "unfinished"
+        );
+        assert_eq!(
+            run(
+                "BEGIN; CREATE TABLE a (x int); SAVEPOINT s; CREATE TABLE b (x int); \
+                 ROLLBACK TO SAVEPOINT s; CREATE TABLE c (x int); COMMIT"
+            ),
+            ["CREATE TABLE a (x int)", "CREATE TABLE c (x int)"]
+        );
+        assert_eq!(
+            run("BEGIN; SAVEPOINT s; CREATE TABLE a (x int); RELEASE SAVEPOINT s; COMMIT"),
+            ["CREATE TABLE a (x int)"]
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The engine abstraction: what the control plane asks of a database server, whatever its kind.
+//! PostgreSQL is implemented; MySQL, MongoDB and Redis slot in behind the same trait (Redis has
+//! no DDL and MongoDB has collections, so schema operations report `Unsupported` there).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::AdminEndpoint;
+
+/// How to reach one database as one role.
+#[derive(Clone)]
+pub struct DatabaseAccess {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for DatabaseAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseAccess")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database to create: an opaque name, and the login role that owns it and its objects.
+pub struct DatabaseSpec<'a> {
+    pub name: &'a str,
+    pub owner_role: &'a str,
+    pub owner_password: &'a str,
+    pub connection_limit: u32,
+}
+
+/// Bounds on one statement.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub max_rows: usize,
+}
+
+/// What one statement returned.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueryOutput {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// Rows returned (for queries) or affected (for DML).
+    pub row_count: u64,
+    /// True when more rows existed than `max_rows` allowed.
+    pub truncated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The server refused the statement; the message is the server's.
+    #[error("{message}")]
+    Query {
+        message: String,
+        sqlstate: String,
+        detail: Option<String>,
+    },
+    #[error("statement exceeded the query timeout of {0:?}")]
+    Timeout(Duration),
+    #[error("cannot connect to the database server: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// A connection to one database that runs statements in order (so `BEGIN` … `COMMIT` spanning
+/// several statements works).
+#[async_trait]
+pub trait Session: Send {
+    async fn run(&mut self, statement: &str) -> Result<QueryOutput>;
+    async fn close(self: Box<Self>);
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> tdb_core::Engine;
+
+    /// Creates the database and its owner role; no-op parts that exist are an error.
+    async fn create_database(&self, server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -> Result<()>;
+
+    /// Drops the database (ending its sessions) and the given roles; absent ones are fine.
+    async fn drop_database(&self, server: &AdminEndpoint, name: &str, roles: &[&str])
+    -> Result<()>;
+
+    async fn open(&self, target: &DatabaseAccess, limits: Limits) -> Result<Box<dyn Session>>;
+
+    /// Tables, columns, indexes, constraints of the database.
+    async fn introspect(&self, target: &DatabaseAccess) -> Result<crate::schema::Schema>;
+
+    /// The DDL that recreates `source`'s schema, in dependency order.
+    async fn export_schema(&self, source: &DatabaseAccess) -> Result<Vec<String>>;
+}

@@ -1,0 +1,200 @@
+//! The PostgreSQL engine: databases owned by an opaque login role (which owns every object in
+//! them), sessions that run statements with a timeout and a row cap, introspection from
+//! pg_catalog, and schema export through the installed `pg_dump`.
+
+mod export;
+mod introspect;
+mod session;
+mod values;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::AdminEndpoint;
+use crate::engine::{DatabaseAccess, DatabaseSpec, Engine, EngineError, Limits, Result, Session};
+use crate::schema::Schema;
+
+/// Double-quotes an identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Single-quotes a literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+pub struct PostgresEngine {
+    /// Where `pg_dump` lives; `None` looks it up on PATH.
+    bindir: Option<PathBuf>,
+}
+
+impl PostgresEngine {
+    pub fn new(bindir: Option<PathBuf>) -> Self {
+        Self { bindir }
+    }
+
+    fn pg_dump(&self) -> PathBuf {
+        self.bindir
+            .as_ref()
+            .map(|d| d.join("pg_dump"))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("pg_dump"))
+    }
+}
+
+pub(crate) fn options(target: &DatabaseAccess) -> PgConnectOptions {
+    PgConnectOptions::new()
+        .host(&target.host)
+        .port(target.port)
+        .username(&target.user)
+        .password(&target.password)
+        .database(&target.database)
+        .application_name("tdb")
+        .disable_statement_logging()
+}
+
+fn admin_access(server: &AdminEndpoint, database: &str) -> DatabaseAccess {
+    DatabaseAccess {
+        host: server.host.clone(),
+        port: server.port,
+        database: database.to_string(),
+        user: server.user.clone(),
+        password: server.password.clone(),
+    }
+}
+
+pub(crate) async fn connect(target: &DatabaseAccess) -> Result<PgConnection> {
+    let opts = options(target);
+    match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(from_sqlx(e)),
+        Err(_) => Err(EngineError::Connect(format!(
+            "{}:{} did not answer within 10s",
+            target.host, target.port
+        ))),
+    }
+}
+
+/// Maps a driver error: server errors keep their message and SQLSTATE.
+pub(crate) fn from_sqlx(e: sqlx::Error) -> EngineError {
+    match e {
+        sqlx::Error::Database(db) => {
+            let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
+            let sqlstate = db.code().map(|c| c.to_string()).unwrap_or_default();
+            if sqlstate == "57014" {
+                return EngineError::Query {
+                    message: db.message().to_string(),
+                    sqlstate,
+                    detail: Some("the statement ran longer than query_timeout_ms".into()),
+                };
+            }
+            EngineError::Query {
+                message: db.message().to_string(),
+                detail: pg.and_then(|p| p.detail()).map(str::to_string),
+                sqlstate,
+            }
+        }
+        sqlx::Error::Io(e) => EngineError::Connect(e.to_string()),
+        sqlx::Error::Tls(e) => EngineError::Connect(e.to_string()),
+        other => EngineError::Internal(other.to_string()),
+    }
+}
+
+async fn exec(conn: &mut PgConnection, sql: String) -> Result<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(from_sqlx)
+}
+
+#[async_trait]
+impl Engine for PostgresEngine {
+    fn kind(&self) -> tdb_core::Engine {
+        tdb_core::Engine::Postgresql
+    }
+
+    async fn create_database(&self, server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -> Result<()> {
+        let db = quote_ident(spec.name);
+        let owner = quote_ident(spec.owner_role);
+        // The role gets a SCRAM verifier, never the password, so nothing readable reaches the
+        // server's statement log.
+        let verifier = tdb_core::secrets::scram_verifier(spec.owner_password);
+        let mut admin = connect(&admin_access(server, "postgres")).await?;
+        exec(
+            &mut admin,
+            format!(
+                "CREATE ROLE {owner} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}",
+                spec.connection_limit,
+                quote_literal(&verifier)
+            ),
+        )
+        .await?;
+        let created = exec(&mut admin, format!("CREATE DATABASE {db} OWNER {owner}")).await;
+        if let Err(e) = created {
+            let _ = exec(&mut admin, format!("DROP ROLE IF EXISTS {owner}")).await;
+            return Err(e);
+        }
+        exec(
+            &mut admin,
+            format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+        )
+        .await?;
+        let _ = admin.close().await;
+        // Inside the new database the owner owns the public schema; nobody else may create.
+        let mut inside = connect(&admin_access(server, spec.name)).await?;
+        exec(
+            &mut inside,
+            format!(
+                "ALTER SCHEMA public OWNER TO {owner}; REVOKE ALL ON SCHEMA public FROM PUBLIC"
+            ),
+        )
+        .await?;
+        let _ = inside.close().await;
+        Ok(())
+    }
+
+    async fn drop_database(
+        &self,
+        server: &AdminEndpoint,
+        name: &str,
+        roles: &[&str],
+    ) -> Result<()> {
+        let mut admin = connect(&admin_access(server, "postgres")).await?;
+        exec(
+            &mut admin,
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
+        )
+        .await?;
+        for role in roles {
+            exec(
+                &mut admin,
+                format!("DROP ROLE IF EXISTS {}", quote_ident(role)),
+            )
+            .await?;
+        }
+        let _ = admin.close().await;
+        Ok(())
+    }
+
+    async fn open(&self, target: &DatabaseAccess, limits: Limits) -> Result<Box<dyn Session>> {
+        Ok(Box::new(session::PgSession::open(target, limits).await?))
+    }
+
+    async fn introspect(&self, target: &DatabaseAccess) -> Result<Schema> {
+        let mut conn = connect(target).await?;
+        let schema = introspect::read(&mut conn).await;
+        let _ = conn.close().await;
+        schema
+    }
+
+    async fn export_schema(&self, source: &DatabaseAccess) -> Result<Vec<String>> {
+        export::dump_schema(&self.pg_dump(), source).await
+    }
+}

@@ -1,0 +1,206 @@
+//! Statement classification from the parse tree, never from keywords in the text, so strings,
+//! comments and dollar quotes cannot disguise or fake a statement.
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::{Node, TransactionStmtKind};
+
+use crate::{SqlError, split};
+
+/// What a statement does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// Reads only (SELECT, VALUES, SHOW, EXPLAIN without ANALYZE of a write).
+    Query,
+    /// Changes rows, not structure (INSERT, UPDATE, DELETE, MERGE, COPY, CALL, EXECUTE, ...).
+    Dml,
+    /// Changes structure or privileges: everything the schema history must record. Also DO
+    /// blocks and SELECT INTO, which can create objects.
+    Ddl,
+    /// Transaction control.
+    Transaction(TxOp),
+    /// Session and maintenance statements (SET, LISTEN, VACUUM, ...).
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxOp {
+    Begin,
+    Commit,
+    Rollback,
+    Savepoint(String),
+    Release(String),
+    RollbackTo(String),
+    /// Two-phase commit statements.
+    TwoPhase,
+}
+
+/// One statement of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement<'a> {
+    /// The statement as written (trimmed, without its semicolon).
+    pub text: &'a str,
+    pub kind: Kind,
+    /// A command tag such as `CREATE TABLE`.
+    pub tag: String,
+}
+
+/// Splits and classifies a batch.
+pub fn classify_all(sql: &str) -> Result<Vec<Statement<'_>>, SqlError> {
+    split(sql)?
+        .into_iter()
+        .map(|text| {
+            let (kind, tag) = classify(text)?;
+            Ok(Statement { text, kind, tag })
+        })
+        .collect()
+}
+
+/// Classifies one statement.
+pub fn classify(text: &str) -> Result<(Kind, String), SqlError> {
+    let parsed = pg_query::parse(text, pg_query::ParserOptions::DEFAULT)?;
+    let node = parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|s| s.node.as_ref());
+    Ok(match node {
+        Some(node) => {
+            let tag = tag_of(node)
+                .map(str::to_string)
+                .or_else(|| parsed.statement_types().first().map(|t| t.to_string()))
+                .unwrap_or_else(|| "STATEMENT".into());
+            (kind_of(node), tag)
+        }
+        None => (Kind::Other, String::new()),
+    })
+}
+
+fn inner_kind(node: Option<&Node>) -> Kind {
+    node.and_then(|n| n.node.as_ref())
+        .map_or(Kind::Query, kind_of)
+}
+
+fn kind_of(node: &NodeEnum) -> Kind {
+    use NodeEnum as N;
+    match node {
+        N::SelectStmt(s) if s.into_clause.is_some() => Kind::Ddl,
+        N::SelectStmt(s) if writes_in_with(s.with_clause.as_ref()) => Kind::Dml,
+        N::SelectStmt(_) | N::VariableShowStmt(_) => Kind::Query,
+        N::InsertStmt(_) | N::UpdateStmt(_) | N::DeleteStmt(_) | N::MergeStmt(_) => Kind::Dml,
+        N::CopyStmt(_) | N::CallStmt(_) | N::ExecuteStmt(_) | N::RefreshMatViewStmt(_) => Kind::Dml,
+        N::TruncateStmt(_) | N::LockStmt(_) => Kind::Dml,
+        N::ExplainStmt(e) => match inner_kind(e.query.as_deref()) {
+            Kind::Query if !explain_analyzes(e) => Kind::Query,
+            Kind::Query | Kind::Dml => Kind::Dml,
+            _ => Kind::Ddl,
+        },
+        N::PrepareStmt(p) => match inner_kind(p.query.as_deref()) {
+            Kind::Ddl => Kind::Ddl,
+            _ => Kind::Other,
+        },
+        N::DeclareCursorStmt(d) => match inner_kind(d.query.as_deref()) {
+            Kind::Query => Kind::Query,
+            _ => Kind::Dml,
+        },
+        N::FetchStmt(_) | N::ClosePortalStmt(_) => Kind::Query,
+        N::TransactionStmt(t) => Kind::Transaction(tx_op(t)),
+        N::VariableSetStmt(_)
+        | N::DeallocateStmt(_)
+        | N::ListenStmt(_)
+        | N::UnlistenStmt(_)
+        | N::NotifyStmt(_)
+        | N::DiscardStmt(_)
+        | N::CheckPointStmt(_)
+        | N::VacuumStmt(_)
+        | N::ClusterStmt(_)
+        | N::ReindexStmt(_)
+        | N::ConstraintsSetStmt(_) => Kind::Other,
+        _ => Kind::Ddl,
+    }
+}
+
+fn writes_in_with(with: Option<&pg_query::protobuf::WithClause>) -> bool {
+    with.is_some_and(|w| {
+        w.ctes.iter().any(|cte| match cte.node.as_ref() {
+            Some(NodeEnum::CommonTableExpr(c)) => {
+                !matches!(inner_kind(c.ctequery.as_deref()), Kind::Query)
+            }
+            _ => false,
+        })
+    })
+}
+
+fn explain_analyzes(e: &pg_query::protobuf::ExplainStmt) -> bool {
+    e.options.iter().any(|o| match o.node.as_ref() {
+        Some(NodeEnum::DefElem(d)) => d.defname.eq_ignore_ascii_case("analyze"),
+        _ => false,
+    })
+}
+
+fn tx_op(t: &pg_query::protobuf::TransactionStmt) -> TxOp {
+    let name = t.savepoint_name.clone();
+    match TransactionStmtKind::try_from(t.kind).unwrap_or(TransactionStmtKind::Undefined) {
+        TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart => TxOp::Begin,
+        TransactionStmtKind::TransStmtCommit => TxOp::Commit,
+        TransactionStmtKind::TransStmtRollback => TxOp::Rollback,
+        TransactionStmtKind::TransStmtSavepoint => TxOp::Savepoint(name),
+        TransactionStmtKind::TransStmtRelease => TxOp::Release(name),
+        TransactionStmtKind::TransStmtRollbackTo => TxOp::RollbackTo(name),
+        _ => TxOp::TwoPhase,
+    }
+}
+
+/// A readable command tag for the statement (`CREATE TABLE`, `ALTER TABLE`, …).
+fn tag_of(node: &NodeEnum) -> Option<&'static str> {
+    use NodeEnum as N;
+    let tag = match node {
+        N::SelectStmt(s) if s.into_clause.is_some() => "SELECT INTO",
+        N::SelectStmt(_) => "SELECT",
+        N::InsertStmt(_) => "INSERT",
+        N::UpdateStmt(_) => "UPDATE",
+        N::DeleteStmt(_) => "DELETE",
+        N::MergeStmt(_) => "MERGE",
+        N::CreateStmt(_) => "CREATE TABLE",
+        N::CreateTableAsStmt(_) => "CREATE TABLE AS",
+        N::AlterTableStmt(_) => "ALTER TABLE",
+        N::IndexStmt(_) => "CREATE INDEX",
+        N::ViewStmt(_) => "CREATE VIEW",
+        N::DropStmt(_) => "DROP",
+        N::CreateFunctionStmt(_) => "CREATE FUNCTION",
+        N::AlterFunctionStmt(_) => "ALTER FUNCTION",
+        N::CompositeTypeStmt(_) | N::CreateEnumStmt(_) | N::CreateRangeStmt(_) => "CREATE TYPE",
+        N::AlterEnumStmt(_) => "ALTER TYPE",
+        N::CreateDomainStmt(_) => "CREATE DOMAIN",
+        N::AlterDomainStmt(_) => "ALTER DOMAIN",
+        N::DefineStmt(_) => "CREATE",
+        N::CreateExtensionStmt(_) => "CREATE EXTENSION",
+        N::AlterExtensionStmt(_) => "ALTER EXTENSION",
+        N::CreateSchemaStmt(_) => "CREATE SCHEMA",
+        N::CreateSeqStmt(_) => "CREATE SEQUENCE",
+        N::AlterSeqStmt(_) => "ALTER SEQUENCE",
+        N::CreateTrigStmt(_) => "CREATE TRIGGER",
+        N::CreatePolicyStmt(_) => "CREATE POLICY",
+        N::AlterPolicyStmt(_) => "ALTER POLICY",
+        N::CommentStmt(_) => "COMMENT",
+        N::GrantStmt(g) if g.is_grant => "GRANT",
+        N::GrantStmt(_) => "REVOKE",
+        N::GrantRoleStmt(_) => "GRANT ROLE",
+        N::RenameStmt(_) => "RENAME",
+        N::AlterObjectSchemaStmt(_) => "ALTER SET SCHEMA",
+        N::AlterOwnerStmt(_) => "ALTER OWNER",
+        N::RuleStmt(_) => "CREATE RULE",
+        N::DoStmt(_) => "DO",
+        N::TruncateStmt(_) => "TRUNCATE",
+        N::CopyStmt(_) => "COPY",
+        N::ExplainStmt(_) => "EXPLAIN",
+        N::TransactionStmt(_) => "TRANSACTION",
+        N::VariableSetStmt(_) => "SET",
+        N::VariableShowStmt(_) => "SHOW",
+        N::CallStmt(_) => "CALL",
+        N::PrepareStmt(_) => "PREPARE",
+        N::ExecuteStmt(_) => "EXECUTE",
+        _ => return None,
+    };
+    Some(tag)
+}
