@@ -63,8 +63,8 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub retry_after: Option<u64>,
-    /// More fields for the body (e.g. `sqlstate`).
-    pub extra: Map<String, Value>,
+    /// More fields for the body (e.g. `sqlstate`); boxed, as most errors have none.
+    pub extra: Option<Box<Map<String, Value>>>,
 }
 
 impl ApiError {
@@ -74,13 +74,15 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
-            extra: Map::new(),
+            extra: None,
         }
     }
 
     /// Adds a field to the error body.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_string(), value.into());
+        self.extra
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value.into());
         self
     }
 
@@ -153,7 +155,9 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             fields.insert("field".into(), Value::from(field));
         }
-        fields.extend(self.extra);
+        if let Some(extra) = self.extra {
+            fields.extend(*extra);
+        }
         let mut response = envelope(self.code, fields);
         if let Some(seconds) = self.retry_after {
             response

@@ -205,6 +205,94 @@ impl Client {
     pub async fn revoke_api_key(&self, id: &str) -> Result<Reply<Message>, ClientError> {
         self.delete(&format!("/apikeys/{}", encode(id))).await
     }
+
+    pub async fn list_workspaces(&self) -> Result<Reply<WorkspaceList>, ClientError> {
+        self.get("/workspaces").await
+    }
+
+    pub async fn create_workspace(
+        &self,
+        name: &str,
+        database: &str,
+        mode: &str,
+    ) -> Result<Reply<CreatedWorkspace>, ClientError> {
+        let body = serde_json::json!({ "name": name, "database": database, "mode": mode });
+        self.post("/workspaces", &body).await
+    }
+
+    pub async fn get_workspace(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/workspaces/{}", encode(name))).await
+    }
+
+    pub async fn delete_workspace(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.delete(&format!("/workspaces/{}", encode(name))).await
+    }
+
+    pub async fn query_workspace(
+        &self,
+        name: &str,
+        sql: &str,
+    ) -> Result<Reply<QueryResult>, ClientError> {
+        let path = format!("/workspaces/{}/queries", encode(name));
+        self.post(&path, &serde_json::json!({ "query": sql })).await
+    }
+
+    pub async fn workspace_schema(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/workspaces/{}/schema", encode(name)))
+            .await
+    }
+
+    /// `body` is the import request: `{source, template?, tables?, connection?, url?}`.
+    pub async fn import_schema(
+        &self,
+        name: &str,
+        body: &Value,
+    ) -> Result<Reply<Value>, ClientError> {
+        self.post(&format!("/workspaces/{}/schema", encode(name)), body)
+            .await
+    }
+
+    pub async fn workspace_diff(&self, name: &str) -> Result<Reply<DiffList>, ClientError> {
+        self.get(&format!("/workspaces/{}/diff", encode(name)))
+            .await
+    }
+
+    pub async fn skip_ddl(&self, name: &str, id: &str) -> Result<Reply<Message>, ClientError> {
+        self.delete(&format!("/workspaces/{}/diff/{}", encode(name), encode(id)))
+            .await
+    }
+
+    pub async fn revert_ddl(&self, name: &str, id: &str) -> Result<Reply<Message>, ClientError> {
+        let path = format!("/workspaces/{}/diff/{}/revert", encode(name), encode(id));
+        self.post(&path, &serde_json::json!({})).await
+    }
+
+    pub async fn workspace_settings(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/workspaces/{}/settings", encode(name)))
+            .await
+    }
+
+    pub async fn update_settings(
+        &self,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Reply<Value>, ClientError> {
+        let path = format!("/workspaces/{}/settings", encode(name));
+        self.request(Method::PATCH, &path, Some(patch), true).await
+    }
+
+    pub async fn list_blueprints(&self) -> Result<Reply<BlueprintList>, ClientError> {
+        self.get("/blueprints").await
+    }
+
+    pub async fn get_blueprint(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/blueprints/{}", encode(name))).await
+    }
+
+    pub async fn blueprint_versions(&self, name: &str) -> Result<Reply<VersionList>, ClientError> {
+        self.get(&format!("/blueprints/{}/versions", encode(name)))
+            .await
+    }
 }
 
 /// Percent-encodes one path segment.

@@ -112,3 +112,92 @@ pub struct CreatedApiKey {
     pub key: ApiKeyItem,
     pub api_key: String,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkspaceItem {
+    pub id: String,
+    pub name: String,
+    pub mode: String,
+    pub database: String,
+    pub created_at: String,
+    pub version: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkspaceList {
+    pub workspaces: Vec<WorkspaceItem>,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connection {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedWorkspace {
+    pub id: String,
+    pub mode: String,
+    pub blueprint: Option<String>,
+    pub database: String,
+    pub connection: Connection,
+    pub connection_string: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub row_count: u64,
+    pub truncated: bool,
+    pub execution_time: String,
+    pub statements_executed: usize,
+    pub ddl_captured: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub id: i64,
+    pub statement: String,
+    pub tag: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffList {
+    pub changes: Vec<Change>,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlueprintItem {
+    pub name: String,
+    pub database: String,
+    pub workspace_id: String,
+    pub current_version: i32,
+    pub tenant_count: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlueprintList {
+    pub blueprints: Vec<BlueprintItem>,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionItem {
+    pub version: i32,
+    pub ddl_count: usize,
+    pub statements: Vec<String>,
+    pub deployed_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionList {
+    pub versions: Vec<VersionItem>,
+    pub count: usize,
+}

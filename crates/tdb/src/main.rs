@@ -46,6 +46,12 @@ enum Command {
     /// Manage the current project's API keys
     #[command(subcommand)]
     Apikeys(cmd::apikeys::ApikeysCommand),
+    /// Design schemas in workspaces; run SQL; import; pending DDL
+    #[command(subcommand)]
+    Workspaces(cmd::workspaces::WorkspacesCommand),
+    /// Inspect blueprints and their versions
+    #[command(subcommand)]
+    Blueprints(cmd::blueprints::BlueprintsCommand),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +95,8 @@ async fn run_cli(global: cmd::Global, command: Command) -> anyhow::Result<()> {
         Command::Config(c) => cmd::config_cmd::run(&ctx, c),
         Command::Projects(c) => cmd::projects::run(&ctx, c).await,
         Command::Apikeys(c) => cmd::apikeys::run(&ctx, c).await,
+        Command::Workspaces(c) => cmd::workspaces::run(&ctx, c).await,
+        Command::Blueprints(c) => cmd::blueprints::run(&ctx, c).await,
     }
 }
 

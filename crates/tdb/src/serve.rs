@@ -246,7 +246,7 @@ fn catalog_server(url: &str) -> ServerConfig {
 }
 
 /// The percent-decoded password of a connection URL ("" when it has none).
-fn password_of(url: &str) -> String {
+pub fn password_of(url: &str) -> String {
     let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
         return String::new();
     };

@@ -172,3 +172,105 @@ async fn account_flow_through_the_cli() {
     let list = cli.json(&["--api-key", &login_key, "projects", "list"]);
     assert_eq!(list["count"], 1);
 }
+
+#[tokio::test]
+async fn workspace_flow_through_the_cli() {
+    let s = start().await;
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+    };
+    cli.ok(&[
+        "signup",
+        "--email",
+        "alice@example.com",
+        "--password",
+        "correct-horse",
+    ]);
+
+    let created = cli.json(&[
+        "workspaces",
+        "create",
+        "myapp",
+        "--database",
+        "PostgreSQL",
+        "--mode",
+        "tenant",
+    ]);
+    assert_eq!(created["blueprint"], "myapp");
+    assert!(cli.ok(&["workspaces", "list"]).contains("myapp"));
+    let out = cli.ok(&["workspaces", "query", "myapp",
+        "CREATE TABLE users (id serial PRIMARY KEY, name text); INSERT INTO users (name) VALUES ('ann'); \
+         CREATE INDEX users_name_idx ON users (name); ALTER TABLE users ADD COLUMN email text; SELECT name FROM users"]);
+    assert!(
+        out.contains("ann") && out.contains("captured as pending changes"),
+        "{out}"
+    );
+    let diff = cli.json(&["workspaces", "diff", "myapp"]);
+    let ids: Vec<String> = diff["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(
+        cli.ok(&["workspaces", "diff-revert", "myapp", &ids[2]])
+            .contains("DROP COLUMN")
+    );
+    assert!(
+        cli.ok(&["workspaces", "diff-skip", "myapp", &ids[1]])
+            .contains("removed")
+    );
+    assert!(
+        cli.ok(&["workspaces", "diff", "myapp"])
+            .contains("CREATE TABLE users")
+    );
+    let imported = cli.ok(&["workspaces", "import", "myapp", "--template", "blog"]);
+    assert!(
+        imported.contains("posts") && imported.contains("Schema imported"),
+        "{imported}"
+    );
+    let schema = cli.ok(&["workspaces", "schema", "myapp"]);
+    for table in ["users", "authors", "posts", "comments"] {
+        assert!(schema.contains(table), "{table}: {schema}");
+    }
+    assert!(!schema.contains("email"), "the reverted column is gone");
+    let settings = cli.ok(&[
+        "workspaces",
+        "settings",
+        "myapp",
+        "--max-rows-per-query",
+        "2",
+    ]);
+    assert!(settings.contains("Deploy to apply"), "{settings}");
+    let rows = cli.json(&[
+        "workspaces",
+        "query",
+        "myapp",
+        "SELECT generate_series(1, 10)",
+    ]);
+    assert_eq!(rows["rows"].as_array().map(Vec::len), Some(2));
+    assert!(
+        cli.ok(&["workspaces", "get", "myapp"])
+            .contains("CREATE TABLE users")
+    );
+    assert!(cli.ok(&["blueprints", "list"]).contains("myapp"));
+    assert_eq!(
+        cli.json(&["blueprints", "get", "myapp"])["current_version"],
+        0
+    );
+    assert_eq!(cli.json(&["blueprints", "versions", "myapp"])["count"], 0);
+
+    let err = cli.fails(&["workspaces", "query", "myapp", "SELEC 1"]);
+    assert!(err.contains("syntax error"), "{err}");
+    let err = cli.fails(&["workspaces", "get", "nope"]);
+    assert!(err.contains("not found"), "{err}");
+    let err = cli.fails(&["workspaces", "import", "myapp", "--template", "blogg"]);
+    assert!(err.contains("unknown template"), "{err}");
+    let err = cli.fails(&["workspaces", "create", "x", "--database", "mysql"]);
+    assert!(err.contains("MySQL"), "{err}");
+    cli.ok(&["workspaces", "delete", "myapp"]);
+    assert_eq!(cli.json(&["workspaces", "list"])["count"], 0);
+}

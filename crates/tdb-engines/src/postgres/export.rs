@@ -55,13 +55,25 @@ pub async fn dump_schema(pg_dump: &Path, source: &DatabaseAccess) -> Result<Vec<
             .to_string();
         return Err(EngineError::Connect(message));
     }
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = strip_meta_commands(&String::from_utf8_lossy(&output.stdout));
     let statements = tdb_sql::split(&text).map_err(|e| EngineError::Internal(e.to_string()))?;
     Ok(statements
         .into_iter()
         .filter(|s| keep(s))
         .map(|s| s.to_string())
         .collect())
+}
+
+/// Removes the psql meta-commands pg_dump writes on lines of their own (`\restrict KEY` and
+/// `\unrestrict KEY` since the 2025 security releases, `\connect`): they are not SQL.
+fn strip_meta_commands(dump: &str) -> String {
+    dump.lines()
+        .filter(|line| {
+            let word = line.split_whitespace().next().unwrap_or("");
+            !matches!(word, "\\restrict" | "\\unrestrict" | "\\connect")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Drops what configures the dump session rather than describing the schema.
@@ -73,4 +85,17 @@ fn keep(statement: &str) -> bool {
         || upper.starts_with("CREATE SCHEMA PUBLIC")
         || upper.starts_with("COMMENT ON SCHEMA PUBLIC")
         || upper.starts_with("\\"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn meta_commands_are_removed_and_sql_kept() {
+        let dump = "SET x = 1;\n\\restrict abc\nCREATE TABLE t (a text DEFAULT '\\restrict');\n\\unrestrict abc\n";
+        let out = super::strip_meta_commands(dump);
+        assert_eq!(
+            out,
+            "SET x = 1;\nCREATE TABLE t (a text DEFAULT '\\restrict');"
+        );
+    }
 }

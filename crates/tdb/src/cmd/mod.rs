@@ -3,8 +3,10 @@
 
 pub mod accounts;
 pub mod apikeys;
+pub mod blueprints;
 pub mod config_cmd;
 pub mod projects;
+pub mod workspaces;
 
 use tdb_client::Client;
 

@@ -1,0 +1,73 @@
+//! `tdb blueprints list|get|versions`.
+
+use super::Context;
+use crate::output;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BlueprintsCommand {
+    /// List blueprints
+    List,
+    /// Show a blueprint and the DDL of its current version
+    Get { name: String },
+    /// List a blueprint's deployed versions
+    Versions { name: String },
+}
+
+pub async fn run(ctx: &Context, command: BlueprintsCommand) -> anyhow::Result<()> {
+    let c = &ctx.client;
+    match command {
+        BlueprintsCommand::List => {
+            let reply = c.list_blueprints().await?;
+            ctx.print(&reply.raw, || {
+                let rows = reply
+                    .data
+                    .blueprints
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.name.clone(),
+                            b.database.clone(),
+                            b.current_version.to_string(),
+                            b.tenant_count.to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["NAME", "DATABASE", "VERSION", "TENANTS"], rows);
+            });
+        }
+        BlueprintsCommand::Get { name } => {
+            let reply = c.get_blueprint(&name).await?;
+            let r = &reply.raw;
+            ctx.print(r, || {
+                output::fields(&[
+                    ("blueprint", r["name"].as_str().unwrap_or_default()),
+                    ("database", r["database"].as_str().unwrap_or_default()),
+                    ("version", &r["current_version"].to_string()),
+                    ("tenants", &r["tenant_count"].to_string()),
+                ]);
+                for statement in r["schema"].as_array().into_iter().flatten() {
+                    println!("{};", statement.as_str().unwrap_or_default());
+                }
+            });
+        }
+        BlueprintsCommand::Versions { name } => {
+            let reply = c.blueprint_versions(&name).await?;
+            ctx.print(&reply.raw, || {
+                let rows = reply
+                    .data
+                    .versions
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.version.to_string(),
+                            v.ddl_count.to_string(),
+                            v.deployed_at.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["VERSION", "DDL", "DEPLOYED"], rows);
+            });
+        }
+    }
+    Ok(())
+}
