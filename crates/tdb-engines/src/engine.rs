@@ -38,6 +38,31 @@ pub struct DatabaseSpec<'a> {
     pub connection_limit: u32,
 }
 
+/// A tenant database to create.
+pub struct TenantSpec<'a> {
+    pub name: &'a str,
+    pub owner_role: &'a str,
+    pub owner_password: &'a str,
+    /// The role applications log in as: rows only, no DDL.
+    pub app_role: &'a str,
+    pub app_password: &'a str,
+    pub connection_limit: u32,
+}
+
+/// What a migration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Migration {
+    Applied {
+        from: i32,
+    },
+    /// The database was already at (or past) the target version.
+    AlreadyAt(i32),
+    /// Dry run: everything applied, then rolled back.
+    WouldApply {
+        from: i32,
+    },
+}
+
 /// Bounds on one statement.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -91,6 +116,32 @@ pub trait Engine: Send + Sync {
 
     /// Creates the database and its owner role; no-op parts that exist are an error.
     async fn create_database(&self, server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -> Result<()>;
+
+    /// Closes the server's own databases (`postgres`, `template1`) and `extra` ones (such as the
+    /// catalog) to PUBLIC, so the roles tdb creates can reach only their own databases.
+    async fn secure_server(&self, server: &AdminEndpoint, extra: &[&str]) -> Result<()>;
+
+    /// Creates a tenant database: owned by a login role that only tdb uses (for migrations),
+    /// reached by applications through a second role that may only read and write rows.
+    async fn create_tenant_database(
+        &self,
+        server: &AdminEndpoint,
+        spec: &TenantSpec<'_>,
+    ) -> Result<()>;
+
+    /// Applies `statements` as the owner in one transaction that also records `version` in the
+    /// database itself; with `dry_run` the transaction is rolled back. A database already at
+    /// `version` or later is left alone (so a retried migration never applies twice).
+    async fn migrate(
+        &self,
+        owner: &DatabaseAccess,
+        statements: &[String],
+        version: i32,
+        dry_run: bool,
+    ) -> Result<Migration>;
+
+    /// The schema version recorded in a tenant database.
+    async fn schema_version(&self, owner: &DatabaseAccess) -> Result<i32>;
 
     /// Drops the database (ending its sessions) and the given roles; absent ones are fine.
     async fn drop_database(&self, server: &AdminEndpoint, name: &str, roles: &[&str])

@@ -6,7 +6,10 @@ pub mod managed;
 pub mod postgres;
 pub mod schema;
 
-pub use engine::{DatabaseAccess, DatabaseSpec, Engine, EngineError, Limits, QueryOutput, Session};
+pub use engine::{
+    DatabaseAccess, DatabaseSpec, Engine, EngineError, Limits, Migration, QueryOutput, Session,
+    TenantSpec,
+};
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};
 pub use postgres::PostgresEngine;

@@ -13,7 +13,7 @@ use tdb_catalog::Catalog;
 use tdb_catalog::servers::ServerSpec;
 use tdb_core::secrets::MasterKey;
 use tdb_engines::managed::postgres::ManagedPostgresOptions;
-use tdb_engines::{AdminEndpoint, ManagedPostgres, PgBinaries, PostgresEngine, RunAs};
+use tdb_engines::{AdminEndpoint, Engine, ManagedPostgres, PgBinaries, PostgresEngine, RunAs};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ServerConfig};
@@ -56,10 +56,15 @@ async fn run_with_catalog(
         (None, Some(url)) => PgConnectOptions::from_str(url).context("parsing catalog_url")?,
         (None, None) => unreachable!("either managed or attached"),
     };
+    let catalog_database = catalog_options
+        .get_database()
+        .unwrap_or("postgres")
+        .to_string();
     let catalog = Catalog::open(catalog_options, 16)
         .await
         .context("opening the catalog")?;
     register_servers(config, key, &catalog, managed).await?;
+    secure_servers(config, managed, &catalog_database).await?;
 
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
@@ -215,6 +220,55 @@ async fn register_servers(
             managed: false,
         };
         upsert(catalog, key, &spec, &password).await?;
+    }
+    Ok(())
+}
+
+/// Closes every shared server's own databases (and the catalog's, where it lives there) to
+/// PUBLIC, so workspace and tenant roles reach nothing but their own database.
+async fn secure_servers(
+    config: &Config,
+    managed: Option<&ManagedPostgres>,
+    catalog_database: &str,
+) -> anyhow::Result<()> {
+    let engine = PostgresEngine::new(None);
+    let mut targets: Vec<(AdminEndpoint, Vec<&str>)> = Vec::new();
+    if let Some(server) = managed {
+        targets.push((server.endpoint().clone(), vec![catalog_database]));
+    }
+    let mut attached = config.servers.clone();
+    if let (None, true, Some(url)) = (managed, attached.is_empty(), &config.catalog_url) {
+        attached.push(catalog_server(url));
+    }
+    for server in attached.iter().filter(|s| s.role == "shared") {
+        let opts = PgConnectOptions::from_str(&server.url)?;
+        let endpoint = AdminEndpoint {
+            host: opts.get_host().to_string(),
+            port: opts.get_port(),
+            user: opts.get_username().to_string(),
+            password: password_of(&server.url),
+        };
+        let same_as_catalog = Some(&server.url) == config.catalog_url.as_ref();
+        targets.push((
+            endpoint,
+            if same_as_catalog {
+                vec![catalog_database]
+            } else {
+                vec![]
+            },
+        ));
+    }
+    for (endpoint, extra) in targets {
+        // An attached server's administrator may not own these databases (hosted offerings);
+        // say so loudly rather than refuse to start.
+        if let Err(e) = engine.secure_server(&endpoint, &extra).await {
+            tracing::warn!(
+                server = %format!("{}:{}", endpoint.host, endpoint.port),
+                error = %e,
+                "could not revoke PUBLIC access to the server's own databases; \
+                 tenant roles may connect to them"
+            );
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use sqlx::Connection;
 use tdb_testkit::{ServeOptions, TdbServer, TestPostgres};
 
 /// The data rows of `table` in a plain-format dump (tab-separated, as COPY writes them).
@@ -142,6 +143,21 @@ async fn managed_catalog_records_its_server_with_a_sealed_password() {
         row[8]
     );
     assert_eq!(row[9], "t", "managed");
+
+    // The catalog and the server's own databases are closed to PUBLIC, so workspace and tenant
+    // roles cannot even connect to them.
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("admin");
+    for db in ["tdb_catalog", "postgres", "template1"] {
+        let open: bool =
+            sqlx::query_scalar("SELECT has_database_privilege('public', $1, 'CONNECT')")
+                .bind(db)
+                .fetch_one(&mut admin)
+                .await
+                .expect("privilege");
+        assert!(!open, "PUBLIC may connect to {db}");
+    }
 }
 
 #[tokio::test]

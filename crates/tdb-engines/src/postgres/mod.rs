@@ -5,6 +5,7 @@
 mod export;
 mod introspect;
 mod session;
+mod tenant;
 mod values;
 
 use std::path::PathBuf;
@@ -15,7 +16,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::AdminEndpoint;
-use crate::engine::{DatabaseAccess, DatabaseSpec, Engine, EngineError, Limits, Result, Session};
+use crate::engine::{
+    DatabaseAccess, DatabaseSpec, Engine, EngineError, Limits, Migration, Result, Session,
+    TenantSpec,
+};
 use crate::schema::Schema;
 
 /// Double-quotes an identifier.
@@ -158,6 +162,32 @@ impl Engine for PostgresEngine {
         .await?;
         let _ = inside.close().await;
         Ok(())
+    }
+
+    async fn secure_server(&self, server: &AdminEndpoint, extra: &[&str]) -> Result<()> {
+        tenant::secure_server(server, extra).await
+    }
+
+    async fn create_tenant_database(
+        &self,
+        server: &AdminEndpoint,
+        spec: &TenantSpec<'_>,
+    ) -> Result<()> {
+        tenant::create(server, spec).await
+    }
+
+    async fn migrate(
+        &self,
+        owner: &DatabaseAccess,
+        statements: &[String],
+        version: i32,
+        dry_run: bool,
+    ) -> Result<Migration> {
+        tenant::migrate(owner, statements, version, dry_run).await
+    }
+
+    async fn schema_version(&self, owner: &DatabaseAccess) -> Result<i32> {
+        tenant::schema_version(owner).await
     }
 
     async fn drop_database(

@@ -1,0 +1,176 @@
+//! Tenant databases and their migrations. The owner role owns every object and is used only by
+//! tdb, logging in as itself: DDL never runs under `SET ROLE` from the administrator, where a
+//! `DO` block could `RESET ROLE` back to superuser. Applications get a second role with row
+//! privileges only (through default privileges), so "no DDL on tenants" holds in the database
+//! itself. The schema version lives in `tdb_meta.schema_version`, updated in the migration's
+//! own transaction.
+
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Row};
+
+use super::{admin_access, connect, exec, from_sqlx, quote_ident, quote_literal};
+use crate::AdminEndpoint;
+use crate::engine::{DatabaseAccess, EngineError, Migration, Result, TenantSpec};
+
+fn role_sql(name: &str, password: &str, limit: u32) -> String {
+    let verifier = tdb_core::secrets::scram_verifier(password);
+    format!(
+        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
+         NOINHERIT CONNECTION LIMIT {limit} PASSWORD {}",
+        quote_ident(name),
+        quote_literal(&verifier)
+    )
+}
+
+pub async fn secure_server(server: &AdminEndpoint, extra: &[&str]) -> Result<()> {
+    let mut admin = connect(&admin_access(server, "postgres")).await?;
+    for db in ["postgres", "template1"].iter().chain(extra) {
+        exec(
+            &mut admin,
+            format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", quote_ident(db)),
+        )
+        .await?;
+    }
+    let _ = admin.close().await;
+    Ok(())
+}
+
+pub async fn create(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()> {
+    let (db, owner, app) = (
+        quote_ident(spec.name),
+        quote_ident(spec.owner_role),
+        quote_ident(spec.app_role),
+    );
+    let mut admin = connect(&admin_access(server, "postgres")).await?;
+    let steps = [
+        role_sql(spec.owner_role, spec.owner_password, 5),
+        role_sql(spec.app_role, spec.app_password, spec.connection_limit),
+        format!("CREATE DATABASE {db} OWNER {owner}"),
+        format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+        format!("GRANT CONNECT ON DATABASE {db} TO {app}"),
+    ];
+    for (i, sql) in steps.iter().enumerate() {
+        if let Err(e) = exec(&mut admin, sql.clone()).await {
+            // Undo what the earlier steps made, so a failed create leaves nothing behind.
+            if i >= 3 {
+                let _ = exec(&mut admin, format!("DROP DATABASE IF EXISTS {db}")).await;
+            }
+            for role in [&app, &owner].iter().take(if i >= 2 { 2 } else { i }) {
+                let _ = exec(&mut admin, format!("DROP ROLE IF EXISTS {role}")).await;
+            }
+            return Err(e);
+        }
+    }
+    let _ = admin.close().await;
+    let mut inside = connect(&admin_access(server, spec.name)).await?;
+    exec(
+        &mut inside,
+        format!(
+            "ALTER SCHEMA public OWNER TO {owner};
+             REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO {app};
+             CREATE SCHEMA tdb_meta AUTHORIZATION {owner};
+             REVOKE ALL ON SCHEMA tdb_meta FROM PUBLIC;
+             CREATE TABLE tdb_meta.schema_version (version integer NOT NULL);
+             INSERT INTO tdb_meta.schema_version VALUES (0);
+             ALTER TABLE tdb_meta.schema_version OWNER TO {owner};
+             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};
+             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+                 GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {app};
+             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+                 GRANT EXECUTE ON FUNCTIONS TO {app};"
+        ),
+    )
+    .await?;
+    let _ = inside.close().await;
+    Ok(())
+}
+
+async fn current_version(conn: &mut PgConnection, lock: bool) -> Result<i32> {
+    let sql = if lock {
+        "SELECT version FROM tdb_meta.schema_version FOR UPDATE"
+    } else {
+        "SELECT version FROM tdb_meta.schema_version"
+    };
+    let row = sqlx::query(sql)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+    row.try_get::<i32, _>(0).map_err(from_sqlx)
+}
+
+pub async fn schema_version(owner: &DatabaseAccess) -> Result<i32> {
+    let mut conn = connect(owner).await?;
+    let v = current_version(&mut conn, false).await;
+    let _ = conn.close().await;
+    v
+}
+
+pub async fn migrate(
+    owner: &DatabaseAccess,
+    statements: &[String],
+    version: i32,
+    dry_run: bool,
+) -> Result<Migration> {
+    let mut conn = connect(owner).await?;
+    let result = migrate_on(&mut conn, statements, version, dry_run).await;
+    let _ = conn.close().await;
+    result
+}
+
+async fn migrate_on(
+    conn: &mut PgConnection,
+    statements: &[String],
+    version: i32,
+    dry_run: bool,
+) -> Result<Migration> {
+    let mut tx = conn.begin().await.map_err(from_sqlx)?;
+    // The row lock serialises concurrent migrations of one database; the second sees the new
+    // version and does nothing.
+    let from = current_version(&mut tx, true).await?;
+    if from >= version {
+        return Ok(Migration::AlreadyAt(from));
+    }
+    sqlx::raw_sql("SET LOCAL search_path = public")
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    for statement in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match from_sqlx(e) {
+                EngineError::Query {
+                    message,
+                    sqlstate,
+                    detail,
+                } => EngineError::Query {
+                    message: format!("{message} (in: {})", excerpt(statement)),
+                    sqlstate,
+                    detail,
+                },
+                other => other,
+            })?;
+    }
+    sqlx::query("UPDATE tdb_meta.schema_version SET version = $1")
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    if dry_run {
+        tx.rollback().await.map_err(from_sqlx)?;
+        return Ok(Migration::WouldApply { from });
+    }
+    tx.commit().await.map_err(from_sqlx)?;
+    Ok(Migration::Applied { from })
+}
+
+fn excerpt(statement: &str) -> String {
+    let one_line = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
