@@ -128,7 +128,7 @@ pub async fn import_schema(
                 .as_deref()
                 .ok_or_else(|| ApiError::field("tables", "is required when source is 'json'"))?,
         )?,
-        "database" => external(&r, req.connection).await?,
+        "database" => external(&r, req.connection, state.config.import_allow_private_urls).await?,
         "url" => {
             let url = req
                 .url
@@ -138,7 +138,11 @@ pub async fn import_schema(
                 .get("tables")
                 .cloned()
                 .ok_or_else(|| ApiError::field("url", "the document has no 'tables' array"))
-                .and_then(|t| crate::extract::parse_json(t.to_string().as_bytes()))?;
+                .and_then(|t| {
+                    serde_json::from_value::<Vec<TableDef>>(t).map_err(|e| {
+                        ApiError::field("url", format!("the document's tables are invalid: {e}"))
+                    })
+                })?;
             tables_ddl(&tables)?
         }
         _ => {
@@ -276,6 +280,7 @@ fn check_single(sql: &str, tag: &str, field: &str) -> Result<(), ApiError> {
 async fn external(
     r: &Resolved,
     connection: Option<ExternalConnection>,
+    allow_internal: bool,
 ) -> Result<Vec<String>, ApiError> {
     let c = connection
         .ok_or_else(|| ApiError::field("connection", "is required when source is 'database'"))?;
@@ -290,9 +295,32 @@ async fn external(
             "must be postgresql for a PostgreSQL workspace",
         ));
     }
+    // Plain names only: no socket paths, and nothing libpq would read as a connection string.
+    for (field, value) in [
+        ("host", &c.host),
+        ("database", &c.database),
+        ("user", &c.user),
+    ] {
+        let bad = value.is_empty()
+            || value.len() > 255
+            || value.starts_with('/')
+            || value.contains(['=', ' ', '\'', '\\'])
+            || value.contains("://")
+            || value.chars().any(char::is_control);
+        if bad {
+            return Err(ApiError::field(
+                &format!("connection.{field}"),
+                "must be a plain name",
+            ));
+        }
+    }
+    let port = c.port.unwrap_or(5432);
+    let ip = resolve_checked(&c.host, port, allow_internal)
+        .await
+        .map_err(|m| ApiError::field("connection.host", m))?;
     let source = DatabaseAccess {
-        host: c.host,
-        port: c.port.unwrap_or(5432),
+        host: ip.to_string(),
+        port,
         database: c.database,
         user: c.user,
         password: c.password.unwrap_or_default(),
@@ -307,6 +335,25 @@ async fn external(
     })
 }
 
+/// Resolves `host` once and refuses internal addresses unless allowed; the caller connects to
+/// the returned address, so a second lookup cannot answer differently.
+async fn resolve_checked(host: &str, port: u16, allow_internal: bool) -> Result<IpAddr, String> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = tokio::net::lookup_host((bare, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {host}"))?;
+    if !allow_internal && is_internal(addr.ip()) {
+        return Err(format!(
+            "{host} resolves to an internal address ({}); importing from it is not allowed \
+             (set import_allow_private_urls to allow internal sources)",
+            addr.ip()
+        ));
+    }
+    Ok(addr.ip())
+}
+
 /// True for addresses a server-side fetch must not reach by default.
 fn is_internal(ip: IpAddr) -> bool {
     match ip {
@@ -317,15 +364,28 @@ fn is_internal(ip: IpAddr) -> bool {
                 || v4.is_link_local()
                 || v4.is_unspecified()
                 || v4.is_broadcast()
+                || v4.is_multicast()
                 || o[0] == 0
+                || o[0] >= 240
                 || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            let nat64 = seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0];
+            let embedded = std::net::Ipv4Addr::new(
+                (seg[6] >> 8) as u8,
+                seg[6] as u8,
+                (seg[7] >> 8) as u8,
+                seg[7] as u8,
+            );
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] & 0xffc0) == 0xfec0
+                || (nat64 && is_internal(IpAddr::V4(embedded)))
                 || v6
                     .to_ipv4_mapped()
                     .is_some_and(|v4| is_internal(IpAddr::V4(v4)))
@@ -350,19 +410,13 @@ async fn fetch_json(url: &str, allow_internal: bool) -> Result<Value, ApiError> 
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let addr = tokio::net::lookup_host((lookup_host.as_str(), port))
+    let ip = resolve_checked(&host, port, allow_internal)
         .await
-        .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?
-        .next()
-        .ok_or_else(|| bad(format!("cannot resolve {host}")))?;
-    if !allow_internal && is_internal(addr.ip()) {
-        return Err(bad(format!(
-            "{host} resolves to an internal address ({}); fetching it is not allowed",
-            addr.ip()
-        )));
-    }
+        .map_err(bad)?;
+    let addr = std::net::SocketAddr::new(ip, port);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .timeout(URL_TIMEOUT)
         .resolve(&lookup_host, addr)
         .build()
@@ -476,7 +530,7 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_recognised() {
-        for ip in [
+        let internal = [
             "127.0.0.1",
             "10.1.2.3",
             "172.16.0.1",
@@ -484,14 +538,26 @@ mod tests {
             "169.254.169.254",
             "0.0.0.0",
             "100.64.0.1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "198.18.0.1",
             "::1",
             "fd00::1",
             "fe80::1",
+            "fec0::1",
+            "ff02::1",
             "::ffff:127.0.0.1",
-        ] {
+            "64:ff9b::a9fe:a9fe",
+        ];
+        for ip in internal {
             assert!(is_internal(ip.parse().expect("ip")), "{ip}");
         }
-        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+        for ip in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "64:ff9b::101:101",
+        ] {
             assert!(!is_internal(ip.parse().expect("ip")), "{ip}");
         }
     }

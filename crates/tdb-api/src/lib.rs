@@ -7,6 +7,7 @@ mod import;
 mod mint;
 mod openapi;
 mod routes;
+mod tenant;
 mod workspace;
 
 use std::net::SocketAddr;
@@ -94,6 +95,27 @@ pub struct AppState {
     pub engines: Engines,
     /// Opens the sealed secrets the platform uses itself (server and owner-role passwords).
     pub master_key: MasterKey,
+    /// Bounds concurrent password hashing (19 MiB and tens of milliseconds each), so a flood of
+    /// sign-ups or logins queues instead of exhausting memory.
+    pub hashing: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    pub fn new(
+        catalog: Catalog,
+        config: ApiConfig,
+        engines: Engines,
+        master_key: MasterKey,
+    ) -> Self {
+        let permits = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            catalog,
+            config: Arc::new(config),
+            engines,
+            master_key,
+            hashing: Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.

@@ -21,6 +21,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "apikeys", description = "API keys of the current project"),
         (name = "workspaces", description = "Design databases, queries, DDL capture, import"),
         (name = "blueprints", description = "Versioned schemas of tenant-mode workspaces"),
+        (name = "tenants", description = "Customers' databases created from blueprints"),
+        (name = "deployments", description = "Blueprint versions rolled out to tenants"),
+        (name = "admin", description = "Data queries across tenants; DDL refused"),
     )
 )]
 pub struct ApiDoc;

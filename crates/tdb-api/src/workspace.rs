@@ -60,7 +60,12 @@ pub fn engine_error(e: EngineError) -> ApiError {
             sqlstate,
             detail,
         } => {
-            let mut err = ApiError::bad_request(message).with("sqlstate", sqlstate);
+            let code = if sqlstate == "42501" {
+                ErrorCode::PermissionDenied
+            } else {
+                ErrorCode::BadRequest
+            };
+            let mut err = ApiError::new(code, message).with("sqlstate", sqlstate);
             if let Some(detail) = detail {
                 err = err.with("detail", detail);
             }
@@ -80,6 +85,16 @@ pub fn engine_error(e: EngineError) -> ApiError {
             )
         }
         EngineError::Internal(m) => ApiError::internal(m),
+    }
+}
+
+/// Maps a failure of an operation tdb performs as the server's administrator (create or drop a
+/// database): whatever the server said is tdb's problem, not the client's, so it is logged and
+/// answered as a 500 with a request id (503 when the server is unreachable).
+pub fn admin_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Connect(_) => engine_error(e),
+        other => ApiError::internal(other),
     }
 }
 
@@ -207,6 +222,16 @@ impl DdlTracker {
                 self.open = None;
                 self.savepoints.clear();
             }
+            TxOp::CommitAndChain => {
+                if let Some(buffer) = self.open.replace(Vec::new()) {
+                    self.committed.extend(buffer);
+                }
+                self.savepoints.clear();
+            }
+            TxOp::RollbackAndChain => {
+                self.open = Some(Vec::new());
+                self.savepoints.clear();
+            }
             TxOp::Savepoint(name) => {
                 let len = self.open.as_ref().map_or(0, Vec::len);
                 self.savepoints.push((name.clone(), len));
@@ -247,10 +272,13 @@ pub struct BatchOutcome {
 
 /// Runs a batch statement by statement in one session, stopping at the first error, and (in
 /// tenant mode) queues every DDL statement that committed, in order.
+/// With `read_only` (read keys) the batch runs inside a read-only transaction that is rolled
+/// back, so even a SELECT calling a function that writes cannot change anything.
 pub async fn run_batch(
     state: &AppState,
     r: &Resolved,
     statements: &[Statement<'_>],
+    read_only: bool,
 ) -> Result<BatchOutcome, ApiError> {
     let started = Instant::now();
     let mut session = r
@@ -258,6 +286,12 @@ pub async fn run_batch(
         .open(&r.access, r.settings.limits())
         .await
         .map_err(engine_error)?;
+    if read_only {
+        session
+            .run("BEGIN TRANSACTION READ ONLY")
+            .await
+            .map_err(engine_error)?;
+    }
     let mut tracker = DdlTracker::default();
     let mut last = QueryOutput::default();
     let mut executed = 0;
@@ -353,6 +387,16 @@ mod tests {
         assert_eq!(
             run("BEGIN; SAVEPOINT s; CREATE TABLE a (x int); RELEASE SAVEPOINT s; COMMIT"),
             ["CREATE TABLE a (x int)"]
+        );
+        assert_eq!(
+            run(
+                "BEGIN; CREATE TABLE a (x int); COMMIT AND CHAIN; CREATE TABLE b (x int); ROLLBACK"
+            ),
+            ["CREATE TABLE a (x int)"]
+        );
+        assert!(
+            run("BEGIN; CREATE TABLE a (x int); ROLLBACK AND CHAIN; CREATE TABLE b (x int)")
+                .is_empty()
         );
     }
 }

@@ -39,8 +39,10 @@ pub struct NewDdl<'a> {
     pub tag: &'a str,
 }
 
-// Tenants arrive with the tenants table; until then no blueprint has any.
-const SELECT: &str = "SELECT b.*, 0::bigint AS tenant_count FROM blueprints b";
+const SELECT: &str = "SELECT b.*,
+        (SELECT count(*) FROM tenant_databases d JOIN tenants t ON t.id = d.tenant_id
+          WHERE d.blueprint_id = b.id AND t.status <> 'deleted') AS tenant_count
+   FROM blueprints b";
 
 impl Catalog {
     pub async fn list_blueprints(&self, project_id: &str) -> Result<Vec<Blueprint>> {

@@ -50,3 +50,23 @@ impl Catalog {
         .await?)
     }
 }
+
+impl Catalog {
+    /// Removes every credential of a scope (a hard-deleted tenant, a deleted workspace).
+    pub async fn delete_scope_credentials(
+        &self,
+        project_id: &str,
+        scope_type: &str,
+        scope_value: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM credentials WHERE project_id = $1 AND scope_type = $2 AND scope_value = $3",
+        )
+        .bind(project_id)
+        .bind(scope_type)
+        .bind(scope_value)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

@@ -5,9 +5,11 @@ pub mod accounts;
 pub mod api_keys;
 pub mod blueprints;
 pub mod credentials;
+pub mod deployments;
 mod error;
 pub mod projects;
 pub mod servers;
+pub mod tenants;
 pub mod workspaces;
 
 use std::time::Duration;

@@ -98,7 +98,9 @@ impl Catalog {
         Ok(sqlx::query_as(
             "SELECT s.* FROM servers s
               WHERE s.engine = $1 AND s.region = $2 AND s.role = 'shared' AND s.status = 'active'
-              ORDER BY (SELECT count(*) FROM workspaces w WHERE w.server_id = s.id), s.created_at
+              ORDER BY (SELECT count(*) FROM workspaces w WHERE w.server_id = s.id)
+                     + (SELECT count(*) FROM tenant_databases d WHERE d.server_id = s.id),
+                       s.created_at
               LIMIT 1",
         )
         .bind(engine)

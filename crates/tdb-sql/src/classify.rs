@@ -27,6 +27,10 @@ pub enum TxOp {
     Begin,
     Commit,
     Rollback,
+    /// `COMMIT AND CHAIN`: commits and at once opens a new transaction.
+    CommitAndChain,
+    /// `ROLLBACK AND CHAIN`: rolls back and at once opens a new transaction.
+    RollbackAndChain,
     Savepoint(String),
     Release(String),
     RollbackTo(String),
@@ -142,7 +146,9 @@ fn tx_op(t: &pg_query::protobuf::TransactionStmt) -> TxOp {
     let name = t.savepoint_name.clone();
     match TransactionStmtKind::try_from(t.kind).unwrap_or(TransactionStmtKind::Undefined) {
         TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart => TxOp::Begin,
+        TransactionStmtKind::TransStmtCommit if t.chain => TxOp::CommitAndChain,
         TransactionStmtKind::TransStmtCommit => TxOp::Commit,
+        TransactionStmtKind::TransStmtRollback if t.chain => TxOp::RollbackAndChain,
         TransactionStmtKind::TransStmtRollback => TxOp::Rollback,
         TransactionStmtKind::TransStmtSavepoint => TxOp::Savepoint(name),
         TransactionStmtKind::TransStmtRelease => TxOp::Release(name),

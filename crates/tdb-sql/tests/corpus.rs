@@ -211,6 +211,8 @@ fn tx_cases() -> Vec<(&'static str, TxOp)> {
         ("END", TxOp::Commit),
         ("ROLLBACK", TxOp::Rollback),
         ("ABORT", TxOp::Rollback),
+        ("COMMIT AND CHAIN", TxOp::CommitAndChain),
+        ("ROLLBACK AND CHAIN", TxOp::RollbackAndChain),
         ("SAVEPOINT s1", TxOp::Savepoint("s1".into())),
         ("RELEASE SAVEPOINT s1", TxOp::Release("s1".into())),
         ("ROLLBACK TO SAVEPOINT s1", TxOp::RollbackTo("s1".into())),

@@ -61,6 +61,8 @@ pub struct Config {
     pub log_format: String,
     /// Lets schema import fetch URLs on loopback and private networks.
     pub import_allow_private_urls: bool,
+    /// Tenant databases one deployment migrates at once.
+    pub deploy_parallelism: usize,
     pub regions: Vec<Region>,
     pub servers: Vec<ServerConfig>,
 }
@@ -83,6 +85,7 @@ impl Default for Config {
             body_limit: api.body_limit,
             log_format: "text".into(),
             import_allow_private_urls: false,
+            deploy_parallelism: 8,
             regions: api.regions,
             servers: Vec::new(),
         }
@@ -175,6 +178,9 @@ impl Config {
                 "default_tier must be 'free' or 'paid', not '{}'",
                 self.default_tier
             );
+        }
+        if !(1..=256).contains(&self.deploy_parallelism) {
+            anyhow::bail!("deploy_parallelism must be between 1 and 256");
         }
         if self.regions.is_empty() {
             anyhow::bail!("at least one region must be configured");

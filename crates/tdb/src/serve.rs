@@ -77,15 +77,26 @@ async fn run_with_catalog(
     let bindir = PgBinaries::find(config.postgres_bin_dir.as_deref())
         .ok()
         .map(|b| b.bindir);
-    let state = tdb_api::AppState {
-        catalog: catalog.clone(),
-        config: Arc::new(config.api_config()),
-        engines: tdb_api::Engines {
+    let state = tdb_api::AppState::new(
+        catalog.clone(),
+        config.api_config(),
+        tdb_api::Engines {
             postgres: Arc::new(PostgresEngine::new(bindir)),
         },
+        key.clone(),
+    );
+    let runner = tdb_jobs::Runner {
+        catalog: catalog.clone(),
+        postgres: state.engines.postgres.clone(),
         master_key: key.clone(),
+        config: tdb_jobs::RunnerConfig {
+            deploy_parallelism: config.deploy_parallelism,
+        },
+        owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
+    let jobs = tokio::spawn(runner.run(shutdown.clone()));
     let result = tdb_api::serve(listener, state, shutdown.cancelled_owned()).await;
+    let _ = jobs.await;
     catalog.close().await;
     result.context("serving the API")
 }

@@ -64,7 +64,16 @@ async fn importing_a_database_reproduces_its_schema() {
         .await
         .expect("source schema");
 
-    let s = start().await;
+    // The source runs on loopback, which imports refuse unless the operator allows it.
+    let s = tdb_testkit::TdbServer::start_with(
+        bin(),
+        tdb_testkit::ServeOptions {
+            env: vec![("TDB_IMPORT_ALLOW_PRIVATE_URLS".into(), "true".into())],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("start");
     let key = str_of(&signup(&s, "alice@example.com", "Alpha").await, "api_key").to_string();
     let (st, _) = post(
         &s,
@@ -218,4 +227,63 @@ async fn json_and_url_sources_create_tables() {
     assert_eq!(out["created"], json!(["from_url"]));
     let (_, schema) = get(&s, "/workspaces/app/schema", &key).await;
     assert_eq!(schema["tables"].as_array().map(Vec::len), Some(3));
+}
+
+#[tokio::test]
+async fn database_imports_cannot_reach_internal_hosts_or_smuggle_parameters() {
+    let s = start().await;
+    let key = str_of(&signup(&s, "alice@example.com", "Alpha").await, "api_key").to_string();
+    post(
+        &s,
+        "/workspaces",
+        Some(&key),
+        json!({"name": "app", "database": "postgresql", "mode": "tenant"}),
+    )
+    .await;
+    let attempts = [
+        (
+            json!({"host": "127.0.0.1", "database": "postgres", "user": "postgres"}),
+            "internal address",
+        ),
+        (
+            json!({"host": "localhost", "database": "postgres", "user": "postgres"}),
+            "internal address",
+        ),
+        (
+            json!({"host": "169.254.169.254", "port": 80, "database": "x", "user": "x"}),
+            "internal address",
+        ),
+        (
+            json!({"host": "/var/run/postgresql", "database": "postgres", "user": "postgres"}),
+            "plain name",
+        ),
+        (
+            json!({"host": "db.example.com", "database": "host=127.0.0.1 port=5432", "user": "x"}),
+            "plain name",
+        ),
+        (
+            json!({"host": "db.example.com", "database": "postgresql://127.0.0.1/x", "user": "x"}),
+            "plain name",
+        ),
+        (
+            json!({"host": "db.example.com", "database": "x", "user": "a b"}),
+            "plain name",
+        ),
+    ];
+    for (connection, reason) in attempts {
+        let (st, body) = post(
+            &s,
+            "/workspaces/app/schema",
+            Some(&key),
+            json!({"source": "database", "connection": connection}),
+        )
+        .await;
+        assert_eq!(st, 400, "{connection}: {body}");
+        assert!(
+            str_of(&body, "error").contains(reason),
+            "{connection}: {body}"
+        );
+    }
+    let (_, schema) = get(&s, "/workspaces/app/schema", &key).await;
+    assert_eq!(schema["tables"], json!([]), "nothing was imported");
 }

@@ -634,6 +634,27 @@ async fn keys_reach_only_their_project_scope_and_role() {
     assert_eq!((st, body["code"].as_str()), (403, Some("role_required")));
     let (st, body) = query(&s, &read, "app", "INSERT INTO t VALUES (1)").await;
     assert_eq!((st, body["code"].as_str()), (403, Some("role_required")));
+    // A read key's SELECT runs in a read-only transaction: functions that write fail too.
+    let (st, _) = query(&s, &alice, "app", "CREATE SEQUENCE counter").await;
+    assert_eq!(st, 200);
+    let (st, body) = query(&s, &read, "app", "SELECT nextval('counter')").await;
+    assert_eq!(
+        (st, body["sqlstate"].as_str()),
+        (400, Some("25006")),
+        "{body}"
+    );
+    let (_, value) = query(
+        &s,
+        &alice,
+        "app",
+        "SELECT last_value, is_called FROM counter",
+    )
+    .await;
+    assert_eq!(
+        value["rows"],
+        json!([[1, false]]),
+        "the sequence did not move"
+    );
 
     // The workspace's database role cannot reach beyond its own database.
     let (st, body) = query(
@@ -644,22 +665,16 @@ async fn keys_reach_only_their_project_scope_and_role() {
     )
     .await;
     assert_eq!(st, 400, "{body}");
-    let (st, body) = query(&s, &alice, "app", "CREATE ROLE sneaky LOGIN").await;
-    assert_eq!(
-        (st, body["sqlstate"].as_str()),
-        (400, Some("42501")),
-        "{body}"
-    );
-    let (st, body) = query(&s, &alice, "app", "COPY t FROM PROGRAM 'id'").await;
-    assert_eq!(
-        (st, body["sqlstate"].as_str()),
-        (400, Some("42501")),
-        "{body}"
-    );
-    let (st, body) = query(&s, &alice, "app", "SELECT pg_read_file('/etc/passwd')").await;
-    assert_eq!(
-        (st, body["sqlstate"].as_str()),
-        (400, Some("42501")),
-        "{body}"
-    );
+    for sql in [
+        "CREATE ROLE sneaky LOGIN",
+        "COPY t FROM PROGRAM 'id'",
+        "SELECT pg_read_file('/etc/passwd')",
+    ] {
+        let (st, body) = query(&s, &alice, "app", sql).await;
+        assert_eq!(
+            (st, body["code"].as_str(), body["sqlstate"].as_str()),
+            (403, Some("permission_denied"), Some("42501")),
+            "{sql}: {body}"
+        );
+    }
 }

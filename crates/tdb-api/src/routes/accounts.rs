@@ -42,14 +42,16 @@ pub struct SignupResponse {
     message: &'static str,
 }
 
-async fn hash(password: String) -> Result<String, ApiError> {
+async fn hash(state: &AppState, password: String) -> Result<String, ApiError> {
+    let _permit = state.hashing.acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || secrets::hash_password(&password))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)
 }
 
-async fn verify(phc: String, password: String) -> Result<bool, ApiError> {
+async fn verify(state: &AppState, phc: String, password: String) -> Result<bool, ApiError> {
+    let _permit = state.hashing.acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || secrets::verify_password(&phc, &password))
         .await
         .map_err(ApiError::internal)
@@ -67,7 +69,7 @@ async fn signup(
     check_password(&req.password).map_err(|e| ApiError::field("password", e))?;
     let project_name = ProjectName::parse(req.project_name.as_deref().unwrap_or("My Project"))
         .map_err(|e| ApiError::field("project_name", e))?;
-    let password_hash = hash(req.password).await?;
+    let password_hash = hash(&state, req.password).await?;
     let account_id = ids::account_id();
     let project_id = ids::project_id();
     let proxy = mint::proxy_password();
@@ -144,7 +146,7 @@ async fn login(
     let phc = account
         .as_ref()
         .map_or(secrets::DECOY_PHC.to_string(), |a| a.password_hash.clone());
-    let matches = verify(phc, req.password).await?;
+    let matches = verify(&state, phc, req.password).await?;
     let account = account.filter(|_| matches).ok_or_else(refused)?;
     let projects = state
         .catalog

@@ -2,10 +2,13 @@
 //! limit and panic handling.
 
 mod accounts;
+mod admin;
 mod apikeys;
 mod blueprints;
+mod deployments;
 mod meta;
 mod projects;
+mod tenants;
 pub(crate) mod workspaces;
 
 use axum::Router;
@@ -28,6 +31,9 @@ pub fn router(state: AppState) -> Router {
         .merge(apikeys::routes())
         .merge(workspaces::routes())
         .merge(blueprints::routes())
+        .merge(tenants::routes())
+        .merge(deployments::routes())
+        .merge(admin::routes())
         .split_for_parts();
     let doc = std::sync::Arc::new(doc);
     router

@@ -182,6 +182,8 @@ async fn delete_project(
 ) -> ApiResult<Message> {
     let project = own_project(&state, &auth, &id).await?;
     // Databases first: if dropping one fails, the catalog still knows them and a retry works.
+    let tenant_databases = state.catalog.project_tenant_databases(&project.id).await?;
+    crate::tenant::drop_databases(&state, &tenant_databases).await;
     for ws in state.catalog.list_workspaces(&project.id).await? {
         let r = crate::workspace::resolve(&state, &project.id, &ws.name).await?;
         super::workspaces::drop_workspace_database(&state, &r).await?;

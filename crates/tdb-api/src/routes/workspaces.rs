@@ -199,9 +199,21 @@ async fn create_workspace(
             .catalog
             .delete_workspace(&auth.project_id, &id, name.as_str())
             .await;
-        return Err(engine_error(e));
+        return Err(workspace::admin_error(e));
     }
-    let (user, password) = mint_credential(&state, &auth.project_id, name.as_str()).await?;
+    let (user, password) = match mint_credential(&state, &auth.project_id, name.as_str()).await {
+        Ok(credential) => credential,
+        Err(e) => {
+            let _ = engine
+                .drop_database(&admin, &physical_db, &[&owner_role])
+                .await;
+            let _ = state
+                .catalog
+                .delete_workspace(&auth.project_id, &id, name.as_str())
+                .await;
+            return Err(e);
+        }
+    };
     let (connection, connection_string) = connection(&state, name.as_str(), &user, &password);
     Ok(Reply::created(CreatedWorkspace {
         id: name.to_string(),
@@ -342,6 +354,18 @@ async fn delete_workspace(
                 .catalog
                 .find_blueprint(&auth.project_id, &name)
                 .await?;
+            let deployed_to = state.catalog.tenants_using_blueprint(&bp.id).await?;
+            if !deployed_to.is_empty() {
+                return Err(
+                    ApiError::conflict("cannot delete workspace with deployed tenants")
+                        .with("reason", "tenants_deployed")
+                        .with("deployed_to", deployed_to)
+                        .with(
+                            "action_required",
+                            "Delete all tenants first or use a different workspace",
+                        ),
+                );
+            }
             state.catalog.blueprint_versions(&bp.id).await?.len()
         }
         false => 0,
@@ -370,7 +394,7 @@ pub async fn drop_workspace_database(state: &AppState, r: &Resolved) -> Result<(
     r.engine
         .drop_database(&admin, &r.ws.physical_db, &[&r.ws.owner_role])
         .await
-        .map_err(engine_error)
+        .map_err(workspace::admin_error)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -411,11 +435,12 @@ async fn run_queries(
     if statements.is_empty() {
         return Err(ApiError::field("query", "holds no statement"));
     }
-    let read_only = statements.iter().all(|s| s.kind == tdb_sql::Kind::Query);
-    if !read_only {
+    let reads_only = statements.iter().all(|s| s.kind == tdb_sql::Kind::Query);
+    if !reads_only {
         auth.require_role(KeyRole::Write)?;
     }
-    let outcome = workspace::run_batch(&state, &r, &statements).await?;
+    let read_key = auth.role == KeyRole::Read;
+    let outcome = workspace::run_batch(&state, &r, &statements, read_key).await?;
     if let Some((index, text, e)) = outcome.failure {
         return Err(engine_error(e)
             .with("statement_index", index)

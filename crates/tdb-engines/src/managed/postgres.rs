@@ -115,7 +115,7 @@ impl ManagedPostgres {
         opts.run_as.check_reachable(dir)?;
         let data_dir = dir.join("pgdata");
         let mut state = ensure_initialised(&opts, &data_dir).await?;
-        reclaim_orphan(&data_dir.join("postmaster.pid"), "postgres", Signal::SIGINT).await;
+        reclaim_orphan(&data_dir.join("postmaster.pid"), &data_dir, Signal::SIGINT).await;
         if !port_is_free(state.port) {
             let old = state.port;
             state.port = free_port()?;
@@ -187,6 +187,8 @@ async fn ensure_initialised(
                 std::fs::remove_dir_all(&init_dir)
                     .map_err(ManagedError::io("removing an interrupted initdb"))?;
             }
+            // A state file without a finished cluster is stale: never pair it with a new one.
+            let _ = std::fs::remove_file(&state_path);
             let state = initdb(opts, &init_dir).await?;
             write_state(&state_path, &state)?;
         }
@@ -312,9 +314,12 @@ impl ManagedProcess for PgProcess {
     }
 
     async fn spawn(&self) -> Result<Child, ManagedError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Failing statements (with their literals) land in this log: keep it private.
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.log_path)
             .map_err(ManagedError::io(format!(
                 "opening {}",

@@ -55,9 +55,9 @@ pub async fn stop_pid(pid: i32, signal: Signal, grace: Duration) {
 }
 
 /// Stops a server left running by an earlier tdb that was killed before it could stop it. The
-/// pid file's first line is the server's pid; it is stopped only if that process still runs the
-/// expected program, so a recycled pid is never signalled.
-pub async fn reclaim_orphan(pid_file: &Path, program: &str, signal: Signal) {
+/// pid file's first line is the server's pid; it is stopped only if that process was started
+/// on `data_dir` (its command line holds the path), so a recycled pid is never signalled.
+pub async fn reclaim_orphan(pid_file: &Path, data_dir: &Path, signal: Signal) {
     let Ok(text) = std::fs::read_to_string(pid_file) else {
         return;
     };
@@ -69,8 +69,10 @@ pub async fn reclaim_orphan(pid_file: &Path, program: &str, signal: Signal) {
         return;
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if alive(pid) && String::from_utf8_lossy(&cmdline).contains(program) {
-        tracing::warn!(pid, "stopping a {program} left running by an earlier tdb");
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args.contains(&data_dir.as_os_str().as_encoded_bytes());
+    if alive(pid) && ours {
+        tracing::warn!(pid, "stopping a server left running by an earlier tdb");
         stop_pid(pid, signal, Duration::from_secs(30)).await;
     }
 }

@@ -35,7 +35,12 @@ pub async fn dump_schema(pg_dump: &Path, source: &DatabaseAccess) -> Result<Vec<
         .arg(&source.user)
         .arg("--dbname")
         .arg(&source.database)
+        // Nothing of tdb's own environment or files may stand in for the caller's credentials.
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("PGPASSWORD", &source.password)
+        .env("PGPASSFILE", "/dev/null")
+        .env("PGSERVICEFILE", "/dev/null")
         .env("PGCONNECT_TIMEOUT", "10")
         .env("PGSSLMODE", "prefer")
         .stdin(Stdio::null())

@@ -140,27 +140,35 @@ impl Engine for PostgresEngine {
             ),
         )
         .await?;
-        let created = exec(&mut admin, format!("CREATE DATABASE {db} OWNER {owner}")).await;
-        if let Err(e) = created {
-            let _ = exec(&mut admin, format!("DROP ROLE IF EXISTS {owner}")).await;
+        let _ = admin.close().await;
+        let built = async {
+            let mut admin = connect(&admin_access(server, "postgres")).await?;
+            exec(&mut admin, format!("CREATE DATABASE {db} OWNER {owner}")).await?;
+            exec(
+                &mut admin,
+                format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+            )
+            .await?;
+            let _ = admin.close().await;
+            // Inside the new database the owner owns the public schema; nobody else may create.
+            let mut inside = connect(&admin_access(server, spec.name)).await?;
+            exec(
+                &mut inside,
+                format!(
+                    "ALTER SCHEMA public OWNER TO {owner}; REVOKE ALL ON SCHEMA public FROM PUBLIC"
+                ),
+            )
+            .await?;
+            let _ = inside.close().await;
+            Ok(())
+        };
+        if let Err(e) = built.await {
+            // Leave nothing behind: a failed create is retried from scratch.
+            let _ = self
+                .drop_database(server, spec.name, &[spec.owner_role])
+                .await;
             return Err(e);
         }
-        exec(
-            &mut admin,
-            format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
-        )
-        .await?;
-        let _ = admin.close().await;
-        // Inside the new database the owner owns the public schema; nobody else may create.
-        let mut inside = connect(&admin_access(server, spec.name)).await?;
-        exec(
-            &mut inside,
-            format!(
-                "ALTER SCHEMA public OWNER TO {owner}; REVOKE ALL ON SCHEMA public FROM PUBLIC"
-            ),
-        )
-        .await?;
-        let _ = inside.close().await;
         Ok(())
     }
 

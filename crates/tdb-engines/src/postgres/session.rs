@@ -12,6 +12,9 @@ use crate::engine::{DatabaseAccess, EngineError, Limits, QueryOutput, Result, Se
 pub struct PgSession {
     conn: PgConnection,
     limits: Limits,
+    target: DatabaseAccess,
+    /// The server process serving this session, to stop it if the server stops answering.
+    backend_pid: i32,
 }
 
 impl PgSession {
@@ -24,7 +27,16 @@ impl PgSession {
             .execute(&mut conn)
             .await
             .map_err(from_sqlx)?;
-        Ok(Self { conn, limits })
+        let backend_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(Self {
+            conn,
+            limits,
+            target: target.clone(),
+            backend_pid,
+        })
     }
 
     async fn run_inner(&mut self, statement: &str) -> Result<QueryOutput> {
@@ -77,7 +89,18 @@ impl Session for PgSession {
         let backstop = self.limits.timeout + std::time::Duration::from_secs(5);
         match tokio::time::timeout(backstop, self.run_inner(statement)).await {
             Ok(result) => result,
-            Err(_) => Err(EngineError::Timeout(self.limits.timeout)),
+            Err(_) => {
+                // The statement outlived its timeout (e.g. the session turned statement_timeout
+                // off). A role may end its own backends: do so, or the query runs on unseen.
+                if let Ok(mut other) = connect(&self.target).await {
+                    let _ = sqlx::query("SELECT pg_terminate_backend($1)")
+                        .bind(self.backend_pid)
+                        .execute(&mut other)
+                        .await;
+                    let _ = other.close().await;
+                }
+                Err(EngineError::Timeout(self.limits.timeout))
+            }
         }
     }
 

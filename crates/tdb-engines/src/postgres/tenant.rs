@@ -41,51 +41,70 @@ pub async fn create(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()>
         quote_ident(spec.owner_role),
         quote_ident(spec.app_role),
     );
-    let mut admin = connect(&admin_access(server, "postgres")).await?;
-    let steps = [
-        role_sql(spec.owner_role, spec.owner_password, 5),
-        role_sql(spec.app_role, spec.app_password, spec.connection_limit),
-        format!("CREATE DATABASE {db} OWNER {owner}"),
-        format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
-        format!("GRANT CONNECT ON DATABASE {db} TO {app}"),
-    ];
-    for (i, sql) in steps.iter().enumerate() {
-        if let Err(e) = exec(&mut admin, sql.clone()).await {
-            // Undo what the earlier steps made, so a failed create leaves nothing behind.
-            if i >= 3 {
-                let _ = exec(&mut admin, format!("DROP DATABASE IF EXISTS {db}")).await;
-            }
-            for role in [&app, &owner].iter().take(if i >= 2 { 2 } else { i }) {
-                let _ = exec(&mut admin, format!("DROP ROLE IF EXISTS {role}")).await;
-            }
-            return Err(e);
+    let built = async {
+        let mut admin = connect(&admin_access(server, "postgres")).await?;
+        for sql in [
+            role_sql(spec.owner_role, spec.owner_password, 5),
+            role_sql(spec.app_role, spec.app_password, spec.connection_limit),
+            format!("CREATE DATABASE {db} OWNER {owner}"),
+            format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+            format!("GRANT CONNECT ON DATABASE {db} TO {app}"),
+        ] {
+            exec(&mut admin, sql).await?;
         }
+        let _ = admin.close().await;
+        let mut inside = connect(&admin_access(server, spec.name)).await?;
+        exec(&mut inside, inside_sql(&owner, &app)).await?;
+        let _ = inside.close().await;
+        Ok(())
+    };
+    if let Err(e) = built.await {
+        // Leave nothing behind, whichever step failed: a failed create is retried from scratch.
+        let _ = drop_all(server, spec).await;
+        return Err(e);
     }
-    let _ = admin.close().await;
-    let mut inside = connect(&admin_access(server, spec.name)).await?;
+    Ok(())
+}
+
+async fn drop_all(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()> {
+    let mut admin = connect(&admin_access(server, "postgres")).await?;
+    let db = quote_ident(spec.name);
     exec(
-        &mut inside,
-        format!(
-            "ALTER SCHEMA public OWNER TO {owner};
-             REVOKE ALL ON SCHEMA public FROM PUBLIC;
-             GRANT USAGE ON SCHEMA public TO {app};
-             CREATE SCHEMA tdb_meta AUTHORIZATION {owner};
-             REVOKE ALL ON SCHEMA tdb_meta FROM PUBLIC;
-             CREATE TABLE tdb_meta.schema_version (version integer NOT NULL);
-             INSERT INTO tdb_meta.schema_version VALUES (0);
-             ALTER TABLE tdb_meta.schema_version OWNER TO {owner};
-             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
-                 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};
-             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
-                 GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {app};
-             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
-             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
-                 GRANT EXECUTE ON FUNCTIONS TO {app};"
-        ),
+        &mut admin,
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     )
     .await?;
-    let _ = inside.close().await;
+    for role in [spec.app_role, spec.owner_role] {
+        exec(
+            &mut admin,
+            format!("DROP ROLE IF EXISTS {}", quote_ident(role)),
+        )
+        .await?;
+    }
+    let _ = admin.close().await;
     Ok(())
+}
+
+/// Privileges inside a new tenant database: the owner owns `public` and `tdb_meta`; the
+/// application role may use `public` and gets row privileges on what the owner creates.
+fn inside_sql(owner: &str, app: &str) -> String {
+    format!(
+        "ALTER SCHEMA public OWNER TO {owner};
+         REVOKE ALL ON SCHEMA public FROM PUBLIC;
+         GRANT USAGE ON SCHEMA public TO {app};
+         CREATE SCHEMA tdb_meta AUTHORIZATION {owner};
+         REVOKE ALL ON SCHEMA tdb_meta FROM PUBLIC;
+         CREATE TABLE tdb_meta.schema_version (version integer NOT NULL);
+         INSERT INTO tdb_meta.schema_version VALUES (0);
+         ALTER TABLE tdb_meta.schema_version OWNER TO {owner};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+             GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {app};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+             GRANT EXECUTE ON FUNCTIONS TO {app};"
+    )
 }
 
 async fn current_version(conn: &mut PgConnection, lock: bool) -> Result<i32> {

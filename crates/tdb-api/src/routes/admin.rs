@@ -1,0 +1,188 @@
+//! Admin queries: data statements run on one tenant's database or on every tenant of a
+//! blueprint, as the tenant's row-only role. DDL is refused by the parser with the reference's
+//! message, and would be refused again by the database.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tdb_catalog::tenants::TenantDatabase;
+use tdb_core::{ErrorCode, KeyRole};
+use tdb_engines::QueryOutput;
+use tdb_sql::{Kind, Statement};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::extract::{ApiJson, Auth};
+use crate::workspace::{Settings, engine_error, format_duration};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(admin_query))
+}
+
+pub const DDL_REFUSED: &str =
+    "DDL not allowed on tenant databases. Deploy schema through blueprints.";
+
+/// Data statements only. TRUNCATE is refused too (it bypasses row triggers and takes an
+/// exclusive lock; use DELETE), as are COPY (no streaming over HTTP), LOCK and EXECUTE (nothing
+/// can be prepared), transaction control and session settings.
+pub fn check_statements(statements: &[Statement<'_>]) -> Result<(), ApiError> {
+    if statements.is_empty() {
+        return Err(ApiError::field("query", "holds no statement"));
+    }
+    for s in statements {
+        match (&s.kind, s.tag.as_str()) {
+            (Kind::Ddl, _) => {
+                return Err(ApiError::bad_request(DDL_REFUSED).with("statement", s.text));
+            }
+            (Kind::Query, _) => {}
+            (Kind::Dml, "TRUNCATE") => {
+                return Err(ApiError::bad_request(
+                    "TRUNCATE is not allowed on tenant databases; use DELETE",
+                ));
+            }
+            (Kind::Dml, tag @ ("COPY" | "LOCK" | "EXECUTE"))
+            | (Kind::Other | Kind::Transaction(_), tag) => {
+                return Err(ApiError::bad_request(format!(
+                    "admin queries run data statements only (SELECT, INSERT, UPDATE, DELETE, MERGE, CALL); {tag} is not allowed"
+                )));
+            }
+            (Kind::Dml, _) => {}
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminQuery {
+    blueprint: String,
+    query: String,
+    tenant_id: Option<String>,
+    all_tenants: Option<bool>,
+}
+
+/// Runs data statements on one tenant (`tenant_id`) or all tenants (`all_tenants`) of a blueprint.
+#[utoipa::path(post, path = "/admin/query", tag = "admin", request_body = AdminQuery,
+    responses((status = 200, description = "rows per tenant"), (status = 400), (status = 403)))]
+async fn admin_query(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(req): ApiJson<AdminQuery>,
+) -> ApiResult<Value> {
+    auth.require_role(KeyRole::Admin)?;
+    let statements = tdb_sql::classify_all(&req.query).map_err(|e| {
+        ApiError::field("query", format!("syntax error: {e}")).with("sqlstate", "42601")
+    })?;
+    check_statements(&statements)?;
+    let bp = state.catalog.find_blueprint(&auth.project_id, &req.blueprint).await.map_err(|_| {
+        ApiError::not_found(format!("blueprint '{}' not found (control-mode workspaces have none; use their queries endpoint)", req.blueprint))
+    })?;
+    let ws = state
+        .catalog
+        .find_workspace(&auth.project_id, &bp.name)
+        .await?;
+    let settings = Settings::from_json(&ws.settings.0);
+    let databases = state.catalog.blueprint_databases(&bp.id).await?;
+    let started = Instant::now();
+    match (&req.tenant_id, req.all_tenants.unwrap_or(false)) {
+        (Some(_), true) => Err(ApiError::bad_request(
+            "give tenant_id or all_tenants, not both",
+        )),
+        (None, false) => Err(ApiError::bad_request("give tenant_id or all_tenants: true")),
+        (Some(name), false) => {
+            auth.require_tenant(name)?;
+            let db = databases
+                .iter()
+                .find(|d| &d.tenant_name == name)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("tenant '{name}' has no '{}' database", bp.name))
+                })?;
+            let status = state
+                .catalog
+                .find_tenant(&auth.project_id, name)
+                .await?
+                .status;
+            if status != "ready" {
+                return Err(ApiError::conflict(format!("tenant '{name}' is {status}")));
+            }
+            let out = run_on(&state, db, &statements, &settings).await?;
+            let mut body = output_json(&out);
+            body["tenant_id"] = Value::from(name.as_str());
+            body["execution_time"] = Value::from(format_duration(started.elapsed()));
+            Ok(Reply::ok(body))
+        }
+        (None, true) => {
+            auth.require_project_scope()?;
+            let tenants = state.catalog.list_tenants(&auth.project_id).await?;
+            let mut results = Vec::new();
+            for db in &databases {
+                let ready = tenants
+                    .iter()
+                    .any(|t| t.id == db.tenant_id && t.status == "ready");
+                let mut item = if !ready {
+                    json!({"error": "tenant is not ready"})
+                } else {
+                    match run_on(&state, db, &statements, &settings).await {
+                        Ok(out) => output_json(&out),
+                        Err(e) => json!({"error": e.message}),
+                    }
+                };
+                item["tenant_id"] = Value::from(db.tenant_name.as_str());
+                results.push(item);
+            }
+            Ok(Reply::ok(
+                json!({"results": results, "total_tenants": databases.len(),
+                                "execution_time": format_duration(started.elapsed())}),
+            ))
+        }
+    }
+}
+
+fn output_json(out: &QueryOutput) -> Value {
+    json!({"columns": out.columns, "rows": out.rows, "row_count": out.row_count, "truncated": out.truncated})
+}
+
+async fn run_on(
+    state: &AppState,
+    db: &TenantDatabase,
+    statements: &[Statement<'_>],
+    settings: &Settings,
+) -> Result<QueryOutput, ApiError> {
+    let server = state.catalog.find_server(&db.server_id).await?;
+    let access =
+        tdb_jobs::access::app_access(&state.master_key, &server, db).map_err(ApiError::internal)?;
+    let mut session = state
+        .engines
+        .postgres
+        .open(&access, settings.limits())
+        .await
+        .map_err(engine_error)?;
+    let mut last = QueryOutput::default();
+    for s in statements {
+        match session.run(s.text).await {
+            Ok(out) => last = out,
+            Err(e) => {
+                session.close().await;
+                let err = engine_error(e);
+                let denied = err
+                    .extra
+                    .as_ref()
+                    .and_then(|x| x.get("sqlstate"))
+                    .is_some_and(|c| c == "42501");
+                return Err(if denied {
+                    ApiError::new(ErrorCode::PermissionDenied, err.message)
+                        .with("sqlstate", "42501")
+                } else {
+                    err
+                });
+            }
+        }
+    }
+    session.close().await;
+    Ok(last)
+}

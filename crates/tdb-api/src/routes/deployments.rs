@@ -1,0 +1,204 @@
+//! Deployments: fold a workspace's pending DDL into a new blueprint version (or pick an existing
+//! one) and roll it out to tenants through a durable job.
+
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tdb_catalog::CatalogError;
+use tdb_catalog::deployments::{Deployment, NewDeployment, NewVersion};
+use tdb_core::{KeyRole, ids};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::extract::{ApiJson, ApiPath, Auth};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_deployments, create_deployment))
+        .routes(routes!(get_deployment))
+}
+
+fn summary(d: &Deployment) -> Value {
+    json!({
+        "id": d.id, "blueprint_name": d.blueprint_name, "version": d.version, "status": d.status,
+        "dry_run": d.dry_run_statements.is_some(), "tenants_total": d.tenants_total,
+        "tenants_completed": d.tenants_completed, "tenants_failed": d.tenants_failed,
+        "created_at": d.created_at, "finished_at": d.finished_at,
+    })
+}
+
+/// The project's deployments, newest first.
+#[utoipa::path(get, path = "/deployments", tag = "deployments", responses((status = 200, description = "{deployments, count}")))]
+async fn list_deployments(State(state): State<AppState>, auth: Auth) -> ApiResult<Value> {
+    auth.require_project_scope()?;
+    let list: Vec<Value> = state
+        .catalog
+        .list_deployments(&auth.project_id)
+        .await?
+        .iter()
+        .map(summary)
+        .collect();
+    Ok(Reply::ok(json!({"count": list.len(), "deployments": list})))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeployment {
+    blueprint_name: String,
+    /// Redeploy this existing version (default: a new version from the pending DDL, or the
+    /// current version when nothing is pending).
+    version: Option<i32>,
+    /// Deploy to every tenant of the blueprint (default when `tenant_ids` is absent).
+    deploy_all: Option<bool>,
+    tenant_ids: Option<Vec<String>>,
+    /// Apply and roll back on every tenant; report what would fail.
+    dry_run: Option<bool>,
+}
+
+/// Starts a deployment; poll `GET /deployments/{id}` for progress.
+#[utoipa::path(post, path = "/deployments", tag = "deployments", request_body = CreateDeployment,
+    responses((status = 201, description = "{id, status, version, tenants_total}"), (status = 400), (status = 404)))]
+async fn create_deployment(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateDeployment>,
+) -> ApiResult<Value> {
+    auth.require_role(KeyRole::Admin)?;
+    auth.require_project_scope()?;
+    let bp = state
+        .catalog
+        .find_blueprint(&auth.project_id, &req.blueprint_name)
+        .await
+        .map_err(|e| match e {
+            CatalogError::NotFound => {
+                ApiError::not_found(format!("blueprint '{}' not found", req.blueprint_name))
+            }
+            other => other.into(),
+        })?;
+    let dry_run = req.dry_run.unwrap_or(false);
+    let pending = state.catalog.pending_ddl(&bp.id).await?;
+    let statements: Vec<String> = pending.iter().map(|p| p.statement.clone()).collect();
+    let pending_ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
+    let (version, creates) = match (req.version, dry_run) {
+        (Some(v), _) if v < 1 || v > bp.current_version => {
+            return Err(ApiError::field(
+                "version",
+                format!(
+                    "blueprint '{}' has versions 1 to {}",
+                    bp.name, bp.current_version
+                ),
+            ));
+        }
+        (Some(v), false) => (v, false),
+        (Some(_), true) => {
+            return Err(ApiError::field(
+                "version",
+                "a dry run tries the pending changes; leave version out",
+            ));
+        }
+        (None, true) if statements.is_empty() => {
+            return Err(ApiError::bad_request(
+                "nothing to try: the workspace has no pending changes",
+            ));
+        }
+        (None, true) => (bp.current_version + 1, false),
+        (None, false) if !statements.is_empty() => (bp.current_version + 1, true),
+        (None, false) if bp.current_version == 0 => {
+            return Err(ApiError::bad_request(
+                "nothing to deploy: the workspace has no pending changes",
+            ));
+        }
+        (None, false) => (bp.current_version, false),
+    };
+    let databases = state.catalog.blueprint_databases(&bp.id).await?;
+    let targets: Vec<(String, String)> = match (&req.tenant_ids, req.deploy_all) {
+        (Some(_), Some(true)) => {
+            return Err(ApiError::field(
+                "tenant_ids",
+                "give tenant_ids or deploy_all, not both",
+            ));
+        }
+        (Some(names), _) => {
+            let mut picked = Vec::new();
+            for name in names {
+                let db = databases
+                    .iter()
+                    .find(|d| &d.tenant_name == name)
+                    .ok_or_else(|| {
+                        ApiError::field(
+                            "tenant_ids",
+                            format!("tenant '{name}' has no '{}' database", bp.name),
+                        )
+                    })?;
+                picked.push((db.id.clone(), db.tenant_name.clone()));
+            }
+            picked
+        }
+        (None, _) => databases
+            .iter()
+            .map(|d| (d.id.clone(), d.tenant_name.clone()))
+            .collect(),
+    };
+    let ws = state
+        .catalog
+        .find_workspace(&auth.project_id, &bp.name)
+        .await?;
+    let id = ids::new_id("dep");
+    let new_version = creates.then_some(NewVersion {
+        statements: &statements,
+        pending_ids: &pending_ids,
+        settings: &ws.settings.0,
+    });
+    state
+        .catalog
+        .create_deployment(&NewDeployment {
+            id: &id,
+            project_id: &auth.project_id,
+            blueprint_id: &bp.id,
+            version,
+            new_version,
+            dry_run_statements: dry_run.then_some(statements.as_slice()),
+            targets: &targets,
+        })
+        .await?;
+    Ok(Reply::created(json!({
+        "id": id, "status": "pending", "blueprint_name": bp.name, "version": version,
+        "dry_run": dry_run, "tenants_total": targets.len(),
+        "statements": if creates || dry_run { statements.len() } else { 0 },
+    })))
+}
+
+/// A deployment with per-tenant status, duration and error.
+#[utoipa::path(get, path = "/deployments/{id}", tag = "deployments", params(("id" = String, Path)),
+    responses((status = 200, description = "deployment with results"), (status = 404)))]
+async fn get_deployment(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Value> {
+    auth.require_project_scope()?;
+    let d = state
+        .catalog
+        .find_deployment(&id)
+        .await
+        .ok()
+        .filter(|d| d.project_id == auth.project_id)
+        .ok_or_else(|| ApiError::not_found(format!("deployment '{id}' not found")))?;
+    let results: Vec<Value> = state
+        .catalog
+        .deployment_results(&d.id)
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({"tenant_id": r.tenant_name, "status": r.status,
+                        "duration": r.duration_ms.map(|ms| format!("{ms}ms")), "error": r.error})
+        })
+        .collect();
+    let mut body = summary(&d);
+    body["results"] = Value::from(results);
+    body["started_at"] = json!(d.started_at);
+    Ok(Reply::ok(body))
+}

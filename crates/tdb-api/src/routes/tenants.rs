@@ -1,0 +1,415 @@
+//! Tenants: a customer's databases, created from blueprints (L1: a database on a shared server),
+//! with the trash, suspension and deployment history.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tdb_catalog::CatalogError;
+use tdb_catalog::tenants::{Tenant, TenantDatabase};
+use tdb_core::{ErrorCode, KeyRole, ResourceName};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::tenant::{self, Planned};
+use crate::workspace::display_engine;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant, delete_tenant))
+        .routes(routes!(restore_tenant))
+        .routes(routes!(suspend_tenant))
+        .routes(routes!(resume_tenant))
+        .routes(routes!(tenant_deployments))
+}
+
+const MAX_DATABASES: usize = 10;
+
+fn engine_name(engine: &str) -> String {
+    engine
+        .parse::<tdb_core::Engine>()
+        .map(|k| display_engine(k).to_string())
+        .unwrap_or_else(|_| engine.to_string())
+}
+
+fn connection(state: &AppState, db: &TenantDatabase, user: &str, password: &str) -> Value {
+    let c = &state.config;
+    let database = format!("{}__{}", db.blueprint, db.tenant_name);
+    json!({
+        "host": c.pg_public_host,
+        "port": c.pg_public_port,
+        "database": database,
+        "username": user,
+        "password": password,
+        "connection_string": format!(
+            "postgresql://{user}:{password}@{}:{}/{database}?sslmode=require",
+            c.pg_public_host, c.pg_public_port
+        ),
+    })
+}
+
+async fn find(state: &AppState, auth: &Auth, name: &str) -> Result<Tenant, ApiError> {
+    auth.require_tenant(name)?;
+    state
+        .catalog
+        .find_tenant(&auth.project_id, name)
+        .await
+        .map_err(|e| match e {
+            CatalogError::NotFound => ApiError::not_found(format!("tenant '{name}' not found")),
+            other => other.into(),
+        })
+}
+
+/// The project's tenants with their databases.
+#[utoipa::path(get, path = "/tenants", tag = "tenants", responses((status = 200, description = "{tenants, count}")))]
+async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Value> {
+    let databases = state
+        .catalog
+        .project_tenant_databases(&auth.project_id)
+        .await?;
+    let tenants: Vec<Value> = state
+        .catalog
+        .list_tenants(&auth.project_id)
+        .await?
+        .into_iter()
+        .filter(|t| auth.sees_tenant(&t.name))
+        .map(|t| {
+            let dbs: Vec<Value> = databases
+                .iter()
+                .filter(|d| d.tenant_id == t.id)
+                .map(|d| json!({"blueprint": d.blueprint, "database_type": engine_name(&d.engine),
+                                "isolation_level": d.isolation_level, "version": d.version}))
+                .collect();
+            json!({"tenant_id": t.name, "status": t.status, "databases": dbs, "created_at": t.created_at})
+        })
+        .collect();
+    Ok(Reply::ok(
+        json!({"count": tenants.len(), "tenants": tenants}),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseRequest {
+    blueprint: String,
+    /// 1 (shared, default) or 2 (dedicated).
+    isolation_level: Option<i64>,
+    /// For dedicated tenants.
+    region: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    tenant_id: String,
+    databases: Vec<DatabaseRequest>,
+}
+
+/// Creates a tenant: one database per blueprint, at the blueprint's current version.
+#[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
+    responses((status = 201, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403), (status = 409)))]
+async fn create_tenant(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateTenant>,
+) -> ApiResult<Value> {
+    let name = ResourceName::parse(&req.tenant_id).map_err(|e| ApiError::field("tenant_id", e))?;
+    auth.require_role(KeyRole::Write)?;
+    auth.require_tenant(name.as_str())?;
+    if req.databases.is_empty() || req.databases.len() > MAX_DATABASES {
+        return Err(ApiError::field(
+            "databases",
+            format!("must hold 1 to {MAX_DATABASES} entries"),
+        ));
+    }
+    let mut planned = Vec::new();
+    for (i, d) in req.databases.iter().enumerate() {
+        planned.push(plan(&state, &auth, i, d).await?);
+    }
+    let mut names: Vec<&str> = planned.iter().map(|p| p.blueprint.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    if names.len() != planned.len() {
+        return Err(ApiError::field("databases", "names a blueprint twice"));
+    }
+    if let Ok(existing) = state
+        .catalog
+        .find_tenant(&auth.project_id, name.as_str())
+        .await
+    {
+        return Err(ApiError::conflict(if existing.status == "deleted" {
+            format!(
+                "Tenant '{name}' is in trash. Use POST /tenants/{name}/restore or DELETE /tenants/{name}?hard=true"
+            )
+        } else {
+            format!("tenant '{name}' already exists")
+        }));
+    }
+    let databases = tenant::provision(&state, &auth.project_id, name.as_str(), &planned).await?;
+    let mut out = Vec::new();
+    for db in &databases {
+        let (user, password) =
+            tenant::mint_credential(&state, &auth.project_id, name.as_str()).await?;
+        out.push(json!({
+            "blueprint": db.blueprint,
+            "database_type": engine_name(&db.engine),
+            "isolation_level": db.isolation_level,
+            "version": db.version,
+            "connection": connection(&state, db, &user, &password),
+        }));
+    }
+    Ok(Reply::created(
+        json!({"tenant_id": name.as_str(), "status": "ready", "databases": out}),
+    ))
+}
+
+async fn plan(
+    state: &AppState,
+    auth: &Auth,
+    i: usize,
+    d: &DatabaseRequest,
+) -> Result<Planned, ApiError> {
+    let field = format!("databases[{i}]");
+    match d.isolation_level.unwrap_or(1) {
+        1 => {}
+        2 if auth.tier == "free" => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "L2 dedicated isolation requires a paid plan",
+            ));
+        }
+        2 => {
+            return Err(ApiError::bad_request(
+                "dedicated isolation not available yet",
+            ));
+        }
+        _ => {
+            return Err(ApiError::field(
+                &format!("{field}.isolation_level"),
+                "must be 1 or 2",
+            ));
+        }
+    }
+    if let Some(region) = &d.region
+        && !state.config.regions.iter().any(|r| &r.zone == region)
+    {
+        return Err(ApiError::field(
+            &format!("{field}.region"),
+            format!("unknown region '{region}'; see GET /regions"),
+        ));
+    }
+    let blueprint = state
+        .catalog
+        .find_blueprint(&auth.project_id, &d.blueprint)
+        .await
+        .map_err(|e| match e {
+            CatalogError::NotFound => ApiError::field(
+                &format!("{field}.blueprint"),
+                format!(
+                    "no blueprint '{}' (control-mode workspaces have none)",
+                    d.blueprint
+                ),
+            ),
+            other => other.into(),
+        })?;
+    let connection_limit = tenant::connection_limit(state, &blueprint).await?;
+    Ok(Planned {
+        blueprint,
+        connection_limit,
+    })
+}
+
+/// A tenant with its databases (passwords masked).
+#[utoipa::path(get, path = "/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+    responses((status = 200, description = "tenant details"), (status = 404)))]
+async fn get_tenant(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Value> {
+    let t = find(&state, &auth, &name).await?;
+    let user = state
+        .catalog
+        .credential_username(&auth.project_id, "tenant", &name)
+        .await?
+        .unwrap_or_else(|| auth.project_id.clone());
+    let databases: Vec<Value> = state
+        .catalog
+        .tenant_databases(&t.id)
+        .await?
+        .iter()
+        .map(|db| {
+            let conn = connection(&state, db, &user, "••••••••");
+            json!({"blueprint": db.blueprint, "database_type": engine_name(&db.engine),
+                   "isolation_level": db.isolation_level, "region": db.region,
+                   "connection_string": conn["connection_string"], "connection": conn, "version": db.version})
+        })
+        .collect();
+    Ok(Reply::ok(
+        json!({"tenant_id": t.name, "status": t.status, "databases": databases,
+                        "created_at": t.created_at, "deleted_at": t.deleted_at}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct DeleteParams {
+    hard: Option<bool>,
+}
+
+/// Moves a tenant to the trash, or with `?hard=true` drops its databases for good.
+#[utoipa::path(delete, path = "/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path), ("hard" = Option<bool>, Query)),
+    responses((status = 200, description = "deleted"), (status = 404), (status = 409)))]
+async fn delete_tenant(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(params): ApiQuery<DeleteParams>,
+) -> ApiResult<Value> {
+    auth.require_role(KeyRole::Admin)?;
+    let t = find(&state, &auth, &name).await?;
+    let busy = [
+        "provisioning",
+        "migrating",
+        "syncing",
+        "restoring",
+        "recovering",
+    ];
+    if busy.contains(&t.status.as_str()) {
+        return Err(ApiError::conflict(format!(
+            "tenant '{name}' is {}; try again when it is done",
+            t.status
+        )));
+    }
+    if params.hard == Some(true) {
+        let databases = state.catalog.tenant_databases(&t.id).await?;
+        tenant::drop_databases(&state, &databases).await;
+        state.catalog.delete_tenant(&t.id).await?;
+        state
+            .catalog
+            .delete_scope_credentials(&auth.project_id, "tenant", &name)
+            .await?;
+        return Ok(Reply::ok(
+            json!({"message": format!("Tenant '{name}' permanently deleted"), "tenant_id": name}),
+        ));
+    }
+    move_to(&state, &t, &["ready", "suspended", "failed"], "deleted").await?;
+    Ok(Reply::ok(json!({
+        "message": format!("Tenant '{name}' moved to trash. Restore with POST /tenants/{name}/restore"),
+        "tenant_id": name, "status": "deleted",
+    })))
+}
+
+async fn move_to(state: &AppState, t: &Tenant, from: &[&str], to: &str) -> Result<(), ApiError> {
+    match state.catalog.move_tenant(&t.id, from, to).await? {
+        None => Ok(()),
+        Some(actual) => Err(ApiError::conflict(format!(
+            "tenant '{}' is {actual}; this needs status {}",
+            t.name,
+            from.join(" or ")
+        ))),
+    }
+}
+
+async fn transition(
+    state: AppState,
+    auth: Auth,
+    name: String,
+    from: &[&str],
+    to: &str,
+    verb: &str,
+) -> ApiResult<Value> {
+    auth.require_role(KeyRole::Write)?;
+    let t = find(&state, &auth, &name).await?;
+    move_to(&state, &t, from, to).await?;
+    Ok(Reply::ok(json!({
+        "message": format!("Tenant '{name}' {verb} successfully"),
+        "tenant": {"tenant_id": name, "status": to},
+    })))
+}
+
+/// Restores a tenant from the trash.
+#[utoipa::path(post, path = "/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path)),
+    responses((status = 200, description = "restored"), (status = 409)))]
+async fn restore_tenant(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Value> {
+    transition(state, auth, name, &["deleted"], "ready", "restored").await
+}
+
+/// Suspends a ready tenant: its connections are refused.
+#[utoipa::path(post, path = "/tenants/{id}/suspend", tag = "tenants", params(("id" = String, Path)),
+    responses((status = 200, description = "suspended"), (status = 409)))]
+async fn suspend_tenant(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Value> {
+    transition(state, auth, name, &["ready"], "suspended", "suspended").await
+}
+
+/// Resumes a suspended tenant.
+#[utoipa::path(post, path = "/tenants/{id}/resume", tag = "tenants", params(("id" = String, Path)),
+    responses((status = 200, description = "resumed"), (status = 409)))]
+async fn resume_tenant(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Value> {
+    transition(state, auth, name, &["suspended"], "ready", "resumed").await
+}
+
+#[derive(Deserialize)]
+struct LimitParams {
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct HistoryItem {
+    deployment_id: String,
+    blueprint_name: String,
+    version: i32,
+    status: String,
+    duration: Option<String>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+/// The deployments that touched this tenant, newest first.
+#[utoipa::path(get, path = "/tenants/{id}/deployments", tag = "tenants",
+    params(("id" = String, Path), ("limit" = Option<i64>, Query)),
+    responses((status = 200, description = "{tenant_id, deployments, count}")))]
+async fn tenant_deployments(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(params): ApiQuery<LimitParams>,
+) -> ApiResult<Value> {
+    let t = find(&state, &auth, &name).await?;
+    let limit = params.limit.unwrap_or(1000).clamp(1, 1000);
+    let history: Vec<HistoryItem> = state
+        .catalog
+        .tenant_deployment_history(&t.id, limit)
+        .await?
+        .into_iter()
+        .map(|(d, r)| HistoryItem {
+            deployment_id: d.id,
+            blueprint_name: d.blueprint_name,
+            version: d.version,
+            status: r.status,
+            duration: r.duration_ms.map(|ms| format!("{ms}ms")),
+            error: r.error,
+            created_at: d.created_at,
+        })
+        .collect();
+    Ok(Reply::ok(
+        json!({"tenant_id": name, "count": history.len(), "deployments": history}),
+    ))
+}

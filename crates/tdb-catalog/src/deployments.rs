@@ -1,0 +1,286 @@
+//! Deployments: a blueprint version rolled out to tenant databases, with one result row per
+//! database, and the durable job that does the work.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use crate::{Catalog, CatalogError, Result};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Deployment {
+    pub id: String,
+    pub project_id: String,
+    pub blueprint_id: String,
+    pub blueprint_name: String,
+    pub version: i32,
+    pub dry_run_statements: Option<Vec<String>>,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub tenants_total: i64,
+    pub tenants_completed: i64,
+    pub tenants_failed: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct DeploymentResult {
+    pub deployment_id: String,
+    pub tenant_database_id: String,
+    pub tenant_name: String,
+    pub status: String,
+    pub duration_ms: Option<i32>,
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What `POST /deployments` records in one transaction.
+pub struct NewDeployment<'a> {
+    pub id: &'a str,
+    pub project_id: &'a str,
+    pub blueprint_id: &'a str,
+    pub version: i32,
+    /// A new version to create from the pending DDL (real deployments of new changes).
+    pub new_version: Option<NewVersion<'a>>,
+    pub dry_run_statements: Option<&'a [String]>,
+    /// `(tenant database id, tenant name)` to deploy to.
+    pub targets: &'a [(String, String)],
+}
+
+pub struct NewVersion<'a> {
+    pub statements: &'a [String],
+    pub pending_ids: &'a [i64],
+    pub settings: &'a serde_json::Value,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub ref_id: String,
+    pub attempts: i32,
+}
+
+const SELECT: &str = "SELECT d.*, b.name AS blueprint_name,
+        (SELECT count(*) FROM deployment_results r WHERE r.deployment_id = d.id) AS tenants_total,
+        (SELECT count(*) FROM deployment_results r
+          WHERE r.deployment_id = d.id AND r.status IN ('completed', 'skipped')) AS tenants_completed,
+        (SELECT count(*) FROM deployment_results r
+          WHERE r.deployment_id = d.id AND r.status = 'failed') AS tenants_failed
+   FROM deployments d JOIN blueprints b ON b.id = d.blueprint_id";
+
+impl Catalog {
+    /// Records a deployment, its result rows and its job; with `new_version`, also the new
+    /// blueprint version, marking the pending DDL deployed. All or nothing.
+    pub async fn create_deployment(&self, d: &NewDeployment<'_>) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        if let Some(v) = &d.new_version {
+            sqlx::query(
+                "INSERT INTO blueprint_versions (blueprint_id, version, statements, settings)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(d.blueprint_id)
+            .bind(d.version)
+            .bind(v.statements)
+            .bind(sqlx::types::Json(v.settings))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE pending_ddl SET deployed_version = $2
+                  WHERE blueprint_id = $1 AND id = ANY($3) AND deployed_version IS NULL",
+            )
+            .bind(d.blueprint_id)
+            .bind(d.version)
+            .bind(v.pending_ids)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE blueprints SET current_version = $2 WHERE id = $1")
+                .bind(d.blueprint_id)
+                .bind(d.version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO deployments (id, project_id, blueprint_id, version, dry_run_statements, status)
+             VALUES ($1, $2, $3, $4, $5, 'pending')",
+        )
+        .bind(d.id)
+        .bind(d.project_id)
+        .bind(d.blueprint_id)
+        .bind(d.version)
+        .bind(d.dry_run_statements)
+        .execute(&mut *tx)
+        .await?;
+        for (db_id, tenant) in d.targets {
+            sqlx::query(
+                "INSERT INTO deployment_results (deployment_id, tenant_database_id, tenant_name, status)
+                 VALUES ($1, $2, $3, 'pending')",
+            )
+            .bind(d.id)
+            .bind(db_id)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("INSERT INTO jobs (kind, ref_id) VALUES ('deployment', $1)")
+            .bind(d.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_deployments(&self, project_id: &str) -> Result<Vec<Deployment>> {
+        let sql = format!("{SELECT} WHERE d.project_id = $1 ORDER BY d.created_at DESC, d.id");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn find_deployment(&self, id: &str) -> Result<Deployment> {
+        let sql = format!("{SELECT} WHERE d.id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(CatalogError::NotFound)
+    }
+
+    pub async fn deployment_results(&self, id: &str) -> Result<Vec<DeploymentResult>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM deployment_results WHERE deployment_id = $1 ORDER BY tenant_name",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Results for one tenant's databases, newest deployment first.
+    pub async fn tenant_deployment_history(
+        &self,
+        tenant_id: &str,
+        limit: i64,
+    ) -> Result<Vec<(Deployment, DeploymentResult)>> {
+        let results: Vec<DeploymentResult> = sqlx::query_as(
+            "SELECT r.* FROM deployment_results r
+               JOIN tenant_databases t ON t.id = r.tenant_database_id
+               JOIN deployments d ON d.id = r.deployment_id
+              WHERE t.tenant_id = $1 ORDER BY d.created_at DESC LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            out.push((self.find_deployment(&r.deployment_id).await?, r));
+        }
+        Ok(out)
+    }
+
+    pub async fn set_deployment_status(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE deployments SET status = $2, error = $3,
+                    started_at = COALESCE(started_at, now()),
+                    finished_at = CASE WHEN $2 IN ('completed', 'completed_with_errors', 'failed')
+                                       THEN now() END
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_result(
+        &self,
+        deployment_id: &str,
+        database_id: &str,
+        status: &str,
+        duration_ms: Option<i32>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE deployment_results SET status = $3, duration_ms = $4, error = $5, updated_at = now()
+              WHERE deployment_id = $1 AND tenant_database_id = $2",
+        )
+        .bind(deployment_id)
+        .bind(database_id)
+        .bind(status)
+        .bind(duration_ms)
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Claims the oldest job that is queued or whose lease ran out (its runner died).
+    pub async fn claim_job(&self, owner: &str, lease_seconds: i32) -> Result<Option<Job>> {
+        Ok(sqlx::query_as(
+            "UPDATE jobs SET status = 'running', lease_owner = $1,
+                    lease_until = now() + make_interval(secs => $2), attempts = attempts + 1,
+                    updated_at = now()
+              WHERE id = (SELECT id FROM jobs
+                           WHERE status = 'queued' OR (status = 'running' AND lease_until < now())
+                           ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
+              RETURNING id, kind, ref_id, attempts",
+        )
+        .bind(owner)
+        .bind(lease_seconds)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Extends a lease; false when the job is no longer this owner's.
+    pub async fn renew_job(&self, id: i64, owner: &str, lease_seconds: i32) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), updated_at = now()
+              WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(lease_seconds)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn finish_job(&self, id: i64, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'done', updated_at = now() WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The statements that take a database from `from` to `to` (exclusive, inclusive).
+    pub async fn statements_between(
+        &self,
+        blueprint_id: &str,
+        from: i32,
+        to: i32,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(Vec<String>,)> = sqlx::query_as(
+            "SELECT statements FROM blueprint_versions
+              WHERE blueprint_id = $1 AND version > $2 AND version <= $3 ORDER BY version",
+        )
+        .bind(blueprint_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().flat_map(|(s,)| s).collect())
+    }
+}

@@ -1,0 +1,203 @@
+//! Tenants and their databases. A tenant's status moves only through [`Catalog::move_tenant`],
+//! which changes it atomically from an allowed state, so two requests cannot both win.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use crate::{Catalog, CatalogError, Result};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Tenant {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TenantDatabase {
+    pub id: String,
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub blueprint_id: String,
+    pub blueprint: String,
+    pub engine: String,
+    pub server_id: String,
+    pub isolation_level: i32,
+    pub region: String,
+    pub physical_db: String,
+    pub owner_role: String,
+    pub owner_secret: Vec<u8>,
+    pub app_role: String,
+    pub app_secret: Vec<u8>,
+    pub version: i32,
+}
+
+pub struct NewTenantDatabase<'a> {
+    pub id: &'a str,
+    pub blueprint_id: &'a str,
+    pub server_id: &'a str,
+    pub isolation_level: i32,
+    pub region: &'a str,
+    pub physical_db: &'a str,
+    pub owner_role: &'a str,
+    pub owner_secret: &'a [u8],
+    pub app_role: &'a str,
+    pub app_secret: &'a [u8],
+}
+
+const DATABASES: &str = "SELECT d.*, t.name AS tenant_name, b.name AS blueprint, b.engine
+      FROM tenant_databases d
+      JOIN tenants t ON t.id = d.tenant_id
+      JOIN blueprints b ON b.id = d.blueprint_id";
+
+impl Catalog {
+    /// Records a tenant (status `provisioning`) and its databases. A taken name is
+    /// `Conflict("tenants_project_name_key")`.
+    pub async fn create_tenant(
+        &self,
+        id: &str,
+        project_id: &str,
+        name: &str,
+        databases: &[NewTenantDatabase<'_>],
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("INSERT INTO tenants (id, project_id, name, status) VALUES ($1, $2, $3, 'provisioning')")
+            .bind(id)
+            .bind(project_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        for d in databases {
+            sqlx::query(
+                "INSERT INTO tenant_databases (id, tenant_id, blueprint_id, server_id, isolation_level,
+                     region, physical_db, owner_role, owner_secret, app_role, app_secret)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(d.id)
+            .bind(id)
+            .bind(d.blueprint_id)
+            .bind(d.server_id)
+            .bind(d.isolation_level)
+            .bind(d.region)
+            .bind(d.physical_db)
+            .bind(d.owner_role)
+            .bind(d.owner_secret)
+            .bind(d.app_role)
+            .bind(d.app_secret)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn find_tenant(&self, project_id: &str, name: &str) -> Result<Tenant> {
+        sqlx::query_as("SELECT * FROM tenants WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(CatalogError::NotFound)
+    }
+
+    pub async fn list_tenants(&self, project_id: &str) -> Result<Vec<Tenant>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM tenants WHERE project_id = $1 ORDER BY created_at, id")
+                .bind(project_id)
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn tenant_databases(&self, tenant_id: &str) -> Result<Vec<TenantDatabase>> {
+        let sql = format!("{DATABASES} WHERE d.tenant_id = $1 ORDER BY b.name");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Every database of a project's tenants (for listings and project deletion).
+    pub async fn project_tenant_databases(&self, project_id: &str) -> Result<Vec<TenantDatabase>> {
+        let sql = format!("{DATABASES} WHERE t.project_id = $1 ORDER BY t.created_at, b.name");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// The databases built from a blueprint whose tenant is not in the trash.
+    pub async fn blueprint_databases(&self, blueprint_id: &str) -> Result<Vec<TenantDatabase>> {
+        let sql = format!(
+            "{DATABASES} WHERE d.blueprint_id = $1 AND t.status <> 'deleted' ORDER BY t.name"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(blueprint_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn tenant_database(&self, id: &str) -> Result<TenantDatabase> {
+        let sql = format!("{DATABASES} WHERE d.id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(CatalogError::NotFound)
+    }
+
+    /// Names of the tenants (trash included) with a database from the blueprint.
+    pub async fn tenants_using_blueprint(&self, blueprint_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT t.name FROM tenant_databases d JOIN tenants t ON t.id = d.tenant_id
+              WHERE d.blueprint_id = $1 ORDER BY t.name",
+        )
+        .bind(blueprint_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Moves a tenant to `to` if its status is one of `from`; `Ok(None)` with the actual status
+    /// when it is not.
+    pub async fn move_tenant(&self, id: &str, from: &[&str], to: &str) -> Result<Option<String>> {
+        let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
+        let moved = sqlx::query(
+            "UPDATE tenants SET status = $3,
+                    deleted_at = CASE WHEN $3 = 'deleted' THEN now() ELSE NULL END
+              WHERE id = $1 AND status = ANY($2)",
+        )
+        .bind(id)
+        .bind(&from)
+        .bind(to)
+        .execute(self.pool())
+        .await?;
+        if moved.rows_affected() == 1 {
+            return Ok(None);
+        }
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        status.map(Some).ok_or(CatalogError::NotFound)
+    }
+
+    pub async fn delete_tenant(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_database_version(&self, id: &str, version: i32) -> Result<()> {
+        sqlx::query("UPDATE tenant_databases SET version = $2 WHERE id = $1")
+            .bind(id)
+            .bind(version)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

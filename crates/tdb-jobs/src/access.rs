@@ -1,0 +1,55 @@
+//! How tdb reaches a server or a tenant database: the catalog's records plus the secrets sealed
+//! under the master key, bound to their record ids.
+
+use tdb_catalog::servers::Server;
+use tdb_catalog::tenants::TenantDatabase;
+use tdb_core::secrets::{MasterKey, SecretError};
+use tdb_engines::{AdminEndpoint, DatabaseAccess};
+
+/// The associated data a tenant database's role secret is sealed with.
+pub fn owner_aad(database_id: &str) -> String {
+    format!("{database_id}:owner")
+}
+
+pub fn app_aad(database_id: &str) -> String {
+    format!("{database_id}:app")
+}
+
+pub fn admin_endpoint(key: &MasterKey, server: &Server) -> Result<AdminEndpoint, SecretError> {
+    Ok(AdminEndpoint {
+        host: server.host.clone(),
+        port: u16::try_from(server.port).unwrap_or(5432),
+        user: server.admin_user.clone(),
+        password: key.open_string(&server.admin_secret, &server.id)?,
+    })
+}
+
+/// The database as its owner (migrations).
+pub fn owner_access(
+    key: &MasterKey,
+    server: &Server,
+    db: &TenantDatabase,
+) -> Result<DatabaseAccess, SecretError> {
+    Ok(DatabaseAccess {
+        host: server.host.clone(),
+        port: u16::try_from(server.port).unwrap_or(5432),
+        database: db.physical_db.clone(),
+        user: db.owner_role.clone(),
+        password: key.open_string(&db.owner_secret, &owner_aad(&db.id))?,
+    })
+}
+
+/// The database as its application role (rows only: admin queries, the proxy).
+pub fn app_access(
+    key: &MasterKey,
+    server: &Server,
+    db: &TenantDatabase,
+) -> Result<DatabaseAccess, SecretError> {
+    Ok(DatabaseAccess {
+        host: server.host.clone(),
+        port: u16::try_from(server.port).unwrap_or(5432),
+        database: db.physical_db.clone(),
+        user: db.app_role.clone(),
+        password: key.open_string(&db.app_secret, &app_aad(&db.id))?,
+    })
+}
