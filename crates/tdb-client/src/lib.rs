@@ -281,6 +281,66 @@ impl Client {
         self.request(Method::PATCH, &path, Some(patch), true).await
     }
 
+    pub async fn list_tenants(&self) -> Result<Reply<Value>, ClientError> {
+        self.get("/tenants").await
+    }
+
+    /// `databases`: `[{blueprint, isolation_level?, region?}]`.
+    pub async fn create_tenant(
+        &self,
+        tenant_id: &str,
+        databases: &Value,
+    ) -> Result<Reply<Value>, ClientError> {
+        self.post(
+            "/tenants",
+            &serde_json::json!({ "tenant_id": tenant_id, "databases": databases }),
+        )
+        .await
+    }
+
+    pub async fn get_tenant(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/tenants/{}", encode(name))).await
+    }
+
+    pub async fn delete_tenant(&self, name: &str, hard: bool) -> Result<Reply<Value>, ClientError> {
+        let query = if hard { "?hard=true" } else { "" };
+        self.delete(&format!("/tenants/{}{query}", encode(name)))
+            .await
+    }
+
+    /// `action`: restore, suspend or resume.
+    pub async fn tenant_action(
+        &self,
+        name: &str,
+        action: &str,
+    ) -> Result<Reply<Value>, ClientError> {
+        let path = format!("/tenants/{}/{}", encode(name), encode(action));
+        self.post(&path, &serde_json::json!({})).await
+    }
+
+    pub async fn tenant_deployments(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/tenants/{}/deployments", encode(name)))
+            .await
+    }
+
+    pub async fn list_deployments(&self) -> Result<Reply<Value>, ClientError> {
+        self.get("/deployments").await
+    }
+
+    /// `body`: `{blueprint_name, version?, deploy_all?, tenant_ids?, dry_run?}`.
+    pub async fn create_deployment(&self, body: &Value) -> Result<Reply<Value>, ClientError> {
+        self.post("/deployments", body).await
+    }
+
+    pub async fn get_deployment(&self, id: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/deployments/{}", encode(id))).await
+    }
+
+    /// `body`: `{blueprint, query, tenant_id? | all_tenants?}`.
+    pub async fn admin_query(&self, body: &Value) -> Result<Reply<Value>, ClientError> {
+        self.post("/admin/query", body).await
+    }
+
     pub async fn list_blueprints(&self) -> Result<Reply<BlueprintList>, ClientError> {
         self.get("/blueprints").await
     }

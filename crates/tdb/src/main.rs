@@ -52,6 +52,14 @@ enum Command {
     /// Inspect blueprints and their versions
     #[command(subcommand)]
     Blueprints(cmd::blueprints::BlueprintsCommand),
+    /// Create and manage tenants (one database per customer)
+    #[command(subcommand)]
+    Tenants(cmd::tenants::TenantsCommand),
+    /// Roll blueprint versions out to tenants
+    #[command(subcommand)]
+    Deployments(cmd::deployments::DeploymentsCommand),
+    /// Run a data query on one tenant or all tenants of a blueprint (DDL is refused)
+    Query(cmd::deployments::QueryArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +105,9 @@ async fn run_cli(global: cmd::Global, command: Command) -> anyhow::Result<()> {
         Command::Apikeys(c) => cmd::apikeys::run(&ctx, c).await,
         Command::Workspaces(c) => cmd::workspaces::run(&ctx, c).await,
         Command::Blueprints(c) => cmd::blueprints::run(&ctx, c).await,
+        Command::Tenants(c) => cmd::tenants::run(&ctx, c).await,
+        Command::Deployments(c) => cmd::deployments::run(&ctx, c).await,
+        Command::Query(args) => cmd::deployments::query(&ctx, args).await,
     }
 }
 

@@ -274,3 +274,128 @@ async fn workspace_flow_through_the_cli() {
     cli.ok(&["workspaces", "delete", "myapp"]);
     assert_eq!(cli.json(&["workspaces", "list"])["count"], 0);
 }
+
+#[tokio::test]
+async fn tenant_and_deployment_flow_through_the_cli() {
+    let s = start().await;
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+    };
+    cli.ok(&[
+        "signup",
+        "--email",
+        "alice@example.com",
+        "--password",
+        "correct-horse",
+    ]);
+    cli.ok(&["workspaces", "create", "fintech"]);
+    cli.ok(&[
+        "workspaces",
+        "query",
+        "fintech",
+        "CREATE TABLE accounts (id serial PRIMARY KEY)",
+    ]);
+    let out = cli.ok(&["deployments", "create", "fintech"]);
+    assert!(out.contains("completed"), "{out}");
+    let created = cli.ok(&["tenants", "create", "acme", "--blueprint", "fintech"]);
+    assert!(
+        created.contains("fintech__acme") && created.contains("postgresql://"),
+        "{created}"
+    );
+    cli.ok(&["tenants", "create", "globex", "--blueprint", "fintech"]);
+    cli.ok(&[
+        "workspaces",
+        "query",
+        "fintech",
+        "ALTER TABLE accounts ADD COLUMN balance bigint",
+    ]);
+    let d = cli.json(&["deployments", "create", "fintech"]);
+    assert_eq!(
+        (d["status"].as_str(), d["tenants_completed"].as_i64()),
+        (Some("completed"), Some(2)),
+        "{d}"
+    );
+    let id = d["id"].as_str().expect("id").to_string();
+    assert!(
+        cli.ok(&["deployments", "status", &id])
+            .contains("2 done, 0 failed of 2")
+    );
+    assert!(cli.ok(&["deployments", "list"]).contains(&id));
+    let list = cli.ok(&["tenants", "list"]);
+    assert!(
+        list.contains("acme") && list.contains("fintech v2"),
+        "{list}"
+    );
+    assert!(cli.ok(&["tenants", "get", "acme"]).contains("fintech v2"));
+    assert!(cli.ok(&["tenants", "deployments", "acme"]).contains(&id));
+
+    let rows = cli.ok(&[
+        "query",
+        "--blueprint",
+        "fintech",
+        "--all",
+        "SELECT count(*) AS n FROM accounts",
+    ]);
+    assert!(rows.contains("acme") && rows.contains("globex"), "{rows}");
+    cli.ok(&[
+        "query",
+        "--blueprint",
+        "fintech",
+        "--tenant",
+        "acme",
+        "INSERT INTO accounts (balance) VALUES (5)",
+    ]);
+    let one = cli.json(&[
+        "query",
+        "--blueprint",
+        "fintech",
+        "--tenant",
+        "acme",
+        "SELECT balance FROM accounts",
+    ]);
+    assert_eq!(one["rows"], serde_json::json!([[5]]));
+    let err = cli.fails(&[
+        "query",
+        "--blueprint",
+        "fintech",
+        "--tenant",
+        "acme",
+        "DROP TABLE accounts",
+    ]);
+    assert!(err.contains("DDL not allowed on tenant databases"), "{err}");
+
+    assert!(
+        cli.ok(&["tenants", "suspend", "acme"])
+            .contains("suspended")
+    );
+    assert!(
+        cli.fails(&["tenants", "suspend", "acme"])
+            .contains("conflict")
+    );
+    cli.ok(&["tenants", "resume", "acme"]);
+    cli.ok(&["tenants", "delete", "globex"]);
+    assert!(
+        cli.fails(&["tenants", "create", "globex", "--blueprint", "fintech"])
+            .contains("is in trash")
+    );
+    cli.ok(&["tenants", "restore", "globex"]);
+    cli.ok(&["tenants", "delete", "globex", "--hard"]);
+    assert!(
+        cli.fails(&["tenants", "get", "globex"])
+            .contains("not found")
+    );
+    assert!(
+        cli.fails(&[
+            "tenants",
+            "create",
+            "big",
+            "--blueprint",
+            "fintech",
+            "--isolation-level",
+            "2"
+        ])
+        .contains("forbidden")
+    );
+}

@@ -5,7 +5,9 @@ pub mod accounts;
 pub mod apikeys;
 pub mod blueprints;
 pub mod config_cmd;
+pub mod deployments;
 pub mod projects;
+pub mod tenants;
 pub mod workspaces;
 
 use tdb_client::Client;
