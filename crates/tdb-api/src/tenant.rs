@@ -148,7 +148,7 @@ async fn build_one(state: &AppState, m: &Made, p: &Planned) -> Result<(), ApiErr
             password: m.owner_password.clone(),
         };
         engine
-            .migrate(&owner, &statements, version, false)
+            .migrate(&owner, 0, &statements, version, false)
             .await
             .map_err(engine_error)?;
         state.catalog.set_database_version(&m.id, version).await?;

@@ -61,6 +61,8 @@ pub enum Migration {
     WouldApply {
         from: i32,
     },
+    /// The database is at this version, not the expected one; nothing was applied.
+    Mismatch(i32),
 }
 
 /// Bounds on one statement.
@@ -129,12 +131,15 @@ pub trait Engine: Send + Sync {
         spec: &TenantSpec<'_>,
     ) -> Result<()>;
 
-    /// Applies `statements` as the owner in one transaction that also records `version` in the
-    /// database itself; with `dry_run` the transaction is rolled back. A database already at
-    /// `version` or later is left alone (so a retried migration never applies twice).
+    /// Applies `statements` (which take a database from version `from` to `version`) as the
+    /// owner in one transaction that also records `version` in the database itself; with
+    /// `dry_run` the transaction is rolled back. A database already at `version` or later is
+    /// left alone (so a retried migration never applies twice); one at another version than
+    /// `from` is left alone too and reported, so the caller can pick the right statements.
     async fn migrate(
         &self,
         owner: &DatabaseAccess,
+        from: i32,
         statements: &[String],
         version: i32,
         dry_run: bool,

@@ -104,14 +104,14 @@ async fn tenant_roles_are_confined_to_their_rows() {
     for t in [&a, &b] {
         assert_eq!(
             engine
-                .migrate(&t.owner_access(&e), &ddl, 1, false)
+                .migrate(&t.owner_access(&e), 0, &ddl, 1, false)
                 .await
                 .expect("migrate"),
             Migration::Applied { from: 0 }
         );
         assert_eq!(
             engine
-                .migrate(&t.owner_access(&e), &ddl, 1, false)
+                .migrate(&t.owner_access(&e), 0, &ddl, 1, false)
                 .await
                 .expect("again"),
             Migration::AlreadyAt(1)
@@ -129,7 +129,7 @@ async fn tenant_roles_are_confined_to_their_rows() {
         "ALTER TABLE nope ADD COLUMN x int".to_string(),
     ];
     let err = engine
-        .migrate(&a.owner_access(&e), &failing, 2, false)
+        .migrate(&a.owner_access(&e), 1, &failing, 2, false)
         .await
         .expect_err("must fail");
     assert!(err.to_string().contains("nope"), "{err}");
@@ -141,8 +141,17 @@ async fn tenant_roles_are_confined_to_their_rows() {
         1,
         "nothing half-applied"
     );
+    let wrong = engine
+        .migrate(&a.owner_access(&e), 0, &ddl, 2, false)
+        .await
+        .expect("mismatch");
+    assert_eq!(
+        wrong,
+        Migration::Mismatch(1),
+        "a database not at the expected version is left alone"
+    );
     let dry = engine
-        .migrate(&a.owner_access(&e), &failing[..1], 2, true)
+        .migrate(&a.owner_access(&e), 1, &failing[..1], 2, true)
         .await
         .expect("dry run");
     assert_eq!(dry, Migration::WouldApply { from: 1 });

@@ -3,10 +3,12 @@
 //! by the migration's own transaction), so a resumed job skips what already happened. A database
 //! that fails is recorded with its error and the others carry on.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use futures_util::StreamExt;
 use tdb_catalog::deployments::{Deployment, DeploymentResult};
+use tdb_catalog::servers::Server;
 use tdb_engines::Migration;
 
 use crate::Runner;
@@ -27,6 +29,13 @@ pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), String> {
         .set_deployment_status(&d.id, "in_progress", None)
         .await
         .map_err(|e| e.to_string())?;
+    let servers: HashMap<String, Server> = catalog
+        .list_servers()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
     let open: Vec<DeploymentResult> = catalog
         .deployment_results(&d.id)
         .await
@@ -35,7 +44,7 @@ pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), String> {
         .filter(|r| r.status == "pending" || r.status == "in_progress")
         .collect();
     futures_util::stream::iter(open)
-        .map(|r| deploy_one(runner, &d, r))
+        .map(|r| deploy_one(runner, &d, &servers, r))
         .buffer_unordered(runner.config.deploy_parallelism.max(1))
         .collect::<Vec<()>>()
         .await;
@@ -56,13 +65,15 @@ pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn deploy_one(runner: &Runner, d: &Deployment, r: DeploymentResult) {
+async fn deploy_one(
+    runner: &Runner,
+    d: &Deployment,
+    servers: &HashMap<String, Server>,
+    r: DeploymentResult,
+) {
     let started = Instant::now();
     let catalog = &runner.catalog;
-    let _ = catalog
-        .set_result(&d.id, &r.tenant_database_id, "in_progress", None, None)
-        .await;
-    let outcome = migrate(runner, d, &r).await;
+    let outcome = migrate(runner, d, servers, &r).await;
     let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
     let (status, error) = match &outcome {
         Ok(Some(version)) => {
@@ -85,10 +96,13 @@ async fn deploy_one(runner: &Runner, d: &Deployment, r: DeploymentResult) {
 }
 
 /// Migrates one database; `Ok(Some(version))` when it moved (or, in a dry run, would move),
-/// `Ok(None)` when it was already at the target.
+/// `Ok(None)` when it was already at the target. The catalog's version is the first guess at
+/// where the database stands; the database itself has the last word (after a crash between its
+/// commit and the catalog update, they differ), and a mismatch is retried from the truth.
 async fn migrate(
     runner: &Runner,
     d: &Deployment,
+    servers: &HashMap<String, Server>,
     r: &DeploymentResult,
 ) -> Result<Option<i32>, String> {
     let catalog = &runner.catalog;
@@ -96,46 +110,49 @@ async fn migrate(
         .tenant_database(&r.tenant_database_id)
         .await
         .map_err(|e| e.to_string())?;
-    let server = catalog
-        .find_server(&db.server_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let owner = owner_access(&runner.master_key, &server, &db).map_err(|e| e.to_string())?;
-    let engine = &runner.postgres;
-    let from = engine
-        .schema_version(&owner)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (statements, target, dry_run) = match &d.dry_run_statements {
-        Some(pending) => {
-            let mut all = catalog
-                .statements_between(&d.blueprint_id, from, d.version - 1)
-                .await
-                .map_err(|e| e.to_string())?;
-            all.extend(pending.iter().cloned());
-            (all, d.version, true)
-        }
-        None if from >= d.version => {
+    let server = servers
+        .get(&db.server_id)
+        .ok_or_else(|| format!("server {} is not in the catalog", db.server_id))?;
+    let owner = owner_access(&runner.master_key, server, &db).map_err(|e| e.to_string())?;
+    let dry_run = d.dry_run_statements.is_some();
+    let mut from = db.version;
+    for _ in 0..2 {
+        if !dry_run && from >= d.version {
             let _ = catalog.set_database_version(&db.id, from).await;
             return Ok(None);
         }
-        None => {
-            let all = catalog
+        let statements = match &d.dry_run_statements {
+            Some(pending) => {
+                let mut all = catalog
+                    .statements_between(&d.blueprint_id, from, d.version - 1)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                all.extend(pending.iter().cloned());
+                all
+            }
+            None => catalog
                 .statements_between(&d.blueprint_id, from, d.version)
                 .await
-                .map_err(|e| e.to_string())?;
-            (all, d.version, false)
-        }
-    };
-    match engine
-        .migrate(&owner, &statements, target, dry_run)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        Migration::Applied { .. } | Migration::WouldApply { .. } => Ok(Some(target)),
-        Migration::AlreadyAt(v) => {
-            let _ = catalog.set_database_version(&db.id, v).await;
-            Ok(None)
+                .map_err(|e| e.to_string())?,
+        };
+        match runner
+            .postgres
+            .migrate(&owner, from, &statements, d.version, dry_run)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Migration::Applied { .. } | Migration::WouldApply { .. } => return Ok(Some(d.version)),
+            Migration::AlreadyAt(v) => {
+                let _ = catalog.set_database_version(&db.id, v).await;
+                return Ok(None);
+            }
+            Migration::Mismatch(actual) => {
+                let _ = catalog.set_database_version(&db.id, actual).await;
+                from = actual;
+            }
         }
     }
+    Err(format!(
+        "the database's version kept changing (last seen {from})"
+    ))
 }

@@ -187,11 +187,12 @@ impl Engine for PostgresEngine {
     async fn migrate(
         &self,
         owner: &DatabaseAccess,
+        from: i32,
         statements: &[String],
         version: i32,
         dry_run: bool,
     ) -> Result<Migration> {
-        tenant::migrate(owner, statements, version, dry_run).await
+        tenant::migrate(owner, from, statements, version, dry_run).await
     }
 
     async fn schema_version(&self, owner: &DatabaseAccess) -> Result<i32> {

@@ -129,18 +129,20 @@ pub async fn schema_version(owner: &DatabaseAccess) -> Result<i32> {
 
 pub async fn migrate(
     owner: &DatabaseAccess,
+    expected: i32,
     statements: &[String],
     version: i32,
     dry_run: bool,
 ) -> Result<Migration> {
     let mut conn = connect(owner).await?;
-    let result = migrate_on(&mut conn, statements, version, dry_run).await;
+    let result = migrate_on(&mut conn, expected, statements, version, dry_run).await;
     let _ = conn.close().await;
     result
 }
 
 async fn migrate_on(
     conn: &mut PgConnection,
+    expected: i32,
     statements: &[String],
     version: i32,
     dry_run: bool,
@@ -151,6 +153,9 @@ async fn migrate_on(
     let from = current_version(&mut tx, true).await?;
     if from >= version {
         return Ok(Migration::AlreadyAt(from));
+    }
+    if from != expected {
+        return Ok(Migration::Mismatch(from));
     }
     sqlx::raw_sql("SET LOCAL search_path = public")
         .execute(&mut *tx)
