@@ -29,3 +29,10 @@ pub fn json(value: &Value) {
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
 }
+
+/// A JSON value as a table cell: strings bare, everything else as JSON.
+pub fn text(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}

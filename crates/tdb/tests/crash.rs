@@ -9,21 +9,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use tdb_testkit::{ServeOptions, TdbServer};
 
 const TENANTS: usize = 200;
 
 #[tokio::test]
 async fn deployment_resumes_after_kill_9() {
-    let mut s = TdbServer::start_with(
-        bin(),
-        ServeOptions {
-            env: vec![("TDB_DEPLOY_PARALLELISM".into(), "2".into())],
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("start");
+    let mut s = start_with_env(&[("TDB_DEPLOY_PARALLELISM", "2")]).await;
     let key = str_of(&signup(&s, "alice@example.com", "Alpha").await, "api_key").to_string();
     post(
         &s,

@@ -65,15 +65,7 @@ async fn importing_a_database_reproduces_its_schema() {
         .expect("source schema");
 
     // The source runs on loopback, which imports refuse unless the operator allows it.
-    let s = tdb_testkit::TdbServer::start_with(
-        bin(),
-        tdb_testkit::ServeOptions {
-            env: vec![("TDB_IMPORT_ALLOW_PRIVATE_URLS".into(), "true".into())],
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("start");
+    let s = start_with_env(&[("TDB_IMPORT_ALLOW_PRIVATE_URLS", "true")]).await;
     let key = str_of(&signup(&s, "alice@example.com", "Alpha").await, "api_key").to_string();
     let (st, _) = post(
         &s,
@@ -161,15 +153,7 @@ async fn importing_a_database_reproduces_its_schema() {
 
 #[tokio::test]
 async fn json_and_url_sources_create_tables() {
-    let s = tdb_testkit::TdbServer::start_with(
-        bin(),
-        tdb_testkit::ServeOptions {
-            env: vec![("TDB_IMPORT_ALLOW_PRIVATE_URLS".into(), "true".into())],
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("start");
+    let s = start_with_env(&[("TDB_IMPORT_ALLOW_PRIVATE_URLS", "true")]).await;
     let key = str_of(&signup(&s, "alice@example.com", "Alpha").await, "api_key").to_string();
     post(
         &s,

@@ -367,16 +367,7 @@ async fn tenant_states_move_only_as_allowed() {
     let (st, body) = post(&s, "/admin/query", Some(&key), json!({"blueprint": "fintech", "tenant_id": "acme", "query": "SELECT count(*) FROM accounts"})).await;
     assert_eq!(st, 200, "restored with its database: {body}");
 
-    let before = {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&s.managed_admin_url("postgres").expect("admin"))
-            .await
-            .expect("admin");
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_database")
-            .fetch_one(&mut c)
-            .await
-            .expect("count")
-    };
+    let before = database_count(&s).await;
     let (st, _) = call(
         &s,
         Method::DELETE,
@@ -386,16 +377,7 @@ async fn tenant_states_move_only_as_allowed() {
     )
     .await;
     assert_eq!(st, 200);
-    let after = {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&s.managed_admin_url("postgres").expect("admin"))
-            .await
-            .expect("admin");
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_database")
-            .fetch_one(&mut c)
-            .await
-            .expect("count")
-    };
+    let after = database_count(&s).await;
     assert_eq!(after, before - 1, "hard delete drops the database");
     let (st, _) = get(&s, "/tenants/acme", &key).await;
     assert_eq!(st, 404);

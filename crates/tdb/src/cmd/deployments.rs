@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Context;
-use crate::output;
+use crate::output::{self, text};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DeploymentsCommand {
@@ -29,12 +29,6 @@ pub enum DeploymentsCommand {
     },
     /// Show a deployment with per-tenant results
     Status { id: String },
-}
-
-fn text(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
 }
 
 const FINAL: [&str; 3] = ["completed", "completed_with_errors", "failed"];

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Context;
-use crate::output;
+use crate::output::{self, text};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TenantsCommand {
@@ -36,12 +36,6 @@ pub enum TenantsCommand {
     Resume { name: String },
     /// The deployments that touched a tenant
     Deployments { name: String },
-}
-
-fn text(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
 }
 
 pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {

@@ -87,3 +87,30 @@ pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
         .as_str()
         .unwrap_or_else(|| panic!("no string '{key}' in {v}"))
 }
+
+/// Starts `tdb serve` with extra environment variables.
+pub async fn start_with_env(env: &[(&str, &str)]) -> TdbServer {
+    let options = tdb_testkit::ServeOptions {
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    TdbServer::start_with(bin(), options)
+        .await
+        .expect("tdb serve starts")
+}
+
+/// How many databases the managed server holds, as its administrator sees them.
+pub async fn database_count(s: &TdbServer) -> i64 {
+    use sqlx::Connection;
+    let url = s.managed_admin_url("postgres").expect("admin url");
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("admin connect");
+    sqlx::query_scalar("SELECT count(*) FROM pg_database")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count databases")
+}
