@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use axum::extract::State;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tdb_catalog::tenants::TenantDatabase;
@@ -23,6 +24,9 @@ use crate::workspace::{Settings, engine_error, format_duration};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(admin_query))
 }
+
+/// Tenants one `all_tenants` query reaches at once.
+const ALL_TENANTS_PARALLELISM: usize = 8;
 
 pub const DDL_REFUSED: &str =
     "DDL not allowed on tenant databases. Deploy schema through blueprints.";
@@ -119,28 +123,44 @@ async fn admin_query(
         (None, true) => {
             auth.require_project_scope()?;
             let tenants = state.catalog.list_tenants(&auth.project_id).await?;
-            let mut results = Vec::new();
+            // Tenants are queried a bounded number at a time, in the blueprint's tenant order.
+            let mut pending = Vec::with_capacity(databases.len());
             for db in &databases {
                 let ready = tenants
                     .iter()
                     .any(|t| t.id == db.tenant_id && t.status == "ready");
-                let mut item = if !ready {
-                    json!({"error": "tenant is not ready"})
-                } else {
-                    match run_on(&state, db, &statements, &settings).await {
-                        Ok(out) => output_json(&out),
-                        Err(e) => json!({"error": e.message}),
-                    }
-                };
-                item["tenant_id"] = Value::from(db.tenant_name.as_str());
-                results.push(item);
+                pending.push(query_tenant(&state, db, ready, &statements, &settings));
             }
+            let results: Vec<Value> = futures_util::stream::iter(pending)
+                .buffered(ALL_TENANTS_PARALLELISM)
+                .collect()
+                .await;
             Ok(Reply::ok(
                 json!({"results": results, "total_tenants": databases.len(),
                                 "execution_time": format_duration(started.elapsed())}),
             ))
         }
     }
+}
+
+/// One tenant's entry in an `all_tenants` answer.
+async fn query_tenant(
+    state: &AppState,
+    db: &TenantDatabase,
+    ready: bool,
+    statements: &[Statement<'_>],
+    settings: &Settings,
+) -> Value {
+    let mut item = if !ready {
+        json!({"error": "tenant is not ready"})
+    } else {
+        match run_on(state, db, statements, settings).await {
+            Ok(out) => output_json(&out),
+            Err(e) => json!({"error": e.message}),
+        }
+    };
+    item["tenant_id"] = Value::from(db.tenant_name.as_str());
+    item
 }
 
 fn output_json(out: &QueryOutput) -> Value {

@@ -185,8 +185,7 @@ async fn delete_project(
     let tenant_databases = state.catalog.project_tenant_databases(&project.id).await?;
     crate::tenant::drop_databases(&state, &tenant_databases).await;
     for ws in state.catalog.list_workspaces(&project.id).await? {
-        let r = crate::workspace::resolve(&state, &project.id, &ws.name).await?;
-        super::workspaces::drop_workspace_database(&state, &r).await?;
+        super::workspaces::drop_workspace_database(&state, &ws).await?;
     }
     state
         .catalog

@@ -370,7 +370,7 @@ async fn delete_workspace(
         }
         false => 0,
     };
-    drop_workspace_database(&state, &r).await?;
+    drop_workspace_database(&state, &r.ws).await?;
     state
         .catalog
         .delete_workspace(&auth.project_id, &r.ws.id, &name)
@@ -387,12 +387,18 @@ async fn delete_workspace(
     }))
 }
 
-/// Drops a workspace's database and owner role on its server (idempotent).
-pub async fn drop_workspace_database(state: &AppState, r: &Resolved) -> Result<(), ApiError> {
-    let server = state.catalog.find_server(&r.ws.server_id).await?;
+/// Drops a workspace's database and owner role on its server (idempotent). Needs only the
+/// catalog record and the server, so a workspace whose owner secret is unreadable still goes.
+pub async fn drop_workspace_database(
+    state: &AppState,
+    ws: &tdb_catalog::workspaces::Workspace,
+) -> Result<(), ApiError> {
+    let kind: tdb_core::Engine = ws.engine.parse().map_err(ApiError::internal)?;
+    let engine = workspace::engine_for(state, kind)?;
+    let server = state.catalog.find_server(&ws.server_id).await?;
     let admin = workspace::admin_endpoint(state, &server)?;
-    r.engine
-        .drop_database(&admin, &r.ws.physical_db, &[&r.ws.owner_role])
+    engine
+        .drop_database(&admin, &ws.physical_db, &[&ws.owner_role])
         .await
         .map_err(workspace::admin_error)
 }

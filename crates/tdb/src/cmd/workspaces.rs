@@ -44,7 +44,8 @@ pub enum WorkspacesCommand {
         /// A URL serving {"tables": [...]}
         #[arg(long, group = "source")]
         url: Option<String>,
-        /// A PostgreSQL URL to copy the schema from: postgresql://user:pass@host:port/db
+        /// A PostgreSQL URL to copy the schema from: postgresql://user@host:port/db (the password
+        /// from TDB_IMPORT_PASSWORD, which keeps it off the command line, or in the URL)
         #[arg(long, group = "source")]
         from_db: Option<String>,
     },
@@ -316,7 +317,10 @@ fn import_body(
     if let Some(db) = from_db {
         let opts = sqlx::postgres::PgConnectOptions::from_str(&db)
             .context("--from-db must be a postgresql:// URL")?;
-        let password = crate::serve::password_of(&db);
+        let password = match crate::serve::password_of(&db) {
+            p if p.is_empty() => std::env::var("TDB_IMPORT_PASSWORD").unwrap_or_default(),
+            p => p,
+        };
         return Ok(json!({ "source": "database", "connection": {
             "type": "postgresql",
             "host": opts.get_host(),
