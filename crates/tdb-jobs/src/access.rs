@@ -24,19 +24,38 @@ pub fn admin_endpoint(key: &MasterKey, server: &Server) -> Result<AdminEndpoint,
     })
 }
 
+/// The database as one of its roles, whose password is sealed under `aad`.
+fn database_access(
+    key: &MasterKey,
+    server: &Server,
+    db: &TenantDatabase,
+    role: &str,
+    sealed: &[u8],
+    aad: &str,
+) -> Result<DatabaseAccess, SecretError> {
+    Ok(DatabaseAccess {
+        host: server.host.clone(),
+        port: u16::try_from(server.port).unwrap_or(5432),
+        database: db.physical_db.clone(),
+        user: role.to_string(),
+        password: key.open_string(sealed, aad)?,
+    })
+}
+
 /// The database as its owner (migrations).
 pub fn owner_access(
     key: &MasterKey,
     server: &Server,
     db: &TenantDatabase,
 ) -> Result<DatabaseAccess, SecretError> {
-    Ok(DatabaseAccess {
-        host: server.host.clone(),
-        port: u16::try_from(server.port).unwrap_or(5432),
-        database: db.physical_db.clone(),
-        user: db.owner_role.clone(),
-        password: key.open_string(&db.owner_secret, &owner_aad(&db.id))?,
-    })
+    database_access(
+        key,
+        server,
+        db,
+        &db.owner_role,
+        &db.owner_secret,
+        &owner_aad(&db.id),
+    )
 }
 
 /// The database as its application role (rows only: admin queries, the proxy).
@@ -45,11 +64,12 @@ pub fn app_access(
     server: &Server,
     db: &TenantDatabase,
 ) -> Result<DatabaseAccess, SecretError> {
-    Ok(DatabaseAccess {
-        host: server.host.clone(),
-        port: u16::try_from(server.port).unwrap_or(5432),
-        database: db.physical_db.clone(),
-        user: db.app_role.clone(),
-        password: key.open_string(&db.app_secret, &app_aad(&db.id))?,
-    })
+    database_access(
+        key,
+        server,
+        db,
+        &db.app_role,
+        &db.app_secret,
+        &app_aad(&db.id),
+    )
 }
