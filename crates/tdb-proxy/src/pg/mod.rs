@@ -1,0 +1,3 @@
+//! The PostgreSQL wire protocol, one message type per file.
+
+pub mod startup;
