@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs tdb's checks and tests: formatting, clippy with warnings as errors, and every unit and
-# integration test. Installs what the tests need first (the PostgreSQL server binaries the
+# Runs tdb's checks and tests: formatting, clippy with warnings as errors, the fuzz targets of
+# the wire codecs for a short time, and every unit and integration test. Installs what the tests need first (the PostgreSQL server binaries the
 # harness starts on free ports), so it passes on a fresh Debian machine by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +10,6 @@ ensure_packages ca-certificates pkg-config gcc postgresql postgresql-client
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Each fuzz target of the proxy's codecs for a short time; any crash fails the run.
+./scripts/fuzz.sh "${TDB_FUZZ_SECONDS:-30}"
 cargo test --workspace --locked

@@ -483,7 +483,7 @@ async fn apply(
     };
     let mut session = r
         .engine
-        .open(&r.access, r.settings.limits())
+        .open(&r.access, crate::workspace::limits(&r.settings))
         .await
         .map_err(engine_error)?;
     let mut tracker = DdlTracker::default();

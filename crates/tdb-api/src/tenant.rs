@@ -5,7 +5,7 @@ use tdb_catalog::blueprints::Blueprint;
 use tdb_catalog::tenants::{NewTenantDatabase, TenantDatabase};
 use tdb_core::{ErrorCode, ids, secrets};
 use tdb_engines::TenantSpec;
-use tdb_jobs::access::{self, app_aad, owner_aad};
+use tdb_jobs::access::{self, app_aad, owner_aad, read_aad};
 
 use crate::AppState;
 use crate::envelope::ApiError;
@@ -24,9 +24,12 @@ struct Made {
     owner_password: String,
     app_role: String,
     app_password: String,
+    read_role: String,
+    read_password: String,
     server_id: String,
     owner_sealed: Vec<u8>,
     app_sealed: Vec<u8>,
+    read_sealed: Vec<u8>,
 }
 
 fn secret_err(e: tdb_core::secrets::SecretError) -> ApiError {
@@ -58,17 +61,23 @@ pub async fn provision(
         let suffix = id[4..].to_string();
         let owner_password = secrets::new_password("");
         let app_password = secrets::new_password("");
+        let read_password = secrets::new_password("");
         made.push(Made {
             physical_db: format!("tdb_t_{suffix}"),
             owner_role: format!("tdb_to_{suffix}"),
             app_role: format!("tdb_ta_{suffix}"),
+            read_role: format!("tdb_tr_{suffix}"),
             owner_sealed: state
                 .master_key
                 .seal(owner_password.as_bytes(), &owner_aad(&id)),
             app_sealed: state
                 .master_key
                 .seal(app_password.as_bytes(), &app_aad(&id)),
+            read_sealed: state
+                .master_key
+                .seal(read_password.as_bytes(), &read_aad(&id)),
             owner_password,
+            read_password,
             app_password,
             server_id: server.id,
             id,
@@ -89,6 +98,8 @@ pub async fn provision(
             owner_secret: &m.owner_sealed,
             app_role: &m.app_role,
             app_secret: &m.app_sealed,
+            read_role: &m.read_role,
+            read_secret: &m.read_sealed,
         })
         .collect();
     match state
@@ -127,6 +138,8 @@ async fn build_one(state: &AppState, m: &Made, p: &Planned) -> Result<(), ApiErr
         owner_password: &m.owner_password,
         app_role: &m.app_role,
         app_password: &m.app_password,
+        read_role: &m.read_role,
+        read_password: &m.read_password,
         connection_limit: p.connection_limit,
     };
     let engine = &state.engines.postgres;
@@ -166,7 +179,7 @@ pub async fn drop_databases(state: &AppState, databases: &[TenantDatabase]) {
             state
                 .engines
                 .postgres
-                .drop_database(&admin, &db.physical_db, &[&db.app_role, &db.owner_role])
+                .drop_database(&admin, &db.physical_db, &db.roles())
                 .await
                 .map_err(engine_error)
         };
@@ -185,11 +198,21 @@ pub async fn connection_limit(state: &AppState, blueprint: &Blueprint) -> Result
     Ok(Settings::from_json(&ws.settings.0).max_connections)
 }
 
-/// A tenant-scoped proxy login for one database (API.md deviation 2).
+/// A tenant-scoped proxy login with row privileges (API.md deviation 2).
 pub async fn mint_credential(
     state: &AppState,
     project_id: &str,
     tenant: &str,
+) -> Result<(String, String), ApiError> {
+    mint_role_credential(state, project_id, tenant, "write").await
+}
+
+/// A tenant-scoped proxy login with `role` (`write`: rows; `read`: SELECT only).
+pub async fn mint_role_credential(
+    state: &AppState,
+    project_id: &str,
+    tenant: &str,
+    role: &str,
 ) -> Result<(String, String), ApiError> {
     let id = ids::new_id("cred");
     let username = format!("t_{}", &id[5..]);
@@ -203,7 +226,7 @@ pub async fn mint_credential(
             verifier: &secrets::scram_verifier(&password),
             scope_type: "tenant",
             scope_value: Some(tenant),
-            role: "write",
+            role,
         })
         .await?;
     Ok((username, password))

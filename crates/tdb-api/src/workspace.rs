@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tdb_catalog::servers::Server;
 use tdb_catalog::workspaces::Workspace;
 use tdb_core::ErrorCode;
@@ -15,40 +14,13 @@ use tdb_sql::{Kind, Statement, TxOp};
 use crate::AppState;
 use crate::envelope::ApiError;
 
-/// Per-workspace limits, as stored and as `GET/PATCH .../settings` show them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Settings {
-    pub query_timeout_ms: u64,
-    pub max_rows_per_query: u64,
-    pub max_connections: u32,
-}
+pub use tdb_core::settings::Settings;
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            query_timeout_ms: 30_000,
-            max_rows_per_query: 1_000,
-            max_connections: 10,
-        }
-    }
-}
-
-impl Settings {
-    pub const FIELDS: [&'static str; 3] =
-        ["query_timeout_ms", "max_rows_per_query", "max_connections"];
-    pub const TIMEOUT_MS: (u64, u64) = (100, 600_000);
-    pub const MAX_ROWS: (u64, u64) = (1, 100_000);
-    pub const MAX_CONNECTIONS: (u32, u32) = (1, 500);
-
-    pub fn from_json(value: &serde_json::Value) -> Self {
-        serde_json::from_value(value.clone()).unwrap_or_default()
-    }
-
-    pub fn limits(&self) -> Limits {
-        Limits {
-            timeout: Duration::from_millis(self.query_timeout_ms),
-            max_rows: self.max_rows_per_query as usize,
-        }
+/// The limits a REST session runs under.
+pub fn limits(settings: &Settings) -> Limits {
+    Limits {
+        timeout: Duration::from_millis(settings.query_timeout_ms),
+        max_rows: settings.max_rows_per_query as usize,
     }
 }
 
@@ -283,7 +255,7 @@ pub async fn run_batch(
     let started = Instant::now();
     let mut session = r
         .engine
-        .open(&r.access, r.settings.limits())
+        .open(&r.access, crate::workspace::limits(&r.settings))
         .await
         .map_err(engine_error)?;
     if read_only {

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod deployments;
 mod error;
 pub mod projects;
+pub mod routing;
 pub mod servers;
 pub mod tenants;
 pub mod workspaces;

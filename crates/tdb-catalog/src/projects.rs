@@ -91,16 +91,22 @@ impl Catalog {
         .ok_or(CatalogError::NotFound)
     }
 
-    /// Deletes a project and, by cascade, everything recorded under it.
+    /// Deletes a project and, by cascade, everything recorded under it; its query log too.
     pub async fn delete_project(&self, account_id: &str, project_id: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
         let done = sqlx::query("DELETE FROM projects WHERE account_id = $1 AND id = $2")
             .bind(account_id)
             .bind(project_id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(CatalogError::NotFound);
         }
+        sqlx::query("DELETE FROM query_log WHERE project_id = $1")
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -32,7 +32,19 @@ pub struct TenantDatabase {
     pub owner_secret: Vec<u8>,
     pub app_role: String,
     pub app_secret: Vec<u8>,
+    /// The read-only role (absent on databases made before it existed).
+    pub read_role: Option<String>,
+    pub read_secret: Option<Vec<u8>>,
     pub version: i32,
+}
+
+impl TenantDatabase {
+    /// Every role of the database, the owner last (so it can be dropped after the others).
+    pub fn roles(&self) -> Vec<&str> {
+        let mut roles: Vec<&str> = self.read_role.iter().map(String::as_str).collect();
+        roles.extend([self.app_role.as_str(), self.owner_role.as_str()]);
+        roles
+    }
 }
 
 pub struct NewTenantDatabase<'a> {
@@ -46,6 +58,8 @@ pub struct NewTenantDatabase<'a> {
     pub owner_secret: &'a [u8],
     pub app_role: &'a str,
     pub app_secret: &'a [u8],
+    pub read_role: &'a str,
+    pub read_secret: &'a [u8],
 }
 
 const DATABASES: &str = "SELECT d.*, t.name AS tenant_name, b.name AS blueprint, b.engine
@@ -73,8 +87,9 @@ impl Catalog {
         for d in databases {
             sqlx::query(
                 "INSERT INTO tenant_databases (id, tenant_id, blueprint_id, server_id, isolation_level,
-                     region, physical_db, owner_role, owner_secret, app_role, app_secret)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     region, physical_db, owner_role, owner_secret, app_role, app_secret,
+                     read_role, read_secret)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(d.id)
             .bind(id)
@@ -87,6 +102,8 @@ impl Catalog {
             .bind(d.owner_secret)
             .bind(d.app_role)
             .bind(d.app_secret)
+            .bind(d.read_role)
+            .bind(d.read_secret)
             .execute(&mut *tx)
             .await?;
         }
@@ -164,17 +181,22 @@ impl Catalog {
     /// when it is not.
     pub async fn move_tenant(&self, id: &str, from: &[&str], to: &str) -> Result<Option<String>> {
         let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
-        let moved = sqlx::query(
-            "UPDATE tenants SET status = $3,
-                    deleted_at = CASE WHEN $3 = 'deleted' THEN now() ELSE NULL END
-              WHERE id = $1 AND status = ANY($2)",
+        // Proxies hear of the change when it commits, and enforce it on open sessions.
+        let moved: Option<i32> = sqlx::query_scalar(
+            "WITH moved AS (
+                 UPDATE tenants SET status = $3,
+                        deleted_at = CASE WHEN $3 = 'deleted' THEN now() ELSE NULL END
+                  WHERE id = $1 AND status = ANY($2)
+                 RETURNING id)
+             SELECT 1 FROM moved, pg_notify($4, 'tenant:' || moved.id)",
         )
         .bind(id)
         .bind(&from)
         .bind(to)
-        .execute(self.pool())
+        .bind(crate::routing::ROUTES_CHANNEL)
+        .fetch_optional(self.pool())
         .await?;
-        if moved.rows_affected() == 1 {
+        if moved.is_some() {
             return Ok(None);
         }
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
@@ -185,10 +207,14 @@ impl Catalog {
     }
 
     pub async fn delete_tenant(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM tenants WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "WITH gone AS (DELETE FROM tenants WHERE id = $1 RETURNING id)
+             SELECT pg_notify($2, 'tenant:' || gone.id) FROM gone",
+        )
+        .bind(id)
+        .bind(crate::routing::ROUTES_CHANNEL)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

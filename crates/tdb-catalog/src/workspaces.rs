@@ -124,6 +124,12 @@ impl Catalog {
         if done.rows_affected() == 0 {
             return Err(CatalogError::NotFound);
         }
+        // Delivered at commit: proxies forget the route.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::routing::ROUTES_CHANNEL)
+            .bind(format!("workspace:{project_id}:{name}"))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -133,11 +139,16 @@ impl Catalog {
         id: &str,
         settings: &serde_json::Value,
     ) -> Result<()> {
-        sqlx::query("UPDATE workspaces SET settings = $2 WHERE id = $1")
-            .bind(id)
-            .bind(Json(settings))
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "WITH changed AS (UPDATE workspaces SET settings = $2 WHERE id = $1
+                              RETURNING project_id, name)
+             SELECT pg_notify($3, 'workspace:' || project_id || ':' || name) FROM changed",
+        )
+        .bind(id)
+        .bind(Json(settings))
+        .bind(crate::routing::ROUTES_CHANNEL)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 }

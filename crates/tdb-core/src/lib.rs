@@ -6,6 +6,7 @@ pub mod domain;
 pub mod ids;
 pub mod names;
 pub mod secrets;
+pub mod settings;
 
 pub use codes::ErrorCode;
 pub use domain::{Engine, KeyRole, ScopeType, ServerRole};

@@ -108,6 +108,18 @@ impl MasterKey {
         Self(random_bytes::<32>())
     }
 
+    /// A key for another purpose, derived from this one (so the master key itself is never
+    /// used twice for different things).
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"tdb-derive\0");
+        h.update(purpose.as_bytes());
+        h.update([0]);
+        h.update(self.0);
+        h.finalize().into()
+    }
+
     /// Parses 64 hex characters or standard base64 of 32 bytes (surrounding space ignored).
     pub fn parse(text: &str) -> Result<Self, SecretError> {
         let text = text.trim();

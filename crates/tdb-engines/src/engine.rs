@@ -46,6 +46,9 @@ pub struct TenantSpec<'a> {
     /// The role applications log in as: rows only, no DDL.
     pub app_role: &'a str,
     pub app_password: &'a str,
+    /// The role read credentials log in as: SELECT only.
+    pub read_role: &'a str,
+    pub read_password: &'a str,
     pub connection_limit: u32,
 }
 

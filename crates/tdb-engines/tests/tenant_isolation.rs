@@ -16,6 +16,7 @@ struct Tenant {
     db: String,
     owner: String,
     app: String,
+    read: String,
 }
 
 impl Tenant {
@@ -24,6 +25,7 @@ impl Tenant {
             db: format!("tdb_t_{tag}"),
             owner: format!("tdb_to_{tag}"),
             app: format!("tdb_ta_{tag}"),
+            read: format!("tdb_tr_{tag}"),
         }
     }
 
@@ -34,6 +36,8 @@ impl Tenant {
             owner_password: "owner-secret",
             app_role: &self.app,
             app_password: "app-secret",
+            read_role: &self.read,
+            read_password: "read-secret",
             connection_limit: 10,
         }
     }
@@ -172,6 +176,29 @@ async fn tenant_roles_are_confined_to_their_rows() {
         .execute(&mut app)
         .await
         .expect("DML works");
+
+    // The read role sees the rows and cannot change them, even after switching its session
+    // default back to read-write.
+    let mut read = connect(&e, &a.db, &a.read, "read-secret")
+        .await
+        .expect("read connects");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notes")
+        .fetch_one(&mut read)
+        .await
+        .expect("read selects");
+    assert_eq!(n, 1);
+    for write in [
+        "INSERT INTO notes (body) VALUES ('x')",
+        "SET default_transaction_read_only = off; UPDATE notes SET body = 'x'",
+        "SET default_transaction_read_only = off; DELETE FROM notes",
+        "SET default_transaction_read_only = off; CREATE TABLE sneaky (a int)",
+    ] {
+        assert!(
+            sqlx::raw_sql(write).execute(&mut read).await.is_err(),
+            "the read role ran: {write}"
+        );
+        let _ = sqlx::raw_sql("RESET ALL").execute(&mut read).await;
+    }
 
     // It cannot reach any other database.
     for db in [b.db.as_str(), "postgres", "template1"] {

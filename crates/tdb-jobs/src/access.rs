@@ -15,6 +15,10 @@ pub fn app_aad(database_id: &str) -> String {
     format!("{database_id}:app")
 }
 
+pub fn read_aad(database_id: &str) -> String {
+    format!("{database_id}:read")
+}
+
 pub fn admin_endpoint(key: &MasterKey, server: &Server) -> Result<AdminEndpoint, SecretError> {
     Ok(AdminEndpoint {
         host: server.host.clone(),
@@ -72,4 +76,21 @@ pub fn app_access(
         &db.app_secret,
         &app_aad(&db.id),
     )
+}
+
+/// The database as its read-only role; `None` for databases made before read roles existed.
+pub fn read_access(
+    key: &MasterKey,
+    server: &Server,
+    db: &TenantDatabase,
+) -> Option<Result<DatabaseAccess, SecretError>> {
+    let (role, sealed) = (db.read_role.as_ref()?, db.read_secret.as_ref()?);
+    Some(database_access(
+        key,
+        server,
+        db,
+        role,
+        sealed,
+        &read_aad(&db.id),
+    ))
 }

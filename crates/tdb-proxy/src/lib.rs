@@ -1,4 +1,26 @@
-//! The data plane: one proxy per wire protocol. So far the PostgreSQL startup codec, the first
-//! thing every connection sends and the first input from the network the proxy must not trust.
+//! The data plane: one proxy per wire protocol, PostgreSQL first. A client connects with a
+//! routing name (`<blueprint>__<tenant>` or `<workspace>_workspace`) and a credential; the proxy
+//! authenticates it against the catalog, connects to the right server database as the right
+//! role, relays, enforces the tenant's state and limits, and logs every statement.
 
 pub mod pg;
+
+#[cfg(feature = "server")]
+pub mod cancel;
+#[cfg(feature = "server")]
+pub mod ddl;
+#[cfg(feature = "server")]
+pub mod gate;
+#[cfg(feature = "server")]
+pub mod pool;
+#[cfg(feature = "server")]
+pub mod querylog;
+#[cfg(feature = "server")]
+pub mod route;
+#[cfg(feature = "server")]
+mod server;
+#[cfg(feature = "server")]
+pub mod tls;
+
+#[cfg(feature = "server")]
+pub use server::{PlaintextPolicy, ProxyConfig, ProxyState, serve_pg};

@@ -47,6 +47,8 @@ pub struct TdbServer {
     root: tempfile::TempDir,
     options: ServeOptions,
     api_port: u16,
+    /// The PostgreSQL proxy's port; kept across restarts, as the API's is.
+    pub pg_port: u16,
     child: Option<Child>,
     pub api_url: String,
 }
@@ -65,6 +67,7 @@ impl TdbServer {
             root: reachable_tempdir()?,
             options,
             api_port,
+            pg_port: free_port()?,
             child: None,
             api_url: format!("http://127.0.0.1:{api_port}"),
         };
@@ -132,7 +135,7 @@ impl TdbServer {
             .arg("--api-listen")
             .arg(format!("127.0.0.1:{}", self.api_port))
             .arg("--pg-listen")
-            .arg(format!("127.0.0.1:{}", free_port()?))
+            .arg(format!("127.0.0.1:{}", self.pg_port))
             .env("RUST_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")
             .env_remove("TDB_CATALOG_URL")

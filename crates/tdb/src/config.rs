@@ -63,6 +63,16 @@ pub struct Config {
     pub import_allow_private_urls: bool,
     /// Tenant databases one deployment migrates at once.
     pub deploy_parallelism: usize,
+    /// The PostgreSQL proxy's TLS certificate chain (PEM); unset: generated into the data dir.
+    pub pg_tls_cert: Option<PathBuf>,
+    /// The key of `pg_tls_cert` (PEM).
+    pub pg_tls_key: Option<PathBuf>,
+    /// Clients without TLS: `allow`, `loopback` (only from loopback addresses) or `refuse`.
+    pub pg_plaintext: String,
+    /// Proxy connections still authenticating, at most.
+    pub pg_max_unauthenticated: usize,
+    /// Seconds an open transaction may take to finish when tdb shuts down.
+    pub pg_shutdown_grace_secs: u64,
     pub regions: Vec<Region>,
     pub servers: Vec<ServerConfig>,
 }
@@ -86,6 +96,11 @@ impl Default for Config {
             log_format: "text".into(),
             import_allow_private_urls: false,
             deploy_parallelism: 8,
+            pg_tls_cert: None,
+            pg_tls_key: None,
+            pg_plaintext: "loopback".into(),
+            pg_max_unauthenticated: 256,
+            pg_shutdown_grace_secs: 10,
             regions: api.regions,
             servers: Vec::new(),
         }
@@ -179,6 +194,15 @@ impl Config {
                 self.default_tier
             );
         }
+        self.pg_plaintext
+            .parse::<tdb_proxy::PlaintextPolicy>()
+            .map_err(|e| anyhow::anyhow!("pg_{e}"))?;
+        if self.pg_tls_cert.is_some() != self.pg_tls_key.is_some() {
+            anyhow::bail!("pg_tls_cert and pg_tls_key go together: set both or neither");
+        }
+        if !(1..=100_000).contains(&self.pg_max_unauthenticated) {
+            anyhow::bail!("pg_max_unauthenticated must be between 1 and 100000");
+        }
         if !(1..=256).contains(&self.deploy_parallelism) {
             anyhow::bail!("deploy_parallelism must be between 1 and 256");
         }
@@ -218,12 +242,28 @@ impl Config {
             regions: self.regions.clone(),
             default_tier: self.default_tier.clone(),
             body_limit: self.body_limit,
-            pg_public_host: self
-                .public_host
-                .clone()
-                .unwrap_or_else(|| self.pg_listen.ip().to_string()),
+            pg_public_host: self.pg_public_host(),
             pg_public_port: self.pg_listen.port(),
             import_allow_private_urls: self.import_allow_private_urls,
+        }
+    }
+
+    /// The host clients are told to connect to (connection strings, the TLS certificate).
+    pub fn pg_public_host(&self) -> String {
+        self.public_host
+            .clone()
+            .unwrap_or_else(|| self.pg_listen.ip().to_string())
+    }
+
+    pub fn proxy_config(&self) -> tdb_proxy::ProxyConfig {
+        tdb_proxy::ProxyConfig {
+            plaintext: self
+                .pg_plaintext
+                .parse()
+                .unwrap_or(tdb_proxy::PlaintextPolicy::Loopback),
+            max_unauthenticated: self.pg_max_unauthenticated,
+            shutdown_grace: std::time::Duration::from_secs(self.pg_shutdown_grace_secs),
+            ..tdb_proxy::ProxyConfig::default()
         }
     }
 

@@ -95,10 +95,59 @@ async fn run_with_catalog(
         owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
     let jobs = tokio::spawn(runner.run(shutdown.clone()));
+    let proxy = start_pg_proxy(config, key, &catalog, shutdown.clone()).await?;
     let result = tdb_api::serve(listener, state, shutdown.cancelled_owned()).await;
     let _ = jobs.await;
+    let _ = proxy.await;
     catalog.close().await;
     result.context("serving the API")
+}
+
+/// Binds the PostgreSQL proxy and runs it (with its query-log writer) until shutdown.
+async fn start_pg_proxy(
+    config: &Config,
+    key: &MasterKey,
+    catalog: &Catalog,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (cert, key_path) = match (&config.pg_tls_cert, &config.pg_tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => {
+            let mut hosts = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ];
+            for host in [config.pg_public_host(), config.pg_listen.ip().to_string()] {
+                if !hosts.contains(&host) && host != "0.0.0.0" && host != "::" {
+                    hosts.push(host);
+                }
+            }
+            tdb_proxy::tls::GeneratedTls {
+                dir: config.data_dir.join("tls"),
+            }
+            .ensure(&hosts)
+            .context("generating the proxy's TLS certificate")?
+        }
+    };
+    let tls = tdb_proxy::tls::acceptor(&cert, &key_path)?;
+    let listener = tokio::net::TcpListener::bind(config.pg_listen)
+        .await
+        .with_context(|| format!("binding the PostgreSQL proxy to {}", config.pg_listen))?;
+    tracing::info!(pg = %listener.local_addr()?, "PostgreSQL proxy listening");
+    let (state, log_writer) = tdb_proxy::ProxyState::new(
+        config.proxy_config(),
+        catalog.clone(),
+        key,
+        Some(tls),
+        shutdown,
+    );
+    let writer = tokio::spawn(log_writer);
+    Ok(tokio::spawn(async move {
+        tdb_proxy::serve_pg(listener, state).await;
+        // The sessions are gone, so every log sender is dropped and the writer drains and ends.
+        let _ = writer.await;
+    }))
 }
 
 /// Creates the data dir. When managed servers run as another user they must be able to pass

@@ -179,7 +179,7 @@ async fn run_on(
     let mut session = state
         .engines
         .postgres
-        .open(&access, settings.limits())
+        .open(&access, crate::workspace::limits(settings))
         .await
         .map_err(engine_error)?;
     let mut last = QueryOutput::default();

@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(suspend_tenant))
         .routes(routes!(resume_tenant))
         .routes(routes!(tenant_deployments))
+        .routes(routes!(create_credential))
 }
 
 const MAX_DATABASES: usize = 10;
@@ -412,4 +413,64 @@ async fn tenant_deployments(
     Ok(Reply::ok(
         json!({"tenant_id": name, "count": history.len(), "deployments": history}),
     ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCredential {
+    /// `read` (SELECT only) or `write` (rows).
+    role: String,
+    /// The blueprint whose database the connection string names; default: the first.
+    blueprint: Option<String>,
+}
+
+/// Mints another proxy login for a tenant, shown once (API.md deviation 2): `read` logins reach
+/// the database as a role that can only SELECT.
+#[utoipa::path(post, path = "/tenants/{id}/credentials", tag = "tenants",
+    params(("id" = String, Path)),
+    request_body = CreateCredential,
+    responses((status = 201, description = "minted"), (status = 400), (status = 404)))]
+async fn create_credential(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<CreateCredential>,
+) -> ApiResult<Value> {
+    auth.require_role(KeyRole::Admin)?;
+    if !["read", "write"].contains(&req.role.as_str()) {
+        return Err(ApiError::field(
+            "role",
+            format!("role must be 'read' or 'write', not '{}'", req.role),
+        ));
+    }
+    let t = find(&state, &auth, &name).await?;
+    let databases = state.catalog.tenant_databases(&t.id).await?;
+    let db = match &req.blueprint {
+        Some(bp) => databases
+            .iter()
+            .find(|d| &d.blueprint == bp)
+            .ok_or_else(|| {
+                ApiError::field(
+                    "blueprint",
+                    format!("tenant '{name}' has no database from blueprint '{bp}'"),
+                )
+            })?,
+        None => databases
+            .first()
+            .ok_or_else(|| ApiError::conflict(format!("tenant '{name}' has no database")))?,
+    };
+    if req.role == "read" && db.read_role.is_none() {
+        return Err(ApiError::conflict(format!(
+            "tenant '{name}' was created before read-only roles existed; it has none"
+        )));
+    }
+    let (user, password) =
+        tenant::mint_role_credential(&state, &auth.project_id, &name, &req.role).await?;
+    Ok(Reply::created(json!({
+        "tenant_id": name,
+        "role": req.role,
+        "username": user,
+        "password": password,
+        "connection": connection(&state, db, &user, &password),
+    })))
 }

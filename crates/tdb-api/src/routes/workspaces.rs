@@ -603,7 +603,7 @@ async fn revert_ddl(
         .map_err(|why| ApiError::bad_request(format!("cannot revert DDL {id}: {why}")))?;
     let mut session = r
         .engine
-        .open(&r.access, r.settings.limits())
+        .open(&r.access, crate::workspace::limits(&r.settings))
         .await
         .map_err(engine_error)?;
     let ran = session.run(&reverse).await;

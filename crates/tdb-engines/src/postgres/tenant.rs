@@ -36,25 +36,29 @@ pub async fn secure_server(server: &AdminEndpoint, extra: &[&str]) -> Result<()>
 }
 
 pub async fn create(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()> {
-    let (db, owner, app) = (
+    let (db, owner, app, read) = (
         quote_ident(spec.name),
         quote_ident(spec.owner_role),
         quote_ident(spec.app_role),
+        quote_ident(spec.read_role),
     );
     let built = async {
         let mut admin = connect(&admin_access(server, "postgres")).await?;
         for sql in [
             role_sql(spec.owner_role, spec.owner_password, 5),
             role_sql(spec.app_role, spec.app_password, spec.connection_limit),
+            role_sql(spec.read_role, spec.read_password, spec.connection_limit),
+            // Privileges are the wall; this default only makes a write fail sooner and clearer.
+            format!("ALTER ROLE {read} SET default_transaction_read_only = on"),
             format!("CREATE DATABASE {db} OWNER {owner}"),
             format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
-            format!("GRANT CONNECT ON DATABASE {db} TO {app}"),
+            format!("GRANT CONNECT ON DATABASE {db} TO {app}, {read}"),
         ] {
             exec(&mut admin, sql).await?;
         }
         let _ = admin.close().await;
         let mut inside = connect(&admin_access(server, spec.name)).await?;
-        exec(&mut inside, inside_sql(&owner, &app)).await?;
+        exec(&mut inside, inside_sql(&owner, &app, &read)).await?;
         let _ = inside.close().await;
         Ok(())
     };
@@ -74,7 +78,7 @@ async fn drop_all(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()> {
         format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     )
     .await?;
-    for role in [spec.app_role, spec.owner_role] {
+    for role in [spec.read_role, spec.app_role, spec.owner_role] {
         exec(
             &mut admin,
             format!("DROP ROLE IF EXISTS {}", quote_ident(role)),
@@ -86,12 +90,13 @@ async fn drop_all(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()> {
 }
 
 /// Privileges inside a new tenant database: the owner owns `public` and `tdb_meta`; the
-/// application role may use `public` and gets row privileges on what the owner creates.
-fn inside_sql(owner: &str, app: &str) -> String {
+/// application role may use `public` and gets row privileges on what the owner creates; the read
+/// role gets SELECT only.
+fn inside_sql(owner: &str, app: &str, read: &str) -> String {
     format!(
         "ALTER SCHEMA public OWNER TO {owner};
          REVOKE ALL ON SCHEMA public FROM PUBLIC;
-         GRANT USAGE ON SCHEMA public TO {app};
+         GRANT USAGE ON SCHEMA public TO {app}, {read};
          CREATE SCHEMA tdb_meta AUTHORIZATION {owner};
          REVOKE ALL ON SCHEMA tdb_meta FROM PUBLIC;
          CREATE TABLE tdb_meta.schema_version (version integer NOT NULL);
@@ -101,9 +106,13 @@ fn inside_sql(owner: &str, app: &str) -> String {
              GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
              GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {app};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+             GRANT SELECT ON TABLES TO {read};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+             GRANT SELECT ON SEQUENCES TO {read};
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
-             GRANT EXECUTE ON FUNCTIONS TO {app};"
+             GRANT EXECUTE ON FUNCTIONS TO {app}, {read};"
     )
 }
 

@@ -1,3 +1,12 @@
-//! The PostgreSQL wire protocol, one message type per file.
+//! The PostgreSQL proxy: codecs for the startup packet and the typed messages, SCRAM, server
+//! connections, the per-connection session and the relay.
 
+#[cfg(feature = "server")]
+pub mod backend;
+pub mod frame;
+#[cfg(feature = "server")]
+pub mod relay;
+pub mod scram;
+#[cfg(feature = "server")]
+pub mod session;
 pub mod startup;

@@ -1,0 +1,34 @@
+//! Per-workspace limits. A workspace's settings also govern the tenants of its blueprint: the
+//! proxy's connection cap and statement timeout, the REST query limits.
+
+use serde::{Deserialize, Serialize};
+
+/// As stored and as `GET/PATCH .../settings` show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Settings {
+    pub query_timeout_ms: u64,
+    pub max_rows_per_query: u64,
+    pub max_connections: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            query_timeout_ms: 30_000,
+            max_rows_per_query: 1_000,
+            max_connections: 10,
+        }
+    }
+}
+
+impl Settings {
+    pub const FIELDS: [&'static str; 3] =
+        ["query_timeout_ms", "max_rows_per_query", "max_connections"];
+    pub const TIMEOUT_MS: (u64, u64) = (100, 600_000);
+    pub const MAX_ROWS: (u64, u64) = (1, 100_000);
+    pub const MAX_CONNECTIONS: (u32, u32) = (1, 500);
+
+    pub fn from_json(value: &serde_json::Value) -> Self {
+        serde_json::from_value(value.clone()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,298 @@
+//! Connections from the proxy to a PostgreSQL server, as the role the route names. The password
+//! comes from the catalog's sealed secrets, never from the client.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::frame::{self, cstr, message};
+
+/// How long connecting and authenticating to a server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest message accepted during the backend handshake.
+const MAX_HANDSHAKE_MESSAGE: usize = 64 * 1024;
+
+/// Where and as whom to connect, and the session settings to start with.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BackendTarget {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Startup parameters (`statement_timeout`, the client's `application_name`, …), sorted.
+    pub params: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for BackendTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated server connection, ready for a query.
+pub struct Backend {
+    pub stream: TcpStream,
+    /// `ParameterStatus` values the server reported.
+    pub params: Vec<(String, String)>,
+    pub pid: u32,
+    pub key: u32,
+    pub idle_since: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("could not reach the server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out connecting to the server")]
+    Timeout,
+    /// The server refused with an `ErrorResponse` (its body is kept to relay or translate).
+    #[error("the server refused the connection ({code}): {message}")]
+    Refused {
+        code: String,
+        message: String,
+        body: Vec<u8>,
+    },
+    #[error("protocol error from the server: {0}")]
+    Protocol(&'static str),
+}
+
+impl Backend {
+    pub async fn connect(target: &BackendTarget) -> Result<Self, BackendError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(target))
+            .await
+            .map_err(|_| BackendError::Timeout)?
+    }
+
+    async fn connect_inner(target: &BackendTarget) -> Result<Self, BackendError> {
+        let mut stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+        stream.set_nodelay(true)?;
+        let mut out = Vec::with_capacity(256);
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&196_608u32.to_be_bytes());
+        for (k, v) in [("user", &target.user), ("database", &target.database)] {
+            cstr(&mut out, k);
+            cstr(&mut out, v);
+        }
+        for (k, v) in &target.params {
+            cstr(&mut out, k);
+            cstr(&mut out, v);
+        }
+        out.push(0);
+        let len = (out.len() - start) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        stream.write_all(&out).await?;
+
+        let mut buf = BytesMut::with_capacity(1024);
+        let mut scram: Option<ScramSha256> = None;
+        let mut params = Vec::new();
+        let mut keys = (0, 0);
+        loop {
+            let (tag, body) = read_message(&mut stream, &mut buf).await?;
+            match tag {
+                b'R' => {
+                    let kind = body.get(..4).ok_or(BackendError::Protocol("short auth"))?;
+                    let kind = u32::from_be_bytes([kind[0], kind[1], kind[2], kind[3]]);
+                    let data = &body[4..];
+                    let mut reply = Vec::new();
+                    match kind {
+                        0 => {}
+                        3 => message(&mut reply, b'p', |b| cstr(b, &target.password)),
+                        5 => {
+                            let salt: [u8; 4] = data
+                                .get(..4)
+                                .and_then(|s| s.try_into().ok())
+                                .ok_or(BackendError::Protocol("short md5 salt"))?;
+                            let hash = postgres_protocol::authentication::md5_hash(
+                                target.user.as_bytes(),
+                                target.password.as_bytes(),
+                                salt,
+                            );
+                            message(&mut reply, b'p', |b| cstr(b, &hash));
+                        }
+                        10 => {
+                            let offers_scram = data
+                                .split(|b| *b == 0)
+                                .any(|m| m == SCRAM_SHA_256.as_bytes());
+                            if !offers_scram {
+                                return Err(BackendError::Protocol(
+                                    "server offers no SCRAM-SHA-256",
+                                ));
+                            }
+                            let client = ScramSha256::new(
+                                target.password.as_bytes(),
+                                ChannelBinding::unsupported(),
+                            );
+                            message(&mut reply, b'p', |b| {
+                                cstr(b, SCRAM_SHA_256);
+                                b.extend_from_slice(&(client.message().len() as i32).to_be_bytes());
+                                b.extend_from_slice(client.message());
+                            });
+                            scram = Some(client);
+                        }
+                        11 => {
+                            let client = scram
+                                .as_mut()
+                                .ok_or(BackendError::Protocol("SASL continue out of order"))?;
+                            client
+                                .update(data)
+                                .map_err(|_| BackendError::Protocol("bad SASL continue"))?;
+                            message(&mut reply, b'p', |b| b.extend_from_slice(client.message()));
+                        }
+                        12 => {
+                            let mut client = scram
+                                .take()
+                                .ok_or(BackendError::Protocol("SASL final out of order"))?;
+                            client
+                                .finish(data)
+                                .map_err(|_| BackendError::Protocol("server signature invalid"))?;
+                        }
+                        _ => return Err(BackendError::Protocol("unsupported authentication")),
+                    }
+                    if !reply.is_empty() {
+                        stream.write_all(&reply).await?;
+                    }
+                }
+                b'S' => {
+                    let mut parts = body.split(|b| *b == 0);
+                    let name = String::from_utf8_lossy(parts.next().unwrap_or_default());
+                    let value = String::from_utf8_lossy(parts.next().unwrap_or_default());
+                    set_param(&mut params, &name, &value);
+                }
+                b'K' => {
+                    if body.len() >= 8 {
+                        keys = (
+                            u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+                            u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+                        );
+                    }
+                }
+                b'E' => return Err(refused(&body)),
+                b'N' | b'v' => {}
+                b'Z' => {
+                    return Ok(Self {
+                        stream,
+                        params,
+                        pid: keys.0,
+                        key: keys.1,
+                        idle_since: Instant::now(),
+                    });
+                }
+                _ => return Err(BackendError::Protocol("unexpected message in handshake")),
+            }
+        }
+    }
+
+    /// Returns the session to a clean state for the next client (`DISCARD ALL`); false when the
+    /// connection is not usable any more.
+    pub async fn reset(&mut self) -> bool {
+        let reset = async {
+            let mut out = Vec::new();
+            message(&mut out, b'Q', |b| cstr(b, "DISCARD ALL"));
+            self.stream.write_all(&out).await?;
+            let mut buf = BytesMut::with_capacity(256);
+            let mut ok = false;
+            loop {
+                let (tag, body) = read_message(&mut self.stream, &mut buf).await?;
+                match tag {
+                    b'C' => ok = frame::command_tag(&body) == "DISCARD ALL",
+                    b'S' => {
+                        let mut parts = body.split(|b| *b == 0);
+                        let name = String::from_utf8_lossy(parts.next().unwrap_or_default());
+                        let value = String::from_utf8_lossy(parts.next().unwrap_or_default());
+                        set_param(&mut self.params, &name, &value);
+                    }
+                    b'N' => {}
+                    b'Z' => {
+                        return Ok::<bool, BackendError>(ok && body == [b'I'] && buf.is_empty());
+                    }
+                    _ => return Ok(false),
+                }
+            }
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), reset).await,
+            Ok(Ok(true))
+        )
+    }
+
+    /// Says goodbye politely; the server then closes its end.
+    pub async fn terminate(mut self) {
+        let mut out = Vec::new();
+        message(&mut out, b'X', |_| {});
+        let _ = self.stream.write_all(&out).await;
+    }
+}
+
+/// Sends a `CancelRequest` for a server's backend on a connection of its own.
+pub async fn cancel(host: &str, port: u16, pid: u32, key: u32) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect((host, port)).await?;
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&16u32.to_be_bytes());
+    out.extend_from_slice(&80_877_102u32.to_be_bytes());
+    out.extend_from_slice(&pid.to_be_bytes());
+    out.extend_from_slice(&key.to_be_bytes());
+    stream.write_all(&out).await?;
+    // The server closes the connection when done; wait for that so the cancel has been read.
+    let mut sink = [0u8; 1];
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
+    Ok(())
+}
+
+fn set_param(params: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match params.iter_mut().find(|(k, _)| k == name) {
+        Some(entry) => entry.1 = value.to_string(),
+        None => params.push((name.to_string(), value.to_string())),
+    }
+}
+
+fn refused(body: &[u8]) -> BackendError {
+    let fields = frame::error_fields(body);
+    let get = |code: u8| {
+        fields
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    BackendError::Refused {
+        code: get(b'C'),
+        message: get(b'M'),
+        body: body.to_vec(),
+    }
+}
+
+/// Reads one whole message during a handshake (the relay streams instead).
+async fn read_message(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<(u8, Vec<u8>), BackendError> {
+    loop {
+        if buf.len() >= 5 {
+            let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+            let total = usize::try_from(len)
+                .ok()
+                .filter(|n| (4..=MAX_HANDSHAKE_MESSAGE).contains(n))
+                .ok_or(BackendError::Protocol("bad message length"))?
+                + 1;
+            if buf.len() >= total {
+                let tag = buf[0];
+                let body = buf[5..total].to_vec();
+                buf.advance(total);
+                return Ok((tag, body));
+            }
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(BackendError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+}

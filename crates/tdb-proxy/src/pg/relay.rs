@@ -1,0 +1,602 @@
+//! The relay between an authenticated client and its server connection. Bytes go through as
+//! they came; the relay reads only message headers, plus the few messages it must understand:
+//! statements (for the query log and, on workspaces, DDL capture), completions, errors and
+//! `ReadyForQuery` (transaction state). Row data and COPY data are streamed without buffering
+//! the whole message. Each direction runs as its own future, so neither can block the other.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use chrono::{DateTime, Utc};
+use tdb_catalog::Catalog;
+use tdb_catalog::routing::QueryRecord;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{self, PgError};
+use crate::ddl::{DdlCapture, Stmt, statements};
+use crate::gate::Gate;
+use crate::querylog::{MAX_STATEMENT_LEN, QueryLog};
+
+/// The message the spec gives for DDL attempted on a tenant database.
+pub const DDL_ON_TENANT: &str =
+    "DDL not allowed on tenant databases. Deploy schema through blueprints.";
+/// Messages larger than this are streamed rather than inspected whole (tenant sessions).
+const INSPECT_LIMIT: usize = 1 << 20;
+/// Workspace sessions inspect every statement whole (for DDL capture), up to this size.
+const WORKSPACE_LIMIT: usize = 64 << 20;
+/// Prepared statements remembered per session for the query log.
+const MAX_STATEMENTS: usize = 10_000;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Who the session is, for the query log and for what the relay must do.
+pub struct SessionContext {
+    pub project_id: String,
+    pub tenant: Option<String>,
+    pub workspace: Option<String>,
+    pub database: String,
+    pub username: String,
+    /// Workspace in tenant mode: DDL that commits is queued on this blueprint.
+    pub capture_ddl_into: Option<String>,
+    pub gate: Option<Arc<Gate>>,
+    pub log: QueryLog,
+    pub catalog: Catalog,
+    /// Cancelled when the tenant is suspended or deleted.
+    pub kill: CancellationToken,
+    /// Cancelled when tdb shuts down; open transactions then get `shutdown_grace` to finish.
+    pub shutdown: CancellationToken,
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl SessionContext {
+    fn is_workspace(&self) -> bool {
+        self.workspace.is_some()
+    }
+}
+
+/// Why a relay ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// The client said goodbye or closed its connection.
+    ClientGone,
+    /// The server closed the connection (it has told the client why, if it could).
+    ServerGone,
+    /// `kill` was cancelled: the tenant was suspended or deleted.
+    Killed,
+    /// Shutdown was requested and the session reached a point between transactions.
+    Drained,
+    /// The shutdown deadline passed with a transaction still open.
+    DeadlinePassed,
+    /// A malformed message from either side.
+    ProtocolError(&'static str),
+}
+
+#[derive(Debug)]
+enum PendingKind {
+    /// A simple query: its statements complete one by one, then `ReadyForQuery`.
+    Query,
+    /// An `Execute`: ends at its `CommandComplete`, error, or `PortalSuspended`.
+    Execute,
+    /// A `Sync` (or a function call): ends at `ReadyForQuery`.
+    Sync,
+}
+
+/// A unit of work the client sent that the server has not finished answering.
+struct Pending {
+    kind: PendingKind,
+    text: Arc<str>,
+    /// Classified statements (workspace sessions only).
+    stmts: Arc<Vec<Stmt>>,
+    done: usize,
+    started: Instant,
+    started_at: DateTime<Utc>,
+    rows: Option<i64>,
+    error: Option<String>,
+}
+
+/// Shared between the two directions.
+struct Shared {
+    pending: VecDeque<Pending>,
+    /// The last `ReadyForQuery` status: `I` idle, `T` in a transaction, `E` failed transaction.
+    status: u8,
+    draining: bool,
+}
+
+impl Shared {
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.status == b'I'
+    }
+}
+
+/// A prepared statement or portal: its text for the log, and its statements on workspaces.
+#[derive(Clone)]
+struct Prepared {
+    text: Arc<str>,
+    stmts: Arc<Vec<Stmt>>,
+}
+
+/// Relays until one side ends, the tenant is killed, or shutdown finds the session between
+/// transactions (or its deadline passes). `server` is left where the server expects a new
+/// message when the end is [`RelayEnd::ClientGone`] and [`idle`](RelayOutcome::idle) is true.
+pub async fn relay<CR, CW, SR, SW>(
+    client_r: &mut CR,
+    client_w: &mut CW,
+    server_r: &mut SR,
+    server_w: &mut SW,
+    ctx: &SessionContext,
+) -> RelayOutcome
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    SR: AsyncRead + Unpin,
+    SW: AsyncWrite + Unpin,
+{
+    let shared = Mutex::new(Shared {
+        pending: VecDeque::new(),
+        status: b'I',
+        draining: false,
+    });
+    let up = client_to_server(client_r, server_w, &shared, ctx);
+    let down = server_to_client(server_r, client_w, &shared, ctx);
+    tokio::pin!(up, down);
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let end = loop {
+        tokio::select! {
+            end = &mut up => break end,
+            end = &mut down => break end,
+            _ = ctx.kill.cancelled() => break RelayEnd::Killed,
+            _ = ctx.shutdown.cancelled(), if deadline.is_none() => {
+                let mut s = lock(&shared);
+                s.draining = true;
+                if s.idle() {
+                    break RelayEnd::Drained;
+                }
+                deadline = Some(tokio::time::Instant::now() + ctx.shutdown_grace);
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => break RelayEnd::DeadlinePassed,
+        }
+    };
+    let idle = lock(&shared).idle();
+    RelayOutcome { end, idle }
+}
+
+pub struct RelayOutcome {
+    pub end: RelayEnd,
+    /// No work in flight and no transaction open: the server connection can be reused.
+    pub idle: bool,
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads a NUL-terminated string at the front of `bytes`; returns it and what follows.
+fn take_cstr(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = bytes.iter().position(|b| *b == 0)?;
+    Some((&bytes[..end], &bytes[end + 1..]))
+}
+
+fn bounded(text: &[u8]) -> Arc<str> {
+    Arc::from(frame::cstr_prefix(text, MAX_STATEMENT_LEN))
+}
+
+async fn client_to_server<R, W>(
+    client: &mut R,
+    server: &mut W,
+    shared: &Mutex<Shared>,
+    ctx: &SessionContext,
+) -> RelayEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let limit = if ctx.is_workspace() {
+        WORKSPACE_LIMIT
+    } else {
+        INSPECT_LIMIT
+    };
+    let workspace = ctx.is_workspace();
+    let no_stmts: Arc<Vec<Stmt>> = Arc::new(Vec::new());
+    let mut prepared: HashMap<Vec<u8>, Prepared> = HashMap::new();
+    let mut portals: HashMap<Vec<u8>, Prepared> = HashMap::new();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut skip = 0usize;
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        match client.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return RelayEnd::ClientGone,
+            Ok(_) => {}
+        }
+        // A held gate parks new work: the bytes wait here until it opens.
+        if let Some(gate) = &ctx.gate
+            && gate.is_held()
+            && lock(shared).idle()
+        {
+            gate.pass().await;
+        }
+        let mut pos = 0;
+        let mut terminate = false;
+        while pos < buf.len() {
+            if skip > 0 {
+                let take = skip.min(buf.len() - pos);
+                pos += take;
+                skip -= take;
+                continue;
+            }
+            if buf.len() - pos < 5 {
+                break;
+            }
+            let tag = buf[pos];
+            let len = i32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
+            let Some(total) = usize::try_from(len).ok().filter(|n| *n >= 4).map(|n| n + 1) else {
+                return RelayEnd::ProtocolError("invalid message length from the client");
+            };
+            let streamed = tag == b'd' || total > limit;
+            if streamed {
+                if workspace && matches!(tag, b'Q' | b'P') {
+                    return RelayEnd::ProtocolError("statement too large for a workspace session");
+                }
+                if matches!(tag, b'Q') {
+                    let prefix = &buf[pos + 5..buf.len().min(pos + total)];
+                    push(
+                        shared,
+                        PendingKind::Query,
+                        bounded(prefix),
+                        no_stmts.clone(),
+                    );
+                }
+                skip = total;
+                continue;
+            }
+            if buf.len() - pos < total {
+                buf.reserve(total - (buf.len() - pos));
+                break;
+            }
+            let body = &buf[pos + 5..pos + total];
+            match tag {
+                b'Q' => {
+                    let stmts = if workspace {
+                        Arc::new(statements(&frame::cstr_prefix(body, usize::MAX)))
+                    } else {
+                        no_stmts.clone()
+                    };
+                    push(shared, PendingKind::Query, bounded(body), stmts);
+                }
+                b'P' => {
+                    if let Some((name, rest)) = take_cstr(body)
+                        && let Some((query, _)) = take_cstr(rest)
+                    {
+                        let stmts = if workspace {
+                            Arc::new(statements(&String::from_utf8_lossy(query)))
+                        } else {
+                            no_stmts.clone()
+                        };
+                        if name.is_empty() || prepared.len() < MAX_STATEMENTS {
+                            prepared.insert(
+                                name.to_vec(),
+                                Prepared {
+                                    text: bounded(query),
+                                    stmts,
+                                },
+                            );
+                        }
+                    }
+                }
+                b'B' => {
+                    if let Some((portal, rest)) = take_cstr(body)
+                        && let Some((statement, _)) = take_cstr(rest)
+                        && let Some(p) = prepared.get(statement)
+                        && (portal.is_empty() || portals.len() < MAX_STATEMENTS)
+                    {
+                        portals.insert(portal.to_vec(), p.clone());
+                    }
+                }
+                b'E' => {
+                    let p = take_cstr(body).and_then(|(portal, _)| portals.get(portal));
+                    let (text, stmts) = match p {
+                        Some(p) => (p.text.clone(), p.stmts.clone()),
+                        None => (Arc::from("<unknown portal>"), no_stmts.clone()),
+                    };
+                    push(shared, PendingKind::Execute, text, stmts);
+                }
+                b'S' => push(shared, PendingKind::Sync, Arc::from(""), no_stmts.clone()),
+                b'F' => push(
+                    shared,
+                    PendingKind::Sync,
+                    Arc::from("<function call>"),
+                    no_stmts.clone(),
+                ),
+                b'C' => {
+                    if let Some((&kind, rest)) = body.split_first()
+                        && let Some((name, _)) = take_cstr(rest)
+                    {
+                        match kind {
+                            b'S' => prepared.remove(name),
+                            _ => portals.remove(name),
+                        };
+                    }
+                }
+                b'X' => {
+                    terminate = true;
+                    break;
+                }
+                _ => {}
+            }
+            pos += total;
+        }
+        if pos > 0 {
+            if server.write_all(&buf[..pos]).await.is_err() || server.flush().await.is_err() {
+                return RelayEnd::ServerGone;
+            }
+            buf.advance(pos);
+        }
+        if terminate {
+            return RelayEnd::ClientGone;
+        }
+    }
+}
+
+fn push(shared: &Mutex<Shared>, kind: PendingKind, text: Arc<str>, stmts: Arc<Vec<Stmt>>) {
+    lock(shared).pending.push_back(Pending {
+        kind,
+        text,
+        stmts,
+        done: 0,
+        started: Instant::now(),
+        started_at: Utc::now(),
+        rows: None,
+        error: None,
+    });
+}
+
+async fn server_to_client<R, W>(
+    server: &mut R,
+    client: &mut W,
+    shared: &Mutex<Shared>,
+    ctx: &SessionContext,
+) -> RelayEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut capture = ctx.capture_ddl_into.as_ref().map(|_| DdlCapture::default());
+    let tenant = ctx.tenant.is_some();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut skip = 0usize;
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        match server.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return RelayEnd::ServerGone,
+            Ok(_) => {}
+        }
+        let mut pos = 0;
+        let mut flushed = 0;
+        let mut drained = false;
+        while pos < buf.len() {
+            if skip > 0 {
+                let take = skip.min(buf.len() - pos);
+                pos += take;
+                skip -= take;
+                continue;
+            }
+            if buf.len() - pos < 5 {
+                break;
+            }
+            let tag = buf[pos];
+            let len = i32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
+            let Some(total) = usize::try_from(len).ok().filter(|n| *n >= 4).map(|n| n + 1) else {
+                return RelayEnd::ProtocolError("invalid message length from the server");
+            };
+            if matches!(tag, b'D' | b'd') || total > INSPECT_LIMIT {
+                skip = total;
+                continue;
+            }
+            if buf.len() - pos < total {
+                buf.reserve(total - (buf.len() - pos));
+                break;
+            }
+            let body = &buf[pos + 5..pos + total];
+            match tag {
+                b'C' | b'I' | b's' => {
+                    let rows = if tag == b'C' {
+                        frame::command_rows(body)
+                    } else {
+                        None
+                    };
+                    let finished = {
+                        let mut s = lock(shared);
+                        match s.pending.front_mut() {
+                            Some(p) => {
+                                if let Some(n) = rows {
+                                    p.rows = Some(p.rows.unwrap_or(0) + n);
+                                }
+                                if tag == b'C'
+                                    && let Some(c) = capture.as_mut()
+                                    && let Some(stmt) = p.stmts.get(p.done)
+                                {
+                                    c.completed(stmt, frame::command_tag(body));
+                                }
+                                if tag == b'C' {
+                                    p.done += 1;
+                                }
+                                if matches!(p.kind, PendingKind::Execute) {
+                                    s.pending.pop_front()
+                                } else {
+                                    None
+                                }
+                            }
+                            None => None,
+                        }
+                    };
+                    if let Some(p) = finished {
+                        log(ctx, p);
+                    }
+                }
+                b'E' => {
+                    let code = frame::error_code(body).unwrap_or("").to_string();
+                    if let Some(c) = capture.as_mut() {
+                        c.failed();
+                    }
+                    let (finished, ddl_refused) = {
+                        let mut s = lock(shared);
+                        let ddl_refused =
+                            tenant && code == "42501" && s.pending.front().is_some_and(was_ddl);
+                        let finished = match s.pending.front_mut() {
+                            Some(p) => {
+                                p.error = Some(code);
+                                if matches!(p.kind, PendingKind::Execute) {
+                                    s.pending.pop_front()
+                                } else {
+                                    None
+                                }
+                            }
+                            None => None,
+                        };
+                        (finished, ddl_refused)
+                    };
+                    if let Some(p) = finished {
+                        log(ctx, p);
+                    }
+                    if ddl_refused {
+                        let mut replaced = Vec::with_capacity(128);
+                        frame::rewrite_error(body, DDL_ON_TENANT, &mut replaced);
+                        if write(client, &buf[flushed..pos]).await.is_err()
+                            || write(client, &replaced).await.is_err()
+                        {
+                            return RelayEnd::ClientGone;
+                        }
+                        flushed = pos + total;
+                    }
+                }
+                b'Z' => {
+                    let status = body.first().copied().unwrap_or(b'I');
+                    let finished = {
+                        let mut s = lock(shared);
+                        s.status = status;
+                        // Executes skipped after an error end here without a record.
+                        while s
+                            .pending
+                            .front()
+                            .is_some_and(|p| matches!(p.kind, PendingKind::Execute))
+                        {
+                            s.pending.pop_front();
+                        }
+                        let finished = s.pending.pop_front();
+                        drained = s.draining && s.idle();
+                        finished
+                    };
+                    if let Some(p) = finished
+                        && matches!(p.kind, PendingKind::Query)
+                    {
+                        log(ctx, p);
+                    }
+                    if let Some(c) = capture.as_mut() {
+                        let committed = c.ready(status);
+                        if !committed.is_empty() {
+                            // Recorded before the client hears the query is done, as the REST
+                            // endpoint does before it answers.
+                            let notice = queue_ddl(ctx, &committed).await;
+                            if write(client, &buf[flushed..pos]).await.is_err() {
+                                return RelayEnd::ClientGone;
+                            }
+                            flushed = pos;
+                            if let Some(notice) = notice
+                                && write(client, &notice).await.is_err()
+                            {
+                                return RelayEnd::ClientGone;
+                            }
+                        }
+                    }
+                    if drained {
+                        pos += total;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            pos += total;
+        }
+        if flushed < pos && write(client, &buf[flushed..pos]).await.is_err() {
+            return RelayEnd::ClientGone;
+        }
+        if client.flush().await.is_err() {
+            return RelayEnd::ClientGone;
+        }
+        buf.advance(pos);
+        if drained {
+            return RelayEnd::Drained;
+        }
+    }
+}
+
+async fn write<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    w.write_all(bytes).await
+}
+
+/// Whether the work that failed was DDL (decided only on a permission error, off the hot path).
+fn was_ddl(p: &Pending) -> bool {
+    tdb_sql::classify_all(&p.text)
+        .map(|all| all.iter().any(|s| s.kind == tdb_sql::Kind::Ddl))
+        .unwrap_or(false)
+}
+
+fn log(ctx: &SessionContext, p: Pending) {
+    ctx.log.record(QueryRecord {
+        project_id: ctx.project_id.clone(),
+        tenant: ctx.tenant.clone(),
+        workspace: ctx.workspace.clone(),
+        database: ctx.database.clone(),
+        source: "proxy",
+        username: ctx.username.clone(),
+        statement: p.text.to_string(),
+        duration_us: i64::try_from(p.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+        success: p.error.is_none(),
+        sqlstate: p.error,
+        rows: p.rows,
+        started_at: p.started_at,
+    });
+}
+
+/// Queues committed DDL on the blueprint; on failure returns a warning to show the client.
+async fn queue_ddl(ctx: &SessionContext, ddl: &[(String, String)]) -> Option<Vec<u8>> {
+    let blueprint = ctx.capture_ddl_into.as_deref()?;
+    let rows: Vec<tdb_catalog::blueprints::NewDdl<'_>> = ddl
+        .iter()
+        .map(|(statement, tag)| tdb_catalog::blueprints::NewDdl { statement, tag })
+        .collect();
+    match ctx.catalog.queue_ddl(blueprint, &rows).await {
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(error = %e, blueprint, "DDL ran on a workspace but was not queued");
+            let mut notice = Vec::new();
+            let warning = PgError {
+                severity: "WARNING",
+                code: "01000",
+                message: format!(
+                    "the DDL ran but could not be recorded in the blueprint's pending changes ({e}); \
+                     record it again with POST /workspaces/{{id}}/queries"
+                ),
+            };
+            warning.encode(&mut notice);
+            // A notice, not an error: the statement did commit.
+            notice[0] = b'N';
+            Some(notice)
+        }
+    }
+}

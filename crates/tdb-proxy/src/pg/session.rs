@@ -1,0 +1,502 @@
+//! One client connection, from its first byte to its last: TLS negotiation, the startup packet,
+//! SCRAM, routing and the limits, a server connection, then the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tdb_catalog::routing::Login;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use super::backend::{BackendError, BackendTarget};
+use super::frame::{self, PgError};
+use super::relay::{RelayEnd, SessionContext, relay};
+use super::scram::{self, ScramServer, Verifier};
+use super::startup::{self, StartupRequest};
+use crate::cancel::CancelTarget;
+use crate::route::Route;
+use crate::{PlaintextPolicy, ProxyState};
+
+/// Client startup parameters passed on to the server; everything else is ignored (the route
+/// decides the rest, and `options` could override settings the route applies).
+const CLIENT_PARAMS: [&str; 8] = [
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "intervalstyle",
+    "extra_float_digits",
+    "search_path",
+    "bytea_output",
+];
+
+enum ClientIo {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// What a client that authenticated asked for.
+struct Authenticated {
+    login: Login,
+    user: String,
+    database: String,
+    params: Vec<(String, String)>,
+}
+
+pub async fn handle(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>) {
+    let _ = stream.set_nodelay(true);
+    // Unauthenticated connections are capped; past the cap a connection is closed at once.
+    let Ok(unauthenticated) = proxy.unauthenticated.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "too many unauthenticated connections; closing one");
+        return;
+    };
+    let started =
+        tokio::time::timeout(proxy.config.auth_timeout, negotiate(stream, peer, &proxy)).await;
+    drop(unauthenticated);
+    let (mut io, auth) = match started {
+        Ok(Some(done)) => done,
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!(%peer, "authentication timed out");
+            return;
+        }
+    };
+    match &mut io {
+        ClientIo::Plain(s) => {
+            let (mut r, mut w) = s.split();
+            serve(&mut r, &mut w, auth, &proxy).await;
+        }
+        ClientIo::Tls(s) => {
+            let (mut r, mut w) = tokio::io::split(s.as_mut());
+            serve(&mut r, &mut w, auth, &proxy).await;
+        }
+    }
+}
+
+/// Everything before the relay. `None` when the connection ended (a cancel request, bad input,
+/// failed authentication: the client has been told).
+async fn negotiate(
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: &ProxyState,
+) -> Option<(ClientIo, Authenticated)> {
+    let mut io = ClientIo::Plain(stream);
+    let mut ssl_asked = false;
+    let mut gss_asked = false;
+    let (minor, params) = loop {
+        let request = match &mut io {
+            ClientIo::Plain(s) => startup::read(s).await,
+            ClientIo::Tls(s) => startup::read(s.as_mut()).await,
+        };
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "bad startup packet");
+                if !matches!(e, startup::StartupError::Closed) {
+                    fail(&mut io, PgError::fatal("08P01", e.to_string())).await;
+                }
+                return None;
+            }
+        };
+        match request {
+            StartupRequest::Ssl if !ssl_asked => {
+                ssl_asked = true;
+                let ClientIo::Plain(mut tcp) = io else {
+                    return None;
+                };
+                match &proxy.tls {
+                    Some(acceptor) => {
+                        tcp.write_all(b"S").await.ok()?;
+                        // The handshake reads straight from the socket: nothing the client sent
+                        // before it is ever taken as protocol (CVE-2021-23214).
+                        match acceptor.accept(tcp).await {
+                            Ok(tls) => io = ClientIo::Tls(Box::new(tls)),
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return None;
+                            }
+                        }
+                    }
+                    None => {
+                        tcp.write_all(b"N").await.ok()?;
+                        io = ClientIo::Plain(tcp);
+                    }
+                }
+            }
+            StartupRequest::GssEnc if !gss_asked && !ssl_asked => {
+                gss_asked = true;
+                if let ClientIo::Plain(tcp) = &mut io {
+                    tcp.write_all(b"N").await.ok()?;
+                }
+            }
+            StartupRequest::Ssl | StartupRequest::GssEnc => {
+                fail(
+                    &mut io,
+                    PgError::fatal("08P01", "encryption was already negotiated"),
+                )
+                .await;
+                return None;
+            }
+            StartupRequest::Cancel { pid, key } => {
+                if let Some(t) = proxy.cancels.lookup(pid, &key)
+                    && let Err(e) = super::backend::cancel(&t.host, t.port, t.pid, t.key).await
+                {
+                    tracing::warn!(error = %e, "forwarding a cancel request failed");
+                }
+                return None;
+            }
+            StartupRequest::Startup { minor, params } => break (minor, params),
+        }
+    };
+    let tls = matches!(io, ClientIo::Tls(_));
+    let plaintext_ok = match proxy.config.plaintext {
+        PlaintextPolicy::Allow => true,
+        PlaintextPolicy::Loopback => peer.ip().is_loopback(),
+        PlaintextPolicy::Refuse => false,
+    };
+    if !tls && !plaintext_ok {
+        fail(
+            &mut io,
+            PgError::fatal(
+                "28000",
+                "this server accepts only encrypted connections: connect with sslmode=require",
+            ),
+        )
+        .await;
+        return None;
+    }
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if get("replication").is_some_and(|v| !matches!(v, "false" | "off" | "0" | "no")) {
+        fail(
+            &mut io,
+            PgError::fatal("08P01", "replication connections are not supported"),
+        )
+        .await;
+        return None;
+    }
+    let unknown: Vec<&str> = params
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("_pq_."))
+        .collect();
+    let mut out = Vec::with_capacity(512);
+    if minor > 0 || !unknown.is_empty() {
+        frame::negotiate_protocol(&mut out, 0, &unknown);
+    }
+    let Some(user) = get("user").filter(|u| !u.is_empty()).map(str::to_string) else {
+        fail(
+            &mut io,
+            PgError::fatal("28000", "no user name specified in the startup packet"),
+        )
+        .await;
+        return None;
+    };
+    let database = get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_string();
+    let client_params: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| CLIENT_PARAMS.contains(&k.to_ascii_lowercase().as_str()))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+
+    let login = match proxy.catalog.proxy_login(&user).await {
+        Ok(login) => login,
+        Err(e) => {
+            tracing::error!(error = %e, "catalog lookup of a proxy login failed");
+            fail(
+                &mut io,
+                PgError::fatal("57P03", "the database catalog is not available; try again"),
+            )
+            .await;
+            return None;
+        }
+    };
+    let verifier = login.as_ref().and_then(|l| Verifier::parse(&l.verifier));
+    let mut exchange = match verifier {
+        Some(v) => ScramServer::new(v, true),
+        None => ScramServer::new(Verifier::fake(&proxy.fake_scram_secret, &user), false),
+    };
+    frame::auth_sasl(&mut out, scram::MECHANISM);
+    send(&mut io, &out).await?;
+    out.clear();
+    let authenticated = async {
+        let first = read_auth(&mut io).await.ok()?;
+        let (mechanism, data) = frame::parse_sasl_initial(&first)?;
+        if mechanism != scram::MECHANISM {
+            return None;
+        }
+        let server_first = exchange.client_first(data).ok()?;
+        let mut msg = Vec::new();
+        frame::auth_sasl_continue(&mut msg, &server_first);
+        send(&mut io, &msg).await?;
+        let last = read_auth(&mut io).await.ok()?;
+        exchange.client_final(&last).ok()
+    }
+    .await;
+    let (Some(server_final), Some(login)) = (authenticated, login) else {
+        // The same answer for a wrong password, an unknown user and a broken exchange.
+        fail(
+            &mut io,
+            PgError::fatal(
+                "28P01",
+                format!("password authentication failed for user \"{user}\""),
+            ),
+        )
+        .await;
+        return None;
+    };
+    frame::auth_sasl_final(&mut out, &server_final);
+    frame::auth_ok(&mut out);
+    send(&mut io, &out).await?;
+    Some((
+        io,
+        Authenticated {
+            login,
+            user,
+            database,
+            params: client_params,
+        },
+    ))
+}
+
+async fn read_auth(io: &mut ClientIo) -> Result<Vec<u8>, frame::FrameError> {
+    match io {
+        ClientIo::Plain(s) => frame::read_auth_message(s, b'p').await,
+        ClientIo::Tls(s) => frame::read_auth_message(s.as_mut(), b'p').await,
+    }
+}
+
+async fn send(io: &mut ClientIo, bytes: &[u8]) -> Option<()> {
+    let done = match io {
+        ClientIo::Plain(s) => s.write_all(bytes).await,
+        ClientIo::Tls(s) => {
+            let s = s.as_mut();
+            match s.write_all(bytes).await {
+                Ok(()) => s.flush().await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    done.ok()
+}
+
+async fn fail(io: &mut ClientIo, error: PgError) {
+    let mut out = Vec::new();
+    error.encode(&mut out);
+    let _ = send(io, &out).await;
+}
+
+async fn fail_w<W: AsyncWrite + Unpin>(w: &mut W, error: PgError) {
+    let mut out = Vec::new();
+    error.encode(&mut out);
+    let _ = w.write_all(&out).await;
+    let _ = w.flush().await;
+}
+
+/// After authentication: route, limits, a server connection, the relay, and clean-up.
+async fn serve<R, W>(client_r: &mut R, client_w: &mut W, auth: Authenticated, proxy: &ProxyState)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let route = match open_route(&auth, proxy).await {
+        Ok(r) => r,
+        Err(e) => return fail_w(client_w, e).await,
+    };
+    let (route, gate, kill) = route;
+    let slot = match tokio::time::timeout(
+        proxy.config.connect_wait,
+        route.slots.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return fail_w(
+                client_w,
+                PgError::fatal(
+                    "53300",
+                    format!(
+                        "too many connections for {} (max_connections is {})",
+                        route.describe(),
+                        route.settings.max_connections
+                    ),
+                ),
+            )
+            .await;
+        }
+    };
+    let access = if auth.login.role == "read" {
+        route.read.clone()
+    } else {
+        Some(route.write.clone())
+    };
+    let Some(access) = access else {
+        return fail_w(
+            client_w,
+            PgError::fatal("42501", "this credential has no role on the database"),
+        )
+        .await;
+    };
+    let mut params = auth.params.clone();
+    params.push((
+        "statement_timeout".into(),
+        route.settings.query_timeout_ms.to_string(),
+    ));
+    params.sort();
+    let target = BackendTarget {
+        host: route.host.clone(),
+        port: route.port,
+        database: route.physical_db.clone(),
+        user: access.user,
+        password: access.password,
+        params,
+    };
+    let (mut backend, _reused) = match proxy.pool.acquire(&target).await {
+        Ok(b) => b,
+        Err(e) => return fail_w(client_w, backend_error(e, &route, &auth.database)).await,
+    };
+    let (pid, key) = proxy.cancels.register(CancelTarget {
+        host: target.host.clone(),
+        port: target.port,
+        pid: backend.pid,
+        key: backend.key,
+    });
+    let mut hello = Vec::with_capacity(512);
+    for (name, value) in &backend.params {
+        frame::parameter_status(&mut hello, name, value);
+    }
+    frame::backend_key_data(&mut hello, pid, key);
+    frame::ready_for_query(&mut hello, b'I');
+    if client_w.write_all(&hello).await.is_err() || client_w.flush().await.is_err() {
+        proxy.cancels.unregister(pid);
+        proxy.pool.release(target, backend).await;
+        return;
+    }
+    let ctx = SessionContext {
+        project_id: route.project_id.clone(),
+        tenant: match &route.name {
+            crate::route::RoutingName::Tenant { tenant, .. } => Some(tenant.clone()),
+            _ => None,
+        },
+        workspace: match &route.name {
+            crate::route::RoutingName::Workspace { name } => Some(name.clone()),
+            _ => None,
+        },
+        database: auth.database.clone(),
+        username: auth.user.clone(),
+        capture_ddl_into: route.blueprint_id.clone(),
+        gate,
+        log: proxy.log.clone(),
+        catalog: proxy.catalog.clone(),
+        kill,
+        shutdown: proxy.shutdown.clone(),
+        shutdown_grace: proxy.config.shutdown_grace,
+    };
+    let outcome = {
+        let (mut sr, mut sw) = backend.stream.split();
+        relay(client_r, client_w, &mut sr, &mut sw, &ctx).await
+    };
+    proxy.cancels.unregister(pid);
+    drop(slot);
+    match outcome.end {
+        RelayEnd::ClientGone if outcome.idle => {
+            proxy.pool.release(target, backend).await;
+        }
+        RelayEnd::Killed => {
+            let why = match proxy.router.tenant_status_text(&route).await {
+                Some(status) => format!("terminating connection: {} is {status}", route.describe()),
+                None => format!("terminating connection: {} was removed", route.describe()),
+            };
+            fail_w(client_w, PgError::fatal("57P01", why)).await;
+            backend.terminate().await;
+        }
+        RelayEnd::Drained | RelayEnd::DeadlinePassed => {
+            fail_w(
+                client_w,
+                PgError::fatal(
+                    "57P01",
+                    "terminating connection because tdb is shutting down",
+                ),
+            )
+            .await;
+            backend.terminate().await;
+        }
+        RelayEnd::ProtocolError(what) => {
+            fail_w(client_w, PgError::fatal("08P01", what)).await;
+        }
+        RelayEnd::ClientGone | RelayEnd::ServerGone => {}
+    }
+}
+
+/// Resolves the route and checks the tenant's state, holding the gate's kill token from before
+/// the final check so a suspension that lands in between still ends the session.
+async fn open_route(
+    auth: &Authenticated,
+    proxy: &ProxyState,
+) -> Result<
+    (
+        Arc<Route>,
+        Option<Arc<crate::gate::Gate>>,
+        tokio_util::sync::CancellationToken,
+    ),
+    PgError,
+> {
+    let route = proxy.router.resolve(&auth.login, &auth.database).await?;
+    let Some(tenant_id) = route.tenant_id.clone() else {
+        return Ok((route, None, tokio_util::sync::CancellationToken::new()));
+    };
+    let gate = proxy.gates.get(&tenant_id);
+    let kill = gate.kill_token();
+    let route = proxy.router.resolve(&auth.login, &auth.database).await?;
+    match route.status.as_str() {
+        "ready" | "syncing" | "migrating" => Ok((route, Some(gate), kill)),
+        "deleted" => Err(PgError::fatal(
+            "3D000",
+            format!(
+                "{} is deleted (it is in the trash; restore it to connect)",
+                route.describe()
+            ),
+        )),
+        status => Err(PgError::fatal(
+            "57P03",
+            format!("{} is {status}", route.describe()),
+        )),
+    }
+}
+
+fn backend_error(e: BackendError, route: &Route, database: &str) -> PgError {
+    tracing::warn!(error = %e, database, "connecting to a server database failed");
+    match e {
+        BackendError::Refused { code, .. } if code == "53300" => PgError::fatal(
+            "53300",
+            format!(
+                "too many connections for {} (max_connections is {})",
+                route.describe(),
+                route.settings.max_connections
+            ),
+        ),
+        BackendError::Refused { code, .. } if code == "3D000" => {
+            crate::route::does_not_exist(database)
+        }
+        BackendError::Refused { code, .. } if code == "57P03" => PgError::fatal(
+            "57P03",
+            format!(
+                "the server of {} is starting up or shutting down; try again",
+                route.describe()
+            ),
+        ),
+        _ => PgError::fatal(
+            "08006",
+            format!("could not connect to the server of {}", route.describe()),
+        ),
+    }
+}

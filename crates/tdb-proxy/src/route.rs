@@ -1,0 +1,398 @@
+//! Routing names to databases. `<blueprint>__<tenant>` names a tenant's database,
+//! `<workspace>_workspace` a workspace. Routes come from the catalog and are cached; the cache
+//! forgets a tenant or workspace when the control plane announces a change, and every entry
+//! after a short time in any case.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tdb_catalog::Catalog;
+use tdb_catalog::routing::Login;
+use tdb_core::secrets::MasterKey;
+use tdb_core::settings::Settings;
+use tokio::sync::Semaphore;
+
+use crate::pg::frame::PgError;
+
+/// How long a cached route is trusted without news from the control plane.
+const ROUTE_TTL: Duration = Duration::from_secs(30);
+
+/// What a routing name parses to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingName {
+    Tenant { blueprint: String, tenant: String },
+    Workspace { name: String },
+}
+
+impl RoutingName {
+    pub fn parse(database: &str) -> Option<Self> {
+        if let Some(name) = database.strip_suffix("_workspace")
+            && !name.is_empty()
+            && !name.contains("__")
+        {
+            return Some(Self::Workspace {
+                name: name.to_string(),
+            });
+        }
+        let (blueprint, tenant) = database.split_once("__")?;
+        if blueprint.is_empty() || tenant.is_empty() || tenant.contains("__") {
+            return None;
+        }
+        Some(Self::Tenant {
+            blueprint: blueprint.to_string(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+/// A role on a server database, with its unsealed password.
+#[derive(Clone)]
+pub struct Access {
+    pub user: String,
+    pub password: String,
+}
+
+/// A resolved routing name.
+pub struct Route {
+    pub project_id: String,
+    pub name: RoutingName,
+    /// The tenant's id (tenants only), the key of its gate.
+    pub tenant_id: Option<String>,
+    /// `ready`, `suspended`, … (workspaces are always `ready`).
+    pub status: String,
+    pub host: String,
+    pub port: u16,
+    pub physical_db: String,
+    /// Rows (tenants) or everything (workspaces).
+    pub write: Access,
+    /// SELECT only; tenants made before read roles existed have none.
+    pub read: Option<Access>,
+    pub settings: Settings,
+    /// The workspace's blueprint, where DDL run through the workspace is queued (tenant mode).
+    pub blueprint_id: Option<String>,
+    /// Caps concurrent client sessions at the settings' `max_connections`.
+    pub slots: Arc<Semaphore>,
+}
+
+impl Route {
+    pub fn is_workspace(&self) -> bool {
+        matches!(self.name, RoutingName::Workspace { .. })
+    }
+
+    /// "tenant \"acme\"" or "workspace \"design\"", for messages.
+    pub fn describe(&self) -> String {
+        match &self.name {
+            RoutingName::Tenant { tenant, .. } => format!("tenant \"{tenant}\""),
+            RoutingName::Workspace { name } => format!("workspace \"{name}\""),
+        }
+    }
+}
+
+struct Cached {
+    route: Arc<Route>,
+    at: Instant,
+}
+
+pub struct Router {
+    catalog: Catalog,
+    key: MasterKey,
+    cache: Mutex<HashMap<(String, String), Cached>>,
+    /// Semaphores by tenant database or workspace id, so a refreshed route keeps the count.
+    slots: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+    /// Bumped by every invalidation, so a lookup that raced one is not cached.
+    generation: AtomicU64,
+}
+
+impl Router {
+    pub fn new(catalog: Catalog, key: MasterKey) -> Self {
+        Self {
+            catalog,
+            key,
+            cache: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The route for `database` as `login` may open it, or the error the client should see.
+    pub async fn resolve(&self, login: &Login, database: &str) -> Result<Arc<Route>, PgError> {
+        let name = RoutingName::parse(database).ok_or_else(|| does_not_exist(database))?;
+        authorize(login, &name, database)?;
+        let key = (login.project_id.clone(), database.to_string());
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .get(&key)
+                .filter(|c| c.at.elapsed() < ROUTE_TTL)
+                .map(|c| c.route.clone())
+        };
+        let route = match cached {
+            Some(route) => route,
+            None => {
+                let generation = self.generation.load(Ordering::Acquire);
+                let route = Arc::new(self.load(&login.project_id, name, database).await?);
+                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                if self.generation.load(Ordering::Acquire) == generation {
+                    cache.insert(
+                        key,
+                        Cached {
+                            route: route.clone(),
+                            at: Instant::now(),
+                        },
+                    );
+                }
+                route
+            }
+        };
+        if login.role == "read" && route.read.is_none() {
+            return Err(PgError::fatal(
+                "42501",
+                format!(
+                    "read credentials cannot open {}: it has no read-only role",
+                    route.describe()
+                ),
+            ));
+        }
+        Ok(route)
+    }
+
+    async fn load(
+        &self,
+        project_id: &str,
+        name: RoutingName,
+        database: &str,
+    ) -> Result<Route, PgError> {
+        let unavailable = |e: tdb_catalog::CatalogError| {
+            tracing::error!(error = %e, "catalog lookup failed in the proxy");
+            PgError::fatal("57P03", "the database catalog is not available; try again")
+        };
+        let secret = |sealed: &[u8], aad: &str| {
+            self.key.open_string(sealed, aad).map_err(|e| {
+                tracing::error!(error = %e, "cannot unseal a role secret");
+                PgError::fatal("XX000", "internal error reaching the database")
+            })
+        };
+        match &name {
+            RoutingName::Tenant { blueprint, tenant } => {
+                let r = self
+                    .catalog
+                    .tenant_route(project_id, blueprint, tenant)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| does_not_exist(database))?;
+                let db = &r.database;
+                let write = Access {
+                    user: db.app_role.clone(),
+                    password: secret(&db.app_secret, &tdb_jobs::access::app_aad(&db.id))?,
+                };
+                let read = match (&db.read_role, &db.read_secret) {
+                    (Some(user), Some(sealed)) => Some(Access {
+                        user: user.clone(),
+                        password: secret(sealed, &tdb_jobs::access::read_aad(&db.id))?,
+                    }),
+                    _ => None,
+                };
+                let settings = Settings::from_json(&r.settings);
+                Ok(Route {
+                    project_id: project_id.to_string(),
+                    tenant_id: Some(db.tenant_id.clone()),
+                    status: r.tenant_status.clone(),
+                    host: r.server.host.clone(),
+                    port: u16::try_from(r.server.port).unwrap_or(5432),
+                    physical_db: db.physical_db.clone(),
+                    write,
+                    read,
+                    slots: self.slots_for(&db.id, settings.max_connections),
+                    settings,
+                    blueprint_id: None,
+                    name,
+                })
+            }
+            RoutingName::Workspace { name: ws_name } => {
+                let r = self
+                    .catalog
+                    .workspace_route(project_id, ws_name)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| does_not_exist(database))?;
+                let ws = &r.workspace;
+                let blueprint_id = if ws.mode == "tenant" {
+                    let bp = self
+                        .catalog
+                        .find_blueprint(project_id, ws_name)
+                        .await
+                        .map_err(unavailable)?;
+                    Some(bp.id)
+                } else {
+                    None
+                };
+                let settings = Settings::from_json(&ws.settings.0);
+                Ok(Route {
+                    project_id: project_id.to_string(),
+                    tenant_id: None,
+                    status: "ready".into(),
+                    host: r.server.host.clone(),
+                    port: u16::try_from(r.server.port).unwrap_or(5432),
+                    physical_db: ws.physical_db.clone(),
+                    write: Access {
+                        user: ws.owner_role.clone(),
+                        password: secret(&ws.owner_secret, &ws.id)?,
+                    },
+                    read: None,
+                    slots: self.slots_for(&ws.id, settings.max_connections),
+                    settings,
+                    blueprint_id,
+                    name,
+                })
+            }
+        }
+    }
+
+    fn slots_for(&self, id: &str, max: u32) -> Arc<Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match slots.get(id) {
+            Some((size, sem)) if *size == max => sem.clone(),
+            _ => {
+                // A changed limit takes a fresh semaphore; sessions holding the old one finish.
+                let sem = Arc::new(Semaphore::new(max as usize));
+                slots.insert(id.to_string(), (max, sem.clone()));
+                sem
+            }
+        }
+    }
+
+    /// Forgets the routes of a tenant.
+    pub fn forget_tenant(&self, tenant_id: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, c| c.route.tenant_id.as_deref() != Some(tenant_id));
+    }
+
+    /// Forgets a project's routes when one of its workspaces changed: its settings also govern
+    /// the tenants of its blueprint.
+    pub fn forget_workspace(&self, project_id: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(project, _), _| project != project_id);
+    }
+
+    /// Forgets everything (the change feed was interrupted).
+    pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// A tenant's status straight from the catalog (`None`: the tenant is gone).
+    pub async fn tenant_status(&self, tenant_id: &str) -> Option<String> {
+        self.catalog.tenant_status(tenant_id).await.ok().flatten()
+    }
+
+    /// The current status of a route's tenant, for the message that ends its sessions.
+    pub async fn tenant_status_text(&self, route: &Route) -> Option<String> {
+        self.tenant_status(route.tenant_id.as_deref()?).await
+    }
+}
+
+pub fn does_not_exist(database: &str) -> PgError {
+    PgError::fatal("3D000", format!("database \"{database}\" does not exist"))
+}
+
+/// Whether the credential's scope covers the routing name. Answered before any lookup, so the
+/// reply does not depend on what exists.
+fn authorize(login: &Login, name: &RoutingName, database: &str) -> Result<(), PgError> {
+    let scope = login.scope_value.as_deref().unwrap_or("");
+    let allowed = match (login.scope_type.as_str(), name) {
+        ("project", _) => true,
+        ("tenant", RoutingName::Tenant { tenant, .. }) => tenant == scope,
+        ("workspace", RoutingName::Workspace { name }) => name == scope,
+        _ => false,
+    };
+    if !allowed {
+        let what = match login.scope_type.as_str() {
+            "tenant" => format!("tenant \"{scope}\""),
+            "workspace" => format!("workspace \"{scope}\""),
+            other => other.to_string(),
+        };
+        return Err(PgError::fatal(
+            "42501",
+            format!(
+                "permission denied for database \"{database}\": this credential opens only {what}"
+            ),
+        ));
+    }
+    if login.role == "read" && matches!(name, RoutingName::Workspace { .. }) {
+        return Err(PgError::fatal(
+            "42501",
+            format!(
+                "permission denied for database \"{database}\": read credentials open tenant databases only"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(scope_type: &str, scope_value: Option<&str>, role: &str) -> Login {
+        Login {
+            project_id: "p".into(),
+            verifier: String::new(),
+            scope_type: scope_type.into(),
+            scope_value: scope_value.map(str::to_string),
+            role: role.into(),
+        }
+    }
+
+    #[test]
+    fn routing_names_parse() {
+        assert_eq!(
+            RoutingName::parse("app__acme"),
+            Some(RoutingName::Tenant {
+                blueprint: "app".into(),
+                tenant: "acme".into()
+            })
+        );
+        assert_eq!(
+            RoutingName::parse("design_workspace"),
+            Some(RoutingName::Workspace {
+                name: "design".into()
+            })
+        );
+        for bad in [
+            "app",
+            "__acme",
+            "app__",
+            "a__b__c",
+            "_workspace",
+            "postgres",
+            "",
+        ] {
+            assert_eq!(RoutingName::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_limit_what_opens() {
+        let t = |db: &str| RoutingName::parse(db).expect("name");
+        let acme = login("tenant", Some("acme"), "write");
+        assert!(authorize(&acme, &t("app__acme"), "app__acme").is_ok());
+        assert!(authorize(&acme, &t("other__acme"), "other__acme").is_ok());
+        let denied = authorize(&acme, &t("app__globex"), "app__globex").expect_err("denied");
+        assert_eq!(denied.code, "42501");
+        assert!(authorize(&acme, &t("app_workspace"), "app_workspace").is_err());
+        let ws = login("workspace", Some("app"), "admin");
+        assert!(authorize(&ws, &t("app_workspace"), "app_workspace").is_ok());
+        assert!(authorize(&ws, &t("other_workspace"), "other_workspace").is_err());
+        assert!(authorize(&ws, &t("app__acme"), "app__acme").is_err());
+        let project = login("project", None, "admin");
+        assert!(authorize(&project, &t("app__acme"), "app__acme").is_ok());
+        let read = login("tenant", Some("acme"), "read");
+        assert!(authorize(&read, &t("app__acme"), "app__acme").is_ok());
+        let read_project = login("project", None, "read");
+        assert!(authorize(&read_project, &t("app_workspace"), "app_workspace").is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! The PostgreSQL proxy's shared state, accept loop and the catalog change feed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tdb_catalog::Catalog;
+use tdb_catalog::routing::{GATES_CHANNEL, ROUTES_CHANNEL};
+use tdb_core::secrets::MasterKey;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cancel::CancelKeys;
+use crate::gate::Gates;
+use crate::pg;
+use crate::pool::Pool;
+use crate::querylog::QueryLog;
+use crate::route::Router;
+
+/// When clients may connect without TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaintextPolicy {
+    Allow,
+    /// Only from loopback addresses (the default).
+    Loopback,
+    Refuse,
+}
+
+impl std::str::FromStr for PlaintextPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "allow" => Ok(Self::Allow),
+            "loopback" => Ok(Self::Loopback),
+            "refuse" => Ok(Self::Refuse),
+            other => Err(format!(
+                "plaintext must be allow, loopback or refuse, not '{other}'"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub plaintext: PlaintextPolicy,
+    /// Connections that have not finished authenticating, at most.
+    pub max_unauthenticated: usize,
+    /// From accept to authenticated, at most.
+    pub auth_timeout: Duration,
+    /// How long a client waits for a free slot under `max_connections`.
+    pub connect_wait: Duration,
+    /// On shutdown, how long an open transaction may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            plaintext: PlaintextPolicy::Loopback,
+            max_unauthenticated: 256,
+            auth_timeout: Duration::from_secs(15),
+            connect_wait: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything sessions share.
+pub struct ProxyState {
+    pub config: ProxyConfig,
+    pub catalog: Catalog,
+    pub tls: Option<TlsAcceptor>,
+    pub router: Router,
+    pub gates: Gates,
+    pub pool: Pool,
+    pub cancels: CancelKeys,
+    pub log: QueryLog,
+    pub unauthenticated: Arc<Semaphore>,
+    /// Salts and keys of fake SCRAM exchanges for unknown users derive from this.
+    pub fake_scram_secret: [u8; 32],
+    pub shutdown: CancellationToken,
+}
+
+impl ProxyState {
+    /// The state and the query-log writer to run beside it.
+    pub fn new(
+        config: ProxyConfig,
+        catalog: Catalog,
+        key: &MasterKey,
+        tls: Option<TlsAcceptor>,
+        shutdown: CancellationToken,
+    ) -> (Arc<Self>, impl std::future::Future<Output = ()> + use<>) {
+        let (log, writer) = QueryLog::new(catalog.clone());
+        let state = Arc::new(Self {
+            unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated)),
+            config,
+            router: Router::new(catalog.clone(), key.clone()),
+            catalog,
+            tls,
+            gates: Gates::default(),
+            pool: Pool::default(),
+            cancels: CancelKeys::default(),
+            log,
+            fake_scram_secret: key.derive("proxy-fake-scram"),
+            shutdown,
+        });
+        (state, writer)
+    }
+}
+
+/// Accepts PostgreSQL clients until shutdown, then lets sessions finish their transactions
+/// (up to the grace period) and closes pooled connections.
+pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) {
+    let tracker = TaskTracker::new();
+    tracker.spawn(follow_changes(state.clone()));
+    tracker.spawn(reap_idle(state.clone()));
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracker.spawn(pg::session::handle(stream, peer, state.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a proxy connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracker.close();
+    let grace = state.config.shutdown_grace + Duration::from_secs(2);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("proxy sessions still open after the shutdown grace period");
+    }
+    state.pool.close_all().await;
+}
+
+/// Applies the control plane's news: forgets changed routes, ends the sessions of tenants that
+/// are no longer ready, holds and releases gates. When the feed breaks, everything cached is
+/// forgotten and every known tenant is checked again.
+async fn follow_changes(state: Arc<ProxyState>) {
+    let mut listener = None;
+    loop {
+        if state.shutdown.is_cancelled() {
+            return;
+        }
+        let l = match &mut listener {
+            Some(l) => l,
+            None => match state.catalog.listen().await {
+                Ok(l) => {
+                    // Anything may have changed while nobody listened.
+                    state.router.forget_all();
+                    recheck_all(&state).await;
+                    listener.insert(l)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen to the catalog; retrying");
+                    tokio::select! {
+                        _ = state.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            },
+        };
+        let next = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            n = l.try_recv() => n,
+        };
+        match next {
+            Ok(Some(n)) => apply(&state, n.channel(), n.payload()).await,
+            Ok(None) => {
+                // The connection dropped; sqlx reconnects on the next call.
+                state.router.forget_all();
+                recheck_all(&state).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the catalog change feed failed; reconnecting");
+                listener = None;
+            }
+        }
+    }
+}
+
+async fn apply(state: &ProxyState, channel: &str, payload: &str) {
+    match channel {
+        ROUTES_CHANNEL => {
+            if let Some(tenant_id) = payload.strip_prefix("tenant:") {
+                state.router.forget_tenant(tenant_id);
+                recheck(state, tenant_id).await;
+            } else if let Some(rest) = payload.strip_prefix("workspace:")
+                && let Some((project, _name)) = rest.split_once(':')
+            {
+                state.router.forget_workspace(project);
+            }
+        }
+        GATES_CHANNEL => {
+            let mut parts = payload.split(':');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("hold"), Some(tenant), Some(ms)) => {
+                    let ms: u64 = ms.parse().unwrap_or(0).min(600_000);
+                    let until = tokio::time::Instant::now() + Duration::from_millis(ms);
+                    state.gates.hold(tenant, until);
+                }
+                (Some("release"), Some(tenant), None) => state.gates.release(tenant),
+                _ => tracing::warn!(payload, "unknown gate command"),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Ends the sessions of a tenant that is no longer ready.
+async fn recheck(state: &ProxyState, tenant_id: &str) {
+    let status = state.router.tenant_status(tenant_id).await;
+    if !matches!(status.as_deref(), Some("ready" | "syncing" | "migrating")) {
+        state.gates.kill(tenant_id);
+    }
+}
+
+async fn recheck_all(state: &ProxyState) {
+    for tenant_id in state.gates.tenant_ids() {
+        recheck(state, &tenant_id).await;
+    }
+}
+
+async fn reap_idle(state: Arc<ProxyState>) {
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => state.pool.evict(None).await,
+        }
+    }
+}
