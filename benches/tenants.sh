@@ -12,50 +12,17 @@ N_FANOUT=${N_FANOUT:-1000}
 PARALLELISM=${PARALLELISM:-8}
 BLOCK=20
 
-cargo build --release --locked -q -p tdb
+. benches/lib.sh
+bench_build
 cargo build --release --locked -q -p tdb-testkit --example pg_floor
-TDB=$PWD/target/release/tdb
 FLOOR=$PWD/target/release/examples/pg_floor
-PGBIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-
-ROOT=$(mktemp -d /tmp/tdb-bench.XXXXXX)
-chmod 755 "$ROOT"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-    || shuf -i 20000-60000 -n 1; }
-PG_PORT=$(free_port); API_PORT=$(free_port)
-PW=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-mkdir -p "$ROOT/pg"; [ "$(id -u)" -eq 0 ] && chown postgres "$ROOT/pg"
-echo "$PW" > "$ROOT/pw"; [ "$(id -u)" -eq 0 ] && chown postgres "$ROOT/pw"
-cleanup() {
-    [ -n "${TDB_PID:-}" ] && kill "$TDB_PID" 2>/dev/null && wait "$TDB_PID" 2>/dev/null
-    as_pg "$PGBIN/pg_ctl" -D "$ROOT/pg/data" -m fast stop >/dev/null 2>&1 || true
-    rm -rf "$ROOT"
-}
-trap cleanup EXIT
-as_pg "$PGBIN/initdb" -D "$ROOT/pg/data" -U bench -A scram-sha-256 --pwfile="$ROOT/pw" -E UTF8 --no-locale >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$ROOT/pg/data" -l "$ROOT/pg/log" -w -o \
-    "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300" start >/dev/null
-ADMIN="postgresql://bench:$PW@127.0.0.1:$PG_PORT/postgres"
-
-TDB_DEPLOY_PARALLELISM=$PARALLELISM "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
-    --api-listen "127.0.0.1:$API_PORT" >"$ROOT/serve.log" 2>&1 &
-TDB_PID=$!
-API=http://127.0.0.1:$API_PORT
-for _ in $(seq 1 200); do curl -sf "$API/health" >/dev/null && break; sleep 0.1; done
-KEY=$(curl -sf "$API/signup" -d '{"email":"bench@example.com","password":"bench-password"}' | jq -r .api_key)
-H="Authorization: Bearer $KEY"
+bench_setup
+start_postgres -c max_connections=300
+TDB_DEPLOY_PARALLELISM=$PARALLELISM start_tdb
+signup
 curl -sf "$API/workspaces" -H "$H" -d '{"name":"app","database":"postgresql","mode":"tenant"}' >/dev/null
 curl -sf "$API/workspaces/app/queries" -H "$H" \
     -d '{"query":"CREATE TABLE events (id bigserial PRIMARY KEY, body text NOT NULL, at timestamptz NOT NULL DEFAULT now())"}' >/dev/null
-wait_deployment() {
-    local id=$1
-    while true; do
-        local d; d=$(curl -sf "$API/deployments/$id" -H "$H")
-        case $(jq -r .status <<<"$d") in completed|completed_with_errors|failed) echo "$d"; return;; esac
-        sleep 0.05
-    done
-}
 DEP=$(curl -sf "$API/deployments" -H "$H" -d '{"blueprint_name":"app"}' | jq -r .id)
 wait_deployment "$DEP" >/dev/null
 

@@ -2,6 +2,8 @@
 //! notifications (so proxies drop cached routes and enforce a tenant's new state), and the
 //! query log.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use sqlx::postgres::PgListener;
@@ -46,16 +48,17 @@ pub struct WorkspaceRoute {
     pub server: Server,
 }
 
-/// One statement the proxy relayed.
+/// One statement the proxy relayed. Shared text (`Arc<str>`), so a session's records cost no
+/// copies of its names on the hot path.
 #[derive(Debug, Clone)]
 pub struct QueryRecord {
-    pub project_id: String,
-    pub tenant: Option<String>,
-    pub workspace: Option<String>,
-    pub database: String,
+    pub project_id: Arc<str>,
+    pub tenant: Option<Arc<str>>,
+    pub workspace: Option<Arc<str>>,
+    pub database: Arc<str>,
     pub source: &'static str,
-    pub username: String,
-    pub statement: String,
+    pub username: Arc<str>,
+    pub statement: Arc<str>,
     pub duration_us: i64,
     pub success: bool,
     pub sqlstate: Option<String>,
@@ -84,25 +87,29 @@ pub struct LoggedQuery {
 impl Catalog {
     /// The live credential named `username`: a minted one, or a project's proxy password when
     /// the user name is the project id.
+    /// One statement whatever the name, so the time taken does not tell which kind exists.
     pub async fn proxy_login(&self, username: &str) -> Result<Option<Login>> {
-        let minted: Option<Login> = sqlx::query_as(
-            "SELECT project_id, verifier, scope_type, scope_value, role FROM credentials
-              WHERE username = $1 AND revoked_at IS NULL",
-        )
-        .bind(username)
-        .fetch_optional(self.pool())
-        .await?;
-        if minted.is_some() {
-            return Ok(minted);
-        }
         Ok(sqlx::query_as(
-            "SELECT id AS project_id, proxy_verifier AS verifier, 'project' AS scope_type,
-                    NULL::text AS scope_value, 'admin' AS role
-               FROM projects WHERE id = $1",
+            "SELECT project_id, verifier, scope_type, scope_value, role FROM credentials
+              WHERE username = $1 AND revoked_at IS NULL
+             UNION ALL
+             SELECT id, proxy_verifier, 'project', NULL::text, 'admin'
+               FROM projects WHERE id = $1
+             LIMIT 1",
         )
         .bind(username)
         .fetch_optional(self.pool())
         .await?)
+    }
+
+    /// Removes a tenant's query log (the tenant is purged; a new tenant may take its name).
+    pub async fn delete_tenant_query_log(&self, project_id: &str, tenant: &str) -> Result<()> {
+        sqlx::query("DELETE FROM query_log WHERE project_id = $1 AND tenant = $2")
+            .bind(project_id)
+            .bind(tenant)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// The database a project's tenant has from a blueprint, with its server and settings.
@@ -219,19 +226,25 @@ impl Catalog {
         let mut rows = Vec::with_capacity(records.len());
         let mut started = Vec::with_capacity(records.len());
         for r in records {
-            project.push(r.project_id.as_str());
+            project.push(&*r.project_id);
             tenant.push(r.tenant.as_deref());
             workspace.push(r.workspace.as_deref());
-            database.push(r.database.as_str());
+            database.push(&*r.database);
             source.push(r.source);
-            username.push(r.username.as_str());
-            statement.push(r.statement.as_str());
+            username.push(&*r.username);
+            statement.push(&*r.statement);
             duration.push(r.duration_us);
             success.push(r.success);
             sqlstate.push(r.sqlstate.as_deref());
             rows.push(r.rows);
             started.push(r.started_at);
         }
+        // The log does not wait for its WAL to reach disk: a crash may lose the last batch,
+        // and tenants' own commits never queue behind the log's.
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO query_log (project_id, tenant, workspace, database, source, username,
                                     statement, duration_us, success, sqlstate, rows, started_at)
@@ -251,8 +264,9 @@ impl Catalog {
         .bind(&sqlstate)
         .bind(&rows)
         .bind(&started)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -282,7 +296,8 @@ impl Catalog {
         limit: i64,
     ) -> Result<Vec<LoggedQuery>> {
         Ok(sqlx::query_as(
-            "SELECT * FROM query_log WHERE project_id = $1 AND workspace = $2
+            "SELECT * FROM query_log
+              WHERE project_id = $1 AND tenant IS NULL AND workspace = $2
               ORDER BY started_at DESC, id DESC LIMIT $3",
         )
         .bind(project_id)

@@ -298,6 +298,21 @@ impl Client {
         .await
     }
 
+    /// Mints another proxy login for a tenant: `role` is `read` or `write`.
+    pub async fn create_tenant_credential(
+        &self,
+        name: &str,
+        role: &str,
+        blueprint: Option<&str>,
+    ) -> Result<Reply<Value>, ClientError> {
+        let mut body = serde_json::json!({ "role": role });
+        if let Some(bp) = blueprint {
+            body["blueprint"] = Value::from(bp);
+        }
+        self.post(&format!("/tenants/{}/credentials", encode(name)), &body)
+            .await
+    }
+
     pub async fn get_tenant(&self, name: &str) -> Result<Reply<Value>, ClientError> {
         self.get(&format!("/tenants/{}", encode(name))).await
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::pg::backend::{Backend, BackendTarget};
+use crate::pg::backend::{Backend, BackendError, BackendTarget};
 
 /// Idle connections kept per key.
 const MAX_IDLE_PER_KEY: usize = 32;
@@ -27,7 +27,36 @@ impl Pool {
         if let Some(conn) = self.take(target) {
             return Ok((conn, true));
         }
-        Ok((Backend::connect(target).await?, false))
+        match Backend::connect(target).await {
+            // Idle pooled connections of the same role count against its connection limit;
+            // close them (whatever their startup parameters) and try once more.
+            Err(BackendError::Refused { code, .. }) if code == "53300" => {
+                self.evict_role(target).await;
+                Ok((Backend::connect(target).await?, false))
+            }
+            other => Ok((other?, false)),
+        }
+    }
+
+    async fn evict_role(&self, target: &BackendTarget) {
+        let stale: Vec<Backend> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut stale = Vec::new();
+            for (key, conns) in idle.iter_mut() {
+                if key.host == target.host
+                    && key.port == target.port
+                    && key.database == target.database
+                    && key.user == target.user
+                {
+                    stale.append(conns);
+                }
+            }
+            idle.retain(|_, conns| !conns.is_empty());
+            stale
+        };
+        for conn in stale {
+            conn.terminate().await;
+        }
     }
 
     fn take(&self, target: &BackendTarget) -> Option<Backend> {

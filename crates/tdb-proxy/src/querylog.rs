@@ -11,26 +11,35 @@ use tokio::sync::mpsc;
 
 /// The longest statement text kept in the log, in bytes.
 pub const MAX_STATEMENT_LEN: usize = 2048;
-const BATCH: usize = 500;
-const CAPACITY: usize = 20_000;
+const BATCH: usize = 2000;
+const CAPACITY: usize = 50_000;
 
 #[derive(Clone)]
 pub struct QueryLog {
-    tx: mpsc::Sender<QueryRecord>,
+    tx: Option<mpsc::Sender<QueryRecord>>,
     dropped: Arc<AtomicU64>,
 }
 
 impl QueryLog {
-    /// The sink and the writer task to spawn; the task ends when every sink is dropped.
-    pub fn new(catalog: Catalog) -> (Self, impl std::future::Future<Output = ()>) {
+    /// The sink and the writer task to spawn; the task ends when every sink is dropped. A
+    /// disabled log records nothing (`pg_query_log = false`).
+    pub fn new(catalog: Catalog, enabled: bool) -> (Self, impl std::future::Future<Output = ()>) {
         let (tx, rx) = mpsc::channel(CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = write_batches(catalog, rx, dropped.clone());
+        let tx = enabled.then_some(tx);
         (Self { tx, dropped }, writer)
     }
 
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     pub fn record(&self, record: QueryRecord) {
-        if self.tx.try_send(record).is_err() {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        if tx.try_send(record).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -53,7 +62,7 @@ async fn write_batches(
         }
         // A short pause lets a busy proxy fill the batch; an idle one writes at once next time.
         if batch.len() < BATCH {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(r) => batch.push(r),

@@ -284,14 +284,29 @@ impl Router {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// A tenant's status straight from the catalog (`None`: the tenant is gone).
-    pub async fn tenant_status(&self, tenant_id: &str) -> Option<String> {
-        self.catalog.tenant_status(tenant_id).await.ok().flatten()
+    /// A tenant's status straight from the catalog: `Ok(None)` when the tenant is gone, an
+    /// error when the catalog cannot say (which must not be taken for "gone").
+    pub async fn tenant_status(&self, tenant_id: &str) -> Result<Option<String>, ()> {
+        let lookup = self.catalog.tenant_status(tenant_id);
+        match tokio::time::timeout(Duration::from_secs(5), lookup).await {
+            Ok(Ok(status)) => Ok(status),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, tenant_id, "cannot read a tenant's status");
+                Err(())
+            }
+            Err(_) => {
+                tracing::warn!(tenant_id, "reading a tenant's status timed out");
+                Err(())
+            }
+        }
     }
 
     /// The current status of a route's tenant, for the message that ends its sessions.
     pub async fn tenant_status_text(&self, route: &Route) -> Option<String> {
-        self.tenant_status(route.tenant_id.as_deref()?).await
+        self.tenant_status(route.tenant_id.as_deref()?)
+            .await
+            .ok()
+            .flatten()
     }
 }
 

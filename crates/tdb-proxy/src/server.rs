@@ -53,6 +53,8 @@ pub struct ProxyConfig {
     pub connect_wait: Duration,
     /// On shutdown, how long an open transaction may take to finish.
     pub shutdown_grace: Duration,
+    /// Whether statements are recorded in the query log.
+    pub query_log: bool,
 }
 
 impl Default for ProxyConfig {
@@ -63,6 +65,7 @@ impl Default for ProxyConfig {
             auth_timeout: Duration::from_secs(15),
             connect_wait: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
+            query_log: true,
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct ProxyState {
     pub cancels: CancelKeys,
     pub log: QueryLog,
     pub unauthenticated: Arc<Semaphore>,
+    /// Unauthenticated connections per client address.
+    pub peers: Arc<PeerSlots>,
     /// Salts and keys of fake SCRAM exchanges for unknown users derive from this.
     pub fake_scram_secret: [u8; 32],
     pub shutdown: CancellationToken,
@@ -92,9 +97,12 @@ impl ProxyState {
         tls: Option<TlsAcceptor>,
         shutdown: CancellationToken,
     ) -> (Arc<Self>, impl std::future::Future<Output = ()> + use<>) {
-        let (log, writer) = QueryLog::new(catalog.clone());
+        let (log, writer) = QueryLog::new(catalog.clone(), config.query_log);
         let state = Arc::new(Self {
             unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated)),
+            peers: Arc::new(PeerSlots::new(
+                (config.max_unauthenticated / 8).clamp(4, 64),
+            )),
             config,
             router: Router::new(catalog.clone(), key.clone()),
             catalog,
@@ -107,6 +115,59 @@ impl ProxyState {
             shutdown,
         });
         (state, writer)
+    }
+}
+
+/// Counts unauthenticated connections per client address, up to a cap.
+pub struct PeerSlots {
+    max: usize,
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One unauthenticated connection of an address; released on drop.
+pub struct PeerSlot {
+    slots: Arc<PeerSlots>,
+    ip: std::net::IpAddr,
+}
+
+impl PeerSlots {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            counts: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// A slot for `ip`, or `None` when it has `max` already. Loopback clients (an application
+    /// on the same host opening its pool at once) are not capped.
+    pub fn enter(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let max = if ip.is_loopback() {
+            usize::MAX
+        } else {
+            self.max
+        };
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.slots.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -214,11 +275,13 @@ async fn apply(state: &ProxyState, channel: &str, payload: &str) {
     }
 }
 
-/// Ends the sessions of a tenant that is no longer ready.
+/// Ends the sessions of a tenant that is no longer ready. When the catalog cannot answer,
+/// nothing is ended: an outage of the catalog is not a suspension.
 async fn recheck(state: &ProxyState, tenant_id: &str) {
-    let status = state.router.tenant_status(tenant_id).await;
-    if !matches!(status.as_deref(), Some("ready" | "syncing" | "migrating")) {
-        state.gates.kill(tenant_id);
+    match state.router.tenant_status(tenant_id).await {
+        Ok(Some(status)) if matches!(status.as_str(), "ready" | "syncing" | "migrating") => {}
+        Ok(_) => state.gates.kill(tenant_id),
+        Err(()) => {}
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Config {
     pub pg_max_unauthenticated: usize,
     /// Seconds an open transaction may take to finish when tdb shuts down.
     pub pg_shutdown_grace_secs: u64,
+    /// Record every statement through the proxy in the catalog's query log.
+    pub pg_query_log: bool,
     pub regions: Vec<Region>,
     pub servers: Vec<ServerConfig>,
 }
@@ -101,6 +103,7 @@ impl Default for Config {
             pg_plaintext: "loopback".into(),
             pg_max_unauthenticated: 256,
             pg_shutdown_grace_secs: 10,
+            pg_query_log: true,
             regions: api.regions,
             servers: Vec::new(),
         }
@@ -263,6 +266,7 @@ impl Config {
                 .unwrap_or(tdb_proxy::PlaintextPolicy::Loopback),
             max_unauthenticated: self.pg_max_unauthenticated,
             shutdown_grace: std::time::Duration::from_secs(self.pg_shutdown_grace_secs),
+            query_log: self.pg_query_log,
             ..tdb_proxy::ProxyConfig::default()
         }
     }

@@ -60,7 +60,7 @@ async fn run_with_catalog(
         .get_database()
         .unwrap_or("postgres")
         .to_string();
-    let catalog = Catalog::open(catalog_options, 16)
+    let catalog = Catalog::open(catalog_options.clone(), 16)
         .await
         .context("opening the catalog")?;
     register_servers(config, key, &catalog, managed).await?;
@@ -95,7 +95,7 @@ async fn run_with_catalog(
         owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
     let jobs = tokio::spawn(runner.run(shutdown.clone()));
-    let proxy = start_pg_proxy(config, key, &catalog, shutdown.clone()).await?;
+    let proxy = start_pg_proxy(config, key, catalog_options, shutdown.clone()).await?;
     let result = tdb_api::serve(listener, state, shutdown.cancelled_owned()).await;
     let _ = jobs.await;
     let _ = proxy.await;
@@ -103,11 +103,14 @@ async fn run_with_catalog(
     result.context("serving the API")
 }
 
-/// Binds the PostgreSQL proxy and runs it (with its query-log writer) until shutdown.
+/// Binds the PostgreSQL proxy and runs it (with its query-log writer) until shutdown, on a
+/// thread and single-threaded runtime of its own, as an event-loop pooler does: the relay's
+/// wake-ups stay on one core instead of bouncing between the API's workers. It has its own
+/// small catalog pool, whose connections belong to that runtime.
 async fn start_pg_proxy(
     config: &Config,
     key: &MasterKey,
-    catalog: &Catalog,
+    catalog_options: PgConnectOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (cert, key_path) = match (&config.pg_tls_cert, &config.pg_tls_key) {
@@ -131,22 +134,59 @@ async fn start_pg_proxy(
         }
     };
     let tls = tdb_proxy::tls::acceptor(&cert, &key_path)?;
-    let listener = tokio::net::TcpListener::bind(config.pg_listen)
-        .await
+    let listener = std::net::TcpListener::bind(config.pg_listen)
         .with_context(|| format!("binding the PostgreSQL proxy to {}", config.pg_listen))?;
+    listener.set_nonblocking(true)?;
     tracing::info!(pg = %listener.local_addr()?, "PostgreSQL proxy listening");
-    let (state, log_writer) = tdb_proxy::ProxyState::new(
-        config.proxy_config(),
-        catalog.clone(),
-        key,
-        Some(tls),
-        shutdown,
-    );
-    let writer = tokio::spawn(log_writer);
-    Ok(tokio::spawn(async move {
-        tdb_proxy::serve_pg(listener, state).await;
-        // The sessions are gone, so every log sender is dropped and the writer drains and ends.
-        let _ = writer.await;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the proxy's runtime")?;
+    let proxy_config = config.proxy_config();
+    let key = key.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("tdb-pg-proxy".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let started = async {
+                    let catalog = Catalog::open(catalog_options, 4).await?;
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    anyhow::Ok((catalog, listener))
+                };
+                let (catalog, listener) = match started.await {
+                    Ok(v) => {
+                        let _ = ready_tx.send(Ok(()));
+                        v
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let (state, log_writer) = tdb_proxy::ProxyState::new(
+                    proxy_config,
+                    catalog.clone(),
+                    &key,
+                    Some(tls),
+                    shutdown,
+                );
+                let writer = tokio::spawn(log_writer);
+                tdb_proxy::serve_pg(listener, state).await;
+                // The sessions are gone, so every log sender is dropped: the writer drains.
+                let _ = writer.await;
+                catalog.close().await;
+            })
+        })
+        .context("starting the proxy's thread")?;
+    ready_rx
+        .await
+        .context("the proxy's thread ended early")?
+        .context("opening the proxy's catalog pool")?;
+    Ok(tokio::task::spawn_blocking(move || {
+        if thread.join().is_err() {
+            tracing::error!("the proxy's thread panicked");
+        }
     }))
 }
 

@@ -295,6 +295,10 @@ async fn delete_tenant(
             .catalog
             .delete_scope_credentials(&auth.project_id, "tenant", &name)
             .await?;
+        state
+            .catalog
+            .delete_tenant_query_log(&auth.project_id, &name)
+            .await?;
         return Ok(Reply::ok(
             json!({"message": format!("Tenant '{name}' permanently deleted"), "tenant_id": name}),
         ));

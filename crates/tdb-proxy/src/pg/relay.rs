@@ -19,6 +19,7 @@ use super::frame::{self, PgError};
 use crate::ddl::{DdlCapture, Stmt, statements};
 use crate::gate::Gate;
 use crate::querylog::{MAX_STATEMENT_LEN, QueryLog};
+use tdb_sql::Kind;
 
 /// The message the spec gives for DDL attempted on a tenant database.
 pub const DDL_ON_TENANT: &str =
@@ -29,15 +30,20 @@ const INSPECT_LIMIT: usize = 1 << 20;
 const WORKSPACE_LIMIT: usize = 64 << 20;
 /// Prepared statements remembered per session for the query log.
 const MAX_STATEMENTS: usize = 10_000;
+/// PostgreSQL keeps the first 63 bytes of a statement or portal name; so does the relay.
+const MAX_NAME: usize = 63;
+/// Work sent and not yet answered, at most: past it the relay stops reading from the client
+/// until the server catches up (a client pipelining without reading cannot grow it forever).
+const MAX_PENDING: usize = 10_000;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Who the session is, for the query log and for what the relay must do.
 pub struct SessionContext {
-    pub project_id: String,
-    pub tenant: Option<String>,
-    pub workspace: Option<String>,
-    pub database: String,
-    pub username: String,
+    pub project_id: Arc<str>,
+    pub tenant: Option<Arc<str>>,
+    pub workspace: Option<Arc<str>>,
+    pub database: Arc<str>,
+    pub username: Arc<str>,
     /// Workspace in tenant mode: DDL that commits is queued on this blueprint.
     pub capture_ddl_into: Option<String>,
     pub gate: Option<Arc<Gate>>,
@@ -101,13 +107,23 @@ struct Shared {
     pending: VecDeque<Pending>,
     /// The last `ReadyForQuery` status: `I` idle, `T` in a transaction, `E` failed transaction.
     status: u8,
+    /// Extended-protocol messages went out after the last `Sync`: the server may be inside an
+    /// implicit transaction even when no Execute is pending.
+    unsynced: bool,
+    /// The server is in copy-in mode (after `CopyInResponse`): it ignores `Sync` until the
+    /// client's `CopyDone` or `CopyFail`.
+    copy_in: bool,
     draining: bool,
 }
 
 impl Shared {
     fn idle(&self) -> bool {
-        self.pending.is_empty() && self.status == b'I'
+        self.pending.is_empty() && self.status == b'I' && !self.unsynced && !self.copy_in
     }
+}
+
+fn name_key(name: &[u8]) -> Vec<u8> {
+    name[..name.len().min(MAX_NAME)].to_vec()
 }
 
 /// A prepared statement or portal: its text for the log, and its statements on workspaces.
@@ -136,6 +152,8 @@ where
     let shared = Mutex::new(Shared {
         pending: VecDeque::new(),
         status: b'I',
+        unsynced: false,
+        copy_in: false,
         draining: false,
     });
     let up = client_to_server(client_r, server_w, &shared, ctx);
@@ -214,6 +232,9 @@ where
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);
         }
+        while lock(shared).pending.len() >= MAX_PENDING {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         match client.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return RelayEnd::ClientGone,
             Ok(_) => {}
@@ -264,6 +285,9 @@ where
                 break;
             }
             let body = &buf[pos + 5..pos + total];
+            if matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H') {
+                lock(shared).unsynced = true;
+            }
             match tag {
                 b'Q' => {
                     let stmts = if workspace {
@@ -277,14 +301,24 @@ where
                     if let Some((name, rest)) = take_cstr(body)
                         && let Some((query, _)) = take_cstr(rest)
                     {
+                        // Workspaces keep the classified statements only when they matter to
+                        // DDL capture, so memory stays bounded by the log text.
                         let stmts = if workspace {
-                            Arc::new(statements(&String::from_utf8_lossy(query)))
+                            let all = statements(&String::from_utf8_lossy(query));
+                            if all
+                                .iter()
+                                .any(|s| matches!(s.kind, Kind::Ddl | Kind::Transaction(_)))
+                            {
+                                Arc::new(all)
+                            } else {
+                                no_stmts.clone()
+                            }
                         } else {
                             no_stmts.clone()
                         };
                         if name.is_empty() || prepared.len() < MAX_STATEMENTS {
                             prepared.insert(
-                                name.to_vec(),
+                                name_key(name),
                                 Prepared {
                                     text: bounded(query),
                                     stmts,
@@ -296,21 +330,27 @@ where
                 b'B' => {
                     if let Some((portal, rest)) = take_cstr(body)
                         && let Some((statement, _)) = take_cstr(rest)
-                        && let Some(p) = prepared.get(statement)
+                        && let Some(p) = prepared.get(&name_key(statement))
                         && (portal.is_empty() || portals.len() < MAX_STATEMENTS)
                     {
-                        portals.insert(portal.to_vec(), p.clone());
+                        portals.insert(name_key(portal), p.clone());
                     }
                 }
                 b'E' => {
-                    let p = take_cstr(body).and_then(|(portal, _)| portals.get(portal));
+                    let p = take_cstr(body).and_then(|(portal, _)| portals.get(&name_key(portal)));
                     let (text, stmts) = match p {
                         Some(p) => (p.text.clone(), p.stmts.clone()),
                         None => (Arc::from("<unknown portal>"), no_stmts.clone()),
                     };
                     push(shared, PendingKind::Execute, text, stmts);
                 }
-                b'S' => push(shared, PendingKind::Sync, Arc::from(""), no_stmts.clone()),
+                // A Sync during copy-in is ignored by the server: it gets no ReadyForQuery.
+                b'S' if lock(shared).copy_in => {}
+                b'S' => {
+                    lock(shared).unsynced = false;
+                    push(shared, PendingKind::Sync, Arc::from(""), no_stmts.clone());
+                }
+                b'c' | b'f' => lock(shared).copy_in = false,
                 b'F' => push(
                     shared,
                     PendingKind::Sync,
@@ -322,8 +362,8 @@ where
                         && let Some((name, _)) = take_cstr(rest)
                     {
                         match kind {
-                            b'S' => prepared.remove(name),
-                            _ => portals.remove(name),
+                            b'S' => prepared.remove(&name_key(name)),
+                            _ => portals.remove(&name_key(name)),
                         };
                     }
                 }
@@ -400,7 +440,9 @@ where
             let Some(total) = usize::try_from(len).ok().filter(|n| *n >= 4).map(|n| n + 1) else {
                 return RelayEnd::ProtocolError("invalid message length from the server");
             };
-            if matches!(tag, b'D' | b'd') || total > INSPECT_LIMIT {
+            // Rows and COPY data stream through; every other server message is small or must be
+            // read whole (an error, however long, decides what committed).
+            if matches!(tag, b'D' | b'd') {
                 skip = total;
                 continue;
             }
@@ -418,6 +460,7 @@ where
                     };
                     let finished = {
                         let mut s = lock(shared);
+                        s.copy_in = false;
                         match s.pending.front_mut() {
                             Some(p) => {
                                 if let Some(n) = rows {
@@ -452,6 +495,7 @@ where
                     }
                     let (finished, ddl_refused) = {
                         let mut s = lock(shared);
+                        s.copy_in = false;
                         let ddl_refused =
                             tenant && code == "42501" && s.pending.front().is_some_and(was_ddl);
                         let finished = match s.pending.front_mut() {
@@ -479,6 +523,21 @@ where
                             return RelayEnd::ClientGone;
                         }
                         flushed = pos + total;
+                    }
+                }
+                b'G' => {
+                    // Copy-in from an Execute: the Sync sent right behind it is ignored by the
+                    // server, so it will never be answered.
+                    let mut s = lock(shared);
+                    s.copy_in = true;
+                    if s.pending
+                        .front()
+                        .is_some_and(|p| matches!(p.kind, PendingKind::Execute))
+                        && s.pending
+                            .get(1)
+                            .is_some_and(|p| matches!(p.kind, PendingKind::Sync))
+                    {
+                        s.pending.remove(1);
                     }
                 }
                 b'Z' => {
@@ -557,6 +616,9 @@ fn was_ddl(p: &Pending) -> bool {
 }
 
 fn log(ctx: &SessionContext, p: Pending) {
+    if !ctx.log.enabled() {
+        return;
+    }
     ctx.log.record(QueryRecord {
         project_id: ctx.project_id.clone(),
         tenant: ctx.tenant.clone(),
@@ -564,7 +626,7 @@ fn log(ctx: &SessionContext, p: Pending) {
         database: ctx.database.clone(),
         source: "proxy",
         username: ctx.username.clone(),
-        statement: p.text.to_string(),
+        statement: p.text,
         duration_us: i64::try_from(p.started.elapsed().as_micros()).unwrap_or(i64::MAX),
         success: p.error.is_none(),
         sqlstate: p.error,

@@ -51,9 +51,15 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>)
         tracing::warn!(%peer, "too many unauthenticated connections; closing one");
         return;
     };
+    // And per address, so one source cannot take every slot.
+    let Some(per_peer) = proxy.peers.enter(peer.ip()) else {
+        tracing::warn!(%peer, "too many unauthenticated connections from one address");
+        return;
+    };
     let started =
         tokio::time::timeout(proxy.config.auth_timeout, negotiate(stream, peer, &proxy)).await;
     drop(unauthenticated);
+    drop(per_peer);
     let (mut io, auth) = match started {
         Ok(Some(done)) => done,
         Ok(None) => return,
@@ -382,17 +388,17 @@ where
         return;
     }
     let ctx = SessionContext {
-        project_id: route.project_id.clone(),
+        project_id: Arc::from(route.project_id.as_str()),
         tenant: match &route.name {
-            crate::route::RoutingName::Tenant { tenant, .. } => Some(tenant.clone()),
+            crate::route::RoutingName::Tenant { tenant, .. } => Some(Arc::from(tenant.as_str())),
             _ => None,
         },
         workspace: match &route.name {
-            crate::route::RoutingName::Workspace { name } => Some(name.clone()),
+            crate::route::RoutingName::Workspace { name } => Some(Arc::from(name.as_str())),
             _ => None,
         },
-        database: auth.database.clone(),
-        username: auth.user.clone(),
+        database: Arc::from(auth.database.as_str()),
+        username: Arc::from(auth.user.as_str()),
         capture_ddl_into: route.blueprint_id.clone(),
         gate,
         log: proxy.log.clone(),
@@ -417,9 +423,25 @@ where
                 None => format!("terminating connection: {} was removed", route.describe()),
             };
             fail_w(client_w, PgError::fatal("57P01", why)).await;
+            // Stop what is running now; Terminate alone waits for the statement to end.
+            let _ =
+                super::backend::cancel(&target.host, target.port, backend.pid, backend.key).await;
             backend.terminate().await;
         }
-        RelayEnd::Drained | RelayEnd::DeadlinePassed => {
+        RelayEnd::DeadlinePassed => {
+            fail_w(
+                client_w,
+                PgError::fatal(
+                    "57P01",
+                    "terminating connection because tdb is shutting down",
+                ),
+            )
+            .await;
+            let _ =
+                super::backend::cancel(&target.host, target.port, backend.pid, backend.key).await;
+            backend.terminate().await;
+        }
+        RelayEnd::Drained => {
             fail_w(
                 client_w,
                 PgError::fatal(

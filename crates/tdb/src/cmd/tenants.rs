@@ -36,6 +36,16 @@ pub enum TenantsCommand {
     Resume { name: String },
     /// The deployments that touched a tenant
     Deployments { name: String },
+    /// Mint another proxy login for a tenant (prints its connection string once)
+    Credential {
+        name: String,
+        /// read (SELECT only) or write (rows)
+        #[arg(long, default_value = "read")]
+        role: String,
+        /// The blueprint whose database the connection string names [default: the first]
+        #[arg(long)]
+        blueprint: Option<String>,
+    },
 }
 
 pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
@@ -117,6 +127,26 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
         TenantsCommand::Delete { name, hard } => {
             let reply = c.delete_tenant(&name, hard).await?;
             ctx.print(&reply.raw, || println!("{}", text(&reply.raw["message"])));
+        }
+        TenantsCommand::Credential {
+            name,
+            role,
+            blueprint,
+        } => {
+            let reply = c
+                .create_tenant_credential(&name, &role, blueprint.as_deref())
+                .await?;
+            let r = &reply.raw;
+            ctx.print(r, || {
+                println!(
+                    "{} credential {} for tenant '{}':",
+                    text(&r["role"]),
+                    text(&r["username"]),
+                    text(&r["tenant_id"])
+                );
+                println!("  {}", text(&r["connection"]["connection_string"]));
+                println!("\nSave the connection string: its password is not shown again.");
+            });
         }
         TenantsCommand::Restore { name } => run_action(ctx, &name, "restore").await?,
         TenantsCommand::Suspend { name } => run_action(ctx, &name, "suspend").await?,

@@ -1,0 +1,111 @@
+# shellcheck shell=bash
+# Shared helpers for the benchmarks in benches/: sourced, not run. A script sets
+# `set -euo pipefail`, cds to the repository root, sources this file, then calls:
+#   bench_build          the release binary into $TDB (or TDB_BIN=path to use a built one)
+#   bench_setup          $ROOT (a temporary directory), $PGBIN, $PW, and the cleanup trap
+#   start_postgres ARGS  a private PostgreSQL on a free port: $PG_PORT, $ADMIN (superuser URL)
+#   start_tdb ARGS       `tdb serve` attached to it: $API, $TDB_PID; fails with its log
+#   signup               an account and its admin key: $KEY, $H (the Authorization header)
+# and, when it starts more, registers how to stop it with `bench_on_exit 'command'`.
+
+BENCH_ON_EXIT=()
+
+bench_build() {
+    if [ -n "${TDB_BIN:-}" ]; then
+        TDB=$(realpath "$TDB_BIN")
+    else
+        . scripts/lib/packages.sh
+        # shellcheck disable=SC2046
+        ensure_packages $(libclang_packages) # pg_query's bindings
+        cargo build --release --locked -q -p tdb
+        TDB=$PWD/target/release/tdb
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
+        || shuf -i 20000-60000 -n 1
+}
+
+# Runs a command as `postgres` when root (PostgreSQL and PgBouncer refuse to run as root).
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# Makes a directory that `postgres` owns when we are root.
+pg_dir() { mkdir -p "$1"; if [ "$(id -u)" -eq 0 ]; then chown postgres "$1"; fi; }
+
+bench_on_exit() { BENCH_ON_EXIT+=("$1"); }
+
+bench_cleanup() {
+    local i
+    for ((i = ${#BENCH_ON_EXIT[@]} - 1; i >= 0; i--)); do
+        eval "${BENCH_ON_EXIT[i]}" >/dev/null 2>&1 || true
+    done
+    if [ -n "${TDB_PID:-}" ]; then
+        kill "$TDB_PID" 2>/dev/null || true
+        wait "$TDB_PID" 2>/dev/null || true
+    fi
+    if [ -d "${ROOT:-}/pg/data" ]; then
+        as_pg "$PGBIN/pg_ctl" -D "$ROOT/pg/data" -m fast stop >/dev/null 2>&1 || true
+    fi
+    if [ -n "${ROOT:-}" ]; then rm -rf "$ROOT"; fi
+}
+
+bench_setup() {
+    PGBIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    ROOT=$(mktemp -d /tmp/tdb-bench.XXXXXX)
+    chmod 755 "$ROOT"
+    PW=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    # shellcheck disable=SC2154 # st is set by the trap itself
+    trap 'st=$?; bench_cleanup; exit $st' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# start_postgres [-c name=value ...]: initdb as `bench` with a SCRAM password, then start on
+# 127.0.0.1 only (no Unix socket).
+start_postgres() {
+    PG_PORT=$(free_port)
+    pg_dir "$ROOT/pg"
+    echo "$PW" >"$ROOT/pw"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres "$ROOT/pw"; fi
+    as_pg "$PGBIN/initdb" -D "$ROOT/pg/data" -U bench -A scram-sha-256 --pwfile="$ROOT/pw" -E UTF8 --no-locale >/dev/null
+    as_pg "$PGBIN/pg_ctl" -D "$ROOT/pg/data" -l "$ROOT/pg/log" -w -o \
+        "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= $*" start >/dev/null \
+        || { echo "PostgreSQL did not start:" >&2; tail -20 "$ROOT/pg/log" >&2; return 1; }
+    ADMIN="postgresql://bench:$PW@127.0.0.1:$PG_PORT/postgres"
+}
+
+# start_tdb [serve flags ...]: `tdb serve` with the catalog in the server's `postgres` database,
+# the API on a free port; waits for /health.
+start_tdb() {
+    local api_port
+    api_port=$(free_port)
+    "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
+        --api-listen "127.0.0.1:$api_port" "$@" >"$ROOT/serve.log" 2>&1 &
+    TDB_PID=$!
+    API=http://127.0.0.1:$api_port
+    local _
+    for _ in $(seq 1 300); do
+        if curl -sf "$API/health" >/dev/null; then return 0; fi
+        if ! kill -0 "$TDB_PID" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    echo "tdb serve did not become healthy; its log:" >&2
+    tail -30 "$ROOT/serve.log" >&2
+    return 1
+}
+
+signup() {
+    KEY=$(curl -sf "$API/signup" -d '{"email":"bench@example.com","password":"bench-password"}' | jq -r .api_key)
+    H="Authorization: Bearer $KEY"
+}
+
+# Polls a deployment until it ends; prints its final JSON.
+wait_deployment() {
+    local id=$1 d
+    while true; do
+        d=$(curl -sf "$API/deployments/$id" -H "$H")
+        case $(jq -r .status <<<"$d") in completed | completed_with_errors | failed) echo "$d"; return ;; esac
+        sleep 0.05
+    done
+}

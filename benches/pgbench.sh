@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# pgbench through tdb's PostgreSQL proxy, against PostgreSQL directly and against PgBouncer, in one
+# run on one server. A tenant `bench` is made through the REST API from a blueprint holding
+# pgbench's tables, filled at scale SCALE directly on its physical database, then each workload
+# runs against the three targets back to back, round after round:
+#   direct     the server's superuser on the tenant's physical database
+#   proxy      the tenant's own connection from POST /tenants, at tdb's --pg-listen port
+#   pgbouncer  PgBouncer (session pooling) in front of the same physical database, as the superuser
+# Workloads: -S -M simple, -S -M prepared, TPC-B -M simple; each at every CLIENTS count.
+# Prints a Markdown table of mean tps and latency per target with the proxy's ratios, and writes
+# it to RESULTS.
+#
+# Usage: benches/pgbench.sh
+#   env: SCALE=10 DURATION=15 ROUNDS=2 CLIENTS="1 8" TARGETS="direct proxy pgbouncer"
+#        PROXY_SSLMODE=disable WARMUP=3 SHARED_BUFFERS=256MB RESULTS=/tmp/tdb-pgbench-<time>.md
+#        TDB_BIN=path (use this binary instead of building target/release/tdb)
+# e.g.   TARGETS="direct pgbouncer" DURATION=5 ROUNDS=1 benches/pgbench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALE=${SCALE:-10}
+DURATION=${DURATION:-15}
+ROUNDS=${ROUNDS:-2}
+CLIENTS=${CLIENTS:-"1 8"}
+TARGETS=${TARGETS:-"direct proxy pgbouncer"}
+PROXY_SSLMODE=${PROXY_SSLMODE:-disable}
+WARMUP=${WARMUP:-3}
+SHARED_BUFFERS=${SHARED_BUFFERS:-256MB}
+RESULTS=${RESULTS:-/tmp/tdb-pgbench-$(date +%Y%m%d-%H%M%S).md}
+# name|pgbench options
+WORKLOADS=("select-only simple|-S -M simple" "select-only prepared|-S -M prepared" "tpcb simple|-M simple")
+
+die() { echo "pgbench.sh: $*" >&2; exit 1; }
+for t in $TARGETS; do
+    case $t in direct | proxy | pgbouncer) ;; *) die "unknown target '$t' in TARGETS (direct, proxy, pgbouncer)" ;; esac
+done
+has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
+[ -n "$TARGETS" ] || die "TARGETS is empty"
+
+. scripts/lib/packages.sh
+ensure_packages postgresql postgresql-client pgbouncer curl jq
+. benches/lib.sh
+bench_build
+bench_setup
+PGBENCH=$PGBIN/pgbench
+PSQL=$PGBIN/psql
+BOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+
+step() { echo "== $*"; }
+serve_log_tail() { echo "--- tdb serve log (tail)"; tail -20 "$ROOT/serve.log" | sed 's/\x1b\[[0-9;]*m//g'; }
+
+# --- PostgreSQL and tdb --------------------------------------------------------------------------
+step "starting PostgreSQL and tdb serve"
+start_postgres -c max_connections=300 -c shared_buffers="$SHARED_BUFFERS"
+PROXY_LISTEN=127.0.0.1:$(free_port)
+start_tdb --pg-listen "$PROXY_LISTEN" --mysql-listen "127.0.0.1:$(free_port)" \
+    --redis-listen "127.0.0.1:$(free_port)"
+signup
+if [ -z "$KEY" ] || [ "$KEY" = null ]; then die "sign-up failed"; fi
+
+# api METHOD PATH [BODY]: the answer's JSON; dies with the API's error when it is not a success.
+api() {
+    local method=$1 path=$2 body=${3:-} out
+    out=$(curl -s -X "$method" "$API$path" -H "$H" ${body:+-d "$body"}) || die "$method $path: no answer from the API"
+    if [ "$(jq -r .success <<<"$out" 2>/dev/null)" != true ]; then
+        die "$method $path failed: $out"
+    fi
+    echo "$out"
+}
+
+# --- the blueprint and the tenant ----------------------------------------------------------------
+step "workspace pgbench with pgbench's tables, deployed, tenant bench"
+api POST /workspaces '{"name":"pgbench","database":"postgresql","mode":"tenant"}' >/dev/null
+# pgbench's own definitions (PostgreSQL 15's `pgbench -i -I dtp`).
+DDL="create table pgbench_history(tid int,bid int,aid int,delta int,mtime timestamp,filler char(22));
+create table pgbench_tellers(tid int not null,bid int,tbalance int,filler char(84)) with (fillfactor=100);
+create table pgbench_accounts(aid int not null,bid int,abalance int,filler char(84)) with (fillfactor=100);
+create table pgbench_branches(bid int not null,bbalance int,filler char(88)) with (fillfactor=100);
+alter table pgbench_branches add primary key (bid);
+alter table pgbench_tellers add primary key (tid);
+alter table pgbench_accounts add primary key (aid)"
+api POST /workspaces/pgbench/queries "$(jq -n --arg q "$DDL" '{query: $q}')" >/dev/null
+DEP=$(api POST /deployments '{"blueprint_name":"pgbench"}' | jq -r .id)
+D=$(wait_deployment "$DEP")
+[ "$(jq -r .status <<<"$D")" = completed ] || die "deployment $DEP did not complete: $D"
+TENANT=$(api POST /tenants '{"tenant_id":"bench","databases":[{"blueprint":"pgbench"}]}')
+CONN=$(jq -c '.databases[0].connection' <<<"$TENANT")
+P_HOST=$(jq -r .host <<<"$CONN"); P_PORT=$(jq -r .port <<<"$CONN"); P_DB=$(jq -r .database <<<"$CONN")
+P_USER=$(jq -r .username <<<"$CONN"); P_PASS=$(jq -r .password <<<"$CONN")
+if [ "$P_HOST:$P_PORT" != "$PROXY_LISTEN" ]; then
+    echo "note: the tenant's connection names $P_HOST:$P_PORT, the proxy listens on $PROXY_LISTEN" >&2
+fi
+PHYS=$("$PSQL" -XAtq "$ADMIN" -c "SELECT d.physical_db FROM tenant_databases d JOIN tenants t ON t.id = d.tenant_id WHERE t.name = 'bench'")
+[ -n "$PHYS" ] || die "no physical database for tenant bench in the catalog"
+echo "tenant bench: proxy database $P_DB as $P_USER at $P_HOST:$P_PORT; physical database $PHYS"
+
+step "filling at scale $SCALE (pgbench -i -I g, then VACUUM ANALYZE)"
+DIRECT_URL="postgresql://bench:$PW@127.0.0.1:$PG_PORT/$PHYS"
+"$PGBENCH" -i -I g -q -s "$SCALE" "$DIRECT_URL" >"$ROOT/init.log" 2>&1 \
+    || { cat "$ROOT/init.log" >&2; die "pgbench -i failed on $PHYS"; }
+"$PSQL" -XAtq "$DIRECT_URL" -c "VACUUM ANALYZE" >/dev/null
+
+# --- PgBouncer -----------------------------------------------------------------------------------
+if has_target pgbouncer; then
+    step "starting PgBouncer"
+    BOUNCER_PORT=$(free_port)
+    MAXC=$(tr ' ' '\n' <<<"$CLIENTS" | sort -n | tail -1)
+    pg_dir "$ROOT/bouncer"
+    cat >"$ROOT/bouncer/pgbouncer.ini" <<EOF
+[databases]
+$PHYS = host=127.0.0.1 port=$PG_PORT dbname=$PHYS user=bench password=$PW
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $ROOT/bouncer/userlist.txt
+pool_mode = session
+default_pool_size = $((MAXC > 18 ? MAXC + 2 : 20))
+max_client_conn = $((MAXC > 50 ? 2 * MAXC : 100))
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+logfile = $ROOT/bouncer/pgbouncer.log
+pidfile = $ROOT/bouncer/pgbouncer.pid
+EOF
+    echo '"bench" ""' >"$ROOT/bouncer/userlist.txt"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres "$ROOT/bouncer/pgbouncer.ini" "$ROOT/bouncer/userlist.txt"; fi
+    chmod 600 "$ROOT/bouncer/pgbouncer.ini"
+    # shellcheck disable=SC2016 # expanded on exit
+    bench_on_exit 'kill "$(cat "$ROOT/bouncer/pgbouncer.pid")"'
+    as_pg "$BOUNCER" -d "$ROOT/bouncer/pgbouncer.ini" >"$ROOT/bouncer/start.log" 2>&1 \
+        || { cat "$ROOT/bouncer/start.log" "$ROOT/bouncer/pgbouncer.log" >&2 2>/dev/null; die "PgBouncer did not start"; }
+    for _ in $(seq 1 50); do [ -s "$ROOT/bouncer/pgbouncer.pid" ] && break; sleep 0.1; done
+fi
+
+# --- the targets ---------------------------------------------------------------------------------
+# target_env NAME: exports libpq's variables for one target (in a subshell: passwords stay off
+# command lines).
+target_env() {
+    unset PGSERVICE PGSSLMODE PGPASSFILE
+    case $1 in
+        direct) export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGDATABASE=$PHYS PGUSER=bench PGPASSWORD=$PW PGSSLMODE=disable ;;
+        proxy) export PGHOST=$P_HOST PGPORT=$P_PORT PGDATABASE=$P_DB PGUSER=$P_USER PGPASSWORD=$P_PASS PGSSLMODE=$PROXY_SSLMODE ;;
+        pgbouncer) export PGHOST=127.0.0.1 PGPORT=$BOUNCER_PORT PGDATABASE=$PHYS PGUSER=bench PGPASSWORD='' PGSSLMODE=disable ;;
+    esac
+}
+describe() {
+    case $1 in
+        direct) echo "PostgreSQL at 127.0.0.1:$PG_PORT, database $PHYS, user bench" ;;
+        proxy) echo "tdb proxy at $P_HOST:$P_PORT, database $P_DB, user $P_USER, sslmode=$PROXY_SSLMODE" ;;
+        pgbouncer) echo "PgBouncer at 127.0.0.1:$BOUNCER_PORT, database $PHYS, user bench" ;;
+    esac
+}
+
+# run_pgbench TARGET CLIENTS SECONDS OPTIONS...: prints "tps latency_ms"; on failure prints
+# pgbench's output and exits.
+run_pgbench() {
+    local target=$1 clients=$2 secs=$3; shift 3
+    local jobs=$((clients < 2 ? clients : 2)) rc=0
+    (target_env "$target"; exec "$PGBENCH" -n -T "$secs" -c "$clients" -j "$jobs" "$@") \
+        >"$ROOT/run.out" 2>"$ROOT/run.err" || rc=$?
+    local tps lat
+    tps=$(awk '/^tps = / { print $3; exit }' "$ROOT/run.out")
+    lat=$(awk '/^latency average = / { print $4; exit }' "$ROOT/run.out")
+    if [ "$rc" -ne 0 ] || [ -z "$tps" ] || [ -z "$lat" ]; then
+        {
+            echo "pgbench failed (exit $rc) against $target: $(describe "$target")"
+            echo "command: pgbench -n -T $secs -c $clients -j $jobs $*"
+            echo "--- stderr"; cat "$ROOT/run.err"
+            echo "--- stdout"; tail -20 "$ROOT/run.out"
+        } >&2
+        if [ "$target" = proxy ]; then serve_log_tail >&2; fi
+        exit 1
+    fi
+    echo "$tps $lat"
+}
+
+step "checking every target"
+for t in $TARGETS; do
+    if ! out=$( (target_env "$t"; exec "$PSQL" -XAtq -c "SELECT count(*) FROM pgbench_branches") 2>&1); then
+        echo "$t does not answer: $(describe "$t")" >&2
+        echo "$out" >&2
+        if [ "$t" = proxy ]; then
+            echo "(is tdb's PostgreSQL proxy built? it should listen on --pg-listen $PROXY_LISTEN)" >&2
+            serve_log_tail >&2
+        fi
+        exit 1
+    fi
+    [ "$out" = "$SCALE" ] || die "$t: pgbench_branches has '$out' rows, expected $SCALE"
+    echo "$t ok: $(describe "$t")"
+    if [ "$WARMUP" -gt 0 ]; then run_pgbench "$t" 1 "$WARMUP" -S -M simple >/dev/null; fi
+done
+
+# --- the rounds ----------------------------------------------------------------------------------
+n_clients=$(wc -w <<<"$CLIENTS"); n_targets=$(wc -w <<<"$TARGETS")
+n_targets=${n_targets// /}
+total=$((ROUNDS * ${#WORKLOADS[@]} * n_clients * n_targets))
+step "$total runs of ${DURATION}s (about $((total * (DURATION + 1) / 60)) min)"
+RAW=$ROOT/raw
+: >"$RAW"
+read -ra TARGET_LIST <<<"$TARGETS"
+for round in $(seq 1 "$ROUNDS"); do
+    # Each round starts one target later, so no target always runs first or last.
+    order=()
+    for i in "${!TARGET_LIST[@]}"; do order+=("${TARGET_LIST[(i + round - 1) % n_targets]}"); done
+    for w in "${WORKLOADS[@]}"; do
+        name=${w%%|*}; opts=${w#*|}
+        for c in $CLIENTS; do
+            for t in "${order[@]}"; do
+                # shellcheck disable=SC2086
+                r=$(run_pgbench "$t" "$c" "$DURATION" $opts)
+                echo "$name|$c|$t|$round|${r% *}|${r#* }" >>"$RAW"
+                printf '[round %s/%s] %-20s c=%-3s %-9s %10.1f tps %8.3f ms\n' \
+                    "$round" "$ROUNDS" "$name" "$c" "$t" "${r% *}" "${r#* }"
+            done
+        done
+    done
+done
+
+# --- the report ----------------------------------------------------------------------------------
+# Goals: proxy/direct >= 0.75 for select-only at 8 clients, >= 0.95 for TPC-B; proxy/pgbouncer
+# >= 1.0 everywhere.
+table() {
+    awk -F'|' '
+        { k = $1 "|" $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+          tps[k, $3] += $5; lat[k, $3] += $6; cnt[k, $3]++ }
+        function m(a, k, t) { return cnt[k, t] ? a[k, t] / cnt[k, t] : "" }
+        function f(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
+        function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "" : a / b }
+        BEGIN {
+            print "| workload | clients | direct tps | proxy tps | pgbouncer tps | direct ms | proxy ms | pgbouncer ms | proxy/direct | proxy/pgbouncer | goals met |"
+            print "|---|---|---|---|---|---|---|---|---|---|---|"
+        }
+        END {
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, p, "|")
+                d = m(tps, k, "direct"); x = m(tps, k, "proxy"); b = m(tps, k, "pgbouncer")
+                rd = ratio(x, d); rb = ratio(x, b)
+                goal = ""
+                if (p[1] ~ /^select-only/ && p[2] == 8) goal = 0.75
+                if (p[1] ~ /^tpcb/) goal = 0.95
+                met = "-"
+                if (rd != "" || rb != "") {
+                    ok = 1
+                    if (rd != "" && goal != "" && rd < goal) ok = 0
+                    if (rb != "" && rb < 1.0) ok = 0
+                    met = ok ? "yes" : "no"
+                }
+                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
+                    f(d, "%.0f"), f(x, "%.0f"), f(b, "%.0f"),
+                    f(m(lat, k, "direct"), "%.3f"), f(m(lat, k, "proxy"), "%.3f"), f(m(lat, k, "pgbouncer"), "%.3f"),
+                    f(rd, "%.2f"), f(rb, "%.2f"), met
+            }
+        }' "$RAW"
+}
+PGV=$("$PSQL" -XAtq "$ADMIN" -c "SHOW server_version")
+BV=$("$BOUNCER" --version 2>/dev/null | head -1 || true)
+if [ -n "${TDB_BIN:-}" ]; then
+    REV="binary $TDB_BIN"
+else
+    REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git status --porcelain -- crates Cargo.lock 2>/dev/null)" ]; then REV="$REV+changes"; fi
+fi
+{
+    echo "# pgbench: tdb proxy vs PostgreSQL vs PgBouncer"
+    echo
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), tdb $REV, PostgreSQL $PGV, ${BV:-PgBouncer ?}, $(nproc) cores," \
+        "scale $SCALE, ${DURATION}s per run, $ROUNDS round(s), clients: $CLIENTS, targets: $TARGETS," \
+        "proxy sslmode=$PROXY_SSLMODE, shared_buffers $SHARED_BUFFERS."
+    echo "Means over the rounds; ms is pgbench's latency average; ratios are of tps."
+    echo
+    table
+    echo
+    echo "## Runs"
+    echo
+    echo "| workload | clients | target | round | tps | latency ms |"
+    echo "|---|---|---|---|---|---|"
+    awk -F'|' '{ printf "| %s | %s | %s | %s | %.1f | %.3f |\n", $1, $2, $3, $4, $5, $6 }' "$RAW"
+} >"$RESULTS"
+echo
+table
+echo
+echo "written to $RESULTS"
