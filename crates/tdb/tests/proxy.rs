@@ -292,6 +292,22 @@ async fn psql_pgbench_and_sqlx_work_through_the_proxy() {
         out.1
     );
 
+    // sqlx on the workspace: extended protocol, and DDL through a prepared statement is captured.
+    let mut ws = PgConnection::connect(&f.workspace)
+        .await
+        .expect("workspace connects");
+    sqlx::query("CREATE TABLE audit (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
+        .execute(&mut ws)
+        .await
+        .expect("DDL on the workspace");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE qty >= $1")
+        .bind(0i32)
+        .fetch_one(&mut ws)
+        .await
+        .expect("workspace query");
+    assert_eq!(n, 0, "the workspace has its own rows");
+    ws.close().await.expect("close");
+
     // pgbench through the proxy: the workspace takes its schema, then select-only (simple and
     // prepared) and TPC-B with several clients.
     let out = Command::new("pgbench")
@@ -359,6 +375,10 @@ async fn psql_pgbench_and_sqlx_work_through_the_proxy() {
         .collect();
     assert!(
         statements.iter().any(|t| t.contains("pgbench_accounts")),
+        "{statements:?}"
+    );
+    assert!(
+        statements.iter().any(|t| t.contains("CREATE TABLE audit")),
         "{statements:?}"
     );
     assert!(
@@ -548,6 +568,7 @@ async fn suspension_ends_sessions_and_holds_park_queries() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ended = ended.expect("the session survived the suspension");
+    eprintln!("suspension ended the open session after {ended:?}");
     assert!(ended < Duration::from_secs(1), "took {ended:?}");
     let out = psql(&f.acme, &["-c", "SELECT 1"]);
     assert!(

@@ -203,8 +203,18 @@ fn take_cstr(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&bytes[..end], &bytes[end + 1..]))
 }
 
+/// The statement text kept for the log: up to its NUL, at most [`MAX_STATEMENT_LEN`] bytes, in
+/// one allocation when it is valid UTF-8 (the usual case).
 fn bounded(text: &[u8]) -> Arc<str> {
-    Arc::from(frame::cstr_prefix(text, MAX_STATEMENT_LEN))
+    let end = text
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(text.len())
+        .min(MAX_STATEMENT_LEN);
+    match std::str::from_utf8(&text[..end]) {
+        Ok(s) => Arc::from(s),
+        Err(_) => Arc::from(String::from_utf8_lossy(&text[..end]).as_ref()),
+    }
 }
 
 async fn client_to_server<R, W>(
