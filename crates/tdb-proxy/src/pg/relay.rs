@@ -197,6 +197,35 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+enum Header {
+    /// A message starts at the position: its tag and total length (tag byte included).
+    Message(u8, usize),
+    /// The rest of a streamed message was passed over.
+    Skipped,
+    /// Not enough bytes for a header yet.
+    Incomplete,
+    /// A length below 4 (or negative).
+    Invalid,
+}
+
+/// Steps over what remains of a streamed message (`skip` bytes), or reads the header at `pos`.
+fn next_header(buf: &[u8], pos: &mut usize, skip: &mut usize) -> Header {
+    if *skip > 0 {
+        let take = (*skip).min(buf.len() - *pos);
+        *pos += take;
+        *skip -= take;
+        return Header::Skipped;
+    }
+    let Some(head) = buf.get(*pos..*pos + 5) else {
+        return Header::Incomplete;
+    };
+    let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+    match usize::try_from(len) {
+        Ok(n) if n >= 4 => Header::Message(head[0], n + 1),
+        _ => Header::Invalid,
+    }
+}
+
 /// Reads a NUL-terminated string at the front of `bytes`; returns it and what follows.
 fn take_cstr(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let end = bytes.iter().position(|b| *b == 0)?;
@@ -259,19 +288,13 @@ where
         let mut pos = 0;
         let mut terminate = false;
         while pos < buf.len() {
-            if skip > 0 {
-                let take = skip.min(buf.len() - pos);
-                pos += take;
-                skip -= take;
-                continue;
-            }
-            if buf.len() - pos < 5 {
-                break;
-            }
-            let tag = buf[pos];
-            let len = i32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
-            let Some(total) = usize::try_from(len).ok().filter(|n| *n >= 4).map(|n| n + 1) else {
-                return RelayEnd::ProtocolError("invalid message length from the client");
+            let (tag, total) = match next_header(&buf, &mut pos, &mut skip) {
+                Header::Message(tag, total) => (tag, total),
+                Header::Skipped => continue,
+                Header::Incomplete => break,
+                Header::Invalid => {
+                    return RelayEnd::ProtocolError("invalid message length from the client");
+                }
             };
             let streamed = tag == b'd' || total > limit;
             if streamed {
@@ -436,19 +459,13 @@ where
         let mut flushed = 0;
         let mut drained = false;
         while pos < buf.len() {
-            if skip > 0 {
-                let take = skip.min(buf.len() - pos);
-                pos += take;
-                skip -= take;
-                continue;
-            }
-            if buf.len() - pos < 5 {
-                break;
-            }
-            let tag = buf[pos];
-            let len = i32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
-            let Some(total) = usize::try_from(len).ok().filter(|n| *n >= 4).map(|n| n + 1) else {
-                return RelayEnd::ProtocolError("invalid message length from the server");
+            let (tag, total) = match next_header(&buf, &mut pos, &mut skip) {
+                Header::Message(tag, total) => (tag, total),
+                Header::Skipped => continue,
+                Header::Incomplete => break,
+                Header::Invalid => {
+                    return RelayEnd::ProtocolError("invalid message length from the server");
+                }
             };
             // Rows and COPY data stream through; every other server message is small or must be
             // read whole (an error, however long, decides what committed).
@@ -670,5 +687,58 @@ async fn queue_ddl(ctx: &SessionContext, ddl: &[(String, String)]) -> Option<Vec
             notice[0] = b'N';
             Some(notice)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_read_across_partial_buffers() {
+        let mut buf = vec![b'Q', 0, 0, 0, 8, b's', b'e', b'l', 0];
+        buf.extend_from_slice(&[b'D', 0, 0, 0, 100]);
+        let (mut pos, mut skip) = (0, 0);
+        assert!(matches!(
+            next_header(&buf[..3], &mut pos, &mut skip),
+            Header::Incomplete
+        ));
+        assert!(matches!(
+            next_header(&buf, &mut pos, &mut skip),
+            Header::Message(b'Q', 9)
+        ));
+        pos += 9;
+        assert!(matches!(
+            next_header(&buf, &mut pos, &mut skip),
+            Header::Message(b'D', 101)
+        ));
+        // Streaming the DataRow: what is here is passed over, the rest is owed.
+        skip = 101;
+        assert!(matches!(
+            next_header(&buf, &mut pos, &mut skip),
+            Header::Skipped
+        ));
+        assert_eq!((pos, skip), (buf.len(), 101 - 5));
+        let bad = [b'Q', 0xff, 0xff, 0xff, 0xff];
+        let (mut pos, mut skip) = (0, 0);
+        assert!(matches!(
+            next_header(&bad, &mut pos, &mut skip),
+            Header::Invalid
+        ));
+        let short = [b'Q', 0, 0, 0, 3];
+        assert!(matches!(
+            next_header(&short, &mut 0, &mut 0),
+            Header::Invalid
+        ));
+    }
+
+    #[test]
+    fn logged_text_is_bounded_and_valid() {
+        assert_eq!(&*bounded(b"SELECT 1\0rest"), "SELECT 1");
+        let long = vec![b'x'; MAX_STATEMENT_LEN * 2];
+        assert_eq!(bounded(&long).len(), MAX_STATEMENT_LEN);
+        let mut cut = vec![b'a'; MAX_STATEMENT_LEN - 1];
+        cut.extend_from_slice("é".as_bytes());
+        assert!(bounded(&cut).starts_with('a'));
     }
 }

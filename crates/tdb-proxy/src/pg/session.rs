@@ -428,7 +428,7 @@ where
                 super::backend::cancel(&target.host, target.port, backend.pid, backend.key).await;
             backend.terminate().await;
         }
-        RelayEnd::DeadlinePassed => {
+        end @ (RelayEnd::Drained | RelayEnd::DeadlinePassed) => {
             fail_w(
                 client_w,
                 PgError::fatal(
@@ -437,19 +437,11 @@ where
                 ),
             )
             .await;
-            let _ =
-                super::backend::cancel(&target.host, target.port, backend.pid, backend.key).await;
-            backend.terminate().await;
-        }
-        RelayEnd::Drained => {
-            fail_w(
-                client_w,
-                PgError::fatal(
-                    "57P01",
-                    "terminating connection because tdb is shutting down",
-                ),
-            )
-            .await;
+            if end == RelayEnd::DeadlinePassed {
+                // A transaction still open at the deadline: stop its statement first.
+                let _ = super::backend::cancel(&target.host, target.port, backend.pid, backend.key)
+                    .await;
+            }
             backend.terminate().await;
         }
         RelayEnd::ProtocolError(what) => {
