@@ -244,7 +244,10 @@ async fn workspace_flow_through_the_cli() {
         "--max-rows-per-query",
         "2",
     ]);
-    assert!(settings.contains("Deploy to apply"), "{settings}");
+    assert!(
+        settings.contains("New proxy sessions of the blueprint"),
+        "{settings}"
+    );
     let rows = cli.json(&[
         "workspaces",
         "query",
@@ -329,6 +332,13 @@ async fn tenant_and_deployment_flow_through_the_cli() {
         "{list}"
     );
     assert!(cli.ok(&["tenants", "get", "acme"]).contains("fintech v2"));
+    let read = cli.ok(&["tenants", "credential", "acme", "--role", "read"]);
+    assert!(read.contains("read credential t_"), "{read}");
+    assert!(read.contains("/fintech__acme?sslmode=require"), "{read}");
+    assert!(
+        cli.fails(&["tenants", "credential", "acme", "--role", "owner"])
+            .contains("role must be 'read' or 'write'")
+    );
     assert!(cli.ok(&["tenants", "deployments", "acme"]).contains(&id));
 
     let rows = cli.ok(&[

@@ -715,7 +715,7 @@ async fn patch_settings(
     Ok(Reply::ok(SettingsSaved {
         settings,
         message: if tenant {
-            "Settings saved. Deploy to apply to tenants."
+            "Settings saved. New proxy sessions of the blueprint's tenants follow them at once."
         } else {
             "Settings saved."
         },
