@@ -18,7 +18,9 @@ pub struct CancelTarget {
 
 pub struct CancelKeys {
     next_pid: AtomicU32,
-    sessions: Mutex<HashMap<u32, (u32, CancelTarget)>>,
+    /// `None` while a session holds no server connection (transaction pooling, between
+    /// transactions): a cancel then reaches nobody, never another client's query.
+    sessions: Mutex<HashMap<u32, (u32, Option<CancelTarget>)>>,
 }
 
 impl Default for CancelKeys {
@@ -35,8 +37,15 @@ impl CancelKeys {
     pub fn register(&self, target: CancelTarget) -> (u32, u32) {
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed).max(1);
         let key: u32 = rand::thread_rng().r#gen();
-        self.lock().insert(pid, (key, target));
+        self.lock().insert(pid, (key, Some(target)));
         (pid, key)
+    }
+
+    /// Points a session's cancel key at the server connection it now uses, or at none.
+    pub fn retarget(&self, pid: u32, target: Option<CancelTarget>) {
+        if let Some(entry) = self.lock().get_mut(&pid) {
+            entry.1 = target;
+        }
     }
 
     pub fn unregister(&self, pid: u32) {
@@ -54,10 +63,13 @@ impl CancelKeys {
             .iter()
             .zip(given)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        (diff == 0).then(|| target.clone())
+        if diff != 0 {
+            return None;
+        }
+        target.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (u32, CancelTarget)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (u32, Option<CancelTarget>)>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -89,6 +101,8 @@ mod tests {
             keys.lookup(pid.wrapping_add(1), &key.to_be_bytes())
                 .is_none()
         );
+        keys.retarget(pid, None);
+        assert!(keys.lookup(pid, &key.to_be_bytes()).is_none(), "detached");
         keys.unregister(pid);
         assert!(keys.lookup(pid, &key.to_be_bytes()).is_none());
     }

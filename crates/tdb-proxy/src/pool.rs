@@ -76,6 +76,13 @@ impl Pool {
         if !conn.reset().await {
             return;
         }
+        // DISCARD ALL dropped every prepared statement.
+        conn.prepared.clear();
+        self.keep(target, conn).await;
+    }
+
+    /// Keeps `conn` as it is, between two transactions (transaction pooling).
+    pub async fn keep(&self, target: BackendTarget, mut conn: Backend) {
         conn.idle_since = Instant::now();
         let surplus = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

@@ -800,3 +800,103 @@ async fn shutdown_lets_open_transactions_finish() {
     );
     assert_eq!(stdout(&out), "in-flight,still", "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn transaction_pooling_shares_server_connections_and_keeps_prepared_statements() {
+    let s = start().await;
+    let f = fixture(&s).await;
+    let (st, body) = call(
+        &s,
+        Method::PATCH,
+        "/workspaces/app/settings",
+        Some(&f.key),
+        Some(&json!({"pool_mode": "transaction"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["settings"]["pool_mode"], "transaction");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Six open client sessions, used one after another, share one server connection.
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(PgConnection::connect(&f.acme).await.expect("connect"));
+    }
+    let mut pids = std::collections::HashSet::new();
+    for round in 0..3 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            // Named prepared statements (sqlx prepares and caches them): every client names its
+            // first statement alike, with different text.
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *c)
+                .await
+                .expect("pid");
+            pids.insert(pid);
+            let sql = format!("SELECT $1::int + {i}");
+            let n: i32 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(round)
+                .fetch_one(&mut *c)
+                .await
+                .expect("a prepared statement on whichever server connection");
+            assert_eq!(n, round + i as i32);
+        }
+    }
+    assert!(pids.len() <= 2, "server connections used: {pids:?}");
+    // An explicit transaction keeps its server connection to the end.
+    let c = &mut clients[0];
+    sqlx::raw_sql("BEGIN; INSERT INTO items (name) VALUES ('tx')")
+        .execute(&mut *c)
+        .await
+        .expect("begin");
+    let inside: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *c)
+        .await
+        .expect("pid");
+    let mut other = PgConnection::connect(&f.acme).await.expect("connect");
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE name = 'tx'")
+        .fetch_one(&mut other)
+        .await
+        .expect("other client");
+    assert_eq!(seen, 0, "another client saw an uncommitted row");
+    let still: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *c)
+        .await
+        .expect("pid");
+    assert_eq!(
+        inside, still,
+        "a transaction moved between server connections"
+    );
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *c)
+        .await
+        .expect("commit");
+    // max_connections (10) counts client sessions in either pool mode.
+    drop(clients);
+    drop(other);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // pgbench's prepared and extended modes, several clients at once.
+    let script = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(
+        script.path(),
+        "\\set id random(1, 2)\nBEGIN;\nSELECT name FROM items WHERE id = :id;\nUPDATE items SET qty = qty + 1 WHERE id = :id;\nEND;\n",
+    )
+    .expect("script");
+    psql(
+        &f.acme,
+        &["-c", "INSERT INTO items (name) VALUES ('a'), ('b')"],
+    );
+    for mode in ["prepared", "extended", "simple"] {
+        let out = Command::new("pgbench")
+            .args(["-n", "-M", mode, "-c", "4", "-j", "2", "-t", "100", "-f"])
+            .arg(script.path())
+            .arg(&f.acme)
+            .output()
+            .expect("pgbench");
+        let text = stdout(&out);
+        assert!(out.status.success(), "{mode}: {}\n{text}", stderr(&out));
+        assert!(text.contains("number of failed transactions: 0"), "{text}");
+    }
+    let out = psql(&f.acme, &["-c", "SELECT sum(qty) FROM items WHERE id <= 2"]);
+    assert_eq!(stdout(&out), "1200", "{}", stderr(&out));
+}

@@ -293,11 +293,16 @@ async fn only_committed_ddl_is_captured_and_limits_hold() {
     let (_, settings) = get(&s, "/workspaces/app/settings", &key).await;
     assert_eq!(
         settings["settings"],
-        json!({"query_timeout_ms": 300, "max_rows_per_query": 5, "max_connections": 10})
+        json!({"query_timeout_ms": 300, "max_rows_per_query": 5, "max_connections": 10, "pool_mode": "session"})
     );
     assert_eq!(
         settings["available_fields"],
-        json!(["query_timeout_ms", "max_rows_per_query", "max_connections"])
+        json!([
+            "query_timeout_ms",
+            "max_rows_per_query",
+            "max_connections",
+            "pool_mode"
+        ])
     );
 }
 

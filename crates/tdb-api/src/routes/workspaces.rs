@@ -623,7 +623,7 @@ async fn revert_ddl(
 pub struct SettingsResponse {
     database_type: String,
     settings: Settings,
-    available_fields: [&'static str; 3],
+    available_fields: [&'static str; 4],
 }
 
 /// Current limits of the workspace.
@@ -650,6 +650,8 @@ pub struct SettingsPatch {
     query_timeout_ms: Option<u64>,
     max_rows_per_query: Option<u64>,
     max_connections: Option<u32>,
+    /// `session` or `transaction`.
+    pool_mode: Option<tdb_core::settings::PoolMode>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -705,6 +707,7 @@ async fn patch_settings(
     settings.query_timeout_ms = timeout.unwrap_or(settings.query_timeout_ms);
     settings.max_rows_per_query = rows.unwrap_or(settings.max_rows_per_query);
     settings.max_connections = conns.unwrap_or(settings.max_connections);
+    settings.pool_mode = req.pool_mode.unwrap_or(settings.pool_mode);
     let value = serde_json::to_value(settings).map_err(ApiError::internal)?;
     state
         .catalog

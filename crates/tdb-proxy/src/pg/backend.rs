@@ -25,6 +25,9 @@ pub struct BackendTarget {
     pub password: String,
     /// Startup parameters (`statement_timeout`, the client's `application_name`, …), sorted.
     pub params: Vec<(String, String)>,
+    /// Not sent: keeps transaction-pooled connections (not reset between clients) apart from
+    /// session-pooled ones in the pool.
+    pub transaction_pooling: bool,
 }
 
 impl std::fmt::Debug for BackendTarget {
@@ -46,6 +49,9 @@ pub struct Backend {
     pub pid: u32,
     pub key: u32,
     pub idle_since: Instant,
+    /// Statements the proxy prepared on this connection under their shared names
+    /// (transaction pooling), so the next client need not prepare them again.
+    pub prepared: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +191,7 @@ impl Backend {
                         pid: keys.0,
                         key: keys.1,
                         idle_since: Instant::now(),
+                        prepared: std::collections::HashSet::new(),
                     });
                 }
                 _ => return Err(BackendError::Protocol("unexpected message in handshake")),

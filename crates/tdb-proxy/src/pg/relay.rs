@@ -4,7 +4,7 @@
 //! `ReadyForQuery` (transaction state). Row data and COPY data are streamed without buffering
 //! the whole message. Each direction runs as its own future, so neither can block the other.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -54,6 +54,8 @@ pub struct SessionContext {
     /// Cancelled when tdb shuts down; open transactions then get `shutdown_grace` to finish.
     pub shutdown: CancellationToken,
     pub shutdown_grace: std::time::Duration,
+    /// Transaction pooling: the relay ends (`Detached`) when a transaction is over.
+    pub transaction_mode: bool,
 }
 
 impl SessionContext {
@@ -77,6 +79,9 @@ pub enum RelayEnd {
     DeadlinePassed,
     /// A malformed message from either side.
     ProtocolError(&'static str),
+    /// Transaction pooling: the transaction is over and the server connection is free again;
+    /// `reusable` unless the server sent more than was asked for.
+    Detached { reusable: bool },
 }
 
 #[derive(Debug)]
@@ -114,11 +119,190 @@ struct Shared {
     /// client's `CopyDone` or `CopyFail`.
     copy_in: bool,
     draining: bool,
+    /// The client side is between reading a batch and having written it to the server.
+    forwarding: bool,
+    /// Transaction pooling: the server side decided to give the connection back; the client
+    /// side must not send it anything more.
+    detaching: bool,
+    /// Shared statement names prepared on this server connection (transaction pooling).
+    prepared: HashSet<String>,
+    /// Every Parse sent and not yet answered, in order: its shared name (if it prepares one)
+    /// and whether the proxy sent it on its own (its ParseComplete is then not relayed).
+    parses: VecDeque<(Option<String>, bool)>,
 }
 
 impl Shared {
     fn idle(&self) -> bool {
-        self.pending.is_empty() && self.status == b'I' && !self.unsynced && !self.copy_in
+        self.pending.is_empty()
+            && self.status == b'I'
+            && !self.unsynced
+            && !self.copy_in
+            && !self.forwarding
+    }
+}
+
+/// What a client session keeps across relays: transaction pooling ends a relay after every
+/// transaction and starts another on whichever server connection is free.
+#[derive(Default)]
+pub struct ClientState {
+    buf: BytesMut,
+    skip: usize,
+    /// Statement and portal texts, for the log.
+    prepared: HashMap<Vec<u8>, Prepared>,
+    portals: HashMap<Vec<u8>, Prepared>,
+    /// Transaction pooling: the client's statement names and what they stand for.
+    named: HashMap<Vec<u8>, Arc<SharedStatement>>,
+}
+
+impl ClientState {
+    /// Client bytes already read and not yet relayed.
+    pub fn has_input(&self) -> bool {
+        !self.buf.is_empty() && self.skip == 0
+    }
+
+    /// Whether the next message is Terminate.
+    pub fn terminates(&self) -> bool {
+        self.buf.first() == Some(&b'X')
+    }
+
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        &mut self.buf
+    }
+}
+
+/// A named statement under the name every client shares for it on a server connection.
+struct SharedStatement {
+    server_name: String,
+    /// The Parse message after its name: query, parameter count and types.
+    tail: Vec<u8>,
+}
+
+impl SharedStatement {
+    fn new(tail: &[u8]) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(tail);
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            server_name: format!("tdb_{hex}"),
+            tail: tail.to_vec(),
+        }
+    }
+}
+
+fn parse_message(out: &mut Vec<u8>, name: &str, tail: &[u8]) {
+    frame::message(out, b'P', |b| {
+        frame::cstr(b, name);
+        b.extend_from_slice(tail);
+    });
+}
+
+/// Transaction pooling: rewrites the client's named statements to their shared names, so any
+/// server connection serves them (preparing them first where needed). Returns false when the
+/// message goes through as it is. Every Parse sent is recorded, so ParseComplete messages can
+/// be matched to it.
+fn rewrite_for_sharing(
+    tag: u8,
+    body: &[u8],
+    named: &mut HashMap<Vec<u8>, Arc<SharedStatement>>,
+    shared: &Mutex<Shared>,
+    out: &mut Vec<u8>,
+) -> bool {
+    match tag {
+        b'P' => {
+            let Some((name, tail)) = take_cstr(body) else {
+                return false;
+            };
+            if name.is_empty() {
+                lock(shared).parses.push_back((None, false));
+                return false;
+            }
+            let st = Arc::new(SharedStatement::new(tail));
+            named.insert(name_key(name), st.clone());
+            let mut s = lock(shared);
+            let known = s.prepared.contains(&st.server_name)
+                || s.parses
+                    .iter()
+                    .any(|(n, _)| n.as_deref() == Some(st.server_name.as_str()));
+            if known {
+                // Already there: an unnamed Parse of the same text still answers the client's
+                // ParseComplete in its place.
+                parse_message(out, "", &st.tail);
+                s.parses.push_back((None, false));
+            } else {
+                parse_message(out, &st.server_name, &st.tail);
+                s.parses.push_back((Some(st.server_name.clone()), false));
+            }
+            true
+        }
+        b'B' => {
+            let Some((portal, rest)) = take_cstr(body) else {
+                return false;
+            };
+            let Some((statement, params)) = take_cstr(rest) else {
+                return false;
+            };
+            let Some(st) = (!statement.is_empty())
+                .then(|| named.get(&name_key(statement)))
+                .flatten()
+            else {
+                return false;
+            };
+            ensure_prepared(shared, st, out);
+            frame::message(out, b'B', |b| {
+                b.extend_from_slice(portal);
+                b.push(0);
+                frame::cstr(b, &st.server_name);
+                b.extend_from_slice(params);
+            });
+            true
+        }
+        b'D' | b'C' => {
+            let Some((&kind, rest)) = body.split_first() else {
+                return false;
+            };
+            let Some((name, _)) = take_cstr(rest) else {
+                return false;
+            };
+            if kind != b'S' || name.is_empty() {
+                return false;
+            }
+            if tag == b'C' {
+                // Other clients may share the statement: forget the client's name only. Closing
+                // a statement that does not exist still answers CloseComplete.
+                named.remove(&name_key(name));
+                frame::message(out, b'C', |b| {
+                    b.push(b'S');
+                    frame::cstr(b, "tdb_closed_by_client");
+                });
+                return true;
+            }
+            let Some(st) = named.get(&name_key(name)) else {
+                return false;
+            };
+            ensure_prepared(shared, st, out);
+            frame::message(out, b'D', |b| {
+                b.push(b'S');
+                frame::cstr(b, &st.server_name);
+            });
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Prepares `st` on the connection unless it is there or on its way.
+fn ensure_prepared(shared: &Mutex<Shared>, st: &SharedStatement, out: &mut Vec<u8>) {
+    let mut s = lock(shared);
+    let known = s.prepared.contains(&st.server_name)
+        || s.parses
+            .iter()
+            .any(|(n, _)| n.as_deref() == Some(st.server_name.as_str()));
+    if !known {
+        parse_message(out, &st.server_name, &st.tail);
+        s.parses.push_back((Some(st.server_name.clone()), true));
     }
 }
 
@@ -142,6 +326,8 @@ pub async fn relay<CR, CW, SR, SW>(
     server_r: &mut SR,
     server_w: &mut SW,
     ctx: &SessionContext,
+    state: &mut ClientState,
+    prepared: &mut HashSet<String>,
 ) -> RelayOutcome
 where
     CR: AsyncRead + Unpin,
@@ -155,8 +341,12 @@ where
         unsynced: false,
         copy_in: false,
         draining: false,
+        forwarding: false,
+        detaching: false,
+        prepared: std::mem::take(prepared),
+        parses: VecDeque::new(),
     });
-    let up = client_to_server(client_r, server_w, &shared, ctx);
+    let up = client_to_server(client_r, server_w, &shared, ctx, state);
     let down = server_to_client(server_r, client_w, &shared, ctx);
     tokio::pin!(up, down);
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -176,8 +366,12 @@ where
             _ = sleep_until(deadline), if deadline.is_some() => break RelayEnd::DeadlinePassed,
         }
     };
-    let idle = lock(&shared).idle();
-    RelayOutcome { end, idle }
+    let mut s = lock(&shared);
+    *prepared = std::mem::take(&mut s.prepared);
+    RelayOutcome {
+        end,
+        idle: s.idle(),
+    }
 }
 
 pub struct RelayOutcome {
@@ -251,6 +445,7 @@ async fn client_to_server<R, W>(
     server: &mut W,
     shared: &Mutex<Shared>,
     ctx: &SessionContext,
+    state: &mut ClientState,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -263,21 +458,31 @@ where
     };
     let workspace = ctx.is_workspace();
     let no_stmts: Arc<Vec<Stmt>> = Arc::new(Vec::new());
-    let mut prepared: HashMap<Vec<u8>, Prepared> = HashMap::new();
-    let mut portals: HashMap<Vec<u8>, Prepared> = HashMap::new();
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut skip = 0usize;
+    let tx_mode = ctx.transaction_mode;
+    let ClientState {
+        buf,
+        skip,
+        prepared,
+        portals,
+        named,
+    } = state;
+    // Bytes read before a re-attach are handled before reading more.
+    let mut unread = !buf.is_empty();
+    let mut out: Vec<u8> = Vec::new();
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-            buf.reserve(READ_CHUNK);
+        if !unread {
+            if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+                buf.reserve(READ_CHUNK);
+            }
+            while lock(shared).pending.len() >= MAX_PENDING {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            match client.read_buf(buf).await {
+                Ok(0) | Err(_) => return RelayEnd::ClientGone,
+                Ok(_) => {}
+            }
         }
-        while lock(shared).pending.len() >= MAX_PENDING {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        match client.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return RelayEnd::ClientGone,
-            Ok(_) => {}
-        }
+        unread = false;
         // A held gate parks new work: the bytes wait here until it opens.
         if let Some(gate) = &ctx.gate
             && gate.is_held()
@@ -285,10 +490,23 @@ where
         {
             gate.pass().await;
         }
+        if tx_mode {
+            let detaching = {
+                let mut s = lock(shared);
+                s.forwarding = !s.detaching;
+                s.detaching
+            };
+            if detaching {
+                // The server side ends the relay; these bytes wait for the next connection.
+                return std::future::pending().await;
+            }
+        }
         let mut pos = 0;
+        let mut flushed = 0;
+        out.clear();
         let mut terminate = false;
         while pos < buf.len() {
-            let (tag, total) = match next_header(&buf, &mut pos, &mut skip) {
+            let (tag, total) = match next_header(buf, &mut pos, skip) {
                 Header::Message(tag, total) => (tag, total),
                 Header::Skipped => continue,
                 Header::Incomplete => break,
@@ -310,16 +528,25 @@ where
                         no_stmts.clone(),
                     );
                 }
-                skip = total;
+                *skip = total;
                 continue;
             }
             if buf.len() - pos < total {
-                buf.reserve(total - (buf.len() - pos));
+                let need = total - (buf.len() - pos);
+                buf.reserve(need);
                 break;
             }
             let body = &buf[pos + 5..pos + total];
             if matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H') {
                 lock(shared).unsynced = true;
+            }
+            if tx_mode {
+                let mut rewritten = Vec::new();
+                if rewrite_for_sharing(tag, body, named, shared, &mut rewritten) {
+                    out.extend_from_slice(&buf[flushed..pos]);
+                    out.extend_from_slice(&rewritten);
+                    flushed = pos + total;
+                }
             }
             match tag {
                 b'Q' => {
@@ -409,10 +636,19 @@ where
             pos += total;
         }
         if pos > 0 {
-            if server.write_all(&buf[..pos]).await.is_err() || server.flush().await.is_err() {
+            let bytes: &[u8] = if flushed == 0 && out.is_empty() {
+                &buf[..pos]
+            } else {
+                out.extend_from_slice(&buf[flushed..pos]);
+                &out
+            };
+            if server.write_all(bytes).await.is_err() || server.flush().await.is_err() {
                 return RelayEnd::ServerGone;
             }
             buf.advance(pos);
+        }
+        if tx_mode {
+            lock(shared).forwarding = false;
         }
         if terminate {
             return RelayEnd::ClientGone;
@@ -458,6 +694,7 @@ where
         let mut pos = 0;
         let mut flushed = 0;
         let mut drained = false;
+        let mut detach = false;
         while pos < buf.len() {
             let (tag, total) = match next_header(&buf, &mut pos, &mut skip) {
                 Header::Message(tag, total) => (tag, total),
@@ -523,6 +760,9 @@ where
                     let (finished, ddl_refused) = {
                         let mut s = lock(shared);
                         s.copy_in = false;
+                        // Everything after the failing message is skipped up to Sync: no Parse
+                        // still outstanding will be answered.
+                        s.parses.clear();
                         let ddl_refused =
                             tenant && code == "42501" && s.pending.front().is_some_and(was_ddl);
                         let finished = match s.pending.front_mut() {
@@ -547,6 +787,27 @@ where
                         if write(client, &buf[flushed..pos]).await.is_err()
                             || write(client, &replaced).await.is_err()
                         {
+                            return RelayEnd::ClientGone;
+                        }
+                        flushed = pos + total;
+                    }
+                }
+                b'1' => {
+                    let injected = {
+                        let mut s = lock(shared);
+                        match s.parses.pop_front() {
+                            Some((name, injected)) => {
+                                if let Some(name) = name {
+                                    s.prepared.insert(name);
+                                }
+                                injected
+                            }
+                            None => false,
+                        }
+                    };
+                    if injected {
+                        // The client did not send this Parse; it must not see its answer.
+                        if write(client, &buf[flushed..pos]).await.is_err() {
                             return RelayEnd::ClientGone;
                         }
                         flushed = pos + total;
@@ -582,6 +843,10 @@ where
                         }
                         let finished = s.pending.pop_front();
                         drained = s.draining && s.idle();
+                        if ctx.transaction_mode && !drained && s.idle() {
+                            s.detaching = true;
+                            detach = true;
+                        }
                         finished
                     };
                     if let Some(p) = finished
@@ -606,7 +871,7 @@ where
                             }
                         }
                     }
-                    if drained {
+                    if drained || detach {
                         pos += total;
                         break;
                     }
@@ -624,6 +889,13 @@ where
         buf.advance(pos);
         if drained {
             return RelayEnd::Drained;
+        }
+        if detach {
+            // Anything the server sent past ReadyForQuery (a notice, a notification) belongs
+            // to no one now: such a connection is not given to another client.
+            return RelayEnd::Detached {
+                reusable: buf.is_empty(),
+            };
         }
     }
 }

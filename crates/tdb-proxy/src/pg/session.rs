@@ -11,12 +11,13 @@ use tokio_rustls::server::TlsStream;
 
 use super::backend::{BackendError, BackendTarget};
 use super::frame::{self, PgError};
-use super::relay::{RelayEnd, SessionContext, relay};
+use super::relay::{ClientState, RelayEnd, SessionContext, relay};
 use super::scram::{self, ScramServer, Verifier};
 use super::startup::{self, StartupRequest};
 use crate::cancel::CancelTarget;
 use crate::route::Route;
 use crate::{PlaintextPolicy, ProxyState};
+use tdb_core::settings::PoolMode;
 
 /// Client startup parameters passed on to the server; everything else is ignored (the route
 /// decides the rest, and `options` could override settings the route applies).
@@ -352,6 +353,7 @@ where
         )
         .await;
     };
+    let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
     let mut params = auth.params.clone();
     params.push((
         "statement_timeout".into(),
@@ -365,8 +367,9 @@ where
         user: access.user,
         password: access.password,
         params,
+        transaction_pooling: transaction_mode,
     };
-    let (mut backend, _reused) = match proxy.pool.acquire(&target).await {
+    let (backend, _reused) = match proxy.pool.acquire(&target).await {
         Ok(b) => b,
         Err(e) => return fail_w(client_w, backend_error(e, &route, &auth.database)).await,
     };
@@ -406,15 +409,79 @@ where
         kill,
         shutdown: proxy.shutdown.clone(),
         shutdown_grace: proxy.config.shutdown_grace,
+        transaction_mode,
     };
-    let outcome = {
-        let (mut sr, mut sw) = backend.stream.split();
-        relay(client_r, client_w, &mut sr, &mut sw, &ctx).await
+    let mut state = ClientState::default();
+    let mut attached = if transaction_mode {
+        // The connection served the greeting; the first transaction takes whichever is free.
+        proxy.cancels.retarget(pid, None);
+        proxy.pool.keep(target.clone(), backend).await;
+        None
+    } else {
+        Some(backend)
+    };
+    // Session pooling: one relay for the whole session. Transaction pooling: one relay per
+    // transaction, each on whichever server connection is free when the client sends work.
+    let (end, idle, mut backend) = loop {
+        let mut backend = match attached.take() {
+            Some(b) => b,
+            None => match wait_for_work(client_r, &mut state, &ctx).await {
+                Some(end) => break (end, true, None),
+                None => match proxy.pool.acquire(&target).await {
+                    Ok((b, _)) => b,
+                    Err(e) => {
+                        fail_w(client_w, backend_error(e, &route, &auth.database)).await;
+                        break (RelayEnd::ServerGone, false, None);
+                    }
+                },
+            },
+        };
+        proxy.cancels.retarget(
+            pid,
+            Some(CancelTarget {
+                host: target.host.clone(),
+                port: target.port,
+                pid: backend.pid,
+                key: backend.key,
+            }),
+        );
+        let outcome = {
+            let (mut sr, mut sw) = backend.stream.split();
+            relay(
+                client_r,
+                client_w,
+                &mut sr,
+                &mut sw,
+                &ctx,
+                &mut state,
+                &mut backend.prepared,
+            )
+            .await
+        };
+        proxy.cancels.retarget(pid, None);
+        match outcome.end {
+            RelayEnd::Detached { reusable } => {
+                if reusable {
+                    proxy.pool.keep(target.clone(), backend).await;
+                } else {
+                    backend.terminate().await;
+                }
+            }
+            end => break (end, outcome.idle, Some(backend)),
+        }
     };
     proxy.cancels.unregister(pid);
     drop(slot);
-    match outcome.end {
-        RelayEnd::ClientGone if outcome.idle => {
+    let Some(backend) = backend.take() else {
+        // Between transactions (transaction pooling): no server connection to clean up.
+        end_without_server(client_w, end, &route, proxy).await;
+        return;
+    };
+    match end {
+        RelayEnd::ClientGone if idle && transaction_mode => {
+            proxy.pool.keep(target, backend).await;
+        }
+        RelayEnd::ClientGone if idle => {
             proxy.pool.release(target, backend).await;
         }
         RelayEnd::Killed => {
@@ -447,7 +514,57 @@ where
         RelayEnd::ProtocolError(what) => {
             fail_w(client_w, PgError::fatal("08P01", what)).await;
         }
-        RelayEnd::ClientGone | RelayEnd::ServerGone => {}
+        RelayEnd::ClientGone | RelayEnd::ServerGone | RelayEnd::Detached { .. } => {}
+    }
+}
+
+/// Transaction pooling, between transactions: waits until the client sends something (then
+/// `None`: time to take a server connection), or the session ends (its end).
+async fn wait_for_work<R: AsyncRead + Unpin>(
+    client_r: &mut R,
+    state: &mut ClientState,
+    ctx: &SessionContext,
+) -> Option<RelayEnd> {
+    use tokio::io::AsyncReadExt;
+    if state.has_input() {
+        return state.terminates().then_some(RelayEnd::ClientGone);
+    }
+    tokio::select! {
+        read = client_r.read_buf(state.buffer()) => match read {
+            Ok(0) | Err(_) => Some(RelayEnd::ClientGone),
+            Ok(_) => state.terminates().then_some(RelayEnd::ClientGone),
+        },
+        _ = ctx.kill.cancelled() => Some(RelayEnd::Killed),
+        _ = ctx.shutdown.cancelled() => Some(RelayEnd::Drained),
+    }
+}
+
+/// The end of a session that holds no server connection.
+async fn end_without_server<W: AsyncWrite + Unpin>(
+    client_w: &mut W,
+    end: RelayEnd,
+    route: &Route,
+    proxy: &ProxyState,
+) {
+    match end {
+        RelayEnd::Killed => {
+            let why = match proxy.router.tenant_status_text(route).await {
+                Some(status) => format!("terminating connection: {} is {status}", route.describe()),
+                None => format!("terminating connection: {} was removed", route.describe()),
+            };
+            fail_w(client_w, PgError::fatal("57P01", why)).await;
+        }
+        RelayEnd::Drained | RelayEnd::DeadlinePassed => {
+            fail_w(
+                client_w,
+                PgError::fatal(
+                    "57P01",
+                    "terminating connection because tdb is shutting down",
+                ),
+            )
+            .await;
+        }
+        _ => {}
     }
 }
 

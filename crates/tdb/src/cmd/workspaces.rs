@@ -64,6 +64,9 @@ pub enum WorkspacesCommand {
         max_rows_per_query: Option<u64>,
         #[arg(long)]
         max_connections: Option<u32>,
+        /// session or transaction: how the proxy shares server connections
+        #[arg(long)]
+        pool_mode: Option<String>,
     },
 }
 
@@ -225,6 +228,7 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
             query_timeout_ms,
             max_rows_per_query,
             max_connections,
+            pool_mode,
         } => {
             let mut patch = serde_json::Map::new();
             if let Some(v) = query_timeout_ms {
@@ -236,6 +240,9 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
             if let Some(v) = max_connections {
                 patch.insert("max_connections".into(), v.into());
             }
+            if let Some(v) = pool_mode {
+                patch.insert("pool_mode".into(), v.into());
+            }
             let reply = if patch.is_empty() {
                 c.workspace_settings(&name).await?
             } else {
@@ -244,7 +251,12 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
             let r = &reply.raw;
             ctx.print(r, || {
                 let s = &r["settings"];
-                for field in ["query_timeout_ms", "max_rows_per_query", "max_connections"] {
+                for field in [
+                    "query_timeout_ms",
+                    "max_rows_per_query",
+                    "max_connections",
+                    "pool_mode",
+                ] {
                     println!("{field:20}  {}", s[field]);
                 }
                 if let Some(m) = r["message"].as_str() {
