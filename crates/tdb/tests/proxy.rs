@@ -83,6 +83,20 @@ async fn fixture(s: &TdbServer) -> Fixture {
     }
 }
 
+/// Changes the workspace's settings (which also govern its blueprint's tenants).
+async fn patch_settings(s: &TdbServer, f: &Fixture, body: serde_json::Value) -> serde_json::Value {
+    let (st, reply) = call(
+        s,
+        Method::PATCH,
+        "/workspaces/app/settings",
+        Some(&f.key),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{reply}");
+    reply
+}
+
 async fn wait_deployment(s: &TdbServer, key: &str, id: &str) {
     for _ in 0..300 {
         let (_, d) = get(s, &format!("/deployments/{id}"), key).await;
@@ -661,15 +675,12 @@ async fn suspension_ends_sessions_and_holds_park_queries() {
 async fn limits_apply_to_tenant_sessions() {
     let s = start().await;
     let f = fixture(&s).await;
-    let (st, body) = call(
+    patch_settings(
         &s,
-        Method::PATCH,
-        "/workspaces/app/settings",
-        Some(&f.key),
-        Some(&json!({"max_connections": 2, "query_timeout_ms": 300}).to_string()),
+        &f,
+        json!({"max_connections": 2, "query_timeout_ms": 300}),
     )
     .await;
-    assert_eq!(st, 200, "{body}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut a = PgConnection::connect(&f.acme).await.expect("first");
     let _b = PgConnection::connect(&f.acme).await.expect("second");
@@ -805,15 +816,7 @@ async fn shutdown_lets_open_transactions_finish() {
 async fn transaction_pooling_shares_server_connections_and_keeps_prepared_statements() {
     let s = start().await;
     let f = fixture(&s).await;
-    let (st, body) = call(
-        &s,
-        Method::PATCH,
-        "/workspaces/app/settings",
-        Some(&f.key),
-        Some(&json!({"pool_mode": "transaction"}).to_string()),
-    )
-    .await;
-    assert_eq!(st, 200, "{body}");
+    let body = patch_settings(&s, &f, json!({"pool_mode": "transaction"})).await;
     assert_eq!(body["settings"]["pool_mode"], "transaction");
     tokio::time::sleep(Duration::from_millis(300)).await;
 

@@ -472,9 +472,12 @@ where
     };
     proxy.cancels.unregister(pid);
     drop(slot);
+    // What the client is told, then what becomes of the server connection.
+    if let Some(error) = farewell(&end, &route, proxy).await {
+        fail_w(client_w, error).await;
+    }
     let Some(backend) = backend.take() else {
         // Between transactions (transaction pooling): no server connection to clean up.
-        end_without_server(client_w, end, &route, proxy).await;
         return;
     };
     match end {
@@ -484,37 +487,36 @@ where
         RelayEnd::ClientGone if idle => {
             proxy.pool.release(target, backend).await;
         }
-        RelayEnd::Killed => {
-            let why = match proxy.router.tenant_status_text(&route).await {
-                Some(status) => format!("terminating connection: {} is {status}", route.describe()),
-                None => format!("terminating connection: {} was removed", route.describe()),
-            };
-            fail_w(client_w, PgError::fatal("57P01", why)).await;
+        RelayEnd::Killed | RelayEnd::DeadlinePassed => {
             // Stop what is running now; Terminate alone waits for the statement to end.
             let _ =
                 super::backend::cancel(&target.host, target.port, backend.pid, backend.key).await;
             backend.terminate().await;
         }
-        end @ (RelayEnd::Drained | RelayEnd::DeadlinePassed) => {
-            fail_w(
-                client_w,
-                PgError::fatal(
-                    "57P01",
-                    "terminating connection because tdb is shutting down",
-                ),
-            )
-            .await;
-            if end == RelayEnd::DeadlinePassed {
-                // A transaction still open at the deadline: stop its statement first.
-                let _ = super::backend::cancel(&target.host, target.port, backend.pid, backend.key)
-                    .await;
-            }
-            backend.terminate().await;
+        RelayEnd::Drained => backend.terminate().await,
+        RelayEnd::ProtocolError(_)
+        | RelayEnd::ClientGone
+        | RelayEnd::ServerGone
+        | RelayEnd::Detached { .. } => {}
+    }
+}
+
+/// The error a session's client gets as it ends, if any.
+async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<PgError> {
+    match end {
+        RelayEnd::Killed => {
+            let why = match proxy.router.tenant_status_text(route).await {
+                Some(status) => format!("terminating connection: {} is {status}", route.describe()),
+                None => format!("terminating connection: {} was removed", route.describe()),
+            };
+            Some(PgError::fatal("57P01", why))
         }
-        RelayEnd::ProtocolError(what) => {
-            fail_w(client_w, PgError::fatal("08P01", what)).await;
-        }
-        RelayEnd::ClientGone | RelayEnd::ServerGone | RelayEnd::Detached { .. } => {}
+        RelayEnd::Drained | RelayEnd::DeadlinePassed => Some(PgError::fatal(
+            "57P01",
+            "terminating connection because tdb is shutting down",
+        )),
+        RelayEnd::ProtocolError(what) => Some(PgError::fatal("08P01", *what)),
+        RelayEnd::ClientGone | RelayEnd::ServerGone | RelayEnd::Detached { .. } => None,
     }
 }
 
@@ -536,35 +538,6 @@ async fn wait_for_work<R: AsyncRead + Unpin>(
         },
         _ = ctx.kill.cancelled() => Some(RelayEnd::Killed),
         _ = ctx.shutdown.cancelled() => Some(RelayEnd::Drained),
-    }
-}
-
-/// The end of a session that holds no server connection.
-async fn end_without_server<W: AsyncWrite + Unpin>(
-    client_w: &mut W,
-    end: RelayEnd,
-    route: &Route,
-    proxy: &ProxyState,
-) {
-    match end {
-        RelayEnd::Killed => {
-            let why = match proxy.router.tenant_status_text(route).await {
-                Some(status) => format!("terminating connection: {} is {status}", route.describe()),
-                None => format!("terminating connection: {} was removed", route.describe()),
-            };
-            fail_w(client_w, PgError::fatal("57P01", why)).await;
-        }
-        RelayEnd::Drained | RelayEnd::DeadlinePassed => {
-            fail_w(
-                client_w,
-                PgError::fatal(
-                    "57P01",
-                    "terminating connection because tdb is shutting down",
-                ),
-            )
-            .await;
-        }
-        _ => {}
     }
 }
 
