@@ -291,11 +291,25 @@ async fn recheck_all(state: &ProxyState) {
     }
 }
 
+/// Every 10 s: closes pooled connections idle too long, and reports query-log records lost
+/// since the last report (the /metrics endpoint will count them too).
 async fn reap_idle(state: Arc<ProxyState>) {
+    let mut reported = 0;
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(10)) => state.pool.evict(None).await,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                state.pool.evict(None).await;
+                let dropped = state.log.dropped();
+                if dropped > reported {
+                    tracing::warn!(
+                        dropped = dropped - reported,
+                        total = dropped,
+                        "query log records dropped: the log writer fell behind"
+                    );
+                    reported = dropped;
+                }
+            }
         }
     }
 }
