@@ -902,4 +902,76 @@ async fn transaction_pooling_shares_server_connections_and_keeps_prepared_statem
     }
     let out = psql(&f.acme, &["-c", "SELECT sum(qty) FROM items WHERE id <= 2"]);
     assert_eq!(stdout(&out), "1200", "{}", stderr(&out));
+
+    // A cutover: hold the tenant, point it at another address, release. The parked transaction
+    // waits without holding a server connection, then runs at the new location, where its named
+    // statement is prepared again.
+    let mut cat = catalog(&s).await;
+    let tenant_id: String = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'")
+        .fetch_one(&mut cat)
+        .await
+        .expect("tenant id");
+    let mut c = PgConnection::connect(&f.acme).await.expect("connect");
+    let before: i32 = sqlx::query_scalar("SELECT pg_backend_pid() + $1")
+        .bind(0i32)
+        .fetch_one(&mut c)
+        .await
+        .expect("pid");
+    // Every server connection to the tenant's database that exists before the move.
+    let mut admin = PgConnection::connect(&s.managed_admin_url("postgres").expect("admin url"))
+        .await
+        .expect("admin");
+    let physical: String = sqlx::query_scalar(
+        "SELECT d.physical_db FROM tenant_databases d JOIN tenants t ON t.id = d.tenant_id
+          WHERE t.name = 'acme'",
+    )
+    .fetch_one(&mut cat)
+    .await
+    .expect("physical name");
+    let old_pids: Vec<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = $1")
+            .bind(&physical)
+            .fetch_all(&mut admin)
+            .await
+            .expect("server connections");
+    assert!(old_pids.contains(&before), "{old_pids:?} {before}");
+    sqlx::query("SELECT pg_notify('tdb_gates', $1)")
+        .bind(format!("hold:{tenant_id}:20000"))
+        .execute(&mut cat)
+        .await
+        .expect("hold");
+    sqlx::query(
+        "UPDATE servers SET host = 'localhost' WHERE id =
+           (SELECT d.server_id FROM tenant_databases d JOIN tenants t ON t.id = d.tenant_id
+             WHERE t.name = 'acme')",
+    )
+    .execute(&mut cat)
+    .await
+    .expect("move");
+    sqlx::query("SELECT pg_notify('tdb_routes', $1)")
+        .bind(format!("tenant:{tenant_id}"))
+        .execute(&mut cat)
+        .await
+        .expect("announce");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let parked = tokio::spawn(async move {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid() + $1")
+            .bind(0i32)
+            .fetch_one(&mut c)
+            .await
+            .expect("the parked query runs after the release");
+        pid
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!parked.is_finished(), "a held tenant answered");
+    sqlx::query("SELECT pg_notify('tdb_gates', $1)")
+        .bind(format!("release:{tenant_id}"))
+        .execute(&mut cat)
+        .await
+        .expect("release");
+    let after = parked.await.expect("join");
+    assert!(
+        !old_pids.contains(&after),
+        "the transaction ran on a connection to the old location"
+    );
 }

@@ -341,33 +341,13 @@ where
             .await;
         }
     };
-    let access = if auth.login.role == "read" {
-        route.read.clone()
-    } else {
-        Some(route.write.clone())
-    };
-    let Some(access) = access else {
+    let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
+    let Some(mut target) = backend_target(&route, &auth, transaction_mode) else {
         return fail_w(
             client_w,
             PgError::fatal("42501", "this credential has no role on the database"),
         )
         .await;
-    };
-    let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
-    let mut params = auth.params.clone();
-    params.push((
-        "statement_timeout".into(),
-        route.settings.query_timeout_ms.to_string(),
-    ));
-    params.sort();
-    let target = BackendTarget {
-        host: route.host.clone(),
-        port: route.port,
-        database: route.physical_db.clone(),
-        user: access.user,
-        password: access.password,
-        params,
-        transaction_pooling: transaction_mode,
     };
     let (backend, _reused) = match proxy.pool.acquire(&target).await {
         Ok(b) => b,
@@ -425,16 +405,28 @@ where
     let (end, idle, mut backend) = loop {
         let mut backend = match attached.take() {
             Some(b) => b,
-            None => match wait_for_work(client_r, &mut state, &ctx).await {
-                Some(end) => break (end, true, None),
-                None => match proxy.pool.acquire(&target).await {
+            None => {
+                if let Some(end) = wait_for_work(client_r, &mut state, &ctx).await {
+                    break (end, true, None);
+                }
+                // A hold parks the next transaction before it takes a connection; once
+                // released, it goes wherever the route now points (a cutover).
+                if let Some(gate) = &ctx.gate {
+                    gate.pass().await;
+                }
+                if let Ok(fresh) = proxy.router.resolve(&auth.login, &auth.database).await
+                    && let Some(moved) = backend_target(&fresh, &auth, transaction_mode)
+                {
+                    target = moved;
+                }
+                match proxy.pool.acquire(&target).await {
                     Ok((b, _)) => b,
                     Err(e) => {
                         fail_w(client_w, backend_error(e, &route, &auth.database)).await;
                         break (RelayEnd::ServerGone, false, None);
                     }
-                },
-            },
+                }
+            }
         };
         proxy.cancels.retarget(
             pid,
@@ -518,6 +510,35 @@ async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<P
         RelayEnd::ProtocolError(what) => Some(PgError::fatal("08P01", *what)),
         RelayEnd::ClientGone | RelayEnd::ServerGone | RelayEnd::Detached { .. } => None,
     }
+}
+
+/// Where and as whom a session reaches its database: the route's server and role for the
+/// credential (`None`: a read credential and no read role).
+fn backend_target(
+    route: &Route,
+    auth: &Authenticated,
+    transaction_mode: bool,
+) -> Option<BackendTarget> {
+    let access = if auth.login.role == "read" {
+        route.read.clone()?
+    } else {
+        route.write.clone()
+    };
+    let mut params = auth.params.clone();
+    params.push((
+        "statement_timeout".into(),
+        route.settings.query_timeout_ms.to_string(),
+    ));
+    params.sort();
+    Some(BackendTarget {
+        host: route.host.clone(),
+        port: route.port,
+        database: route.physical_db.clone(),
+        user: access.user,
+        password: access.password,
+        params,
+        transaction_pooling: transaction_mode,
+    })
 }
 
 /// Transaction pooling, between transactions: waits until the client sends something (then
