@@ -66,24 +66,6 @@ pub struct QueryRecord {
     pub started_at: DateTime<Utc>,
 }
 
-/// A row of the query log as stored.
-#[derive(Debug, Clone, FromRow)]
-pub struct LoggedQuery {
-    pub id: i64,
-    pub project_id: String,
-    pub tenant: Option<String>,
-    pub workspace: Option<String>,
-    pub database: String,
-    pub source: String,
-    pub username: String,
-    pub statement: String,
-    pub duration_us: i64,
-    pub success: bool,
-    pub sqlstate: Option<String>,
-    pub rows: Option<i64>,
-    pub started_at: DateTime<Utc>,
-}
-
 impl Catalog {
     /// The live credential named `username`: a minted one, or a project's proxy password when
     /// the user name is the project id.
@@ -169,15 +151,10 @@ impl Catalog {
         )
     }
 
-    /// Tells every proxy that a tenant's state or location changed.
+    /// Tells every proxy that a tenant's location changed (a move); status changes announce
+    /// themselves in [`Catalog::move_tenant`].
     pub async fn notify_tenant_changed(&self, tenant_id: &str) -> Result<()> {
         self.notify(ROUTES_CHANNEL, &format!("tenant:{tenant_id}"))
-            .await
-    }
-
-    /// Tells every proxy that a workspace changed (settings, deletion).
-    pub async fn notify_workspace_changed(&self, project_id: &str, name: &str) -> Result<()> {
-        self.notify(ROUTES_CHANNEL, &format!("workspace:{project_id}:{name}"))
             .await
     }
 
@@ -268,42 +245,5 @@ impl Catalog {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// A tenant's most recent log records, newest first.
-    pub async fn tenant_query_log(
-        &self,
-        project_id: &str,
-        tenant: &str,
-        limit: i64,
-    ) -> Result<Vec<LoggedQuery>> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM query_log WHERE project_id = $1 AND tenant = $2
-              ORDER BY started_at DESC, id DESC LIMIT $3",
-        )
-        .bind(project_id)
-        .bind(tenant)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
-    }
-
-    /// A workspace's most recent log records, newest first.
-    pub async fn workspace_query_log(
-        &self,
-        project_id: &str,
-        workspace: &str,
-        limit: i64,
-    ) -> Result<Vec<LoggedQuery>> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM query_log
-              WHERE project_id = $1 AND tenant IS NULL AND workspace = $2
-              ORDER BY started_at DESC, id DESC LIMIT $3",
-        )
-        .bind(project_id)
-        .bind(workspace)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
     }
 }

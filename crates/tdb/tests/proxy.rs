@@ -148,6 +148,15 @@ async fn catalog(s: &TdbServer) -> PgConnection {
     PgConnection::connect(&url).await.expect("catalog connects")
 }
 
+/// The catalog as the control plane uses it (holds, releases, route announcements).
+async fn control(s: &TdbServer) -> tdb_catalog::Catalog {
+    let url = s.managed_admin_url("tdb_catalog").expect("catalog url");
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("catalog url parses");
+    tdb_catalog::Catalog::open(options, 2)
+        .await
+        .expect("catalog opens")
+}
+
 #[tokio::test]
 async fn psql_pgbench_and_sqlx_work_through_the_proxy() {
     let s = start().await;
@@ -600,16 +609,13 @@ async fn suspension_ends_sessions_and_holds_park_queries() {
 
     // A hold parks new queries (not connections) until released; the client sees a delay.
     let mut cat = catalog(&s).await;
+    let control = control(&s).await;
     let tenant_id: String = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'")
         .fetch_one(&mut cat)
         .await
         .expect("tenant id");
     let mut conn = PgConnection::connect(&f.acme).await.expect("connect");
-    sqlx::query("SELECT pg_notify('tdb_gates', $1)")
-        .bind(format!("hold:{tenant_id}:20000"))
-        .execute(&mut cat)
-        .await
-        .expect("hold");
+    control.hold_tenant(&tenant_id, 20000).await.expect("hold");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let parked = tokio::spawn(async move {
@@ -629,11 +635,7 @@ async fn suspension_ends_sessions_and_holds_park_queries() {
         .execute(&mut other)
         .await
         .expect("globex is not held");
-    sqlx::query("SELECT pg_notify('tdb_gates', $1)")
-        .bind(format!("release:{tenant_id}"))
-        .execute(&mut cat)
-        .await
-        .expect("release");
+    control.release_tenant(&tenant_id).await.expect("release");
     let (n, waited) = parked.await.expect("join");
     assert_eq!(n, 0);
     assert!(waited >= Duration::from_millis(700), "{waited:?}");
@@ -641,11 +643,7 @@ async fn suspension_ends_sessions_and_holds_park_queries() {
 
     // A hold also ends by itself at its deadline.
     let mut conn = PgConnection::connect(&f.acme).await.expect("connect");
-    sqlx::query("SELECT pg_notify('tdb_gates', $1)")
-        .bind(format!("hold:{tenant_id}:800"))
-        .execute(&mut cat)
-        .await
-        .expect("hold");
+    control.hold_tenant(&tenant_id, 800).await.expect("hold");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     sqlx::query("SELECT 1")
@@ -907,6 +905,7 @@ async fn transaction_pooling_shares_server_connections_and_keeps_prepared_statem
     // waits without holding a server connection, then runs at the new location, where its named
     // statement is prepared again.
     let mut cat = catalog(&s).await;
+    let control = control(&s).await;
     let tenant_id: String = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'")
         .fetch_one(&mut cat)
         .await
@@ -935,11 +934,7 @@ async fn transaction_pooling_shares_server_connections_and_keeps_prepared_statem
             .await
             .expect("server connections");
     assert!(old_pids.contains(&before), "{old_pids:?} {before}");
-    sqlx::query("SELECT pg_notify('tdb_gates', $1)")
-        .bind(format!("hold:{tenant_id}:20000"))
-        .execute(&mut cat)
-        .await
-        .expect("hold");
+    control.hold_tenant(&tenant_id, 20000).await.expect("hold");
     sqlx::query(
         "UPDATE servers SET host = 'localhost' WHERE id =
            (SELECT d.server_id FROM tenant_databases d JOIN tenants t ON t.id = d.tenant_id
@@ -948,9 +943,8 @@ async fn transaction_pooling_shares_server_connections_and_keeps_prepared_statem
     .execute(&mut cat)
     .await
     .expect("move");
-    sqlx::query("SELECT pg_notify('tdb_routes', $1)")
-        .bind(format!("tenant:{tenant_id}"))
-        .execute(&mut cat)
+    control
+        .notify_tenant_changed(&tenant_id)
         .await
         .expect("announce");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -964,11 +958,7 @@ async fn transaction_pooling_shares_server_connections_and_keeps_prepared_statem
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!parked.is_finished(), "a held tenant answered");
-    sqlx::query("SELECT pg_notify('tdb_gates', $1)")
-        .bind(format!("release:{tenant_id}"))
-        .execute(&mut cat)
-        .await
-        .expect("release");
+    control.release_tenant(&tenant_id).await.expect("release");
     let after = parked.await.expect("join");
     assert!(
         !old_pids.contains(&after),
