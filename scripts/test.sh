@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/packages.sh
 
-ensure_packages ca-certificates pkg-config gcc postgresql postgresql-client
+ensure_packages ca-certificates pkg-config gcc postgresql postgresql-client $(libclang_packages)
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -98,6 +98,10 @@ pub struct AppState {
     /// Bounds concurrent password hashing (19 MiB and tens of milliseconds each), so a flood of
     /// sign-ups or logins queues instead of exhausting memory.
     pub hashing: Arc<tokio::sync::Semaphore>,
+    /// Where backups are stored.
+    pub backups: tdb_jobs::store::BackupStore,
+    /// Backup policy for projects that set none of their own.
+    pub backup_defaults: tdb_jobs::backup::BackupPolicy,
 }
 
 impl AppState {
@@ -106,6 +110,8 @@ impl AppState {
         config: ApiConfig,
         engines: Engines,
         master_key: MasterKey,
+        backups: tdb_jobs::store::BackupStore,
+        backup_defaults: tdb_jobs::backup::BackupPolicy,
     ) -> Self {
         let permits = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
@@ -114,6 +120,8 @@ impl AppState {
             engines,
             master_key,
             hashing: Arc::new(tokio::sync::Semaphore::new(permits)),
+            backups,
+            backup_defaults,
         }
     }
 }

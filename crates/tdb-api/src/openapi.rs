@@ -22,6 +22,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "workspaces", description = "Design databases, queries, DDL capture, import"),
         (name = "blueprints", description = "Versioned schemas of tenant-mode workspaces"),
         (name = "tenants", description = "Customers' databases created from blueprints"),
+        (name = "backups", description = "Backups of tenant databases, rollbacks, the backup policy"),
         (name = "deployments", description = "Blueprint versions rolled out to tenants"),
         (name = "admin", description = "Data queries across tenants; DDL refused"),
     )

@@ -231,3 +231,17 @@ pub async fn mint_role_credential(
         .await?;
     Ok((username, password))
 }
+
+/// Deletes backup objects from the store before their rows go (with a tenant or a project). A
+/// failure stops the deletion, so the catalog keeps the rows and a retry finds them.
+pub async fn delete_backup_objects(state: &AppState, paths: Vec<String>) -> Result<(), ApiError> {
+    for path in paths {
+        state.backups.delete(&path).await.map_err(|e| {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!("cannot delete backup '{path}': {e}"),
+            )
+        })?;
+    }
+    Ok(())
+}

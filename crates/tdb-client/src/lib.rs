@@ -333,6 +333,47 @@ impl Client {
         self.post(&path, &serde_json::json!({})).await
     }
 
+    /// Starts a backup of every database of the tenant.
+    pub async fn backup_tenant(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.post(
+            &format!("/tenants/{}/backup", encode(name)),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn tenant_backups(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/tenants/{}/backups", encode(name)))
+            .await
+    }
+
+    /// Starts a rollback of the tenant to the backup at `storage_path`.
+    pub async fn rollback_tenant(
+        &self,
+        name: &str,
+        storage_path: &str,
+    ) -> Result<Reply<Value>, ClientError> {
+        self.post(
+            &format!("/tenants/{}/rollback", encode(name)),
+            &serde_json::json!({ "storage_path": storage_path }),
+        )
+        .await
+    }
+
+    pub async fn backup_policy(&self, project: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/projects/{}/backup-policy", encode(project)))
+            .await
+    }
+
+    pub async fn update_backup_policy(
+        &self,
+        project: &str,
+        patch: &Value,
+    ) -> Result<Reply<Value>, ClientError> {
+        let path = format!("/projects/{}/backup-policy", encode(project));
+        self.request(Method::PATCH, &path, Some(patch), true).await
+    }
+
     pub async fn tenant_deployments(&self, name: &str) -> Result<Reply<Value>, ClientError> {
         self.get(&format!("/tenants/{}/deployments", encode(name)))
             .await

@@ -52,6 +52,22 @@ pub struct TenantSpec<'a> {
     pub connection_limit: u32,
 }
 
+/// An empty database to restore a tenant database's dump into, for the tenant's own roles.
+pub struct RestoreTarget<'a> {
+    pub name: &'a str,
+    pub owner_role: &'a str,
+    pub app_role: &'a str,
+    /// Absent on databases made before read roles existed.
+    pub read_role: Option<&'a str>,
+}
+
+/// A logical dump being produced. Read `output` to its end, then await `finish`: only an `Ok`
+/// there means the output was whole. Dropping either stops the dump.
+pub struct Dump {
+    pub output: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    pub finish: futures_util::future::BoxFuture<'static, Result<()>>,
+}
+
 /// What a migration did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Migration {
@@ -162,4 +178,24 @@ pub trait Engine: Send + Sync {
 
     /// The DDL that recreates `source`'s schema, in dependency order.
     async fn export_schema(&self, source: &DatabaseAccess) -> Result<Vec<String>>;
+
+    /// Starts a consistent logical dump of a database (as its owner): schema, data and
+    /// sequence positions, without ownership or privilege statements.
+    async fn dump(&self, source: &DatabaseAccess) -> Result<Dump>;
+
+    /// Creates (or recreates, when a failed attempt left it) an empty database for a restore,
+    /// with the tenant privilege model in place.
+    async fn create_restore_target(
+        &self,
+        server: &AdminEndpoint,
+        target: &RestoreTarget<'_>,
+    ) -> Result<()>;
+
+    /// Runs a dump into `target` (as its owner) in one transaction that stops at the first
+    /// error: on failure the target holds nothing of it.
+    async fn restore(
+        &self,
+        target: &DatabaseAccess,
+        input: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Result<()>;
 }

@@ -7,8 +7,8 @@ pub mod postgres;
 pub mod schema;
 
 pub use engine::{
-    DatabaseAccess, DatabaseSpec, Engine, EngineError, Limits, Migration, QueryOutput, Session,
-    TenantSpec,
+    DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration, QueryOutput,
+    RestoreTarget, Session, TenantSpec,
 };
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};

@@ -1,10 +1,15 @@
 //! Durable jobs: rows in the catalog's `jobs` table, claimed with `FOR UPDATE SKIP LOCKED` under
 //! a lease that a heartbeat renews. A runner that dies (even by `kill -9`) lets its lease run
 //! out and another run picks the job up again; every step is idempotent, so resuming never
-//! applies anything twice.
+//! applies anything twice. Deployments, backups and rollbacks are jobs; the backup schedule
+//! and retention run on a timer beside them.
 
 pub mod access;
+pub mod backup;
 pub mod deploy;
+pub mod rollback;
 mod runner;
+pub mod schedule;
+pub mod store;
 
 pub use runner::{Runner, RunnerConfig};

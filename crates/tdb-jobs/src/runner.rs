@@ -18,12 +18,21 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 pub struct RunnerConfig {
     /// Tenant databases migrated at once by one deployment.
     pub deploy_parallelism: usize,
+    /// Jobs one runner works on at once (a long backup does not hold up a deployment).
+    pub max_jobs: usize,
+    /// Backup policy for projects that set none of their own.
+    pub backup_defaults: crate::backup::BackupPolicy,
+    /// How often the backup schedule and retention are checked.
+    pub schedule_tick: Duration,
 }
 
 impl Default for RunnerConfig {
     fn default() -> Self {
         Self {
             deploy_parallelism: 8,
+            max_jobs: 4,
+            backup_defaults: crate::backup::BackupPolicy::default(),
+            schedule_tick: Duration::from_secs(60),
         }
     }
 }
@@ -34,31 +43,54 @@ pub struct Runner {
     pub catalog: Catalog,
     pub postgres: Arc<dyn Engine>,
     pub master_key: MasterKey,
+    pub store: crate::store::BackupStore,
     pub config: RunnerConfig,
     /// This runner's identity in job leases.
     pub owner: String,
 }
 
 impl Runner {
-    /// Runs jobs until `shutdown`; a job in progress at shutdown is left to its lease, so the
-    /// next start (or another node) resumes it.
+    /// The engine of a catalog engine name.
+    pub fn engine(&self, kind: &str) -> Result<Arc<dyn Engine>, String> {
+        match kind {
+            "postgresql" => Ok(self.postgres.clone()),
+            other => Err(format!("the {other} engine is not available yet")),
+        }
+    }
+
+    /// Runs jobs (up to `max_jobs` at once) and the backup schedule until `shutdown`; a job in
+    /// progress at shutdown is left to its lease, so the next start (or another node) resumes
+    /// it.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(owner = %self.owner, "job runner started");
+        let mut running = tokio::task::JoinSet::new();
+        running.spawn(crate::schedule::run(self.clone(), shutdown.clone()));
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.max_jobs.max(1)));
         loop {
+            while running.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
             let claimed = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 claimed = self.catalog.claim_job(&self.owner, LEASE_SECONDS) => claimed,
             };
             match claimed {
                 Ok(Some(job)) => {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = self.run_job(job) => {}
-                    }
+                    let runner = self.clone();
+                    running.spawn(async move {
+                        runner.run_job(job).await;
+                        drop(permit);
+                    });
                 }
                 Ok(None) => {
+                    drop(permit);
                     tokio::select! {
-                        _ = shutdown.cancelled() => return,
+                        _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(IDLE_POLL) => {}
                     }
                 }
@@ -68,6 +100,8 @@ impl Runner {
                 }
             }
         }
+        // Jobs cut off here resume from their steps once their leases run out.
+        running.shutdown().await;
     }
 
     async fn run_job(&self, job: Job) {
@@ -90,6 +124,8 @@ impl Runner {
         };
         let outcome = match job.kind.as_str() {
             "deployment" => crate::deploy::run(self, &job.ref_id).await,
+            "backup" => crate::backup::run(self, &job.ref_id).await,
+            "rollback" => crate::rollback::run(self, &job.ref_id, job.attempts).await,
             other => Err(format!("unknown job kind '{other}'")),
         };
         heartbeat.abort();

@@ -75,6 +75,25 @@ pub struct Config {
     pub pg_shutdown_grace_secs: u64,
     /// Record every statement through the proxy in the catalog's query log.
     pub pg_query_log: bool,
+    /// Where backups go: `file:///dir` or `s3://bucket[/prefix]`; unset: `<data-dir>/backups`.
+    pub backup_store: Option<String>,
+    /// Endpoint of an S3-compatible service (credentials from the AWS_* variables).
+    pub backup_s3_endpoint: Option<String>,
+    pub backup_s3_region: Option<String>,
+    /// Plain HTTP to `backup_s3_endpoint` (local test services only).
+    pub backup_s3_allow_http: bool,
+    /// Defaults of every project's backup policy (each project may override them).
+    pub backup_schedule_enabled: bool,
+    /// `HH:MM` or `HH:MM:SS`, UTC.
+    pub backup_daily_at: String,
+    pub backup_keep_count: i64,
+    pub backup_keep_days: i64,
+    /// Manual backup requests per project per hour.
+    pub backup_hourly_limit: i64,
+    /// Seconds between checks of the backup schedule and retention.
+    pub backup_schedule_tick_secs: u64,
+    /// Jobs (deployments, backups, rollbacks) run at once.
+    pub max_jobs: usize,
     pub regions: Vec<Region>,
     pub servers: Vec<ServerConfig>,
 }
@@ -82,6 +101,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         let api = tdb_api::ApiConfig::default();
+        let backup = tdb_jobs::backup::BackupPolicy::default();
         Self {
             data_dir: PathBuf::from("./tdb-data"),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -104,6 +124,17 @@ impl Default for Config {
             pg_max_unauthenticated: 256,
             pg_shutdown_grace_secs: 10,
             pg_query_log: true,
+            backup_store: None,
+            backup_s3_endpoint: None,
+            backup_s3_region: None,
+            backup_s3_allow_http: false,
+            backup_schedule_enabled: backup.schedule_enabled,
+            backup_daily_at: backup.daily_at,
+            backup_keep_count: backup.keep_count,
+            backup_keep_days: backup.keep_days,
+            backup_hourly_limit: backup.hourly_limit,
+            backup_schedule_tick_secs: 60,
+            max_jobs: 4,
             regions: api.regions,
             servers: Vec::new(),
         }
@@ -209,6 +240,15 @@ impl Config {
         if !(1..=256).contains(&self.deploy_parallelism) {
             anyhow::bail!("deploy_parallelism must be between 1 and 256");
         }
+        if !(1..=64).contains(&self.max_jobs) {
+            anyhow::bail!("max_jobs must be between 1 and 64");
+        }
+        if !(1..=86_400).contains(&self.backup_schedule_tick_secs) {
+            anyhow::bail!("backup_schedule_tick_secs must be between 1 and 86400");
+        }
+        self.backup_policy()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("backup_{e}"))?;
         if self.regions.is_empty() {
             anyhow::bail!("at least one region must be configured");
         }
@@ -269,6 +309,30 @@ impl Config {
             query_log: self.pg_query_log,
             ..tdb_proxy::ProxyConfig::default()
         }
+    }
+
+    /// The backup policy of projects that set none of their own.
+    pub fn backup_policy(&self) -> tdb_jobs::backup::BackupPolicy {
+        tdb_jobs::backup::BackupPolicy {
+            schedule_enabled: self.backup_schedule_enabled,
+            daily_at: self.backup_daily_at.clone(),
+            keep_count: self.backup_keep_count,
+            keep_days: self.backup_keep_days,
+            hourly_limit: self.backup_hourly_limit,
+        }
+    }
+
+    pub fn backup_store(&self) -> anyhow::Result<tdb_jobs::store::BackupStore> {
+        let config = tdb_jobs::store::StoreConfig {
+            url: self.backup_store.clone(),
+            s3_endpoint: self.backup_s3_endpoint.clone(),
+            s3_region: self.backup_s3_region.clone(),
+            s3_allow_http: self.backup_s3_allow_http,
+        };
+        Ok(tdb_jobs::store::BackupStore::open(
+            &config,
+            &self.data_dir.join("backups"),
+        )?)
     }
 
     pub fn managed_dir(&self, name: &str) -> PathBuf {

@@ -77,6 +77,8 @@ async fn run_with_catalog(
     let bindir = PgBinaries::find(config.postgres_bin_dir.as_deref())
         .ok()
         .map(|b| b.bindir);
+    let store = config.backup_store().context("opening the backup store")?;
+    tracing::info!(backups = %store.location, "backup store ready");
     let state = tdb_api::AppState::new(
         catalog.clone(),
         config.api_config(),
@@ -84,13 +86,19 @@ async fn run_with_catalog(
             postgres: Arc::new(PostgresEngine::new(bindir)),
         },
         key.clone(),
+        store.clone(),
+        config.backup_policy(),
     );
     let runner = tdb_jobs::Runner {
         catalog: catalog.clone(),
         postgres: state.engines.postgres.clone(),
         master_key: key.clone(),
+        store,
         config: tdb_jobs::RunnerConfig {
             deploy_parallelism: config.deploy_parallelism,
+            max_jobs: config.max_jobs,
+            backup_defaults: config.backup_policy(),
+            schedule_tick: std::time::Duration::from_secs(config.backup_schedule_tick_secs),
         },
         owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };

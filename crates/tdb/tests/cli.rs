@@ -376,6 +376,51 @@ async fn tenant_and_deployment_flow_through_the_cli() {
     ]);
     assert!(err.contains("DDL not allowed on tenant databases"), "{err}");
 
+    // Backup, change, list, roll back: the CLI waits for each and reports the outcome.
+    let taken = cli.ok(&["tenants", "backup", "acme"]);
+    assert!(
+        taken.contains("postgresql/manual/") && taken.contains("_tenant_acme.sql.gz"),
+        "{taken}"
+    );
+    let path = taken
+        .split_whitespace()
+        .find(|w| w.starts_with("postgresql/manual/"))
+        .expect("the path")
+        .to_string();
+    cli.ok(&[
+        "query",
+        "--blueprint",
+        "fintech",
+        "--tenant",
+        "acme",
+        "UPDATE accounts SET balance = 99",
+    ]);
+    let listed = cli.ok(&["tenants", "backups", "acme"]);
+    assert!(
+        listed.contains(&path) && listed.contains("completed"),
+        "{listed}"
+    );
+    let rolled = cli.ok(&["tenants", "rollback", "acme", &path]);
+    assert!(rolled.contains("rolled back"), "{rolled}");
+    let one = cli.json(&[
+        "query",
+        "--blueprint",
+        "fintech",
+        "--tenant",
+        "acme",
+        "SELECT balance FROM accounts",
+    ]);
+    assert_eq!(one["rows"], serde_json::json!([[5]]), "the backed-up value");
+    assert!(
+        cli.fails(&[
+            "tenants",
+            "rollback",
+            "acme",
+            "postgresql/manual/nope.sql.gz"
+        ])
+        .contains("has no backup")
+    );
+
     assert!(
         cli.ok(&["tenants", "suspend", "acme"])
             .contains("suspended")

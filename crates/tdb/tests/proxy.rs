@@ -270,7 +270,30 @@ async fn psql_pgbench_and_sqlx_work_through_the_proxy() {
         .await
         .expect("pid");
     conn.close().await.expect("close");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Released to the pool once its reset (DISCARD ALL) has run; on a loaded machine that can
+    // take a moment, so wait for the server to show it rather than for a fixed time.
+    let admin_url = s.managed_admin_url("postgres").expect("admin url");
+    let mut admin = PgConnection::connect(&admin_url).await.expect("admin");
+    let released = Instant::now();
+    loop {
+        let reset: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                             WHERE pid = $1 AND state = 'idle' AND query = 'DISCARD ALL')",
+        )
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .expect("pg_stat_activity");
+        if reset {
+            break;
+        }
+        assert!(
+            released.elapsed() < Duration::from_secs(10),
+            "the server connection was never reset for reuse"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = admin.close().await;
     let mut again = PgConnection::connect(&verify).await.expect("reconnect");
     let (pid2, app): (i32, String) =
         sqlx::query_as("SELECT pg_backend_pid(), current_setting('application_name')")

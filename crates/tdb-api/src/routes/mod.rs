@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod apikeys;
+mod backups;
 mod blueprints;
 mod deployments;
 mod meta;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(workspaces::routes())
         .merge(blueprints::routes())
         .merge(tenants::routes())
+        .merge(backups::routes())
         .merge(deployments::routes())
         .merge(admin::routes())
         .split_for_parts();

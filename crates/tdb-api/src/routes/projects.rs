@@ -32,7 +32,11 @@ fn project_error(e: CatalogError, id: &str) -> ApiError {
 }
 
 /// A project of the caller's account, by id or name, for an admin key; 404 otherwise.
-async fn own_project(state: &AppState, auth: &Auth, id: &str) -> Result<Project, ApiError> {
+pub(super) async fn own_project(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+) -> Result<Project, ApiError> {
     auth.require_project_admin()?;
     state
         .catalog
@@ -183,6 +187,11 @@ async fn delete_project(
     let project = own_project(&state, &auth, &id).await?;
     // Databases first: if dropping one fails, the catalog still knows them and a retry works.
     let tenant_databases = state.catalog.project_tenant_databases(&project.id).await?;
+    crate::tenant::delete_backup_objects(
+        &state,
+        state.catalog.project_backup_paths(&project.id).await?,
+    )
+    .await?;
     crate::tenant::drop_databases(&state, &tenant_databases).await;
     for ws in state.catalog.list_workspaces(&project.id).await? {
         super::workspaces::drop_workspace_database(&state, &ws).await?;

@@ -251,9 +251,15 @@ async fn get_tenant(
                    "connection_string": conn["connection_string"], "connection": conn, "version": db.version})
         })
         .collect();
+    let last_rollback = state.catalog.last_rollback(&t.id).await?.map(|r| {
+        json!({"rollback_id": r.id, "storage_path": r.storage_path, "step": r.step,
+                   "bytes_done": r.bytes_done, "bytes_total": r.bytes_total, "error": r.error,
+                   "created_at": r.created_at, "finished_at": r.finished_at})
+    });
     Ok(Reply::ok(
         json!({"tenant_id": t.name, "status": t.status, "databases": databases,
-                        "created_at": t.created_at, "deleted_at": t.deleted_at}),
+                        "created_at": t.created_at, "deleted_at": t.deleted_at,
+                        "last_rollback": last_rollback}),
     ))
 }
 
@@ -288,6 +294,8 @@ async fn delete_tenant(
         )));
     }
     if params.hard == Some(true) {
+        tenant::delete_backup_objects(&state, state.catalog.tenant_backup_paths(&t.id).await?)
+            .await?;
         let databases = state.catalog.tenant_databases(&t.id).await?;
         tenant::drop_databases(&state, &databases).await;
         state.catalog.delete_tenant(&t.id).await?;

@@ -2,6 +2,7 @@
 //! them), sessions that run statements with a timeout and a row cap, introspection from
 //! pg_catalog, and schema export through the installed `pg_dump`.
 
+mod dump;
 mod export;
 mod introspect;
 mod session;
@@ -17,8 +18,8 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::AdminEndpoint;
 use crate::engine::{
-    DatabaseAccess, DatabaseSpec, Engine, EngineError, Limits, Migration, Result, Session,
-    TenantSpec,
+    DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration, RestoreTarget,
+    Result, Session, TenantSpec,
 };
 use crate::schema::Schema;
 
@@ -42,12 +43,17 @@ impl PostgresEngine {
         Self { bindir }
     }
 
-    fn pg_dump(&self) -> PathBuf {
+    /// A client tool of the server's version: from `bindir`, else PATH.
+    fn tool(&self, name: &str) -> PathBuf {
         self.bindir
             .as_ref()
-            .map(|d| d.join("pg_dump"))
+            .map(|d| d.join(name))
             .filter(|p| p.is_file())
-            .unwrap_or_else(|| PathBuf::from("pg_dump"))
+            .unwrap_or_else(|| PathBuf::from(name))
+    }
+
+    fn pg_dump(&self) -> PathBuf {
+        self.tool("pg_dump")
     }
 }
 
@@ -235,5 +241,25 @@ impl Engine for PostgresEngine {
 
     async fn export_schema(&self, source: &DatabaseAccess) -> Result<Vec<String>> {
         export::dump_schema(&self.pg_dump(), source).await
+    }
+
+    async fn dump(&self, source: &DatabaseAccess) -> Result<Dump> {
+        dump::dump(&self.pg_dump(), source)
+    }
+
+    async fn create_restore_target(
+        &self,
+        server: &AdminEndpoint,
+        target: &RestoreTarget<'_>,
+    ) -> Result<()> {
+        tenant::create_restore_target(server, target).await
+    }
+
+    async fn restore(
+        &self,
+        target: &DatabaseAccess,
+        input: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Result<()> {
+        dump::restore(&self.tool("psql"), target, input).await
     }
 }

@@ -10,7 +10,7 @@ use sqlx::{Connection, Row};
 
 use super::{admin_access, connect, exec, from_sqlx, quote_ident, quote_literal};
 use crate::AdminEndpoint;
-use crate::engine::{DatabaseAccess, EngineError, Migration, Result, TenantSpec};
+use crate::engine::{DatabaseAccess, EngineError, Migration, RestoreTarget, Result, TenantSpec};
 
 fn role_sql(name: &str, password: &str, limit: u32) -> String {
     let verifier = tdb_core::secrets::scram_verifier(password);
@@ -94,26 +94,89 @@ async fn drop_all(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()> {
 /// role gets SELECT only.
 fn inside_sql(owner: &str, app: &str, read: &str) -> String {
     format!(
-        "ALTER SCHEMA public OWNER TO {owner};
-         REVOKE ALL ON SCHEMA public FROM PUBLIC;
-         GRANT USAGE ON SCHEMA public TO {app}, {read};
+        "{}
          CREATE SCHEMA tdb_meta AUTHORIZATION {owner};
          REVOKE ALL ON SCHEMA tdb_meta FROM PUBLIC;
          CREATE TABLE tdb_meta.schema_version (version integer NOT NULL);
          INSERT INTO tdb_meta.schema_version VALUES (0);
-         ALTER TABLE tdb_meta.schema_version OWNER TO {owner};
+         ALTER TABLE tdb_meta.schema_version OWNER TO {owner};",
+        privileges_sql(owner, app, Some(read))
+    )
+}
+
+/// The privilege model without `tdb_meta`: what a restore target starts with, before the dump
+/// brings the schema, the data and `tdb_meta` (its recorded version). The application role uses
+/// `public` with row privileges; the read role (when there is one) gets SELECT only.
+fn privileges_sql(owner: &str, app: &str, read: Option<&str>) -> String {
+    let users = read.map_or_else(|| app.to_string(), |read| format!("{app}, {read}"));
+    let read_grants = read.map_or_else(String::new, |read| {
+        format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+                 GRANT SELECT ON TABLES TO {read};
+             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
+                 GRANT SELECT ON SEQUENCES TO {read};"
+        )
+    });
+    format!(
+        "ALTER SCHEMA public OWNER TO {owner};
+         REVOKE ALL ON SCHEMA public FROM PUBLIC;
+         GRANT USAGE ON SCHEMA public TO {users};
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
              GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
              GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {app};
-         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
-             GRANT SELECT ON TABLES TO {read};
-         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
-             GRANT SELECT ON SEQUENCES TO {read};
+         {read_grants}
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
-             GRANT EXECUTE ON FUNCTIONS TO {app}, {read};"
+             GRANT EXECUTE ON FUNCTIONS TO {users};"
     )
+}
+
+/// An empty database for a restore: owned by the tenant's owner role, reachable by its
+/// application (and read) role, with the privilege model in place so every object the dump
+/// creates (as the owner) gets the same grants as the original.
+pub async fn create_restore_target(server: &AdminEndpoint, spec: &RestoreTarget<'_>) -> Result<()> {
+    let (db, owner, app) = (
+        quote_ident(spec.name),
+        quote_ident(spec.owner_role),
+        quote_ident(spec.app_role),
+    );
+    let read = spec.read_role.map(quote_ident);
+    let users = read
+        .as_ref()
+        .map_or_else(|| app.clone(), |read| format!("{app}, {read}"));
+    let built = async {
+        let mut admin = connect(&admin_access(server, "postgres")).await?;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+            format!("CREATE DATABASE {db} OWNER {owner}"),
+            format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+            format!("GRANT CONNECT ON DATABASE {db} TO {users}"),
+        ] {
+            exec(&mut admin, sql).await?;
+        }
+        let _ = admin.close().await;
+        let mut inside = connect(&admin_access(server, spec.name)).await?;
+        exec(&mut inside, privileges_sql(&owner, &app, read.as_deref())).await?;
+        let _ = inside.close().await;
+        Ok(())
+    };
+    if let Err(e) = built.await {
+        let _ = drop_only(server, spec.name).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+async fn drop_only(server: &AdminEndpoint, name: &str) -> Result<()> {
+    let mut admin = connect(&admin_access(server, "postgres")).await?;
+    let result = exec(
+        &mut admin,
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
+    )
+    .await;
+    let _ = admin.close().await;
+    result
 }
 
 async fn current_version(conn: &mut PgConnection, lock: bool) -> Result<i32> {

@@ -583,7 +583,7 @@ async fn open_route(
     let kill = gate.kill_token();
     let route = proxy.router.resolve(&auth.login, &auth.database).await?;
     match route.status.as_str() {
-        "ready" | "syncing" | "migrating" => Ok((route, Some(gate), kill)),
+        "ready" | "syncing" | "migrating" | "restoring" => Ok((route, Some(gate), kill)),
         "deleted" => Err(PgError::fatal(
             "3D000",
             format!(

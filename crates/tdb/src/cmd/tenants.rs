@@ -1,6 +1,8 @@
 //! `tdb tenants …`: create tenants from blueprints, inspect them, and move them through the
 //! trash, suspension and restore.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::Context;
@@ -36,6 +38,24 @@ pub enum TenantsCommand {
     Resume { name: String },
     /// The deployments that touched a tenant
     Deployments { name: String },
+    /// Back up every database of a tenant to the backup store
+    Backup {
+        name: String,
+        /// Return at once instead of waiting for the backup to finish
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List a tenant's backups, newest first
+    Backups { name: String },
+    /// Restore a tenant database from a backup (a safety backup is taken first)
+    Rollback {
+        name: String,
+        /// The exact storage_path from `tdb tenants backups`
+        storage_path: String,
+        /// Return at once instead of following the restore
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Mint another proxy login for a tenant (prints its connection string once)
     Credential {
         name: String,
@@ -148,6 +168,34 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
                 println!("\nSave the connection string: its password is not shown again.");
             });
         }
+        TenantsCommand::Backup { name, no_wait } => backup(ctx, &name, no_wait).await?,
+        TenantsCommand::Backups { name } => {
+            let reply = c.tenant_backups(&name).await?;
+            ctx.print(&reply.raw, || {
+                let rows = reply.raw["backups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|b| {
+                        vec![
+                            text(&b["type"]),
+                            text(&b["date"]),
+                            text(&b["status"]),
+                            b["size_bytes"]
+                                .as_u64()
+                                .map_or_else(|| "-".into(), human_bytes),
+                            text(&b["storage_path"]),
+                        ]
+                    })
+                    .collect();
+                output::table(&["TYPE", "DATE", "STATUS", "SIZE", "STORAGE PATH"], rows);
+            });
+        }
+        TenantsCommand::Rollback {
+            name,
+            storage_path,
+            no_wait,
+        } => rollback(ctx, &name, &storage_path, no_wait).await?,
         TenantsCommand::Restore { name } => run_action(ctx, &name, "restore").await?,
         TenantsCommand::Suspend { name } => run_action(ctx, &name, "suspend").await?,
         TenantsCommand::Resume { name } => run_action(ctx, &name, "resume").await?,
@@ -190,5 +238,135 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
 async fn run_action(ctx: &Context, name: &str, action: &str) -> anyhow::Result<()> {
     let reply = ctx.client.tenant_action(name, action).await?;
     ctx.print(&reply.raw, || println!("{}", text(&reply.raw["message"])));
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Starts a backup and, unless told not to, waits until every path is completed or failed.
+async fn backup(ctx: &Context, name: &str, no_wait: bool) -> anyhow::Result<()> {
+    let started = ctx.client.backup_tenant(name).await?;
+    let paths: Vec<String> = started.raw["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    if no_wait {
+        ctx.print(&started.raw, || {
+            println!("{}", text(&started.raw["message"]));
+            for p in &paths {
+                println!("  {p}");
+            }
+        });
+        return Ok(());
+    }
+    let spinner = (!ctx.json).then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(format!("backing up tenant '{name}'"));
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    });
+    let mine = loop {
+        let list = ctx.client.tenant_backups(name).await?.raw;
+        let mine: Vec<Value> = list["backups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| paths.iter().any(|p| b["storage_path"] == p.as_str()))
+            .cloned()
+            .collect();
+        if mine.iter().all(|b| b["status"] != "pending") {
+            break mine;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let out = json!({"tenant_id": name, "backups": mine});
+    ctx.print(&out, || {
+        for b in &mine {
+            match b["status"].as_str() {
+                Some("completed") => println!(
+                    "{} ({})",
+                    text(&b["storage_path"]),
+                    human_bytes(b["size_bytes"].as_u64().unwrap_or(0))
+                ),
+                _ => println!("{} failed: {}", text(&b["storage_path"]), text(&b["error"])),
+            }
+        }
+    });
+    if let Some(failed) = mine.iter().find(|b| b["status"] != "completed") {
+        anyhow::bail!("backup {} failed", text(&failed["storage_path"]));
+    }
+    Ok(())
+}
+
+/// Starts a rollback and, unless told not to, follows it with a progress bar over the bytes
+/// restored until the tenant is ready again.
+async fn rollback(ctx: &Context, name: &str, path: &str, no_wait: bool) -> anyhow::Result<()> {
+    let started = ctx.client.rollback_tenant(name, path).await?;
+    let id = text(&started.raw["rollback_id"]);
+    if no_wait {
+        ctx.print(&started.raw, || {
+            println!("{}", text(&started.raw["message"]))
+        });
+        return Ok(());
+    }
+    let bar = (!ctx.json).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg:12} {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let last = loop {
+        let t = ctx.client.get_tenant(name).await?.raw;
+        let r = t["last_rollback"].clone();
+        if r["rollback_id"] != id.as_str() {
+            anyhow::bail!("tenant '{name}' no longer shows rollback {id}");
+        }
+        if let Some(bar) = &bar {
+            bar.set_length(r["bytes_total"].as_u64().unwrap_or(0));
+            bar.set_position(r["bytes_done"].as_u64().unwrap_or(0));
+            bar.set_message(text(&r["step"]));
+        }
+        if matches!(r["step"].as_str(), Some("completed" | "failed")) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    ctx.print(&last, || {
+        if last["step"] == "completed" {
+            println!("tenant '{name}' rolled back to {path}");
+        } else {
+            println!(
+                "rollback of tenant '{name}' failed; it keeps its data: {}",
+                text(&last["error"])
+            );
+        }
+    });
+    if last["step"] != "completed" {
+        anyhow::bail!("rollback failed: {}", text(&last["error"]));
+    }
     Ok(())
 }

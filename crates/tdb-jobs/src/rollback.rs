@@ -1,0 +1,309 @@
+//! The rollback job: puts one tenant database back to a backup.
+//!
+//! 1. `safety`: a backup of the database as it is now (kind `safety`), so the rollback itself
+//!    can be undone.
+//! 2. `restoring`: the backup is streamed from the store through gunzip into a fresh database
+//!    (named in the catalog before it is created) with the tenant's privilege model. Its bytes
+//!    are counted and hashed on the way and must match the size and SHA-256 recorded when the
+//!    backup was taken. Meanwhile the tenant keeps serving its current data.
+//! 3. `swapped`: the proxies hold the tenant's queries, and one catalog transaction points the
+//!    tenant database at the restored database (at the schema version recorded inside it).
+//! 4. The old database is dropped (ending the sessions still on it), the hold is released, and
+//!    the tenant is `ready` again.
+//!
+//! Until the swap commits the tenant is on its old data; from then on, on the restored data:
+//! never on neither. A failure before the swap drops the fresh database and records why; a job
+//! cut off (even by `kill -9`) resumes from its step.
+
+use async_compression::tokio::bufread::GzipDecoder;
+use tdb_catalog::backups::Rollback;
+use tdb_catalog::servers::Server;
+use tdb_catalog::tenants::TenantDatabase;
+use tdb_engines::RestoreTarget;
+use tokio::io::BufReader;
+
+use crate::Runner;
+use crate::access::{admin_endpoint, owner_access};
+
+/// Attempts after which a rollback that keeps being cut off gives up.
+const MAX_ATTEMPTS: i32 = 5;
+/// Longest the proxies hold the tenant's queries for the swap.
+const SWAP_HOLD_MS: u64 = 30_000;
+
+pub async fn run(runner: &Runner, rollback_id: &str, attempt: i32) -> Result<(), String> {
+    let catalog = &runner.catalog;
+    let rb = match catalog.find_rollback(rollback_id).await {
+        Ok(rb) => rb,
+        Err(tdb_catalog::CatalogError::NotFound) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    match rb.step.as_str() {
+        // Ended; make sure the tenant is not left `restoring` by a cut-off end.
+        "completed" | "failed" => catalog
+            .end_rollback(&rb, rb.error.as_deref())
+            .await
+            .map_err(|e| e.to_string()),
+        "swapped" => finish(runner, &rb).await,
+        _ if attempt > MAX_ATTEMPTS => {
+            fail(
+                runner,
+                &rb,
+                &format!("gave up after {MAX_ATTEMPTS} interrupted attempts"),
+            )
+            .await
+        }
+        _ => match prepare(runner, &rb).await {
+            Ok(()) => {
+                let rb = catalog
+                    .find_rollback(&rb.id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                finish(runner, &rb).await
+            }
+            Err(e) => fail(runner, &rb, &e).await,
+        },
+    }
+}
+
+/// Steps 1 to 3; `Ok` once the swap has committed.
+async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
+    let catalog = &runner.catalog;
+    let db = catalog
+        .tenant_database(&rb.tenant_database_id)
+        .await
+        .map_err(|e| format!("reading the tenant database: {e}"))?;
+    let server = catalog
+        .find_server(&db.server_id)
+        .await
+        .map_err(|e| format!("reading the server: {e}"))?;
+    let backup = catalog
+        .find_backup(&rb.backup_id)
+        .await
+        .map_err(|e| format!("reading the backup: {e}"))?;
+    if backup.status != "completed" {
+        return Err(format!(
+            "backup '{}' is {}, not completed",
+            backup.storage_path, backup.status
+        ));
+    }
+
+    safety_backup(runner, rb, &server, &db).await?;
+
+    let new_db = match &rb.new_db {
+        Some(name) => name.clone(),
+        None => format!("tdb_t_{}", &tdb_core::ids::new_id("r")[2..]),
+    };
+    // Named before it exists: a resumed job finds (and replaces or drops) whatever was made.
+    catalog
+        .set_rollback_step(&rb.id, "restoring", None, Some(&new_db))
+        .await
+        .map_err(|e| e.to_string())?;
+    let engine = runner.engine(&db.engine)?;
+    let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| e.to_string())?;
+    engine
+        .create_restore_target(
+            &admin,
+            &RestoreTarget {
+                name: &new_db,
+                owner_role: &db.owner_role,
+                app_role: &db.app_role,
+                read_role: db.read_role.as_deref(),
+            },
+        )
+        .await
+        .map_err(|e| format!("creating the database to restore into: {e}"))?;
+
+    let restored = TenantDatabase {
+        physical_db: new_db.clone(),
+        ..db.clone()
+    };
+    let owner = owner_access(&runner.master_key, &server, &restored).map_err(|e| e.to_string())?;
+    let stream = runner
+        .store
+        .open_stream(&backup.storage_path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tally = stream.tally();
+    let progress = {
+        let (catalog, id, tally) = (catalog.clone(), rb.id.clone(), tally.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let done = i64::try_from(tally.bytes()).unwrap_or(i64::MAX);
+                let _ = catalog.set_rollback_progress(&id, done).await;
+            }
+        })
+    };
+    let decoder = GzipDecoder::new(BufReader::with_capacity(256 * 1024, stream));
+    let restored_ok = engine.restore(&owner, Box::new(decoder)).await;
+    progress.abort();
+    let read = tally.written();
+    let _ = catalog
+        .set_rollback_progress(&rb.id, i64::try_from(read.size).unwrap_or(i64::MAX))
+        .await;
+    restored_ok.map_err(|e| format!("restoring '{}': {e}", backup.storage_path))?;
+    let expected_size = backup.size_bytes.and_then(|s| u64::try_from(s).ok());
+    if expected_size != Some(read.size) || backup.sha256.as_deref() != Some(read.sha256.as_str()) {
+        return Err(format!(
+            "backup '{}' is corrupt: its bytes do not match the checksum recorded when it was \
+             taken (read {} bytes, recorded {})",
+            backup.storage_path,
+            read.size,
+            expected_size.map_or_else(|| "none".into(), |s| s.to_string())
+        ));
+    }
+    let version = engine
+        .schema_version(&owner)
+        .await
+        .map_err(|e| format!("reading the restored schema version: {e}"))?;
+
+    // The switch. New queries wait at the proxies while the route changes under them.
+    let _ = catalog.hold_tenant(&rb.tenant_id, SWAP_HOLD_MS).await;
+    let rb = catalog
+        .find_rollback(&rb.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Err(e) = catalog.swap_rollback(&rb, version).await {
+        let _ = catalog.release_tenant(&rb.tenant_id).await;
+        return Err(format!("switching to the restored database: {e}"));
+    }
+    tracing::info!(rollback = %rb.id, tenant_database = %db.id, restored = %new_db, version, "rollback switched");
+    Ok(())
+}
+
+/// Step 1, once: reuses a safety backup a cut-off attempt completed.
+async fn safety_backup(
+    runner: &Runner,
+    rb: &Rollback,
+    server: &Server,
+    db: &TenantDatabase,
+) -> Result<(), String> {
+    let catalog = &runner.catalog;
+    if let Some(id) = &rb.safety_backup_id
+        && let Ok(existing) = catalog.find_backup(id).await
+        && existing.status == "completed"
+    {
+        return Ok(());
+    }
+    let backup = catalog
+        .find_backup(&rb.backup_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tenant_name = catalog
+        .tenant_database(&db.id)
+        .await
+        .map(|d| d.tenant_name)
+        .map_err(|e| e.to_string())?;
+    let siblings = catalog
+        .tenant_databases(&db.tenant_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sources: Vec<crate::backup::Source<'_>> = siblings
+        .iter()
+        .map(|d| crate::backup::Source {
+            tenant_database_id: &d.id,
+            blueprint: &d.blueprint,
+            engine: &d.engine,
+        })
+        .collect();
+    let mut planned = None;
+    // Paths have one-second resolution; a taken one means wait for the next second.
+    for _ in 0..3 {
+        let all = crate::backup::plan(
+            &backup.project_id,
+            &db.tenant_id,
+            &tenant_name,
+            &sources,
+            "safety",
+            chrono::Utc::now(),
+        );
+        let Some(mine) = all.into_iter().find(|p| p.tenant_database_id == db.id) else {
+            return Err("the tenant database is gone".into());
+        };
+        match catalog.create_backups(&[mine.as_new()]).await {
+            Ok(()) => {
+                planned = Some(mine);
+                break;
+            }
+            Err(tdb_catalog::CatalogError::Conflict(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let planned = planned.ok_or("could not name the safety backup")?;
+    catalog
+        .set_rollback_step(&rb.id, "safety", Some(&planned.id), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    match crate::backup::dump_into(runner, server, db, &planned.storage_path).await {
+        Ok(taken) => catalog
+            .finish_backup(
+                &planned.id,
+                i64::try_from(taken.written.size).unwrap_or(i64::MAX),
+                i64::try_from(taken.raw_bytes).unwrap_or(i64::MAX),
+                &taken.written.sha256,
+            )
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => {
+            let _ = catalog.fail_backup(&planned.id, &e).await;
+            Err(format!("taking the safety backup: {e}"))
+        }
+    }
+}
+
+/// Step 4: drops the old database, releases the hold, ends the rollback.
+async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), String> {
+    let catalog = &runner.catalog;
+    if let Some(old) = &rb.old_db {
+        let dropped = async {
+            let db = catalog
+                .tenant_database(&rb.tenant_database_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let server = catalog
+                .find_server(&db.server_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| e.to_string())?;
+            runner
+                .engine(&db.engine)?
+                .drop_database(&admin, old, &[])
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = dropped.await {
+            // The tenant is on its restored data either way; the old copy is only garbage.
+            tracing::warn!(rollback = %rb.id, old_db = %old, error = %e, "could not drop the replaced database");
+        }
+    }
+    let _ = catalog.release_tenant(&rb.tenant_id).await;
+    catalog
+        .end_rollback(rb, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(rollback = %rb.id, "rollback completed");
+    Ok(())
+}
+
+/// Ends a rollback that did not reach the swap: the fresh database goes, the tenant stays on
+/// its data, and the error says why.
+async fn fail(runner: &Runner, rb: &Rollback, error: &str) -> Result<(), String> {
+    tracing::warn!(rollback = %rb.id, error, "rollback failed; the tenant keeps its data");
+    let catalog = &runner.catalog;
+    let current = catalog.find_rollback(&rb.id).await.ok();
+    if let Some(new_db) = current.as_ref().and_then(|r| r.new_db.clone())
+        && let Ok(db) = catalog.tenant_database(&rb.tenant_database_id).await
+        && db.physical_db != new_db
+        && let Ok(server) = catalog.find_server(&db.server_id).await
+        && let Ok(admin) = admin_endpoint(&runner.master_key, &server)
+        && let Ok(engine) = runner.engine(&db.engine)
+    {
+        let _ = engine.drop_database(&admin, &new_db, &[]).await;
+    }
+    catalog
+        .end_rollback(rb, Some(error))
+        .await
+        .map_err(|e| e.to_string())
+}
