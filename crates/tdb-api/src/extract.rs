@@ -271,7 +271,19 @@ impl FromRequestParts<AppState> for Auth {
             .await
             .map_err(|e| ApiError::from_catalog(e, "API key"))?
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "Invalid API key"))?;
-        Auth::from_owner(owner)
+        let auth = Auth::from_owner(owner)?;
+        // The tier's quota, per project per minute.
+        let limit = state.limits.per_minute(&auth.tier);
+        if let Err(retry_after) = state.limits.projects.take(&auth.project_id, limit) {
+            return Err(ApiError {
+                retry_after: Some(retry_after),
+                ..ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("rate limit exceeded: max {limit} requests per minute"),
+                )
+            });
+        }
+        Ok(auth)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod extract;
 mod import;
 mod mint;
 mod openapi;
+mod querylog;
 mod routes;
 mod tenant;
 mod workspace;
@@ -43,6 +44,8 @@ pub struct ApiConfig {
     pub pg_public_port: u16,
     /// Lets schema import fetch URLs on loopback and private networks (off: no SSRF).
     pub import_allow_private_urls: bool,
+    /// Statements at least this long count as slow in logs and metrics.
+    pub slow_query_ms: u64,
 }
 
 impl ApiConfig {
@@ -67,6 +70,7 @@ impl Default for ApiConfig {
             pg_public_host: "127.0.0.1".into(),
             pg_public_port: 6432,
             import_allow_private_urls: false,
+            slow_query_ms: 1000,
         }
     }
 }
@@ -87,6 +91,36 @@ impl Engines {
     }
 }
 
+/// Rate limits of the API: the address guard it shares with the proxies, and the tiers' quotas.
+pub struct Limits {
+    pub ip: Arc<tdb_core::ratelimit::IpGuard>,
+    pub projects: tdb_core::ratelimit::MinuteQuota<String>,
+    /// API requests per project per minute, by tier.
+    pub free_per_minute: u32,
+    pub paid_per_minute: u32,
+}
+
+impl Limits {
+    pub fn per_minute(&self, tier: &str) -> u32 {
+        if tier == "free" {
+            self.free_per_minute
+        } else {
+            self.paid_per_minute
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            ip: Arc::new(tdb_core::ratelimit::IpGuard::new(Default::default())),
+            projects: Default::default(),
+            free_per_minute: 1200,
+            paid_per_minute: 12000,
+        }
+    }
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -102,6 +136,7 @@ pub struct AppState {
     pub backups: tdb_jobs::store::BackupStore,
     /// Backup policy for projects that set none of their own.
     pub backup_defaults: tdb_jobs::backup::BackupPolicy,
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -122,6 +157,7 @@ impl AppState {
             hashing: Arc::new(tokio::sync::Semaphore::new(permits)),
             backups,
             backup_defaults,
+            limits: Arc::new(Limits::default()),
         }
     }
 }

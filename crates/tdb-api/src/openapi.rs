@@ -23,6 +23,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "blueprints", description = "Versioned schemas of tenant-mode workspaces"),
         (name = "tenants", description = "Customers' databases created from blueprints"),
         (name = "backups", description = "Backups of tenant databases, rollbacks, the backup policy"),
+        (name = "logs", description = "The query log, its statistics and latency metrics"),
         (name = "deployments", description = "Blueprint versions rolled out to tenants"),
         (name = "admin", description = "Data queries across tenants; DDL refused"),
     )

@@ -251,8 +251,10 @@ pub async fn run_batch(
     r: &Resolved,
     statements: &[Statement<'_>],
     read_only: bool,
+    key_id: &str,
 ) -> Result<BatchOutcome, ApiError> {
     let started = Instant::now();
+    let mut log = crate::querylog::ApiLog::workspace(&r.ws.project_id, &r.ws.name, key_id);
     let mut session = r
         .engine
         .open(&r.access, crate::workspace::limits(&r.settings))
@@ -269,7 +271,10 @@ pub async fn run_batch(
     let mut executed = 0;
     let mut failure = None;
     for (i, st) in statements.iter().enumerate() {
-        match session.run(st.text).await {
+        let (at, began) = (chrono::Utc::now(), Instant::now());
+        let ran = session.run(st.text).await;
+        log.ran(st.text, at, began.elapsed(), ran.as_ref());
+        match ran {
             Ok(out) => {
                 tracker.ran(st);
                 last = out;
@@ -282,6 +287,7 @@ pub async fn run_batch(
         }
     }
     session.close().await;
+    log.flush(state);
     let elapsed = started.elapsed();
     let captured = queue(state, r, tracker.finish()).await?;
     Ok(BatchOutcome {

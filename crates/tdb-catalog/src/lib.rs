@@ -8,6 +8,7 @@ pub mod blueprints;
 pub mod credentials;
 pub mod deployments;
 mod error;
+pub mod logs;
 pub mod projects;
 pub mod routing;
 pub mod servers;

@@ -189,11 +189,6 @@ async fn safety_backup(
         .find_backup(&rb.backup_id)
         .await
         .map_err(|e| e.to_string())?;
-    let tenant_name = catalog
-        .tenant_database(&db.id)
-        .await
-        .map(|d| d.tenant_name)
-        .map_err(|e| e.to_string())?;
     let siblings = catalog
         .tenant_databases(&db.tenant_id)
         .await
@@ -212,7 +207,7 @@ async fn safety_backup(
         let all = crate::backup::plan(
             &backup.project_id,
             &db.tenant_id,
-            &tenant_name,
+            &db.tenant_name,
             &sources,
             "safety",
             chrono::Utc::now(),

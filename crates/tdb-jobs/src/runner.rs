@@ -24,6 +24,8 @@ pub struct RunnerConfig {
     pub backup_defaults: crate::backup::BackupPolicy,
     /// How often the backup schedule and retention are checked.
     pub schedule_tick: Duration,
+    /// Days the query log keeps its records.
+    pub query_log_retention_days: i64,
 }
 
 impl Default for RunnerConfig {
@@ -33,6 +35,7 @@ impl Default for RunnerConfig {
             max_jobs: 4,
             backup_defaults: crate::backup::BackupPolicy::default(),
             schedule_tick: Duration::from_secs(60),
+            query_log_retention_days: 7,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Scheduled backups and retention, on a timer: each project's daily slot queues a backup of
 //! every tenant database (claimed in the catalog, so two runners never queue the same day
-//! twice), and backups past the project's retention are deleted from the store, then from the
-//! catalog.
+//! twice), backups past the project's retention are deleted from the store, then from the
+//! catalog, and query-log records past their age are deleted.
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -21,8 +21,21 @@ pub async fn run(runner: Runner, shutdown: CancellationToken) {
     }
 }
 
-/// One pass over every project.
+/// One pass over every project, then the query log's retention.
 pub async fn tick(runner: &Runner) -> Result<(), String> {
+    backups(runner).await?;
+    let expired = runner
+        .catalog
+        .expire_query_log(runner.config.query_log_retention_days)
+        .await
+        .map_err(|e| e.to_string())?;
+    if expired > 0 {
+        tracing::info!(records = expired, "expired query log records deleted");
+    }
+    Ok(())
+}
+
+async fn backups(runner: &Runner) -> Result<(), String> {
     let catalog = &runner.catalog;
     let now = Utc::now();
     for project in catalog.backup_policies().await.map_err(|e| e.to_string())? {

@@ -55,6 +55,11 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// Whether statements are recorded in the query log.
     pub query_log: bool,
+    /// Connection attempts per address, shared with the REST API (a ban here is a ban there).
+    pub ip_guard: Arc<tdb_core::ratelimit::IpGuard>,
+    /// Failed logins per address, and per user name, in a minute before attempts are refused.
+    pub max_auth_failures_per_ip: usize,
+    pub max_auth_failures_per_user: usize,
 }
 
 impl Default for ProxyConfig {
@@ -66,6 +71,9 @@ impl Default for ProxyConfig {
             connect_wait: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
             query_log: true,
+            ip_guard: Arc::new(tdb_core::ratelimit::IpGuard::new(Default::default())),
+            max_auth_failures_per_ip: 30,
+            max_auth_failures_per_user: 10,
         }
     }
 }
@@ -83,6 +91,9 @@ pub struct ProxyState {
     pub unauthenticated: Arc<Semaphore>,
     /// Unauthenticated connections per client address.
     pub peers: Arc<PeerSlots>,
+    /// Recent failed logins by address and by user name.
+    pub failures_by_ip: tdb_core::ratelimit::FailureThrottle<std::net::IpAddr>,
+    pub failures_by_user: tdb_core::ratelimit::FailureThrottle<String>,
     /// Salts and keys of fake SCRAM exchanges for unknown users derive from this.
     pub fake_scram_secret: [u8; 32],
     pub shutdown: CancellationToken,
@@ -98,6 +109,11 @@ impl ProxyState {
         shutdown: CancellationToken,
     ) -> (Arc<Self>, impl std::future::Future<Output = ()> + use<>) {
         let (log, writer) = QueryLog::new(catalog.clone(), config.query_log);
+        let window = Duration::from_secs(60);
+        let failures_by_ip =
+            tdb_core::ratelimit::FailureThrottle::new(config.max_auth_failures_per_ip, window);
+        let failures_by_user =
+            tdb_core::ratelimit::FailureThrottle::new(config.max_auth_failures_per_user, window);
         let state = Arc::new(Self {
             unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated)),
             peers: Arc::new(PeerSlots::new(
@@ -112,6 +128,8 @@ impl ProxyState {
             cancels: CancelKeys::default(),
             log,
             fake_scram_secret: key.derive("proxy-fake-scram"),
+            failures_by_ip,
+            failures_by_user,
             shutdown,
         });
         (state, writer)

@@ -94,6 +94,23 @@ pub struct Config {
     pub backup_schedule_tick_secs: u64,
     /// Jobs (deployments, backups, rollbacks) run at once.
     pub max_jobs: usize,
+    /// Statements at least this long (ms) count as slow in logs and metrics.
+    pub slow_query_ms: u64,
+    /// Days the query log keeps its records.
+    pub query_log_retention_days: i64,
+    /// Requests (API) and connection attempts (proxies) per second per client address.
+    pub rate_limit_per_second: u32,
+    /// Refused requests after which an address is banned, and for how long.
+    pub rate_limit_ban_after: u32,
+    pub rate_limit_ban_secs: u64,
+    /// Exempt loopback addresses from the address rate limit.
+    pub rate_limit_exempt_loopback: bool,
+    /// API requests per project per minute, by tier.
+    pub quota_free_per_minute: u32,
+    pub quota_paid_per_minute: u32,
+    /// Failed proxy logins per minute, per address and per user name, before refusals.
+    pub pg_max_auth_failures_per_ip: usize,
+    pub pg_max_auth_failures_per_user: usize,
     pub regions: Vec<Region>,
     pub servers: Vec<ServerConfig>,
 }
@@ -135,6 +152,16 @@ impl Default for Config {
             backup_hourly_limit: backup.hourly_limit,
             backup_schedule_tick_secs: 60,
             max_jobs: 4,
+            slow_query_ms: 1000,
+            query_log_retention_days: 7,
+            rate_limit_per_second: 100,
+            rate_limit_ban_after: 5,
+            rate_limit_ban_secs: 300,
+            rate_limit_exempt_loopback: false,
+            quota_free_per_minute: 1200,
+            quota_paid_per_minute: 12000,
+            pg_max_auth_failures_per_ip: 30,
+            pg_max_auth_failures_per_user: 10,
             regions: api.regions,
             servers: Vec::new(),
         }
@@ -243,6 +270,18 @@ impl Config {
         if !(1..=64).contains(&self.max_jobs) {
             anyhow::bail!("max_jobs must be between 1 and 64");
         }
+        if self.rate_limit_per_second == 0 || self.rate_limit_ban_after == 0 {
+            anyhow::bail!("rate_limit_per_second and rate_limit_ban_after must be at least 1");
+        }
+        if self.quota_free_per_minute == 0 || self.quota_paid_per_minute == 0 {
+            anyhow::bail!("quota_free_per_minute and quota_paid_per_minute must be at least 1");
+        }
+        if self.pg_max_auth_failures_per_ip == 0 || self.pg_max_auth_failures_per_user == 0 {
+            anyhow::bail!("pg_max_auth_failures_per_ip and _per_user must be at least 1");
+        }
+        if !(1..=3650).contains(&self.query_log_retention_days) {
+            anyhow::bail!("query_log_retention_days must be between 1 and 3650");
+        }
         if !(1..=86_400).contains(&self.backup_schedule_tick_secs) {
             anyhow::bail!("backup_schedule_tick_secs must be between 1 and 86400");
         }
@@ -288,6 +327,7 @@ impl Config {
             pg_public_host: self.pg_public_host(),
             pg_public_port: self.pg_listen.port(),
             import_allow_private_urls: self.import_allow_private_urls,
+            slow_query_ms: self.slow_query_ms,
         }
     }
 
@@ -296,6 +336,18 @@ impl Config {
         self.public_host
             .clone()
             .unwrap_or_else(|| self.pg_listen.ip().to_string())
+    }
+
+    /// The address guard the API and every proxy share.
+    pub fn ip_guard(&self) -> std::sync::Arc<tdb_core::ratelimit::IpGuard> {
+        std::sync::Arc::new(tdb_core::ratelimit::IpGuard::new(
+            tdb_core::ratelimit::IpLimits {
+                per_second: self.rate_limit_per_second,
+                ban_after: self.rate_limit_ban_after,
+                ban_for: std::time::Duration::from_secs(self.rate_limit_ban_secs),
+                exempt_loopback: self.rate_limit_exempt_loopback,
+            },
+        ))
     }
 
     pub fn proxy_config(&self) -> tdb_proxy::ProxyConfig {
@@ -307,6 +359,8 @@ impl Config {
             max_unauthenticated: self.pg_max_unauthenticated,
             shutdown_grace: std::time::Duration::from_secs(self.pg_shutdown_grace_secs),
             query_log: self.pg_query_log,
+            max_auth_failures_per_ip: self.pg_max_auth_failures_per_ip,
+            max_auth_failures_per_user: self.pg_max_auth_failures_per_user,
             ..tdb_proxy::ProxyConfig::default()
         }
     }

@@ -89,6 +89,16 @@ async fn run_with_catalog(
         store.clone(),
         config.backup_policy(),
     );
+    let ip_guard = config.ip_guard();
+    let state = tdb_api::AppState {
+        limits: Arc::new(tdb_api::Limits {
+            ip: ip_guard.clone(),
+            projects: Default::default(),
+            free_per_minute: config.quota_free_per_minute,
+            paid_per_minute: config.quota_paid_per_minute,
+        }),
+        ..state
+    };
     let runner = tdb_jobs::Runner {
         catalog: catalog.clone(),
         postgres: state.engines.postgres.clone(),
@@ -99,11 +109,12 @@ async fn run_with_catalog(
             max_jobs: config.max_jobs,
             backup_defaults: config.backup_policy(),
             schedule_tick: std::time::Duration::from_secs(config.backup_schedule_tick_secs),
+            query_log_retention_days: config.query_log_retention_days,
         },
         owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
     let jobs = tokio::spawn(runner.run(shutdown.clone()));
-    let proxy = start_pg_proxy(config, key, catalog_options, shutdown.clone()).await?;
+    let proxy = start_pg_proxy(config, key, catalog_options, ip_guard, shutdown.clone()).await?;
     let result = tdb_api::serve(listener, state, shutdown.cancelled_owned()).await;
     let _ = jobs.await;
     let _ = proxy.await;
@@ -119,6 +130,7 @@ async fn start_pg_proxy(
     config: &Config,
     key: &MasterKey,
     catalog_options: PgConnectOptions,
+    ip_guard: Arc<tdb_core::ratelimit::IpGuard>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (cert, key_path) = match (&config.pg_tls_cert, &config.pg_tls_key) {
@@ -150,7 +162,10 @@ async fn start_pg_proxy(
         .enable_all()
         .build()
         .context("starting the proxy's runtime")?;
-    let proxy_config = config.proxy_config();
+    let proxy_config = tdb_proxy::ProxyConfig {
+        ip_guard,
+        ..config.proxy_config()
+    };
     let key = key.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()

@@ -114,7 +114,7 @@ async fn admin_query(
             if status != "ready" {
                 return Err(ApiError::conflict(format!("tenant '{name}' is {status}")));
             }
-            let out = run_on(&state, db, &statements, &settings).await?;
+            let out = run_on(&state, &auth, db, &statements, &settings).await?;
             let mut body = output_json(&out);
             body["tenant_id"] = Value::from(name.as_str());
             body["execution_time"] = Value::from(format_duration(started.elapsed()));
@@ -129,7 +129,14 @@ async fn admin_query(
                 let ready = tenants
                     .iter()
                     .any(|t| t.id == db.tenant_id && t.status == "ready");
-                pending.push(query_tenant(&state, db, ready, &statements, &settings));
+                pending.push(query_tenant(
+                    &state,
+                    &auth,
+                    db,
+                    ready,
+                    &statements,
+                    &settings,
+                ));
             }
             let results: Vec<Value> = futures_util::stream::iter(pending)
                 .buffered(ALL_TENANTS_PARALLELISM)
@@ -146,6 +153,7 @@ async fn admin_query(
 /// One tenant's entry in an `all_tenants` answer.
 async fn query_tenant(
     state: &AppState,
+    auth: &Auth,
     db: &TenantDatabase,
     ready: bool,
     statements: &[Statement<'_>],
@@ -154,7 +162,7 @@ async fn query_tenant(
     let mut item = if !ready {
         json!({"error": "tenant is not ready"})
     } else {
-        match run_on(state, db, statements, settings).await {
+        match run_on(state, auth, db, statements, settings).await {
             Ok(out) => output_json(&out),
             Err(e) => json!({"error": e.message}),
         }
@@ -169,6 +177,7 @@ fn output_json(out: &QueryOutput) -> Value {
 
 async fn run_on(
     state: &AppState,
+    auth: &Auth,
     db: &TenantDatabase,
     statements: &[Statement<'_>],
     settings: &Settings,
@@ -183,10 +192,20 @@ async fn run_on(
         .await
         .map_err(engine_error)?;
     let mut last = QueryOutput::default();
+    let mut log = crate::querylog::ApiLog::tenant(
+        &auth.project_id,
+        &db.blueprint,
+        &db.tenant_name,
+        &auth.key_id,
+    );
     for s in statements {
-        match session.run(s.text).await {
+        let (at, started) = (chrono::Utc::now(), Instant::now());
+        let ran = session.run(s.text).await;
+        log.ran(s.text, at, started.elapsed(), ran.as_ref());
+        match ran {
             Ok(out) => last = out,
             Err(e) => {
+                log.flush(state);
                 session.close().await;
                 let err = engine_error(e);
                 let denied = err
@@ -204,5 +223,6 @@ async fn run_on(
         }
     }
     session.close().await;
+    log.flush(state);
     Ok(last)
 }

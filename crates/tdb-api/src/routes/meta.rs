@@ -107,3 +107,37 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A
 pub fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("handler panicked").into_response()
 }
+
+/// In front of everything, authentication included: the client address's rate, shared with the
+/// proxies (a ban earned here bars the address there too, and the other way round).
+pub async fn guard_address(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tdb_core::ratelimit::Verdict;
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let verdict = ip.map_or(Verdict::Allowed, |ip| state.limits.ip.check(ip));
+    let (retry_after, message) = match verdict {
+        Verdict::Allowed => return next.run(req).await,
+        Verdict::Limited { retry_after } => (
+            retry_after,
+            format!(
+                "rate limit exceeded: max {} requests per second",
+                state.limits.ip.limits().per_second
+            ),
+        ),
+        Verdict::Banned { retry_after } => (
+            retry_after,
+            format!("too many requests: this address is banned for {retry_after} s"),
+        ),
+    };
+    ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(ErrorCode::RateLimited, message)
+    }
+    .into_response()
+}

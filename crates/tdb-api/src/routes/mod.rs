@@ -7,6 +7,7 @@ mod apikeys;
 mod backups;
 mod blueprints;
 mod deployments;
+mod logs;
 mod meta;
 mod projects;
 mod tenants;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(blueprints::routes())
         .merge(tenants::routes())
         .merge(backups::routes())
+        .merge(logs::routes())
         .merge(deployments::routes())
         .merge(admin::routes())
         .split_for_parts();
@@ -46,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(meta::unknown_path)
         .method_not_allowed_fallback(meta::wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            meta::guard_address,
+        ))
         .layer(CatchPanicLayer::custom(meta::panicked))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -446,7 +446,7 @@ async fn run_queries(
         auth.require_role(KeyRole::Write)?;
     }
     let read_key = auth.role == KeyRole::Read;
-    let outcome = workspace::run_batch(&state, &r, &statements, read_key).await?;
+    let outcome = workspace::run_batch(&state, &r, &statements, read_key, &auth.key_id).await?;
     if let Some((index, text, e)) = outcome.failure {
         return Err(engine_error(e)
             .with("statement_index", index)

@@ -45,8 +45,14 @@ struct Authenticated {
     params: Vec<(String, String)>,
 }
 
-pub async fn handle(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>) {
+pub async fn handle(mut stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>) {
     let _ = stream.set_nodelay(true);
+    // The address's rate, shared with the REST API, before anything else is done.
+    if let Some(refusal) = address_refusal(&proxy, peer) {
+        tracing::debug!(%peer, "connection refused by the address rate limit");
+        fail_w(&mut stream, refusal).await;
+        return;
+    }
     // Unauthenticated connections are capped; past the cap a connection is closed at once.
     let Ok(unauthenticated) = proxy.unauthenticated.clone().try_acquire_owned() else {
         tracing::warn!(%peer, "too many unauthenticated connections; closing one");
@@ -78,6 +84,29 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>)
             let (mut r, mut w) = tokio::io::split(s.as_mut());
             serve(&mut r, &mut w, auth, &proxy).await;
         }
+    }
+}
+
+/// The error a connection from `peer` gets when its address is over its rate or banned.
+fn address_refusal(proxy: &ProxyState, peer: SocketAddr) -> Option<PgError> {
+    use tdb_core::ratelimit::Verdict;
+    match proxy.config.ip_guard.check(peer.ip()) {
+        Verdict::Allowed => None,
+        Verdict::Limited { retry_after } => Some(PgError::fatal(
+            "53300",
+            format!(
+                "too many connection attempts from {}: max {} per second; retry in {retry_after} s",
+                peer.ip(),
+                proxy.config.ip_guard.limits().per_second
+            ),
+        )),
+        Verdict::Banned { retry_after } => Some(PgError::fatal(
+            "53300",
+            format!(
+                "too many requests from {}: the address is banned for {retry_after} s",
+                peer.ip()
+            ),
+        )),
     }
 }
 
@@ -214,6 +243,23 @@ async fn negotiate(
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect();
 
+    // Failed logins are throttled per address and per user name (known or not, so the refusal
+    // says nothing about which users exist), before the catalog or any SCRAM work is touched.
+    if let Err(wait) = proxy
+        .failures_by_ip
+        .check(&peer.ip())
+        .and_then(|()| proxy.failures_by_user.check(&user))
+    {
+        fail(
+            &mut io,
+            PgError::fatal(
+                "28000",
+                format!("too many failed logins; try again in {wait} s"),
+            ),
+        )
+        .await;
+        return None;
+    }
     let login = match proxy.catalog.proxy_login(&user).await {
         Ok(login) => login,
         Err(e) => {
@@ -249,6 +295,8 @@ async fn negotiate(
     }
     .await;
     let (Some(server_final), Some(login)) = (authenticated, login) else {
+        proxy.failures_by_ip.failed(&peer.ip());
+        proxy.failures_by_user.failed(&user);
         // The same answer for a wrong password, an unknown user and a broken exchange.
         fail(
             &mut io,

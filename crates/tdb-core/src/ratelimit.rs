@@ -1,0 +1,338 @@
+//! Rate limits, in memory (no IO): per client address in front of authentication, shared by
+//! the REST API and every proxy listener, so a ban earned on one is enforced on all; per
+//! project after authentication; and a throttle on failed logins.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What a limiter says about one more request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Over the rate: try again in `retry_after` seconds.
+    Limited {
+        retry_after: u64,
+    },
+    /// Banned: every request is refused for `retry_after` more seconds.
+    Banned {
+        retry_after: u64,
+    },
+}
+
+/// Settings of [`IpGuard`].
+#[derive(Debug, Clone)]
+pub struct IpLimits {
+    /// Requests (or connection attempts) per second per address.
+    pub per_second: u32,
+    /// Refused requests after which the address is banned.
+    pub ban_after: u32,
+    pub ban_for: Duration,
+    /// Exempt 127.0.0.0/8 and ::1 (off by default).
+    pub exempt_loopback: bool,
+}
+
+impl Default for IpLimits {
+    fn default() -> Self {
+        Self {
+            per_second: 100,
+            ban_after: 5,
+            ban_for: Duration::from_secs(300),
+            exempt_loopback: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct IpState {
+    window: Instant,
+    count: u32,
+    violations: u32,
+    first_violation: Instant,
+    banned_until: Option<Instant>,
+    seen: Instant,
+}
+
+/// Requests per second per address, with bans for repeat offenders.
+#[derive(Debug)]
+pub struct IpGuard {
+    limits: IpLimits,
+    state: Mutex<(HashMap<IpAddr, IpState>, Instant)>,
+}
+
+/// Violations older than this are forgotten.
+const VIOLATION_MEMORY: Duration = Duration::from_secs(60);
+/// Addresses unseen for this long are dropped from memory.
+const IDLE: Duration = Duration::from_secs(600);
+
+impl IpGuard {
+    pub fn new(limits: IpLimits) -> Self {
+        Self {
+            limits,
+            state: Mutex::new((HashMap::new(), Instant::now())),
+        }
+    }
+
+    pub fn limits(&self) -> &IpLimits {
+        &self.limits
+    }
+
+    /// Counts one request from `ip` and says whether it may go on.
+    pub fn check(&self, ip: IpAddr) -> Verdict {
+        self.check_at(ip, Instant::now())
+    }
+
+    fn check_at(&self, ip: IpAddr, now: Instant) -> Verdict {
+        if self.limits.exempt_loopback && ip.is_loopback() {
+            return Verdict::Allowed;
+        }
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, swept) = &mut *guard;
+        if now.duration_since(*swept) > IDLE {
+            map.retain(|_, s| {
+                now.duration_since(s.seen) < IDLE || s.banned_until.is_some_and(|b| b > now)
+            });
+            *swept = now;
+        }
+        let s = map.entry(ip).or_insert(IpState {
+            window: now,
+            count: 0,
+            violations: 0,
+            first_violation: now,
+            banned_until: None,
+            seen: now,
+        });
+        s.seen = now;
+        if let Some(until) = s.banned_until {
+            if until > now {
+                return Verdict::Banned {
+                    retry_after: ceil_secs(until - now),
+                };
+            }
+            s.banned_until = None;
+            s.violations = 0;
+        }
+        if now.duration_since(s.window) >= Duration::from_secs(1) {
+            s.window = now;
+            s.count = 0;
+        }
+        s.count += 1;
+        if s.count <= self.limits.per_second {
+            return Verdict::Allowed;
+        }
+        if s.violations == 0 || now.duration_since(s.first_violation) > VIOLATION_MEMORY {
+            s.violations = 0;
+            s.first_violation = now;
+        }
+        s.violations += 1;
+        if s.violations >= self.limits.ban_after {
+            s.banned_until = Some(now + self.limits.ban_for);
+            return Verdict::Banned {
+                retry_after: self.limits.ban_for.as_secs().max(1),
+            };
+        }
+        Verdict::Limited { retry_after: 1 }
+    }
+
+    /// Addresses banned now (for metrics).
+    pub fn banned(&self) -> usize {
+        let now = Instant::now();
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .0
+            .values()
+            .filter(|s| s.banned_until.is_some_and(|b| b > now))
+            .count()
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    let s = d.as_secs();
+    if d.subsec_nanos() > 0 {
+        s + 1
+    } else {
+        s.max(1)
+    }
+}
+
+/// At most `limit` events per key per fixed minute window (the tier quotas).
+#[derive(Debug)]
+pub struct MinuteQuota<K> {
+    state: Mutex<HashMap<K, (Instant, u32)>>,
+}
+
+impl<K: Hash + Eq + Clone> Default for MinuteQuota<K> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> MinuteQuota<K> {
+    /// Counts one event for `key`; `Err(seconds)` until its window ends when over `limit`.
+    pub fn take(&self, key: &K, limit: u32) -> Result<(), u64> {
+        self.take_at(key, limit, Instant::now())
+    }
+
+    fn take_at(&self, key: &K, limit: u32, now: Instant) -> Result<(), u64> {
+        let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let entry = map.entry(key.clone()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(60) {
+            *entry = (now, 0);
+        }
+        if entry.1 >= limit {
+            return Err(ceil_secs(
+                Duration::from_secs(60) - now.duration_since(entry.0),
+            ));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+/// Failed logins per key (an address, a user name) in a sliding window; past `limit`, attempts
+/// are refused before any password work is done.
+#[derive(Debug)]
+pub struct FailureThrottle<K> {
+    limit: usize,
+    window: Duration,
+    state: Mutex<HashMap<K, Vec<Instant>>>,
+}
+
+impl<K: Hash + Eq + Clone> FailureThrottle<K> {
+    pub fn new(limit: usize, window: Duration) -> Self {
+        Self {
+            limit,
+            window,
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(seconds)` while `key` has `limit` failures within the window.
+    pub fn check(&self, key: &K) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(times) = map.get_mut(key) else {
+            return Ok(());
+        };
+        times.retain(|t| now.duration_since(*t) < self.window);
+        if times.len() >= self.limit {
+            let oldest = times.first().copied().unwrap_or(now);
+            return Err(ceil_secs(
+                self.window.saturating_sub(now.duration_since(oldest)),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn failed(&self, key: &K) {
+        let now = Instant::now();
+        let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            let window = self.window;
+            map.retain(|_, t| t.last().is_some_and(|l| now.duration_since(*l) < window));
+        }
+        let times = map.entry(key.clone()).or_default();
+        times.retain(|t| now.duration_since(*t) < self.window);
+        times.push(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn an_address_over_its_rate_is_limited_then_banned() {
+        let guard = IpGuard::new(IpLimits {
+            per_second: 3,
+            ..IpLimits::default()
+        });
+        let t0 = Instant::now();
+        let a = ip("10.0.0.1");
+        for _ in 0..3 {
+            assert_eq!(guard.check_at(a, t0), Verdict::Allowed);
+        }
+        for _ in 0..4 {
+            assert_eq!(guard.check_at(a, t0), Verdict::Limited { retry_after: 1 });
+        }
+        assert_eq!(
+            guard.check_at(a, t0),
+            Verdict::Banned { retry_after: 300 },
+            "the fifth violation bans"
+        );
+        // Banned even in a new second, and another address is untouched.
+        let later = t0 + Duration::from_secs(10);
+        assert!(matches!(
+            guard.check_at(a, later),
+            Verdict::Banned { retry_after: 290 }
+        ));
+        assert_eq!(guard.check_at(ip("10.0.0.2"), later), Verdict::Allowed);
+        assert_eq!(guard.banned(), 1);
+        // The ban ends.
+        let after = t0 + Duration::from_secs(301);
+        assert_eq!(guard.check_at(a, after), Verdict::Allowed);
+    }
+
+    #[test]
+    fn the_rate_resets_each_second_and_loopback_can_be_exempt() {
+        let guard = IpGuard::new(IpLimits {
+            per_second: 2,
+            ..IpLimits::default()
+        });
+        let t0 = Instant::now();
+        let a = ip("::1");
+        assert_eq!(guard.check_at(a, t0), Verdict::Allowed);
+        assert_eq!(guard.check_at(a, t0), Verdict::Allowed);
+        assert!(matches!(guard.check_at(a, t0), Verdict::Limited { .. }));
+        assert_eq!(
+            guard.check_at(a, t0 + Duration::from_millis(1001)),
+            Verdict::Allowed
+        );
+        let exempt = IpGuard::new(IpLimits {
+            per_second: 1,
+            exempt_loopback: true,
+            ..IpLimits::default()
+        });
+        for _ in 0..10 {
+            assert_eq!(exempt.check_at(ip("127.0.0.1"), t0), Verdict::Allowed);
+        }
+        assert_eq!(exempt.check_at(ip("192.0.2.1"), t0), Verdict::Allowed);
+        assert!(matches!(
+            exempt.check_at(ip("192.0.2.1"), t0),
+            Verdict::Limited { .. }
+        ));
+    }
+
+    #[test]
+    fn quotas_count_per_minute() {
+        let q = MinuteQuota::default();
+        let t0 = Instant::now();
+        assert!(q.take_at(&"p1", 2, t0).is_ok());
+        assert!(q.take_at(&"p1", 2, t0).is_ok());
+        assert_eq!(q.take_at(&"p1", 2, t0 + Duration::from_secs(20)), Err(40));
+        assert!(q.take_at(&"p2", 2, t0).is_ok());
+        assert!(q.take_at(&"p1", 2, t0 + Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn failures_throttle_until_they_age_out() {
+        let t = FailureThrottle::new(2, Duration::from_secs(60));
+        assert!(t.check(&"u").is_ok());
+        t.failed(&"u");
+        assert!(t.check(&"u").is_ok());
+        t.failed(&"u");
+        assert!(t.check(&"u").is_err_and(|s| (59..=60).contains(&s)));
+        assert!(t.check(&"v").is_ok());
+    }
+}
