@@ -240,6 +240,15 @@ impl Catalog {
         .await?)
     }
 
+    /// Jobs not done yet, queued and running (for the queue-depth gauge).
+    pub async fn open_jobs(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT kind, status, count(*) FROM jobs WHERE status <> 'done' GROUP BY 1, 2",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Extends a lease; false when the job is no longer this owner's.
     pub async fn renew_job(&self, id: i64, owner: &str, lease_seconds: i32) -> Result<bool> {
         let done = sqlx::query(

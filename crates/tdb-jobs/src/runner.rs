@@ -108,6 +108,7 @@ impl Runner {
     }
 
     async fn run_job(&self, job: Job) {
+        let started = std::time::Instant::now();
         tracing::info!(job = job.id, kind = %job.kind, ref_id = %job.ref_id, attempt = job.attempts, "job claimed");
         let heartbeat = {
             let catalog = self.catalog.clone();
@@ -132,6 +133,11 @@ impl Runner {
             other => Err(format!("unknown job kind '{other}'")),
         };
         heartbeat.abort();
+        let kind = job.kind.clone();
+        metrics::histogram!("tdb_job_duration_seconds", "kind" => kind.clone())
+            .record(started.elapsed().as_secs_f64());
+        let result = if outcome.is_ok() { "ok" } else { "error" };
+        metrics::counter!("tdb_jobs_total", "kind" => kind, "outcome" => result).increment(1);
         if let Err(e) = &outcome {
             tracing::error!(job = job.id, error = %e, "job failed");
         }

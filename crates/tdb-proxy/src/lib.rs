@@ -12,6 +12,8 @@ pub mod ddl;
 #[cfg(feature = "server")]
 pub mod gate;
 #[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
 pub mod pool;
 #[cfg(feature = "server")]
 pub mod querylog;

@@ -91,6 +91,7 @@ pub struct ProxyState {
     pub unauthenticated: Arc<Semaphore>,
     /// Unauthenticated connections per client address.
     pub peers: Arc<PeerSlots>,
+    pub metrics: crate::metrics::ProxyMetrics,
     /// Recent failed logins by address and by user name.
     pub failures_by_ip: tdb_core::ratelimit::FailureThrottle<std::net::IpAddr>,
     pub failures_by_user: tdb_core::ratelimit::FailureThrottle<String>,
@@ -109,6 +110,7 @@ impl ProxyState {
         shutdown: CancellationToken,
     ) -> (Arc<Self>, impl std::future::Future<Output = ()> + use<>) {
         let (log, writer) = QueryLog::new(catalog.clone(), config.query_log);
+        metrics::counter!("tdb_query_log_dropped_total").absolute(0);
         let window = Duration::from_secs(60);
         let failures_by_ip =
             tdb_core::ratelimit::FailureThrottle::new(config.max_auth_failures_per_ip, window);
@@ -130,6 +132,7 @@ impl ProxyState {
             fake_scram_secret: key.derive("proxy-fake-scram"),
             failures_by_ip,
             failures_by_user,
+            metrics: crate::metrics::ProxyMetrics::new("postgresql"),
             shutdown,
         });
         (state, writer)
@@ -323,6 +326,7 @@ async fn reap_idle(state: Arc<ProxyState>) {
             _ = tokio::time::sleep(Duration::from_secs(10)) => {
                 state.pool.evict(None).await;
                 let dropped = state.log.dropped();
+                metrics::counter!("tdb_query_log_dropped_total").absolute(dropped);
                 if dropped > reported {
                     tracing::warn!(
                         dropped = dropped - reported,

@@ -98,6 +98,9 @@ pub struct Config {
     pub slow_query_ms: u64,
     /// Days the query log keeps its records.
     pub query_log_retention_days: i64,
+    /// Where Prometheus metrics are served (`/metrics`); unset: not served. Keep it off the
+    /// public network: it is for the operator.
+    pub metrics_listen: Option<SocketAddr>,
     /// Requests (API) and connection attempts (proxies) per second per client address.
     pub rate_limit_per_second: u32,
     /// Refused requests after which an address is banned, and for how long.
@@ -154,6 +157,7 @@ impl Default for Config {
             max_jobs: 4,
             slow_query_ms: 1000,
             query_log_retention_days: 7,
+            metrics_listen: None,
             rate_limit_per_second: 100,
             rate_limit_ban_after: 5,
             rate_limit_ban_secs: 300,

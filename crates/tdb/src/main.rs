@@ -6,6 +6,7 @@ mod cmd;
 mod config;
 mod output;
 mod serve;
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -22,6 +22,7 @@ const CATALOG_DB: &str = "tdb_catalog";
 const SHARED_PG: &str = "postgresql-shared";
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::install()?;
     prepare_data_dir(&config)?;
     let master_key = load_master_key(&config)?;
     let shutdown = CancellationToken::new();
@@ -31,7 +32,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(start_shared_postgres(&config, &master_key).await?),
     };
-    let result = run_with_catalog(&config, &master_key, managed.as_ref(), shutdown).await;
+    let result = run_with_catalog(&config, &master_key, managed.as_ref(), metrics, shutdown).await;
     if let Some(server) = managed {
         server.shutdown().await;
     }
@@ -43,6 +44,7 @@ async fn run_with_catalog(
     config: &Config,
     key: &MasterKey,
     managed: Option<&ManagedPostgres>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let catalog_options = match (managed, &config.catalog_url) {
@@ -114,10 +116,23 @@ async fn run_with_catalog(
         owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
     let jobs = tokio::spawn(runner.run(shutdown.clone()));
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => Some(crate::telemetry::serve(addr, metrics, shutdown.clone()).await?),
+        None => None,
+    };
+    tokio::spawn(crate::telemetry::sample(
+        catalog.clone(),
+        key.clone(),
+        ip_guard.clone(),
+        shutdown.clone(),
+    ));
     let proxy = start_pg_proxy(config, key, catalog_options, ip_guard, shutdown.clone()).await?;
     let result = tdb_api::serve(listener, state, shutdown.cancelled_owned()).await;
     let _ = jobs.await;
     let _ = proxy.await;
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
     catalog.close().await;
     result.context("serving the API")
 }

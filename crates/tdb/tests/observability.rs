@@ -129,7 +129,13 @@ fn close(a: &Value, b: f64) -> bool {
 
 #[tokio::test]
 async fn every_statement_is_logged_and_the_numbers_add_up() {
-    let s = start_with_env(&[("TDB_SLOW_QUERY_MS", "200")]).await;
+    let metrics_port = tdb_testkit::free_port().expect("port");
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let s = start_with_env(&[
+        ("TDB_SLOW_QUERY_MS", "200"),
+        ("TDB_METRICS_LISTEN", &metrics_listen),
+    ])
+    .await;
     let f = fixture(&s, "logs@example.com").await;
 
     // Through the proxy: reads, a write, an error and a slow statement.
@@ -364,6 +370,43 @@ async fn every_statement_is_logged_and_the_numbers_add_up() {
     );
     let (st, missing) = get(&s, "/tenants/nobody/logs", &f.key).await;
     assert_eq!(st, 404, "{missing}");
+
+    // The operator's Prometheus metrics, on their own address.
+    let text = reqwest::get(format!("http://{metrics_listen}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "tdb_http_requests_total{route=\"/tenants/{id}/logs\",method=\"GET\",status=\"200\"}",
+        "tdb_http_request_duration_seconds",
+        "tdb_proxy_connections_total{engine=\"postgresql\"}",
+        "tdb_proxy_queries_total{engine=\"postgresql\"}",
+        "tdb_proxy_bytes_total{engine=\"postgresql\",direction=\"to_client\"}",
+        "tdb_jobs_total{kind=\"deployment\",outcome=\"ok\"} 1",
+        "tdb_job_duration_seconds",
+        "tdb_query_log_dropped_total 0",
+        "tdb_server_up{server=\"postgresql-shared\",engine=\"postgresql\",managed=\"true\"} 1",
+        "tdb_jobs_open{kind=\"backup\",status=\"queued\"} 0",
+    ] {
+        assert!(text.contains(needle), "no {needle} in:\n{text}");
+    }
+    let queries: f64 = text
+        .lines()
+        .find(|l| l.starts_with("tdb_proxy_queries_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let proxied = raw.iter().filter(|r| r.source == "proxy").count()
+        + ws_raw.iter().filter(|r| r.source == "proxy").count();
+    assert_eq!(
+        queries as usize, proxied,
+        "every relayed statement is counted"
+    );
+    // The public API does not serve them.
+    let (st, _) = get(&s, "/metrics", &f.key).await;
+    assert_eq!(st, 404);
 }
 
 /// An HTTP client whose requests leave from `local`.

@@ -123,6 +123,29 @@ pub async fn guard_address(
     let verdict = ip.map_or(Verdict::Allowed, |ip| state.limits.ip.check(ip));
     let (retry_after, message) = match verdict {
         Verdict::Allowed => return next.run(req).await,
+        refused => {
+            let kind = if matches!(refused, Verdict::Banned { .. }) {
+                "banned"
+            } else {
+                "limited"
+            };
+            metrics::counter!("tdb_rate_limited_total", "surface" => "api", "kind" => kind)
+                .increment(1);
+            refused_reply(&state, refused)
+        }
+    };
+    ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(ErrorCode::RateLimited, message)
+    }
+    .into_response()
+}
+
+/// The Retry-After and message of a refused request.
+fn refused_reply(state: &AppState, verdict: tdb_core::ratelimit::Verdict) -> (u64, String) {
+    use tdb_core::ratelimit::Verdict;
+    match verdict {
+        Verdict::Allowed => (0, String::new()),
         Verdict::Limited { retry_after } => (
             retry_after,
             format!(
@@ -134,10 +157,23 @@ pub async fn guard_address(
             retry_after,
             format!("too many requests: this address is banned for {retry_after} s"),
         ),
-    };
-    ApiError {
-        retry_after: Some(retry_after),
-        ..ApiError::new(ErrorCode::RateLimited, message)
     }
-    .into_response()
+}
+
+/// Counts every request and its duration per route (the route's pattern, never the raw path,
+/// so tenant names do not become label values).
+pub async fn record_http(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("tdb_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("tdb_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
 }

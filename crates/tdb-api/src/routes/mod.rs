@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
             meta::guard_address,
         ))
         .layer(CatchPanicLayer::custom(meta::panicked))
+        .layer(axum::middleware::from_fn(meta::record_http))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -56,6 +56,7 @@ pub struct SessionContext {
     pub shutdown_grace: std::time::Duration,
     /// Transaction pooling: the relay ends (`Detached`) when a transaction is over.
     pub transaction_mode: bool,
+    pub metrics: crate::metrics::ProxyMetrics,
 }
 
 impl SessionContext {
@@ -479,7 +480,7 @@ where
             }
             match client.read_buf(buf).await {
                 Ok(0) | Err(_) => return RelayEnd::ClientGone,
-                Ok(_) => {}
+                Ok(n) => ctx.metrics.bytes_from_clients.increment(n as u64),
             }
         }
         unread = false;
@@ -689,7 +690,7 @@ where
         }
         match server.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return RelayEnd::ServerGone,
-            Ok(_) => {}
+            Ok(n) => ctx.metrics.bytes_to_clients.increment(n as u64),
         }
         let mut pos = 0;
         let mut flushed = 0;
@@ -915,6 +916,10 @@ fn was_ddl(p: &Pending) -> bool {
 }
 
 fn log(ctx: &SessionContext, p: Pending) {
+    ctx.metrics.queries.increment(1);
+    if p.error.is_some() {
+        ctx.metrics.failed.increment(1);
+    }
     if !ctx.log.enabled() {
         return;
     }

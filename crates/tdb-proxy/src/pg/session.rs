@@ -47,8 +47,10 @@ struct Authenticated {
 
 pub async fn handle(mut stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>) {
     let _ = stream.set_nodelay(true);
+    proxy.metrics.connections.increment(1);
     // The address's rate, shared with the REST API, before anything else is done.
     if let Some(refusal) = address_refusal(&proxy, peer) {
+        proxy.metrics.refused.increment(1);
         tracing::debug!(%peer, "connection refused by the address rate limit");
         fail_w(&mut stream, refusal).await;
         return;
@@ -84,6 +86,15 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxySta
             let (mut r, mut w) = tokio::io::split(s.as_mut());
             serve(&mut r, &mut w, auth, &proxy).await;
         }
+    }
+}
+
+/// Keeps the open-sessions gauge right however a session ends.
+struct SessionCount<'a>(&'a crate::metrics::ProxyMetrics);
+
+impl Drop for SessionCount<'_> {
+    fn drop(&mut self) {
+        self.0.sessions.decrement(1.0);
     }
 }
 
@@ -295,6 +306,7 @@ async fn negotiate(
     }
     .await;
     let (Some(server_final), Some(login)) = (authenticated, login) else {
+        proxy.metrics.auth_failures.increment(1);
         proxy.failures_by_ip.failed(&peer.ip());
         proxy.failures_by_user.failed(&user);
         // The same answer for a wrong password, an unknown user and a broken exchange.
@@ -438,7 +450,10 @@ where
         shutdown: proxy.shutdown.clone(),
         shutdown_grace: proxy.config.shutdown_grace,
         transaction_mode,
+        metrics: proxy.metrics.clone(),
     };
+    proxy.metrics.sessions.increment(1.0);
+    let _counted = SessionCount(&proxy.metrics);
     let mut state = ClientState::default();
     let mut attached = if transaction_mode {
         // The connection served the greeting; the first transaction takes whichever is free.
