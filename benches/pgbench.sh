@@ -6,12 +6,15 @@
 #   direct     the server's superuser on the tenant's physical database
 #   proxy      the tenant's own connection from POST /tenants, at tdb's --pg-listen port
 #   pgbouncer  PgBouncer (session pooling) in front of the same physical database, as the superuser
+#   proxy_nolog  the same connection through a second `tdb serve` on the same catalog with its
+#              query log off (TDB_PG_QUERY_LOG=false): what logging every statement costs
 # Workloads: -S -M simple, -S -M prepared, TPC-B -M simple; each at every CLIENTS count.
 # Prints a Markdown table of mean tps and latency per target with the proxy's ratios, and writes
 # it to RESULTS.
 #
 # Usage: benches/pgbench.sh
 #   env: SCALE=10 DURATION=15 ROUNDS=2 CLIENTS="1 8" TARGETS="direct proxy pgbouncer"
+#        (add proxy_nolog to measure the query log's cost)
 #        PROXY_SSLMODE=disable WARMUP=3 SHARED_BUFFERS=256MB RESULTS=/tmp/tdb-pgbench-<time>.md
 #        TDB_BIN=path (use this binary instead of building target/release/tdb)
 # e.g.   TARGETS="direct pgbouncer" DURATION=5 ROUNDS=1 benches/pgbench.sh
@@ -31,7 +34,7 @@ WORKLOADS=("select-only simple|-S -M simple" "select-only prepared|-S -M prepare
 
 die() { echo "pgbench.sh: $*" >&2; exit 1; }
 for t in $TARGETS; do
-    case $t in direct | proxy | pgbouncer) ;; *) die "unknown target '$t' in TARGETS (direct, proxy, pgbouncer)" ;; esac
+    case $t in direct | proxy | proxy_nolog | pgbouncer) ;; *) die "unknown target '$t' in TARGETS (direct, proxy, proxy_nolog, pgbouncer)" ;; esac
 done
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 [ -n "$TARGETS" ] || die "TARGETS is empty"
@@ -99,6 +102,22 @@ DIRECT_URL="postgresql://bench:$PW@127.0.0.1:$PG_PORT/$PHYS"
     || { cat "$ROOT/init.log" >&2; die "pgbench -i failed on $PHYS"; }
 "$PSQL" -XAtq "$DIRECT_URL" -c "VACUUM ANALYZE" >/dev/null
 
+# --- a second tdb serve without the query log --------------------------------------------------
+if has_target proxy_nolog; then
+    step "starting a second tdb serve with the query log off"
+    NOLOG_LISTEN=127.0.0.1:$(free_port)
+    NOLOG_API=http://127.0.0.1:$(free_port)
+    TDB_PG_QUERY_LOG=false "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
+        --api-listen "${NOLOG_API#http://}" --pg-listen "$NOLOG_LISTEN" \
+        --mysql-listen "127.0.0.1:$(free_port)" --redis-listen "127.0.0.1:$(free_port)" \
+        >"$ROOT/serve-nolog.log" 2>&1 &
+    NOLOG_PID=$!
+    # shellcheck disable=SC2016 # expanded on exit
+    bench_on_exit 'kill "$NOLOG_PID"; wait "$NOLOG_PID"'
+    for _ in $(seq 1 300); do curl -sf "$NOLOG_API/health" >/dev/null && break; sleep 0.1; done
+    curl -sf "$NOLOG_API/health" >/dev/null || { tail -20 "$ROOT/serve-nolog.log" >&2; die "the second tdb serve did not start"; }
+fi
+
 # --- PgBouncer -----------------------------------------------------------------------------------
 if has_target pgbouncer; then
     step "starting PgBouncer"
@@ -142,6 +161,7 @@ target_env() {
     case $1 in
         direct) export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGDATABASE=$PHYS PGUSER=bench PGPASSWORD=$PW PGSSLMODE=disable ;;
         proxy) export PGHOST=$P_HOST PGPORT=$P_PORT PGDATABASE=$P_DB PGUSER=$P_USER PGPASSWORD=$P_PASS PGSSLMODE=$PROXY_SSLMODE ;;
+        proxy_nolog) export PGHOST=${NOLOG_LISTEN%:*} PGPORT=${NOLOG_LISTEN##*:} PGDATABASE=$P_DB PGUSER=$P_USER PGPASSWORD=$P_PASS PGSSLMODE=$PROXY_SSLMODE ;;
         pgbouncer) export PGHOST=127.0.0.1 PGPORT=$BOUNCER_PORT PGDATABASE=$PHYS PGUSER=bench PGPASSWORD='' PGSSLMODE=disable ;;
     esac
 }
@@ -149,6 +169,7 @@ describe() {
     case $1 in
         direct) echo "PostgreSQL at 127.0.0.1:$PG_PORT, database $PHYS, user bench" ;;
         proxy) echo "tdb proxy at $P_HOST:$P_PORT, database $P_DB, user $P_USER, sslmode=$PROXY_SSLMODE" ;;
+        proxy_nolog) echo "tdb proxy with the query log off at $NOLOG_LISTEN, database $P_DB, user $P_USER" ;;
         pgbouncer) echo "PgBouncer at 127.0.0.1:$BOUNCER_PORT, database $PHYS, user bench" ;;
     esac
 }
@@ -170,7 +191,7 @@ run_pgbench() {
             echo "--- stderr"; cat "$ROOT/run.err"
             echo "--- stdout"; tail -20 "$ROOT/run.out"
         } >&2
-        if [ "$target" = proxy ]; then serve_log_tail >&2; fi
+        if [ "$target" = proxy ] || [ "$target" = proxy_nolog ]; then serve_log_tail >&2; fi
         exit 1
     fi
     echo "$tps $lat"
@@ -220,7 +241,7 @@ done
 
 # --- the report ----------------------------------------------------------------------------------
 # Goals: proxy/direct >= 0.75 for select-only at 8 clients, >= 0.95 for TPC-B; proxy/pgbouncer
-# >= 1.0 everywhere.
+# >= 1.0 everywhere; the proxy with its query log at least 0.95 of the proxy without.
 table() {
     awk -F'|' '
         { k = $1 "|" $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
@@ -229,14 +250,15 @@ table() {
         function f(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
         function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "" : a / b }
         BEGIN {
-            print "| workload | clients | direct tps | proxy tps | pgbouncer tps | direct ms | proxy ms | pgbouncer ms | proxy/direct | proxy/pgbouncer | goals met |"
-            print "|---|---|---|---|---|---|---|---|---|---|---|"
+            print "| workload | clients | direct tps | proxy tps | pgbouncer tps | proxy, log off tps | direct ms | proxy ms | pgbouncer ms | proxy/direct | proxy/pgbouncer | log on/off | goals met |"
+            print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         }
         END {
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, p, "|")
                 d = m(tps, k, "direct"); x = m(tps, k, "proxy"); b = m(tps, k, "pgbouncer")
-                rd = ratio(x, d); rb = ratio(x, b)
+                q = m(tps, k, "proxy_nolog")
+                rd = ratio(x, d); rb = ratio(x, b); rq = ratio(x, q)
                 goal = ""
                 if (p[1] ~ /^select-only/ && p[2] == 8) goal = 0.75
                 if (p[1] ~ /^tpcb/) goal = 0.95
@@ -245,12 +267,13 @@ table() {
                     ok = 1
                     if (rd != "" && goal != "" && rd < goal) ok = 0
                     if (rb != "" && rb < 1.0) ok = 0
+                    if (rq != "" && rq < 0.95) ok = 0
                     met = ok ? "yes" : "no"
                 }
-                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
-                    f(d, "%.0f"), f(x, "%.0f"), f(b, "%.0f"),
+                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
+                    f(d, "%.0f"), f(x, "%.0f"), f(b, "%.0f"), f(q, "%.0f"),
                     f(m(lat, k, "direct"), "%.3f"), f(m(lat, k, "proxy"), "%.3f"), f(m(lat, k, "pgbouncer"), "%.3f"),
-                    f(rd, "%.2f"), f(rb, "%.2f"), met
+                    f(rd, "%.2f"), f(rb, "%.2f"), f(rq, "%.2f"), met
             }
         }' "$RAW"
 }

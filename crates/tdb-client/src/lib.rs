@@ -374,6 +374,45 @@ impl Client {
         self.request(Method::PATCH, &path, Some(patch), true).await
     }
 
+    /// `query`: pairs such as `("type", "error")`, `("since", "24h")`, `("limit", "100")`.
+    pub async fn tenant_logs(
+        &self,
+        name: &str,
+        query: &[(&str, String)],
+    ) -> Result<Reply<Value>, ClientError> {
+        let qs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        let sep = if qs.is_empty() { "" } else { "?" };
+        self.get(&format!(
+            "/tenants/{}/logs{sep}{}",
+            encode(name),
+            qs.join("&")
+        ))
+        .await
+    }
+
+    pub async fn tenant_log_stats(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!("/tenants/{}/logs/stats", encode(name)))
+            .await
+    }
+
+    pub async fn tenant_metrics(
+        &self,
+        name: &str,
+        window: &str,
+        bucket: Option<&str>,
+    ) -> Result<Reply<Value>, ClientError> {
+        let bucket = bucket.map_or_else(String::new, |b| format!("&bucket={}", encode(b)));
+        self.get(&format!(
+            "/tenants/{}/metrics?window={}{bucket}",
+            encode(name),
+            encode(window)
+        ))
+        .await
+    }
+
     pub async fn tenant_deployments(&self, name: &str) -> Result<Reply<Value>, ClientError> {
         self.get(&format!("/tenants/{}/deployments", encode(name)))
             .await

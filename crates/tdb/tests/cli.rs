@@ -421,6 +421,38 @@ async fn tenant_and_deployment_flow_through_the_cli() {
         .contains("has no backup")
     );
 
+    // The query log and metrics of what ran above (admin queries are logged as source api).
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = cli.ok(&["tenants", "logs", "acme", "--source", "api"]);
+        if logs.contains("UPDATE accounts SET balance = 99") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        logs.contains("UPDATE accounts SET balance = 99") && logs.contains("api"),
+        "{logs}"
+    );
+    let errors = cli.json(&["tenants", "logs", "acme", "--type", "error"]);
+    assert!(
+        errors["logs"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|e| e["success"] == false)),
+        "{errors}"
+    );
+    let metrics = cli.ok(&["tenants", "metrics", "acme", "--window", "1h"]);
+    assert!(
+        metrics.contains("success rate")
+            && metrics.contains("P95")
+            && metrics.contains("queries  "),
+        "{metrics}"
+    );
+    assert!(
+        cli.fails(&["tenants", "logs", "acme", "--since", "2h"])
+            .contains("since")
+    );
+
     assert!(
         cli.ok(&["tenants", "suspend", "acme"])
             .contains("suspended")

@@ -47,6 +47,37 @@ pub enum TenantsCommand {
     },
     /// List a tenant's backups, newest first
     Backups { name: String },
+    /// A tenant's query log, newest first (oldest first with --follow)
+    Logs {
+        name: String,
+        /// error or slow
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// 1h, 24h, 7d or 30d
+        #[arg(long)]
+        since: Option<String>,
+        /// Only statements containing this text (case-insensitive)
+        #[arg(long)]
+        search: Option<String>,
+        /// proxy or api
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Keep printing new statements as they arrive (Ctrl-C to stop)
+        #[arg(long)]
+        follow: bool,
+    },
+    /// A tenant's query statistics and latency metrics, with a sparkline
+    Metrics {
+        name: String,
+        /// 1h, 24h, 7d or 30d
+        #[arg(long, default_value = "24h")]
+        window: String,
+        /// hour, day or week [default: hour up to 24h, else day]
+        #[arg(long)]
+        bucket: Option<String>,
+    },
     /// Restore a tenant database from a backup (a safety backup is taken first)
     Rollback {
         name: String,
@@ -196,6 +227,37 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
             storage_path,
             no_wait,
         } => rollback(ctx, &name, &storage_path, no_wait).await?,
+        TenantsCommand::Logs {
+            name,
+            kind,
+            since,
+            search,
+            source,
+            limit,
+            follow,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            for (k, v) in [
+                ("type", kind),
+                ("since", since),
+                ("search", search),
+                ("source", source),
+            ] {
+                if let Some(v) = v {
+                    query.push((k, v));
+                }
+            }
+            logs(ctx, &name, &query, follow).await?;
+        }
+        TenantsCommand::Metrics {
+            name,
+            window,
+            bucket,
+        } => {
+            let reply = c.tenant_metrics(&name, &window, bucket.as_deref()).await?;
+            let m = &reply.raw;
+            ctx.print(m, || print_metrics(m));
+        }
         TenantsCommand::Restore { name } => run_action(ctx, &name, "restore").await?,
         TenantsCommand::Suspend { name } => run_action(ctx, &name, "suspend").await?,
         TenantsCommand::Resume { name } => run_action(ctx, &name, "resume").await?,
@@ -369,4 +431,165 @@ async fn rollback(ctx: &Context, name: &str, path: &str, no_wait: bool) -> anyho
         anyhow::bail!("rollback failed: {}", text(&last["error"]));
     }
     Ok(())
+}
+
+fn log_rows(logs: &[Value]) -> Vec<Vec<String>> {
+    logs.iter()
+        .map(|l| {
+            let query: String = text(&l["query"])
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let query = match query.char_indices().nth(80) {
+                Some((i, _)) => format!("{}…", &query[..i]),
+                None => query,
+            };
+            vec![
+                text(&l["created_at"]),
+                text(&l["source"]),
+                if l["success"] == true {
+                    "ok".into()
+                } else {
+                    format!("error {}", text(&l["error_code"]))
+                },
+                format!("{:.2}", l["duration_ms"].as_f64().unwrap_or(0.0)),
+                query,
+            ]
+        })
+        .collect()
+}
+
+const LOG_HEADERS: [&str; 5] = ["TIME", "SOURCE", "RESULT", "MS", "QUERY"];
+
+/// Prints a page of the log; with `follow`, then polls for newer statements every second.
+async fn logs(
+    ctx: &Context,
+    name: &str,
+    query: &[(&str, String)],
+    follow: bool,
+) -> anyhow::Result<()> {
+    let reply = ctx.client.tenant_logs(name, query).await?;
+    let mut page: Vec<Value> = reply.raw["logs"].as_array().cloned().unwrap_or_default();
+    if !follow {
+        ctx.print(&reply.raw, || {
+            output::table(&LOG_HEADERS, log_rows(&page));
+            if reply.raw["has_more"] == true {
+                println!("(more: raise --limit or narrow the filters)");
+            }
+        });
+        return Ok(());
+    }
+    page.reverse();
+    let mut last = page.last().and_then(|l| l["id"].as_i64()).unwrap_or(0);
+    let emit = |entries: &[Value]| {
+        if ctx.json {
+            for e in entries {
+                println!("{e}");
+            }
+        } else {
+            for row in log_rows(entries) {
+                println!("{}", row.join("  "));
+            }
+        }
+    };
+    emit(&page);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut q: Vec<(&str, String)> = query
+            .iter()
+            .filter(|(k, _)| *k != "limit")
+            .cloned()
+            .collect();
+        q.push(("limit", "1000".into()));
+        let reply = ctx.client.tenant_logs(name, &q).await?;
+        let mut fresh: Vec<Value> = reply.raw["logs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["id"].as_i64().unwrap_or(0) > last)
+            .cloned()
+            .collect();
+        fresh.reverse();
+        if let Some(id) = fresh.last().and_then(|l| l["id"].as_i64()) {
+            last = id;
+        }
+        emit(&fresh);
+    }
+}
+
+/// Eight levels of a bar, lowest to highest.
+const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// A one-line chart of `values` (empty for no values).
+pub fn sparkline(values: &[f64]) -> String {
+    let max = values.iter().copied().fold(0.0_f64, f64::max);
+    values
+        .iter()
+        .map(|v| {
+            if max <= 0.0 {
+                SPARKS[0]
+            } else {
+                let level = ((v / max) * (SPARKS.len() - 1) as f64).round() as usize;
+                SPARKS[level.min(SPARKS.len() - 1)]
+            }
+        })
+        .collect()
+}
+
+fn print_metrics(m: &Value) {
+    let num = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "-".to_string(), |f| format!("{f:.2}"))
+    };
+    output::fields(&[
+        ("tenant", &text(&m["tenant_id"])),
+        (
+            "window",
+            &format!("{} (per {})", text(&m["window"]), text(&m["bucket"])),
+        ),
+        ("queries", &m["queries"].to_string()),
+        ("failed", &m["failed"].to_string()),
+        (
+            "slow",
+            &format!("{} (>= {} ms)", m["slow"], m["slow_threshold_ms"]),
+        ),
+        ("success rate", &format!("{} %", num(&m["success_rate"]))),
+    ]);
+    let l = &m["latency_ms"];
+    output::table(
+        &["LATENCY MS", "AVG", "P50", "P95", "P99", "MAX"],
+        vec![vec![
+            String::new(),
+            num(&l["avg"]),
+            num(&l["p50"]),
+            num(&l["p95"]),
+            num(&l["p99"]),
+            num(&l["max"]),
+        ]],
+    );
+    let series = m["series"].as_array().cloned().unwrap_or_default();
+    if !series.is_empty() {
+        let counts: Vec<f64> = series
+            .iter()
+            .map(|b| b["queries"].as_f64().unwrap_or(0.0))
+            .collect();
+        let p95: Vec<f64> = series
+            .iter()
+            .map(|b| b["p95_ms"].as_f64().unwrap_or(0.0))
+            .collect();
+        println!("queries  {}", sparkline(&counts));
+        println!("p95 ms   {}", sparkline(&p95));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sparkline;
+
+    #[test]
+    fn sparklines_scale_to_the_largest_value() {
+        assert_eq!(sparkline(&[0.0, 1.0, 2.0, 4.0]), "▁▃▅█");
+        assert_eq!(sparkline(&[0.0, 0.0]), "▁▁");
+        assert_eq!(sparkline(&[]), "");
+    }
 }
