@@ -64,10 +64,13 @@ tdb_dump() {
 
 floor_dump() {
     local t0
+    # A rollback gives the tenant a new physical database; dump the current one.
+    DB=$(physical)
     t0=$(now)
     PGPASSWORD=$PW "$PGBIN/pg_dump" -h 127.0.0.1 -p "$PG_PORT" -U bench --no-owner --no-privileges "$DB" \
         | gzip -6 >"$ROOT/floor.sql.gz"
     secs "$t0" "$(now)"
+    [ "$(stat -c %s "$ROOT/floor.sql.gz")" -gt 1048576 ] || { echo "pg_dump of $DB failed" >&2; exit 1; }
 }
 
 # The restore part of a rollback: from the end of its safety backup to the end of the rollback.
