@@ -361,6 +361,28 @@ async fn a_rollback_brings_back_every_row_and_sequence() {
             .await
             .expect("count");
     assert_eq!(tenant_dbs, 1, "one database for the one tenant");
+
+    // Deleting the tenant for good deletes its backups from the store too.
+    let store = s.data_dir().join("backups");
+    let files = |dir: &std::path::Path| -> usize {
+        fn walk(dir: &std::path::Path, n: &mut usize) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, n);
+                } else if path.to_string_lossy().contains("_tenant_acme") {
+                    *n += 1;
+                }
+            }
+        }
+        let mut n = 0;
+        walk(dir, &mut n);
+        n
+    };
+    assert!(files(&store) >= 3, "the manual and two safety backups");
+    let (st, gone) = delete(&s, "/tenants/acme?hard=true", &t.key).await;
+    assert_eq!(st, 200, "{gone}");
+    assert_eq!(files(&store), 0, "backup files left behind");
 }
 
 #[tokio::test]
