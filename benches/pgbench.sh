@@ -85,6 +85,8 @@ api POST /workspaces/pgbench/queries "$(jq -n --arg q "$DDL" '{query: $q}')" >/d
 DEP=$(api POST /deployments '{"blueprint_name":"pgbench"}' | jq -r .id)
 D=$(wait_deployment "$DEP")
 [ "$(jq -r .status <<<"$D")" = completed ] || die "deployment $DEP did not complete: $D"
+# Room for two proxies' pools (proxy and proxy_nolog) under the tenant role's connection limit.
+api PATCH /workspaces/pgbench/settings '{"max_connections":40}' >/dev/null
 TENANT=$(api POST /tenants '{"tenant_id":"bench","databases":[{"blueprint":"pgbench"}]}')
 CONN=$(jq -c '.databases[0].connection' <<<"$TENANT")
 P_HOST=$(jq -r .host <<<"$CONN"); P_PORT=$(jq -r .port <<<"$CONN"); P_DB=$(jq -r .database <<<"$CONN")
