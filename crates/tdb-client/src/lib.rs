@@ -413,6 +413,19 @@ impl Client {
         .await
     }
 
+    pub async fn workspace_metrics(
+        &self,
+        name: &str,
+        window: &str,
+    ) -> Result<Reply<Value>, ClientError> {
+        self.get(&format!(
+            "/workspaces/{}/metrics?window={}",
+            encode(name),
+            encode(window)
+        ))
+        .await
+    }
+
     pub async fn tenant_deployments(&self, name: &str) -> Result<Reply<Value>, ClientError> {
         self.get(&format!("/tenants/{}/deployments", encode(name)))
             .await

@@ -452,6 +452,40 @@ async fn tenant_and_deployment_flow_through_the_cli() {
         cli.fails(&["tenants", "logs", "acme", "--since", "2h"])
             .contains("since")
     );
+    let stats = cli.ok(&["tenants", "stats", "acme"]);
+    assert!(
+        stats.contains("by source") && stats.contains("api"),
+        "{stats}"
+    );
+    let ws = cli.ok(&["workspaces", "metrics", "fintech", "--window", "1h"]);
+    assert!(ws.contains("workspace") && ws.contains("fintech"), "{ws}");
+    let projects = cli.json(&["projects", "list"]);
+    let pid = projects["projects"][0]["project_id"]
+        .as_str()
+        .expect("project")
+        .to_string();
+    let policy = cli.json(&[
+        "projects",
+        "backup-policy",
+        &pid,
+        "--keep-count",
+        "3",
+        "--daily-at",
+        "04:30",
+    ]);
+    assert_eq!(
+        (policy["keep_count"].as_i64(), policy["daily_at"].as_str()),
+        (Some(3), Some("04:30")),
+        "{policy}"
+    );
+    assert!(
+        cli.ok(&["projects", "backup-policy", &pid])
+            .contains("04:30")
+    );
+    assert!(
+        cli.fails(&["projects", "backup-policy", &pid, "--daily-at", "25:00"])
+            .contains("daily_at")
+    );
 
     assert!(
         cli.ok(&["tenants", "suspend", "acme"])

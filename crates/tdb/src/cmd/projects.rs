@@ -1,4 +1,4 @@
-//! `tdb projects list|create|switch|delete|rotate-password`.
+//! `tdb projects list|create|switch|delete|rotate-password|backup-policy`.
 
 use super::Context;
 use crate::output;
@@ -15,11 +15,74 @@ pub enum ProjectsCommand {
     Delete { project: String },
     /// Rotate a project's proxy password (prints the new one once)
     RotatePassword { project: String },
+    /// Show a project's backup policy, or change it with any of the flags
+    BackupPolicy {
+        project: String,
+        /// Daily scheduled backups on or off
+        #[arg(long)]
+        schedule_enabled: Option<bool>,
+        /// When the daily backups run, UTC: HH:MM or HH:MM:SS
+        #[arg(long)]
+        daily_at: Option<String>,
+        /// Backups kept per tenant database
+        #[arg(long)]
+        keep_count: Option<i64>,
+        /// Backups older than this many days are deleted
+        #[arg(long)]
+        keep_days: Option<i64>,
+        /// Manual backup requests per hour
+        #[arg(long)]
+        hourly_limit: Option<i64>,
+    },
 }
 
 pub async fn run(ctx: &Context, command: ProjectsCommand) -> anyhow::Result<()> {
     let c = &ctx.client;
     match command {
+        ProjectsCommand::BackupPolicy {
+            project,
+            schedule_enabled,
+            daily_at,
+            keep_count,
+            keep_days,
+            hourly_limit,
+        } => {
+            let mut patch = serde_json::Map::new();
+            if let Some(v) = schedule_enabled {
+                patch.insert("schedule_enabled".into(), v.into());
+            }
+            if let Some(v) = daily_at {
+                patch.insert("daily_at".into(), v.into());
+            }
+            for (k, v) in [
+                ("keep_count", keep_count),
+                ("keep_days", keep_days),
+                ("hourly_limit", hourly_limit),
+            ] {
+                if let Some(v) = v {
+                    patch.insert(k.into(), v.into());
+                }
+            }
+            let reply = if patch.is_empty() {
+                c.backup_policy(&project).await?
+            } else {
+                c.update_backup_policy(&project, &serde_json::Value::Object(patch))
+                    .await?
+            };
+            let p = &reply.raw;
+            ctx.print(p, || {
+                output::fields(&[
+                    ("project", &output::text(&p["project_id"])),
+                    ("daily backups", &p["schedule_enabled"].to_string()),
+                    ("daily at (UTC)", &output::text(&p["daily_at"])),
+                    (
+                        "keep",
+                        &format!("{} backups, {} days", p["keep_count"], p["keep_days"]),
+                    ),
+                    ("manual backups per hour", &p["hourly_limit"].to_string()),
+                ]);
+            });
+        }
         ProjectsCommand::List => {
             let reply = c.list_projects().await?;
             ctx.print(&reply.raw, || {

@@ -68,6 +68,8 @@ pub enum TenantsCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// Totals over a tenant's whole query log: outcomes, sources, mean duration, slow statements
+    Stats { name: String },
     /// A tenant's query statistics and latency metrics, with a sparkline
     Metrics {
         name: String,
@@ -248,6 +250,30 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
                 }
             }
             logs(ctx, &name, &query, follow).await?;
+        }
+        TenantsCommand::Stats { name } => {
+            let reply = c.tenant_log_stats(&name).await?;
+            let r = &reply.raw;
+            ctx.print(r, || {
+                output::fields(&[
+                    ("tenant", &text(&r["tenant_id"])),
+                    ("queries", &r["total_queries"].to_string()),
+                    ("successful", &r["successful"].to_string()),
+                    ("failed", &r["failed"].to_string()),
+                    (
+                        "by source",
+                        &format!(
+                            "proxy {}, api {}",
+                            r["by_source"]["proxy"], r["by_source"]["api"]
+                        ),
+                    ),
+                    ("mean duration", &format!("{} ms", r["avg_duration_ms"])),
+                    (
+                        "slow",
+                        &format!("{} (>= {} ms)", r["slow_queries"], r["slow_threshold_ms"]),
+                    ),
+                ]);
+            });
         }
         TenantsCommand::Metrics {
             name,
@@ -536,13 +562,24 @@ pub fn sparkline(values: &[f64]) -> String {
         .collect()
 }
 
-fn print_metrics(m: &Value) {
+pub fn print_metrics(m: &Value) {
     let num = |v: &Value| {
         v.as_f64()
             .map_or_else(|| "-".to_string(), |f| format!("{f:.2}"))
     };
     output::fields(&[
-        ("tenant", &text(&m["tenant_id"])),
+        (
+            if m["workspace_id"].is_string() {
+                "workspace"
+            } else {
+                "tenant"
+            },
+            &text(if m["workspace_id"].is_string() {
+                &m["workspace_id"]
+            } else {
+                &m["tenant_id"]
+            }),
+        ),
         (
             "window",
             &format!("{} (per {})", text(&m["window"]), text(&m["bucket"])),

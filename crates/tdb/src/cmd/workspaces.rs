@@ -49,6 +49,13 @@ pub enum WorkspacesCommand {
         #[arg(long, group = "source")]
         from_db: Option<String>,
     },
+    /// The workspace's own query metrics (proxy and API), with sparklines
+    Metrics {
+        name: String,
+        /// 1h, 24h, 7d or 30d
+        #[arg(long, default_value = "24h")]
+        window: String,
+    },
     /// List pending DDL changes
     Diff { name: String },
     /// Remove a pending change from the deploy queue
@@ -202,6 +209,10 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
                     );
                 }
             });
+        }
+        WorkspacesCommand::Metrics { name, window } => {
+            let reply = c.workspace_metrics(&name, &window).await?;
+            ctx.print(&reply.raw, || super::tenants::print_metrics(&reply.raw));
         }
         WorkspacesCommand::Diff { name } => {
             let reply = c.workspace_diff(&name).await?;
