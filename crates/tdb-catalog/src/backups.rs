@@ -338,15 +338,24 @@ impl Catalog {
                 .bind(&rollback.tenant_database_id)
                 .fetch_one(&mut *tx)
                 .await?;
+        // Only from `restoring`, and never onto itself: a second run of the same rollback (its
+        // first lost the lease but carried on) must not record the live database as the old one.
+        let moved = sqlx::query(
+            "UPDATE rollbacks SET step = 'swapped', old_db = $2
+              WHERE id = $1 AND step = 'restoring' AND $2 <> $3",
+        )
+        .bind(&rollback.id)
+        .bind(&old_db)
+        .bind(new_db)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(CatalogError::Conflict("rollback already switched".into()));
+        }
         sqlx::query("UPDATE tenant_databases SET physical_db = $2, version = $3 WHERE id = $1")
             .bind(&rollback.tenant_database_id)
             .bind(new_db)
             .bind(version)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE rollbacks SET step = 'swapped', old_db = $2 WHERE id = $1")
-            .bind(&rollback.id)
-            .bind(&old_db)
             .execute(&mut *tx)
             .await?;
         sqlx::query("SELECT pg_notify($1, 'tenant:' || $2)")
@@ -465,8 +474,9 @@ impl Catalog {
         .await?)
     }
 
-    /// A project's backups beyond its retention: for each tenant database, those past the
-    /// newest `keep_count` or older than `keep_days`, except any a rollback in progress uses.
+    /// A project's backups beyond its retention: for each tenant database, completed ones past
+    /// the newest `keep_count` or older than `keep_days` (the newest is always kept), failed ones
+    /// after a day; never one a rollback in progress uses.
     pub async fn expired_backups(
         &self,
         project_id: &str,
@@ -475,10 +485,14 @@ impl Catalog {
     ) -> Result<Vec<Backup>> {
         let sql = format!(
             "SELECT {BACKUP_COLUMNS} FROM (
-                 SELECT b.*, row_number() OVER (PARTITION BY tenant_database_id
+                 SELECT b.*, row_number() OVER (PARTITION BY tenant_database_id, status
                                                 ORDER BY created_at DESC, storage_path DESC) AS n
                    FROM backups b WHERE project_id = $1 AND status <> 'pending') ranked
-              WHERE (n > $2 OR created_at < now() - make_interval(days => $3))
+              -- Completed backups by count and age, but never a database's newest one; failed
+              -- ones after a day.
+              WHERE ((status = 'completed' AND n > 1
+                      AND (n > $2 OR created_at < now() - make_interval(days => $3)))
+                     OR (status = 'failed' AND created_at < now() - interval '1 day'))
                 AND NOT EXISTS (SELECT 1 FROM rollbacks r
                                  WHERE (r.backup_id = ranked.id OR r.safety_backup_id = ranked.id)
                                    AND r.step NOT IN ('completed', 'failed'))

@@ -263,6 +263,20 @@ impl Catalog {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Lets a failed job's lease lapse in `seconds`, so a runner claims it again then.
+    pub async fn retry_job(&self, id: i64, owner: &str, seconds: i32) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), updated_at = now()
+              WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(seconds)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     pub async fn finish_job(&self, id: i64, owner: &str) -> Result<()> {
         sqlx::query(
             "UPDATE jobs SET status = 'done', updated_at = now() WHERE id = $1 AND lease_owner = $2",

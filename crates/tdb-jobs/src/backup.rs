@@ -242,6 +242,9 @@ pub(crate) async fn dump_into(
     };
     let mut gzip = GzipEncoder::new(BufReader::with_capacity(256 * 1024, counted));
     let written = runner.store.put_stream(path, &mut gzip).await;
+    // Closes pg_dump's output first: after a failed upload it would otherwise block on a full
+    // pipe and never finish.
+    drop(gzip);
     let finished = dump.finish.await;
     match (written, finished) {
         (Ok(written), Ok(())) => Ok(Taken {

@@ -3,9 +3,10 @@
 //! 1. `safety`: a backup of the database as it is now (kind `safety`), so the rollback itself
 //!    can be undone.
 //! 2. `restoring`: the backup is streamed from the store through gunzip into a fresh database
-//!    (named in the catalog before it is created) with the tenant's privilege model. Its bytes
-//!    are counted and hashed on the way and must match the size and SHA-256 recorded when the
-//!    backup was taken. Meanwhile the tenant keeps serving its current data.
+//!    (named in the catalog before it is created) with the tenant's privilege model. The file is
+//!    first read whole and must match the size and SHA-256 recorded when the backup was taken
+//!    (psql runs meta-commands, so a tampered file never reaches it), and is hashed again on the
+//!    way in. Meanwhile the tenant keeps serving its current data.
 //! 3. `swapped`: the proxies hold the tenant's queries, and one catalog transaction points the
 //!    tenant database at the restored database (at the schema version recorded inside it).
 //! 4. The old database is dropped (ending the sessions still on it), the hold is released, and
@@ -93,6 +94,10 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
         Some(name) => name.clone(),
         None => format!("tdb_t_{}", &tdb_core::ids::new_id("r")[2..]),
     };
+    if db.physical_db == new_db {
+        // Another run of this rollback already switched: nothing here may touch that database.
+        return Err("the rollback was switched by another run".into());
+    }
     // Named before it exists: a resumed job finds (and replaces or drops) whatever was made.
     catalog
         .set_rollback_step(&rb.id, "restoring", None, Some(&new_db))
@@ -117,6 +122,9 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
         physical_db: new_db.clone(),
         ..db.clone()
     };
+    // The file is checked whole before psql sees a byte of it: psql runs meta-commands (`\!`
+    // runs a shell command), so a tampered file must never reach it.
+    verify(runner, &backup).await?;
     let owner = owner_access(&runner.master_key, &server, &restored).map_err(|e| e.to_string())?;
     let stream = runner
         .store
@@ -142,16 +150,8 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
         .set_rollback_progress(&rb.id, i64::try_from(read.size).unwrap_or(i64::MAX))
         .await;
     restored_ok.map_err(|e| format!("restoring '{}': {e}", backup.storage_path))?;
-    let expected_size = backup.size_bytes.and_then(|s| u64::try_from(s).ok());
-    if expected_size != Some(read.size) || backup.sha256.as_deref() != Some(read.sha256.as_str()) {
-        return Err(format!(
-            "backup '{}' is corrupt: its bytes do not match the checksum recorded when it was \
-             taken (read {} bytes, recorded {})",
-            backup.storage_path,
-            read.size,
-            expected_size.map_or_else(|| "none".into(), |s| s.to_string())
-        ));
-    }
+    // And again for what was restored: the file must not have changed between the two reads.
+    matches_record(&backup, &read)?;
     let version = engine
         .schema_version(&owner)
         .await
@@ -169,6 +169,36 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
     }
     tracing::info!(rollback = %rb.id, tenant_database = %db.id, restored = %new_db, version, "rollback switched");
     Ok(())
+}
+
+/// Reads the whole file and compares it with the size and SHA-256 recorded when it was taken.
+async fn verify(runner: &Runner, backup: &tdb_catalog::backups::Backup) -> Result<(), String> {
+    let mut stream = runner
+        .store
+        .open_stream(&backup.storage_path)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::io::copy(&mut stream, &mut tokio::io::sink())
+        .await
+        .map_err(|e| format!("reading '{}': {e}", backup.storage_path))?;
+    matches_record(backup, &stream.written())
+}
+
+fn matches_record(
+    backup: &tdb_catalog::backups::Backup,
+    read: &crate::store::Written,
+) -> Result<(), String> {
+    let expected_size = backup.size_bytes.and_then(|s| u64::try_from(s).ok());
+    if expected_size == Some(read.size) && backup.sha256.as_deref() == Some(read.sha256.as_str()) {
+        return Ok(());
+    }
+    Err(format!(
+        "backup '{}' is corrupt: its bytes do not match the checksum recorded when it was taken \
+         (read {} bytes, recorded {})",
+        backup.storage_path,
+        read.size,
+        expected_size.map_or_else(|| "none".into(), |s| s.to_string())
+    ))
 }
 
 /// Step 1, once: reuses a safety backup a cut-off attempt completed.
@@ -257,6 +287,11 @@ async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), String> {
                 .tenant_database(&rb.tenant_database_id)
                 .await
                 .map_err(|e| e.to_string())?;
+            if &db.physical_db == old {
+                return Err(format!(
+                    "{old} is the tenant's live database; not dropping it"
+                ));
+            }
             let server = catalog
                 .find_server(&db.server_id)
                 .await
@@ -285,9 +320,19 @@ async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), String> {
 /// Ends a rollback that did not reach the swap: the fresh database goes, the tenant stays on
 /// its data, and the error says why.
 async fn fail(runner: &Runner, rb: &Rollback, error: &str) -> Result<(), String> {
-    tracing::warn!(rollback = %rb.id, error, "rollback failed; the tenant keeps its data");
     let catalog = &runner.catalog;
-    let current = catalog.find_rollback(&rb.id).await.ok();
+    let current = catalog
+        .find_rollback(&rb.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    match current.step.as_str() {
+        // The switch committed after all (its answer was lost): finish instead.
+        "swapped" => return finish(runner, &current).await,
+        "completed" | "failed" => return Ok(()),
+        _ => {}
+    }
+    tracing::warn!(rollback = %rb.id, error, "rollback failed; the tenant keeps its data");
+    let current = Some(current);
     if let Some(new_db) = current.as_ref().and_then(|r| r.new_db.clone())
         && let Ok(db) = catalog.tenant_database(&rb.tenant_database_id).await
         && db.physical_db != new_db

@@ -13,6 +13,11 @@ use tokio_util::sync::CancellationToken;
 const LEASE_SECONDS: i32 = 10;
 const HEARTBEAT: Duration = Duration::from_secs(3);
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// A run stops once its lease has gone this long without renewal (it expires at LEASE_SECONDS).
+const LEASE_SAFETY: Duration = Duration::from_secs(8);
+/// Runs of a job that keeps failing, at most.
+const MAX_ATTEMPTS: i32 = 10;
+const RETRY_AFTER_SECONDS: i32 = 5;
 
 #[derive(Clone)]
 pub struct RunnerConfig {
@@ -110,39 +115,65 @@ impl Runner {
     async fn run_job(&self, job: Job) {
         let started = std::time::Instant::now();
         tracing::info!(job = job.id, kind = %job.kind, ref_id = %job.ref_id, attempt = job.attempts, "job claimed");
-        let heartbeat = {
+        // The job runs only while its lease is ours: once it cannot be renewed in time, another
+        // runner may claim the job, so this run stops (as if it had crashed) rather than race it.
+        let lease_lost = {
             let catalog = self.catalog.clone();
             let owner = self.owner.clone();
-            tokio::spawn(async move {
+            async move {
+                let mut renewed = std::time::Instant::now();
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
-                    if !matches!(
-                        catalog.renew_job(job.id, &owner, LEASE_SECONDS).await,
-                        Ok(true)
-                    ) {
-                        tracing::warn!(job = job.id, "lost the job's lease");
+                    match catalog.renew_job(job.id, &owner, LEASE_SECONDS).await {
+                        Ok(true) => renewed = std::time::Instant::now(),
+                        Ok(false) => return,
+                        Err(e) => {
+                            tracing::warn!(job = job.id, error = %e, "renewing the job's lease failed")
+                        }
+                    }
+                    if renewed.elapsed() >= LEASE_SAFETY {
                         return;
                     }
                 }
-            })
+            }
         };
-        let outcome = match job.kind.as_str() {
-            "deployment" => crate::deploy::run(self, &job.ref_id).await,
-            "backup" => crate::backup::run(self, &job.ref_id).await,
-            "rollback" => crate::rollback::run(self, &job.ref_id, job.attempts).await,
-            other => Err(format!("unknown job kind '{other}'")),
+        let work = async {
+            match job.kind.as_str() {
+                "deployment" => crate::deploy::run(self, &job.ref_id).await,
+                "backup" => crate::backup::run(self, &job.ref_id).await,
+                "rollback" => crate::rollback::run(self, &job.ref_id, job.attempts).await,
+                other => Err(format!("unknown job kind '{other}'")),
+            }
         };
-        heartbeat.abort();
+        let outcome = tokio::select! {
+            outcome = work => outcome,
+            () = lease_lost => {
+                tracing::warn!(job = job.id, "lost the job's lease; stopping this run of it");
+                return;
+            }
+        };
         let kind = job.kind.clone();
         metrics::histogram!("tdb_job_duration_seconds", "kind" => kind.clone())
             .record(started.elapsed().as_secs_f64());
         let result = if outcome.is_ok() { "ok" } else { "error" };
         metrics::counter!("tdb_jobs_total", "kind" => kind, "outcome" => result).increment(1);
-        if let Err(e) = &outcome {
-            tracing::error!(job = job.id, error = %e, "job failed");
-        }
-        if let Err(e) = self.catalog.finish_job(job.id, &self.owner).await {
-            tracing::error!(job = job.id, error = %e, "marking the job done failed; it will run again");
+        let recorded = match &outcome {
+            // A job that could not record its end (a catalog blip, say) runs again shortly; its
+            // steps are idempotent. After MAX_ATTEMPTS it is given up.
+            Err(e) if job.attempts < MAX_ATTEMPTS => {
+                tracing::error!(job = job.id, error = %e, "job failed; it will run again");
+                self.catalog
+                    .retry_job(job.id, &self.owner, RETRY_AFTER_SECONDS)
+                    .await
+            }
+            Err(e) => {
+                tracing::error!(job = job.id, error = %e, attempts = job.attempts, "job failed; giving up");
+                self.catalog.finish_job(job.id, &self.owner).await
+            }
+            Ok(()) => self.catalog.finish_job(job.id, &self.owner).await,
+        };
+        if let Err(e) = recorded {
+            tracing::error!(job = job.id, error = %e, "recording the job's end failed; it will run again");
         }
     }
 }

@@ -57,7 +57,8 @@ pub struct ProxyConfig {
     pub query_log: bool,
     /// Connection attempts per address, shared with the REST API (a ban here is a ban there).
     pub ip_guard: Arc<tdb_core::ratelimit::IpGuard>,
-    /// Failed logins per address, and per user name, in a minute before attempts are refused.
+    /// Failed logins per address, and per user name from one address, in a minute before
+    /// attempts are refused.
     pub max_auth_failures_per_ip: usize,
     pub max_auth_failures_per_user: usize,
 }
@@ -94,7 +95,7 @@ pub struct ProxyState {
     pub metrics: crate::metrics::ProxyMetrics,
     /// Recent failed logins by address and by user name.
     pub failures_by_ip: tdb_core::ratelimit::FailureThrottle<std::net::IpAddr>,
-    pub failures_by_user: tdb_core::ratelimit::FailureThrottle<String>,
+    pub failures_by_user: tdb_core::ratelimit::FailureThrottle<(String, std::net::IpAddr)>,
     /// Salts and keys of fake SCRAM exchanges for unknown users derive from this.
     pub fake_scram_secret: [u8; 32],
     pub shutdown: CancellationToken,

@@ -254,12 +254,13 @@ async fn negotiate(
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect();
 
-    // Failed logins are throttled per address and per user name (known or not, so the refusal
-    // says nothing about which users exist), before the catalog or any SCRAM work is touched.
+    // Failed logins are throttled per address, and per user name from that address (known or
+    // not, so the refusal says nothing about which users exist; per address, so nobody can lock
+    // a user out from elsewhere), before the catalog or any SCRAM work is touched.
     if let Err(wait) = proxy
         .failures_by_ip
         .check(&peer.ip())
-        .and_then(|()| proxy.failures_by_user.check(&user))
+        .and_then(|()| proxy.failures_by_user.check(&(user.clone(), peer.ip())))
     {
         fail(
             &mut io,
@@ -308,7 +309,7 @@ async fn negotiate(
     let (Some(server_final), Some(login)) = (authenticated, login) else {
         proxy.metrics.auth_failures.increment(1);
         proxy.failures_by_ip.failed(&peer.ip());
-        proxy.failures_by_user.failed(&user);
+        proxy.failures_by_user.failed(&(user.clone(), peer.ip()));
         // The same answer for a wrong password, an unknown user and a broken exchange.
         fail(
             &mut io,
