@@ -7,7 +7,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tdb_catalog::CatalogError;
 use tdb_catalog::backups::{Backup, StoredPolicy};
-use tdb_catalog::tenants::Tenant;
 use tdb_core::{ErrorCode, KeyRole};
 use tdb_jobs::backup::{BackupPolicy, Source, plan};
 use tdb_jobs::store::StoreError;
@@ -25,18 +24,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_backups))
         .routes(routes!(rollback))
         .routes(routes!(get_policy, patch_policy))
-}
-
-async fn find_tenant(state: &AppState, auth: &Auth, name: &str) -> Result<Tenant, ApiError> {
-    auth.require_tenant(name)?;
-    state
-        .catalog
-        .find_tenant(&auth.project_id, name)
-        .await
-        .map_err(|e| match e {
-            CatalogError::NotFound => ApiError::not_found(format!("tenant '{name}' not found")),
-            other => other.into(),
-        })
 }
 
 fn backup_json(b: &Backup) -> Value {
@@ -95,7 +82,7 @@ async fn create_backup(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Value> {
     auth.require_role(KeyRole::Write)?;
-    let t = find_tenant(&state, &auth, &name).await?;
+    let t = super::tenants::find(&state, &auth, &name).await?;
     if !["ready", "suspended", "restoring"].contains(&t.status.as_str()) {
         return Err(ApiError::conflict(format!(
             "tenant '{name}' is {}; backups need it ready or suspended",
@@ -150,7 +137,7 @@ async fn list_backups(
     auth: Auth,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Value> {
-    let t = find_tenant(&state, &auth, &name).await?;
+    let t = super::tenants::find(&state, &auth, &name).await?;
     let backups: Vec<Value> = state
         .catalog
         .tenant_backups(&t.id)
@@ -185,7 +172,7 @@ async fn rollback(
     ApiJson(req): ApiJson<RollbackRequest>,
 ) -> ApiResult<Value> {
     auth.require_role(KeyRole::Admin)?;
-    let t = find_tenant(&state, &auth, &name).await?;
+    let t = super::tenants::find(&state, &auth, &name).await?;
     if req.storage_path.trim().is_empty() {
         return Err(ApiError::field("storage_path", "is required"));
     }

@@ -23,17 +23,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(workspace_metrics))
 }
 
-async fn tenant_target(state: &AppState, auth: &Auth, name: &str) -> Result<(), ApiError> {
-    auth.require_tenant(name)?;
-    match state.catalog.find_tenant(&auth.project_id, name).await {
-        Ok(_) => Ok(()),
-        Err(CatalogError::NotFound) => {
-            Err(ApiError::not_found(format!("tenant '{name}' not found")))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 async fn workspace_target(state: &AppState, auth: &Auth, name: &str) -> Result<(), ApiError> {
     auth.require_workspace(name)?;
     match state.catalog.find_workspace(&auth.project_id, name).await {
@@ -171,7 +160,7 @@ async fn tenant_logs(
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<LogParams>,
 ) -> ApiResult<Value> {
-    tenant_target(&state, &auth, &name).await?;
+    super::tenants::find(&state, &auth, &name).await?;
     let (logs, more) = logs(&state, &auth, LogTarget::Tenant(&name), params).await?;
     Ok(Reply::ok(
         json!({"tenant_id": name, "count": logs.len(), "has_more": more, "logs": logs}),
@@ -205,7 +194,7 @@ async fn tenant_stats(
     auth: Auth,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Value> {
-    tenant_target(&state, &auth, &name).await?;
+    super::tenants::find(&state, &auth, &name).await?;
     let s = state
         .catalog
         .query_log_stats(&auth.project_id, LogTarget::Tenant(&name), slow_us(&state))
@@ -305,7 +294,7 @@ async fn tenant_metrics(
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<MetricsParams>,
 ) -> ApiResult<Value> {
-    tenant_target(&state, &auth, &name).await?;
+    super::tenants::find(&state, &auth, &name).await?;
     let mut body = metrics(&state, &auth, LogTarget::Tenant(&name), params).await?;
     body["tenant_id"] = Value::from(name);
     Ok(Reply::ok(body))

@@ -54,7 +54,8 @@ fn connection(state: &AppState, db: &TenantDatabase, user: &str, password: &str)
     })
 }
 
-async fn find(state: &AppState, auth: &Auth, name: &str) -> Result<Tenant, ApiError> {
+/// The caller's tenant `name` (scope checked), or 404.
+pub(super) async fn find(state: &AppState, auth: &Auth, name: &str) -> Result<Tenant, ApiError> {
     auth.require_tenant(name)?;
     state
         .catalog
