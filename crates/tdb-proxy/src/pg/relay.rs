@@ -367,6 +367,19 @@ where
             _ = sleep_until(deadline), if deadline.is_some() => break RelayEnd::DeadlinePassed,
         }
     };
+    // A client that leaves right after a statement (an error, then Terminate) may go before the
+    // server's answer was read: read it for a moment, so the statement is still logged.
+    if matches!(end, RelayEnd::ClientGone) && !lock(&shared).pending.is_empty() {
+        let answered = async {
+            while !lock(&shared).pending.is_empty() {
+                tokio::select! {
+                    _ = &mut down => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), answered).await;
+    }
     let mut s = lock(&shared);
     *prepared = std::mem::take(&mut s.prepared);
     RelayOutcome {
