@@ -25,9 +25,29 @@ pub fn reachable_tempdir() -> anyhow::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
+/// A port that is free now, taken from 20000..32000: below the kernel's ephemeral range
+/// (32768 and up by default), so a server that binds port 0 or asks the kernel for a free port
+/// (as managed servers do) cannot be handed a port a test has already picked for another use.
+/// Each test process starts at its own offset and walks forward, so concurrent test binaries
+/// rarely probe the same ports.
 pub fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
-    Ok(l.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// How to start `tdb serve`.
