@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod apikeys;
+pub(crate) mod autodb;
 mod backups;
 mod blueprints;
 mod deployments;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::routes())
         .merge(deployments::routes())
         .merge(admin::routes())
+        .merge(autodb::routes())
         .split_for_parts();
     let doc = std::sync::Arc::new(doc);
     router
