@@ -191,65 +191,94 @@ impl Catalog {
         Ok(listener)
     }
 
-    /// Appends a batch of records in one statement.
+    /// Appends a batch of records with one binary `COPY`: the server inserts them in bulk
+    /// (several rows per WAL record) without parsing any SQL or text.
     pub async fn append_query_log(&self, records: &[QueryRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        let mut project = Vec::with_capacity(records.len());
-        let mut tenant = Vec::with_capacity(records.len());
-        let mut workspace = Vec::with_capacity(records.len());
-        let mut database = Vec::with_capacity(records.len());
-        let mut source = Vec::with_capacity(records.len());
-        let mut username = Vec::with_capacity(records.len());
-        let mut statement = Vec::with_capacity(records.len());
-        let mut duration = Vec::with_capacity(records.len());
-        let mut success = Vec::with_capacity(records.len());
-        let mut sqlstate = Vec::with_capacity(records.len());
-        let mut rows = Vec::with_capacity(records.len());
-        let mut started = Vec::with_capacity(records.len());
-        for r in records {
-            project.push(&*r.project_id);
-            tenant.push(r.tenant.as_deref());
-            workspace.push(r.workspace.as_deref());
-            database.push(&*r.database);
-            source.push(r.source);
-            username.push(&*r.username);
-            statement.push(&*r.statement);
-            duration.push(r.duration_us);
-            success.push(r.success);
-            sqlstate.push(r.sqlstate.as_deref());
-            rows.push(r.rows);
-            started.push(r.started_at);
-        }
+        let data = copy_rows(records);
         // The log does not wait for its WAL to reach disk: a crash may lose the last batch,
         // and tenants' own commits never queue behind the log's.
         let mut tx = self.pool().begin().await?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO query_log (project_id, tenant, workspace, database, source, username,
-                                    statement, duration_us, success, sqlstate, rows, started_at)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                  $6::text[], $7::text[], $8::int8[], $9::bool[], $10::text[],
-                                  $11::int8[], $12::timestamptz[])",
-        )
-        .bind(&project)
-        .bind(&tenant)
-        .bind(&workspace)
-        .bind(&database)
-        .bind(&source)
-        .bind(&username)
-        .bind(&statement)
-        .bind(&duration)
-        .bind(&success)
-        .bind(&sqlstate)
-        .bind(&rows)
-        .bind(&started)
-        .execute(&mut *tx)
-        .await?;
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY query_log (project_id, tenant, workspace, database, source, username,
+                                 statement, duration_us, success, sqlstate, rows, started_at)
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        copy.send(data).await?;
+        copy.finish().await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// Records in `COPY … (FORMAT binary)` form: the signature and header, then per row the
+/// field count and each field as a length and its bytes in the type's binary form (-1 for
+/// NULL), then the trailer.
+fn copy_rows(records: &[QueryRecord]) -> Vec<u8> {
+    fn text(out: &mut Vec<u8>, value: Option<&str>) {
+        // PostgreSQL text holds no NUL; one would fail the whole batch.
+        let cleaned;
+        let value = match value {
+            Some(v) if v.contains('\0') => {
+                cleaned = v.replace('\0', "");
+                Some(cleaned.as_str())
+            }
+            other => other,
+        };
+        match value {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                out.extend_from_slice(v.as_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    fn int8(out: &mut Vec<u8>, value: Option<i64>) {
+        match value {
+            Some(v) => {
+                out.extend_from_slice(&8i32.to_be_bytes());
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    let size: usize = records
+        .iter()
+        .map(|r| 120 + r.statement.len() + r.database.len() + r.username.len())
+        .sum();
+    let mut out = Vec::with_capacity(size + 32);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    for r in records {
+        out.extend_from_slice(&12i16.to_be_bytes());
+        text(&mut out, Some(&r.project_id));
+        text(&mut out, r.tenant.as_deref());
+        text(&mut out, r.workspace.as_deref());
+        text(&mut out, Some(&r.database));
+        text(&mut out, Some(r.source));
+        text(&mut out, Some(&r.username));
+        text(&mut out, Some(&r.statement));
+        int8(&mut out, Some(r.duration_us));
+        out.extend_from_slice(&1i32.to_be_bytes());
+        out.push(u8::from(r.success));
+        text(&mut out, r.sqlstate.as_deref());
+        int8(&mut out, r.rows);
+        int8(
+            &mut out,
+            Some(r.started_at.timestamp_micros() - PG_EPOCH_OFFSET_US),
+        );
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
 }
