@@ -6,6 +6,7 @@ pub mod apikeys;
 pub mod blueprints;
 pub mod config_cmd;
 pub mod deployments;
+pub mod mcp;
 pub mod projects;
 pub mod tenants;
 pub mod workspaces;
