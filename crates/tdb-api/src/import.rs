@@ -315,7 +315,7 @@ async fn external(
         }
     }
     let port = c.port.unwrap_or(5432);
-    let ip = resolve_checked(&c.host, port, allow_internal)
+    let ip = resolve_checked(&c.host, port, allow_internal, "import_allow_private_urls")
         .await
         .map_err(|m| ApiError::field("connection.host", m))?;
     let source = DatabaseAccess {
@@ -337,7 +337,12 @@ async fn external(
 
 /// Resolves `host` once and refuses internal addresses unless allowed; the caller connects to
 /// the returned address, so a second lookup cannot answer differently.
-async fn resolve_checked(host: &str, port: u16, allow_internal: bool) -> Result<IpAddr, String> {
+pub(crate) async fn resolve_checked(
+    host: &str,
+    port: u16,
+    allow_internal: bool,
+    setting: &str,
+) -> Result<IpAddr, String> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addr = tokio::net::lookup_host((bare, port))
         .await
@@ -346,8 +351,8 @@ async fn resolve_checked(host: &str, port: u16, allow_internal: bool) -> Result<
         .ok_or_else(|| format!("cannot resolve {host}"))?;
     if !allow_internal && is_internal(addr.ip()) {
         return Err(format!(
-            "{host} resolves to an internal address ({}); importing from it is not allowed \
-             (set import_allow_private_urls to allow internal sources)",
+            "{host} resolves to an internal address ({}); reaching it is not allowed \
+             (set {setting} to allow internal addresses)",
             addr.ip()
         ));
     }
@@ -410,7 +415,7 @@ async fn fetch_json(url: &str, allow_internal: bool) -> Result<Value, ApiError> 
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let ip = resolve_checked(&host, port, allow_internal)
+    let ip = resolve_checked(&host, port, allow_internal, "import_allow_private_urls")
         .await
         .map_err(bad)?;
     let addr = std::net::SocketAddr::new(ip, port);

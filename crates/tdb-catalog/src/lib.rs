@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod autodb;
 pub mod backups;
 pub mod blueprints;
 pub mod credentials;

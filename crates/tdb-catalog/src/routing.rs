@@ -158,6 +158,12 @@ impl Catalog {
             .await
     }
 
+    /// Tells every proxy that a provisioned database of a project changed (it was deleted).
+    pub async fn notify_provision_changed(&self, project_id: &str) -> Result<()> {
+        self.notify(ROUTES_CHANNEL, &format!("provision:{project_id}:"))
+            .await
+    }
+
     /// Parks new queries of a tenant on every proxy until released or `millis` have passed.
     pub async fn hold_tenant(&self, tenant_id: &str, millis: u64) -> Result<()> {
         self.notify(GATES_CHANNEL, &format!("hold:{tenant_id}:{millis}"))

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     Conflict,
     PayloadTooLarge,
+    /// The AutoDB-compatible endpoints' request validation (FastAPI-style `detail[]`).
+    ValidationError,
     RateLimited,
     InternalError,
     ServiceUnavailable,
@@ -27,7 +29,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order `GET /errors` lists them.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         Self::Ok,
         Self::Created,
         Self::BadRequest,
@@ -41,6 +43,7 @@ impl ErrorCode {
         Self::MethodNotAllowed,
         Self::Conflict,
         Self::PayloadTooLarge,
+        Self::ValidationError,
         Self::RateLimited,
         Self::InternalError,
         Self::ServiceUnavailable,
@@ -59,6 +62,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
+            Self::ValidationError => 422,
             Self::RateLimited => 429,
             Self::InternalError => 500,
             Self::ServiceUnavailable => 503,
@@ -80,6 +84,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::ValidationError => "validation_error",
             Self::RateLimited => "rate_limited",
             Self::InternalError => "internal_error",
             Self::ServiceUnavailable => "service_unavailable",
@@ -101,6 +106,9 @@ impl ErrorCode {
             Self::MethodNotAllowed => "The path exists but not with this method",
             Self::Conflict => "Already exists or conflicts with the current state",
             Self::PayloadTooLarge => "Request body exceeds the size limit",
+            Self::ValidationError => {
+                "A field failed validation (/api/v1 endpoints; `detail` lists each problem)"
+            }
             Self::RateLimited => "Too many requests",
             Self::InternalError => "Server error",
             Self::ServiceUnavailable => "A dependency (such as the catalog) is unreachable",

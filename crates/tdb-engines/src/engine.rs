@@ -52,6 +52,16 @@ pub struct TenantSpec<'a> {
     pub connection_limit: u32,
 }
 
+/// A schema-per-tenant database: a schema in a shared database and the login role that uses it.
+pub struct SchemaTenantSpec<'a> {
+    /// The shared database (created on first use).
+    pub database: &'a str,
+    pub schema: &'a str,
+    pub role: &'a str,
+    pub password: &'a str,
+    pub connection_limit: u32,
+}
+
 /// An empty database to restore a tenant database's dump into, for the tenant's own roles.
 pub struct RestoreTarget<'a> {
     pub name: &'a str,
@@ -198,4 +208,43 @@ pub trait Engine: Send + Sync {
         target: &DatabaseAccess,
         input: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     ) -> Result<()>;
+
+    /// Creates a schema-per-tenant database: its schema and login role, in the shared database
+    /// (made on first use). On failure nothing of it is left.
+    async fn create_schema_tenant(
+        &self,
+        _server: &AdminEndpoint,
+        _spec: &SchemaTenantSpec<'_>,
+    ) -> Result<()> {
+        Err(unsupported(self.kind(), "schema-per-tenant databases"))
+    }
+
+    /// Drops a schema-per-tenant database: its sessions, schema, data and role.
+    async fn drop_schema_tenant(
+        &self,
+        _server: &AdminEndpoint,
+        _database: &str,
+        _schema: &str,
+        _role: &str,
+    ) -> Result<()> {
+        Err(unsupported(self.kind(), "schema-per-tenant databases"))
+    }
+
+    /// A session on the database a connection URL names, as the URL's user.
+    async fn open_url(&self, _url: &str, _limits: Limits) -> Result<Box<dyn Session>> {
+        Err(unsupported(self.kind(), "connection URLs"))
+    }
+
+    /// What the URL's user sees of its database, minus `excluded` schemas.
+    async fn overview_url(
+        &self,
+        _url: &str,
+        _excluded: &[String],
+    ) -> Result<crate::schema::DatabaseOverview> {
+        Err(unsupported(self.kind(), "connection URLs"))
+    }
+}
+
+fn unsupported(kind: tdb_core::Engine, what: &str) -> EngineError {
+    EngineError::Unsupported(format!("{what} are not supported for {kind:?} yet"))
 }

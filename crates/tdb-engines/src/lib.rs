@@ -8,7 +8,7 @@ pub mod schema;
 
 pub use engine::{
     DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration, QueryOutput,
-    RestoreTarget, Session, TenantSpec,
+    RestoreTarget, SchemaTenantSpec, Session, TenantSpec,
 };
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};

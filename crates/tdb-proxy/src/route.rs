@@ -1,5 +1,6 @@
 //! Routing names to databases. `<blueprint>__<tenant>` names a tenant's database,
-//! `<workspace>_workspace` a workspace. Routes come from the catalog and are cached; the cache
+//! `<workspace>_workspace` a workspace, `tenant_<12 hex>_<8 hex>` (its schema name) a
+//! provisioned schema-per-tenant database. Routes come from the catalog and are cached; the cache
 //! forgets a tenant or workspace when the control plane announces a change, and every entry
 //! after a short time in any case.
 
@@ -24,10 +25,28 @@ const ROUTE_TTL: Duration = Duration::from_secs(30);
 pub enum RoutingName {
     Tenant { blueprint: String, tenant: String },
     Workspace { name: String },
+    Provisioned { schema: String },
+}
+
+/// `tenant_<12 hex>_<8 hex>`: the schema names provisioning hands out.
+fn is_provisioned_schema(name: &str) -> bool {
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    name.strip_prefix("tenant_")
+        .and_then(|rest| rest.split_once('_'))
+        .is_some_and(|(a, b)| hex(a, 12) && hex(b, 8))
 }
 
 impl RoutingName {
     pub fn parse(database: &str) -> Option<Self> {
+        if is_provisioned_schema(database) {
+            return Some(Self::Provisioned {
+                schema: database.to_string(),
+            });
+        }
         if let Some(name) = database.strip_suffix("_workspace")
             && !name.is_empty()
             && !name.contains("__")
@@ -86,6 +105,7 @@ impl Route {
         match &self.name {
             RoutingName::Tenant { tenant, .. } => format!("tenant \"{tenant}\""),
             RoutingName::Workspace { name } => format!("workspace \"{name}\""),
+            RoutingName::Provisioned { schema } => format!("database \"{schema}\""),
         }
     }
 }
@@ -210,6 +230,33 @@ impl Router {
                     name,
                 })
             }
+            RoutingName::Provisioned { schema } => {
+                let r = self
+                    .catalog
+                    .provision_route(project_id, schema)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| does_not_exist(database))?;
+                let p = &r.provisioned;
+                let settings = Settings::default();
+                Ok(Route {
+                    project_id: project_id.to_string(),
+                    tenant_id: None,
+                    status: "ready".into(),
+                    host: r.server.host.clone(),
+                    port: u16::try_from(r.server.port).unwrap_or(5432),
+                    physical_db: p.database.clone(),
+                    write: Access {
+                        user: p.role_name.clone(),
+                        password: secret(&p.role_secret, &format!("provision:{}", p.id))?,
+                    },
+                    read: None,
+                    slots: self.slots_for(&p.id, settings.max_connections),
+                    settings,
+                    blueprint_id: None,
+                    name,
+                })
+            }
             RoutingName::Workspace { name: ws_name } => {
                 let r = self
                     .catalog
@@ -322,12 +369,14 @@ fn authorize(login: &Login, name: &RoutingName, database: &str) -> Result<(), Pg
         ("project", _) => true,
         ("tenant", RoutingName::Tenant { tenant, .. }) => tenant == scope,
         ("workspace", RoutingName::Workspace { name }) => name == scope,
+        ("provision", RoutingName::Provisioned { schema }) => schema == scope,
         _ => false,
     };
     if !allowed {
         let what = match login.scope_type.as_str() {
             "tenant" => format!("tenant \"{scope}\""),
             "workspace" => format!("workspace \"{scope}\""),
+            "provision" => format!("database \"{scope}\""),
             other => other.to_string(),
         };
         return Err(PgError::fatal(
@@ -377,7 +426,16 @@ mod tests {
                 name: "design".into()
             })
         );
+        assert_eq!(
+            RoutingName::parse("tenant_a1b2c3d4e5f6_7890abcd"),
+            Some(RoutingName::Provisioned {
+                schema: "tenant_a1b2c3d4e5f6_7890abcd".into()
+            })
+        );
         for bad in [
+            "tenant_a1b2c3d4e5f6_7890abc",
+            "tenant_A1B2C3D4E5F6_7890abcd",
+            "tenant_a1b2c3d4e5f6",
             "app",
             "__acme",
             "app__",
@@ -407,6 +465,14 @@ mod tests {
         assert!(authorize(&project, &t("app__acme"), "app__acme").is_ok());
         let read = login("tenant", Some("acme"), "read");
         assert!(authorize(&read, &t("app__acme"), "app__acme").is_ok());
+        let schema = "tenant_a1b2c3d4e5f6_7890abcd";
+        let own = login("provision", Some(schema), "write");
+        assert!(authorize(&own, &t(schema), schema).is_ok());
+        let other = "tenant_000000000000_00000000";
+        assert!(authorize(&own, &t(other), other).is_err());
+        assert!(authorize(&own, &t("app__acme"), "app__acme").is_err());
+        assert!(authorize(&acme, &t(schema), schema).is_err());
+        assert!(authorize(&project, &t(schema), schema).is_ok());
         let read_project = login("project", None, "read");
         assert!(authorize(&read_project, &t("app_workspace"), "app_workspace").is_err());
     }

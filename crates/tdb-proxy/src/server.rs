@@ -275,7 +275,9 @@ async fn apply(state: &ProxyState, channel: &str, payload: &str) {
             if let Some(tenant_id) = payload.strip_prefix("tenant:") {
                 state.router.forget_tenant(tenant_id);
                 recheck(state, tenant_id).await;
-            } else if let Some(rest) = payload.strip_prefix("workspace:")
+            } else if let Some(rest) = payload
+                .strip_prefix("workspace:")
+                .or_else(|| payload.strip_prefix("provision:"))
                 && let Some((project, _name)) = rest.split_once(':')
             {
                 state.router.forget_workspace(project);

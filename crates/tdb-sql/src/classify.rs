@@ -210,3 +210,70 @@ fn tag_of(node: &NodeEnum) -> Option<&'static str> {
     };
     Some(tag)
 }
+
+/// Session settings a schema-per-tenant login must keep as provisioned.
+const PINNED_SETTINGS: [&str; 3] = ["search_path", "role", "session_authorization"];
+
+/// What in a batch would change the identity or the schema search path a login was given:
+/// `SET search_path`, `SET ROLE`, `SET SESSION AUTHORIZATION` (in any form but `RESET`),
+/// `ALTER ROLE`/`ALTER USER` and `ALTER DATABASE … SET`. `None` when there is nothing of the
+/// kind, or when the batch does not parse (the server refuses it then).
+pub fn identity_change(sql: &str) -> Option<&'static str> {
+    use pg_query::protobuf::VariableSetKind;
+    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
+    parsed.protobuf.stmts.iter().find_map(|raw| {
+        let node = raw.stmt.as_ref()?.node.as_ref()?;
+        match node {
+            NodeEnum::VariableSetStmt(v) => {
+                let reset = matches!(
+                    VariableSetKind::try_from(v.kind),
+                    Ok(VariableSetKind::VarReset | VariableSetKind::VarResetAll)
+                );
+                let name = v.name.to_ascii_lowercase();
+                (!reset && PINNED_SETTINGS.contains(&name.as_str())).then_some(
+                    match name.as_str() {
+                        "search_path" => "SET search_path",
+                        "role" => "SET ROLE",
+                        _ => "SET SESSION AUTHORIZATION",
+                    },
+                )
+            }
+            NodeEnum::AlterRoleStmt(_) | NodeEnum::AlterRoleSetStmt(_) => Some("ALTER ROLE"),
+            NodeEnum::AlterDatabaseSetStmt(_) => Some("ALTER DATABASE … SET"),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::identity_change;
+
+    #[test]
+    fn identity_changes_are_found_and_nothing_else() {
+        for sql in [
+            "SET search_path TO other",
+            "set SEARCH_PATH = a, b",
+            "SELECT 1; SET LOCAL search_path = x",
+            "SET search_path TO DEFAULT",
+            "SET ROLE postgres",
+            "SET SESSION AUTHORIZATION postgres",
+            "ALTER ROLE CURRENT_USER SET search_path = other",
+            "ALTER USER someone WITH PASSWORD 'x'",
+            "ALTER DATABASE db SET search_path = other",
+        ] {
+            assert!(identity_change(sql).is_some(), "{sql}");
+        }
+        for sql in [
+            "SELECT 'SET search_path TO other'",
+            "RESET search_path",
+            "RESET ALL",
+            "SET statement_timeout = 5",
+            "SHOW search_path",
+            "CREATE TABLE t (id int)",
+            "not sql at all",
+        ] {
+            assert_eq!(identity_change(sql), None, "{sql}");
+        }
+    }
+}

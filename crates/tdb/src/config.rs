@@ -98,6 +98,14 @@ pub struct Config {
     pub slow_query_ms: u64,
     /// Days the query log keeps its records.
     pub query_log_retention_days: i64,
+    /// Schema-per-tenant databases (`/api/v1/provision`) an account may have at once.
+    pub provision_limit: u32,
+    /// The shared database that holds their schemas, and each one's connection limit.
+    pub provision_database: String,
+    pub provision_connection_limit: u32,
+    /// Lets registered connections (`/api/v1/connections`) reach loopback and private
+    /// addresses when introspected or queried.
+    pub connections_allow_private: bool,
     /// Where Prometheus metrics are served (`/metrics`); unset: not served. Keep it off the
     /// public network: it is for the operator.
     pub metrics_listen: Option<SocketAddr>,
@@ -157,6 +165,10 @@ impl Default for Config {
             max_jobs: 4,
             slow_query_ms: 1000,
             query_log_retention_days: 7,
+            provision_limit: api.provision_limit,
+            provision_database: api.provision_database.clone(),
+            provision_connection_limit: api.provision_connection_limit,
+            connections_allow_private: api.connections_allow_private,
             metrics_listen: None,
             rate_limit_per_second: 100,
             rate_limit_ban_after: 5,
@@ -332,6 +344,10 @@ impl Config {
             pg_public_port: self.pg_listen.port(),
             import_allow_private_urls: self.import_allow_private_urls,
             slow_query_ms: self.slow_query_ms,
+            provision_limit: self.provision_limit,
+            provision_database: self.provision_database.clone(),
+            provision_connection_limit: self.provision_connection_limit,
+            connections_allow_private: self.connections_allow_private,
         }
     }
 

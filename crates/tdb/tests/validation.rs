@@ -327,6 +327,15 @@ async fn public_endpoints_describe_the_service() {
         ("/deployments", "post"),
         ("/deployments/{id}", "get"),
         ("/admin/query", "post"),
+        ("/api/v1/provision", "post"),
+        ("/api/v1/provision", "get"),
+        ("/api/v1/provision/{id}", "delete"),
+        ("/api/v1/connections", "post"),
+        ("/api/v1/connections", "get"),
+        ("/api/v1/connections/{id}", "get"),
+        ("/api/v1/connections/{id}", "delete"),
+        ("/api/v1/connections/{id}/introspect", "get"),
+        ("/api/v1/connections/{id}/query", "post"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),

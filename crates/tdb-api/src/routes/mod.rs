@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod apikeys;
+pub(crate) mod autodb;
 mod backups;
 mod blueprints;
 mod deployments;
@@ -44,6 +45,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(logs::routes())
         .merge(deployments::routes())
         .merge(admin::routes())
+        .merge(autodb::routes())
         .split_for_parts();
     let doc = std::sync::Arc::new(doc);
     router

@@ -196,6 +196,9 @@ async fn delete_project(
     for ws in state.catalog.list_workspaces(&project.id).await? {
         super::workspaces::drop_workspace_database(&state, &ws).await?;
     }
+    for p in state.catalog.list_provisioned(&project.id).await? {
+        super::autodb::drop_provisioned(&state, &p).await?;
+    }
     state
         .catalog
         .delete_project(&auth.account_id, &project.id)

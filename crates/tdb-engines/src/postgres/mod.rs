@@ -5,6 +5,8 @@
 mod dump;
 mod export;
 mod introspect;
+mod overview;
+mod schema_tenant;
 mod session;
 mod tenant;
 mod values;
@@ -19,9 +21,9 @@ use sqlx::{ConnectOptions, Connection};
 use crate::AdminEndpoint;
 use crate::engine::{
     DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration, RestoreTarget,
-    Result, Session, TenantSpec,
+    Result, SchemaTenantSpec, Session, TenantSpec,
 };
-use crate::schema::Schema;
+use crate::schema::{DatabaseOverview, Schema};
 
 /// Double-quotes an identifier.
 pub fn quote_ident(name: &str) -> String {
@@ -79,15 +81,30 @@ fn admin_access(server: &AdminEndpoint, database: &str) -> DatabaseAccess {
 }
 
 pub(crate) async fn connect(target: &DatabaseAccess) -> Result<PgConnection> {
-    let opts = options(target);
-    match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts)).await {
+    connect_with(&options(target)).await
+}
+
+pub(crate) async fn connect_with(opts: &PgConnectOptions) -> Result<PgConnection> {
+    match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(from_sqlx(e)),
         Err(_) => Err(EngineError::Connect(format!(
             "{}:{} did not answer within 10s",
-            target.host, target.port
+            opts.get_host(),
+            opts.get_port()
         ))),
     }
+}
+
+/// Connection options from a `postgres://` or `postgresql://` URL (its query parameters such
+/// as `sslmode` included). The error never repeats the URL, which carries a password.
+pub fn url_options(url: &str) -> Result<PgConnectOptions> {
+    use std::str::FromStr;
+    PgConnectOptions::from_str(url)
+        .map(|o| o.application_name("tdb").disable_statement_logging())
+        .map_err(|_| {
+            EngineError::Connect("the connection string is not a valid PostgreSQL URL".into())
+        })
 }
 
 /// Maps a driver error: server errors keep their message and SQLSTATE.
@@ -261,5 +278,36 @@ impl Engine for PostgresEngine {
         input: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     ) -> Result<()> {
         dump::restore(&self.tool("psql"), target, input).await
+    }
+
+    async fn create_schema_tenant(
+        &self,
+        server: &AdminEndpoint,
+        spec: &SchemaTenantSpec<'_>,
+    ) -> Result<()> {
+        schema_tenant::create(server, spec).await
+    }
+
+    async fn drop_schema_tenant(
+        &self,
+        server: &AdminEndpoint,
+        database: &str,
+        schema: &str,
+        role: &str,
+    ) -> Result<()> {
+        schema_tenant::drop(server, database, schema, role).await
+    }
+
+    async fn open_url(&self, url: &str, limits: Limits) -> Result<Box<dyn Session>> {
+        Ok(Box::new(
+            session::PgSession::open_with(url_options(url)?, limits).await?,
+        ))
+    }
+
+    async fn overview_url(&self, url: &str, excluded: &[String]) -> Result<DatabaseOverview> {
+        let mut conn = connect_with(&url_options(url)?).await?;
+        let overview = overview::read(&mut conn, excluded).await;
+        let _ = conn.close().await;
+        overview
     }
 }

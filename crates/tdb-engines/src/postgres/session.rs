@@ -3,23 +3,27 @@
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Column, Connection, Either, Executor, Row, SqlSafeStr};
 
-use super::{connect, from_sqlx, values};
+use super::{connect_with, from_sqlx, options, values};
 use crate::engine::{DatabaseAccess, EngineError, Limits, QueryOutput, Result, Session};
 
 pub struct PgSession {
     conn: PgConnection,
     limits: Limits,
-    target: DatabaseAccess,
+    target: PgConnectOptions,
     /// The server process serving this session, to stop it if the server stops answering.
     backend_pid: i32,
 }
 
 impl PgSession {
     pub async fn open(target: &DatabaseAccess, limits: Limits) -> Result<Self> {
-        let mut conn = connect(target).await?;
+        Self::open_with(options(target), limits).await
+    }
+
+    pub async fn open_with(target: PgConnectOptions, limits: Limits) -> Result<Self> {
+        let mut conn = connect_with(&target).await?;
         // The server enforces the timeout (and cancels the statement); the client-side timeout
         // below is only a backstop for a server that stops answering.
         let ms = limits.timeout.as_millis().max(1);
@@ -34,7 +38,7 @@ impl PgSession {
         Ok(Self {
             conn,
             limits,
-            target: target.clone(),
+            target,
             backend_pid,
         })
     }
@@ -92,7 +96,7 @@ impl Session for PgSession {
             Err(_) => {
                 // The statement outlived its timeout (e.g. the session turned statement_timeout
                 // off). A role may end its own backends: do so, or the query runs on unseen.
-                if let Ok(mut other) = connect(&self.target).await {
+                if let Ok(mut other) = connect_with(&self.target).await {
                     let _ = sqlx::query("SELECT pg_terminate_backend($1)")
                         .bind(self.backend_pid)
                         .execute(&mut other)

@@ -56,6 +56,9 @@ pub struct SessionContext {
     pub shutdown_grace: std::time::Duration,
     /// Transaction pooling: the relay ends (`Detached`) when a transaction is over.
     pub transaction_mode: bool,
+    /// A provisioned (schema-per-tenant) database: statements that would change the session's
+    /// role or schema search path are refused before the server runs them.
+    pub pinned_identity: bool,
     pub metrics: crate::metrics::ProxyMetrics,
 }
 
@@ -465,7 +468,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let limit = if ctx.is_workspace() {
+    // Workspaces and provisioned databases see every statement whole (DDL capture, the
+    // identity guard); a statement too large for that is refused.
+    let inspect_all = ctx.is_workspace() || ctx.pinned_identity;
+    let limit = if inspect_all {
         WORKSPACE_LIMIT
     } else {
         INSPECT_LIMIT
@@ -530,8 +536,8 @@ where
             };
             let streamed = tag == b'd' || total > limit;
             if streamed {
-                if workspace && matches!(tag, b'Q' | b'P') {
-                    return RelayEnd::ProtocolError("statement too large for a workspace session");
+                if inspect_all && matches!(tag, b'Q' | b'P') {
+                    return RelayEnd::ProtocolError("statement too large for this session");
                 }
                 if matches!(tag, b'Q') {
                     let prefix = &buf[pos + 5..buf.len().min(pos + total)];
@@ -554,13 +560,22 @@ where
             if matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H') {
                 lock(shared).unsynced = true;
             }
+            let mut replacement = if ctx.pinned_identity && matches!(tag, b'Q' | b'P') {
+                refuse_identity_change(tag, body)
+            } else {
+                None
+            };
             if tx_mode {
+                let sent = replacement.as_ref().map_or(body, |m| &m[5..]);
                 let mut rewritten = Vec::new();
-                if rewrite_for_sharing(tag, body, named, shared, &mut rewritten) {
-                    out.extend_from_slice(&buf[flushed..pos]);
-                    out.extend_from_slice(&rewritten);
-                    flushed = pos + total;
+                if rewrite_for_sharing(tag, sent, named, shared, &mut rewritten) {
+                    replacement = Some(rewritten);
                 }
+            }
+            if let Some(message) = replacement {
+                out.extend_from_slice(&buf[flushed..pos]);
+                out.extend_from_slice(&message);
+                flushed = pos + total;
             }
             match tag {
                 b'Q' => {
@@ -668,6 +683,39 @@ where
             return RelayEnd::ClientGone;
         }
     }
+}
+
+/// A `Query` or `Parse` whose SQL would change the session's role or search path, replaced by
+/// one that makes the server refuse it with a clear error (so the protocol's answers stay the
+/// server's own); `None` for anything else. The log keeps what the client sent.
+fn refuse_identity_change(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
+    let (name, query) = match tag {
+        b'Q' => (None, frame::cstr_prefix(body, usize::MAX)),
+        _ => {
+            let (name, rest) = take_cstr(body)?;
+            let (query, _) = take_cstr(rest)?;
+            (Some(name), String::from_utf8_lossy(query).into_owned())
+        }
+    };
+    let what = tdb_sql::identity_change(&query)?;
+    let refusal = format!(
+        "DO $tdb$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = \
+         '{what} is not allowed on a provisioned database: its role and schema are fixed'; \
+         END$tdb$"
+    );
+    let mut out = Vec::with_capacity(refusal.len() + 16);
+    frame::message(&mut out, tag, |m| {
+        if let Some(name) = name {
+            m.extend_from_slice(name);
+            m.push(0);
+        }
+        m.extend_from_slice(refusal.as_bytes());
+        m.push(0);
+        if name.is_some() {
+            m.extend_from_slice(&0u16.to_be_bytes());
+        }
+    });
+    Some(out)
 }
 
 fn push(shared: &Mutex<Shared>, kind: PendingKind, text: Arc<str>, stmts: Arc<Vec<Stmt>>) {

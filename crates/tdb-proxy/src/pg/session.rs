@@ -451,6 +451,7 @@ where
         shutdown: proxy.shutdown.clone(),
         shutdown_grace: proxy.config.shutdown_grace,
         transaction_mode,
+        pinned_identity: matches!(route.name, crate::route::RoutingName::Provisioned { .. }),
         metrics: proxy.metrics.clone(),
     };
     proxy.metrics.sessions.increment(1.0);

@@ -1,0 +1,848 @@
+//! The AutoDB-compatible surface under `/api/v1`: schema-per-tenant databases provisioned on the
+//! shared PostgreSQL server, and registered connections (stored sealed, introspected and queried
+//! with their own credentials). Responses carry the endpoint's fields in `data`; request
+//! validation answers 422 with a FastAPI-style `detail` list, as the spec shows.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use serde_json::{Value, json};
+use tdb_catalog::autodb::{Connection, NewConnection, NewProvisioned, Provisioned};
+use tdb_core::settings::Settings;
+use tdb_core::{ErrorCode, KeyRole, ids, secrets};
+use tdb_engines::{EngineError, SchemaTenantSpec};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::extract::{ApiPath, Auth};
+use crate::workspace::{admin_endpoint, admin_error, engine_error, format_duration, limits};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(provision, list_provisioned))
+        .routes(routes!(delete_provisioned))
+        .routes(routes!(create_connection, list_connections))
+        .routes(routes!(get_connection, delete_connection))
+        .routes(routes!(introspect))
+        .routes(routes!(query))
+}
+
+/// The provider types a connection may name (the spec's pattern).
+const DB_TYPE_PATTERN: &str =
+    "^(supabase|postgres_gcp|postgresql_local|postgresql_aws|postgresql)$";
+const DB_TYPES: [&str; 5] = [
+    "supabase",
+    "postgres_gcp",
+    "postgresql_local",
+    "postgresql_aws",
+    "postgresql",
+];
+/// Excluded from introspection unless a connection says otherwise: Supabase's own schemas.
+pub const DEFAULT_EXCLUDED_SCHEMAS: [&str; 8] = [
+    "auth",
+    "storage",
+    "realtime",
+    "extensions",
+    "vault",
+    "pgsodium",
+    "graphql",
+    "graphql_public",
+];
+/// URL parameters a registered connection string may carry. Others (`host` naming a socket
+/// path, client key files, ...) could make tdb reach what the user could not.
+const URL_PARAMS: [&str; 4] = ["sslmode", "application_name", "options", "connect_timeout"];
+
+/// The associated data a connection string is sealed with: the record's id.
+fn connection_aad(id: &str) -> String {
+    format!("connection:{id}")
+}
+
+/// The associated data a provisioned role's password is sealed with.
+pub fn provision_aad(id: &str) -> String {
+    format!("provision:{id}")
+}
+
+// --- validation --------------------------------------------------------------------------------
+
+/// FastAPI-style validation problems, answered together as one 422.
+#[derive(Default)]
+struct Problems(Vec<Value>);
+
+impl Problems {
+    fn add(
+        &mut self,
+        loc: &[Value],
+        kind: &str,
+        msg: &str,
+        input: Option<&Value>,
+        ctx: Option<Value>,
+    ) {
+        let mut p = json!({ "loc": loc, "msg": msg, "type": kind });
+        if let Some(input) = input {
+            p["input"] = input.clone();
+        }
+        if let Some(ctx) = ctx {
+            p["ctx"] = ctx;
+        }
+        self.0.push(p);
+    }
+
+    fn into_result(self) -> Result<(), ApiError> {
+        let Some(first) = self.0.first() else {
+            return Ok(());
+        };
+        let field = first["loc"]
+            .as_array()
+            .and_then(|l| l.last())
+            .map(|f| f.to_string().trim_matches('"').to_string())
+            .unwrap_or_default();
+        let message = format!("{field}: {}", first["msg"].as_str().unwrap_or("invalid"));
+        Err(ApiError::new(ErrorCode::ValidationError, message).with("detail", Value::Array(self.0)))
+    }
+
+    /// A required string of `min..=max` characters; `secret` keeps the input out of the answer.
+    fn string(
+        &mut self,
+        body: &Value,
+        field: &str,
+        min: usize,
+        max: Option<usize>,
+        secret: bool,
+    ) -> Option<String> {
+        let loc = [json!("body"), json!(field)];
+        let shown = |v: &Value| (!secret).then(|| v.clone());
+        match body.get(field) {
+            None => {
+                self.add(&loc, "missing", "Field required", Some(body), None);
+                None
+            }
+            Some(Value::String(s)) => {
+                let len = s.chars().count();
+                if len < min {
+                    let msg = format!(
+                        "String should have at least {min} character{}",
+                        if min == 1 { "" } else { "s" }
+                    );
+                    let input = shown(&body[field]);
+                    self.add(
+                        &loc,
+                        "string_too_short",
+                        &msg,
+                        input.as_ref(),
+                        Some(json!({ "min_length": min })),
+                    );
+                    return None;
+                }
+                if let Some(max) = max
+                    && len > max
+                {
+                    let msg = format!("String should have at most {max} characters");
+                    let input = shown(&body[field]);
+                    self.add(
+                        &loc,
+                        "string_too_long",
+                        &msg,
+                        input.as_ref(),
+                        Some(json!({ "max_length": max })),
+                    );
+                    return None;
+                }
+                Some(s.clone())
+            }
+            Some(other) => {
+                let input = shown(other);
+                self.add(
+                    &loc,
+                    "string_type",
+                    "Input should be a valid string",
+                    input.as_ref(),
+                    None,
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A JSON object body for the `/api/v1` endpoints: malformed JSON or another JSON type is a 422
+/// as FastAPI answers it; a body over the size limit is the usual 413.
+struct V1Body(Value);
+
+impl<S: Send + Sync> FromRequest<S> for V1Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+            } else {
+                ApiError::bad_request(rejection.body_text())
+            }
+        })?;
+        let mut problems = Problems::default();
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v @ Value::Object(_)) => return Ok(Self(v)),
+            Ok(other) => problems.add(
+                &[json!("body")],
+                "model_attributes_type",
+                "Input should be a valid dictionary or object to extract fields from",
+                Some(&other),
+                None,
+            ),
+            Err(e) => problems.add(
+                &[json!("body"), json!(e.column())],
+                "json_invalid",
+                "JSON decode error",
+                Some(&json!({})),
+                Some(json!({ "error": e.to_string() })),
+            ),
+        }
+        problems.into_result()?;
+        unreachable!("a problem was recorded")
+    }
+}
+
+/// What a registered connection string says, once checked.
+struct ParsedUrl {
+    host: String,
+    port: u16,
+    database: String,
+}
+
+/// Parses a PostgreSQL URI: `postgres://` or `postgresql://`, a host, an optional port, the
+/// database (default: the user name, as libpq does), and only harmless parameters.
+fn parse_connection_string(text: &str) -> Result<ParsedUrl, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a valid URI ({e})"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err("must start with postgresql:// or postgres://".into());
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("must name a host")?
+        .to_string();
+    for (key, _) in url.query_pairs() {
+        if !URL_PARAMS.contains(&key.as_ref()) {
+            return Err(format!(
+                "parameter '{key}' is not supported (allowed: {})",
+                URL_PARAMS.join(", ")
+            ));
+        }
+    }
+    let path = url.path().trim_start_matches('/');
+    let database = percent_decode(path)?;
+    let user = percent_decode(url.username())?;
+    let database = if database.is_empty() {
+        if user.is_empty() {
+            "postgres".to_string()
+        } else {
+            user
+        }
+    } else {
+        database
+    };
+    tdb_engines::postgres::url_options(text).map_err(|e| e.to_string())?;
+    Ok(ParsedUrl {
+        host,
+        port: url.port().unwrap_or(5432),
+        database,
+    })
+}
+
+fn percent_decode(text: &str) -> Result<String, String> {
+    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| "cannot decode the URI".to_string())
+}
+
+// --- responses -------------------------------------------------------------------------------
+
+fn connection_json(c: &Connection) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "db_type": c.db_type,
+        "host": c.host,
+        "port": c.port,
+        "database_name": c.database_name,
+        "excluded_schemas": c.excluded_schemas,
+        "is_active": c.is_active,
+        "created_at": c.created_at,
+        "last_introspected_at": c.last_introspected_at,
+    })
+}
+
+fn provisioned_json(p: &Provisioned) -> Value {
+    json!({
+        "id": p.id,
+        "connection_id": p.connection_id,
+        "name": p.name,
+        "schema_name": p.schema_name,
+        "status": p.status,
+        "created_at": p.created_at,
+    })
+}
+
+fn data(value: Value) -> Value {
+    json!({ "data": value })
+}
+
+/// Only keys for the whole project reach these resources; writes need the write role.
+fn require(auth: &Auth, role: KeyRole) -> Result<(), ApiError> {
+    auth.require_project_scope()?;
+    auth.require_role(role)
+}
+
+// --- provisioning ----------------------------------------------------------------------------
+
+/// Creates a schema-per-tenant PostgreSQL database on the shared server, registered as a
+/// connection at once; `connection_string` (through tdb's PostgreSQL proxy) is shown only here.
+#[utoipa::path(post, path = "/api/v1/provision", tag = "autodb",
+    responses((status = 201, description = "{data: {id, connection_id, name, schema_name, status, created_at, connection_string}}"),
+              (status = 403, description = "the account's limit is reached; data: {count, limit}"),
+              (status = 422, description = "validation error with detail[]")))]
+async fn provision(
+    State(state): State<AppState>,
+    auth: Auth,
+    V1Body(body): V1Body,
+) -> ApiResult<Value> {
+    require(&auth, KeyRole::Write)?;
+    let mut problems = Problems::default();
+    let name = problems.string(&body, "name", 1, Some(200), false);
+    problems.into_result()?;
+    let name = name.unwrap_or_default();
+    let limit = state.config.provision_limit;
+    let count = state.catalog.count_provisioned(&auth.account_id).await?;
+    if count >= i64::from(limit) {
+        return Err(limit_reached(count, limit));
+    }
+    let region = state.config.default_region().to_string();
+    let server = state
+        .catalog
+        .place_shared("postgresql", &region)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!("no shared PostgreSQL server in region '{region}'"),
+            )
+        })?;
+    let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
+    let admin = admin_endpoint(&state, &server)?;
+
+    let id = ids::uuid_v4();
+    let connection_id = ids::uuid_v4();
+    let hex = ids::random_hex(10);
+    let schema_name = format!("tenant_{}_{}", &hex[..12], &hex[12..]);
+    let role_name = format!("tdb_pr_{}", ids::random_hex(10));
+    let role_password = secrets::new_password("");
+    let database = state.config.provision_database.clone();
+    let internal_url = format!(
+        "postgresql://{role_name}:{role_password}@{}:{}/{database}",
+        url_host(&server.host),
+        server.port
+    );
+    let sealed_url = state
+        .master_key
+        .seal(internal_url.as_bytes(), &connection_aad(&connection_id));
+    let sealed_password = state
+        .master_key
+        .seal(role_password.as_bytes(), &provision_aad(&id));
+    let excluded: Vec<String> = Vec::new();
+    let reserved = state
+        .catalog
+        .reserve_provisioned(
+            &NewProvisioned {
+                id: &id,
+                project_id: &auth.project_id,
+                account_id: &auth.account_id,
+                name: &name,
+                schema_name: &schema_name,
+                role_name: &role_name,
+                role_secret: &sealed_password,
+                server_id: &server.id,
+                database: &database,
+            },
+            &NewConnection {
+                id: &connection_id,
+                project_id: &auth.project_id,
+                name: &name,
+                db_type: "postgresql",
+                host: &state.config.pg_public_host,
+                port: i32::from(state.config.pg_public_port),
+                database_name: &schema_name,
+                excluded_schemas: &excluded,
+                secret: &sealed_url,
+            },
+            limit,
+        )
+        .await?;
+    if let Some(count) = reserved {
+        return Err(limit_reached(count, limit));
+    }
+    let spec = SchemaTenantSpec {
+        database: &database,
+        schema: &schema_name,
+        role: &role_name,
+        password: &role_password,
+        connection_limit: state.config.provision_connection_limit,
+    };
+    let built = async {
+        engine
+            .create_schema_tenant(&admin, &spec)
+            .await
+            .map_err(admin_error)?;
+        let (username, password) =
+            mint_provision_credential(&state, &auth.project_id, &schema_name).await?;
+        let p = state.catalog.activate_provisioned(&id).await?;
+        Ok::<_, ApiError>((p, username, password))
+    };
+    let (p, username, password) = match built.await {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = engine
+                .drop_schema_tenant(&admin, &database, &schema_name, &role_name)
+                .await;
+            let _ = state
+                .catalog
+                .delete_scope_credentials(&auth.project_id, "provision", &schema_name)
+                .await;
+            let _ = state.catalog.forget_provisioned(&id).await;
+            return Err(e);
+        }
+    };
+    let mut out = provisioned_json(&p);
+    out["connection_string"] = json!(format!(
+        "postgresql://{username}:{password}@{}:{}/{schema_name}?sslmode=require",
+        url_host(&state.config.pg_public_host),
+        state.config.pg_public_port
+    ));
+    Ok(Reply::created(data(out)))
+}
+
+/// IPv6 literals go in brackets inside a URL.
+fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+fn limit_reached(count: i64, limit: u32) -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        format!("provisioned database limit reached: {count} of {limit} in use; delete one first"),
+    )
+    .with("data", json!({ "count": count, "limit": limit }))
+}
+
+/// A proxy login that opens only this provisioned database.
+async fn mint_provision_credential(
+    state: &AppState,
+    project_id: &str,
+    schema_name: &str,
+) -> Result<(String, String), ApiError> {
+    let id = ids::new_id("cred");
+    let username = format!("p_{}", &id[5..]);
+    let password = secrets::new_password("tdb_pw_");
+    state
+        .catalog
+        .create_credential(&tdb_catalog::credentials::NewCredential {
+            id: &id,
+            project_id,
+            username: &username,
+            verifier: &secrets::scram_verifier(&password),
+            scope_type: "provision",
+            scope_value: Some(schema_name),
+            role: "write",
+        })
+        .await?;
+    Ok((username, password))
+}
+
+/// The project's provisioned databases, with the account's use of its limit.
+#[utoipa::path(get, path = "/api/v1/provision", tag = "autodb",
+    responses((status = 200, description = "{data: {databases, count, limit}}; count is the account's, across its projects")))]
+async fn list_provisioned(State(state): State<AppState>, auth: Auth) -> ApiResult<Value> {
+    require(&auth, KeyRole::Read)?;
+    let databases = state.catalog.list_provisioned(&auth.project_id).await?;
+    let count = state.catalog.count_provisioned(&auth.account_id).await?;
+    Ok(Reply::ok(data(json!({
+        "databases": databases.iter().map(provisioned_json).collect::<Vec<_>>(),
+        "count": count,
+        "limit": state.config.provision_limit,
+    }))))
+}
+
+/// Drops the schema, everything in it and its role, and deactivates its connection. Final.
+#[utoipa::path(delete, path = "/api/v1/provision/{id}", tag = "autodb", params(("id" = String, Path)),
+    responses((status = 200, description = "{data: {id, status: deleted}}"), (status = 404)))]
+async fn delete_provisioned(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Value> {
+    require(&auth, KeyRole::Write)?;
+    let p = state
+        .catalog
+        .find_provisioned(&auth.project_id, &id)
+        .await
+        .map_err(|e| ApiError::from_catalog(e, "provisioned database"))?;
+    drop_provisioned(&state, &p).await?;
+    Ok(Reply::ok(data(json!({ "id": p.id, "status": "deleted" }))))
+}
+
+/// Drops a provisioned database on its server, then records it deleted (its logins go, the
+/// proxies forget its route). Used by the delete endpoint and by project deletion.
+pub async fn drop_provisioned(state: &AppState, p: &Provisioned) -> Result<(), ApiError> {
+    let server = state.catalog.find_server(&p.server_id).await?;
+    let admin = admin_endpoint(state, &server)?;
+    let engine = crate::workspace::engine_for(state, tdb_core::Engine::Postgresql)?;
+    engine
+        .drop_schema_tenant(&admin, &p.database, &p.schema_name, &p.role_name)
+        .await
+        .map_err(admin_error)?;
+    state.catalog.mark_provisioned_deleted(p).await?;
+    state
+        .catalog
+        .notify_provision_changed(&p.project_id)
+        .await?;
+    Ok(())
+}
+
+// --- connections -----------------------------------------------------------------------------
+
+/// Registers a database connection; the string is sealed at rest and never returned.
+#[utoipa::path(post, path = "/api/v1/connections", tag = "autodb",
+    responses((status = 201, description = "{data: ConnectionResponse}"),
+              (status = 422, description = "validation error with detail[]")))]
+async fn create_connection(
+    State(state): State<AppState>,
+    auth: Auth,
+    V1Body(body): V1Body,
+) -> ApiResult<Value> {
+    require(&auth, KeyRole::Write)?;
+    let mut problems = Problems::default();
+    let name = problems.string(&body, "name", 1, Some(200), false);
+    let db_type = problems.string(&body, "db_type", 0, None, false);
+    if let Some(t) = &db_type
+        && !DB_TYPES.contains(&t.as_str())
+    {
+        problems.add(
+            &[json!("body"), json!("db_type")],
+            "string_pattern_mismatch",
+            &format!("String should match pattern '{DB_TYPE_PATTERN}'"),
+            Some(&body["db_type"]),
+            Some(json!({ "pattern": DB_TYPE_PATTERN })),
+        );
+    }
+    let connection_string = problems.string(&body, "connection_string", 10, None, true);
+    let parsed = connection_string
+        .as_deref()
+        .and_then(|s| match parse_connection_string(s) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                problems.add(
+                    &[json!("body"), json!("connection_string")],
+                    "value_error",
+                    &format!("Value error, connection_string {why}"),
+                    None,
+                    None,
+                );
+                None
+            }
+        });
+    let excluded = match body.get("excluded_schemas") {
+        None | Some(Value::Null) => DEFAULT_EXCLUDED_SCHEMAS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => out.push(s.clone()),
+                    other => problems.add(
+                        &[json!("body"), json!("excluded_schemas"), json!(i)],
+                        "string_type",
+                        "Input should be a valid string",
+                        Some(other),
+                        None,
+                    ),
+                }
+            }
+            out
+        }
+        Some(other) => {
+            problems.add(
+                &[json!("body"), json!("excluded_schemas")],
+                "list_type",
+                "Input should be a valid list",
+                Some(other),
+                None,
+            );
+            Vec::new()
+        }
+    };
+    problems.into_result()?;
+    let (Some(name), Some(db_type), Some(connection_string), Some(parsed)) =
+        (name, db_type, connection_string, parsed)
+    else {
+        return Err(ApiError::internal("validation passed without values"));
+    };
+    let id = ids::uuid_v4();
+    let sealed = state
+        .master_key
+        .seal(connection_string.as_bytes(), &connection_aad(&id));
+    let c = state
+        .catalog
+        .create_connection(&NewConnection {
+            id: &id,
+            project_id: &auth.project_id,
+            name: &name,
+            db_type: &db_type,
+            host: &parsed.host,
+            port: i32::from(parsed.port),
+            database_name: &parsed.database,
+            excluded_schemas: &excluded,
+            secret: &sealed,
+        })
+        .await?;
+    Ok(Reply::created(data(connection_json(&c))))
+}
+
+#[utoipa::path(get, path = "/api/v1/connections", tag = "autodb",
+    responses((status = 200, description = "{data: {connections, count}}")))]
+async fn list_connections(State(state): State<AppState>, auth: Auth) -> ApiResult<Value> {
+    require(&auth, KeyRole::Read)?;
+    let all = state.catalog.list_connections(&auth.project_id).await?;
+    Ok(Reply::ok(data(json!({
+        "connections": all.iter().map(connection_json).collect::<Vec<_>>(),
+        "count": all.len(),
+    }))))
+}
+
+async fn find_connection(state: &AppState, auth: &Auth, id: &str) -> Result<Connection, ApiError> {
+    state
+        .catalog
+        .find_connection(&auth.project_id, id)
+        .await
+        .map_err(|e| ApiError::from_catalog(e, "connection"))
+}
+
+#[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "autodb", params(("id" = String, Path)),
+    responses((status = 200, description = "{data: ConnectionResponse}"), (status = 404)))]
+async fn get_connection(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Value> {
+    require(&auth, KeyRole::Read)?;
+    let c = find_connection(&state, &auth, &id).await?;
+    Ok(Reply::ok(data(connection_json(&c))))
+}
+
+/// Soft delete: the connection stays listed with `is_active: false` and can no longer be used.
+/// A provisioned database's connection goes with the database (`DELETE /api/v1/provision/{id}`).
+#[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "autodb", params(("id" = String, Path)),
+    responses((status = 200, description = "{data: {id, is_active: false}}"), (status = 404), (status = 409)))]
+async fn delete_connection(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Value> {
+    require(&auth, KeyRole::Write)?;
+    let c = find_connection(&state, &auth, &id).await?;
+    if let Some(p) = state.catalog.provisioned_by_connection(&c.id).await?
+        && p.status != "deleted"
+    {
+        return Err(ApiError::conflict(format!(
+            "connection {} belongs to provisioned database {}; delete that instead",
+            c.id, p.id
+        )));
+    }
+    state
+        .catalog
+        .deactivate_connection(&auth.project_id, &c.id)
+        .await?;
+    Ok(Reply::ok(data(json!({ "id": c.id, "is_active": false }))))
+}
+
+/// The connection string of an active connection, unsealed, and whether tdb made it (a
+/// provisioned database's, which may point at the shared server on a private address).
+async fn open_connection(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+) -> Result<(Connection, String, bool), ApiError> {
+    let c = find_connection(state, auth, id).await?;
+    if !c.is_active {
+        return Err(ApiError::conflict(format!(
+            "connection {} is inactive (deleted)",
+            c.id
+        )));
+    }
+    let url = state
+        .master_key
+        .open_string(&c.secret, &connection_aad(&c.id))
+        .map_err(|e| ApiError::internal(format!("cannot unseal connection {}: {e}", c.id)))?;
+    let provisioned = state
+        .catalog
+        .provisioned_by_connection(&c.id)
+        .await?
+        .is_some();
+    Ok((c, url, provisioned))
+}
+
+/// A registered (not provisioned) connection may reach internal addresses only when the
+/// operator allows it; the host is resolved once and the connection pinned to that address.
+async fn checked_url(state: &AppState, url: String, provisioned: bool) -> Result<String, ApiError> {
+    if provisioned {
+        return Ok(url);
+    }
+    let mut parsed = url::Url::parse(&url)
+        .map_err(|_| ApiError::bad_request("the stored connection string is not a URI"))?;
+    let host = parsed.host_str().unwrap_or_default().to_string();
+    let port = parsed.port().unwrap_or(5432);
+    let ip = crate::import::resolve_checked(
+        &host,
+        port,
+        state.config.connections_allow_private,
+        "connections_allow_private",
+    )
+    .await
+    .map_err(|m| ApiError::new(ErrorCode::BadRequest, m))?;
+    parsed
+        .set_ip_host(ip)
+        .map_err(|_| ApiError::bad_request("cannot pin the connection to its address"))?;
+    Ok(parsed.to_string())
+}
+
+/// Errors from a user's own database are the user's to see (400), not tdb's.
+fn remote_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Connect(m) => {
+            ApiError::bad_request(format!("cannot connect to the database: {m}"))
+        }
+        other => engine_error(other),
+    }
+}
+
+/// Schemas (minus the excluded ones), tables and views with columns, primary keys, indexes,
+/// foreign keys and row estimates, as the connection's own user sees them.
+#[utoipa::path(get, path = "/api/v1/connections/{id}/introspect", tag = "autodb", params(("id" = String, Path)),
+    responses((status = 200, description = "{data: {connection_id, database_name, introspected_at, excluded_schemas, table_count, schemas}}"),
+              (status = 404), (status = 409, description = "the connection is inactive")))]
+async fn introspect(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Value> {
+    require(&auth, KeyRole::Read)?;
+    let (c, url, provisioned) = open_connection(&state, &auth, &id).await?;
+    let url = checked_url(&state, url, provisioned).await?;
+    let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
+    let overview = engine
+        .overview_url(&url, &c.excluded_schemas)
+        .await
+        .map_err(remote_error)?;
+    let at = state.catalog.mark_introspected(&c.id).await?;
+    Ok(Reply::ok(data(json!({
+        "connection_id": c.id,
+        "database_name": c.database_name,
+        "introspected_at": at,
+        "excluded_schemas": c.excluded_schemas,
+        "table_count": overview.table_count(),
+        "schemas": overview.schemas,
+    }))))
+}
+
+/// Runs SQL on the connection's database as its own user (a provisioned database's own role),
+/// with the default query timeout and row cap. An extension of the spec's surface, which says
+/// a connection is usable for queries.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/query", tag = "autodb", params(("id" = String, Path)),
+    responses((status = 200, description = "{data: {columns, rows, row_count, truncated, execution_time}}"),
+              (status = 400, description = "the database refused the statement"), (status = 404), (status = 409)))]
+async fn query(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+    V1Body(body): V1Body,
+) -> ApiResult<Value> {
+    require(&auth, KeyRole::Write)?;
+    let mut problems = Problems::default();
+    let sql = problems.string(&body, "query", 1, None, false);
+    problems.into_result()?;
+    let sql = sql.unwrap_or_default();
+    let (_, url, provisioned) = open_connection(&state, &auth, &id).await?;
+    let url = checked_url(&state, url, provisioned).await?;
+    let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
+    let mut session = engine
+        .open_url(&url, limits(&Settings::default()))
+        .await
+        .map_err(remote_error)?;
+    let started = Instant::now();
+    let result = session.run(&sql).await;
+    session.close().await;
+    let out = result.map_err(remote_error)?;
+    Ok(Reply::ok(data(json!({
+        "columns": out.columns,
+        "rows": out.rows,
+        "row_count": out.row_count,
+        "truncated": out.truncated,
+        "execution_time": format_duration(started.elapsed()),
+    }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings_parse_to_host_port_and_database() {
+        let p = parse_connection_string(
+            "postgresql://u:p%40ss@db.example.com:6543/app?sslmode=require",
+        )
+        .expect("parses");
+        assert_eq!(
+            (p.host.as_str(), p.port, p.database.as_str()),
+            ("db.example.com", 6543, "app")
+        );
+        let p = parse_connection_string("postgres://alice:x@10.0.0.5").expect("parses");
+        assert_eq!((p.port, p.database.as_str()), (5432, "alice"));
+        let p = parse_connection_string("postgres://[::1]:5433/d%20b").expect("parses");
+        assert_eq!((p.host.as_str(), p.database.as_str()), ("[::1]", "d b"));
+        for bad in [
+            "mysql://u:p@h/db",
+            "postgresql:///db?host=/var/run/postgresql",
+            "postgresql://u:p@h/db?host=/tmp",
+            "postgresql://u:p@h/db?sslkey=/etc/shadow",
+            "not a uri at all",
+        ] {
+            assert!(parse_connection_string(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn problems_read_like_fastapi() {
+        let body = json!({ "name": "", "db_type": 5 });
+        let mut p = Problems::default();
+        assert_eq!(p.string(&body, "name", 1, Some(200), false), None);
+        assert_eq!(p.string(&body, "db_type", 0, None, false), None);
+        assert_eq!(p.string(&body, "connection_string", 10, None, true), None);
+        let err = p.into_result().expect_err("invalid");
+        assert_eq!(err.code, ErrorCode::ValidationError);
+        let detail = &err.extra.expect("extra")["detail"];
+        assert_eq!(detail[0]["type"], "string_too_short");
+        assert_eq!(detail[0]["loc"], json!(["body", "name"]));
+        assert_eq!(detail[0]["ctx"]["min_length"], 1);
+        assert_eq!(detail[1]["type"], "string_type");
+        assert_eq!(detail[2]["type"], "missing");
+        assert_eq!(detail[2]["msg"], "Field required");
+    }
+}

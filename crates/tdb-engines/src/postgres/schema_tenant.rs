@@ -1,0 +1,154 @@
+//! Schema-per-tenant databases: one shared database on a server, closed to PUBLIC, holding a
+//! schema per tenant. Each tenant logs in as its own role, which may use and create in its own
+//! schema only: the schema belongs to the administrator (so the tenant cannot grant it to
+//! anyone), the role has no CREATE or TEMP on the database, is not its owner, and starts with
+//! `search_path` set to its schema.
+
+use sqlx::Connection;
+
+use super::{admin_access, connect, exec, quote_ident, quote_literal};
+use crate::AdminEndpoint;
+use crate::engine::{Result, SchemaTenantSpec};
+
+/// Creates the shared database when it does not exist yet, and closes it (and its `public`
+/// schema) to PUBLIC. Safe to run again.
+async fn ensure_database(server: &AdminEndpoint, database: &str) -> Result<()> {
+    let mut admin = connect(&admin_access(server, "postgres")).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(&mut admin)
+            .await
+            .map_err(super::from_sqlx)?;
+    if !exists {
+        let created = exec(
+            &mut admin,
+            format!("CREATE DATABASE {}", quote_ident(database)),
+        )
+        .await;
+        // Two first tenants at once: the loser finds the database made by the other.
+        if let Err(e) = created
+            && !matches!(&e, crate::EngineError::Query { sqlstate, .. } if sqlstate == "42P04")
+        {
+            return Err(e);
+        }
+    }
+    exec(
+        &mut admin,
+        format!(
+            "REVOKE ALL ON DATABASE {} FROM PUBLIC",
+            quote_ident(database)
+        ),
+    )
+    .await?;
+    let _ = admin.close().await;
+    let mut inside = connect(&admin_access(server, database)).await?;
+    exec(
+        &mut inside,
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC".into(),
+    )
+    .await?;
+    let _ = inside.close().await;
+    Ok(())
+}
+
+pub async fn create(server: &AdminEndpoint, spec: &SchemaTenantSpec<'_>) -> Result<()> {
+    ensure_database(server, spec.database).await?;
+    let (db, schema, role) = (
+        quote_ident(spec.database),
+        quote_ident(spec.schema),
+        quote_ident(spec.role),
+    );
+    let built = async {
+        let verifier = tdb_core::secrets::scram_verifier(spec.password);
+        let mut admin = connect(&admin_access(server, "postgres")).await?;
+        for sql in [
+            format!(
+                "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 NOBYPASSRLS NOINHERIT CONNECTION LIMIT {} PASSWORD {}",
+                spec.connection_limit,
+                quote_literal(&verifier)
+            ),
+            format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
+            format!("ALTER ROLE {role} SET search_path = {schema}"),
+        ] {
+            exec(&mut admin, sql).await?;
+        }
+        let _ = admin.close().await;
+        let mut inside = connect(&admin_access(server, spec.database)).await?;
+        exec(
+            &mut inside,
+            format!(
+                "CREATE SCHEMA {schema};
+                 REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
+                 GRANT USAGE, CREATE ON SCHEMA {schema} TO {role};"
+            ),
+        )
+        .await?;
+        let _ = inside.close().await;
+        Ok(())
+    };
+    if let Err(e) = built.await {
+        // Leave nothing behind: a failed create is retried from scratch under new names.
+        let _ = drop(server, spec.database, spec.schema, spec.role).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Ends the role's sessions, drops its schema with everything in it, whatever else it owns in
+/// the database (large objects included) and the role. Parts already gone are fine.
+pub async fn drop(server: &AdminEndpoint, database: &str, schema: &str, role: &str) -> Result<()> {
+    let mut admin = connect(&admin_access(server, "postgres")).await?;
+    let role_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(&mut admin)
+            .await
+            .map_err(super::from_sqlx)?;
+    let db_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(&mut admin)
+            .await
+            .map_err(super::from_sqlx)?;
+    if role_exists {
+        exec(
+            &mut admin,
+            format!("ALTER ROLE {} NOLOGIN", quote_ident(role)),
+        )
+        .await?;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+            .bind(role)
+            .execute(&mut admin)
+            .await
+            .map_err(super::from_sqlx)?;
+    }
+    if db_exists {
+        let mut inside = connect(&admin_access(server, database)).await?;
+        exec(
+            &mut inside,
+            format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema)),
+        )
+        .await?;
+        if role_exists {
+            // Large objects and anything created outside the schema; also revokes the role's
+            // privileges here and on the database itself.
+            exec(
+                &mut inside,
+                format!("DROP OWNED BY {} CASCADE", quote_ident(role)),
+            )
+            .await?;
+        }
+        let _ = inside.close().await;
+    }
+    if role_exists {
+        exec(
+            &mut admin,
+            format!("DROP ROLE IF EXISTS {}", quote_ident(role)),
+        )
+        .await?;
+    }
+    let _ = admin.close().await;
+    Ok(())
+}
