@@ -85,7 +85,6 @@ fn help_names_the_verbs_and_their_flags() {
 }
 
 #[tokio::test]
-#[ignore = "needs the /api/v1/provision and /api/v1/connections endpoints"]
 async fn provision_and_connections_through_the_cli() {
     tdb_testkit::init();
     let s = start().await;

@@ -314,13 +314,14 @@ async fn stdio_without_a_key_keeps_stdout_for_mcp() {
 }
 
 /// A provisioned database, worked on through MCP: provisioned, queried with its own role
-/// (a table created, rows written and read back), introspected, deleted; the account's limit
-/// comes back as a tool error with its numbers.
+/// (a table created, rows written and read back), registered again as an external connection
+/// and read through that, introspected, deleted; the account's limit comes back as a tool error
+/// with its numbers.
 #[tokio::test]
-#[ignore = "needs the /api/v1/provision and /api/v1/connections endpoints"]
 async fn provisioned_database_over_stdio_and_http() {
     tdb_testkit::init();
-    let s = start().await;
+    // The proxy the connection strings point at is on loopback.
+    let s = start_with_env(&[("TDB_CONNECTIONS_ALLOW_PRIVATE", "true")]).await;
     let key = signup(&s, "mcp-prov@example.com", "mcp").await["api_key"]
         .as_str()
         .expect("api_key")
@@ -412,6 +413,9 @@ async fn provisioned_round_trip(client: &McpClient, name: &str) {
     assert_eq!(rows["rows"], json!([[1, "one"], [2, "two"]]), "{rows}");
     assert_eq!(rows["row_count"], 2, "{rows}");
 
+    let url = d["connection_string"].as_str().expect("connection_string");
+    registered_round_trip(client, url).await;
+
     let tree = ok(
         client,
         "introspect_connection",
@@ -441,6 +445,68 @@ async fn provisioned_round_trip(client: &McpClient, name: &str) {
         client,
         "query_connection",
         json!({ "connection_id": conn, "query": "SELECT 1" }),
+    )
+    .await;
+}
+
+/// The provisioned database's URL registered as a connection of its own: never echoed back,
+/// readable through it, and refused once the connection is deleted.
+async fn registered_round_trip(client: &McpClient, url: &str) {
+    let e = tool_error(
+        client,
+        "register_connection",
+        json!({ "name": "again", "db_type": "oracle", "connection_string": url }),
+    )
+    .await;
+    assert_eq!(e["detail"]["http_status"], 422, "{e}");
+    assert_eq!(
+        e["detail"]["detail"][0]["loc"],
+        json!(["body", "db_type"]),
+        "{e}"
+    );
+
+    let c = ok(
+        client,
+        "register_connection",
+        json!({ "name": "again", "db_type": "postgresql", "connection_string": url,
+                "excluded_schemas": ["audit"] }),
+    )
+    .await;
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p)
+        .expect("a password in the URL");
+    assert!(!c.to_string().contains(password), "{c}");
+    assert_eq!(c["excluded_schemas"], json!(["audit"]), "{c}");
+    let id = c["id"].as_str().expect("id");
+
+    let rows = ok(
+        client,
+        "query_connection",
+        json!({ "connection_id": id, "query": "SELECT label FROM items WHERE id = 2" }),
+    )
+    .await;
+    assert_eq!(rows["rows"], json!([["two"]]), "{rows}");
+    let listed = ok(client, "list_connections", json!({})).await;
+    assert!(!listed.to_string().contains(password), "{listed}");
+    assert!(
+        listed["connections"]
+            .as_array()
+            .expect("connections")
+            .iter()
+            .any(|x| x["id"] == id),
+        "{listed}"
+    );
+    let gone = ok(client, "delete_connection", json!({ "connection_id": id })).await;
+    assert_eq!(gone["is_active"], false, "{gone}");
+    let shown = ok(client, "get_connection", json!({ "connection_id": id })).await;
+    assert_eq!(shown["is_active"], false, "{shown}");
+    tool_error(
+        client,
+        "query_connection",
+        json!({ "connection_id": id, "query": "SELECT 1" }),
     )
     .await;
 }
