@@ -17,12 +17,14 @@ use crate::server::TdbMcp;
 pub struct RegisterArgs {
     /// A display name for the connection.
     pub name: String,
-    /// The database's engine, e.g. "postgresql".
+    /// The kind of PostgreSQL: postgresql, postgresql_local, postgresql_aws, postgres_gcp or
+    /// supabase.
     pub db_type: String,
     /// A URL such as postgresql://user:password@host:5432/db. Stored encrypted; never shown
     /// again.
     pub connection_string: String,
-    /// Schemas that introspection leaves out (the API's default list when omitted).
+    /// Schemas that introspection leaves out; when omitted, Supabase's own schemas (auth,
+    /// storage, realtime, extensions, vault, pgsodium, graphql, graphql_public).
     #[serde(default)]
     pub excluded_schemas: Option<Vec<String>>,
 }
@@ -113,7 +115,7 @@ impl TdbMcp {
     }
 
     /// Run SQL on a connection's database with the connection's own credentials (for a
-    /// provisioned database, its own role). Returns columns, rows, row_count and
+    /// provisioned database, its own role). Returns columns, rows, row_count, truncated and
     /// execution_time.
     #[tool]
     async fn query_connection(

@@ -12,13 +12,14 @@ pub enum ConnectionsCommand {
     Add {
         #[arg(long)]
         name: String,
-        /// The engine, e.g. postgresql
+        /// postgresql, postgresql_local, postgresql_aws, postgres_gcp or supabase
         #[arg(long)]
         db_type: String,
         /// e.g. postgresql://user:password@host:5432/db
         #[arg(long, env = "TDB_CONNECTION_STRING", hide_env_values = true)]
         connection_string: String,
-        /// A schema for introspection to leave out (repeat for several)
+        /// A schema for introspection to leave out (repeat for several) [default: Supabase's
+        /// own schemas]
         #[arg(long = "exclude-schema")]
         excluded_schemas: Vec<String>,
     },
@@ -156,12 +157,12 @@ fn print_tree(d: &Value) {
 }
 
 fn print_table(t: &Value) {
-    println!(
-        "  {} ({}, ~{} rows)",
-        text(&t["name"]),
-        text(&t["kind"]),
-        text(&t["row_estimate"])
-    );
+    // PostgreSQL has no estimate for a table it has not analyzed yet.
+    let rows = match t["row_estimate"].as_i64() {
+        Some(n) if n >= 0 => format!(", ~{n} rows"),
+        _ => String::new(),
+    };
+    println!("  {} ({}{rows})", text(&t["name"]), text(&t["kind"]));
     let pk = names(&t["primary_key"]);
     let width = t["columns"]
         .as_array()
