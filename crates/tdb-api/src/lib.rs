@@ -20,7 +20,7 @@ use tdb_core::secrets::MasterKey;
 use tdb_engines::Engine;
 use tokio::net::TcpListener;
 
-pub use routes::router;
+pub use routes::{router, router_with};
 
 /// A region tenants can be placed in, from configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -180,7 +180,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    serve_app(listener, router(state), shutdown).await
+}
+
+/// Serves `app` (the API as [`router_with`] builds it) like [`serve`], with each request's peer
+/// address as `ConnectInfo`.
+pub async fn serve_app(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

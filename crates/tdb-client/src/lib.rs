@@ -1,16 +1,20 @@
 //! A typed client for tdb's REST API, shared by the CLI, the MCP server and the tests. Each call
 //! returns the typed fields and the raw JSON body (which `--json` prints as the API sent it).
 
+mod autodb;
+mod transport;
 mod types;
-
-use std::time::Duration;
 
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use autodb::NewConnection;
+pub use transport::{InProcessBody, InProcessService};
 pub use types::*;
+
+use transport::{Outgoing, Transport};
 
 /// An API answer: the typed fields and the whole body.
 #[derive(Debug, Clone)]
@@ -35,6 +39,11 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("cannot encode the request body: {detail}")]
+    Encode { detail: String },
+    /// An in-process API service could not be called or its answer not read.
+    #[error("in-process call of the tdb API failed: {detail}")]
+    InProcess { detail: String },
     #[error("unexpected answer from the tdb API (HTTP {status}): {detail}")]
     Decode { status: u16, detail: String },
     #[error("no API key: run `tdb login`, `tdb config set api-key KEY`, or pass --api-key")]
@@ -53,26 +62,59 @@ impl ClientError {
 
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    transport: Transport,
     base: String,
     key: Option<String>,
 }
 
 impl Client {
     pub fn new(base_url: &str, api_key: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .unwrap_or_default();
         Self {
-            http,
+            transport: Transport::http(),
             base: base_url.trim_end_matches('/').to_string(),
             key: api_key,
         }
     }
 
+    /// A client that calls `service` (the API's router) in-process instead of over the
+    /// network, for callers that live inside `tdb serve`.
+    pub fn in_process<S, B>(service: S, api_key: Option<String>) -> Self
+    where
+        S: tower::Service<
+                http::Request<http_body_util::Full<bytes::Bytes>>,
+                Response = http::Response<B>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<tower::BoxError>,
+    {
+        Self {
+            transport: Transport::in_process(service),
+            base: "in-process:".to_string(),
+            key: api_key,
+        }
+    }
+
+    /// Adds `value` to the extensions of every request an in-process client sends (such as
+    /// the caller's `ConnectInfo`); a network client ignores it.
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(&self, value: T) -> Self {
+        let mut client = self.clone();
+        if let Transport::InProcess { extensions, .. } = &mut client.transport {
+            extensions.insert(value);
+        }
+        client
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
     }
 
     pub fn with_key(&self, key: &str) -> Self {
@@ -90,31 +132,38 @@ impl Client {
         body: Option<&(impl Serialize + ?Sized)>,
         authed: bool,
     ) -> Result<Reply<T>, ClientError> {
-        let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url);
-        if authed {
-            let key = self.key.as_deref().ok_or(ClientError::NoKey)?;
-            req = req.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport { url, source })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let raw: Value = serde_json::from_str(&text).map_err(|_| ClientError::Decode {
+        let key = if authed {
+            Some(self.key.as_deref().ok_or(ClientError::NoKey)?)
+        } else {
+            None
+        };
+        let json = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Encode {
+                detail: e.to_string(),
+            })?;
+        let out = Outgoing {
+            method,
+            url: format!("{}{}", self.base, path),
+            path,
+            key,
+            json,
+        };
+        let (status, bytes) = self.transport.send(out).await?;
+        let raw: Value = serde_json::from_slice(&bytes).map_err(|_| ClientError::Decode {
             status,
-            detail: text.chars().take(200).collect(),
+            detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
         })?;
         if status >= 400 {
             let field = |k: &str| raw.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let message = Some(field("error"))
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| validation_detail(&raw));
             return Err(ClientError::Api {
                 status,
                 code: field("code"),
-                message: field("error"),
+                message,
                 body: raw,
             });
         }
@@ -461,6 +510,30 @@ impl Client {
         self.get(&format!("/blueprints/{}/versions", encode(name)))
             .await
     }
+}
+
+/// The messages of a FastAPI-style `detail: [{loc, msg}]` list, for an error without `error`.
+fn validation_detail(body: &Value) -> String {
+    let items = body.get("detail").and_then(Value::as_array);
+    let messages: Vec<String> = items
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let loc: Vec<String> = d["loc"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| l.as_str().map_or_else(|| l.to_string(), str::to_string))
+                .collect();
+            let msg = d["msg"].as_str().unwrap_or("invalid");
+            if loc.is_empty() {
+                msg.to_string()
+            } else {
+                format!("{}: {msg}", loc.join("."))
+            }
+        })
+        .collect();
+    messages.join("; ")
 }
 
 /// Percent-encodes one path segment.

@@ -4,6 +4,7 @@
 mod cli_config;
 mod cmd;
 mod config;
+mod mcp_http;
 mod output;
 mod serve;
 mod telemetry;
@@ -61,6 +62,14 @@ enum Command {
     Deployments(cmd::deployments::DeploymentsCommand),
     /// Run a data query on one tenant or all tenants of a blueprint (DDL is refused)
     Query(cmd::deployments::QueryArgs),
+    /// Provision PostgreSQL databases: a schema and login role each on the shared server
+    #[command(subcommand)]
+    Provision(cmd::provision::ProvisionCommand),
+    /// Register, inspect and introspect database connections
+    #[command(subcommand)]
+    Connections(cmd::connections::ConnectionsCommand),
+    /// Serve MCP on stdio, for an MCP client that starts tdb (tools call this CLI's API)
+    Mcp,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +118,9 @@ async fn run_cli(global: cmd::Global, command: Command) -> anyhow::Result<()> {
         Command::Tenants(c) => cmd::tenants::run(&ctx, c).await,
         Command::Deployments(c) => cmd::deployments::run(&ctx, c).await,
         Command::Query(args) => cmd::deployments::query(&ctx, args).await,
+        Command::Provision(c) => cmd::provision::run(&ctx, c).await,
+        Command::Connections(c) => cmd::connections::run(&ctx, c).await,
+        Command::Mcp => cmd::mcp::run(&ctx).await,
     }
 }
 

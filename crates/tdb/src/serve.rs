@@ -127,7 +127,8 @@ async fn run_with_catalog(
         shutdown.clone(),
     ));
     let proxy = start_pg_proxy(config, key, catalog_options, ip_guard, shutdown.clone()).await?;
-    let result = tdb_api::serve(listener, state, shutdown.cancelled_owned()).await;
+    let app = crate::mcp_http::app(state, shutdown.clone());
+    let result = tdb_api::serve_app(listener, app, shutdown.cancelled_owned()).await;
     let _ = jobs.await;
     let _ = proxy.await;
     if let Some(server) = metrics_server {

@@ -26,6 +26,12 @@ use crate::openapi::ApiDoc;
 
 /// The whole API, with `/openapi.json` describing it.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The whole API plus `extra` routes that are no part of the API's own document (the binary
+/// mounts `/mcp` here), behind the same address guard, metrics, tracing and panic handling.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let body_limit = state.config.body_limit;
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(meta::routes())
@@ -47,6 +53,7 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             axum::routing::get(move || meta::openapi(doc.clone())),
         )
+        .merge(extra)
         .fallback(meta::unknown_path)
         .method_not_allowed_fallback(meta::wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))

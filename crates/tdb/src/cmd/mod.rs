@@ -5,8 +5,11 @@ pub mod accounts;
 pub mod apikeys;
 pub mod blueprints;
 pub mod config_cmd;
+pub mod connections;
 pub mod deployments;
+pub mod mcp;
 pub mod projects;
+pub mod provision;
 pub mod tenants;
 pub mod workspaces;
 
