@@ -189,21 +189,26 @@ impl Catalog {
         Ok(None)
     }
 
-    /// The database exists: it and its connection become active.
-    pub async fn activate_provisioned(&self, id: &str) -> Result<Provisioned> {
+    /// The database exists: it and its connection become active. `None` when it was deleted
+    /// meanwhile.
+    pub async fn activate_provisioned(&self, id: &str) -> Result<Option<Provisioned>> {
         let mut tx = self.pool().begin().await?;
-        let p: Provisioned = sqlx::query_as(
-            "UPDATE provisioned_databases SET status = 'active' WHERE id = $1 RETURNING *",
+        let p: Option<Provisioned> = sqlx::query_as(
+            "UPDATE provisioned_databases SET status = 'active'
+              WHERE id = $1 AND status = 'provisioning' RETURNING *",
         )
         .bind(id)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(p) = p else {
+            return Ok(None);
+        };
         sqlx::query("UPDATE connections SET is_active = true WHERE id = $1")
             .bind(&p.connection_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(p)
+        Ok(Some(p))
     }
 
     /// Forgets a provisioned database that could not be built (its connection goes with it).

@@ -230,8 +230,14 @@ pub trait Engine: Send + Sync {
         Err(unsupported(self.kind(), "schema-per-tenant databases"))
     }
 
-    /// A session on the database a connection URL names, as the URL's user.
-    async fn open_url(&self, _url: &str, _limits: Limits) -> Result<Box<dyn Session>> {
+    /// A session on the database a connection URL names, as the URL's user; `pin` is the
+    /// address to connect to instead of resolving the URL's host again.
+    async fn open_url(
+        &self,
+        _url: &str,
+        _pin: Option<std::net::IpAddr>,
+        _limits: Limits,
+    ) -> Result<Box<dyn Session>> {
         Err(unsupported(self.kind(), "connection URLs"))
     }
 
@@ -239,6 +245,7 @@ pub trait Engine: Send + Sync {
     async fn overview_url(
         &self,
         _url: &str,
+        _pin: Option<std::net::IpAddr>,
         _excluded: &[String],
     ) -> Result<crate::schema::DatabaseOverview> {
         Err(unsupported(self.kind(), "connection URLs"))

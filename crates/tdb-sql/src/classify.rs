@@ -211,49 +211,87 @@ fn tag_of(node: &NodeEnum) -> Option<&'static str> {
     Some(tag)
 }
 
-/// Session settings a schema-per-tenant login must keep as provisioned.
-const PINNED_SETTINGS: [&str; 3] = ["search_path", "role", "session_authorization"];
+/// Schemas a provisioned session may name in `SET search_path` besides its own: they hold
+/// nothing of another tenant's (`"$user"` names a schema that does not exist).
+const HARMLESS_SCHEMAS: [&str; 4] = ["pg_catalog", "pg_temp", "public", "$user"];
 
-/// What in a batch would change the identity or the schema search path a login was given:
-/// `SET search_path`, `SET ROLE`, `SET SESSION AUTHORIZATION` (in any form but `RESET`),
-/// `ALTER ROLE`/`ALTER USER` and `ALTER DATABASE … SET`. `None` when there is nothing of the
-/// kind, or when the batch does not parse (the server refuses it then).
-pub fn identity_change(sql: &str) -> Option<&'static str> {
+/// Why a batch sent to a provisioned (schema-per-tenant) database is refused, or `None`.
+/// Refused: changing the role (`SET ROLE`, `SET SESSION AUTHORIZATION`, in any form but
+/// `RESET`), `ALTER ROLE`/`ALTER USER`, `ALTER DATABASE … SET`, a `SET search_path` naming a
+/// schema other than `own_schema` (and the harmless ones), and `LISTEN`, `UNLISTEN` and
+/// `NOTIFY`, whose channels every database on the server shares. A batch that does not parse
+/// is left to the server. This guards against mistakes; the database's privileges are the wall.
+pub fn pinned_session_refusal(sql: &str, own_schema: &str) -> Option<String> {
     use pg_query::protobuf::VariableSetKind;
     let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
+    let fixed = |what: &str| {
+        format!("{what} is not allowed on a provisioned database: its role and schema are fixed")
+    };
     parsed.protobuf.stmts.iter().find_map(|raw| {
         let node = raw.stmt.as_ref()?.node.as_ref()?;
         match node {
             NodeEnum::VariableSetStmt(v) => {
-                let reset = matches!(
+                if matches!(
                     VariableSetKind::try_from(v.kind),
                     Ok(VariableSetKind::VarReset | VariableSetKind::VarResetAll)
-                );
-                let name = v.name.to_ascii_lowercase();
-                (!reset && PINNED_SETTINGS.contains(&name.as_str())).then_some(
-                    match name.as_str() {
-                        "search_path" => "SET search_path",
-                        "role" => "SET ROLE",
-                        _ => "SET SESSION AUTHORIZATION",
-                    },
-                )
+                ) {
+                    return None;
+                }
+                match v.name.to_ascii_lowercase().as_str() {
+                    "search_path" => {
+                        let names: Vec<Option<String>> = v.args.iter().map(const_text).collect();
+                        let stays = !names.is_empty()
+                            && names.iter().all(|n| {
+                                n.as_deref().is_some_and(|n| {
+                                    n == own_schema || HARMLESS_SCHEMAS.contains(&n)
+                                })
+                            });
+                        (!stays).then(|| {
+                            format!(
+                                "SET search_path may name only this database's schema \
+                                 ({own_schema}) on a provisioned database"
+                            )
+                        })
+                    }
+                    "role" => Some(fixed("SET ROLE")),
+                    "session_authorization" => Some(fixed("SET SESSION AUTHORIZATION")),
+                    _ => None,
+                }
             }
-            NodeEnum::AlterRoleStmt(_) | NodeEnum::AlterRoleSetStmt(_) => Some("ALTER ROLE"),
-            NodeEnum::AlterDatabaseSetStmt(_) => Some("ALTER DATABASE … SET"),
+            NodeEnum::AlterRoleStmt(_) | NodeEnum::AlterRoleSetStmt(_) => Some(fixed("ALTER ROLE")),
+            NodeEnum::AlterDatabaseSetStmt(_) => Some(fixed("ALTER DATABASE … SET")),
+            NodeEnum::ListenStmt(_) | NodeEnum::UnlistenStmt(_) | NodeEnum::NotifyStmt(_) => Some(
+                "LISTEN and NOTIFY are not allowed on a provisioned database: their channels are \
+                 shared with the other databases on its server"
+                    .to_string(),
+            ),
             _ => None,
         }
     })
 }
 
+/// The text of a string or identifier constant (`SET x = foo`, `'foo'`, `"Foo"`).
+fn const_text(node: &pg_query::protobuf::Node) -> Option<String> {
+    match node.node.as_ref()? {
+        NodeEnum::AConst(c) => match c.val.as_ref()? {
+            pg_query::protobuf::a_const::Val::Sval(s) => Some(s.sval.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 #[cfg(test)]
-mod identity_tests {
-    use super::identity_change;
+mod pinned_tests {
+    use super::pinned_session_refusal;
+
+    const OWN: &str = "tenant_a1b2c3d4e5f6_7890abcd";
 
     #[test]
-    fn identity_changes_are_found_and_nothing_else() {
+    fn identity_changes_and_shared_channels_are_refused() {
         for sql in [
             "SET search_path TO other",
-            "set SEARCH_PATH = a, b",
+            "set SEARCH_PATH = tenant_a1b2c3d4e5f6_7890abcd, other",
             "SELECT 1; SET LOCAL search_path = x",
             "SET search_path TO DEFAULT",
             "SET ROLE postgres",
@@ -261,10 +299,20 @@ mod identity_tests {
             "ALTER ROLE CURRENT_USER SET search_path = other",
             "ALTER USER someone WITH PASSWORD 'x'",
             "ALTER DATABASE db SET search_path = other",
+            "LISTEN jobs",
+            "NOTIFY jobs, 'payload'",
+            "UNLISTEN *",
         ] {
-            assert!(identity_change(sql).is_some(), "{sql}");
+            assert!(pinned_session_refusal(sql, OWN).is_some(), "{sql}");
         }
+    }
+
+    #[test]
+    fn everything_else_passes() {
         for sql in [
+            "SET search_path TO tenant_a1b2c3d4e5f6_7890abcd",
+            "SET search_path = 'tenant_a1b2c3d4e5f6_7890abcd', public, pg_catalog",
+            "SET search_path TO \"$user\", tenant_a1b2c3d4e5f6_7890abcd",
             "SELECT 'SET search_path TO other'",
             "RESET search_path",
             "RESET ALL",
@@ -273,7 +321,7 @@ mod identity_tests {
             "CREATE TABLE t (id int)",
             "not sql at all",
         ] {
-            assert_eq!(identity_change(sql), None, "{sql}");
+            assert_eq!(pinned_session_refusal(sql, OWN), None, "{sql}");
         }
     }
 }

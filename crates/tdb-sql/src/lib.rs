@@ -6,7 +6,7 @@
 mod classify;
 mod reverse;
 
-pub use classify::{Kind, Statement, TxOp, classify, classify_all, identity_change};
+pub use classify::{Kind, Statement, TxOp, classify, classify_all, pinned_session_refusal};
 pub use reverse::{created_table, reverse};
 
 /// The parser refused the input; the message is PostgreSQL's.

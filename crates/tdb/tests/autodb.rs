@@ -250,15 +250,35 @@ async fn provisioned_schemas_are_isolated_from_each_other() {
         &format!("INSERT INTO {a_schema}.secret VALUES ('b')"),
         &schema_denied,
     );
+    let b_schema = str_of(b, "schema_name");
+    let path_refused = format!("SET search_path may name only this database's schema ({b_schema})");
     refused(
         b_url,
         &format!("SET search_path TO {a_schema}"),
-        "SET search_path is not allowed",
+        &path_refused,
     );
     refused(
         b_url,
-        &format!("SELECT 1; SET search_path = {a_schema}, public"),
-        "SET search_path is not allowed",
+        &format!("SELECT 1; SET search_path = {b_schema}, {a_schema}"),
+        &path_refused,
+    );
+    // Naming its own schema is fine (migration tools do).
+    let o = psql(
+        b_url,
+        &format!("SET search_path TO {b_schema}, public; SHOW search_path"),
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    // Notification channels are shared by the whole server database: closed.
+    refused(b_url, "LISTEN changes", "LISTEN and NOTIFY are not allowed");
+    refused(
+        b_url,
+        "NOTIFY changes, 'x'",
+        "LISTEN and NOTIFY are not allowed",
+    );
+    refused(
+        b_url,
+        "SELECT pg_notify('changes', 'x')",
+        "permission denied for function pg_notify",
     );
     refused(
         b_url,
@@ -307,10 +327,7 @@ async fn provisioned_schemas_are_isolated_from_each_other() {
     .execute(&mut conn)
     .await
     .expect_err("refused");
-    assert!(
-        e.to_string().contains("SET search_path is not allowed"),
-        "{e}"
-    );
+    assert!(e.to_string().contains(&path_refused), "{e}");
     let path: String = sqlx::query_scalar("SHOW search_path")
         .fetch_one(&mut conn)
         .await
@@ -325,8 +342,18 @@ async fn provisioned_schemas_are_isolated_from_each_other() {
     );
     assert_eq!(out(&o), "a-only\nlarge secret", "{}", err(&o));
 
+    // The query endpoint keeps the same rules.
+    let (st, body) = post(
+        &s,
+        &format!("/api/v1/connections/{}/query", str_of(b, "connection_id")),
+        Some(&key),
+        json!({ "query": "ALTER ROLE CURRENT_USER PASSWORD 'mine now'" }),
+    )
+    .await;
+    assert_eq!(st, 403, "{body}");
+    assert_eq!(body["sqlstate"], "42501");
+
     // Each credential opens only its own database.
-    let b_schema = str_of(b, "schema_name");
     let crossed = a_url.replace(a_schema, b_schema);
     refused(&crossed, "SELECT 1", "this credential opens only database");
 }
@@ -430,6 +457,17 @@ async fn connections_are_validated_sealed_and_introspected() {
             json!({"name": "n", "db_type": "postgresql", "connection_string": "pg://x"}),
             json!(["body", "connection_string"]),
             "string_too_short",
+        ),
+        (
+            json!({"name": "n", "connection_string": url}),
+            json!(["body", "db_type"]),
+            "missing",
+        ),
+        (
+            json!({"name": "n", "db_type": "postgresql",
+                   "connection_string": "postgresql://127.0.0.1/shop"}),
+            json!(["body", "connection_string"]),
+            "value_error",
         ),
         (
             json!({"name": "n", "db_type": "postgresql"}),

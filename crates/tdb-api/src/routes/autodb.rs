@@ -53,7 +53,7 @@ pub const DEFAULT_EXCLUDED_SCHEMAS: [&str; 8] = [
 ];
 /// URL parameters a registered connection string may carry. Others (`host` naming a socket
 /// path, client key files, ...) could make tdb reach what the user could not.
-const URL_PARAMS: [&str; 4] = ["sslmode", "application_name", "options", "connect_timeout"];
+const URL_PARAMS: [&str; 3] = ["sslmode", "application_name", "options"];
 
 /// The associated data a connection string is sealed with: the record's id.
 fn connection_aad(id: &str) -> String {
@@ -116,7 +116,13 @@ impl Problems {
         let shown = |v: &Value| (!secret).then(|| v.clone());
         match body.get(field) {
             None => {
-                self.add(&loc, "missing", "Field required", Some(body), None);
+                self.add(
+                    &loc,
+                    "missing",
+                    "Field required",
+                    Some(&redacted(body)),
+                    None,
+                );
                 None
             }
             Some(Value::String(s)) => {
@@ -167,6 +173,18 @@ impl Problems {
     }
 }
 
+/// The body as a validation problem may show it: without the connection string, which carries
+/// a password.
+fn redacted(body: &Value) -> Value {
+    let mut shown = body.clone();
+    if let Some(fields) = shown.as_object_mut()
+        && fields.contains_key("connection_string")
+    {
+        fields.insert("connection_string".into(), json!("<redacted>"));
+    }
+    shown
+}
+
 /// A JSON object body for the `/api/v1` endpoints: malformed JSON or another JSON type is a 422
 /// as FastAPI answers it; a body over the size limit is the usual 413.
 struct V1Body(Value);
@@ -212,8 +230,10 @@ struct ParsedUrl {
     database: String,
 }
 
-/// Parses a PostgreSQL URI: `postgres://` or `postgresql://`, a host, an optional port, the
-/// database (default: the user name, as libpq does), and only harmless parameters.
+/// Parses a PostgreSQL URI: `postgres://` or `postgresql://`, a user and password (so nothing
+/// of tdb's own environment, such as `PGPASSWORD` or `~/.pgpass`, is ever offered to the
+/// server), a host, an optional port, the database (default: the user name, as libpq does),
+/// and only harmless parameters.
 fn parse_connection_string(text: &str) -> Result<ParsedUrl, String> {
     let url = url::Url::parse(text).map_err(|e| format!("not a valid URI ({e})"))?;
     if !matches!(url.scheme(), "postgres" | "postgresql") {
@@ -232,19 +252,13 @@ fn parse_connection_string(text: &str) -> Result<ParsedUrl, String> {
             ));
         }
     }
-    let path = url.path().trim_start_matches('/');
-    let database = percent_decode(path)?;
     let user = percent_decode(url.username())?;
-    let database = if database.is_empty() {
-        if user.is_empty() {
-            "postgres".to_string()
-        } else {
-            user
-        }
-    } else {
-        database
-    };
-    tdb_engines::postgres::url_options(text).map_err(|e| e.to_string())?;
+    if user.is_empty() || url.password().is_none_or(str::is_empty) {
+        return Err("must include a user name and a password".into());
+    }
+    let database = percent_decode(url.path().trim_start_matches('/'))?;
+    let database = if database.is_empty() { user } else { database };
+    tdb_engines::postgres::url_options(text, None).map_err(|e| e.to_string())?;
     Ok(ParsedUrl {
         host,
         port: url.port().unwrap_or(5432),
@@ -253,10 +267,10 @@ fn parse_connection_string(text: &str) -> Result<ParsedUrl, String> {
 }
 
 fn percent_decode(text: &str) -> Result<String, String> {
-    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .ok_or_else(|| "cannot decode the URI".to_string())
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| "is not valid UTF-8 once decoded".to_string())
 }
 
 // --- responses -------------------------------------------------------------------------------
@@ -384,37 +398,63 @@ async fn provision(
     if let Some(count) = reserved {
         return Err(limit_reached(count, limit));
     }
-    let spec = SchemaTenantSpec {
-        database: &database,
-        schema: &schema_name,
-        role: &role_name,
-        password: &role_password,
-        connection_limit: state.config.provision_connection_limit,
-    };
-    let built = async {
-        engine
-            .create_schema_tenant(&admin, &spec)
-            .await
-            .map_err(admin_error)?;
-        let (username, password) =
-            mint_provision_credential(&state, &auth.project_id, &schema_name).await?;
-        let p = state.catalog.activate_provisioned(&id).await?;
-        Ok::<_, ApiError>((p, username, password))
-    };
-    let (p, username, password) = match built.await {
-        Ok(done) => done,
-        Err(e) => {
-            let _ = engine
-                .drop_schema_tenant(&admin, &database, &schema_name, &role_name)
-                .await;
-            let _ = state
-                .catalog
-                .delete_scope_credentials(&auth.project_id, "provision", &schema_name)
-                .await;
-            let _ = state.catalog.forget_provisioned(&id).await;
-            return Err(e);
+    // Built in a task of its own: a client that goes away mid-way does not leave half a
+    // database behind.
+    let build = {
+        let (state, engine, project_id) = (state.clone(), engine.clone(), auth.project_id.clone());
+        let (id, database, schema_name, role_name) = (
+            id.clone(),
+            database.clone(),
+            schema_name.clone(),
+            role_name.clone(),
+        );
+        let connection_limit = state.config.provision_connection_limit;
+        async move {
+            let spec = SchemaTenantSpec {
+                database: &database,
+                schema: &schema_name,
+                role: &role_name,
+                password: &role_password,
+                connection_limit,
+            };
+            let built = async {
+                engine
+                    .create_schema_tenant(&admin, &spec)
+                    .await
+                    .map_err(admin_error)?;
+                let (username, password) =
+                    mint_provision_credential(&state, &project_id, &schema_name).await?;
+                let p = state
+                    .catalog
+                    .activate_provisioned(&id)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::conflict("the database was deleted while it was being made")
+                    })?;
+                Ok::<_, ApiError>((p, username, password))
+            };
+            match built.await {
+                Ok(done) => Ok(done),
+                Err(e) => {
+                    let _ = state
+                        .catalog
+                        .delete_scope_credentials(&project_id, "provision", &schema_name)
+                        .await;
+                    // The record goes only once the server holds nothing of it; otherwise it
+                    // stays (`provisioning`) so that DELETE can finish the job.
+                    if engine
+                        .drop_schema_tenant(&admin, &database, &schema_name, &role_name)
+                        .await
+                        .is_ok()
+                    {
+                        let _ = state.catalog.forget_provisioned(&id).await;
+                    }
+                    Err(e)
+                }
+            }
         }
     };
+    let (p, username, password) = tokio::spawn(build).await.map_err(ApiError::internal)??;
     let mut out = provisioned_json(&p);
     out["connection_string"] = json!(format!(
         "postgresql://{username}:{password}@{}:{}/{schema_name}?sslmode=require",
@@ -673,13 +713,28 @@ async fn delete_connection(
     Ok(Reply::ok(data(json!({ "id": c.id, "is_active": false }))))
 }
 
-/// The connection string of an active connection, unsealed, and whether tdb made it (a
-/// provisioned database's, which may point at the shared server on a private address).
-async fn open_connection(
-    state: &AppState,
-    auth: &Auth,
-    id: &str,
-) -> Result<(Connection, String, bool), ApiError> {
+/// An active connection with its string unsealed, and the provisioned database it stands for
+/// when tdb made it (whose string points at the shared server, on a private address).
+struct Opened {
+    connection: Connection,
+    url: String,
+    provisioned: Option<Provisioned>,
+}
+
+impl Opened {
+    /// Errors of a user's own database are the user's to see (400). A provisioned database's
+    /// server is tdb's: its address stays out of the answer.
+    fn error(&self, e: EngineError) -> ApiError {
+        match e {
+            EngineError::Connect(m) if self.provisioned.is_none() => {
+                ApiError::bad_request(format!("cannot connect to the database: {m}"))
+            }
+            other => engine_error(other),
+        }
+    }
+}
+
+async fn open_connection(state: &AppState, auth: &Auth, id: &str) -> Result<Opened, ApiError> {
     let c = find_connection(state, auth, id).await?;
     if !c.is_active {
         return Err(ApiError::conflict(format!(
@@ -691,21 +746,26 @@ async fn open_connection(
         .master_key
         .open_string(&c.secret, &connection_aad(&c.id))
         .map_err(|e| ApiError::internal(format!("cannot unseal connection {}: {e}", c.id)))?;
-    let provisioned = state
-        .catalog
-        .provisioned_by_connection(&c.id)
-        .await?
-        .is_some();
-    Ok((c, url, provisioned))
+    let provisioned = state.catalog.provisioned_by_connection(&c.id).await?;
+    Ok(Opened {
+        connection: c,
+        url,
+        provisioned,
+    })
 }
 
-/// A registered (not provisioned) connection may reach internal addresses only when the
-/// operator allows it; the host is resolved once and the connection pinned to that address.
-async fn checked_url(state: &AppState, url: String, provisioned: bool) -> Result<String, ApiError> {
-    if provisioned {
-        return Ok(url);
+/// The address to connect to. A registered (not provisioned) connection may reach internal
+/// addresses only when the operator allows it; its host is resolved once and the connection
+/// pinned to that address, unless `sslmode=verify-full` makes the certificate prove the name
+/// (pinning would check it against the address instead).
+async fn checked_address(
+    state: &AppState,
+    opened: &Opened,
+) -> Result<Option<std::net::IpAddr>, ApiError> {
+    if opened.provisioned.is_some() {
+        return Ok(None);
     }
-    let mut parsed = url::Url::parse(&url)
+    let parsed = url::Url::parse(&opened.url)
         .map_err(|_| ApiError::bad_request("the stored connection string is not a URI"))?;
     let host = parsed.host_str().unwrap_or_default().to_string();
     let port = parsed.port().unwrap_or(5432);
@@ -717,20 +777,10 @@ async fn checked_url(state: &AppState, url: String, provisioned: bool) -> Result
     )
     .await
     .map_err(|m| ApiError::new(ErrorCode::BadRequest, m))?;
-    parsed
-        .set_ip_host(ip)
-        .map_err(|_| ApiError::bad_request("cannot pin the connection to its address"))?;
-    Ok(parsed.to_string())
-}
-
-/// Errors from a user's own database are the user's to see (400), not tdb's.
-fn remote_error(e: EngineError) -> ApiError {
-    match e {
-        EngineError::Connect(m) => {
-            ApiError::bad_request(format!("cannot connect to the database: {m}"))
-        }
-        other => engine_error(other),
-    }
+    let verify_full = parsed
+        .query_pairs()
+        .any(|(k, v)| k == "sslmode" && v == "verify-full");
+    Ok((!verify_full).then_some(ip))
 }
 
 /// Schemas (minus the excluded ones), tables and views with columns, primary keys, indexes,
@@ -744,13 +794,14 @@ async fn introspect(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Value> {
     require(&auth, KeyRole::Read)?;
-    let (c, url, provisioned) = open_connection(&state, &auth, &id).await?;
-    let url = checked_url(&state, url, provisioned).await?;
+    let opened = open_connection(&state, &auth, &id).await?;
+    let pin = checked_address(&state, &opened).await?;
     let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
+    let c = &opened.connection;
     let overview = engine
-        .overview_url(&url, &c.excluded_schemas)
+        .overview_url(&opened.url, pin, &c.excluded_schemas)
         .await
-        .map_err(remote_error)?;
+        .map_err(|e| opened.error(e))?;
     let at = state.catalog.mark_introspected(&c.id).await?;
     Ok(Reply::ok(data(json!({
         "connection_id": c.id,
@@ -779,17 +830,23 @@ async fn query(
     let sql = problems.string(&body, "query", 1, None, false);
     problems.into_result()?;
     let sql = sql.unwrap_or_default();
-    let (_, url, provisioned) = open_connection(&state, &auth, &id).await?;
-    let url = checked_url(&state, url, provisioned).await?;
+    let opened = open_connection(&state, &auth, &id).await?;
+    // A provisioned database keeps its role and schema here as through the proxy.
+    if let Some(p) = &opened.provisioned
+        && let Some(why) = tdb_sql::pinned_session_refusal(&sql, &p.schema_name)
+    {
+        return Err(ApiError::new(ErrorCode::PermissionDenied, why).with("sqlstate", "42501"));
+    }
+    let pin = checked_address(&state, &opened).await?;
     let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
     let mut session = engine
-        .open_url(&url, limits(&Settings::default()))
+        .open_url(&opened.url, pin, limits(&Settings::default()))
         .await
-        .map_err(remote_error)?;
+        .map_err(|e| opened.error(e))?;
     let started = Instant::now();
     let result = session.run(&sql).await;
     session.close().await;
-    let out = result.map_err(remote_error)?;
+    let out = result.map_err(|e| opened.error(e))?;
     Ok(Reply::ok(data(json!({
         "columns": out.columns,
         "rows": out.rows,
@@ -814,8 +871,11 @@ mod tests {
             ("db.example.com", 6543, "app")
         );
         let p = parse_connection_string("postgres://alice:x@10.0.0.5").expect("parses");
+        assert_eq!(p.host, "10.0.0.5");
         assert_eq!((p.port, p.database.as_str()), (5432, "alice"));
-        let p = parse_connection_string("postgres://[::1]:5433/d%20b").expect("parses");
+        let p = parse_connection_string("postgres://bob:x@h/a%26b").expect("parses");
+        assert_eq!(p.database, "a&b");
+        let p = parse_connection_string("postgres://u:p@[::1]:5433/d%20b").expect("parses");
         assert_eq!((p.host.as_str(), p.database.as_str()), ("[::1]", "d b"));
         for bad in [
             "mysql://u:p@h/db",
@@ -823,6 +883,8 @@ mod tests {
             "postgresql://u:p@h/db?host=/tmp",
             "postgresql://u:p@h/db?sslkey=/etc/shadow",
             "not a uri at all",
+            "postgresql://db.example.com/app",
+            "postgresql://alice@db.example.com/app",
         ] {
             assert!(parse_connection_string(bad).is_err(), "{bad}");
         }

@@ -97,14 +97,19 @@ pub(crate) async fn connect_with(opts: &PgConnectOptions) -> Result<PgConnection
 }
 
 /// Connection options from a `postgres://` or `postgresql://` URL (its query parameters such
-/// as `sslmode` included). The error never repeats the URL, which carries a password.
-pub fn url_options(url: &str) -> Result<PgConnectOptions> {
+/// as `sslmode` included), connecting to `pin` when given. The error never repeats the URL,
+/// which carries a password.
+pub fn url_options(url: &str, pin: Option<std::net::IpAddr>) -> Result<PgConnectOptions> {
     use std::str::FromStr;
-    PgConnectOptions::from_str(url)
+    let opts = PgConnectOptions::from_str(url)
         .map(|o| o.application_name("tdb").disable_statement_logging())
         .map_err(|_| {
             EngineError::Connect("the connection string is not a valid PostgreSQL URL".into())
-        })
+        })?;
+    Ok(match pin {
+        Some(ip) => opts.host(&ip.to_string()),
+        None => opts,
+    })
 }
 
 /// Maps a driver error: server errors keep their message and SQLSTATE.
@@ -298,14 +303,24 @@ impl Engine for PostgresEngine {
         schema_tenant::drop(server, database, schema, role).await
     }
 
-    async fn open_url(&self, url: &str, limits: Limits) -> Result<Box<dyn Session>> {
+    async fn open_url(
+        &self,
+        url: &str,
+        pin: Option<std::net::IpAddr>,
+        limits: Limits,
+    ) -> Result<Box<dyn Session>> {
         Ok(Box::new(
-            session::PgSession::open_with(url_options(url)?, limits).await?,
+            session::PgSession::open_with(url_options(url, pin)?, limits).await?,
         ))
     }
 
-    async fn overview_url(&self, url: &str, excluded: &[String]) -> Result<DatabaseOverview> {
-        let mut conn = connect_with(&url_options(url)?).await?;
+    async fn overview_url(
+        &self,
+        url: &str,
+        pin: Option<std::net::IpAddr>,
+        excluded: &[String],
+    ) -> Result<DatabaseOverview> {
+        let mut conn = connect_with(&url_options(url, pin)?).await?;
         let overview = overview::read(&mut conn, excluded).await;
         let _ = conn.close().await;
         overview

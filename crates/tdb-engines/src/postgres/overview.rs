@@ -65,6 +65,7 @@ const CONSTRAINTS: &str = "
       LEFT JOIN pg_class r ON r.oid = c.confrelid
       LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
      WHERE c.conrelid = ANY($1::int8[]::oid[]) AND c.contype IN ('p', 'f')
+       AND c.conparentid = 0
      ORDER BY c.conrelid, c.conname";
 
 type ConstraintRow = (

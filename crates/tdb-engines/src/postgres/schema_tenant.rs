@@ -26,9 +26,11 @@ async fn ensure_database(server: &AdminEndpoint, database: &str) -> Result<()> {
             format!("CREATE DATABASE {}", quote_ident(database)),
         )
         .await;
-        // Two first tenants at once: the loser finds the database made by the other.
+        // Two first tenants at once: the loser finds the database made by the other
+        // (42P04, or 23505 when both inserted into pg_database at the same moment).
         if let Err(e) = created
-            && !matches!(&e, crate::EngineError::Query { sqlstate, .. } if sqlstate == "42P04")
+            && !matches!(&e, crate::EngineError::Query { sqlstate, .. }
+                if sqlstate == "42P04" || sqlstate == "23505")
         {
             return Err(e);
         }
@@ -43,9 +45,13 @@ async fn ensure_database(server: &AdminEndpoint, database: &str) -> Result<()> {
     .await?;
     let _ = admin.close().await;
     let mut inside = connect(&admin_access(server, database)).await?;
+    // Notification channels are shared by every schema here: no tenant may send on them
+    // through the function (the proxy refuses the LISTEN and NOTIFY statements).
     exec(
         &mut inside,
-        "REVOKE ALL ON SCHEMA public FROM PUBLIC".into(),
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC;
+         REVOKE EXECUTE ON FUNCTION pg_catalog.pg_notify(text, text) FROM PUBLIC"
+            .into(),
     )
     .await?;
     let _ = inside.close().await;

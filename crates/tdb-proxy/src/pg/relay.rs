@@ -561,7 +561,7 @@ where
                 lock(shared).unsynced = true;
             }
             let mut replacement = if ctx.pinned_identity && matches!(tag, b'Q' | b'P') {
-                refuse_identity_change(tag, body)
+                refuse_pinned(tag, body, &ctx.database)
             } else {
                 None
             };
@@ -685,10 +685,11 @@ where
     }
 }
 
-/// A `Query` or `Parse` whose SQL would change the session's role or search path, replaced by
-/// one that makes the server refuse it with a clear error (so the protocol's answers stay the
-/// server's own); `None` for anything else. The log keeps what the client sent.
-fn refuse_identity_change(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
+/// A `Query` or `Parse` that a provisioned database refuses (see
+/// [`tdb_sql::pinned_session_refusal`]; its routing name is its schema), replaced by one that
+/// makes the server refuse it with a clear error (so the protocol's answers stay the server's
+/// own); `None` for anything else. The log keeps what the client sent.
+fn refuse_pinned(tag: u8, body: &[u8], own_schema: &str) -> Option<Vec<u8>> {
     let (name, query) = match tag {
         b'Q' => (None, frame::cstr_prefix(body, usize::MAX)),
         _ => {
@@ -697,11 +698,10 @@ fn refuse_identity_change(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
             (Some(name), String::from_utf8_lossy(query).into_owned())
         }
     };
-    let what = tdb_sql::identity_change(&query)?;
+    let why = tdb_sql::pinned_session_refusal(&query, own_schema)?;
     let refusal = format!(
-        "DO $tdb$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = \
-         '{what} is not allowed on a provisioned database: its role and schema are fixed'; \
-         END$tdb$"
+        "DO $tdb$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = {}; END$tdb$",
+        quote_literal(&why)
     );
     let mut out = Vec::with_capacity(refusal.len() + 16);
     frame::message(&mut out, tag, |m| {
@@ -716,6 +716,11 @@ fn refuse_identity_change(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
         }
     });
     Some(out)
+}
+
+/// A SQL string literal (the message of a refusal, which names a schema).
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn push(shared: &Mutex<Shared>, kind: PendingKind, text: Arc<str>, stmts: Arc<Vec<Stmt>>) {
