@@ -70,6 +70,10 @@ fn help_names_the_verbs_and_their_flags() {
     for verb in ["create", "list", "delete"] {
         assert!(provision.contains(verb), "{provision}");
     }
+    let connections = cli.ok(&["connections", "--help"]);
+    for verb in ["add", "list", "get", "delete", "introspect", "query"] {
+        assert!(connections.contains(verb), "{connections}");
+    }
     let add = cli.ok(&["connections", "add", "--help"]);
     for flag in [
         "--name",
@@ -133,6 +137,20 @@ async fn provision_and_connections_through_the_cli() {
     ] {
         client.query_connection(&conn, sql).await.expect("query");
     }
+    cli.ok(&[
+        "connections",
+        "query",
+        &conn,
+        "INSERT INTO items VALUES (1, 'first'), (2, 'second')",
+    ]);
+    let rows = cli.ok(&[
+        "connections",
+        "query",
+        &conn,
+        "SELECT label FROM items ORDER BY id",
+    ]);
+    assert!(rows.contains("first") && rows.contains("second"), "{rows}");
+    assert!(rows.contains("2 row(s)"), "{rows}");
     let tree = cli.ok(&["connections", "introspect", &conn]);
     assert!(tree.contains("items"), "{tree}");
     assert!(tree.contains("[pk]"), "{tree}");

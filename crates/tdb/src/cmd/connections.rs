@@ -1,5 +1,6 @@
-//! `tdb connections add|list|get|delete|introspect`: databases registered with tdb by
-//! connection string (stored encrypted; never printed back), and their structure.
+//! `tdb connections add|list|get|delete|introspect|query`: databases registered with tdb by
+//! connection string (stored encrypted; never printed back), their structure, and SQL run on
+//! them.
 
 use serde_json::Value;
 
@@ -31,6 +32,8 @@ pub enum ConnectionsCommand {
     Delete { id: String },
     /// Show a connection's schemas, tables, columns, keys and indexes as a tree
     Introspect { id: String },
+    /// Run SQL on a connection's database as its own user (`-` reads it from stdin)
+    Query { id: String, sql: String },
 }
 
 pub async fn run(ctx: &Context, command: ConnectionsCommand) -> anyhow::Result<()> {
@@ -74,6 +77,48 @@ pub async fn run(ctx: &Context, command: ConnectionsCommand) -> anyhow::Result<(
         ConnectionsCommand::Introspect { id } => {
             let reply = c.introspect_connection(&id).await?;
             ctx.print(&reply.raw, || print_tree(&reply.data));
+        }
+        ConnectionsCommand::Query { id, sql } => {
+            let sql = if sql == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                sql
+            };
+            let reply = c.query_connection(&id, &sql).await?;
+            let d = &reply.data;
+            ctx.print(&reply.raw, || {
+                let columns: Vec<&str> = d["columns"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                if !columns.is_empty() {
+                    let rows = d["rows"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| {
+                            r.as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(output::cell)
+                                .collect()
+                        })
+                        .collect();
+                    output::table(&columns, rows);
+                }
+                let more = if d["truncated"] == true {
+                    " (truncated)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{} row(s){more}, {}",
+                    d["row_count"],
+                    text(&d["execution_time"])
+                );
+            });
         }
     }
     Ok(())

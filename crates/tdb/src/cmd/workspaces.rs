@@ -162,7 +162,7 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
                     let rows = d
                         .rows
                         .iter()
-                        .map(|r| r.iter().map(cell).collect())
+                        .map(|r| r.iter().map(output::cell).collect())
                         .collect();
                     let headers: Vec<&str> = d.columns.iter().map(String::as_str).collect();
                     output::table(&headers, rows);
@@ -277,14 +277,6 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
         }
     }
     Ok(())
-}
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "NULL".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn print_schema(schema: &Value) {
