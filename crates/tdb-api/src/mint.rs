@@ -62,3 +62,32 @@ pub fn proxy_password() -> MintedPassword {
         plaintext,
     }
 }
+
+/// A proxy login scoped to one tenant, workspace or provisioned database (API.md deviation 2):
+/// stored as a SCRAM verifier; the user name (`<user_prefix>_<hex>`) and the password come back
+/// once.
+pub async fn scoped_credential(
+    state: &crate::AppState,
+    project_id: &str,
+    scope_type: &str,
+    scope_value: &str,
+    role: &str,
+    user_prefix: &str,
+) -> Result<(String, String), crate::envelope::ApiError> {
+    let id = ids::new_id("cred");
+    let username = format!("{user_prefix}_{}", &id[5..]);
+    let password = secrets::new_password("tdb_pw_");
+    state
+        .catalog
+        .create_credential(&tdb_catalog::credentials::NewCredential {
+            id: &id,
+            project_id,
+            username: &username,
+            verifier: &secrets::scram_verifier(&password),
+            scope_type,
+            scope_value: Some(scope_value),
+            role,
+        })
+        .await?;
+    Ok((username, password))
+}

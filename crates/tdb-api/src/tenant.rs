@@ -214,22 +214,7 @@ pub async fn mint_role_credential(
     tenant: &str,
     role: &str,
 ) -> Result<(String, String), ApiError> {
-    let id = ids::new_id("cred");
-    let username = format!("t_{}", &id[5..]);
-    let password = secrets::new_password("tdb_pw_");
-    state
-        .catalog
-        .create_credential(&tdb_catalog::credentials::NewCredential {
-            id: &id,
-            project_id,
-            username: &username,
-            verifier: &secrets::scram_verifier(&password),
-            scope_type: "tenant",
-            scope_value: Some(tenant),
-            role,
-        })
-        .await?;
-    Ok((username, password))
+    crate::mint::scoped_credential(state, project_id, "tenant", tenant, role, "t").await
 }
 
 /// Deletes backup objects from the store before their rows go (with a tenant or a project). A

@@ -4,55 +4,10 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Output};
 
 use common::*;
-use serde_json::Value;
-
-struct Cli<'a> {
-    home: &'a Path,
-    api_url: &'a str,
-}
 
 impl Cli<'_> {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .env_clear()
-            .env("HOME", self.home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("TDB_API_URL", self.api_url)
-            .output()
-            .expect("run tdb")
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "tdb {args:?} failed: {}{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let text = self.ok(&all);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
-    }
-
-    /// Runs and expects failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "tdb {args:?} should fail");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
     fn saved_key(&self) -> String {
         let text =
             std::fs::read_to_string(self.home.join(".config/tdb/config.toml")).expect("config");
@@ -68,6 +23,7 @@ async fn account_flow_through_the_cli() {
     let cli = Cli {
         home: home.path(),
         api_url: &s.api_url,
+        key: None,
     };
 
     assert!(cli.ok(&["--version"]).contains(env!("CARGO_PKG_VERSION")));
@@ -180,6 +136,7 @@ async fn workspace_flow_through_the_cli() {
     let cli = Cli {
         home: home.path(),
         api_url: &s.api_url,
+        key: None,
     };
     cli.ok(&[
         "signup",
@@ -285,6 +242,7 @@ async fn tenant_and_deployment_flow_through_the_cli() {
     let cli = Cli {
         home: home.path(),
         api_url: &s.api_url,
+        key: None,
     };
     cli.ok(&[
         "signup",

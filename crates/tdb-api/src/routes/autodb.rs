@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use serde_json::{Value, json};
 use tdb_catalog::autodb::{Connection, NewConnection, NewProvisioned, Provisioned};
@@ -193,13 +192,7 @@ impl<S: Send + Sync> FromRequest<S> for V1Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-            } else {
-                ApiError::bad_request(rejection.body_text())
-            }
-        })?;
+        let bytes = crate::extract::body_bytes(req, state).await?;
         let mut problems = Problems::default();
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(v @ Value::Object(_)) => return Ok(Self(v)),
@@ -487,22 +480,7 @@ async fn mint_provision_credential(
     project_id: &str,
     schema_name: &str,
 ) -> Result<(String, String), ApiError> {
-    let id = ids::new_id("cred");
-    let username = format!("p_{}", &id[5..]);
-    let password = secrets::new_password("tdb_pw_");
-    state
-        .catalog
-        .create_credential(&tdb_catalog::credentials::NewCredential {
-            id: &id,
-            project_id,
-            username: &username,
-            verifier: &secrets::scram_verifier(&password),
-            scope_type: "provision",
-            scope_value: Some(schema_name),
-            role: "write",
-        })
-        .await?;
-    Ok((username, password))
+    crate::mint::scoped_credential(state, project_id, "provision", schema_name, "write", "p").await
 }
 
 /// The project's provisioned databases, with the account's use of its limit.

@@ -231,23 +231,7 @@ async fn mint_credential(
     project_id: &str,
     workspace: &str,
 ) -> Result<(String, String), ApiError> {
-    let id = ids::new_id("cred");
-    let username = format!("w_{}", &id[5..]);
-    let password = secrets::new_password("tdb_pw_");
-    let verifier = secrets::scram_verifier(&password);
-    state
-        .catalog
-        .create_credential(&tdb_catalog::credentials::NewCredential {
-            id: &id,
-            project_id,
-            username: &username,
-            verifier: &verifier,
-            scope_type: "workspace",
-            scope_value: Some(workspace),
-            role: "admin",
-        })
-        .await?;
-    Ok((username, password))
+    crate::mint::scoped_credential(state, project_id, "workspace", workspace, "admin", "w").await
 }
 
 async fn resolve_for(

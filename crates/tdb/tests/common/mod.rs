@@ -114,3 +114,54 @@ pub async fn database_count(s: &TdbServer) -> i64 {
         .await
         .expect("count databases")
 }
+
+/// The `tdb` binary run as a user would: a home of its own (for the config file), the API URL
+/// and, when given, the API key in the environment, nothing else inherited but PATH.
+pub struct Cli<'a> {
+    pub home: &'a Path,
+    pub api_url: &'a str,
+    pub key: Option<&'a str>,
+}
+
+impl Cli<'_> {
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut command = std::process::Command::new(bin());
+        command
+            .args(args)
+            .env_clear()
+            .env("HOME", self.home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TDB_API_URL", self.api_url);
+        if let Some(key) = self.key {
+            command.env("TDB_API_KEY", key);
+        }
+        command.output().expect("run tdb")
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "tdb {args:?} failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Runs with `--json` and parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    }
+
+    /// Runs and expects failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "tdb {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
