@@ -55,11 +55,34 @@ struct IpState {
     seen: Instant,
 }
 
-/// Requests per second per address, with bans for repeat offenders.
+/// Requests per second per address, with bans for repeat offenders. An IPv6 client is counted
+/// by its /64 (one subscriber's network), so rotating addresses inside it gains nothing; an
+/// IPv4-mapped IPv6 address counts as its IPv4 address.
 #[derive(Debug)]
 pub struct IpGuard {
     limits: IpLimits,
     state: Mutex<(HashMap<IpAddr, IpState>, Instant)>,
+    /// The most addresses kept in memory at once.
+    capacity: usize,
+}
+
+/// Addresses tracked at most (some 100 bytes each).
+const CAPACITY: usize = 200_000;
+/// When full, addresses unseen for this long and not banned make room.
+const FULL_IDLE: Duration = Duration::from_secs(2);
+
+/// The key an address is counted under.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+        },
+        v4 => v4,
+    }
 }
 
 /// Violations older than this are forgotten.
@@ -69,9 +92,14 @@ const IDLE: Duration = Duration::from_secs(600);
 
 impl IpGuard {
     pub fn new(limits: IpLimits) -> Self {
+        Self::with_capacity(limits, CAPACITY)
+    }
+
+    fn with_capacity(limits: IpLimits, capacity: usize) -> Self {
         Self {
             limits,
             state: Mutex::new((HashMap::new(), Instant::now())),
+            capacity,
         }
     }
 
@@ -88,13 +116,29 @@ impl IpGuard {
         if self.limits.exempt_loopback && ip.is_loopback() {
             return Verdict::Allowed;
         }
+        let ip = client_key(ip);
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (map, swept) = &mut *guard;
-        if now.duration_since(*swept) > IDLE {
+        let forget = |map: &mut HashMap<IpAddr, IpState>, idle: Duration| {
             map.retain(|_, s| {
-                now.duration_since(s.seen) < IDLE || s.banned_until.is_some_and(|b| b > now)
+                now.duration_since(s.seen) < idle || s.banned_until.is_some_and(|b| b > now)
             });
+        };
+        if now.duration_since(*swept) > IDLE {
+            forget(map, IDLE);
             *swept = now;
+        }
+        if map.len() >= self.capacity && !map.contains_key(&ip) {
+            // A flood from more addresses than memory allows: make room from the quiet ones,
+            // at most once a second; when none can go, the newcomer is let through uncounted
+            // (a per-address limit cannot stop a flood that wide anyway).
+            if now.duration_since(*swept) >= Duration::from_secs(1) {
+                forget(map, FULL_IDLE);
+                *swept = now;
+            }
+            if map.len() >= self.capacity {
+                return Verdict::Allowed;
+            }
         }
         let s = map.entry(ip).or_insert(IpState {
             window: now,
@@ -282,6 +326,63 @@ mod tests {
         // The ban ends.
         let after = t0 + Duration::from_secs(301);
         assert_eq!(guard.check_at(a, after), Verdict::Allowed);
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_and_mapped_addresses_as_ipv4() {
+        let guard = IpGuard::new(IpLimits {
+            per_second: 2,
+            ..IpLimits::default()
+        });
+        let t0 = Instant::now();
+        assert_eq!(guard.check_at(ip("2001:db8:1:2::1"), t0), Verdict::Allowed);
+        assert_eq!(
+            guard.check_at(ip("2001:db8:1:2::ffff:9"), t0),
+            Verdict::Allowed
+        );
+        assert!(
+            matches!(
+                guard.check_at(ip("2001:db8:1:2:aaaa::7"), t0),
+                Verdict::Limited { .. }
+            ),
+            "a third address of the same /64 is the same client"
+        );
+        assert_eq!(guard.check_at(ip("2001:db8:1:3::1"), t0), Verdict::Allowed);
+        assert_eq!(guard.check_at(ip("192.0.2.9"), t0), Verdict::Allowed);
+        assert_eq!(guard.check_at(ip("::ffff:192.0.2.9"), t0), Verdict::Allowed);
+        assert!(matches!(
+            guard.check_at(ip("192.0.2.9"), t0),
+            Verdict::Limited { .. }
+        ));
+    }
+
+    #[test]
+    fn memory_is_bounded_and_bans_survive_a_flood() {
+        let guard = IpGuard::with_capacity(
+            IpLimits {
+                per_second: 1,
+                ban_after: 1,
+                ..IpLimits::default()
+            },
+            100,
+        );
+        let t0 = Instant::now();
+        let banned = ip("198.51.100.1");
+        assert_eq!(guard.check_at(banned, t0), Verdict::Allowed);
+        assert!(matches!(guard.check_at(banned, t0), Verdict::Banned { .. }));
+        for round in 0..3u64 {
+            let at = t0 + Duration::from_secs(5 * round + 5);
+            for i in 0..1000u32 {
+                let a = IpAddr::from([10, (round as u8) + 1, (i >> 8) as u8, i as u8]);
+                guard.check_at(a, at);
+            }
+            let len = guard.state.lock().expect("lock").0.len();
+            assert!(len <= 100, "{len} addresses kept");
+            assert!(
+                matches!(guard.check_at(banned, at), Verdict::Banned { .. }),
+                "the ban outlives the flood"
+            );
+        }
     }
 
     #[test]
