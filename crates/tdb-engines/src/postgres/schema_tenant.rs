@@ -6,7 +6,7 @@
 
 use sqlx::Connection;
 
-use super::{admin_access, connect, exec, quote_ident, quote_literal};
+use super::{admin_access, connect, exec, quote_ident};
 use crate::AdminEndpoint;
 use crate::engine::{Result, SchemaTenantSpec};
 
@@ -66,15 +66,9 @@ pub async fn create(server: &AdminEndpoint, spec: &SchemaTenantSpec<'_>) -> Resu
         quote_ident(spec.role),
     );
     let built = async {
-        let verifier = tdb_core::secrets::scram_verifier(spec.password);
         let mut admin = connect(&admin_access(server, "postgres")).await?;
         for sql in [
-            format!(
-                "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-                 NOBYPASSRLS NOINHERIT CONNECTION LIMIT {} PASSWORD {}",
-                spec.connection_limit,
-                quote_literal(&verifier)
-            ),
+            super::tenant::role_sql(spec.role, spec.password, spec.connection_limit),
             format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
             format!("ALTER ROLE {role} SET search_path = {schema}"),
         ] {

@@ -12,7 +12,8 @@ use super::{admin_access, connect, exec, from_sqlx, quote_ident, quote_literal};
 use crate::AdminEndpoint;
 use crate::engine::{DatabaseAccess, EngineError, Migration, RestoreTarget, Result, TenantSpec};
 
-fn role_sql(name: &str, password: &str, limit: u32) -> String {
+/// A login role with no powers beyond its grants, with a SCRAM verifier (never the password).
+pub(super) fn role_sql(name: &str, password: &str, limit: u32) -> String {
     let verifier = tdb_core::secrets::scram_verifier(password);
     format!(
         "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
