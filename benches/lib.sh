@@ -35,6 +35,11 @@ pg_dir() { mkdir -p "$1"; if [ "$(id -u)" -eq 0 ]; then chown postgres "$1"; fi;
 
 bench_on_exit() { BENCH_ON_EXIT+=("$1"); }
 
+# in_own_session COMMAND...: runs COMMAND as the leader of a new session, in this process (so a
+# background job's $! is COMMAND's pid: scripts run without job control, so a job is never a
+# process group leader and setsid does not fork).
+in_own_session() { exec setsid "$@"; }
+
 bench_cleanup() {
     local i
     for ((i = ${#BENCH_ON_EXIT[@]} - 1; i >= 0; i--)); do
@@ -76,11 +81,14 @@ start_postgres() {
 }
 
 # start_tdb [serve flags ...]: `tdb serve` with the catalog in the server's `postgres` database,
-# the API on a free port; waits for /health.
+# the API on a free port; waits for /health. It runs in a session of its own, as a service would
+# and as PostgreSQL (pg_ctl) and PgBouncer (-d) do: with the kernel's autogroup scheduling a
+# session is one scheduling group, and tdb left in the script's session would share one CPU share
+# with pgbench instead of having its own.
 start_tdb() {
     local api_port
     api_port=$(free_port)
-    "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
+    in_own_session "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
         --api-listen "127.0.0.1:$api_port" "$@" >"$ROOT/serve.log" 2>&1 &
     TDB_PID=$!
     API=http://127.0.0.1:$api_port

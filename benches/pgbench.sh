@@ -109,7 +109,7 @@ if has_target proxy_nolog; then
     step "starting a second tdb serve with the query log off"
     NOLOG_LISTEN=127.0.0.1:$(free_port)
     NOLOG_API=http://127.0.0.1:$(free_port)
-    TDB_PG_QUERY_LOG=false "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
+    in_own_session env TDB_PG_QUERY_LOG=false "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
         --api-listen "${NOLOG_API#http://}" --pg-listen "$NOLOG_LISTEN" \
         --mysql-listen "127.0.0.1:$(free_port)" --redis-listen "127.0.0.1:$(free_port)" \
         >"$ROOT/serve-nolog.log" 2>&1 &
@@ -176,16 +176,38 @@ describe() {
     esac
 }
 
-# run_pgbench TARGET CLIENTS SECONDS OPTIONS...: prints "tps latency_ms"; on failure prints
+# hop_pid TARGET: the process that carries the target's hop (tdb serve or PgBouncer); none for
+# direct.
+hop_pid() {
+    case $1 in
+        proxy) echo "$TDB_PID" ;;
+        proxy_nolog) echo "$NOLOG_PID" ;;
+        pgbouncer) cat "$ROOT/bouncer/pgbouncer.pid" ;;
+        *) echo "" ;;
+    esac
+}
+# cpu_ticks PID: user + system CPU of every thread of PID so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
+
+# run_pgbench TARGET CLIENTS SECONDS OPTIONS...: prints "tps latency_ms hop_us", hop_us being the
+# CPU the hop's process spent per transaction in microseconds ("-" for direct); on failure prints
 # pgbench's output and exits.
 run_pgbench() {
     local target=$1 clients=$2 secs=$3; shift 3
-    local jobs=$((clients < 2 ? clients : 2)) rc=0
+    local jobs=$((clients < 2 ? clients : 2)) rc=0 pid before=""
+    pid=$(hop_pid "$target")
+    if [ -n "$pid" ]; then before=$(cpu_ticks "$pid"); fi
     (target_env "$target"; exec "$PGBENCH" -n -T "$secs" -c "$clients" -j "$jobs" "$@") \
         >"$ROOT/run.out" 2>"$ROOT/run.err" || rc=$?
-    local tps lat
+    local tps lat txs hop=-
     tps=$(awk '/^tps = / { print $3; exit }' "$ROOT/run.out")
     lat=$(awk '/^latency average = / { print $4; exit }' "$ROOT/run.out")
+    txs=$(awk '/^number of transactions actually processed: / { print $6; exit }' "$ROOT/run.out")
+    if [ -n "$before" ] && [ -n "$txs" ] && [ "$txs" -gt 0 ]; then
+        hop=$(awk -v a="$before" -v b="$(cpu_ticks "$pid")" -v hz="$TICKS" -v n="$txs" \
+            'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
+    fi
     if [ "$rc" -ne 0 ] || [ -z "$tps" ] || [ -z "$lat" ]; then
         {
             echo "pgbench failed (exit $rc) against $target: $(describe "$target")"
@@ -196,7 +218,7 @@ run_pgbench() {
         if [ "$target" = proxy ] || [ "$target" = proxy_nolog ]; then serve_log_tail >&2; fi
         exit 1
     fi
-    echo "$tps $lat"
+    echo "$tps $lat $hop"
 }
 
 step "checking every target"
@@ -233,9 +255,10 @@ for round in $(seq 1 "$ROUNDS"); do
             for t in "${order[@]}"; do
                 # shellcheck disable=SC2086
                 r=$(run_pgbench "$t" "$c" "$DURATION" $opts)
-                echo "$name|$c|$t|$round|${r% *}|${r#* }" >>"$RAW"
-                printf '[round %s/%s] %-20s c=%-3s %-9s %10.1f tps %8.3f ms\n' \
-                    "$round" "$ROUNDS" "$name" "$c" "$t" "${r% *}" "${r#* }"
+                read -r tps lat hop <<<"$r"
+                echo "$name|$c|$t|$round|$tps|$lat|$hop" >>"$RAW"
+                printf '[round %s/%s] %-20s c=%-3s %-11s %10.1f tps %8.3f ms  hop %6s us/tx\n' \
+                    "$round" "$ROUNDS" "$name" "$c" "$t" "$tps" "$lat" "$hop"
             done
         done
     done
@@ -279,6 +302,28 @@ table() {
             }
         }' "$RAW"
 }
+# The hop's own cost: CPU seconds of its process (all of tdb serve, query-log writer included;
+# PgBouncer's one process) per transaction, means over the rounds. A CPU measure is steadier than
+# tps on a noisy machine, and it is what a hop takes from the cores it shares.
+cpu_table() {
+    awk -F'|' '
+        $7 != "-" && $7 != "" { k = $1 "|" $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+          hop[k, $3] += $7; cnt[k, $3]++ }
+        function m(k, t) { return cnt[k, t] ? hop[k, t] / cnt[k, t] : "" }
+        function f(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
+        BEGIN {
+            print "| workload | clients | proxy us/tx | proxy, log off us/tx | pgbouncer us/tx | proxy/pgbouncer CPU |"
+            print "|---|---|---|---|---|---|"
+        }
+        END {
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, p, "|")
+                x = m(k, "proxy"); q = m(k, "proxy_nolog"); b = m(k, "pgbouncer")
+                r = (x != "" && b != "" && b > 0) ? x / b : ""
+                printf "| %s | %s | %s | %s | %s | %s |\n", p[1], p[2], f(x, "%.1f"), f(q, "%.1f"), f(b, "%.1f"), f(r, "%.2f")
+            }
+        }' "$RAW"
+}
 PGV=$("$PSQL" -XAtq "$ADMIN" -c "SHOW server_version")
 BV=$("$BOUNCER" --version 2>/dev/null | head -1 || true)
 if [ -n "${TDB_BIN:-}" ]; then
@@ -297,13 +342,19 @@ fi
     echo
     table
     echo
+    echo "CPU of the hop's process per transaction (microseconds; select-only is one round trip, TPC-B seven):"
+    echo
+    cpu_table
+    echo
     echo "## Runs"
     echo
-    echo "| workload | clients | target | round | tps | latency ms |"
-    echo "|---|---|---|---|---|---|"
-    awk -F'|' '{ printf "| %s | %s | %s | %s | %.1f | %.3f |\n", $1, $2, $3, $4, $5, $6 }' "$RAW"
+    echo "| workload | clients | target | round | tps | latency ms | hop us/tx |"
+    echo "|---|---|---|---|---|---|---|"
+    awk -F'|' '{ printf "| %s | %s | %s | %s | %.1f | %.3f | %s |\n", $1, $2, $3, $4, $5, $6, $7 }' "$RAW"
 } >"$RESULTS"
 echo
 table
+echo
+cpu_table
 echo
 echo "written to $RESULTS"
