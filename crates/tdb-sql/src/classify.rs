@@ -222,6 +222,14 @@ const HARMLESS_SCHEMAS: [&str; 4] = ["pg_catalog", "pg_temp", "public", "$user"]
 /// `NOTIFY`, whose channels every database on the server shares. A batch that does not parse
 /// is left to the server. This guards against mistakes; the database's privileges are the wall.
 pub fn pinned_session_refusal(sql: &str, own_schema: &str) -> Option<String> {
+    if !names_a_refused_keyword(sql) {
+        return None;
+    }
+    parsed_refusal(sql, own_schema)
+}
+
+/// [`pinned_session_refusal`] by the parse tree alone.
+fn parsed_refusal(sql: &str, own_schema: &str) -> Option<String> {
     use pg_query::protobuf::VariableSetKind;
     let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
     let fixed = |what: &str| {
@@ -267,6 +275,23 @@ pub fn pinned_session_refusal(sql: &str, own_schema: &str) -> Option<String> {
             ),
             _ => None,
         }
+    })
+}
+
+/// Whether `sql` holds one of the keywords every refused statement starts with or contains
+/// (`SET`, `ALTER`, `LISTEN`/`UNLISTEN`, `NOTIFY`), in any case, anywhere. A keyword is always
+/// written as those plain letters (a comment or quotes would make it something else), so a batch
+/// without any of them cannot be refused and is not parsed: most statements, and all the long
+/// ones that are only data, pass with a scan of their bytes.
+fn names_a_refused_keyword(sql: &str) -> bool {
+    const KEYWORDS: [&[u8]; 4] = [b"set", b"alter", b"listen", b"notify"];
+    let bytes = sql.as_bytes();
+    (0..bytes.len()).any(|i| {
+        KEYWORDS.iter().any(|k| {
+            bytes
+                .get(i..i + k.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(k))
+        })
     })
 }
 
@@ -322,6 +347,86 @@ mod pinned_tests {
             "not sql at all",
         ] {
             assert_eq!(pinned_session_refusal(sql, OWN), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_keyword_scan_never_skips_a_refusal() {
+        // Mixed case, keywords glued to punctuation, and keywords inside longer batches still
+        // reach the parser.
+        for sql in [
+            "sEt RoLe postgres",
+            "select 1;SET\tsearch_path=other",
+            "/* c */ALTER\nrole current_user set search_path = x",
+            "Listen jobs",
+            "unlisten *",
+            "NoTiFy jobs",
+            "SET SCHEMA 'other'",
+        ] {
+            assert!(super::names_a_refused_keyword(sql), "{sql}");
+            assert!(pinned_session_refusal(sql, OWN).is_some(), "{sql}");
+        }
+        for sql in ["SELECT 1", "INSERT INTO t VALUES (1, 'x')", "DELETE FROM t"] {
+            assert!(!super::names_a_refused_keyword(sql), "{sql}");
+        }
+    }
+
+    /// Statements every provisioned session is refused, as tokens.
+    const REFUSED: [&[&str]; 11] = [
+        &["SET", "ROLE", "postgres"],
+        &["SET", "SESSION", "AUTHORIZATION", "postgres"],
+        &["SET", "search_path", "TO", "other"],
+        &["SET", "LOCAL", "search_path", "=", "other"],
+        &["SET", "SCHEMA", "'other'"],
+        &[
+            "ALTER",
+            "ROLE",
+            "CURRENT_USER",
+            "SET",
+            "search_path",
+            "=",
+            "other",
+        ],
+        &["ALTER", "USER", "someone", "WITH", "PASSWORD", "'x'"],
+        &[
+            "ALTER",
+            "DATABASE",
+            "db",
+            "SET",
+            "search_path",
+            "=",
+            "other",
+        ],
+        &["LISTEN", "jobs"],
+        &["UNLISTEN", "*"],
+        &["NOTIFY", "jobs"],
+    ];
+
+    proptest::proptest! {
+        /// A refused statement in any letter case, with any separators between its tokens
+        /// (comments included) and behind another statement, is still refused: the scan that
+        /// lets batches skip the parser sees its keyword.
+        #[test]
+        fn refusals_survive_case_and_separators(
+            which in 0..REFUSED.len(),
+            flips in proptest::collection::vec(proptest::bool::ANY, 64),
+            seps in proptest::collection::vec(
+                proptest::sample::select(vec![" ", "\t", "\n", "  ", "/* c */", " /**/ "]), 8),
+            behind in proptest::bool::ANY,
+        ) {
+            let mut sql = String::from(if behind { "SELECT 1;" } else { "" });
+            let mut flip = flips.iter().cycle();
+            for (i, token) in REFUSED[which].iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(seps[i % seps.len()]);
+                }
+                for c in token.chars() {
+                    let upper = *flip.next().unwrap_or(&false);
+                    sql.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+                }
+            }
+            proptest::prop_assert!(super::names_a_refused_keyword(&sql), "{}", sql);
+            proptest::prop_assert!(pinned_session_refusal(&sql, OWN).is_some(), "{}", sql);
         }
     }
 }

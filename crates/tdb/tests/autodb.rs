@@ -291,6 +291,25 @@ async fn provisioned_schemas_are_isolated_from_each_other() {
         "SET ROLE is not allowed",
     );
     refused(b_url, "SET SESSION AUTHORIZATION DEFAULT", "is not allowed");
+    // Long batches are analysed off the proxy's thread, with the same verdicts.
+    let filler = "SELECT 1;".repeat(2_000);
+    let o = psql(b_url, &format!("{filler} SET ROLE {a_role}"));
+    assert!(
+        !o.status.success() && err(&o).contains("SET ROLE is not allowed"),
+        "a long batch ending in SET ROLE: {}",
+        err(&o).chars().rev().take(300).collect::<String>()
+    );
+    let rows: Vec<String> = (0..3_000).map(|i| format!("({i}, 'row {i}')")).collect();
+    let o = psql(
+        b_url,
+        &format!(
+            "CREATE TABLE long_batch (id int, v text); INSERT INTO long_batch VALUES {}; \
+             SELECT count(*) FROM long_batch",
+            rows.join(", ")
+        ),
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).lines().last(), Some("3000"), "{}", out(&o));
     // The search path set through a function reaches nothing either: the schema stays closed.
     refused(
         b_url,

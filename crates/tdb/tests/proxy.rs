@@ -412,6 +412,13 @@ async fn psql_pgbench_and_sqlx_work_through_the_proxy() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // A statement past the inline parsing limit is analysed off the proxy's thread, and captured
+    // all the same.
+    let columns: Vec<String> = (0..900).map(|i| format!("wide_column_{i} int")).collect();
+    let wide = format!("CREATE TABLE wide ({})", columns.join(", "));
+    assert!(wide.len() > 16 * 1024, "{}", wide.len());
+    let out = psql(&f.workspace, &["-c", &wide]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let (_, diff) = get(&s, "/workspaces/app/diff", &f.key).await;
     let statements: Vec<&str> = diff["changes"]
         .as_array()
@@ -430,6 +437,12 @@ async fn psql_pgbench_and_sqlx_work_through_the_proxy() {
     assert!(
         !statements.iter().any(|t| t.contains("scratch")),
         "{statements:?}"
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|t| t.starts_with("CREATE TABLE wide") && t.contains("wide_column_899 int)")),
+        "the long CREATE TABLE was not captured"
     );
 
     // The query log has the tenant's statements, with rows, errors and their SQLSTATE.
