@@ -267,20 +267,38 @@ done
 # --- the report ----------------------------------------------------------------------------------
 # Goals: proxy/direct >= 0.75 for select-only at 8 clients, >= 0.95 for TPC-B; proxy/pgbouncer
 # >= 1.0 everywhere; the proxy with its query log at least 0.95 of the proxy without.
-table() {
-    awk -F'|' '
+# report tps|cpu: a summary of the runs in RAW, means over the rounds.
+#   tps: each target's tps and latency, the proxy's ratios and whether the goals are met;
+#   cpu: the hop's own cost, the CPU of its process (all of tdb serve, query-log writer included;
+#        PgBouncer's one process) per transaction. CPU is steadier than tps on a noisy machine,
+#        and it is what a hop takes from the cores it shares.
+report() {
+    awk -F'|' -v kind="$1" '
         { k = $1 "|" $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
-          tps[k, $3] += $5; lat[k, $3] += $6; cnt[k, $3]++ }
+          tps[k, $3] += $5; lat[k, $3] += $6; cnt[k, $3]++
+          if ($7 != "-" && $7 != "") { hop[k, $3] += $7; hops[k, $3]++ } }
         function m(a, k, t) { return cnt[k, t] ? a[k, t] / cnt[k, t] : "" }
+        function mh(k, t) { return hops[k, t] ? hop[k, t] / hops[k, t] : "" }
         function f(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
         function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "" : a / b }
         BEGIN {
-            print "| workload | clients | direct tps | proxy tps | pgbouncer tps | proxy, log off tps | direct ms | proxy ms | pgbouncer ms | proxy/direct | proxy/pgbouncer | log on/off | goals met |"
-            print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            if (kind == "cpu") {
+                print "| workload | clients | proxy us/tx | proxy, log off us/tx | pgbouncer us/tx | proxy/pgbouncer CPU |"
+                print "|---|---|---|---|---|---|"
+            } else {
+                print "| workload | clients | direct tps | proxy tps | pgbouncer tps | proxy, log off tps | direct ms | proxy ms | pgbouncer ms | proxy/direct | proxy/pgbouncer | log on/off | goals met |"
+                print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            }
         }
         END {
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, p, "|")
+                if (kind == "cpu") {
+                    x = mh(k, "proxy"); q = mh(k, "proxy_nolog"); b = mh(k, "pgbouncer")
+                    printf "| %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
+                        f(x, "%.1f"), f(q, "%.1f"), f(b, "%.1f"), f(ratio(x, b), "%.2f")
+                    continue
+                }
                 d = m(tps, k, "direct"); x = m(tps, k, "proxy"); b = m(tps, k, "pgbouncer")
                 q = m(tps, k, "proxy_nolog")
                 rd = ratio(x, d); rb = ratio(x, b); rq = ratio(x, q)
@@ -302,28 +320,6 @@ table() {
             }
         }' "$RAW"
 }
-# The hop's own cost: CPU seconds of its process (all of tdb serve, query-log writer included;
-# PgBouncer's one process) per transaction, means over the rounds. A CPU measure is steadier than
-# tps on a noisy machine, and it is what a hop takes from the cores it shares.
-cpu_table() {
-    awk -F'|' '
-        $7 != "-" && $7 != "" { k = $1 "|" $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
-          hop[k, $3] += $7; cnt[k, $3]++ }
-        function m(k, t) { return cnt[k, t] ? hop[k, t] / cnt[k, t] : "" }
-        function f(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
-        BEGIN {
-            print "| workload | clients | proxy us/tx | proxy, log off us/tx | pgbouncer us/tx | proxy/pgbouncer CPU |"
-            print "|---|---|---|---|---|---|"
-        }
-        END {
-            for (i = 1; i <= n; i++) {
-                k = order[i]; split(k, p, "|")
-                x = m(k, "proxy"); q = m(k, "proxy_nolog"); b = m(k, "pgbouncer")
-                r = (x != "" && b != "" && b > 0) ? x / b : ""
-                printf "| %s | %s | %s | %s | %s | %s |\n", p[1], p[2], f(x, "%.1f"), f(q, "%.1f"), f(b, "%.1f"), f(r, "%.2f")
-            }
-        }' "$RAW"
-}
 PGV=$("$PSQL" -XAtq "$ADMIN" -c "SHOW server_version")
 BV=$("$BOUNCER" --version 2>/dev/null | head -1 || true)
 if [ -n "${TDB_BIN:-}" ]; then
@@ -340,11 +336,11 @@ fi
         "proxy sslmode=$PROXY_SSLMODE, shared_buffers $SHARED_BUFFERS."
     echo "Means over the rounds; ms is pgbench's latency average; ratios are of tps."
     echo
-    table
+    report tps
     echo
     echo "CPU of the hop's process per transaction (microseconds; select-only is one round trip, TPC-B seven):"
     echo
-    cpu_table
+    report cpu
     echo
     echo "## Runs"
     echo
@@ -353,8 +349,8 @@ fi
     awk -F'|' '{ printf "| %s | %s | %s | %s | %.1f | %.3f | %s |\n", $1, $2, $3, $4, $5, $6, $7 }' "$RAW"
 } >"$RESULTS"
 echo
-table
+report tps
 echo
-cpu_table
+report cpu
 echo
 echo "written to $RESULTS"
