@@ -403,6 +403,8 @@ mod pinned_tests {
     ];
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
         /// A refused statement in any letter case, with any separators between its tokens
         /// (comments included) and behind another statement, is still refused: the scan that
         /// lets batches skip the parser sees its keyword.
@@ -427,6 +429,31 @@ mod pinned_tests {
             }
             proptest::prop_assert!(super::names_a_refused_keyword(&sql), "{}", sql);
             proptest::prop_assert!(pinned_session_refusal(&sql, OWN).is_some(), "{}", sql);
+        }
+
+        /// Refused statements with a few characters deleted, replaced or inserted (quotes,
+        /// escapes, comment marks, non-ASCII letters among them): whenever the parser still
+        /// refuses the result, the scan finds a keyword in it.
+        #[test]
+        fn near_misses_the_parser_refuses_are_never_skipped(
+            which in 0..REFUSED.len(),
+            edits in proptest::collection::vec((0usize..200, 0u8..3, proptest::sample::select(vec![
+                'x', ' ', '\'', '"', '\\', '/', '*', '-', ';', 'U', '&', '$', 'é', 'ſ', 'K', '0',
+            ])), 1..4),
+        ) {
+            let mut sql: Vec<char> = REFUSED[which].join(" ").chars().collect();
+            for (at, op, c) in edits {
+                let at = at % (sql.len() + 1);
+                match op {
+                    0 if at < sql.len() => { sql.remove(at); }
+                    1 if at < sql.len() => sql[at] = c,
+                    _ => sql.insert(at, c),
+                }
+            }
+            let sql: String = sql.into_iter().collect();
+            if super::parsed_refusal(&sql, OWN).is_some() {
+                proptest::prop_assert!(super::names_a_refused_keyword(&sql), "{}", sql);
+            }
         }
     }
 }

@@ -347,6 +347,15 @@ async fn provisioned_schemas_are_isolated_from_each_other() {
     .await
     .expect_err("refused");
     assert!(e.to_string().contains(&path_refused), "{e}");
+    // A long Parse is analysed off the proxy's thread, with the same verdict.
+    let padding = "x".repeat(12 * 1024);
+    let e = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "/* {padding} */ SET search_path TO {a_schema}"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect_err("refused");
+    assert!(e.to_string().contains(&path_refused), "{e}");
     let path: String = sqlx::query_scalar("SHOW search_path")
         .fetch_one(&mut conn)
         .await

@@ -721,6 +721,14 @@ where
     if input.len() <= PARSE_INLINE_LIMIT {
         return Some(f(input));
     }
+    // As many long parses at once as there are cores: each holds a copy of its statement (up to
+    // the session's limit), so a flood of them queues here instead of filling memory.
+    static PARSERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let parsers = PARSERS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    });
+    let _permit = parsers.acquire().await.ok()?;
     let owned = input.to_vec();
     tokio::task::spawn_blocking(move || f(&owned)).await.ok()
 }
