@@ -40,6 +40,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// thread: libpg_query takes about 0.3 ms a kilobyte, so a multi-megabyte statement parsed
 /// inline would hold up every other session for seconds.
 const PARSE_INLINE_LIMIT: usize = 8 * 1024;
+/// How a session ends when the analysis of one of its statements failed (a parser panic).
+const UNANALYSED: RelayEnd = RelayEnd::ProtocolError("the statement could not be analysed");
 
 /// Who the session is, for the query log and for what the relay must do.
 pub struct SessionContext {
@@ -566,10 +568,12 @@ where
             }
             let mut replacement = if ctx.pinned_identity && matches!(tag, b'Q' | b'P') {
                 let schema = ctx.database.clone();
-                match analyse(body, move |body| refuse_pinned(tag, body, &schema)).await {
-                    Some(refusal) => refusal,
-                    None => return RelayEnd::ProtocolError("the statement could not be analysed"),
-                }
+                let Some(refusal) =
+                    analyse(body, move |body| refuse_pinned(tag, body, &schema)).await
+                else {
+                    return UNANALYSED;
+                };
+                refusal
             } else {
                 None
             };
@@ -592,14 +596,10 @@ where
                             statements(&frame::cstr_prefix(body, usize::MAX))
                         })
                         .await;
-                        match parsed {
-                            Some(all) => Arc::new(all),
-                            None => {
-                                return RelayEnd::ProtocolError(
-                                    "the statement could not be analysed",
-                                );
-                            }
-                        }
+                        let Some(all) = parsed else {
+                            return UNANALYSED;
+                        };
+                        Arc::new(all)
                     } else {
                         no_stmts.clone()
                     };
@@ -615,9 +615,7 @@ where
                             let parsed =
                                 analyse(query, |q| statements(&String::from_utf8_lossy(q))).await;
                             let Some(all) = parsed else {
-                                return RelayEnd::ProtocolError(
-                                    "the statement could not be analysed",
-                                );
+                                return UNANALYSED;
                             };
                             if all
                                 .iter()
