@@ -31,16 +31,20 @@ done
 PROJECT=$(psql -Atq "$ADMIN" -c "SELECT id FROM projects LIMIT 1")
 
 echo "writing $ROWS log records over $LOG_TENANTS tenants"
+# Each record in a chunk of its own, as a tenant with one statement per writer batch has them:
+# the most chunks for the records, the hardest case for reading a page.
 psql -Atq "$ADMIN" -c "
-INSERT INTO query_log (project_id, tenant, workspace, database, source, username, statement,
-                       duration_us, success, sqlstate, rows, started_at)
+INSERT INTO query_log_chunk (project_id, tenant, workspace, database, source, username, first_at,
+                             last_at, records, statements, durations_us, successes, sqlstates,
+                             row_counts, started)
 SELECT '$PROJECT', t, NULL, 'app__' || t, CASE WHEN g % 10 = 0 THEN 'api' ELSE 'proxy' END,
-       'u_bench', 'SELECT * FROM orders WHERE id = ' || g, (random() * 20000)::int8 + 50,
-       g % 50 <> 0, CASE WHEN g % 50 = 0 THEN '42P01' END, 1,
-       now() - make_interval(secs => g * 500000.0 / $ROWS)
-  FROM (SELECT g, 'lt' || lpad((g % $LOG_TENANTS)::text, 4, '0') AS t
-          FROM generate_series(1, $ROWS) g) s" >/dev/null
-psql -Atq "$ADMIN" -c "VACUUM ANALYZE query_log" >/dev/null
+       'u_bench', at, at, 1, ARRAY['SELECT * FROM orders WHERE id = ' || g],
+       ARRAY[(random() * 20000)::int8 + 50], ARRAY[g % 50 <> 0],
+       ARRAY[CASE WHEN g % 50 = 0 THEN '42P01' END], ARRAY[1::int8], ARRAY[at]
+  FROM (SELECT g, 'lt' || lpad((g % $LOG_TENANTS)::text, 4, '0') AS t,
+               now() - make_interval(secs => g * 500000.0 / $ROWS) AS at
+          FROM generate_series($ROWS, 1, -1) g) s" >/dev/null
+psql -Atq "$ADMIN" -c "VACUUM ANALYZE query_log_chunk" >/dev/null
 TOTAL=$(psql -Atq "$ADMIN" -c "SELECT count(*) FROM query_log")
 echo "query_log holds $TOTAL records"
 

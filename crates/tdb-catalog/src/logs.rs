@@ -58,6 +58,40 @@ pub struct LogEntry {
     pub started_at: DateTime<Utc>,
 }
 
+/// A chunk with one of its matching records, or with none (`id` and the record's fields NULL).
+#[derive(FromRow)]
+struct ChunkRecord {
+    chunk: i64,
+    chunk_last_at: DateTime<Utc>,
+    id: Option<i64>,
+    database: String,
+    source: String,
+    username: String,
+    statement: Option<String>,
+    duration_us: Option<i64>,
+    success: Option<bool>,
+    sqlstate: Option<String>,
+    rows: Option<i64>,
+    started_at: Option<DateTime<Utc>>,
+}
+
+impl ChunkRecord {
+    fn entry(self) -> Option<LogEntry> {
+        Some(LogEntry {
+            id: self.id?,
+            database: self.database,
+            source: self.source,
+            username: self.username,
+            statement: self.statement?,
+            duration_us: self.duration_us?,
+            success: self.success?,
+            sqlstate: self.sqlstate,
+            rows: self.rows,
+            started_at: self.started_at?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, FromRow)]
 pub struct LogStats {
     pub total: i64,
@@ -104,48 +138,103 @@ fn like_escape(text: &str) -> String {
     out
 }
 
+/// How many chunks the first look at a target's log reads; each further look reads twice as
+/// many, up to [`CHUNK_PAGE_MAX`].
+const CHUNK_PAGE: i64 = 16;
+const CHUNK_PAGE_MAX: i64 = 1024;
+
 impl Catalog {
     /// A page of records, newest first; the second value says whether more match.
+    ///
+    /// Records are stored in chunks (see `query_log_chunk`), which the target's index gives
+    /// newest last record first. Chunks are read a few at a time and their matching records
+    /// collected until the page is full and no chunk left can hold a record as new as the
+    /// page's oldest: every record of a chunk started at or before its `last_at`.
     pub async fn query_logs(
         &self,
         project_id: &str,
         target: LogTarget<'_>,
         filter: &LogFilter,
     ) -> Result<(Vec<LogEntry>, bool)> {
+        let limit = usize::try_from(filter.limit).unwrap_or(0);
+        let offset = usize::try_from(filter.offset).unwrap_or(0);
+        let wanted = offset.saturating_add(limit).saturating_add(1);
+        // The next `$6` chunks of the target, newest first, each with its matching records, or
+        // with one row of NULLs when none match (so the reader still sees where it got to).
         let sql = format!(
-            "SELECT id, database, source, username, statement, duration_us, success, sqlstate,
-                    rows, started_at
-               FROM query_log
-              WHERE {}
-                AND ($3::bool IS FALSE OR NOT success)
-                AND ($4::int8 IS NULL OR duration_us >= $4)
-                AND ($5::text IS NULL OR statement ILIKE $5)
-                AND ($6::text IS NULL OR source = $6)
-                AND ($7::timestamptz IS NULL OR started_at >= $7)
-              ORDER BY started_at DESC, id DESC
-              LIMIT $8 OFFSET $9",
+            "SELECT c.id AS chunk, c.last_at AS chunk_last_at, (c.id << 16) | r.ord AS id,
+                    c.database, c.source, c.username, r.statement, r.duration_us, r.success,
+                    r.sqlstate, r.rows, r.started_at
+               FROM (SELECT * FROM query_log_chunk
+                      WHERE {}
+                        AND ($3::timestamptz IS NULL OR last_at >= $3)
+                        AND ($4::timestamptz IS NULL
+                             OR (last_at <= $4 AND (last_at, id) < ($4, $5)))
+                      ORDER BY last_at DESC, id DESC
+                      LIMIT $6) c
+               LEFT JOIN LATERAL (
+                    SELECT * FROM unnest(c.statements, c.durations_us, c.successes, c.sqlstates,
+                                         c.row_counts, c.started)
+                           WITH ORDINALITY AS r(statement, duration_us, success, sqlstate, rows,
+                                                started_at, ord)
+                     WHERE ($7::bool IS FALSE OR NOT r.success)
+                       AND ($8::int8 IS NULL OR r.duration_us >= $8)
+                       AND ($9::text IS NULL OR r.statement ILIKE $9)
+                       AND ($10::text IS NULL OR c.source = $10)
+                       AND ($3::timestamptz IS NULL OR r.started_at >= $3)) r ON true",
             target.clause()
         );
-        let mut rows: Vec<LogEntry> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(project_id)
-            .bind(target.name())
-            .bind(filter.errors_only)
-            .bind(filter.slower_than_us)
-            .bind(
-                filter
-                    .search
-                    .as_deref()
-                    .map(|s| format!("%{}%", like_escape(s))),
-            )
-            .bind(filter.source.as_deref())
-            .bind(filter.since)
-            .bind(filter.limit + 1)
-            .bind(filter.offset)
-            .fetch_all(self.pool())
-            .await?;
-        let more = rows.len() as i64 > filter.limit;
-        rows.truncate(usize::try_from(filter.limit).unwrap_or(0));
-        Ok((rows, more))
+        let pattern = filter
+            .search
+            .as_deref()
+            .map(|s| format!("%{}%", like_escape(s)));
+        let newest_first =
+            |a: &LogEntry, b: &LogEntry| (b.started_at, b.id).cmp(&(a.started_at, a.id));
+        let mut found: Vec<LogEntry> = Vec::new();
+        let mut after: Option<(DateTime<Utc>, i64)> = None;
+        let mut page = CHUNK_PAGE;
+        loop {
+            let rows: Vec<ChunkRecord> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(project_id)
+                .bind(target.name())
+                .bind(filter.since)
+                .bind(after.map(|(at, _)| at))
+                .bind(after.map(|(_, id)| id))
+                .bind(page)
+                .bind(filter.errors_only)
+                .bind(filter.slower_than_us)
+                .bind(pattern.as_deref())
+                .bind(filter.source.as_deref())
+                .fetch_all(self.pool())
+                .await?;
+            // The oldest chunk read, and how many were read.
+            let Some(last) = rows.iter().map(|r| (r.chunk_last_at, r.chunk)).min() else {
+                break;
+            };
+            let chunks = rows
+                .iter()
+                .map(|r| r.chunk)
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            found.extend(rows.into_iter().filter_map(ChunkRecord::entry));
+            if found.len() >= wanted {
+                found.sort_unstable_by(newest_first);
+                found.truncate(wanted);
+                // The chunks left hold only records that started at or before `last.0`.
+                if last.0 < found[wanted - 1].started_at {
+                    break;
+                }
+            }
+            if (chunks as i64) < page {
+                break;
+            }
+            after = Some(last);
+            page = (page * 2).min(CHUNK_PAGE_MAX);
+        }
+        found.sort_unstable_by(newest_first);
+        let more = found.len() > offset.saturating_add(limit);
+        let page: Vec<LogEntry> = found.into_iter().skip(offset).take(limit).collect();
+        Ok((page, more))
     }
 
     /// Counts by outcome and source, the mean duration, and statements at least `slow_us` long.
@@ -182,6 +271,7 @@ impl Catalog {
         since: DateTime<Utc>,
         slow_us: i64,
     ) -> Result<LatencySummary> {
+        // `chunk_last_at` skips, through the index, the chunks that hold only older records.
         let sql = format!(
             "SELECT count(*) AS total,
                     count(*) FILTER (WHERE NOT success) AS failed,
@@ -191,7 +281,7 @@ impl Catalog {
                     percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_us) AS p95_us,
                     percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_us) AS p99_us,
                     max(duration_us) AS max_us
-               FROM query_log WHERE {} AND started_at >= $3",
+               FROM query_log WHERE {} AND chunk_last_at >= $3 AND started_at >= $3",
             target.clause()
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -225,7 +315,7 @@ impl Catalog {
                     count(*) FILTER (WHERE duration_us >= $4) AS slow,
                     avg(duration_us)::float8 AS avg_us,
                     percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_us) AS p95_us
-               FROM query_log WHERE {} AND started_at >= $3
+               FROM query_log WHERE {} AND chunk_last_at >= $3 AND started_at >= $3
               GROUP BY 1 ORDER BY 1",
             target.clause()
         );
@@ -238,21 +328,25 @@ impl Catalog {
             .await?)
     }
 
-    /// Deletes records older than `days`, a batch at a time so the writer never waits long;
-    /// returns how many went.
+    /// Deletes the records older than `days`, a thousand chunks at a time so the writer never
+    /// waits long; returns how many records went. A chunk goes with its newest record, so one
+    /// writer batch's worth of records may outlive the limit by the batch's span.
     pub async fn expire_query_log(&self, days: i64) -> Result<u64> {
         let mut total = 0;
         loop {
-            let done = sqlx::query(
-                "DELETE FROM query_log WHERE id IN (
-                     SELECT id FROM query_log
-                      WHERE started_at < now() - make_interval(days => $1) LIMIT 10000)",
+            let (chunks, records): (i64, i64) = sqlx::query_as(
+                "WITH gone AS (
+                     DELETE FROM query_log_chunk WHERE id IN (
+                         SELECT id FROM query_log_chunk
+                          WHERE last_at < now() - make_interval(days => $1) LIMIT 1000)
+                     RETURNING records)
+                 SELECT count(*), coalesce(sum(records), 0)::int8 FROM gone",
             )
             .bind(i32::try_from(days).unwrap_or(i32::MAX))
-            .execute(self.pool())
+            .fetch_one(self.pool())
             .await?;
-            total += done.rows_affected();
-            if done.rows_affected() < 10_000 {
+            total += u64::try_from(records).unwrap_or(0);
+            if chunks < 1000 {
                 return Ok(total);
             }
         }

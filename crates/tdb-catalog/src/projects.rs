@@ -102,7 +102,7 @@ impl Catalog {
         if done.rows_affected() == 0 {
             return Err(CatalogError::NotFound);
         }
-        sqlx::query("DELETE FROM query_log WHERE project_id = $1")
+        sqlx::query("DELETE FROM query_log_chunk WHERE project_id = $1")
             .bind(project_id)
             .execute(&mut *tx)
             .await?;

@@ -2,6 +2,7 @@
 //! notifications (so proxies drop cached routes and enforce a tenant's new state), and the
 //! query log.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -86,7 +87,7 @@ impl Catalog {
 
     /// Removes a tenant's query log (the tenant is purged; a new tenant may take its name).
     pub async fn delete_tenant_query_log(&self, project_id: &str, tenant: &str) -> Result<()> {
-        sqlx::query("DELETE FROM query_log WHERE project_id = $1 AND tenant = $2")
+        sqlx::query("DELETE FROM query_log_chunk WHERE project_id = $1 AND tenant = $2")
             .bind(project_id)
             .bind(tenant)
             .execute(self.pool())
@@ -191,94 +192,286 @@ impl Catalog {
         Ok(listener)
     }
 
-    /// Appends a batch of records with one binary `COPY`: the server inserts them in bulk
-    /// (several rows per WAL record) without parsing any SQL or text.
+    /// Appends records with one binary `COPY` into `query_log_chunk` (see [`LogBatch`]).
     pub async fn append_query_log(&self, records: &[QueryRecord]) -> Result<()> {
-        if records.is_empty() {
+        let mut batch = LogBatch::default();
+        for r in records {
+            let origin = Arc::new(QueryOrigin {
+                project_id: r.project_id.clone(),
+                tenant: r.tenant.clone(),
+                workspace: r.workspace.clone(),
+                database: r.database.clone(),
+                source: r.source,
+                username: r.username.clone(),
+            });
+            batch.push(
+                &origin,
+                &r.statement,
+                r.duration_us,
+                r.success,
+                r.sqlstate.as_deref(),
+                r.rows,
+                r.started_at,
+            );
+        }
+        self.append_log_batch(&batch).await
+    }
+
+    /// Writes a batch with one binary `COPY`, one row per chunk, on a pooled connection whose
+    /// commit does not wait for its WAL (see [`LogWriter`] for the proxy's steady stream).
+    pub async fn append_log_batch(&self, batch: &LogBatch) -> Result<()> {
+        if batch.is_empty() {
             return Ok(());
         }
-        let data = copy_rows(records);
-        // The log does not wait for its WAL to reach disk: a crash may lose the last batch,
-        // and tenants' own commits never queue behind the log's.
         let mut tx = self.pool().begin().await?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY query_log (project_id, tenant, workspace, database, source, username,
-                                 statement, duration_us, success, sqlstate, rows, started_at)
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await?;
-        copy.send(data).await?;
-        copy.finish().await?;
+        copy_batch(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
+/// The query log's writer: one catalog connection of its own, on which commits do not wait for
+/// their WAL to reach disk (set once), so a batch costs two round trips, the `COPY` and its data.
+/// A crash may lose the last batch; tenants' own commits never queue behind the log's.
+pub struct LogWriter {
+    catalog: Catalog,
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl LogWriter {
+    pub fn new(catalog: Catalog) -> Self {
+        Self {
+            catalog,
+            conn: None,
+        }
+    }
+
+    /// Writes a batch with one binary `COPY`, one row per chunk. After a failure the next batch
+    /// starts on a new connection.
+    pub async fn write(&mut self, batch: &LogBatch) -> Result<()> {
+        use sqlx::Connection;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let options = self.catalog.pool().connect_options();
+                let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+                sqlx::query("SET synchronous_commit = off")
+                    .execute(&mut conn)
+                    .await?;
+                self.conn.insert(conn)
+            }
+        };
+        let written = copy_batch(conn, batch).await;
+        if written.is_err()
+            && let Some(conn) = self.conn.take()
+        {
+            let _ = conn.close().await;
+        }
+        written
+    }
+}
+
+async fn copy_batch(conn: &mut sqlx::PgConnection, batch: &LogBatch) -> Result<()> {
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY query_log_chunk (project_id, tenant, workspace, database, source, username,
+                                   first_at, last_at, records, statements, durations_us,
+                                   successes, sqlstates, row_counts, started)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    copy.send(batch.encode()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Who ran a statement: what the records of one chunk share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueryOrigin {
+    pub project_id: Arc<str>,
+    pub tenant: Option<Arc<str>>,
+    pub workspace: Option<Arc<str>>,
+    pub database: Arc<str>,
+    pub source: &'static str,
+    pub username: Arc<str>,
+}
+
+/// Records waiting to be written, already in the form the server reads: per origin, one chunk
+/// of parallel arrays whose elements are laid down as each record arrives, so adding a record
+/// costs a hash lookup and a few appends, and writing a batch costs one `COPY`. A busy tenant's
+/// batch becomes one heap tuple, one index entry and one compressed TOAST value on the server.
+#[derive(Debug, Default)]
+pub struct LogBatch {
+    chunks: HashMap<Arc<QueryOrigin>, Vec<Columns>>,
+    records: usize,
+}
+
+/// One chunk's arrays, each as its elements in binary form (a length, then the bytes; -1 for
+/// NULL), without the array header, which [`LogBatch::encode`] adds.
+#[derive(Debug, Default)]
+struct Columns {
+    records: u32,
+    first: i64,
+    last: i64,
+    statements: Vec<u8>,
+    durations: Vec<u8>,
+    successes: Vec<u8>,
+    sqlstates: Vec<u8>,
+    rows: Vec<u8>,
+    started: Vec<u8>,
+}
+
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 
-/// Records in `COPY … (FORMAT binary)` form: the signature and header, then per row the
-/// field count and each field as a length and its bytes in the type's binary form (-1 for
-/// NULL), then the trailer.
-fn copy_rows(records: &[QueryRecord]) -> Vec<u8> {
-    fn text(out: &mut Vec<u8>, value: Option<&str>) {
-        // PostgreSQL text holds no NUL; one would fail the whole batch.
-        let cleaned;
-        let value = match value {
-            Some(v) if v.contains('\0') => {
-                cleaned = v.replace('\0', "");
-                Some(cleaned.as_str())
-            }
-            other => other,
+/// The most records in one chunk (the table's CHECK; record ids keep 16 bits for the place).
+const CHUNK_MAX: u32 = 65_535;
+
+/// Type OIDs of the arrays' elements.
+const TEXT_OID: u32 = 25;
+const INT8_OID: u32 = 20;
+const BOOL_OID: u32 = 16;
+const TIMESTAMPTZ_OID: u32 = 1184;
+
+impl LogBatch {
+    /// Adds one record. Statement text loses any NUL, which PostgreSQL text cannot hold.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        origin: &Arc<QueryOrigin>,
+        statement: &str,
+        duration_us: i64,
+        success: bool,
+        sqlstate: Option<&str>,
+        rows: Option<i64>,
+        started_at: DateTime<Utc>,
+    ) {
+        let chunks = match self.chunks.get_mut(origin) {
+            Some(chunks) => chunks,
+            None => self.chunks.entry(origin.clone()).or_default(),
         };
-        match value {
-            Some(v) => {
-                out.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                out.extend_from_slice(v.as_bytes());
-            }
-            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        if chunks.last().is_none_or(|c| c.records >= CHUNK_MAX) {
+            chunks.push(Columns::default());
         }
-    }
-    fn int8(out: &mut Vec<u8>, value: Option<i64>) {
-        match value {
-            Some(v) => {
-                out.extend_from_slice(&8i32.to_be_bytes());
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        let Some(c) = chunks.last_mut() else {
+            return;
+        };
+        let at = started_at.timestamp_micros() - PG_EPOCH_OFFSET_US;
+        if c.records == 0 {
+            (c.first, c.last) = (at, at);
+        } else {
+            c.first = c.first.min(at);
+            c.last = c.last.max(at);
         }
+        c.records += 1;
+        if statement.contains('\0') {
+            text(&mut c.statements, Some(&statement.replace('\0', "")));
+        } else {
+            text(&mut c.statements, Some(statement));
+        }
+        int8(&mut c.durations, Some(duration_us));
+        c.successes.extend_from_slice(&1i32.to_be_bytes());
+        c.successes.push(u8::from(success));
+        text(&mut c.sqlstates, sqlstate);
+        int8(&mut c.rows, rows);
+        int8(&mut c.started, Some(at));
+        self.records += 1;
     }
-    let size: usize = records
-        .iter()
-        .map(|r| 120 + r.statement.len() + r.database.len() + r.username.len())
-        .sum();
-    let mut out = Vec::with_capacity(size + 32);
-    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    out.extend_from_slice(&0i32.to_be_bytes());
-    out.extend_from_slice(&0i32.to_be_bytes());
-    for r in records {
-        out.extend_from_slice(&12i16.to_be_bytes());
-        text(&mut out, Some(&r.project_id));
-        text(&mut out, r.tenant.as_deref());
-        text(&mut out, r.workspace.as_deref());
-        text(&mut out, Some(&r.database));
-        text(&mut out, Some(r.source));
-        text(&mut out, Some(&r.username));
-        text(&mut out, Some(&r.statement));
-        int8(&mut out, Some(r.duration_us));
-        out.extend_from_slice(&1i32.to_be_bytes());
-        out.push(u8::from(r.success));
-        text(&mut out, r.sqlstate.as_deref());
-        int8(&mut out, r.rows);
-        int8(
-            &mut out,
-            Some(r.started_at.timestamp_micros() - PG_EPOCH_OFFSET_US),
-        );
+
+    /// How many records the batch holds.
+    pub fn len(&self) -> usize {
+        self.records
     }
-    out.extend_from_slice(&(-1i16).to_be_bytes());
-    out
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The batch in `COPY … (FORMAT binary)` form: the signature and header, then per chunk
+    /// the field count and each field as a length and its bytes in the type's binary form (-1
+    /// for NULL), then the trailer.
+    pub fn encode(&self) -> Vec<u8> {
+        let size: usize = self
+            .chunks
+            .iter()
+            .flat_map(|(o, cs)| cs.iter().map(move |c| (o, c)))
+            .map(|(o, c)| {
+                256 + o.project_id.len()
+                    + o.database.len()
+                    + o.username.len()
+                    + c.statements.len()
+                    + c.durations.len()
+                    + c.successes.len()
+                    + c.sqlstates.len()
+                    + c.rows.len()
+                    + c.started.len()
+            })
+            .sum();
+        let mut out = Vec::with_capacity(size + 32);
+        out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        out.extend_from_slice(&0i32.to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes());
+        for (o, chunks) in &self.chunks {
+            for c in chunks {
+                out.extend_from_slice(&15i16.to_be_bytes());
+                text(&mut out, Some(&o.project_id));
+                text(&mut out, o.tenant.as_deref());
+                text(&mut out, o.workspace.as_deref());
+                text(&mut out, Some(&o.database));
+                text(&mut out, Some(o.source));
+                text(&mut out, Some(&o.username));
+                int8(&mut out, Some(c.first));
+                int8(&mut out, Some(c.last));
+                out.extend_from_slice(&4i32.to_be_bytes());
+                out.extend_from_slice(&c.records.to_be_bytes());
+                array(&mut out, TEXT_OID, c.records, &c.statements);
+                array(&mut out, INT8_OID, c.records, &c.durations);
+                array(&mut out, BOOL_OID, c.records, &c.successes);
+                array(&mut out, TEXT_OID, c.records, &c.sqlstates);
+                array(&mut out, INT8_OID, c.records, &c.rows);
+                array(&mut out, TIMESTAMPTZ_OID, c.records, &c.started);
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+}
+
+/// A one-dimensional array field: its length, then the header (dimensions, a has-nulls flag
+/// that may be 0 on input whatever the elements, the element type, the length and lower bound),
+/// then the elements.
+fn array(out: &mut Vec<u8>, oid: u32, len: u32, elements: &[u8]) {
+    out.extend_from_slice(&((20 + elements.len()) as i32).to_be_bytes());
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&oid.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.extend_from_slice(elements);
+}
+
+fn text(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(v) => {
+            out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
+}
+
+fn int8(out: &mut Vec<u8>, value: Option<i64>) {
+    match value {
+        Some(v) => {
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
 }

@@ -102,22 +102,23 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
-    /// The state and the query-log writer to run beside it.
+    /// The proxy's state. Sessions record their statements into `log` (see [`QueryLog::new`]),
+    /// whose writer may run elsewhere.
     pub fn new(
         config: ProxyConfig,
         catalog: Catalog,
         key: &MasterKey,
         tls: Option<TlsAcceptor>,
+        log: QueryLog,
         shutdown: CancellationToken,
-    ) -> (Arc<Self>, impl std::future::Future<Output = ()> + use<>) {
-        let (log, writer) = QueryLog::new(catalog.clone(), config.query_log);
+    ) -> Arc<Self> {
         metrics::counter!("tdb_query_log_dropped_total").absolute(0);
         let window = Duration::from_secs(60);
         let failures_by_ip =
             tdb_core::ratelimit::FailureThrottle::new(config.max_auth_failures_per_ip, window);
         let failures_by_user =
             tdb_core::ratelimit::FailureThrottle::new(config.max_auth_failures_per_user, window);
-        let state = Arc::new(Self {
+        Arc::new(Self {
             unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated)),
             peers: Arc::new(PeerSlots::new(
                 (config.max_unauthenticated / 8).clamp(4, 64),
@@ -135,8 +136,7 @@ impl ProxyState {
             failures_by_user,
             metrics: crate::metrics::ProxyMetrics::new("postgresql"),
             shutdown,
-        });
-        (state, writer)
+        })
     }
 }
 

@@ -126,11 +126,25 @@ async fn run_with_catalog(
         ip_guard.clone(),
         shutdown.clone(),
     ));
-    let proxy = start_pg_proxy(config, key, catalog_options, ip_guard, shutdown.clone()).await?;
+    let (query_log, log_writer) =
+        tdb_proxy::querylog::QueryLog::new(catalog.clone(), config.proxy_config().query_log);
+    let log_writer = tokio::spawn(log_writer);
+    let proxy = start_pg_proxy(
+        config,
+        key,
+        catalog_options,
+        ip_guard,
+        query_log,
+        shutdown.clone(),
+    )
+    .await?;
     let app = crate::mcp_http::app(state, shutdown.clone());
     let result = tdb_api::serve_app(listener, app, shutdown.cancelled_owned()).await;
     let _ = jobs.await;
     let _ = proxy.await;
+    // The proxy's sessions are gone, and with them every handle on the log: the writer stores
+    // what is left and ends.
+    let _ = log_writer.await;
     if let Some(server) = metrics_server {
         let _ = server.await;
     }
@@ -138,15 +152,18 @@ async fn run_with_catalog(
     result.context("serving the API")
 }
 
-/// Binds the PostgreSQL proxy and runs it (with its query-log writer) until shutdown, on a
-/// thread and single-threaded runtime of its own, as an event-loop pooler does: the relay's
-/// wake-ups stay on one core instead of bouncing between the API's workers. It has its own
-/// small catalog pool, whose connections belong to that runtime.
+/// Binds the PostgreSQL proxy and runs it until shutdown, on a thread and single-threaded
+/// runtime of its own, as an event-loop pooler does: the relay's wake-ups stay on one core
+/// instead of bouncing between the API's workers. It has its own small catalog pool, whose
+/// connections belong to that runtime. Its sessions hand their statements to `query_log`, whose
+/// writer runs on the caller's runtime: encoding and sending the batches never holds up the
+/// relay.
 async fn start_pg_proxy(
     config: &Config,
     key: &MasterKey,
     catalog_options: PgConnectOptions,
     ip_guard: Arc<tdb_core::ratelimit::IpGuard>,
+    query_log: tdb_proxy::querylog::QueryLog,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (cert, key_path) = match (&config.pg_tls_cert, &config.pg_tls_key) {
@@ -203,17 +220,15 @@ async fn start_pg_proxy(
                         return;
                     }
                 };
-                let (state, log_writer) = tdb_proxy::ProxyState::new(
+                let state = tdb_proxy::ProxyState::new(
                     proxy_config,
                     catalog.clone(),
                     &key,
                     Some(tls),
+                    query_log,
                     shutdown,
                 );
-                let writer = tokio::spawn(log_writer);
                 tdb_proxy::serve_pg(listener, state).await;
-                // The sessions are gone, so every log sender is dropped: the writer drains.
-                let _ = writer.await;
                 catalog.close().await;
             })
         })

@@ -448,7 +448,7 @@ async fn psql_pgbench_and_sqlx_work_through_the_proxy() {
     // The query log has the tenant's statements, with rows, errors and their SQLSTATE.
     let mut cat = catalog(&s).await;
     let mut rows = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..100 {
         rows = sqlx::query(
             "SELECT statement, success, sqlstate, rows, source, duration_us FROM query_log
               WHERE project_id = $1 AND tenant = 'acme' ORDER BY id",
@@ -457,10 +457,12 @@ async fn psql_pgbench_and_sqlx_work_through_the_proxy() {
         .fetch_all(&mut cat)
         .await
         .expect("query log");
-        if rows
+        // The writer stores a batch a moment after its first record: wait for the last one.
+        let updates = rows
             .iter()
-            .any(|r| r.get::<String, _>(0).contains("UPDATE items"))
-        {
+            .filter(|r| r.get::<String, _>(0).starts_with("UPDATE items SET qty"))
+            .count();
+        if updates >= 400 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use chrono::{DateTime, Utc};
 use tdb_catalog::Catalog;
-use tdb_catalog::routing::QueryRecord;
+use tdb_catalog::routing::QueryOrigin;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +54,8 @@ pub struct SessionContext {
     pub capture_ddl_into: Option<String>,
     pub gate: Option<Arc<Gate>>,
     pub log: QueryLog,
+    /// The session's records' origin in the query log.
+    pub log_origin: Arc<QueryOrigin>,
     pub catalog: Catalog,
     /// Cancelled when the tenant is suspended or deleted.
     pub kill: CancellationToken,
@@ -1035,20 +1037,15 @@ fn log(ctx: &SessionContext, p: Pending) {
     if !ctx.log.enabled() {
         return;
     }
-    ctx.log.record(QueryRecord {
-        project_id: ctx.project_id.clone(),
-        tenant: ctx.tenant.clone(),
-        workspace: ctx.workspace.clone(),
-        database: ctx.database.clone(),
-        source: "proxy",
-        username: ctx.username.clone(),
-        statement: p.text,
-        duration_us: i64::try_from(p.started.elapsed().as_micros()).unwrap_or(i64::MAX),
-        success: p.error.is_none(),
-        sqlstate: p.error,
-        rows: p.rows,
-        started_at: p.started_at,
-    });
+    ctx.log.record(
+        &ctx.log_origin,
+        &p.text,
+        i64::try_from(p.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+        p.error.is_none(),
+        p.error.as_deref(),
+        p.rows,
+        p.started_at,
+    );
 }
 
 /// Queues committed DDL on the blueprint; on failure returns a warning to show the client.

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tdb_catalog::routing::Login;
+use tdb_catalog::routing::{Login, QueryOrigin};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -431,7 +431,7 @@ where
         proxy.pool.release(target, backend).await;
         return;
     }
-    let ctx = SessionContext {
+    let log_origin = Arc::new(QueryOrigin {
         project_id: Arc::from(route.project_id.as_str()),
         tenant: match &route.name {
             crate::route::RoutingName::Tenant { tenant, .. } => Some(Arc::from(tenant.as_str())),
@@ -442,7 +442,16 @@ where
             _ => None,
         },
         database: Arc::from(auth.database.as_str()),
+        source: "proxy",
         username: Arc::from(auth.user.as_str()),
+    });
+    let ctx = SessionContext {
+        project_id: log_origin.project_id.clone(),
+        tenant: log_origin.tenant.clone(),
+        workspace: log_origin.workspace.clone(),
+        database: log_origin.database.clone(),
+        username: log_origin.username.clone(),
+        log_origin,
         capture_ddl_into: route.blueprint_id.clone(),
         gate,
         log: proxy.log.clone(),

@@ -506,7 +506,10 @@ async fn logs(
         return Ok(());
     }
     page.reverse();
-    let mut last = page.last().and_then(|l| l["id"].as_i64()).unwrap_or(0);
+    // Ids grow in the order records were written, which is not quite the order they started
+    // in (a long statement is written when it ends): the newest id seen marks what is shown.
+    let newest_id = |entries: &[Value]| entries.iter().filter_map(|l| l["id"].as_i64()).max();
+    let mut last = newest_id(&page).unwrap_or(0);
     let emit = |entries: &[Value]| {
         if ctx.json {
             for e in entries {
@@ -536,8 +539,8 @@ async fn logs(
             .cloned()
             .collect();
         fresh.reverse();
-        if let Some(id) = fresh.last().and_then(|l| l["id"].as_i64()) {
-            last = id;
+        if let Some(id) = newest_id(&fresh) {
+            last = last.max(id);
         }
         emit(&fresh);
     }
