@@ -16,6 +16,7 @@
 #   env: SCALE=10 DURATION=15 ROUNDS=2 CLIENTS="1 8" TARGETS="direct proxy pgbouncer"
 #        (add proxy_nolog to measure the query log's cost)
 #        PROXY_SSLMODE=disable WARMUP=3 SHARED_BUFFERS=256MB RESULTS=/tmp/tdb-pgbench-<time>.md
+#        ONLY=text (only the workloads whose name holds it: "select-only", "prepared", "tpcb")
 #        TDB_BIN=path (use this binary instead of building target/release/tdb)
 # e.g.   TARGETS="direct pgbouncer" DURATION=5 ROUNDS=1 benches/pgbench.sh
 set -euo pipefail
@@ -29,8 +30,15 @@ PROXY_SSLMODE=${PROXY_SSLMODE:-disable}
 WARMUP=${WARMUP:-3}
 SHARED_BUFFERS=${SHARED_BUFFERS:-256MB}
 RESULTS=${RESULTS:-/tmp/tdb-pgbench-$(date +%Y%m%d-%H%M%S).md}
+ONLY=${ONLY:-}
 # name|pgbench options
 WORKLOADS=("select-only simple|-S -M simple" "select-only prepared|-S -M prepared" "tpcb simple|-M simple")
+if [ -n "$ONLY" ]; then
+    kept=()
+    for w in "${WORKLOADS[@]}"; do [[ ${w%%|*} == *"$ONLY"* ]] && kept+=("$w"); done
+    [ ${#kept[@]} -gt 0 ] || { echo "pgbench.sh: no workload matches ONLY='$ONLY'" >&2; exit 1; }
+    WORKLOADS=("${kept[@]}")
+fi
 
 die() { echo "pgbench.sh: $*" >&2; exit 1; }
 for t in $TARGETS; do
@@ -188,24 +196,33 @@ hop_pid() {
 }
 # cpu_ticks PID: user + system CPU of every thread of PID so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# machine_ticks: the CPU every process on the machine has used so far (user, nice, system, irq,
+# softirq), in clock ticks: pgbench, the server (the query log's writes included) and the hop.
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 TICKS=$(getconf CLK_TCK)
 
-# run_pgbench TARGET CLIENTS SECONDS OPTIONS...: prints "tps latency_ms hop_us", hop_us being the
-# CPU the hop's process spent per transaction in microseconds ("-" for direct); on failure prints
-# pgbench's output and exits.
+# run_pgbench TARGET CLIENTS SECONDS OPTIONS...: prints "tps latency_ms hop_us machine_us",
+# hop_us being the CPU the hop's process spent per transaction in microseconds ("-" for direct)
+# and machine_us the whole machine's; on failure prints pgbench's output and exits.
 run_pgbench() {
     local target=$1 clients=$2 secs=$3; shift 3
-    local jobs=$((clients < 2 ? clients : 2)) rc=0 pid before=""
+    local jobs=$((clients < 2 ? clients : 2)) rc=0 pid before="" machine_before
     pid=$(hop_pid "$target")
     if [ -n "$pid" ]; then before=$(cpu_ticks "$pid"); fi
+    machine_before=$(machine_ticks)
     (target_env "$target"; exec "$PGBENCH" -n -T "$secs" -c "$clients" -j "$jobs" "$@") \
         >"$ROOT/run.out" 2>"$ROOT/run.err" || rc=$?
-    local tps lat txs hop=-
+    local tps lat txs hop=- machine=- machine_after
+    machine_after=$(machine_ticks)
     tps=$(awk '/^tps = / { print $3; exit }' "$ROOT/run.out")
     lat=$(awk '/^latency average = / { print $4; exit }' "$ROOT/run.out")
     txs=$(awk '/^number of transactions actually processed: / { print $6; exit }' "$ROOT/run.out")
     if [ -n "$before" ] && [ -n "$txs" ] && [ "$txs" -gt 0 ]; then
         hop=$(awk -v a="$before" -v b="$(cpu_ticks "$pid")" -v hz="$TICKS" -v n="$txs" \
+            'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
+    fi
+    if [ -n "$txs" ] && [ "$txs" -gt 0 ]; then
+        machine=$(awk -v a="$machine_before" -v b="$machine_after" -v hz="$TICKS" -v n="$txs" \
             'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
     fi
     if [ "$rc" -ne 0 ] || [ -z "$tps" ] || [ -z "$lat" ]; then
@@ -218,7 +235,7 @@ run_pgbench() {
         if [ "$target" = proxy ] || [ "$target" = proxy_nolog ]; then serve_log_tail >&2; fi
         exit 1
     fi
-    echo "$tps $lat $hop"
+    echo "$tps $lat $hop $machine"
 }
 
 step "checking every target"
@@ -255,10 +272,10 @@ for round in $(seq 1 "$ROUNDS"); do
             for t in "${order[@]}"; do
                 # shellcheck disable=SC2086
                 r=$(run_pgbench "$t" "$c" "$DURATION" $opts)
-                read -r tps lat hop <<<"$r"
-                echo "$name|$c|$t|$round|$tps|$lat|$hop" >>"$RAW"
-                printf '[round %s/%s] %-20s c=%-3s %-11s %10.1f tps %8.3f ms  hop %6s us/tx\n' \
-                    "$round" "$ROUNDS" "$name" "$c" "$t" "$tps" "$lat" "$hop"
+                read -r tps lat hop machine <<<"$r"
+                echo "$name|$c|$t|$round|$tps|$lat|$hop|$machine" >>"$RAW"
+                printf '[round %s/%s] %-20s c=%-3s %-11s %10.1f tps %8.3f ms  hop %6s us/tx  machine %6s us/tx\n' \
+                    "$round" "$ROUNDS" "$name" "$c" "$t" "$tps" "$lat" "$hop" "$machine"
             done
         done
     done
@@ -270,21 +287,24 @@ done
 # report tps|cpu: a summary of the runs in RAW, means over the rounds.
 #   tps: each target's tps and latency, the proxy's ratios and whether the goals are met;
 #   cpu: the hop's own cost, the CPU of its process (all of tdb serve, query-log writer included;
-#        PgBouncer's one process) per transaction. CPU is steadier than tps on a noisy machine,
-#        and it is what a hop takes from the cores it shares.
+#        PgBouncer's one process) per transaction, then the whole machine's CPU per transaction
+#        for each target. CPU is steadier than tps on a noisy machine, and it is what a hop takes
+#        from the cores it shares.
 report() {
     awk -F'|' -v kind="$1" '
         { k = $1 "|" $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
           tps[k, $3] += $5; lat[k, $3] += $6; cnt[k, $3]++
-          if ($7 != "-" && $7 != "") { hop[k, $3] += $7; hops[k, $3]++ } }
+          if ($7 != "-" && $7 != "") { hop[k, $3] += $7; hops[k, $3]++ }
+          if ($8 != "-" && $8 != "") { mach[k, $3] += $8; machs[k, $3]++ } }
         function m(a, k, t) { return cnt[k, t] ? a[k, t] / cnt[k, t] : "" }
         function mh(k, t) { return hops[k, t] ? hop[k, t] / hops[k, t] : "" }
+        function mm(k, t) { return machs[k, t] ? mach[k, t] / machs[k, t] : "" }
         function f(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
         function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "" : a / b }
         BEGIN {
             if (kind == "cpu") {
-                print "| workload | clients | proxy us/tx | proxy, log off us/tx | pgbouncer us/tx | proxy/pgbouncer CPU |"
-                print "|---|---|---|---|---|---|"
+                print "| workload | clients | proxy us/tx | proxy, log off us/tx | pgbouncer us/tx | proxy/pgbouncer CPU | machine us/tx: direct | proxy | proxy, log off | pgbouncer |"
+                print "|---|---|---|---|---|---|---|---|---|---|"
             } else {
                 print "| workload | clients | direct tps | proxy tps | pgbouncer tps | proxy, log off tps | direct ms | proxy ms | pgbouncer ms | proxy/direct | proxy/pgbouncer | log on/off | goals met |"
                 print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -295,8 +315,10 @@ report() {
                 k = order[i]; split(k, p, "|")
                 if (kind == "cpu") {
                     x = mh(k, "proxy"); q = mh(k, "proxy_nolog"); b = mh(k, "pgbouncer")
-                    printf "| %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
-                        f(x, "%.1f"), f(q, "%.1f"), f(b, "%.1f"), f(ratio(x, b), "%.2f")
+                    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
+                        f(x, "%.1f"), f(q, "%.1f"), f(b, "%.1f"), f(ratio(x, b), "%.2f"),
+                        f(mm(k, "direct"), "%.1f"), f(mm(k, "proxy"), "%.1f"),
+                        f(mm(k, "proxy_nolog"), "%.1f"), f(mm(k, "pgbouncer"), "%.1f")
                     continue
                 }
                 d = m(tps, k, "direct"); x = m(tps, k, "proxy"); b = m(tps, k, "pgbouncer")
@@ -317,6 +339,34 @@ report() {
                     f(d, "%.0f"), f(x, "%.0f"), f(b, "%.0f"), f(q, "%.0f"),
                     f(m(lat, k, "direct"), "%.3f"), f(m(lat, k, "proxy"), "%.3f"), f(m(lat, k, "pgbouncer"), "%.3f"),
                     f(rd, "%.2f"), f(rb, "%.2f"), f(rq, "%.2f"), met
+            }
+        }' "$RAW"
+}
+# log_report: with proxy and proxy_nolog both measured, the query log's cost round by round.
+# Each round runs the two back to back, so a round's ratio of their tps is paired against the
+# machine's drift; the table gives the median of those ratios, their range, and the ratio of the
+# means.
+log_report() {
+    has_target proxy && has_target proxy_nolog || return 0
+    awk -F'|' '
+        $3 == "proxy" || $3 == "proxy_nolog" {
+            k = $1 "|" $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+            t[k, $4, $3] = $5; sum[k, $3] += $5; rounds[k, $4] = 1 }
+        END {
+            print "| workload | clients | log on/off, median of rounds | lowest | highest | of the means |"
+            print "|---|---|---|---|---|---|"
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, p, "|"); c = 0
+                for (kr in rounds) {
+                    split(kr, q, SUBSEP)
+                    if (q[1] != k || !((k, q[2], "proxy") in t) || !((k, q[2], "proxy_nolog") in t)) continue
+                    if (t[k, q[2], "proxy_nolog"] > 0) r[++c] = t[k, q[2], "proxy"] / t[k, q[2], "proxy_nolog"]
+                }
+                if (c == 0) continue
+                for (a = 2; a <= c; a++) { v = r[a]; b = a - 1; while (b > 0 && r[b] > v) { r[b + 1] = r[b]; b-- } r[b + 1] = v }
+                med = (c % 2) ? r[(c + 1) / 2] : (r[c / 2] + r[c / 2 + 1]) / 2
+                printf "| %s | %s | %.3f | %.3f | %.3f | %.3f |\n", p[1], p[2], med, r[1], r[c],
+                    sum[k, "proxy_nolog"] ? sum[k, "proxy"] / sum[k, "proxy_nolog"] : 0
             }
         }' "$RAW"
 }
@@ -341,16 +391,24 @@ fi
     echo "CPU of the hop's process per transaction (microseconds; select-only is one round trip, TPC-B seven):"
     echo
     report cpu
+    if has_target proxy && has_target proxy_nolog; then
+        echo
+        echo "The query log's cost, round by round (each round runs both proxies back to back):"
+        echo
+        log_report
+    fi
     echo
     echo "## Runs"
     echo
-    echo "| workload | clients | target | round | tps | latency ms | hop us/tx |"
-    echo "|---|---|---|---|---|---|---|"
-    awk -F'|' '{ printf "| %s | %s | %s | %s | %.1f | %.3f | %s |\n", $1, $2, $3, $4, $5, $6, $7 }' "$RAW"
+    echo "| workload | clients | target | round | tps | latency ms | hop us/tx | machine us/tx |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk -F'|' '{ printf "| %s | %s | %s | %s | %.1f | %.3f | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8 }' "$RAW"
 } >"$RESULTS"
 echo
 report tps
 echo
 report cpu
+echo
+log_report
 echo
 echo "written to $RESULTS"
