@@ -329,16 +329,17 @@ impl Catalog {
     }
 
     /// Deletes the records older than `days`, a thousand chunks at a time so the writer never
-    /// waits long; returns how many records went. A chunk goes with its newest record, so one
+    /// waits long, each batch found through the `last_at` index and deleted by tuple id;
+    /// returns how many records went. A chunk goes with its newest record, so one
     /// writer batch's worth of records may outlive the limit by the batch's span.
     pub async fn expire_query_log(&self, days: i64) -> Result<u64> {
         let mut total = 0;
         loop {
             let (chunks, records): (i64, i64) = sqlx::query_as(
                 "WITH gone AS (
-                     DELETE FROM query_log_chunk WHERE id IN (
-                         SELECT id FROM query_log_chunk
-                          WHERE last_at < now() - make_interval(days => $1) LIMIT 1000)
+                     DELETE FROM query_log_chunk WHERE ctid = ANY(ARRAY(
+                         SELECT ctid FROM query_log_chunk
+                          WHERE last_at < now() - make_interval(days => $1) LIMIT 1000))
                      RETURNING records)
                  SELECT count(*), coalesce(sum(records), 0)::int8 FROM gone",
             )
