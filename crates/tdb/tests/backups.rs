@@ -216,7 +216,7 @@ async fn rollback(s: &TdbServer, key: &str, tenant: &str, path: &str) -> Value {
     assert_eq!(r["status"], "restoring");
     assert_eq!(r["paths"][0], path);
     let id = r["rollback_id"].as_str().expect("rollback id").to_string();
-    let t = wait_for(s, key, &format!("/tenants/{tenant}"), |t| {
+    wait_for(s, key, &format!("/tenants/{tenant}"), |t| {
         t["last_rollback"]["rollback_id"] == id.as_str()
             && matches!(
                 t["last_rollback"]["step"].as_str(),
