@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tdb_catalog::routing::QueryRecord;
+use tdb_catalog::routing::{LogBatch, LoggedStatement, QueryOrigin};
 use tdb_engines::{EngineError, QueryOutput};
 
 use crate::AppState;
@@ -14,38 +14,41 @@ use crate::AppState;
 /// The longest statement text kept, in bytes (as the proxy keeps).
 const MAX_STATEMENT_LEN: usize = 2048;
 
-/// Records of one request.
+/// Records of one request: one origin (the request's target and API key) and its statements.
 pub struct ApiLog {
-    project_id: Arc<str>,
-    tenant: Option<Arc<str>>,
-    workspace: Option<Arc<str>>,
-    database: Arc<str>,
-    username: Arc<str>,
-    records: Vec<QueryRecord>,
+    origin: Arc<QueryOrigin>,
+    batch: LogBatch,
 }
 
 impl ApiLog {
     /// Statements on a tenant's database (`<blueprint>__<tenant>`), run by API key `key_id`.
     pub fn tenant(project_id: &str, blueprint: &str, tenant: &str, key_id: &str) -> Self {
-        Self {
+        Self::new(QueryOrigin {
             project_id: project_id.into(),
             tenant: Some(tenant.into()),
             workspace: None,
             database: format!("{blueprint}__{tenant}").into(),
+            source: "api",
             username: key_id.into(),
-            records: Vec::new(),
-        }
+        })
     }
 
     /// Statements in a workspace (`<workspace>_workspace`).
     pub fn workspace(project_id: &str, workspace: &str, key_id: &str) -> Self {
-        Self {
+        Self::new(QueryOrigin {
             project_id: project_id.into(),
             tenant: None,
             workspace: Some(workspace.into()),
             database: format!("{workspace}_workspace").into(),
+            source: "api",
             username: key_id.into(),
-            records: Vec::new(),
+        })
+    }
+
+    fn new(origin: QueryOrigin) -> Self {
+        Self {
+            origin: Arc::new(origin),
+            batch: LogBatch::default(),
         }
     }
 
@@ -59,35 +62,32 @@ impl ApiLog {
     ) {
         let (success, sqlstate, rows) = match outcome {
             Ok(out) => (true, None, i64::try_from(out.row_count).ok()),
-            Err(EngineError::Query { sqlstate, .. }) => (false, Some(sqlstate.clone()), None),
-            Err(EngineError::Timeout(_)) => (false, Some("57014".to_string()), None),
-            Err(_) => (false, Some("08006".to_string()), None),
+            Err(EngineError::Query { sqlstate, .. }) => (false, Some(sqlstate.as_str()), None),
+            Err(EngineError::Timeout(_)) => (false, Some("57014"), None),
+            Err(_) => (false, Some("08006"), None),
         };
-        self.records.push(QueryRecord {
-            project_id: self.project_id.clone(),
-            tenant: self.tenant.clone(),
-            workspace: self.workspace.clone(),
-            database: self.database.clone(),
-            source: "api",
-            username: self.username.clone(),
-            statement: bounded(statement).into(),
-            duration_us: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
-            success,
-            sqlstate,
-            rows,
-            started_at,
-        });
+        self.batch.push(
+            &self.origin,
+            &LoggedStatement {
+                text: bounded(statement),
+                duration_us: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
+                success,
+                sqlstate,
+                rows,
+                started_at,
+            },
+        );
     }
 
     /// Writes the records in the background.
     pub fn flush(self, state: &AppState) {
-        if self.records.is_empty() {
+        if self.batch.is_empty() {
             return;
         }
         let catalog = state.catalog.clone();
         tokio::spawn(async move {
-            if let Err(e) = catalog.append_query_log(&self.records).await {
-                tracing::warn!(error = %e, records = self.records.len(), "API query log records lost");
+            if let Err(e) = catalog.append_log_batch(&self.batch).await {
+                tracing::warn!(error = %e, records = self.batch.len(), "API query log records lost");
             }
         });
     }

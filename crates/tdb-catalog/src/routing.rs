@@ -49,24 +49,6 @@ pub struct WorkspaceRoute {
     pub server: Server,
 }
 
-/// One statement the proxy relayed. Shared text (`Arc<str>`), so a session's records cost no
-/// copies of its names on the hot path.
-#[derive(Debug, Clone)]
-pub struct QueryRecord {
-    pub project_id: Arc<str>,
-    pub tenant: Option<Arc<str>>,
-    pub workspace: Option<Arc<str>>,
-    pub database: Arc<str>,
-    pub source: &'static str,
-    pub username: Arc<str>,
-    pub statement: Arc<str>,
-    pub duration_us: i64,
-    pub success: bool,
-    pub sqlstate: Option<String>,
-    pub rows: Option<i64>,
-    pub started_at: DateTime<Utc>,
-}
-
 impl Catalog {
     /// The live credential named `username`: a minted one, or a project's proxy password when
     /// the user name is the project id.
@@ -192,31 +174,6 @@ impl Catalog {
         Ok(listener)
     }
 
-    /// Appends records with one binary `COPY` into `query_log_chunk` (see [`LogBatch`]).
-    pub async fn append_query_log(&self, records: &[QueryRecord]) -> Result<()> {
-        let mut batch = LogBatch::default();
-        for r in records {
-            let origin = Arc::new(QueryOrigin {
-                project_id: r.project_id.clone(),
-                tenant: r.tenant.clone(),
-                workspace: r.workspace.clone(),
-                database: r.database.clone(),
-                source: r.source,
-                username: r.username.clone(),
-            });
-            batch.push(
-                &origin,
-                &r.statement,
-                r.duration_us,
-                r.success,
-                r.sqlstate.as_deref(),
-                r.rows,
-                r.started_at,
-            );
-        }
-        self.append_log_batch(&batch).await
-    }
-
     /// Writes a batch with one binary `COPY`, one row per chunk, on a pooled connection whose
     /// commit does not wait for its WAL (see [`LogWriter`] for the proxy's steady stream).
     pub async fn append_log_batch(&self, batch: &LogBatch) -> Result<()> {
@@ -302,6 +259,20 @@ pub struct QueryOrigin {
     pub username: Arc<str>,
 }
 
+/// One statement as the log records it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoggedStatement<'a> {
+    /// The text (the first 2 KiB, as the caller cut it).
+    pub text: &'a str,
+    pub duration_us: i64,
+    pub success: bool,
+    /// The SQLSTATE of a failure.
+    pub sqlstate: Option<&'a str>,
+    /// Rows returned or affected, when the server said.
+    pub rows: Option<i64>,
+    pub started_at: DateTime<Utc>,
+}
+
 /// Records waiting to be written, already in the form the server reads: per origin, one chunk
 /// of parallel arrays whose elements are laid down as each record arrives, so adding a record
 /// costs a hash lookup and a few appends, and writing a batch costs one `COPY`. A busy tenant's
@@ -341,17 +312,7 @@ const TIMESTAMPTZ_OID: u32 = 1184;
 
 impl LogBatch {
     /// Adds one record. Statement text loses any NUL, which PostgreSQL text cannot hold.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        origin: &Arc<QueryOrigin>,
-        statement: &str,
-        duration_us: i64,
-        success: bool,
-        sqlstate: Option<&str>,
-        rows: Option<i64>,
-        started_at: DateTime<Utc>,
-    ) {
+    pub fn push(&mut self, origin: &Arc<QueryOrigin>, statement: &LoggedStatement<'_>) {
         let chunks = match self.chunks.get_mut(origin) {
             Some(chunks) => chunks,
             None => self.chunks.entry(origin.clone()).or_default(),
@@ -362,7 +323,7 @@ impl LogBatch {
         let Some(c) = chunks.last_mut() else {
             return;
         };
-        let at = started_at.timestamp_micros() - PG_EPOCH_OFFSET_US;
+        let at = statement.started_at.timestamp_micros() - PG_EPOCH_OFFSET_US;
         if c.records == 0 {
             (c.first, c.last) = (at, at);
         } else {
@@ -370,16 +331,16 @@ impl LogBatch {
             c.last = c.last.max(at);
         }
         c.records += 1;
-        if statement.contains('\0') {
-            text(&mut c.statements, Some(&statement.replace('\0', "")));
+        if statement.text.contains('\0') {
+            text(&mut c.statements, Some(&statement.text.replace('\0', "")));
         } else {
-            text(&mut c.statements, Some(statement));
+            text(&mut c.statements, Some(statement.text));
         }
-        int8(&mut c.durations, Some(duration_us));
+        int8(&mut c.durations, Some(statement.duration_us));
         c.successes.extend_from_slice(&1i32.to_be_bytes());
-        c.successes.push(u8::from(success));
-        text(&mut c.sqlstates, sqlstate);
-        int8(&mut c.rows, rows);
+        c.successes.push(u8::from(statement.success));
+        text(&mut c.sqlstates, statement.sqlstate);
+        int8(&mut c.rows, statement.rows);
         int8(&mut c.started, Some(at));
         self.records += 1;
     }

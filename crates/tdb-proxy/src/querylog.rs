@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tdb_catalog::Catalog;
-use tdb_catalog::routing::{LogBatch, LogWriter, QueryOrigin};
+use tdb_catalog::routing::{LogBatch, LogWriter, LoggedStatement, QueryOrigin};
 use tokio::sync::Notify;
 
 /// The longest statement text kept in the log, in bytes.
@@ -58,17 +57,7 @@ impl QueryLog {
     }
 
     /// Adds one statement's record.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record(
-        &self,
-        origin: &Arc<QueryOrigin>,
-        statement: &str,
-        duration_us: i64,
-        success: bool,
-        sqlstate: Option<&str>,
-        rows: Option<i64>,
-        started_at: DateTime<Utc>,
-    ) {
+    pub fn record(&self, origin: &Arc<QueryOrigin>, statement: &LoggedStatement<'_>) {
         if self.open.is_none() {
             return;
         }
@@ -79,15 +68,7 @@ impl QueryLog {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            batch.push(
-                origin,
-                statement,
-                duration_us,
-                success,
-                sqlstate,
-                rows,
-                started_at,
-            );
+            batch.push(origin, statement);
             batch.len() == 1
         };
         if first {

@@ -10,11 +10,51 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::postgres::PgConnectOptions;
 use tdb_catalog::Catalog;
 use tdb_catalog::logs::{LogFilter, LogTarget};
-use tdb_catalog::routing::QueryRecord;
+use tdb_catalog::routing::{LogBatch, LoggedStatement, QueryOrigin};
 use tdb_testkit::TestPostgres;
 
+/// One record as the test keeps it, to compute what the store must answer.
+struct Rec {
+    origin: Arc<QueryOrigin>,
+    statement: String,
+    duration_us: i64,
+    success: bool,
+    sqlstate: Option<String>,
+    rows: Option<i64>,
+    started_at: DateTime<Utc>,
+}
+
+/// Writes records as one batch of the proxy's writer would.
+async fn append(catalog: &Catalog, records: &[Rec]) {
+    let mut batch = LogBatch::default();
+    for r in records {
+        batch.push(
+            &r.origin,
+            &LoggedStatement {
+                text: &r.statement,
+                duration_us: r.duration_us,
+                success: r.success,
+                sqlstate: r.sqlstate.as_deref(),
+                rows: r.rows,
+                started_at: r.started_at,
+            },
+        );
+    }
+    catalog.append_log_batch(&batch).await.expect("append");
+}
+
+/// The statements a page of `limit` after `offset` must hold, as the store keeps their text
+/// (without NUL).
+fn window<'a>(newest_first: impl Iterator<Item = &'a Rec>, offset: i64, limit: i64) -> Vec<String> {
+    newest_first
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(|r| r.statement.replace('\0', ""))
+        .collect()
+}
+
 /// Which records a filter keeps, as the test computes it.
-type Keep = Box<dyn Fn(&QueryRecord) -> bool>;
+type Keep = Box<dyn Fn(&Rec) -> bool>;
 
 /// A small deterministic generator (no test depends on a seed it cannot show).
 struct Lcg(u64);
@@ -40,22 +80,24 @@ fn record(
     n: u64,
     at: DateTime<Utc>,
     rng: &mut Lcg,
-) -> QueryRecord {
+) -> Rec {
     let failed = rng.below(7) == 0;
-    QueryRecord {
-        project_id: Arc::from("p_logs"),
-        tenant: tenant.map(Arc::from),
-        workspace: workspace.map(Arc::from),
-        database: Arc::from(format!("app__{}", tenant.or(workspace).unwrap_or("-"))),
-        source,
-        username: Arc::from(if source == "api" { "key_1" } else { "u_app" }),
+    Rec {
+        origin: Arc::new(QueryOrigin {
+            project_id: Arc::from("p_logs"),
+            tenant: tenant.map(Arc::from),
+            workspace: workspace.map(Arc::from),
+            database: Arc::from(format!("app__{}", tenant.or(workspace).unwrap_or("-"))),
+            source,
+            username: Arc::from(if source == "api" { "key_1" } else { "u_app" }),
+        }),
         // Every statement is unique, so a page is compared by its statements; some carry a
         // word to search for, one a NUL the store drops.
-        statement: Arc::from(match n % 10 {
+        statement: match n % 10 {
             3 => format!("SELECT * FROM orders WHERE Needle_{n} = 1"),
             9 => format!("SELECT 'x\0y', {n}"),
             _ => format!("SELECT {n}"),
-        }),
+        },
         duration_us: rng.below(50_000) as i64,
         success: !failed,
         sqlstate: failed.then(|| "42P01".to_string()),
@@ -87,7 +129,7 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
     let base = DateTime::from_timestamp(Utc::now().timestamp() - 6 * 86_400, 0).expect("time");
     let mut clock = 0i64;
     let mut n = 0u64;
-    let mut all: Vec<QueryRecord> = Vec::new();
+    let mut all: Vec<Rec> = Vec::new();
     for _ in 0..60 {
         let mut batch = Vec::new();
         for _ in 0..rng.below(121) {
@@ -107,12 +149,12 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
             n += 1;
             batch.push(record(tenant, workspace, source, n, at, &mut rng));
         }
-        catalog.append_query_log(&batch).await.expect("append");
+        append(&catalog, &batch).await;
         all.extend(batch);
     }
-    let busy: Vec<&QueryRecord> = all
+    let busy: Vec<&Rec> = all
         .iter()
-        .filter(|r| r.tenant.as_deref() == Some("busy"))
+        .filter(|r| r.origin.tenant.as_deref() == Some("busy"))
         .collect();
     assert!(busy.len() > 2_000, "{} records", busy.len());
     let chunks: i64 = sqlx::query_scalar(
@@ -126,7 +168,6 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
         "one chunk per batch and target: {chunks}"
     );
 
-    let text = |r: &QueryRecord| r.statement.replace('\0', "");
     let since = base + Duration::microseconds(clock / 2);
     let filters: Vec<(&str, LogFilter, Keep)> = vec![
         ("none", LogFilter::default(), Box::new(|_| true)),
@@ -160,7 +201,7 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
                 source: Some("api".into()),
                 ..Default::default()
             },
-            Box::new(|r| r.source == "api"),
+            Box::new(|r| r.origin.source == "api"),
         ),
         (
             "since",
@@ -172,7 +213,7 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
         ),
     ];
     for (name, filter, keep) in &filters {
-        let mut expected: Vec<&QueryRecord> = busy.iter().copied().filter(|r| keep(r)).collect();
+        let mut expected: Vec<&Rec> = busy.iter().copied().filter(|r| keep(r)).collect();
         // Newest first; equal starts keep the order they were written in, newest first too.
         expected.reverse();
         expected.sort_by_key(|r| std::cmp::Reverse(r.started_at));
@@ -194,12 +235,7 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
                 .query_logs("p_logs", LogTarget::Tenant("busy"), &filter)
                 .await
                 .expect("page");
-            let want: Vec<String> = expected
-                .iter()
-                .skip(offset as usize)
-                .take(limit as usize)
-                .map(|r| text(r))
-                .collect();
+            let want = window(expected.iter().copied(), offset, limit);
             let got: Vec<String> = page.iter().map(|e| e.statement.clone()).collect();
             assert_eq!(got, want, "{name}, limit {limit}, offset {offset}");
             assert_eq!(
@@ -214,7 +250,10 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
                     "{name}: {}",
                     e.statement
                 );
-                assert_eq!((e.source.as_str(), &*e.username), (r.source, &*r.username));
+                assert_eq!(
+                    (e.source.as_str(), &*e.username),
+                    (r.origin.source, &*r.origin.username)
+                );
             }
         }
     }
@@ -238,14 +277,14 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
         )
         .await
         .expect("workspace page");
-    let workspace_n = all.iter().filter(|r| r.workspace.is_some()).count();
+    let workspace_n = all.iter().filter(|r| r.origin.workspace.is_some()).count();
     assert_eq!(page.len(), workspace_n);
 
     // A page whose records are spread over chunks that overlap in time: each of 16 chunks holds
     // one new statement and ten that started long before (so the first 16 chunks read give 176
     // records, most of them old), while 10 chunks that ended earlier hold statements newer
     // than those old ones. The page must come from both.
-    let mut skew: Vec<QueryRecord> = Vec::new();
+    let mut skew: Vec<Rec> = Vec::new();
     for i in 0..16i64 {
         let mut batch = vec![record(
             Some("skew"),
@@ -265,11 +304,11 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
                 &mut rng,
             ));
         }
-        catalog.append_query_log(&batch).await.expect("append");
+        append(&catalog, &batch).await;
         skew.extend(batch);
     }
     for i in 0..10i64 {
-        let batch: Vec<QueryRecord> = (0..5i64)
+        let batch: Vec<Rec> = (0..5i64)
             .map(|j| {
                 record(
                     Some("skew"),
@@ -281,7 +320,7 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
                 )
             })
             .collect();
-        catalog.append_query_log(&batch).await.expect("append");
+        append(&catalog, &batch).await;
         skew.extend(batch);
     }
     skew.sort_by_key(|r| std::cmp::Reverse(r.started_at));
@@ -298,12 +337,7 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
             )
             .await
             .expect("skewed page");
-        let want: Vec<String> = skew
-            .iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .map(&text)
-            .collect();
+        let want = window(skew.iter(), offset, limit);
         let got: Vec<String> = page.iter().map(|e| e.statement.clone()).collect();
         assert_eq!(
             got, want,
@@ -324,7 +358,7 @@ async fn pages_and_aggregates_equal_a_plain_sort_of_the_records() {
     );
     assert_eq!(
         stats.api,
-        busy.iter().filter(|r| r.source == "api").count() as i64
+        busy.iter().filter(|r| r.origin.source == "api").count() as i64
     );
     assert_eq!(
         stats.slow,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use chrono::{DateTime, Utc};
 use tdb_catalog::Catalog;
-use tdb_catalog::routing::QueryOrigin;
+use tdb_catalog::routing::{LoggedStatement, QueryOrigin};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -45,17 +45,13 @@ const UNANALYSED: RelayEnd = RelayEnd::ProtocolError("the statement could not be
 
 /// Who the session is, for the query log and for what the relay must do.
 pub struct SessionContext {
-    pub project_id: Arc<str>,
-    pub tenant: Option<Arc<str>>,
-    pub workspace: Option<Arc<str>>,
-    pub database: Arc<str>,
-    pub username: Arc<str>,
+    /// Project, tenant or workspace, database and user: the origin of the session's records in
+    /// the query log.
+    pub origin: Arc<QueryOrigin>,
     /// Workspace in tenant mode: DDL that commits is queued on this blueprint.
     pub capture_ddl_into: Option<String>,
     pub gate: Option<Arc<Gate>>,
     pub log: QueryLog,
-    /// The session's records' origin in the query log.
-    pub log_origin: Arc<QueryOrigin>,
     pub catalog: Catalog,
     /// Cancelled when the tenant is suspended or deleted.
     pub kill: CancellationToken,
@@ -72,7 +68,7 @@ pub struct SessionContext {
 
 impl SessionContext {
     fn is_workspace(&self) -> bool {
-        self.workspace.is_some()
+        self.origin.workspace.is_some()
     }
 }
 
@@ -569,7 +565,7 @@ where
                 lock(shared).unsynced = true;
             }
             let mut replacement = if ctx.pinned_identity && matches!(tag, b'Q' | b'P') {
-                let schema = ctx.database.clone();
+                let schema = ctx.origin.database.clone();
                 let Some(refusal) =
                     analyse(body, move |body| refuse_pinned(tag, body, &schema)).await
                 else {
@@ -795,7 +791,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut capture = ctx.capture_ddl_into.as_ref().map(|_| DdlCapture::default());
-    let tenant = ctx.tenant.is_some();
+    let tenant = ctx.origin.tenant.is_some();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut skip = 0usize;
     loop {
@@ -1038,13 +1034,15 @@ fn log(ctx: &SessionContext, p: Pending) {
         return;
     }
     ctx.log.record(
-        &ctx.log_origin,
-        &p.text,
-        i64::try_from(p.started.elapsed().as_micros()).unwrap_or(i64::MAX),
-        p.error.is_none(),
-        p.error.as_deref(),
-        p.rows,
-        p.started_at,
+        &ctx.origin,
+        &LoggedStatement {
+            text: &p.text,
+            duration_us: i64::try_from(p.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            success: p.error.is_none(),
+            sqlstate: p.error.as_deref(),
+            rows: p.rows,
+            started_at: p.started_at,
+        },
     );
 }
 

@@ -431,7 +431,7 @@ where
         proxy.pool.release(target, backend).await;
         return;
     }
-    let log_origin = Arc::new(QueryOrigin {
+    let origin = Arc::new(QueryOrigin {
         project_id: Arc::from(route.project_id.as_str()),
         tenant: match &route.name {
             crate::route::RoutingName::Tenant { tenant, .. } => Some(Arc::from(tenant.as_str())),
@@ -446,12 +446,7 @@ where
         username: Arc::from(auth.user.as_str()),
     });
     let ctx = SessionContext {
-        project_id: log_origin.project_id.clone(),
-        tenant: log_origin.tenant.clone(),
-        workspace: log_origin.workspace.clone(),
-        database: log_origin.database.clone(),
-        username: log_origin.username.clone(),
-        log_origin,
+        origin,
         capture_ddl_into: route.blueprint_id.clone(),
         gate,
         log: proxy.log.clone(),
