@@ -294,6 +294,9 @@ async fn psql_pgbench_and_sqlx_work_through_the_proxy() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = admin.close().await;
+    // The server shows the reset as done a moment before the proxy has read its answer and put
+    // the connection back in the pool.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut again = PgConnection::connect(&verify).await.expect("reconnect");
     let (pid2, app): (i32, String) =
         sqlx::query_as("SELECT pg_backend_pid(), current_setting('application_name')")
