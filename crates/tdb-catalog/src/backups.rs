@@ -282,14 +282,29 @@ impl Catalog {
             .ok_or(CatalogError::NotFound)
     }
 
-    /// The tenant's most recent rollback, if any.
-    pub async fn last_rollback(&self, tenant_id: &str) -> Result<Option<Rollback>> {
-        Ok(sqlx::query_as(
+    /// The tenant's status and its most recent rollback, if any, read from one snapshot: a
+    /// rollback that ends between two separate reads would show `restoring` beside `completed`.
+    pub async fn status_and_last_rollback(
+        &self,
+        tenant_id: &str,
+    ) -> Result<(String, Option<Rollback>)> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let status: String = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(CatalogError::NotFound)?;
+        let rollback = sqlx::query_as(
             "SELECT * FROM rollbacks WHERE tenant_id = $1 ORDER BY created_at DESC, id LIMIT 1",
         )
         .bind(tenant_id)
-        .fetch_optional(self.pool())
-        .await?)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((status, rollback))
     }
 
     /// Records how far a rollback got (and, from `safety` on, its safety backup).

@@ -252,13 +252,14 @@ async fn get_tenant(
                    "connection_string": conn["connection_string"], "connection": conn, "version": db.version})
         })
         .collect();
-    let last_rollback = state.catalog.last_rollback(&t.id).await?.map(|r| {
+    let (status, last_rollback) = state.catalog.status_and_last_rollback(&t.id).await?;
+    let last_rollback = last_rollback.map(|r| {
         json!({"rollback_id": r.id, "storage_path": r.storage_path, "step": r.step,
                    "bytes_done": r.bytes_done, "bytes_total": r.bytes_total, "error": r.error,
                    "created_at": r.created_at, "finished_at": r.finished_at})
     });
     Ok(Reply::ok(
-        json!({"tenant_id": t.name, "status": t.status, "databases": databases,
+        json!({"tenant_id": t.name, "status": status, "databases": databases,
                         "created_at": t.created_at, "deleted_at": t.deleted_at,
                         "last_rollback": last_rollback}),
     ))
