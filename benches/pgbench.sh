@@ -8,15 +8,20 @@
 #   pgbouncer  PgBouncer (session pooling) in front of the same physical database, as the superuser
 #   proxy_nolog  the same connection through a second `tdb serve` on the same catalog with its
 #              query log off (TDB_PG_QUERY_LOG=false): what logging every statement costs
+#   proxy_log  the same through a third `tdb serve` started as the second is, but with the log on:
+#              beside proxy_nolog, the log is the only difference between the two (`proxy` is
+#              also the serve that made the tenant and answers the API)
 # Workloads: -S -M simple, -S -M prepared, TPC-B -M simple; each at every CLIENTS count.
 # Prints a Markdown table of mean tps and latency per target with the proxy's ratios, and writes
 # it to RESULTS.
 #
 # Usage: benches/pgbench.sh
 #   env: SCALE=10 DURATION=15 ROUNDS=2 CLIENTS="1 8" TARGETS="direct proxy pgbouncer"
-#        (add proxy_nolog to measure the query log's cost)
+#        (add proxy_nolog, and proxy_log, to measure the query log's cost)
+#        PROXY_LOG=true (proxy_log's query log setting; false gives an A/A run of the two)
 #        PROXY_SSLMODE=disable WARMUP=3 SHARED_BUFFERS=256MB RESULTS=/tmp/tdb-pgbench-<time>.md
 #        ONLY=text (only the workloads whose name holds it: "select-only", "prepared", "tpcb")
+#        RESET=1 (before every run, what pgbench does without -n, then a checkpoint; 0 to skip)
 #        TDB_BIN=path (use this binary instead of building target/release/tdb)
 # e.g.   TARGETS="direct pgbouncer" DURATION=5 ROUNDS=1 benches/pgbench.sh
 set -euo pipefail
@@ -31,6 +36,8 @@ WARMUP=${WARMUP:-3}
 SHARED_BUFFERS=${SHARED_BUFFERS:-256MB}
 RESULTS=${RESULTS:-/tmp/tdb-pgbench-$(date +%Y%m%d-%H%M%S).md}
 ONLY=${ONLY:-}
+RESET=${RESET:-1}
+PROXY_LOG=${PROXY_LOG:-true}
 # name|pgbench options
 WORKLOADS=("select-only simple|-S -M simple" "select-only prepared|-S -M prepared" "tpcb simple|-M simple")
 if [ -n "$ONLY" ]; then
@@ -42,7 +49,7 @@ fi
 
 die() { echo "pgbench.sh: $*" >&2; exit 1; }
 for t in $TARGETS; do
-    case $t in direct | proxy | proxy_nolog | pgbouncer) ;; *) die "unknown target '$t' in TARGETS (direct, proxy, proxy_nolog, pgbouncer)" ;; esac
+    case $t in direct | proxy | proxy_nolog | proxy_log | pgbouncer) ;; *) die "unknown target '$t' in TARGETS (direct, proxy, proxy_nolog, proxy_log, pgbouncer)" ;; esac
 done
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 [ -n "$TARGETS" ] || die "TARGETS is empty"
@@ -61,7 +68,10 @@ serve_log_tail() { echo "--- tdb serve log (tail)"; tail -20 "$ROOT/serve.log" |
 
 # --- PostgreSQL and tdb --------------------------------------------------------------------------
 step "starting PostgreSQL and tdb serve"
-start_postgres -c max_connections=300 -c shared_buffers="$SHARED_BUFFERS"
+# WAL room for a run after its checkpoint: runs start from the same state and none is cut by a
+# checkpoint of its own (see reset_run).
+start_postgres -c max_connections=300 -c shared_buffers="$SHARED_BUFFERS" -c max_wal_size=8GB \
+    -c checkpoint_timeout=1h
 PROXY_LISTEN=127.0.0.1:$(free_port)
 start_tdb --pg-listen "$PROXY_LISTEN" --mysql-listen "127.0.0.1:$(free_port)" \
     --redis-listen "127.0.0.1:$(free_port)"
@@ -93,8 +103,9 @@ api POST /workspaces/pgbench/queries "$(jq -n --arg q "$DDL" '{query: $q}')" >/d
 DEP=$(api POST /deployments '{"blueprint_name":"pgbench"}' | jq -r .id)
 D=$(wait_deployment "$DEP")
 [ "$(jq -r .status <<<"$D")" = completed ] || die "deployment $DEP did not complete: $D"
-# Room for two proxies' pools (proxy and proxy_nolog) under the tenant role's connection limit.
-api PATCH /workspaces/pgbench/settings '{"max_connections":40}' >/dev/null
+# Room for three proxies' pools (proxy, proxy_nolog, proxy_log) under the tenant role's
+# connection limit.
+api PATCH /workspaces/pgbench/settings '{"max_connections":60}' >/dev/null
 TENANT=$(api POST /tenants '{"tenant_id":"bench","databases":[{"blueprint":"pgbench"}]}')
 CONN=$(jq -c '.databases[0].connection' <<<"$TENANT")
 P_HOST=$(jq -r .host <<<"$CONN"); P_PORT=$(jq -r .port <<<"$CONN"); P_DB=$(jq -r .database <<<"$CONN")
@@ -112,20 +123,30 @@ DIRECT_URL="postgresql://bench:$PW@127.0.0.1:$PG_PORT/$PHYS"
     || { cat "$ROOT/init.log" >&2; die "pgbench -i failed on $PHYS"; }
 "$PSQL" -XAtq "$DIRECT_URL" -c "VACUUM ANALYZE" >/dev/null
 
-# --- a second tdb serve without the query log --------------------------------------------------
+# --- more tdb serves on the same catalog: with the query log off, and with it on -------------------
+# start_serve NAME LOG: a `tdb serve` with TDB_PG_QUERY_LOG=LOG; sets NAME_LISTEN and NAME_PID.
+start_serve() {
+    local name=$1 log=$2 listen api pid
+    listen=127.0.0.1:$(free_port)
+    api=127.0.0.1:$(free_port)
+    in_own_session env TDB_PG_QUERY_LOG="$log" "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
+        --api-listen "$api" --pg-listen "$listen" \
+        --mysql-listen "127.0.0.1:$(free_port)" --redis-listen "127.0.0.1:$(free_port)" \
+        >"$ROOT/serve-$name.log" 2>&1 &
+    pid=$!
+    bench_on_exit "kill $pid; wait $pid"
+    for _ in $(seq 1 300); do curl -sf "http://$api/health" >/dev/null && break; sleep 0.1; done
+    curl -sf "http://$api/health" >/dev/null || { tail -20 "$ROOT/serve-$name.log" >&2; die "tdb serve ($name) did not start"; }
+    printf -v "${name}_LISTEN" %s "$listen"
+    printf -v "${name}_PID" %s "$pid"
+}
 if has_target proxy_nolog; then
     step "starting a second tdb serve with the query log off"
-    NOLOG_LISTEN=127.0.0.1:$(free_port)
-    NOLOG_API=http://127.0.0.1:$(free_port)
-    in_own_session env TDB_PG_QUERY_LOG=false "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
-        --api-listen "${NOLOG_API#http://}" --pg-listen "$NOLOG_LISTEN" \
-        --mysql-listen "127.0.0.1:$(free_port)" --redis-listen "127.0.0.1:$(free_port)" \
-        >"$ROOT/serve-nolog.log" 2>&1 &
-    NOLOG_PID=$!
-    # shellcheck disable=SC2016 # expanded on exit
-    bench_on_exit 'kill "$NOLOG_PID"; wait "$NOLOG_PID"'
-    for _ in $(seq 1 300); do curl -sf "$NOLOG_API/health" >/dev/null && break; sleep 0.1; done
-    curl -sf "$NOLOG_API/health" >/dev/null || { tail -20 "$ROOT/serve-nolog.log" >&2; die "the second tdb serve did not start"; }
+    start_serve NOLOG false
+fi
+if has_target proxy_log; then
+    step "starting a third tdb serve with the query log set to $PROXY_LOG"
+    start_serve LOG "$PROXY_LOG"
 fi
 
 # --- PgBouncer -----------------------------------------------------------------------------------
@@ -172,6 +193,7 @@ target_env() {
         direct) export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGDATABASE=$PHYS PGUSER=bench PGPASSWORD=$PW PGSSLMODE=disable ;;
         proxy) export PGHOST=$P_HOST PGPORT=$P_PORT PGDATABASE=$P_DB PGUSER=$P_USER PGPASSWORD=$P_PASS PGSSLMODE=$PROXY_SSLMODE ;;
         proxy_nolog) export PGHOST=${NOLOG_LISTEN%:*} PGPORT=${NOLOG_LISTEN##*:} PGDATABASE=$P_DB PGUSER=$P_USER PGPASSWORD=$P_PASS PGSSLMODE=$PROXY_SSLMODE ;;
+        proxy_log) export PGHOST=${LOG_LISTEN%:*} PGPORT=${LOG_LISTEN##*:} PGDATABASE=$P_DB PGUSER=$P_USER PGPASSWORD=$P_PASS PGSSLMODE=$PROXY_SSLMODE ;;
         pgbouncer) export PGHOST=127.0.0.1 PGPORT=$BOUNCER_PORT PGDATABASE=$PHYS PGUSER=bench PGPASSWORD='' PGSSLMODE=disable ;;
     esac
 }
@@ -180,6 +202,7 @@ describe() {
         direct) echo "PostgreSQL at 127.0.0.1:$PG_PORT, database $PHYS, user bench" ;;
         proxy) echo "tdb proxy at $P_HOST:$P_PORT, database $P_DB, user $P_USER, sslmode=$PROXY_SSLMODE" ;;
         proxy_nolog) echo "tdb proxy with the query log off at $NOLOG_LISTEN, database $P_DB, user $P_USER" ;;
+        proxy_log) echo "tdb proxy with the query log set to $PROXY_LOG at $LOG_LISTEN, database $P_DB, user $P_USER" ;;
         pgbouncer) echo "PgBouncer at 127.0.0.1:$BOUNCER_PORT, database $PHYS, user bench" ;;
     esac
 }
@@ -190,6 +213,7 @@ hop_pid() {
     case $1 in
         proxy) echo "$TDB_PID" ;;
         proxy_nolog) echo "$NOLOG_PID" ;;
+        proxy_log) echo "$LOG_PID" ;;
         pgbouncer) cat "$ROOT/bouncer/pgbouncer.pid" ;;
         *) echo "" ;;
     esac
@@ -201,6 +225,16 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 TICKS=$(getconf CLK_TCK)
 
+# reset_run: puts the tables back as pgbench does before a run unless told -n (vacuums the
+# branches and tellers, empties the history), then checkpoints. Every run starts from the same
+# state: no run inherits the dead rows of the one before, and no run pays a checkpoint's
+# full-page writes that the next one does not.
+reset_run() {
+    [ "$RESET" = 1 ] || return 0
+    "$PSQL" -XAtq "$DIRECT_URL" -c "VACUUM pgbench_branches, pgbench_tellers" \
+        -c "TRUNCATE pgbench_history" -c "CHECKPOINT" >/dev/null
+}
+
 # run_pgbench TARGET CLIENTS SECONDS OPTIONS...: prints "tps latency_ms hop_us machine_us",
 # hop_us being the CPU the hop's process spent per transaction in microseconds ("-" for direct)
 # and machine_us the whole machine's; on failure prints pgbench's output and exits.
@@ -208,6 +242,7 @@ run_pgbench() {
     local target=$1 clients=$2 secs=$3; shift 3
     local jobs=$((clients < 2 ? clients : 2)) rc=0 pid before="" machine_before
     pid=$(hop_pid "$target")
+    reset_run
     if [ -n "$pid" ]; then before=$(cpu_ticks "$pid"); fi
     machine_before=$(machine_ticks)
     (target_env "$target"; exec "$PGBENCH" -n -T "$secs" -c "$clients" -j "$jobs" "$@") \
@@ -232,7 +267,7 @@ run_pgbench() {
             echo "--- stderr"; cat "$ROOT/run.err"
             echo "--- stdout"; tail -20 "$ROOT/run.out"
         } >&2
-        if [ "$target" = proxy ] || [ "$target" = proxy_nolog ]; then serve_log_tail >&2; fi
+        if [[ $target == proxy* ]]; then serve_log_tail >&2; fi
         exit 1
     fi
     echo "$tps $lat $hop $machine"
@@ -282,6 +317,9 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # --- the report ----------------------------------------------------------------------------------
+# The query log's cost compares LOG_ON with proxy_nolog: proxy_log when it ran (the two serves
+# then differ in the log alone), otherwise proxy.
+if has_target proxy_log; then LOG_ON=proxy_log; else LOG_ON=proxy; fi
 # Goals: proxy/direct >= 0.75 for select-only at 8 clients, >= 0.95 for TPC-B; proxy/pgbouncer
 # >= 1.0 everywhere; the proxy with its query log at least 0.95 of the proxy without.
 # report tps|cpu: a summary of the runs in RAW, means over the rounds.
@@ -291,7 +329,7 @@ done
 #        for each target. CPU is steadier than tps on a noisy machine, and it is what a hop takes
 #        from the cores it shares.
 report() {
-    awk -F'|' -v kind="$1" '
+    awk -F'|' -v kind="$1" -v on="$LOG_ON" '
         { k = $1 "|" $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
           tps[k, $3] += $5; lat[k, $3] += $6; cnt[k, $3]++
           if ($7 != "-" && $7 != "") { hop[k, $3] += $7; hops[k, $3]++ }
@@ -303,70 +341,70 @@ report() {
         function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "" : a / b }
         BEGIN {
             if (kind == "cpu") {
-                print "| workload | clients | proxy us/tx | proxy, log off us/tx | pgbouncer us/tx | proxy/pgbouncer CPU | machine us/tx: direct | proxy | proxy, log off | pgbouncer |"
-                print "|---|---|---|---|---|---|---|---|---|---|"
+                print "| workload | clients | proxy us/tx | proxy, log off us/tx | proxy_log us/tx | pgbouncer us/tx | proxy/pgbouncer CPU | machine us/tx: direct | proxy | proxy, log off | proxy_log | pgbouncer |"
+                print "|---|---|---|---|---|---|---|---|---|---|---|---|"
             } else {
-                print "| workload | clients | direct tps | proxy tps | pgbouncer tps | proxy, log off tps | direct ms | proxy ms | pgbouncer ms | proxy/direct | proxy/pgbouncer | log on/off | goals met |"
-                print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+                print "| workload | clients | direct tps | proxy tps | pgbouncer tps | proxy, log off tps | proxy_log tps | direct ms | proxy ms | pgbouncer ms | proxy/direct | proxy/pgbouncer | log on/off (" on ") | goals met |"
+                print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
             }
         }
         END {
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, p, "|")
                 if (kind == "cpu") {
-                    x = mh(k, "proxy"); q = mh(k, "proxy_nolog"); b = mh(k, "pgbouncer")
-                    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
-                        f(x, "%.1f"), f(q, "%.1f"), f(b, "%.1f"), f(ratio(x, b), "%.2f"),
+                    x = mh(k, "proxy"); q = mh(k, "proxy_nolog"); l = mh(k, "proxy_log"); b = mh(k, "pgbouncer")
+                    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
+                        f(x, "%.1f"), f(q, "%.1f"), f(l, "%.1f"), f(b, "%.1f"), f(ratio(x, b), "%.2f"),
                         f(mm(k, "direct"), "%.1f"), f(mm(k, "proxy"), "%.1f"),
-                        f(mm(k, "proxy_nolog"), "%.1f"), f(mm(k, "pgbouncer"), "%.1f")
+                        f(mm(k, "proxy_nolog"), "%.1f"), f(mm(k, "proxy_log"), "%.1f"), f(mm(k, "pgbouncer"), "%.1f")
                     continue
                 }
                 d = m(tps, k, "direct"); x = m(tps, k, "proxy"); b = m(tps, k, "pgbouncer")
-                q = m(tps, k, "proxy_nolog")
-                rd = ratio(x, d); rb = ratio(x, b); rq = ratio(x, q)
+                q = m(tps, k, "proxy_nolog"); l = m(tps, k, "proxy_log")
+                rd = ratio(x, d); rb = ratio(x, b); rq = ratio(m(tps, k, on), q)
                 goal = ""
                 if (p[1] ~ /^select-only/ && p[2] == 8) goal = 0.75
                 if (p[1] ~ /^tpcb/) goal = 0.95
                 met = "-"
-                if (rd != "" || rb != "") {
+                if (rd != "" || rb != "" || rq != "") {
                     ok = 1
                     if (rd != "" && goal != "" && rd < goal) ok = 0
                     if (rb != "" && rb < 1.0) ok = 0
                     if (rq != "" && rq < 0.95) ok = 0
                     met = ok ? "yes" : "no"
                 }
-                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
-                    f(d, "%.0f"), f(x, "%.0f"), f(b, "%.0f"), f(q, "%.0f"),
+                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2],
+                    f(d, "%.0f"), f(x, "%.0f"), f(b, "%.0f"), f(q, "%.0f"), f(l, "%.0f"),
                     f(m(lat, k, "direct"), "%.3f"), f(m(lat, k, "proxy"), "%.3f"), f(m(lat, k, "pgbouncer"), "%.3f"),
                     f(rd, "%.2f"), f(rb, "%.2f"), f(rq, "%.2f"), met
             }
         }' "$RAW"
 }
-# log_report: with proxy and proxy_nolog both measured, the query log's cost round by round.
+# log_report: with LOG_ON and proxy_nolog both measured, the query log's cost round by round.
 # Each round runs the two back to back, so a round's ratio of their tps is paired against the
 # machine's drift; the table gives the median of those ratios, their range, and the ratio of the
 # means.
 log_report() {
-    has_target proxy && has_target proxy_nolog || return 0
-    awk -F'|' '
-        $3 == "proxy" || $3 == "proxy_nolog" {
+    has_target "$LOG_ON" && has_target proxy_nolog || return 0
+    awk -F'|' -v on="$LOG_ON" '
+        $3 == on || $3 == "proxy_nolog" {
             k = $1 "|" $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
             t[k, $4, $3] = $5; sum[k, $3] += $5; rounds[k, $4] = 1 }
         END {
-            print "| workload | clients | log on/off, median of rounds | lowest | highest | of the means |"
+            print "| workload | clients | log on/off (" on "/proxy_nolog), median of rounds | lowest | highest | of the means |"
             print "|---|---|---|---|---|---|"
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, p, "|"); c = 0
                 for (kr in rounds) {
                     split(kr, q, SUBSEP)
-                    if (q[1] != k || !((k, q[2], "proxy") in t) || !((k, q[2], "proxy_nolog") in t)) continue
-                    if (t[k, q[2], "proxy_nolog"] > 0) r[++c] = t[k, q[2], "proxy"] / t[k, q[2], "proxy_nolog"]
+                    if (q[1] != k || !((k, q[2], on) in t) || !((k, q[2], "proxy_nolog") in t)) continue
+                    if (t[k, q[2], "proxy_nolog"] > 0) r[++c] = t[k, q[2], on] / t[k, q[2], "proxy_nolog"]
                 }
                 if (c == 0) continue
                 for (a = 2; a <= c; a++) { v = r[a]; b = a - 1; while (b > 0 && r[b] > v) { r[b + 1] = r[b]; b-- } r[b + 1] = v }
                 med = (c % 2) ? r[(c + 1) / 2] : (r[c / 2] + r[c / 2 + 1]) / 2
                 printf "| %s | %s | %.3f | %.3f | %.3f | %.3f |\n", p[1], p[2], med, r[1], r[c],
-                    sum[k, "proxy_nolog"] ? sum[k, "proxy"] / sum[k, "proxy_nolog"] : 0
+                    sum[k, "proxy_nolog"] ? sum[k, on] / sum[k, "proxy_nolog"] : 0
             }
         }' "$RAW"
 }
@@ -383,7 +421,7 @@ fi
     echo
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), tdb $REV, PostgreSQL $PGV, ${BV:-PgBouncer ?}, $(nproc) cores," \
         "scale $SCALE, ${DURATION}s per run, $ROUNDS round(s), clients: $CLIENTS, targets: $TARGETS," \
-        "proxy sslmode=$PROXY_SSLMODE, shared_buffers $SHARED_BUFFERS."
+        "proxy sslmode=$PROXY_SSLMODE, shared_buffers $SHARED_BUFFERS, reset before each run: $RESET."
     echo "Means over the rounds; ms is pgbench's latency average; ratios are of tps."
     echo
     report tps
@@ -391,7 +429,7 @@ fi
     echo "CPU of the hop's process per transaction (microseconds; select-only is one round trip, TPC-B seven):"
     echo
     report cpu
-    if has_target proxy && has_target proxy_nolog; then
+    if has_target "$LOG_ON" && has_target proxy_nolog; then
         echo
         echo "The query log's cost, round by round (each round runs both proxies back to back):"
         echo
