@@ -58,38 +58,14 @@ pub struct LogEntry {
     pub started_at: DateTime<Utc>,
 }
 
-/// A chunk with one of its matching records, or with none (`id` and the record's fields NULL).
+/// A chunk with the key of one of its matching records, or with none (`id` and `started_at`
+/// NULL).
 #[derive(FromRow)]
-struct ChunkRecord {
+struct ChunkKey {
     chunk: i64,
     chunk_last_at: DateTime<Utc>,
     id: Option<i64>,
-    database: String,
-    source: String,
-    username: String,
-    statement: Option<String>,
-    duration_us: Option<i64>,
-    success: Option<bool>,
-    sqlstate: Option<String>,
-    rows: Option<i64>,
     started_at: Option<DateTime<Utc>>,
-}
-
-impl ChunkRecord {
-    fn entry(self) -> Option<LogEntry> {
-        Some(LogEntry {
-            id: self.id?,
-            database: self.database,
-            source: self.source,
-            username: self.username,
-            statement: self.statement?,
-            duration_us: self.duration_us?,
-            success: self.success?,
-            sqlstate: self.sqlstate,
-            rows: self.rows,
-            started_at: self.started_at?,
-        })
-    }
 }
 
 #[derive(Debug, Clone, Default, FromRow)]
@@ -142,14 +118,20 @@ fn like_escape(text: &str) -> String {
 /// many, up to [`CHUNK_PAGE_MAX`].
 const CHUNK_PAGE: i64 = 16;
 const CHUNK_PAGE_MAX: i64 = 1024;
+/// A chunk `c`'s records as rows `r`, with their place in the chunk (`ord`, from 1).
+const RECORDS: &str = "unnest(c.statements, c.durations_us, c.successes, c.sqlstates, \
+                       c.row_counts, c.started) WITH ORDINALITY \
+                       AS r(statement, duration_us, success, sqlstate, rows, started_at, ord)";
 
 impl Catalog {
     /// A page of records, newest first; the second value says whether more match.
     ///
     /// Records are stored in chunks (see `query_log_chunk`), which the target's index gives
-    /// newest last record first. Chunks are read a few at a time and their matching records
-    /// collected until the page is full and no chunk left can hold a record as new as the
-    /// page's oldest: every record of a chunk started at or before its `last_at`.
+    /// newest last record first. Chunks are read a few at a time and the keys (start, id) of
+    /// their matching records collected until `offset + limit` are found and no chunk left can
+    /// hold a record as new as the oldest of them: every record of a chunk started at or
+    /// before its `last_at`. Only the page's records are then read whole, so a deep offset
+    /// costs the API a key per record skipped, not the records.
     pub async fn query_logs(
         &self,
         project_id: &str,
@@ -159,12 +141,11 @@ impl Catalog {
         let limit = usize::try_from(filter.limit).unwrap_or(0);
         let offset = usize::try_from(filter.offset).unwrap_or(0);
         let wanted = offset.saturating_add(limit).saturating_add(1);
-        // The next `$6` chunks of the target, newest first, each with its matching records, or
-        // with one row of NULLs when none match (so the reader still sees where it got to).
+        // The next `$6` chunks of the target, newest first, each with its matching records'
+        // keys, or with one row of NULLs when none match (so the reader sees where it got to).
         let sql = format!(
             "SELECT c.id AS chunk, c.last_at AS chunk_last_at, (c.id << 16) | r.ord AS id,
-                    c.database, c.source, c.username, r.statement, r.duration_us, r.success,
-                    r.sqlstate, r.rows, r.started_at
+                    r.started_at
                FROM (SELECT * FROM query_log_chunk
                       WHERE {}
                         AND ($3::timestamptz IS NULL OR last_at >= $3)
@@ -173,10 +154,7 @@ impl Catalog {
                       ORDER BY last_at DESC, id DESC
                       LIMIT $6) c
                LEFT JOIN LATERAL (
-                    SELECT * FROM unnest(c.statements, c.durations_us, c.successes, c.sqlstates,
-                                         c.row_counts, c.started)
-                           WITH ORDINALITY AS r(statement, duration_us, success, sqlstate, rows,
-                                                started_at, ord)
+                    SELECT * FROM {RECORDS}
                      WHERE ($7::bool IS FALSE OR NOT r.success)
                        AND ($8::int8 IS NULL OR r.duration_us >= $8)
                        AND ($9::text IS NULL OR r.statement ILIKE $9)
@@ -188,13 +166,14 @@ impl Catalog {
             .search
             .as_deref()
             .map(|s| format!("%{}%", like_escape(s)));
-        let newest_first =
-            |a: &LogEntry, b: &LogEntry| (b.started_at, b.id).cmp(&(a.started_at, a.id));
-        let mut found: Vec<LogEntry> = Vec::new();
+        // (start, id, its chunk's last_at), newest first.
+        type Key = (DateTime<Utc>, i64, DateTime<Utc>);
+        let newest_first = |a: &Key, b: &Key| b.cmp(a);
+        let mut found: Vec<Key> = Vec::new();
         let mut after: Option<(DateTime<Utc>, i64)> = None;
         let mut page = CHUNK_PAGE;
         loop {
-            let rows: Vec<ChunkRecord> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            let rows: Vec<ChunkKey> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(project_id)
                 .bind(target.name())
                 .bind(filter.since)
@@ -216,12 +195,15 @@ impl Catalog {
                 .map(|r| r.chunk)
                 .collect::<std::collections::HashSet<_>>()
                 .len();
-            found.extend(rows.into_iter().filter_map(ChunkRecord::entry));
+            found.extend(
+                rows.iter()
+                    .filter_map(|r| Some((r.started_at?, r.id?, r.chunk_last_at))),
+            );
             if found.len() >= wanted {
                 found.sort_unstable_by(newest_first);
                 found.truncate(wanted);
                 // The chunks left hold only records that started at or before `last.0`.
-                if last.0 < found[wanted - 1].started_at {
+                if last.0 < found[wanted - 1].0 {
                     break;
                 }
             }
@@ -233,8 +215,37 @@ impl Catalog {
         }
         found.sort_unstable_by(newest_first);
         let more = found.len() > offset.saturating_add(limit);
-        let page: Vec<LogEntry> = found.into_iter().skip(offset).take(limit).collect();
-        Ok((page, more))
+        let keys: Vec<Key> = found.into_iter().skip(offset).take(limit).collect();
+        let (Some(newest), Some(oldest)) = (
+            keys.iter().map(|k| k.2).max(),
+            keys.iter().map(|k| k.2).min(),
+        ) else {
+            return Ok((Vec::new(), more));
+        };
+        let ids: Vec<i64> = keys.iter().map(|k| k.1).collect();
+        let chunks: Vec<i64> = ids.iter().map(|id| id >> 16).collect();
+        // The page's chunks through the target's index, between their `last_at`s.
+        let sql = format!(
+            "SELECT (c.id << 16) | r.ord AS id, c.database, c.source, c.username, r.statement,
+                    r.duration_us, r.success, r.sqlstate, r.rows, r.started_at
+               FROM (SELECT * FROM query_log_chunk
+                      WHERE {} AND last_at BETWEEN $3 AND $4 AND id = ANY($5)) c
+              CROSS JOIN LATERAL {RECORDS}
+              WHERE (c.id << 16) | r.ord = ANY($6)",
+            target.clause()
+        );
+        let mut entries: Vec<LogEntry> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(target.name())
+            .bind(oldest)
+            .bind(newest)
+            .bind(&chunks)
+            .bind(&ids)
+            .fetch_all(self.pool())
+            .await?;
+        // A chunk that retention deleted between the two reads leaves its records out.
+        entries.sort_unstable_by_key(|e| std::cmp::Reverse((e.started_at, e.id)));
+        Ok((entries, more))
     }
 
     /// Counts by outcome and source, the mean duration, and statements at least `slow_us` long.
