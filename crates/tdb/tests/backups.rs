@@ -612,11 +612,12 @@ async fn the_schedule_retention_and_quota_hold() {
 async fn kill_9_during_a_rollback_leaves_the_tenant_readable() {
     let mut s = start().await;
     let t = tenant_with_schema(&s, "crash@example.com", "acme").await;
-    // Enough data that the restore takes a while.
+    // Enough data that the restore takes a while: with 900,000 rows a CI machine once finished
+    // the resumed restore (about 10 s) before the test saw it move.
     run_sql(
         &t.url,
         "INSERT INTO notes (body) SELECT md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
-           FROM generate_series(1, 900000) g",
+           FROM generate_series(1, 1800000) g",
     )
     .await;
     let at_backup = snapshot(&t.url).await;
