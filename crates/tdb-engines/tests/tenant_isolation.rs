@@ -83,6 +83,7 @@ async fn tenant_roles_are_confined_to_their_rows() {
         master_key: MasterKey::generate(),
         label: "isolation".into(),
         settings: vec![],
+        listen: tdb_engines::managed::postgres::Listen::PrivateSocket,
     })
     .await
     .expect("server");

@@ -12,7 +12,7 @@ use sqlx::postgres::PgConnectOptions;
 use tdb_catalog::Catalog;
 use tdb_catalog::servers::ServerSpec;
 use tdb_core::secrets::MasterKey;
-use tdb_engines::managed::postgres::ManagedPostgresOptions;
+use tdb_engines::managed::postgres::{Listen, ManagedPostgresOptions};
 use tdb_engines::{AdminEndpoint, Engine, ManagedPostgres, PgBinaries, PostgresEngine, RunAs};
 use tokio_util::sync::CancellationToken;
 
@@ -317,6 +317,7 @@ async fn start_shared_postgres(
         master_key: key.clone(),
         label: SHARED_PG.into(),
         settings: vec![("max_connections".into(), "300".into())],
+        listen: Listen::PrivateSocket,
     };
     ManagedPostgres::start(options)
         .await
@@ -363,12 +364,13 @@ async fn register_servers(
         let opts = PgConnectOptions::from_str(&server.url)
             .with_context(|| format!("server '{}': parsing url", server.name))?;
         let password = password_of(&server.url);
+        let host = host_of(&opts);
         let spec = ServerSpec {
             name: &server.name,
             engine: &server.engine,
             role: &server.role,
             region: server.region.as_deref().unwrap_or(region),
-            host: opts.get_host(),
+            host: &host,
             port: opts.get_port(),
             admin_user: opts.get_username(),
             managed: false,
@@ -397,7 +399,7 @@ async fn secure_servers(
     for server in attached.iter().filter(|s| s.role == "shared") {
         let opts = PgConnectOptions::from_str(&server.url)?;
         let endpoint = AdminEndpoint {
-            host: opts.get_host().to_string(),
+            host: host_of(&opts),
             port: opts.get_port(),
             user: opts.get_username().to_string(),
             password: password_of(&server.url),
@@ -440,6 +442,14 @@ async fn upsert(
         .await
         .with_context(|| format!("recording server '{}'", spec.name))?;
     Ok(())
+}
+
+/// Where a server URL points: its Unix socket directory (`?host=/dir`) or its host name.
+fn host_of(opts: &PgConnectOptions) -> String {
+    opts.get_socket().map_or_else(
+        || opts.get_host().to_string(),
+        |dir| dir.display().to_string(),
+    )
 }
 
 /// The catalog's server, used as the shared PostgreSQL server when no `[[servers]]` are given.
