@@ -1,5 +1,6 @@
-//! The PostgreSQL proxy under faults, with real clients (sqlx and psql): pooled server
-//! connections survive a restart of the server.
+//! The PostgreSQL proxy under faults, with real clients (sqlx and psql): the workspace's
+//! `query_timeout_ms` holds whatever a session sets, a client that leaves has its statement
+//! stopped, and pooled server connections survive a restart of the server.
 
 mod common;
 
@@ -133,8 +134,51 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).trim().to_string()
 }
 
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The SQLSTATE of a database error, or what the error was instead.
+fn sqlstate(e: &sqlx::Error) -> String {
+    match e.as_database_error().and_then(|d| d.code()) {
+        Some(code) => code.into_owned(),
+        None => format!("no SQLSTATE: {e}"),
+    }
+}
+
 async fn connect(url: &str) -> PgConnection {
     PgConnection::connect(url).await.expect("connects")
+}
+
+/// The managed server as its administrator sees it.
+async fn admin(s: &TdbServer) -> PgConnection {
+    let url = s.managed_admin_url("postgres").expect("admin url");
+    PgConnection::connect(&url).await.expect("admin connects")
+}
+
+/// Server backends whose current or last statement contains `marker` (other than the asking
+/// one), with their state.
+async fn backends_running(admin: &mut PgConnection, marker: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT coalesce(state, '?') FROM pg_stat_activity \
+         WHERE pid <> pg_backend_pid() AND strpos(query, $1) > 0 AND state = 'active'",
+    )
+    .bind(marker)
+    .fetch_all(admin)
+    .await
+    .expect("pg_stat_activity")
+}
+
+/// Server backends, in any state, whose current or last statement contains `marker`.
+async fn backends_with(admin: &mut PgConnection, marker: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE pid <> pg_backend_pid() AND strpos(query, $1) > 0",
+    )
+    .bind(marker)
+    .fetch_one(admin)
+    .await
+    .expect("pg_stat_activity")
 }
 
 /// Waits (generously) until `check` holds; false if it never did.
@@ -149,6 +193,151 @@ async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bo
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Sets the workspace's `query_timeout_ms` and waits until new sessions of `url` run with it.
+async fn set_query_timeout(s: &TdbServer, f: &Fixture, url: &str, ms: u64, shown: &str) {
+    patch_settings(s, &f.key, "app", json!({"query_timeout_ms": ms})).await;
+    let applied = eventually(Duration::from_secs(30), async || {
+        let mut c = connect(url).await;
+        let now: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&mut c)
+            .await
+            .expect("SHOW");
+        now == shown
+    })
+    .await;
+    assert!(applied, "query_timeout_ms {ms} never reached new sessions");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_has_its_statement_stopped() {
+    let s = start().await;
+    let f = fixture(&s, None).await;
+    let mut adm = admin(&s).await;
+    // The timeout is long here: only the leaving can stop the statement.
+    set_query_timeout(&s, &f, &f.app, 120_000, "2min").await;
+    for (pooling, url) in [("session", &f.app), ("transaction", &f.pooled)] {
+        let marker = format!("tdb_probe_left_{pooling}");
+        let url = url.clone();
+        let sql = format!("SELECT pg_sleep(60) /* {marker} */");
+        let leaving = tokio::spawn(async move {
+            let mut c = connect(&url).await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await;
+        });
+        let seen = eventually(Duration::from_secs(30), async || {
+            !backends_running(&mut adm, &marker).await.is_empty()
+        })
+        .await;
+        assert!(seen, "{pooling} pooling: the statement never started");
+        // The client goes away without a word.
+        leaving.abort();
+        let _ = leaving.await;
+        let closed = eventually(Duration::from_secs(15), async || {
+            backends_with(&mut adm, &marker).await == 0
+        })
+        .await;
+        assert!(
+            closed,
+            "{pooling} pooling: the statement of a client that left, or its server connection, \
+             was still there 15 s later"
+        );
+    }
+}
+
+#[tokio::test]
+async fn query_timeout_is_enforced_whatever_the_session_sets() {
+    let s = start().await;
+    let f = fixture(&s, None).await;
+    let mut adm = admin(&s).await;
+
+    set_query_timeout(&s, &f, &f.app, 1000, "1s").await;
+    // The session lifts the server's statement_timeout; the proxy's own timer still cancels,
+    // and the session goes on.
+    let mut c = connect(&f.app).await;
+    let err = sqlx::raw_sql("SET statement_timeout = 0; SELECT pg_sleep(20)")
+        .execute(&mut c)
+        .await
+        .expect_err("the statement outlived query_timeout_ms");
+    assert_eq!(sqlstate(&err), "57014", "{err}");
+    assert!(err.to_string().contains("query_timeout_ms"), "{err}");
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut c)
+        .await
+        .expect("the session goes on after the cancel");
+    assert_eq!(one, 1);
+
+    // psql, simple protocol, two commands.
+    let out = psql(
+        &f.app,
+        &[
+            "-c",
+            "SET statement_timeout = 0",
+            "-c",
+            "SELECT pg_sleep(20)",
+        ],
+    );
+    assert!(!out.status.success(), "psql: {}", stdout(&out));
+    assert!(stderr(&out).contains("57014"), "{}", stderr(&out));
+
+    // Inside a transaction, with SET LOCAL, over the extended protocol.
+    sqlx::raw_sql("BEGIN; SET LOCAL statement_timeout = 0")
+        .execute(&mut c)
+        .await
+        .expect("begin");
+    let err = sqlx::query("SELECT pg_sleep($1)")
+        .bind(20.0f64)
+        .execute(&mut c)
+        .await
+        .expect_err("the statement outlived query_timeout_ms in a transaction");
+    assert_eq!(sqlstate(&err), "57014", "{err}");
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut c)
+        .await
+        .expect("rollback");
+
+    // The role's own default lifted too.
+    sqlx::raw_sql("ALTER ROLE CURRENT_USER SET statement_timeout = 0")
+        .execute(&mut c)
+        .await
+        .expect("alter role");
+    let mut d = connect(&f.app).await;
+    let err = sqlx::raw_sql("SET statement_timeout = 0; SELECT pg_sleep(20)")
+        .execute(&mut d)
+        .await
+        .expect_err("the statement outlived query_timeout_ms after ALTER ROLE");
+    assert_eq!(sqlstate(&err), "57014", "{err}");
+    sqlx::raw_sql("ALTER ROLE CURRENT_USER RESET statement_timeout")
+        .execute(&mut d)
+        .await
+        .expect("reset role");
+
+    // A statement that swallows cancels: the proxy ends it and the session, with a clear error.
+    let mut e = connect(&f.app).await;
+    let stubborn = sqlx::raw_sql(
+        "SET statement_timeout = 0; \
+         DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(0.2); \
+         EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$ /* tdb_probe_stubborn */",
+    )
+    .execute(&mut e);
+    let err = tokio::time::timeout(Duration::from_secs(60), stubborn)
+        .await
+        .expect("the proxy never ended a statement that ignores cancels")
+        .expect_err("a statement that ignores cancels");
+    assert_eq!(sqlstate(&err), "57014", "{err}");
+    assert!(err.to_string().contains("did not stop"), "{err}");
+    let gone = eventually(Duration::from_secs(15), async || {
+        backends_running(&mut adm, "tdb_probe_stubborn")
+            .await
+            .is_empty()
+    })
+    .await;
+    assert!(
+        gone,
+        "the statement that ignores cancels still runs on the server"
+    );
 }
 
 /// Kills the managed server's postmaster (tdb's supervisor starts it again) and waits until it

@@ -9,11 +9,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::backend::{BackendError, BackendTarget};
+use super::backend::{Backend, BackendError, BackendTarget};
 use super::frame::{self, PgError};
-use super::relay::{ClientState, RelayEnd, SessionContext, relay};
+use super::relay::{ClientState, RelayEnd, ServerSide, SessionContext, relay};
 use super::scram::{self, ScramServer, Verifier};
 use super::startup::{self, StartupRequest};
+use super::stop::{ServerOf, end_running};
 use crate::cancel::CancelTarget;
 use crate::route::Route;
 use crate::{PlaintextPolicy, ProxyState};
@@ -403,6 +404,7 @@ where
         }
     };
     let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
+    let mut server_id = route.server_id.clone();
     let Some(mut target) = backend_target(&route, &auth, transaction_mode) else {
         return fail_w(
             client_w,
@@ -457,6 +459,8 @@ where
         transaction_mode,
         pinned_identity: matches!(route.name, crate::route::RoutingName::Provisioned { .. }),
         metrics: proxy.metrics.clone(),
+        query_timeout: (route.settings.query_timeout_ms > 0)
+            .then(|| std::time::Duration::from_millis(route.settings.query_timeout_ms)),
     };
     proxy.metrics.sessions.increment(1.0);
     let _counted = SessionCount(&proxy.metrics);
@@ -487,6 +491,7 @@ where
                     && let Some(moved) = backend_target(&fresh, &auth, transaction_mode)
                 {
                     target = moved;
+                    server_id.clone_from(&fresh.server_id);
                 }
                 match proxy.pool.acquire(&target).await {
                     Ok((b, _)) => b,
@@ -497,27 +502,22 @@ where
                 }
             }
         };
-        proxy.cancels.retarget(
-            pid,
-            Some(CancelTarget {
-                host: target.host.clone(),
-                port: target.port,
-                pid: backend.pid,
-                key: backend.key,
-            }),
-        );
+        let cancel = CancelTarget {
+            host: target.host.clone(),
+            port: target.port,
+            pid: backend.pid,
+            key: backend.key,
+        };
+        proxy.cancels.retarget(pid, Some(cancel.clone()));
         let outcome = {
             let (mut sr, mut sw) = backend.stream.split();
-            relay(
-                client_r,
-                client_w,
-                &mut sr,
-                &mut sw,
-                &ctx,
-                &mut state,
-                &mut backend.prepared,
-            )
-            .await
+            let server = ServerSide {
+                r: &mut sr,
+                w: &mut sw,
+                prepared: &mut backend.prepared,
+                cancel: &cancel,
+            };
+            relay(client_r, client_w, server, &ctx, &mut state).await
         };
         proxy.cancels.retarget(pid, None);
         match outcome.end {
@@ -541,24 +541,42 @@ where
         // Between transactions (transaction pooling): no server connection to clean up.
         return;
     };
+    let server = ServerOf {
+        target: &target,
+        server_id: &server_id,
+    };
+    settle(&end, idle, backend, server, proxy).await;
+}
+
+/// What becomes of a session's server connection as the session ends: back to the pool when
+/// the client said goodbye between transactions; closed otherwise, and whatever it still runs
+/// is stopped (a client that left mid-statement leaves nothing running on the server).
+async fn settle(
+    end: &RelayEnd,
+    idle: bool,
+    backend: Backend,
+    server: ServerOf<'_>,
+    proxy: &ProxyState,
+) {
     match end {
-        RelayEnd::ClientGone if idle && transaction_mode => {
-            proxy.pool.keep(target, backend).await;
+        RelayEnd::ClientGone if idle && server.target.transaction_pooling => {
+            proxy.pool.keep(server.target.clone(), backend).await;
         }
         RelayEnd::ClientGone if idle => {
-            proxy.pool.release(target, backend).await;
+            proxy.pool.release(server.target.clone(), backend).await;
         }
-        RelayEnd::Killed | RelayEnd::DeadlinePassed => {
-            // Stop what is running now; Terminate alone waits for the statement to end.
-            let _ =
-                super::backend::cancel(&target.host, target.port, backend.pid, backend.key).await;
-            backend.terminate().await;
+        // The server is gone, or it already has the connection back between transactions.
+        RelayEnd::ServerGone | RelayEnd::Detached { .. } => {}
+        // Cancelled once and ignored: the administrator ends it.
+        RelayEnd::Unresponsive => end_running(backend, server, &proxy.router, true).await,
+        _ if idle => backend.terminate().await,
+        RelayEnd::ClientGone
+        | RelayEnd::Killed
+        | RelayEnd::DeadlinePassed
+        | RelayEnd::Drained
+        | RelayEnd::ProtocolError(_) => {
+            end_running(backend, server, &proxy.router, false).await;
         }
-        RelayEnd::Drained => backend.terminate().await,
-        RelayEnd::ProtocolError(_)
-        | RelayEnd::ClientGone
-        | RelayEnd::ServerGone
-        | RelayEnd::Detached { .. } => {}
     }
 }
 
@@ -577,6 +595,14 @@ async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<P
             "terminating connection because tdb is shutting down",
         )),
         RelayEnd::ProtocolError(what) => Some(PgError::fatal("08P01", *what)),
+        RelayEnd::Unresponsive => Some(PgError::fatal(
+            "57014",
+            format!(
+                "terminating connection: a statement ran longer than query_timeout_ms ({} ms) \
+                 and did not stop when cancelled",
+                route.settings.query_timeout_ms
+            ),
+        )),
         RelayEnd::ClientGone | RelayEnd::ServerGone | RelayEnd::Detached { .. } => None,
     }
 }
