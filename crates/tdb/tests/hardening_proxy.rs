@@ -1,6 +1,7 @@
 //! The PostgreSQL proxy under faults, with real clients (sqlx and psql): the workspace's
 //! `query_timeout_ms` holds whatever a session sets, a client that leaves has its statement
-//! stopped, and pooled server connections survive a restart of the server.
+//! stopped, pooled server connections survive a restart of the server, and every session that a
+//! shutdown ends is told so with SQLSTATE 57P01.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use reqwest::Method;
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, Row};
 use tdb_testkit::TdbServer;
 
 /// A project with two blueprints, `app` (session pooling) and `pooled` (transaction pooling),
@@ -396,4 +397,269 @@ async fn pooled_connections_are_checked_after_a_server_restart() {
     // The control plane is back too.
     let (st, t) = get(&s, "/tenants/acme", &f.key).await;
     assert_eq!(st, 200, "{t}");
+}
+
+/// What one client saw of the shutdown: the SQLSTATE its session ended with.
+type Seen = Result<(), String>;
+
+/// An idle session's next query must fail with 57P01.
+async fn next_query_sees_57p01(mut c: PgConnection) -> Seen {
+    match sqlx::query("SELECT 1").execute(&mut c).await {
+        Ok(_) => Err("the query ran after shutdown".into()),
+        Err(e) if sqlstate(&e) == "57P01" => Ok(()),
+        Err(e) => Err(sqlstate(&e)),
+    }
+}
+
+async fn insert(c: &mut PgConnection, name: &str) {
+    sqlx::query("INSERT INTO items (name) VALUES ($1)")
+        .bind(name)
+        .execute(c)
+        .await
+        .expect("insert");
+}
+
+async fn open_transaction(c: &mut PgConnection, name: &str) {
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut *c)
+        .await
+        .expect("begin");
+    insert(c, name).await;
+}
+
+/// Opens `n` sessions that have run a statement and sit idle.
+async fn idle_sessions(url: &str, n: usize) -> Vec<PgConnection> {
+    let mut all = Vec::new();
+    for _ in 0..n {
+        let mut c = connect(url).await;
+        sqlx::query("SELECT 1")
+            .execute(&mut c)
+            .await
+            .expect("ready");
+        all.push(c);
+    }
+    all
+}
+
+/// Opens one session per name, each inside a transaction that inserted that name.
+async fn open_transactions(url: &str, names: &[String]) -> Vec<PgConnection> {
+    let mut all = Vec::new();
+    for name in names {
+        let mut c = connect(url).await;
+        open_transaction(&mut c, name).await;
+        all.push(c);
+    }
+    all
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Holds tenant `acme` (as a cutover does) and has `c` start a transaction, which the hold
+/// parks; resolves to what the client saw in the end.
+async fn hold_next_transaction(
+    s: &TdbServer,
+    mut c: PgConnection,
+) -> tokio::task::JoinHandle<Seen> {
+    let url = s.managed_admin_url("tdb_catalog").expect("catalog url");
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("catalog url parses");
+    let control = tdb_catalog::Catalog::open(options, 1)
+        .await
+        .expect("catalog opens");
+    let mut cat = PgConnection::connect(&url).await.expect("catalog");
+    let tenant_id: String = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'")
+        .fetch_one(&mut cat)
+        .await
+        .expect("tenant id");
+    control
+        .hold_tenant(&tenant_id, 120_000)
+        .await
+        .expect("hold");
+    // Until the proxy has heard of the hold, the statement runs; then it parks.
+    for _ in 0..60 {
+        let mut parked = tokio::spawn(async move {
+            let seen = match sqlx::query("SELECT 1").execute(&mut c).await {
+                Ok(_) => return Err(c),
+                Err(e) if sqlstate(&e) == "57P01" => Ok(()),
+                Err(e) => Err(sqlstate(&e)),
+            };
+            Ok(seen)
+        });
+        match tokio::time::timeout(Duration::from_secs(1), &mut parked).await {
+            Err(_) => {
+                return tokio::spawn(async move {
+                    match parked.await.expect("parked") {
+                        Ok(seen) => seen,
+                        Err(_) => Err("the parked statement ran".into()),
+                    }
+                });
+            }
+            Ok(ran) => match ran.expect("held") {
+                Err(again) => c = again,
+                Ok(seen) => panic!("the held session ended early: {seen:?}"),
+            },
+        }
+    }
+    panic!("the hold never parked a statement");
+}
+
+#[tokio::test]
+async fn shutdown_tells_every_client_57p01() {
+    let s = start_with_env(&[("TDB_PG_SHUTDOWN_GRACE_SECS", "3")]).await;
+    // app__acme's four slots are held by transactions that outlive the grace period, so the
+    // clients waiting for one are still waiting when tdb shuts down.
+    let f = fixture(&s, Some(json!({"max_connections": 4}))).await;
+    let outliving = open_transactions(&f.app, &names("outlive", 3)).await;
+    let mut sleeper = connect(&f.app).await;
+    open_transaction(&mut sleeper, "sleeper").await;
+    let sleeping = tokio::spawn(async move {
+        match sqlx::query("SELECT pg_sleep(20)")
+            .execute(&mut sleeper)
+            .await
+        {
+            Ok(_) => Err("the statement ran to its end".to_string()),
+            Err(e) if sqlstate(&e) == "57P01" => Ok(()),
+            Err(e) => Err(sqlstate(&e)),
+        }
+    });
+    // Transactions that commit during the grace period, under both poolings.
+    let mut finishing = open_transactions(&f.app_globex, &names("finish", 2)).await;
+    finishing.extend(open_transactions(&f.pooled_globex, &names("pfinish", 3)).await);
+    // Idle sessions, and transaction-pooled sessions between transactions.
+    let idle = idle_sessions(&f.app_globex, 1).await;
+    let mut between = idle_sessions(&f.pooled, 4).await;
+    between.extend(idle_sessions(&f.pooled_globex, 2).await);
+    // A transaction-pooled client whose next transaction a hold on acme parks.
+    let held = hold_next_transaction(&s, connect(&f.pooled).await).await;
+    // psql, idle, reading its commands from a pipe.
+    let mut psql_idle = Command::new("psql")
+        .args(["-X", "-v", "VERBOSITY=verbose", "-At", &f.app_globex])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let mut psql_in = psql_idle.stdin.take().expect("stdin");
+    {
+        use std::io::Write;
+        writeln!(psql_in, "SELECT 'psql ready';").expect("write");
+    }
+    let mut admin_conn = admin(&s).await;
+    let all_in = eventually(Duration::from_secs(30), async || {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)'",
+        )
+        .fetch_one(&mut admin_conn)
+        .await
+        .expect("count");
+        n == 1
+    })
+    .await;
+    assert!(all_in, "the sleeper's statement never started");
+    drop(admin_conn);
+    // Every slot of app__acme is taken: these two wait for one.
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let url = f.app.clone();
+            tokio::spawn(async move {
+                match PgConnection::connect(&url).await {
+                    Ok(c) => next_query_sees_57p01(c).await,
+                    Err(e) if sqlstate(&e) == "57P01" => Ok(()),
+                    Err(e) => Err(sqlstate(&e)),
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // SIGTERM; tdb exits on its own once every session is over.
+    let stopping = tokio::task::spawn_blocking(move || {
+        let mut s = s;
+        let status = s.stop();
+        (s, status)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (c, name) in finishing
+        .iter_mut()
+        .zip(["finish0", "finish1", "pfinish0", "pfinish1", "pfinish2"])
+    {
+        insert(c, &format!("{name}b")).await;
+        sqlx::raw_sql("COMMIT")
+            .execute(c)
+            .await
+            .expect("a transaction finishes within the grace period");
+    }
+    let (mut s, status) = stopping.await.expect("stop");
+    assert!(status.expect("tdb stops").success(), "tdb's exit status");
+
+    let mut seen: Vec<(String, Seen)> = Vec::new();
+    let groups = [
+        ("outliving", outliving),
+        ("committed", finishing),
+        ("idle", idle),
+        ("between transactions", between),
+    ];
+    for (what, sessions) in groups {
+        for (i, c) in sessions.into_iter().enumerate() {
+            seen.push((format!("{what} {i}"), next_query_sees_57p01(c).await));
+        }
+    }
+    seen.push(("sleeper".into(), sleeping.await.expect("sleeper")));
+    seen.push(("parked by a hold".into(), held.await.expect("held")));
+    for (i, w) in waiting.into_iter().enumerate() {
+        seen.push((format!("waiting for a slot {i}"), w.await.expect("waiting")));
+    }
+    {
+        use std::io::Write;
+        let _ = writeln!(psql_in, "SELECT 'after shutdown';");
+    }
+    drop(psql_in);
+    let out = psql_idle.wait_with_output().expect("psql");
+    let said = stderr(&out);
+    seen.push((
+        "psql".into(),
+        if said.contains("57P01") {
+            Ok(())
+        } else {
+            Err(said)
+        },
+    ));
+    assert_eq!(seen.len(), 20);
+    let wrong: Vec<_> = seen.iter().filter(|(_, r)| r.is_err()).collect();
+    assert!(
+        wrong.is_empty(),
+        "clients that did not see 57P01: {wrong:?}"
+    );
+
+    // What committed is there; what did not is not.
+    s.restart().await.expect("restart");
+    for (url, expected) in [
+        (&f.app, vec![]),
+        (
+            &f.app_globex,
+            vec!["finish0", "finish0b", "finish1", "finish1b"],
+        ),
+        (
+            &f.pooled_globex,
+            vec![
+                "pfinish0",
+                "pfinish0b",
+                "pfinish1",
+                "pfinish1b",
+                "pfinish2",
+                "pfinish2b",
+            ],
+        ),
+    ] {
+        let mut c = connect(url).await;
+        let names: Vec<String> = sqlx::query("SELECT name FROM items ORDER BY name")
+            .fetch_all(&mut c)
+            .await
+            .expect("items")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(names, expected, "{url}");
+    }
 }

@@ -5,6 +5,7 @@
 //! the whole message. Each direction runs as its own future, so neither can block the other.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -377,8 +378,9 @@ where
         prepared: std::mem::take(server.prepared),
         parses: VecDeque::new(),
     });
+    let at_boundary = AtomicBool::new(true);
     let up = client_to_server(client_r, server.w, &shared, ctx, state);
-    let down = server_to_client(server.r, client_w, &shared, ctx);
+    let down = server_to_client(server.r, client_w, &shared, ctx, &at_boundary);
     tokio::pin!(up, down);
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut watchdog = ctx.query_timeout.map(Watchdog::new);
@@ -431,6 +433,7 @@ where
     RelayOutcome {
         end,
         idle: s.idle(),
+        client_at_boundary: at_boundary.load(Ordering::Relaxed),
     }
 }
 
@@ -438,6 +441,8 @@ pub struct RelayOutcome {
     pub end: RelayEnd,
     /// No work in flight and no transaction open: the server connection can be reused.
     pub idle: bool,
+    /// What the client was sent ends with a whole message, so an error may follow.
+    pub client_at_boundary: bool,
 }
 
 /// Resolves when the unit at the front of the queue came due (see [`Watchdog::poll`]); never
@@ -856,11 +861,14 @@ fn push(shared: &Mutex<Shared>, kind: PendingKind, text: Arc<str>, stmts: Arc<Ve
     });
 }
 
+/// `at_boundary` is false from the first byte written to the client until a whole number of
+/// messages has reached it (a row streams through in pieces, a write may be cut short).
 async fn server_to_client<R, W>(
     server: &mut R,
     client: &mut W,
     shared: &Mutex<Shared>,
     ctx: &SessionContext,
+    at_boundary: &AtomicBool,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -882,6 +890,7 @@ where
         let mut flushed = 0;
         let mut drained = false;
         let mut detach = false;
+        at_boundary.store(false, Ordering::Relaxed);
         while pos < buf.len() {
             let (tag, total) = match next_header(&buf, &mut pos, &mut skip) {
                 Header::Message(tag, total) => (tag, total),
@@ -1083,6 +1092,7 @@ where
         if client.flush().await.is_err() {
             return RelayEnd::ClientGone;
         }
+        at_boundary.store(skip == 0, Ordering::Relaxed);
         buf.advance(pos);
         if drained {
             return RelayEnd::Drained;

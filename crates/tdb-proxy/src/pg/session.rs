@@ -33,6 +33,9 @@ const CLIENT_PARAMS: [&str; 8] = [
     "bytea_output",
 ];
 
+/// How long the error that ends a session may take to reach the client's socket.
+const FAREWELL_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
+
 enum ClientIo {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
@@ -381,27 +384,9 @@ where
         Err(e) => return fail_w(client_w, e).await,
     };
     let (route, gate, kill) = route;
-    let slot = match tokio::time::timeout(
-        proxy.config.connect_wait,
-        route.slots.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            return fail_w(
-                client_w,
-                PgError::fatal(
-                    "53300",
-                    format!(
-                        "too many connections for {} (max_connections is {})",
-                        route.describe(),
-                        route.settings.max_connections
-                    ),
-                ),
-            )
-            .await;
-        }
+    let slot = match take_slot(&route, proxy).await {
+        Ok(permit) => permit,
+        Err(e) => return fail_w(client_w, e).await,
     };
     let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
     let mut server_id = route.server_id.clone();
@@ -475,6 +460,7 @@ where
     };
     // Session pooling: one relay for the whole session. Transaction pooling: one relay per
     // transaction, each on whichever server connection is free when the client sends work.
+    let mut at_boundary = true;
     let (end, idle, mut backend) = loop {
         let mut backend = match attached.take() {
             Some(b) => b,
@@ -485,7 +471,11 @@ where
                 // A hold parks the next transaction before it takes a connection; once
                 // released, it goes wherever the route now points (a cutover).
                 if let Some(gate) = &ctx.gate {
-                    gate.pass().await;
+                    tokio::select! {
+                        _ = gate.pass() => {}
+                        _ = ctx.kill.cancelled() => break (RelayEnd::Killed, true, None),
+                        _ = ctx.shutdown.cancelled() => break (RelayEnd::Drained, true, None),
+                    }
                 }
                 if let Ok(fresh) = proxy.router.resolve(&auth.login, &auth.database).await
                     && let Some(moved) = backend_target(&fresh, &auth, transaction_mode)
@@ -520,6 +510,7 @@ where
             relay(client_r, client_w, server, &ctx, &mut state).await
         };
         proxy.cancels.retarget(pid, None);
+        at_boundary = outcome.client_at_boundary;
         match outcome.end {
             RelayEnd::Detached { reusable } => {
                 if reusable {
@@ -535,7 +526,15 @@ where
     drop(slot);
     // What the client is told, then what becomes of the server connection.
     if let Some(error) = farewell(&end, &route, proxy).await {
-        fail_w(client_w, error).await;
+        if at_boundary {
+            tell(client_w, error).await;
+        } else {
+            // A message to the client was cut short: anything more would be read as its rest.
+            tracing::debug!(
+                code = error.code,
+                "session ended in the middle of a message"
+            );
+        }
     }
     let Some(backend) = backend.take() else {
         // Between transactions (transaction pooling): no server connection to clean up.
@@ -590,10 +589,7 @@ async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<P
             };
             Some(PgError::fatal("57P01", why))
         }
-        RelayEnd::Drained | RelayEnd::DeadlinePassed => Some(PgError::fatal(
-            "57P01",
-            "terminating connection because tdb is shutting down",
-        )),
+        RelayEnd::Drained | RelayEnd::DeadlinePassed => Some(shutting_down()),
         RelayEnd::ProtocolError(what) => Some(PgError::fatal("08P01", *what)),
         RelayEnd::Unresponsive => Some(PgError::fatal(
             "57014",
@@ -604,6 +600,52 @@ async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<P
             ),
         )),
         RelayEnd::ClientGone | RelayEnd::ServerGone | RelayEnd::Detached { .. } => None,
+    }
+}
+
+/// What a session that tdb's shutdown ends is told.
+fn shutting_down() -> PgError {
+    PgError::fatal(
+        "57P01",
+        "terminating connection because tdb is shutting down",
+    )
+}
+
+/// Writes a session's last error, giving up after a moment: a client that stopped reading
+/// must not hold its session (and a shutdown) open.
+async fn tell<W: AsyncWrite + Unpin>(w: &mut W, error: PgError) {
+    if tokio::time::timeout(FAREWELL_WRITE, fail_w(w, error))
+        .await
+        .is_err()
+    {
+        tracing::debug!("a client did not read its session's last error");
+    }
+}
+
+/// A slot under the route's `max_connections`, waiting up to `connect_wait` for one; else the
+/// error for the client: 53300, or 57P01 when tdb shuts down meanwhile.
+async fn take_slot(
+    route: &Route,
+    proxy: &ProxyState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, PgError> {
+    let wait = tokio::time::timeout(
+        proxy.config.connect_wait,
+        route.slots.clone().acquire_owned(),
+    );
+    tokio::select! {
+        biased;
+        _ = proxy.shutdown.cancelled() => Err(shutting_down()),
+        got = wait => match got {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(PgError::fatal(
+                "53300",
+                format!(
+                    "too many connections for {} (max_connections is {})",
+                    route.describe(),
+                    route.settings.max_connections
+                ),
+            )),
+        },
     }
 }
 
