@@ -88,7 +88,8 @@ async fn closes_within<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, limit:
     tokio::time::timeout(limit, closed).await.is_ok()
 }
 
-/// `pg_terminate_backend(pid)` as the server's administrator, in the session's own database.
+/// `pg_terminate_backend(pid)` as the server's administrator, from the `postgres` database as
+/// the engines connect (a session in the tenant's database could hold up its drop or move).
 async fn terminate_as_admin(
     server: &ServerOf<'_>,
     router: &Router,
@@ -101,7 +102,7 @@ async fn terminate_as_admin(
     let target = BackendTarget {
         host: server.target.host.clone(),
         port: server.target.port,
-        database: server.target.database.clone(),
+        database: "postgres".into(),
         user: admin.user,
         password: admin.password,
         params: vec![("application_name".into(), "tdb-proxy".into())],
