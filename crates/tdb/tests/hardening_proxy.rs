@@ -399,7 +399,7 @@ async fn pooled_connections_are_checked_after_a_server_restart() {
     assert_eq!(st, 200, "{t}");
 }
 
-/// What one client saw of the shutdown: the SQLSTATE its session ended with.
+/// What one client saw of the shutdown: `Ok` for 57P01, else what it saw instead.
 type Seen = Result<(), String>;
 
 /// An idle session's next query must fail with 57P01.

@@ -111,11 +111,6 @@ impl Watchdog {
             w.due = Instant::now() + ESCALATION;
         }
     }
-
-    /// The timeout this watchdog enforces, for messages.
-    pub fn query_timeout(&self) -> Duration {
-        self.limit - MARGIN
-    }
 }
 
 #[cfg(test)]
