@@ -12,3 +12,7 @@ pub mod server_stream;
 #[cfg(feature = "server")]
 pub mod session;
 pub mod startup;
+#[cfg(feature = "server")]
+pub mod stop;
+#[cfg(feature = "server")]
+pub mod watchdog;
