@@ -423,8 +423,32 @@ async fn secure_servers(
                  tenant roles may connect to them"
             );
         }
+        // Databases made before tdb closed the shared catalogs at creation get the same, one
+        // at a time, while tdb serves: a server with many databases does not hold up the start.
+        tokio::spawn(hide_shared_catalogs(endpoint));
     }
     Ok(())
+}
+
+async fn hide_shared_catalogs(endpoint: AdminEndpoint) {
+    let server = format!("{}:{}", endpoint.host, endpoint.port);
+    match PostgresEngine::new(None)
+        .hide_shared_catalogs(&endpoint)
+        .await
+    {
+        Ok(swept) => {
+            tracing::info!(%server, closed = swept.closed, gone = swept.gone,
+                failed = swept.failed.len(), "shared catalogs closed to tenants");
+            for (database, error) in swept.failed {
+                tracing::warn!(%server, %database, %error,
+                    "could not close the shared catalogs in a database; its roles may read other \
+                     tenants' sessions and roles");
+            }
+        }
+        Err(e) => tracing::warn!(%server, error = %e,
+            "could not close the shared catalogs; tenant roles may read other tenants' sessions \
+             and roles"),
+    }
 }
 
 async fn upsert(
