@@ -81,6 +81,12 @@ async fn run_with_catalog(
         .map(|b| b.bindir);
     let store = config.backup_store().context("opening the backup store")?;
     tracing::info!(backups = %store.location, "backup store ready");
+    // Before any job runs: an upload cut off by a kill left its staged file.
+    match store.clean_staged().await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed the staged files of cut-off uploads"),
+        Err(e) => tracing::warn!(error = %e, "could not clean the backup store's staged files"),
+    }
     let state = tdb_api::AppState::new(
         catalog.clone(),
         config.api_config(),

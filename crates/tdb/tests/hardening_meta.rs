@@ -412,3 +412,77 @@ async fn psql_psycopg_asyncpg_and_node_postgres_work_with_the_catalogs_hidden() 
     let said = run_client(node, "node-postgres");
     assert_eq!(said, "node-postgres from-node 4 ok");
 }
+
+// --- 15: leftovers of an interrupted upload --------------------------------------------------
+
+/// Files under `dir` named like object_store's staged parts (`<key>#<n>`).
+fn staged_parts(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.rsplit_once('#'))
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn kill_9_during_a_backup_upload_leaves_no_staged_part() {
+    let mut s = start().await;
+    let f = fixture(&s, "leftover@example.com", &["acme"]).await;
+    // Hex text compresses about two to one: well over the store's 8 MiB first part.
+    sql_ok(
+        f.url("acme"),
+        "INSERT INTO items (name) SELECT md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
+           FROM generate_series(1, 1500000) g",
+    );
+    let store = s.data_dir().join("backups");
+    let (st, b) = post(&s, "/tenants/acme/backup", Some(&f.key), json!({})).await;
+    assert_eq!(st, 200, "{b}");
+    let path = b["paths"][0].as_str().expect("a path").to_string();
+    let started = Instant::now();
+    let part = loop {
+        if let Some(part) = staged_parts(&store).pop() {
+            break part;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the upload never staged a part\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    s.kill9().expect("kill -9");
+    assert!(part.exists(), "the cut-off upload left {}", part.display());
+
+    s.restart().await.expect("restart");
+    // The backup job resumes after its lease and stores the whole dump.
+    wait_for(&s, &f.key, "/tenants/acme/backups", |l| {
+        l["backups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|b| b["storage_path"] == path.as_str() && b["status"] != "pending")
+    })
+    .await;
+    assert!(store.join(&path).is_file(), "the backup is stored");
+    assert_eq!(
+        staged_parts(&store),
+        Vec::<PathBuf>::new(),
+        "leftover parts"
+    );
+}
