@@ -413,6 +413,209 @@ async fn psql_psycopg_asyncpg_and_node_postgres_work_with_the_catalogs_hidden() 
     assert_eq!(said, "node-postgres from-node 4 ok");
 }
 
+// --- 18: tenants left behind a blueprint -----------------------------------------------------
+
+/// The blueprint's version 2: a column, and a check that some data may not pass.
+async fn second_version(s: &TdbServer, key: &str, deploy_to: Value) -> Value {
+    let (st, q) = post(
+        s,
+        "/workspaces/app/queries",
+        Some(key),
+        json!({"query": "ALTER TABLE items ADD COLUMN note text;
+                         ALTER TABLE items ADD CONSTRAINT items_qty_check CHECK (qty >= 0)"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{q}");
+    let mut body = json!({"blueprint_name": "app"});
+    if let Some(tenants) = deploy_to.as_array() {
+        body["tenant_ids"] = tenants.clone().into();
+    }
+    let d = deploy(s, key, body).await;
+    assert_eq!(d["version"], 2, "{d}");
+    d
+}
+
+async fn tenant(s: &TdbServer, key: &str, name: &str) -> Value {
+    let (st, t) = get(s, &format!("/tenants/{name}"), key).await;
+    assert_eq!(st, 200, "{t}");
+    t
+}
+
+#[tokio::test]
+async fn a_tenant_restored_from_the_trash_comes_back_on_the_current_version() {
+    let s = start().await;
+    let f = fixture(&s, "trash@example.com", &["acme", "globex", "initech"]).await;
+    sql_ok(
+        f.url("acme"),
+        "INSERT INTO items (name, qty) VALUES ('kept', 1)",
+    );
+    // initech's data cannot take version 2's check.
+    sql_ok(
+        f.url("initech"),
+        "INSERT INTO items (name, qty) VALUES ('owed', -5)",
+    );
+    for name in ["acme", "initech"] {
+        let (st, body) = delete(&s, &format!("/tenants/{name}"), &f.key).await;
+        assert_eq!(st, 200, "{body}");
+    }
+    let d = second_version(&s, &f.key, Value::Null).await;
+    assert_eq!(d["status"], "completed", "{d}");
+    assert_eq!(d["tenants_total"], 1, "the trash is skipped: {d}");
+
+    let (st, body) = post(&s, "/tenants/acme/restore", Some(&f.key), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    let t = tenant(&s, &f.key, "acme").await;
+    assert_eq!(t["status"], "ready", "{t}");
+    assert_eq!(
+        t["databases"][0]["version"], 2,
+        "restored on an old version: {t}"
+    );
+    assert!(t["databases"][0]["behind"].is_null(), "{t}");
+    assert_eq!(
+        sql_ok(
+            f.url("acme"),
+            "SELECT name || ':' || coalesce(note, '-') FROM items"
+        ),
+        "kept:-"
+    );
+    let (_, history) = get(&s, "/tenants/acme/deployments", &f.key).await;
+    assert_eq!(history["deployments"][0]["version"], 2, "{history}");
+    assert_eq!(
+        history["deployments"][0]["status"], "completed",
+        "{history}"
+    );
+
+    // A tenant whose data the new version refuses comes back on its data, shown behind, with
+    // why and the call that brings it forward.
+    let (st, body) = post(&s, "/tenants/initech/restore", Some(&f.key), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    let t = tenant(&s, &f.key, "initech").await;
+    assert_eq!(t["status"], "ready", "{t}");
+    let db = &t["databases"][0];
+    assert_eq!(db["version"], 1, "{t}");
+    assert_eq!(db["blueprint_version"], 2, "{t}");
+    assert_eq!(db["behind"]["versions"], 1, "{t}");
+    assert!(
+        db["behind"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("items_qty_check")),
+        "{t}"
+    );
+    assert_eq!(
+        sql_ok(f.url("initech"), "SELECT name FROM items"),
+        "owed",
+        "its data"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_to_an_older_backup_keeps_the_tenant_on_the_current_version() {
+    let s = start().await;
+    let f = fixture(&s, "rollback@example.com", &["acme"]).await;
+    sql_ok(
+        f.url("acme"),
+        "INSERT INTO items (name, qty) VALUES ('at-backup', 1)",
+    );
+    let (st, b) = post(&s, "/tenants/acme/backup", Some(&f.key), json!({})).await;
+    assert_eq!(st, 200, "{b}");
+    let path = b["paths"][0].as_str().expect("a path").to_string();
+    wait_for(&s, &f.key, "/tenants/acme/backups", |l| {
+        l["backups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|b| b["storage_path"] == path.as_str() && b["status"] == "completed")
+    })
+    .await;
+    let d = second_version(&s, &f.key, Value::Null).await;
+    assert_eq!(d["status"], "completed", "{d}");
+    sql_ok(
+        f.url("acme"),
+        "INSERT INTO items (name, qty, note) VALUES ('after', 2, 'new')",
+    );
+
+    let (st, r) = post(
+        &s,
+        "/tenants/acme/rollback",
+        Some(&f.key),
+        json!({"storage_path": path}),
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    let id = str_of(&r, "rollback_id").to_string();
+    let t = wait_for(&s, &f.key, "/tenants/acme", |t| {
+        t["last_rollback"]["rollback_id"] == id.as_str()
+            && matches!(
+                t["last_rollback"]["step"].as_str(),
+                Some("completed" | "failed")
+            )
+            && t["status"] == "ready"
+    })
+    .await;
+    assert_eq!(t["last_rollback"]["step"], "completed", "{t}");
+    let t = tenant(&s, &f.key, "acme").await;
+    assert_eq!(
+        t["databases"][0]["version"], 2,
+        "rolled back to an old version: {t}"
+    );
+    assert!(t["databases"][0]["behind"].is_null(), "{t}");
+    // The backup's rows, under the current schema; the deployment's "completed" holds.
+    assert_eq!(
+        sql_ok(
+            f.url("acme"),
+            "SELECT name || ':' || coalesce(note, '-') FROM items"
+        ),
+        "at-backup:-"
+    );
+    let mut inside = admin(&s, &physical_db(f.url("acme"))).await;
+    let version: i32 = sqlx::query_scalar("SELECT version FROM tdb_meta.schema_version")
+        .fetch_one(&mut inside)
+        .await
+        .expect("version");
+    assert_eq!(version, 2);
+    let d = get(&s, &format!("/deployments/{}", str_of(&d, "id")), &f.key)
+        .await
+        .1;
+    assert_eq!(d["results"][0]["status"], "completed", "{d}");
+}
+
+#[tokio::test]
+async fn a_tenant_behind_its_blueprint_is_shown_with_the_call_that_brings_it_forward() {
+    let s = start().await;
+    let f = fixture(&s, "behind@example.com", &["acme", "globex"]).await;
+    second_version(&s, &f.key, json!(["globex"])).await;
+
+    let t = tenant(&s, &f.key, "acme").await;
+    let db = &t["databases"][0];
+    assert_eq!(db["version"], 1, "{t}");
+    assert_eq!(db["blueprint_version"], 2, "{t}");
+    let behind = &db["behind"];
+    assert_eq!(behind["versions"], 1, "{t}");
+    assert_eq!(
+        behind["cli"], "tdb deployments create app --version 2 --tenants acme",
+        "{t}"
+    );
+    assert_eq!(behind["request"]["method"], "POST", "{t}");
+    assert_eq!(behind["request"]["path"], "/deployments", "{t}");
+    let (_, list) = get(&s, "/tenants", &f.key).await;
+    let listed: Vec<&Value> = list["tenants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| !t["databases"][0]["behind"].is_null())
+        .collect();
+    assert_eq!(listed.len(), 1, "{list}");
+    assert_eq!(listed[0]["tenant_id"], "acme", "{list}");
+
+    // The call as shown brings it forward.
+    let d = deploy(&s, &f.key, behind["request"]["body"].clone()).await;
+    assert_eq!(d["status"], "completed", "{d}");
+    let t = tenant(&s, &f.key, "acme").await;
+    assert_eq!(t["databases"][0]["version"], 2, "{t}");
+    assert!(t["databases"][0]["behind"].is_null(), "{t}");
+    sql_ok(f.url("acme"), "SELECT note FROM items");
+}
+
 // --- 15: leftovers of an interrupted upload --------------------------------------------------
 
 /// Files under `dir` named like object_store's staged parts (`<key>#<n>`).
