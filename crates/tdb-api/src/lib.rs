@@ -1,6 +1,7 @@
 //! The REST API of the control plane: axum routers (one file per resource), the API-key
 //! extractor, the response envelope and the OpenAPI document generated from the handlers.
 
+mod behind;
 pub mod envelope;
 pub mod extract;
 mod import;

@@ -54,6 +54,34 @@ pub struct NewVersion<'a> {
     pub settings: &'a serde_json::Value,
 }
 
+/// One database's outcome in a deployment that ran outside the job runner.
+pub struct RanResult<'a> {
+    pub tenant_database_id: &'a str,
+    pub tenant_name: &'a str,
+    /// `completed` or `failed`.
+    pub status: &'a str,
+    pub duration_ms: i32,
+    pub error: Option<&'a str>,
+}
+
+/// A deployment that already ran (a tenant restored from the trash, brought to its blueprint's
+/// version), recorded with its results and no job.
+pub struct RanDeployment<'a> {
+    pub id: &'a str,
+    pub project_id: &'a str,
+    pub blueprint_id: &'a str,
+    pub version: i32,
+    pub results: &'a [RanResult<'a>],
+}
+
+/// The newest failed result of a database in a real (not dry-run) deployment.
+#[derive(Debug, Clone, FromRow)]
+pub struct LastFailure {
+    pub tenant_database_id: String,
+    pub version: i32,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct Job {
     pub id: i64,
@@ -129,6 +157,60 @@ impl Catalog {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records a deployment that ran outside the job runner, finished, with its results.
+    pub async fn record_ran_deployment(&self, d: &RanDeployment<'_>) -> Result<()> {
+        let failed = d.results.iter().any(|r| r.status == "failed");
+        let status = if failed {
+            "completed_with_errors"
+        } else {
+            "completed"
+        };
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO deployments (id, project_id, blueprint_id, version, status, started_at,
+                                      finished_at)
+             VALUES ($1, $2, $3, $4, $5, now(), now())",
+        )
+        .bind(d.id)
+        .bind(d.project_id)
+        .bind(d.blueprint_id)
+        .bind(d.version)
+        .bind(status)
+        .execute(&mut *tx)
+        .await?;
+        for r in d.results {
+            sqlx::query(
+                "INSERT INTO deployment_results (deployment_id, tenant_database_id, tenant_name,
+                                                 status, duration_ms, error)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(d.id)
+            .bind(r.tenant_database_id)
+            .bind(r.tenant_name)
+            .bind(r.status)
+            .bind(r.duration_ms)
+            .bind(r.error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// For each of `database_ids`, its newest failed result in a real deployment, if any.
+    pub async fn last_failures(&self, database_ids: &[String]) -> Result<Vec<LastFailure>> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT ON (r.tenant_database_id) r.tenant_database_id, d.version, r.error
+               FROM deployment_results r JOIN deployments d ON d.id = r.deployment_id
+              WHERE r.tenant_database_id = ANY($1) AND r.status = 'failed'
+                AND d.dry_run_statements IS NULL
+              ORDER BY r.tenant_database_id, d.created_at DESC, r.updated_at DESC",
+        )
+        .bind(database_ids)
+        .fetch_all(self.pool())
+        .await?)
     }
 
     pub async fn list_deployments(&self, project_id: &str) -> Result<Vec<Deployment>> {

@@ -94,6 +94,17 @@ pub enum Migration {
     Mismatch(i32),
 }
 
+/// How closing a server's shared catalogs in each of its databases went.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CatalogSweep {
+    /// Databases whose shared catalogs are now closed to PUBLIC.
+    pub closed: usize,
+    /// Databases that went away while the sweep ran.
+    pub gone: usize,
+    /// Databases the sweep could not treat, with why.
+    pub failed: Vec<(String, String)>,
+}
+
 /// Bounds on one statement.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -151,6 +162,12 @@ pub trait Engine: Send + Sync {
     /// Closes the server's own databases (`postgres`, `template1`) and `extra` ones (such as the
     /// catalog) to PUBLIC, so the roles tdb creates can reach only their own databases.
     async fn secure_server(&self, server: &AdminEndpoint, extra: &[&str]) -> Result<()>;
+
+    /// Closes what the server shares between databases (other databases' sessions and
+    /// statistics, roles and their settings) to every role but the administrator, in every
+    /// database on it, `template1` included. Databases created by the engine get this when they
+    /// are made; this is for the ones made before. Safe to run again.
+    async fn hide_shared_catalogs(&self, server: &AdminEndpoint) -> Result<CatalogSweep>;
 
     /// Creates a tenant database: owned by a login role that only tdb uses (for migrations),
     /// reached by applications through a second role that may only read and write rows.

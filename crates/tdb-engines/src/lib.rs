@@ -7,8 +7,8 @@ pub mod postgres;
 pub mod schema;
 
 pub use engine::{
-    DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration, QueryOutput,
-    RestoreTarget, SchemaTenantSpec, Session, TenantSpec,
+    CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration,
+    QueryOutput, RestoreTarget, SchemaTenantSpec, Session, TenantSpec,
 };
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};

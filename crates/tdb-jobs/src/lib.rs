@@ -7,6 +7,7 @@
 pub mod access;
 pub mod backup;
 pub mod deploy;
+pub mod forward;
 pub mod rollback;
 mod runner;
 pub mod schedule;

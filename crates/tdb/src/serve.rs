@@ -81,6 +81,12 @@ async fn run_with_catalog(
         .map(|b| b.bindir);
     let store = config.backup_store().context("opening the backup store")?;
     tracing::info!(backups = %store.location, "backup store ready");
+    // Before any job runs: an upload cut off by a kill left its staged file.
+    match store.clean_staged().await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed the staged files of cut-off uploads"),
+        Err(e) => tracing::warn!(error = %e, "could not clean the backup store's staged files"),
+    }
     let state = tdb_api::AppState::new(
         catalog.clone(),
         config.api_config(),
@@ -425,8 +431,32 @@ async fn secure_servers(
                  tenant roles may connect to them"
             );
         }
+        // Databases made before tdb closed the shared catalogs at creation get the same, one
+        // at a time, while tdb serves: a server with many databases does not hold up the start.
+        tokio::spawn(hide_shared_catalogs(endpoint));
     }
     Ok(())
+}
+
+async fn hide_shared_catalogs(endpoint: AdminEndpoint) {
+    let server = format!("{}:{}", endpoint.host, endpoint.port);
+    match PostgresEngine::new(None)
+        .hide_shared_catalogs(&endpoint)
+        .await
+    {
+        Ok(swept) => {
+            tracing::info!(%server, closed = swept.closed, gone = swept.gone,
+                failed = swept.failed.len(), "shared catalogs closed to tenants");
+            for (database, error) in swept.failed {
+                tracing::warn!(%server, %database, %error,
+                    "could not close the shared catalogs in a database; its roles may read other \
+                     tenants' sessions and roles");
+            }
+        }
+        Err(e) => tracing::warn!(%server, error = %e,
+            "could not close the shared catalogs; tenant roles may read other tenants' sessions \
+             and roles"),
+    }
 }
 
 async fn upsert(

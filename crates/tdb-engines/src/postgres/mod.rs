@@ -10,6 +10,7 @@ mod schema_tenant;
 mod session;
 mod tenant;
 mod values;
+mod visibility;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,8 +21,8 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::AdminEndpoint;
 use crate::engine::{
-    DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration, RestoreTarget,
-    Result, SchemaTenantSpec, Session, TenantSpec,
+    CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration,
+    RestoreTarget, Result, SchemaTenantSpec, Session, TenantSpec,
 };
 use crate::schema::{DatabaseOverview, Schema};
 
@@ -187,6 +188,7 @@ impl Engine for PostgresEngine {
                 ),
             )
             .await?;
+            visibility::hide(&mut inside).await?;
             let _ = inside.close().await;
             Ok(())
         };
@@ -202,6 +204,10 @@ impl Engine for PostgresEngine {
 
     async fn secure_server(&self, server: &AdminEndpoint, extra: &[&str]) -> Result<()> {
         tenant::secure_server(server, extra).await
+    }
+
+    async fn hide_shared_catalogs(&self, server: &AdminEndpoint) -> Result<CatalogSweep> {
+        visibility::hide_everywhere(server).await
     }
 
     async fn create_tenant_database(

@@ -33,7 +33,8 @@ pub async fn secure_server(server: &AdminEndpoint, extra: &[&str]) -> Result<()>
         .await?;
     }
     let _ = admin.close().await;
-    Ok(())
+    // Databases copied from template1 start with the shared catalogs closed.
+    super::visibility::hide_in(server, "template1").await
 }
 
 pub async fn create(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()> {
@@ -60,6 +61,7 @@ pub async fn create(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()>
         let _ = admin.close().await;
         let mut inside = connect(&admin_access(server, spec.name)).await?;
         exec(&mut inside, inside_sql(&owner, &app, &read)).await?;
+        super::visibility::hide(&mut inside).await?;
         let _ = inside.close().await;
         Ok(())
     };
@@ -159,6 +161,7 @@ pub async fn create_restore_target(server: &AdminEndpoint, spec: &RestoreTarget<
         let _ = admin.close().await;
         let mut inside = connect(&admin_access(server, spec.name)).await?;
         exec(&mut inside, privileges_sql(&owner, &app, read.as_deref())).await?;
+        super::visibility::hide(&mut inside).await?;
         let _ = inside.close().await;
         Ok(())
     };
