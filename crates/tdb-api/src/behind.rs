@@ -172,12 +172,13 @@ async fn forward_one(
     let server = state.catalog.find_server(&db.server_id).await?;
     let owner = tdb_jobs::access::owner_access(&state.master_key, &server, db)
         .map_err(ApiError::internal)?;
-    Ok(forward(
-        &state.catalog,
-        engine.as_ref(),
-        &owner,
-        &db.blueprint_id,
+    let admin = crate::workspace::admin_endpoint(state, &server)?;
+    let to = tdb_jobs::forward::ForwardTarget {
+        owner: &owner,
+        admin: &admin,
+        blueprint_id: &db.blueprint_id,
         target,
-    )
-    .await)
+        timeout: state.jobs.config.migration_timeout,
+    };
+    Ok(forward(&state.catalog, engine.as_ref(), &to).await)
 }

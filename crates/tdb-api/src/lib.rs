@@ -55,6 +55,8 @@ pub struct ApiConfig {
     pub provision_connection_limit: u32,
     /// Lets registered connections reach loopback and private addresses (off: no SSRF).
     pub connections_allow_private: bool,
+    /// Bytes of rows one request may build in memory (queries through the API).
+    pub max_answer_bytes: usize,
 }
 
 impl ApiConfig {
@@ -84,6 +86,7 @@ impl Default for ApiConfig {
             provision_database: "tdb_provision".into(),
             provision_connection_limit: 20,
             connections_allow_private: false,
+            max_answer_bytes: 64 << 20,
         }
     }
 }
@@ -150,27 +153,32 @@ pub struct AppState {
     /// Backup policy for projects that set none of their own.
     pub backup_defaults: tdb_jobs::backup::BackupPolicy,
     pub limits: Arc<Limits>,
+    /// Memory for the answers of all requests being built at once.
+    pub answers: tdb_engines::budget::MemoryBudget,
+    /// The job runner's context: the API queues jobs and runs tenant creations itself under
+    /// its leases, with its engines, store and limits.
+    pub jobs: tdb_jobs::Runner,
 }
 
 impl AppState {
     pub fn new(
-        catalog: Catalog,
         config: ApiConfig,
         engines: Engines,
-        master_key: MasterKey,
-        backups: tdb_jobs::store::BackupStore,
+        jobs: tdb_jobs::Runner,
         backup_defaults: tdb_jobs::backup::BackupPolicy,
     ) -> Self {
         let permits = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            catalog,
+            catalog: jobs.catalog.clone(),
             config: Arc::new(config),
             engines,
-            master_key,
+            master_key: jobs.master_key.clone(),
             hashing: Arc::new(tokio::sync::Semaphore::new(permits)),
-            backups,
+            backups: jobs.store.clone(),
             backup_defaults,
             limits: Arc::new(Limits::default()),
+            answers: tdb_engines::budget::MemoryBudget::default(),
+            jobs,
         }
     }
 }

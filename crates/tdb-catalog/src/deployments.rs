@@ -82,14 +82,6 @@ pub struct LastFailure {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, FromRow)]
-pub struct Job {
-    pub id: i64,
-    pub kind: String,
-    pub ref_id: String,
-    pub attempts: i32,
-}
-
 const SELECT: &str = "SELECT d.*, b.name AS blueprint_name,
         (SELECT count(*) FROM deployment_results r WHERE r.deployment_id = d.id) AS tenants_total,
         (SELECT count(*) FROM deployment_results r
@@ -151,8 +143,9 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("INSERT INTO jobs (kind, ref_id) VALUES ('deployment', $1)")
+        sqlx::query("INSERT INTO jobs (kind, ref_id, project_id) VALUES ('deployment', $1, $2)")
             .bind(d.id)
+            .bind(d.project_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -283,6 +276,30 @@ impl Catalog {
         Ok(())
     }
 
+    /// Ends a deployment as failed with `error`, and every tenant it had not finished with it.
+    pub async fn fail_deployment(&self, id: &str, error: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE deployment_results SET status = 'failed', error = $2, updated_at = now()
+              WHERE deployment_id = $1 AND status IN ('pending', 'in_progress')",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE deployments SET status = 'failed', error = $2,
+                    started_at = COALESCE(started_at, now()), finished_at = now()
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn set_result(
         &self,
         deployment_id: &str,
@@ -300,71 +317,6 @@ impl Catalog {
         .bind(status)
         .bind(duration_ms)
         .bind(error)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Claims the oldest job that is queued or whose lease ran out (its runner died).
-    pub async fn claim_job(&self, owner: &str, lease_seconds: i32) -> Result<Option<Job>> {
-        Ok(sqlx::query_as(
-            "UPDATE jobs SET status = 'running', lease_owner = $1,
-                    lease_until = now() + make_interval(secs => $2), attempts = attempts + 1,
-                    updated_at = now()
-              WHERE id = (SELECT id FROM jobs
-                           WHERE status = 'queued' OR (status = 'running' AND lease_until < now())
-                           ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
-              RETURNING id, kind, ref_id, attempts",
-        )
-        .bind(owner)
-        .bind(lease_seconds)
-        .fetch_optional(self.pool())
-        .await?)
-    }
-
-    /// Jobs not done yet, queued and running (for the queue-depth gauge).
-    pub async fn open_jobs(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT kind, status, count(*) FROM jobs WHERE status <> 'done' GROUP BY 1, 2",
-        )
-        .fetch_all(self.pool())
-        .await?)
-    }
-
-    /// Extends a lease; false when the job is no longer this owner's.
-    pub async fn renew_job(&self, id: i64, owner: &str, lease_seconds: i32) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), updated_at = now()
-              WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(lease_seconds)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Lets a failed job's lease lapse in `seconds`, so a runner claims it again then.
-    pub async fn retry_job(&self, id: i64, owner: &str, seconds: i32) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), updated_at = now()
-              WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(seconds)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    pub async fn finish_job(&self, id: i64, owner: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET status = 'done', updated_at = now() WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id)
-        .bind(owner)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -1,6 +1,7 @@
 //! Engines: everything that speaks to a database server as its administrator, and the supervisor
 //! of the servers tdb manages itself (the embedded default). Knows nothing of the catalog.
 
+pub mod budget;
 pub mod engine;
 pub mod managed;
 pub mod postgres;
@@ -8,7 +9,7 @@ pub mod schema;
 
 pub use engine::{
     CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration,
-    QueryOutput, RestoreTarget, SchemaTenantSpec, Session, TenantSpec,
+    MigrationPlan, QueryOutput, RestoreTarget, SchemaTenantSpec, Session, TenantSpec,
 };
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};

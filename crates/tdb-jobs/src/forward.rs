@@ -4,8 +4,10 @@
 //! stands, and the migration applies the versions after it in one transaction that records the
 //! new version, as a deployment does.
 
+use std::time::Duration;
+
 use tdb_catalog::Catalog;
-use tdb_engines::{DatabaseAccess, Engine, EngineError, Migration};
+use tdb_engines::{AdminEndpoint, DatabaseAccess, Engine, EngineError, Migration, MigrationPlan};
 
 /// Where a database stood and stands after [`bring_forward`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +31,24 @@ pub enum ForwardError {
     Unavailable(String),
 }
 
-/// Migrates the database `owner` reaches to `target` with the blueprint's statements after its
-/// own version; a database at `target` or past it is left alone.
+/// One database to bring forward: reached as its `owner`, to the blueprint's version `target`;
+/// each migration may take `timeout`, after which `admin` ends it.
+pub struct ForwardTarget<'a> {
+    pub owner: &'a DatabaseAccess,
+    pub admin: &'a AdminEndpoint,
+    pub blueprint_id: &'a str,
+    pub target: i32,
+    pub timeout: Duration,
+}
+
+/// Migrates the database to `target` with the blueprint's statements after its own version; a
+/// database at `target` or past it is left alone.
 pub async fn bring_forward(
     catalog: &Catalog,
     engine: &dyn Engine,
-    owner: &DatabaseAccess,
-    blueprint_id: &str,
-    target: i32,
+    to: &ForwardTarget<'_>,
 ) -> Result<Forwarded, ForwardError> {
+    let (owner, blueprint_id, target) = (to.owner, to.blueprint_id, to.target);
     let unavailable = |e: &dyn std::fmt::Display| ForwardError::Unavailable(e.to_string());
     let mut from = engine
         .schema_version(owner)
@@ -56,10 +67,16 @@ pub async fn bring_forward(
             .statements_between(blueprint_id, from, target)
             .await
             .map_err(|e| unavailable(&e))?;
-        match engine
-            .migrate(owner, from, &statements, target, false)
-            .await
-        {
+        let plan = MigrationPlan {
+            owner,
+            admin: to.admin,
+            from,
+            statements: &statements,
+            version: target,
+            dry_run: false,
+            timeout: to.timeout,
+        };
+        match engine.migrate(&plan).await {
             Ok(Migration::Applied { .. }) => {
                 return Ok(Forwarded {
                     from: start,

@@ -183,6 +183,7 @@ async fn to_live_version(
 ) -> Result<i32, String> {
     let engine = runner.engine(&live.engine)?;
     let live_owner = owner_access(&runner.master_key, server, live).map_err(|e| e.to_string())?;
+    let admin = admin_endpoint(&runner.master_key, server).map_err(|e| e.to_string())?;
     let mut version = engine
         .schema_version(restored)
         .await
@@ -200,9 +201,13 @@ async fn to_live_version(
         let forwarded = crate::forward::bring_forward(
             &runner.catalog,
             engine.as_ref(),
-            restored,
-            &live.blueprint_id,
-            target,
+            &crate::forward::ForwardTarget {
+                owner: restored,
+                admin: &admin,
+                blueprint_id: &live.blueprint_id,
+                target,
+                timeout: runner.config.migration_timeout,
+            },
         )
         .await
         .map_err(|e| {
@@ -366,6 +371,16 @@ async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), String> {
 
 /// Ends a rollback that did not reach the swap: the fresh database goes, the tenant stays on
 /// its data, and the error says why.
+/// Ends a rollback that ran past the job time limit as failed (the tenant keeps its data, or
+/// finishes on the restored data if the switch had committed).
+pub async fn give_up(runner: &Runner, rollback_id: &str, error: &str) -> Result<(), String> {
+    match runner.catalog.find_rollback(rollback_id).await {
+        Ok(rb) => fail(runner, &rb, error).await,
+        Err(tdb_catalog::CatalogError::NotFound) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 async fn fail(runner: &Runner, rb: &Rollback, error: &str) -> Result<(), String> {
     let catalog = &runner.catalog;
     let current = catalog

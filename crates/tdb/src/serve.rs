@@ -87,14 +87,19 @@ async fn run_with_catalog(
         Ok(removed) => tracing::info!(removed, "removed the staged files of cut-off uploads"),
         Err(e) => tracing::warn!(error = %e, "could not clean the backup store's staged files"),
     }
+    let engine: Arc<dyn Engine> = Arc::new(PostgresEngine::new(bindir));
+    let runner = tdb_jobs::Runner {
+        catalog: catalog.clone(),
+        postgres: engine.clone(),
+        master_key: key.clone(),
+        store,
+        config: config.runner_config(),
+        owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
+    };
     let state = tdb_api::AppState::new(
-        catalog.clone(),
         config.api_config(),
-        tdb_api::Engines {
-            postgres: Arc::new(PostgresEngine::new(bindir)),
-        },
-        key.clone(),
-        store.clone(),
+        tdb_api::Engines { postgres: engine },
+        runner.clone(),
         config.backup_policy(),
     );
     let ip_guard = config.ip_guard();
@@ -105,21 +110,8 @@ async fn run_with_catalog(
             free_per_minute: config.quota_free_per_minute,
             paid_per_minute: config.quota_paid_per_minute,
         }),
+        answers: tdb_engines::budget::MemoryBudget::new(config.answer_memory_budget),
         ..state
-    };
-    let runner = tdb_jobs::Runner {
-        catalog: catalog.clone(),
-        postgres: state.engines.postgres.clone(),
-        master_key: key.clone(),
-        store,
-        config: tdb_jobs::RunnerConfig {
-            deploy_parallelism: config.deploy_parallelism,
-            max_jobs: config.max_jobs,
-            backup_defaults: config.backup_policy(),
-            schedule_tick: std::time::Duration::from_secs(config.backup_schedule_tick_secs),
-            query_log_retention_days: config.query_log_retention_days,
-        },
-        owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
     let jobs = tokio::spawn(runner.run(shutdown.clone()));
     let metrics_server = match config.metrics_listen {

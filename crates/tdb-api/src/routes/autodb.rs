@@ -507,26 +507,10 @@ async fn delete_provisioned(
         .find_provisioned(&auth.project_id, &id)
         .await
         .map_err(|e| ApiError::from_catalog(e, "provisioned database"))?;
-    drop_provisioned(&state, &p).await?;
-    Ok(Reply::ok(data(json!({ "id": p.id, "status": "deleted" }))))
-}
-
-/// Drops a provisioned database on its server, then records it deleted (its logins go, the
-/// proxies forget its route). Used by the delete endpoint and by project deletion.
-pub async fn drop_provisioned(state: &AppState, p: &Provisioned) -> Result<(), ApiError> {
-    let server = state.catalog.find_server(&p.server_id).await?;
-    let admin = admin_endpoint(state, &server)?;
-    let engine = crate::workspace::engine_for(state, tdb_core::Engine::Postgresql)?;
-    engine
-        .drop_schema_tenant(&admin, &p.database, &p.schema_name, &p.role_name)
+    tdb_jobs::teardown::drop_provisioned(&state.jobs, &p)
         .await
-        .map_err(admin_error)?;
-    state.catalog.mark_provisioned_deleted(p).await?;
-    state
-        .catalog
-        .notify_provision_changed(&p.project_id)
-        .await?;
-    Ok(())
+        .map_err(|e| ApiError::new(ErrorCode::ServiceUnavailable, e))?;
+    Ok(Reply::ok(data(json!({ "id": p.id, "status": "deleted" }))))
 }
 
 // --- connections -----------------------------------------------------------------------------
@@ -852,7 +836,7 @@ async fn query(
     let pin = checked_address(&state, &opened).await?;
     let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
     let mut session = engine
-        .open_url(&opened.url, pin, limits(&Settings::default()))
+        .open_url(&opened.url, pin, limits(&state, &Settings::default()))
         .await
         .map_err(|e| opened.error(e))?;
     let started = Instant::now();

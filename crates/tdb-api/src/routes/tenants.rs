@@ -119,7 +119,8 @@ pub struct CreateTenant {
 
 /// Creates a tenant: one database per blueprint, at the blueprint's current version.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
-    responses((status = 201, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403), (status = 409)))]
+    responses((status = 201, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403), (status = 409),
+              (status = 503, description = "the server is out of space or unreachable, or the creation was interrupted (tdb finishes or undoes it)")))]
 async fn create_tenant(
     State(state): State<AppState>,
     auth: Auth,
@@ -224,11 +225,7 @@ async fn plan(
             ),
             other => other.into(),
         })?;
-    let connection_limit = tenant::connection_limit(state, &blueprint).await?;
-    Ok(Planned {
-        blueprint,
-        connection_limit,
-    })
+    Ok(Planned { blueprint })
 }
 
 /// A tenant with its databases (passwords masked). Each database has its `version` and its
@@ -281,7 +278,8 @@ struct DeleteParams {
 /// Moves a tenant to the trash, or with `?hard=true` drops its databases for good.
 #[utoipa::path(delete, path = "/tenants/{id}", tag = "tenants",
     params(("id" = String, Path), ("hard" = Option<bool>, Query)),
-    responses((status = 200, description = "deleted"), (status = 404), (status = 409)))]
+    responses((status = 200, description = "deleted"), (status = 404), (status = 409),
+              (status = 503, description = "the server refused a drop; the tenant stays in the trash with what is left")))]
 async fn delete_tenant(
     State(state): State<AppState>,
     auth: Auth,
@@ -290,6 +288,15 @@ async fn delete_tenant(
 ) -> ApiResult<Value> {
     auth.require_role(KeyRole::Admin)?;
     let t = find(&state, &auth, &name).await?;
+    let hard = params.hard == Some(true);
+    if hard && t.status == "provisioning" {
+        // Its creation job sees `failed` and removes everything it made.
+        move_to(&state, &t, &["provisioning"], "failed").await?;
+        return Ok(Reply::ok(json!({
+            "message": format!("Tenant '{name}' was being created; its creation is cancelled and everything made for it is being removed"),
+            "tenant_id": name, "status": "failed",
+        })));
+    }
     let busy = [
         "provisioning",
         "migrating",
@@ -303,29 +310,38 @@ async fn delete_tenant(
             t.status
         )));
     }
-    if params.hard == Some(true) {
-        tenant::delete_backup_objects(&state, state.catalog.tenant_backup_paths(&t.id).await?)
-            .await?;
-        let databases = state.catalog.tenant_databases(&t.id).await?;
-        tenant::drop_databases(&state, &databases).await;
-        state.catalog.delete_tenant(&t.id).await?;
-        state
-            .catalog
-            .delete_scope_credentials(&auth.project_id, "tenant", &name)
-            .await?;
-        state
-            .catalog
-            .delete_tenant_query_log(&auth.project_id, &name)
-            .await?;
-        return Ok(Reply::ok(
-            json!({"message": format!("Tenant '{name}' permanently deleted"), "tenant_id": name}),
-        ));
+    if hard {
+        return hard_delete(&state, &t).await;
     }
     move_to(&state, &t, &["ready", "suspended", "failed"], "deleted").await?;
     Ok(Reply::ok(json!({
         "message": format!("Tenant '{name}' moved to trash. Restore with POST /tenants/{name}/restore"),
         "tenant_id": name, "status": "deleted",
     })))
+}
+
+/// Drops the tenant's databases, roles and backups for good. It leaves service first (in the
+/// trash), and the catalog forgets each database only once its server has dropped it: when a
+/// drop fails, the answer says so and the tenant stays in the trash, with what is left, for a
+/// retry.
+async fn hard_delete(state: &AppState, t: &Tenant) -> ApiResult<Value> {
+    let name = &t.name;
+    if t.status != "deleted" {
+        move_to(state, t, &["ready", "suspended", "failed"], "deleted").await?;
+    }
+    if let Err(e) = tdb_jobs::teardown::drop_tenant(&state.jobs, t).await {
+        tracing::error!(tenant = %t.id, error = %e, "a hard delete did not finish");
+        return Err(ApiError::new(
+            tdb_core::ErrorCode::ServiceUnavailable,
+            format!(
+                "tenant '{name}' was not fully deleted: {e}. It stays in the trash with what is \
+                 left; retry DELETE /tenants/{name}?hard=true"
+            ),
+        ));
+    }
+    Ok(Reply::ok(
+        json!({"message": format!("Tenant '{name}' permanently deleted"), "tenant_id": name}),
+    ))
 }
 
 async fn move_to(state: &AppState, t: &Tenant, from: &[&str], to: &str) -> Result<(), ApiError> {

@@ -8,7 +8,7 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, Scr
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::frame::{self, cstr, message};
-use super::server_stream::ServerStream;
+use tdb_engines::postgres::wire::stream::ServerStream;
 
 /// How long connecting and authenticating to a server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -8,8 +8,6 @@ pub mod frame;
 pub mod relay;
 pub mod scram;
 #[cfg(feature = "server")]
-pub mod server_stream;
-#[cfg(feature = "server")]
 pub mod session;
 pub mod startup;
 #[cfg(feature = "server")]

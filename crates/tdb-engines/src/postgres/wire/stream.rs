@@ -1,6 +1,7 @@
 //! The byte stream to a PostgreSQL server: TCP, or a Unix socket when the server's host is a
 //! directory (as libpq reads a host that starts with `/`). tdb's managed servers listen on a
-//! socket in a private directory only, so nothing reaches them around the proxy.
+//! socket in a private directory only, so nothing reaches them around tdb. The proxy relays over
+//! it; tdb's own client sessions wrap it in TLS where a server asks for that.
 
 use std::io;
 use std::pin::Pin;
@@ -23,7 +24,15 @@ impl ServerStream {
             let path = format!("{host}/.s.PGSQL.{port}");
             return Ok(Self::Unix(UnixStream::connect(path).await?));
         }
-        let stream = TcpStream::connect((host, port)).await?;
+        Self::tcp(TcpStream::connect((host, port)).await?)
+    }
+
+    /// Connects to `ip:port` (an address already resolved and checked).
+    pub async fn connect_ip(ip: std::net::IpAddr, port: u16) -> io::Result<Self> {
+        Self::tcp(TcpStream::connect((ip, port)).await?)
+    }
+
+    fn tcp(stream: TcpStream) -> io::Result<Self> {
         stream.set_nodelay(true)?;
         Ok(Self::Tcp(stream))
     }
@@ -39,15 +48,6 @@ impl ServerStream {
                 let (r, w) = s.split();
                 (ServerReadHalf::Unix(r), ServerWriteHalf::Unix(w))
             }
-        }
-    }
-
-    /// Reads what is already there without waiting: `Ok(0)` at end of stream, `WouldBlock`
-    /// when nothing is there.
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Tcp(s) => s.try_read(buf),
-            Self::Unix(s) => s.try_read(buf),
         }
     }
 }
