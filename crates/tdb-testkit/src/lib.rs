@@ -59,6 +59,9 @@ pub struct ServeOptions {
     pub env: Vec<(String, String)>,
     /// Contents of `tdb.toml`, written into the data dir before the first start.
     pub config_toml: Option<String>,
+    /// Puts the data dir on a tmpfs of this many MiB, so a test can fill the disk (needs
+    /// root: tests run as root here).
+    pub data_dir_mib: Option<u64>,
 }
 
 /// A running `tdb serve` with its own data dir and API port.
@@ -91,6 +94,28 @@ impl TdbServer {
             child: None,
             api_url: format!("http://127.0.0.1:{api_port}"),
         };
+        if let Some(mib) = server.options.data_dir_mib {
+            let dir = server.data_dir();
+            std::fs::create_dir_all(&dir)?;
+            let out = Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={mib}m,mode=0755"),
+                    "tmpfs",
+                ])
+                .arg(&dir)
+                .output()
+                .context("running mount")?;
+            if !out.status.success() {
+                bail!(
+                    "mounting a tmpfs on the data dir failed (tests that fill a disk run as \
+                     root): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
         if let Some(toml) = &server.options.config_toml {
             std::fs::create_dir_all(server.data_dir())?;
             std::fs::write(server.data_dir().join("tdb.toml"), toml)?;
@@ -251,6 +276,12 @@ impl Drop for TdbServer {
     fn drop(&mut self) {
         if self.child.is_some() {
             let _ = self.stop();
+        }
+        if self.options.data_dir_mib.is_some() {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.data_dir())
+                .output();
         }
     }
 }

@@ -1129,3 +1129,63 @@ async fn no_tenant_can_take_the_connections_others_and_tdb_need() {
     );
     drop(held);
 }
+
+/// Finding 19: tenant creation on a full disk answered a bare 500. It says the server is out of
+/// space, leaves nothing behind, and works again once there is room.
+#[tokio::test]
+async fn a_full_disk_is_named_and_nothing_is_left_half_made() {
+    let options = tdb_testkit::ServeOptions {
+        data_dir_mib: Some(400),
+        ..Default::default()
+    };
+    let s = TdbServer::start_with(bin(), options)
+        .await
+        .expect("tdb serve on a small disk");
+    let app = App::new(&s, "full@example.com").await;
+    app.tenant(&s, "first").await;
+    // Fill the disk, leaving nothing.
+    let filler = s.data_dir().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 1 << 20];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let (st, body) = post(
+        &s,
+        "/tenants",
+        Some(&app.key),
+        json!({"tenant_id": "second", "databases": [{"blueprint": "shop"}]}),
+    )
+    .await;
+    assert_eq!(st, 503, "{body}");
+    assert!(
+        str_of(&body, "error").contains("out of disk space"),
+        "the answer does not say the disk is full: {body}"
+    );
+    std::fs::remove_file(&filler).expect("room again");
+    // The failed tenant disappears; a new one is made.
+    let key = app.key.clone();
+    eventually(
+        std::time::Duration::from_secs(90),
+        "the tenant made on a full disk is still there",
+        || {
+            let (key, s) = (key.clone(), &s);
+            async move {
+                let (st, _) = get(s, "/tenants/second", &key).await;
+                st == 404
+            }
+        },
+    )
+    .await;
+    let (st, body) = post(
+        &s,
+        "/tenants",
+        Some(&app.key),
+        json!({"tenant_id": "second", "databases": [{"blueprint": "shop"}]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    assert_no_orphans(&s).await;
+}
