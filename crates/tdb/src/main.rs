@@ -4,6 +4,7 @@
 mod cli_config;
 mod cmd;
 mod config;
+mod datadir;
 mod mcp_http;
 mod output;
 mod serve;

@@ -1,6 +1,6 @@
-//! `tdb serve`: prepares the data dir and master key, starts the managed PostgreSQL server (or
-//! uses an attached one), opens the catalog, records the servers, and runs the API until SIGINT
-//! or SIGTERM, after which every child process is stopped.
+//! `tdb serve`: prepares and locks the data dir, loads the master key, starts the managed
+//! PostgreSQL server (or uses an attached one), opens the catalog, records the servers, and runs
+//! the API until SIGINT or SIGTERM, after which every child process is stopped.
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -22,8 +22,11 @@ const CATALOG_DB: &str = "tdb_catalog";
 const SHARED_PG: &str = "postgresql-shared";
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let metrics = crate::telemetry::install()?;
     prepare_data_dir(&config)?;
+    // Held until this function returns, after the managed server has stopped: nothing else
+    // may touch the data dir or its servers while another tdb serve owns them.
+    let _lock = crate::datadir::lock(&config.data_dir)?;
+    let metrics = crate::telemetry::install()?;
     let master_key = load_master_key(&config)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));

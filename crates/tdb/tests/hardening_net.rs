@@ -1,13 +1,17 @@
-//! What a hostile client on the network can no longer do to `tdb serve`: reach internal
-//! addresses through server-side fetches.
+//! What a hostile client on the network, or a careless start, can no longer do to `tdb serve`:
+//! reach internal addresses through server-side fetches; run a second instance on a data dir
+//! that one already serves.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
 use serde_json::json;
+use tdb_testkit::TdbServer;
 
 /// Signs up and creates a tenant-mode workspace `app`; returns the API key.
-async fn account_with_workspace(s: &tdb_testkit::TdbServer, email: &str) -> String {
+async fn account_with_workspace(s: &TdbServer, email: &str) -> String {
     let key = str_of(&signup(s, email, "Hardening").await, "api_key").to_string();
     let (st, body) = post(
         s,
@@ -71,5 +75,66 @@ async fn ipv4_compatible_ipv6_addresses_count_as_internal() {
     assert!(
         str_of(&body, "error").contains("internal address"),
         "{body}"
+    );
+}
+
+/// Runs `tdb serve` on `data_dir` with fresh ports and waits up to `limit` for it to exit; a
+/// process still running then is killed and reported as `None`.
+fn serve_once(data_dir: &std::path::Path, limit: Duration) -> Option<std::process::Output> {
+    let port = |name| tdb_testkit::free_port().unwrap_or_else(|e| panic!("{name} port: {e}"));
+    let mut child = std::process::Command::new(bin())
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .arg("--api-listen")
+        .arg(format!("127.0.0.1:{}", port("api")))
+        .arg("--pg-listen")
+        .arg(format!("127.0.0.1:{}", port("pg")))
+        .env("NO_COLOR", "1")
+        .env_remove("TDB_MASTER_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tdb serve");
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if child.try_wait().expect("wait").is_some() {
+            return Some(child.wait_with_output().expect("output"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_dir_exits_at_once() {
+    let s = start().await;
+    let first = s.pid().expect("first pid");
+    let postgres = s.managed_postgres_pid().expect("managed postgres pid");
+
+    let data_dir = s.data_dir();
+    let second =
+        tokio::task::spawn_blocking(move || serve_once(&data_dir, Duration::from_secs(30)))
+            .await
+            .expect("join")
+            .expect("the second tdb serve exits by itself");
+    assert!(!second.status.success(), "the second serve must fail");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!("pid {first}")) && stderr.contains("already"),
+        "the message names the running one: {stderr}"
+    );
+
+    // The first is untouched: healthy, and its PostgreSQL is the same process.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (st, _) = call(&s, reqwest::Method::GET, "/health", None, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(s.managed_postgres_pid(), Some(postgres));
+    let log = std::fs::read_to_string(s.log_path()).unwrap_or_default();
+    assert!(
+        !log.contains("managed server restart"),
+        "the first serve restarted its server: {}",
+        s.log_tail()
     );
 }
