@@ -92,8 +92,14 @@ impl TdbServer {
             api_url: format!("http://127.0.0.1:{api_port}"),
         };
         if let Some(toml) = &server.options.config_toml {
-            std::fs::create_dir_all(server.data_dir())?;
-            std::fs::write(server.data_dir().join("tdb.toml"), toml)?;
+            // Modes set outright, whatever the umask: tdb refuses a data dir or tdb.toml that
+            // other users may write to.
+            let dir = server.data_dir();
+            std::fs::create_dir_all(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+            let file = dir.join("tdb.toml");
+            std::fs::write(&file, toml)?;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
         }
         server.launch().await?;
         Ok(server)

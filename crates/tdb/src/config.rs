@@ -248,6 +248,13 @@ impl Config {
         if explicit.is_some() && !file.is_file() {
             anyhow::bail!("configuration file {} does not exist", file.display());
         }
+        // Nothing is read from a place another user could have written to.
+        if early.data_dir.exists() {
+            crate::datadir::check_dir(&early.data_dir)?;
+        }
+        if file.exists() {
+            crate::datadir::check_config_file(&file)?;
+        }
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(&file))
             .merge(env())

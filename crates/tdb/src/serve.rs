@@ -2,7 +2,7 @@
 //! PostgreSQL server (or uses an attached one), opens the catalog, records the servers, and runs
 //! the API until SIGINT or SIGTERM, after which every child process is stopped.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -247,28 +247,15 @@ async fn start_pg_proxy(
     }))
 }
 
-/// Creates the data dir. When managed servers run as another user they must be able to pass
-/// through it, so it is 0711 (enter, not list); otherwise 0700.
+/// Creates the data dir, or refuses an unsafe one. When managed servers run as another user
+/// they must be able to pass through it, so it is 0711 (enter, not list); otherwise 0700.
 fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
-    let dir = &config.data_dir;
     let mode = if nix::unistd::Uid::effective().is_root() && config.catalog_url.is_none() {
         0o711
     } else {
         0o700
     };
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(mode)
-            .create(dir)
-            .with_context(|| format!("creating data dir {}", dir.display()))?;
-    } else if mode == 0o711 {
-        let current = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-        if current & 0o001 == 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(current | 0o711))?;
-        }
-    }
-    Ok(())
+    crate::datadir::prepare(&config.data_dir, mode)
 }
 
 /// The master key: from configuration (`TDB_MASTER_KEY`), else `master.key` in the data dir,

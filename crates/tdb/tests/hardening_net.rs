@@ -1,14 +1,29 @@
-//! What a hostile client on the network, or a careless start, can no longer do to `tdb serve`:
-//! reach internal addresses through server-side fetches; run a second instance on a data dir
-//! that one already serves.
+//! What a hostile client on the network, a local user or a careless start can no longer do to
+//! `tdb serve`: reach internal addresses through server-side fetches; plant a configuration in a
+//! data dir others may write to; run a second instance on a data dir that one already serves.
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
 use tdb_testkit::TdbServer;
+
+/// One `tdb serve` with the defaults, shared by the tests that do not disturb each other; it
+/// stops when the last test holding it drops it.
+async fn shared() -> Arc<TdbServer> {
+    static SHARED: tokio::sync::Mutex<Weak<TdbServer>> = tokio::sync::Mutex::const_new(Weak::new());
+    let mut slot = SHARED.lock().await;
+    if let Some(s) = slot.upgrade() {
+        return s;
+    }
+    let s = Arc::new(start().await);
+    *slot = Arc::downgrade(&s);
+    s
+}
 
 /// Signs up and creates a tenant-mode workspace `app`; returns the API key.
 async fn account_with_workspace(s: &TdbServer, email: &str) -> String {
@@ -26,7 +41,7 @@ async fn account_with_workspace(s: &TdbServer, email: &str) -> String {
 
 #[tokio::test]
 async fn ipv4_compatible_ipv6_addresses_count_as_internal() {
-    let s = start().await;
+    let s = shared().await;
     let key = account_with_workspace(&s, "ssrf6@example.com").await;
 
     // A JSON document on loopback, asked for through its IPv4-compatible IPv6 form.
@@ -109,7 +124,7 @@ fn serve_once(data_dir: &std::path::Path, limit: Duration) -> Option<std::proces
 
 #[tokio::test]
 async fn a_second_serve_on_the_same_data_dir_exits_at_once() {
-    let s = start().await;
+    let s = shared().await;
     let first = s.pid().expect("first pid");
     let postgres = s.managed_postgres_pid().expect("managed postgres pid");
 
@@ -137,4 +152,75 @@ async fn a_second_serve_on_the_same_data_dir_exits_at_once() {
         "the first serve restarted its server: {}",
         s.log_tail()
     );
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Runs `tdb serve` on `dir`, which must refuse to start; returns its stderr.
+async fn refused(dir: &std::path::Path) -> String {
+    let dir = dir.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || serve_once(&dir, Duration::from_secs(30)))
+        .await
+        .expect("join")
+        .expect("tdb serve refuses to start and exits");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn the_data_dir_is_created_private_and_unsafe_modes_are_refused() {
+    let root_user = nix::unistd::Uid::effective().is_root();
+    // Created by tdb: private; enter-only for others when the managed servers run as another
+    // user (tdb as root).
+    let s = shared().await;
+    let expected = if root_user { 0o711 } else { 0o700 };
+    assert_eq!(mode_of(&s.data_dir()), expected);
+
+    let root = tdb_testkit::reachable_tempdir().expect("tempdir");
+    let dir = root.path().join("data");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for mode in [0o777, 0o770, 0o1777] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let stderr = refused(&dir).await;
+        assert!(
+            stderr.contains(&dir.display().to_string())
+                && stderr.contains(&format!("mode {mode:o}"))
+                && stderr.contains("chmod go-w"),
+            "{stderr}"
+        );
+        assert!(
+            !dir.join("master.key").exists() && !dir.join("servers").exists(),
+            "nothing was started in an unsafe data dir"
+        );
+    }
+
+    // A safe dir, but a tdb.toml others may write to, or that another user owns.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let toml = dir.join("tdb.toml");
+    std::fs::write(&toml, "log_format = \"text\"\n").expect("write tdb.toml");
+    std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let stderr = refused(&dir).await;
+    assert!(
+        stderr.contains(&toml.display().to_string())
+            && stderr.contains("mode 666")
+            && stderr.contains("chmod go-w"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    if root_user {
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        nix::unistd::chown(&toml, Some(nobody), None).expect("chown");
+        let stderr = refused(&dir).await;
+        assert!(
+            stderr.contains(&toml.display().to_string()) && stderr.contains("uid 65534"),
+            "{stderr}"
+        );
+    }
+    assert!(!dir.join("master.key").exists());
 }
