@@ -5,6 +5,7 @@ pub mod codes;
 pub mod domain;
 pub mod ids;
 pub mod names;
+pub mod network;
 pub mod ratelimit;
 pub mod secrets;
 pub mod settings;

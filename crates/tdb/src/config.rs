@@ -114,8 +114,8 @@ pub struct Config {
     /// Refused requests after which an address is banned, and for how long.
     pub rate_limit_ban_after: u32,
     pub rate_limit_ban_secs: u64,
-    /// Exempt loopback addresses from the address rate limit.
-    pub rate_limit_exempt_loopback: bool,
+    /// Networks (CIDR) the address rate limit never limits nor bans: the operator's own.
+    pub trusted_networks: Vec<String>,
     /// API requests per project per minute, by tier.
     pub quota_free_per_minute: u32,
     pub quota_paid_per_minute: u32,
@@ -173,7 +173,7 @@ impl Default for Config {
             rate_limit_per_second: 100,
             rate_limit_ban_after: 5,
             rate_limit_ban_secs: 300,
-            rate_limit_exempt_loopback: false,
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             quota_free_per_minute: 1200,
             quota_paid_per_minute: 12000,
             pg_max_auth_failures_per_ip: 30,
@@ -296,6 +296,7 @@ impl Config {
         if self.rate_limit_per_second == 0 || self.rate_limit_ban_after == 0 {
             anyhow::bail!("rate_limit_per_second and rate_limit_ban_after must be at least 1");
         }
+        self.trusted_networks()?;
         if self.quota_free_per_minute == 0 || self.quota_paid_per_minute == 0 {
             anyhow::bail!("quota_free_per_minute and quota_paid_per_minute must be at least 1");
         }
@@ -365,16 +366,27 @@ impl Config {
             .unwrap_or_else(|| self.pg_listen.ip().to_string())
     }
 
+    /// `trusted_networks`, parsed; an entry that is no network is named in the error.
+    pub fn trusted_networks(&self) -> anyhow::Result<Vec<tdb_core::network::IpNetwork>> {
+        self.trusted_networks
+            .iter()
+            .map(|n| {
+                n.parse()
+                    .map_err(|e| anyhow::anyhow!("trusted_networks: {e}"))
+            })
+            .collect()
+    }
+
     /// The address guard the API and every proxy share.
-    pub fn ip_guard(&self) -> std::sync::Arc<tdb_core::ratelimit::IpGuard> {
-        std::sync::Arc::new(tdb_core::ratelimit::IpGuard::new(
+    pub fn ip_guard(&self) -> anyhow::Result<std::sync::Arc<tdb_core::ratelimit::IpGuard>> {
+        Ok(std::sync::Arc::new(tdb_core::ratelimit::IpGuard::new(
             tdb_core::ratelimit::IpLimits {
                 per_second: self.rate_limit_per_second,
                 ban_after: self.rate_limit_ban_after,
                 ban_for: std::time::Duration::from_secs(self.rate_limit_ban_secs),
-                exempt_loopback: self.rate_limit_exempt_loopback,
+                trusted: self.trusted_networks()?,
             },
-        ))
+        )))
     }
 
     pub fn proxy_config(&self) -> tdb_proxy::ProxyConfig {
@@ -486,6 +498,13 @@ mod tests {
                 .expect_err("xml is no log format")
                 .to_string();
             assert!(err.contains("log_format"), "{err}");
+            jail.create_file("tdb.toml", "trusted_networks = [\"10.0.0.0/33\"]\n")?;
+            let err = format!("{:#}", Config::load(&flags).expect_err("bad network"));
+            assert!(
+                err.contains("trusted_networks") && err.contains("10.0.0.0/33"),
+                "{err}"
+            );
+            jail.create_file("tdb.toml", "")?;
             jail.set_env("TDB_API_LISTEN", "not-an-address");
             let err = format!("{:#}", Config::load(&flags).expect_err("bad address"));
             assert!(err.to_lowercase().contains("api_listen"), "{err}");

@@ -94,7 +94,11 @@ async fn run_with_catalog(
         store.clone(),
         config.backup_policy(),
     );
-    let ip_guard = config.ip_guard();
+    let ip_guard = config.ip_guard()?;
+    tracing::info!(
+        trusted_networks = %config.trusted_networks.join(", "),
+        "the address rate limit never limits or bans these networks"
+    );
     let state = tdb_api::AppState {
         limits: Arc::new(tdb_api::Limits {
             ip: ip_guard.clone(),

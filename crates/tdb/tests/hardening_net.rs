@@ -1,16 +1,19 @@
 //! What a hostile client on the network, a local user or a careless start can no longer do to
-//! `tdb serve`: reach internal addresses through server-side fetches; plant a configuration in a
-//! data dir others may write to; run a second instance on a data dir that one already serves.
+//! `tdb serve`: reach internal addresses through server-side fetches; get the operator's own
+//! (trusted) addresses banned, or earn a ban nobody hears of; plant a configuration in a data
+//! dir others may write to; run a second instance on a data dir that one already serves.
 
 mod common;
 
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use tdb_testkit::TdbServer;
+use tdb_testkit::{ServeOptions, TdbServer};
+use tokio::io::AsyncReadExt;
 
 /// One `tdb serve` with the defaults, shared by the tests that do not disturb each other; it
 /// stops when the last test holding it drops it.
@@ -23,6 +26,106 @@ async fn shared() -> Arc<TdbServer> {
     let s = Arc::new(start().await);
     *slot = Arc::downgrade(&s);
     s
+}
+
+/// The configuration of [`hardened`]: only 127.0.0.1 and ::1 are trusted, so the tests can
+/// play hostile clients from the rest of 127.0.0.0/8.
+const HARDENED_TOML: &str = r#"
+trusted_networks = ["127.0.0.1/32", "::1/128"]
+"#;
+
+/// One `tdb serve` with [`HARDENED_TOML`], shared like [`shared`]. Each test plays its hostile
+/// client from an address of its own, so that their limits and bans do not meet.
+async fn hardened() -> Arc<TdbServer> {
+    static HARDENED: tokio::sync::Mutex<Weak<TdbServer>> =
+        tokio::sync::Mutex::const_new(Weak::new());
+    let mut slot = HARDENED.lock().await;
+    if let Some(s) = slot.upgrade() {
+        return s;
+    }
+    let options = ServeOptions {
+        config_toml: Some(HARDENED_TOML.into()),
+        ..Default::default()
+    };
+    let s = Arc::new(
+        TdbServer::start_with(bin(), options)
+            .await
+            .expect("tdb serve starts"),
+    );
+    *slot = Arc::downgrade(&s);
+    s
+}
+
+fn client_from(local: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::from(local))
+        .build()
+        .expect("client")
+}
+
+/// Connects to the proxy from `local` and returns what the proxy says first (it speaks first
+/// only to refuse).
+async fn proxy_greeting(port: u16, local: [u8; 4]) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((local, 0)))
+        .expect("bind source address");
+    let mut stream = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect");
+    let mut buf = vec![0u8; 512];
+    match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// `GET /health` from `local` in batches of 50 at once until `done` says stop or `batches`
+/// have gone; returns every status with its Retry-After.
+async fn health_burst(
+    s: &TdbServer,
+    local: [u8; 4],
+    batches: usize,
+    done: impl Fn(&[(u16, Option<String>)]) -> bool,
+) -> Vec<(u16, Option<String>)> {
+    let client = client_from(local);
+    let health = format!("{}/health", s.api_url);
+    let mut answers = Vec::new();
+    for _ in 0..batches {
+        let batch: Vec<_> = (0..50).map(|_| client.get(&health).send()).collect();
+        for resp in futures_util::future::join_all(batch).await {
+            let resp = resp.expect("response");
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            answers.push((resp.status().as_u16(), retry));
+        }
+        if done(&answers) {
+            break;
+        }
+    }
+    answers
+}
+
+/// The lines of the server's log that contain every one of `parts`, once they appear (up to
+/// 10 s); an empty list when they never do.
+async fn log_lines(s: &TdbServer, parts: &[&str]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(s.log_path()).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .map(str::to_string)
+            .collect();
+        if !lines.is_empty() || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Signs up and creates a tenant-mode workspace `app`; returns the API key.
@@ -223,4 +326,67 @@ async fn the_data_dir_is_created_private_and_unsafe_modes_are_refused() {
         );
     }
     assert!(!dir.join("master.key").exists());
+}
+
+#[tokio::test]
+async fn a_burst_from_a_trusted_address_is_never_banned() {
+    // The defaults trust loopback: a local test suite's 600 requests at once pass, on the API
+    // and afterwards on the proxy.
+    let s = shared().await;
+    let answers = health_burst(&s, [127, 0, 0, 1], 12, |_| false).await;
+    assert_eq!(answers.len(), 600);
+    let refused: Vec<_> = answers.iter().filter(|(st, _)| *st != 200).collect();
+    assert!(
+        refused.is_empty(),
+        "{} refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+    assert_eq!(proxy_greeting(s.pg_port, [127, 0, 0, 1]).await, "");
+    let (st, _) = call(&s, reqwest::Method::GET, "/health", None, None).await;
+    assert_eq!(st, 200);
+}
+
+#[tokio::test]
+async fn an_untrusted_address_is_banned_and_the_ban_is_logged_once() {
+    let s = hardened().await;
+    // The API: a flood from 127.0.0.9 earns a ban, and the requests after it are refused.
+    let banned = |a: &[(u16, Option<String>)]| {
+        a.iter()
+            .any(|(st, r)| *st == 429 && r.as_deref() == Some("300"))
+    };
+    let answers = health_burst(&s, [127, 0, 0, 9], 20, banned).await;
+    assert!(banned(&answers), "no ban after {} requests", answers.len());
+    let after = health_burst(&s, [127, 0, 0, 9], 1, |_| true).await;
+    assert!(after.iter().all(|(st, _)| *st == 429));
+    assert!(
+        proxy_greeting(s.pg_port, [127, 0, 0, 9])
+            .await
+            .contains("banned")
+    );
+    let lines = log_lines(&s, &["WARN", "banned", "127.0.0.9"]).await;
+    assert_eq!(
+        lines.len(),
+        1,
+        "one warning per ban: {lines:#?}\n{}",
+        s.log_tail()
+    );
+    assert!(lines[0].contains("300"), "the ban's length: {}", lines[0]);
+
+    // The proxy: a flood of connection attempts from 127.0.0.10 earns a ban, logged once too.
+    let mut batches = 0;
+    loop {
+        let flood: Vec<_> = (0..100)
+            .map(|_| proxy_greeting(s.pg_port, [127, 0, 0, 10]))
+            .collect();
+        let greetings = futures_util::future::join_all(flood).await;
+        batches += 1;
+        if greetings.iter().any(|g| g.contains("banned")) {
+            break;
+        }
+        assert!(batches < 20, "no proxy ban after {batches} batches");
+    }
+    let lines = log_lines(&s, &["WARN", "banned", "127.0.0.10"]).await;
+    assert_eq!(lines.len(), 1, "one warning per ban: {lines:#?}");
+    assert!(lines[0].contains("300"), "the ban's length: {}", lines[0]);
 }

@@ -111,13 +111,23 @@ fn address_refusal(proxy: &ProxyState, peer: SocketAddr) -> Option<PgError> {
                 proxy.config.ip_guard.limits().per_second
             ),
         )),
-        Verdict::Banned { retry_after } => Some(PgError::fatal(
-            "53300",
-            format!(
-                "too many requests from {}: the address is banned for {retry_after} s",
-                peer.ip()
-            ),
-        )),
+        Verdict::Banned { retry_after, fresh } => {
+            if fresh {
+                tracing::warn!(
+                    address = %peer.ip(),
+                    ban_secs = retry_after,
+                    surface = "postgresql proxy",
+                    "address banned: over the connection rate too often"
+                );
+            }
+            Some(PgError::fatal(
+                "53300",
+                format!(
+                    "too many requests from {}: the address is banned for {retry_after} s",
+                    peer.ip()
+                ),
+            ))
+        }
     }
 }
 
