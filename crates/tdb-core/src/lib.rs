@@ -9,6 +9,7 @@ pub mod network;
 pub mod ratelimit;
 pub mod secrets;
 pub mod settings;
+pub mod slots;
 
 pub use codes::ErrorCode;
 pub use domain::{Engine, KeyRole, ScopeType, ServerRole};

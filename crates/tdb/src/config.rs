@@ -71,6 +71,11 @@ pub struct Config {
     pub pg_plaintext: String,
     /// Proxy connections still authenticating, at most.
     pub pg_max_unauthenticated: usize,
+    /// Of those, at most this many from one client address (IPv6: its /64), loopback too
+    /// (never more than `pg_max_unauthenticated`).
+    pub pg_max_unauthenticated_per_address: usize,
+    /// Seconds a proxy client may take to send its startup packet (TLS negotiation included).
+    pub pg_startup_timeout_secs: u64,
     /// Seconds an open transaction may take to finish when tdb shuts down.
     pub pg_shutdown_grace_secs: u64,
     /// Record every statement through the proxy in the catalog's query log.
@@ -150,6 +155,8 @@ impl Default for Config {
             pg_tls_key: None,
             pg_plaintext: "loopback".into(),
             pg_max_unauthenticated: 256,
+            pg_max_unauthenticated_per_address: 32,
+            pg_startup_timeout_secs: 5,
             pg_shutdown_grace_secs: 10,
             pg_query_log: true,
             backup_store: None,
@@ -287,6 +294,15 @@ impl Config {
         if !(1..=100_000).contains(&self.pg_max_unauthenticated) {
             anyhow::bail!("pg_max_unauthenticated must be between 1 and 100000");
         }
+        if !(1..=100_000).contains(&self.pg_max_unauthenticated_per_address) {
+            anyhow::bail!("pg_max_unauthenticated_per_address must be between 1 and 100000");
+        }
+        if !(1..=15).contains(&self.pg_startup_timeout_secs) {
+            anyhow::bail!(
+                "pg_startup_timeout_secs must be between 1 and 15 (the whole authentication's \
+                 limit)"
+            );
+        }
         if !(1..=256).contains(&self.deploy_parallelism) {
             anyhow::bail!("deploy_parallelism must be between 1 and 256");
         }
@@ -396,6 +412,10 @@ impl Config {
                 .parse()
                 .unwrap_or(tdb_proxy::PlaintextPolicy::Loopback),
             max_unauthenticated: self.pg_max_unauthenticated,
+            max_unauthenticated_per_address: self
+                .pg_max_unauthenticated_per_address
+                .min(self.pg_max_unauthenticated),
+            startup_timeout: std::time::Duration::from_secs(self.pg_startup_timeout_secs),
             shutdown_grace: std::time::Duration::from_secs(self.pg_shutdown_grace_secs),
             query_log: self.pg_query_log,
             max_auth_failures_per_ip: self.pg_max_auth_failures_per_ip,

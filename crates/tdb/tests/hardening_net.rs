@@ -128,8 +128,9 @@ async fn log_lines(s: &TdbServer, parts: &[&str]) -> Vec<String> {
     }
 }
 
-/// Signs up and creates a tenant-mode workspace `app`; returns the API key.
-async fn account_with_workspace(s: &TdbServer, email: &str) -> String {
+/// Signs up and creates a tenant-mode workspace `app`; returns the API key and the workspace's
+/// connection string through the proxy (plaintext, which loopback may use).
+async fn account_with_workspace(s: &TdbServer, email: &str) -> (String, String) {
     let key = str_of(&signup(s, email, "Hardening").await, "api_key").to_string();
     let (st, body) = post(
         s,
@@ -139,13 +140,93 @@ async fn account_with_workspace(s: &TdbServer, email: &str) -> String {
     )
     .await;
     assert_eq!(st, 201, "{body}");
-    key
+    let url = str_of(&body, "connection_string").replace("sslmode=require", "sslmode=disable");
+    (key, url)
+}
+
+/// A proxy login from `local` with `url`'s credentials, and one query.
+async fn proxy_login_from(url: &str, local: [u8; 4]) -> Result<i32, String> {
+    use sqlx::ConnectOptions;
+    let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(|e| format!("{e}"))?;
+    // sqlx cannot bind a source address: connect through a socket bound to `local`, relayed.
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let relay_port = relay.local_addr().map_err(|e| e.to_string())?.port();
+    let proxy_port = options.get_port();
+    tokio::spawn(async move {
+        if let Ok((mut client, _)) = relay.accept().await {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::from((local, 0)))
+                .expect("bind source address");
+            if let Ok(mut upstream) = socket
+                .connect(SocketAddr::from(([127, 0, 0, 1], proxy_port)))
+                .await
+            {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        }
+    });
+    let mut conn =
+        tokio::time::timeout(Duration::from_secs(10), options.port(relay_port).connect())
+            .await
+            .map_err(|_| "the login did not finish in 10 s".to_string())?
+            .map_err(|e| e.to_string())?;
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(one)
+}
+
+/// Where one of [`silent_connections`] is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Silent {
+    Connecting,
+    Open,
+    /// Closed by the server after being open this long (zero: never connected).
+    Closed(Duration),
+}
+
+/// Opens `n` TCP connections from `local` to `port` that never send a byte; each one's task
+/// reports where it is.
+fn silent_connections(
+    port: u16,
+    local: [u8; 4],
+    n: usize,
+) -> Vec<tokio::sync::watch::Receiver<Silent>> {
+    (0..n)
+        .map(|_| {
+            let (tx, rx) = tokio::sync::watch::channel(Silent::Connecting);
+            tokio::spawn(async move {
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                socket
+                    .bind(SocketAddr::from((local, 0)))
+                    .expect("bind source address");
+                let Ok(mut stream) = socket
+                    .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+                    .await
+                else {
+                    let _ = tx.send(Silent::Closed(Duration::ZERO));
+                    return;
+                };
+                let opened = Instant::now();
+                let _ = tx.send(Silent::Open);
+                let mut buf = [0u8; 1024];
+                // Until the server closes (or the test ends and drops the runtime).
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                let _ = tx.send(Silent::Closed(opened.elapsed()));
+            });
+            rx
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn ipv4_compatible_ipv6_addresses_count_as_internal() {
     let s = shared().await;
-    let key = account_with_workspace(&s, "ssrf6@example.com").await;
+    let (key, _) = account_with_workspace(&s, "ssrf6@example.com").await;
 
     // A JSON document on loopback, asked for through its IPv4-compatible IPv6 form.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -389,4 +470,55 @@ async fn an_untrusted_address_is_banned_and_the_ban_is_logged_once() {
     let lines = log_lines(&s, &["WARN", "banned", "127.0.0.10"]).await;
     assert_eq!(lines.len(), 1, "one warning per ban: {lines:#?}");
     assert!(lines[0].contains("300"), "the ban's length: {}", lines[0]);
+}
+
+#[tokio::test]
+async fn silent_connections_from_one_address_cannot_block_proxy_logins() {
+    // Loopback is trusted (never rate-limited), and still capped before authentication.
+    let s = shared().await;
+    let (_, url) = account_with_workspace(&s, "silent@example.com").await;
+    let silent = silent_connections(s.pg_port, [127, 0, 0, 12], 300);
+    // Every one has been accepted (and the ones over a cap closed) once a connection opened
+    // after them has its answer: 'S' to its SSLRequest when it got a slot, else the end.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 12], 0)))
+        .expect("bind");
+    let mut last = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], s.pg_port)))
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut last, &[0, 0, 0, 8, 4, 210, 22, 47])
+        .await
+        .expect("SSLRequest");
+    let mut answer = [0u8; 1];
+    let answered = tokio::time::timeout(Duration::from_secs(10), last.read(&mut answer)).await;
+    assert!(
+        matches!(answered, Ok(Ok(0)) | Ok(Err(_))),
+        "one address past its cap is closed at once: {answered:?}"
+    );
+
+    // Another address logs in at once, while the silent ones hold what they may.
+    assert_eq!(proxy_login_from(&url, [127, 0, 0, 1]).await, Ok(1));
+    let open = silent
+        .iter()
+        .filter(|rx| *rx.borrow() == Silent::Open)
+        .count();
+    assert!(open <= 32, "{open} silent connections held a slot");
+
+    // And none of them outlives the startup deadline (5 s), far below the 15 s that the whole
+    // authentication may take.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for mut rx in silent {
+        let closed =
+            tokio::time::timeout_at(deadline, rx.wait_for(|s| matches!(s, Silent::Closed(_))))
+                .await
+                .expect("every silent connection is closed")
+                .map(|s| *s);
+        let Ok(Silent::Closed(held)) = closed else {
+            panic!("not reported: {closed:?}");
+        };
+        assert!(held < Duration::from_secs(12), "held {held:?}");
+    }
 }
