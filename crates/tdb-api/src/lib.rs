@@ -4,6 +4,7 @@
 pub mod envelope;
 pub mod extract;
 mod import;
+pub mod listener;
 mod mint;
 mod openapi;
 mod querylog;
@@ -11,15 +12,14 @@ mod routes;
 mod tenant;
 mod workspace;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tdb_catalog::Catalog;
 use tdb_core::secrets::MasterKey;
 use tdb_engines::Engine;
-use tokio::net::TcpListener;
 
+pub use listener::{ConnectionLimits, serve_app};
 pub use routes::{router, router_with};
 
 /// A region tenants can be placed in, from configuration.
@@ -172,26 +172,4 @@ impl AppState {
             limits: Arc::new(Limits::default()),
         }
     }
-}
-
-/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_app(listener, router(state), shutdown).await
-}
-
-/// Serves `app` (the API as [`router_with`] builds it) like [`serve`], with each request's peer
-/// address as `ConnectInfo`.
-pub async fn serve_app(
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

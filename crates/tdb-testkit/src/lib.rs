@@ -59,6 +59,8 @@ pub struct ServeOptions {
     pub env: Vec<(String, String)>,
     /// Contents of `tdb.toml`, written into the data dir before the first start.
     pub config_toml: Option<String>,
+    /// `RLIMIT_NOFILE` (soft, hard) to start `tdb serve` with, set by the shell that execs it.
+    pub nofile: Option<(u64, u64)>,
 }
 
 /// A running `tdb serve` with its own data dir and API port.
@@ -153,7 +155,20 @@ impl TdbServer {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let mut command = Command::new(&self.bin);
+        let mut command = match self.options.nofile {
+            // The shell lowers the soft limit first (the hard one may not go below it), then
+            // execs tdb in its place: the child's pid is tdb's.
+            Some((soft, hard)) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!(
+                        "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(&self.bin);
+                sh
+            }
+            None => Command::new(&self.bin),
+        };
         command
             .arg("serve")
             .arg("--data-dir")

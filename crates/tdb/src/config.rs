@@ -57,6 +57,15 @@ pub struct Config {
     pub default_tier: String,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
+    /// Seconds a client may take to send a request's headers (also how long an idle
+    /// keep-alive connection stays open).
+    pub api_header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body, from the end of its headers.
+    pub api_body_timeout_secs: u64,
+    /// Open API connections at most; 0: derived from the file limit (see `fdlimit`).
+    pub api_max_connections: usize,
+    /// Open API connections per client address (IPv6: its /64), loopback too.
+    pub api_max_connections_per_address: usize,
     /// `text` or `json`.
     pub log_format: String,
     /// Lets schema import fetch URLs on loopback and private networks.
@@ -148,6 +157,10 @@ impl Default for Config {
             postgres_bin_dir: None,
             default_tier: api.default_tier,
             body_limit: api.body_limit,
+            api_header_timeout_secs: 10,
+            api_body_timeout_secs: 30,
+            api_max_connections: 0,
+            api_max_connections_per_address: 64,
             log_format: "text".into(),
             import_allow_private_urls: false,
             deploy_parallelism: 8,
@@ -303,6 +316,18 @@ impl Config {
                  limit)"
             );
         }
+        if !(1..=300).contains(&self.api_header_timeout_secs) {
+            anyhow::bail!("api_header_timeout_secs must be between 1 and 300");
+        }
+        if !(1..=3600).contains(&self.api_body_timeout_secs) {
+            anyhow::bail!("api_body_timeout_secs must be between 1 and 3600");
+        }
+        if self.api_max_connections > 1_000_000 {
+            anyhow::bail!("api_max_connections must be at most 1000000 (0: from the file limit)");
+        }
+        if !(1..=1_000_000).contains(&self.api_max_connections_per_address) {
+            anyhow::bail!("api_max_connections_per_address must be between 1 and 1000000");
+        }
         if !(1..=256).contains(&self.deploy_parallelism) {
             anyhow::bail!("deploy_parallelism must be between 1 and 256");
         }
@@ -372,6 +397,21 @@ impl Config {
             provision_database: self.provision_database.clone(),
             provision_connection_limit: self.provision_connection_limit,
             connections_allow_private: self.connections_allow_private,
+        }
+    }
+
+    /// How long API clients may take and how many connections they may hold, under a soft
+    /// file limit of `soft_file_limit`.
+    pub fn connection_limits(&self, soft_file_limit: u64) -> tdb_api::ConnectionLimits {
+        let max_connections = match self.api_max_connections {
+            0 => crate::fdlimit::api_connection_cap(soft_file_limit),
+            n => n,
+        };
+        tdb_api::ConnectionLimits {
+            header_timeout: std::time::Duration::from_secs(self.api_header_timeout_secs),
+            body_timeout: std::time::Duration::from_secs(self.api_body_timeout_secs),
+            max_connections,
+            max_per_address: self.api_max_connections_per_address.min(max_connections),
         }
     }
 

@@ -5,6 +5,7 @@ mod cli_config;
 mod cmd;
 mod config;
 mod datadir;
+mod fdlimit;
 mod mcp_http;
 mod output;
 mod serve;

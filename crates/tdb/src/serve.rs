@@ -26,6 +26,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Held until this function returns, after the managed server has stopped: nothing else
     // may touch the data dir or its servers while another tdb serve owns them.
     let _lock = crate::datadir::lock(&config.data_dir)?;
+    let files = crate::fdlimit::raise().context("reading the file limit")?;
+    match files.raised_from {
+        Some(from) => tracing::info!(
+            from,
+            to = files.soft,
+            hard = files.hard,
+            "file limit raised"
+        ),
+        None => tracing::info!(soft = files.soft, hard = files.hard, "file limit"),
+    }
     let metrics = crate::telemetry::install()?;
     let master_key = load_master_key(&config)?;
     let shutdown = CancellationToken::new();
@@ -35,7 +45,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(start_shared_postgres(&config, &master_key).await?),
     };
-    let result = run_with_catalog(&config, &master_key, managed.as_ref(), metrics, shutdown).await;
+    let limits = config.connection_limits(files.soft);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        per_address = limits.max_per_address,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        body_timeout_secs = limits.body_timeout.as_secs(),
+        "API connection limits"
+    );
+    let process = Process {
+        metrics,
+        limits,
+        shutdown,
+    };
+    let result = run_with_catalog(&config, &master_key, managed.as_ref(), process).await;
     if let Some(server) = managed {
         server.shutdown().await;
     }
@@ -43,13 +66,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
+/// What the whole process shares, set up before the catalog is opened.
+struct Process {
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The API's connection limits, sized to the file limit.
+    limits: tdb_api::ConnectionLimits,
+    shutdown: CancellationToken,
+}
+
 async fn run_with_catalog(
     config: &Config,
     key: &MasterKey,
     managed: Option<&ManagedPostgres>,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
-    shutdown: CancellationToken,
+    process: Process,
 ) -> anyhow::Result<()> {
+    let Process {
+        metrics,
+        limits,
+        shutdown,
+    } = process;
     let catalog_options = match (managed, &config.catalog_url) {
         (Some(server), _) => {
             let admin = connect_options(server.endpoint());
@@ -146,7 +181,7 @@ async fn run_with_catalog(
     )
     .await?;
     let app = crate::mcp_http::app(state, shutdown.clone());
-    let result = tdb_api::serve_app(listener, app, shutdown.cancelled_owned()).await;
+    let result = tdb_api::serve_app(listener, app, limits, shutdown.clone()).await;
     let _ = jobs.await;
     let _ = proxy.await;
     // The proxy's sessions are gone, and with them every handle on the log: the writer stores

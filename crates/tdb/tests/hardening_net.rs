@@ -1,7 +1,9 @@
 //! What a hostile client on the network, a local user or a careless start can no longer do to
-//! `tdb serve`: reach internal addresses through server-side fetches; get the operator's own
-//! (trusted) addresses banned, or earn a ban nobody hears of; plant a configuration in a data
-//! dir others may write to; run a second instance on a data dir that one already serves.
+//! `tdb serve`: hold API connections open with dripped or no requests, or so many of them that
+//! the file limit runs out; fill the proxy's pre-authentication slots with silent connections;
+//! reach internal addresses through server-side fetches; get the operator's own (trusted)
+//! addresses banned, or earn a ban nobody hears of; plant a configuration in a data dir others
+//! may write to; run a second instance on a data dir that one already serves.
 
 mod common;
 
@@ -32,6 +34,8 @@ async fn shared() -> Arc<TdbServer> {
 /// play hostile clients from the rest of 127.0.0.0/8.
 const HARDENED_TOML: &str = r#"
 trusted_networks = ["127.0.0.1/32", "::1/128"]
+api_header_timeout_secs = 2
+api_body_timeout_secs = 3
 "#;
 
 /// One `tdb serve` with [`HARDENED_TOML`], shared like [`shared`]. Each test plays its hostile
@@ -190,7 +194,7 @@ enum Silent {
 }
 
 /// Opens `n` TCP connections from `local` to `port` that never send a byte; each one's task
-/// reports where it is.
+/// reports where it is, and closes its connection when its receiver is dropped.
 fn silent_connections(
     port: u16,
     local: [u8; 4],
@@ -214,9 +218,13 @@ fn silent_connections(
                 let opened = Instant::now();
                 let _ = tx.send(Silent::Open);
                 let mut buf = [0u8; 1024];
-                // Until the server closes (or the test ends and drops the runtime).
-                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-                let _ = tx.send(Silent::Closed(opened.elapsed()));
+                // Until the server closes, or the test drops the receiver.
+                tokio::select! {
+                    _ = async { while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {} } => {
+                        let _ = tx.send(Silent::Closed(opened.elapsed()));
+                    }
+                    _ = tx.closed() => {}
+                }
             });
             rx
         })
@@ -520,5 +528,205 @@ async fn silent_connections_from_one_address_cannot_block_proxy_logins() {
             panic!("not reported: {closed:?}");
         };
         assert!(held < Duration::from_secs(12), "held {held:?}");
+    }
+}
+
+fn api_port(s: &TdbServer) -> u16 {
+    s.api_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("API port")
+}
+
+/// Connects from `local`, sends `head`, then one byte of `drip` every 300 ms; returns what the
+/// server answered and when it closed the connection, or `None` if it still had not after
+/// `limit`.
+async fn drip(
+    port: u16,
+    local: [u8; 4],
+    head: &[u8],
+    drip: &[u8],
+    limit: Duration,
+) -> Option<(String, Duration)> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((local, 0)))
+        .expect("bind source address");
+    let stream = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    let (mut r, mut w) = stream.into_split();
+    let head = head.to_vec();
+    let drip = drip.to_vec();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        w.write_all(&head).await?;
+        for b in drip {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            w.write_all(&[b]).await?;
+        }
+        // Keep the connection open, silent, until the server ends it.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        std::io::Result::Ok(w)
+    });
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    read.ok().map(|()| {
+        (
+            String::from_utf8_lossy(&got).into_owned(),
+            started.elapsed(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn dripped_headers_and_bodies_are_cut_at_their_timeouts() {
+    // The hardened serve gives headers 2 s and bodies 3 s.
+    let s = hardened().await;
+    let port = api_port(&s);
+    let local = [127, 0, 0, 13];
+    let limit = Duration::from_secs(30);
+    let slow_header =
+        b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    // Headers a byte at a time: cut at the header timeout, never answered 200.
+    let (answer, held) = drip(port, local, b"GET /health HTTP/1.1\r\n", slow_header, limit)
+        .await
+        .expect("dripped headers are cut");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(held < Duration::from_secs(15), "held {held:?}");
+
+    // A connection that never sends a byte, and one idle after a complete request.
+    let (_, held) = drip(port, local, b"", b"", limit)
+        .await
+        .expect("a silent connection is closed");
+    assert!(held < Duration::from_secs(15), "held {held:?}");
+    let (answer, held) = drip(
+        port,
+        local,
+        b"GET /health HTTP/1.1\r\nHost: tdb\r\n\r\n",
+        b"",
+        limit,
+    )
+    .await
+    .expect("an idle keep-alive connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(held < Duration::from_secs(15), "held {held:?}");
+
+    // A body a byte at a time: 408 in the envelope at the body deadline.
+    let head = b"POST /signup HTTP/1.1\r\nHost: tdb\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n";
+    let body = format!(
+        "{{\"email\": \"slow@example.com\", \"password\": \"{}",
+        "a".repeat(900)
+    );
+    let (answer, held) = drip(port, local, head, body.as_bytes(), limit)
+        .await
+        .expect("a dripped body is cut");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    assert!(held < Duration::from_secs(15), "held {held:?}");
+}
+
+/// Counts the connections of `conns` that are open now, once that number has come down to
+/// `at_most` (up to 30 s), or as it is then.
+async fn open_settles(conns: &[tokio::sync::watch::Receiver<Silent>], at_most: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let open = conns
+            .iter()
+            .filter(|rx| *rx.borrow() == Silent::Open)
+            .count();
+        let connecting = conns
+            .iter()
+            .filter(|rx| *rx.borrow() == Silent::Connecting)
+            .count();
+        if (open <= at_most && connecting == 0) || Instant::now() > deadline {
+            return open;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_cannot_exhaust_the_file_limit() {
+    // The test holds some 2,000 sockets itself.
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    assert!(
+        hard >= 4096,
+        "this test needs a hard file limit of 4096 or more, not {hard}"
+    );
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)
+        .expect("raise the test's own file limit");
+    // tdb starts with a soft limit of 256 and a hard one of 1,024, which it raises to; the
+    // idle connections are not cut by the header timeout while the test counts them.
+    let options = ServeOptions {
+        nofile: Some((256, 1024)),
+        config_toml: Some("api_header_timeout_secs = 120\n".into()),
+        ..Default::default()
+    };
+    let s = TdbServer::start_with(bin(), options)
+        .await
+        .expect("tdb serve starts");
+    let (_, url) = account_with_workspace(&s, "fds@example.com").await;
+    let port = api_port(&s);
+    let health_from = |local: [u8; 4]| {
+        let client = client_from(local);
+        let url = format!("{}/health", s.api_url);
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), client.get(url).send())
+                .await
+                .map(|r| r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()))
+        }
+    };
+
+    // 1,100 idle connections from one address: it keeps 64, the rest are closed at once, and
+    // another address is served, on the API and the proxy.
+    let mut conns = silent_connections(port, [127, 0, 0, 1], 1100);
+    let open = open_settles(&conns, 64).await;
+    assert!(open <= 64, "{open} connections from one address are open");
+    assert_eq!(health_from([127, 0, 0, 2]).await, Ok(Ok(200)));
+    assert_eq!(proxy_login_from(&url, [127, 0, 0, 2]).await, Ok(1));
+
+    // Ten more addresses, 64 each: past 512 in all, the rest are closed at once, and the
+    // descriptors left over still serve proxy logins.
+    for last in 20..30 {
+        conns.extend(silent_connections(port, [127, 0, 0, last], 64));
+    }
+    let open = open_settles(&conns, 512).await;
+    assert!(open <= 512, "{open} API connections are open");
+    assert_eq!(proxy_login_from(&url, [127, 0, 0, 2]).await, Ok(1));
+    let full = health_from([127, 0, 0, 2]).await;
+    assert!(
+        matches!(full, Ok(Ok(503)) | Ok(Err(_))),
+        "a connection past the cap is refused at once: {full:?}"
+    );
+
+    // What it did and why, in the log.
+    let raised = log_lines(&s, &["file limit raised", "from=256", "to=1024"]).await;
+    assert_eq!(raised.len(), 1, "{}", s.log_tail());
+    let caps = log_lines(&s, &["API connection limits", "max_connections=512"]).await;
+    assert_eq!(caps.len(), 1, "{}", s.log_tail());
+
+    // Once they are gone, everyone is served again.
+    drop(conns);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health_from([127, 0, 0, 2]).await != Ok(Ok(200)) {
+        assert!(Instant::now() < deadline, "the API did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
