@@ -54,6 +54,8 @@ pub struct ApiConfig {
     pub provision_connection_limit: u32,
     /// Lets registered connections reach loopback and private addresses (off: no SSRF).
     pub connections_allow_private: bool,
+    /// Who may sign up.
+    pub signup: tdb_core::SignupMode,
 }
 
 impl ApiConfig {
@@ -83,6 +85,7 @@ impl Default for ApiConfig {
             provision_database: "tdb_provision".into(),
             provision_connection_limit: 20,
             connections_allow_private: false,
+            signup: tdb_core::SignupMode::Open,
         }
     }
 }
@@ -103,9 +106,13 @@ impl Engines {
     }
 }
 
-/// Rate limits of the API: the address guard it shares with the proxies, and the tiers' quotas.
+/// Rate limits of the API: the address guard it shares with the proxies, sign-up attempts per
+/// address, and the tiers' quotas.
 pub struct Limits {
     pub ip: Arc<tdb_core::ratelimit::IpGuard>,
+    /// Sign-up attempts per client address (its /64 for IPv6) outside the trusted networks, in
+    /// a sliding hour.
+    pub signups: tdb_core::ratelimit::FailureThrottle<std::net::IpAddr>,
     pub projects: tdb_core::ratelimit::MinuteQuota<String>,
     /// API requests per project per minute, by tier.
     pub free_per_minute: u32,
@@ -126,11 +133,17 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             ip: Arc::new(tdb_core::ratelimit::IpGuard::new(Default::default())),
+            signups: signup_throttle(20),
             projects: Default::default(),
             free_per_minute: 1200,
             paid_per_minute: 12000,
         }
     }
+}
+
+/// At most `per_hour` sign-up attempts per address in any hour.
+pub fn signup_throttle(per_hour: usize) -> tdb_core::ratelimit::FailureThrottle<std::net::IpAddr> {
+    tdb_core::ratelimit::FailureThrottle::new(per_hour, std::time::Duration::from_secs(3600))
 }
 
 /// What every handler can reach.

@@ -12,5 +12,5 @@ pub mod settings;
 pub mod slots;
 
 pub use codes::ErrorCode;
-pub use domain::{Engine, KeyRole, ScopeType, ServerRole};
+pub use domain::{Engine, KeyRole, ScopeType, ServerRole, SignupMode};
 pub use names::{Email, NameError, ProjectName, ResourceName};

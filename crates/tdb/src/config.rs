@@ -55,6 +55,10 @@ pub struct Config {
     pub postgres_bin_dir: Option<PathBuf>,
     /// Tier of new accounts: `free` or `paid`.
     pub default_tier: String,
+    /// Who may sign up: `open`, `closed` or `invite` (with a code from an existing account).
+    pub signup: String,
+    /// Sign-up attempts per client address and hour, outside the trusted networks.
+    pub signup_attempts_per_hour: usize,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
     /// Seconds a client may take to send a request's headers (also how long an idle
@@ -156,6 +160,8 @@ impl Default for Config {
             managed_user: "postgres".into(),
             postgres_bin_dir: None,
             default_tier: api.default_tier,
+            signup: api.signup.as_str().into(),
+            signup_attempts_per_hour: 20,
             body_limit: api.body_limit,
             api_header_timeout_secs: 10,
             api_body_timeout_secs: 30,
@@ -298,6 +304,10 @@ impl Config {
                 self.default_tier
             );
         }
+        self.signup_mode()?;
+        if !(1..=100_000).contains(&self.signup_attempts_per_hour) {
+            anyhow::bail!("signup_attempts_per_hour must be between 1 and 100000");
+        }
         self.pg_plaintext
             .parse::<tdb_proxy::PlaintextPolicy>()
             .map_err(|e| anyhow::anyhow!("pg_{e}"))?;
@@ -384,6 +394,12 @@ impl Config {
             .map_or("local", |r| r.zone.as_str())
     }
 
+    pub fn signup_mode(&self) -> anyhow::Result<tdb_core::SignupMode> {
+        self.signup
+            .parse()
+            .map_err(|e| anyhow::anyhow!("signup {e}, not '{}'", self.signup))
+    }
+
     pub fn api_config(&self) -> tdb_api::ApiConfig {
         tdb_api::ApiConfig {
             regions: self.regions.clone(),
@@ -397,6 +413,7 @@ impl Config {
             provision_database: self.provision_database.clone(),
             provision_connection_limit: self.provision_connection_limit,
             connections_allow_private: self.connections_allow_private,
+            signup: self.signup_mode().unwrap_or(tdb_core::SignupMode::Open),
         }
     }
 
@@ -564,6 +581,9 @@ mod tests {
                 err.contains("trusted_networks") && err.contains("10.0.0.0/33"),
                 "{err}"
             );
+            jail.create_file("tdb.toml", "signup = \"maybe\"\n")?;
+            let err = format!("{:#}", Config::load(&flags).expect_err("bad signup"));
+            assert!(err.contains("signup") && err.contains("invite"), "{err}");
             jail.create_file("tdb.toml", "")?;
             jail.set_env("TDB_API_LISTEN", "not-an-address");
             let err = format!("{:#}", Config::load(&flags).expect_err("bad address"));

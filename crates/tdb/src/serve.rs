@@ -112,6 +112,7 @@ async fn run_with_catalog(
     tracing::info!(
         api = %listener.local_addr()?,
         data_dir = %config.data_dir.display(),
+        signup = %config.signup,
         "tdb is serving"
     );
     let bindir = PgBinaries::find(config.postgres_bin_dir.as_deref())
@@ -137,6 +138,7 @@ async fn run_with_catalog(
     let state = tdb_api::AppState {
         limits: Arc::new(tdb_api::Limits {
             ip: ip_guard.clone(),
+            signups: tdb_api::signup_throttle(config.signup_attempts_per_hour),
             projects: Default::default(),
             free_per_minute: config.quota_free_per_minute,
             paid_per_minute: config.quota_paid_per_minute,

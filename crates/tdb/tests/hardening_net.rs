@@ -2,8 +2,9 @@
 //! `tdb serve`: hold API connections open with dripped or no requests, or so many of them that
 //! the file limit runs out; fill the proxy's pre-authentication slots with silent connections;
 //! reach internal addresses through server-side fetches; get the operator's own (trusted)
-//! addresses banned, or earn a ban nobody hears of; plant a configuration in a data dir others
-//! may write to; run a second instance on a data dir that one already serves.
+//! addresses banned, or earn a ban nobody hears of; sign up where the operator does not want it,
+//! or probe sign-up without limit; plant a configuration in a data dir others may write to; run
+//! a second instance on a data dir that one already serves.
 
 mod common;
 
@@ -36,6 +37,7 @@ const HARDENED_TOML: &str = r#"
 trusted_networks = ["127.0.0.1/32", "::1/128"]
 api_header_timeout_secs = 2
 api_body_timeout_secs = 3
+signup_attempts_per_hour = 5
 "#;
 
 /// One `tdb serve` with [`HARDENED_TOML`], shared like [`shared`]. Each test plays its hostile
@@ -729,4 +731,273 @@ async fn idle_connections_cannot_exhaust_the_file_limit() {
         assert!(Instant::now() < deadline, "the API did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `POST /signup` from `local`: the status, the body and the Retry-After header.
+async fn signup_from(
+    s: &TdbServer,
+    local: [u8; 4],
+    body: serde_json::Value,
+) -> (u16, serde_json::Value, Option<String>) {
+    let resp = client_from(local)
+        .post(format!("{}/signup", s.api_url))
+        .json(&body)
+        .send()
+        .await
+        .expect("response");
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_envelope(status, &body);
+    (status, body, retry)
+}
+
+#[tokio::test]
+async fn signup_attempts_from_one_address_are_rate_limited() {
+    // The hardened serve allows 5 attempts per hour from an untrusted address.
+    let s = hardened().await;
+    let untrusted = [127, 0, 0, 14];
+    let attempt = |email: &str| json!({"email": email, "password": "correct-horse"});
+    let (st, body, _) = signup_from(&s, untrusted, attempt("probe-0@example.com")).await;
+    assert_eq!(st, 201, "{body}");
+    // Whether an e-mail has an account is still answered, but only so many times.
+    let (st, body, _) = signup_from(&s, untrusted, attempt("probe-0@example.com")).await;
+    assert_eq!(st, 409, "{body}");
+    for i in 1..4 {
+        let (st, body, _) =
+            signup_from(&s, untrusted, attempt(&format!("probe-{i}@example.com"))).await;
+        assert_eq!(st, 201, "{body}");
+    }
+    let (st, body, retry) = signup_from(&s, untrusted, attempt("probe-0@example.com")).await;
+    assert_eq!(st, 429, "{body}");
+    assert_eq!(body["code"], "rate_limited");
+    assert!(str_of(&body, "error").contains("sign-up"), "{body}");
+    let retry: u64 = retry.and_then(|r| r.parse().ok()).expect("Retry-After");
+    assert!((1..=3600).contains(&retry), "{retry}");
+
+    // Another address is not affected, and a trusted one is never limited.
+    let (st, body, _) = signup_from(&s, [127, 0, 0, 15], attempt("other@example.com")).await;
+    assert_eq!(st, 201, "{body}");
+    for i in 0..7 {
+        let (st, body, _) = signup_from(
+            &s,
+            [127, 0, 0, 1],
+            attempt(&format!("local-{i}@example.com")),
+        )
+        .await;
+        assert_eq!(st, 201, "{body}");
+    }
+}
+
+/// Rewrites the serve's tdb.toml and restarts it.
+async fn reconfigure(s: &mut TdbServer, toml: &str) {
+    let path = s.data_dir().join("tdb.toml");
+    std::fs::write(&path, toml).expect("write tdb.toml");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    s.restart().await.expect("restart");
+}
+
+#[tokio::test]
+async fn signup_can_be_closed_or_by_invitation() {
+    // The first account signs up while sign-up is open.
+    let mut s = TdbServer::start_with(
+        bin(),
+        ServeOptions {
+            config_toml: Some("signup = \"open\"\n".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("tdb serve starts");
+    let inviter = signup(&s, "inviter@example.com", "Inviter").await;
+    let key = str_of(&inviter, "api_key").to_string();
+    let (st, read) = post(
+        &s,
+        "/apikeys",
+        Some(&key),
+        json!({"name": "ro", "role": "read"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{read}");
+    let read_key = str_of(&read, "api_key").to_string();
+
+    // By invitation: no code, a wrong code, a used or expired code are all refused.
+    reconfigure(&mut s, "signup = \"invite\"\n").await;
+    let newcomer = |email: &str, code: Option<&str>| {
+        let mut body = json!({"email": email, "password": "correct-horse"});
+        if let Some(code) = code {
+            body["invite_code"] = json!(code);
+        }
+        body
+    };
+    let (st, body) = post(&s, "/signup", None, newcomer("new@example.com", None)).await;
+    assert_eq!(st, 403, "{body}");
+    assert!(
+        str_of(&body, "error").contains("signup = \"invite\"")
+            && str_of(&body, "error").contains("invite_code"),
+        "{body}"
+    );
+    let (st, body) = post(
+        &s,
+        "/signup",
+        None,
+        newcomer("new@example.com", Some("tdb_inv_nope")),
+    )
+    .await;
+    assert_eq!(st, 403, "{body}");
+
+    // Invitations are made by an admin key; the code is shown once.
+    let (st, body) = post(&s, "/invitations", Some(&read_key), json!({})).await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (403, Some("role_required")),
+        "{body}"
+    );
+    let (st, body) = post(
+        &s,
+        "/invitations",
+        Some(&key),
+        json!({"expires_in_hours": 0}),
+    )
+    .await;
+    assert_eq!(
+        (st, body["field"].as_str()),
+        (400, Some("expires_in_hours")),
+        "{body}"
+    );
+    let (st, invitation) = post(&s, "/invitations", Some(&key), json!({})).await;
+    assert_eq!(st, 201, "{invitation}");
+    let code = str_of(&invitation, "invite_code").to_string();
+    assert!(invitation["expires_at"].is_string(), "{invitation}");
+
+    // A taken e-mail is answered only to a valid code, which it does not use up.
+    let (st, body) = post(&s, "/signup", None, newcomer("inviter@example.com", None)).await;
+    assert_eq!(st, 403, "{body}");
+    let (st, body) = post(
+        &s,
+        "/signup",
+        None,
+        newcomer("inviter@example.com", Some(&code)),
+    )
+    .await;
+    assert_eq!(st, 409, "{body}");
+    let (st, body) = post(
+        &s,
+        "/signup",
+        None,
+        newcomer("new@example.com", Some(&code)),
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    let (st, body) = post(
+        &s,
+        "/signup",
+        None,
+        newcomer("again@example.com", Some(&code)),
+    )
+    .await;
+    assert_eq!(st, 403, "a code is used once: {body}");
+
+    // The catalog keeps a digest, never the code.
+    let dump = tdb_testkit::pg_dump(&s.managed_admin_url("tdb_catalog").expect("url"))
+        .expect("dump catalog");
+    assert!(
+        dump.contains("CREATE TABLE public.invitations"),
+        "no invitations table"
+    );
+    assert!(
+        !dump.contains(&code),
+        "the invitation code is stored in clear"
+    );
+
+    // An expired code is refused.
+    let (_, late) = post(
+        &s,
+        "/invitations",
+        Some(&key),
+        json!({"expires_in_hours": 1}),
+    )
+    .await;
+    let late_code = str_of(&late, "invite_code").to_string();
+    let mut catalog = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&s.managed_admin_url("tdb_catalog").expect("url"))
+            .await
+            .expect("catalog")
+    };
+    sqlx::query("UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(str_of(&late, "id"))
+        .execute(&mut catalog)
+        .await
+        .expect("expire");
+    let (st, body) = post(
+        &s,
+        "/signup",
+        None,
+        newcomer("late@example.com", Some(&late_code)),
+    )
+    .await;
+    assert_eq!(st, 403, "{body}");
+
+    // The CLI makes an invitation, and signs up with one.
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+        key: Some(&key),
+    };
+    let made = cli.json(&["invitations", "create", "--expires-in-hours", "2"]);
+    let cli_code = str_of(&made, "invite_code").to_string();
+    let guest = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+        key: None,
+    };
+    guest.ok(&[
+        "signup",
+        "--email",
+        "cli@example.com",
+        "--password",
+        "correct-horse",
+        "--invite-code",
+        &cli_code,
+    ]);
+
+    // The OpenAPI document has the endpoint.
+    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", s.api_url))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(doc["paths"]["/invitations"]["post"].is_object());
+
+    // Closed: nobody signs up, not even with a code; accounts still log in.
+    let (_, spare) = post(&s, "/invitations", Some(&key), json!({})).await;
+    let spare = str_of(&spare, "invite_code").to_string();
+    reconfigure(&mut s, "signup = \"closed\"\n").await;
+    let (st, body) = post(
+        &s,
+        "/signup",
+        None,
+        newcomer("closed@example.com", Some(&spare)),
+    )
+    .await;
+    assert_eq!(st, 403, "{body}");
+    assert!(
+        str_of(&body, "error").contains("signup = \"closed\""),
+        "{body}"
+    );
+    let (st, body) = post(
+        &s,
+        "/login",
+        None,
+        json!({"email": "new@example.com", "password": "correct-horse"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
 }
