@@ -3,7 +3,8 @@
 //! connection waiting for its next request too), a body within a deadline, and one client
 //! address (an IPv6 client's /64) may hold only so many connections, all of them together only
 //! so many (below the process's file limit). A connection over a cap is answered 429 or 503 in
-//! the envelope and closed at once; it never waits in a queue.
+//! the envelope as soon as its request arrives (a second at most) and closed; it never waits in
+//! a queue.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -59,6 +60,7 @@ pub async fn serve_app(
 ) -> std::io::Result<()> {
     let total = Arc::new(Semaphore::new(limits.max_connections));
     let per_address = AddressSlots::new(limits.max_per_address);
+    let refusing = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
@@ -77,11 +79,11 @@ pub async fn serve_app(
             },
         };
         let Some(slot) = per_address.enter(peer.ip()) else {
-            refuse(stream, Refusal::Address(limits.max_per_address));
+            refuse(stream, Refusal::Address(limits.max_per_address), &refusing);
             continue;
         };
         let Ok(permit) = total.clone().try_acquire_owned() else {
-            refuse(stream, Refusal::Total);
+            refuse(stream, Refusal::Total, &refusing);
             continue;
         };
         let service = request_service(app.clone(), peer, limits.body_timeout);
@@ -140,9 +142,19 @@ enum Refusal {
     Total,
 }
 
-/// Answers a connection over a cap and closes it, never waiting on the client: whatever it has
-/// sent is drained first, so that closing does not reset the answer away.
-fn refuse(stream: TcpStream, why: Refusal) {
+/// Refused connections that may wait for their request at once; past that, a refused connection
+/// is closed without an answer.
+const REFUSALS_AT_ONCE: usize = 64;
+/// How long a refused connection waits for its request.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
+/// Answers a connection over a cap and closes it. The answer waits for the request (at most
+/// [`REFUSAL_WAIT`], and only [`REFUSALS_AT_ONCE`] connections at a time) and goes only to a
+/// connection that sent one: a client's pool may open a spare connection it sends nothing on
+/// until later, and an answer there would be an unsolicited message to it; that one is just
+/// closed. What the client sent is drained first, so that closing does not reset the answer
+/// away.
+fn refuse(stream: TcpStream, why: Refusal, refusing: &Arc<Semaphore>) {
     let (code, status, retry, message, reason) = match why {
         Refusal::Address(max) => (
             tdb_core::ErrorCode::RateLimited,
@@ -160,6 +172,7 @@ fn refuse(stream: TcpStream, why: Refusal) {
         ),
     };
     metrics::counter!("tdb_api_connections_refused_total", "cap" => reason).increment(1);
+    tracing::debug!(peer = ?stream.peer_addr().ok(), cap = reason, "API connection refused");
     let body = serde_json::json!({
         "success": false,
         "http_status": code.status(),
@@ -172,9 +185,22 @@ fn refuse(stream: TcpStream, why: Refusal) {
          {retry}connection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut sink = [0u8; 4096];
-    let _ = stream.try_read(&mut sink);
-    let _ = stream.try_write(answer.as_bytes());
+    let Ok(permit) = refusing.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        if tokio::time::timeout(REFUSAL_WAIT, stream.readable())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut sink = [0u8; 4096];
+        if matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {
+            let _ = stream.try_write(answer.as_bytes());
+        }
+    });
 }
 
 /// The error a body past its deadline ends with; [`crate::extract::body_bytes`] answers it 408.
