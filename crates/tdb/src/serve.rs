@@ -26,16 +26,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Held until this function returns, after the managed server has stopped: nothing else
     // may touch the data dir or its servers while another tdb serve owns them.
     let _lock = crate::datadir::lock(&config.data_dir)?;
-    let files = crate::fdlimit::raise().context("reading the file limit")?;
-    match files.raised_from {
-        Some(from) => tracing::info!(
-            from,
-            to = files.soft,
-            hard = files.hard,
-            "file limit raised"
-        ),
-        None => tracing::info!(soft = files.soft, hard = files.hard, "file limit"),
-    }
+    let limits = connection_limits(&config)?;
     let metrics = crate::telemetry::install()?;
     let master_key = load_master_key(&config)?;
     let shutdown = CancellationToken::new();
@@ -45,14 +36,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(start_shared_postgres(&config, &master_key).await?),
     };
-    let limits = config.connection_limits(files.soft);
-    tracing::info!(
-        max_connections = limits.max_connections,
-        per_address = limits.max_per_address,
-        header_timeout_secs = limits.header_timeout.as_secs(),
-        body_timeout_secs = limits.body_timeout.as_secs(),
-        "API connection limits"
-    );
     let process = Process {
         metrics,
         limits,
@@ -64,6 +47,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("tdb stopped");
     result
+}
+
+/// Raises the file limit and sizes the API's connection limits to it; logs both.
+fn connection_limits(config: &Config) -> anyhow::Result<tdb_api::ConnectionLimits> {
+    let files = crate::fdlimit::raise().context("reading the file limit")?;
+    match files.raised_from {
+        Some(from) => tracing::info!(
+            from,
+            to = files.soft,
+            hard = files.hard,
+            "file limit raised"
+        ),
+        None => tracing::info!(soft = files.soft, hard = files.hard, "file limit"),
+    }
+    let limits = config.connection_limits(files.soft);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        per_address = limits.max_per_address,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        body_timeout_secs = limits.body_timeout.as_secs(),
+        "API connection limits"
+    );
+    Ok(limits)
 }
 
 /// What the whole process shares, set up before the catalog is opened.
