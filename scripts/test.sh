@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs tdb's checks and tests: formatting, clippy with warnings as errors, the fuzz targets of
 # the wire codecs for a short time, and every unit and integration test. Installs what the tests need first (the PostgreSQL server binaries the
-# harness starts on free ports), so it passes on a fresh Debian machine by itself.
+# harness starts on free ports, and the Python and Node clients some tests drive the proxy with),
+# so it passes on a fresh Debian machine by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/packages.sh
 
 ensure_packages ca-certificates pkg-config gcc postgresql postgresql-client $(libclang_packages)
+./scripts/test-clients.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

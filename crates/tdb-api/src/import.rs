@@ -490,7 +490,11 @@ async fn apply(
     };
     let mut session = r
         .engine
-        .open(&r.access, crate::workspace::limits(&r.settings))
+        .open(
+            &r.access,
+            crate::workspace::limits(state, &r.settings),
+            Some(&r.admin),
+        )
         .await
         .map_err(engine_error)?;
     let mut tracker = DdlTracker::default();

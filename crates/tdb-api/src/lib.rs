@@ -1,6 +1,7 @@
 //! The REST API of the control plane: axum routers (one file per resource), the API-key
 //! extractor, the response envelope and the OpenAPI document generated from the handlers.
 
+mod behind;
 pub mod envelope;
 pub mod extract;
 mod import;
@@ -56,6 +57,8 @@ pub struct ApiConfig {
     pub connections_allow_private: bool,
     /// Who may sign up.
     pub signup: tdb_core::SignupMode,
+    /// Bytes of rows one request may build in memory (queries through the API).
+    pub max_answer_bytes: usize,
 }
 
 impl ApiConfig {
@@ -86,6 +89,7 @@ impl Default for ApiConfig {
             provision_connection_limit: 20,
             connections_allow_private: false,
             signup: tdb_core::SignupMode::Open,
+            max_answer_bytes: 64 << 20,
         }
     }
 }
@@ -162,27 +166,32 @@ pub struct AppState {
     /// Backup policy for projects that set none of their own.
     pub backup_defaults: tdb_jobs::backup::BackupPolicy,
     pub limits: Arc<Limits>,
+    /// Memory for the answers of all requests being built at once.
+    pub answers: tdb_engines::budget::MemoryBudget,
+    /// The job runner's context: the API queues jobs and runs tenant creations itself under
+    /// its leases, with its engines, store and limits.
+    pub jobs: tdb_jobs::Runner,
 }
 
 impl AppState {
     pub fn new(
-        catalog: Catalog,
         config: ApiConfig,
         engines: Engines,
-        master_key: MasterKey,
-        backups: tdb_jobs::store::BackupStore,
+        jobs: tdb_jobs::Runner,
         backup_defaults: tdb_jobs::backup::BackupPolicy,
     ) -> Self {
         let permits = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            catalog,
+            catalog: jobs.catalog.clone(),
             config: Arc::new(config),
             engines,
-            master_key,
+            master_key: jobs.master_key.clone(),
             hashing: Arc::new(tokio::sync::Semaphore::new(permits)),
-            backups,
+            backups: jobs.store.clone(),
             backup_defaults,
             limits: Arc::new(Limits::default()),
+            answers: tdb_engines::budget::MemoryBudget::default(),
+            jobs,
         }
     }
 }

@@ -1,43 +1,38 @@
-//! Tenant operations behind the handlers: provisioning a tenant's databases from blueprints at
-//! their current version, dropping them, and the connection details handed to applications.
+//! Tenant operations behind the handlers: creating a tenant's databases from blueprints at
+//! their current version (a durable job that the request runs itself), and the connection
+//! details handed to applications.
 
 use tdb_catalog::blueprints::Blueprint;
-use tdb_catalog::tenants::{NewTenantDatabase, TenantDatabase};
+use tdb_catalog::tenants::{NewTenant, NewTenantDatabase, TenantDatabase};
 use tdb_core::{ErrorCode, ids, secrets};
-use tdb_engines::TenantSpec;
-use tdb_jobs::access::{self, app_aad, owner_aad, read_aad};
+use tdb_jobs::access::{app_aad, owner_aad, read_aad};
+use tdb_jobs::provision::{Provisioned, Undone};
 
 use crate::AppState;
 use crate::envelope::ApiError;
-use crate::workspace::{Settings, engine_error};
+use crate::workspace::engine_error;
 
 /// One database of a new tenant, resolved and validated.
 pub struct Planned {
     pub blueprint: Blueprint,
-    pub connection_limit: u32,
 }
 
-struct Made {
+/// The names and sealed passwords of one database to make.
+struct Named {
     id: String,
     physical_db: String,
     owner_role: String,
-    owner_password: String,
     app_role: String,
-    app_password: String,
     read_role: String,
-    read_password: String,
     server_id: String,
     owner_sealed: Vec<u8>,
     app_sealed: Vec<u8>,
     read_sealed: Vec<u8>,
 }
 
-fn secret_err(e: tdb_core::secrets::SecretError) -> ApiError {
-    ApiError::internal(e)
-}
-
-/// Records the tenant, creates each database on a shared server and brings it to its
-/// blueprint's current version. On any failure everything made so far is removed.
+/// Records the tenant with its `tenant_create` job and runs the job here, in a task of its own
+/// under the job's lease: a client that goes away does not stop it, and if this process dies a
+/// runner finishes or undoes it. On failure everything made is removed and the error says why.
 pub async fn provision(
     state: &AppState,
     project_id: &str,
@@ -45,7 +40,7 @@ pub async fn provision(
     planned: &[Planned],
 ) -> Result<Vec<TenantDatabase>, ApiError> {
     let region = state.config.default_region().to_string();
-    let mut made = Vec::new();
+    let mut named = Vec::new();
     for p in planned {
         let server = state
             .catalog
@@ -57,34 +52,10 @@ pub async fn provision(
                     format!("no shared server in region '{region}'"),
                 )
             })?;
-        let id = ids::new_id("tdb");
-        let suffix = id[4..].to_string();
-        let owner_password = secrets::new_password("");
-        let app_password = secrets::new_password("");
-        let read_password = secrets::new_password("");
-        made.push(Made {
-            physical_db: format!("tdb_t_{suffix}"),
-            owner_role: format!("tdb_to_{suffix}"),
-            app_role: format!("tdb_ta_{suffix}"),
-            read_role: format!("tdb_tr_{suffix}"),
-            owner_sealed: state
-                .master_key
-                .seal(owner_password.as_bytes(), &owner_aad(&id)),
-            app_sealed: state
-                .master_key
-                .seal(app_password.as_bytes(), &app_aad(&id)),
-            read_sealed: state
-                .master_key
-                .seal(read_password.as_bytes(), &read_aad(&id)),
-            owner_password,
-            read_password,
-            app_password,
-            server_id: server.id,
-            id,
-        });
+        named.push(name_database(state, server.id));
     }
     let tenant_id = ids::new_id("tnt");
-    let rows: Vec<NewTenantDatabase<'_>> = made
+    let rows: Vec<NewTenantDatabase<'_>> = named
         .iter()
         .zip(planned)
         .map(|(m, p)| NewTenantDatabase {
@@ -102,9 +73,15 @@ pub async fn provision(
             read_secret: &m.read_sealed,
         })
         .collect();
-    match state
+    let runner = state.jobs.clone();
+    let tenant = NewTenant {
+        id: &tenant_id,
+        project_id,
+        name,
+    };
+    let job = match state
         .catalog
-        .create_tenant(&tenant_id, project_id, name, &rows)
+        .create_tenant(&tenant, &rows, &runner.owner, tdb_jobs::LEASE_SECONDS)
         .await
     {
         Err(tdb_catalog::CatalogError::Conflict(_)) => {
@@ -113,89 +90,74 @@ pub async fn provision(
             )));
         }
         other => other?,
-    }
-    let databases = state.catalog.tenant_databases(&tenant_id).await?;
-    for (m, p) in made.iter().zip(planned) {
-        if let Err(e) = build_one(state, m, p).await {
-            drop_databases(state, &databases).await;
-            let _ = state.catalog.delete_tenant(&tenant_id).await;
-            return Err(e);
-        }
-    }
-    state
-        .catalog
-        .move_tenant(&tenant_id, &["provisioning"], "ready")
-        .await?;
-    Ok(state.catalog.tenant_databases(&tenant_id).await?)
-}
-
-async fn build_one(state: &AppState, m: &Made, p: &Planned) -> Result<(), ApiError> {
-    let server = state.catalog.find_server(&m.server_id).await?;
-    let admin = access::admin_endpoint(&state.master_key, &server).map_err(secret_err)?;
-    let spec = TenantSpec {
-        name: &m.physical_db,
-        owner_role: &m.owner_role,
-        owner_password: &m.owner_password,
-        app_role: &m.app_role,
-        app_password: &m.app_password,
-        read_role: &m.read_role,
-        read_password: &m.read_password,
-        connection_limit: p.connection_limit,
     };
-    let engine = &state.engines.postgres;
-    engine
-        .create_tenant_database(&admin, &spec)
-        .await
-        .map_err(crate::workspace::admin_error)?;
-    let version = p.blueprint.current_version;
-    if version > 0 {
-        let statements = state
-            .catalog
-            .blueprint_schema(&p.blueprint.id, version)
-            .await?;
-        let owner = tdb_engines::DatabaseAccess {
-            host: server.host.clone(),
-            port: u16::try_from(server.port).unwrap_or(5432),
-            database: m.physical_db.clone(),
-            user: m.owner_role.clone(),
-            password: m.owner_password.clone(),
-        };
-        engine
-            .migrate(&owner, 0, &statements, version, false)
-            .await
-            .map_err(engine_error)?;
-        state.catalog.set_database_version(&m.id, version).await?;
-    }
-    Ok(())
-}
-
-/// Drops each database and its roles; failures are logged (the caller is already failing or
-/// deleting, and DROP … IF EXISTS makes a retry safe).
-pub async fn drop_databases(state: &AppState, databases: &[TenantDatabase]) {
-    for db in databases {
-        let dropped = async {
-            let server = state.catalog.find_server(&db.server_id).await?;
-            let admin = access::admin_endpoint(&state.master_key, &server).map_err(secret_err)?;
-            state
-                .engines
-                .postgres
-                .drop_database(&admin, &db.physical_db, &db.roles())
-                .await
-                .map_err(engine_error)
-        };
-        if let Err(e) = dropped.await {
-            tracing::error!(database = %db.id, error = %e.message, "dropping a tenant database failed");
+    let work = {
+        let tenant_id = tenant_id.clone();
+        async move {
+            let outcome = runner
+                .under_lease(job, tdb_jobs::provision::run(&runner, &tenant_id, false))
+                .await;
+            let recorded = match &outcome {
+                Some(Ok(_)) => runner.catalog.finish_job(job, &runner.owner).await,
+                // The undo could not finish: a runner takes the job over shortly.
+                Some(Err(_)) => runner.catalog.retry_job(job, &runner.owner, 1).await,
+                None => Ok(()),
+            };
+            if let Err(e) = recorded {
+                tracing::warn!(job, error = %e, "recording a tenant creation's end failed");
+            }
+            outcome
         }
+    };
+    match tokio::spawn(work).await {
+        Ok(Some(Ok(Provisioned::Ready))) => Ok(state.catalog.tenant_databases(&tenant_id).await?),
+        Ok(Some(Ok(Provisioned::Undone(why)))) => Err(undone_error(why)),
+        Ok(Some(Err(e))) => Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            format!(
+                "creating tenant '{name}' failed, and removing what was made is not finished \
+                 ({e}); tdb keeps at it, so the tenant disappears on its own"
+            ),
+        )),
+        Ok(None) | Err(_) => Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            format!(
+                "creating tenant '{name}' was interrupted; tdb finishes or undoes it on its own \
+                 (see GET /tenants/{name})"
+            ),
+        )),
     }
 }
 
-/// The connection limit a blueprint's tenants get: its workspace's `max_connections`.
-pub async fn connection_limit(state: &AppState, blueprint: &Blueprint) -> Result<u32, ApiError> {
-    let ws = state
-        .catalog
-        .find_workspace(&blueprint.project_id, &blueprint.name)
-        .await?;
-    Ok(Settings::from_json(&ws.settings.0).max_connections)
+/// Opaque names and fresh sealed passwords for one database on `server_id`.
+fn name_database(state: &AppState, server_id: String) -> Named {
+    let id = ids::new_id("tdb");
+    let suffix = id[4..].to_string();
+    let seal = |aad: &str| {
+        state
+            .master_key
+            .seal(secrets::new_password("").as_bytes(), aad)
+    };
+    Named {
+        physical_db: format!("tdb_t_{suffix}"),
+        owner_role: format!("tdb_to_{suffix}"),
+        app_role: format!("tdb_ta_{suffix}"),
+        read_role: format!("tdb_tr_{suffix}"),
+        owner_sealed: seal(&owner_aad(&id)),
+        app_sealed: seal(&app_aad(&id)),
+        read_sealed: seal(&read_aad(&id)),
+        server_id,
+        id,
+    }
+}
+
+/// Why a creation was undone, as the client sees it.
+fn undone_error(why: Undone) -> ApiError {
+    match why {
+        Undone::Create(e) => crate::workspace::admin_error(e),
+        Undone::Migrate(e) => engine_error(e),
+        Undone::Other(m) => ApiError::conflict(format!("the tenant was not created: {m}")),
+    }
 }
 
 /// A tenant-scoped proxy login with row privileges (API.md deviation 2).
@@ -215,18 +177,4 @@ pub async fn mint_role_credential(
     role: &str,
 ) -> Result<(String, String), ApiError> {
     crate::mint::scoped_credential(state, project_id, "tenant", tenant, role, "t").await
-}
-
-/// Deletes backup objects from the store before their rows go (with a tenant or a project). A
-/// failure stops the deletion, so the catalog keeps the rows and a retry finds them.
-pub async fn delete_backup_objects(state: &AppState, paths: Vec<String>) -> Result<(), ApiError> {
-    for path in paths {
-        state.backups.delete(&path).await.map_err(|e| {
-            ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                format!("cannot delete backup '{path}': {e}"),
-            )
-        })?;
-    }
-    Ok(())
 }

@@ -17,16 +17,20 @@ use crate::envelope::ApiError;
 pub use tdb_core::settings::Settings;
 
 /// The limits a REST session runs under.
-pub fn limits(settings: &Settings) -> Limits {
+/// The bounds of one request's statements: the settings' timeout and row cap, and a fresh
+/// answer of `max_answer_bytes` from the process's budget (shared by the request's sessions).
+pub fn limits(state: &AppState, settings: &Settings) -> Limits {
     Limits {
         timeout: Duration::from_millis(settings.query_timeout_ms),
         max_rows: settings.max_rows_per_query as usize,
+        answer: state.answers.answer(state.config.max_answer_bytes),
     }
 }
 
 /// Maps an engine failure to the answer a client should see.
 pub fn engine_error(e: EngineError) -> ApiError {
     match e {
+        EngineError::Query { sqlstate, .. } if sqlstate == "53100" => out_of_space(),
         EngineError::Query {
             message,
             sqlstate,
@@ -48,6 +52,7 @@ pub fn engine_error(e: EngineError) -> ApiError {
             d.as_millis()
         ))
         .with("sqlstate", "57014"),
+        EngineError::TooLarge(over) => too_large(over),
         EngineError::Unsupported(m) => ApiError::bad_request(m),
         EngineError::Connect(m) => {
             tracing::error!(error = %m, "database server unreachable");
@@ -66,7 +71,33 @@ pub fn engine_error(e: EngineError) -> ApiError {
 pub fn admin_error(e: EngineError) -> ApiError {
     match e {
         EngineError::Connect(_) => engine_error(e),
+        EngineError::Query { sqlstate, .. } if sqlstate == "53100" => out_of_space(),
         other => ApiError::internal(other),
+    }
+}
+
+/// A server that has no room left (SQLSTATE 53100): the operator's to fix, and said plainly.
+pub fn out_of_space() -> ApiError {
+    tracing::error!("a database server is out of disk space");
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        "the database server is out of disk space; nothing was changed. Try again once the \
+         operator has freed space",
+    )
+    .with("sqlstate", "53100")
+}
+
+/// An answer over its memory budget: 413 naming the request's limit, or 503 when all answers
+/// being built together fill the process's budget.
+pub fn too_large(over: tdb_engines::budget::OverBudget) -> ApiError {
+    use tdb_engines::budget::OverBudget;
+    match over {
+        OverBudget::Answer { limit } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, over.to_string()).with("limit_bytes", limit)
+        }
+        OverBudget::Process { .. } => {
+            ApiError::new(ErrorCode::ServiceUnavailable, over.to_string())
+        }
     }
 }
 
@@ -110,6 +141,8 @@ pub struct Resolved {
     pub ws: Workspace,
     pub engine: Arc<dyn Engine>,
     pub access: DatabaseAccess,
+    /// The server's administrator, who ends statements that outlive their timeout.
+    pub admin: AdminEndpoint,
     pub settings: Settings,
 }
 
@@ -146,10 +179,12 @@ pub async fn resolve(state: &AppState, project_id: &str, name: &str) -> Result<R
         password,
     };
     let settings = Settings::from_json(&ws.settings.0);
+    let admin = admin_endpoint(state, &server)?;
     Ok(Resolved {
         ws,
         engine,
         access,
+        admin,
         settings,
     })
 }
@@ -257,7 +292,7 @@ pub async fn run_batch(
     let mut log = crate::querylog::ApiLog::workspace(&r.ws.project_id, &r.ws.name, key_id);
     let mut session = r
         .engine
-        .open(&r.access, crate::workspace::limits(&r.settings))
+        .open(&r.access, limits(state, &r.settings), Some(&r.admin))
         .await
         .map_err(engine_error)?;
     if read_only {

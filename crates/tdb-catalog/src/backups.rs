@@ -128,10 +128,13 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
             if b.kind != "safety" {
-                sqlx::query("INSERT INTO jobs (kind, ref_id) VALUES ('backup', $1)")
-                    .bind(b.id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO jobs (kind, ref_id, project_id) VALUES ('backup', $1, $2)",
+                )
+                .bind(b.id)
+                .bind(b.project_id)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -261,8 +264,9 @@ impl Catalog {
         .bind(bytes_total)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO jobs (kind, ref_id) VALUES ('rollback', $1)")
+        sqlx::query("INSERT INTO jobs (kind, ref_id, project_id) VALUES ('rollback', $1, $2)")
             .bind(id)
+            .bind(&backup.project_id)
             .execute(&mut *tx)
             .await?;
         sqlx::query("SELECT pg_notify($1, 'tenant:' || $2)")
@@ -522,22 +526,37 @@ impl Catalog {
     }
 
     /// The storage paths of a tenant's backups (deleted from the store before the tenant goes).
-    pub async fn tenant_backup_paths(&self, tenant_id: &str) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT storage_path FROM backups WHERE tenant_id = $1")
-                .bind(tenant_id)
-                .fetch_all(self.pool())
-                .await?,
+    /// Every backup of a tenant or, with `project`, of a project: `(id, storage_path)`. Their
+    /// files are deleted, then their rows (with a tenant's or a project's deletion).
+    pub async fn backups_of(
+        &self,
+        tenant_id: Option<&str>,
+        project_id: &str,
+    ) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, storage_path FROM backups
+              WHERE project_id = $1 AND ($2::text IS NULL OR tenant_id = $2) ORDER BY id",
         )
+        .bind(project_id)
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?)
     }
 
-    /// The storage paths of every backup in a project (deleted before the project goes).
-    pub async fn project_backup_paths(&self, project_id: &str) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT storage_path FROM backups WHERE project_id = $1")
-                .bind(project_id)
-                .fetch_all(self.pool())
-                .await?,
+    /// Databases that rollbacks of a project's tenants named (restored copies, replaced
+    /// originals) other than the tenants' live ones: `(server id, database name)`. Most are
+    /// gone already; the ones a failed or cut-off rollback left must go with the project.
+    pub async fn rollback_leftovers(&self, project_id: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT d.server_id, n.name
+               FROM rollbacks r
+               JOIN tenants t ON t.id = r.tenant_id
+               JOIN tenant_databases d ON d.id = r.tenant_database_id
+              CROSS JOIN LATERAL (VALUES (r.new_db), (r.old_db)) AS n(name)
+              WHERE t.project_id = $1 AND n.name IS NOT NULL AND n.name <> d.physical_db",
         )
+        .bind(project_id)
+        .fetch_all(self.pool())
+        .await?)
     }
 }

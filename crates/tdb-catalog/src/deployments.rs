@@ -54,12 +54,32 @@ pub struct NewVersion<'a> {
     pub settings: &'a serde_json::Value,
 }
 
+/// One database's outcome in a deployment that ran outside the job runner.
+pub struct RanResult<'a> {
+    pub tenant_database_id: &'a str,
+    pub tenant_name: &'a str,
+    /// `completed` or `failed`.
+    pub status: &'a str,
+    pub duration_ms: i32,
+    pub error: Option<&'a str>,
+}
+
+/// A deployment that already ran (a tenant restored from the trash, brought to its blueprint's
+/// version), recorded with its results and no job.
+pub struct RanDeployment<'a> {
+    pub id: &'a str,
+    pub project_id: &'a str,
+    pub blueprint_id: &'a str,
+    pub version: i32,
+    pub results: &'a [RanResult<'a>],
+}
+
+/// The newest failed result of a database in a real (not dry-run) deployment.
 #[derive(Debug, Clone, FromRow)]
-pub struct Job {
-    pub id: i64,
-    pub kind: String,
-    pub ref_id: String,
-    pub attempts: i32,
+pub struct LastFailure {
+    pub tenant_database_id: String,
+    pub version: i32,
+    pub error: Option<String>,
 }
 
 const SELECT: &str = "SELECT d.*, b.name AS blueprint_name,
@@ -123,12 +143,67 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("INSERT INTO jobs (kind, ref_id) VALUES ('deployment', $1)")
+        sqlx::query("INSERT INTO jobs (kind, ref_id, project_id) VALUES ('deployment', $1, $2)")
             .bind(d.id)
+            .bind(d.project_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records a deployment that ran outside the job runner, finished, with its results.
+    pub async fn record_ran_deployment(&self, d: &RanDeployment<'_>) -> Result<()> {
+        let failed = d.results.iter().any(|r| r.status == "failed");
+        let status = if failed {
+            "completed_with_errors"
+        } else {
+            "completed"
+        };
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO deployments (id, project_id, blueprint_id, version, status, started_at,
+                                      finished_at)
+             VALUES ($1, $2, $3, $4, $5, now(), now())",
+        )
+        .bind(d.id)
+        .bind(d.project_id)
+        .bind(d.blueprint_id)
+        .bind(d.version)
+        .bind(status)
+        .execute(&mut *tx)
+        .await?;
+        for r in d.results {
+            sqlx::query(
+                "INSERT INTO deployment_results (deployment_id, tenant_database_id, tenant_name,
+                                                 status, duration_ms, error)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(d.id)
+            .bind(r.tenant_database_id)
+            .bind(r.tenant_name)
+            .bind(r.status)
+            .bind(r.duration_ms)
+            .bind(r.error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// For each of `database_ids`, its newest failed result in a real deployment, if any.
+    pub async fn last_failures(&self, database_ids: &[String]) -> Result<Vec<LastFailure>> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT ON (r.tenant_database_id) r.tenant_database_id, d.version, r.error
+               FROM deployment_results r JOIN deployments d ON d.id = r.deployment_id
+              WHERE r.tenant_database_id = ANY($1) AND r.status = 'failed'
+                AND d.dry_run_statements IS NULL
+              ORDER BY r.tenant_database_id, d.created_at DESC, r.updated_at DESC",
+        )
+        .bind(database_ids)
+        .fetch_all(self.pool())
+        .await?)
     }
 
     pub async fn list_deployments(&self, project_id: &str) -> Result<Vec<Deployment>> {
@@ -201,6 +276,30 @@ impl Catalog {
         Ok(())
     }
 
+    /// Ends a deployment as failed with `error`, and every tenant it had not finished with it.
+    pub async fn fail_deployment(&self, id: &str, error: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE deployment_results SET status = 'failed', error = $2, updated_at = now()
+              WHERE deployment_id = $1 AND status IN ('pending', 'in_progress')",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE deployments SET status = 'failed', error = $2,
+                    started_at = COALESCE(started_at, now()), finished_at = now()
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn set_result(
         &self,
         deployment_id: &str,
@@ -218,71 +317,6 @@ impl Catalog {
         .bind(status)
         .bind(duration_ms)
         .bind(error)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Claims the oldest job that is queued or whose lease ran out (its runner died).
-    pub async fn claim_job(&self, owner: &str, lease_seconds: i32) -> Result<Option<Job>> {
-        Ok(sqlx::query_as(
-            "UPDATE jobs SET status = 'running', lease_owner = $1,
-                    lease_until = now() + make_interval(secs => $2), attempts = attempts + 1,
-                    updated_at = now()
-              WHERE id = (SELECT id FROM jobs
-                           WHERE status = 'queued' OR (status = 'running' AND lease_until < now())
-                           ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
-              RETURNING id, kind, ref_id, attempts",
-        )
-        .bind(owner)
-        .bind(lease_seconds)
-        .fetch_optional(self.pool())
-        .await?)
-    }
-
-    /// Jobs not done yet, queued and running (for the queue-depth gauge).
-    pub async fn open_jobs(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT kind, status, count(*) FROM jobs WHERE status <> 'done' GROUP BY 1, 2",
-        )
-        .fetch_all(self.pool())
-        .await?)
-    }
-
-    /// Extends a lease; false when the job is no longer this owner's.
-    pub async fn renew_job(&self, id: i64, owner: &str, lease_seconds: i32) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), updated_at = now()
-              WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(lease_seconds)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Lets a failed job's lease lapse in `seconds`, so a runner claims it again then.
-    pub async fn retry_job(&self, id: i64, owner: &str, seconds: i32) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), updated_at = now()
-              WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(seconds)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    pub async fn finish_job(&self, id: i64, owner: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET status = 'done', updated_at = now() WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id)
-        .bind(owner)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod deployments;
 mod error;
 pub mod invitations;
+pub mod jobs;
 pub mod logs;
 pub mod projects;
 pub mod routing;

@@ -59,7 +59,7 @@ impl Catalog {
               WHERE username = $1 AND revoked_at IS NULL
              UNION ALL
              SELECT id, proxy_verifier, 'project', NULL::text, 'admin'
-               FROM projects WHERE id = $1
+               FROM projects WHERE id = $1 AND status = 'active'
              LIMIT 1",
         )
         .bind(username)

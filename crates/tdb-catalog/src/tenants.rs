@@ -47,6 +47,12 @@ impl TenantDatabase {
     }
 }
 
+pub struct NewTenant<'a> {
+    pub id: &'a str,
+    pub project_id: &'a str,
+    pub name: &'a str,
+}
+
 pub struct NewTenantDatabase<'a> {
     pub id: &'a str,
     pub blueprint_id: &'a str,
@@ -68,20 +74,22 @@ const DATABASES: &str = "SELECT d.*, t.name AS tenant_name, b.name AS blueprint,
       JOIN blueprints b ON b.id = d.blueprint_id";
 
 impl Catalog {
-    /// Records a tenant (status `provisioning`) and its databases. A taken name is
-    /// `Conflict("tenants_project_name_key")`.
+    /// Records a tenant (status `provisioning`) and its databases, with the `tenant_create` job
+    /// that builds them, claimed by `job_owner` (who works on it under its lease; if the caller
+    /// dies, the lease runs out and a runner finishes or undoes the work). Returns the job's id.
+    /// A taken name is `Conflict("tenants_project_name_key")`.
     pub async fn create_tenant(
         &self,
-        id: &str,
-        project_id: &str,
-        name: &str,
+        tenant: &NewTenant<'_>,
         databases: &[NewTenantDatabase<'_>],
-    ) -> Result<()> {
+        job_owner: &str,
+        lease_seconds: i32,
+    ) -> Result<i64> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("INSERT INTO tenants (id, project_id, name, status) VALUES ($1, $2, $3, 'provisioning')")
-            .bind(id)
-            .bind(project_id)
-            .bind(name)
+            .bind(tenant.id)
+            .bind(tenant.project_id)
+            .bind(tenant.name)
             .execute(&mut *tx)
             .await?;
         for d in databases {
@@ -92,7 +100,7 @@ impl Catalog {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(d.id)
-            .bind(id)
+            .bind(tenant.id)
             .bind(d.blueprint_id)
             .bind(d.server_id)
             .bind(d.isolation_level)
@@ -107,7 +115,36 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, ref_id, project_id, status, lease_owner, lease_until, attempts)
+             VALUES ('tenant_create', $1, $2, 'running', $3,
+                     now() + make_interval(secs => $4), 1)
+             RETURNING id",
+        )
+        .bind(tenant.id)
+        .bind(tenant.project_id)
+        .bind(job_owner)
+        .bind(lease_seconds)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn tenant_by_id(&self, id: &str) -> Result<Option<Tenant>> {
+        Ok(sqlx::query_as("SELECT * FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Forgets one tenant database, once its server has dropped it (its deployment results and
+    /// rollbacks go with it; its backups must be gone already).
+    pub async fn forget_tenant_database(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM tenant_databases WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 

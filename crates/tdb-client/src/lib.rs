@@ -227,7 +227,10 @@ impl Client {
         .await
     }
 
-    pub async fn delete_project(&self, id_or_name: &str) -> Result<Reply<Message>, ClientError> {
+    pub async fn delete_project(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Reply<DeletedProject>, ClientError> {
         self.delete(&format!("/projects/{}", encode(id_or_name)))
             .await
     }

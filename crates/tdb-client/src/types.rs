@@ -43,6 +43,9 @@ pub struct Login {
 pub struct ProjectItem {
     pub project_id: String,
     pub name: String,
+    /// `active`, or `deleting` while its deletion runs.
+    #[serde(default)]
+    pub status: String,
     pub api_key_count: i64,
     pub created_at: String,
 }
@@ -76,6 +79,15 @@ pub struct RotatedPassword {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
+    pub message: String,
+}
+
+/// What `DELETE /projects/{id}` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletedProject {
+    pub project_id: String,
+    /// `deleted`, or `deleting` while its job still removes what it had.
+    pub status: String,
     pub message: String,
 }
 

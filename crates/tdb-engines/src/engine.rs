@@ -78,6 +78,24 @@ pub struct Dump {
     pub finish: futures_util::future::BoxFuture<'static, Result<()>>,
 }
 
+/// A migration of one database: `statements` take it from version `from` to `version`, applied
+/// as the owner in one transaction that also records `version` in the database itself; with
+/// `dry_run` the transaction is rolled back. A database already at `version` or later is left
+/// alone (so a retried migration never applies twice); one at another version than `from` is
+/// left alone too and reported, so the caller can pick the right statements. The whole
+/// migration may take `timeout`: each statement runs under the server's `statement_timeout`,
+/// and should the statements lift it, tdb cancels the transaction and has `admin` end its
+/// backend (the owner role's password may have been changed by the statements themselves).
+pub struct MigrationPlan<'a> {
+    pub owner: &'a DatabaseAccess,
+    pub admin: &'a AdminEndpoint,
+    pub from: i32,
+    pub statements: &'a [String],
+    pub version: i32,
+    pub dry_run: bool,
+    pub timeout: Duration,
+}
+
 /// What a migration did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Migration {
@@ -94,15 +112,30 @@ pub enum Migration {
     Mismatch(i32),
 }
 
-/// Bounds on one statement.
-#[derive(Debug, Clone, Copy)]
+/// How closing a server's shared catalogs in each of its databases went.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CatalogSweep {
+    /// Databases whose shared catalogs are now closed to PUBLIC.
+    pub closed: usize,
+    /// Databases that went away while the sweep ran.
+    pub gone: usize,
+    /// Databases the sweep could not treat, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Bounds on the statements of one request.
+#[derive(Debug, Clone)]
 pub struct Limits {
+    /// Per statement; enforced by the server and, should the statement lift it, by tdb.
     pub timeout: Duration,
+    /// Rows kept per statement (more are counted, not kept).
     pub max_rows: usize,
+    /// The memory the request's rows may take, shared by all its sessions.
+    pub answer: crate::budget::Answer,
 }
 
 /// What one statement returned.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct QueryOutput {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<serde_json::Value>>,
@@ -123,6 +156,9 @@ pub enum EngineError {
     },
     #[error("statement exceeded the query timeout of {0:?}")]
     Timeout(Duration),
+    /// The answer would take more memory than tdb allows it.
+    #[error("{0}")]
+    TooLarge(crate::budget::OverBudget),
     #[error("cannot connect to the database server: {0}")]
     Connect(String),
     #[error("{0}")]
@@ -152,6 +188,12 @@ pub trait Engine: Send + Sync {
     /// catalog) to PUBLIC, so the roles tdb creates can reach only their own databases.
     async fn secure_server(&self, server: &AdminEndpoint, extra: &[&str]) -> Result<()>;
 
+    /// Closes what the server shares between databases (other databases' sessions and
+    /// statistics, roles and their settings) to every role but the administrator, in every
+    /// database on it, `template1` included. Databases created by the engine get this when they
+    /// are made; this is for the ones made before. Safe to run again.
+    async fn hide_shared_catalogs(&self, server: &AdminEndpoint) -> Result<CatalogSweep>;
+
     /// Creates a tenant database: owned by a login role that only tdb uses (for migrations),
     /// reached by applications through a second role that may only read and write rows.
     async fn create_tenant_database(
@@ -160,19 +202,8 @@ pub trait Engine: Send + Sync {
         spec: &TenantSpec<'_>,
     ) -> Result<()>;
 
-    /// Applies `statements` (which take a database from version `from` to `version`) as the
-    /// owner in one transaction that also records `version` in the database itself; with
-    /// `dry_run` the transaction is rolled back. A database already at `version` or later is
-    /// left alone (so a retried migration never applies twice); one at another version than
-    /// `from` is left alone too and reported, so the caller can pick the right statements.
-    async fn migrate(
-        &self,
-        owner: &DatabaseAccess,
-        from: i32,
-        statements: &[String],
-        version: i32,
-        dry_run: bool,
-    ) -> Result<Migration>;
+    /// One migration as `plan` says; see [`MigrationPlan`].
+    async fn migrate(&self, plan: &MigrationPlan<'_>) -> Result<Migration>;
 
     /// The schema version recorded in a tenant database.
     async fn schema_version(&self, owner: &DatabaseAccess) -> Result<i32>;
@@ -181,7 +212,15 @@ pub trait Engine: Send + Sync {
     async fn drop_database(&self, server: &AdminEndpoint, name: &str, roles: &[&str])
     -> Result<()>;
 
-    async fn open(&self, target: &DatabaseAccess, limits: Limits) -> Result<Box<dyn Session>>;
+    /// A session on `target`. `admin`, when given, is how tdb ends the session's backend when a
+    /// statement outlives its timeout and ignores the cancel (the session's own role cannot be
+    /// trusted for that: it may have changed its password).
+    async fn open(
+        &self,
+        target: &DatabaseAccess,
+        limits: Limits,
+        admin: Option<&AdminEndpoint>,
+    ) -> Result<Box<dyn Session>>;
 
     /// Tables, columns, indexes, constraints of the database.
     async fn introspect(&self, target: &DatabaseAccess) -> Result<crate::schema::Schema>;

@@ -19,6 +19,7 @@ fn options(dir: &std::path::Path, key: &MasterKey) -> ManagedPostgresOptions {
         master_key: key.clone(),
         label: "test".into(),
         settings: vec![("max_connections".into(), "20".into())],
+        listen: tdb_engines::managed::postgres::Listen::PrivateSocket,
     }
 }
 

@@ -8,8 +8,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tdb_core::secrets::MasterKey;
 use tdb_engines::managed::postgres::ManagedPostgresOptions;
 use tdb_engines::{
-    AdminEndpoint, DatabaseAccess, Engine, ManagedPostgres, Migration, PgBinaries, PostgresEngine,
-    RunAs, TenantSpec,
+    AdminEndpoint, DatabaseAccess, Engine, ManagedPostgres, Migration, MigrationPlan, PgBinaries,
+    PostgresEngine, RunAs, TenantSpec,
 };
 
 struct Tenant {
@@ -72,6 +72,26 @@ async fn connect(
     PgConnection::connect_with(&opts).await
 }
 
+/// A migration of `owner`'s database with a generous timeout.
+fn plan<'a>(
+    owner: &'a DatabaseAccess,
+    admin: &'a AdminEndpoint,
+    from: i32,
+    statements: &'a [String],
+    version: i32,
+    dry_run: bool,
+) -> MigrationPlan<'a> {
+    MigrationPlan {
+        owner,
+        admin,
+        from,
+        statements,
+        version,
+        dry_run,
+        timeout: std::time::Duration::from_secs(60),
+    }
+}
+
 #[tokio::test]
 async fn tenant_roles_are_confined_to_their_rows() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -83,6 +103,7 @@ async fn tenant_roles_are_confined_to_their_rows() {
         master_key: MasterKey::generate(),
         label: "isolation".into(),
         settings: vec![],
+        listen: tdb_engines::managed::postgres::Listen::PrivateSocket,
     })
     .await
     .expect("server");
@@ -108,14 +129,14 @@ async fn tenant_roles_are_confined_to_their_rows() {
     for t in [&a, &b] {
         assert_eq!(
             engine
-                .migrate(&t.owner_access(&e), 0, &ddl, 1, false)
+                .migrate(&plan(&t.owner_access(&e), &e, 0, &ddl, 1, false))
                 .await
                 .expect("migrate"),
             Migration::Applied { from: 0 }
         );
         assert_eq!(
             engine
-                .migrate(&t.owner_access(&e), 0, &ddl, 1, false)
+                .migrate(&plan(&t.owner_access(&e), &e, 0, &ddl, 1, false))
                 .await
                 .expect("again"),
             Migration::AlreadyAt(1)
@@ -133,7 +154,7 @@ async fn tenant_roles_are_confined_to_their_rows() {
         "ALTER TABLE nope ADD COLUMN x int".to_string(),
     ];
     let err = engine
-        .migrate(&a.owner_access(&e), 1, &failing, 2, false)
+        .migrate(&plan(&a.owner_access(&e), &e, 1, &failing, 2, false))
         .await
         .expect_err("must fail");
     assert!(err.to_string().contains("nope"), "{err}");
@@ -146,7 +167,7 @@ async fn tenant_roles_are_confined_to_their_rows() {
         "nothing half-applied"
     );
     let wrong = engine
-        .migrate(&a.owner_access(&e), 0, &ddl, 2, false)
+        .migrate(&plan(&a.owner_access(&e), &e, 0, &ddl, 2, false))
         .await
         .expect("mismatch");
     assert_eq!(
@@ -155,7 +176,7 @@ async fn tenant_roles_are_confined_to_their_rows() {
         "a database not at the expected version is left alone"
     );
     let dry = engine
-        .migrate(&a.owner_access(&e), 1, &failing[..1], 2, true)
+        .migrate(&plan(&a.owner_access(&e), &e, 1, &failing[..1], 2, true))
         .await
         .expect("dry run");
     assert_eq!(dry, Migration::WouldApply { from: 1 });

@@ -9,10 +9,10 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use tdb_catalog::deployments::{Deployment, DeploymentResult};
 use tdb_catalog::servers::Server;
-use tdb_engines::Migration;
+use tdb_engines::{Migration, MigrationPlan};
 
 use crate::Runner;
-use crate::access::owner_access;
+use crate::access::{admin_endpoint, owner_access};
 
 const FINAL: [&str; 3] = ["completed", "completed_with_errors", "failed"];
 
@@ -114,6 +114,7 @@ async fn migrate(
         .get(&db.server_id)
         .ok_or_else(|| format!("server {} is not in the catalog", db.server_id))?;
     let owner = owner_access(&runner.master_key, server, &db).map_err(|e| e.to_string())?;
+    let admin = admin_endpoint(&runner.master_key, server).map_err(|e| e.to_string())?;
     let dry_run = d.dry_run_statements.is_some();
     let mut from = db.version;
     for _ in 0..2 {
@@ -135,9 +136,18 @@ async fn migrate(
                 .await
                 .map_err(|e| e.to_string())?,
         };
+        let plan = MigrationPlan {
+            owner: &owner,
+            admin: &admin,
+            from,
+            statements: &statements,
+            version: d.version,
+            dry_run,
+            timeout: runner.config.migration_timeout,
+        };
         match runner
             .postgres
-            .migrate(&owner, from, &statements, d.version, dry_run)
+            .migrate(&plan)
             .await
             .map_err(|e| e.to_string())?
         {

@@ -1,15 +1,19 @@
 //! Durable jobs: rows in the catalog's `jobs` table, claimed with `FOR UPDATE SKIP LOCKED` under
 //! a lease that a heartbeat renews. A runner that dies (even by `kill -9`) lets its lease run
 //! out and another run picks the job up again; every step is idempotent, so resuming never
-//! applies anything twice. Deployments, backups and rollbacks are jobs; the backup schedule
-//! and retention run on a timer beside them.
+//! applies anything twice. Deployments, backups, rollbacks, tenant creations and project
+//! deletions are jobs, claimed fairly between projects; the backup schedule and retention run on
+//! a timer beside them.
 
 pub mod access;
 pub mod backup;
 pub mod deploy;
+pub mod forward;
+pub mod provision;
 pub mod rollback;
 mod runner;
 pub mod schedule;
 pub mod store;
+pub mod teardown;
 
-pub use runner::{Runner, RunnerConfig};
+pub use runner::{LEASE_SECONDS, Runner, RunnerConfig};

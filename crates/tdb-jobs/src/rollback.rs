@@ -7,6 +7,10 @@
 //!    first read whole and must match the size and SHA-256 recorded when the backup was taken
 //!    (psql runs meta-commands, so a tampered file never reaches it), and is hashed again on the
 //!    way in. Meanwhile the tenant keeps serving its current data.
+//!    A backup taken at an older schema version is then migrated to the version the tenant is
+//!    on, so the restored data has the schema the tenant's applications (and its deployments'
+//!    results) expect; if the newer versions' statements fail on the old data, the rollback
+//!    fails and the tenant keeps its data.
 //! 3. `swapped`: the proxies hold the tenant's queries, and one catalog transaction points the
 //!    tenant database at the restored database (at the schema version recorded inside it).
 //! 4. The old database is dropped (ending the sessions still on it), the hold is released, and
@@ -152,10 +156,7 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
     restored_ok.map_err(|e| format!("restoring '{}': {e}", backup.storage_path))?;
     // And again for what was restored: the file must not have changed between the two reads.
     matches_record(&backup, &read)?;
-    let version = engine
-        .schema_version(&owner)
-        .await
-        .map_err(|e| format!("reading the restored schema version: {e}"))?;
+    let version = to_live_version(runner, &server, &db, &owner).await?;
 
     // The switch. New queries wait at the proxies while the route changes under them.
     let _ = catalog.hold_tenant(&rb.tenant_id, SWAP_HOLD_MS).await;
@@ -169,6 +170,57 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
     }
     tracing::info!(rollback = %rb.id, tenant_database = %db.id, restored = %new_db, version, "rollback switched");
     Ok(())
+}
+
+/// Brings the restored database (reached as `restored`) to the schema version of the tenant's
+/// live database, the one it replaces; returns the version it is at. Asks the live database
+/// again afterwards, in case a deployment moved it meanwhile.
+async fn to_live_version(
+    runner: &Runner,
+    server: &Server,
+    live: &TenantDatabase,
+    restored: &tdb_engines::DatabaseAccess,
+) -> Result<i32, String> {
+    let engine = runner.engine(&live.engine)?;
+    let live_owner = owner_access(&runner.master_key, server, live).map_err(|e| e.to_string())?;
+    let admin = admin_endpoint(&runner.master_key, server).map_err(|e| e.to_string())?;
+    let mut version = engine
+        .schema_version(restored)
+        .await
+        .map_err(|e| format!("reading the restored schema version: {e}"))?;
+    for _ in 0..3 {
+        // The live database has the last word; the catalog's copy stands in when it is out of
+        // reach.
+        let target = engine
+            .schema_version(&live_owner)
+            .await
+            .unwrap_or(live.version);
+        if version >= target {
+            return Ok(version);
+        }
+        let forwarded = crate::forward::bring_forward(
+            &runner.catalog,
+            engine.as_ref(),
+            &crate::forward::ForwardTarget {
+                owner: restored,
+                admin: &admin,
+                blueprint_id: &live.blueprint_id,
+                target,
+                timeout: runner.config.migration_timeout,
+            },
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "the backup holds schema version {version} and the tenant is on version \
+                 {target}: {e}; the tenant keeps its data"
+            )
+        })?;
+        tracing::info!(tenant_database = %live.id, from = forwarded.from, to = forwarded.to,
+            "restored database brought to the tenant's schema version");
+        version = forwarded.to;
+    }
+    Ok(version)
 }
 
 /// Reads the whole file and compares it with the size and SHA-256 recorded when it was taken.
@@ -319,6 +371,16 @@ async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), String> {
 
 /// Ends a rollback that did not reach the swap: the fresh database goes, the tenant stays on
 /// its data, and the error says why.
+/// Ends a rollback that ran past the job time limit as failed (the tenant keeps its data, or
+/// finishes on the restored data if the switch had committed).
+pub async fn give_up(runner: &Runner, rollback_id: &str, error: &str) -> Result<(), String> {
+    match runner.catalog.find_rollback(rollback_id).await {
+        Ok(rb) => fail(runner, &rb, error).await,
+        Err(tdb_catalog::CatalogError::NotFound) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 async fn fail(runner: &Runner, rb: &Rollback, error: &str) -> Result<(), String> {
     let catalog = &runner.catalog;
     let current = catalog

@@ -1,16 +1,18 @@
-//! The job loop: claim, run with a heartbeat, mark done; poll when idle.
+//! The job loop: claim (fairly between projects), run with a heartbeat and a time limit, mark
+//! done; poll when idle.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tdb_catalog::Catalog;
-use tdb_catalog::deployments::Job;
+use tdb_catalog::jobs::Job;
 use tdb_core::secrets::MasterKey;
 use tdb_engines::Engine;
 use tokio_util::sync::CancellationToken;
 
 /// Seconds a claimed job stays ours without a heartbeat.
-const LEASE_SECONDS: i32 = 10;
+pub const LEASE_SECONDS: i32 = 10;
 const HEARTBEAT: Duration = Duration::from_secs(3);
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// A run stops once its lease has gone this long without renewal (it expires at LEASE_SECONDS).
@@ -18,6 +20,10 @@ const LEASE_SAFETY: Duration = Duration::from_secs(8);
 /// Runs of a job that keeps failing, at most.
 const MAX_ATTEMPTS: i32 = 10;
 const RETRY_AFTER_SECONDS: i32 = 5;
+
+/// Kinds of job that must finish whatever it takes: what they undo or delete would otherwise be
+/// left half-done. They are tried again for as long as they fail, and have no time limit.
+const MUST_FINISH: [&str; 2] = ["project_delete", "tenant_create"];
 
 #[derive(Clone)]
 pub struct RunnerConfig {
@@ -31,6 +37,19 @@ pub struct RunnerConfig {
     pub schedule_tick: Duration,
     /// Days the query log keeps its records.
     pub query_log_retention_days: i64,
+    /// Longest one run of a deployment, backup or rollback may take; it is then ended and
+    /// recorded as failed.
+    pub job_time_limit: Duration,
+    /// Longest the migration of one tenant database may take.
+    pub migration_timeout: Duration,
+}
+
+impl RunnerConfig {
+    /// Jobs one project may run at once: half the runner's slots, so another project always
+    /// finds one free (with a single slot, there is nothing to share).
+    pub fn per_project(&self) -> i64 {
+        i64::try_from((self.max_jobs / 2).max(1)).unwrap_or(1)
+    }
 }
 
 impl Default for RunnerConfig {
@@ -41,6 +60,8 @@ impl Default for RunnerConfig {
             backup_defaults: crate::backup::BackupPolicy::default(),
             schedule_tick: Duration::from_secs(60),
             query_log_retention_days: 7,
+            job_time_limit: Duration::from_secs(6 * 3600),
+            migration_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -74,6 +95,7 @@ impl Runner {
         let mut running = tokio::task::JoinSet::new();
         running.spawn(crate::schedule::run(self.clone(), shutdown.clone()));
         let slots = Arc::new(tokio::sync::Semaphore::new(self.config.max_jobs.max(1)));
+        let per_project = self.config.per_project();
         loop {
             while running.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -85,7 +107,7 @@ impl Runner {
             };
             let claimed = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                claimed = self.catalog.claim_job(&self.owner, LEASE_SECONDS) => claimed,
+                claimed = self.catalog.claim_job(&self.owner, LEASE_SECONDS, per_project) => claimed,
             };
             match claimed {
                 Ok(Some(job)) => {
@@ -112,61 +134,75 @@ impl Runner {
         running.shutdown().await;
     }
 
-    async fn run_job(&self, job: Job) {
-        let started = std::time::Instant::now();
-        tracing::info!(job = job.id, kind = %job.kind, ref_id = %job.ref_id, attempt = job.attempts, "job claimed");
-        // The job runs only while its lease is ours: once it cannot be renewed in time, another
-        // runner may claim the job, so this run stops (as if it had crashed) rather than race it.
-        let lease_lost = {
-            let catalog = self.catalog.clone();
-            let owner = self.owner.clone();
-            async move {
-                let mut renewed = std::time::Instant::now();
-                loop {
-                    tokio::time::sleep(HEARTBEAT).await;
-                    match catalog.renew_job(job.id, &owner, LEASE_SECONDS).await {
-                        Ok(true) => renewed = std::time::Instant::now(),
-                        Ok(false) => return,
-                        Err(e) => {
-                            tracing::warn!(job = job.id, error = %e, "renewing the job's lease failed")
-                        }
+    /// Runs `work` while the lease of job `id` is ours, renewing it; `None` once the lease is
+    /// lost (another runner may have claimed the job, so this run stops as if it had crashed).
+    pub async fn under_lease<T>(&self, id: i64, work: impl Future<Output = T>) -> Option<T> {
+        let lease_lost = async {
+            let mut renewed = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                match self.catalog.renew_job(id, &self.owner, LEASE_SECONDS).await {
+                    Ok(true) => renewed = std::time::Instant::now(),
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(job = id, error = %e, "renewing the job's lease failed")
                     }
-                    if renewed.elapsed() >= LEASE_SAFETY {
-                        return;
-                    }
+                }
+                if renewed.elapsed() >= LEASE_SAFETY {
+                    return;
                 }
             }
         };
+        tokio::select! {
+            outcome = work => Some(outcome),
+            () = lease_lost => {
+                tracing::warn!(job = id, "lost the job's lease; stopping this run of it");
+                None
+            }
+        }
+    }
+
+    async fn run_job(&self, job: Job) {
+        let started = std::time::Instant::now();
+        tracing::info!(job = job.id, kind = %job.kind, ref_id = %job.ref_id, attempt = job.attempts, "job claimed");
+        let must_finish = MUST_FINISH.contains(&job.kind.as_str());
         let work = async {
-            match job.kind.as_str() {
-                "deployment" => crate::deploy::run(self, &job.ref_id).await,
-                "backup" => crate::backup::run(self, &job.ref_id).await,
-                "rollback" => crate::rollback::run(self, &job.ref_id, job.attempts).await,
-                other => Err(format!("unknown job kind '{other}'")),
+            let work = self.work(&job);
+            if must_finish {
+                return work.await;
+            }
+            match tokio::time::timeout(self.config.job_time_limit, work).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(self.over_time(&job).await),
             }
         };
-        let outcome = tokio::select! {
-            outcome = work => outcome,
-            () = lease_lost => {
-                tracing::warn!(job = job.id, "lost the job's lease; stopping this run of it");
-                return;
-            }
+        let Some(outcome) = self.under_lease(job.id, work).await else {
+            return;
         };
         let kind = job.kind.clone();
         metrics::histogram!("tdb_job_duration_seconds", "kind" => kind.clone())
             .record(started.elapsed().as_secs_f64());
-        let result = if outcome.is_ok() { "ok" } else { "error" };
+        let result = match &outcome {
+            Ok(()) => "ok",
+            Err(JobFailure::OverTime(_)) => "timeout",
+            Err(_) => "error",
+        };
         metrics::counter!("tdb_jobs_total", "kind" => kind, "outcome" => result).increment(1);
         let recorded = match &outcome {
+            // Ended for good: its failure is recorded where its owner sees it.
+            Err(JobFailure::OverTime(e)) => {
+                tracing::error!(job = job.id, kind = %job.kind, error = %e, "job ended: over its time limit");
+                self.catalog.finish_job(job.id, &self.owner).await
+            }
             // A job that could not record its end (a catalog blip, say) runs again shortly; its
-            // steps are idempotent. After MAX_ATTEMPTS it is given up.
-            Err(e) if job.attempts < MAX_ATTEMPTS => {
+            // steps are idempotent. After MAX_ATTEMPTS it is given up, unless it must finish.
+            Err(JobFailure::Failed(e)) if must_finish || job.attempts < MAX_ATTEMPTS => {
                 tracing::error!(job = job.id, error = %e, "job failed; it will run again");
                 self.catalog
                     .retry_job(job.id, &self.owner, RETRY_AFTER_SECONDS)
                     .await
             }
-            Err(e) => {
+            Err(JobFailure::Failed(e)) => {
                 tracing::error!(job = job.id, error = %e, attempts = job.attempts, "job failed; giving up");
                 self.catalog.finish_job(job.id, &self.owner).await
             }
@@ -176,4 +212,54 @@ impl Runner {
             tracing::error!(job = job.id, error = %e, "recording the job's end failed; it will run again");
         }
     }
+
+    async fn work(&self, job: &Job) -> Result<(), JobFailure> {
+        let done = match job.kind.as_str() {
+            "deployment" => crate::deploy::run(self, &job.ref_id).await,
+            "backup" => crate::backup::run(self, &job.ref_id).await,
+            "rollback" => crate::rollback::run(self, &job.ref_id, job.attempts).await,
+            "tenant_create" => crate::provision::run(self, &job.ref_id, true)
+                .await
+                .map(|_| ()),
+            "project_delete" => crate::teardown::delete_project(self, job).await,
+            other => Err(format!("unknown job kind '{other}'")),
+        };
+        done.map_err(JobFailure::Failed)
+    }
+
+    /// Records a job that ran past its time limit as failed where its owner looks (the
+    /// deployment, the backup, the rollback), and says why.
+    async fn over_time(&self, job: &Job) -> JobFailure {
+        let why = format!(
+            "stopped after the job time limit of {} s (job_time_limit_secs)",
+            self.config.job_time_limit.as_secs()
+        );
+        let recorded = match job.kind.as_str() {
+            "deployment" => self
+                .catalog
+                .fail_deployment(&job.ref_id, &why)
+                .await
+                .map_err(|e| e.to_string()),
+            "backup" => self
+                .catalog
+                .fail_backup(&job.ref_id, &why)
+                .await
+                .map_err(|e| e.to_string()),
+            "rollback" => crate::rollback::give_up(self, &job.ref_id, &why).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = recorded {
+            tracing::error!(job = job.id, error = %e, "recording a job over its time limit failed");
+        }
+        JobFailure::OverTime(why)
+    }
+}
+
+/// How a job's run failed.
+#[derive(Debug)]
+enum JobFailure {
+    /// It may succeed when run again.
+    Failed(String),
+    /// It ran past its time limit and has been recorded as failed.
+    OverTime(String),
 }

@@ -2,6 +2,13 @@
 //! S3 (or S3-compatible) bucket by configuration. Objects are written and read as streams; the
 //! bytes stored are counted and hashed on the way, so the catalog can record their size and
 //! SHA-256 and a restore can check both.
+//!
+//! A local store writes an object as a staged file `<key>#<n>` and renames it into place when
+//! the upload completes. An upload cut off by `kill -9` leaves that file behind, so staged files
+//! are removed when tdb starts ([`BackupStore::clean_staged`], before any job runs) and after an
+//! upload fails. An S3 bucket keeps the parts of unfinished multipart uploads until they are
+//! aborted: tdb aborts them when an upload fails, and a lifecycle rule must abort the rest (see
+//! README).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -49,6 +56,8 @@ pub struct BackupStore {
     inner: Arc<dyn ObjectStore>,
     /// Where it is, for logs and messages (never with credentials).
     pub location: String,
+    /// The directory of a local store.
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// What was written: bytes stored and their SHA-256 (hex).
@@ -89,6 +98,7 @@ impl BackupStore {
         Ok(Self {
             inner: Arc::new(store),
             location: format!("file://{}", dir.display()),
+            local_root: Some(dir.to_path_buf()),
         })
     }
 
@@ -125,6 +135,7 @@ impl BackupStore {
         Ok(Self {
             inner,
             location: url.to_string(),
+            local_root: None,
         })
     }
 
@@ -166,8 +177,42 @@ impl BackupStore {
             Err(e) => {
                 // Abandons the upload; nothing partial is left under the key.
                 let _ = writer.inner.abort().await;
+                self.remove_staged(key).await;
                 Err(StoreError::Store(format!("writing '{key}': {e}")))
             }
+        }
+    }
+
+    /// Removes every staged file of a local store (none exist for S3): what uploads cut off
+    /// before they completed left. Only for when no upload runs, that is at start. Returns how
+    /// many it removed.
+    pub async fn clean_staged(&self) -> Result<usize, StoreError> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(0);
+        };
+        tokio::task::spawn_blocking(move || remove_staged_under(&root))
+            .await
+            .map_err(|e| StoreError::Store(format!("cleaning staged uploads: {e}")))?
+            .map_err(|e| StoreError::Store(format!("cleaning staged uploads: {e}")))
+    }
+
+    /// Removes a local store's staged files of one key, after its upload failed: an upload
+    /// whose completion failed (a full disk at the rename) keeps its staged file otherwise.
+    async fn remove_staged(&self, key: &str) {
+        let Some(target) = self.local_root.as_ref().map(|root| root.join(key)) else {
+            return;
+        };
+        let removed = tokio::task::spawn_blocking(move || {
+            let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+                return Ok(0);
+            };
+            remove_staged_in(dir, |file| {
+                staged_of(file) == Some(&*name.to_string_lossy())
+            })
+        })
+        .await;
+        if let Ok(Err(e)) = removed {
+            tracing::warn!(key, error = %e, "could not remove a failed upload's staged file");
         }
     }
 
@@ -191,6 +236,53 @@ impl BackupStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The object a staged file belongs to: `a.sql.gz` for `a.sql.gz#3`; `None` for other names.
+fn staged_of(file_name: &str) -> Option<&str> {
+    let (object, n) = file_name.rsplit_once('#')?;
+    (!object.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(object)
+}
+
+/// Removes the staged files directly in `dir` whose name `belongs`; returns how many.
+fn remove_staged_in(
+    dir: &std::path::Path,
+    belongs: impl Fn(&str) -> bool,
+) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if entry.file_type()?.is_file() && belongs(&name.to_string_lossy()) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes every staged file under `root`, in every directory; returns how many.
+fn remove_staged_under(root: &std::path::Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        removed += remove_staged_in(&dir, |name| staged_of(name).is_some())?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// An object's bytes as an [`AsyncRead`].
@@ -330,6 +422,67 @@ mod tests {
             store.open_stream("postgresql/manual/x/a.sql.gz").await,
             Err(StoreError::Missing(_))
         ));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn staged_files_are_cleaned_and_objects_kept() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("b");
+        let store = BackupStore::open(&StoreConfig::default(), &root)?;
+        store
+            .put_stream("postgresql/manual/t/a.sql.gz", &mut &b"whole"[..])
+            .await?;
+        let day = root.join("postgresql/manual/t");
+        for name in ["a.sql.gz#1", "b.sql.gz#12", "odd#name", "c#", "#4"] {
+            std::fs::write(day.join(name), b"part")?;
+        }
+        std::fs::create_dir_all(root.join("deeper/x"))?;
+        std::fs::write(root.join("deeper/x/d.sql.gz#2"), b"part")?;
+        assert_eq!(store.clean_staged().await?, 3);
+        let mut left: Vec<String> = std::fs::read_dir(&day)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        left.sort();
+        assert_eq!(left, ["#4", "a.sql.gz", "c#", "odd#name"]);
+        assert_eq!(store.clean_staged().await?, 0);
+        Ok(())
+    }
+
+    /// Fails after handing over more than one part's worth of bytes.
+    struct Breaks(usize);
+
+    impl AsyncRead for Breaks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if self.0 == 0 {
+                return Poll::Ready(Err(std::io::Error::other("the dump broke off")));
+            }
+            let n = self.0.min(buf.remaining()).min(64 * 1024);
+            buf.put_slice(&vec![7u8; n]);
+            self.0 -= n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_upload_leaves_nothing() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("b");
+        let store = BackupStore::open(&StoreConfig::default(), &root)?;
+        let failed = store
+            .put_stream(
+                "postgresql/manual/t/a.sql.gz",
+                &mut Breaks(20 * 1024 * 1024),
+            )
+            .await;
+        assert!(failed.is_err());
+        let day = root.join("postgresql/manual/t");
+        let left = std::fs::read_dir(&day).map_or(0, |entries| entries.count());
+        assert_eq!(left, 0, "{}", day.display());
         Ok(())
     }
 

@@ -1,10 +1,16 @@
 //! Server connections kept between client sessions (session pooling). A connection returns to
 //! the pool only after `DISCARD ALL` succeeded, and only to clients that would have started it
-//! with the same role, database and startup parameters.
+//! with the same role, database and startup parameters. It leaves the pool only if the server
+//! has said nothing on it meanwhile: a server that restarted, or ended the session, has closed
+//! the connection or sent its reason, and such a connection is dropped, not handed to a client.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::pg::backend::{Backend, BackendError, BackendTarget};
 
@@ -59,13 +65,19 @@ impl Pool {
         }
     }
 
+    /// The most recently pooled live connection for `target`; stale and dead ones on the way
+    /// are closed.
     fn take(&self, target: &BackendTarget) -> Option<Backend> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = idle.get_mut(target)?;
-        while let Some(conn) = conns.pop() {
-            if conn.idle_since.elapsed() < IDLE_TIMEOUT {
+        while let Some(mut conn) = conns.pop() {
+            if conn.idle_since.elapsed() < IDLE_TIMEOUT && quiet(&mut conn.stream) {
                 return Some(conn);
             }
+            tracing::debug!(
+                ?target,
+                "closing a pooled server connection: stale or closed"
+            );
         }
         None
     }
@@ -132,5 +144,34 @@ impl Pool {
         for conn in all {
             conn.terminate().await;
         }
+    }
+}
+
+/// Whether an idle server connection has stayed silent: one non-blocking read that finds
+/// nothing to read. End of file (the server went away) or any byte (a server says why it ends a
+/// session before closing it; an idle session is owed nothing else) means the connection is
+/// dead. The look costs a system call at most, and never waits.
+fn quiet<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut byte = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    matches!(Pin::new(stream).poll_read(&mut cx, &mut buf), Poll::Pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_silent_connection_is_quiet_and_a_closed_or_chatty_one_is_not() {
+        let (mut near, far) = tokio::io::duplex(64);
+        assert!(quiet(&mut near), "nothing sent, nothing closed");
+        drop(far);
+        assert!(!quiet(&mut near), "the other end closed");
+
+        let (mut near, mut far) = tokio::io::duplex(64);
+        far.write_all(b"E").await.expect("write");
+        assert!(!quiet(&mut near), "unexpected bytes");
     }
 }

@@ -81,6 +81,8 @@ pub struct Route {
     pub tenant_id: Option<String>,
     /// `ready`, `suspended`, … (workspaces are always `ready`).
     pub status: String,
+    /// The catalog's id of the server (for its administrator, who ends what a session cannot).
+    pub server_id: String,
     pub host: String,
     pub port: u16,
     pub physical_db: String,
@@ -219,6 +221,7 @@ impl Router {
                     project_id: project_id.to_string(),
                     tenant_id: Some(db.tenant_id.clone()),
                     status: r.tenant_status.clone(),
+                    server_id: r.server.id.clone(),
                     host: r.server.host.clone(),
                     port: u16::try_from(r.server.port).unwrap_or(5432),
                     physical_db: db.physical_db.clone(),
@@ -243,6 +246,7 @@ impl Router {
                     project_id: project_id.to_string(),
                     tenant_id: None,
                     status: "ready".into(),
+                    server_id: r.server.id.clone(),
                     host: r.server.host.clone(),
                     port: u16::try_from(r.server.port).unwrap_or(5432),
                     physical_db: p.database.clone(),
@@ -280,6 +284,7 @@ impl Router {
                     project_id: project_id.to_string(),
                     tenant_id: None,
                     status: "ready".into(),
+                    server_id: r.server.id.clone(),
                     host: r.server.host.clone(),
                     port: u16::try_from(r.server.port).unwrap_or(5432),
                     physical_db: ws.physical_db.clone(),
@@ -344,6 +349,34 @@ impl Router {
             Err(_) => {
                 tracing::warn!(tenant_id, "reading a tenant's status timed out");
                 Err(())
+            }
+        }
+    }
+
+    /// The administrator of a route's server, looked up when the proxy must end a server
+    /// session that a cancel did not stop (never cached: it is needed rarely). `None` when the
+    /// catalog cannot say or the secret does not open.
+    pub async fn admin(&self, server_id: &str) -> Option<Access> {
+        let lookup = self.catalog.find_server(server_id);
+        let server = match tokio::time::timeout(Duration::from_secs(5), lookup).await {
+            Ok(Ok(server)) => server,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, server_id, "cannot read a server's administrator");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(server_id, "reading a server's administrator timed out");
+                return None;
+            }
+        };
+        match self.key.open_string(&server.admin_secret, &server.id) {
+            Ok(password) => Some(Access {
+                user: server.admin_user,
+                password,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, server_id, "cannot unseal a server's admin secret");
+                None
             }
         }
     }

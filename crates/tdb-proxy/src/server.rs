@@ -147,7 +147,9 @@ impl ProxyState {
 }
 
 /// Accepts PostgreSQL clients until shutdown, then lets sessions finish their transactions
-/// (up to the grace period) and closes pooled connections.
+/// (up to the grace period) and closes pooled connections. Every session the shutdown ends is
+/// told so (57P01) by its own task, and a statement still running at the deadline is stopped on
+/// the server; this waits for that too, so the caller may stop the servers afterwards.
 pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) {
     let tracker = TaskTracker::new();
     tracker.spawn(follow_changes(state.clone()));
@@ -169,7 +171,9 @@ pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) {
     }
     drop(listener);
     tracker.close();
-    let grace = state.config.shutdown_grace + Duration::from_secs(2);
+    // A session past the deadline cancels its statement, and a statement that ignores the
+    // cancel gets `ESCALATION` before the server's administrator ends it.
+    let grace = state.config.shutdown_grace + pg::watchdog::ESCALATION + Duration::from_secs(2);
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("proxy sessions still open after the shutdown grace period");
     }

@@ -133,8 +133,9 @@ impl TdbServer {
             .ok()
     }
 
-    /// The admin URL of the managed shared PostgreSQL, unsealed from its state file with the
-    /// data dir's master key, as tdb itself does (for inspecting the catalog from a test).
+    /// The admin URL of the managed shared PostgreSQL (its Unix socket), unsealed from its state
+    /// file with the data dir's master key, as tdb itself does (for inspecting the catalog from a
+    /// test).
     pub fn managed_admin_url(&self, database: &str) -> anyhow::Result<String> {
         let dir = self.data_dir();
         let key = MasterKey::parse(&std::fs::read_to_string(dir.join("master.key"))?)?;
@@ -143,10 +144,13 @@ impl TdbServer {
         )?)?;
         let sealed = hex::decode(state["admin_password_sealed"].as_str().context("sealed")?)?;
         let password = key.open_string(&sealed, "managed-postgresql-admin")?;
+        // tdb's own servers listen on a Unix socket in their private directory only.
+        let socket = dir.join("servers/postgresql-shared/socket");
         Ok(format!(
-            "postgresql://{}:{password}@127.0.0.1:{}/{database}",
+            "postgresql://{}:{password}@localhost:{}/{database}?host={}",
             state["admin_user"].as_str().context("admin_user")?,
-            state["port"]
+            state["port"],
+            socket.display()
         ))
     }
 
@@ -293,6 +297,7 @@ impl TestPostgres {
             master_key: MasterKey::generate(),
             label: "test-postgres".into(),
             settings: vec![("max_connections".into(), "100".into())],
+            listen: tdb_engines::managed::postgres::Listen::Loopback,
         })
         .await?;
         Ok(Self {

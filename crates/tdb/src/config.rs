@@ -110,8 +110,18 @@ pub struct Config {
     pub backup_hourly_limit: i64,
     /// Seconds between checks of the backup schedule and retention.
     pub backup_schedule_tick_secs: u64,
-    /// Jobs (deployments, backups, rollbacks) run at once.
+    /// Jobs (deployments, backups, rollbacks) run at once; one project may hold half of them.
     pub max_jobs: usize,
+    /// Longest one run of a deployment, backup or rollback may take before it is ended and
+    /// recorded as failed.
+    pub job_time_limit_secs: u64,
+    /// Longest the migration of one tenant database may take (a deployment's statements
+    /// included), whatever the statements set.
+    pub migration_timeout_secs: u64,
+    /// Bytes of rows one API request may build in memory (answers of queries).
+    pub max_answer_bytes: usize,
+    /// Bytes all API answers being built at once may take together.
+    pub answer_memory_budget: usize,
     /// Statements at least this long (ms) count as slow in logs and metrics.
     pub slow_query_ms: u64,
     /// Days the query log keeps its records.
@@ -189,6 +199,10 @@ impl Default for Config {
             backup_hourly_limit: backup.hourly_limit,
             backup_schedule_tick_secs: 60,
             max_jobs: 4,
+            job_time_limit_secs: 6 * 3600,
+            migration_timeout_secs: 300,
+            max_answer_bytes: api.max_answer_bytes,
+            answer_memory_budget: 256 << 20,
             slow_query_ms: 1000,
             query_log_retention_days: 7,
             provision_limit: api.provision_limit,
@@ -344,6 +358,22 @@ impl Config {
         if !(1..=64).contains(&self.max_jobs) {
             anyhow::bail!("max_jobs must be between 1 and 64");
         }
+        if !(1..=7 * 86_400).contains(&self.job_time_limit_secs) {
+            anyhow::bail!("job_time_limit_secs must be between 1 and 604800");
+        }
+        if !(1..=86_400).contains(&self.migration_timeout_secs) {
+            anyhow::bail!("migration_timeout_secs must be between 1 and 86400");
+        }
+        if !(1 << 20..=1 << 40).contains(&self.max_answer_bytes) {
+            anyhow::bail!("max_answer_bytes must be between 1 MiB and 1 TiB");
+        }
+        if self.answer_memory_budget < self.max_answer_bytes {
+            anyhow::bail!(
+                "answer_memory_budget ({}) must be at least max_answer_bytes ({})",
+                self.answer_memory_budget,
+                self.max_answer_bytes
+            );
+        }
         if self.rate_limit_per_second == 0 || self.rate_limit_ban_after == 0 {
             anyhow::bail!("rate_limit_per_second and rate_limit_ban_after must be at least 1");
         }
@@ -414,6 +444,7 @@ impl Config {
             provision_connection_limit: self.provision_connection_limit,
             connections_allow_private: self.connections_allow_private,
             signup: self.signup_mode().unwrap_or(tdb_core::SignupMode::Open),
+            max_answer_bytes: self.max_answer_bytes,
         }
     }
 
@@ -429,6 +460,18 @@ impl Config {
             body_timeout: std::time::Duration::from_secs(self.api_body_timeout_secs),
             max_connections,
             max_per_address: self.api_max_connections_per_address.min(max_connections),
+        }
+    }
+
+    pub fn runner_config(&self) -> tdb_jobs::RunnerConfig {
+        tdb_jobs::RunnerConfig {
+            deploy_parallelism: self.deploy_parallelism,
+            max_jobs: self.max_jobs,
+            backup_defaults: self.backup_policy(),
+            schedule_tick: std::time::Duration::from_secs(self.backup_schedule_tick_secs),
+            query_log_retention_days: self.query_log_retention_days,
+            job_time_limit: std::time::Duration::from_secs(self.job_time_limit_secs),
+            migration_timeout: std::time::Duration::from_secs(self.migration_timeout_secs),
         }
     }
 

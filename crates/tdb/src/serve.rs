@@ -12,7 +12,7 @@ use sqlx::postgres::PgConnectOptions;
 use tdb_catalog::Catalog;
 use tdb_catalog::servers::ServerSpec;
 use tdb_core::secrets::MasterKey;
-use tdb_engines::managed::postgres::ManagedPostgresOptions;
+use tdb_engines::managed::postgres::{Listen, ManagedPostgresOptions};
 use tdb_engines::{AdminEndpoint, Engine, ManagedPostgres, PgBinaries, PostgresEngine, RunAs};
 use tokio_util::sync::CancellationToken;
 
@@ -126,14 +126,25 @@ async fn run_with_catalog(
         .map(|b| b.bindir);
     let store = config.backup_store().context("opening the backup store")?;
     tracing::info!(backups = %store.location, "backup store ready");
+    // Before any job runs: an upload cut off by a kill left its staged file.
+    match store.clean_staged().await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed the staged files of cut-off uploads"),
+        Err(e) => tracing::warn!(error = %e, "could not clean the backup store's staged files"),
+    }
+    let engine: Arc<dyn Engine> = Arc::new(PostgresEngine::new(bindir));
+    let runner = tdb_jobs::Runner {
+        catalog: catalog.clone(),
+        postgres: engine.clone(),
+        master_key: key.clone(),
+        store,
+        config: config.runner_config(),
+        owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
+    };
     let state = tdb_api::AppState::new(
-        catalog.clone(),
         config.api_config(),
-        tdb_api::Engines {
-            postgres: Arc::new(PostgresEngine::new(bindir)),
-        },
-        key.clone(),
-        store.clone(),
+        tdb_api::Engines { postgres: engine },
+        runner.clone(),
         config.backup_policy(),
     );
     let ip_guard = config.ip_guard()?;
@@ -149,21 +160,8 @@ async fn run_with_catalog(
             free_per_minute: config.quota_free_per_minute,
             paid_per_minute: config.quota_paid_per_minute,
         }),
+        answers: tdb_engines::budget::MemoryBudget::new(config.answer_memory_budget),
         ..state
-    };
-    let runner = tdb_jobs::Runner {
-        catalog: catalog.clone(),
-        postgres: state.engines.postgres.clone(),
-        master_key: key.clone(),
-        store,
-        config: tdb_jobs::RunnerConfig {
-            deploy_parallelism: config.deploy_parallelism,
-            max_jobs: config.max_jobs,
-            backup_defaults: config.backup_policy(),
-            schedule_tick: std::time::Duration::from_secs(config.backup_schedule_tick_secs),
-            query_log_retention_days: config.query_log_retention_days,
-        },
-        owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
     let jobs = tokio::spawn(runner.run(shutdown.clone()));
     let metrics_server = match config.metrics_listen {
@@ -354,6 +352,7 @@ async fn start_shared_postgres(
         master_key: key.clone(),
         label: SHARED_PG.into(),
         settings: vec![("max_connections".into(), "300".into())],
+        listen: Listen::PrivateSocket,
     };
     ManagedPostgres::start(options)
         .await
@@ -400,12 +399,13 @@ async fn register_servers(
         let opts = PgConnectOptions::from_str(&server.url)
             .with_context(|| format!("server '{}': parsing url", server.name))?;
         let password = password_of(&server.url);
+        let host = host_of(&opts);
         let spec = ServerSpec {
             name: &server.name,
             engine: &server.engine,
             role: &server.role,
             region: server.region.as_deref().unwrap_or(region),
-            host: opts.get_host(),
+            host: &host,
             port: opts.get_port(),
             admin_user: opts.get_username(),
             managed: false,
@@ -434,7 +434,7 @@ async fn secure_servers(
     for server in attached.iter().filter(|s| s.role == "shared") {
         let opts = PgConnectOptions::from_str(&server.url)?;
         let endpoint = AdminEndpoint {
-            host: opts.get_host().to_string(),
+            host: host_of(&opts),
             port: opts.get_port(),
             user: opts.get_username().to_string(),
             password: password_of(&server.url),
@@ -460,8 +460,32 @@ async fn secure_servers(
                  tenant roles may connect to them"
             );
         }
+        // Databases made before tdb closed the shared catalogs at creation get the same, one
+        // at a time, while tdb serves: a server with many databases does not hold up the start.
+        tokio::spawn(hide_shared_catalogs(endpoint));
     }
     Ok(())
+}
+
+async fn hide_shared_catalogs(endpoint: AdminEndpoint) {
+    let server = format!("{}:{}", endpoint.host, endpoint.port);
+    match PostgresEngine::new(None)
+        .hide_shared_catalogs(&endpoint)
+        .await
+    {
+        Ok(swept) => {
+            tracing::info!(%server, closed = swept.closed, gone = swept.gone,
+                failed = swept.failed.len(), "shared catalogs closed to tenants");
+            for (database, error) in swept.failed {
+                tracing::warn!(%server, %database, %error,
+                    "could not close the shared catalogs in a database; its roles may read other \
+                     tenants' sessions and roles");
+            }
+        }
+        Err(e) => tracing::warn!(%server, error = %e,
+            "could not close the shared catalogs; tenant roles may read other tenants' sessions \
+             and roles"),
+    }
 }
 
 async fn upsert(
@@ -477,6 +501,14 @@ async fn upsert(
         .await
         .with_context(|| format!("recording server '{}'", spec.name))?;
     Ok(())
+}
+
+/// Where a server URL points: its Unix socket directory (`?host=/dir`) or its host name.
+fn host_of(opts: &PgConnectOptions) -> String {
+    opts.get_socket().map_or_else(
+        || opts.get_host().to_string(),
+        |dir| dir.display().to_string(),
+    )
 }
 
 /// The catalog's server, used as the shared PostgreSQL server when no `[[servers]]` are given.

@@ -414,10 +414,15 @@ async fn connections_are_validated_sealed_and_introspected() {
     let account = signup(&s, "conn@example.com", "Connections").await;
     let key = str_of(&account, "api_key").to_string();
 
-    // An external database with its own login, on the managed server.
+    // An external database with its own login, on a server of the harness's own (tdb's managed
+    // servers take no TCP connections).
     let password = format!("ext-{}", std::process::id()) + "-Zq8wRk3vT1";
-    let admin = s.managed_admin_url("postgres").expect("admin url");
-    let mut conn = PgConnection::connect(&admin).await.expect("admin");
+    let external = tdb_testkit::TestPostgres::start()
+        .await
+        .expect("external server");
+    let mut conn = PgConnection::connect(&external.url("postgres"))
+        .await
+        .expect("admin");
     for sql in [
         format!("CREATE ROLE shopkeeper LOGIN PASSWORD '{password}'"),
         "CREATE DATABASE shop OWNER shopkeeper".to_string(),
@@ -428,17 +433,7 @@ async fn connections_are_validated_sealed_and_introspected() {
             .expect("setup");
     }
     conn.close().await.expect("close");
-    let port = Value::from(
-        admin
-            .rsplit_once(':')
-            .expect("present")
-            .1
-            .split('/')
-            .next()
-            .expect("present")
-            .parse::<u16>()
-            .expect("present"),
-    );
+    let port = Value::from(external.endpoint.port);
     let url = format!("postgresql://shopkeeper:{password}@127.0.0.1:{port}/shop");
     let mut shop = PgConnection::connect(&url).await.expect("shop");
     sqlx::raw_sql(
@@ -686,6 +681,7 @@ async fn connections_are_validated_sealed_and_introspected() {
     assert_eq!(c["data"]["is_active"], false);
     let (st, _) = get(&s, &format!("/api/v1/connections/{id}/introspect"), &key).await;
     assert_eq!(st, 409);
+    external.stop().await;
 }
 
 #[tokio::test]

@@ -989,7 +989,8 @@ async fn transaction_pooling_shares_server_connections_and_keeps_prepared_statem
     assert!(old_pids.contains(&before), "{old_pids:?} {before}");
     control.hold_tenant(&tenant_id, 20000).await.expect("hold");
     sqlx::query(
-        "UPDATE servers SET host = 'localhost' WHERE id =
+        // Another spelling of the same server's socket directory: a new address for the route.
+        "UPDATE servers SET host = host || '/.' WHERE id =
            (SELECT d.server_id FROM tenant_databases d JOIN tenants t ON t.id = d.tenant_id
              WHERE t.name = 'acme')",
     )

@@ -185,7 +185,6 @@ async fn a_failing_tenant_is_reported_and_a_redeploy_finishes() {
         create_tenant(&s, &key, name).await;
     }
     // Put a conflicting column into a2 by hand, as its owner would through a deployment.
-    let server_url = s.managed_admin_url("postgres").expect("admin");
     let physical: String = {
         use sqlx::Connection;
         let mut c =
@@ -197,7 +196,7 @@ async fn a_failing_tenant_is_reported_and_a_redeploy_finishes() {
     };
     {
         use sqlx::Connection;
-        let url = server_url.replace("/postgres", &format!("/{physical}"));
+        let url = s.managed_admin_url(&physical).expect("tenant url");
         let mut c = sqlx::PgConnection::connect(&url).await.expect("tenant db");
         sqlx::raw_sql("ALTER TABLE accounts ADD COLUMN note int")
             .execute(&mut c)
@@ -253,7 +252,7 @@ async fn a_failing_tenant_is_reported_and_a_redeploy_finishes() {
     // Fix a2 and redeploy version 2: only a2 is behind; the others are skipped.
     {
         use sqlx::Connection;
-        let url = server_url.replace("/postgres", &format!("/{physical}"));
+        let url = s.managed_admin_url(&physical).expect("tenant url");
         let mut c = sqlx::PgConnection::connect(&url).await.expect("tenant db");
         sqlx::raw_sql("ALTER TABLE accounts DROP COLUMN note")
             .execute(&mut c)

@@ -217,7 +217,8 @@ async fn login(
         .await
         .map_err(|e| ApiError::from_catalog(e, "project"))?;
     let mut out = Vec::with_capacity(projects.len());
-    for project in projects {
+    // A project being deleted gets no new keys.
+    for project in projects.into_iter().filter(|p| p.status == "active") {
         let key = MintedKey::admin("login");
         state
             .catalog

@@ -5,12 +5,12 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tdb_catalog::tenants::TenantDatabase;
 use tdb_core::{ErrorCode, KeyRole};
-use tdb_engines::QueryOutput;
+use tdb_engines::{Limits, QueryOutput};
 use tdb_sql::{Kind, Statement};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -91,6 +91,8 @@ async fn admin_query(
         .find_workspace(&auth.project_id, &bp.name)
         .await?;
     let settings = Settings::from_json(&ws.settings.0);
+    // One answer for the whole request, however many tenants it reads.
+    let limits = crate::workspace::limits(&state, &settings);
     let databases = state.catalog.blueprint_databases(&bp.id).await?;
     let started = Instant::now();
     match (&req.tenant_id, req.all_tenants.unwrap_or(false)) {
@@ -114,7 +116,7 @@ async fn admin_query(
             if status != "ready" {
                 return Err(ApiError::conflict(format!("tenant '{name}' is {status}")));
             }
-            let out = run_on(&state, &auth, db, &statements, &settings).await?;
+            let out = run_on(&state, &auth, db, &statements, &limits).await?;
             let mut body = output_json(&out);
             body["tenant_id"] = Value::from(name.as_str());
             body["execution_time"] = Value::from(format_duration(started.elapsed()));
@@ -129,19 +131,12 @@ async fn admin_query(
                 let ready = tenants
                     .iter()
                     .any(|t| t.id == db.tenant_id && t.status == "ready");
-                pending.push(query_tenant(
-                    &state,
-                    &auth,
-                    db,
-                    ready,
-                    &statements,
-                    &settings,
-                ));
+                pending.push(query_tenant(&state, &auth, db, ready, &statements, &limits));
             }
             let results: Vec<Value> = futures_util::stream::iter(pending)
                 .buffered(ALL_TENANTS_PARALLELISM)
-                .collect()
-                .await;
+                .try_collect()
+                .await?;
             Ok(Reply::ok(
                 json!({"results": results, "total_tenants": databases.len(),
                                 "execution_time": format_duration(started.elapsed())}),
@@ -150,25 +145,27 @@ async fn admin_query(
     }
 }
 
-/// One tenant's entry in an `all_tenants` answer.
+/// One tenant's entry in an `all_tenants` answer; the request fails as a whole only when the
+/// answer outgrows its memory.
 async fn query_tenant(
     state: &AppState,
     auth: &Auth,
     db: &TenantDatabase,
     ready: bool,
     statements: &[Statement<'_>],
-    settings: &Settings,
-) -> Value {
+    limits: &Limits,
+) -> Result<Value, ApiError> {
     let mut item = if !ready {
         json!({"error": "tenant is not ready"})
     } else {
-        match run_on(state, auth, db, statements, settings).await {
+        match run_on(state, auth, db, statements, limits).await {
             Ok(out) => output_json(&out),
+            Err(e) if e.code == ErrorCode::PayloadTooLarge => return Err(e),
             Err(e) => json!({"error": e.message}),
         }
     };
     item["tenant_id"] = Value::from(db.tenant_name.as_str());
-    item
+    Ok(item)
 }
 
 fn output_json(out: &QueryOutput) -> Value {
@@ -180,15 +177,16 @@ async fn run_on(
     auth: &Auth,
     db: &TenantDatabase,
     statements: &[Statement<'_>],
-    settings: &Settings,
+    limits: &Limits,
 ) -> Result<QueryOutput, ApiError> {
     let server = state.catalog.find_server(&db.server_id).await?;
     let access =
         tdb_jobs::access::app_access(&state.master_key, &server, db).map_err(ApiError::internal)?;
+    let admin = crate::workspace::admin_endpoint(state, &server)?;
     let mut session = state
         .engines
         .postgres
-        .open(&access, crate::workspace::limits(settings))
+        .open(&access, limits.clone(), Some(&admin))
         .await
         .map_err(engine_error)?;
     let mut last = QueryOutput::default();

@@ -348,11 +348,7 @@ async fn provision(
     let role_name = format!("tdb_pr_{}", ids::random_hex(10));
     let role_password = secrets::new_password("");
     let database = state.config.provision_database.clone();
-    let internal_url = format!(
-        "postgresql://{role_name}:{role_password}@{}:{}/{database}",
-        url_host(&server.host),
-        server.port
-    );
+    let internal_url = server_url(&server, &role_name, &role_password, &database);
     let sealed_url = state
         .master_key
         .seal(internal_url.as_bytes(), &connection_aad(&connection_id));
@@ -511,26 +507,10 @@ async fn delete_provisioned(
         .find_provisioned(&auth.project_id, &id)
         .await
         .map_err(|e| ApiError::from_catalog(e, "provisioned database"))?;
-    drop_provisioned(&state, &p).await?;
-    Ok(Reply::ok(data(json!({ "id": p.id, "status": "deleted" }))))
-}
-
-/// Drops a provisioned database on its server, then records it deleted (its logins go, the
-/// proxies forget its route). Used by the delete endpoint and by project deletion.
-pub async fn drop_provisioned(state: &AppState, p: &Provisioned) -> Result<(), ApiError> {
-    let server = state.catalog.find_server(&p.server_id).await?;
-    let admin = admin_endpoint(state, &server)?;
-    let engine = crate::workspace::engine_for(state, tdb_core::Engine::Postgresql)?;
-    engine
-        .drop_schema_tenant(&admin, &p.database, &p.schema_name, &p.role_name)
+    tdb_jobs::teardown::drop_provisioned(&state.jobs, &p)
         .await
-        .map_err(admin_error)?;
-    state.catalog.mark_provisioned_deleted(p).await?;
-    state
-        .catalog
-        .notify_provision_changed(&p.project_id)
-        .await?;
-    Ok(())
+        .map_err(|e| ApiError::new(ErrorCode::ServiceUnavailable, e))?;
+    Ok(Reply::ok(data(json!({ "id": p.id, "status": "deleted" }))))
 }
 
 // --- connections -----------------------------------------------------------------------------
@@ -720,16 +700,54 @@ async fn open_connection(state: &AppState, auth: &Auth, id: &str) -> Result<Open
             c.id
         )));
     }
-    let url = state
-        .master_key
-        .open_string(&c.secret, &connection_aad(&c.id))
-        .map_err(|e| ApiError::internal(format!("cannot unseal connection {}: {e}", c.id)))?;
     let provisioned = state.catalog.provisioned_by_connection(&c.id).await?;
+    let url = match &provisioned {
+        // Where a provisioned database lives is tdb's to say now, not when it was made: the
+        // server's address may have changed since (its socket, its port).
+        Some(p) => provisioned_url(state, p).await?,
+        None => state
+            .master_key
+            .open_string(&c.secret, &connection_aad(&c.id))
+            .map_err(|e| ApiError::internal(format!("cannot unseal connection {}: {e}", c.id)))?,
+    };
     Ok(Opened {
         connection: c,
         url,
         provisioned,
     })
+}
+
+/// How tdb itself reaches a provisioned database: as its role, at its server's address (a
+/// Unix socket directory for tdb's managed servers).
+async fn provisioned_url(state: &AppState, p: &Provisioned) -> Result<String, ApiError> {
+    let server = state.catalog.find_server(&p.server_id).await?;
+    let password = state
+        .master_key
+        .open_string(&p.role_secret, &provision_aad(&p.id))
+        .map_err(|e| ApiError::internal(format!("cannot unseal database {}: {e}", p.id)))?;
+    Ok(server_url(&server, &p.role_name, &password, &p.database))
+}
+
+/// A URL for `user` on `database` of `server`; a socket directory goes in the `host` parameter.
+fn server_url(
+    server: &tdb_catalog::servers::Server,
+    user: &str,
+    password: &str,
+    database: &str,
+) -> String {
+    if server.host.starts_with('/') {
+        let dir: String = url::form_urlencoded::byte_serialize(server.host.as_bytes()).collect();
+        format!(
+            "postgresql://{user}:{password}@localhost:{}/{database}?host={dir}",
+            server.port
+        )
+    } else {
+        format!(
+            "postgresql://{user}:{password}@{}:{}/{database}",
+            url_host(&server.host),
+            server.port
+        )
+    }
 }
 
 /// The address to connect to. A registered (not provisioned) connection may reach internal
@@ -818,7 +836,7 @@ async fn query(
     let pin = checked_address(&state, &opened).await?;
     let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
     let mut session = engine
-        .open_url(&opened.url, pin, limits(&Settings::default()))
+        .open_url(&opened.url, pin, limits(&state, &Settings::default()))
         .await
         .map_err(|e| opened.error(e))?;
     let started = Instant::now();

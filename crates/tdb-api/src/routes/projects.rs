@@ -45,10 +45,24 @@ pub(super) async fn own_project(
         .map_err(|e| project_error(e, id))
 }
 
+/// As [`own_project`], for changes: a project being deleted takes none.
+async fn active_project(state: &AppState, auth: &Auth, id: &str) -> Result<Project, ApiError> {
+    let project = own_project(state, auth, id).await?;
+    if project.status != "active" {
+        return Err(ApiError::conflict(format!(
+            "project '{}' is being deleted",
+            project.id
+        )));
+    }
+    Ok(project)
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ProjectItem {
     project_id: String,
     name: String,
+    /// `active`, or `deleting` while its deletion runs.
+    status: String,
     api_key_count: i64,
     created_at: DateTime<Utc>,
 }
@@ -71,6 +85,7 @@ async fn list_projects(State(state): State<AppState>, auth: Auth) -> ApiResult<P
         .map(|p| ProjectItem {
             project_id: p.id,
             name: p.name,
+            status: p.status,
             api_key_count: p.api_key_count,
             created_at: p.created_at,
         })
@@ -157,7 +172,7 @@ async fn switch_project(
     auth: Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<SwitchedProject> {
-    let project = own_project(&state, &auth, &id).await?;
+    let project = active_project(&state, &auth, &id).await?;
     let key = MintedKey::admin("switch");
     state
         .catalog
@@ -171,41 +186,63 @@ async fn switch_project(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Message {
+pub struct DeletedProject {
+    project_id: String,
+    /// `deleted`, or `deleting` while the job still removes what the project had.
+    status: &'static str,
     message: String,
 }
 
-/// Deletes a project and everything in it.
+/// How long `DELETE /projects/{id}` waits for its job before answering `deleting`.
+const DELETE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Deletes a project and everything in it. Its API keys and proxy logins stop working at once
+/// and its tenants leave service; a durable job then drops its databases and roles on every
+/// server, its backups and their files, its provisioned databases and registered connections,
+/// and last its records (resumed after a crash). The answer waits a little for the job: it says
+/// `deleted`, or `deleting` while the job goes on (`GET /projects` from another project shows it).
 #[utoipa::path(delete, path = "/projects/{id}", tag = "projects",
     params(("id" = String, Path, description = "project id or name")),
-    responses((status = 200, body = Message), (status = 404)))]
+    responses((status = 200, body = DeletedProject), (status = 404)))]
 async fn delete_project(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Message> {
+) -> ApiResult<DeletedProject> {
     let project = own_project(&state, &auth, &id).await?;
-    // Databases first: if dropping one fails, the catalog still knows them and a retry works.
-    let tenant_databases = state.catalog.project_tenant_databases(&project.id).await?;
-    crate::tenant::delete_backup_objects(
-        &state,
-        state.catalog.project_backup_paths(&project.id).await?,
-    )
-    .await?;
-    crate::tenant::drop_databases(&state, &tenant_databases).await;
-    for ws in state.catalog.list_workspaces(&project.id).await? {
-        super::workspaces::drop_workspace_database(&state, &ws).await?;
-    }
-    for p in state.catalog.list_provisioned(&project.id).await? {
-        super::autodb::drop_provisioned(&state, &p).await?;
-    }
-    state
+    let job = state
         .catalog
-        .delete_project(&auth.account_id, &project.id)
+        .begin_project_deletion(&auth.account_id, &project.id)
         .await
         .map_err(|e| project_error(e, &id))?;
-    Ok(Reply::ok(Message {
-        message: format!("Project '{}' deleted successfully", project.id),
+    let deadline = tokio::time::Instant::now() + DELETE_WAIT;
+    let mut done = false;
+    while tokio::time::Instant::now() < deadline {
+        if state.catalog.job_done(job).await? {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, message) = if done {
+        (
+            "deleted",
+            format!("Project '{}' deleted successfully", project.id),
+        )
+    } else {
+        (
+            "deleting",
+            format!(
+                "Project '{}' is being deleted: its keys no longer work, and its databases and \
+                 backups are being removed",
+                project.id
+            ),
+        )
+    };
+    Ok(Reply::ok(DeletedProject {
+        project_id: project.id,
+        status,
+        message,
     }))
 }
 
@@ -226,7 +263,7 @@ async fn rotate_proxy_password(
     auth: Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<RotatedPassword> {
-    let project = own_project(&state, &auth, &id).await?;
+    let project = active_project(&state, &auth, &id).await?;
     let proxy = mint::proxy_password();
     state
         .catalog

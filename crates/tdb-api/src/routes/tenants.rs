@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::behind::{self, Standing};
 use crate::envelope::{ApiError, ApiResult, Reply};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::tenant::{self, Planned};
@@ -67,13 +68,15 @@ pub(super) async fn find(state: &AppState, auth: &Auth, name: &str) -> Result<Te
         })
 }
 
-/// The project's tenants with their databases.
+/// The project's tenants with their databases; a database behind its blueprint's current
+/// version carries `behind` (see `GET /tenants/{id}`).
 #[utoipa::path(get, path = "/tenants", tag = "tenants", responses((status = 200, description = "{tenants, count}")))]
 async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Value> {
     let databases = state
         .catalog
         .project_tenant_databases(&auth.project_id)
         .await?;
+    let standing = Standing::load(&state, &auth.project_id, &databases).await?;
     let tenants: Vec<Value> = state
         .catalog
         .list_tenants(&auth.project_id)
@@ -85,7 +88,9 @@ async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Va
                 .iter()
                 .filter(|d| d.tenant_id == t.id)
                 .map(|d| json!({"blueprint": d.blueprint, "database_type": engine_name(&d.engine),
-                                "isolation_level": d.isolation_level, "version": d.version}))
+                                "isolation_level": d.isolation_level, "version": d.version,
+                                "blueprint_version": standing.blueprint_version(d),
+                                "behind": standing.behind(d)}))
                 .collect();
             json!({"tenant_id": t.name, "status": t.status, "databases": dbs, "created_at": t.created_at})
         })
@@ -114,7 +119,8 @@ pub struct CreateTenant {
 
 /// Creates a tenant: one database per blueprint, at the blueprint's current version.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
-    responses((status = 201, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403), (status = 409)))]
+    responses((status = 201, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403), (status = 409),
+              (status = 503, description = "the server is out of space or unreachable, or the creation was interrupted (tdb finishes or undoes it)")))]
 async fn create_tenant(
     State(state): State<AppState>,
     auth: Auth,
@@ -219,14 +225,13 @@ async fn plan(
             ),
             other => other.into(),
         })?;
-    let connection_limit = tenant::connection_limit(state, &blueprint).await?;
-    Ok(Planned {
-        blueprint,
-        connection_limit,
-    })
+    Ok(Planned { blueprint })
 }
 
-/// A tenant with its databases (passwords masked).
+/// A tenant with its databases (passwords masked). Each database has its `version` and its
+/// blueprint's (`blueprint_version`); one behind carries `behind`: by how many versions, the
+/// error of the last deployment that failed on it, and the request (and CLI command) that
+/// deploys the current version to it.
 #[utoipa::path(get, path = "/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
     responses((status = 200, description = "tenant details"), (status = 404)))]
 async fn get_tenant(
@@ -240,16 +245,16 @@ async fn get_tenant(
         .credential_username(&auth.project_id, "tenant", &name)
         .await?
         .unwrap_or_else(|| auth.project_id.clone());
-    let databases: Vec<Value> = state
-        .catalog
-        .tenant_databases(&t.id)
-        .await?
+    let rows = state.catalog.tenant_databases(&t.id).await?;
+    let standing = Standing::load(&state, &auth.project_id, &rows).await?;
+    let databases: Vec<Value> = rows
         .iter()
         .map(|db| {
             let conn = connection(&state, db, &user, "••••••••");
             json!({"blueprint": db.blueprint, "database_type": engine_name(&db.engine),
                    "isolation_level": db.isolation_level, "region": db.region,
-                   "connection_string": conn["connection_string"], "connection": conn, "version": db.version})
+                   "connection_string": conn["connection_string"], "connection": conn, "version": db.version,
+                   "blueprint_version": standing.blueprint_version(db), "behind": standing.behind(db)})
         })
         .collect();
     let (status, last_rollback) = state.catalog.status_and_last_rollback(&t.id).await?;
@@ -273,7 +278,8 @@ struct DeleteParams {
 /// Moves a tenant to the trash, or with `?hard=true` drops its databases for good.
 #[utoipa::path(delete, path = "/tenants/{id}", tag = "tenants",
     params(("id" = String, Path), ("hard" = Option<bool>, Query)),
-    responses((status = 200, description = "deleted"), (status = 404), (status = 409)))]
+    responses((status = 200, description = "deleted"), (status = 404), (status = 409),
+              (status = 503, description = "the server refused a drop; the tenant stays in the trash with what is left")))]
 async fn delete_tenant(
     State(state): State<AppState>,
     auth: Auth,
@@ -282,6 +288,15 @@ async fn delete_tenant(
 ) -> ApiResult<Value> {
     auth.require_role(KeyRole::Admin)?;
     let t = find(&state, &auth, &name).await?;
+    let hard = params.hard == Some(true);
+    if hard && t.status == "provisioning" {
+        // Its creation job sees `failed` and removes everything it made.
+        move_to(&state, &t, &["provisioning"], "failed").await?;
+        return Ok(Reply::ok(json!({
+            "message": format!("Tenant '{name}' was being created; its creation is cancelled and everything made for it is being removed"),
+            "tenant_id": name, "status": "failed",
+        })));
+    }
     let busy = [
         "provisioning",
         "migrating",
@@ -295,29 +310,38 @@ async fn delete_tenant(
             t.status
         )));
     }
-    if params.hard == Some(true) {
-        tenant::delete_backup_objects(&state, state.catalog.tenant_backup_paths(&t.id).await?)
-            .await?;
-        let databases = state.catalog.tenant_databases(&t.id).await?;
-        tenant::drop_databases(&state, &databases).await;
-        state.catalog.delete_tenant(&t.id).await?;
-        state
-            .catalog
-            .delete_scope_credentials(&auth.project_id, "tenant", &name)
-            .await?;
-        state
-            .catalog
-            .delete_tenant_query_log(&auth.project_id, &name)
-            .await?;
-        return Ok(Reply::ok(
-            json!({"message": format!("Tenant '{name}' permanently deleted"), "tenant_id": name}),
-        ));
+    if hard {
+        return hard_delete(&state, &t).await;
     }
     move_to(&state, &t, &["ready", "suspended", "failed"], "deleted").await?;
     Ok(Reply::ok(json!({
         "message": format!("Tenant '{name}' moved to trash. Restore with POST /tenants/{name}/restore"),
         "tenant_id": name, "status": "deleted",
     })))
+}
+
+/// Drops the tenant's databases, roles and backups for good. It leaves service first (in the
+/// trash), and the catalog forgets each database only once its server has dropped it: when a
+/// drop fails, the answer says so and the tenant stays in the trash, with what is left, for a
+/// retry.
+async fn hard_delete(state: &AppState, t: &Tenant) -> ApiResult<Value> {
+    let name = &t.name;
+    if t.status != "deleted" {
+        move_to(state, t, &["ready", "suspended", "failed"], "deleted").await?;
+    }
+    if let Err(e) = tdb_jobs::teardown::drop_tenant(&state.jobs, t).await {
+        tracing::error!(tenant = %t.id, error = %e, "a hard delete did not finish");
+        return Err(ApiError::new(
+            tdb_core::ErrorCode::ServiceUnavailable,
+            format!(
+                "tenant '{name}' was not fully deleted: {e}. It stays in the trash with what is \
+                 left; retry DELETE /tenants/{name}?hard=true"
+            ),
+        ));
+    }
+    Ok(Reply::ok(
+        json!({"message": format!("Tenant '{name}' permanently deleted"), "tenant_id": name}),
+    ))
 }
 
 async fn move_to(state: &AppState, t: &Tenant, from: &[&str], to: &str) -> Result<(), ApiError> {
@@ -348,15 +372,34 @@ async fn transition(
     })))
 }
 
-/// Restores a tenant from the trash.
+/// Restores a tenant from the trash. Deployments skip the trash, so first, while its queries are
+/// still refused, each of its databases behind its blueprint is brought to the current version
+/// (recorded as a deployment); one whose migration fails comes back as it was, with `behind`.
 #[utoipa::path(post, path = "/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path)),
-    responses((status = 200, description = "restored"), (status = 409)))]
+    responses((status = 200, description = "restored: {message, tenant, databases: [{blueprint, version, blueprint_version, behind}]}"), (status = 409)))]
 async fn restore_tenant(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Value> {
-    transition(state, auth, name, &["deleted"], "ready", "restored").await
+    auth.require_role(KeyRole::Write)?;
+    let t = find(&state, &auth, &name).await?;
+    if t.status != "deleted" {
+        return Err(ApiError::conflict(format!(
+            "tenant '{name}' is {}; this needs status deleted",
+            t.status
+        )));
+    }
+    behind::bring_forward(&state, &t).await?;
+    move_to(&state, &t, &["deleted"], "ready").await?;
+    let rows = state.catalog.tenant_databases(&t.id).await?;
+    let standing = Standing::load(&state, &auth.project_id, &rows).await?;
+    let databases: Vec<Value> = rows.iter().map(|db| standing.entry(db)).collect();
+    Ok(Reply::ok(json!({
+        "message": format!("Tenant '{name}' restored successfully"),
+        "tenant": {"tenant_id": name, "status": "ready"},
+        "databases": databases,
+    })))
 }
 
 /// Suspends a ready tenant: its connections are refused.

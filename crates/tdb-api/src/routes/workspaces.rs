@@ -354,11 +354,9 @@ async fn delete_workspace(
         }
         false => 0,
     };
-    drop_workspace_database(&state, &r.ws).await?;
-    state
-        .catalog
-        .delete_workspace(&auth.project_id, &r.ws.id, &name)
-        .await?;
+    tdb_jobs::teardown::drop_workspace(&state.jobs, &r.ws)
+        .await
+        .map_err(|e| ApiError::new(tdb_core::ErrorCode::ServiceUnavailable, e))?;
     Ok(Reply::ok(DeletedWorkspace {
         message: "workspace deleted",
         details: serde_json::json!({
@@ -369,22 +367,6 @@ async fn delete_workspace(
             "physical_db": true,
         }),
     }))
-}
-
-/// Drops a workspace's database and owner role on its server (idempotent). Needs only the
-/// catalog record and the server, so a workspace whose owner secret is unreadable still goes.
-pub async fn drop_workspace_database(
-    state: &AppState,
-    ws: &tdb_catalog::workspaces::Workspace,
-) -> Result<(), ApiError> {
-    let kind: tdb_core::Engine = ws.engine.parse().map_err(ApiError::internal)?;
-    let engine = workspace::engine_for(state, kind)?;
-    let server = state.catalog.find_server(&ws.server_id).await?;
-    let admin = workspace::admin_endpoint(state, &server)?;
-    engine
-        .drop_database(&admin, &ws.physical_db, &[&ws.owner_role])
-        .await
-        .map_err(workspace::admin_error)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -587,7 +569,11 @@ async fn revert_ddl(
         .map_err(|why| ApiError::bad_request(format!("cannot revert DDL {id}: {why}")))?;
     let mut session = r
         .engine
-        .open(&r.access, crate::workspace::limits(&r.settings))
+        .open(
+            &r.access,
+            crate::workspace::limits(&state, &r.settings),
+            Some(&r.admin),
+        )
         .await
         .map_err(engine_error)?;
     let ran = session.run(&reverse).await;

@@ -1,8 +1,15 @@
 //! A managed PostgreSQL server: initialised once with `initdb` into its own directory, started
-//! from the installed binaries on a loopback port, supervised, and stopped with a fast shutdown.
+//! from the installed binaries, supervised, and stopped with a fast shutdown.
+//!
+//! tdb's own servers listen on a Unix socket only, in a directory that only the server's user
+//! (and root) may enter, and on no TCP port: every role on them, tenants' roles included, is
+//! reached through tdb alone. A role that changes its own password (PostgreSQL lets every role do
+//! that) still cannot log in around the proxy. The test harness's stand-in for an attached server
+//! listens on loopback TCP instead.
 //!
 //! Layout of its directory:
 //! - `pgdata/`      the cluster, owned by the user the server runs as (mode 0700)
+//! - `socket/`      the server's Unix socket (mode 0700, the server's user)
 //! - `state.json`   port, admin user and the admin password sealed under the master key (0600)
 //! - `postgres.log` the server's output
 
@@ -18,13 +25,20 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tdb_core::secrets::{MasterKey, new_password};
 use tokio::process::{Child, Command};
 
-use super::process::{self, free_port, log_tail, port_is_free, reclaim_orphan};
+use super::process::{self, StopSignals, free_port, log_tail, port_is_free, reclaim_orphan};
 use super::supervisor::{ManagedProcess, Supervisor};
 use super::{AdminEndpoint, ManagedError, RunAs};
 
 const ADMIN_USER: &str = "tdb_admin";
 const SEAL_AAD: &str = "managed-postgresql-admin";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Fast shutdown (sessions end, a shutdown checkpoint is written), then immediate shutdown (the
+/// server stops its processes at once and recovers from its WAL at the next start), 30 s each.
+const STOP: StopSignals = StopSignals {
+    orderly: Signal::SIGINT,
+    urgent: Signal::SIGQUIT,
+    grace: Duration::from_secs(30),
+};
 
 /// Where PostgreSQL's server programs (initdb, postgres) are installed.
 #[derive(Debug, Clone)]
@@ -86,6 +100,15 @@ struct State {
     admin_password_sealed: String,
 }
 
+/// Where a managed server accepts connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// A Unix socket in the server's private `socket/` directory, and no TCP port.
+    PrivateSocket,
+    /// TCP on 127.0.0.1 and no Unix socket (the test harness's attached servers).
+    Loopback,
+}
+
 /// What [`ManagedPostgres::start`] needs.
 pub struct ManagedPostgresOptions {
     /// The server's own directory (created if missing).
@@ -97,6 +120,7 @@ pub struct ManagedPostgresOptions {
     pub label: String,
     /// Extra `-c name=value` settings.
     pub settings: Vec<(String, String)>,
+    pub listen: Listen,
 }
 
 /// A running managed PostgreSQL server.
@@ -115,8 +139,12 @@ impl ManagedPostgres {
         opts.run_as.check_reachable(dir)?;
         let data_dir = dir.join("pgdata");
         let mut state = ensure_initialised(&opts, &data_dir).await?;
-        reclaim_orphan(&data_dir.join("postmaster.pid"), &data_dir, Signal::SIGINT).await;
-        if !port_is_free(state.port) {
+        reclaim_orphan(&data_dir.join("postmaster.pid"), &data_dir, STOP).await;
+        let socket_dir = match opts.listen {
+            Listen::PrivateSocket => Some(private_socket_dir(&opts)?),
+            Listen::Loopback => None,
+        };
+        if socket_dir.is_none() && !port_is_free(state.port) {
             let old = state.port;
             state.port = free_port()?;
             tracing::warn!(
@@ -133,8 +161,12 @@ impl ManagedPostgres {
                 path: dir.join("state.json"),
                 message: "admin password cannot be unsealed (was the master key changed?)".into(),
             })?;
+        let host = match &socket_dir {
+            Some(dir) => dir.display().to_string(),
+            None => "127.0.0.1".into(),
+        };
         let endpoint = AdminEndpoint {
-            host: "127.0.0.1".into(),
+            host,
             port: state.port,
             user: state.admin_user.clone(),
             password,
@@ -147,9 +179,10 @@ impl ManagedPostgres {
             endpoint: endpoint.clone(),
             label: opts.label.clone(),
             settings: opts.settings.clone(),
+            socket_dir,
         });
         let supervisor = Supervisor::start(process).await?;
-        tracing::info!(server = %opts.label, port = state.port, "managed PostgreSQL ready");
+        tracing::info!(server = %opts.label, at = %endpoint.host, port = state.port, "managed PostgreSQL ready");
         Ok(Self {
             endpoint,
             data_dir,
@@ -266,6 +299,50 @@ async fn initdb(opts: &ManagedPostgresOptions, init_dir: &Path) -> Result<State,
     })
 }
 
+/// The longest socket path the kernel accepts (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Makes the server's socket directory: `socket/` in its own directory, or, when the socket's
+/// path would be too long for the kernel there, a directory of its own under the system's
+/// temporary directory. Either is owned by the server's user with mode 0700, so no other local
+/// user can reach the socket (root can, as root can read the cluster's files anyway).
+fn private_socket_dir(opts: &ManagedPostgresOptions) -> Result<PathBuf, ManagedError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let socket_name_len = ".s.PGSQL.65535.lock".len() + 1;
+    let mut dir = opts.dir.join("socket");
+    if dir.as_os_str().len() + socket_name_len > MAX_SOCKET_PATH {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        opts.dir.hash(&mut hasher);
+        dir = std::env::temp_dir().join(format!("tdb-pg-{:016x}", hasher.finish()));
+    }
+    match std::fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() && !meta.file_type().is_symlink() => {
+            if meta.uid() != opts.run_as.uid.as_raw() {
+                return Err(ManagedError::Setup(format!(
+                    "{} belongs to another user (uid {}); remove it",
+                    dir.display(),
+                    meta.uid()
+                )));
+            }
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(ManagedError::io(format!("chmod 700 {}", dir.display())))?;
+        }
+        Ok(_) => {
+            return Err(ManagedError::Setup(format!(
+                "{} is not a directory; remove it",
+                dir.display()
+            )));
+        }
+        Err(_) => std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(ManagedError::io(format!("creating {}", dir.display())))?,
+    }
+    opts.run_as.own(&dir)?;
+    Ok(dir)
+}
+
 fn write_state(path: &Path, state: &State) -> Result<(), ManagedError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -295,6 +372,8 @@ struct PgProcess {
     endpoint: AdminEndpoint,
     label: String,
     settings: Vec<(String, String)>,
+    /// The private socket directory; `None`: loopback TCP.
+    socket_dir: Option<PathBuf>,
 }
 
 impl PgProcess {
@@ -333,13 +412,20 @@ impl ManagedProcess for PgProcess {
             .arg("-D")
             .arg(&self.data_dir)
             .arg("-p")
-            .arg(self.endpoint.port.to_string())
-            .args([
+            .arg(self.endpoint.port.to_string());
+        match &self.socket_dir {
+            Some(dir) => command
+                .args(["-c", "listen_addresses=", "-c"])
+                .arg(format!("unix_socket_directories={}", dir.display()))
+                .args(["-c", "unix_socket_permissions=0700"]),
+            None => command.args([
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
                 "unix_socket_directories=",
-            ])
+            ]),
+        };
+        command
             .env_clear()
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
@@ -377,7 +463,7 @@ impl ManagedProcess for PgProcess {
         }
     }
 
-    fn stop_signal(&self) -> Signal {
-        Signal::SIGINT
+    fn stop_signals(&self) -> StopSignals {
+        STOP
     }
 }

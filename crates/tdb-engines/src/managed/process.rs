@@ -38,26 +38,53 @@ pub fn alive(pid: i32) -> bool {
     pid > 0 && kill(Pid::from_raw(pid), None).is_ok()
 }
 
-/// Sends `signal`, waits up to `grace` for the process to go, then kills it.
-pub async fn stop_pid(pid: i32, signal: Signal, grace: Duration) {
-    if !alive(pid) {
-        return;
-    }
-    let _ = kill(Pid::from_raw(pid), signal);
-    let deadline = tokio::time::Instant::now() + grace;
-    while alive(pid) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// How to stop a server: an orderly signal, then an urgent one that still lets the server end
+/// its own child processes (killing a server outright leaves them running), each given `grace`
+/// to work; after both, the process is killed.
+#[derive(Debug, Clone, Copy)]
+pub struct StopSignals {
+    pub orderly: Signal,
+    pub urgent: Signal,
+    pub grace: Duration,
+}
+
+/// Stops the process `pid` with `signals` (the urgent one alone when `urgent_only`).
+pub async fn stop_pid(pid: i32, signals: StopSignals, urgent_only: bool) {
+    let steps = if urgent_only {
+        vec![signals.urgent]
+    } else {
+        vec![signals.orderly, signals.urgent]
+    };
+    for signal in steps {
+        if !alive(pid) {
+            return;
+        }
+        let _ = kill(Pid::from_raw(pid), signal);
+        let deadline = tokio::time::Instant::now() + signals.grace;
+        while alive(pid) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if alive(pid) {
+            tracing::warn!(
+                pid,
+                "process still running {:?} after {signal}",
+                signals.grace
+            );
+        }
     }
     if alive(pid) {
-        tracing::warn!(pid, "process ignored {signal}; killing it");
+        tracing::warn!(pid, "killing the process");
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 
-/// Stops a server left running by an earlier tdb that was killed before it could stop it. The
-/// pid file's first line is the server's pid; it is stopped only if that process was started
-/// on `data_dir` (its command line holds the path), so a recycled pid is never signalled.
-pub async fn reclaim_orphan(pid_file: &Path, data_dir: &Path, signal: Signal) {
+/// Stops a server left running by an earlier tdb that was killed before it could stop it. It
+/// serves nobody any more, so it gets the urgent signal at once: an orderly stop could take
+/// minutes on a loaded machine (a server writes a full checkpoint first), while an urgent one
+/// is over in seconds and the server recovers from its log when it starts again. The pid
+/// file's first line is the server's pid; it is stopped only if that process was started on
+/// `data_dir` (its command line holds the path), so a recycled pid is never signalled.
+pub async fn reclaim_orphan(pid_file: &Path, data_dir: &Path, signals: StopSignals) {
     let Ok(text) = std::fs::read_to_string(pid_file) else {
         return;
     };
@@ -73,7 +100,7 @@ pub async fn reclaim_orphan(pid_file: &Path, data_dir: &Path, signal: Signal) {
     let ours = args.contains(&data_dir.as_os_str().as_encoded_bytes());
     if alive(pid) && ours {
         tracing::warn!(pid, "stopping a server left running by an earlier tdb");
-        stop_pid(pid, signal, Duration::from_secs(30)).await;
+        stop_pid(pid, signals, true).await;
     }
 }
 

@@ -10,6 +10,8 @@ mod schema_tenant;
 mod session;
 mod tenant;
 mod values;
+mod visibility;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,8 +22,8 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::AdminEndpoint;
 use crate::engine::{
-    DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration, RestoreTarget,
-    Result, SchemaTenantSpec, Session, TenantSpec,
+    CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration,
+    MigrationPlan, RestoreTarget, Result, SchemaTenantSpec, Session, TenantSpec,
 };
 use crate::schema::{DatabaseOverview, Schema};
 
@@ -187,6 +189,7 @@ impl Engine for PostgresEngine {
                 ),
             )
             .await?;
+            visibility::hide(&mut inside).await?;
             let _ = inside.close().await;
             Ok(())
         };
@@ -204,6 +207,10 @@ impl Engine for PostgresEngine {
         tenant::secure_server(server, extra).await
     }
 
+    async fn hide_shared_catalogs(&self, server: &AdminEndpoint) -> Result<CatalogSweep> {
+        visibility::hide_everywhere(server).await
+    }
+
     async fn create_tenant_database(
         &self,
         server: &AdminEndpoint,
@@ -212,15 +219,8 @@ impl Engine for PostgresEngine {
         tenant::create(server, spec).await
     }
 
-    async fn migrate(
-        &self,
-        owner: &DatabaseAccess,
-        from: i32,
-        statements: &[String],
-        version: i32,
-        dry_run: bool,
-    ) -> Result<Migration> {
-        tenant::migrate(owner, from, statements, version, dry_run).await
+    async fn migrate(&self, plan: &MigrationPlan<'_>) -> Result<Migration> {
+        tenant::migrate(plan).await
     }
 
     async fn schema_version(&self, owner: &DatabaseAccess) -> Result<i32> {
@@ -250,8 +250,15 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
-    async fn open(&self, target: &DatabaseAccess, limits: Limits) -> Result<Box<dyn Session>> {
-        Ok(Box::new(session::PgSession::open(target, limits).await?))
+    async fn open(
+        &self,
+        target: &DatabaseAccess,
+        limits: Limits,
+        admin: Option<&AdminEndpoint>,
+    ) -> Result<Box<dyn Session>> {
+        Ok(Box::new(
+            session::PgSession::open(target, limits, admin).await?,
+        ))
     }
 
     async fn introspect(&self, target: &DatabaseAccess) -> Result<Schema> {
@@ -310,7 +317,7 @@ impl Engine for PostgresEngine {
         limits: Limits,
     ) -> Result<Box<dyn Session>> {
         Ok(Box::new(
-            session::PgSession::open_with(url_options(url, pin)?, limits).await?,
+            session::PgSession::open_url(url, pin, limits).await?,
         ))
     }
 

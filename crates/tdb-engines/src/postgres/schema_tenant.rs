@@ -54,6 +54,7 @@ async fn ensure_database(server: &AdminEndpoint, database: &str) -> Result<()> {
             .into(),
     )
     .await?;
+    super::visibility::hide(&mut inside).await?;
     let _ = inside.close().await;
     Ok(())
 }

@@ -8,9 +8,13 @@
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
+use std::time::Duration;
+
 use super::{admin_access, connect, exec, from_sqlx, quote_ident, quote_literal};
 use crate::AdminEndpoint;
-use crate::engine::{DatabaseAccess, EngineError, Migration, RestoreTarget, Result, TenantSpec};
+use crate::engine::{
+    DatabaseAccess, EngineError, Migration, MigrationPlan, RestoreTarget, Result, TenantSpec,
+};
 
 /// A login role with no powers beyond its grants, with a SCRAM verifier (never the password).
 pub(super) fn role_sql(name: &str, password: &str, limit: u32) -> String {
@@ -33,7 +37,8 @@ pub async fn secure_server(server: &AdminEndpoint, extra: &[&str]) -> Result<()>
         .await?;
     }
     let _ = admin.close().await;
-    Ok(())
+    // Databases copied from template1 start with the shared catalogs closed.
+    super::visibility::hide_in(server, "template1").await
 }
 
 pub async fn create(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()> {
@@ -60,6 +65,7 @@ pub async fn create(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()>
         let _ = admin.close().await;
         let mut inside = connect(&admin_access(server, spec.name)).await?;
         exec(&mut inside, inside_sql(&owner, &app, &read)).await?;
+        super::visibility::hide(&mut inside).await?;
         let _ = inside.close().await;
         Ok(())
     };
@@ -159,6 +165,7 @@ pub async fn create_restore_target(server: &AdminEndpoint, spec: &RestoreTarget<
         let _ = admin.close().await;
         let mut inside = connect(&admin_access(server, spec.name)).await?;
         exec(&mut inside, privileges_sql(&owner, &app, read.as_deref())).await?;
+        super::visibility::hide(&mut inside).await?;
         let _ = inside.close().await;
         Ok(())
     };
@@ -200,26 +207,80 @@ pub async fn schema_version(owner: &DatabaseAccess) -> Result<i32> {
     v
 }
 
-pub async fn migrate(
-    owner: &DatabaseAccess,
-    expected: i32,
-    statements: &[String],
-    version: i32,
-    dry_run: bool,
-) -> Result<Migration> {
-    let mut conn = connect(owner).await?;
-    let result = migrate_on(&mut conn, expected, statements, version, dry_run).await;
-    let _ = conn.close().await;
-    result
+pub async fn migrate(plan: &MigrationPlan<'_>) -> Result<Migration> {
+    let mut conn = connect(plan.owner).await?;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(from_sqlx)?;
+    // Should the caller stop waiting (a job over its time limit), the backend is ended too,
+    // rather than left running the migration with its locks.
+    let mut guard = StopOnDrop {
+        admin: Some(plan.admin.clone()),
+        pid,
+        role: plan.owner.user.clone(),
+    };
+    let work = migrate_on(&mut conn, plan);
+    // The server's statement_timeout fires first; tdb's own deadline is for statements that
+    // lift it (a `DO` block may) or ignore the cancel.
+    match tokio::time::timeout(plan.timeout + Duration::from_secs(2), work).await {
+        Ok(result) => {
+            guard.admin = None;
+            let _ = conn.close().await;
+            result
+        }
+        Err(_) => {
+            drop(conn);
+            if let Some(admin) = guard.admin.take() {
+                stop_backend(&admin, pid, &plan.owner.user).await;
+            }
+            Err(EngineError::Timeout(plan.timeout))
+        }
+    }
 }
 
-async fn migrate_on(
-    conn: &mut PgConnection,
-    expected: i32,
-    statements: &[String],
-    version: i32,
-    dry_run: bool,
-) -> Result<Migration> {
+/// Ends a migration's backend when the migration is dropped before it finished.
+struct StopOnDrop {
+    admin: Option<AdminEndpoint>,
+    pid: i32,
+    role: String,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(admin) = self.admin.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (pid, role) = (self.pid, std::mem::take(&mut self.role));
+            runtime.spawn(async move { stop_backend(&admin, pid, &role).await });
+        }
+    }
+}
+
+/// Ends a migration's backend that outlived its deadline, as the administrator (the owner role
+/// cannot be trusted for it: its statements may have changed its password).
+async fn stop_backend(admin: &AdminEndpoint, pid: i32, role: &str) {
+    let stopped = async {
+        let mut conn = connect(&admin_access(admin, "postgres")).await?;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = $2",
+        )
+        .bind(pid)
+        .bind(role)
+        .execute(&mut conn)
+        .await
+        .map_err(from_sqlx)?;
+        let _ = conn.close().await;
+        Ok::<(), EngineError>(())
+    };
+    if let Err(e) = stopped.await {
+        tracing::warn!(pid, error = %e, "could not end a migration that outlived its deadline");
+    }
+}
+
+async fn migrate_on(conn: &mut PgConnection, plan: &MigrationPlan<'_>) -> Result<Migration> {
+    let (expected, statements, version, dry_run) =
+        (plan.from, plan.statements, plan.version, plan.dry_run);
     let mut tx = conn.begin().await.map_err(from_sqlx)?;
     // The row lock serialises concurrent migrations of one database; the second sees the new
     // version and does nothing.
@@ -230,6 +291,13 @@ async fn migrate_on(
     if from != expected {
         return Ok(Migration::Mismatch(from));
     }
+    let ms = plan.timeout.as_millis().max(1);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL statement_timeout = {ms}"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(from_sqlx)?;
     sqlx::raw_sql("SET LOCAL search_path = public")
         .execute(&mut *tx)
         .await

@@ -3,24 +3,6 @@
 //! `numeric` stays text so no precision is lost.
 
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{Row, TypeInfo, ValueRef};
-
-pub fn row_to_json(row: &PgRow) -> Vec<Value> {
-    (0..row.len())
-        .map(|i| match row.try_get_raw(i) {
-            Ok(v) if v.is_null() => Value::Null,
-            Ok(v) => {
-                let type_name = v.type_info().name().to_string();
-                match v.as_str() {
-                    Ok(text) => text_to_json(&type_name, text),
-                    Err(_) => Value::Null,
-                }
-            }
-            Err(_) => Value::Null,
-        })
-        .collect()
-}
 
 pub fn text_to_json(type_name: &str, text: &str) -> Value {
     match type_name {

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::frame::{self, cstr, message};
+use tdb_engines::postgres::wire::stream::ServerStream;
 
 /// How long connecting and authenticating to a server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,7 +43,7 @@ impl std::fmt::Debug for BackendTarget {
 
 /// An authenticated server connection, ready for a query.
 pub struct Backend {
-    pub stream: TcpStream,
+    pub stream: ServerStream,
     /// `ParameterStatus` values the server reported.
     pub params: Vec<(String, String)>,
     pub pid: u32,
@@ -79,8 +79,7 @@ impl Backend {
     }
 
     async fn connect_inner(target: &BackendTarget) -> Result<Self, BackendError> {
-        let mut stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
-        stream.set_nodelay(true)?;
+        let mut stream = ServerStream::connect(&target.host, target.port).await?;
         let mut out = Vec::with_capacity(256);
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
@@ -240,9 +239,10 @@ impl Backend {
     }
 }
 
-/// Sends a `CancelRequest` for a server's backend on a connection of its own.
+/// Sends a `CancelRequest` for a server's backend on a connection of its own (it needs the
+/// backend's secret key, never a password).
 pub async fn cancel(host: &str, port: u16, pid: u32, key: u32) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect((host, port)).await?;
+    let mut stream = ServerStream::connect(host, port).await?;
     let mut out = Vec::with_capacity(16);
     out.extend_from_slice(&16u32.to_be_bytes());
     out.extend_from_slice(&80_877_102u32.to_be_bytes());
@@ -279,8 +279,8 @@ fn refused(body: &[u8]) -> BackendError {
 }
 
 /// Reads one whole message during a handshake (the relay streams instead).
-async fn read_message(
-    stream: &mut TcpStream,
+async fn read_message<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<(u8, Vec<u8>), BackendError> {
     loop {

@@ -10,3 +10,7 @@ pub mod scram;
 #[cfg(feature = "server")]
 pub mod session;
 pub mod startup;
+#[cfg(feature = "server")]
+pub mod stop;
+#[cfg(feature = "server")]
+pub mod watchdog;

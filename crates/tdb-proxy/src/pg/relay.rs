@@ -5,6 +5,7 @@
 //! the whole message. Each direction runs as its own future, so neither can block the other.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, PgError};
+use super::watchdog::{Expired, Watchdog};
+use crate::cancel::CancelTarget;
 use crate::ddl::{DdlCapture, Stmt, statements};
 use crate::gate::Gate;
 use crate::querylog::{MAX_STATEMENT_LEN, QueryLog};
@@ -64,6 +67,9 @@ pub struct SessionContext {
     /// role or schema search path are refused before the server runs them.
     pub pinned_identity: bool,
     pub metrics: crate::metrics::ProxyMetrics,
+    /// The workspace's `query_timeout_ms`, which the proxy enforces on every unit of work
+    /// whatever the session set (see [`super::watchdog`]); `None`: no limit.
+    pub query_timeout: Option<std::time::Duration>,
 }
 
 impl SessionContext {
@@ -90,6 +96,8 @@ pub enum RelayEnd {
     /// Transaction pooling: the transaction is over and the server connection is free again;
     /// `reusable` unless the server sent more than was asked for.
     Detached { reusable: bool },
+    /// A unit of work outlived `query_timeout_ms`, was cancelled, and still did not finish.
+    Unresponsive,
 }
 
 #[derive(Debug)]
@@ -104,6 +112,8 @@ enum PendingKind {
 
 /// A unit of work the client sent that the server has not finished answering.
 struct Pending {
+    /// Numbers the units of one relay in order (the statement timer tells them apart by it).
+    seq: u64,
     kind: PendingKind,
     text: Arc<str>,
     /// Classified statements (workspace sessions only).
@@ -118,6 +128,9 @@ struct Pending {
 /// Shared between the two directions.
 struct Shared {
     pending: VecDeque<Pending>,
+    next_seq: u64,
+    /// The unit the proxy cancelled for outliving `query_timeout_ms`: its 57014 error says so.
+    timed_out: Option<u64>,
     /// The last `ReadyForQuery` status: `I` idle, `T` in a transaction, `E` failed transaction.
     status: u8,
     /// Extended-protocol messages went out after the last `Sync`: the server may be inside an
@@ -325,17 +338,26 @@ struct Prepared {
     stmts: Arc<Vec<Stmt>>,
 }
 
-/// Relays until one side ends, the tenant is killed, or shutdown finds the session between
-/// transactions (or its deadline passes). `server` is left where the server expects a new
-/// message when the end is [`RelayEnd::ClientGone`] and [`idle`](RelayOutcome::idle) is true.
+/// The server side of a relay.
+pub struct ServerSide<'a, R, W> {
+    pub r: &'a mut R,
+    pub w: &'a mut W,
+    /// Shared statement names prepared on the connection (transaction pooling).
+    pub prepared: &'a mut HashSet<String>,
+    /// Where a CancelRequest for the connection's running statement goes.
+    pub cancel: &'a CancelTarget,
+}
+
+/// Relays until one side ends, the tenant is killed, shutdown finds the session between
+/// transactions (or its deadline passes), or a statement that outlived `query_timeout_ms`
+/// ignores its cancel. The server is left where it expects a new message when the end is
+/// [`RelayEnd::ClientGone`] and [`idle`](RelayOutcome::idle) is true.
 pub async fn relay<CR, CW, SR, SW>(
     client_r: &mut CR,
     client_w: &mut CW,
-    server_r: &mut SR,
-    server_w: &mut SW,
+    server: ServerSide<'_, SR, SW>,
     ctx: &SessionContext,
     state: &mut ClientState,
-    prepared: &mut HashSet<String>,
 ) -> RelayOutcome
 where
     CR: AsyncRead + Unpin,
@@ -345,21 +367,30 @@ where
 {
     let shared = Mutex::new(Shared {
         pending: VecDeque::new(),
+        next_seq: 0,
+        timed_out: None,
         status: b'I',
         unsynced: false,
         copy_in: false,
         draining: false,
         forwarding: false,
         detaching: false,
-        prepared: std::mem::take(prepared),
+        prepared: std::mem::take(server.prepared),
         parses: VecDeque::new(),
     });
-    let up = client_to_server(client_r, server_w, &shared, ctx, state);
-    let down = server_to_client(server_r, client_w, &shared, ctx);
+    let at_boundary = AtomicBool::new(true);
+    let up = client_to_server(client_r, server.w, &shared, ctx, state);
+    let down = server_to_client(server.r, client_w, &shared, ctx, &at_boundary);
     tokio::pin!(up, down);
     let mut deadline: Option<tokio::time::Instant> = None;
+    let mut watchdog = ctx.query_timeout.map(Watchdog::new);
+    let timer = Watchdog::timer();
+    tokio::pin!(timer);
     let end = loop {
         tokio::select! {
+            // In order: the statement timer comes after both directions, so it sees the unit a
+            // direction has just put at the front of the queue in the same wake-up.
+            biased;
             end = &mut up => break end,
             end = &mut down => break end,
             _ = ctx.kill.cancelled() => break RelayEnd::Killed,
@@ -372,6 +403,16 @@ where
                 deadline = Some(tokio::time::Instant::now() + ctx.shutdown_grace);
             }
             _ = sleep_until(deadline), if deadline.is_some() => break RelayEnd::DeadlinePassed,
+            expired = watch(&mut watchdog, timer.as_mut(), &shared) => match expired {
+                Expired::Overran(seq) => {
+                    lock(&shared).timed_out = Some(seq);
+                    cancel_overrun(server.cancel, ctx);
+                    if let Some(dog) = &mut watchdog {
+                        dog.cancelled();
+                    }
+                }
+                Expired::Ignored(_) => break RelayEnd::Unresponsive,
+            },
         }
     };
     // A client that leaves right after a statement (an error, then Terminate) may go before the
@@ -388,10 +429,11 @@ where
         let _ = tokio::time::timeout(std::time::Duration::from_millis(200), answered).await;
     }
     let mut s = lock(&shared);
-    *prepared = std::mem::take(&mut s.prepared);
+    *server.prepared = std::mem::take(&mut s.prepared);
     RelayOutcome {
         end,
         idle: s.idle(),
+        client_at_boundary: at_boundary.load(Ordering::Relaxed),
     }
 }
 
@@ -399,6 +441,41 @@ pub struct RelayOutcome {
     pub end: RelayEnd,
     /// No work in flight and no transaction open: the server connection can be reused.
     pub idle: bool,
+    /// What the client was sent ends with a whole message, so an error may follow.
+    pub client_at_boundary: bool,
+}
+
+/// Resolves when the unit at the front of the queue came due (see [`Watchdog::poll`]); never
+/// without a watchdog.
+async fn watch(
+    watchdog: &mut Option<Watchdog>,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    shared: &Mutex<Shared>,
+) -> Expired {
+    let Some(dog) = watchdog else {
+        return std::future::pending().await;
+    };
+    std::future::poll_fn(|cx| {
+        let front = lock(shared).pending.front().map(|p| p.seq);
+        dog.poll(cx, timer.as_mut(), front)
+    })
+    .await
+}
+
+/// Sends a CancelRequest for the statement that outlived `query_timeout_ms`, off the relay's
+/// path (it opens a connection of its own and waits for the server to read it).
+fn cancel_overrun(target: &CancelTarget, ctx: &SessionContext) {
+    tracing::info!(
+        database = %ctx.origin.database,
+        query_timeout_ms = ctx.query_timeout.map_or(0, |t| t.as_millis()),
+        "cancelling a statement that outlived query_timeout_ms"
+    );
+    let t = target.clone();
+    tokio::spawn(async move {
+        if let Err(e) = super::backend::cancel(&t.host, t.port, t.pid, t.key).await {
+            tracing::warn!(error = %e, "sending a cancel request to a server failed");
+        }
+    });
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -768,7 +845,11 @@ fn quote_literal(text: &str) -> String {
 }
 
 fn push(shared: &Mutex<Shared>, kind: PendingKind, text: Arc<str>, stmts: Arc<Vec<Stmt>>) {
-    lock(shared).pending.push_back(Pending {
+    let mut s = lock(shared);
+    let seq = s.next_seq;
+    s.next_seq += 1;
+    s.pending.push_back(Pending {
+        seq,
         kind,
         text,
         stmts,
@@ -780,11 +861,14 @@ fn push(shared: &Mutex<Shared>, kind: PendingKind, text: Arc<str>, stmts: Arc<Ve
     });
 }
 
+/// `at_boundary` is false from the first byte written to the client until a whole number of
+/// messages has reached it (a row streams through in pieces, a write may be cut short).
 async fn server_to_client<R, W>(
     server: &mut R,
     client: &mut W,
     shared: &Mutex<Shared>,
     ctx: &SessionContext,
+    at_boundary: &AtomicBool,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -806,6 +890,7 @@ where
         let mut flushed = 0;
         let mut drained = false;
         let mut detach = false;
+        at_boundary.store(false, Ordering::Relaxed);
         while pos < buf.len() {
             let (tag, total) = match next_header(&buf, &mut pos, &mut skip) {
                 Header::Message(tag, total) => (tag, total),
@@ -868,7 +953,7 @@ where
                     if let Some(c) = capture.as_mut() {
                         c.failed();
                     }
-                    let (finished, ddl_refused) = {
+                    let (finished, ddl_refused, timed_out) = {
                         let mut s = lock(shared);
                         s.copy_in = false;
                         // Everything after the failing message is skipped up to Sync: no Parse
@@ -876,6 +961,9 @@ where
                         s.parses.clear();
                         let ddl_refused =
                             tenant && code == "42501" && s.pending.front().is_some_and(was_ddl);
+                        let timed_out = code == "57014"
+                            && s.timed_out.is_some()
+                            && s.timed_out == s.pending.front().map(|p| p.seq);
                         let finished = match s.pending.front_mut() {
                             Some(p) => {
                                 p.error = Some(code);
@@ -887,14 +975,21 @@ where
                             }
                             None => None,
                         };
-                        (finished, ddl_refused)
+                        (finished, ddl_refused, timed_out)
                     };
                     if let Some(p) = finished {
                         log(ctx, p);
                     }
-                    if ddl_refused {
+                    let rewritten = if ddl_refused {
+                        Some(std::borrow::Cow::Borrowed(DDL_ON_TENANT))
+                    } else if timed_out {
+                        Some(std::borrow::Cow::Owned(overran_message(ctx)))
+                    } else {
+                        None
+                    };
+                    if let Some(rewritten) = rewritten {
                         let mut replaced = Vec::with_capacity(128);
-                        frame::rewrite_error(body, DDL_ON_TENANT, &mut replaced);
+                        frame::rewrite_error(body, &rewritten, &mut replaced);
                         if write(client, &buf[flushed..pos]).await.is_err()
                             || write(client, &replaced).await.is_err()
                         {
@@ -997,6 +1092,7 @@ where
         if client.flush().await.is_err() {
             return RelayEnd::ClientGone;
         }
+        at_boundary.store(skip == 0, Ordering::Relaxed);
         buf.advance(pos);
         if drained {
             return RelayEnd::Drained;
@@ -1016,6 +1112,14 @@ async fn write<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Resul
         return Ok(());
     }
     w.write_all(bytes).await
+}
+
+/// What a statement the proxy cancelled for outliving `query_timeout_ms` fails with.
+fn overran_message(ctx: &SessionContext) -> String {
+    format!(
+        "canceling statement: it ran longer than query_timeout_ms ({} ms)",
+        ctx.query_timeout.map_or(0, |t| t.as_millis())
+    )
 }
 
 /// Whether the work that failed was DDL (decided only on a permission error, off the hot path).

@@ -9,11 +9,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::backend::{BackendError, BackendTarget};
+use super::backend::{Backend, BackendError, BackendTarget};
 use super::frame::{self, PgError};
-use super::relay::{ClientState, RelayEnd, SessionContext, relay};
+use super::relay::{ClientState, RelayEnd, ServerSide, SessionContext, relay};
 use super::scram::{self, ScramServer, Verifier};
 use super::startup::{self, StartupRequest};
+use super::stop::{ServerOf, end_running};
 use crate::cancel::CancelTarget;
 use crate::route::Route;
 use crate::{PlaintextPolicy, ProxyState};
@@ -31,6 +32,9 @@ const CLIENT_PARAMS: [&str; 8] = [
     "search_path",
     "bytea_output",
 ];
+
+/// How long the error that ends a session may take to reach the client's socket.
+const FAREWELL_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
 
 enum ClientIo {
     Plain(TcpStream),
@@ -402,29 +406,12 @@ where
         Err(e) => return fail_w(client_w, e).await,
     };
     let (route, gate, kill) = route;
-    let slot = match tokio::time::timeout(
-        proxy.config.connect_wait,
-        route.slots.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            return fail_w(
-                client_w,
-                PgError::fatal(
-                    "53300",
-                    format!(
-                        "too many connections for {} (max_connections is {})",
-                        route.describe(),
-                        route.settings.max_connections
-                    ),
-                ),
-            )
-            .await;
-        }
+    let slot = match take_slot(&route, proxy).await {
+        Ok(permit) => permit,
+        Err(e) => return fail_w(client_w, e).await,
     };
     let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
+    let mut server_id = route.server_id.clone();
     let Some(mut target) = backend_target(&route, &auth, transaction_mode) else {
         return fail_w(
             client_w,
@@ -479,6 +466,8 @@ where
         transaction_mode,
         pinned_identity: matches!(route.name, crate::route::RoutingName::Provisioned { .. }),
         metrics: proxy.metrics.clone(),
+        query_timeout: (route.settings.query_timeout_ms > 0)
+            .then(|| std::time::Duration::from_millis(route.settings.query_timeout_ms)),
     };
     proxy.metrics.sessions.increment(1.0);
     let _counted = SessionCount(&proxy.metrics);
@@ -493,6 +482,7 @@ where
     };
     // Session pooling: one relay for the whole session. Transaction pooling: one relay per
     // transaction, each on whichever server connection is free when the client sends work.
+    let mut at_boundary = true;
     let (end, idle, mut backend) = loop {
         let mut backend = match attached.take() {
             Some(b) => b,
@@ -503,12 +493,17 @@ where
                 // A hold parks the next transaction before it takes a connection; once
                 // released, it goes wherever the route now points (a cutover).
                 if let Some(gate) = &ctx.gate {
-                    gate.pass().await;
+                    tokio::select! {
+                        _ = gate.pass() => {}
+                        _ = ctx.kill.cancelled() => break (RelayEnd::Killed, true, None),
+                        _ = ctx.shutdown.cancelled() => break (RelayEnd::Drained, true, None),
+                    }
                 }
                 if let Ok(fresh) = proxy.router.resolve(&auth.login, &auth.database).await
                     && let Some(moved) = backend_target(&fresh, &auth, transaction_mode)
                 {
                     target = moved;
+                    server_id.clone_from(&fresh.server_id);
                 }
                 match proxy.pool.acquire(&target).await {
                     Ok((b, _)) => b,
@@ -519,29 +514,25 @@ where
                 }
             }
         };
-        proxy.cancels.retarget(
-            pid,
-            Some(CancelTarget {
-                host: target.host.clone(),
-                port: target.port,
-                pid: backend.pid,
-                key: backend.key,
-            }),
-        );
+        let cancel = CancelTarget {
+            host: target.host.clone(),
+            port: target.port,
+            pid: backend.pid,
+            key: backend.key,
+        };
+        proxy.cancels.retarget(pid, Some(cancel.clone()));
         let outcome = {
             let (mut sr, mut sw) = backend.stream.split();
-            relay(
-                client_r,
-                client_w,
-                &mut sr,
-                &mut sw,
-                &ctx,
-                &mut state,
-                &mut backend.prepared,
-            )
-            .await
+            let server = ServerSide {
+                r: &mut sr,
+                w: &mut sw,
+                prepared: &mut backend.prepared,
+                cancel: &cancel,
+            };
+            relay(client_r, client_w, server, &ctx, &mut state).await
         };
         proxy.cancels.retarget(pid, None);
+        at_boundary = outcome.client_at_boundary;
         match outcome.end {
             RelayEnd::Detached { reusable } => {
                 if reusable {
@@ -557,30 +548,56 @@ where
     drop(slot);
     // What the client is told, then what becomes of the server connection.
     if let Some(error) = farewell(&end, &route, proxy).await {
-        fail_w(client_w, error).await;
+        if at_boundary {
+            tell(client_w, error).await;
+        } else {
+            // A message to the client was cut short: anything more would be read as its rest.
+            tracing::debug!(
+                code = error.code,
+                "session ended in the middle of a message"
+            );
+        }
     }
     let Some(backend) = backend.take() else {
         // Between transactions (transaction pooling): no server connection to clean up.
         return;
     };
+    let server = ServerOf {
+        target: &target,
+        server_id: &server_id,
+    };
+    settle(&end, idle, backend, server, proxy).await;
+}
+
+/// What becomes of a session's server connection as the session ends: back to the pool when
+/// the client said goodbye between transactions; closed otherwise, and whatever it still runs
+/// is stopped (a client that left mid-statement leaves nothing running on the server).
+async fn settle(
+    end: &RelayEnd,
+    idle: bool,
+    backend: Backend,
+    server: ServerOf<'_>,
+    proxy: &ProxyState,
+) {
     match end {
-        RelayEnd::ClientGone if idle && transaction_mode => {
-            proxy.pool.keep(target, backend).await;
+        RelayEnd::ClientGone if idle && server.target.transaction_pooling => {
+            proxy.pool.keep(server.target.clone(), backend).await;
         }
         RelayEnd::ClientGone if idle => {
-            proxy.pool.release(target, backend).await;
+            proxy.pool.release(server.target.clone(), backend).await;
         }
-        RelayEnd::Killed | RelayEnd::DeadlinePassed => {
-            // Stop what is running now; Terminate alone waits for the statement to end.
-            let _ =
-                super::backend::cancel(&target.host, target.port, backend.pid, backend.key).await;
-            backend.terminate().await;
+        // The server is gone, or it already has the connection back between transactions.
+        RelayEnd::ServerGone | RelayEnd::Detached { .. } => {}
+        // Cancelled once and ignored: the administrator ends it.
+        RelayEnd::Unresponsive => end_running(backend, server, &proxy.router, true).await,
+        _ if idle => backend.terminate().await,
+        RelayEnd::ClientGone
+        | RelayEnd::Killed
+        | RelayEnd::DeadlinePassed
+        | RelayEnd::Drained
+        | RelayEnd::ProtocolError(_) => {
+            end_running(backend, server, &proxy.router, false).await;
         }
-        RelayEnd::Drained => backend.terminate().await,
-        RelayEnd::ProtocolError(_)
-        | RelayEnd::ClientGone
-        | RelayEnd::ServerGone
-        | RelayEnd::Detached { .. } => {}
     }
 }
 
@@ -594,12 +611,63 @@ async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<P
             };
             Some(PgError::fatal("57P01", why))
         }
-        RelayEnd::Drained | RelayEnd::DeadlinePassed => Some(PgError::fatal(
-            "57P01",
-            "terminating connection because tdb is shutting down",
-        )),
+        RelayEnd::Drained | RelayEnd::DeadlinePassed => Some(shutting_down()),
         RelayEnd::ProtocolError(what) => Some(PgError::fatal("08P01", *what)),
+        RelayEnd::Unresponsive => Some(PgError::fatal(
+            "57014",
+            format!(
+                "terminating connection: a statement ran longer than query_timeout_ms ({} ms) \
+                 and did not stop when cancelled",
+                route.settings.query_timeout_ms
+            ),
+        )),
         RelayEnd::ClientGone | RelayEnd::ServerGone | RelayEnd::Detached { .. } => None,
+    }
+}
+
+/// What a session that tdb's shutdown ends is told.
+fn shutting_down() -> PgError {
+    PgError::fatal(
+        "57P01",
+        "terminating connection because tdb is shutting down",
+    )
+}
+
+/// Writes a session's last error, giving up after a moment: a client that stopped reading
+/// must not hold its session (and a shutdown) open.
+async fn tell<W: AsyncWrite + Unpin>(w: &mut W, error: PgError) {
+    if tokio::time::timeout(FAREWELL_WRITE, fail_w(w, error))
+        .await
+        .is_err()
+    {
+        tracing::debug!("a client did not read its session's last error");
+    }
+}
+
+/// A slot under the route's `max_connections`, waiting up to `connect_wait` for one; else the
+/// error for the client: 53300, or 57P01 when tdb shuts down meanwhile.
+async fn take_slot(
+    route: &Route,
+    proxy: &ProxyState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, PgError> {
+    let wait = tokio::time::timeout(
+        proxy.config.connect_wait,
+        route.slots.clone().acquire_owned(),
+    );
+    tokio::select! {
+        biased;
+        _ = proxy.shutdown.cancelled() => Err(shutting_down()),
+        got = wait => match got {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(PgError::fatal(
+                "53300",
+                format!(
+                    "too many connections for {} (max_connections is {})",
+                    route.describe(),
+                    route.settings.max_connections
+                ),
+            )),
+        },
     }
 }
 

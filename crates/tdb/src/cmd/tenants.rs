@@ -30,7 +30,8 @@ pub enum TenantsCommand {
         #[arg(long)]
         hard: bool,
     },
-    /// Restore a tenant from the trash
+    /// Restore a tenant from the trash, bringing its databases to their blueprints' current
+    /// versions (deployments skip the trash)
     Restore { name: String },
     /// Suspend a tenant (its connections are refused)
     Suspend { name: String },
@@ -116,7 +117,15 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
                             .as_array()
                             .into_iter()
                             .flatten()
-                            .map(|d| format!("{} v{}", text(&d["blueprint"]), d["version"]))
+                            .map(|d| match d["behind"].is_object() {
+                                true => format!(
+                                    "{} v{} (behind v{})",
+                                    text(&d["blueprint"]),
+                                    d["version"],
+                                    d["blueprint_version"]
+                                ),
+                                false => format!("{} v{}", text(&d["blueprint"]), d["version"]),
+                            })
                             .collect();
                         vec![
                             text(&t["tenant_id"]),
@@ -174,6 +183,7 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
                         d["isolation_level"],
                         text(&d["connection_string"])
                     );
+                    print_behind(d);
                 }
             });
         }
@@ -284,7 +294,17 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
             let m = &reply.raw;
             ctx.print(m, || print_metrics(m));
         }
-        TenantsCommand::Restore { name } => run_action(ctx, &name, "restore").await?,
+        TenantsCommand::Restore { name } => {
+            let reply = c.tenant_action(&name, "restore").await?;
+            let r = &reply.raw;
+            ctx.print(r, || {
+                println!("{}", text(&r["message"]));
+                for d in r["databases"].as_array().into_iter().flatten() {
+                    println!("  {} v{}", text(&d["blueprint"]), d["version"]);
+                    print_behind(d);
+                }
+            });
+        }
         TenantsCommand::Suspend { name } => run_action(ctx, &name, "suspend").await?,
         TenantsCommand::Resume { name } => run_action(ctx, &name, "resume").await?,
         TenantsCommand::Deployments { name } => {
@@ -323,6 +343,25 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
 }
 
 /// Restore, suspend and resume share one shape.
+/// For a database behind its blueprint: where it is, why, and the command that brings it
+/// forward.
+fn print_behind(d: &Value) {
+    let behind = &d["behind"];
+    if !behind.is_object() {
+        return;
+    }
+    println!(
+        "    behind: version {} of {}{}",
+        d["version"],
+        d["blueprint_version"],
+        behind["error"]
+            .as_str()
+            .map(|e| format!(" (last deployment failed: {e})"))
+            .unwrap_or_default()
+    );
+    println!("    bring it forward: {}", text(&behind["cli"]));
+}
+
 async fn run_action(ctx: &Context, name: &str, action: &str) -> anyhow::Result<()> {
     let reply = ctx.client.tenant_action(name, action).await?;
     ctx.print(&reply.raw, || println!("{}", text(&reply.raw["message"])));

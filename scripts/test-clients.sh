@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the client libraries the integration tests drive tdb's proxy with besides psql and
+# sqlx: psycopg 3 and asyncpg (Python) and node-postgres (Node), into target/test-clients/ (or
+# $TDB_TEST_CLIENTS), where the tests look for them. Idempotent and quiet: clients already there
+# are kept; Python, pip, Node and npm come from Debian's packages when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/packages.sh
+
+dir="${TDB_TEST_CLIENTS:-$PWD/target/test-clients}"
+
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    ensure_packages python3 python3-pip
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    ensure_packages nodejs npm
+fi
+
+if ! PYTHONPATH="$dir/python" python3 -c 'import psycopg, asyncpg' >/dev/null 2>&1; then
+    echo "installing psycopg and asyncpg into $dir/python"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --upgrade --target "$dir/python" 'psycopg[binary]>=3.1,<4' 'asyncpg>=0.29,<1'
+fi
+if [ ! -f "$dir/node/node_modules/pg/package.json" ]; then
+    echo "installing node-postgres into $dir/node"
+    mkdir -p "$dir/node"
+    npm install --silent --no-audit --no-fund --prefix "$dir/node" 'pg@8'
+fi
