@@ -190,17 +190,30 @@ fn refuse(stream: TcpStream, why: Refusal, refusing: &Arc<Semaphore>) {
     };
     tokio::spawn(async move {
         let _permit = permit;
-        if tokio::time::timeout(REFUSAL_WAIT, stream.readable())
+        if tokio::time::timeout(REFUSAL_WAIT, request_arrived(&stream))
             .await
-            .is_err()
+            .is_ok_and(|arrived| arrived)
         {
-            return;
-        }
-        let mut sink = [0u8; 4096];
-        if matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {
             let _ = stream.try_write(answer.as_bytes());
         }
     });
+}
+
+/// Waits until the client has sent something, and drains it; false when it closed first.
+async fn request_arrived(stream: &TcpStream) -> bool {
+    let mut sink = [0u8; 4096];
+    loop {
+        if stream.readable().await.is_err() {
+            return false;
+        }
+        // Readiness may be spurious: only bytes read count.
+        match stream.try_read(&mut sink) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return false,
+        }
+    }
 }
 
 /// The error a body past its deadline ends with; [`crate::extract::body_bytes`] answers it 408.
