@@ -47,10 +47,8 @@ pub struct ApiConfig {
     pub import_allow_private_urls: bool,
     /// Statements at least this long count as slow in logs and metrics.
     pub slow_query_ms: u64,
-    /// Schema-per-tenant databases an account may have at once.
+    /// Provisioned databases an account may have at once.
     pub provision_limit: u32,
-    /// The shared database on the shared PostgreSQL server that holds their schemas.
-    pub provision_database: String,
     /// Connections each provisioned database's role may hold on the server.
     pub provision_connection_limit: u32,
     /// Lets registered connections reach loopback and private addresses (off: no SSRF).
@@ -85,7 +83,6 @@ impl Default for ApiConfig {
             import_allow_private_urls: false,
             slow_query_ms: 1000,
             provision_limit: 3,
-            provision_database: "tdb_provision".into(),
             provision_connection_limit: 20,
             connections_allow_private: false,
             signup: tdb_core::SignupMode::Open,

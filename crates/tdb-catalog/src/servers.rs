@@ -20,6 +20,18 @@ pub struct Server {
     pub managed: bool,
     pub status: String,
     pub created_at: DateTime<Utc>,
+    /// Connections the server keeps for tenants; `None` until tdb has asked it.
+    pub tenant_connection_budget: Option<i32>,
+}
+
+impl Server {
+    /// The most connections one tenant database may be allowed (`max_connections`): a quarter
+    /// of the server's tenant budget, so no tenant can take what the others share. `None`
+    /// while the budget is unknown.
+    pub fn tenant_connection_ceiling(&self) -> Option<u32> {
+        self.tenant_connection_budget
+            .map(|b| u32::try_from(b / 4).unwrap_or(0).max(1))
+    }
 }
 
 /// A server as configuration describes it; `name` is its stable identity across restarts.
@@ -72,6 +84,16 @@ impl Catalog {
         .execute(self.pool())
         .await?;
         Ok(id)
+    }
+
+    /// Records how many connections the server keeps for tenants.
+    pub async fn set_tenant_connection_budget(&self, id: &str, budget: u32) -> Result<()> {
+        sqlx::query("UPDATE servers SET tenant_connection_budget = $2 WHERE id = $1")
+            .bind(id)
+            .bind(i32::try_from(budget).unwrap_or(i32::MAX))
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     pub async fn list_servers(&self) -> Result<Vec<Server>> {

@@ -184,6 +184,10 @@ pub trait Engine: Send + Sync {
     /// Creates the database and its owner role; no-op parts that exist are an error.
     async fn create_database(&self, server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -> Result<()>;
 
+    /// Connections the server accepts from roles that are not superusers (`max_connections` less
+    /// the slots it reserves).
+    async fn connection_capacity(&self, server: &AdminEndpoint) -> Result<u32>;
+
     /// Closes the server's own databases (`postgres`, `template1`) and `extra` ones (such as the
     /// catalog) to PUBLIC, so the roles tdb creates can reach only their own databases.
     async fn secure_server(&self, server: &AdminEndpoint, extra: &[&str]) -> Result<()>;

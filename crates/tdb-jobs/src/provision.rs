@@ -132,7 +132,7 @@ async fn build(
         app_password: &app.password,
         read_role: &read.user,
         read_password: &read.password,
-        connection_limit: connection_limit(runner, tenant, db).await?,
+        connection_limit: connection_limit(runner, tenant, db, &server).await?,
     };
     engine
         .create_tenant_database(&admin, &spec)
@@ -166,19 +166,30 @@ async fn build(
     Ok(())
 }
 
-/// The connections each role of a tenant database may hold: its workspace's `max_connections`.
+/// Connections each role of a tenant database may hold on its server: the most any tenant
+/// database may be allowed there, plus a few for tdb's own work as the role (admin queries), so
+/// a tenant at its limit through the proxy leaves those free. The proxy holds each tenant to its
+/// own `max_connections`; the server holds it to this, whatever the setting becomes. Without a
+/// known budget, the workspace's `max_connections` (and the few).
 async fn connection_limit(
     runner: &Runner,
     tenant: &Tenant,
     db: &TenantDatabase,
+    server: &tdb_catalog::servers::Server,
 ) -> Result<u32, Undone> {
+    if let Some(ceiling) = server.tenant_connection_ceiling() {
+        return Ok(ceiling + TDB_OWN_CONNECTIONS);
+    }
     let ws = runner
         .catalog
         .find_workspace(&tenant.project_id, &db.blueprint)
         .await
         .map_err(|e| Undone::Other(e.to_string()))?;
-    Ok(Settings::from_json(&ws.settings.0).max_connections)
+    Ok(Settings::from_json(&ws.settings.0).max_connections + TDB_OWN_CONNECTIONS)
 }
+
+/// Connections of a tenant role kept for tdb's own use of it.
+const TDB_OWN_CONNECTIONS: u32 = 3;
 
 /// Drops every database of the tenant with its roles, then forgets the tenant; the catalog keeps
 /// what the server still holds, so a retry finds it.

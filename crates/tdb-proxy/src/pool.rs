@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::pg::backend::{Backend, BackendError, BackendTarget};
 
@@ -19,28 +20,85 @@ const MAX_IDLE_PER_KEY: usize = 32;
 /// An idle connection older than this is closed rather than reused.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a new server connection waits for a place in its server's budget.
+const BUDGET_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<BackendTarget, Vec<Backend>>>,
+    /// Each server's budget of tenant connections: every connection to it (in use or pooled)
+    /// holds a permit, so tenants together never take what tdb keeps for its own work.
+    budgets: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
 }
 
 impl Pool {
-    /// A pooled connection for `target`, or a new one.
+    /// A pooled connection for `target`, or a new one within the server's `budget` of tenant
+    /// connections (when known). A full budget first closes idle pooled connections to the
+    /// server, then waits a moment for a place.
     pub async fn acquire(
         &self,
         target: &BackendTarget,
+        budget: Option<u32>,
     ) -> Result<(Backend, bool), crate::pg::backend::BackendError> {
         if let Some(conn) = self.take(target) {
             return Ok((conn, true));
         }
-        match Backend::connect(target).await {
+        let slot = match budget {
+            Some(budget) => Some(self.place(target, budget).await?),
+            None => None,
+        };
+        let mut conn = match Backend::connect(target).await {
             // Idle pooled connections of the same role count against its connection limit;
             // close them (whatever their startup parameters) and try once more.
             Err(BackendError::Refused { code, .. }) if code == "53300" => {
                 self.evict_role(target).await;
-                Ok((Backend::connect(target).await?, false))
+                Backend::connect(target).await?
             }
-            other => Ok((other?, false)),
+            other => other?,
+        };
+        conn.slot = slot;
+        Ok((conn, false))
+    }
+
+    /// A place for one more connection to `target`'s server.
+    async fn place(
+        &self,
+        target: &BackendTarget,
+        budget: u32,
+    ) -> Result<OwnedSemaphorePermit, BackendError> {
+        let server = (target.host.clone(), target.port);
+        let places = {
+            let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+            budgets
+                .entry(server.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(budget as usize)))
+                .clone()
+        };
+        if let Ok(place) = places.clone().try_acquire_owned() {
+            return Ok(place);
+        }
+        self.evict_server(&server).await;
+        match tokio::time::timeout(BUDGET_WAIT, places.acquire_owned()).await {
+            Ok(Ok(place)) => Ok(place),
+            _ => Err(BackendError::ServerFull { budget }),
+        }
+    }
+
+    /// Closes every idle pooled connection to a server (its budget is full).
+    async fn evict_server(&self, server: &(String, u16)) {
+        let stale: Vec<Backend> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut stale = Vec::new();
+            for (key, conns) in idle.iter_mut() {
+                if key.host == server.0 && key.port == server.1 {
+                    stale.append(conns);
+                }
+            }
+            idle.retain(|_, conns| !conns.is_empty());
+            stale
+        };
+        for conn in stale {
+            conn.terminate().await;
         }
     }
 

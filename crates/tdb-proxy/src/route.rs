@@ -95,6 +95,8 @@ pub struct Route {
     pub blueprint_id: Option<String>,
     /// Caps concurrent client sessions at the settings' `max_connections`.
     pub slots: Arc<Semaphore>,
+    /// Connections the server keeps for all tenants (through the proxies), when known.
+    pub server_budget: Option<u32>,
 }
 
 impl Route {
@@ -228,6 +230,10 @@ impl Router {
                     write,
                     read,
                     slots: self.slots_for(&db.id, settings.max_connections),
+                    server_budget: r
+                        .server
+                        .tenant_connection_budget
+                        .and_then(|b| u32::try_from(b).ok()),
                     settings,
                     blueprint_id: None,
                     name,
@@ -256,6 +262,10 @@ impl Router {
                     },
                     read: None,
                     slots: self.slots_for(&p.id, settings.max_connections),
+                    server_budget: r
+                        .server
+                        .tenant_connection_budget
+                        .and_then(|b| u32::try_from(b).ok()),
                     settings,
                     blueprint_id: None,
                     name,
@@ -294,6 +304,10 @@ impl Router {
                     },
                     read: None,
                     slots: self.slots_for(&ws.id, settings.max_connections),
+                    server_budget: r
+                        .server
+                        .tenant_connection_budget
+                        .and_then(|b| u32::try_from(b).ok()),
                     settings,
                     blueprint_id,
                     name,

@@ -225,17 +225,25 @@ pub fn pinned_session_refusal(sql: &str, own_schema: &str) -> Option<String> {
     if !names_a_refused_keyword(sql) {
         return None;
     }
-    parsed_refusal(sql, own_schema)
+    // Fail closed: a statement that names a refused keyword and cannot be parsed (too deeply
+    // nested, say) might be hiding one of them.
+    parsed_refusal(sql, own_schema).unwrap_or_else(|()| {
+        Some(
+            "this statement could not be analysed, and it names SET, ALTER, LISTEN or NOTIFY; \
+             on a provisioned database such statements must be checked before they run"
+                .to_string(),
+        )
+    })
 }
 
-/// [`pinned_session_refusal`] by the parse tree alone.
-fn parsed_refusal(sql: &str, own_schema: &str) -> Option<String> {
+/// [`pinned_session_refusal`] by the parse tree alone; `Err` when `sql` does not parse.
+fn parsed_refusal(sql: &str, own_schema: &str) -> Result<Option<String>, ()> {
     use pg_query::protobuf::VariableSetKind;
-    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
+    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).map_err(|_| ())?;
     let fixed = |what: &str| {
         format!("{what} is not allowed on a provisioned database: its role and schema are fixed")
     };
-    parsed.protobuf.stmts.iter().find_map(|raw| {
+    Ok(parsed.protobuf.stmts.iter().find_map(|raw| {
         let node = raw.stmt.as_ref()?.node.as_ref()?;
         match node {
             NodeEnum::VariableSetStmt(v) => {
@@ -268,14 +276,12 @@ fn parsed_refusal(sql: &str, own_schema: &str) -> Option<String> {
             }
             NodeEnum::AlterRoleStmt(_) | NodeEnum::AlterRoleSetStmt(_) => Some(fixed("ALTER ROLE")),
             NodeEnum::AlterDatabaseSetStmt(_) => Some(fixed("ALTER DATABASE … SET")),
-            NodeEnum::ListenStmt(_) | NodeEnum::UnlistenStmt(_) | NodeEnum::NotifyStmt(_) => Some(
-                "LISTEN and NOTIFY are not allowed on a provisioned database: their channels are \
-                 shared with the other databases on its server"
-                    .to_string(),
-            ),
+            NodeEnum::ListenStmt(_) | NodeEnum::UnlistenStmt(_) | NodeEnum::NotifyStmt(_) => {
+                Some("LISTEN and NOTIFY are not allowed on a provisioned database".to_string())
+            }
             _ => None,
         }
-    })
+    }))
 }
 
 /// Whether `sql` holds one of the keywords every refused statement starts with or contains
@@ -348,6 +354,24 @@ mod pinned_tests {
         ] {
             assert_eq!(pinned_session_refusal(sql, OWN), None, "{sql}");
         }
+    }
+
+    #[test]
+    fn a_statement_the_parser_cannot_take_is_refused_when_it_names_a_keyword() {
+        // Finding 6 of the hardening review: a statement nested too deeply for the parser was
+        // let through, and with it whatever it carried.
+        let deep = format!(
+            "SELECT {}true; SET search_path TO other",
+            "NOT ".repeat(2000)
+        );
+        assert!(
+            pg_query::parse(&deep, pg_query::ParserOptions::DEFAULT).is_err(),
+            "the parser took it; the test needs a deeper statement"
+        );
+        assert!(pinned_session_refusal(&deep, OWN).is_some());
+        // Without a refused keyword there is nothing to hide, and nothing is parsed.
+        let harmless = format!("SELECT {}true", "NOT ".repeat(2000));
+        assert_eq!(pinned_session_refusal(&harmless, OWN), None);
     }
 
     #[test]
@@ -451,7 +475,7 @@ mod pinned_tests {
                 }
             }
             let sql: String = sql.into_iter().collect();
-            if super::parsed_refusal(&sql, OWN).is_some() {
+            if let Ok(Some(_)) = super::parsed_refusal(&sql, OWN) {
                 proptest::prop_assert!(super::names_a_refused_keyword(&sql), "{}", sql);
             }
         }

@@ -110,6 +110,11 @@ pub struct Config {
     pub backup_hourly_limit: i64,
     /// Seconds between checks of the backup schedule and retention.
     pub backup_schedule_tick_secs: u64,
+    /// `max_connections` of the managed PostgreSQL server.
+    pub managed_max_connections: u32,
+    /// Connections each shared server keeps for tdb's own work (its catalog, API queries, jobs);
+    /// tenants share the rest. Capped at half of what a server accepts.
+    pub server_reserved_connections: u32,
     /// Jobs (deployments, backups, rollbacks) run at once; one project may hold half of them.
     pub max_jobs: usize,
     /// Longest one run of a deployment, backup or rollback may take before it is ended and
@@ -126,10 +131,9 @@ pub struct Config {
     pub slow_query_ms: u64,
     /// Days the query log keeps its records.
     pub query_log_retention_days: i64,
-    /// Schema-per-tenant databases (`/api/v1/provision`) an account may have at once.
+    /// Provisioned databases (`/api/v1/provision`) an account may have at once.
     pub provision_limit: u32,
-    /// The shared database that holds their schemas, and each one's connection limit.
-    pub provision_database: String,
+    /// Connections each provisioned database's role may hold.
     pub provision_connection_limit: u32,
     /// Lets registered connections (`/api/v1/connections`) reach loopback and private
     /// addresses when introspected or queried.
@@ -199,6 +203,8 @@ impl Default for Config {
             backup_hourly_limit: backup.hourly_limit,
             backup_schedule_tick_secs: 60,
             max_jobs: 4,
+            server_reserved_connections: 100,
+            managed_max_connections: 300,
             job_time_limit_secs: 6 * 3600,
             migration_timeout_secs: 300,
             max_answer_bytes: api.max_answer_bytes,
@@ -206,7 +212,6 @@ impl Default for Config {
             slow_query_ms: 1000,
             query_log_retention_days: 7,
             provision_limit: api.provision_limit,
-            provision_database: api.provision_database.clone(),
             provision_connection_limit: api.provision_connection_limit,
             connections_allow_private: api.connections_allow_private,
             metrics_listen: None,
@@ -355,6 +360,9 @@ impl Config {
         if !(1..=256).contains(&self.deploy_parallelism) {
             anyhow::bail!("deploy_parallelism must be between 1 and 256");
         }
+        if !(20..=10_000).contains(&self.managed_max_connections) {
+            anyhow::bail!("managed_max_connections must be between 20 and 10000");
+        }
         if !(1..=64).contains(&self.max_jobs) {
             anyhow::bail!("max_jobs must be between 1 and 64");
         }
@@ -440,7 +448,6 @@ impl Config {
             import_allow_private_urls: self.import_allow_private_urls,
             slow_query_ms: self.slow_query_ms,
             provision_limit: self.provision_limit,
-            provision_database: self.provision_database.clone(),
             provision_connection_limit: self.provision_connection_limit,
             connections_allow_private: self.connections_allow_private,
             signup: self.signup_mode().unwrap_or(tdb_core::SignupMode::Open),

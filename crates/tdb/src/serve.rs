@@ -111,6 +111,7 @@ async fn run_with_catalog(
         .context("opening the catalog")?;
     register_servers(config, key, &catalog, managed).await?;
     secure_servers(config, managed, &catalog_database).await?;
+    budget_connections(config, key, &catalog).await;
 
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
@@ -351,7 +352,10 @@ async fn start_shared_postgres(
         run_as: RunAs::resolve(&config.managed_user)?,
         master_key: key.clone(),
         label: SHARED_PG.into(),
-        settings: vec![("max_connections".into(), "300".into())],
+        settings: vec![(
+            "max_connections".into(),
+            config.managed_max_connections.to_string(),
+        )],
         listen: Listen::PrivateSocket,
     };
     ManagedPostgres::start(options)
@@ -509,6 +513,36 @@ fn host_of(opts: &PgConnectOptions) -> String {
         || opts.get_host().to_string(),
         |dir| dir.display().to_string(),
     )
+}
+
+/// Records, for every server, how many connections tenants may share there: what it accepts from
+/// roles that are not superusers, less what tdb keeps for its own work (`server_reserved_
+/// connections`, at most half). A server that does not answer keeps its last figure.
+async fn budget_connections(config: &Config, key: &MasterKey, catalog: &Catalog) {
+    let engine = PostgresEngine::new(None);
+    let Ok(servers) = catalog.list_servers().await else {
+        return;
+    };
+    for server in servers.iter().filter(|s| s.engine == "postgresql") {
+        let budgeted = async {
+            let admin = tdb_jobs::access::admin_endpoint(key, server)?;
+            let capacity = engine.connection_capacity(&admin).await?;
+            let reserved = config.server_reserved_connections.min(capacity / 2);
+            let budget = capacity - reserved;
+            catalog
+                .set_tenant_connection_budget(&server.id, budget)
+                .await?;
+            anyhow::Ok((capacity, budget))
+        };
+        match budgeted.await {
+            Ok((capacity, budget)) => tracing::info!(
+                server = %server.name, capacity, tenants = budget,
+                "connections the server keeps for tenants"
+            ),
+            Err(e) => tracing::warn!(server = %server.name, error = %e,
+                "could not read the server's connection capacity"),
+        }
+    }
 }
 
 /// The catalog's server, used as the shared PostgreSQL server when no `[[servers]]` are given.

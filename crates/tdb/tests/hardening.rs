@@ -911,3 +911,221 @@ async fn sleeping(s: &TdbServer, marker: &str) -> i64 {
     .await
     .expect("activity")
 }
+
+/// Finding 4, through the API: a batch that changed its role's password and then ignored its
+/// timeout outlived the request, because the fallback logged in with the old password to stop
+/// it. tdb stops it with the backend's cancel key and, if need be, as the administrator.
+#[tokio::test]
+async fn a_statement_through_the_api_that_lifts_its_timeout_is_still_stopped() {
+    let s = start().await;
+    let app = App::new(&s, "lifter@example.com").await;
+    let (st, body) = call(
+        &s,
+        reqwest::Method::PATCH,
+        "/workspaces/shop/settings",
+        Some(&app.key),
+        Some(&json!({"query_timeout_ms": 1000}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let started = std::time::Instant::now();
+    let (st, body) = app
+        .ws_query_status(
+            &s,
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', current_user, 'mine-now'); \
+             PERFORM set_config('statement_timeout', '0', false); END $$; \
+             DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(0.2); \
+             EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$",
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(st, 400, "{body}");
+    assert!(str_of(&body, "error").contains("timeout"), "{body}");
+    eprintln!("answered after {took:?}");
+    eventually(
+        std::time::Duration::from_secs(20),
+        "the statement still runs on the server",
+        || {
+            let s = &s;
+            async move { sleeping(s, "query_canceled").await == 0 }
+        },
+    )
+    .await;
+}
+
+/// Runs `script` with psql on `url`; returns what it printed (stdout and stderr).
+fn psql_script(url: &str, script: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("script");
+    let out = child.wait_with_output().expect("psql ran");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Finding 6: two provisioned databases shared one PostgreSQL database, so one could LISTEN
+/// (inside a `DO` block, out of the proxy's sight) to what another NOTIFYed, and the reverse.
+/// Each has a database of its own now: channels do not cross.
+#[tokio::test]
+async fn provisioned_databases_do_not_share_notification_channels() {
+    let s = start().await;
+    tdb_testkit::init();
+    let account = signup(&s, "channels@example.com", "Channels").await;
+    let key = str_of(&account, "api_key").to_string();
+    let mut urls = Vec::new();
+    for name in ["listener", "talker"] {
+        let (st, p) = post(&s, "/api/v1/provision", Some(&key), json!({ "name": name })).await;
+        assert_eq!(st, 201, "{p}");
+        urls.push(str_of(&p["data"], "connection_string").to_string());
+    }
+    let listener = {
+        let url = urls[0].clone();
+        std::thread::spawn(move || {
+            psql_script(
+                &url,
+                "DO $$ BEGIN EXECUTE 'LIST' || 'EN tdb_chan'; END $$;\n\
+                 SELECT pg_sleep(4);\nSELECT 'done';\n",
+            )
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let said = psql_script(
+        &urls[1],
+        "DO $$ BEGIN EXECUTE 'NOTIFY tdb_chan, ''the other database''''s secret'''; END $$;\n",
+    );
+    assert!(
+        !said.contains("ERROR"),
+        "the talker could not notify: {said}"
+    );
+    let heard = listener.join().expect("listener");
+    assert!(heard.contains("done"), "the listener did not run: {heard}");
+    assert!(
+        !heard.contains("secret"),
+        "one provisioned database heard another's notification: {heard}"
+    );
+}
+
+/// Finding 3: one tenant could hold every connection of the shared server, so other tenants'
+/// logins and tdb's own work failed. A server keeps a budget for tenants (what it accepts less
+/// what tdb needs), one tenant database may have a quarter of it, and tdb's work still connects.
+#[tokio::test]
+async fn no_tenant_can_take_the_connections_others_and_tdb_need() {
+    // 60 connections: 57 for roles that are not superusers, 28 kept for tdb, 29 for tenants,
+    // at most 7 for one tenant database.
+    let s = start_with_env(&[("TDB_MANAGED_MAX_CONNECTIONS", "60")]).await;
+    let app = App::new(&s, "greedy@example.com").await;
+    let patch = |n: u32| {
+        let (s, key) = (&s, app.key.clone());
+        async move {
+            call(
+                s,
+                reqwest::Method::PATCH,
+                "/workspaces/shop/settings",
+                Some(&key),
+                Some(&json!({ "max_connections": n }).to_string()),
+            )
+            .await
+        }
+    };
+    let (st, body) = patch(285).await;
+    assert_eq!(
+        st, 400,
+        "a setting the server cannot honour was taken: {body}"
+    );
+    assert_eq!(body["maximum"], 7, "{body}");
+    assert!(str_of(&body, "error").contains("at most 7"), "{body}");
+    let (st, body) = patch(7).await;
+    assert_eq!(st, 200, "{body}");
+    let mut urls = Vec::new();
+    for name in ["a", "b", "c", "d", "e"] {
+        urls.push(app.tenant(&s, name).await);
+    }
+    // Tenant a takes all it may have; one more is refused by its own limit.
+    let mut held = Vec::new();
+    for _ in 0..7 {
+        held.push(
+            PgConnection::connect(&urls[0])
+                .await
+                .expect("a's own connections"),
+        );
+    }
+    let over = PgConnection::connect(&urls[0])
+        .await
+        .expect_err("over a's limit");
+    assert!(
+        over.to_string().contains("too many connections for tenant"),
+        "{over}"
+    );
+    // Others still log in, and tdb's own work still connects.
+    held.push(
+        PgConnection::connect(&urls[1])
+            .await
+            .expect("b logs in beside a"),
+    );
+    let (st, body) = post(
+        &s,
+        "/admin/query",
+        Some(&app.key),
+        json!({"blueprint": "shop", "tenant_id": "a", "query": "SELECT count(*) FROM items"}),
+    )
+    .await;
+    assert_eq!(st, 200, "an admin query on a tenant at its limit: {body}");
+    // Tenants together fill the server's budget: then the next login is refused by tdb, with
+    // the reason, and tdb's own work still connects.
+    for url in &urls[1..4] {
+        while held.len() < 7 * 4 {
+            match PgConnection::connect(url).await {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    }
+    held.push(
+        PgConnection::connect(&urls[4])
+            .await
+            .expect("the 29th connection"),
+    );
+    let full = PgConnection::connect(&urls[4])
+        .await
+        .expect_err("past the server's budget for tenants");
+    assert!(
+        full.to_string().contains("no connection free for tenants"),
+        "{full}"
+    );
+    let (st, body) = post(
+        &s,
+        "/admin/query",
+        Some(&app.key),
+        json!({"blueprint": "shop", "all_tenants": true, "query": "SELECT count(*) FROM items"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    for r in body["results"].as_array().expect("results") {
+        assert!(
+            r["error"].is_null(),
+            "tdb's admin query failed on a full server: {r}"
+        );
+    }
+    app.ws_query(&s, "ALTER TABLE items ADD COLUMN note text")
+        .await;
+    let d = app.deploy(&s).await;
+    assert_eq!(
+        d["status"], "completed",
+        "a deployment on a full server: {d}"
+    );
+    drop(held);
+}

@@ -347,7 +347,9 @@ async fn provision(
     let schema_name = format!("tenant_{}_{}", &hex[..12], &hex[12..]);
     let role_name = format!("tdb_pr_{}", ids::random_hex(10));
     let role_password = secrets::new_password("");
-    let database = state.config.provision_database.clone();
+    // A database of its own: channels and other things PostgreSQL shares within a database
+    // stay its own.
+    let database = format!("tdb_p_{}", ids::random_hex(10));
     let internal_url = server_url(&server, &role_name, &role_password, &database);
     let sealed_url = state
         .master_key

@@ -673,6 +673,9 @@ async fn patch_settings(
         Settings::MAX_CONNECTIONS,
     )?;
     let r = resolve_for(&state, &auth, &name, KeyRole::Write).await?;
+    if let Some(n) = conns {
+        check_connection_ceiling(&state, &r.ws.engine, n).await?;
+    }
     let mut settings = r.settings;
     settings.query_timeout_ms = timeout.unwrap_or(settings.query_timeout_ms);
     settings.max_rows_per_query = rows.unwrap_or(settings.max_rows_per_query);
@@ -695,6 +698,33 @@ async fn patch_settings(
         pending_deploy: tenant.then_some(true),
         database_type: display_engine(kind).to_string(),
     }))
+}
+
+/// Refuses a `max_connections` the shared servers cannot honour: one tenant database may have a
+/// quarter of the connections a server keeps for tenants (what it accepts, less what tdb keeps
+/// for its own work), so no tenant can take what the others share.
+async fn check_connection_ceiling(
+    state: &AppState,
+    engine: &str,
+    wanted: u32,
+) -> Result<(), ApiError> {
+    let servers = state.catalog.list_servers().await?;
+    let tightest = servers
+        .iter()
+        .filter(|s| s.engine == engine && s.role == "shared")
+        .filter_map(|s| Some((s.tenant_connection_ceiling()?, s.tenant_connection_budget?)))
+        .min();
+    match tightest {
+        Some((ceiling, budget)) if wanted > ceiling => Err(ApiError::field(
+            "max_connections",
+            format!(
+                "can be at most {ceiling} here: the shared server keeps {budget} connections for \
+                 all tenants, and one tenant database may have a quarter of them"
+            ),
+        )
+        .with("maximum", ceiling)),
+        _ => Ok(()),
+    }
 }
 
 /// Alias of PATCH for clients that cannot send PATCH.

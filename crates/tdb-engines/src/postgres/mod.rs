@@ -40,11 +40,33 @@ pub fn quote_literal(text: &str) -> String {
 pub struct PostgresEngine {
     /// Where `pg_dump` lives; `None` looks it up on PATH.
     bindir: Option<PathBuf>,
+    /// Sessions open at once for users' statements: tdb's own share of a server's connections
+    /// is bounded (see `server_reserved_connections`), so a burst of API queries waits here
+    /// rather than taking connections the server keeps for something else.
+    sessions: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Sessions for users' statements (API queries) open at once.
+pub const MAX_SESSIONS: usize = 32;
+/// How long a new session waits for one of them.
+const SESSION_WAIT: Duration = Duration::from_secs(10);
 
 impl PostgresEngine {
     pub fn new(bindir: Option<PathBuf>) -> Self {
-        Self { bindir }
+        Self {
+            bindir,
+            sessions: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS)),
+        }
+    }
+
+    /// A place for one more session, or an error after waiting [`SESSION_WAIT`].
+    async fn session_place(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        match tokio::time::timeout(SESSION_WAIT, self.sessions.clone().acquire_owned()).await {
+            Ok(Ok(place)) => Ok(place),
+            _ => Err(EngineError::Connect(format!(
+                "tdb already runs {MAX_SESSIONS} query sessions; try again shortly"
+            ))),
+        }
     }
 
     /// A client tool of the server's version: from `bindir`, else PATH.
@@ -203,6 +225,20 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
+    async fn connection_capacity(&self, server: &AdminEndpoint) -> Result<u32> {
+        let mut admin = connect(&admin_access(server, "postgres")).await?;
+        let capacity: i32 = sqlx::query_scalar(
+            "SELECT current_setting('max_connections')::int
+                  - current_setting('superuser_reserved_connections')::int
+                  - COALESCE(current_setting('reserved_connections', true)::int, 0)",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .map_err(from_sqlx)?;
+        let _ = admin.close().await;
+        Ok(u32::try_from(capacity).unwrap_or(0))
+    }
+
     async fn secure_server(&self, server: &AdminEndpoint, extra: &[&str]) -> Result<()> {
         tenant::secure_server(server, extra).await
     }
@@ -256,8 +292,9 @@ impl Engine for PostgresEngine {
         limits: Limits,
         admin: Option<&AdminEndpoint>,
     ) -> Result<Box<dyn Session>> {
+        let place = self.session_place().await?;
         Ok(Box::new(
-            session::PgSession::open(target, limits, admin).await?,
+            session::PgSession::open(target, limits, admin, place).await?,
         ))
     }
 
@@ -316,8 +353,9 @@ impl Engine for PostgresEngine {
         pin: Option<std::net::IpAddr>,
         limits: Limits,
     ) -> Result<Box<dyn Session>> {
+        let place = self.session_place().await?;
         Ok(Box::new(
-            session::PgSession::open_url(url, pin, limits).await?,
+            session::PgSession::open_url(url, pin, limits, place).await?,
         ))
     }
 

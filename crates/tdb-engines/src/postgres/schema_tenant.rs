@@ -1,8 +1,14 @@
-//! Schema-per-tenant databases: one shared database on a server, closed to PUBLIC, holding a
-//! schema per tenant. Each tenant logs in as its own role, which may use and create in its own
+//! Provisioned (AutoDB-style) databases: a named schema and a login role of its own, in a
+//! database of its own on a shared server, closed to PUBLIC. The role may use and create in its
 //! schema only: the schema belongs to the administrator (so the tenant cannot grant it to
 //! anyone), the role has no CREATE or TEMP on the database, is not its owner, and starts with
 //! `search_path` set to its schema.
+//!
+//! Each gets a database of its own because some things PostgreSQL shares between everything in
+//! one database and cannot be closed by privileges: notification channels above all (`LISTEN`
+//! and `NOTIFY` check no privilege, and a `DO` block can run them out of any guard's sight).
+//! Databases provisioned before this lived as schemas of one shared database; they keep working
+//! there and are dropped the same way.
 
 use sqlx::Connection;
 
@@ -10,8 +16,8 @@ use super::{admin_access, connect, exec, quote_ident};
 use crate::AdminEndpoint;
 use crate::engine::{Result, SchemaTenantSpec};
 
-/// Creates the shared database when it does not exist yet, and closes it (and its `public`
-/// schema) to PUBLIC. Safe to run again.
+/// Creates the database when it does not exist yet, and closes it (and its `public` schema) to
+/// PUBLIC. Safe to run again.
 async fn ensure_database(server: &AdminEndpoint, database: &str) -> Result<()> {
     let mut admin = connect(&admin_access(server, "postgres")).await?;
     let exists: bool =
@@ -45,8 +51,8 @@ async fn ensure_database(server: &AdminEndpoint, database: &str) -> Result<()> {
     .await?;
     let _ = admin.close().await;
     let mut inside = connect(&admin_access(server, database)).await?;
-    // Notification channels are shared by every schema here: no tenant may send on them
-    // through the function (the proxy refuses the LISTEN and NOTIFY statements).
+    // Notification channels belong to the database: no role may send on them through the
+    // function (the proxy refuses the LISTEN and NOTIFY statements too).
     exec(
         &mut inside,
         "REVOKE ALL ON SCHEMA public FROM PUBLIC;
@@ -98,7 +104,8 @@ pub async fn create(server: &AdminEndpoint, spec: &SchemaTenantSpec<'_>) -> Resu
 }
 
 /// Ends the role's sessions, drops its schema with everything in it, whatever else it owns in
-/// the database (large objects included) and the role. Parts already gone are fine.
+/// the database (large objects included), the database itself when nothing else lives there,
+/// and the role. Parts already gone are fine.
 pub async fn drop(server: &AdminEndpoint, database: &str, schema: &str, role: &str) -> Result<()> {
     let mut admin = connect(&admin_access(server, "postgres")).await?;
     let role_exists: bool =
@@ -141,7 +148,25 @@ pub async fn drop(server: &AdminEndpoint, database: &str, schema: &str, role: &s
             )
             .await?;
         }
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_namespace
+              WHERE nspname NOT IN ('public', 'information_schema')
+                AND nspname NOT LIKE 'pg\\_%'",
+        )
+        .fetch_one(&mut inside)
+        .await
+        .map_err(super::from_sqlx)?;
         let _ = inside.close().await;
+        if others == 0 {
+            exec(
+                &mut admin,
+                format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(database)
+                ),
+            )
+            .await?;
+        }
     }
     if role_exists {
         exec(

@@ -29,6 +29,8 @@ pub struct PgSession {
     /// Who ends a backend that ignores a cancel, and the backend's role and database (so only
     /// that backend is ended, even if its pid was given to another meanwhile).
     stopper: Option<(AdminEndpoint, String, String)>,
+    /// Its place among the sessions tdb allows at once.
+    _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl PgSession {
@@ -36,6 +38,7 @@ impl PgSession {
         target: &DatabaseAccess,
         limits: Limits,
         admin: Option<&AdminEndpoint>,
+        place: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Self> {
         let wire_target = wire::Target {
             host: target.host.clone(),
@@ -49,7 +52,7 @@ impl PgSession {
             ssl: SslMode::Prefer,
         };
         let stopper = admin.map(|a| (a.clone(), target.user.clone(), target.database.clone()));
-        Self::open_with(wire_target, limits, stopper).await
+        Self::open_with(wire_target, limits, stopper, place).await
     }
 
     /// A session on the database a connection URL names, as its user; `pin` is the address to
@@ -58,14 +61,16 @@ impl PgSession {
         url: &str,
         pin: Option<std::net::IpAddr>,
         limits: Limits,
+        place: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Self> {
-        Self::open_with(url_target(url, pin)?, limits, None).await
+        Self::open_with(url_target(url, pin)?, limits, None, place).await
     }
 
     async fn open_with(
         target: wire::Target,
         limits: Limits,
         stopper: Option<(AdminEndpoint, String, String)>,
+        place: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Self> {
         let mut conn = wire::Connection::connect(&target).await?;
         let ms = limits.timeout.as_millis().max(1);
@@ -76,6 +81,7 @@ impl PgSession {
             conn: Some(conn),
             limits,
             stopper,
+            _place: place,
         })
     }
 

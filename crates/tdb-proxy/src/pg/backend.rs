@@ -52,6 +52,8 @@ pub struct Backend {
     /// Statements the proxy prepared on this connection under their shared names
     /// (transaction pooling), so the next client need not prepare them again.
     pub prepared: std::collections::HashSet<String>,
+    /// Its place in its server's budget of tenant connections, given back when it closes.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,9 @@ pub enum BackendError {
     },
     #[error("protocol error from the server: {0}")]
     Protocol(&'static str),
+    /// The server's connections for tenants are all taken (by tenants through this proxy).
+    #[error("the server's {budget} connections for tenants are all in use")]
+    ServerFull { budget: u32 },
 }
 
 impl Backend {
@@ -191,6 +196,7 @@ impl Backend {
                         key: keys.1,
                         idle_since: Instant::now(),
                         prepared: std::collections::HashSet::new(),
+                        slot: None,
                     });
                 }
                 _ => return Err(BackendError::Protocol("unexpected message in handshake")),

@@ -419,7 +419,7 @@ where
         )
         .await;
     };
-    let (backend, _reused) = match proxy.pool.acquire(&target).await {
+    let (backend, _reused) = match proxy.pool.acquire(&target, route.server_budget).await {
         Ok(b) => b,
         Err(e) => return fail_w(client_w, backend_error(e, &route, &auth.database)).await,
     };
@@ -505,7 +505,7 @@ where
                     target = moved;
                     server_id.clone_from(&fresh.server_id);
                 }
-                match proxy.pool.acquire(&target).await {
+                match proxy.pool.acquire(&target, route.server_budget).await {
                     Ok((b, _)) => b,
                     Err(e) => {
                         fail_w(client_w, backend_error(e, &route, &auth.database)).await;
@@ -766,6 +766,14 @@ fn backend_error(e: BackendError, route: &Route, database: &str) -> PgError {
                 "too many connections for {} (max_connections is {})",
                 route.describe(),
                 route.settings.max_connections
+            ),
+        ),
+        BackendError::ServerFull { budget } => PgError::fatal(
+            "53300",
+            format!(
+                "the server of {} has no connection free for tenants: its {budget} are in use; \
+                 try again shortly",
+                route.describe()
             ),
         ),
         BackendError::Refused { code, .. } if code == "3D000" => {
