@@ -25,14 +25,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// The request body, or 413 in the envelope when it is over the limit.
+/// The request body, or 413 in the envelope when it is over the limit, 408 when it did not
+/// arrive within the listener's deadline.
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-        } else {
-            ApiError::bad_request(rejection.body_text())
+            return ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large");
         }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(e) = cause {
+            if let Some(timeout) = e.downcast_ref::<crate::listener::BodyTimeout>() {
+                return ApiError::new(ErrorCode::RequestTimeout, timeout.to_string());
+            }
+            cause = e.source();
+        }
+        ApiError::bad_request(rejection.body_text())
     })
 }
 
@@ -123,6 +130,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
             .await
             .map(|axum::extract::Query(v)| ApiQuery(v))
             .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// The client's address, when the request came over the network (not in-process).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 

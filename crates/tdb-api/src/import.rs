@@ -391,8 +391,10 @@ fn is_internal(ip: IpAddr) -> bool {
                 || (seg[0] & 0xffc0) == 0xfe80
                 || (seg[0] & 0xffc0) == 0xfec0
                 || (nat64 && is_internal(IpAddr::V4(embedded)))
+                // IPv4-mapped (::ffff:a.b.c.d) and the deprecated IPv4-compatible form
+                // (::a.b.c.d) both name an IPv4 address, which decides.
                 || v6
-                    .to_ipv4_mapped()
+                    .to_ipv4()
                     .is_some_and(|v4| is_internal(IpAddr::V4(v4)))
         }
     }
@@ -557,6 +559,11 @@ mod tests {
             "ff02::1",
             "::ffff:127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            // IPv4-compatible (deprecated): the IPv4 address in the low 32 bits.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            "::192.168.0.1",
         ];
         for ip in internal {
             assert!(is_internal(ip.parse().expect("ip")), "{ip}");
@@ -566,6 +573,7 @@ mod tests {
             "93.184.216.34",
             "2606:4700::1111",
             "64:ff9b::101:101",
+            "::1.1.1.1",
         ] {
             assert!(!is_internal(ip.parse().expect("ip")), "{ip}");
         }

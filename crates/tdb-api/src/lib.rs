@@ -5,6 +5,7 @@ mod behind;
 pub mod envelope;
 pub mod extract;
 mod import;
+pub mod listener;
 mod mint;
 mod openapi;
 mod querylog;
@@ -12,15 +13,14 @@ mod routes;
 mod tenant;
 mod workspace;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tdb_catalog::Catalog;
 use tdb_core::secrets::MasterKey;
 use tdb_engines::Engine;
-use tokio::net::TcpListener;
 
+pub use listener::{ConnectionLimits, serve_app};
 pub use routes::{router, router_with};
 
 /// A region tenants can be placed in, from configuration.
@@ -53,6 +53,8 @@ pub struct ApiConfig {
     pub provision_connection_limit: u32,
     /// Lets registered connections reach loopback and private addresses (off: no SSRF).
     pub connections_allow_private: bool,
+    /// Who may sign up.
+    pub signup: tdb_core::SignupMode,
     /// Bytes of rows one request may build in memory (queries through the API).
     pub max_answer_bytes: usize,
 }
@@ -83,6 +85,7 @@ impl Default for ApiConfig {
             provision_limit: 3,
             provision_connection_limit: 20,
             connections_allow_private: false,
+            signup: tdb_core::SignupMode::Open,
             max_answer_bytes: 64 << 20,
         }
     }
@@ -104,9 +107,13 @@ impl Engines {
     }
 }
 
-/// Rate limits of the API: the address guard it shares with the proxies, and the tiers' quotas.
+/// Rate limits of the API: the address guard it shares with the proxies, sign-up attempts per
+/// address, and the tiers' quotas.
 pub struct Limits {
     pub ip: Arc<tdb_core::ratelimit::IpGuard>,
+    /// Sign-up attempts per client address (its /64 for IPv6) outside the trusted networks, in
+    /// a sliding hour.
+    pub signups: tdb_core::ratelimit::FailureThrottle<std::net::IpAddr>,
     pub projects: tdb_core::ratelimit::MinuteQuota<String>,
     /// API requests per project per minute, by tier.
     pub free_per_minute: u32,
@@ -127,11 +134,17 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             ip: Arc::new(tdb_core::ratelimit::IpGuard::new(Default::default())),
+            signups: signup_throttle(20),
             projects: Default::default(),
             free_per_minute: 1200,
             paid_per_minute: 12000,
         }
     }
+}
+
+/// At most `per_hour` sign-up attempts per address in any hour.
+pub fn signup_throttle(per_hour: usize) -> tdb_core::ratelimit::FailureThrottle<std::net::IpAddr> {
+    tdb_core::ratelimit::FailureThrottle::new(per_hour, std::time::Duration::from_secs(3600))
 }
 
 /// What every handler can reach.
@@ -178,26 +191,4 @@ impl AppState {
             jobs,
         }
     }
-}
-
-/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_app(listener, router(state), shutdown).await
-}
-
-/// Serves `app` (the API as [`router_with`] builds it) like [`serve`], with each request's peer
-/// address as `ConnectInfo`.
-pub async fn serve_app(
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

@@ -91,3 +91,20 @@ pub async fn scoped_credential(
         .await?;
     Ok((username, password))
 }
+
+/// Prefix of invitation codes, so that one is recognised for what it is.
+pub const INVITATION_PREFIX: &str = "tdb_inv_";
+
+/// A single-use invitation code (256 random bits) and the digest the catalog keeps.
+pub struct MintedCode {
+    pub plaintext: String,
+    pub digest: Vec<u8>,
+}
+
+pub fn invitation_code() -> MintedCode {
+    let plaintext = format!("{INVITATION_PREFIX}{}", ids::random_hex(32));
+    MintedCode {
+        digest: secrets::api_key_digest(&plaintext),
+        plaintext,
+    }
+}

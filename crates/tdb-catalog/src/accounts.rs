@@ -1,10 +1,12 @@
 //! Accounts: an e-mail, an argon2id password hash and a tier. Sign-up creates the account, its
-//! first project and that project's first API key in one transaction.
+//! first project and that project's first API key in one transaction, which also spends the
+//! invitation when sign-up is by invitation.
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use crate::api_keys::{self, NewApiKey};
+use crate::invitations;
 use crate::projects::{self, NewProject};
 use crate::{Catalog, Result};
 
@@ -25,15 +27,23 @@ pub struct NewAccount<'a> {
 }
 
 impl Catalog {
-    /// Creates the account with its first project and key. A taken e-mail is
-    /// `Conflict("accounts_email_key")`.
+    /// Creates the account with its first project and key, spending the invitation whose code
+    /// has `invitation` as digest when one is given. A taken e-mail is
+    /// `Conflict("accounts_email_key")` (the invitation stays unspent); an invitation that
+    /// cannot be spent is `NotFound`.
     pub async fn sign_up(
         &self,
         account: &NewAccount<'_>,
         project: &NewProject<'_>,
         key: &NewApiKey<'_>,
+        invitation: Option<&[u8]>,
     ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
+        // Spent first: two sign-ups with one code queue on its row, and the second finds it used.
+        let spent = match invitation {
+            Some(digest) => Some(invitations::spend(&mut tx, digest).await?),
+            None => None,
+        };
         sqlx::query(
             "INSERT INTO accounts (id, email, password_hash, tier) VALUES ($1, $2, $3, $4)",
         )
@@ -45,6 +55,9 @@ impl Catalog {
         .await?;
         projects::insert(&mut tx, account.id, project).await?;
         api_keys::insert(&mut tx, project.id, key).await?;
+        if let Some(id) = spent {
+            invitations::record_use(&mut tx, &id, account.id).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

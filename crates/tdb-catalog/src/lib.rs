@@ -9,6 +9,7 @@ pub mod blueprints;
 pub mod credentials;
 pub mod deployments;
 mod error;
+pub mod invitations;
 pub mod jobs;
 pub mod logs;
 pub mod projects;

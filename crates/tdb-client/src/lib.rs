@@ -254,6 +254,14 @@ impl Client {
         self.post("/apikeys", req).await
     }
 
+    /// A single-use invitation to sign up (an admin key of the inviting account).
+    pub async fn create_invitation(
+        &self,
+        req: &CreateInvitation,
+    ) -> Result<Reply<CreatedInvitation>, ClientError> {
+        self.post("/invitations", req).await
+    }
+
     pub async fn revoke_api_key(&self, id: &str) -> Result<Reply<Message>, ClientError> {
         self.delete(&format!("/apikeys/{}", encode(id))).await
     }

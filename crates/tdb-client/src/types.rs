@@ -15,6 +15,9 @@ pub struct SignupRequest {
     pub password: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project_name: Option<String>,
+    /// Required when the server's sign-up is by invitation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invite_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,6 +126,21 @@ pub struct CreatedApiKey {
     #[serde(flatten)]
     pub key: ApiKeyItem,
     pub api_key: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateInvitation {
+    /// 1 to 720 hours [default: 168]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in_hours: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedInvitation {
+    pub id: String,
+    /// Shown only once.
+    pub invite_code: String,
+    pub expires_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -18,6 +18,8 @@ pub enum ErrorCode {
     PermissionDenied,
     NotFound,
     MethodNotAllowed,
+    /// A request's headers or body did not arrive in time.
+    RequestTimeout,
     Conflict,
     PayloadTooLarge,
     /// The AutoDB-compatible endpoints' request validation (FastAPI-style `detail[]`).
@@ -29,7 +31,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order `GET /errors` lists them.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::Ok,
         Self::Created,
         Self::BadRequest,
@@ -41,6 +43,7 @@ impl ErrorCode {
         Self::PermissionDenied,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::RequestTimeout,
         Self::Conflict,
         Self::PayloadTooLarge,
         Self::ValidationError,
@@ -60,6 +63,7 @@ impl ErrorCode {
             }
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::ValidationError => 422,
@@ -82,6 +86,7 @@ impl ErrorCode {
             Self::PermissionDenied => "permission_denied",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ValidationError => "validation_error",
@@ -104,6 +109,7 @@ impl ErrorCode {
             Self::PermissionDenied => "The database refused the operation",
             Self::NotFound => "Resource does not exist",
             Self::MethodNotAllowed => "The path exists but not with this method",
+            Self::RequestTimeout => "The request's body did not arrive in time",
             Self::Conflict => "Already exists or conflicts with the current state",
             Self::PayloadTooLarge => "Request body exceeds the size limit",
             Self::ValidationError => {

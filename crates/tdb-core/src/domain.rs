@@ -59,6 +59,12 @@ string_enum! {
     ServerRole { Shared => "shared", Dedicated => "dedicated" }
 }
 
+string_enum! {
+    /// Who may sign up: anyone, nobody (existing accounts only), or whoever holds an invitation
+    /// from an existing account.
+    SignupMode { Open => "open", Closed => "closed", Invite => "invite" }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,10 +5,12 @@ pub mod codes;
 pub mod domain;
 pub mod ids;
 pub mod names;
+pub mod network;
 pub mod ratelimit;
 pub mod secrets;
 pub mod settings;
+pub mod slots;
 
 pub use codes::ErrorCode;
-pub use domain::{Engine, KeyRole, ScopeType, ServerRole};
+pub use domain::{Engine, KeyRole, ScopeType, ServerRole, SignupMode};
 pub use names::{Email, NameError, ProjectName, ResourceName};

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::network::IpNetwork;
+
 /// What a limiter says about one more request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -16,9 +18,11 @@ pub enum Verdict {
     Limited {
         retry_after: u64,
     },
-    /// Banned: every request is refused for `retry_after` more seconds.
+    /// Banned: every request is refused for `retry_after` more seconds. `fresh` is true only
+    /// for the request that earned the ban, so that each ban is reported once.
     Banned {
         retry_after: u64,
+        fresh: bool,
     },
 }
 
@@ -30,8 +34,17 @@ pub struct IpLimits {
     /// Refused requests after which the address is banned.
     pub ban_after: u32,
     pub ban_for: Duration,
-    /// Exempt 127.0.0.0/8 and ::1 (off by default).
-    pub exempt_loopback: bool,
+    /// Networks never limited nor banned (the operator's own: by default loopback).
+    pub trusted: Vec<IpNetwork>,
+}
+
+/// The networks trusted by default: loopback, IPv4 and IPv6.
+pub fn default_trusted() -> Vec<IpNetwork> {
+    [
+        IpNetwork::from(([127, 0, 0, 0].into(), 8)),
+        IpNetwork::from((std::net::Ipv6Addr::LOCALHOST.into(), 128)),
+    ]
+    .to_vec()
 }
 
 impl Default for IpLimits {
@@ -40,7 +53,7 @@ impl Default for IpLimits {
             per_second: 100,
             ban_after: 5,
             ban_for: Duration::from_secs(300),
-            exempt_loopback: false,
+            trusted: default_trusted(),
         }
     }
 }
@@ -71,8 +84,9 @@ const CAPACITY: usize = 200_000;
 /// When full, addresses unseen for this long and not banned make room.
 const FULL_IDLE: Duration = Duration::from_secs(2);
 
-/// The key an address is counted under.
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The key an address is counted under: an IPv6 address's /64, an IPv4-mapped address's IPv4
+/// address. Every per-address limit counts by it.
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -107,13 +121,18 @@ impl IpGuard {
         &self.limits
     }
 
+    /// True when `ip` is in a trusted network.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.limits.trusted.iter().any(|n| n.contains(ip))
+    }
+
     /// Counts one request from `ip` and says whether it may go on.
     pub fn check(&self, ip: IpAddr) -> Verdict {
         self.check_at(ip, Instant::now())
     }
 
     fn check_at(&self, ip: IpAddr, now: Instant) -> Verdict {
-        if self.limits.exempt_loopback && ip.is_loopback() {
+        if self.is_trusted(ip) {
             return Verdict::Allowed;
         }
         let ip = client_key(ip);
@@ -153,6 +172,7 @@ impl IpGuard {
             if until > now {
                 return Verdict::Banned {
                     retry_after: ceil_secs(until - now),
+                    fresh: false,
                 };
             }
             s.banned_until = None;
@@ -175,6 +195,7 @@ impl IpGuard {
             s.banned_until = Some(now + self.limits.ban_for);
             return Verdict::Banned {
                 retry_after: self.limits.ban_for.as_secs().max(1),
+                fresh: true,
             };
         }
         Verdict::Limited { retry_after: 1 }
@@ -312,15 +333,22 @@ mod tests {
         }
         assert_eq!(
             guard.check_at(a, t0),
-            Verdict::Banned { retry_after: 300 },
+            Verdict::Banned {
+                retry_after: 300,
+                fresh: true
+            },
             "the fifth violation bans"
         );
-        // Banned even in a new second, and another address is untouched.
+        // Banned even in a new second (no longer a fresh ban), and another address is
+        // untouched.
         let later = t0 + Duration::from_secs(10);
-        assert!(matches!(
+        assert_eq!(
             guard.check_at(a, later),
-            Verdict::Banned { retry_after: 290 }
-        ));
+            Verdict::Banned {
+                retry_after: 290,
+                fresh: false
+            }
+        );
         assert_eq!(guard.check_at(ip("10.0.0.2"), later), Verdict::Allowed);
         assert_eq!(guard.banned(), 1);
         // The ban ends.
@@ -386,9 +414,10 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_resets_each_second_and_loopback_can_be_exempt() {
+    fn the_rate_resets_each_second_and_trusted_networks_are_never_limited() {
         let guard = IpGuard::new(IpLimits {
             per_second: 2,
+            trusted: Vec::new(),
             ..IpLimits::default()
         });
         let t0 = Instant::now();
@@ -400,17 +429,33 @@ mod tests {
             guard.check_at(a, t0 + Duration::from_millis(1001)),
             Verdict::Allowed
         );
-        let exempt = IpGuard::new(IpLimits {
+        // The defaults trust loopback; a configured network replaces them.
+        let defaults = IpGuard::new(IpLimits {
             per_second: 1,
-            exempt_loopback: true,
+            ban_after: 1,
+            ..IpLimits::default()
+        });
+        for a in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
+            for _ in 0..10 {
+                assert_eq!(defaults.check_at(ip(a), t0), Verdict::Allowed, "{a}");
+            }
+        }
+        assert_eq!(defaults.check_at(ip("192.0.2.1"), t0), Verdict::Allowed);
+        assert!(matches!(
+            defaults.check_at(ip("192.0.2.1"), t0),
+            Verdict::Banned { fresh: true, .. }
+        ));
+        let office = IpGuard::new(IpLimits {
+            per_second: 1,
+            trusted: vec!["192.0.2.0/24".parse().expect("network")],
             ..IpLimits::default()
         });
         for _ in 0..10 {
-            assert_eq!(exempt.check_at(ip("127.0.0.1"), t0), Verdict::Allowed);
+            assert_eq!(office.check_at(ip("192.0.2.77"), t0), Verdict::Allowed);
         }
-        assert_eq!(exempt.check_at(ip("192.0.2.1"), t0), Verdict::Allowed);
+        assert_eq!(office.check_at(ip("127.0.0.1"), t0), Verdict::Allowed);
         assert!(matches!(
-            exempt.check_at(ip("192.0.2.1"), t0),
+            office.check_at(ip("127.0.0.1"), t0),
             Verdict::Limited { .. }
         ));
     }

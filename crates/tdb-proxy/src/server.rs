@@ -47,6 +47,12 @@ pub struct ProxyConfig {
     pub plaintext: PlaintextPolicy,
     /// Connections that have not finished authenticating, at most.
     pub max_unauthenticated: usize,
+    /// Of those, at most this many from one client address (an IPv6 client's /64), loopback
+    /// included: past it a connection is closed at once.
+    pub max_unauthenticated_per_address: usize,
+    /// From accept to the startup packet (TLS negotiation included), at most: a silent
+    /// connection gives its slot back after this.
+    pub startup_timeout: Duration,
     /// From accept to authenticated, at most.
     pub auth_timeout: Duration,
     /// How long a client waits for a free slot under `max_connections`.
@@ -68,6 +74,8 @@ impl Default for ProxyConfig {
         Self {
             plaintext: PlaintextPolicy::Loopback,
             max_unauthenticated: 256,
+            max_unauthenticated_per_address: 32,
+            startup_timeout: Duration::from_secs(5),
             auth_timeout: Duration::from_secs(15),
             connect_wait: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
@@ -91,7 +99,7 @@ pub struct ProxyState {
     pub log: QueryLog,
     pub unauthenticated: Arc<Semaphore>,
     /// Unauthenticated connections per client address.
-    pub peers: Arc<PeerSlots>,
+    pub peers: Arc<tdb_core::slots::AddressSlots>,
     pub metrics: crate::metrics::ProxyMetrics,
     /// Recent failed logins by address and by user name.
     pub failures_by_ip: tdb_core::ratelimit::FailureThrottle<std::net::IpAddr>,
@@ -120,9 +128,7 @@ impl ProxyState {
             tdb_core::ratelimit::FailureThrottle::new(config.max_auth_failures_per_user, window);
         Arc::new(Self {
             unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated)),
-            peers: Arc::new(PeerSlots::new(
-                (config.max_unauthenticated / 8).clamp(4, 64),
-            )),
+            peers: tdb_core::slots::AddressSlots::new(config.max_unauthenticated_per_address),
             config,
             router: Router::new(catalog.clone(), key.clone()),
             catalog,
@@ -137,59 +143,6 @@ impl ProxyState {
             metrics: crate::metrics::ProxyMetrics::new("postgresql"),
             shutdown,
         })
-    }
-}
-
-/// Counts unauthenticated connections per client address, up to a cap.
-pub struct PeerSlots {
-    max: usize,
-    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
-}
-
-/// One unauthenticated connection of an address; released on drop.
-pub struct PeerSlot {
-    slots: Arc<PeerSlots>,
-    ip: std::net::IpAddr,
-}
-
-impl PeerSlots {
-    pub fn new(max: usize) -> Self {
-        Self {
-            max,
-            counts: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
-    }
-
-    /// A slot for `ip`, or `None` when it has `max` already. Loopback clients (an application
-    /// on the same host opening its pool at once) are not capped.
-    pub fn enter(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<PeerSlot> {
-        let max = if ip.is_loopback() {
-            usize::MAX
-        } else {
-            self.max
-        };
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(PeerSlot {
-            slots: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut counts = self.slots.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
     }
 }
 

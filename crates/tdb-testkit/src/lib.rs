@@ -62,6 +62,8 @@ pub struct ServeOptions {
     /// Puts the data dir on a tmpfs of this many MiB, so a test can fill the disk (needs
     /// root: tests run as root here).
     pub data_dir_mib: Option<u64>,
+    /// `RLIMIT_NOFILE` (soft, hard) to start `tdb serve` with, set by the shell that execs it.
+    pub nofile: Option<(u64, u64)>,
 }
 
 /// A running `tdb serve` with its own data dir and API port.
@@ -117,8 +119,14 @@ impl TdbServer {
             }
         }
         if let Some(toml) = &server.options.config_toml {
-            std::fs::create_dir_all(server.data_dir())?;
-            std::fs::write(server.data_dir().join("tdb.toml"), toml)?;
+            // Modes set outright, whatever the umask: tdb refuses a data dir or tdb.toml that
+            // other users may write to.
+            let dir = server.data_dir();
+            std::fs::create_dir_all(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+            let file = dir.join("tdb.toml");
+            std::fs::write(&file, toml)?;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
         }
         server.launch().await?;
         Ok(server)
@@ -176,7 +184,20 @@ impl TdbServer {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let mut command = Command::new(&self.bin);
+        let mut command = match self.options.nofile {
+            // The shell lowers the soft limit first (the hard one may not go below it), then
+            // execs tdb in its place: the child's pid is tdb's.
+            Some((soft, hard)) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!(
+                        "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(&self.bin);
+                sh
+            }
+            None => Command::new(&self.bin),
+        };
         command
             .arg("serve")
             .arg("--data-dir")

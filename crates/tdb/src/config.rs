@@ -55,8 +55,21 @@ pub struct Config {
     pub postgres_bin_dir: Option<PathBuf>,
     /// Tier of new accounts: `free` or `paid`.
     pub default_tier: String,
+    /// Who may sign up: `open`, `closed` or `invite` (with a code from an existing account).
+    pub signup: String,
+    /// Sign-up attempts per client address and hour, outside the trusted networks.
+    pub signup_attempts_per_hour: usize,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
+    /// Seconds a client may take to send a request's headers (also how long an idle
+    /// keep-alive connection stays open).
+    pub api_header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body, from the end of its headers.
+    pub api_body_timeout_secs: u64,
+    /// Open API connections at most; 0: derived from the file limit (see `fdlimit`).
+    pub api_max_connections: usize,
+    /// Open API connections per client address (IPv6: its /64), loopback too.
+    pub api_max_connections_per_address: usize,
     /// `text` or `json`.
     pub log_format: String,
     /// Lets schema import fetch URLs on loopback and private networks.
@@ -71,6 +84,11 @@ pub struct Config {
     pub pg_plaintext: String,
     /// Proxy connections still authenticating, at most.
     pub pg_max_unauthenticated: usize,
+    /// Of those, at most this many from one client address (IPv6: its /64), loopback too
+    /// (never more than `pg_max_unauthenticated`).
+    pub pg_max_unauthenticated_per_address: usize,
+    /// Seconds a proxy client may take to send its startup packet (TLS negotiation included).
+    pub pg_startup_timeout_secs: u64,
     /// Seconds an open transaction may take to finish when tdb shuts down.
     pub pg_shutdown_grace_secs: u64,
     /// Record every statement through the proxy in the catalog's query log.
@@ -128,8 +146,8 @@ pub struct Config {
     /// Refused requests after which an address is banned, and for how long.
     pub rate_limit_ban_after: u32,
     pub rate_limit_ban_secs: u64,
-    /// Exempt loopback addresses from the address rate limit.
-    pub rate_limit_exempt_loopback: bool,
+    /// Networks (CIDR) the address rate limit never limits nor bans: the operator's own.
+    pub trusted_networks: Vec<String>,
     /// API requests per project per minute, by tier.
     pub quota_free_per_minute: u32,
     pub quota_paid_per_minute: u32,
@@ -156,7 +174,13 @@ impl Default for Config {
             managed_user: "postgres".into(),
             postgres_bin_dir: None,
             default_tier: api.default_tier,
+            signup: api.signup.as_str().into(),
+            signup_attempts_per_hour: 20,
             body_limit: api.body_limit,
+            api_header_timeout_secs: 10,
+            api_body_timeout_secs: 30,
+            api_max_connections: 0,
+            api_max_connections_per_address: 64,
             log_format: "text".into(),
             import_allow_private_urls: false,
             deploy_parallelism: 8,
@@ -164,6 +188,8 @@ impl Default for Config {
             pg_tls_key: None,
             pg_plaintext: "loopback".into(),
             pg_max_unauthenticated: 256,
+            pg_max_unauthenticated_per_address: 32,
+            pg_startup_timeout_secs: 5,
             pg_shutdown_grace_secs: 10,
             pg_query_log: true,
             backup_store: None,
@@ -192,7 +218,7 @@ impl Default for Config {
             rate_limit_per_second: 100,
             rate_limit_ban_after: 5,
             rate_limit_ban_secs: 300,
-            rate_limit_exempt_loopback: false,
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             quota_free_per_minute: 1200,
             quota_paid_per_minute: 12000,
             pg_max_auth_failures_per_ip: 30,
@@ -267,6 +293,13 @@ impl Config {
         if explicit.is_some() && !file.is_file() {
             anyhow::bail!("configuration file {} does not exist", file.display());
         }
+        // Nothing is read from a place another user could have written to.
+        if early.data_dir.exists() {
+            crate::datadir::check_dir(&early.data_dir)?;
+        }
+        if file.exists() {
+            crate::datadir::check_config_file(&file)?;
+        }
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(&file))
             .merge(env())
@@ -290,6 +323,10 @@ impl Config {
                 self.default_tier
             );
         }
+        self.signup_mode()?;
+        if !(1..=100_000).contains(&self.signup_attempts_per_hour) {
+            anyhow::bail!("signup_attempts_per_hour must be between 1 and 100000");
+        }
         self.pg_plaintext
             .parse::<tdb_proxy::PlaintextPolicy>()
             .map_err(|e| anyhow::anyhow!("pg_{e}"))?;
@@ -298,6 +335,27 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.pg_max_unauthenticated) {
             anyhow::bail!("pg_max_unauthenticated must be between 1 and 100000");
+        }
+        if !(1..=100_000).contains(&self.pg_max_unauthenticated_per_address) {
+            anyhow::bail!("pg_max_unauthenticated_per_address must be between 1 and 100000");
+        }
+        if !(1..=15).contains(&self.pg_startup_timeout_secs) {
+            anyhow::bail!(
+                "pg_startup_timeout_secs must be between 1 and 15 (the whole authentication's \
+                 limit)"
+            );
+        }
+        if !(1..=300).contains(&self.api_header_timeout_secs) {
+            anyhow::bail!("api_header_timeout_secs must be between 1 and 300");
+        }
+        if !(1..=3600).contains(&self.api_body_timeout_secs) {
+            anyhow::bail!("api_body_timeout_secs must be between 1 and 3600");
+        }
+        if self.api_max_connections > 1_000_000 {
+            anyhow::bail!("api_max_connections must be at most 1000000 (0: from the file limit)");
+        }
+        if !(1..=1_000_000).contains(&self.api_max_connections_per_address) {
+            anyhow::bail!("api_max_connections_per_address must be between 1 and 1000000");
         }
         if !(1..=256).contains(&self.deploy_parallelism) {
             anyhow::bail!("deploy_parallelism must be between 1 and 256");
@@ -327,6 +385,7 @@ impl Config {
         if self.rate_limit_per_second == 0 || self.rate_limit_ban_after == 0 {
             anyhow::bail!("rate_limit_per_second and rate_limit_ban_after must be at least 1");
         }
+        self.trusted_networks()?;
         if self.quota_free_per_minute == 0 || self.quota_paid_per_minute == 0 {
             anyhow::bail!("quota_free_per_minute and quota_paid_per_minute must be at least 1");
         }
@@ -373,6 +432,12 @@ impl Config {
             .map_or("local", |r| r.zone.as_str())
     }
 
+    pub fn signup_mode(&self) -> anyhow::Result<tdb_core::SignupMode> {
+        self.signup
+            .parse()
+            .map_err(|e| anyhow::anyhow!("signup {e}, not '{}'", self.signup))
+    }
+
     pub fn api_config(&self) -> tdb_api::ApiConfig {
         tdb_api::ApiConfig {
             regions: self.regions.clone(),
@@ -385,7 +450,23 @@ impl Config {
             provision_limit: self.provision_limit,
             provision_connection_limit: self.provision_connection_limit,
             connections_allow_private: self.connections_allow_private,
+            signup: self.signup_mode().unwrap_or(tdb_core::SignupMode::Open),
             max_answer_bytes: self.max_answer_bytes,
+        }
+    }
+
+    /// How long API clients may take and how many connections they may hold, under a soft
+    /// file limit of `soft_file_limit`.
+    pub fn connection_limits(&self, soft_file_limit: u64) -> tdb_api::ConnectionLimits {
+        let max_connections = match self.api_max_connections {
+            0 => crate::fdlimit::api_connection_cap(soft_file_limit),
+            n => n,
+        };
+        tdb_api::ConnectionLimits {
+            header_timeout: std::time::Duration::from_secs(self.api_header_timeout_secs),
+            body_timeout: std::time::Duration::from_secs(self.api_body_timeout_secs),
+            max_connections,
+            max_per_address: self.api_max_connections_per_address.min(max_connections),
         }
     }
 
@@ -408,16 +489,27 @@ impl Config {
             .unwrap_or_else(|| self.pg_listen.ip().to_string())
     }
 
+    /// `trusted_networks`, parsed; an entry that is no network is named in the error.
+    pub fn trusted_networks(&self) -> anyhow::Result<Vec<tdb_core::network::IpNetwork>> {
+        self.trusted_networks
+            .iter()
+            .map(|n| {
+                n.parse()
+                    .map_err(|e| anyhow::anyhow!("trusted_networks: {e}"))
+            })
+            .collect()
+    }
+
     /// The address guard the API and every proxy share.
-    pub fn ip_guard(&self) -> std::sync::Arc<tdb_core::ratelimit::IpGuard> {
-        std::sync::Arc::new(tdb_core::ratelimit::IpGuard::new(
+    pub fn ip_guard(&self) -> anyhow::Result<std::sync::Arc<tdb_core::ratelimit::IpGuard>> {
+        Ok(std::sync::Arc::new(tdb_core::ratelimit::IpGuard::new(
             tdb_core::ratelimit::IpLimits {
                 per_second: self.rate_limit_per_second,
                 ban_after: self.rate_limit_ban_after,
                 ban_for: std::time::Duration::from_secs(self.rate_limit_ban_secs),
-                exempt_loopback: self.rate_limit_exempt_loopback,
+                trusted: self.trusted_networks()?,
             },
-        ))
+        )))
     }
 
     pub fn proxy_config(&self) -> tdb_proxy::ProxyConfig {
@@ -427,6 +519,10 @@ impl Config {
                 .parse()
                 .unwrap_or(tdb_proxy::PlaintextPolicy::Loopback),
             max_unauthenticated: self.pg_max_unauthenticated,
+            max_unauthenticated_per_address: self
+                .pg_max_unauthenticated_per_address
+                .min(self.pg_max_unauthenticated),
+            startup_timeout: std::time::Duration::from_secs(self.pg_startup_timeout_secs),
             shutdown_grace: std::time::Duration::from_secs(self.pg_shutdown_grace_secs),
             query_log: self.pg_query_log,
             max_auth_failures_per_ip: self.pg_max_auth_failures_per_ip,
@@ -529,6 +625,16 @@ mod tests {
                 .expect_err("xml is no log format")
                 .to_string();
             assert!(err.contains("log_format"), "{err}");
+            jail.create_file("tdb.toml", "trusted_networks = [\"10.0.0.0/33\"]\n")?;
+            let err = format!("{:#}", Config::load(&flags).expect_err("bad network"));
+            assert!(
+                err.contains("trusted_networks") && err.contains("10.0.0.0/33"),
+                "{err}"
+            );
+            jail.create_file("tdb.toml", "signup = \"maybe\"\n")?;
+            let err = format!("{:#}", Config::load(&flags).expect_err("bad signup"));
+            assert!(err.contains("signup") && err.contains("invite"), "{err}");
+            jail.create_file("tdb.toml", "")?;
             jail.set_env("TDB_API_LISTEN", "not-an-address");
             let err = format!("{:#}", Config::load(&flags).expect_err("bad address"));
             assert!(err.to_lowercase().contains("api_listen"), "{err}");

@@ -4,6 +4,8 @@
 mod cli_config;
 mod cmd;
 mod config;
+mod datadir;
+mod fdlimit;
 mod mcp_http;
 mod output;
 mod serve;
@@ -48,6 +50,9 @@ enum Command {
     /// Manage the current project's API keys
     #[command(subcommand)]
     Apikeys(cmd::apikeys::ApikeysCommand),
+    /// Invite someone to sign up (servers where sign-up is by invitation)
+    #[command(subcommand)]
+    Invitations(cmd::invitations::InvitationsCommand),
     /// Design schemas in workspaces; run SQL; import; pending DDL
     #[command(subcommand)]
     Workspaces(cmd::workspaces::WorkspacesCommand),
@@ -113,6 +118,7 @@ async fn run_cli(global: cmd::Global, command: Command) -> anyhow::Result<()> {
         Command::Config(c) => cmd::config_cmd::run(&ctx, c),
         Command::Projects(c) => cmd::projects::run(&ctx, c).await,
         Command::Apikeys(c) => cmd::apikeys::run(&ctx, c).await,
+        Command::Invitations(c) => cmd::invitations::run(&ctx, c).await,
         Command::Workspaces(c) => cmd::workspaces::run(&ctx, c).await,
         Command::Blueprints(c) => cmd::blueprints::run(&ctx, c).await,
         Command::Tenants(c) => cmd::tenants::run(&ctx, c).await,

@@ -1,8 +1,8 @@
-//! `tdb serve`: prepares the data dir and master key, starts the managed PostgreSQL server (or
-//! uses an attached one), opens the catalog, records the servers, and runs the API until SIGINT
-//! or SIGTERM, after which every child process is stopped.
+//! `tdb serve`: prepares and locks the data dir, loads the master key, starts the managed
+//! PostgreSQL server (or uses an attached one), opens the catalog, records the servers, and runs
+//! the API until SIGINT or SIGTERM, after which every child process is stopped.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -22,8 +22,12 @@ const CATALOG_DB: &str = "tdb_catalog";
 const SHARED_PG: &str = "postgresql-shared";
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let metrics = crate::telemetry::install()?;
     prepare_data_dir(&config)?;
+    // Held until this function returns, after the managed server has stopped: nothing else
+    // may touch the data dir or its servers while another tdb serve owns them.
+    let _lock = crate::datadir::lock(&config.data_dir)?;
+    let limits = connection_limits(&config)?;
+    let metrics = crate::telemetry::install()?;
     let master_key = load_master_key(&config)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
@@ -32,7 +36,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(start_shared_postgres(&config, &master_key).await?),
     };
-    let result = run_with_catalog(&config, &master_key, managed.as_ref(), metrics, shutdown).await;
+    let process = Process {
+        metrics,
+        limits,
+        shutdown,
+    };
+    let result = run_with_catalog(&config, &master_key, managed.as_ref(), process).await;
     if let Some(server) = managed {
         server.shutdown().await;
     }
@@ -40,13 +49,48 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
+/// Raises the file limit and sizes the API's connection limits to it; logs both.
+fn connection_limits(config: &Config) -> anyhow::Result<tdb_api::ConnectionLimits> {
+    let files = crate::fdlimit::raise().context("reading the file limit")?;
+    match files.raised_from {
+        Some(from) => tracing::info!(
+            from,
+            to = files.soft,
+            hard = files.hard,
+            "file limit raised"
+        ),
+        None => tracing::info!(soft = files.soft, hard = files.hard, "file limit"),
+    }
+    let limits = config.connection_limits(files.soft);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        per_address = limits.max_per_address,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        body_timeout_secs = limits.body_timeout.as_secs(),
+        "API connection limits"
+    );
+    Ok(limits)
+}
+
+/// What the whole process shares, set up before the catalog is opened.
+struct Process {
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The API's connection limits, sized to the file limit.
+    limits: tdb_api::ConnectionLimits,
+    shutdown: CancellationToken,
+}
+
 async fn run_with_catalog(
     config: &Config,
     key: &MasterKey,
     managed: Option<&ManagedPostgres>,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
-    shutdown: CancellationToken,
+    process: Process,
 ) -> anyhow::Result<()> {
+    let Process {
+        metrics,
+        limits,
+        shutdown,
+    } = process;
     let catalog_options = match (managed, &config.catalog_url) {
         (Some(server), _) => {
             let admin = connect_options(server.endpoint());
@@ -75,6 +119,7 @@ async fn run_with_catalog(
     tracing::info!(
         api = %listener.local_addr()?,
         data_dir = %config.data_dir.display(),
+        signup = %config.signup,
         "tdb is serving"
     );
     let bindir = PgBinaries::find(config.postgres_bin_dir.as_deref())
@@ -103,10 +148,15 @@ async fn run_with_catalog(
         runner.clone(),
         config.backup_policy(),
     );
-    let ip_guard = config.ip_guard();
+    let ip_guard = config.ip_guard()?;
+    tracing::info!(
+        trusted_networks = %config.trusted_networks.join(", "),
+        "the address rate limit never limits or bans these networks"
+    );
     let state = tdb_api::AppState {
         limits: Arc::new(tdb_api::Limits {
             ip: ip_guard.clone(),
+            signups: tdb_api::signup_throttle(config.signup_attempts_per_hour),
             projects: Default::default(),
             free_per_minute: config.quota_free_per_minute,
             paid_per_minute: config.quota_paid_per_minute,
@@ -138,7 +188,7 @@ async fn run_with_catalog(
     )
     .await?;
     let app = crate::mcp_http::app(state, shutdown.clone());
-    let result = tdb_api::serve_app(listener, app, shutdown.cancelled_owned()).await;
+    let result = tdb_api::serve_app(listener, app, limits, shutdown.clone()).await;
     let _ = jobs.await;
     let _ = proxy.await;
     // The proxy's sessions are gone, and with them every handle on the log: the writer stores
@@ -243,28 +293,15 @@ async fn start_pg_proxy(
     }))
 }
 
-/// Creates the data dir. When managed servers run as another user they must be able to pass
-/// through it, so it is 0711 (enter, not list); otherwise 0700.
+/// Creates the data dir, or refuses an unsafe one. When managed servers run as another user
+/// they must be able to pass through it, so it is 0711 (enter, not list); otherwise 0700.
 fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
-    let dir = &config.data_dir;
     let mode = if nix::unistd::Uid::effective().is_root() && config.catalog_url.is_none() {
         0o711
     } else {
         0o700
     };
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(mode)
-            .create(dir)
-            .with_context(|| format!("creating data dir {}", dir.display()))?;
-    } else if mode == 0o711 {
-        let current = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-        if current & 0o001 == 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(current | 0o711))?;
-        }
-    }
-    Ok(())
+    crate::datadir::prepare(&config.data_dir, mode)
 }
 
 /// The master key: from configuration (`TDB_MASTER_KEY`), else `master.key` in the data dir,

@@ -1,5 +1,7 @@
-//! Sign-up and login. Login mints a fresh key per project because stored keys cannot be shown
-//! again (API.md deviation 1).
+//! Sign-up and login. Sign-up is open, closed or by invitation (`signup`), and its attempts are
+//! counted per address outside the trusted networks, so that its answers (an e-mail that has an
+//! account is a 409) cannot be harvested. Login mints a fresh key per project because stored
+//! keys cannot be shown again (API.md deviation 1).
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -7,14 +9,14 @@ use tdb_catalog::CatalogError;
 use tdb_catalog::accounts::NewAccount;
 use tdb_catalog::projects::NewProject;
 use tdb_core::names::check_password;
-use tdb_core::{Email, ErrorCode, ProjectName, ids, secrets};
+use tdb_core::{Email, ErrorCode, ProjectName, SignupMode, ids, secrets};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::envelope::{ApiError, ApiResult, Reply};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ClientAddr};
 use crate::mint::{self, MintedKey};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -31,6 +33,8 @@ pub struct SignupRequest {
     password: String,
     /// Defaults to "My Project".
     project_name: Option<String>,
+    /// An invitation code from an existing account; required when sign-up is by invitation.
+    invite_code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -57,18 +61,76 @@ async fn verify(state: &AppState, phc: String, password: String) -> Result<bool,
         .map_err(ApiError::internal)
 }
 
+/// Counts a sign-up attempt from `addr` (outside the trusted networks) and refuses it past the
+/// hourly limit; then applies the sign-up mode. Returns the digest of the invitation to spend.
+fn admit(
+    state: &AppState,
+    addr: Option<std::net::IpAddr>,
+    invite_code: Option<&str>,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if let Some(ip) = addr.filter(|ip| !state.limits.ip.is_trusted(*ip)) {
+        let key = tdb_core::ratelimit::client_key(ip);
+        if let Err(retry_after) = state.limits.signups.check(&key) {
+            return Err(ApiError {
+                retry_after: Some(retry_after),
+                ..ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many sign-up attempts from this address; try again in {retry_after} s"
+                    ),
+                )
+            });
+        }
+        state.limits.signups.failed(&key);
+    }
+    match (state.config.signup, invite_code) {
+        (SignupMode::Open, _) => Ok(None),
+        (SignupMode::Closed, _) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "sign-up is closed on this server (signup = \"closed\"): ask its operator for an account",
+        )),
+        (SignupMode::Invite, None) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "sign-up is by invitation on this server (signup = \"invite\"): an existing account \
+             makes one with POST /invitations; send its code as invite_code",
+        )),
+        (SignupMode::Invite, Some(code)) => Ok(Some(secrets::api_key_digest(code))),
+    }
+}
+
+fn bad_invitation() -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        "the invitation code is unknown, used or expired",
+    )
+}
+
 /// Creates an account, its first project and that project's first admin key.
 #[utoipa::path(post, path = "/signup", tag = "accounts", security(()),
     request_body = SignupRequest,
-    responses((status = 201, body = SignupResponse), (status = 400), (status = 409)))]
+    responses((status = 201, body = SignupResponse), (status = 400),
+              (status = 403, description = "sign-up is closed, or needs a valid invite_code"),
+              (status = 409), (status = 429, description = "too many attempts from this address")))]
 async fn signup(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> ApiResult<SignupResponse> {
+    let invitation = admit(&state, addr, req.invite_code.as_deref())?;
     let email = Email::parse(&req.email).map_err(|e| ApiError::field("email", e))?;
     check_password(&req.password).map_err(|e| ApiError::field("password", e))?;
     let project_name = ProjectName::parse(req.project_name.as_deref().unwrap_or("My Project"))
         .map_err(|e| ApiError::field("project_name", e))?;
+    // Checked before any answer about the e-mail: only an invitee learns whether it is taken.
+    if let Some(digest) = &invitation
+        && !state
+            .catalog
+            .invitation_usable(digest)
+            .await
+            .map_err(|e| ApiError::from_catalog(e, "invitation"))?
+    {
+        return Err(bad_invitation());
+    }
     let password_hash = hash(&state, req.password).await?;
     let account_id = ids::account_id();
     let project_id = ids::project_id();
@@ -87,7 +149,7 @@ async fn signup(
     };
     match state
         .catalog
-        .sign_up(&account, &project, &key.record())
+        .sign_up(&account, &project, &key.record(), invitation.as_deref())
         .await
     {
         Ok(()) => {}
@@ -96,6 +158,7 @@ async fn signup(
                 "an account with this e-mail already exists; use POST /login",
             ));
         }
+        Err(CatalogError::NotFound) => return Err(bad_invitation()),
         Err(e) => return Err(ApiError::from_catalog(e, "account")),
     }
     Ok(Reply::created(SignupResponse {

@@ -124,6 +124,21 @@ pub async fn guard_address(
     let (retry_after, message) = match verdict {
         Verdict::Allowed => return next.run(req).await,
         refused => {
+            if let (
+                Verdict::Banned {
+                    retry_after,
+                    fresh: true,
+                },
+                Some(ip),
+            ) = (refused, ip)
+            {
+                tracing::warn!(
+                    address = %ip,
+                    ban_secs = retry_after,
+                    surface = "api",
+                    "address banned: over the request rate too often"
+                );
+            }
             let kind = if matches!(refused, Verdict::Banned { .. }) {
                 "banned"
             } else {
@@ -153,7 +168,7 @@ fn refused_reply(state: &AppState, verdict: tdb_core::ratelimit::Verdict) -> (u6
                 state.limits.ip.limits().per_second
             ),
         ),
-        Verdict::Banned { retry_after } => (
+        Verdict::Banned { retry_after, .. } => (
             retry_after,
             format!("too many requests: this address is banned for {retry_after} s"),
         ),

@@ -8,6 +8,7 @@ pub(crate) mod autodb;
 mod backups;
 mod blueprints;
 mod deployments;
+mod invitations;
 mod logs;
 mod meta;
 mod projects;
@@ -36,6 +37,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(meta::routes())
         .merge(accounts::routes())
+        .merge(invitations::routes())
         .merge(projects::routes())
         .merge(apikeys::routes())
         .merge(workspaces::routes())

@@ -59,14 +59,15 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxySta
         fail_w(&mut stream, refusal).await;
         return;
     }
-    // Unauthenticated connections are capped; past the cap a connection is closed at once.
-    let Ok(unauthenticated) = proxy.unauthenticated.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, "too many unauthenticated connections; closing one");
-        return;
-    };
-    // And per address, so one source cannot take every slot.
+    // Unauthenticated connections are capped per address (every address, loopback included;
+    // an IPv6 client's /64 as one), so one source cannot take every slot, and in all; past a
+    // cap a connection is closed at once.
     let Some(per_peer) = proxy.peers.enter(peer.ip()) else {
         tracing::warn!(%peer, "too many unauthenticated connections from one address");
+        return;
+    };
+    let Ok(unauthenticated) = proxy.unauthenticated.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "too many unauthenticated connections; closing one");
         return;
     };
     let started =
@@ -115,13 +116,23 @@ fn address_refusal(proxy: &ProxyState, peer: SocketAddr) -> Option<PgError> {
                 proxy.config.ip_guard.limits().per_second
             ),
         )),
-        Verdict::Banned { retry_after } => Some(PgError::fatal(
-            "53300",
-            format!(
-                "too many requests from {}: the address is banned for {retry_after} s",
-                peer.ip()
-            ),
-        )),
+        Verdict::Banned { retry_after, fresh } => {
+            if fresh {
+                tracing::warn!(
+                    address = %peer.ip(),
+                    ban_secs = retry_after,
+                    surface = "postgresql proxy",
+                    "address banned: over the connection rate too often"
+                );
+            }
+            Some(PgError::fatal(
+                "53300",
+                format!(
+                    "too many requests from {}: the address is banned for {retry_after} s",
+                    peer.ip()
+                ),
+            ))
+        }
     }
 }
 
@@ -135,10 +146,17 @@ async fn negotiate(
     let mut io = ClientIo::Plain(stream);
     let mut ssl_asked = false;
     let mut gss_asked = false;
+    // A silent or dawdling client gives its pre-authentication slot back at this deadline,
+    // well before the whole authentication's timeout.
+    let deadline = tokio::time::Instant::now() + proxy.config.startup_timeout;
     let (minor, params) = loop {
         let request = match &mut io {
-            ClientIo::Plain(s) => startup::read(s).await,
-            ClientIo::Tls(s) => startup::read(s.as_mut()).await,
+            ClientIo::Plain(s) => tokio::time::timeout_at(deadline, startup::read(s)).await,
+            ClientIo::Tls(s) => tokio::time::timeout_at(deadline, startup::read(s.as_mut())).await,
+        };
+        let Ok(request) = request else {
+            tracing::debug!(%peer, "no startup packet before the deadline; closing");
+            return None;
         };
         let request = match request {
             Ok(r) => r,
@@ -161,10 +179,14 @@ async fn negotiate(
                         tcp.write_all(b"S").await.ok()?;
                         // The handshake reads straight from the socket: nothing the client sent
                         // before it is ever taken as protocol (CVE-2021-23214).
-                        match acceptor.accept(tcp).await {
-                            Ok(tls) => io = ClientIo::Tls(Box::new(tls)),
-                            Err(e) => {
+                        match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => io = ClientIo::Tls(Box::new(tls)),
+                            Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return None;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake past the deadline");
                                 return None;
                             }
                         }

@@ -18,6 +18,9 @@ pub struct SignupArgs {
     /// Name of the first project [default: My Project]
     #[arg(long)]
     project_name: Option<String>,
+    /// Invitation code from an existing account (servers where sign-up is by invitation)
+    #[arg(long)]
+    invite_code: Option<String>,
 }
 
 pub async fn signup(ctx: &Context, args: SignupArgs) -> anyhow::Result<()> {
@@ -25,6 +28,7 @@ pub async fn signup(ctx: &Context, args: SignupArgs) -> anyhow::Result<()> {
         email: args.email,
         password: read_password(args.password, args.password_stdin)?,
         project_name: args.project_name,
+        invite_code: args.invite_code,
     };
     let reply = ctx.client.signup(&req).await?;
     let saved = ctx.save_key(&reply.data.api_key)?;

@@ -7,6 +7,7 @@ pub mod blueprints;
 pub mod config_cmd;
 pub mod connections;
 pub mod deployments;
+pub mod invitations;
 pub mod mcp;
 pub mod projects;
 pub mod provision;

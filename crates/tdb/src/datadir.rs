@@ -1,0 +1,177 @@
+//! The data directory's safety: created private; refused when another user could plant files in
+//! it (a `tdb.toml` above all); and one `tdb serve` at a time, held through an exclusive lock on
+//! `tdb.lock` for the process's whole life, so a second instance can never stop the first's
+//! managed servers or run its jobs twice.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+/// Creates `dir` with `mode` (0700, or 0711 when managed servers running as another user must
+/// pass through it) when it does not exist; otherwise refuses it when unsafe, and adds the
+/// others' search bit that `mode` needs.
+pub fn prepare(dir: &Path, mode: u32) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+    }
+    check_dir(dir)?;
+    let current = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o001 != 0 && current & 0o001 == 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(current | 0o711))
+            .with_context(|| format!("letting managed servers enter {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Refuses a data dir that users other than tdb's (and root) could write to: they could plant
+/// a `tdb.toml`, swap the master key or a server's files.
+pub fn check_dir(dir: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("data dir {} is not a directory", dir.display());
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        anyhow::bail!(
+            "data dir {} is writable by other users (mode {mode:o}): they could plant a \
+             tdb.toml or replace tdb's files; run `chmod go-w {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    check_owner("data dir", dir, &meta)
+}
+
+/// Refuses a configuration file that users other than tdb's (and root) could write to or own.
+pub fn check_config_file(path: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        anyhow::bail!(
+            "configuration file {} is writable by other users (mode {mode:o}); run \
+             `chmod go-w {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    check_owner("configuration file", path, &meta)
+}
+
+fn check_owner(what: &str, path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    let me = nix::unistd::Uid::effective().as_raw();
+    let owner = meta.uid();
+    if owner != me && owner != 0 {
+        anyhow::bail!(
+            "{what} {} is owned by uid {owner}, not by the user tdb runs as (uid {me}) or \
+             root; run `chown {me} {}` if its contents are yours",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The lock file's name in the data dir; it holds the pid of the `tdb serve` that owns the dir.
+pub const LOCK_FILE: &str = "tdb.lock";
+
+/// The data dir's lock; released when dropped (and by the kernel if the process dies).
+pub struct DataDirLock {
+    _file: Flock<File>,
+}
+
+/// Takes the data dir's lock without waiting. When another process holds it, the error names
+/// that process's pid.
+pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
+    let path = dir.join(LOCK_FILE);
+    // Opened close-on-exec (std's default), so managed servers never inherit the lock.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut file) => {
+            file.set_len(0)?;
+            file.rewind()?;
+            writeln!(file, "{}", std::process::id())
+                .with_context(|| format!("writing {}", path.display()))?;
+            file.sync_all()?;
+            Ok(DataDirLock { _file: file })
+        }
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = match text.trim().parse::<u32>() {
+                Ok(pid) => format!("pid {pid}"),
+                Err(_) => "a process whose pid is not recorded yet".to_string(),
+            };
+            anyhow::bail!(
+                "data dir {} is already in use by another tdb serve ({holder}, holding {}): \
+                 stop that one first, or give this one another --data-dir",
+                dir.display(),
+                path.display()
+            )
+        }
+        Err((_, e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_modes_are_refused_and_a_new_dir_is_private() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("a/data");
+        prepare(&dir, 0o700).expect("created");
+        assert_eq!(
+            std::fs::metadata(&dir).expect("meta").permissions().mode() & 0o777,
+            0o700
+        );
+        for mode in [0o777, 0o775, 0o757, 0o1777] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = format!("{:#}", prepare(&dir, 0o700).expect_err("unsafe"));
+            assert!(err.contains(&format!("mode {mode:o}")), "{err}");
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        prepare(&dir, 0o711).expect("safe");
+        assert_eq!(
+            std::fs::metadata(&dir).expect("meta").permissions().mode() & 0o777,
+            0o711,
+            "managed servers may pass through"
+        );
+        let toml = dir.join("tdb.toml");
+        std::fs::write(&toml, "").expect("write");
+        std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o620)).expect("chmod");
+        assert!(check_config_file(&toml).is_err());
+        std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        check_config_file(&toml).expect("safe");
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_dir_is_refused_with_the_holders_pid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = lock(dir.path()).expect("first lock");
+        let err = lock(dir.path()).err().expect("second lock refused");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())) && text.contains("already"),
+            "{text}"
+        );
+        drop(held);
+        lock(dir.path()).expect("free again once released");
+    }
+}
