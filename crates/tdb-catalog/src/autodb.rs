@@ -223,6 +223,57 @@ impl Catalog {
         Ok(())
     }
 
+    /// A provisioned database by id, whatever its status.
+    pub async fn provisioned_by_id(&self, id: &str) -> Result<Option<Provisioned>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM provisioned_databases WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Points a provisioned database at the database it now lives in (the proxies forget its
+    /// route).
+    pub async fn set_provisioned_database(&self, id: &str, database: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let moved: Option<(String, String)> = sqlx::query_as(
+            "UPDATE provisioned_databases SET database = $2 WHERE id = $1
+             RETURNING project_id, schema_name",
+        )
+        .bind(id)
+        .bind(database)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((project, schema)) = moved {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::routing::ROUTES_CHANNEL)
+                .bind(format!("provision:{project}:{schema}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queues a `provision_move` job for each live provisioned database that still lives in a
+    /// shared database (made before each had its own), unless one is queued already. The job's
+    /// reference is `<id>@<shared database>`, so a move resumed after its switch still knows
+    /// what to clean up.
+    pub async fn queue_provision_moves(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "INSERT INTO jobs (kind, ref_id, project_id)
+             SELECT 'provision_move', p.id || '@' || p.database, p.project_id
+               FROM provisioned_databases p
+              WHERE p.status = 'active' AND p.database NOT LIKE 'tdb\\_p\\_%'
+                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'provision_move'
+                                   AND j.ref_id LIKE p.id || '@%' AND j.status <> 'done')",
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The account's live provisioned databases (the limit counts these).
     pub async fn count_provisioned(&self, account_id: &str) -> Result<i64> {
         let mut conn = self.pool().acquire().await?;

@@ -273,6 +273,21 @@ pub trait Engine: Send + Sync {
         Err(unsupported(self.kind(), "schema-per-tenant databases"))
     }
 
+    /// Moves a provisioned database made before each had a database of its own out of the shared
+    /// one, into `to` (see `postgres::schema_tenant::move_out`); with `forget`, removes what is
+    /// left in `from` afterwards.
+    async fn move_schema_tenant(
+        &self,
+        _server: &AdminEndpoint,
+        _from: &str,
+        _to: &str,
+        _schema: &str,
+        _role: &str,
+        _forget: bool,
+    ) -> Result<()> {
+        Err(unsupported(self.kind(), "schema-per-tenant databases"))
+    }
+
     /// A session on the database a connection URL names, as the URL's user; `pin` is the
     /// address to connect to instead of resolving the URL's host again.
     async fn open_url(

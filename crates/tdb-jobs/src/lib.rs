@@ -10,6 +10,7 @@ pub mod backup;
 pub mod deploy;
 pub mod forward;
 pub mod provision;
+pub mod provision_move;
 pub mod rollback;
 mod runner;
 pub mod schedule;

@@ -222,6 +222,7 @@ impl Runner {
                 .await
                 .map(|_| ()),
             "project_delete" => crate::teardown::delete_project(self, job).await,
+            "provision_move" => crate::provision_move::run(self, &job.ref_id).await,
             other => Err(format!("unknown job kind '{other}'")),
         };
         done.map_err(JobFailure::Failed)

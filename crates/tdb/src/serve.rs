@@ -112,6 +112,16 @@ async fn run_with_catalog(
     register_servers(config, key, &catalog, managed).await?;
     secure_servers(config, managed, &catalog_database).await?;
     budget_connections(config, key, &catalog).await;
+    // Provisioned databases made before each had a database of its own move out of the shared
+    // one (notification channels are per database).
+    match catalog.queue_provision_moves().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            n,
+            "provisioned databases queued to move to databases of their own"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not queue the moves of provisioned databases"),
+    }
 
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await

@@ -48,9 +48,19 @@ async fn provision(s: &TdbServer, key: &str, name: &str) -> (u16, Value) {
     post(s, "/api/v1/provision", Some(key), json!({ "name": name })).await
 }
 
-/// The managed server's view of a provisioned database: (role exists, schema exists).
-async fn on_server(s: &TdbServer, role: &str, schema: &str) -> (bool, bool) {
-    let url = s.managed_admin_url("tdb_provision").expect("admin url");
+/// The managed server's view of a provisioned database: (role exists, schema exists), its
+/// schema looked for in the database of its own that the catalog names.
+async fn on_server(s: &TdbServer, provision_id: &str, role: &str, schema: &str) -> (bool, bool) {
+    let mut catalog = PgConnection::connect(&s.managed_admin_url("tdb_catalog").expect("url"))
+        .await
+        .expect("catalog connect");
+    let database: String =
+        sqlx::query_scalar("SELECT database FROM provisioned_databases WHERE id = $1")
+            .bind(provision_id)
+            .fetch_one(&mut catalog)
+            .await
+            .expect("its database");
+    let url = s.managed_admin_url("postgres").expect("admin url");
     let mut conn = PgConnection::connect(&url).await.expect("admin connect");
     let role: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
@@ -58,10 +68,14 @@ async fn on_server(s: &TdbServer, role: &str, schema: &str) -> (bool, bool) {
             .fetch_one(&mut conn)
             .await
             .expect("roles");
+    let Ok(mut inside) = PgConnection::connect(&s.managed_admin_url(&database).expect("url")).await
+    else {
+        return (role, false);
+    };
     let schema: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
             .bind(schema)
-            .fetch_one(&mut conn)
+            .fetch_one(&mut inside)
             .await
             .expect("schemas");
     (role, schema)
@@ -184,11 +198,11 @@ async fn provisioning_as_a_new_user() {
     // connection is inactive and the account has room again.
     let id = str_of(staging, "id");
     let role = role_of(&s, id).await;
-    assert_eq!(on_server(&s, &role, schema).await, (true, true));
+    assert_eq!(on_server(&s, id, &role, schema).await, (true, true));
     let (st, body) = delete(&s, &format!("/api/v1/provision/{id}"), &key).await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["data"]["status"], "deleted");
-    assert_eq!(on_server(&s, &role, schema).await, (false, false));
+    assert_eq!(on_server(&s, id, &role, schema).await, (false, false));
     let o = psql(url, "SELECT 1");
     assert!(!o.status.success(), "a deleted database still opens");
     let (st, c) = get(&s, &format!("/api/v1/connections/{connection_id}"), &key).await;
@@ -239,16 +253,18 @@ async fn provisioned_schemas_are_isolated_from_each_other() {
     let lo = out(&o).lines().last().unwrap_or_default().to_string();
     assert!(lo.parse::<u32>().is_ok(), "large object oid: {lo}");
 
-    let schema_denied = format!("permission denied for schema {a_schema}");
+    // Each provisioned database is a PostgreSQL database of its own: the other's schema is not
+    // even there to be refused.
+    let schema_absent = format!("relation \"{a_schema}.secret\" does not exist");
     refused(
         b_url,
         &format!("SELECT * FROM {a_schema}.secret"),
-        &schema_denied,
+        &schema_absent,
     );
     refused(
         b_url,
         &format!("INSERT INTO {a_schema}.secret VALUES ('b')"),
-        &schema_denied,
+        &schema_absent,
     );
     let b_schema = str_of(b, "schema_name");
     let path_refused = format!("SET search_path may name only this database's schema ({b_schema})");
@@ -268,7 +284,7 @@ async fn provisioned_schemas_are_isolated_from_each_other() {
         &format!("SET search_path TO {b_schema}, public; SHOW search_path"),
     );
     assert!(o.status.success(), "{}", err(&o));
-    // Notification channels are shared by the whole server database: closed.
+    // LISTEN and NOTIFY stay refused (the proxy's guard), and so does the function.
     refused(b_url, "LISTEN changes", "LISTEN and NOTIFY are not allowed");
     refused(
         b_url,
@@ -330,12 +346,12 @@ async fn provisioned_schemas_are_isolated_from_each_other() {
     refused(
         b_url,
         &format!("SELECT lo_get({lo})"),
-        "permission denied for large object",
+        &format!("large object {lo} does not exist"),
     );
     refused(
         b_url,
         &format!("SELECT lo_unlink({lo})"),
-        "must be owner of large object",
+        &format!("large object {lo} does not exist"),
     );
 
     // The extended protocol is guarded too (sqlx prepares its statements), and a long Parse is

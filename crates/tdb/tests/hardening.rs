@@ -1189,3 +1189,139 @@ async fn a_full_disk_is_named_and_nothing_is_left_half_made() {
     assert_eq!(st, 201, "{body}");
     assert_no_orphans(&s).await;
 }
+
+/// Runs a shell pipeline (for the test's own use of pg_dump and psql); panics on failure.
+fn sh(script: &str) {
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Finding 6, for databases provisioned before each had a database of its own: at start they
+/// move out of the shared database, with their data, owners and grants, and the channel between
+/// them is closed.
+#[tokio::test]
+async fn provisioned_databases_made_before_move_to_databases_of_their_own() {
+    let mut s = start().await;
+    tdb_testkit::init();
+    let account = signup(&s, "legacy@example.com", "Legacy").await;
+    let key = str_of(&account, "api_key").to_string();
+    let mut made = Vec::new();
+    for name in ["listener", "talker"] {
+        let (st, p) = post(&s, "/api/v1/provision", Some(&key), json!({ "name": name })).await;
+        assert_eq!(st, 201, "{p}");
+        made.push(p["data"].clone());
+    }
+    let listener_url = str_of(&made[0], "connection_string").to_string();
+    let talker_url = str_of(&made[1], "connection_string").to_string();
+    let out = psql_script(
+        &listener_url,
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'kept');\n",
+    );
+    assert!(!out.contains("ERROR"), "{out}");
+    // Put both back the way earlier versions made them: schemas of one shared database.
+    let mut server = admin(&s, "postgres").await;
+    let mut catalog = admin(&s, "tdb_catalog").await;
+    for sql in [
+        "CREATE DATABASE tdb_provision",
+        "REVOKE ALL ON DATABASE tdb_provision FROM PUBLIC",
+    ] {
+        sqlx::raw_sql(sql)
+            .execute(&mut server)
+            .await
+            .expect("shared database");
+    }
+    let shared_url = s.managed_admin_url("tdb_provision").expect("url");
+    sh(&format!(
+        "psql -X -q -v ON_ERROR_STOP=1 '{shared_url}' -c 'REVOKE ALL ON SCHEMA public FROM PUBLIC'"
+    ));
+    for p in &made {
+        let id = str_of(p, "id");
+        let schema = str_of(p, "schema_name");
+        let (own, role): (String, String) =
+            sqlx::query_as("SELECT database, role_name FROM provisioned_databases WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut catalog)
+                .await
+                .expect("record");
+        let own_url = s.managed_admin_url(&own).expect("url");
+        sh(&format!(
+            "pg_dump --schema={schema} '{own_url}' | psql -X -q -v ON_ERROR_STOP=1 '{shared_url}'"
+        ));
+        for sql in [
+            format!("GRANT CONNECT ON DATABASE tdb_provision TO \"{role}\""),
+            format!("DROP DATABASE \"{own}\" WITH (FORCE)"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut server)
+                .await
+                .expect("shared copy");
+        }
+        sqlx::query("UPDATE provisioned_databases SET database = 'tdb_provision' WHERE id = $1")
+            .bind(id)
+            .execute(&mut catalog)
+            .await
+            .expect("record the shared database");
+    }
+    drop((server, catalog));
+    s.restart().await.expect("restart");
+    eventually(
+        std::time::Duration::from_secs(60),
+        "the provisioned databases did not move",
+        || {
+            let s = &s;
+            async move {
+                let mut catalog = admin(s, "tdb_catalog").await;
+                let left: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM provisioned_databases WHERE database NOT LIKE 'tdb\\_p\\_%'",
+                )
+                .fetch_one(&mut catalog)
+                .await
+                .expect("count");
+                let mut server = admin(s, "postgres").await;
+                let shared: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_database WHERE datname = 'tdb_provision'",
+                )
+                .fetch_one(&mut server)
+                .await
+                .expect("count");
+                left == 0 && shared == 0
+            }
+        },
+    )
+    .await;
+    let kept = psql_script(&listener_url, "SELECT body FROM notes WHERE id = 1;\n");
+    assert!(
+        kept.contains("kept"),
+        "the data did not move with it: {kept}"
+    );
+    let listener = {
+        let url = listener_url.clone();
+        std::thread::spawn(move || {
+            psql_script(
+                &url,
+                "DO $$ BEGIN EXECUTE 'LIST' || 'EN tdb_chan'; END $$;\n\
+                 SELECT pg_sleep(4);\nSELECT 'done';\n",
+            )
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let said = psql_script(
+        &talker_url,
+        "DO $$ BEGIN EXECUTE 'NOTIFY tdb_chan, ''a moved secret'''; END $$;\n",
+    );
+    assert!(!said.contains("ERROR"), "{said}");
+    let heard = listener.join().expect("listener");
+    assert!(heard.contains("done"), "{heard}");
+    assert!(
+        !heard.contains("moved secret"),
+        "the channel is still shared: {heard}"
+    );
+    assert_no_orphans(&s).await;
+}

@@ -77,17 +77,26 @@ fn first_error(tool: &str, stderr: &str) -> String {
 }
 
 pub fn dump(pg_dump: &Path, source: &DatabaseAccess) -> Result<Dump> {
+    spawn_dump(pg_dump, source, &["--no-owner", "--no-privileges"])
+}
+
+/// A dump of one schema with its ownership and privileges, made and restored by the server's
+/// administrator (moving a provisioned database's schema to a database of its own).
+pub fn dump_schema(pg_dump: &Path, admin: &DatabaseAccess, schema: &str) -> Result<Dump> {
+    spawn_dump(pg_dump, admin, &[&format!("--schema={schema}")])
+}
+
+fn spawn_dump(pg_dump: &Path, source: &DatabaseAccess, extra: &[&str]) -> Result<Dump> {
     let mut child = command(pg_dump, source)
         .args([
             "--format=plain",
-            "--no-owner",
-            "--no-privileges",
             "--no-publications",
             "--no-subscriptions",
             "--no-security-labels",
             "--no-tablespaces",
             "--quote-all-identifiers",
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -347,6 +347,29 @@ impl Engine for PostgresEngine {
         schema_tenant::drop(server, database, schema, role).await
     }
 
+    async fn move_schema_tenant(
+        &self,
+        server: &AdminEndpoint,
+        from: &str,
+        to: &str,
+        schema: &str,
+        role: &str,
+        forget: bool,
+    ) -> Result<()> {
+        let m = schema_tenant::SchemaMove {
+            from,
+            to,
+            schema,
+            role,
+        };
+        if forget {
+            schema_tenant::forget_moved(server, &m).await
+        } else {
+            let (pg_dump, psql) = (self.pg_dump(), self.tool("psql"));
+            schema_tenant::move_out(server, (&pg_dump, &psql), &m).await
+        }
+    }
+
     async fn open_url(
         &self,
         url: &str,

@@ -178,3 +178,107 @@ pub async fn drop(server: &AdminEndpoint, database: &str, schema: &str, role: &s
     let _ = admin.close().await;
     Ok(())
 }
+
+/// A provisioned database made before each had a database of its own, to move out of the shared
+/// one: its schema, with everything in it, its owners and its grants, goes to `to` (made here),
+/// the role may connect there, and nothing of it is left in `from`.
+pub struct SchemaMove<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub schema: &'a str,
+    pub role: &'a str,
+}
+
+/// Copies the schema into a fresh `to` (dropped first if an earlier attempt left it) while the
+/// role cannot log in, then lets it in again. The schema stays in `from` until
+/// [`forget_moved`]: the caller switches its records in between, so a crash leaves one whole
+/// copy in use.
+pub async fn move_out(
+    server: &AdminEndpoint,
+    tools: (&std::path::Path, &std::path::Path),
+    m: &SchemaMove<'_>,
+) -> Result<()> {
+    let role = quote_ident(m.role);
+    let mut admin = connect(&admin_access(server, "postgres")).await?;
+    exec(&mut admin, format!("ALTER ROLE {role} NOLOGIN")).await?;
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+        .bind(m.role)
+        .execute(&mut admin)
+        .await
+        .map_err(super::from_sqlx)?;
+    exec(
+        &mut admin,
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(m.to)),
+    )
+    .await?;
+    let _ = admin.close().await;
+    let copied = async {
+        ensure_database(server, m.to).await?;
+        let mut admin = connect(&admin_access(server, "postgres")).await?;
+        exec(
+            &mut admin,
+            format!("GRANT CONNECT ON DATABASE {} TO {role}", quote_ident(m.to)),
+        )
+        .await?;
+        let _ = admin.close().await;
+        let dump = super::dump::dump_schema(tools.0, &admin_access(server, m.from), m.schema)?;
+        let restored =
+            super::dump::restore(tools.1, &admin_access(server, m.to), dump.output).await;
+        let dumped = dump.finish.await;
+        restored.and(dumped)
+    };
+    let result = copied.await;
+    let mut admin = connect(&admin_access(server, "postgres")).await?;
+    if result.is_err() {
+        // Nothing half-copied stays behind; the role keeps its shared copy.
+        let _ = exec(
+            &mut admin,
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(m.to)),
+        )
+        .await;
+    }
+    exec(&mut admin, format!("ALTER ROLE {role} LOGIN")).await?;
+    let _ = admin.close().await;
+    result
+}
+
+/// Removes a moved schema from the shared database it left, and that database once it holds
+/// no other.
+pub async fn forget_moved(server: &AdminEndpoint, m: &SchemaMove<'_>) -> Result<()> {
+    let mut admin = connect(&admin_access(server, "postgres")).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(m.from)
+            .fetch_one(&mut admin)
+            .await
+            .map_err(super::from_sqlx)?;
+    if !exists {
+        return Ok(());
+    }
+    let mut inside = connect(&admin_access(server, m.from)).await?;
+    exec(
+        &mut inside,
+        format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(m.schema)),
+    )
+    .await?;
+    let others: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_namespace
+          WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'",
+    )
+    .fetch_one(&mut inside)
+    .await
+    .map_err(super::from_sqlx)?;
+    let _ = inside.close().await;
+    let from = quote_ident(m.from);
+    let sql = if others == 0 {
+        format!("DROP DATABASE IF EXISTS {from} WITH (FORCE)")
+    } else {
+        format!(
+            "REVOKE CONNECT ON DATABASE {from} FROM {}",
+            quote_ident(m.role)
+        )
+    };
+    exec(&mut admin, sql).await?;
+    let _ = admin.close().await;
+    Ok(())
+}
