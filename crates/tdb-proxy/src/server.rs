@@ -87,6 +87,9 @@ impl Default for ProxyConfig {
     }
 }
 
+/// Bytes of long statements all sessions may hold whole at once (each may be up to 64 MiB).
+const STATEMENTS_MEMORY: usize = 256 << 20;
+
 /// Everything sessions share.
 pub struct ProxyState {
     pub config: ProxyConfig,
@@ -107,6 +110,9 @@ pub struct ProxyState {
     /// Salts and keys of fake SCRAM exchanges for unknown users derive from this.
     pub fake_scram_secret: [u8; 32],
     pub shutdown: CancellationToken,
+    /// Memory for the long statements sessions hold whole (workspaces' DDL capture, the guard
+    /// of provisioned databases), shared by every session.
+    pub statements_memory: tdb_engines::budget::MemoryBudget,
 }
 
 impl ProxyState {
@@ -138,6 +144,7 @@ impl ProxyState {
             cancels: CancelKeys::default(),
             log,
             fake_scram_secret: key.derive("proxy-fake-scram"),
+            statements_memory: tdb_engines::budget::MemoryBudget::new(STATEMENTS_MEMORY),
             failures_by_ip,
             failures_by_user,
             metrics: crate::metrics::ProxyMetrics::new("postgresql"),

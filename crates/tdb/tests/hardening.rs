@@ -1325,3 +1325,62 @@ async fn provisioned_databases_made_before_move_to_databases_of_their_own() {
     );
     assert_no_orphans(&s).await;
 }
+
+/// The resident memory of `pid` now, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// Finding 2, in the proxy: a session that held a long statement whole (up to 64 MiB, for the
+/// guard of a provisioned database or a workspace's DDL capture) kept a buffer of that size for
+/// the rest of its life, and any number of sessions could do so at once. Long statements take
+/// their bytes from a shared budget, and the buffer shrinks once the statement is through.
+#[tokio::test]
+async fn sessions_do_not_keep_the_memory_of_long_statements() {
+    let s = start().await;
+    tdb_testkit::init();
+    let account = signup(&s, "long@example.com", "Long").await;
+    let key = str_of(&account, "api_key").to_string();
+    let (st, p) = post(
+        &s,
+        "/api/v1/provision",
+        Some(&key),
+        json!({ "name": "long" }),
+    )
+    .await;
+    assert_eq!(st, 201, "{p}");
+    let url = str_of(&p["data"], "connection_string").to_string();
+    let pid = s.pid().expect("running");
+    let literal = "x".repeat(40 << 20);
+    let mut sessions = Vec::new();
+    let before = rss(pid);
+    for _ in 0..4 {
+        let mut conn = PgConnection::connect(&url).await.expect("connects");
+        let n: i32 = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SELECT length('{literal}')")))
+            .fetch_one(&mut conn)
+            .await
+            .map(|row| sqlx::Row::get(&row, 0))
+            .expect("a 40 MiB statement runs");
+        assert_eq!(n, 40 << 20);
+        sessions.push(conn);
+    }
+    // The four sessions stay open; what they held for their statements is given back.
+    let after = rss(pid);
+    eprintln!(
+        "tdb serve: {} MiB before, {} MiB with four idle sessions that each sent 40 MiB",
+        before >> 20,
+        after >> 20
+    );
+    assert!(
+        after < before + (80 << 20),
+        "idle sessions keep {} MiB",
+        (after.saturating_sub(before)) >> 20
+    );
+    drop(sessions);
+}

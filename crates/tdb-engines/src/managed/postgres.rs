@@ -39,6 +39,11 @@ const STOP: StopSignals = StopSignals {
     urgent: Signal::SIGQUIT,
     grace: Duration::from_secs(30),
 };
+/// The same for a server left by a killed tdb, with less patience: tdb's start waits on it.
+const RECLAIM: StopSignals = StopSignals {
+    grace: Duration::from_secs(15),
+    ..STOP
+};
 
 /// Where PostgreSQL's server programs (initdb, postgres) are installed.
 #[derive(Debug, Clone)]
@@ -139,7 +144,7 @@ impl ManagedPostgres {
         opts.run_as.check_reachable(dir)?;
         let data_dir = dir.join("pgdata");
         let mut state = ensure_initialised(&opts, &data_dir).await?;
-        reclaim_orphan(&data_dir.join("postmaster.pid"), &data_dir, STOP).await;
+        reclaim_orphan(&data_dir.join("postmaster.pid"), &data_dir, RECLAIM).await;
         let socket_dir = match opts.listen {
             Listen::PrivateSocket => Some(private_socket_dir(&opts)?),
             Listen::Loopback => None,

@@ -48,14 +48,9 @@ pub struct StopSignals {
     pub grace: Duration,
 }
 
-/// Stops the process `pid` with `signals` (the urgent one alone when `urgent_only`).
-pub async fn stop_pid(pid: i32, signals: StopSignals, urgent_only: bool) {
-    let steps = if urgent_only {
-        vec![signals.urgent]
-    } else {
-        vec![signals.orderly, signals.urgent]
-    };
-    for signal in steps {
+/// Stops the process `pid` with `signals`.
+pub async fn stop_pid(pid: i32, signals: StopSignals) {
+    for signal in [signals.orderly, signals.urgent] {
         if !alive(pid) {
             return;
         }
@@ -79,11 +74,12 @@ pub async fn stop_pid(pid: i32, signals: StopSignals, urgent_only: bool) {
 }
 
 /// Stops a server left running by an earlier tdb that was killed before it could stop it. It
-/// serves nobody any more, so it gets the urgent signal at once: an orderly stop could take
-/// minutes on a loaded machine (a server writes a full checkpoint first), while an urgent one
-/// is over in seconds and the server recovers from its log when it starts again. The pid
-/// file's first line is the server's pid; it is stopped only if that process was started on
-/// `data_dir` (its command line holds the path), so a recycled pid is never signalled.
+/// had the orderly signal when tdb died and gets it again; the urgent one follows after
+/// `signals.grace`, since an orderly stop can take minutes on a loaded machine (a server writes
+/// a full checkpoint first) while an urgent one is over in seconds (the server then recovers
+/// from its log when it starts). The pid file's first line is the server's pid; it is stopped
+/// only if that process was started on `data_dir` (its command line holds the path), so a
+/// recycled pid is never signalled.
 pub async fn reclaim_orphan(pid_file: &Path, data_dir: &Path, signals: StopSignals) {
     let Ok(text) = std::fs::read_to_string(pid_file) else {
         return;
@@ -100,7 +96,7 @@ pub async fn reclaim_orphan(pid_file: &Path, data_dir: &Path, signals: StopSigna
     let ours = args.contains(&data_dir.as_os_str().as_encoded_bytes());
     if alive(pid) && ours {
         tracing::warn!(pid, "stopping a server left running by an earlier tdb");
-        stop_pid(pid, signals, true).await;
+        stop_pid(pid, signals).await;
     }
 }
 

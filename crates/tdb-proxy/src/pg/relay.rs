@@ -31,6 +31,13 @@ pub const DDL_ON_TENANT: &str =
 const INSPECT_LIMIT: usize = 1 << 20;
 /// Workspace sessions inspect every statement whole (for DDL capture), up to this size.
 const WORKSPACE_LIMIT: usize = 64 << 20;
+/// A message held whole that is longer than this takes its bytes from the proxy's shared
+/// budget first, and the session's buffer shrinks back once it is through: many sessions with
+/// long statements cannot grow the process without bound.
+const LARGE_MESSAGE: usize = 1 << 20;
+/// How a session ends when the proxy's memory for long statements is all taken.
+const NO_MEMORY: RelayEnd =
+    RelayEnd::ProtocolError("statement too large for the memory tdb has free now; try again");
 /// Prepared statements remembered per session for the query log.
 const MAX_STATEMENTS: usize = 10_000;
 /// PostgreSQL keeps the first 63 bytes of a statement or portal name; so does the relay.
@@ -70,6 +77,8 @@ pub struct SessionContext {
     /// The workspace's `query_timeout_ms`, which the proxy enforces on every unit of work
     /// whatever the session set (see [`super::watchdog`]); `None`: no limit.
     pub query_timeout: Option<std::time::Duration>,
+    /// Memory for statements held whole past [`LARGE_MESSAGE`], shared by every session.
+    pub statements_memory: tdb_engines::budget::MemoryBudget,
 }
 
 impl SessionContext {
@@ -173,6 +182,8 @@ pub struct ClientState {
     portals: HashMap<Vec<u8>, Prepared>,
     /// Transaction pooling: the client's statement names and what they stand for.
     named: HashMap<Vec<u8>, Arc<SharedStatement>>,
+    /// The shared memory a long message being read whole holds.
+    held: Option<tdb_engines::budget::Answer>,
 }
 
 impl ClientState {
@@ -566,6 +577,7 @@ where
         prepared,
         portals,
         named,
+        held,
     } = state;
     // Bytes read before a re-attach are handled before reading more.
     let mut unread = !buf.is_empty();
@@ -633,6 +645,13 @@ where
                 continue;
             }
             if buf.len() - pos < total {
+                if total > LARGE_MESSAGE && held.is_none() {
+                    let memory = ctx.statements_memory.answer(total);
+                    if memory.take(total).is_err() {
+                        return NO_MEMORY;
+                    }
+                    *held = Some(memory);
+                }
                 let need = total - (buf.len() - pos);
                 buf.reserve(need);
                 break;
@@ -773,6 +792,13 @@ where
                 return RelayEnd::ServerGone;
             }
             buf.advance(pos);
+            if held.is_some() && buf.len() < READ_CHUNK {
+                // The long message is through: its memory goes back (advancing past it keeps
+                // the whole allocation; a fresh buffer does not).
+                *buf = BytesMut::from(&buf[..]);
+                *held = None;
+                out = Vec::new();
+            }
         }
         if tx_mode {
             lock(shared).forwarding = false;

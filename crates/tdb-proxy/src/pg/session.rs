@@ -468,6 +468,7 @@ where
         metrics: proxy.metrics.clone(),
         query_timeout: (route.settings.query_timeout_ms > 0)
             .then(|| std::time::Duration::from_millis(route.settings.query_timeout_ms)),
+        statements_memory: proxy.statements_memory.clone(),
     };
     proxy.metrics.sessions.increment(1.0);
     let _counted = SessionCount(&proxy.metrics);
