@@ -184,6 +184,9 @@ pub trait Engine: Send + Sync {
     /// Creates the database and its owner role; no-op parts that exist are an error.
     async fn create_database(&self, server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -> Result<()>;
 
+    /// Whether the server has a database named `name`.
+    async fn database_exists(&self, server: &AdminEndpoint, name: &str) -> Result<bool>;
+
     /// Connections the server accepts from roles that are not superusers (`max_connections` less
     /// the slots it reserves).
     async fn connection_capacity(&self, server: &AdminEndpoint) -> Result<u32>;

@@ -470,6 +470,18 @@ async fn statuses(s: &TdbServer, key: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Waits (up to `seconds`) until every tenant of the project is ready (a tenant whose creation
+/// was undone is simply gone).
+async fn all_ready(s: &TdbServer, key: &str, seconds: u64, what: &str) {
+    eventually(std::time::Duration::from_secs(seconds), what, || async {
+        statuses(s, key)
+            .await
+            .iter()
+            .all(|(_, status)| status == "ready")
+    })
+    .await;
+}
+
 /// Finding 13: a client that gave up on `POST /tenants` after 20-200 ms left most tenants in
 /// `provisioning` forever. Creation survives its client now: every tenant ends ready or gone.
 #[tokio::test]
@@ -489,21 +501,7 @@ async fn tenants_whose_clients_give_up_end_ready_or_gone() {
             assert_eq!(resp.status().as_u16(), 201);
         }
     }
-    let key = app.key.clone();
-    eventually(
-        std::time::Duration::from_secs(60),
-        "tenants still provisioning",
-        || {
-            let (key, s) = (key.clone(), &s);
-            async move {
-                statuses(s, &key)
-                    .await
-                    .iter()
-                    .all(|(_, status)| status == "ready")
-            }
-        },
-    )
-    .await;
+    all_ready(&s, &app.key, 60, "tenants still provisioning").await;
     assert_no_orphans(&s).await;
     // And each one is a working tenant: a fresh credential logs in through the proxy.
     for (name, _) in statuses(&s, &app.key).await {
@@ -563,19 +561,11 @@ async fn tenants_being_created_when_tdb_is_killed_end_ready_or_gone() {
     assert!(stuck > 0, "no creation was under way; nothing was tested");
     drop(catalog);
     s.restart().await.expect("restart");
-    let key = app.key.clone();
-    eventually(
-        std::time::Duration::from_secs(90),
+    all_ready(
+        &s,
+        &app.key,
+        90,
         "tenants still provisioning after the restart",
-        || {
-            let (key, s) = (key.clone(), &s);
-            async move {
-                statuses(s, &key)
-                    .await
-                    .iter()
-                    .all(|(_, status)| status == "ready")
-            }
-        },
     )
     .await;
     assert_no_orphans(&s).await;
@@ -624,6 +614,11 @@ async fn a_hard_delete_the_server_refuses_is_reported_and_can_be_retried() {
     assert!(
         PgConnection::connect(&url).await.is_err(),
         "the half-deleted tenant is still served"
+    );
+    let (st, body) = post(&s, "/tenants/acme/restore", Some(&app.key), json!({})).await;
+    assert_eq!(
+        st, 409,
+        "a half-deleted tenant came back from the trash: {body}"
     );
     orphans(&s, true).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

@@ -390,6 +390,7 @@ async fn restore_tenant(
             t.status
         )));
     }
+    ensure_whole(&state, &t).await?;
     behind::bring_forward(&state, &t).await?;
     move_to(&state, &t, &["deleted"], "ready").await?;
     let rows = state.catalog.tenant_databases(&t.id).await?;
@@ -400,6 +401,29 @@ async fn restore_tenant(
         "tenant": {"tenant_id": name, "status": "ready"},
         "databases": databases,
     })))
+}
+
+/// A tenant in the trash comes back only with every database it had: one whose hard delete did
+/// not finish may have lost some (the catalog keeps their records for the retry).
+async fn ensure_whole(state: &AppState, t: &Tenant) -> Result<(), ApiError> {
+    for db in state.catalog.tenant_databases(&t.id).await? {
+        let server = state.catalog.find_server(&db.server_id).await?;
+        let admin = crate::workspace::admin_endpoint(state, &server)?;
+        let exists = state
+            .engines
+            .postgres
+            .database_exists(&admin, &db.physical_db)
+            .await
+            .map_err(crate::workspace::engine_error)?;
+        if !exists {
+            return Err(ApiError::conflict(format!(
+                "tenant '{}' cannot be restored: its hard delete did not finish and its database \
+                 for blueprint '{}' is gone; finish it with DELETE /tenants/{}?hard=true",
+                t.name, db.blueprint, t.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Suspends a ready tenant: its connections are refused.

@@ -225,6 +225,18 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
+    async fn database_exists(&self, server: &AdminEndpoint, name: &str) -> Result<bool> {
+        let mut admin = connect(&admin_access(server, "postgres")).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(name)
+                .fetch_one(&mut admin)
+                .await
+                .map_err(from_sqlx)?;
+        let _ = admin.close().await;
+        Ok(exists)
+    }
+
     async fn connection_capacity(&self, server: &AdminEndpoint) -> Result<u32> {
         let mut admin = connect(&admin_access(server, "postgres")).await?;
         let capacity: i32 = sqlx::query_scalar(
