@@ -103,9 +103,10 @@ api POST /workspaces/pgbench/queries "$(jq -n --arg q "$DDL" '{query: $q}')" >/d
 DEP=$(api POST /deployments '{"blueprint_name":"pgbench"}' | jq -r .id)
 D=$(wait_deployment "$DEP")
 [ "$(jq -r .status <<<"$D")" = completed ] || die "deployment $DEP did not complete: $D"
-# Room for three proxies' pools (proxy, proxy_nolog, proxy_log) under the tenant role's
-# connection limit.
-api PATCH /workspaces/pgbench/settings '{"max_connections":60}' >/dev/null
+# Room for three proxies' pools (proxy, proxy_nolog, proxy_log): each serve holds the tenant to
+# max_connections on its own, and the most a tenant may be allowed on a 300-connection server
+# (a quarter of what it keeps for tenants) is 49.
+api PATCH /workspaces/pgbench/settings '{"max_connections":45}' >/dev/null
 TENANT=$(api POST /tenants '{"tenant_id":"bench","databases":[{"blueprint":"pgbench"}]}')
 CONN=$(jq -c '.databases[0].connection' <<<"$TENANT")
 P_HOST=$(jq -r .host <<<"$CONN"); P_PORT=$(jq -r .port <<<"$CONN"); P_DB=$(jq -r .database <<<"$CONN")
@@ -129,7 +130,9 @@ start_serve() {
     local name=$1 log=$2 listen api pid
     listen=127.0.0.1:$(free_port)
     api=127.0.0.1:$(free_port)
-    in_own_session env TDB_PG_QUERY_LOG="$log" "$TDB" serve --data-dir "$ROOT/tdb" --catalog-url "$ADMIN" \
+    # A data dir of its own (one serve holds a data dir), the first serve's master key.
+    in_own_session env TDB_PG_QUERY_LOG="$log" TDB_MASTER_KEY="$(cat "$ROOT/tdb/master.key")" \
+        "$TDB" serve --data-dir "$ROOT/tdb-$name" --catalog-url "$ADMIN" \
         --api-listen "$api" --pg-listen "$listen" \
         --mysql-listen "127.0.0.1:$(free_port)" --redis-listen "127.0.0.1:$(free_port)" \
         >"$ROOT/serve-$name.log" 2>&1 &
