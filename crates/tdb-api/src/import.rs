@@ -492,7 +492,7 @@ async fn apply(
         .engine
         .open(
             &r.access,
-            crate::workspace::limits(state, &r.settings),
+            crate::workspace::limits(state, &r.ws.project_id, &r.settings),
             Some(&r.admin),
         )
         .await

@@ -147,6 +147,9 @@ pub fn signup_throttle(per_hour: usize) -> tdb_core::ratelimit::FailureThrottle<
     tdb_core::ratelimit::FailureThrottle::new(per_hour, std::time::Duration::from_secs(3600))
 }
 
+/// Each project's share of query sessions, by project id.
+pub type ProjectSessions = std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -165,6 +168,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Memory for the answers of all requests being built at once.
     pub answers: tdb_engines::budget::MemoryBudget,
+    /// Each project's share of the engines' query sessions.
+    pub sessions_by_project: Arc<std::sync::Mutex<ProjectSessions>>,
     /// The job runner's context: the API queues jobs and runs tenant creations itself under
     /// its leases, with its engines, store and limits.
     pub jobs: tdb_jobs::Runner,
@@ -188,7 +193,27 @@ impl AppState {
             backup_defaults,
             limits: Arc::new(Limits::default()),
             answers: tdb_engines::budget::MemoryBudget::default(),
+            sessions_by_project: Default::default(),
             jobs,
         }
+    }
+
+    /// The query sessions `project_id` may have open at once (a quarter of the engines'), shared
+    /// by its requests. Projects with none open are forgotten as others come.
+    pub fn project_sessions(&self, project_id: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut all = self
+            .sessions_by_project
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if all.len() > 1024 {
+            all.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        all.entry(project_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    tdb_engines::postgres::MAX_OWNER_SESSIONS,
+                ))
+            })
+            .clone()
     }
 }

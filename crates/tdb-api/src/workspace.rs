@@ -17,13 +17,15 @@ use crate::envelope::ApiError;
 pub use tdb_core::settings::Settings;
 
 /// The limits a REST session runs under.
-/// The bounds of one request's statements: the settings' timeout and row cap, and a fresh
-/// answer of `max_answer_bytes` from the process's budget (shared by the request's sessions).
-pub fn limits(state: &AppState, settings: &Settings) -> Limits {
+/// The bounds of one request's statements: the settings' timeout and row cap, a fresh answer of
+/// `max_answer_bytes` from the process's budget (shared by the request's sessions), and the
+/// project's share of query sessions.
+pub fn limits(state: &AppState, project_id: &str, settings: &Settings) -> Limits {
     Limits {
         timeout: Duration::from_millis(settings.query_timeout_ms),
         max_rows: settings.max_rows_per_query as usize,
         answer: state.answers.answer(state.config.max_answer_bytes),
+        owner_sessions: state.project_sessions(project_id),
     }
 }
 
@@ -54,6 +56,7 @@ pub fn engine_error(e: EngineError) -> ApiError {
         .with("sqlstate", "57014"),
         EngineError::TooLarge(over) => too_large(over),
         EngineError::Unsupported(m) => ApiError::bad_request(m),
+        EngineError::Busy(m) => ApiError::new(ErrorCode::ServiceUnavailable, m),
         EngineError::Connect(m) => {
             tracing::error!(error = %m, "database server unreachable");
             ApiError::new(
@@ -292,7 +295,11 @@ pub async fn run_batch(
     let mut log = crate::querylog::ApiLog::workspace(&r.ws.project_id, &r.ws.name, key_id);
     let mut session = r
         .engine
-        .open(&r.access, limits(state, &r.settings), Some(&r.admin))
+        .open(
+            &r.access,
+            limits(state, &r.ws.project_id, &r.settings),
+            Some(&r.admin),
+        )
         .await
         .map_err(engine_error)?;
     if read_only {

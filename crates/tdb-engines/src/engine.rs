@@ -132,6 +132,9 @@ pub struct Limits {
     pub max_rows: usize,
     /// The memory the request's rows may take, shared by all its sessions.
     pub answer: crate::budget::Answer,
+    /// The sessions its owner (a project) may have open at once, shared by all its requests: no
+    /// one project can take every session the engine allows.
+    pub owner_sessions: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// What one statement returned.
@@ -161,6 +164,9 @@ pub enum EngineError {
     TooLarge(crate::budget::OverBudget),
     #[error("cannot connect to the database server: {0}")]
     Connect(String),
+    /// tdb runs as many sessions as it allows (for this caller, or in all); try again shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]

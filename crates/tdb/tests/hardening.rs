@@ -1379,3 +1379,51 @@ async fn sessions_do_not_keep_the_memory_of_long_statements() {
     );
     drop(sessions);
 }
+
+/// tdb's own query sessions are bounded (32 at once), so that API queries cannot take the
+/// connections a server keeps for tdb; one project must not take all of them either: it may
+/// have a quarter, and another project's query runs at once while it waits.
+#[tokio::test]
+async fn one_project_cannot_take_every_query_session_of_the_api() {
+    let s = start().await;
+    let greedy = App::new(&s, "sessions@example.com").await;
+    let other = App::new(&s, "patient@example.com").await;
+    let mut sleepers = Vec::new();
+    for _ in 0..40 {
+        let (url, key) = (
+            format!("{}/workspaces/shop/queries", s.api_url),
+            greedy.key.clone(),
+        );
+        sleepers.push(tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"query": "SELECT pg_sleep(15)"}))
+                .send()
+                .await
+                .expect("answered");
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let started = std::time::Instant::now();
+    let (st, body) = other.ws_query_status(&s, "SELECT 1 AS one").await;
+    assert_eq!(st, 200, "another project's query was refused: {body}");
+    eprintln!(
+        "another project's query answered in {:?}",
+        started.elapsed()
+    );
+    let mut refused = 0;
+    for sleeper in sleepers {
+        let (status, text) = sleeper.await.expect("join");
+        if status == 503 {
+            assert!(text.contains("query sessions"), "{text}");
+            refused += 1;
+        }
+    }
+    eprintln!("{refused} of the greedy project's 40 queries waited too long for a session");
+    assert!(refused > 0, "the greedy project ran all 40 queries at once");
+}

@@ -92,7 +92,7 @@ async fn admin_query(
         .await?;
     let settings = Settings::from_json(&ws.settings.0);
     // One answer for the whole request, however many tenants it reads.
-    let limits = crate::workspace::limits(&state, &settings);
+    let limits = crate::workspace::limits(&state, &auth.project_id, &settings);
     let databases = state.catalog.blueprint_databases(&bp.id).await?;
     let started = Instant::now();
     match (&req.tenant_id, req.all_tenants.unwrap_or(false)) {

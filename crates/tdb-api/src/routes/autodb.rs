@@ -838,7 +838,11 @@ async fn query(
     let pin = checked_address(&state, &opened).await?;
     let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
     let mut session = engine
-        .open_url(&opened.url, pin, limits(&state, &Settings::default()))
+        .open_url(
+            &opened.url,
+            pin,
+            limits(&state, &auth.project_id, &Settings::default()),
+        )
         .await
         .map_err(|e| opened.error(e))?;
     let started = Instant::now();

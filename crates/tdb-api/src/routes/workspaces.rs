@@ -571,7 +571,7 @@ async fn revert_ddl(
         .engine
         .open(
             &r.access,
-            crate::workspace::limits(&state, &r.settings),
+            crate::workspace::limits(&state, &r.ws.project_id, &r.settings),
             Some(&r.admin),
         )
         .await

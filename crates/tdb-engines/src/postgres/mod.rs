@@ -48,8 +48,16 @@ pub struct PostgresEngine {
 
 /// Sessions for users' statements (API queries) open at once.
 pub const MAX_SESSIONS: usize = 32;
+/// Of those, the sessions one owner (a project) may have: a quarter.
+pub const MAX_OWNER_SESSIONS: usize = MAX_SESSIONS / 4;
 /// How long a new session waits for one of them.
 const SESSION_WAIT: Duration = Duration::from_secs(10);
+
+/// A session's places: among its owner's sessions and among all.
+pub struct SessionPlace {
+    _owner: tokio::sync::OwnedSemaphorePermit,
+    _all: tokio::sync::OwnedSemaphorePermit,
+}
 
 impl PostgresEngine {
     pub fn new(bindir: Option<PathBuf>) -> Self {
@@ -59,14 +67,27 @@ impl PostgresEngine {
         }
     }
 
-    /// A place for one more session, or an error after waiting [`SESSION_WAIT`].
-    async fn session_place(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
-        match tokio::time::timeout(SESSION_WAIT, self.sessions.clone().acquire_owned()).await {
-            Ok(Ok(place)) => Ok(place),
-            _ => Err(EngineError::Connect(format!(
+    /// A place for one more session of the owner whose places `limits` carries, then among all
+    /// sessions, or an error after waiting [`SESSION_WAIT`].
+    async fn session_place(&self, limits: &Limits) -> Result<SessionPlace> {
+        let wait = |sem: std::sync::Arc<tokio::sync::Semaphore>| {
+            tokio::time::timeout(SESSION_WAIT, sem.acquire_owned())
+        };
+        let Ok(Ok(owner)) = wait(limits.owner_sessions.clone()).await else {
+            return Err(EngineError::Busy(format!(
+                "this project already runs {MAX_OWNER_SESSIONS} query sessions at once; try \
+                 again shortly"
+            )));
+        };
+        let Ok(Ok(all)) = wait(self.sessions.clone()).await else {
+            return Err(EngineError::Busy(format!(
                 "tdb already runs {MAX_SESSIONS} query sessions; try again shortly"
-            ))),
-        }
+            )));
+        };
+        Ok(SessionPlace {
+            _owner: owner,
+            _all: all,
+        })
     }
 
     /// A client tool of the server's version: from `bindir`, else PATH.
@@ -304,7 +325,7 @@ impl Engine for PostgresEngine {
         limits: Limits,
         admin: Option<&AdminEndpoint>,
     ) -> Result<Box<dyn Session>> {
-        let place = self.session_place().await?;
+        let place = self.session_place(&limits).await?;
         Ok(Box::new(
             session::PgSession::open(target, limits, admin, place).await?,
         ))
@@ -388,7 +409,7 @@ impl Engine for PostgresEngine {
         pin: Option<std::net::IpAddr>,
         limits: Limits,
     ) -> Result<Box<dyn Session>> {
-        let place = self.session_place().await?;
+        let place = self.session_place(&limits).await?;
         Ok(Box::new(
             session::PgSession::open_url(url, pin, limits, place).await?,
         ))

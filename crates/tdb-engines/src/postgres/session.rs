@@ -30,7 +30,7 @@ pub struct PgSession {
     /// that backend is ended, even if its pid was given to another meanwhile).
     stopper: Option<(AdminEndpoint, String, String)>,
     /// Its place among the sessions tdb allows at once.
-    _place: tokio::sync::OwnedSemaphorePermit,
+    _place: super::SessionPlace,
 }
 
 impl PgSession {
@@ -38,7 +38,7 @@ impl PgSession {
         target: &DatabaseAccess,
         limits: Limits,
         admin: Option<&AdminEndpoint>,
-        place: tokio::sync::OwnedSemaphorePermit,
+        place: super::SessionPlace,
     ) -> Result<Self> {
         let wire_target = wire::Target {
             host: target.host.clone(),
@@ -61,7 +61,7 @@ impl PgSession {
         url: &str,
         pin: Option<std::net::IpAddr>,
         limits: Limits,
-        place: tokio::sync::OwnedSemaphorePermit,
+        place: super::SessionPlace,
     ) -> Result<Self> {
         Self::open_with(url_target(url, pin)?, limits, None, place).await
     }
@@ -70,7 +70,7 @@ impl PgSession {
         target: wire::Target,
         limits: Limits,
         stopper: Option<(AdminEndpoint, String, String)>,
-        place: tokio::sync::OwnedSemaphorePermit,
+        place: super::SessionPlace,
     ) -> Result<Self> {
         let mut conn = wire::Connection::connect(&target).await?;
         let ms = limits.timeout.as_millis().max(1);
