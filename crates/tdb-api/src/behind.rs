@@ -15,6 +15,7 @@ use tdb_jobs::forward::{Forwarded, bring_forward as forward};
 use crate::AppState;
 use crate::envelope::ApiError;
 use crate::workspace::engine_for;
+use tdb_core::TargetStatus;
 
 /// Where a project's tenant databases stand against their blueprints.
 pub struct Standing {
@@ -128,9 +129,9 @@ pub async fn bring_forward(state: &AppState, tenant: &Tenant) -> Result<(), ApiE
         let (status, error) = match &outcome {
             Ok(f) => {
                 state.catalog.set_database_version(&db.id, f.to).await?;
-                ("completed", None)
+                (TargetStatus::Completed, None)
             }
-            Err(e) => ("failed", Some(e.to_string())),
+            Err(e) => (TargetStatus::Failed, Some(e.to_string())),
         };
         let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         state
@@ -164,11 +165,7 @@ async fn forward_one(
     db: &TenantDatabase,
     target: i32,
 ) -> Result<Result<Forwarded, tdb_jobs::forward::ForwardError>, ApiError> {
-    let kind = db
-        .engine
-        .parse::<tdb_core::Engine>()
-        .map_err(|_| ApiError::internal(format!("unknown engine '{}'", db.engine)))?;
-    let engine = engine_for(state, kind)?;
+    let engine = engine_for(state, db.engine)?;
     let server = state.catalog.find_server(&db.server_id).await?;
     let owner = tdb_jobs::access::owner_access(&state.master_key, &server, db)
         .map_err(ApiError::internal)?;

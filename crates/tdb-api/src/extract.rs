@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use tdb_catalog::api_keys::KeyOwner;
 use tdb_core::secrets::api_key_digest;
-use tdb_core::{ErrorCode, KeyRole, ScopeType};
+use tdb_core::{ErrorCode, KeyRole, ScopeType, Tier};
 
 use crate::AppState;
 use crate::envelope::ApiError;
@@ -158,14 +158,14 @@ pub struct Auth {
     pub role: KeyRole,
     pub scope_type: ScopeType,
     pub scope_values: Vec<String>,
-    pub tier: String,
+    pub tier: Tier,
 }
 
 impl Auth {
     fn from_owner(owner: KeyOwner) -> Result<Self, ApiError> {
         Ok(Self {
-            role: owner.role.parse().map_err(ApiError::internal)?,
-            scope_type: owner.scope_type.parse().map_err(ApiError::internal)?,
+            role: owner.role,
+            scope_type: owner.scope_type,
             key_id: owner.key_id,
             project_id: owner.project_id,
             account_id: owner.account_id,
@@ -212,7 +212,7 @@ impl Auth {
         match self.scope_type {
             ScopeType::Project => true,
             ScopeType::Workspace => self.scope_values.iter().any(|v| v == name),
-            ScopeType::Tenant => false,
+            ScopeType::Tenant | ScopeType::Provision => false,
         }
     }
 
@@ -221,7 +221,7 @@ impl Auth {
         match self.scope_type {
             ScopeType::Project => true,
             ScopeType::Tenant => self.scope_values.iter().any(|v| v == name),
-            ScopeType::Workspace => false,
+            ScopeType::Workspace | ScopeType::Provision => false,
         }
     }
 
@@ -300,7 +300,7 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "Invalid API key"))?;
         let auth = Auth::from_owner(owner)?;
         // The tier's quota, per project per minute.
-        let limit = state.limits.per_minute(&auth.tier);
+        let limit = state.limits.per_minute(auth.tier);
         if let Err(retry_after) = state.limits.projects.take(&auth.project_id, limit) {
             return Err(ApiError {
                 retry_after: Some(retry_after),

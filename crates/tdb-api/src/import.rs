@@ -159,7 +159,7 @@ pub async fn import_schema(
         ));
     }
     let outcome = apply(&state, &r, statements).await?;
-    let kind: tdb_core::Engine = r.ws.engine.parse().map_err(ApiError::internal)?;
+    let kind = r.ws.engine;
     Ok(Reply::ok(ImportResponse {
         message: format!("Schema imported to workspace '{name}'"),
         details: serde_json::json!({

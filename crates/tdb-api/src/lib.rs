@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tdb_catalog::Catalog;
+use tdb_core::Tier;
 use tdb_core::secrets::MasterKey;
 use tdb_engines::Engine;
 
@@ -37,7 +38,7 @@ pub struct Region {
 pub struct ApiConfig {
     pub regions: Vec<Region>,
     /// Tier given to new accounts (`free` or `paid`).
-    pub default_tier: String,
+    pub default_tier: Tier,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
     /// Host and port of the PostgreSQL proxy, as written into connection strings.
@@ -76,7 +77,7 @@ impl Default for ApiConfig {
                 label: "This machine".into(),
                 is_default: true,
             }],
-            default_tier: "free".into(),
+            default_tier: Tier::Free,
             body_limit: 1 << 20,
             pg_public_host: "127.0.0.1".into(),
             pg_public_port: 6432,
@@ -121,11 +122,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn per_minute(&self, tier: &str) -> u32 {
-        if tier == "free" {
-            self.free_per_minute
-        } else {
-            self.paid_per_minute
+    pub fn per_minute(&self, tier: Tier) -> u32 {
+        match tier {
+            Tier::Free => self.free_per_minute,
+            Tier::Paid => self.paid_per_minute,
         }
     }
 }

@@ -42,8 +42,8 @@ impl MintedKey {
             name: &self.name,
             prefix: &self.secret.prefix,
             digest: &self.secret.digest,
-            role: self.role.as_str(),
-            scope_type: self.scope_type.as_str(),
+            role: self.role,
+            scope_type: self.scope_type,
             scope_values: &self.scope_values,
         }
     }
@@ -69,9 +69,9 @@ pub fn proxy_password() -> MintedPassword {
 pub async fn scoped_credential(
     state: &crate::AppState,
     project_id: &str,
-    scope_type: &str,
+    scope_type: ScopeType,
     scope_value: &str,
-    role: &str,
+    role: KeyRole,
     user_prefix: &str,
 ) -> Result<(String, String), crate::envelope::ApiError> {
     let id = ids::new_id("cred");

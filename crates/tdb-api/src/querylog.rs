@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tdb_catalog::routing::{LogBatch, LoggedStatement, QueryOrigin};
+use tdb_core::routing::RoutingName;
 use tdb_engines::{EngineError, QueryOutput};
 
 use crate::AppState;
@@ -27,7 +28,7 @@ impl ApiLog {
             project_id: project_id.into(),
             tenant: Some(tenant.into()),
             workspace: None,
-            database: format!("{blueprint}__{tenant}").into(),
+            database: RoutingName::tenant(blueprint, tenant).to_string().into(),
             source: "api",
             username: key_id.into(),
         })
@@ -39,7 +40,7 @@ impl ApiLog {
             project_id: project_id.into(),
             tenant: None,
             workspace: Some(workspace.into()),
-            database: format!("{workspace}_workspace").into(),
+            database: RoutingName::workspace(workspace).to_string().into(),
             source: "api",
             username: key_id.into(),
         })

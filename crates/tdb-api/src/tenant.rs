@@ -4,8 +4,8 @@
 
 use tdb_catalog::blueprints::Blueprint;
 use tdb_catalog::tenants::{NewTenant, NewTenantDatabase, TenantDatabase};
-use tdb_core::{ErrorCode, ids, secrets};
-use tdb_jobs::access::{app_aad, owner_aad, read_aad};
+use tdb_core::aad::{Aad, TenantRole};
+use tdb_core::{ErrorCode, KeyRole, ScopeType, ids, secrets};
 use tdb_jobs::provision::{Provisioned, Undone};
 
 use crate::AppState;
@@ -44,7 +44,7 @@ pub async fn provision(
     for p in planned {
         let server = state
             .catalog
-            .place_shared(&p.blueprint.engine, &region)
+            .place_shared(p.blueprint.engine, &region)
             .await?
             .ok_or_else(|| {
                 ApiError::new(
@@ -133,19 +133,20 @@ pub async fn provision(
 fn name_database(state: &AppState, server_id: String) -> Named {
     let id = ids::new_id("tdb");
     let suffix = id[4..].to_string();
-    let seal = |aad: &str| {
-        state
-            .master_key
-            .seal(secrets::new_password("").as_bytes(), aad)
+    let seal = |role| {
+        state.master_key.seal(
+            secrets::new_password("").as_bytes(),
+            Aad::TenantRole(&id, role),
+        )
     };
     Named {
         physical_db: format!("tdb_t_{suffix}"),
         owner_role: format!("tdb_to_{suffix}"),
         app_role: format!("tdb_ta_{suffix}"),
         read_role: format!("tdb_tr_{suffix}"),
-        owner_sealed: seal(&owner_aad(&id)),
-        app_sealed: seal(&app_aad(&id)),
-        read_sealed: seal(&read_aad(&id)),
+        owner_sealed: seal(TenantRole::Owner),
+        app_sealed: seal(TenantRole::App),
+        read_sealed: seal(TenantRole::Read),
         server_id,
         id,
     }
@@ -166,7 +167,7 @@ pub async fn mint_credential(
     project_id: &str,
     tenant: &str,
 ) -> Result<(String, String), ApiError> {
-    mint_role_credential(state, project_id, tenant, "write").await
+    mint_role_credential(state, project_id, tenant, KeyRole::Write).await
 }
 
 /// A tenant-scoped proxy login with `role` (`write`: rows; `read`: SELECT only).
@@ -174,7 +175,7 @@ pub async fn mint_role_credential(
     state: &AppState,
     project_id: &str,
     tenant: &str,
-    role: &str,
+    role: KeyRole,
 ) -> Result<(String, String), ApiError> {
-    crate::mint::scoped_credential(state, project_id, "tenant", tenant, role, "t").await
+    crate::mint::scoped_credential(state, project_id, ScopeType::Tenant, tenant, role, "t").await
 }

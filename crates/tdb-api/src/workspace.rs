@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tdb_catalog::servers::Server;
 use tdb_catalog::workspaces::Workspace;
-use tdb_core::ErrorCode;
+use tdb_core::aad::Aad;
+use tdb_core::{ErrorCode, WorkspaceMode};
 use tdb_engines::{AdminEndpoint, DatabaseAccess, Engine, EngineError, Limits, QueryOutput};
 use tdb_sql::{Kind, Statement, TxOp};
 
@@ -129,7 +130,7 @@ pub fn display_engine(kind: tdb_core::Engine) -> &'static str {
 pub fn admin_endpoint(state: &AppState, server: &Server) -> Result<AdminEndpoint, ApiError> {
     let password = state
         .master_key
-        .open_string(&server.admin_secret, &server.id)
+        .open_string(&server.admin_secret, Aad::ServerAdmin(&server.id))
         .map_err(ApiError::internal)?;
     Ok(AdminEndpoint {
         host: server.host.clone(),
@@ -151,7 +152,7 @@ pub struct Resolved {
 
 impl Resolved {
     pub fn tenant_mode(&self) -> bool {
-        self.ws.mode == "tenant"
+        self.ws.mode == WorkspaceMode::Tenant
     }
 }
 
@@ -167,12 +168,11 @@ pub async fn resolve(state: &AppState, project_id: &str, name: &str) -> Result<R
             }
             other => ApiError::from_catalog(other, "workspace"),
         })?;
-    let kind: tdb_core::Engine = ws.engine.parse().map_err(ApiError::internal)?;
-    let engine = engine_for(state, kind)?;
+    let engine = engine_for(state, ws.engine)?;
     let server = state.catalog.find_server(&ws.server_id).await?;
     let password = state
         .master_key
-        .open_string(&ws.owner_secret, &ws.id)
+        .open_string(&ws.owner_secret, Aad::WorkspaceOwner(&ws.id))
         .map_err(ApiError::internal)?;
     let access = DatabaseAccess {
         host: server.host.clone(),

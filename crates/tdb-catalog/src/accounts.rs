@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
+use tdb_core::Tier;
 
 use crate::api_keys::{self, NewApiKey};
 use crate::invitations;
@@ -15,7 +16,8 @@ pub struct Account {
     pub id: String,
     pub email: String,
     pub password_hash: String,
-    pub tier: String,
+    #[sqlx(try_from = "String")]
+    pub tier: Tier,
     pub created_at: DateTime<Utc>,
 }
 
@@ -23,7 +25,7 @@ pub struct NewAccount<'a> {
     pub id: &'a str,
     pub email: &'a str,
     pub password_hash: &'a str,
-    pub tier: &'a str,
+    pub tier: Tier,
 }
 
 impl Catalog {
@@ -50,7 +52,7 @@ impl Catalog {
         .bind(account.id)
         .bind(account.email)
         .bind(account.password_hash)
-        .bind(account.tier)
+        .bind(account.tier.as_str())
         .execute(&mut *tx)
         .await?;
         projects::insert(&mut tx, account.id, project).await?;

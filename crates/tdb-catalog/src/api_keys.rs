@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
+use tdb_core::{KeyRole, ScopeType, Tier};
 
 use crate::{Catalog, CatalogError, Result};
 
@@ -11,8 +12,8 @@ pub struct NewApiKey<'a> {
     pub name: &'a str,
     pub prefix: &'a str,
     pub digest: &'a [u8],
-    pub role: &'a str,
-    pub scope_type: &'a str,
+    pub role: KeyRole,
+    pub scope_type: ScopeType,
     pub scope_values: &'a [String],
 }
 
@@ -21,8 +22,10 @@ pub struct ApiKey {
     pub id: String,
     pub name: String,
     pub prefix: String,
-    pub role: String,
-    pub scope_type: String,
+    #[sqlx(try_from = "String")]
+    pub role: KeyRole,
+    #[sqlx(try_from = "String")]
+    pub scope_type: ScopeType,
     pub scope_values: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -34,10 +37,13 @@ pub struct KeyOwner {
     pub key_id: String,
     pub project_id: String,
     pub account_id: String,
-    pub role: String,
-    pub scope_type: String,
+    #[sqlx(try_from = "String")]
+    pub role: KeyRole,
+    #[sqlx(try_from = "String")]
+    pub scope_type: ScopeType,
     pub scope_values: Vec<String>,
-    pub tier: String,
+    #[sqlx(try_from = "String")]
+    pub tier: Tier,
 }
 
 pub(crate) async fn insert(
@@ -54,8 +60,8 @@ pub(crate) async fn insert(
     .bind(key.name)
     .bind(key.prefix)
     .bind(key.digest)
-    .bind(key.role)
-    .bind(key.scope_type)
+    .bind(key.role.as_str())
+    .bind(key.scope_type.as_str())
     .bind(key.scope_values)
     .execute(conn)
     .await?;

@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
+use tdb_core::ConnectionStatus;
 
 use crate::servers::Server;
 use crate::{Catalog, CatalogError, Result};
@@ -50,7 +51,8 @@ pub struct Provisioned {
     pub role_secret: Vec<u8>,
     pub server_id: String,
     pub database: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ConnectionStatus,
     pub created_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
 }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use sqlx::types::Json;
+use tdb_core::{BackupKind, BackupStatus, Engine, RollbackStep};
 
 use crate::{Catalog, CatalogError, Result};
 
@@ -16,10 +17,12 @@ pub struct Backup {
     pub tenant_database_id: String,
     pub blueprint: String,
     pub database_type: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: BackupKind,
     pub taken_at: String,
     pub storage_path: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: BackupStatus,
     pub size_bytes: Option<i64>,
     pub sha256: Option<String>,
     pub raw_bytes: Option<i64>,
@@ -34,8 +37,8 @@ pub struct NewBackup<'a> {
     pub tenant_id: &'a str,
     pub tenant_database_id: &'a str,
     pub blueprint: &'a str,
-    pub database_type: &'a str,
-    pub kind: &'a str,
+    pub database_type: Engine,
+    pub kind: BackupKind,
     pub taken_at: &'a str,
     pub storage_path: &'a str,
 }
@@ -48,7 +51,8 @@ pub struct Rollback {
     pub backup_id: String,
     pub storage_path: String,
     pub safety_backup_id: Option<String>,
-    pub step: String,
+    #[sqlx(try_from = "String")]
+    pub step: RollbackStep,
     pub new_db: Option<String>,
     pub old_db: Option<String>,
     pub bytes_total: i64,
@@ -90,7 +94,8 @@ pub struct BackupTarget {
     pub tenant_name: String,
     pub tenant_database_id: String,
     pub blueprint: String,
-    pub engine: String,
+    #[sqlx(try_from = "String")]
+    pub engine: Engine,
 }
 
 #[derive(FromRow)]
@@ -121,13 +126,13 @@ impl Catalog {
             .bind(b.tenant_id)
             .bind(b.tenant_database_id)
             .bind(b.blueprint)
-            .bind(b.database_type)
-            .bind(b.kind)
+            .bind(b.database_type.as_str())
+            .bind(b.kind.as_str())
             .bind(b.taken_at)
             .bind(b.storage_path)
             .execute(&mut *tx)
             .await?;
-            if b.kind != "safety" {
+            if b.kind != BackupKind::Safety {
                 sqlx::query(
                     "INSERT INTO jobs (kind, ref_id, project_id) VALUES ('backup', $1, $2)",
                 )
@@ -315,7 +320,7 @@ impl Catalog {
     pub async fn set_rollback_step(
         &self,
         id: &str,
-        step: &str,
+        step: RollbackStep,
         safety_backup_id: Option<&str>,
         new_db: Option<&str>,
     ) -> Result<()> {
@@ -326,7 +331,7 @@ impl Catalog {
               WHERE id = $1",
         )
         .bind(id)
-        .bind(step)
+        .bind(step.as_str())
         .bind(safety_backup_id)
         .bind(new_db)
         .execute(self.pool())
@@ -395,9 +400,9 @@ impl Catalog {
         )
         .bind(&rollback.id)
         .bind(if error.is_some() {
-            "failed"
+            RollbackStep::Failed.as_str()
         } else {
-            "completed"
+            RollbackStep::Completed.as_str()
         })
         .bind(error)
         .execute(&mut *tx)

@@ -5,13 +5,15 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use crate::{Catalog, CatalogError, Result};
+use tdb_core::Engine;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Blueprint {
     pub id: String,
     pub project_id: String,
     pub name: String,
-    pub engine: String,
+    #[sqlx(try_from = "String")]
+    pub engine: Engine,
     pub workspace_id: String,
     pub current_version: i32,
     pub created_at: DateTime<Utc>,

@@ -1,6 +1,8 @@
 //! Proxy credentials: a user name and a SCRAM-SHA-256 verifier, scoped to a project, a workspace
 //! or a tenant, with a role. The password itself is shown once, when minted.
 
+use tdb_core::{KeyRole, ScopeType};
+
 use crate::{Catalog, Result};
 
 pub struct NewCredential<'a> {
@@ -8,9 +10,9 @@ pub struct NewCredential<'a> {
     pub project_id: &'a str,
     pub username: &'a str,
     pub verifier: &'a str,
-    pub scope_type: &'a str,
+    pub scope_type: ScopeType,
     pub scope_value: Option<&'a str>,
-    pub role: &'a str,
+    pub role: KeyRole,
 }
 
 impl Catalog {
@@ -23,9 +25,9 @@ impl Catalog {
         .bind(c.project_id)
         .bind(c.username)
         .bind(c.verifier)
-        .bind(c.scope_type)
+        .bind(c.scope_type.as_str())
         .bind(c.scope_value)
-        .bind(c.role)
+        .bind(c.role.as_str())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -35,7 +37,7 @@ impl Catalog {
     pub async fn credential_username(
         &self,
         project_id: &str,
-        scope_type: &str,
+        scope_type: ScopeType,
         scope_value: &str,
     ) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
@@ -44,7 +46,7 @@ impl Catalog {
               ORDER BY created_at DESC LIMIT 1",
         )
         .bind(project_id)
-        .bind(scope_type)
+        .bind(scope_type.as_str())
         .bind(scope_value)
         .fetch_optional(self.pool())
         .await?)
@@ -56,14 +58,14 @@ impl Catalog {
     pub async fn delete_scope_credentials(
         &self,
         project_id: &str,
-        scope_type: &str,
+        scope_type: ScopeType,
         scope_value: &str,
     ) -> Result<()> {
         sqlx::query(
             "DELETE FROM credentials WHERE project_id = $1 AND scope_type = $2 AND scope_value = $3",
         )
         .bind(project_id)
-        .bind(scope_type)
+        .bind(scope_type.as_str())
         .bind(scope_value)
         .execute(self.pool())
         .await?;

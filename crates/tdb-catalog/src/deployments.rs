@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
+use tdb_core::{DeploymentStatus, TargetStatus};
 
 use crate::{Catalog, CatalogError, Result};
 
@@ -14,7 +15,8 @@ pub struct Deployment {
     pub blueprint_name: String,
     pub version: i32,
     pub dry_run_statements: Option<Vec<String>>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DeploymentStatus,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -29,7 +31,8 @@ pub struct DeploymentResult {
     pub deployment_id: String,
     pub tenant_database_id: String,
     pub tenant_name: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: TargetStatus,
     pub duration_ms: Option<i32>,
     pub error: Option<String>,
     pub updated_at: DateTime<Utc>,
@@ -59,7 +62,7 @@ pub struct RanResult<'a> {
     pub tenant_database_id: &'a str,
     pub tenant_name: &'a str,
     /// `completed` or `failed`.
-    pub status: &'a str,
+    pub status: TargetStatus,
     pub duration_ms: i32,
     pub error: Option<&'a str>,
 }
@@ -154,11 +157,11 @@ impl Catalog {
 
     /// Records a deployment that ran outside the job runner, finished, with its results.
     pub async fn record_ran_deployment(&self, d: &RanDeployment<'_>) -> Result<()> {
-        let failed = d.results.iter().any(|r| r.status == "failed");
+        let failed = d.results.iter().any(|r| r.status == TargetStatus::Failed);
         let status = if failed {
-            "completed_with_errors"
+            DeploymentStatus::CompletedWithErrors
         } else {
-            "completed"
+            DeploymentStatus::Completed
         };
         let mut tx = self.pool().begin().await?;
         sqlx::query(
@@ -170,7 +173,7 @@ impl Catalog {
         .bind(d.project_id)
         .bind(d.blueprint_id)
         .bind(d.version)
-        .bind(status)
+        .bind(status.as_str())
         .execute(&mut *tx)
         .await?;
         for r in d.results {
@@ -182,7 +185,7 @@ impl Catalog {
             .bind(d.id)
             .bind(r.tenant_database_id)
             .bind(r.tenant_name)
-            .bind(r.status)
+            .bind(r.status.as_str())
             .bind(r.duration_ms)
             .bind(r.error)
             .execute(&mut *tx)
@@ -258,7 +261,7 @@ impl Catalog {
     pub async fn set_deployment_status(
         &self,
         id: &str,
-        status: &str,
+        status: DeploymentStatus,
         error: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
@@ -269,7 +272,7 @@ impl Catalog {
               WHERE id = $1",
         )
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(error)
         .execute(self.pool())
         .await?;
@@ -304,7 +307,7 @@ impl Catalog {
         &self,
         deployment_id: &str,
         database_id: &str,
-        status: &str,
+        status: TargetStatus,
         duration_ms: Option<i32>,
         error: Option<&str>,
     ) -> Result<()> {
@@ -314,7 +317,7 @@ impl Catalog {
         )
         .bind(deployment_id)
         .bind(database_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(duration_ms)
         .bind(error)
         .execute(self.pool())

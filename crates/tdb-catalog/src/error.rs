@@ -9,6 +9,9 @@ pub enum CatalogError {
     Conflict(String),
     #[error("catalog database error: {0}")]
     Db(sqlx::Error),
+    /// A text column holds what no domain enum names (written by another version of tdb).
+    #[error("catalog holds {0}")]
+    Unknown(#[from] tdb_core::UnknownValue),
     #[error("catalog migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -3,13 +3,15 @@
 //! most a share of the runners at once, and the project with the fewest running jobs goes first.
 
 use sqlx::FromRow;
+use tdb_core::{JobKind, JobStatus};
 
 use crate::{Catalog, Result};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Job {
     pub id: i64,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: JobKind,
     pub ref_id: String,
     pub attempts: i32,
     pub project_id: Option<String>,
@@ -56,12 +58,15 @@ impl Catalog {
     }
 
     /// Jobs not done yet, queued and running (for the queue-depth gauge).
-    pub async fn open_jobs(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
+    pub async fn open_jobs(&self) -> Result<Vec<(JobKind, JobStatus, i64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT kind, status, count(*) FROM jobs WHERE status <> 'done' GROUP BY 1, 2",
         )
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        rows.into_iter()
+            .map(|(kind, status, n)| Ok((kind.try_into()?, status.try_into()?, n)))
+            .collect()
     }
 
     /// Extends a lease; false when the job is no longer this owner's.
@@ -109,7 +114,7 @@ impl Catalog {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        Ok(status.is_none_or(|s| s == "done"))
+        Ok(status.is_none_or(|s| s == JobStatus::Done.as_str()))
     }
 
     /// Other jobs of a project that are not done: `(running with a live lease, queued or

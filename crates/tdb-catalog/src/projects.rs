@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
+use tdb_core::ProjectStatus;
 
 use crate::api_keys::{self, NewApiKey};
 use crate::{Catalog, CatalogError, Result};
@@ -13,7 +14,8 @@ pub struct Project {
     pub account_id: String,
     pub name: String,
     /// `active`, or `deleting` while its deletion job runs.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ProjectStatus,
     pub created_at: DateTime<Utc>,
 }
 
@@ -21,7 +23,8 @@ pub struct Project {
 pub struct ProjectSummary {
     pub id: String,
     pub name: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ProjectStatus,
     pub api_key_count: i64,
     pub created_at: DateTime<Utc>,
 }

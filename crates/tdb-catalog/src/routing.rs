@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use sqlx::postgres::PgListener;
 use sqlx::types::Json;
+use tdb_core::{KeyRole, ScopeType, TenantStatus};
 
 use crate::servers::Server;
 use crate::tenants::TenantDatabase;
@@ -26,16 +27,18 @@ pub struct Login {
     pub project_id: String,
     pub verifier: String,
     /// `project`, `workspace` or `tenant`.
-    pub scope_type: String,
+    #[sqlx(try_from = "String")]
+    pub scope_type: ScopeType,
     pub scope_value: Option<String>,
     /// `admin`, `write` or `read`.
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: KeyRole,
 }
 
 /// A tenant database behind `<blueprint>__<tenant>`, with what the proxy needs to reach it.
 #[derive(Debug, Clone)]
 pub struct TenantRoute {
-    pub tenant_status: String,
+    pub tenant_status: TenantStatus,
     pub database: TenantDatabase,
     pub server: Server,
     /// The blueprint's workspace settings (`max_connections`, `query_timeout_ms`, …).
@@ -103,7 +106,7 @@ impl Catalog {
         let database = self.tenant_database(&database_id).await?;
         let server = self.find_server(&database.server_id).await?;
         Ok(Some(TenantRoute {
-            tenant_status,
+            tenant_status: tenant_status.try_into()?,
             database,
             server,
             settings: settings.0,
@@ -125,13 +128,12 @@ impl Catalog {
     }
 
     /// A tenant's status; `None` when the tenant no longer exists.
-    pub async fn tenant_status(&self, tenant_id: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-                .bind(tenant_id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+    pub async fn tenant_status(&self, tenant_id: &str) -> Result<Option<TenantStatus>> {
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(status.map(TenantStatus::try_from).transpose()?)
     }
 
     /// Tells every proxy that a tenant's location changed (a move); status changes announce

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
+use tdb_core::{Engine, ServerRole, ServerStatus};
 
 use crate::{Catalog, Result};
 
@@ -10,15 +11,18 @@ use crate::{Catalog, Result};
 pub struct Server {
     pub id: String,
     pub name: String,
-    pub engine: String,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub engine: Engine,
+    #[sqlx(try_from = "String")]
+    pub role: ServerRole,
     pub region: String,
     pub host: String,
     pub port: i32,
     pub admin_user: String,
     pub admin_secret: Vec<u8>,
     pub managed: bool,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ServerStatus,
     pub created_at: DateTime<Utc>,
     /// Connections the server keeps for tenants; `None` until tdb has asked it.
     pub tenant_connection_budget: Option<i32>,
@@ -37,8 +41,8 @@ impl Server {
 /// A server as configuration describes it; `name` is its stable identity across restarts.
 pub struct ServerSpec<'a> {
     pub name: &'a str,
-    pub engine: &'a str,
-    pub role: &'a str,
+    pub engine: Engine,
+    pub role: ServerRole,
     pub region: &'a str,
     pub host: &'a str,
     pub port: u16,
@@ -73,8 +77,8 @@ impl Catalog {
         )
         .bind(&id)
         .bind(spec.name)
-        .bind(spec.engine)
-        .bind(spec.role)
+        .bind(spec.engine.as_str())
+        .bind(spec.role.as_str())
         .bind(spec.region)
         .bind(spec.host)
         .bind(i32::from(spec.port))
@@ -116,7 +120,7 @@ impl Catalog {
 
     /// Placement: the active shared server of `engine` in `region` that holds the fewest
     /// databases; `None` when there is no such server.
-    pub async fn place_shared(&self, engine: &str, region: &str) -> Result<Option<Server>> {
+    pub async fn place_shared(&self, engine: Engine, region: &str) -> Result<Option<Server>> {
         Ok(sqlx::query_as(
             "SELECT s.* FROM servers s
               WHERE s.engine = $1 AND s.region = $2 AND s.role = 'shared' AND s.status = 'active'
@@ -125,7 +129,7 @@ impl Catalog {
                        s.created_at
               LIMIT 1",
         )
-        .bind(engine)
+        .bind(engine.as_str())
         .bind(region)
         .fetch_optional(self.pool())
         .await?)

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
+use tdb_core::{Engine, TenantStatus};
 
 use crate::{Catalog, CatalogError, Result};
 
@@ -11,7 +12,8 @@ pub struct Tenant {
     pub id: String,
     pub project_id: String,
     pub name: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: TenantStatus,
     pub created_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
 }
@@ -23,7 +25,8 @@ pub struct TenantDatabase {
     pub tenant_name: String,
     pub blueprint_id: String,
     pub blueprint: String,
-    pub engine: String,
+    #[sqlx(try_from = "String")]
+    pub engine: Engine,
     pub server_id: String,
     pub isolation_level: i32,
     pub region: String,
@@ -216,8 +219,13 @@ impl Catalog {
 
     /// Moves a tenant to `to` if its status is one of `from`; `Ok(None)` with the actual status
     /// when it is not.
-    pub async fn move_tenant(&self, id: &str, from: &[&str], to: &str) -> Result<Option<String>> {
-        let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
+    pub async fn move_tenant(
+        &self,
+        id: &str,
+        from: &[TenantStatus],
+        to: TenantStatus,
+    ) -> Result<Option<TenantStatus>> {
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         // Proxies hear of the change when it commits, and enforce it on open sessions.
         let moved: Option<i32> = sqlx::query_scalar(
             "WITH moved AS (
@@ -229,7 +237,7 @@ impl Catalog {
         )
         .bind(id)
         .bind(&from)
-        .bind(to)
+        .bind(to.as_str())
         .bind(crate::routing::ROUTES_CHANNEL)
         .fetch_optional(self.pool())
         .await?;
@@ -240,7 +248,7 @@ impl Catalog {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        status.map(Some).ok_or(CatalogError::NotFound)
+        Ok(Some(status.ok_or(CatalogError::NotFound)?.try_into()?))
     }
 
     pub async fn delete_tenant(&self, id: &str) -> Result<()> {

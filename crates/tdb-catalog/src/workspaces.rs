@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use sqlx::types::Json;
+use tdb_core::{Engine, WorkspaceMode};
 
 use crate::{Catalog, CatalogError, Result};
 
@@ -12,8 +13,10 @@ pub struct Workspace {
     pub id: String,
     pub project_id: String,
     pub name: String,
-    pub engine: String,
-    pub mode: String,
+    #[sqlx(try_from = "String")]
+    pub engine: Engine,
+    #[sqlx(try_from = "String")]
+    pub mode: WorkspaceMode,
     pub server_id: String,
     pub physical_db: String,
     pub owner_role: String,
@@ -30,8 +33,8 @@ pub struct NewWorkspace<'a> {
     pub id: &'a str,
     pub project_id: &'a str,
     pub name: &'a str,
-    pub engine: &'a str,
-    pub mode: &'a str,
+    pub engine: Engine,
+    pub mode: WorkspaceMode,
     pub server_id: &'a str,
     pub physical_db: &'a str,
     pub owner_role: &'a str,
@@ -59,8 +62,8 @@ impl Catalog {
         .bind(w.id)
         .bind(w.project_id)
         .bind(w.name)
-        .bind(w.engine)
-        .bind(w.mode)
+        .bind(w.engine.as_str())
+        .bind(w.mode.as_str())
         .bind(w.server_id)
         .bind(w.physical_db)
         .bind(w.owner_role)
@@ -76,7 +79,7 @@ impl Catalog {
             .bind(blueprint_id)
             .bind(w.project_id)
             .bind(w.name)
-            .bind(w.engine)
+            .bind(w.engine.as_str())
             .bind(w.id)
             .execute(&mut *tx)
             .await?;

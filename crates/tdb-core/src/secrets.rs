@@ -11,6 +11,8 @@ use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::aad::Aad;
+
 /// Prefix of every API key; lets secret scanners and humans recognise one.
 pub const API_KEY_PREFIX: &str = "tdb_sk_";
 /// How many characters of a key are kept for display (`tdb_sk_3f9a0c`).
@@ -139,9 +141,10 @@ impl MasterKey {
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0))
     }
 
-    /// Seals `plaintext` for the record `aad` (usually its id): version, nonce, ciphertext.
-    pub fn seal(&self, plaintext: &[u8], aad: &str) -> Vec<u8> {
+    /// Seals `plaintext` for the record `aad`: version, nonce, ciphertext.
+    pub fn seal(&self, plaintext: &[u8], aad: Aad<'_>) -> Vec<u8> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let aad = aad.bytes();
         let payload = Payload {
             msg: plaintext,
             aad: aad.as_bytes(),
@@ -158,11 +161,12 @@ impl MasterKey {
     }
 
     /// Opens what [`MasterKey::seal`] produced for the same `aad`.
-    pub fn open(&self, sealed: &[u8], aad: &str) -> Result<Vec<u8>, SecretError> {
+    pub fn open(&self, sealed: &[u8], aad: Aad<'_>) -> Result<Vec<u8>, SecretError> {
         if sealed.len() < 1 + NONCE_LEN || sealed[0] != SEALED_VERSION {
             return Err(SecretError::Unseal);
         }
         let nonce = Nonce::from_slice(&sealed[1..1 + NONCE_LEN]);
+        let aad = aad.bytes();
         let payload = Payload {
             msg: &sealed[1 + NONCE_LEN..],
             aad: aad.as_bytes(),
@@ -172,7 +176,7 @@ impl MasterKey {
             .map_err(|_| SecretError::Unseal)
     }
 
-    pub fn open_string(&self, sealed: &[u8], aad: &str) -> Result<String, SecretError> {
+    pub fn open_string(&self, sealed: &[u8], aad: Aad<'_>) -> Result<String, SecretError> {
         String::from_utf8(self.open(sealed, aad)?).map_err(|_| SecretError::Unseal)
     }
 }
@@ -225,18 +229,26 @@ mod tests {
     #[test]
     fn sealing_binds_key_and_record() {
         let key = MasterKey::generate();
-        let sealed = key.seal(b"admin-password", "srv_1");
-        assert_eq!(key.open(&sealed, "srv_1").expect("open"), b"admin-password");
-        assert!(key.open(&sealed, "srv_2").is_err(), "wrong record");
+        let srv_1 = Aad::ServerAdmin("srv_1");
+        let sealed = key.seal(b"admin-password", srv_1);
+        assert_eq!(key.open(&sealed, srv_1).expect("open"), b"admin-password");
         assert!(
-            MasterKey::generate().open(&sealed, "srv_1").is_err(),
+            key.open(&sealed, Aad::ServerAdmin("srv_2")).is_err(),
+            "wrong record"
+        );
+        assert!(
+            key.open(&sealed, Aad::Connection("srv_1")).is_err(),
+            "another kind of record"
+        );
+        assert!(
+            MasterKey::generate().open(&sealed, srv_1).is_err(),
             "wrong key"
         );
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
-        assert!(key.open(&tampered, "srv_1").is_err(), "tampered");
-        assert!(key.open(&[], "srv_1").is_err());
+        assert!(key.open(&tampered, srv_1).is_err(), "tampered");
+        assert!(key.open(&[], srv_1).is_err());
     }
 
     #[test]

@@ -3,46 +3,33 @@
 
 use tdb_catalog::servers::Server;
 use tdb_catalog::tenants::TenantDatabase;
+use tdb_core::aad::{Aad, TenantRole};
 use tdb_core::secrets::{MasterKey, SecretError};
 use tdb_engines::{AdminEndpoint, DatabaseAccess};
-
-/// The associated data a tenant database's role secret is sealed with.
-pub fn owner_aad(database_id: &str) -> String {
-    format!("{database_id}:owner")
-}
-
-pub fn app_aad(database_id: &str) -> String {
-    format!("{database_id}:app")
-}
-
-pub fn read_aad(database_id: &str) -> String {
-    format!("{database_id}:read")
-}
 
 pub fn admin_endpoint(key: &MasterKey, server: &Server) -> Result<AdminEndpoint, SecretError> {
     Ok(AdminEndpoint {
         host: server.host.clone(),
         port: u16::try_from(server.port).unwrap_or(5432),
         user: server.admin_user.clone(),
-        password: key.open_string(&server.admin_secret, &server.id)?,
+        password: key.open_string(&server.admin_secret, Aad::ServerAdmin(&server.id))?,
     })
 }
 
-/// The database as one of its roles, whose password is sealed under `aad`.
+/// The database as one of its roles (`user`), whose password is `sealed`.
 fn database_access(
     key: &MasterKey,
     server: &Server,
     db: &TenantDatabase,
-    role: &str,
-    sealed: &[u8],
-    aad: &str,
+    (user, sealed): (&str, &[u8]),
+    role: TenantRole,
 ) -> Result<DatabaseAccess, SecretError> {
     Ok(DatabaseAccess {
         host: server.host.clone(),
         port: u16::try_from(server.port).unwrap_or(5432),
         database: db.physical_db.clone(),
-        user: role.to_string(),
-        password: key.open_string(sealed, aad)?,
+        user: user.to_string(),
+        password: key.open_string(sealed, Aad::TenantRole(&db.id, role))?,
     })
 }
 
@@ -56,9 +43,8 @@ pub fn owner_access(
         key,
         server,
         db,
-        &db.owner_role,
-        &db.owner_secret,
-        &owner_aad(&db.id),
+        (&db.owner_role, &db.owner_secret),
+        TenantRole::Owner,
     )
 }
 
@@ -72,9 +58,8 @@ pub fn app_access(
         key,
         server,
         db,
-        &db.app_role,
-        &db.app_secret,
-        &app_aad(&db.id),
+        (&db.app_role, &db.app_secret),
+        TenantRole::App,
     )
 }
 
@@ -89,8 +74,7 @@ pub fn read_access(
         key,
         server,
         db,
-        role,
-        sealed,
-        &read_aad(&db.id),
+        (role, sealed),
+        TenantRole::Read,
     ))
 }

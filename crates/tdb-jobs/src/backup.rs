@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, BufReader};
 use crate::Runner;
 use crate::access::owner_access;
 use crate::store::Written;
+use tdb_core::{BackupKind, BackupStatus, Engine};
 
 /// The timestamp format of backup paths: `2026-02-15T14-30-00` (UTC).
 pub const TIMESTAMP: &str = "%Y-%m-%dT%H-%M-%S";
@@ -27,8 +28,8 @@ pub struct PlannedBackup {
     pub tenant_id: String,
     pub tenant_database_id: String,
     pub blueprint: String,
-    pub database_type: String,
-    pub kind: String,
+    pub database_type: Engine,
+    pub kind: BackupKind,
     pub taken_at: String,
     pub storage_path: String,
 }
@@ -41,8 +42,8 @@ impl PlannedBackup {
             tenant_id: &self.tenant_id,
             tenant_database_id: &self.tenant_database_id,
             blueprint: &self.blueprint,
-            database_type: &self.database_type,
-            kind: &self.kind,
+            database_type: self.database_type,
+            kind: self.kind,
             taken_at: &self.taken_at,
             storage_path: &self.storage_path,
         }
@@ -53,8 +54,7 @@ impl PlannedBackup {
 pub struct Source<'a> {
     pub tenant_database_id: &'a str,
     pub blueprint: &'a str,
-    /// The engine's catalog name (`postgresql`).
-    pub engine: &'a str,
+    pub engine: Engine,
 }
 
 /// Names the backups of a tenant's databases taken at `at`:
@@ -66,7 +66,7 @@ pub fn plan(
     tenant_id: &str,
     tenant: &str,
     sources: &[Source<'_>],
-    kind: &str,
+    kind: BackupKind,
     at: DateTime<Utc>,
 ) -> Vec<PlannedBackup> {
     let taken_at = at.format(TIMESTAMP).to_string();
@@ -85,8 +85,8 @@ pub fn plan(
                 tenant_id: tenant_id.to_string(),
                 tenant_database_id: s.tenant_database_id.to_string(),
                 blueprint: s.blueprint.to_string(),
-                database_type: s.engine.to_string(),
-                kind: kind.to_string(),
+                database_type: s.engine,
+                kind,
                 storage_path: format!(
                     "{}/{kind}/{taken_at}/{project_id}_tenant_{tenant}{suffix}.sql.gz",
                     s.engine
@@ -182,7 +182,7 @@ pub async fn run(runner: &Runner, backup_id: &str) -> Result<(), String> {
         Err(tdb_catalog::CatalogError::NotFound) => return Ok(()),
         Err(e) => return Err(e.to_string()),
     };
-    if backup.status != "pending" {
+    if backup.status != BackupStatus::Pending {
         return Ok(());
     }
     let outcome = take(runner, &backup.tenant_database_id, &backup.storage_path).await;
@@ -232,7 +232,7 @@ pub(crate) async fn dump_into(
     db: &TenantDatabase,
     path: &str,
 ) -> Result<Taken, String> {
-    let engine = runner.engine(&db.engine)?;
+    let engine = runner.engine(db.engine)?;
     let owner = owner_access(&runner.master_key, server, db).map_err(|e| e.to_string())?;
     let dump = engine.dump(&owner).await.map_err(|e| e.to_string())?;
     let raw = Arc::new(AtomicU64::new(0));
@@ -301,9 +301,9 @@ mod tests {
             &[Source {
                 tenant_database_id: "d1",
                 blueprint: "app",
-                engine: "postgresql",
+                engine: Engine::Postgresql,
             }],
-            "manual",
+            BackupKind::Manual,
             at,
         );
         assert_eq!(
@@ -319,15 +319,15 @@ mod tests {
                 Source {
                     tenant_database_id: "d1",
                     blueprint: "app",
-                    engine: "postgresql",
+                    engine: Engine::Postgresql,
                 },
                 Source {
                     tenant_database_id: "d2",
                     blueprint: "billing",
-                    engine: "postgresql",
+                    engine: Engine::Postgresql,
                 },
             ],
-            "scheduled",
+            BackupKind::Scheduled,
             at,
         );
         assert_eq!(

@@ -13,8 +13,7 @@ use tdb_engines::{Migration, MigrationPlan};
 
 use crate::Runner;
 use crate::access::{admin_endpoint, owner_access};
-
-const FINAL: [&str; 3] = ["completed", "completed_with_errors", "failed"];
+use tdb_core::{DeploymentStatus, TargetStatus};
 
 pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), String> {
     let catalog = &runner.catalog;
@@ -22,11 +21,11 @@ pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), String> {
         .find_deployment(deployment_id)
         .await
         .map_err(|e| e.to_string())?;
-    if FINAL.contains(&d.status.as_str()) {
+    if d.status.is_final() {
         return Ok(());
     }
     catalog
-        .set_deployment_status(&d.id, "in_progress", None)
+        .set_deployment_status(&d.id, DeploymentStatus::InProgress, None)
         .await
         .map_err(|e| e.to_string())?;
     let servers: HashMap<String, Server> = catalog
@@ -41,7 +40,7 @@ pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .into_iter()
-        .filter(|r| r.status == "pending" || r.status == "in_progress")
+        .filter(|r| matches!(r.status, TargetStatus::Pending | TargetStatus::InProgress))
         .collect();
     futures_util::stream::iter(open)
         .map(|r| deploy_one(runner, &d, &servers, r))
@@ -53,15 +52,15 @@ pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let status = if d.tenants_failed > 0 {
-        "completed_with_errors"
+        DeploymentStatus::CompletedWithErrors
     } else {
-        "completed"
+        DeploymentStatus::Completed
     };
     catalog
         .set_deployment_status(&d.id, status, None)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(deployment = %d.id, status, total = d.tenants_total, failed = d.tenants_failed, "deployment finished");
+    tracing::info!(deployment = %d.id, %status, total = d.tenants_total, failed = d.tenants_failed, "deployment finished");
     Ok(())
 }
 
@@ -82,10 +81,10 @@ async fn deploy_one(
                     .set_database_version(&r.tenant_database_id, *version)
                     .await;
             }
-            ("completed", None)
+            (TargetStatus::Completed, None)
         }
-        Ok(None) => ("skipped", None),
-        Err(e) => ("failed", Some(e.as_str())),
+        Ok(None) => (TargetStatus::Skipped, None),
+        Err(e) => (TargetStatus::Failed, Some(e.as_str())),
     };
     if let Err(e) = catalog
         .set_result(&d.id, &r.tenant_database_id, status, Some(ms), error)

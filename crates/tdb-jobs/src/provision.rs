@@ -14,6 +14,7 @@ use tdb_engines::{EngineError, MigrationPlan, TenantSpec};
 
 use crate::Runner;
 use crate::access::{admin_endpoint, app_access, owner_access, read_access};
+use tdb_core::TenantStatus;
 
 /// How a tenant's creation ended.
 #[derive(Debug)]
@@ -56,9 +57,9 @@ pub async fn run(runner: &Runner, tenant_id: &str, resumed: bool) -> Result<Prov
             "the tenant is gone".into(),
         )));
     };
-    match tenant.status.as_str() {
-        "provisioning" => {}
-        "failed" => {
+    match tenant.status {
+        TenantStatus::Provisioning => {}
+        TenantStatus::Failed => {
             undo(runner, &tenant).await?;
             return Ok(Provisioned::Undone(Undone::Other(
                 "its creation was cancelled".into(),
@@ -74,7 +75,11 @@ pub async fn run(runner: &Runner, tenant_id: &str, resumed: bool) -> Result<Prov
         if let Err(why) = build(runner, &tenant, db, resumed).await {
             // From here on a crash undoes; it never builds again.
             let _ = catalog
-                .move_tenant(&tenant.id, &["provisioning"], "failed")
+                .move_tenant(
+                    &tenant.id,
+                    &[TenantStatus::Provisioning],
+                    TenantStatus::Failed,
+                )
                 .await;
             tracing::warn!(tenant = %tenant.id, error = %why, "creating a tenant failed; undoing it");
             undo(runner, &tenant).await?;
@@ -82,12 +87,16 @@ pub async fn run(runner: &Runner, tenant_id: &str, resumed: bool) -> Result<Prov
         }
     }
     match catalog
-        .move_tenant(&tenant.id, &["provisioning"], "ready")
+        .move_tenant(
+            &tenant.id,
+            &[TenantStatus::Provisioning],
+            TenantStatus::Ready,
+        )
         .await
         .map_err(|e| e.to_string())?
     {
         None => Ok(Provisioned::Ready),
-        Some(status) if status == "failed" => {
+        Some(TenantStatus::Failed) => {
             undo(runner, &tenant).await?;
             Ok(Provisioned::Undone(Undone::Other(
                 "its deletion was asked for while it was being created".into(),
@@ -116,7 +125,7 @@ async fn build(
     let read = read_access(&runner.master_key, &server, db)
         .ok_or_else(|| Undone::Other("the database has no read role".into()))?
         .map_err(|e| other(&e))?;
-    let engine = runner.engine(&db.engine).map_err(Undone::Other)?;
+    let engine = runner.engine(db.engine).map_err(Undone::Other)?;
     if resumed {
         // Whatever an interrupted run made goes first: the build starts from nothing.
         engine

@@ -12,6 +12,7 @@
 
 use crate::Runner;
 use crate::access::admin_endpoint;
+use tdb_core::ConnectionStatus;
 
 /// Runs the move named by `reference`: `<provisioned id>@<shared database>`.
 pub async fn run(runner: &Runner, reference: &str) -> Result<(), String> {
@@ -26,7 +27,7 @@ pub async fn run(runner: &Runner, reference: &str) -> Result<(), String> {
     else {
         return Ok(());
     };
-    if p.status != "active" {
+    if p.status != ConnectionStatus::Active {
         return Ok(());
     }
     let own = own_database(&p.id);

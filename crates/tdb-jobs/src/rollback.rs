@@ -29,6 +29,7 @@ use tokio::io::BufReader;
 
 use crate::Runner;
 use crate::access::{admin_endpoint, owner_access};
+use tdb_core::{BackupStatus, RollbackStep};
 
 /// Attempts after which a rollback that keeps being cut off gives up.
 const MAX_ATTEMPTS: i32 = 5;
@@ -42,13 +43,13 @@ pub async fn run(runner: &Runner, rollback_id: &str, attempt: i32) -> Result<(),
         Err(tdb_catalog::CatalogError::NotFound) => return Ok(()),
         Err(e) => return Err(e.to_string()),
     };
-    match rb.step.as_str() {
+    match rb.step {
         // Ended; make sure the tenant is not left `restoring` by a cut-off end.
-        "completed" | "failed" => catalog
+        RollbackStep::Completed | RollbackStep::Failed => catalog
             .end_rollback(&rb, rb.error.as_deref())
             .await
             .map_err(|e| e.to_string()),
-        "swapped" => finish(runner, &rb).await,
+        RollbackStep::Swapped => finish(runner, &rb).await,
         _ if attempt > MAX_ATTEMPTS => {
             fail(
                 runner,
@@ -85,7 +86,7 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
         .find_backup(&rb.backup_id)
         .await
         .map_err(|e| format!("reading the backup: {e}"))?;
-    if backup.status != "completed" {
+    if backup.status != BackupStatus::Completed {
         return Err(format!(
             "backup '{}' is {}, not completed",
             backup.storage_path, backup.status
@@ -104,10 +105,10 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
     }
     // Named before it exists: a resumed job finds (and replaces or drops) whatever was made.
     catalog
-        .set_rollback_step(&rb.id, "restoring", None, Some(&new_db))
+        .set_rollback_step(&rb.id, RollbackStep::Restoring, None, Some(&new_db))
         .await
         .map_err(|e| e.to_string())?;
-    let engine = runner.engine(&db.engine)?;
+    let engine = runner.engine(db.engine)?;
     let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| e.to_string())?;
     engine
         .create_restore_target(
@@ -181,7 +182,7 @@ async fn to_live_version(
     live: &TenantDatabase,
     restored: &tdb_engines::DatabaseAccess,
 ) -> Result<i32, String> {
-    let engine = runner.engine(&live.engine)?;
+    let engine = runner.engine(live.engine)?;
     let live_owner = owner_access(&runner.master_key, server, live).map_err(|e| e.to_string())?;
     let admin = admin_endpoint(&runner.master_key, server).map_err(|e| e.to_string())?;
     let mut version = engine
@@ -263,7 +264,7 @@ async fn safety_backup(
     let catalog = &runner.catalog;
     if let Some(id) = &rb.safety_backup_id
         && let Ok(existing) = catalog.find_backup(id).await
-        && existing.status == "completed"
+        && existing.status == BackupStatus::Completed
     {
         return Ok(());
     }
@@ -280,7 +281,7 @@ async fn safety_backup(
         .map(|d| crate::backup::Source {
             tenant_database_id: &d.id,
             blueprint: &d.blueprint,
-            engine: &d.engine,
+            engine: d.engine,
         })
         .collect();
     let mut planned = None;
@@ -291,7 +292,7 @@ async fn safety_backup(
             &db.tenant_id,
             &db.tenant_name,
             &sources,
-            "safety",
+            tdb_core::BackupKind::Safety,
             chrono::Utc::now(),
         );
         let Some(mine) = all.into_iter().find(|p| p.tenant_database_id == db.id) else {
@@ -310,7 +311,7 @@ async fn safety_backup(
     }
     let planned = planned.ok_or("could not name the safety backup")?;
     catalog
-        .set_rollback_step(&rb.id, "safety", Some(&planned.id), None)
+        .set_rollback_step(&rb.id, RollbackStep::Safety, Some(&planned.id), None)
         .await
         .map_err(|e| e.to_string())?;
     match crate::backup::dump_into(runner, server, db, &planned.storage_path).await {
@@ -350,7 +351,7 @@ async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| e.to_string())?;
             runner
-                .engine(&db.engine)?
+                .engine(db.engine)?
                 .drop_database(&admin, old, &[])
                 .await
                 .map_err(|e| e.to_string())
@@ -387,11 +388,11 @@ async fn fail(runner: &Runner, rb: &Rollback, error: &str) -> Result<(), String>
         .find_rollback(&rb.id)
         .await
         .map_err(|e| e.to_string())?;
-    match current.step.as_str() {
+    match current.step {
         // The switch committed after all (its answer was lost): finish instead.
-        "swapped" => return finish(runner, &current).await,
-        "completed" | "failed" => return Ok(()),
-        _ => {}
+        RollbackStep::Swapped => return finish(runner, &current).await,
+        RollbackStep::Completed | RollbackStep::Failed => return Ok(()),
+        RollbackStep::Queued | RollbackStep::Safety | RollbackStep::Restoring => {}
     }
     tracing::warn!(rollback = %rb.id, error, "rollback failed; the tenant keeps its data");
     let current = Some(current);
@@ -400,7 +401,7 @@ async fn fail(runner: &Runner, rb: &Rollback, error: &str) -> Result<(), String>
         && db.physical_db != new_db
         && let Ok(server) = catalog.find_server(&db.server_id).await
         && let Ok(admin) = admin_endpoint(&runner.master_key, &server)
-        && let Ok(engine) = runner.engine(&db.engine)
+        && let Ok(engine) = runner.engine(db.engine)
     {
         let _ = engine.drop_database(&admin, &new_db, &[]).await;
     }

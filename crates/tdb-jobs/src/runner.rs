@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tdb_catalog::Catalog;
 use tdb_catalog::jobs::Job;
+use tdb_core::JobKind;
 use tdb_core::secrets::MasterKey;
 use tdb_engines::Engine;
 use tokio_util::sync::CancellationToken;
@@ -20,10 +21,6 @@ const LEASE_SAFETY: Duration = Duration::from_secs(8);
 /// Runs of a job that keeps failing, at most.
 const MAX_ATTEMPTS: i32 = 10;
 const RETRY_AFTER_SECONDS: i32 = 5;
-
-/// Kinds of job that must finish whatever it takes: what they undo or delete would otherwise be
-/// left half-done. They are tried again for as long as they fail, and have no time limit.
-const MUST_FINISH: [&str; 2] = ["project_delete", "tenant_create"];
 
 #[derive(Clone)]
 pub struct RunnerConfig {
@@ -80,9 +77,9 @@ pub struct Runner {
 
 impl Runner {
     /// The engine of a catalog engine name.
-    pub fn engine(&self, kind: &str) -> Result<Arc<dyn Engine>, String> {
+    pub fn engine(&self, kind: tdb_core::Engine) -> Result<Arc<dyn Engine>, String> {
         match kind {
-            "postgresql" => Ok(self.postgres.clone()),
+            tdb_core::Engine::Postgresql => Ok(self.postgres.clone()),
             other => Err(format!("the {other} engine is not available yet")),
         }
     }
@@ -165,7 +162,7 @@ impl Runner {
     async fn run_job(&self, job: Job) {
         let started = std::time::Instant::now();
         tracing::info!(job = job.id, kind = %job.kind, ref_id = %job.ref_id, attempt = job.attempts, "job claimed");
-        let must_finish = MUST_FINISH.contains(&job.kind.as_str());
+        let must_finish = job.kind.must_finish();
         let work = async {
             let work = self.work(&job);
             if must_finish {
@@ -179,8 +176,8 @@ impl Runner {
         let Some(outcome) = self.under_lease(job.id, work).await else {
             return;
         };
-        let kind = job.kind.clone();
-        metrics::histogram!("tdb_job_duration_seconds", "kind" => kind.clone())
+        let kind = job.kind.as_str();
+        metrics::histogram!("tdb_job_duration_seconds", "kind" => kind)
             .record(started.elapsed().as_secs_f64());
         let result = match &outcome {
             Ok(()) => "ok",
@@ -214,16 +211,15 @@ impl Runner {
     }
 
     async fn work(&self, job: &Job) -> Result<(), JobFailure> {
-        let done = match job.kind.as_str() {
-            "deployment" => crate::deploy::run(self, &job.ref_id).await,
-            "backup" => crate::backup::run(self, &job.ref_id).await,
-            "rollback" => crate::rollback::run(self, &job.ref_id, job.attempts).await,
-            "tenant_create" => crate::provision::run(self, &job.ref_id, true)
+        let done = match job.kind {
+            JobKind::Deployment => crate::deploy::run(self, &job.ref_id).await,
+            JobKind::Backup => crate::backup::run(self, &job.ref_id).await,
+            JobKind::Rollback => crate::rollback::run(self, &job.ref_id, job.attempts).await,
+            JobKind::TenantCreate => crate::provision::run(self, &job.ref_id, true)
                 .await
                 .map(|_| ()),
-            "project_delete" => crate::teardown::delete_project(self, job).await,
-            "provision_move" => crate::provision_move::run(self, &job.ref_id).await,
-            other => Err(format!("unknown job kind '{other}'")),
+            JobKind::ProjectDelete => crate::teardown::delete_project(self, job).await,
+            JobKind::ProvisionMove => crate::provision_move::run(self, &job.ref_id).await,
         };
         done.map_err(JobFailure::Failed)
     }
@@ -235,19 +231,19 @@ impl Runner {
             "stopped after the job time limit of {} s (job_time_limit_secs)",
             self.config.job_time_limit.as_secs()
         );
-        let recorded = match job.kind.as_str() {
-            "deployment" => self
+        let recorded = match job.kind {
+            JobKind::Deployment => self
                 .catalog
                 .fail_deployment(&job.ref_id, &why)
                 .await
                 .map_err(|e| e.to_string()),
-            "backup" => self
+            JobKind::Backup => self
                 .catalog
                 .fail_backup(&job.ref_id, &why)
                 .await
                 .map_err(|e| e.to_string()),
-            "rollback" => crate::rollback::give_up(self, &job.ref_id, &why).await,
-            _ => Ok(()),
+            JobKind::Rollback => crate::rollback::give_up(self, &job.ref_id, &why).await,
+            JobKind::TenantCreate | JobKind::ProjectDelete | JobKind::ProvisionMove => Ok(()),
         };
         if let Err(e) = recorded {
             tracing::error!(job = job.id, error = %e, "recording a job over its time limit failed");

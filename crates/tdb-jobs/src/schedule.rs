@@ -91,7 +91,7 @@ async fn queue_scheduled(runner: &Runner, project_id: &str) -> Result<(), String
             .map(|t| Source {
                 tenant_database_id: &t.tenant_database_id,
                 blueprint: &t.blueprint,
-                engine: &t.engine,
+                engine: t.engine,
             })
             .collect();
         let planned = plan(
@@ -99,7 +99,7 @@ async fn queue_scheduled(runner: &Runner, project_id: &str) -> Result<(), String
             tenant_id,
             &mine[0].tenant_name,
             &sources,
-            "scheduled",
+            tdb_core::BackupKind::Scheduled,
             now,
         );
         let rows: Vec<_> = planned.iter().map(|p| p.as_new()).collect();

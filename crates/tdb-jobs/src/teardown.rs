@@ -126,7 +126,7 @@ pub async fn drop_tenant(runner: &Runner, tenant: &Tenant) -> Result<(), String>
             .map_err(|e| e.to_string())?;
         let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| e.to_string())?;
         runner
-            .engine(&db.engine)?
+            .engine(db.engine)?
             .drop_database(&admin, &db.physical_db, &db.roles())
             .await
             .map_err(|e| {
@@ -145,7 +145,11 @@ pub async fn drop_tenant(runner: &Runner, tenant: &Tenant) -> Result<(), String>
         .await
         .map_err(|e| e.to_string())?;
     catalog
-        .delete_scope_credentials(&tenant.project_id, "tenant", &tenant.name)
+        .delete_scope_credentials(
+            &tenant.project_id,
+            tdb_core::ScopeType::Tenant,
+            &tenant.name,
+        )
         .await
         .map_err(|e| e.to_string())?;
     catalog
@@ -163,7 +167,7 @@ pub async fn drop_workspace(runner: &Runner, ws: &Workspace) -> Result<(), Strin
         .map_err(|e| e.to_string())?;
     let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| e.to_string())?;
     runner
-        .engine(&ws.engine)?
+        .engine(ws.engine)?
         .drop_database(&admin, &ws.physical_db, &[&ws.owner_role])
         .await
         .map_err(|e| format!("the server could not drop workspace '{}': {e}", ws.name))?;

@@ -11,60 +11,17 @@ use std::time::{Duration, Instant};
 
 use tdb_catalog::Catalog;
 use tdb_catalog::routing::Login;
+use tdb_core::aad::{Aad, TenantRole};
+pub use tdb_core::routing::RoutingName;
 use tdb_core::secrets::MasterKey;
 use tdb_core::settings::Settings;
+use tdb_core::{KeyRole, ScopeType, TenantStatus, WorkspaceMode};
 use tokio::sync::Semaphore;
 
 use crate::pg::frame::PgError;
 
 /// How long a cached route is trusted without news from the control plane.
 const ROUTE_TTL: Duration = Duration::from_secs(30);
-
-/// What a routing name parses to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoutingName {
-    Tenant { blueprint: String, tenant: String },
-    Workspace { name: String },
-    Provisioned { schema: String },
-}
-
-/// `tenant_<12 hex>_<8 hex>`: the schema names provisioning hands out.
-fn is_provisioned_schema(name: &str) -> bool {
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    name.strip_prefix("tenant_")
-        .and_then(|rest| rest.split_once('_'))
-        .is_some_and(|(a, b)| hex(a, 12) && hex(b, 8))
-}
-
-impl RoutingName {
-    pub fn parse(database: &str) -> Option<Self> {
-        if is_provisioned_schema(database) {
-            return Some(Self::Provisioned {
-                schema: database.to_string(),
-            });
-        }
-        if let Some(name) = database.strip_suffix("_workspace")
-            && !name.is_empty()
-            && !name.contains("__")
-        {
-            return Some(Self::Workspace {
-                name: name.to_string(),
-            });
-        }
-        let (blueprint, tenant) = database.split_once("__")?;
-        if blueprint.is_empty() || tenant.is_empty() || tenant.contains("__") {
-            return None;
-        }
-        Some(Self::Tenant {
-            blueprint: blueprint.to_string(),
-            tenant: tenant.to_string(),
-        })
-    }
-}
 
 /// A role on a server database, with its unsealed password.
 #[derive(Clone)]
@@ -79,8 +36,8 @@ pub struct Route {
     pub name: RoutingName,
     /// The tenant's id (tenants only), the key of its gate.
     pub tenant_id: Option<String>,
-    /// `ready`, `suspended`, … (workspaces are always `ready`).
-    pub status: String,
+    /// Workspaces and provisioned databases are always ready.
+    pub status: TenantStatus,
     /// The catalog's id of the server (for its administrator, who ends what a session cannot).
     pub server_id: String,
     pub host: String,
@@ -170,7 +127,7 @@ impl Router {
                 route
             }
         };
-        if login.role == "read" && route.read.is_none() {
+        if login.role == KeyRole::Read && route.read.is_none() {
             return Err(PgError::fatal(
                 "42501",
                 format!(
@@ -192,7 +149,7 @@ impl Router {
             tracing::error!(error = %e, "catalog lookup failed in the proxy");
             PgError::fatal("57P03", "the database catalog is not available; try again")
         };
-        let secret = |sealed: &[u8], aad: &str| {
+        let secret = |sealed: &[u8], aad: Aad<'_>| {
             self.key.open_string(sealed, aad).map_err(|e| {
                 tracing::error!(error = %e, "cannot unseal a role secret");
                 PgError::fatal("XX000", "internal error reaching the database")
@@ -209,12 +166,12 @@ impl Router {
                 let db = &r.database;
                 let write = Access {
                     user: db.app_role.clone(),
-                    password: secret(&db.app_secret, &tdb_jobs::access::app_aad(&db.id))?,
+                    password: secret(&db.app_secret, Aad::TenantRole(&db.id, TenantRole::App))?,
                 };
                 let read = match (&db.read_role, &db.read_secret) {
                     (Some(user), Some(sealed)) => Some(Access {
                         user: user.clone(),
-                        password: secret(sealed, &tdb_jobs::access::read_aad(&db.id))?,
+                        password: secret(sealed, Aad::TenantRole(&db.id, TenantRole::Read))?,
                     }),
                     _ => None,
                 };
@@ -222,7 +179,7 @@ impl Router {
                 Ok(Route {
                     project_id: project_id.to_string(),
                     tenant_id: Some(db.tenant_id.clone()),
-                    status: r.tenant_status.clone(),
+                    status: r.tenant_status,
                     server_id: r.server.id.clone(),
                     host: r.server.host.clone(),
                     port: u16::try_from(r.server.port).unwrap_or(5432),
@@ -251,14 +208,14 @@ impl Router {
                 Ok(Route {
                     project_id: project_id.to_string(),
                     tenant_id: None,
-                    status: "ready".into(),
+                    status: TenantStatus::Ready,
                     server_id: r.server.id.clone(),
                     host: r.server.host.clone(),
                     port: u16::try_from(r.server.port).unwrap_or(5432),
                     physical_db: p.database.clone(),
                     write: Access {
                         user: p.role_name.clone(),
-                        password: secret(&p.role_secret, &format!("provision:{}", p.id))?,
+                        password: secret(&p.role_secret, Aad::Provisioned(&p.id))?,
                     },
                     read: None,
                     slots: self.slots_for(&p.id, settings.max_connections),
@@ -279,7 +236,7 @@ impl Router {
                     .map_err(unavailable)?
                     .ok_or_else(|| does_not_exist(database))?;
                 let ws = &r.workspace;
-                let blueprint_id = if ws.mode == "tenant" {
+                let blueprint_id = if ws.mode == WorkspaceMode::Tenant {
                     let bp = self
                         .catalog
                         .find_blueprint(project_id, ws_name)
@@ -293,14 +250,14 @@ impl Router {
                 Ok(Route {
                     project_id: project_id.to_string(),
                     tenant_id: None,
-                    status: "ready".into(),
+                    status: TenantStatus::Ready,
                     server_id: r.server.id.clone(),
                     host: r.server.host.clone(),
                     port: u16::try_from(r.server.port).unwrap_or(5432),
                     physical_db: ws.physical_db.clone(),
                     write: Access {
                         user: ws.owner_role.clone(),
-                        password: secret(&ws.owner_secret, &ws.id)?,
+                        password: secret(&ws.owner_secret, Aad::WorkspaceOwner(&ws.id))?,
                     },
                     read: None,
                     slots: self.slots_for(&ws.id, settings.max_connections),
@@ -352,7 +309,7 @@ impl Router {
 
     /// A tenant's status straight from the catalog: `Ok(None)` when the tenant is gone, an
     /// error when the catalog cannot say (which must not be taken for "gone").
-    pub async fn tenant_status(&self, tenant_id: &str) -> Result<Option<String>, ()> {
+    pub async fn tenant_status(&self, tenant_id: &str) -> Result<Option<TenantStatus>, ()> {
         let lookup = self.catalog.tenant_status(tenant_id);
         match tokio::time::timeout(Duration::from_secs(5), lookup).await {
             Ok(Ok(status)) => Ok(status),
@@ -383,7 +340,10 @@ impl Router {
                 return None;
             }
         };
-        match self.key.open_string(&server.admin_secret, &server.id) {
+        match self
+            .key
+            .open_string(&server.admin_secret, Aad::ServerAdmin(&server.id))
+        {
             Ok(password) => Some(Access {
                 user: server.admin_user,
                 password,
@@ -396,7 +356,7 @@ impl Router {
     }
 
     /// The current status of a route's tenant, for the message that ends its sessions.
-    pub async fn tenant_status_text(&self, route: &Route) -> Option<String> {
+    pub async fn current_status(&self, route: &Route) -> Option<TenantStatus> {
         self.tenant_status(route.tenant_id.as_deref()?)
             .await
             .ok()
@@ -412,19 +372,19 @@ pub fn does_not_exist(database: &str) -> PgError {
 /// reply does not depend on what exists.
 fn authorize(login: &Login, name: &RoutingName, database: &str) -> Result<(), PgError> {
     let scope = login.scope_value.as_deref().unwrap_or("");
-    let allowed = match (login.scope_type.as_str(), name) {
-        ("project", _) => true,
-        ("tenant", RoutingName::Tenant { tenant, .. }) => tenant == scope,
-        ("workspace", RoutingName::Workspace { name }) => name == scope,
-        ("provision", RoutingName::Provisioned { schema }) => schema == scope,
+    let allowed = match (login.scope_type, name) {
+        (ScopeType::Project, _) => true,
+        (ScopeType::Tenant, RoutingName::Tenant { tenant, .. }) => tenant == scope,
+        (ScopeType::Workspace, RoutingName::Workspace { name }) => name == scope,
+        (ScopeType::Provision, RoutingName::Provisioned { schema }) => schema == scope,
         _ => false,
     };
     if !allowed {
-        let what = match login.scope_type.as_str() {
-            "tenant" => format!("tenant \"{scope}\""),
-            "workspace" => format!("workspace \"{scope}\""),
-            "provision" => format!("database \"{scope}\""),
-            other => other.to_string(),
+        let what = match login.scope_type {
+            ScopeType::Tenant => format!("tenant \"{scope}\""),
+            ScopeType::Workspace => format!("workspace \"{scope}\""),
+            ScopeType::Provision => format!("database \"{scope}\""),
+            ScopeType::Project => "the project".to_string(),
         };
         return Err(PgError::fatal(
             "42501",
@@ -433,7 +393,7 @@ fn authorize(login: &Login, name: &RoutingName, database: &str) -> Result<(), Pg
             ),
         ));
     }
-    if login.role == "read" && matches!(name, RoutingName::Workspace { .. }) {
+    if login.role == KeyRole::Read && matches!(name, RoutingName::Workspace { .. }) {
         return Err(PgError::fatal(
             "42501",
             format!(
@@ -452,46 +412,9 @@ mod tests {
         Login {
             project_id: "p".into(),
             verifier: String::new(),
-            scope_type: scope_type.into(),
+            scope_type: scope_type.parse().expect("scope type"),
             scope_value: scope_value.map(str::to_string),
-            role: role.into(),
-        }
-    }
-
-    #[test]
-    fn routing_names_parse() {
-        assert_eq!(
-            RoutingName::parse("app__acme"),
-            Some(RoutingName::Tenant {
-                blueprint: "app".into(),
-                tenant: "acme".into()
-            })
-        );
-        assert_eq!(
-            RoutingName::parse("design_workspace"),
-            Some(RoutingName::Workspace {
-                name: "design".into()
-            })
-        );
-        assert_eq!(
-            RoutingName::parse("tenant_a1b2c3d4e5f6_7890abcd"),
-            Some(RoutingName::Provisioned {
-                schema: "tenant_a1b2c3d4e5f6_7890abcd".into()
-            })
-        );
-        for bad in [
-            "tenant_a1b2c3d4e5f6_7890abc",
-            "tenant_A1B2C3D4E5F6_7890abcd",
-            "tenant_a1b2c3d4e5f6",
-            "app",
-            "__acme",
-            "app__",
-            "a__b__c",
-            "_workspace",
-            "postgres",
-            "",
-        ] {
-            assert_eq!(RoutingName::parse(bad), None, "{bad}");
+            role: role.parse().expect("role"),
         }
     }
 

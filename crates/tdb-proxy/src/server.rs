@@ -267,11 +267,7 @@ async fn apply(state: &ProxyState, channel: &str, payload: &str) {
 /// nothing is ended: an outage of the catalog is not a suspension.
 async fn recheck(state: &ProxyState, tenant_id: &str) {
     match state.router.tenant_status(tenant_id).await {
-        Ok(Some(status))
-            if matches!(
-                status.as_str(),
-                "ready" | "syncing" | "migrating" | "restoring"
-            ) => {}
+        Ok(Some(status)) if status.serves() => {}
         Ok(_) => state.gates.kill(tenant_id),
         Err(()) => {}
     }

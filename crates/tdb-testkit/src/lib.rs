@@ -168,7 +168,7 @@ impl TdbServer {
             dir.join("servers/postgresql-shared/state.json"),
         )?)?;
         let sealed = hex::decode(state["admin_password_sealed"].as_str().context("sealed")?)?;
-        let password = key.open_string(&sealed, "managed-postgresql-admin")?;
+        let password = key.open_string(&sealed, tdb_core::aad::Aad::ManagedServerAdmin)?;
         // tdb's own servers listen on a Unix socket in their private directory only.
         let socket = dir.join("servers/postgresql-shared/socket");
         Ok(format!(

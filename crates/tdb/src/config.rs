@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use tdb_api::Region;
+use tdb_core::{Engine, ServerRole};
 
 /// An existing database server given to tdb (attached mode).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,22 +18,22 @@ pub struct ServerConfig {
     pub name: String,
     /// `postgresql` (others arrive with their engines).
     #[serde(default = "default_engine")]
-    pub engine: String,
+    pub engine: Engine,
     /// `shared` (default) or `dedicated`.
     #[serde(default = "default_role")]
-    pub role: String,
+    pub role: ServerRole,
     /// Region zone; defaults to the default region.
     pub region: Option<String>,
     /// Admin connection URL, e.g. `postgresql://admin:secret@db1:5432/postgres`.
     pub url: String,
 }
 
-fn default_engine() -> String {
-    "postgresql".into()
+fn default_engine() -> Engine {
+    Engine::Postgresql
 }
 
-fn default_role() -> String {
-    "shared".into()
+fn default_role() -> ServerRole {
+    ServerRole::Shared
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,7 +174,7 @@ impl Default for Config {
             master_key: None,
             managed_user: "postgres".into(),
             postgres_bin_dir: None,
-            default_tier: api.default_tier,
+            default_tier: api.default_tier.as_str().into(),
             signup: api.signup.as_str().into(),
             signup_attempts_per_hour: 20,
             body_limit: api.body_limit,
@@ -317,12 +318,7 @@ impl Config {
                 self.log_format
             );
         }
-        if !["free", "paid"].contains(&self.default_tier.as_str()) {
-            anyhow::bail!(
-                "default_tier must be 'free' or 'paid', not '{}'",
-                self.default_tier
-            );
-        }
+        self.tier()?;
         self.signup_mode()?;
         if !(1..=100_000).contains(&self.signup_attempts_per_hour) {
             anyhow::bail!("signup_attempts_per_hour must be between 1 and 100000");
@@ -408,17 +404,11 @@ impl Config {
             anyhow::bail!("exactly one region must have is_default = true");
         }
         for server in &self.servers {
-            if server.engine != "postgresql" {
+            if server.engine != Engine::Postgresql {
                 anyhow::bail!(
                     "server '{}': engine '{}' cannot be attached yet (postgresql only)",
                     server.name,
                     server.engine
-                );
-            }
-            if !["shared", "dedicated"].contains(&server.role.as_str()) {
-                anyhow::bail!(
-                    "server '{}': role must be 'shared' or 'dedicated'",
-                    server.name
                 );
             }
         }
@@ -438,10 +428,17 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("signup {e}, not '{}'", self.signup))
     }
 
+    /// The tier of new accounts.
+    pub fn tier(&self) -> anyhow::Result<tdb_core::Tier> {
+        self.default_tier
+            .parse()
+            .map_err(|e| anyhow::anyhow!("default_tier {e}, not '{}'", self.default_tier))
+    }
+
     pub fn api_config(&self) -> tdb_api::ApiConfig {
         tdb_api::ApiConfig {
             regions: self.regions.clone(),
-            default_tier: self.default_tier.clone(),
+            default_tier: self.tier().unwrap_or(tdb_core::Tier::Free),
             body_limit: self.body_limit,
             pg_public_host: self.pg_public_host(),
             pg_public_port: self.pg_listen.port(),

@@ -11,7 +11,9 @@ use anyhow::Context;
 use sqlx::postgres::PgConnectOptions;
 use tdb_catalog::Catalog;
 use tdb_catalog::servers::ServerSpec;
+use tdb_core::aad::Aad;
 use tdb_core::secrets::MasterKey;
+use tdb_core::{Engine as EngineKind, ServerRole};
 use tdb_engines::managed::postgres::{Listen, ManagedPostgresOptions};
 use tdb_engines::{AdminEndpoint, Engine, ManagedPostgres, PgBinaries, PostgresEngine, RunAs};
 use tokio_util::sync::CancellationToken;
@@ -395,8 +397,8 @@ async fn register_servers(
         let e = server.endpoint();
         let spec = ServerSpec {
             name: SHARED_PG,
-            engine: "postgresql",
-            role: "shared",
+            engine: EngineKind::Postgresql,
+            role: ServerRole::Shared,
             region,
             host: &e.host,
             port: e.port,
@@ -416,8 +418,8 @@ async fn register_servers(
         let host = host_of(&opts);
         let spec = ServerSpec {
             name: &server.name,
-            engine: &server.engine,
-            role: &server.role,
+            engine: server.engine,
+            role: server.role,
             region: server.region.as_deref().unwrap_or(region),
             host: &host,
             port: opts.get_port(),
@@ -445,7 +447,7 @@ async fn secure_servers(
     if let (None, true, Some(url)) = (managed, attached.is_empty(), &config.catalog_url) {
         attached.push(catalog_server(url));
     }
-    for server in attached.iter().filter(|s| s.role == "shared") {
+    for server in attached.iter().filter(|s| s.role == ServerRole::Shared) {
         let opts = PgConnectOptions::from_str(&server.url)?;
         let endpoint = AdminEndpoint {
             host: host_of(&opts),
@@ -510,7 +512,7 @@ async fn upsert(
 ) -> anyhow::Result<()> {
     catalog
         .upsert_server(spec, tdb_core::ids::server_id, |id| {
-            key.seal(password.as_bytes(), id)
+            key.seal(password.as_bytes(), Aad::ServerAdmin(id))
         })
         .await
         .with_context(|| format!("recording server '{}'", spec.name))?;
@@ -533,7 +535,10 @@ async fn budget_connections(config: &Config, key: &MasterKey, catalog: &Catalog)
     let Ok(servers) = catalog.list_servers().await else {
         return;
     };
-    for server in servers.iter().filter(|s| s.engine == "postgresql") {
+    for server in servers
+        .iter()
+        .filter(|s| s.engine == EngineKind::Postgresql)
+    {
         let budgeted = async {
             let admin = tdb_jobs::access::admin_endpoint(key, server)?;
             let capacity = engine.connection_capacity(&admin).await?;
@@ -559,8 +564,8 @@ async fn budget_connections(config: &Config, key: &MasterKey, catalog: &Catalog)
 fn catalog_server(url: &str) -> ServerConfig {
     ServerConfig {
         name: "postgresql-catalog".into(),
-        engine: "postgresql".into(),
-        role: "shared".into(),
+        engine: EngineKind::Postgresql,
+        role: ServerRole::Shared,
         region: None,
         url: url.to_string(),
     }

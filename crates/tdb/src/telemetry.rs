@@ -13,6 +13,7 @@ use sqlx::Connection;
 use tdb_catalog::Catalog;
 use tdb_core::ratelimit::IpGuard;
 use tdb_core::secrets::MasterKey;
+use tdb_core::{JobKind, JobStatus};
 use tokio_util::sync::CancellationToken;
 
 /// Installs the recorder; every `metrics::counter!` and friends from here on is exported.
@@ -64,13 +65,13 @@ pub async fn sample(
 ) {
     loop {
         if let Ok(open) = catalog.open_jobs().await {
-            for kind in ["deployment", "backup", "rollback"] {
-                for status in ["queued", "running"] {
+            for &kind in JobKind::ALL {
+                for status in [JobStatus::Queued, JobStatus::Running] {
                     let n = open
                         .iter()
-                        .find(|(k, s, _)| k == kind && s == status)
+                        .find(|(k, s, _)| *k == kind && *s == status)
                         .map_or(0, |(_, _, n)| *n);
-                    metrics::gauge!("tdb_jobs_open", "kind" => kind, "status" => status)
+                    metrics::gauge!("tdb_jobs_open", "kind" => kind.as_str(), "status" => status.as_str())
                         .set(n as f64);
                 }
             }
@@ -80,7 +81,7 @@ pub async fn sample(
             for server in servers {
                 let up = server_answers(&key, &server).await;
                 metrics::gauge!("tdb_server_up", "server" => server.name.clone(),
-                                "engine" => server.engine.clone(), "managed" => server.managed.to_string())
+                                "engine" => server.engine.as_str(), "managed" => server.managed.to_string())
                 .set(if up { 1.0 } else { 0.0 });
             }
         }

@@ -9,7 +9,7 @@ use tdb_catalog::CatalogError;
 use tdb_catalog::accounts::NewAccount;
 use tdb_catalog::projects::NewProject;
 use tdb_core::names::check_password;
-use tdb_core::{Email, ErrorCode, ProjectName, SignupMode, ids, secrets};
+use tdb_core::{Email, ErrorCode, ProjectName, ProjectStatus, SignupMode, ids, secrets};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -140,7 +140,7 @@ async fn signup(
         id: &account_id,
         email: email.as_str(),
         password_hash: &password_hash,
-        tier: &state.config.default_tier,
+        tier: state.config.default_tier,
     };
     let project = NewProject {
         id: &project_id,
@@ -218,7 +218,10 @@ async fn login(
         .map_err(|e| ApiError::from_catalog(e, "project"))?;
     let mut out = Vec::with_capacity(projects.len());
     // A project being deleted gets no new keys.
-    for project in projects.into_iter().filter(|p| p.status == "active") {
+    for project in projects
+        .into_iter()
+        .filter(|p| p.status == ProjectStatus::Active)
+    {
         let key = MintedKey::admin("login");
         state
             .catalog

@@ -9,7 +9,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tdb_catalog::tenants::TenantDatabase;
-use tdb_core::{ErrorCode, KeyRole};
+use tdb_core::{ErrorCode, KeyRole, TenantStatus};
 use tdb_engines::{Limits, QueryOutput};
 use tdb_sql::{Kind, Statement};
 use utoipa::ToSchema;
@@ -113,7 +113,7 @@ async fn admin_query(
                 .find_tenant(&auth.project_id, name)
                 .await?
                 .status;
-            if status != "ready" {
+            if status != TenantStatus::Ready {
                 return Err(ApiError::conflict(format!("tenant '{name}' is {status}")));
             }
             let out = run_on(&state, &auth, db, &statements, &limits).await?;
@@ -130,7 +130,7 @@ async fn admin_query(
             for db in &databases {
                 let ready = tenants
                     .iter()
-                    .any(|t| t.id == db.tenant_id && t.status == "ready");
+                    .any(|t| t.id == db.tenant_id && t.status == TenantStatus::Ready);
                 pending.push(query_tenant(&state, &auth, db, ready, &statements, &limits));
             }
             let results: Vec<Value> = futures_util::stream::iter(pending)

@@ -41,8 +41,8 @@ pub struct KeyItem {
 impl KeyItem {
     fn from_record(k: ApiKey) -> Result<Self, ApiError> {
         Ok(Self {
-            role: k.role.parse().map_err(ApiError::internal)?,
-            scope_type: k.scope_type.parse().map_err(ApiError::internal)?,
+            role: k.role,
+            scope_type: k.scope_type,
             id: k.id,
             name: k.name,
             prefix: k.prefix,

@@ -8,8 +8,10 @@ use std::time::Instant;
 use axum::extract::{FromRequest, Request, State};
 use serde_json::{Value, json};
 use tdb_catalog::autodb::{Connection, NewConnection, NewProvisioned, Provisioned};
+use tdb_core::aad::Aad;
+use tdb_core::routing::RoutingName;
 use tdb_core::settings::Settings;
-use tdb_core::{ErrorCode, KeyRole, ids, secrets};
+use tdb_core::{ConnectionStatus, ErrorCode, KeyRole, ScopeType, ids, secrets};
 use tdb_engines::{EngineError, SchemaTenantSpec};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -53,16 +55,6 @@ pub const DEFAULT_EXCLUDED_SCHEMAS: [&str; 8] = [
 /// URL parameters a registered connection string may carry. Others (`host` naming a socket
 /// path, client key files, ...) could make tdb reach what the user could not.
 const URL_PARAMS: [&str; 3] = ["sslmode", "application_name", "options"];
-
-/// The associated data a connection string is sealed with: the record's id.
-fn connection_aad(id: &str) -> String {
-    format!("connection:{id}")
-}
-
-/// The associated data a provisioned role's password is sealed with.
-pub fn provision_aad(id: &str) -> String {
-    format!("provision:{id}")
-}
 
 // --- validation --------------------------------------------------------------------------------
 
@@ -330,7 +322,7 @@ async fn provision(
     let region = state.config.default_region().to_string();
     let server = state
         .catalog
-        .place_shared("postgresql", &region)
+        .place_shared(tdb_core::Engine::Postgresql, &region)
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -343,8 +335,9 @@ async fn provision(
 
     let id = ids::uuid_v4();
     let connection_id = ids::uuid_v4();
-    let hex = ids::random_hex(10);
-    let schema_name = format!("tenant_{}_{}", &hex[..12], &hex[12..]);
+    let schema_name = RoutingName::provisioned(&ids::random_hex(10))
+        .ok_or_else(|| ApiError::internal("random_hex(10) gives 20 hex digits"))?
+        .to_string();
     let role_name = format!("tdb_pr_{}", ids::random_hex(10));
     let role_password = secrets::new_password("");
     // A database of its own: channels and other things PostgreSQL shares within a database
@@ -353,10 +346,10 @@ async fn provision(
     let internal_url = server_url(&server, &role_name, &role_password, &database);
     let sealed_url = state
         .master_key
-        .seal(internal_url.as_bytes(), &connection_aad(&connection_id));
+        .seal(internal_url.as_bytes(), Aad::Connection(&connection_id));
     let sealed_password = state
         .master_key
-        .seal(role_password.as_bytes(), &provision_aad(&id));
+        .seal(role_password.as_bytes(), Aad::Provisioned(&id));
     let excluded: Vec<String> = Vec::new();
     let reserved = state
         .catalog
@@ -429,7 +422,7 @@ async fn provision(
                 Err(e) => {
                     let _ = state
                         .catalog
-                        .delete_scope_credentials(&project_id, "provision", &schema_name)
+                        .delete_scope_credentials(&project_id, ScopeType::Provision, &schema_name)
                         .await;
                     // The record goes only once the server holds nothing of it; otherwise it
                     // stays (`provisioning`) so that DELETE can finish the job.
@@ -478,7 +471,15 @@ async fn mint_provision_credential(
     project_id: &str,
     schema_name: &str,
 ) -> Result<(String, String), ApiError> {
-    crate::mint::scoped_credential(state, project_id, "provision", schema_name, "write", "p").await
+    crate::mint::scoped_credential(
+        state,
+        project_id,
+        ScopeType::Provision,
+        schema_name,
+        KeyRole::Write,
+        "p",
+    )
+    .await
 }
 
 /// The project's provisioned databases, with the account's use of its limit.
@@ -598,7 +599,7 @@ async fn create_connection(
     let id = ids::uuid_v4();
     let sealed = state
         .master_key
-        .seal(connection_string.as_bytes(), &connection_aad(&id));
+        .seal(connection_string.as_bytes(), Aad::Connection(&id));
     let c = state
         .catalog
         .create_connection(&NewConnection {
@@ -659,7 +660,7 @@ async fn delete_connection(
     require(&auth, KeyRole::Write)?;
     let c = find_connection(&state, &auth, &id).await?;
     if let Some(p) = state.catalog.provisioned_by_connection(&c.id).await?
-        && p.status != "deleted"
+        && p.status != ConnectionStatus::Deleted
     {
         return Err(ApiError::conflict(format!(
             "connection {} belongs to provisioned database {}; delete that instead",
@@ -709,7 +710,7 @@ async fn open_connection(state: &AppState, auth: &Auth, id: &str) -> Result<Open
         Some(p) => provisioned_url(state, p).await?,
         None => state
             .master_key
-            .open_string(&c.secret, &connection_aad(&c.id))
+            .open_string(&c.secret, Aad::Connection(&c.id))
             .map_err(|e| ApiError::internal(format!("cannot unseal connection {}: {e}", c.id)))?,
     };
     Ok(Opened {
@@ -725,7 +726,7 @@ async fn provisioned_url(state: &AppState, p: &Provisioned) -> Result<String, Ap
     let server = state.catalog.find_server(&p.server_id).await?;
     let password = state
         .master_key
-        .open_string(&p.role_secret, &provision_aad(&p.id))
+        .open_string(&p.role_secret, Aad::Provisioned(&p.id))
         .map_err(|e| ApiError::internal(format!("cannot unseal database {}: {e}", p.id)))?;
     Ok(server_url(&server, &p.role_name, &password, &p.database))
 }

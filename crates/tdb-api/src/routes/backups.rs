@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tdb_catalog::CatalogError;
 use tdb_catalog::backups::{Backup, StoredPolicy};
-use tdb_core::{ErrorCode, KeyRole};
+use tdb_core::{BackupStatus, ErrorCode, KeyRole, TenantStatus};
 use tdb_jobs::backup::{BackupPolicy, Source, plan};
 use tdb_jobs::store::StoreError;
 use utoipa::ToSchema;
@@ -83,7 +83,10 @@ async fn create_backup(
 ) -> ApiResult<Value> {
     auth.require_role(KeyRole::Write)?;
     let t = super::tenants::find(&state, &auth, &name).await?;
-    if !["ready", "suspended", "restoring"].contains(&t.status.as_str()) {
+    if !matches!(
+        t.status,
+        TenantStatus::Ready | TenantStatus::Suspended | TenantStatus::Restoring
+    ) {
         return Err(ApiError::conflict(format!(
             "tenant '{name}' is {}; backups need it ready or suspended",
             t.status
@@ -96,7 +99,7 @@ async fn create_backup(
         .map(|d| Source {
             tenant_database_id: &d.id,
             blueprint: &d.blueprint,
-            engine: &d.engine,
+            engine: d.engine,
         })
         .collect();
     let planned = plan(
@@ -104,7 +107,7 @@ async fn create_backup(
         &t.id,
         &name,
         &sources,
-        "manual",
+        tdb_core::BackupKind::Manual,
         Utc::now(),
     );
     let rows: Vec<_> = planned.iter().map(|p| p.as_new()).collect();
@@ -187,7 +190,7 @@ async fn rollback(
             )),
             other => other.into(),
         })?;
-    if backup.status != "completed" {
+    if backup.status != BackupStatus::Completed {
         return Err(ApiError::conflict(format!(
             "backup '{}' is {}{}; only completed backups can be restored",
             backup.storage_path,

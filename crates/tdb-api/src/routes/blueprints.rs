@@ -23,7 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Serialize, ToSchema)]
 pub struct BlueprintItem {
     name: String,
-    database: String,
+    database: tdb_core::Engine,
     workspace_id: String,
     current_version: i32,
     tenant_count: i64,

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::envelope::{ApiError, ApiResult, Reply};
 use crate::extract::{ApiPath, ApiQuery, Auth};
+use tdb_core::LogSource;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -87,14 +88,14 @@ fn filter(state: &AppState, p: LogParams) -> Result<LogFilter, ApiError> {
             ));
         }
     };
-    if let Some(source) = &p.source
-        && !["proxy", "api"].contains(&source.as_str())
-    {
-        return Err(ApiError::field(
-            "source",
-            format!("must be proxy or api, not '{source}'"),
-        ));
-    }
+    let source = p
+        .source
+        .map(|s| {
+            s.parse::<LogSource>()
+                .map(|source| source.as_str().to_string())
+                .map_err(|_| ApiError::field("source", format!("must be proxy or api, not '{s}'")))
+        })
+        .transpose()?;
     let since = p
         .since
         .as_deref()
@@ -110,7 +111,7 @@ fn filter(state: &AppState, p: LogParams) -> Result<LogFilter, ApiError> {
         errors_only,
         slower_than_us,
         search,
-        source: p.source,
+        source,
         since,
     })
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tdb_catalog::CatalogError;
 use tdb_catalog::projects::{NewProject, Project};
-use tdb_core::{ProjectName, ids};
+use tdb_core::{ProjectName, ProjectStatus, ids};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -48,7 +48,7 @@ pub(super) async fn own_project(
 /// As [`own_project`], for changes: a project being deleted takes none.
 async fn active_project(state: &AppState, auth: &Auth, id: &str) -> Result<Project, ApiError> {
     let project = own_project(state, auth, id).await?;
-    if project.status != "active" {
+    if project.status != ProjectStatus::Active {
         return Err(ApiError::conflict(format!(
             "project '{}' is being deleted",
             project.id
@@ -62,7 +62,7 @@ pub struct ProjectItem {
     project_id: String,
     name: String,
     /// `active`, or `deleting` while its deletion runs.
-    status: String,
+    status: ProjectStatus,
     api_key_count: i64,
     created_at: DateTime<Utc>,
 }

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tdb_catalog::CatalogError;
 use tdb_catalog::tenants::{Tenant, TenantDatabase};
-use tdb_core::{ErrorCode, KeyRole, ResourceName};
+use tdb_core::routing::RoutingName;
+use tdb_core::{ErrorCode, KeyRole, ResourceName, ScopeType, TargetStatus, TenantStatus, Tier};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,16 +33,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 const MAX_DATABASES: usize = 10;
 
-fn engine_name(engine: &str) -> String {
-    engine
-        .parse::<tdb_core::Engine>()
-        .map(|k| display_engine(k).to_string())
-        .unwrap_or_else(|_| engine.to_string())
+fn engine_name(engine: &tdb_core::Engine) -> String {
+    display_engine(*engine).to_string()
 }
 
 fn connection(state: &AppState, db: &TenantDatabase, user: &str, password: &str) -> Value {
     let c = &state.config;
-    let database = format!("{}__{}", db.blueprint, db.tenant_name);
+    let database = RoutingName::tenant(&db.blueprint, &db.tenant_name).to_string();
     json!({
         "host": c.pg_public_host,
         "port": c.pg_public_port,
@@ -150,13 +148,15 @@ async fn create_tenant(
         .find_tenant(&auth.project_id, name.as_str())
         .await
     {
-        return Err(ApiError::conflict(if existing.status == "deleted" {
-            format!(
-                "Tenant '{name}' is in trash. Use POST /tenants/{name}/restore or DELETE /tenants/{name}?hard=true"
-            )
-        } else {
-            format!("tenant '{name}' already exists")
-        }));
+        return Err(ApiError::conflict(
+            if existing.status == TenantStatus::Deleted {
+                format!(
+                    "Tenant '{name}' is in trash. Use POST /tenants/{name}/restore or DELETE /tenants/{name}?hard=true"
+                )
+            } else {
+                format!("tenant '{name}' already exists")
+            },
+        ));
     }
     let databases = tenant::provision(&state, &auth.project_id, name.as_str(), &planned).await?;
     let mut out = Vec::new();
@@ -185,7 +185,7 @@ async fn plan(
     let field = format!("databases[{i}]");
     match d.isolation_level.unwrap_or(1) {
         1 => {}
-        2 if auth.tier == "free" => {
+        2 if auth.tier == Tier::Free => {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "L2 dedicated isolation requires a paid plan",
@@ -242,7 +242,7 @@ async fn get_tenant(
     let t = find(&state, &auth, &name).await?;
     let user = state
         .catalog
-        .credential_username(&auth.project_id, "tenant", &name)
+        .credential_username(&auth.project_id, ScopeType::Tenant, &name)
         .await?
         .unwrap_or_else(|| auth.project_id.clone());
     let rows = state.catalog.tenant_databases(&t.id).await?;
@@ -289,22 +289,28 @@ async fn delete_tenant(
     auth.require_role(KeyRole::Admin)?;
     let t = find(&state, &auth, &name).await?;
     let hard = params.hard == Some(true);
-    if hard && t.status == "provisioning" {
+    if hard && t.status == TenantStatus::Provisioning {
         // Its creation job sees `failed` and removes everything it made.
-        move_to(&state, &t, &["provisioning"], "failed").await?;
+        move_to(
+            &state,
+            &t,
+            &[TenantStatus::Provisioning],
+            TenantStatus::Failed,
+        )
+        .await?;
         return Ok(Reply::ok(json!({
             "message": format!("Tenant '{name}' was being created; its creation is cancelled and everything made for it is being removed"),
             "tenant_id": name, "status": "failed",
         })));
     }
     let busy = [
-        "provisioning",
-        "migrating",
-        "syncing",
-        "restoring",
-        "recovering",
+        TenantStatus::Provisioning,
+        TenantStatus::Migrating,
+        TenantStatus::Syncing,
+        TenantStatus::Restoring,
+        TenantStatus::Recovering,
     ];
-    if busy.contains(&t.status.as_str()) {
+    if busy.contains(&t.status) {
         return Err(ApiError::conflict(format!(
             "tenant '{name}' is {}; try again when it is done",
             t.status
@@ -313,7 +319,17 @@ async fn delete_tenant(
     if hard {
         return hard_delete(&state, &t).await;
     }
-    move_to(&state, &t, &["ready", "suspended", "failed"], "deleted").await?;
+    move_to(
+        &state,
+        &t,
+        &[
+            TenantStatus::Ready,
+            TenantStatus::Suspended,
+            TenantStatus::Failed,
+        ],
+        TenantStatus::Deleted,
+    )
+    .await?;
     Ok(Reply::ok(json!({
         "message": format!("Tenant '{name}' moved to trash. Restore with POST /tenants/{name}/restore"),
         "tenant_id": name, "status": "deleted",
@@ -326,8 +342,18 @@ async fn delete_tenant(
 /// retry.
 async fn hard_delete(state: &AppState, t: &Tenant) -> ApiResult<Value> {
     let name = &t.name;
-    if t.status != "deleted" {
-        move_to(state, t, &["ready", "suspended", "failed"], "deleted").await?;
+    if t.status != TenantStatus::Deleted {
+        move_to(
+            state,
+            t,
+            &[
+                TenantStatus::Ready,
+                TenantStatus::Suspended,
+                TenantStatus::Failed,
+            ],
+            TenantStatus::Deleted,
+        )
+        .await?;
     }
     if let Err(e) = tdb_jobs::teardown::drop_tenant(&state.jobs, t).await {
         tracing::error!(tenant = %t.id, error = %e, "a hard delete did not finish");
@@ -344,13 +370,21 @@ async fn hard_delete(state: &AppState, t: &Tenant) -> ApiResult<Value> {
     ))
 }
 
-async fn move_to(state: &AppState, t: &Tenant, from: &[&str], to: &str) -> Result<(), ApiError> {
+async fn move_to(
+    state: &AppState,
+    t: &Tenant,
+    from: &[TenantStatus],
+    to: TenantStatus,
+) -> Result<(), ApiError> {
     match state.catalog.move_tenant(&t.id, from, to).await? {
         None => Ok(()),
         Some(actual) => Err(ApiError::conflict(format!(
             "tenant '{}' is {actual}; this needs status {}",
             t.name,
-            from.join(" or ")
+            from.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
         ))),
     }
 }
@@ -359,8 +393,8 @@ async fn transition(
     state: AppState,
     auth: Auth,
     name: String,
-    from: &[&str],
-    to: &str,
+    from: &[TenantStatus],
+    to: TenantStatus,
     verb: &str,
 ) -> ApiResult<Value> {
     auth.require_role(KeyRole::Write)?;
@@ -384,7 +418,7 @@ async fn restore_tenant(
 ) -> ApiResult<Value> {
     auth.require_role(KeyRole::Write)?;
     let t = find(&state, &auth, &name).await?;
-    if t.status != "deleted" {
+    if t.status != TenantStatus::Deleted {
         return Err(ApiError::conflict(format!(
             "tenant '{name}' is {}; this needs status deleted",
             t.status
@@ -392,7 +426,7 @@ async fn restore_tenant(
     }
     ensure_whole(&state, &t).await?;
     behind::bring_forward(&state, &t).await?;
-    move_to(&state, &t, &["deleted"], "ready").await?;
+    move_to(&state, &t, &[TenantStatus::Deleted], TenantStatus::Ready).await?;
     let rows = state.catalog.tenant_databases(&t.id).await?;
     let standing = Standing::load(&state, &auth.project_id, &rows).await?;
     let databases: Vec<Value> = rows.iter().map(|db| standing.entry(db)).collect();
@@ -434,7 +468,15 @@ async fn suspend_tenant(
     auth: Auth,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Value> {
-    transition(state, auth, name, &["ready"], "suspended", "suspended").await
+    transition(
+        state,
+        auth,
+        name,
+        &[TenantStatus::Ready],
+        TenantStatus::Suspended,
+        "suspended",
+    )
+    .await
 }
 
 /// Resumes a suspended tenant.
@@ -445,7 +487,15 @@ async fn resume_tenant(
     auth: Auth,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Value> {
-    transition(state, auth, name, &["suspended"], "ready", "resumed").await
+    transition(
+        state,
+        auth,
+        name,
+        &[TenantStatus::Suspended],
+        TenantStatus::Ready,
+        "resumed",
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -458,7 +508,7 @@ struct HistoryItem {
     deployment_id: String,
     blueprint_name: String,
     version: i32,
-    status: String,
+    status: TargetStatus,
     duration: Option<String>,
     error: Option<String>,
     created_at: DateTime<Utc>,
@@ -518,12 +568,15 @@ async fn create_credential(
     ApiJson(req): ApiJson<CreateCredential>,
 ) -> ApiResult<Value> {
     auth.require_role(KeyRole::Admin)?;
-    if !["read", "write"].contains(&req.role.as_str()) {
-        return Err(ApiError::field(
-            "role",
-            format!("role must be 'read' or 'write', not '{}'", req.role),
-        ));
-    }
+    let role = match req.role.parse::<KeyRole>() {
+        Ok(role @ (KeyRole::Read | KeyRole::Write)) => role,
+        _ => {
+            return Err(ApiError::field(
+                "role",
+                format!("role must be 'read' or 'write', not '{}'", req.role),
+            ));
+        }
+    };
     let t = find(&state, &auth, &name).await?;
     let databases = state.catalog.tenant_databases(&t.id).await?;
     let db = match &req.blueprint {
@@ -540,16 +593,16 @@ async fn create_credential(
             .first()
             .ok_or_else(|| ApiError::conflict(format!("tenant '{name}' has no database")))?,
     };
-    if req.role == "read" && db.read_role.is_none() {
+    if role == KeyRole::Read && db.read_role.is_none() {
         return Err(ApiError::conflict(format!(
             "tenant '{name}' was created before read-only roles existed; it has none"
         )));
     }
     let (user, password) =
-        tenant::mint_role_credential(&state, &auth.project_id, &name, &req.role).await?;
+        tenant::mint_role_credential(&state, &auth.project_id, &name, role).await?;
     Ok(Reply::created(json!({
         "tenant_id": name,
-        "role": req.role,
+        "role": role,
         "username": user,
         "password": password,
         "connection": connection(&state, db, &user, &password),

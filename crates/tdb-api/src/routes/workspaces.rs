@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tdb_catalog::CatalogError;
 use tdb_catalog::workspaces::NewWorkspace;
-use tdb_core::{ErrorCode, KeyRole, ResourceName, ids, secrets};
+use tdb_core::aad::Aad;
+use tdb_core::routing::RoutingName;
+use tdb_core::{
+    Engine, ErrorCode, KeyRole, ResourceName, ScopeType, ServerRole, WorkspaceMode, ids, secrets,
+};
 use tdb_engines::DatabaseSpec;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -42,7 +46,7 @@ pub struct Connection {
 
 fn connection(state: &AppState, name: &str, user: &str, password: &str) -> (Connection, String) {
     let c = &state.config;
-    let database = format!("{name}_workspace");
+    let database = RoutingName::workspace(name).to_string();
     let url = format!(
         "postgresql://{user}:{password}@{}:{}/{database}?sslmode=require",
         c.pg_public_host, c.pg_public_port
@@ -63,8 +67,8 @@ const MASK: &str = "••••••••";
 pub struct WorkspaceItem {
     id: String,
     name: String,
-    mode: String,
-    database: String,
+    mode: WorkspaceMode,
+    database: Engine,
     created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<i32>,
@@ -115,7 +119,7 @@ pub struct CreateWorkspace {
 #[derive(Serialize, ToSchema)]
 pub struct CreatedWorkspace {
     id: String,
-    mode: String,
+    mode: WorkspaceMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     blueprint: Option<String>,
     database: String,
@@ -137,17 +141,14 @@ async fn create_workspace(
         .database
         .parse()
         .map_err(|e| ApiError::field("database", e))?;
-    let mode = match req.mode.to_ascii_lowercase().as_str() {
-        m @ ("tenant" | "control") => m.to_string(),
-        _ => return Err(ApiError::field("mode", "must be one of: tenant, control")),
-    };
+    let mode: WorkspaceMode = req.mode.parse().map_err(|e| ApiError::field("mode", e))?;
     auth.require_role(KeyRole::Write)?;
     auth.require_workspace(name.as_str())?;
     let engine = workspace::engine_for(&state, kind)?;
     let region = state.config.default_region().to_string();
     let server = state
         .catalog
-        .place_shared(kind.as_str(), &region)
+        .place_shared(kind, &region)
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -164,14 +165,16 @@ async fn create_workspace(
     let physical_db = format!("tdb_ws_{suffix}");
     let owner_password = secrets::new_password("");
     let settings = serde_json::to_value(Settings::default()).map_err(ApiError::internal)?;
-    let blueprint_id = (mode == "tenant").then(|| ids::new_id("bp"));
-    let sealed = state.master_key.seal(owner_password.as_bytes(), &id);
+    let blueprint_id = (mode == WorkspaceMode::Tenant).then(|| ids::new_id("bp"));
+    let sealed = state
+        .master_key
+        .seal(owner_password.as_bytes(), Aad::WorkspaceOwner(&id));
     let record = NewWorkspace {
         id: &id,
         project_id: &auth.project_id,
         name: name.as_str(),
-        engine: kind.as_str(),
-        mode: &mode,
+        engine: kind,
+        mode,
         server_id: &server.id,
         physical_db: &physical_db,
         owner_role: &owner_role,
@@ -217,7 +220,7 @@ async fn create_workspace(
     let (connection, connection_string) = connection(&state, name.as_str(), &user, &password);
     Ok(Reply::created(CreatedWorkspace {
         id: name.to_string(),
-        blueprint: (mode == "tenant").then(|| name.to_string()),
+        blueprint: (mode == WorkspaceMode::Tenant).then(|| name.to_string()),
         mode,
         database: display_engine(kind).to_string(),
         connection,
@@ -231,7 +234,15 @@ async fn mint_credential(
     project_id: &str,
     workspace: &str,
 ) -> Result<(String, String), ApiError> {
-    crate::mint::scoped_credential(state, project_id, "workspace", workspace, "admin", "w").await
+    crate::mint::scoped_credential(
+        state,
+        project_id,
+        ScopeType::Workspace,
+        workspace,
+        KeyRole::Admin,
+        "w",
+    )
+    .await
 }
 
 async fn resolve_for(
@@ -249,8 +260,8 @@ async fn resolve_for(
 pub struct WorkspaceDetail {
     id: String,
     name: String,
-    mode: String,
-    database: String,
+    mode: WorkspaceMode,
+    database: Engine,
     /// The DDL that built the workspace: deployed versions, then pending changes.
     schema: Vec<String>,
     schema_error: Option<String>,
@@ -295,7 +306,7 @@ async fn get_workspace(
     }
     let user = state
         .catalog
-        .credential_username(&auth.project_id, "workspace", &name)
+        .credential_username(&auth.project_id, ScopeType::Workspace, &name)
         .await?
         .unwrap_or_else(|| auth.project_id.clone());
     let (connection, connection_string) = connection(&state, &name, &user, MASK);
@@ -306,7 +317,9 @@ async fn get_workspace(
         database: ws.engine,
         schema,
         schema_error: None,
-        undeployed_changes: ws.undeployed_changes.filter(|_| ws.mode == "tenant"),
+        undeployed_changes: ws
+            .undeployed_changes
+            .filter(|_| ws.mode == WorkspaceMode::Tenant),
         connection,
         connection_string,
         settings: r.settings,
@@ -606,9 +619,8 @@ async fn get_settings(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<SettingsResponse> {
     let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
-    let kind: tdb_core::Engine = r.ws.engine.parse().map_err(ApiError::internal)?;
     Ok(Reply::ok(SettingsResponse {
-        database_type: display_engine(kind).to_string(),
+        database_type: display_engine(r.ws.engine).to_string(),
         settings: r.settings,
         available_fields: Settings::FIELDS,
     }))
@@ -674,7 +686,7 @@ async fn patch_settings(
     )?;
     let r = resolve_for(&state, &auth, &name, KeyRole::Write).await?;
     if let Some(n) = conns {
-        check_connection_ceiling(&state, &r.ws.engine, n).await?;
+        check_connection_ceiling(&state, r.ws.engine, n).await?;
     }
     let mut settings = r.settings;
     settings.query_timeout_ms = timeout.unwrap_or(settings.query_timeout_ms);
@@ -686,7 +698,7 @@ async fn patch_settings(
         .catalog
         .update_workspace_settings(&r.ws.id, &value)
         .await?;
-    let kind: tdb_core::Engine = r.ws.engine.parse().map_err(ApiError::internal)?;
+    let kind = r.ws.engine;
     let tenant = r.tenant_mode();
     Ok(Reply::ok(SettingsSaved {
         settings,
@@ -705,13 +717,13 @@ async fn patch_settings(
 /// for its own work), so no tenant can take what the others share.
 async fn check_connection_ceiling(
     state: &AppState,
-    engine: &str,
+    engine: Engine,
     wanted: u32,
 ) -> Result<(), ApiError> {
     let servers = state.catalog.list_servers().await?;
     let tightest = servers
         .iter()
-        .filter(|s| s.engine == engine && s.role == "shared")
+        .filter(|s| s.engine == engine && s.role == ServerRole::Shared)
         .filter_map(|s| Some((s.tenant_connection_ceiling()?, s.tenant_connection_budget?)))
         .min();
     match tightest {

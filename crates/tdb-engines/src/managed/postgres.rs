@@ -22,6 +22,7 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
+use tdb_core::aad::Aad;
 use tdb_core::secrets::{MasterKey, new_password};
 use tokio::process::{Child, Command};
 
@@ -30,7 +31,6 @@ use super::supervisor::{ManagedProcess, Supervisor};
 use super::{AdminEndpoint, ManagedError, RunAs};
 
 const ADMIN_USER: &str = "tdb_admin";
-const SEAL_AAD: &str = "managed-postgresql-admin";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Fast shutdown (sessions end, a shutdown checkpoint is written), then immediate shutdown (the
 /// server stops its processes at once and recovers from its WAL at the next start), 30 s each.
@@ -161,7 +161,11 @@ impl ManagedPostgres {
         }
         let password = hex::decode(&state.admin_password_sealed)
             .ok()
-            .and_then(|sealed| opts.master_key.open_string(&sealed, SEAL_AAD).ok())
+            .and_then(|sealed| {
+                opts.master_key
+                    .open_string(&sealed, Aad::ManagedServerAdmin)
+                    .ok()
+            })
             .ok_or_else(|| ManagedError::State {
                 path: dir.join("state.json"),
                 message: "admin password cannot be unsealed (was the master key changed?)".into(),
@@ -300,7 +304,10 @@ async fn initdb(opts: &ManagedPostgresOptions, init_dir: &Path) -> Result<State,
     Ok(State {
         port: free_port()?,
         admin_user: ADMIN_USER.into(),
-        admin_password_sealed: hex::encode(opts.master_key.seal(password.as_bytes(), SEAL_AAD)),
+        admin_password_sealed: hex::encode(
+            opts.master_key
+                .seal(password.as_bytes(), Aad::ManagedServerAdmin),
+        ),
     })
 }
 

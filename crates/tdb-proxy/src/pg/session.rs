@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tdb_catalog::routing::{Login, QueryOrigin};
+use tdb_core::TenantStatus;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -606,7 +607,7 @@ async fn settle(
 async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<PgError> {
     match end {
         RelayEnd::Killed => {
-            let why = match proxy.router.tenant_status_text(route).await {
+            let why = match proxy.router.current_status(route).await {
                 Some(status) => format!("terminating connection: {} is {status}", route.describe()),
                 None => format!("terminating connection: {} was removed", route.describe()),
             };
@@ -679,7 +680,7 @@ fn backend_target(
     auth: &Authenticated,
     transaction_mode: bool,
 ) -> Option<BackendTarget> {
-    let access = if auth.login.role == "read" {
+    let access = if auth.login.role == tdb_core::KeyRole::Read {
         route.read.clone()?
     } else {
         route.write.clone()
@@ -742,9 +743,9 @@ async fn open_route(
     let gate = proxy.gates.get(&tenant_id);
     let kill = gate.kill_token();
     let route = proxy.router.resolve(&auth.login, &auth.database).await?;
-    match route.status.as_str() {
-        "ready" | "syncing" | "migrating" | "restoring" => Ok((route, Some(gate), kill)),
-        "deleted" => Err(PgError::fatal(
+    match route.status {
+        status if status.serves() => Ok((route, Some(gate), kill)),
+        TenantStatus::Deleted => Err(PgError::fatal(
             "3D000",
             format!(
                 "{} is deleted (it is in the trash; restore it to connect)",
