@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the client libraries the integration tests drive tdb's proxy with besides psql and
-# sqlx: psycopg 3 and asyncpg (Python) and node-postgres (Node), into target/test-clients/ (or
+# sqlx: psycopg 3 and asyncpg (Python) and node-postgres (Node), and the OpenAPI fuzzer
+# schemathesis, into target/test-clients/ (or
 # $TDB_TEST_CLIENTS), where the tests look for them. Idempotent and quiet: clients already there
 # are kept; Python, pip, Node and npm come from Debian's packages when missing.
 set -euo pipefail
@@ -20,6 +21,12 @@ if ! PYTHONPATH="$dir/python" python3 -c 'import psycopg, asyncpg' >/dev/null 2>
     echo "installing psycopg and asyncpg into $dir/python"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
         --upgrade --target "$dir/python" 'psycopg[binary]>=3.1,<4' 'asyncpg>=0.29,<1'
+fi
+# schemathesis: the OpenAPI-driven fuzzer that checks the server against its document.
+if ! PYTHONPATH="$dir/schemathesis" python3 -c 'import schemathesis' >/dev/null 2>&1; then
+    echo "installing schemathesis into $dir/schemathesis"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --upgrade --target "$dir/schemathesis" 'schemathesis>=4.32,<5'
 fi
 if [ ! -f "$dir/node/node_modules/pg/package.json" ]; then
     echo "installing node-postgres into $dir/node"
