@@ -175,6 +175,28 @@ pub enum EngineError {
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
+impl EngineError {
+    /// Whether the same request may succeed later: the server could not be reached, was
+    /// starting or stopping, or had no session to spare. A statement the server refused, one
+    /// over its timeout, a request the engine cannot serve, or a tool that failed on its input
+    /// (`Internal`: pg_dump, psql) fails the same way again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect(_) | Self::Busy(_) => true,
+            Self::Query { sqlstate, .. } => transient_sqlstate(sqlstate),
+            Self::Timeout(_) | Self::TooLarge(_) | Self::Unsupported(_) | Self::Internal(_) => {
+                false
+            }
+        }
+    }
+}
+
+/// SQLSTATEs that say the server, not the statement, was the trouble: connection exceptions
+/// (class 08), too many connections, and a server shutting down or starting up.
+pub fn transient_sqlstate(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "53300" | "57P01" | "57P02" | "57P03")
+}
+
 /// A connection to one database that runs statements in order (so `BEGIN` … `COMMIT` spanning
 /// several statements works).
 #[async_trait]
@@ -321,4 +343,35 @@ pub trait Engine: Send + Sync {
 
 fn unsupported(kind: tdb_core::Engine, what: &str) -> EngineError {
     EngineError::Unsupported(format!("{what} are not supported for {kind:?} yet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(sqlstate: &str) -> EngineError {
+        EngineError::Query {
+            message: "m".into(),
+            sqlstate: sqlstate.into(),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn refused_statements_are_final_and_unreachable_servers_are_not() {
+        // A statement the tenant database refused: a duplicate column, a syntax error, a
+        // constraint its data breaks, a cancel by statement_timeout.
+        for sqlstate in ["42701", "42601", "23505", "57014", "XX000"] {
+            assert!(!query(sqlstate).is_transient(), "{sqlstate}");
+        }
+        assert!(!EngineError::Timeout(Duration::from_secs(1)).is_transient());
+        assert!(!EngineError::Unsupported("x".into()).is_transient());
+        assert!(!EngineError::Internal("psql: syntax error".into()).is_transient());
+        // The server, not the statement: refused connections, a restart, no free slot.
+        for sqlstate in ["08006", "08001", "53300", "57P01", "57P03"] {
+            assert!(query(sqlstate).is_transient(), "{sqlstate}");
+        }
+        assert!(EngineError::Connect("connection refused".into()).is_transient());
+        assert!(EngineError::Busy("full".into()).is_transient());
+    }
 }

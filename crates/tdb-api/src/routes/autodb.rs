@@ -511,7 +511,7 @@ async fn delete_provisioned(
         .map_err(|e| ApiError::from_catalog(e, "provisioned database"))?;
     tdb_jobs::teardown::drop_provisioned(&state.jobs, &p)
         .await
-        .map_err(|e| ApiError::new(ErrorCode::ServiceUnavailable, e))?;
+        .map_err(|e| ApiError::new(ErrorCode::ServiceUnavailable, e.to_string()))?;
     Ok(Reply::ok(data(json!({ "id": p.id, "status": "deleted" }))))
 }
 

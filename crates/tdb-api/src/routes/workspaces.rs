@@ -356,7 +356,7 @@ async fn delete_workspace(
     };
     tdb_jobs::teardown::drop_workspace(&state.jobs, &r.ws)
         .await
-        .map_err(|e| ApiError::new(tdb_core::ErrorCode::ServiceUnavailable, e))?;
+        .map_err(|e| ApiError::new(tdb_core::ErrorCode::ServiceUnavailable, e.to_string()))?;
     Ok(Reply::ok(DeletedWorkspace {
         message: "workspace deleted",
         details: serde_json::json!({
