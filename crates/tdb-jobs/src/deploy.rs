@@ -118,6 +118,8 @@ async fn migrate(
     })?;
     let owner = owner_access(&runner.master_key, server, &db)?;
     let admin = admin_endpoint(&runner.master_key, server)?;
+    let engine = runner.engine(&db.engine)?;
+    let sql = engine.require_sql()?;
     let dry_run = d.dry_run_statements.is_some();
     let mut from = db.version;
     for _ in 0..2 {
@@ -148,7 +150,7 @@ async fn migrate(
             dry_run,
             timeout: runner.config.migration_timeout,
         };
-        match runner.postgres.migrate(&plan).await? {
+        match sql.migrate(&plan).await? {
             Migration::Applied { .. } | Migration::WouldApply { .. } => return Ok(Some(d.version)),
             Migration::AlreadyAt(v) => {
                 let _ = catalog.set_database_version(&db.id, v).await;

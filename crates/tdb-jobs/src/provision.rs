@@ -149,7 +149,12 @@ async fn build(
             dry_run: false,
             timeout: runner.config.migration_timeout,
         };
-        engine.migrate(&plan).await.map_err(Undone::Migrate)?;
+        engine
+            .require_sql()
+            .map_err(Undone::Migrate)?
+            .migrate(&plan)
+            .await
+            .map_err(Undone::Migrate)?;
         catalog
             .set_database_version(&db.id, version)
             .await

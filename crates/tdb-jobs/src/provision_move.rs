@@ -10,6 +10,8 @@
 //! Until step 2 the old copy is the one in use, afterwards the new one: a crash anywhere resumes
 //! (step 1 starts over from a fresh database; step 3 is idempotent).
 
+use tdb_engines::SchemaMove;
+
 use crate::access::admin_endpoint;
 use crate::{JobError, Runner};
 
@@ -28,11 +30,19 @@ pub async fn run(runner: &Runner, reference: &str) -> Result<(), JobError> {
     let own = own_database(&p.id);
     let server = catalog.find_server(&p.server_id).await?;
     let admin = admin_endpoint(&runner.master_key, &server)?;
-    let engine = &runner.postgres;
+    let engine = runner.engine(&server.engine)?;
+    let engine = engine.require_schema_tenants()?;
+    let step = |forget| SchemaMove {
+        from: shared,
+        to: &own,
+        schema: &p.schema_name,
+        role: &p.role_name,
+        forget,
+    };
     // Already switched (a run cut off after it): only the shared copy may be left.
     if p.database != own {
         engine
-            .move_schema_tenant(&admin, shared, &own, &p.schema_name, &p.role_name, false)
+            .move_schema_tenant(&admin, &step(false))
             .await
             .map_err(|e| {
                 JobError::from(e).context(format!("copying provisioned database {} out", p.id))
@@ -40,7 +50,7 @@ pub async fn run(runner: &Runner, reference: &str) -> Result<(), JobError> {
         catalog.set_provisioned_database(&p.id, &own).await?;
     }
     engine
-        .move_schema_tenant(&admin, shared, &own, &p.schema_name, &p.role_name, true)
+        .move_schema_tenant(&admin, &step(true))
         .await
         .map_err(|e| {
             JobError::from(e).context(format!(

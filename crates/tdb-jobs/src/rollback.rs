@@ -175,14 +175,15 @@ async fn to_live_version(
     let engine = runner.engine(&live.engine)?;
     let live_owner = owner_access(&runner.master_key, server, live)?;
     let admin = admin_endpoint(&runner.master_key, server)?;
-    let mut version = engine
+    let sql = engine.require_sql()?;
+    let mut version = sql
         .schema_version(restored)
         .await
         .map_err(|e| JobError::from(e).context("reading the restored schema version"))?;
     for _ in 0..3 {
         // The live database has the last word; the catalog's copy stands in when it is out of
         // reach.
-        let target = engine
+        let target = sql
             .schema_version(&live_owner)
             .await
             .unwrap_or(live.version);

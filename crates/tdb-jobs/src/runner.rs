@@ -8,7 +8,7 @@ use std::time::Duration;
 use tdb_catalog::Catalog;
 use tdb_catalog::jobs::Job;
 use tdb_core::secrets::MasterKey;
-use tdb_engines::Engine;
+use tdb_engines::{Engine, Engines};
 use tokio_util::sync::CancellationToken;
 
 use crate::JobError;
@@ -73,7 +73,8 @@ impl Default for RunnerConfig {
 #[derive(Clone)]
 pub struct Runner {
     pub catalog: Catalog,
-    pub postgres: Arc<dyn Engine>,
+    /// The engine registry `tdb serve` built, shared with the API.
+    pub engines: Engines,
     pub master_key: MasterKey,
     pub store: crate::store::BackupStore,
     pub config: RunnerConfig,
@@ -82,14 +83,9 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// The engine of a catalog engine name.
-    pub fn engine(&self, kind: &str) -> Result<Arc<dyn Engine>, JobError> {
-        match kind {
-            "postgresql" => Ok(self.postgres.clone()),
-            other => Err(JobError::permanent(format!(
-                "the {other} engine is not available yet"
-            ))),
-        }
+    /// The engine a catalog record names (its `engine` column).
+    pub fn engine(&self, name: &str) -> Result<Arc<dyn Engine>, JobError> {
+        Ok(self.engines.by_name(name)?)
     }
 
     /// Runs jobs (up to `max_jobs` at once) and the backup schedule until `shutdown`; a job in

@@ -33,7 +33,7 @@ pub async fn delete_project(runner: &Runner, job: &Job) -> Result<(), JobError> 
         let server = catalog.find_server(&server_id).await?;
         let admin = admin_endpoint(&runner.master_key, &server)?;
         runner
-            .postgres
+            .engine(&server.engine)?
             .drop_database(&admin, &name, &[])
             .await
             .map_err(|e| JobError::from(e).context(format!("dropping {name}")))?;
@@ -147,7 +147,8 @@ pub async fn drop_provisioned(runner: &Runner, p: &Provisioned) -> Result<(), Jo
     let server = catalog.find_server(&p.server_id).await?;
     let admin = admin_endpoint(&runner.master_key, &server)?;
     runner
-        .postgres
+        .engine(&server.engine)?
+        .require_schema_tenants()?
         .drop_schema_tenant(&admin, &p.database, &p.schema_name, &p.role_name)
         .await
         .map_err(|e| {

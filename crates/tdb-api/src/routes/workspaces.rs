@@ -442,7 +442,13 @@ async fn get_schema(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Value> {
     let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
-    let schema = r.engine.introspect(&r.access).await.map_err(engine_error)?;
+    let schema = r
+        .engine
+        .require_introspection()
+        .map_err(engine_error)?
+        .introspect(&r.access)
+        .await
+        .map_err(engine_error)?;
     Ok(Reply::ok(
         serde_json::to_value(schema).map_err(ApiError::internal)?,
     ))
