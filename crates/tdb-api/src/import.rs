@@ -325,7 +325,8 @@ async fn external(
         user: c.user,
         password: c.password.unwrap_or_default(),
     };
-    r.engine.export_schema(&source).await.map_err(|e| match e {
+    let sql = r.engine.require_sql().map_err(engine_error)?;
+    sql.export_schema(&source).await.map_err(|e| match e {
         tdb_engines::EngineError::Connect(m)
         | tdb_engines::EngineError::Query { message: m, .. } => ApiError::field(
             "connection",
@@ -472,6 +473,8 @@ async fn apply(
 ) -> Result<Applied, ApiError> {
     let existing: HashSet<String> = r
         .engine
+        .require_introspection()
+        .map_err(engine_error)?
         .introspect(&r.access)
         .await
         .map_err(engine_error)?

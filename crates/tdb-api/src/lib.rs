@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use tdb_catalog::Catalog;
 use tdb_core::Tier;
 use tdb_core::secrets::MasterKey;
-use tdb_engines::Engine;
 
 pub use listener::{ConnectionLimits, serve_app};
 pub use routes::{router, router_with};
@@ -92,21 +91,8 @@ impl Default for ApiConfig {
     }
 }
 
-/// The engines the control plane can drive, by kind.
-#[derive(Clone)]
-pub struct Engines {
-    pub postgres: Arc<dyn Engine>,
-}
-
-impl Engines {
-    /// The engine for `kind`, or `None` when that engine is not implemented yet.
-    pub fn get(&self, kind: tdb_core::Engine) -> Option<Arc<dyn Engine>> {
-        match kind {
-            tdb_core::Engine::Postgresql => Some(self.postgres.clone()),
-            _ => None,
-        }
-    }
-}
+/// The engine registry, built once by `tdb serve` and shared with the job runner.
+pub use tdb_engines::Engines;
 
 /// Rate limits of the API: the address guard it shares with the proxies, sign-up attempts per
 /// address, and the tiers' quotas.
@@ -155,6 +141,7 @@ pub type ProjectSessions = std::collections::HashMap<String, Arc<tokio::sync::Se
 pub struct AppState {
     pub catalog: Catalog,
     pub config: Arc<ApiConfig>,
+    /// The job runner's engine registry (one registry for the API and the jobs).
     pub engines: Engines,
     /// Opens the sealed secrets the platform uses itself (server and owner-role passwords).
     pub master_key: MasterKey,
@@ -178,7 +165,6 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         config: ApiConfig,
-        engines: Engines,
         jobs: tdb_jobs::Runner,
         backup_defaults: tdb_jobs::backup::BackupPolicy,
     ) -> Self {
@@ -186,7 +172,7 @@ impl AppState {
         Self {
             catalog: jobs.catalog.clone(),
             config: Arc::new(config),
-            engines,
+            engines: jobs.engines.clone(),
             master_key: jobs.master_key.clone(),
             hashing: Arc::new(tokio::sync::Semaphore::new(permits)),
             backups: jobs.store.clone(),

@@ -179,7 +179,8 @@ string_enum! {
 
 impl JobKind {
     /// Jobs that must finish whatever it takes: what they create or delete would otherwise be
-    /// left half-done. They are tried again for as long as they fail, and have no time limit.
+    /// left half-done. They are tried again (with the back-off) for as long as they fail,
+    /// whatever the failure, and have no time limit.
     pub fn must_finish(self) -> bool {
         matches!(self, Self::ProjectDelete | Self::TenantCreate)
     }

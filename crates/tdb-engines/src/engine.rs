@@ -1,6 +1,6 @@
-//! The engine abstraction: what the control plane asks of a database server, whatever its kind.
-//! PostgreSQL is implemented; MySQL, MongoDB and Redis slot in behind the same trait (Redis has
-//! no DDL and MongoDB has collections, so schema operations report `Unsupported` there).
+//! The core engine abstraction: what the control plane asks of a database server, whatever its
+//! kind, and the types it speaks in. What only some engines can do is a capability trait in
+//! [`crate::capability`]; docs/ENGINES.md says how an engine plugs in.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::AdminEndpoint;
+use crate::capability::{Introspection, KeyValueSettings, SchemaTenants, SqlEngine, UrlSessions};
 
 /// How to reach one database as one role.
 #[derive(Clone)]
@@ -175,6 +176,28 @@ pub enum EngineError {
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
+impl EngineError {
+    /// Whether the same request may succeed later: the server could not be reached, was
+    /// starting or stopping, or had no session to spare. A statement the server refused, one
+    /// over its timeout, a request the engine cannot serve, or a tool that failed on its input
+    /// (`Internal`: pg_dump, psql) fails the same way again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect(_) | Self::Busy(_) => true,
+            Self::Query { sqlstate, .. } => transient_sqlstate(sqlstate),
+            Self::Timeout(_) | Self::TooLarge(_) | Self::Unsupported(_) | Self::Internal(_) => {
+                false
+            }
+        }
+    }
+}
+
+/// SQLSTATEs that say the server, not the statement, was the trouble: connection exceptions
+/// (class 08), too many connections, and a server shutting down or starting up.
+pub fn transient_sqlstate(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "53300" | "57P01" | "57P02" | "57P03")
+}
+
 /// A connection to one database that runs statements in order (so `BEGIN` … `COMMIT` spanning
 /// several statements works).
 #[async_trait]
@@ -183,18 +206,18 @@ pub trait Session: Send {
     async fn close(self: Box<Self>);
 }
 
+/// The core every engine implements: its servers, the databases (or namespaces) it makes on them
+/// with their credentials, dump and restore, and sessions that run data commands. What only
+/// some engines have is a capability (see [`crate::capability`]), reached through the methods
+/// at the end, which answer `None` unless the engine says otherwise.
 #[async_trait]
 pub trait Engine: Send + Sync {
     fn kind(&self) -> tdb_core::Engine;
 
-    /// Creates the database and its owner role; no-op parts that exist are an error.
-    async fn create_database(&self, server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -> Result<()>;
+    // --- servers ---------------------------------------------------------------------------
 
-    /// Whether the server has a database named `name`.
-    async fn database_exists(&self, server: &AdminEndpoint, name: &str) -> Result<bool>;
-
-    /// Connections the server accepts from roles that are not superusers (`max_connections` less
-    /// the slots it reserves).
+    /// Connections the server accepts from roles that are not administrators (for PostgreSQL,
+    /// `max_connections` less the slots it reserves).
     async fn connection_capacity(&self, server: &AdminEndpoint) -> Result<u32>;
 
     /// Closes the server's own databases (`postgres`, `template1`) and `extra` ones (such as the
@@ -203,43 +226,31 @@ pub trait Engine: Send + Sync {
 
     /// Closes what the server shares between databases (other databases' sessions and
     /// statistics, roles and their settings) to every role but the administrator, in every
-    /// database on it, `template1` included. Databases created by the engine get this when they
-    /// are made; this is for the ones made before. Safe to run again.
+    /// database on it. Databases created by the engine get this when they are made; this is for
+    /// the ones made before. Safe to run again.
     async fn hide_shared_catalogs(&self, server: &AdminEndpoint) -> Result<CatalogSweep>;
 
-    /// Creates a tenant database: owned by a login role that only tdb uses (for migrations),
-    /// reached by applications through a second role that may only read and write rows.
+    // --- databases or namespaces, and their credentials ------------------------------------
+
+    /// Creates a workspace's database and its owner login; parts that exist are an error.
+    async fn create_database(&self, server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -> Result<()>;
+
+    /// Whether the server has a database named `name`.
+    async fn database_exists(&self, server: &AdminEndpoint, name: &str) -> Result<bool>;
+
+    /// Creates a tenant database with its three logins: the owner (only tdb uses it, for
+    /// migrations), the application's (data only) and the read-only one.
     async fn create_tenant_database(
         &self,
         server: &AdminEndpoint,
         spec: &TenantSpec<'_>,
     ) -> Result<()>;
 
-    /// One migration as `plan` says; see [`MigrationPlan`].
-    async fn migrate(&self, plan: &MigrationPlan<'_>) -> Result<Migration>;
-
-    /// The schema version recorded in a tenant database.
-    async fn schema_version(&self, owner: &DatabaseAccess) -> Result<i32>;
-
-    /// Drops the database (ending its sessions) and the given roles; absent ones are fine.
+    /// Drops the database (ending its sessions) and the given logins; absent ones are fine.
     async fn drop_database(&self, server: &AdminEndpoint, name: &str, roles: &[&str])
     -> Result<()>;
 
-    /// A session on `target`. `admin`, when given, is how tdb ends the session's backend when a
-    /// statement outlives its timeout and ignores the cancel (the session's own role cannot be
-    /// trusted for that: it may have changed its password).
-    async fn open(
-        &self,
-        target: &DatabaseAccess,
-        limits: Limits,
-        admin: Option<&AdminEndpoint>,
-    ) -> Result<Box<dyn Session>>;
-
-    /// Tables, columns, indexes, constraints of the database.
-    async fn introspect(&self, target: &DatabaseAccess) -> Result<crate::schema::Schema>;
-
-    /// The DDL that recreates `source`'s schema, in dependency order.
-    async fn export_schema(&self, source: &DatabaseAccess) -> Result<Vec<String>>;
+    // --- dump and restore ------------------------------------------------------------------
 
     /// Starts a consistent logical dump of a database (as its owner): schema, data and
     /// sequence positions, without ownership or privilege statements.
@@ -261,64 +272,102 @@ pub trait Engine: Send + Sync {
         input: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     ) -> Result<()>;
 
-    /// Creates a schema-per-tenant database: its schema and login role, in the shared database
-    /// (made on first use). On failure nothing of it is left.
-    async fn create_schema_tenant(
+    // --- data commands ---------------------------------------------------------------------
+
+    /// A session on `target` that runs data commands. `admin`, when given, is how tdb ends the
+    /// session's backend when a command outlives its timeout and ignores the cancel (the
+    /// session's own role cannot be trusted for that: it may have changed its password).
+    async fn open(
         &self,
-        _server: &AdminEndpoint,
-        _spec: &SchemaTenantSpec<'_>,
-    ) -> Result<()> {
-        Err(unsupported(self.kind(), "schema-per-tenant databases"))
+        target: &DatabaseAccess,
+        limits: Limits,
+        admin: Option<&AdminEndpoint>,
+    ) -> Result<Box<dyn Session>>;
+
+    // --- capabilities ----------------------------------------------------------------------
+
+    /// SQL schemas and DDL migrations with a schema version kept in the database.
+    fn sql(&self) -> Option<&dyn SqlEngine> {
+        None
     }
 
-    /// Drops a schema-per-tenant database: its sessions, schema, data and role.
-    async fn drop_schema_tenant(
-        &self,
-        _server: &AdminEndpoint,
-        _database: &str,
-        _schema: &str,
-        _role: &str,
-    ) -> Result<()> {
-        Err(unsupported(self.kind(), "schema-per-tenant databases"))
+    /// Databases that are a schema (and a login) in a shared database.
+    fn schema_tenants(&self) -> Option<&dyn SchemaTenants> {
+        None
     }
 
-    /// Moves a provisioned database made before each had a database of its own out of the shared
-    /// one, into `to` (see `postgres::schema_tenant::move_out`); with `forget`, removes what is
-    /// left in `from` afterwards.
-    async fn move_schema_tenant(
-        &self,
-        _server: &AdminEndpoint,
-        _from: &str,
-        _to: &str,
-        _schema: &str,
-        _role: &str,
-        _forget: bool,
-    ) -> Result<()> {
-        Err(unsupported(self.kind(), "schema-per-tenant databases"))
+    /// Tables, columns, indexes and constraints of a database.
+    fn introspection(&self) -> Option<&dyn Introspection> {
+        None
     }
 
-    /// A session on the database a connection URL names, as the URL's user; `pin` is the
-    /// address to connect to instead of resolving the URL's host again.
-    async fn open_url(
-        &self,
-        _url: &str,
-        _pin: Option<std::net::IpAddr>,
-        _limits: Limits,
-    ) -> Result<Box<dyn Session>> {
-        Err(unsupported(self.kind(), "connection URLs"))
+    /// Sessions and overviews of databases reached by a connection URL (registered
+    /// connections).
+    fn url_sessions(&self) -> Option<&dyn UrlSessions> {
+        None
     }
 
-    /// What the URL's user sees of its database, minus `excluded` schemas.
-    async fn overview_url(
-        &self,
-        _url: &str,
-        _pin: Option<std::net::IpAddr>,
-        _excluded: &[String],
-    ) -> Result<crate::schema::DatabaseOverview> {
-        Err(unsupported(self.kind(), "connection URLs"))
+    /// Settings applied to a namespace as keys' rules (default TTL, key limits).
+    fn key_value_settings(&self) -> Option<&dyn KeyValueSettings> {
+        None
     }
 }
 
-fn unsupported(kind: tdb_core::Engine, what: &str) -> EngineError {
+/// Capabilities as errors: for callers to whom an engine without one is a request it cannot
+/// serve (`EngineError::Unsupported`, naming the engine and what it lacks).
+impl dyn Engine + '_ {
+    pub fn require_sql(&self) -> Result<&dyn SqlEngine> {
+        self.sql()
+            .ok_or_else(|| unsupported(self.kind(), "SQL schemas and migrations"))
+    }
+
+    pub fn require_schema_tenants(&self) -> Result<&dyn SchemaTenants> {
+        self.schema_tenants()
+            .ok_or_else(|| unsupported(self.kind(), "schema-per-tenant databases"))
+    }
+
+    pub fn require_introspection(&self) -> Result<&dyn Introspection> {
+        self.introspection()
+            .ok_or_else(|| unsupported(self.kind(), "table introspection"))
+    }
+
+    pub fn require_url_sessions(&self) -> Result<&dyn UrlSessions> {
+        self.url_sessions()
+            .ok_or_else(|| unsupported(self.kind(), "connection URLs"))
+    }
+}
+
+pub(crate) fn unsupported(kind: tdb_core::Engine, what: &str) -> EngineError {
     EngineError::Unsupported(format!("{what} are not supported for {kind:?} yet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(sqlstate: &str) -> EngineError {
+        EngineError::Query {
+            message: "m".into(),
+            sqlstate: sqlstate.into(),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn refused_statements_are_final_and_unreachable_servers_are_not() {
+        // A statement the tenant database refused: a duplicate column, a syntax error, a
+        // constraint its data breaks, a cancel by statement_timeout.
+        for sqlstate in ["42701", "42601", "23505", "57014", "XX000"] {
+            assert!(!query(sqlstate).is_transient(), "{sqlstate}");
+        }
+        assert!(!EngineError::Timeout(Duration::from_secs(1)).is_transient());
+        assert!(!EngineError::Unsupported("x".into()).is_transient());
+        assert!(!EngineError::Internal("psql: syntax error".into()).is_transient());
+        // The server, not the statement: refused connections, a restart, no free slot.
+        for sqlstate in ["08006", "08001", "53300", "57P01", "57P03"] {
+            assert!(query(sqlstate).is_transient(), "{sqlstate}");
+        }
+        assert!(EngineError::Connect("connection refused".into()).is_transient());
+        assert!(EngineError::Busy("full".into()).is_transient());
+    }
 }

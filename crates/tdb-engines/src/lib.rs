@@ -1,12 +1,19 @@
 //! Engines: everything that speaks to a database server as its administrator, and the supervisor
-//! of the servers tdb manages itself (the embedded default). Knows nothing of the catalog.
+//! of the servers tdb manages itself (the embedded default). Knows nothing of the catalog. A core
+//! trait every engine implements ([`Engine`]), capability traits for what only some have
+//! ([`capability`]), and the registry the rest of tdb finds them in ([`Engines`]).
 
 pub mod budget;
+pub mod capability;
 pub mod engine;
 pub mod managed;
 pub mod postgres;
+mod registry;
 pub mod schema;
 
+pub use capability::{
+    Introspection, KeySettings, KeyValueSettings, SchemaMove, SchemaTenants, SqlEngine, UrlSessions,
+};
 pub use engine::{
     CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration,
     MigrationPlan, QueryOutput, RestoreTarget, SchemaTenantSpec, Session, TenantSpec,
@@ -14,3 +21,4 @@ pub use engine::{
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};
 pub use postgres::PostgresEngine;
+pub use registry::Engines;

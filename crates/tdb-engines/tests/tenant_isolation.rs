@@ -9,7 +9,7 @@ use tdb_core::secrets::MasterKey;
 use tdb_engines::managed::postgres::ManagedPostgresOptions;
 use tdb_engines::{
     AdminEndpoint, DatabaseAccess, Engine, ManagedPostgres, Migration, MigrationPlan, PgBinaries,
-    PostgresEngine, RunAs, TenantSpec,
+    PostgresEngine, RunAs, SqlEngine, TenantSpec,
 };
 
 struct Tenant {

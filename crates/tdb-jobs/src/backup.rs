@@ -12,9 +12,9 @@ use tdb_catalog::servers::Server;
 use tdb_catalog::tenants::TenantDatabase;
 use tokio::io::{AsyncRead, BufReader};
 
-use crate::Runner;
 use crate::access::owner_access;
 use crate::store::Written;
+use crate::{JobError, Runner};
 use tdb_core::{BackupKind, BackupStatus, Engine};
 
 /// The timestamp format of backup paths: `2026-02-15T14-30-00` (UTC).
@@ -173,14 +173,15 @@ pub fn parse_daily_at(text: &str) -> Result<NaiveTime, String> {
         .map_err(|_| format!("daily_at must be HH:MM or HH:MM:SS (UTC), not '{text}'"))
 }
 
-/// Runs a backup job: `Ok` when the backup ended (completed or recorded as failed).
-pub async fn run(runner: &Runner, backup_id: &str) -> Result<(), String> {
+/// Runs a backup job: `Ok` when the backup ended (completed or recorded as failed); `Err` with a
+/// transient error when what it needs could not be reached (the job runs again).
+pub async fn run(runner: &Runner, backup_id: &str) -> Result<(), JobError> {
     let catalog = &runner.catalog;
     let backup = match catalog.find_backup(backup_id).await {
         Ok(b) => b,
         // The tenant went (and its backups with it).
         Err(tdb_catalog::CatalogError::NotFound) => return Ok(()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     if backup.status != BackupStatus::Pending {
         return Ok(());
@@ -198,12 +199,13 @@ pub async fn run(runner: &Runner, backup_id: &str) -> Result<(), String> {
                 )
                 .await
         }
+        Err(e) if e.is_transient() => return Err(e.clone()),
         Err(e) => {
             tracing::warn!(backup = %backup.id, error = %e, "backup failed");
-            catalog.fail_backup(&backup.id, e).await
+            catalog.fail_backup(&backup.id, e.message()).await
         }
     };
-    recorded.map_err(|e| e.to_string())
+    Ok(recorded?)
 }
 
 /// A finished dump: the stored object and the SQL bytes before compression.
@@ -213,16 +215,16 @@ pub struct Taken {
 }
 
 /// Dumps a tenant database into the store under `path`. A dump that fails leaves no object.
-pub async fn take(runner: &Runner, database_id: &str, path: &str) -> Result<Taken, String> {
+pub async fn take(runner: &Runner, database_id: &str, path: &str) -> Result<Taken, JobError> {
     let catalog = &runner.catalog;
     let db = catalog
         .tenant_database(database_id)
         .await
-        .map_err(|e| format!("reading the tenant database: {e}"))?;
+        .map_err(|e| JobError::from(e).context("reading the tenant database"))?;
     let server = catalog
         .find_server(&db.server_id)
         .await
-        .map_err(|e| format!("reading the server: {e}"))?;
+        .map_err(|e| JobError::from(e).context("reading the server"))?;
     dump_into(runner, &server, &db, path).await
 }
 
@@ -231,10 +233,10 @@ pub(crate) async fn dump_into(
     server: &Server,
     db: &TenantDatabase,
     path: &str,
-) -> Result<Taken, String> {
+) -> Result<Taken, JobError> {
     let engine = runner.engine(db.engine)?;
-    let owner = owner_access(&runner.master_key, server, db).map_err(|e| e.to_string())?;
-    let dump = engine.dump(&owner).await.map_err(|e| e.to_string())?;
+    let owner = owner_access(&runner.master_key, server, db)?;
+    let dump = engine.dump(&owner).await?;
     let raw = Arc::new(AtomicU64::new(0));
     let counted = Counting {
         inner: dump.output,
@@ -257,9 +259,9 @@ pub(crate) async fn dump_into(
                 let _ = runner.store.delete(path).await;
             }
             Err(match (finished, written) {
-                (Err(e), _) => e.to_string(),
-                (_, Err(e)) => e.to_string(),
-                _ => "the dump failed".into(),
+                (Err(e), _) => e.into(),
+                (_, Err(e)) => e.into(),
+                _ => JobError::permanent("the dump failed"),
             })
         }
     }

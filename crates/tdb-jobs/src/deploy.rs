@@ -1,7 +1,8 @@
 //! The deployment job: migrate every targeted tenant database to the deployment's version, a
 //! bounded number at a time. Each database reports its own version (inside the database, updated
 //! by the migration's own transaction), so a resumed job skips what already happened. A database
-//! that fails is recorded with its error and the others carry on.
+//! whose statements fail is recorded with the error and the others carry on; one that cannot be
+//! reached stays pending, and the job runs again for it after a back-off.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -11,65 +12,64 @@ use tdb_catalog::deployments::{Deployment, DeploymentResult};
 use tdb_catalog::servers::Server;
 use tdb_engines::{Migration, MigrationPlan};
 
-use crate::Runner;
 use crate::access::{admin_endpoint, owner_access};
+use crate::{JobError, Runner};
 use tdb_core::{DeploymentStatus, TargetStatus};
 
-pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), String> {
+pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), JobError> {
     let catalog = &runner.catalog;
-    let d = catalog
-        .find_deployment(deployment_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let d = catalog.find_deployment(deployment_id).await?;
     if d.status.is_final() {
         return Ok(());
     }
     catalog
         .set_deployment_status(&d.id, DeploymentStatus::InProgress, None)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let servers: HashMap<String, Server> = catalog
         .list_servers()
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .into_iter()
         .map(|s| (s.id.clone(), s))
         .collect();
     let open: Vec<DeploymentResult> = catalog
         .deployment_results(&d.id)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .into_iter()
         .filter(|r| matches!(r.status, TargetStatus::Pending | TargetStatus::InProgress))
         .collect();
-    futures_util::stream::iter(open)
+    let unreachable: Vec<JobError> = futures_util::stream::iter(open)
         .map(|r| deploy_one(runner, &d, &servers, r))
         .buffer_unordered(runner.config.deploy_parallelism.max(1))
-        .collect::<Vec<()>>()
+        .filter_map(|outcome| async move { outcome.err() })
+        .collect()
         .await;
-    let d = catalog
-        .find_deployment(&d.id)
-        .await
-        .map_err(|e| e.to_string())?;
+    if let Some(first) = unreachable.first() {
+        // Those databases stay pending; the job runs again after a back-off and takes them up.
+        return Err(JobError::transient(format!(
+            "{} tenant database(s) could not be reached and are tried again: {first}",
+            unreachable.len()
+        )));
+    }
+    let d = catalog.find_deployment(&d.id).await?;
     let status = if d.tenants_failed > 0 {
         DeploymentStatus::CompletedWithErrors
     } else {
         DeploymentStatus::Completed
     };
-    catalog
-        .set_deployment_status(&d.id, status, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    catalog.set_deployment_status(&d.id, status, None).await?;
     tracing::info!(deployment = %d.id, %status, total = d.tenants_total, failed = d.tenants_failed, "deployment finished");
     Ok(())
 }
 
+/// Migrates one database and records its result. A failure that running again may mend (its
+/// server or the catalog could not be reached) is not recorded: the database stays pending and
+/// the failure is returned, so the job runs again for it.
 async fn deploy_one(
     runner: &Runner,
     d: &Deployment,
     servers: &HashMap<String, Server>,
     r: DeploymentResult,
-) {
+) -> Result<(), JobError> {
     let started = Instant::now();
     let catalog = &runner.catalog;
     let outcome = migrate(runner, d, servers, &r).await;
@@ -84,14 +84,20 @@ async fn deploy_one(
             (TargetStatus::Completed, None)
         }
         Ok(None) => (TargetStatus::Skipped, None),
-        Err(e) => (TargetStatus::Failed, Some(e.as_str())),
+        Err(e) if e.is_transient() => {
+            tracing::warn!(deployment = %d.id, tenant = %r.tenant_name, error = %e, "a tenant database could not be reached; it is tried again");
+            return Err(e.clone());
+        }
+        Err(e) => (TargetStatus::Failed, Some(e.message())),
     };
     if let Err(e) = catalog
         .set_result(&d.id, &r.tenant_database_id, status, Some(ms), error)
         .await
     {
         tracing::error!(deployment = %d.id, tenant = %r.tenant_name, error = %e, "recording a result failed");
+        return Err(JobError::from(e).context("recording a result"));
     }
+    Ok(())
 }
 
 /// Migrates one database; `Ok(Some(version))` when it moved (or, in a dry run, would move),
@@ -103,17 +109,16 @@ async fn migrate(
     d: &Deployment,
     servers: &HashMap<String, Server>,
     r: &DeploymentResult,
-) -> Result<Option<i32>, String> {
+) -> Result<Option<i32>, JobError> {
     let catalog = &runner.catalog;
-    let db = catalog
-        .tenant_database(&r.tenant_database_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let server = servers
-        .get(&db.server_id)
-        .ok_or_else(|| format!("server {} is not in the catalog", db.server_id))?;
-    let owner = owner_access(&runner.master_key, server, &db).map_err(|e| e.to_string())?;
-    let admin = admin_endpoint(&runner.master_key, server).map_err(|e| e.to_string())?;
+    let db = catalog.tenant_database(&r.tenant_database_id).await?;
+    let server = servers.get(&db.server_id).ok_or_else(|| {
+        JobError::permanent(format!("server {} is not in the catalog", db.server_id))
+    })?;
+    let owner = owner_access(&runner.master_key, server, &db)?;
+    let admin = admin_endpoint(&runner.master_key, server)?;
+    let engine = runner.engine(db.engine)?;
+    let sql = engine.require_sql()?;
     let dry_run = d.dry_run_statements.is_some();
     let mut from = db.version;
     for _ in 0..2 {
@@ -125,15 +130,15 @@ async fn migrate(
             Some(pending) => {
                 let mut all = catalog
                     .statements_between(&d.blueprint_id, from, d.version - 1)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 all.extend(pending.iter().cloned());
                 all
             }
-            None => catalog
-                .statements_between(&d.blueprint_id, from, d.version)
-                .await
-                .map_err(|e| e.to_string())?,
+            None => {
+                catalog
+                    .statements_between(&d.blueprint_id, from, d.version)
+                    .await?
+            }
         };
         let plan = MigrationPlan {
             owner: &owner,
@@ -144,12 +149,7 @@ async fn migrate(
             dry_run,
             timeout: runner.config.migration_timeout,
         };
-        match runner
-            .postgres
-            .migrate(&plan)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        match sql.migrate(&plan).await? {
             Migration::Applied { .. } | Migration::WouldApply { .. } => return Ok(Some(d.version)),
             Migration::AlreadyAt(v) => {
                 let _ = catalog.set_database_version(&db.id, v).await;
@@ -161,7 +161,7 @@ async fn migrate(
             }
         }
     }
-    Err(format!(
+    Err(JobError::transient(format!(
         "the database's version kept changing (last seen {from})"
-    ))
+    )))
 }

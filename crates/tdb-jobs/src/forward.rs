@@ -50,6 +50,7 @@ pub async fn bring_forward(
 ) -> Result<Forwarded, ForwardError> {
     let (owner, blueprint_id, target) = (to.owner, to.blueprint_id, to.target);
     let unavailable = |e: &dyn std::fmt::Display| ForwardError::Unavailable(e.to_string());
+    let engine = engine.require_sql().map_err(|e| unavailable(&e))?;
     let mut from = engine
         .schema_version(owner)
         .await

@@ -3,11 +3,14 @@
 //! out and another run picks the job up again; every step is idempotent, so resuming never
 //! applies anything twice. Deployments, backups, rollbacks, tenant creations and project
 //! deletions are jobs, claimed fairly between projects; the backup schedule and retention run on
-//! a timer beside them.
+//! a timer beside them. A job that fails says whether running it again can help
+//! ([`JobError`]): one that can is run again after a back-off, one that cannot is recorded as
+//! failed where its owner looks.
 
 pub mod access;
 pub mod backup;
 pub mod deploy;
+pub mod error;
 pub mod forward;
 pub mod provision;
 pub mod provision_move;
@@ -17,4 +20,5 @@ pub mod schedule;
 pub mod store;
 pub mod teardown;
 
+pub use error::JobError;
 pub use runner::{LEASE_SECONDS, Runner, RunnerConfig};

@@ -12,8 +12,8 @@ use tdb_catalog::tenants::{Tenant, TenantDatabase};
 use tdb_core::settings::Settings;
 use tdb_engines::{EngineError, MigrationPlan, TenantSpec};
 
-use crate::Runner;
 use crate::access::{admin_endpoint, app_access, owner_access, read_access};
+use crate::{JobError, Runner};
 use tdb_core::TenantStatus;
 
 /// How a tenant's creation ended.
@@ -46,13 +46,9 @@ impl std::fmt::Display for Undone {
 /// Builds (or, for a `failed` tenant, undoes) the tenant `tenant_id`. `resumed` when an earlier
 /// run may have left parts behind (a runner took the job over). `Err` when the undo itself could
 /// not finish: the job is run again.
-pub async fn run(runner: &Runner, tenant_id: &str, resumed: bool) -> Result<Provisioned, String> {
+pub async fn run(runner: &Runner, tenant_id: &str, resumed: bool) -> Result<Provisioned, JobError> {
     let catalog = &runner.catalog;
-    let Some(tenant) = catalog
-        .tenant_by_id(tenant_id)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    let Some(tenant) = catalog.tenant_by_id(tenant_id).await? else {
         return Ok(Provisioned::Undone(Undone::Other(
             "the tenant is gone".into(),
         )));
@@ -67,10 +63,7 @@ pub async fn run(runner: &Runner, tenant_id: &str, resumed: bool) -> Result<Prov
         }
         _ => return Ok(Provisioned::Ready),
     }
-    let databases = catalog
-        .tenant_databases(&tenant.id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let databases = catalog.tenant_databases(&tenant.id).await?;
     for db in &databases {
         if let Err(why) = build(runner, &tenant, db, resumed).await {
             // From here on a crash undoes; it never builds again.
@@ -92,8 +85,7 @@ pub async fn run(runner: &Runner, tenant_id: &str, resumed: bool) -> Result<Prov
             &[TenantStatus::Provisioning],
             TenantStatus::Ready,
         )
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     {
         None => Ok(Provisioned::Ready),
         Some(TenantStatus::Failed) => {
@@ -125,7 +117,7 @@ async fn build(
     let read = read_access(&runner.master_key, &server, db)
         .ok_or_else(|| Undone::Other("the database has no read role".into()))?
         .map_err(|e| other(&e))?;
-    let engine = runner.engine(db.engine).map_err(Undone::Other)?;
+    let engine = runner.engine(db.engine).map_err(|e| other(&e))?;
     if resumed {
         // Whatever an interrupted run made goes first: the build starts from nothing.
         engine
@@ -166,7 +158,12 @@ async fn build(
             dry_run: false,
             timeout: runner.config.migration_timeout,
         };
-        engine.migrate(&plan).await.map_err(Undone::Migrate)?;
+        engine
+            .require_sql()
+            .map_err(Undone::Migrate)?
+            .migrate(&plan)
+            .await
+            .map_err(Undone::Migrate)?;
         catalog
             .set_database_version(&db.id, version)
             .await
@@ -202,6 +199,6 @@ const TDB_OWN_CONNECTIONS: u32 = 3;
 
 /// Drops every database of the tenant with its roles, then forgets the tenant; the catalog keeps
 /// what the server still holds, so a retry finds it.
-async fn undo(runner: &Runner, tenant: &Tenant) -> Result<(), String> {
+async fn undo(runner: &Runner, tenant: &Tenant) -> Result<(), JobError> {
     crate::teardown::drop_tenant(runner, tenant).await
 }

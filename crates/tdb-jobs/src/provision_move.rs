@@ -10,48 +10,55 @@
 //! Until step 2 the old copy is the one in use, afterwards the new one: a crash anywhere resumes
 //! (step 1 starts over from a fresh database; step 3 is idempotent).
 
-use crate::Runner;
+use tdb_engines::SchemaMove;
+
 use crate::access::admin_endpoint;
+use crate::{JobError, Runner};
 use tdb_core::ConnectionStatus;
 
 /// Runs the move named by `reference`: `<provisioned id>@<shared database>`.
-pub async fn run(runner: &Runner, reference: &str) -> Result<(), String> {
+pub async fn run(runner: &Runner, reference: &str) -> Result<(), JobError> {
     let catalog = &runner.catalog;
-    let (provisioned_id, shared) = reference
-        .split_once('@')
-        .ok_or_else(|| format!("bad provision_move reference '{reference}'"))?;
-    let Some(p) = catalog
-        .provisioned_by_id(provisioned_id)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    let (provisioned_id, shared) = reference.split_once('@').ok_or_else(|| {
+        JobError::permanent(format!("bad provision_move reference '{reference}'"))
+    })?;
+    let Some(p) = catalog.provisioned_by_id(provisioned_id).await? else {
         return Ok(());
     };
     if p.status != ConnectionStatus::Active {
         return Ok(());
     }
     let own = own_database(&p.id);
-    let server = catalog
-        .find_server(&p.server_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| e.to_string())?;
-    let engine = &runner.postgres;
+    let server = catalog.find_server(&p.server_id).await?;
+    let admin = admin_endpoint(&runner.master_key, &server)?;
+    let engine = runner.engine(server.engine)?;
+    let engine = engine.require_schema_tenants()?;
+    let step = |forget| SchemaMove {
+        from: shared,
+        to: &own,
+        schema: &p.schema_name,
+        role: &p.role_name,
+        forget,
+    };
     // Already switched (a run cut off after it): only the shared copy may be left.
     if p.database != own {
         engine
-            .move_schema_tenant(&admin, shared, &own, &p.schema_name, &p.role_name, false)
+            .move_schema_tenant(&admin, &step(false))
             .await
-            .map_err(|e| format!("copying provisioned database {} out: {e}", p.id))?;
-        catalog
-            .set_provisioned_database(&p.id, &own)
-            .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                JobError::from(e).context(format!("copying provisioned database {} out", p.id))
+            })?;
+        catalog.set_provisioned_database(&p.id, &own).await?;
     }
     engine
-        .move_schema_tenant(&admin, shared, &own, &p.schema_name, &p.role_name, true)
+        .move_schema_tenant(&admin, &step(true))
         .await
-        .map_err(|e| format!("removing provisioned database {} from {shared}: {e}", p.id))?;
+        .map_err(|e| {
+            JobError::from(e).context(format!(
+                "removing provisioned database {} from {shared}",
+                p.id
+            ))
+        })?;
     tracing::info!(provisioned = %p.id, from = %shared, to = %own, "provisioned database moved to a database of its own");
     Ok(())
 }

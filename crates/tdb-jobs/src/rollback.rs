@@ -27,8 +27,8 @@ use tdb_catalog::tenants::TenantDatabase;
 use tdb_engines::RestoreTarget;
 use tokio::io::BufReader;
 
-use crate::Runner;
 use crate::access::{admin_endpoint, owner_access};
+use crate::{JobError, Runner};
 use tdb_core::{BackupStatus, RollbackStep};
 
 /// Attempts after which a rollback that keeps being cut off gives up.
@@ -36,19 +36,18 @@ const MAX_ATTEMPTS: i32 = 5;
 /// Longest the proxies hold the tenant's queries for the swap.
 const SWAP_HOLD_MS: u64 = 30_000;
 
-pub async fn run(runner: &Runner, rollback_id: &str, attempt: i32) -> Result<(), String> {
+pub async fn run(runner: &Runner, rollback_id: &str, attempt: i32) -> Result<(), JobError> {
     let catalog = &runner.catalog;
     let rb = match catalog.find_rollback(rollback_id).await {
         Ok(rb) => rb,
         Err(tdb_catalog::CatalogError::NotFound) => return Ok(()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     match rb.step {
         // Ended; make sure the tenant is not left `restoring` by a cut-off end.
-        RollbackStep::Completed | RollbackStep::Failed => catalog
-            .end_rollback(&rb, rb.error.as_deref())
-            .await
-            .map_err(|e| e.to_string()),
+        RollbackStep::Completed | RollbackStep::Failed => {
+            Ok(catalog.end_rollback(&rb, rb.error.as_deref()).await?)
+        }
         RollbackStep::Swapped => finish(runner, &rb).await,
         _ if attempt > MAX_ATTEMPTS => {
             fail(
@@ -60,37 +59,36 @@ pub async fn run(runner: &Runner, rollback_id: &str, attempt: i32) -> Result<(),
         }
         _ => match prepare(runner, &rb).await {
             Ok(()) => {
-                let rb = catalog
-                    .find_rollback(&rb.id)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let rb = catalog.find_rollback(&rb.id).await?;
                 finish(runner, &rb).await
             }
-            Err(e) => fail(runner, &rb, &e).await,
+            // Resumed from its step when the job runs again (or failed after MAX_ATTEMPTS).
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => fail(runner, &rb, e.message()).await,
         },
     }
 }
 
 /// Steps 1 to 3; `Ok` once the swap has committed.
-async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
+async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), JobError> {
     let catalog = &runner.catalog;
     let db = catalog
         .tenant_database(&rb.tenant_database_id)
         .await
-        .map_err(|e| format!("reading the tenant database: {e}"))?;
+        .map_err(|e| JobError::from(e).context("reading the tenant database"))?;
     let server = catalog
         .find_server(&db.server_id)
         .await
-        .map_err(|e| format!("reading the server: {e}"))?;
+        .map_err(|e| JobError::from(e).context("reading the server"))?;
     let backup = catalog
         .find_backup(&rb.backup_id)
         .await
-        .map_err(|e| format!("reading the backup: {e}"))?;
+        .map_err(|e| JobError::from(e).context("reading the backup"))?;
     if backup.status != BackupStatus::Completed {
-        return Err(format!(
+        return Err(JobError::permanent(format!(
             "backup '{}' is {}, not completed",
             backup.storage_path, backup.status
-        ));
+        )));
     }
 
     safety_backup(runner, rb, &server, &db).await?;
@@ -101,15 +99,16 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
     };
     if db.physical_db == new_db {
         // Another run of this rollback already switched: nothing here may touch that database.
-        return Err("the rollback was switched by another run".into());
+        return Err(JobError::permanent(
+            "the rollback was switched by another run",
+        ));
     }
     // Named before it exists: a resumed job finds (and replaces or drops) whatever was made.
     catalog
         .set_rollback_step(&rb.id, RollbackStep::Restoring, None, Some(&new_db))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let engine = runner.engine(db.engine)?;
-    let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| e.to_string())?;
+    let admin = admin_endpoint(&runner.master_key, &server)?;
     engine
         .create_restore_target(
             &admin,
@@ -121,7 +120,7 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
             },
         )
         .await
-        .map_err(|e| format!("creating the database to restore into: {e}"))?;
+        .map_err(|e| JobError::from(e).context("creating the database to restore into"))?;
 
     let restored = TenantDatabase {
         physical_db: new_db.clone(),
@@ -130,12 +129,8 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
     // The file is checked whole before psql sees a byte of it: psql runs meta-commands (`\!`
     // runs a shell command), so a tampered file must never reach it.
     verify(runner, &backup).await?;
-    let owner = owner_access(&runner.master_key, &server, &restored).map_err(|e| e.to_string())?;
-    let stream = runner
-        .store
-        .open_stream(&backup.storage_path)
-        .await
-        .map_err(|e| e.to_string())?;
+    let owner = owner_access(&runner.master_key, &server, &restored)?;
+    let stream = runner.store.open_stream(&backup.storage_path).await?;
     let tally = stream.tally();
     let progress = {
         let (catalog, id, tally) = (catalog.clone(), rb.id.clone(), tally.clone());
@@ -154,20 +149,18 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), String> {
     let _ = catalog
         .set_rollback_progress(&rb.id, i64::try_from(read.size).unwrap_or(i64::MAX))
         .await;
-    restored_ok.map_err(|e| format!("restoring '{}': {e}", backup.storage_path))?;
+    restored_ok
+        .map_err(|e| JobError::from(e).context(format!("restoring '{}'", backup.storage_path)))?;
     // And again for what was restored: the file must not have changed between the two reads.
     matches_record(&backup, &read)?;
     let version = to_live_version(runner, &server, &db, &owner).await?;
 
     // The switch. New queries wait at the proxies while the route changes under them.
     let _ = catalog.hold_tenant(&rb.tenant_id, SWAP_HOLD_MS).await;
-    let rb = catalog
-        .find_rollback(&rb.id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let rb = catalog.find_rollback(&rb.id).await?;
     if let Err(e) = catalog.swap_rollback(&rb, version).await {
         let _ = catalog.release_tenant(&rb.tenant_id).await;
-        return Err(format!("switching to the restored database: {e}"));
+        return Err(JobError::from(e).context("switching to the restored database"));
     }
     tracing::info!(rollback = %rb.id, tenant_database = %db.id, restored = %new_db, version, "rollback switched");
     Ok(())
@@ -181,18 +174,19 @@ async fn to_live_version(
     server: &Server,
     live: &TenantDatabase,
     restored: &tdb_engines::DatabaseAccess,
-) -> Result<i32, String> {
+) -> Result<i32, JobError> {
     let engine = runner.engine(live.engine)?;
-    let live_owner = owner_access(&runner.master_key, server, live).map_err(|e| e.to_string())?;
-    let admin = admin_endpoint(&runner.master_key, server).map_err(|e| e.to_string())?;
-    let mut version = engine
+    let live_owner = owner_access(&runner.master_key, server, live)?;
+    let admin = admin_endpoint(&runner.master_key, server)?;
+    let sql = engine.require_sql()?;
+    let mut version = sql
         .schema_version(restored)
         .await
-        .map_err(|e| format!("reading the restored schema version: {e}"))?;
+        .map_err(|e| JobError::from(e).context("reading the restored schema version"))?;
     for _ in 0..3 {
         // The live database has the last word; the catalog's copy stands in when it is out of
         // reach.
-        let target = engine
+        let target = sql
             .schema_version(&live_owner)
             .await
             .unwrap_or(live.version);
@@ -212,10 +206,14 @@ async fn to_live_version(
         )
         .await
         .map_err(|e| {
-            format!(
+            let why = format!(
                 "the backup holds schema version {version} and the tenant is on version \
                  {target}: {e}; the tenant keeps its data"
-            )
+            );
+            match e {
+                crate::forward::ForwardError::Refused { .. } => JobError::Permanent(why),
+                crate::forward::ForwardError::Unavailable(_) => JobError::Transient(why),
+            }
         })?;
         tracing::info!(tenant_database = %live.id, from = forwarded.from, to = forwarded.to,
             "restored database brought to the tenant's schema version");
@@ -225,33 +223,29 @@ async fn to_live_version(
 }
 
 /// Reads the whole file and compares it with the size and SHA-256 recorded when it was taken.
-async fn verify(runner: &Runner, backup: &tdb_catalog::backups::Backup) -> Result<(), String> {
-    let mut stream = runner
-        .store
-        .open_stream(&backup.storage_path)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn verify(runner: &Runner, backup: &tdb_catalog::backups::Backup) -> Result<(), JobError> {
+    let mut stream = runner.store.open_stream(&backup.storage_path).await?;
     tokio::io::copy(&mut stream, &mut tokio::io::sink())
         .await
-        .map_err(|e| format!("reading '{}': {e}", backup.storage_path))?;
+        .map_err(|e| JobError::transient(format!("reading '{}': {e}", backup.storage_path)))?;
     matches_record(backup, &stream.written())
 }
 
 fn matches_record(
     backup: &tdb_catalog::backups::Backup,
     read: &crate::store::Written,
-) -> Result<(), String> {
+) -> Result<(), JobError> {
     let expected_size = backup.size_bytes.and_then(|s| u64::try_from(s).ok());
     if expected_size == Some(read.size) && backup.sha256.as_deref() == Some(read.sha256.as_str()) {
         return Ok(());
     }
-    Err(format!(
+    Err(JobError::permanent(format!(
         "backup '{}' is corrupt: its bytes do not match the checksum recorded when it was taken \
          (read {} bytes, recorded {})",
         backup.storage_path,
         read.size,
         expected_size.map_or_else(|| "none".into(), |s| s.to_string())
-    ))
+    )))
 }
 
 /// Step 1, once: reuses a safety backup a cut-off attempt completed.
@@ -260,7 +254,7 @@ async fn safety_backup(
     rb: &Rollback,
     server: &Server,
     db: &TenantDatabase,
-) -> Result<(), String> {
+) -> Result<(), JobError> {
     let catalog = &runner.catalog;
     if let Some(id) = &rb.safety_backup_id
         && let Ok(existing) = catalog.find_backup(id).await
@@ -268,14 +262,8 @@ async fn safety_backup(
     {
         return Ok(());
     }
-    let backup = catalog
-        .find_backup(&rb.backup_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let siblings = catalog
-        .tenant_databases(&db.tenant_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let backup = catalog.find_backup(&rb.backup_id).await?;
+    let siblings = catalog.tenant_databases(&db.tenant_id).await?;
     let sources: Vec<crate::backup::Source<'_>> = siblings
         .iter()
         .map(|d| crate::backup::Source {
@@ -296,7 +284,7 @@ async fn safety_backup(
             chrono::Utc::now(),
         );
         let Some(mine) = all.into_iter().find(|p| p.tenant_database_id == db.id) else {
-            return Err("the tenant database is gone".into());
+            return Err(JobError::permanent("the tenant database is gone"));
         };
         match catalog.create_backups(&[mine.as_new()]).await {
             Ok(()) => {
@@ -306,55 +294,47 @@ async fn safety_backup(
             Err(tdb_catalog::CatalogError::Conflict(_)) => {
                 tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
-    let planned = planned.ok_or("could not name the safety backup")?;
+    let planned = planned.ok_or_else(|| JobError::transient("could not name the safety backup"))?;
     catalog
         .set_rollback_step(&rb.id, RollbackStep::Safety, Some(&planned.id), None)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     match crate::backup::dump_into(runner, server, db, &planned.storage_path).await {
-        Ok(taken) => catalog
+        Ok(taken) => Ok(catalog
             .finish_backup(
                 &planned.id,
                 i64::try_from(taken.written.size).unwrap_or(i64::MAX),
                 i64::try_from(taken.raw_bytes).unwrap_or(i64::MAX),
                 &taken.written.sha256,
             )
-            .await
-            .map_err(|e| e.to_string()),
+            .await?),
         Err(e) => {
-            let _ = catalog.fail_backup(&planned.id, &e).await;
-            Err(format!("taking the safety backup: {e}"))
+            let _ = catalog.fail_backup(&planned.id, e.message()).await;
+            Err(e.context("taking the safety backup"))
         }
     }
 }
 
 /// Step 4: drops the old database, releases the hold, ends the rollback.
-async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), String> {
+async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), JobError> {
     let catalog = &runner.catalog;
     if let Some(old) = &rb.old_db {
         let dropped = async {
-            let db = catalog
-                .tenant_database(&rb.tenant_database_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            let db = catalog.tenant_database(&rb.tenant_database_id).await?;
             if &db.physical_db == old {
-                return Err(format!(
+                return Err(JobError::permanent(format!(
                     "{old} is the tenant's live database; not dropping it"
-                ));
+                )));
             }
-            let server = catalog
-                .find_server(&db.server_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| e.to_string())?;
+            let server = catalog.find_server(&db.server_id).await?;
+            let admin = admin_endpoint(&runner.master_key, &server)?;
             runner
                 .engine(db.engine)?
                 .drop_database(&admin, old, &[])
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(JobError::from)
         };
         if let Err(e) = dropped.await {
             // The tenant is on its restored data either way; the old copy is only garbage.
@@ -362,10 +342,7 @@ async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), String> {
         }
     }
     let _ = catalog.release_tenant(&rb.tenant_id).await;
-    catalog
-        .end_rollback(rb, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    catalog.end_rollback(rb, None).await?;
     tracing::info!(rollback = %rb.id, "rollback completed");
     Ok(())
 }
@@ -374,20 +351,17 @@ async fn finish(runner: &Runner, rb: &Rollback) -> Result<(), String> {
 /// its data, and the error says why.
 /// Ends a rollback that ran past the job time limit as failed (the tenant keeps its data, or
 /// finishes on the restored data if the switch had committed).
-pub async fn give_up(runner: &Runner, rollback_id: &str, error: &str) -> Result<(), String> {
+pub async fn give_up(runner: &Runner, rollback_id: &str, error: &str) -> Result<(), JobError> {
     match runner.catalog.find_rollback(rollback_id).await {
         Ok(rb) => fail(runner, &rb, error).await,
         Err(tdb_catalog::CatalogError::NotFound) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
-async fn fail(runner: &Runner, rb: &Rollback, error: &str) -> Result<(), String> {
+async fn fail(runner: &Runner, rb: &Rollback, error: &str) -> Result<(), JobError> {
     let catalog = &runner.catalog;
-    let current = catalog
-        .find_rollback(&rb.id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let current = catalog.find_rollback(&rb.id).await?;
     match current.step {
         // The switch committed after all (its answer was lost): finish instead.
         RollbackStep::Swapped => return finish(runner, &current).await,
@@ -405,8 +379,5 @@ async fn fail(runner: &Runner, rb: &Rollback, error: &str) -> Result<(), String>
     {
         let _ = engine.drop_database(&admin, &new_db, &[]).await;
     }
-    catalog
-        .end_rollback(rb, Some(error))
-        .await
-        .map_err(|e| e.to_string())
+    Ok(catalog.end_rollback(rb, Some(error)).await?)
 }

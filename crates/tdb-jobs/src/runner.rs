@@ -9,8 +9,10 @@ use tdb_catalog::Catalog;
 use tdb_catalog::jobs::Job;
 use tdb_core::JobKind;
 use tdb_core::secrets::MasterKey;
-use tdb_engines::Engine;
+use tdb_engines::{Engine, Engines};
 use tokio_util::sync::CancellationToken;
+
+use crate::JobError;
 
 /// Seconds a claimed job stays ours without a heartbeat.
 pub const LEASE_SECONDS: i32 = 10;
@@ -18,9 +20,9 @@ const HEARTBEAT: Duration = Duration::from_secs(3);
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// A run stops once its lease has gone this long without renewal (it expires at LEASE_SECONDS).
 const LEASE_SAFETY: Duration = Duration::from_secs(8);
-/// Runs of a job that keeps failing, at most.
+/// Runs of a job that keeps failing on something unreachable, at most (with the back-off, some
+/// four minutes of trying).
 const MAX_ATTEMPTS: i32 = 10;
-const RETRY_AFTER_SECONDS: i32 = 5;
 
 #[derive(Clone)]
 pub struct RunnerConfig {
@@ -67,7 +69,8 @@ impl Default for RunnerConfig {
 #[derive(Clone)]
 pub struct Runner {
     pub catalog: Catalog,
-    pub postgres: Arc<dyn Engine>,
+    /// The engine registry `tdb serve` built, shared with the API.
+    pub engines: Engines,
     pub master_key: MasterKey,
     pub store: crate::store::BackupStore,
     pub config: RunnerConfig,
@@ -76,12 +79,9 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// The engine of a catalog engine name.
-    pub fn engine(&self, kind: tdb_core::Engine) -> Result<Arc<dyn Engine>, String> {
-        match kind {
-            tdb_core::Engine::Postgresql => Ok(self.postgres.clone()),
-            other => Err(format!("the {other} engine is not available yet")),
-        }
+    /// The engine a catalog record names (its `engine` column).
+    pub fn engine(&self, kind: tdb_core::Engine) -> Result<Arc<dyn Engine>, JobError> {
+        Ok(self.engines.require(kind)?)
     }
 
     /// Runs jobs (up to `max_jobs` at once) and the backup schedule until `shutdown`; a job in
@@ -185,28 +185,41 @@ impl Runner {
             Err(_) => "error",
         };
         metrics::counter!("tdb_jobs_total", "kind" => kind, "outcome" => result).increment(1);
-        let recorded = match &outcome {
+        let recorded = match outcome {
             // Ended for good: its failure is recorded where its owner sees it.
             Err(JobFailure::OverTime(e)) => {
                 tracing::error!(job = job.id, kind = %job.kind, error = %e, "job ended: over its time limit");
                 self.catalog.finish_job(job.id, &self.owner).await
             }
-            // A job that could not record its end (a catalog blip, say) runs again shortly; its
-            // steps are idempotent. After MAX_ATTEMPTS it is given up, unless it must finish.
-            Err(JobFailure::Failed(e)) if must_finish || job.attempts < MAX_ATTEMPTS => {
-                tracing::error!(job = job.id, error = %e, "job failed; it will run again");
-                self.catalog
-                    .retry_job(job.id, &self.owner, RETRY_AFTER_SECONDS)
-                    .await
-            }
-            Err(JobFailure::Failed(e)) => {
-                tracing::error!(job = job.id, error = %e, attempts = job.attempts, "job failed; giving up");
-                self.catalog.finish_job(job.id, &self.owner).await
-            }
+            Err(JobFailure::Failed(e)) => self.failed(&job, must_finish, e).await,
             Ok(()) => self.catalog.finish_job(job.id, &self.owner).await,
         };
         if let Err(e) = recorded {
             tracing::error!(job = job.id, error = %e, "recording the job's end failed; it will run again");
+        }
+    }
+
+    /// A run that failed: runs again after a back-off, or is recorded as failed where the job's
+    /// owner looks and ends (see [`after_failure`]).
+    async fn failed(
+        &self,
+        job: &Job,
+        must_finish: bool,
+        e: JobError,
+    ) -> Result<(), tdb_catalog::CatalogError> {
+        match after_failure(must_finish, job.attempts, &e) {
+            AfterFailure::RunAgain(after) => {
+                tracing::error!(job = job.id, kind = %job.kind, error = %e, attempt = job.attempts,
+                    retry_in_secs = after.as_secs(), "job failed; it will run again");
+                let seconds = i32::try_from(after.as_secs()).unwrap_or(i32::MAX);
+                self.catalog.retry_job(job.id, &self.owner, seconds).await
+            }
+            AfterFailure::Record(why) => {
+                tracing::error!(job = job.id, kind = %job.kind, error = %why, attempts = job.attempts,
+                    "job failed; not running it again");
+                self.record_failure(job, &why).await;
+                self.catalog.finish_job(job.id, &self.owner).await
+            }
         }
     }
 
@@ -224,39 +237,107 @@ impl Runner {
         done.map_err(JobFailure::Failed)
     }
 
-    /// Records a job that ran past its time limit as failed where its owner looks (the
-    /// deployment, the backup, the rollback), and says why.
+    /// Records a job that ran past its time limit as failed where its owner looks, and says
+    /// why.
     async fn over_time(&self, job: &Job) -> JobFailure {
         let why = format!(
             "stopped after the job time limit of {} s (job_time_limit_secs)",
             self.config.job_time_limit.as_secs()
         );
-        let recorded = match job.kind {
-            JobKind::Deployment => self
-                .catalog
-                .fail_deployment(&job.ref_id, &why)
-                .await
-                .map_err(|e| e.to_string()),
-            JobKind::Backup => self
-                .catalog
-                .fail_backup(&job.ref_id, &why)
-                .await
-                .map_err(|e| e.to_string()),
-            JobKind::Rollback => crate::rollback::give_up(self, &job.ref_id, &why).await,
-            JobKind::TenantCreate | JobKind::ProjectDelete | JobKind::ProvisionMove => Ok(()),
-        };
-        if let Err(e) = recorded {
-            tracing::error!(job = job.id, error = %e, "recording a job over its time limit failed");
-        }
+        self.record_failure(job, &why).await;
         JobFailure::OverTime(why)
     }
+
+    /// Records a job's failure where its owner looks: the deployment, the backup, the rollback.
+    async fn record_failure(&self, job: &Job, why: &str) {
+        let recorded = match job.kind.as_str() {
+            "deployment" => self
+                .catalog
+                .fail_deployment(&job.ref_id, why)
+                .await
+                .map_err(JobError::from),
+            "backup" => self
+                .catalog
+                .fail_backup(&job.ref_id, why)
+                .await
+                .map_err(JobError::from),
+            "rollback" => crate::rollback::give_up(self, &job.ref_id, why).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = recorded {
+            tracing::error!(job = job.id, error = %e, "recording a job's failure failed");
+        }
+    }
+}
+
+/// What becomes of a job whose run failed.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterFailure {
+    /// It runs again after this long.
+    RunAgain(Duration),
+    /// It ends, recorded as failed with this message.
+    Record(String),
+}
+
+/// A job that must finish runs again whatever failed; another runs again when the failure may
+/// pass (the catalog or a server could not be reached), up to MAX_ATTEMPTS; a failure that
+/// running again cannot mend (a statement the tenant database refused) is recorded at once.
+fn after_failure(must_finish: bool, attempts: i32, e: &JobError) -> AfterFailure {
+    if must_finish || (e.is_transient() && attempts < MAX_ATTEMPTS) {
+        return AfterFailure::RunAgain(crate::error::backoff(attempts));
+    }
+    if e.is_transient() {
+        return AfterFailure::Record(format!("gave up after {attempts} attempts: {e}"));
+    }
+    AfterFailure::Record(e.to_string())
 }
 
 /// How a job's run failed.
 #[derive(Debug)]
 enum JobFailure {
-    /// It may succeed when run again.
-    Failed(String),
+    /// It failed; the error says whether running it again may help.
+    Failed(JobError),
     /// It ran past its time limit and has been recorded as failed.
     OverTime(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_statement_is_recorded_at_once_and_a_blip_runs_again() {
+        let refused = JobError::permanent("column \"note\" already exists");
+        assert_eq!(
+            after_failure(false, 1, &refused),
+            AfterFailure::Record("column \"note\" already exists".into())
+        );
+        let blip = JobError::transient("cannot connect to the database server");
+        assert_eq!(
+            after_failure(false, 1, &blip),
+            AfterFailure::RunAgain(Duration::from_secs(2))
+        );
+        assert_eq!(
+            after_failure(false, 3, &blip),
+            AfterFailure::RunAgain(Duration::from_secs(8))
+        );
+        assert!(matches!(
+            after_failure(false, MAX_ATTEMPTS, &blip),
+            AfterFailure::Record(why) if why.starts_with("gave up after 10 attempts")
+        ));
+    }
+
+    #[test]
+    fn jobs_that_must_finish_keep_trying_with_a_back_off() {
+        for e in [JobError::permanent("x"), JobError::transient("y")] {
+            assert_eq!(
+                after_failure(true, 1, &e),
+                AfterFailure::RunAgain(Duration::from_secs(2))
+            );
+            assert_eq!(
+                after_failure(true, MAX_ATTEMPTS + 40, &e),
+                AfterFailure::RunAgain(Duration::from_secs(60))
+            );
+        }
+    }
 }

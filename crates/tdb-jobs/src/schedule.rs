@@ -6,8 +6,8 @@
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::Runner;
 use crate::backup::{Source, plan};
+use crate::{JobError, Runner};
 
 pub async fn run(runner: Runner, shutdown: CancellationToken) {
     loop {
@@ -22,38 +22,33 @@ pub async fn run(runner: Runner, shutdown: CancellationToken) {
 }
 
 /// One pass over every project, then the query log's retention.
-pub async fn tick(runner: &Runner) -> Result<(), String> {
+pub async fn tick(runner: &Runner) -> Result<(), JobError> {
     backups(runner).await?;
     let expired = runner
         .catalog
         .expire_query_log(runner.config.query_log_retention_days)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if expired > 0 {
         tracing::info!(records = expired, "expired query log records deleted");
     }
     Ok(())
 }
 
-async fn backups(runner: &Runner) -> Result<(), String> {
+async fn backups(runner: &Runner) -> Result<(), JobError> {
     let catalog = &runner.catalog;
     let now = Utc::now();
-    for project in catalog.backup_policies().await.map_err(|e| e.to_string())? {
+    for project in catalog.backup_policies().await? {
         let policy = runner.config.backup_defaults.with(&project.policy);
         if policy.schedule_enabled
             && let Some(slot) = policy.last_slot(now)
             && slot > project.last_slot.unwrap_or(project.created_at)
-            && catalog
-                .claim_backup_slot(&project.project_id, slot)
-                .await
-                .map_err(|e| e.to_string())?
+            && catalog.claim_backup_slot(&project.project_id, slot).await?
         {
             queue_scheduled(runner, &project.project_id).await?;
         }
         let expired = catalog
             .expired_backups(&project.project_id, policy.keep_count, policy.keep_days)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         for backup in expired {
             // The object first: a row without an object is visible, an object without a row
             // would be lost storage.
@@ -71,12 +66,9 @@ async fn backups(runner: &Runner) -> Result<(), String> {
     Ok(())
 }
 
-async fn queue_scheduled(runner: &Runner, project_id: &str) -> Result<(), String> {
+async fn queue_scheduled(runner: &Runner, project_id: &str) -> Result<(), JobError> {
     let catalog = &runner.catalog;
-    let targets = catalog
-        .backup_targets(project_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let targets = catalog.backup_targets(project_id).await?;
     let now = Utc::now();
     let mut queued = 0;
     let mut tenants: Vec<&str> = targets.iter().map(|t| t.tenant_id.as_str()).collect();

@@ -15,7 +15,9 @@ use tdb_core::aad::Aad;
 use tdb_core::secrets::MasterKey;
 use tdb_core::{Engine as EngineKind, ServerRole};
 use tdb_engines::managed::postgres::{Listen, ManagedPostgresOptions};
-use tdb_engines::{AdminEndpoint, Engine, ManagedPostgres, PgBinaries, PostgresEngine, RunAs};
+use tdb_engines::{
+    AdminEndpoint, Engine, Engines, ManagedPostgres, PgBinaries, PostgresEngine, RunAs,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ServerConfig};
@@ -111,9 +113,10 @@ async fn run_with_catalog(
     let catalog = Catalog::open(catalog_options.clone(), 16)
         .await
         .context("opening the catalog")?;
+    let engines = engines(config);
     register_servers(config, key, &catalog, managed).await?;
-    secure_servers(config, managed, &catalog_database).await?;
-    budget_connections(config, key, &catalog).await;
+    secure_servers(config, &engines, managed, &catalog_database).await?;
+    budget_connections(config, key, &catalog, &engines).await;
     // Provisioned databases made before each had a database of its own move out of the shared
     // one (notification channels are per database).
     match catalog.queue_provision_moves().await {
@@ -134,9 +137,6 @@ async fn run_with_catalog(
         signup = %config.signup,
         "tdb is serving"
     );
-    let bindir = PgBinaries::find(config.postgres_bin_dir.as_deref())
-        .ok()
-        .map(|b| b.bindir);
     let store = config.backup_store().context("opening the backup store")?;
     tracing::info!(backups = %store.location, "backup store ready");
     // Before any job runs: an upload cut off by a kill left its staged file.
@@ -145,21 +145,15 @@ async fn run_with_catalog(
         Ok(removed) => tracing::info!(removed, "removed the staged files of cut-off uploads"),
         Err(e) => tracing::warn!(error = %e, "could not clean the backup store's staged files"),
     }
-    let engine: Arc<dyn Engine> = Arc::new(PostgresEngine::new(bindir));
     let runner = tdb_jobs::Runner {
         catalog: catalog.clone(),
-        postgres: engine.clone(),
+        engines,
         master_key: key.clone(),
         store,
         config: config.runner_config(),
         owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
-    let state = tdb_api::AppState::new(
-        config.api_config(),
-        tdb_api::Engines { postgres: engine },
-        runner.clone(),
-        config.backup_policy(),
-    );
+    let state = tdb_api::AppState::new(config.api_config(), runner.clone(), config.backup_policy());
     let ip_guard = config.ip_guard()?;
     tracing::info!(
         trusted_networks = %config.trusted_networks.join(", "),
@@ -384,6 +378,16 @@ fn connect_options(e: &AdminEndpoint) -> PgConnectOptions {
         .database("postgres")
 }
 
+/// The engine registry: every engine this build drives, built once and shared by the API and the
+/// job runner. A new engine is registered here (see docs/ENGINES.md).
+fn engines(config: &Config) -> Engines {
+    let bindir = PgBinaries::find(config.postgres_bin_dir.as_deref())
+        .ok()
+        .map(|b| b.bindir);
+    let postgres: Arc<dyn Engine> = Arc::new(PostgresEngine::new(bindir));
+    Engines::new([postgres])
+}
+
 /// Records every server tdb may place databases on: the managed shared server, the configured
 /// `[[servers]]`, and in attached mode without `[[servers]]` the catalog's own server.
 async fn register_servers(
@@ -435,19 +439,27 @@ async fn register_servers(
 /// PUBLIC, so workspace and tenant roles reach nothing but their own database.
 async fn secure_servers(
     config: &Config,
+    engines: &Engines,
     managed: Option<&ManagedPostgres>,
     catalog_database: &str,
 ) -> anyhow::Result<()> {
-    let engine = PostgresEngine::new(None);
-    let mut targets: Vec<(AdminEndpoint, Vec<&str>)> = Vec::new();
+    let mut targets: Vec<(Arc<dyn Engine>, AdminEndpoint, Vec<&str>)> = Vec::new();
     if let Some(server) = managed {
-        targets.push((server.endpoint().clone(), vec![catalog_database]));
+        let engine = engines.require(tdb_core::Engine::Postgresql)?;
+        targets.push((engine, server.endpoint().clone(), vec![catalog_database]));
     }
     let mut attached = config.servers.clone();
     if let (None, true, Some(url)) = (managed, attached.is_empty(), &config.catalog_url) {
         attached.push(catalog_server(url));
     }
     for server in attached.iter().filter(|s| s.role == ServerRole::Shared) {
+        let engine = match engines.require(server.engine) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(server = %server.name, error = %e, "not securing the server");
+                continue;
+            }
+        };
         let opts = PgConnectOptions::from_str(&server.url)?;
         let endpoint = AdminEndpoint {
             host: host_of(&opts),
@@ -457,6 +469,7 @@ async fn secure_servers(
         };
         let same_as_catalog = Some(&server.url) == config.catalog_url.as_ref();
         targets.push((
+            engine,
             endpoint,
             if same_as_catalog {
                 vec![catalog_database]
@@ -465,7 +478,7 @@ async fn secure_servers(
             },
         ));
     }
-    for (endpoint, extra) in targets {
+    for (engine, endpoint, extra) in targets {
         // An attached server's administrator may not own these databases (hosted offerings);
         // say so loudly rather than refuse to start.
         if let Err(e) = engine.secure_server(&endpoint, &extra).await {
@@ -478,17 +491,14 @@ async fn secure_servers(
         }
         // Databases made before tdb closed the shared catalogs at creation get the same, one
         // at a time, while tdb serves: a server with many databases does not hold up the start.
-        tokio::spawn(hide_shared_catalogs(endpoint));
+        tokio::spawn(hide_shared_catalogs(engine, endpoint));
     }
     Ok(())
 }
 
-async fn hide_shared_catalogs(endpoint: AdminEndpoint) {
+async fn hide_shared_catalogs(engine: Arc<dyn Engine>, endpoint: AdminEndpoint) {
     let server = format!("{}:{}", endpoint.host, endpoint.port);
-    match PostgresEngine::new(None)
-        .hide_shared_catalogs(&endpoint)
-        .await
-    {
+    match engine.hide_shared_catalogs(&endpoint).await {
         Ok(swept) => {
             tracing::info!(%server, closed = swept.closed, gone = swept.gone,
                 failed = swept.failed.len(), "shared catalogs closed to tenants");
@@ -530,15 +540,20 @@ fn host_of(opts: &PgConnectOptions) -> String {
 /// Records, for every server, how many connections tenants may share there: what it accepts from
 /// roles that are not superusers, less what tdb keeps for its own work (`server_reserved_
 /// connections`, at most half). A server that does not answer keeps its last figure.
-async fn budget_connections(config: &Config, key: &MasterKey, catalog: &Catalog) {
-    let engine = PostgresEngine::new(None);
+async fn budget_connections(
+    config: &Config,
+    key: &MasterKey,
+    catalog: &Catalog,
+    engines: &Engines,
+) {
     let Ok(servers) = catalog.list_servers().await else {
         return;
     };
-    for server in servers
-        .iter()
-        .filter(|s| s.engine == EngineKind::Postgresql)
-    {
+    for server in &servers {
+        // Servers of an engine this build lacks are left alone.
+        let Ok(engine) = engines.require(server.engine) else {
+            continue;
+        };
         let budgeted = async {
             let admin = tdb_jobs::access::admin_endpoint(key, server)?;
             let capacity = engine.connection_capacity(&admin).await?;

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use sqlx::Connection;
-use tdb_engines::{DatabaseAccess, Engine, PostgresEngine};
+use tdb_engines::{DatabaseAccess, Introspection, PostgresEngine};
 use tdb_testkit::TestPostgres;
 
 const SOURCE_SCHEMA: &str = "

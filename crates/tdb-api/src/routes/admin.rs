@@ -185,7 +185,8 @@ async fn run_on(
     let admin = crate::workspace::admin_endpoint(state, &server)?;
     let mut session = state
         .engines
-        .postgres
+        .require(db.engine)
+        .map_err(engine_error)?
         .open(&access, limits.clone(), Some(&admin))
         .await
         .map_err(engine_error)?;

@@ -403,6 +403,8 @@ async fn provision(
             };
             let built = async {
                 engine
+                    .require_schema_tenants()
+                    .map_err(admin_error)?
                     .create_schema_tenant(&admin, &spec)
                     .await
                     .map_err(admin_error)?;
@@ -426,11 +428,15 @@ async fn provision(
                         .await;
                     // The record goes only once the server holds nothing of it; otherwise it
                     // stays (`provisioning`) so that DELETE can finish the job.
-                    if engine
-                        .drop_schema_tenant(&admin, &database, &schema_name, &role_name)
-                        .await
-                        .is_ok()
-                    {
+                    let dropped = match engine.require_schema_tenants() {
+                        Ok(tenants) => {
+                            tenants
+                                .drop_schema_tenant(&admin, &database, &schema_name, &role_name)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if dropped.is_ok() {
                         let _ = state.catalog.forget_provisioned(&id).await;
                     }
                     Err(e)
@@ -512,7 +518,7 @@ async fn delete_provisioned(
         .map_err(|e| ApiError::from_catalog(e, "provisioned database"))?;
     tdb_jobs::teardown::drop_provisioned(&state.jobs, &p)
         .await
-        .map_err(|e| ApiError::new(ErrorCode::ServiceUnavailable, e))?;
+        .map_err(|e| ApiError::new(ErrorCode::ServiceUnavailable, e.to_string()))?;
     Ok(Reply::ok(data(json!({ "id": p.id, "status": "deleted" }))))
 }
 
@@ -798,6 +804,8 @@ async fn introspect(
     let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
     let c = &opened.connection;
     let overview = engine
+        .require_url_sessions()
+        .map_err(|e| opened.error(e))?
         .overview_url(&opened.url, pin, &c.excluded_schemas)
         .await
         .map_err(|e| opened.error(e))?;
@@ -839,6 +847,8 @@ async fn query(
     let pin = checked_address(&state, &opened).await?;
     let engine = crate::workspace::engine_for(&state, tdb_core::Engine::Postgresql)?;
     let mut session = engine
+        .require_url_sessions()
+        .map_err(|e| opened.error(e))?
         .open_url(
             &opened.url,
             pin,

@@ -445,7 +445,8 @@ async fn ensure_whole(state: &AppState, t: &Tenant) -> Result<(), ApiError> {
         let admin = crate::workspace::admin_endpoint(state, &server)?;
         let exists = state
             .engines
-            .postgres
+            .require(db.engine)
+            .map_err(crate::workspace::engine_error)?
             .database_exists(&admin, &db.physical_db)
             .await
             .map_err(crate::workspace::engine_error)?;

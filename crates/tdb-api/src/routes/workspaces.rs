@@ -369,7 +369,7 @@ async fn delete_workspace(
     };
     tdb_jobs::teardown::drop_workspace(&state.jobs, &r.ws)
         .await
-        .map_err(|e| ApiError::new(tdb_core::ErrorCode::ServiceUnavailable, e))?;
+        .map_err(|e| ApiError::new(tdb_core::ErrorCode::ServiceUnavailable, e.to_string()))?;
     Ok(Reply::ok(DeletedWorkspace {
         message: "workspace deleted",
         details: serde_json::json!({
@@ -455,7 +455,13 @@ async fn get_schema(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Value> {
     let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
-    let schema = r.engine.introspect(&r.access).await.map_err(engine_error)?;
+    let schema = r
+        .engine
+        .require_introspection()
+        .map_err(engine_error)?
+        .introspect(&r.access)
+        .await
+        .map_err(engine_error)?;
     Ok(Reply::ok(
         serde_json::to_value(schema).map_err(ApiError::internal)?,
     ))

@@ -1,7 +1,9 @@
 //! The PostgreSQL engine: databases owned by an opaque login role (which owns every object in
-//! them), sessions that run statements with a timeout and a row cap, introspection from
-//! pg_catalog, and schema export through the installed `pg_dump`.
+//! them), sessions that run statements with a timeout and a row cap, dumps through the installed
+//! `pg_dump`. This file holds the core [`Engine`]; `capabilities.rs` the rest (migrations,
+//! schema-per-tenant databases, introspection from pg_catalog, connection URLs).
 
+mod capabilities;
 mod dump;
 mod export;
 mod introspect;
@@ -21,11 +23,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::AdminEndpoint;
+use crate::capability::{Introspection, SchemaTenants, SqlEngine, UrlSessions};
 use crate::engine::{
-    CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration,
-    MigrationPlan, RestoreTarget, Result, SchemaTenantSpec, Session, TenantSpec,
+    CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, RestoreTarget,
+    Result, Session, TenantSpec,
 };
-use crate::schema::{DatabaseOverview, Schema};
 
 /// Double-quotes an identifier.
 pub fn quote_ident(name: &str) -> String {
@@ -288,14 +290,6 @@ impl Engine for PostgresEngine {
         tenant::create(server, spec).await
     }
 
-    async fn migrate(&self, plan: &MigrationPlan<'_>) -> Result<Migration> {
-        tenant::migrate(plan).await
-    }
-
-    async fn schema_version(&self, owner: &DatabaseAccess) -> Result<i32> {
-        tenant::schema_version(owner).await
-    }
-
     async fn drop_database(
         &self,
         server: &AdminEndpoint,
@@ -331,17 +325,6 @@ impl Engine for PostgresEngine {
         ))
     }
 
-    async fn introspect(&self, target: &DatabaseAccess) -> Result<Schema> {
-        let mut conn = connect(target).await?;
-        let schema = introspect::read(&mut conn).await;
-        let _ = conn.close().await;
-        schema
-    }
-
-    async fn export_schema(&self, source: &DatabaseAccess) -> Result<Vec<String>> {
-        export::dump_schema(&self.pg_dump(), source).await
-    }
-
     async fn dump(&self, source: &DatabaseAccess) -> Result<Dump> {
         dump::dump(&self.pg_dump(), source)
     }
@@ -362,68 +345,19 @@ impl Engine for PostgresEngine {
         dump::restore(&self.tool("psql"), target, input).await
     }
 
-    async fn create_schema_tenant(
-        &self,
-        server: &AdminEndpoint,
-        spec: &SchemaTenantSpec<'_>,
-    ) -> Result<()> {
-        schema_tenant::create(server, spec).await
+    fn sql(&self) -> Option<&dyn SqlEngine> {
+        Some(self)
     }
 
-    async fn drop_schema_tenant(
-        &self,
-        server: &AdminEndpoint,
-        database: &str,
-        schema: &str,
-        role: &str,
-    ) -> Result<()> {
-        schema_tenant::drop(server, database, schema, role).await
+    fn schema_tenants(&self) -> Option<&dyn SchemaTenants> {
+        Some(self)
     }
 
-    async fn move_schema_tenant(
-        &self,
-        server: &AdminEndpoint,
-        from: &str,
-        to: &str,
-        schema: &str,
-        role: &str,
-        forget: bool,
-    ) -> Result<()> {
-        let m = schema_tenant::SchemaMove {
-            from,
-            to,
-            schema,
-            role,
-        };
-        if forget {
-            schema_tenant::forget_moved(server, &m).await
-        } else {
-            let (pg_dump, psql) = (self.pg_dump(), self.tool("psql"));
-            schema_tenant::move_out(server, (&pg_dump, &psql), &m).await
-        }
+    fn introspection(&self) -> Option<&dyn Introspection> {
+        Some(self)
     }
 
-    async fn open_url(
-        &self,
-        url: &str,
-        pin: Option<std::net::IpAddr>,
-        limits: Limits,
-    ) -> Result<Box<dyn Session>> {
-        let place = self.session_place(&limits).await?;
-        Ok(Box::new(
-            session::PgSession::open_url(url, pin, limits, place).await?,
-        ))
-    }
-
-    async fn overview_url(
-        &self,
-        url: &str,
-        pin: Option<std::net::IpAddr>,
-        excluded: &[String],
-    ) -> Result<DatabaseOverview> {
-        let mut conn = connect_with(&url_options(url, pin)?).await?;
-        let overview = overview::read(&mut conn, excluded).await;
-        let _ = conn.close().await;
-        overview
+    fn url_sessions(&self) -> Option<&dyn UrlSessions> {
+        Some(self)
     }
 }

@@ -1,0 +1,119 @@
+//! Capabilities: what only some engines can do, each a trait of its own. An engine offers one by
+//! answering `Some(self)` from the matching method of [`crate::Engine`] (`sql()`,
+//! `schema_tenants()`, …); callers ask for the capability, never for an engine by name, so an
+//! engine without it is refused in one place with a message that says what is missing.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::AdminEndpoint;
+use crate::engine::{
+    DatabaseAccess, Limits, Migration, MigrationPlan, Result, SchemaTenantSpec, Session,
+};
+use crate::schema::{DatabaseOverview, Schema};
+
+/// SQL schemas changed by DDL migrations, with the schema version recorded inside each database
+/// (PostgreSQL; MySQL next, where DDL is not transactional).
+#[async_trait]
+pub trait SqlEngine: Send + Sync {
+    /// One migration as `plan` says; see [`MigrationPlan`].
+    async fn migrate(&self, plan: &MigrationPlan<'_>) -> Result<Migration>;
+
+    /// The schema version recorded in a tenant database.
+    async fn schema_version(&self, owner: &DatabaseAccess) -> Result<i32>;
+
+    /// The DDL that recreates `source`'s schema, in dependency order.
+    async fn export_schema(&self, source: &DatabaseAccess) -> Result<Vec<String>>;
+}
+
+/// Databases that are a schema and a login role in a shared database (PostgreSQL's provisioned
+/// databases).
+#[async_trait]
+pub trait SchemaTenants: Send + Sync {
+    /// Creates a schema-per-tenant database: its schema and login role, in the shared database
+    /// (made on first use). On failure nothing of it is left.
+    async fn create_schema_tenant(
+        &self,
+        server: &AdminEndpoint,
+        spec: &SchemaTenantSpec<'_>,
+    ) -> Result<()>;
+
+    /// Drops a schema-per-tenant database: its sessions, schema, data and role.
+    async fn drop_schema_tenant(
+        &self,
+        server: &AdminEndpoint,
+        database: &str,
+        schema: &str,
+        role: &str,
+    ) -> Result<()>;
+
+    /// Moves a provisioned database made before each had a database of its own out of the shared
+    /// one, into `to` (see `postgres::schema_tenant::move_out`); with `forget`, removes what is
+    /// left in `from` afterwards.
+    async fn move_schema_tenant(&self, server: &AdminEndpoint, step: &SchemaMove<'_>)
+    -> Result<()>;
+}
+
+/// One step of moving a schema-per-tenant database into a database of its own.
+pub struct SchemaMove<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub schema: &'a str,
+    pub role: &'a str,
+    /// Remove what is left in `from` (after the switch) instead of copying.
+    pub forget: bool,
+}
+
+/// Tables, columns, indexes and constraints of a database (SQL engines; a document engine's
+/// collections would answer here too).
+#[async_trait]
+pub trait Introspection: Send + Sync {
+    async fn introspect(&self, target: &DatabaseAccess) -> Result<Schema>;
+}
+
+/// Databases reached by a connection URL rather than by a server tdb administers: registered
+/// connections and provisioned databases used through their URL.
+#[async_trait]
+pub trait UrlSessions: Send + Sync {
+    /// A session on the database a connection URL names, as the URL's user; `pin` is the
+    /// address to connect to instead of resolving the URL's host again.
+    async fn open_url(
+        &self,
+        url: &str,
+        pin: Option<std::net::IpAddr>,
+        limits: Limits,
+    ) -> Result<Box<dyn Session>>;
+
+    /// What the URL's user sees of its database, minus `excluded` schemas.
+    async fn overview_url(
+        &self,
+        url: &str,
+        pin: Option<std::net::IpAddr>,
+        excluded: &[String],
+    ) -> Result<DatabaseOverview>;
+}
+
+/// Rules a key-value engine keeps per namespace (Redis: a tenant's key prefix), applied by the
+/// engine where the server can hold them and by the proxy otherwise. No engine implements it
+/// yet; docs/ENGINES.md shows how Redis will.
+#[async_trait]
+pub trait KeyValueSettings: Send + Sync {
+    /// Applies `settings` to the namespace `prefix` on `server` (for Redis, the tenant's ACL
+    /// user and the counters the proxy keeps).
+    async fn apply_settings(
+        &self,
+        server: &AdminEndpoint,
+        prefix: &str,
+        settings: &KeySettings,
+    ) -> Result<()>;
+}
+
+/// The settings of a key-value namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySettings {
+    /// Given to keys written without an expiry of their own.
+    pub default_ttl: Option<Duration>,
+    /// Keys the namespace may hold; writes that create more are refused.
+    pub max_keys: Option<u64>,
+}
