@@ -61,7 +61,7 @@ pub async fn run(ctx: &Context, command: BlueprintsCommand) -> anyhow::Result<()
                         vec![
                             v.version.to_string(),
                             v.ddl_count.to_string(),
-                            v.deployed_at.clone(),
+                            tdb_client::wire_time(&v.deployed_at),
                         ]
                     })
                     .collect();

@@ -94,7 +94,7 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
                             w.mode.clone(),
                             w.database.clone(),
                             version,
-                            w.created_at.clone(),
+                            tdb_client::wire_time(&w.created_at),
                         ]
                     })
                     .collect();
@@ -254,12 +254,12 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
             if let Some(v) = pool_mode {
                 patch.insert("pool_mode".into(), v.into());
             }
-            let reply = if patch.is_empty() {
-                c.workspace_settings(&name).await?
+            let raw = if patch.is_empty() {
+                c.workspace_settings(&name).await?.raw
             } else {
-                c.update_settings(&name, &Value::Object(patch)).await?
+                c.update_settings(&name, &Value::Object(patch)).await?.raw
             };
-            let r = &reply.raw;
+            let r = &raw;
             ctx.print(r, || {
                 let s = &r["settings"];
                 for field in [
