@@ -72,7 +72,9 @@ pub fn provision_aad(id: &str) -> String {
 
 // --- validation --------------------------------------------------------------------------------
 
-/// FastAPI-style validation problems, answered together as one 422.
+/// FastAPI-style validation problems, answered together as one 422. They stay `json!` values:
+/// `loc` mixes names and indexes and `input` echoes whatever JSON the client sent; the OpenAPI
+/// document describes them as `ErrorBody.detail` (`ValidationProblem`).
 #[derive(Default)]
 struct Problems(Vec<Value>);
 
@@ -476,6 +478,8 @@ fn limit_reached(count: i64, limit: u32) -> ApiError {
         ErrorCode::Forbidden,
         format!("provisioned database limit reached: {count} of {limit} in use; delete one first"),
     )
+    // An error's particular field (ErrorBody keeps such fields in `extra`), as the reference
+    // sends it.
     .with("data", json!({ "count": count, "limit": limit }))
 }
 
