@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use serde_json::{Value, json};
 use tdb_catalog::deployments::{LastFailure, RanDeployment, RanResult};
 use tdb_catalog::tenants::{Tenant, TenantDatabase};
 use tdb_core::ids;
 use tdb_jobs::forward::{Forwarded, bring_forward as forward};
+use tdb_types::tenants::{Behind, CatchUpBody, CatchUpRequest, DatabaseStanding};
 
 use crate::AppState;
 use crate::envelope::ApiError;
@@ -72,36 +72,43 @@ impl Standing {
     /// `null` for a database on its blueprint's current version; otherwise by how many versions
     /// it is behind, the error of the newest deployment that failed to bring it forward, and
     /// the call (and CLI command) that deploys the current version to it.
-    pub fn behind(&self, db: &TenantDatabase) -> Value {
+    pub fn behind(&self, db: &TenantDatabase) -> Option<Behind> {
         let current = self.blueprint_version(db);
         if db.version >= current {
-            return Value::Null;
+            return None;
         }
         let error = self
             .failures
             .get(&db.id)
             .filter(|f| f.version > db.version)
             .and_then(|f| f.error.clone());
-        json!({
-            "versions": current - db.version,
-            "error": error,
-            "cli": format!(
+        Some(Behind {
+            versions: current - db.version,
+            error,
+            cli: format!(
                 "tdb deployments create {} --version {current} --tenants {}",
                 db.blueprint, db.tenant_name
             ),
-            "request": {
-                "method": "POST",
-                "path": "/deployments",
-                "body": {"blueprint_name": db.blueprint, "version": current,
-                         "tenant_ids": [db.tenant_name]},
+            request: CatchUpRequest {
+                method: "POST".into(),
+                path: "/deployments".into(),
+                body: CatchUpBody {
+                    blueprint_name: db.blueprint.clone(),
+                    version: current,
+                    tenant_ids: vec![db.tenant_name.clone()],
+                },
             },
         })
     }
 
     /// A database's versions, as the restore answers them.
-    pub fn entry(&self, db: &TenantDatabase) -> Value {
-        json!({"blueprint": db.blueprint, "version": db.version,
-               "blueprint_version": self.blueprint_version(db), "behind": self.behind(db)})
+    pub fn entry(&self, db: &TenantDatabase) -> DatabaseStanding {
+        DatabaseStanding {
+            blueprint: db.blueprint.clone(),
+            version: db.version,
+            blueprint_version: self.blueprint_version(db),
+            behind: self.behind(db),
+        }
     }
 }
 

@@ -8,11 +8,12 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tdb_core::KeyRole;
 use tdb_engines::DatabaseAccess;
-use utoipa::ToSchema;
+use tdb_types::{
+    ExternalConnection, ImportDetails, ImportRequest, ImportResponse, StatementError, TableDef,
+};
 
 use crate::AppState;
 use crate::envelope::{ApiError, ApiResult, Reply};
@@ -27,85 +28,6 @@ const TEMPLATES: [(&str, &str); 4] = [
 ];
 const URL_LIMIT_BYTES: usize = 1 << 20;
 const URL_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ImportRequest {
-    /// template, json, database or url.
-    source: String,
-    /// ecommerce, saas, blog or fintech.
-    template: Option<String>,
-    /// Table definitions (json source).
-    tables: Option<Vec<TableDef>>,
-    /// MongoDB collections (not available for PostgreSQL workspaces).
-    #[schema(value_type = Option<Object>)]
-    collections: Option<Value>,
-    connection: Option<ExternalConnection>,
-    /// A JSON document `{"tables": [...]}` to fetch (http or https, at most 1 MiB, 10 s).
-    url: Option<String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TableDef {
-    name: String,
-    columns: Vec<ColumnDef>,
-    indexes: Option<Vec<IndexDef>>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnDef {
-    name: String,
-    #[serde(rename = "type")]
-    data_type: String,
-    /// Default true.
-    nullable: Option<bool>,
-    /// An SQL expression.
-    default: Option<String>,
-    primary_key: Option<bool>,
-    unique: Option<bool>,
-    /// `table(column)`.
-    references: Option<String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IndexDef {
-    name: Option<String>,
-    columns: Vec<String>,
-    unique: Option<bool>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExternalConnection {
-    /// postgresql (default).
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    host: String,
-    port: Option<u16>,
-    database: String,
-    user: String,
-    password: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct StatementError {
-    statement: String,
-    error: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ImportResponse {
-    message: String,
-    source: String,
-    created: Vec<String>,
-    skipped: Vec<String>,
-    errors: Vec<StatementError>,
-    #[schema(value_type = Object)]
-    details: Value,
-}
 
 /// Imports a schema into the workspace; each statement that runs is captured as DDL.
 #[utoipa::path(post, path = "/workspaces/{id}/schema", tag = "workspaces",
@@ -162,15 +84,15 @@ pub async fn import_schema(
     let kind = r.ws.engine;
     Ok(Reply::ok(ImportResponse {
         message: format!("Schema imported to workspace '{name}'"),
-        details: serde_json::json!({
-            "workspace": name,
-            "database_type": display_engine(kind),
-            "statements_executed": outcome.executed,
-            "statements_skipped": outcome.skipped_statements,
-            "statements_failed": outcome.errors.len(),
-            "statements_total": outcome.total,
-            "ddl_captured": outcome.captured,
-        }),
+        details: ImportDetails {
+            workspace: name.clone(),
+            database_type: display_engine(kind).to_string(),
+            statements_executed: outcome.executed,
+            statements_skipped: outcome.skipped_statements,
+            statements_failed: outcome.errors.len(),
+            statements_total: outcome.total,
+            ddl_captured: outcome.captured,
+        },
         source,
         created: outcome.created,
         skipped: outcome.skipped,

@@ -15,7 +15,6 @@ mod workspace;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tdb_catalog::Catalog;
 use tdb_core::Tier;
 use tdb_core::secrets::MasterKey;
@@ -24,13 +23,7 @@ pub use listener::{ConnectionLimits, serve_app};
 pub use routes::{router, router_with};
 
 /// A region tenants can be placed in, from configuration.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Region {
-    pub zone: String,
-    pub label: String,
-    #[serde(default)]
-    pub is_default: bool,
-}
+pub use tdb_types::Region;
 
 /// Settings the API reads; built by the binary from the layered configuration.
 #[derive(Debug, Clone)]

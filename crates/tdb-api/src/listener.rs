@@ -173,13 +173,17 @@ fn refuse(stream: TcpStream, why: Refusal, refusing: &Arc<Semaphore>) {
     };
     metrics::counter!("tdb_api_connections_refused_total", "cap" => reason).increment(1);
     tracing::debug!(peer = ?stream.peer_addr().ok(), cap = reason, "API connection refused");
-    let body = serde_json::json!({
-        "success": false,
-        "http_status": code.status(),
-        "code": code.as_str(),
-        "error": message,
-    })
-    .to_string();
+    let body = tdb_types::ErrorBody {
+        success: false,
+        http_status: code.status(),
+        code: code.as_str().to_string(),
+        error: message,
+        field: None,
+        detail: None,
+        extra: Default::default(),
+    };
+    // Encoding a struct of strings and numbers cannot fail.
+    let body = serde_json::to_string(&body).unwrap_or_default();
     let answer = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
          {retry}connection: close\r\n\r\n{body}",

@@ -42,3 +42,84 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+/// Completes the document once the routes' paths are in: every success body is shown with the
+/// envelope beside its fields, every error status declared without a body gets the error body,
+/// and every operation gets a `default` error (the 401, 403, 413, 500 and 503 any request may
+/// meet), so a client generated from the document can read every answer.
+pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::ToSchema;
+    let components = doc.components.get_or_insert_with(Default::default);
+    let mut schemas = Vec::new();
+    tdb_types::Envelope::schemas(&mut schemas);
+    tdb_types::ErrorBody::schemas(&mut schemas);
+    schemas.push((
+        tdb_types::Envelope::name().into_owned(),
+        <tdb_types::Envelope as utoipa::PartialSchema>::schema(),
+    ));
+    schemas.push((
+        tdb_types::ErrorBody::name().into_owned(),
+        <tdb_types::ErrorBody as utoipa::PartialSchema>::schema(),
+    ));
+    components.schemas.extend(schemas);
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            complete_responses(&mut operation.responses);
+        }
+    }
+}
+
+fn complete_responses(responses: &mut utoipa::openapi::Responses) {
+    use utoipa::openapi::{RefOr, Response};
+    for (status, response) in responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if status.starts_with('2') {
+            for content in response.content.values_mut() {
+                if let RefOr::T(content) = content
+                    && let Some(schema) = content.schema.take()
+                {
+                    content.schema = Some(with_envelope(schema));
+                }
+            }
+        } else if response.content.is_empty() {
+            response
+                .content
+                .insert("application/json".into(), error_content());
+        }
+    }
+    let mut default = Response::new(
+        "Any other error: the envelope with `error` (and `field` when one input is to blame)",
+    );
+    default
+        .content
+        .insert("application/json".into(), error_content());
+    responses
+        .responses
+        .entry("default".into())
+        .or_insert(RefOr::T(default));
+}
+
+fn error_content() -> utoipa::openapi::RefOr<utoipa::openapi::Content> {
+    let schema = utoipa::openapi::Ref::from_schema_name("ErrorBody");
+    utoipa::openapi::RefOr::T(utoipa::openapi::Content::new(Some(schema)))
+}
+
+fn with_envelope(
+    body: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{AllOfBuilder, Schema};
+    let all = AllOfBuilder::new()
+        .item(utoipa::openapi::Ref::from_schema_name("Envelope"))
+        .item(body)
+        .build();
+    utoipa::openapi::RefOr::T(Schema::AllOf(all))
+}

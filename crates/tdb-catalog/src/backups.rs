@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use sqlx::types::Json;
-use tdb_core::{BackupKind, BackupStatus, Engine, RollbackStep};
+use tdb_core::{BackupKind, BackupStatus, Engine, RollbackStep, TenantStatus};
 
 use crate::{Catalog, CatalogError, Result};
 
@@ -296,7 +296,7 @@ impl Catalog {
     pub async fn status_and_last_rollback(
         &self,
         tenant_id: &str,
-    ) -> Result<(String, Option<Rollback>)> {
+    ) -> Result<(TenantStatus, Option<Rollback>)> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
@@ -313,7 +313,7 @@ impl Catalog {
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((status, rollback))
+        Ok((status.try_into()?, rollback))
     }
 
     /// Records how far a rollback got (and, from `safety` on, its safety backup).

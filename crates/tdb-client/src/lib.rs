@@ -1,18 +1,16 @@
 //! A typed client for tdb's REST API, shared by the CLI, the MCP server and the tests. Each call
 //! returns the typed fields and the raw JSON body (which `--json` prints as the API sent it).
 
-mod autodb;
 mod transport;
-mod types;
+mod v1;
 
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use autodb::NewConnection;
+pub use tdb_types::*;
 pub use transport::{InProcessBody, InProcessService};
-pub use types::*;
 
 use transport::{Outgoing, Transport};
 
@@ -196,13 +194,20 @@ impl Client {
             .await
     }
 
-    pub async fn signup(&self, req: &SignupRequest) -> Result<Reply<Signup>, ClientError> {
+    pub async fn signup(&self, req: &SignupRequest) -> Result<Reply<SignupResponse>, ClientError> {
         self.request(Method::POST, "/signup", Some(req), false)
             .await
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> Result<Reply<Login>, ClientError> {
-        let body = serde_json::json!({ "email": email, "password": password });
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Reply<LoginResponse>, ClientError> {
+        let body = LoginRequest {
+            email: email.to_string(),
+            password: password.to_string(),
+        };
         self.request(Method::POST, "/login", Some(&body), false)
             .await
     }
@@ -212,8 +217,13 @@ impl Client {
     }
 
     pub async fn create_project(&self, name: &str) -> Result<Reply<CreatedProject>, ClientError> {
-        self.post("/projects", &serde_json::json!({ "name": name }))
-            .await
+        self.post(
+            "/projects",
+            &CreateProject {
+                name: name.to_string(),
+            },
+        )
+        .await
     }
 
     pub async fn switch_project(
@@ -243,14 +253,14 @@ impl Client {
         self.post(&path, &serde_json::json!({})).await
     }
 
-    pub async fn list_api_keys(&self) -> Result<Reply<ApiKeyList>, ClientError> {
+    pub async fn list_api_keys(&self) -> Result<Reply<KeyList>, ClientError> {
         self.get("/apikeys").await
     }
 
     pub async fn create_api_key(
         &self,
         req: &CreateApiKey,
-    ) -> Result<Reply<CreatedApiKey>, ClientError> {
+    ) -> Result<Reply<CreatedKey>, ClientError> {
         self.post("/apikeys", req).await
     }
 
@@ -276,15 +286,22 @@ impl Client {
         database: &str,
         mode: &str,
     ) -> Result<Reply<CreatedWorkspace>, ClientError> {
-        let body = serde_json::json!({ "name": name, "database": database, "mode": mode });
+        let body = CreateWorkspace {
+            name: name.to_string(),
+            database: database.to_string(),
+            mode: mode.to_string(),
+        };
         self.post("/workspaces", &body).await
     }
 
-    pub async fn get_workspace(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn get_workspace(&self, name: &str) -> Result<Reply<WorkspaceDetail>, ClientError> {
         self.get(&format!("/workspaces/{}", encode(name))).await
     }
 
-    pub async fn delete_workspace(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn delete_workspace(
+        &self,
+        name: &str,
+    ) -> Result<Reply<DeletedWorkspace>, ClientError> {
         self.delete(&format!("/workspaces/{}", encode(name))).await
     }
 
@@ -292,12 +309,15 @@ impl Client {
         &self,
         name: &str,
         sql: &str,
-    ) -> Result<Reply<QueryResult>, ClientError> {
+    ) -> Result<Reply<QueryResponse>, ClientError> {
         let path = format!("/workspaces/{}/queries", encode(name));
-        self.post(&path, &serde_json::json!({ "query": sql })).await
+        let body = QueryRequest {
+            query: sql.to_string(),
+        };
+        self.post(&path, &body).await
     }
 
-    pub async fn workspace_schema(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn workspace_schema(&self, name: &str) -> Result<Reply<schema::Schema>, ClientError> {
         self.get(&format!("/workspaces/{}/schema", encode(name)))
             .await
     }
@@ -307,7 +327,7 @@ impl Client {
         &self,
         name: &str,
         body: &Value,
-    ) -> Result<Reply<Value>, ClientError> {
+    ) -> Result<Reply<ImportResponse>, ClientError> {
         self.post(&format!("/workspaces/{}/schema", encode(name)), body)
             .await
     }
@@ -327,7 +347,10 @@ impl Client {
         self.post(&path, &serde_json::json!({})).await
     }
 
-    pub async fn workspace_settings(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn workspace_settings(
+        &self,
+        name: &str,
+    ) -> Result<Reply<SettingsResponse>, ClientError> {
         self.get(&format!("/workspaces/{}/settings", encode(name)))
             .await
     }
@@ -336,12 +359,12 @@ impl Client {
         &self,
         name: &str,
         patch: &Value,
-    ) -> Result<Reply<Value>, ClientError> {
+    ) -> Result<Reply<SettingsSaved>, ClientError> {
         let path = format!("/workspaces/{}/settings", encode(name));
         self.request(Method::PATCH, &path, Some(patch), true).await
     }
 
-    pub async fn list_tenants(&self) -> Result<Reply<Value>, ClientError> {
+    pub async fn list_tenants(&self) -> Result<Reply<tenants::TenantList>, ClientError> {
         self.get("/tenants").await
     }
 
@@ -350,7 +373,7 @@ impl Client {
         &self,
         tenant_id: &str,
         databases: &Value,
-    ) -> Result<Reply<Value>, ClientError> {
+    ) -> Result<Reply<tenants::CreatedTenant>, ClientError> {
         self.post(
             "/tenants",
             &serde_json::json!({ "tenant_id": tenant_id, "databases": databases }),
@@ -364,37 +387,57 @@ impl Client {
         name: &str,
         role: &str,
         blueprint: Option<&str>,
-    ) -> Result<Reply<Value>, ClientError> {
-        let mut body = serde_json::json!({ "role": role });
-        if let Some(bp) = blueprint {
-            body["blueprint"] = Value::from(bp);
-        }
+    ) -> Result<Reply<tenants::CreatedCredential>, ClientError> {
+        let body = tenants::CreateCredential {
+            role: role.to_string(),
+            blueprint: blueprint.map(str::to_string),
+        };
         self.post(&format!("/tenants/{}/credentials", encode(name)), &body)
             .await
     }
 
-    pub async fn get_tenant(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn get_tenant(
+        &self,
+        name: &str,
+    ) -> Result<Reply<tenants::TenantDetail>, ClientError> {
         self.get(&format!("/tenants/{}", encode(name))).await
     }
 
-    pub async fn delete_tenant(&self, name: &str, hard: bool) -> Result<Reply<Value>, ClientError> {
+    pub async fn delete_tenant(
+        &self,
+        name: &str,
+        hard: bool,
+    ) -> Result<Reply<tenants::DeletedTenant>, ClientError> {
         let query = if hard { "?hard=true" } else { "" };
         self.delete(&format!("/tenants/{}{query}", encode(name)))
             .await
     }
 
-    /// `action`: restore, suspend or resume.
+    /// `action`: restore, suspend or resume. A restore's answer also lists where each database
+    /// stands (`restore_tenant` decodes it).
     pub async fn tenant_action(
         &self,
         name: &str,
         action: &str,
-    ) -> Result<Reply<Value>, ClientError> {
+    ) -> Result<Reply<tenants::TenantTransition>, ClientError> {
         let path = format!("/tenants/{}/{}", encode(name), encode(action));
         self.post(&path, &serde_json::json!({})).await
     }
 
+    /// Restores a tenant from the trash.
+    pub async fn restore_tenant(
+        &self,
+        name: &str,
+    ) -> Result<Reply<tenants::RestoredTenant>, ClientError> {
+        let path = format!("/tenants/{}/restore", encode(name));
+        self.post(&path, &serde_json::json!({})).await
+    }
+
     /// Starts a backup of every database of the tenant.
-    pub async fn backup_tenant(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn backup_tenant(
+        &self,
+        name: &str,
+    ) -> Result<Reply<backups::BackupStarted>, ClientError> {
         self.post(
             &format!("/tenants/{}/backup", encode(name)),
             &serde_json::json!({}),
@@ -402,7 +445,10 @@ impl Client {
         .await
     }
 
-    pub async fn tenant_backups(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn tenant_backups(
+        &self,
+        name: &str,
+    ) -> Result<Reply<backups::BackupList>, ClientError> {
         self.get(&format!("/tenants/{}/backups", encode(name)))
             .await
     }
@@ -412,15 +458,20 @@ impl Client {
         &self,
         name: &str,
         storage_path: &str,
-    ) -> Result<Reply<Value>, ClientError> {
+    ) -> Result<Reply<backups::RollbackStarted>, ClientError> {
         self.post(
             &format!("/tenants/{}/rollback", encode(name)),
-            &serde_json::json!({ "storage_path": storage_path }),
+            &backups::RollbackRequest {
+                storage_path: storage_path.to_string(),
+            },
         )
         .await
     }
 
-    pub async fn backup_policy(&self, project: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn backup_policy(
+        &self,
+        project: &str,
+    ) -> Result<Reply<backups::BackupPolicyResponse>, ClientError> {
         self.get(&format!("/projects/{}/backup-policy", encode(project)))
             .await
     }
@@ -429,7 +480,7 @@ impl Client {
         &self,
         project: &str,
         patch: &Value,
-    ) -> Result<Reply<Value>, ClientError> {
+    ) -> Result<Reply<backups::BackupPolicyResponse>, ClientError> {
         let path = format!("/projects/{}/backup-policy", encode(project));
         self.request(Method::PATCH, &path, Some(patch), true).await
     }
@@ -439,7 +490,7 @@ impl Client {
         &self,
         name: &str,
         query: &[(&str, String)],
-    ) -> Result<Reply<Value>, ClientError> {
+    ) -> Result<Reply<logs::LogPage>, ClientError> {
         let qs: Vec<String> = query
             .iter()
             .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -453,7 +504,7 @@ impl Client {
         .await
     }
 
-    pub async fn tenant_log_stats(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn tenant_log_stats(&self, name: &str) -> Result<Reply<logs::LogStats>, ClientError> {
         self.get(&format!("/tenants/{}/logs/stats", encode(name)))
             .await
     }
@@ -463,7 +514,7 @@ impl Client {
         name: &str,
         window: &str,
         bucket: Option<&str>,
-    ) -> Result<Reply<Value>, ClientError> {
+    ) -> Result<Reply<logs::Metrics>, ClientError> {
         let bucket = bucket.map_or_else(String::new, |b| format!("&bucket={}", encode(b)));
         self.get(&format!(
             "/tenants/{}/metrics?window={}{bucket}",
@@ -477,7 +528,7 @@ impl Client {
         &self,
         name: &str,
         window: &str,
-    ) -> Result<Reply<Value>, ClientError> {
+    ) -> Result<Reply<logs::Metrics>, ClientError> {
         self.get(&format!(
             "/workspaces/{}/metrics?window={}",
             encode(name),
@@ -486,26 +537,40 @@ impl Client {
         .await
     }
 
-    pub async fn tenant_deployments(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn tenant_deployments(
+        &self,
+        name: &str,
+    ) -> Result<Reply<tenants::TenantDeployments>, ClientError> {
         self.get(&format!("/tenants/{}/deployments", encode(name)))
             .await
     }
 
-    pub async fn list_deployments(&self) -> Result<Reply<Value>, ClientError> {
+    pub async fn list_deployments(
+        &self,
+    ) -> Result<Reply<deployments::DeploymentList>, ClientError> {
         self.get("/deployments").await
     }
 
     /// `body`: `{blueprint_name, version?, deploy_all?, tenant_ids?, dry_run?}`.
-    pub async fn create_deployment(&self, body: &Value) -> Result<Reply<Value>, ClientError> {
+    pub async fn create_deployment(
+        &self,
+        body: &Value,
+    ) -> Result<Reply<deployments::CreatedDeployment>, ClientError> {
         self.post("/deployments", body).await
     }
 
-    pub async fn get_deployment(&self, id: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn get_deployment(
+        &self,
+        id: &str,
+    ) -> Result<Reply<deployments::DeploymentDetail>, ClientError> {
         self.get(&format!("/deployments/{}", encode(id))).await
     }
 
     /// `body`: `{blueprint, query, tenant_id? | all_tenants?}`.
-    pub async fn admin_query(&self, body: &Value) -> Result<Reply<Value>, ClientError> {
+    pub async fn admin_query(
+        &self,
+        body: &Value,
+    ) -> Result<Reply<admin::AdminAnswer>, ClientError> {
         self.post("/admin/query", body).await
     }
 
@@ -513,7 +578,7 @@ impl Client {
         self.get("/blueprints").await
     }
 
-    pub async fn get_blueprint(&self, name: &str) -> Result<Reply<Value>, ClientError> {
+    pub async fn get_blueprint(&self, name: &str) -> Result<Reply<BlueprintDetail>, ClientError> {
         self.get(&format!("/blueprints/{}", encode(name))).await
     }
 

@@ -4,29 +4,17 @@
 //! the API's code and message, so the model sees what went wrong; never a protocol error.
 
 use rmcp::model::{CallToolResult, ContentBlock};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 use tdb_client::{ClientError, Reply};
 
 use crate::caller::CallerError;
 
-/// The envelope's own keys, which say nothing a tool result does not already say.
-const ENVELOPE: [&str; 3] = ["success", "http_status", "code"];
-
-/// A reply's body without the envelope (the endpoint's fields).
-pub(crate) fn fields<T>(reply: Reply<T>) -> Value {
-    match reply.raw {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(k, _)| !ENVELOPE.contains(&k.as_str()))
-                .collect::<Map<_, _>>(),
-        ),
-        other => other,
-    }
-}
-
-/// An `/api/v1` reply's `data` object.
-pub(crate) fn data(reply: Reply<Value>) -> Value {
-    reply.data
+/// A reply's typed fields (the body without the envelope; an `/api/v1` reply's `data`).
+pub(crate) fn fields<T: Serialize>(reply: Reply<T>) -> Value {
+    // The types are the API's own, so they hold every field it sent; should one ever fail to
+    // encode, the body as the API sent it still reaches the model.
+    serde_json::to_value(&reply.data).unwrap_or(reply.raw)
 }
 
 /// The tool result of a call whose success is `value`.
@@ -109,11 +97,13 @@ mod tests {
     }
 
     #[test]
-    fn fields_drop_the_envelope() {
+    fn fields_are_the_typed_answer_without_the_envelope() {
         let reply = Reply {
-            data: (),
-            raw: json!({ "success": true, "http_status": 200, "code": "ok", "count": 1 }),
+            data: tdb_client::Message {
+                message: "done".into(),
+            },
+            raw: json!({ "success": true, "http_status": 200, "code": "ok", "message": "done" }),
         };
-        assert_eq!(fields(reply), json!({ "count": 1 }));
+        assert_eq!(fields(reply), json!({ "message": "done" }));
     }
 }

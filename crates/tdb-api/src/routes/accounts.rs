@@ -4,13 +4,12 @@
 //! keys cannot be shown again (API.md deviation 1).
 
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
 use tdb_catalog::CatalogError;
 use tdb_catalog::accounts::NewAccount;
 use tdb_catalog::projects::NewProject;
 use tdb_core::names::check_password;
 use tdb_core::{Email, ErrorCode, ProjectName, ProjectStatus, SignupMode, ids, secrets};
-use utoipa::ToSchema;
+use tdb_types::{LoginProject, LoginRequest, LoginResponse, SignupRequest, SignupResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -23,27 +22,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(signup))
         .routes(routes!(login))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SignupRequest {
-    email: String,
-    /// At least 8 characters.
-    password: String,
-    /// Defaults to "My Project".
-    project_name: Option<String>,
-    /// An invitation code from an existing account; required when sign-up is by invitation.
-    invite_code: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SignupResponse {
-    api_key: String,
-    project_id: String,
-    /// The project's proxy password; shown only now.
-    proxy_password: String,
-    message: &'static str,
 }
 
 async fn hash(state: &AppState, password: String) -> Result<String, ApiError> {
@@ -165,28 +143,10 @@ async fn signup(
         api_key: key.secret.plaintext,
         project_id,
         proxy_password: proxy.plaintext,
-        message: "Account created. Save your API key and proxy password - they won't be shown again!",
+        message:
+            "Account created. Save your API key and proxy password - they won't be shown again!"
+                .into(),
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    email: String,
-    password: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct LoginProject {
-    project_id: String,
-    name: String,
-    /// A key minted for this login.
-    api_key: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct LoginResponse {
-    projects: Vec<LoginProject>,
 }
 
 /// Returns every project of the account, each with a freshly minted admin key.

@@ -6,13 +6,11 @@ use std::time::Instant;
 
 use axum::extract::State;
 use futures_util::{StreamExt, TryStreamExt};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use tdb_catalog::tenants::TenantDatabase;
 use tdb_core::{ErrorCode, KeyRole, TenantStatus};
 use tdb_engines::{Limits, QueryOutput};
 use tdb_sql::{Kind, Statement};
-use utoipa::ToSchema;
+use tdb_types::admin::{AdminAnswer, AdminQuery, AllTenantRows, Rows, TenantOutcome, TenantRows};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -61,23 +59,15 @@ pub fn check_statements(statements: &[Statement<'_>]) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdminQuery {
-    blueprint: String,
-    query: String,
-    tenant_id: Option<String>,
-    all_tenants: Option<bool>,
-}
-
 /// Runs data statements on one tenant (`tenant_id`) or all tenants (`all_tenants`) of a blueprint.
 #[utoipa::path(post, path = "/admin/query", tag = "admin", request_body = AdminQuery,
-    responses((status = 200, description = "rows per tenant"), (status = 400), (status = 403)))]
+    responses((status = 200, body = AdminAnswer, description = "one tenant's rows (tenant_id) or every tenant's (all_tenants)"),
+              (status = 400), (status = 403), (status = 404), (status = 409)))]
 async fn admin_query(
     State(state): State<AppState>,
     auth: Auth,
     ApiJson(req): ApiJson<AdminQuery>,
-) -> ApiResult<Value> {
+) -> ApiResult<AdminAnswer> {
     auth.require_role(KeyRole::Admin)?;
     let statements = tdb_sql::classify_all(&req.query).map_err(|e| {
         ApiError::field("query", format!("syntax error: {e}")).with("sqlstate", "42601")
@@ -117,10 +107,11 @@ async fn admin_query(
                 return Err(ApiError::conflict(format!("tenant '{name}' is {status}")));
             }
             let out = run_on(&state, &auth, db, &statements, &limits).await?;
-            let mut body = output_json(&out);
-            body["tenant_id"] = Value::from(name.as_str());
-            body["execution_time"] = Value::from(format_duration(started.elapsed()));
-            Ok(Reply::ok(body))
+            Ok(Reply::ok(AdminAnswer::One(TenantRows {
+                rows: rows(out),
+                tenant_id: name.clone(),
+                execution_time: format_duration(started.elapsed()),
+            })))
         }
         (None, true) => {
             auth.require_project_scope()?;
@@ -133,14 +124,15 @@ async fn admin_query(
                     .any(|t| t.id == db.tenant_id && t.status == TenantStatus::Ready);
                 pending.push(query_tenant(&state, &auth, db, ready, &statements, &limits));
             }
-            let results: Vec<Value> = futures_util::stream::iter(pending)
+            let results: Vec<TenantOutcome> = futures_util::stream::iter(pending)
                 .buffered(ALL_TENANTS_PARALLELISM)
                 .try_collect()
                 .await?;
-            Ok(Reply::ok(
-                json!({"results": results, "total_tenants": databases.len(),
-                                "execution_time": format_duration(started.elapsed())}),
-            ))
+            Ok(Reply::ok(AdminAnswer::All(AllTenantRows {
+                results,
+                total_tenants: databases.len(),
+                execution_time: format_duration(started.elapsed()),
+            })))
         }
     }
 }
@@ -154,22 +146,25 @@ async fn query_tenant(
     ready: bool,
     statements: &[Statement<'_>],
     limits: &Limits,
-) -> Result<Value, ApiError> {
-    let mut item = if !ready {
-        json!({"error": "tenant is not ready"})
-    } else {
-        match run_on(state, auth, db, statements, limits).await {
-            Ok(out) => output_json(&out),
-            Err(e) if e.code == ErrorCode::PayloadTooLarge => return Err(e),
-            Err(e) => json!({"error": e.message}),
-        }
-    };
-    item["tenant_id"] = Value::from(db.tenant_name.as_str());
-    Ok(item)
+) -> Result<TenantOutcome, ApiError> {
+    let tenant = db.tenant_name.clone();
+    if !ready {
+        return Ok(TenantOutcome::failed(tenant, "tenant is not ready".into()));
+    }
+    match run_on(state, auth, db, statements, limits).await {
+        Ok(out) => Ok(TenantOutcome::rows(tenant, rows(out))),
+        Err(e) if e.code == ErrorCode::PayloadTooLarge => Err(e),
+        Err(e) => Ok(TenantOutcome::failed(tenant, e.message)),
+    }
 }
 
-fn output_json(out: &QueryOutput) -> Value {
-    json!({"columns": out.columns, "rows": out.rows, "row_count": out.row_count, "truncated": out.truncated})
+fn rows(out: QueryOutput) -> Rows {
+    Rows {
+        columns: out.columns,
+        rows: out.rows,
+        row_count: out.row_count,
+        truncated: out.truncated,
+    }
 }
 
 async fn run_on(

@@ -1,12 +1,11 @@
 //! API keys of the caller's project: list, create (with role and scope), revoke.
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use tdb_catalog::CatalogError;
 use tdb_catalog::api_keys::ApiKey;
 use tdb_core::{KeyRole, ResourceName, ScopeType};
-use utoipa::ToSchema;
+use tdb_types::{CreateApiKey, CreatedKey, KeyItem, KeyList, Message};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -25,38 +24,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 const MAX_SCOPE_VALUES: usize = 100;
 const MAX_KEY_NAME_CHARS: usize = 63;
 
-#[derive(Serialize, ToSchema)]
-pub struct KeyItem {
-    id: String,
-    name: String,
-    /// The first characters of the key, for recognising it.
-    prefix: String,
-    role: KeyRole,
-    scope_type: ScopeType,
-    scope_values: Vec<String>,
-    created_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
-}
-
-impl KeyItem {
-    fn from_record(k: ApiKey) -> Result<Self, ApiError> {
-        Ok(Self {
-            role: k.role,
-            scope_type: k.scope_type,
-            id: k.id,
-            name: k.name,
-            prefix: k.prefix,
-            scope_values: k.scope_values,
-            created_at: k.created_at,
-            last_used_at: k.last_used_at,
-        })
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct KeyList {
-    api_keys: Vec<KeyItem>,
-    count: usize,
+fn key_item(k: ApiKey) -> Result<KeyItem, ApiError> {
+    Ok(KeyItem {
+        role: k.role,
+        scope_type: k.scope_type,
+        id: k.id,
+        name: k.name,
+        prefix: k.prefix,
+        scope_values: k.scope_values,
+        created_at: k.created_at,
+        last_used_at: k.last_used_at,
+    })
 }
 
 /// The project's live keys (never their secrets).
@@ -68,34 +46,12 @@ async fn list_keys(State(state): State<AppState>, auth: Auth) -> ApiResult<KeyLi
         .list_api_keys(&auth.project_id)
         .await?
         .into_iter()
-        .map(KeyItem::from_record)
+        .map(key_item)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Reply::ok(KeyList {
         count: api_keys.len(),
         api_keys,
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    /// Free text, at most 63 characters.
-    name: Option<String>,
-    /// admin (default), write or read.
-    role: Option<String>,
-    /// project (default), workspace or tenant.
-    scope_type: Option<String>,
-    /// Workspace or tenant names the key is limited to; required unless the scope is project.
-    scope_values: Option<Vec<String>>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CreatedKey {
-    #[serde(flatten)]
-    key: KeyItem,
-    /// The key itself; shown only now.
-    api_key: String,
-    message: &'static str,
 }
 
 struct ValidKey {
@@ -105,7 +61,7 @@ struct ValidKey {
     scope_values: Vec<String>,
 }
 
-fn validate(req: CreateKey) -> Result<ValidKey, ApiError> {
+fn validate(req: CreateApiKey) -> Result<ValidKey, ApiError> {
     let name = req.name.unwrap_or_else(|| "api key".into());
     if name.is_empty()
         || name.chars().count() > MAX_KEY_NAME_CHARS
@@ -159,12 +115,12 @@ fn validate(req: CreateKey) -> Result<ValidKey, ApiError> {
 }
 
 /// Creates a key for the current project.
-#[utoipa::path(post, path = "/apikeys", tag = "apikeys", request_body = CreateKey,
+#[utoipa::path(post, path = "/apikeys", tag = "apikeys", request_body = CreateApiKey,
     responses((status = 201, body = CreatedKey), (status = 400), (status = 403)))]
 async fn create_key(
     State(state): State<AppState>,
     auth: Auth,
-    ApiJson(req): ApiJson<CreateKey>,
+    ApiJson(req): ApiJson<CreateApiKey>,
 ) -> ApiResult<CreatedKey> {
     auth.require_project_admin()?;
     let valid = validate(req)?;
@@ -191,27 +147,22 @@ async fn create_key(
     Ok(Reply::created(CreatedKey {
         key: item,
         api_key: key.secret.plaintext,
-        message: "API key created. Save it - it won't be shown again!",
+        message: "API key created. Save it - it won't be shown again!".into(),
     }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Revoked {
-    message: String,
 }
 
 /// Revokes a key; it is refused from the next request on.
 #[utoipa::path(delete, path = "/apikeys/{id}", tag = "apikeys",
     params(("id" = String, Path, description = "key id")),
-    responses((status = 200, body = Revoked), (status = 404)))]
+    responses((status = 200, body = Message), (status = 404)))]
 async fn revoke_key(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Revoked> {
+) -> ApiResult<Message> {
     auth.require_project_admin()?;
     match state.catalog.revoke_api_key(&auth.project_id, &id).await {
-        Ok(()) => Ok(Reply::ok(Revoked {
+        Ok(()) => Ok(Reply::ok(Message {
             message: format!("API key '{id}' revoked"),
         })),
         Err(CatalogError::NotFound) => {

@@ -13,6 +13,12 @@ use tdb_core::routing::RoutingName;
 use tdb_core::settings::Settings;
 use tdb_core::{ConnectionStatus, ErrorCode, KeyRole, ScopeType, ids, secrets};
 use tdb_engines::{EngineError, SchemaTenantSpec};
+use tdb_types::Data;
+use tdb_types::autodb::{
+    ConnectionDeactivated, ConnectionItem, ConnectionList, ConnectionQuery, ConnectionRows,
+    CreateConnection, Introspection, ProvisionRequest, ProvisionedCreated, ProvisionedDeleted,
+    ProvisionedItem, ProvisionedList,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -58,7 +64,9 @@ const URL_PARAMS: [&str; 3] = ["sslmode", "application_name", "options"];
 
 // --- validation --------------------------------------------------------------------------------
 
-/// FastAPI-style validation problems, answered together as one 422.
+/// FastAPI-style validation problems, answered together as one 422. They stay `json!` values:
+/// `loc` mixes names and indexes and `input` echoes whatever JSON the client sent; the OpenAPI
+/// document describes them as `ErrorBody.detail` (`ValidationProblem`).
 #[derive(Default)]
 struct Problems(Vec<Value>);
 
@@ -260,34 +268,34 @@ fn percent_decode(text: &str) -> Result<String, String> {
 
 // --- responses -------------------------------------------------------------------------------
 
-fn connection_json(c: &Connection) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "db_type": c.db_type,
-        "host": c.host,
-        "port": c.port,
-        "database_name": c.database_name,
-        "excluded_schemas": c.excluded_schemas,
-        "is_active": c.is_active,
-        "created_at": c.created_at,
-        "last_introspected_at": c.last_introspected_at,
-    })
+fn connection_item(c: &Connection) -> ConnectionItem {
+    ConnectionItem {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        db_type: c.db_type.clone(),
+        host: c.host.clone(),
+        port: c.port,
+        database_name: c.database_name.clone(),
+        excluded_schemas: c.excluded_schemas.clone(),
+        is_active: c.is_active,
+        created_at: c.created_at,
+        last_introspected_at: c.last_introspected_at,
+    }
 }
 
-fn provisioned_json(p: &Provisioned) -> Value {
-    json!({
-        "id": p.id,
-        "connection_id": p.connection_id,
-        "name": p.name,
-        "schema_name": p.schema_name,
-        "status": p.status,
-        "created_at": p.created_at,
-    })
+fn provisioned_item(p: &Provisioned) -> ProvisionedItem {
+    ProvisionedItem {
+        id: p.id.clone(),
+        connection_id: p.connection_id.clone(),
+        name: p.name.clone(),
+        schema_name: p.schema_name.clone(),
+        status: p.status,
+        created_at: p.created_at,
+    }
 }
 
-fn data(value: Value) -> Value {
-    json!({ "data": value })
+fn data<T>(data: T) -> Data<T> {
+    Data { data }
 }
 
 /// Only keys for the whole project reach these resources; writes need the write role.
@@ -300,15 +308,15 @@ fn require(auth: &Auth, role: KeyRole) -> Result<(), ApiError> {
 
 /// Creates a schema-per-tenant PostgreSQL database on the shared server, registered as a
 /// connection at once; `connection_string` (through tdb's PostgreSQL proxy) is shown only here.
-#[utoipa::path(post, path = "/api/v1/provision", tag = "autodb",
-    responses((status = 201, description = "{data: {id, connection_id, name, schema_name, status, created_at, connection_string}}"),
+#[utoipa::path(post, path = "/api/v1/provision", tag = "autodb", request_body = ProvisionRequest,
+    responses((status = 201, body = Data<ProvisionedCreated>),
               (status = 403, description = "the account's limit is reached; data: {count, limit}"),
               (status = 422, description = "validation error with detail[]")))]
 async fn provision(
     State(state): State<AppState>,
     auth: Auth,
     V1Body(body): V1Body,
-) -> ApiResult<Value> {
+) -> ApiResult<Data<ProvisionedCreated>> {
     require(&auth, KeyRole::Write)?;
     let mut problems = Problems::default();
     let name = problems.string(&body, "name", 1, Some(200), false);
@@ -445,13 +453,14 @@ async fn provision(
         }
     };
     let (p, username, password) = tokio::spawn(build).await.map_err(ApiError::internal)??;
-    let mut out = provisioned_json(&p);
-    out["connection_string"] = json!(format!(
-        "postgresql://{username}:{password}@{}:{}/{schema_name}?sslmode=require",
-        url_host(&state.config.pg_public_host),
-        state.config.pg_public_port
-    ));
-    Ok(Reply::created(data(out)))
+    Ok(Reply::created(data(ProvisionedCreated {
+        item: provisioned_item(&p),
+        connection_string: format!(
+            "postgresql://{username}:{password}@{}:{}/{schema_name}?sslmode=require",
+            url_host(&state.config.pg_public_host),
+            state.config.pg_public_port
+        ),
+    })))
 }
 
 /// IPv6 literals go in brackets inside a URL.
@@ -468,6 +477,8 @@ fn limit_reached(count: i64, limit: u32) -> ApiError {
         ErrorCode::Forbidden,
         format!("provisioned database limit reached: {count} of {limit} in use; delete one first"),
     )
+    // An error's particular field (ErrorBody keeps such fields in `extra`), as the reference
+    // sends it.
     .with("data", json!({ "count": count, "limit": limit }))
 }
 
@@ -490,26 +501,29 @@ async fn mint_provision_credential(
 
 /// The project's provisioned databases, with the account's use of its limit.
 #[utoipa::path(get, path = "/api/v1/provision", tag = "autodb",
-    responses((status = 200, description = "{data: {databases, count, limit}}; count is the account's, across its projects")))]
-async fn list_provisioned(State(state): State<AppState>, auth: Auth) -> ApiResult<Value> {
+    responses((status = 200, body = Data<ProvisionedList>, description = "count is the account's, across its projects")))]
+async fn list_provisioned(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Data<ProvisionedList>> {
     require(&auth, KeyRole::Read)?;
     let databases = state.catalog.list_provisioned(&auth.project_id).await?;
     let count = state.catalog.count_provisioned(&auth.account_id).await?;
-    Ok(Reply::ok(data(json!({
-        "databases": databases.iter().map(provisioned_json).collect::<Vec<_>>(),
-        "count": count,
-        "limit": state.config.provision_limit,
-    }))))
+    Ok(Reply::ok(data(ProvisionedList {
+        databases: databases.iter().map(provisioned_item).collect(),
+        count,
+        limit: state.config.provision_limit,
+    })))
 }
 
 /// Drops the schema, everything in it and its role, and deactivates its connection. Final.
 #[utoipa::path(delete, path = "/api/v1/provision/{id}", tag = "autodb", params(("id" = String, Path)),
-    responses((status = 200, description = "{data: {id, status: deleted}}"), (status = 404)))]
+    responses((status = 200, body = Data<ProvisionedDeleted>), (status = 404)))]
 async fn delete_provisioned(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<Data<ProvisionedDeleted>> {
     require(&auth, KeyRole::Write)?;
     let p = state
         .catalog
@@ -519,20 +533,23 @@ async fn delete_provisioned(
     tdb_jobs::teardown::drop_provisioned(&state.jobs, &p)
         .await
         .map_err(|e| ApiError::new(ErrorCode::ServiceUnavailable, e.to_string()))?;
-    Ok(Reply::ok(data(json!({ "id": p.id, "status": "deleted" }))))
+    Ok(Reply::ok(data(ProvisionedDeleted {
+        id: p.id,
+        status: "deleted".into(),
+    })))
 }
 
 // --- connections -----------------------------------------------------------------------------
 
 /// Registers a database connection; the string is sealed at rest and never returned.
-#[utoipa::path(post, path = "/api/v1/connections", tag = "autodb",
-    responses((status = 201, description = "{data: ConnectionResponse}"),
+#[utoipa::path(post, path = "/api/v1/connections", tag = "autodb", request_body = CreateConnection,
+    responses((status = 201, body = Data<ConnectionItem>),
               (status = 422, description = "validation error with detail[]")))]
 async fn create_connection(
     State(state): State<AppState>,
     auth: Auth,
     V1Body(body): V1Body,
-) -> ApiResult<Value> {
+) -> ApiResult<Data<ConnectionItem>> {
     require(&auth, KeyRole::Write)?;
     let mut problems = Problems::default();
     let name = problems.string(&body, "name", 1, Some(200), false);
@@ -620,18 +637,21 @@ async fn create_connection(
             secret: &sealed,
         })
         .await?;
-    Ok(Reply::created(data(connection_json(&c))))
+    Ok(Reply::created(data(connection_item(&c))))
 }
 
 #[utoipa::path(get, path = "/api/v1/connections", tag = "autodb",
-    responses((status = 200, description = "{data: {connections, count}}")))]
-async fn list_connections(State(state): State<AppState>, auth: Auth) -> ApiResult<Value> {
+    responses((status = 200, body = Data<ConnectionList>)))]
+async fn list_connections(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Data<ConnectionList>> {
     require(&auth, KeyRole::Read)?;
     let all = state.catalog.list_connections(&auth.project_id).await?;
-    Ok(Reply::ok(data(json!({
-        "connections": all.iter().map(connection_json).collect::<Vec<_>>(),
-        "count": all.len(),
-    }))))
+    Ok(Reply::ok(data(ConnectionList {
+        connections: all.iter().map(connection_item).collect(),
+        count: all.len(),
+    })))
 }
 
 async fn find_connection(state: &AppState, auth: &Auth, id: &str) -> Result<Connection, ApiError> {
@@ -643,26 +663,26 @@ async fn find_connection(state: &AppState, auth: &Auth, id: &str) -> Result<Conn
 }
 
 #[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "autodb", params(("id" = String, Path)),
-    responses((status = 200, description = "{data: ConnectionResponse}"), (status = 404)))]
+    responses((status = 200, body = Data<ConnectionItem>), (status = 404)))]
 async fn get_connection(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<Data<ConnectionItem>> {
     require(&auth, KeyRole::Read)?;
     let c = find_connection(&state, &auth, &id).await?;
-    Ok(Reply::ok(data(connection_json(&c))))
+    Ok(Reply::ok(data(connection_item(&c))))
 }
 
 /// Soft delete: the connection stays listed with `is_active: false` and can no longer be used.
 /// A provisioned database's connection goes with the database (`DELETE /api/v1/provision/{id}`).
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "autodb", params(("id" = String, Path)),
-    responses((status = 200, description = "{data: {id, is_active: false}}"), (status = 404), (status = 409)))]
+    responses((status = 200, body = Data<ConnectionDeactivated>), (status = 404), (status = 409)))]
 async fn delete_connection(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<Data<ConnectionDeactivated>> {
     require(&auth, KeyRole::Write)?;
     let c = find_connection(&state, &auth, &id).await?;
     if let Some(p) = state.catalog.provisioned_by_connection(&c.id).await?
@@ -677,7 +697,10 @@ async fn delete_connection(
         .catalog
         .deactivate_connection(&auth.project_id, &c.id)
         .await?;
-    Ok(Reply::ok(data(json!({ "id": c.id, "is_active": false }))))
+    Ok(Reply::ok(data(ConnectionDeactivated {
+        id: c.id,
+        is_active: false,
+    })))
 }
 
 /// An active connection with its string unsealed, and the provisioned database it stands for
@@ -791,13 +814,13 @@ async fn checked_address(
 /// Schemas (minus the excluded ones), tables and views with columns, primary keys, indexes,
 /// foreign keys and row estimates, as the connection's own user sees them.
 #[utoipa::path(get, path = "/api/v1/connections/{id}/introspect", tag = "autodb", params(("id" = String, Path)),
-    responses((status = 200, description = "{data: {connection_id, database_name, introspected_at, excluded_schemas, table_count, schemas}}"),
+    responses((status = 200, body = Data<Introspection>),
               (status = 404), (status = 409, description = "the connection is inactive")))]
 async fn introspect(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<Data<Introspection>> {
     require(&auth, KeyRole::Read)?;
     let opened = open_connection(&state, &auth, &id).await?;
     let pin = checked_address(&state, &opened).await?;
@@ -810,28 +833,29 @@ async fn introspect(
         .await
         .map_err(|e| opened.error(e))?;
     let at = state.catalog.mark_introspected(&c.id).await?;
-    Ok(Reply::ok(data(json!({
-        "connection_id": c.id,
-        "database_name": c.database_name,
-        "introspected_at": at,
-        "excluded_schemas": c.excluded_schemas,
-        "table_count": overview.table_count(),
-        "schemas": overview.schemas,
-    }))))
+    Ok(Reply::ok(data(Introspection {
+        connection_id: c.id.clone(),
+        database_name: c.database_name.clone(),
+        introspected_at: at,
+        excluded_schemas: c.excluded_schemas.clone(),
+        table_count: overview.table_count(),
+        schemas: overview.schemas,
+    })))
 }
 
 /// Runs SQL on the connection's database as its own user (a provisioned database's own role),
 /// with the default query timeout and row cap. An extension of the spec's surface, which says
 /// a connection is usable for queries.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/query", tag = "autodb", params(("id" = String, Path)),
-    responses((status = 200, description = "{data: {columns, rows, row_count, truncated, execution_time}}"),
+    request_body = ConnectionQuery,
+    responses((status = 200, body = Data<ConnectionRows>),
               (status = 400, description = "the database refused the statement"), (status = 404), (status = 409)))]
 async fn query(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
     V1Body(body): V1Body,
-) -> ApiResult<Value> {
+) -> ApiResult<Data<ConnectionRows>> {
     require(&auth, KeyRole::Write)?;
     let mut problems = Problems::default();
     let sql = problems.string(&body, "query", 1, None, false);
@@ -860,13 +884,13 @@ async fn query(
     let result = session.run(&sql).await;
     session.close().await;
     let out = result.map_err(|e| opened.error(e))?;
-    Ok(Reply::ok(data(json!({
-        "columns": out.columns,
-        "rows": out.rows,
-        "row_count": out.row_count,
-        "truncated": out.truncated,
-        "execution_time": format_duration(started.elapsed()),
-    }))))
+    Ok(Reply::ok(data(ConnectionRows {
+        columns: out.columns,
+        rows: out.rows,
+        row_count: out.row_count,
+        truncated: out.truncated,
+        execution_time: format_duration(started.elapsed()),
+    })))
 }
 
 #[cfg(test)]

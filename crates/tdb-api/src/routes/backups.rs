@@ -3,14 +3,15 @@
 
 use axum::extract::State;
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use tdb_catalog::CatalogError;
 use tdb_catalog::backups::{Backup, StoredPolicy};
 use tdb_core::{BackupStatus, ErrorCode, KeyRole, TenantStatus};
 use tdb_jobs::backup::{BackupPolicy, Source, plan};
 use tdb_jobs::store::StoreError;
-use utoipa::ToSchema;
+use tdb_types::backups::{
+    BackupItem, BackupList, BackupPolicyResponse, BackupStarted, PolicyPatch, RollbackRequest,
+    RollbackStarted,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -26,20 +27,31 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_policy, patch_policy))
 }
 
-fn backup_json(b: &Backup) -> Value {
-    json!({
-        "type": b.kind,
-        "date": b.taken_at,
-        "database_type": b.database_type,
-        "blueprint": b.blueprint,
-        "storage_path": b.storage_path,
-        "status": b.status,
-        "size_bytes": b.size_bytes,
-        "sha256": b.sha256,
-        "error": b.error,
-        "created_at": b.created_at,
-        "finished_at": b.finished_at,
-    })
+fn backup_item(b: Backup) -> BackupItem {
+    BackupItem {
+        kind: b.kind,
+        date: b.taken_at,
+        database_type: b.database_type,
+        blueprint: b.blueprint,
+        storage_path: b.storage_path,
+        status: b.status,
+        size_bytes: b.size_bytes,
+        sha256: b.sha256,
+        error: b.error,
+        created_at: b.created_at,
+        finished_at: b.finished_at,
+    }
+}
+
+fn policy_response(policy: BackupPolicy, project_id: String) -> BackupPolicyResponse {
+    BackupPolicyResponse {
+        schedule_enabled: policy.schedule_enabled,
+        daily_at: policy.daily_at,
+        keep_count: policy.keep_count,
+        keep_days: policy.keep_days,
+        hourly_limit: policy.hourly_limit,
+        project_id,
+    }
 }
 
 async fn policy_of(state: &AppState, project_id: &str) -> Result<BackupPolicy, ApiError> {
@@ -74,13 +86,13 @@ async fn check_quota(state: &AppState, auth: &Auth) -> Result<(), ApiError> {
 
 /// Backs up every database of the tenant (a durable job each); answers at once with the paths.
 #[utoipa::path(post, path = "/tenants/{id}/backup", tag = "backups", params(("id" = String, Path)),
-    responses((status = 200, description = "{tenant_id, type, timestamp, paths}"), (status = 404),
+    responses((status = 200, body = BackupStarted), (status = 404),
               (status = 409), (status = 429, description = "hourly backup quota reached; Retry-After")))]
 async fn create_backup(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<BackupStarted> {
     auth.require_role(KeyRole::Write)?;
     let t = super::tenants::find(&state, &auth, &name).await?;
     if !matches!(
@@ -122,42 +134,37 @@ async fn create_backup(
         }
         other => other?,
     }
-    let paths: Vec<&str> = planned.iter().map(|p| p.storage_path.as_str()).collect();
-    Ok(Reply::ok(json!({
-        "message": format!("Backup scheduled for tenant: {name}"),
-        "tenant_id": name,
-        "type": "manual",
-        "timestamp": planned.first().map(|p| p.taken_at.as_str()),
-        "paths": paths,
-    })))
+    let paths = planned.iter().map(|p| p.storage_path.clone()).collect();
+    Ok(Reply::ok(BackupStarted {
+        message: format!("Backup scheduled for tenant: {name}"),
+        tenant_id: name,
+        kind: tdb_core::BackupKind::Manual,
+        timestamp: planned.first().map(|p| p.taken_at.clone()),
+        paths,
+    }))
 }
 
 /// The tenant's backups, newest first: manual, scheduled, and the safety backups rollbacks take.
 #[utoipa::path(get, path = "/tenants/{id}/backups", tag = "backups", params(("id" = String, Path)),
-    responses((status = 200, description = "{tenant_id, backups, count}"), (status = 404)))]
+    responses((status = 200, body = BackupList), (status = 404)))]
 async fn list_backups(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<BackupList> {
     let t = super::tenants::find(&state, &auth, &name).await?;
-    let backups: Vec<Value> = state
+    let backups: Vec<BackupItem> = state
         .catalog
         .tenant_backups(&t.id)
         .await?
-        .iter()
-        .map(backup_json)
+        .into_iter()
+        .map(backup_item)
         .collect();
-    Ok(Reply::ok(
-        json!({"tenant_id": name, "count": backups.len(), "backups": backups}),
-    ))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackRequest {
-    /// The exact `storage_path` from `GET /tenants/{id}/backups`.
-    storage_path: String,
+    Ok(Reply::ok(BackupList {
+        tenant_id: name,
+        count: backups.len(),
+        backups,
+    }))
 }
 
 /// Restores one of the tenant's databases from a backup (a durable job): a safety backup first,
@@ -165,7 +172,7 @@ pub struct RollbackRequest {
 /// The tenant is `restoring` until it ends; `GET /tenants/{id}` shows `last_rollback`.
 #[utoipa::path(post, path = "/tenants/{id}/rollback", tag = "backups", params(("id" = String, Path)),
     request_body = RollbackRequest,
-    responses((status = 200, description = "scheduled; status restoring"), (status = 400),
+    responses((status = 200, body = RollbackStarted, description = "scheduled; status restoring"), (status = 400),
               (status = 404, description = "no such backup, or its file is missing"),
               (status = 409)))]
 async fn rollback(
@@ -173,7 +180,7 @@ async fn rollback(
     auth: Auth,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<RollbackRequest>,
-) -> ApiResult<Value> {
+) -> ApiResult<RollbackStarted> {
     auth.require_role(KeyRole::Admin)?;
     let t = super::tenants::find(&state, &auth, &name).await?;
     if req.storage_path.trim().is_empty() {
@@ -240,13 +247,13 @@ async fn rollback(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(Reply::ok(json!({
-        "message": format!("Rollback scheduled for tenant: {name}"),
-        "tenant_id": name,
-        "status": "restoring",
-        "rollback_id": id,
-        "paths": [backup.storage_path],
-    })))
+    Ok(Reply::ok(RollbackStarted {
+        message: format!("Rollback scheduled for tenant: {name}"),
+        tenant_id: name,
+        status: "restoring".into(),
+        rollback_id: id,
+        paths: vec![backup.storage_path],
+    }))
 }
 
 async fn policy_project(state: &AppState, auth: &Auth, id: &str) -> Result<String, ApiError> {
@@ -256,41 +263,28 @@ async fn policy_project(state: &AppState, auth: &Auth, id: &str) -> Result<Strin
 /// The project's backup policy, defaults filled in.
 #[utoipa::path(get, path = "/projects/{id}/backup-policy", tag = "backups",
     params(("id" = String, Path, description = "project id or name")),
-    responses((status = 200, description = "{project_id, schedule_enabled, daily_at, keep_count, keep_days, hourly_limit}")))]
+    responses((status = 200, body = BackupPolicyResponse), (status = 404)))]
 async fn get_policy(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<BackupPolicyResponse> {
     let project_id = policy_project(&state, &auth, &id).await?;
     let policy = policy_of(&state, &project_id).await?;
-    let mut body = serde_json::to_value(&policy).map_err(ApiError::internal)?;
-    body["project_id"] = Value::from(project_id);
-    Ok(Reply::ok(body))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyPatch {
-    schedule_enabled: Option<bool>,
-    /// `HH:MM` or `HH:MM:SS`, UTC.
-    daily_at: Option<String>,
-    keep_count: Option<i64>,
-    keep_days: Option<i64>,
-    hourly_limit: Option<i64>,
+    Ok(Reply::ok(policy_response(policy, project_id)))
 }
 
 /// Changes the project's backup policy; fields left out keep their values.
 #[utoipa::path(patch, path = "/projects/{id}/backup-policy", tag = "backups",
     params(("id" = String, Path, description = "project id or name")),
     request_body = PolicyPatch,
-    responses((status = 200, description = "the whole policy"), (status = 400)))]
+    responses((status = 200, body = BackupPolicyResponse, description = "the whole policy"), (status = 400), (status = 404)))]
 async fn patch_policy(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<PolicyPatch>,
-) -> ApiResult<Value> {
+) -> ApiResult<BackupPolicyResponse> {
     auth.require_role(KeyRole::Admin)?;
     let project_id = policy_project(&state, &auth, &id).await?;
     let before = state.catalog.backup_policy(&project_id).await?;
@@ -309,7 +303,5 @@ async fn patch_policy(
         .catalog
         .set_backup_policy(&project_id, &stored, schedule_changed)
         .await?;
-    let mut body = serde_json::to_value(&policy).map_err(ApiError::internal)?;
-    body["project_id"] = Value::from(project_id);
-    Ok(Reply::ok(body))
+    Ok(Reply::ok(policy_response(policy, project_id)))
 }

@@ -1,11 +1,9 @@
 //! Blueprints: the versioned schemas of tenant-mode workspaces.
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tdb_catalog::CatalogError;
 use tdb_catalog::blueprints::Blueprint;
-use utoipa::ToSchema;
+use tdb_types::{BlueprintDetail, BlueprintItem, BlueprintList, VersionItem, VersionList};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,31 +18,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_versions))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct BlueprintItem {
-    name: String,
-    database: tdb_core::Engine,
-    workspace_id: String,
-    current_version: i32,
-    tenant_count: i64,
-}
-
-impl BlueprintItem {
-    fn from(b: Blueprint) -> Self {
-        Self {
-            workspace_id: b.name.clone(),
-            name: b.name,
-            database: b.engine,
-            current_version: b.current_version,
-            tenant_count: b.tenant_count,
-        }
+fn blueprint_item(b: Blueprint) -> BlueprintItem {
+    BlueprintItem {
+        workspace_id: b.name.clone(),
+        name: b.name,
+        database: b.engine,
+        current_version: b.current_version,
+        tenant_count: b.tenant_count,
     }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct BlueprintList {
-    blueprints: Vec<BlueprintItem>,
-    count: usize,
 }
 
 /// The project's blueprints.
@@ -57,7 +38,7 @@ async fn list_blueprints(State(state): State<AppState>, auth: Auth) -> ApiResult
         .await?
         .into_iter()
         .filter(|b| auth.sees_workspace(&b.name))
-        .map(BlueprintItem::from)
+        .map(blueprint_item)
         .collect();
     Ok(Reply::ok(BlueprintList {
         count: blueprints.len(),
@@ -77,14 +58,6 @@ async fn find(state: &AppState, auth: &Auth, name: &str) -> Result<Blueprint, Ap
         })
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct BlueprintDetail {
-    #[serde(flatten)]
-    item: BlueprintItem,
-    /// The DDL of the current version, in order.
-    schema: Vec<String>,
-}
-
 /// A blueprint with the DDL of its current version.
 #[utoipa::path(get, path = "/blueprints/{name}", tag = "blueprints",
     params(("name" = String, Path)), responses((status = 200, body = BlueprintDetail), (status = 404)))]
@@ -99,23 +72,9 @@ async fn get_blueprint(
         .blueprint_schema(&b.id, b.current_version)
         .await?;
     Ok(Reply::ok(BlueprintDetail {
-        item: BlueprintItem::from(b),
+        item: blueprint_item(b),
         schema,
     }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct VersionItem {
-    version: i32,
-    ddl_count: usize,
-    statements: Vec<String>,
-    deployed_at: DateTime<Utc>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct VersionList {
-    versions: Vec<VersionItem>,
-    count: usize,
 }
 
 /// Every deployed version, newest first.

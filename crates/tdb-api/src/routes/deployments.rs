@@ -3,10 +3,12 @@
 
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tdb_catalog::CatalogError;
 use tdb_catalog::deployments::{Deployment, NewDeployment, NewVersion};
 use tdb_core::{KeyRole, ids};
+use tdb_types::deployments::{
+    CreatedDeployment, DeploymentDetail, DeploymentList, DeploymentSummary, TenantResult,
+};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,27 +23,36 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_deployment))
 }
 
-fn summary(d: &Deployment) -> Value {
-    json!({
-        "id": d.id, "blueprint_name": d.blueprint_name, "version": d.version, "status": d.status,
-        "dry_run": d.dry_run_statements.is_some(), "tenants_total": d.tenants_total,
-        "tenants_completed": d.tenants_completed, "tenants_failed": d.tenants_failed,
-        "created_at": d.created_at, "finished_at": d.finished_at,
-    })
+fn summary(d: &Deployment) -> DeploymentSummary {
+    DeploymentSummary {
+        id: d.id.clone(),
+        blueprint_name: d.blueprint_name.clone(),
+        version: d.version,
+        status: d.status,
+        dry_run: d.dry_run_statements.is_some(),
+        tenants_total: d.tenants_total,
+        tenants_completed: d.tenants_completed,
+        tenants_failed: d.tenants_failed,
+        created_at: d.created_at,
+        finished_at: d.finished_at,
+    }
 }
 
 /// The project's deployments, newest first.
-#[utoipa::path(get, path = "/deployments", tag = "deployments", responses((status = 200, description = "{deployments, count}")))]
-async fn list_deployments(State(state): State<AppState>, auth: Auth) -> ApiResult<Value> {
+#[utoipa::path(get, path = "/deployments", tag = "deployments", responses((status = 200, body = DeploymentList)))]
+async fn list_deployments(State(state): State<AppState>, auth: Auth) -> ApiResult<DeploymentList> {
     auth.require_project_scope()?;
-    let list: Vec<Value> = state
+    let list: Vec<DeploymentSummary> = state
         .catalog
         .list_deployments(&auth.project_id)
         .await?
         .iter()
         .map(summary)
         .collect();
-    Ok(Reply::ok(json!({"count": list.len(), "deployments": list})))
+    Ok(Reply::ok(DeploymentList {
+        count: list.len(),
+        deployments: list,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -60,12 +71,12 @@ pub struct CreateDeployment {
 
 /// Starts a deployment; poll `GET /deployments/{id}` for progress.
 #[utoipa::path(post, path = "/deployments", tag = "deployments", request_body = CreateDeployment,
-    responses((status = 201, description = "{id, status, version, tenants_total}"), (status = 400), (status = 404)))]
+    responses((status = 201, body = CreatedDeployment), (status = 400), (status = 404)))]
 async fn create_deployment(
     State(state): State<AppState>,
     auth: Auth,
     ApiJson(req): ApiJson<CreateDeployment>,
-) -> ApiResult<Value> {
+) -> ApiResult<CreatedDeployment> {
     auth.require_role(KeyRole::Admin)?;
     auth.require_project_scope()?;
     let bp = state
@@ -164,21 +175,29 @@ async fn create_deployment(
             targets: &targets,
         })
         .await?;
-    Ok(Reply::created(json!({
-        "id": id, "status": "pending", "blueprint_name": bp.name, "version": version,
-        "dry_run": dry_run, "tenants_total": targets.len(),
-        "statements": if creates || dry_run { statements.len() } else { 0 },
-    })))
+    Ok(Reply::created(CreatedDeployment {
+        id,
+        status: tdb_core::DeploymentStatus::Pending,
+        blueprint_name: bp.name,
+        version,
+        dry_run,
+        tenants_total: targets.len(),
+        statements: if creates || dry_run {
+            statements.len()
+        } else {
+            0
+        },
+    }))
 }
 
 /// A deployment with per-tenant status, duration and error.
 #[utoipa::path(get, path = "/deployments/{id}", tag = "deployments", params(("id" = String, Path)),
-    responses((status = 200, description = "deployment with results"), (status = 404)))]
+    responses((status = 200, body = DeploymentDetail), (status = 404)))]
 async fn get_deployment(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<DeploymentDetail> {
     auth.require_project_scope()?;
     let d = state
         .catalog
@@ -187,18 +206,21 @@ async fn get_deployment(
         .ok()
         .filter(|d| d.project_id == auth.project_id)
         .ok_or_else(|| ApiError::not_found(format!("deployment '{id}' not found")))?;
-    let results: Vec<Value> = state
+    let results = state
         .catalog
         .deployment_results(&d.id)
         .await?
         .into_iter()
-        .map(|r| {
-            json!({"tenant_id": r.tenant_name, "status": r.status,
-                        "duration": r.duration_ms.map(|ms| format!("{ms}ms")), "error": r.error})
+        .map(|r| TenantResult {
+            tenant_id: r.tenant_name,
+            status: r.status,
+            duration: r.duration_ms.map(|ms| format!("{ms}ms")),
+            error: r.error,
         })
         .collect();
-    let mut body = summary(&d);
-    body["results"] = Value::from(results);
-    body["started_at"] = json!(d.started_at);
-    Ok(Reply::ok(body))
+    Ok(Reply::ok(DeploymentDetail {
+        summary: summary(&d),
+        results,
+        started_at: d.started_at,
+    }))
 }

@@ -2,11 +2,10 @@
 //! single-use code with an expiry. The code is shown once; the catalog keeps its digest.
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use tdb_catalog::invitations::NewInvitation;
 use tdb_core::ids;
-use utoipa::ToSchema;
+use tdb_types::{CreateInvitation, CreatedInvitation};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -23,22 +22,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 const DEFAULT_HOURS: i64 = 168;
 /// The longest an invitation may last: thirty days.
 const MAX_HOURS: i64 = 720;
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateInvitation {
-    /// Hours until the code expires: 1 to 720 (default 168).
-    expires_in_hours: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CreatedInvitation {
-    id: String,
-    /// The code to give the invitee, who signs up with it as `invite_code`; shown only now.
-    invite_code: String,
-    expires_at: DateTime<Utc>,
-    message: &'static str,
-}
 
 /// Makes a single-use invitation to sign up; needs a project-wide admin key.
 #[utoipa::path(post, path = "/invitations", tag = "accounts",
@@ -75,6 +58,7 @@ async fn create_invitation(
         id,
         invite_code: code.plaintext,
         expires_at,
-        message: "Give this code to the person you invite; it works once and is not shown again.",
+        message: "Give this code to the person you invite; it works once and is not shown again."
+            .into(),
     }))
 }

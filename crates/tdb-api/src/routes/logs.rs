@@ -4,9 +4,9 @@
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tdb_catalog::CatalogError;
 use tdb_catalog::logs::{LatencySummary, LogFilter, LogTarget};
+use tdb_types::logs::{BySource, LatencyMs, LogItem, LogPage, LogStats, Metrics, MetricsBucket};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -121,7 +121,7 @@ async fn logs(
     auth: &Auth,
     target: LogTarget<'_>,
     params: LogParams,
-) -> Result<(Vec<Value>, bool), ApiError> {
+) -> Result<(Vec<LogItem>, bool), ApiError> {
     let filter = filter(state, params)?;
     let (entries, more) = state
         .catalog
@@ -129,19 +129,17 @@ async fn logs(
         .await?;
     let logs = entries
         .into_iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "query": e.statement,
-                "source": e.source,
-                "success": e.success,
-                "duration_ms": ms(e.duration_us as f64),
-                "created_at": e.started_at,
-                "error_code": e.sqlstate,
-                "rows": e.rows,
-                "database": e.database,
-                "username": e.username,
-            })
+        .map(|e| LogItem {
+            id: e.id,
+            query: e.statement,
+            source: e.source,
+            success: e.success,
+            duration_ms: ms(e.duration_us as f64),
+            created_at: e.started_at,
+            error_code: e.sqlstate,
+            rows: e.rows,
+            database: e.database,
+            username: e.username,
         })
         .collect();
     Ok((logs, more))
@@ -154,18 +152,22 @@ async fn logs(
            ("search" = Option<String>, Query, description = "substring of the statement"),
            ("source" = Option<String>, Query, description = "proxy or api"),
            ("since" = Option<String>, Query, description = "1h, 24h, 7d or 30d")),
-    responses((status = 200, description = "{tenant_id, logs, count, has_more}"), (status = 400), (status = 404)))]
+    responses((status = 200, body = LogPage, description = "with tenant_id"), (status = 400), (status = 404)))]
 async fn tenant_logs(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<LogParams>,
-) -> ApiResult<Value> {
+) -> ApiResult<LogPage> {
     super::tenants::find(&state, &auth, &name).await?;
     let (logs, more) = logs(&state, &auth, LogTarget::Tenant(&name), params).await?;
-    Ok(Reply::ok(
-        json!({"tenant_id": name, "count": logs.len(), "has_more": more, "logs": logs}),
-    ))
+    Ok(Reply::ok(LogPage {
+        tenant_id: Some(name),
+        workspace_id: None,
+        count: logs.len(),
+        has_more: more,
+        logs,
+    }))
 }
 
 /// The workspace's statements (proxy and API), newest first.
@@ -173,43 +175,50 @@ async fn tenant_logs(
     params(("id" = String, Path), ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query),
            ("type" = Option<String>, Query), ("search" = Option<String>, Query),
            ("source" = Option<String>, Query), ("since" = Option<String>, Query)),
-    responses((status = 200, description = "{workspace_id, logs, count, has_more}"), (status = 400), (status = 404)))]
+    responses((status = 200, body = LogPage, description = "with workspace_id"), (status = 400), (status = 404)))]
 async fn workspace_logs(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<LogParams>,
-) -> ApiResult<Value> {
+) -> ApiResult<LogPage> {
     workspace_target(&state, &auth, &name).await?;
     let (logs, more) = logs(&state, &auth, LogTarget::Workspace(&name), params).await?;
-    Ok(Reply::ok(
-        json!({"workspace_id": name, "count": logs.len(), "has_more": more, "logs": logs}),
-    ))
+    Ok(Reply::ok(LogPage {
+        tenant_id: None,
+        workspace_id: Some(name),
+        count: logs.len(),
+        has_more: more,
+        logs,
+    }))
 }
 
 /// Totals over the tenant's whole log: outcomes, sources, mean duration, slow statements.
 #[utoipa::path(get, path = "/tenants/{id}/logs/stats", tag = "logs", params(("id" = String, Path)),
-    responses((status = 200, description = "{tenant_id, total_queries, successful, failed, by_source, avg_duration_ms, slow_queries}"), (status = 404)))]
+    responses((status = 200, body = LogStats), (status = 404)))]
 async fn tenant_stats(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<LogStats> {
     super::tenants::find(&state, &auth, &name).await?;
     let s = state
         .catalog
         .query_log_stats(&auth.project_id, LogTarget::Tenant(&name), slow_us(&state))
         .await?;
-    Ok(Reply::ok(json!({
-        "tenant_id": name,
-        "total_queries": s.total,
-        "successful": s.successful,
-        "failed": s.failed,
-        "by_source": {"proxy": s.proxy, "api": s.api},
-        "avg_duration_ms": ms(s.avg_us),
-        "slow_queries": s.slow,
-        "slow_threshold_ms": state.config.slow_query_ms,
-    })))
+    Ok(Reply::ok(LogStats {
+        tenant_id: name,
+        total_queries: s.total,
+        successful: s.successful,
+        failed: s.failed,
+        by_source: BySource {
+            proxy: s.proxy,
+            api: s.api,
+        },
+        avg_duration_ms: ms(s.avg_us),
+        slow_queries: s.slow,
+        slow_threshold_ms: state.config.slow_query_ms,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -218,26 +227,25 @@ struct MetricsParams {
     bucket: Option<String>,
 }
 
-fn latency_json(l: &LatencySummary) -> Value {
-    let rate = if l.total == 0 {
-        Value::Null
-    } else {
-        json!(((l.total - l.failed) as f64 / l.total as f64 * 10_000.0).round() / 100.0)
-    };
-    json!({
-        "queries": l.total,
-        "successful": l.total - l.failed,
-        "failed": l.failed,
-        "slow": l.slow,
-        "success_rate": rate,
-        "latency_ms": {
-            "avg": l.avg_us.map(ms),
-            "p50": l.p50_us.map(ms),
-            "p95": l.p95_us.map(ms),
-            "p99": l.p99_us.map(ms),
-            "max": l.max_us.map(|m| ms(m as f64)),
-        },
-    })
+fn success_rate(l: &LatencySummary) -> Option<f64> {
+    (l.total != 0)
+        .then(|| ((l.total - l.failed) as f64 / l.total as f64 * 10_000.0).round() / 100.0)
+}
+
+fn latency_ms(l: &LatencySummary) -> LatencyMs {
+    LatencyMs {
+        avg: l.avg_us.map(ms),
+        p50: l.p50_us.map(ms),
+        p95: l.p95_us.map(ms),
+        p99: l.p99_us.map(ms),
+        max: l.max_us.map(|m| ms(m as f64)),
+    }
+}
+
+/// Which log the metrics are of, named as the answer names it.
+enum Owner {
+    Tenant(String),
+    Workspace(String),
 }
 
 async fn metrics(
@@ -245,7 +253,8 @@ async fn metrics(
     auth: &Auth,
     target: LogTarget<'_>,
     params: MetricsParams,
-) -> Result<Value, ApiError> {
+    owner: Owner,
+) -> Result<Metrics, ApiError> {
     let window_text = params.window.unwrap_or_else(|| "24h".into());
     let length = window("window", &window_text)?;
     let bucket = match params.bucket.as_deref() {
@@ -265,22 +274,38 @@ async fn metrics(
         .catalog
         .query_log_latency(&auth.project_id, target, since, slow)
         .await?;
-    let series: Vec<Value> = state
+    let series = state
         .catalog
         .query_log_buckets(&auth.project_id, target, since, bucket, slow)
         .await?
         .into_iter()
-        .map(|b| {
-            json!({"start": b.bucket, "queries": b.total, "failed": b.failed, "slow": b.slow,
-                   "avg_ms": b.avg_us.map(ms), "p95_ms": b.p95_us.map(ms)})
+        .map(|b| MetricsBucket {
+            start: b.bucket,
+            queries: b.total,
+            failed: b.failed,
+            slow: b.slow,
+            avg_ms: b.avg_us.map(ms),
+            p95_ms: b.p95_us.map(ms),
         })
         .collect();
-    let mut body = latency_json(&summary);
-    body["window"] = Value::from(window_text);
-    body["bucket"] = Value::from(bucket);
-    body["slow_threshold_ms"] = Value::from(state.config.slow_query_ms);
-    body["series"] = Value::from(series);
-    Ok(body)
+    let (tenant_id, workspace_id) = match owner {
+        Owner::Tenant(name) => (Some(name), None),
+        Owner::Workspace(name) => (None, Some(name)),
+    };
+    Ok(Metrics {
+        queries: summary.total,
+        successful: summary.total - summary.failed,
+        failed: summary.failed,
+        slow: summary.slow,
+        success_rate: success_rate(&summary),
+        latency_ms: latency_ms(&summary),
+        window: window_text,
+        bucket: bucket.to_string(),
+        slow_threshold_ms: state.config.slow_query_ms,
+        series,
+        tenant_id,
+        workspace_id,
+    })
 }
 
 /// Query counts, latency (avg, p50, p95, p99, max), success rate, failed and slow statements
@@ -288,31 +313,38 @@ async fn metrics(
 #[utoipa::path(get, path = "/tenants/{id}/metrics", tag = "logs",
     params(("id" = String, Path), ("window" = Option<String>, Query, description = "1h, 24h (default), 7d or 30d"),
            ("bucket" = Option<String>, Query, description = "hour, day or week")),
-    responses((status = 200, description = "metrics with series"), (status = 400), (status = 404)))]
+    responses((status = 200, body = Metrics), (status = 400), (status = 404)))]
 async fn tenant_metrics(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<MetricsParams>,
-) -> ApiResult<Value> {
+) -> ApiResult<Metrics> {
     super::tenants::find(&state, &auth, &name).await?;
-    let mut body = metrics(&state, &auth, LogTarget::Tenant(&name), params).await?;
-    body["tenant_id"] = Value::from(name);
+    let target = LogTarget::Tenant(&name);
+    let body = metrics(&state, &auth, target, params, Owner::Tenant(name.clone())).await?;
     Ok(Reply::ok(body))
 }
 
 /// The same metrics for a workspace's own statements.
 #[utoipa::path(get, path = "/workspaces/{id}/metrics", tag = "logs",
     params(("id" = String, Path), ("window" = Option<String>, Query), ("bucket" = Option<String>, Query)),
-    responses((status = 200, description = "metrics with series"), (status = 400), (status = 404)))]
+    responses((status = 200, body = Metrics), (status = 400), (status = 404)))]
 async fn workspace_metrics(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<MetricsParams>,
-) -> ApiResult<Value> {
+) -> ApiResult<Metrics> {
     workspace_target(&state, &auth, &name).await?;
-    let mut body = metrics(&state, &auth, LogTarget::Workspace(&name), params).await?;
-    body["workspace_id"] = Value::from(name);
+    let target = LogTarget::Workspace(&name);
+    let body = metrics(
+        &state,
+        &auth,
+        target,
+        params,
+        Owner::Workspace(name.clone()),
+    )
+    .await?;
     Ok(Reply::ok(body))
 }

@@ -1,30 +1,23 @@
 //! Public endpoints about the service itself, and the envelope's answers for unknown paths,
 //! wrong methods and panics.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use tdb_core::ErrorCode;
-use utoipa::ToSchema;
+use tdb_types::{CodeInfo, ErrorsResponse, Health, RegionsResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::envelope::{ApiError, ApiResult, Reply};
-use crate::{AppState, Region};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(regions))
         .routes(routes!(errors))
         .routes(routes!(health))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct RegionsResponse {
-    regions: Vec<Region>,
 }
 
 /// Regions tenants can be placed in.
@@ -36,17 +29,6 @@ async fn regions(State(state): State<AppState>) -> Reply<RegionsResponse> {
     })
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct CodeInfo {
-    status: u16,
-    description: &'static str,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorsResponse {
-    codes: BTreeMap<&'static str, CodeInfo>,
-}
-
 /// Every response code with its HTTP status.
 #[utoipa::path(get, path = "/errors", tag = "meta", security(()),
     responses((status = 200, body = ErrorsResponse)))]
@@ -56,35 +38,28 @@ async fn errors() -> Reply<ErrorsResponse> {
         .map(|c| {
             let info = CodeInfo {
                 status: c.status(),
-                description: c.description(),
+                description: c.description().to_string(),
             };
-            (c.as_str(), info)
+            (c.as_str().to_string(), info)
         })
         .collect();
     Reply::ok(ErrorsResponse { codes })
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct HealthResponse {
-    status: &'static str,
-    catalog: &'static str,
-    version: &'static str,
-}
-
 /// Liveness and catalog reachability; 503 when the catalog does not answer.
 #[utoipa::path(get, path = "/health", tag = "meta", security(()),
-    responses((status = 200, body = HealthResponse), (status = 503, description = "catalog unreachable")))]
-async fn health(State(state): State<AppState>) -> ApiResult<HealthResponse> {
+    responses((status = 200, body = Health), (status = 503, description = "catalog unreachable")))]
+async fn health(State(state): State<AppState>) -> ApiResult<Health> {
     if !state.catalog.ping().await {
         return Err(ApiError::new(
             ErrorCode::ServiceUnavailable,
             "catalog unreachable",
         ));
     }
-    Ok(Reply::ok(HealthResponse {
-        status: "ok",
-        catalog: "ok",
-        version: env!("CARGO_PKG_VERSION"),
+    Ok(Reply::ok(Health {
+        status: "ok".into(),
+        catalog: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
     }))
 }
 

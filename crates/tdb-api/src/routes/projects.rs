@@ -2,12 +2,13 @@
 //! the proxy password. Another account's project is answered as absent.
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tdb_catalog::CatalogError;
 use tdb_catalog::projects::{NewProject, Project};
 use tdb_core::{ProjectName, ProjectStatus, ids};
-use utoipa::ToSchema;
+use tdb_types::{
+    CreateProject, CreatedProject, DeletedProject, ProjectItem, ProjectList, RotatedPassword,
+    SwitchedProject,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -57,22 +58,6 @@ async fn active_project(state: &AppState, auth: &Auth, id: &str) -> Result<Proje
     Ok(project)
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ProjectItem {
-    project_id: String,
-    name: String,
-    /// `active`, or `deleting` while its deletion runs.
-    status: ProjectStatus,
-    api_key_count: i64,
-    created_at: DateTime<Utc>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ProjectList {
-    projects: Vec<ProjectItem>,
-    count: usize,
-}
-
 /// The account's projects.
 #[utoipa::path(get, path = "/projects", tag = "projects",
     responses((status = 200, body = ProjectList), (status = 401)))]
@@ -94,24 +79,6 @@ async fn list_projects(State(state): State<AppState>, auth: Auth) -> ApiResult<P
         count: projects.len(),
         projects,
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateProject {
-    /// 1 to 63 characters; no `__`; unique within the account.
-    name: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CreatedProject {
-    project_id: String,
-    name: String,
-    /// An admin key for the new project; shown only now.
-    api_key: String,
-    /// The project's proxy password; shown only now.
-    proxy_password: String,
-    message: &'static str,
 }
 
 /// Creates a project with its first admin key and its proxy password.
@@ -151,16 +118,10 @@ async fn create_project(
         name: name.as_str().to_string(),
         api_key: key.secret.plaintext,
         proxy_password: proxy.plaintext,
-        message: "Project created. Save your API key and proxy password - they won't be shown again!",
+        message:
+            "Project created. Save your API key and proxy password - they won't be shown again!"
+                .into(),
     }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SwitchedProject {
-    project_id: String,
-    name: String,
-    /// A key minted for the target project.
-    api_key: String,
 }
 
 /// Switches to another project of the account (by id or name): mints an admin key for it.
@@ -183,14 +144,6 @@ async fn switch_project(
         name: project.name,
         api_key: key.secret.plaintext,
     }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeletedProject {
-    project_id: String,
-    /// `deleted`, or `deleting` while the job still removes what the project had.
-    status: &'static str,
-    message: String,
 }
 
 /// How long `DELETE /projects/{id}` waits for its job before answering `deleting`.
@@ -241,17 +194,9 @@ async fn delete_project(
     };
     Ok(Reply::ok(DeletedProject {
         project_id: project.id,
-        status,
+        status: status.into(),
         message,
     }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct RotatedPassword {
-    project_id: String,
-    /// The new proxy password; shown only now. The old one stops working at once.
-    proxy_password: String,
-    message: &'static str,
 }
 
 /// Replaces the project's proxy password.
@@ -273,6 +218,6 @@ async fn rotate_proxy_password(
     Ok(Reply::ok(RotatedPassword {
         project_id: project.id,
         proxy_password: proxy.plaintext,
-        message: "Proxy password rotated. Save it - it won't be shown again!",
+        message: "Proxy password rotated. Save it - it won't be shown again!".into(),
     }))
 }

@@ -2,13 +2,17 @@
 //! with the trash, suspension and deployment history.
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
 use tdb_catalog::CatalogError;
 use tdb_catalog::tenants::{Tenant, TenantDatabase};
 use tdb_core::routing::RoutingName;
-use tdb_core::{ErrorCode, KeyRole, ResourceName, ScopeType, TargetStatus, TenantStatus, Tier};
+use tdb_core::{ErrorCode, KeyRole, ResourceName, ScopeType, TenantStatus, Tier};
+use tdb_types::tenants::{
+    CreateCredential, CreatedCredential, CreatedTenant, CreatedTenantDatabase, DeletedTenant,
+    HistoryItem, RestoredTenant, RollbackState, TenantConnection, TenantDatabaseDetail,
+    TenantDatabaseItem, TenantDeployments, TenantDetail, TenantItem, TenantList, TenantState,
+    TenantTransition,
+};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -37,20 +41,25 @@ fn engine_name(engine: &tdb_core::Engine) -> String {
     display_engine(*engine).to_string()
 }
 
-fn connection(state: &AppState, db: &TenantDatabase, user: &str, password: &str) -> Value {
+fn connection(
+    state: &AppState,
+    db: &TenantDatabase,
+    user: &str,
+    password: &str,
+) -> TenantConnection {
     let c = &state.config;
     let database = RoutingName::tenant(&db.blueprint, &db.tenant_name).to_string();
-    json!({
-        "host": c.pg_public_host,
-        "port": c.pg_public_port,
-        "database": database,
-        "username": user,
-        "password": password,
-        "connection_string": format!(
+    TenantConnection {
+        host: c.pg_public_host.clone(),
+        port: c.pg_public_port,
+        connection_string: format!(
             "postgresql://{user}:{password}@{}:{}/{database}?sslmode=require",
             c.pg_public_host, c.pg_public_port
         ),
-    })
+        database,
+        username: user.to_string(),
+        password: password.to_string(),
+    }
 }
 
 /// The caller's tenant `name` (scope checked), or 404.
@@ -68,34 +77,44 @@ pub(super) async fn find(state: &AppState, auth: &Auth, name: &str) -> Result<Te
 
 /// The project's tenants with their databases; a database behind its blueprint's current
 /// version carries `behind` (see `GET /tenants/{id}`).
-#[utoipa::path(get, path = "/tenants", tag = "tenants", responses((status = 200, description = "{tenants, count}")))]
-async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Value> {
+#[utoipa::path(get, path = "/tenants", tag = "tenants", responses((status = 200, body = TenantList)))]
+async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<TenantList> {
     let databases = state
         .catalog
         .project_tenant_databases(&auth.project_id)
         .await?;
     let standing = Standing::load(&state, &auth.project_id, &databases).await?;
-    let tenants: Vec<Value> = state
+    let tenants: Vec<TenantItem> = state
         .catalog
         .list_tenants(&auth.project_id)
         .await?
         .into_iter()
         .filter(|t| auth.sees_tenant(&t.name))
         .map(|t| {
-            let dbs: Vec<Value> = databases
+            let dbs = databases
                 .iter()
                 .filter(|d| d.tenant_id == t.id)
-                .map(|d| json!({"blueprint": d.blueprint, "database_type": engine_name(&d.engine),
-                                "isolation_level": d.isolation_level, "version": d.version,
-                                "blueprint_version": standing.blueprint_version(d),
-                                "behind": standing.behind(d)}))
+                .map(|d| TenantDatabaseItem {
+                    blueprint: d.blueprint.clone(),
+                    database_type: engine_name(&d.engine),
+                    isolation_level: d.isolation_level,
+                    version: d.version,
+                    blueprint_version: standing.blueprint_version(d),
+                    behind: standing.behind(d),
+                })
                 .collect();
-            json!({"tenant_id": t.name, "status": t.status, "databases": dbs, "created_at": t.created_at})
+            TenantItem {
+                tenant_id: t.name,
+                status: t.status,
+                databases: dbs,
+                created_at: t.created_at,
+            }
         })
         .collect();
-    Ok(Reply::ok(
-        json!({"count": tenants.len(), "tenants": tenants}),
-    ))
+    Ok(Reply::ok(TenantList {
+        count: tenants.len(),
+        tenants,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -117,13 +136,13 @@ pub struct CreateTenant {
 
 /// Creates a tenant: one database per blueprint, at the blueprint's current version.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
-    responses((status = 201, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403), (status = 409),
+    responses((status = 201, body = CreatedTenant, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403), (status = 409),
               (status = 503, description = "the server is out of space or unreachable, or the creation was interrupted (tdb finishes or undoes it)")))]
 async fn create_tenant(
     State(state): State<AppState>,
     auth: Auth,
     ApiJson(req): ApiJson<CreateTenant>,
-) -> ApiResult<Value> {
+) -> ApiResult<CreatedTenant> {
     let name = ResourceName::parse(&req.tenant_id).map_err(|e| ApiError::field("tenant_id", e))?;
     auth.require_role(KeyRole::Write)?;
     auth.require_tenant(name.as_str())?;
@@ -163,17 +182,19 @@ async fn create_tenant(
     for db in &databases {
         let (user, password) =
             tenant::mint_credential(&state, &auth.project_id, name.as_str()).await?;
-        out.push(json!({
-            "blueprint": db.blueprint,
-            "database_type": engine_name(&db.engine),
-            "isolation_level": db.isolation_level,
-            "version": db.version,
-            "connection": connection(&state, db, &user, &password),
-        }));
+        out.push(CreatedTenantDatabase {
+            blueprint: db.blueprint.clone(),
+            database_type: engine_name(&db.engine),
+            isolation_level: db.isolation_level,
+            version: db.version,
+            connection: connection(&state, db, &user, &password),
+        });
     }
-    Ok(Reply::created(
-        json!({"tenant_id": name.as_str(), "status": "ready", "databases": out}),
-    ))
+    Ok(Reply::created(CreatedTenant {
+        tenant_id: name.as_str().to_string(),
+        status: TenantStatus::Ready,
+        databases: out,
+    }))
 }
 
 async fn plan(
@@ -233,12 +254,12 @@ async fn plan(
 /// error of the last deployment that failed on it, and the request (and CLI command) that
 /// deploys the current version to it.
 #[utoipa::path(get, path = "/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
-    responses((status = 200, description = "tenant details"), (status = 404)))]
+    responses((status = 200, body = TenantDetail), (status = 404)))]
 async fn get_tenant(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<TenantDetail> {
     let t = find(&state, &auth, &name).await?;
     let user = state
         .catalog
@@ -247,27 +268,42 @@ async fn get_tenant(
         .unwrap_or_else(|| auth.project_id.clone());
     let rows = state.catalog.tenant_databases(&t.id).await?;
     let standing = Standing::load(&state, &auth.project_id, &rows).await?;
-    let databases: Vec<Value> = rows
+    let databases = rows
         .iter()
         .map(|db| {
             let conn = connection(&state, db, &user, "••••••••");
-            json!({"blueprint": db.blueprint, "database_type": engine_name(&db.engine),
-                   "isolation_level": db.isolation_level, "region": db.region,
-                   "connection_string": conn["connection_string"], "connection": conn, "version": db.version,
-                   "blueprint_version": standing.blueprint_version(db), "behind": standing.behind(db)})
+            TenantDatabaseDetail {
+                blueprint: db.blueprint.clone(),
+                database_type: engine_name(&db.engine),
+                isolation_level: db.isolation_level,
+                region: db.region.clone(),
+                connection_string: conn.connection_string.clone(),
+                connection: conn,
+                version: db.version,
+                blueprint_version: standing.blueprint_version(db),
+                behind: standing.behind(db),
+            }
         })
         .collect();
     let (status, last_rollback) = state.catalog.status_and_last_rollback(&t.id).await?;
-    let last_rollback = last_rollback.map(|r| {
-        json!({"rollback_id": r.id, "storage_path": r.storage_path, "step": r.step,
-                   "bytes_done": r.bytes_done, "bytes_total": r.bytes_total, "error": r.error,
-                   "created_at": r.created_at, "finished_at": r.finished_at})
+    let last_rollback = last_rollback.map(|r| RollbackState {
+        rollback_id: r.id,
+        storage_path: r.storage_path,
+        step: r.step,
+        bytes_done: r.bytes_done,
+        bytes_total: r.bytes_total,
+        error: r.error,
+        created_at: r.created_at,
+        finished_at: r.finished_at,
     });
-    Ok(Reply::ok(
-        json!({"tenant_id": t.name, "status": status, "databases": databases,
-                        "created_at": t.created_at, "deleted_at": t.deleted_at,
-                        "last_rollback": last_rollback}),
-    ))
+    Ok(Reply::ok(TenantDetail {
+        tenant_id: t.name,
+        status,
+        databases,
+        created_at: t.created_at,
+        deleted_at: t.deleted_at,
+        last_rollback,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -278,14 +314,14 @@ struct DeleteParams {
 /// Moves a tenant to the trash, or with `?hard=true` drops its databases for good.
 #[utoipa::path(delete, path = "/tenants/{id}", tag = "tenants",
     params(("id" = String, Path), ("hard" = Option<bool>, Query)),
-    responses((status = 200, description = "deleted"), (status = 404), (status = 409),
+    responses((status = 200, body = DeletedTenant), (status = 404), (status = 409),
               (status = 503, description = "the server refused a drop; the tenant stays in the trash with what is left")))]
 async fn delete_tenant(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<DeleteParams>,
-) -> ApiResult<Value> {
+) -> ApiResult<DeletedTenant> {
     auth.require_role(KeyRole::Admin)?;
     let t = find(&state, &auth, &name).await?;
     let hard = params.hard == Some(true);
@@ -298,10 +334,13 @@ async fn delete_tenant(
             TenantStatus::Failed,
         )
         .await?;
-        return Ok(Reply::ok(json!({
-            "message": format!("Tenant '{name}' was being created; its creation is cancelled and everything made for it is being removed"),
-            "tenant_id": name, "status": "failed",
-        })));
+        return Ok(Reply::ok(DeletedTenant {
+            message: format!(
+                "Tenant '{name}' was being created; its creation is cancelled and everything made for it is being removed"
+            ),
+            tenant_id: name,
+            status: Some(TenantStatus::Failed),
+        }));
     }
     let busy = [
         TenantStatus::Provisioning,
@@ -330,17 +369,20 @@ async fn delete_tenant(
         TenantStatus::Deleted,
     )
     .await?;
-    Ok(Reply::ok(json!({
-        "message": format!("Tenant '{name}' moved to trash. Restore with POST /tenants/{name}/restore"),
-        "tenant_id": name, "status": "deleted",
-    })))
+    Ok(Reply::ok(DeletedTenant {
+        message: format!(
+            "Tenant '{name}' moved to trash. Restore with POST /tenants/{name}/restore"
+        ),
+        tenant_id: name,
+        status: Some(TenantStatus::Deleted),
+    }))
 }
 
 /// Drops the tenant's databases, roles and backups for good. It leaves service first (in the
 /// trash), and the catalog forgets each database only once its server has dropped it: when a
 /// drop fails, the answer says so and the tenant stays in the trash, with what is left, for a
 /// retry.
-async fn hard_delete(state: &AppState, t: &Tenant) -> ApiResult<Value> {
+async fn hard_delete(state: &AppState, t: &Tenant) -> ApiResult<DeletedTenant> {
     let name = &t.name;
     if t.status != TenantStatus::Deleted {
         move_to(
@@ -365,9 +407,11 @@ async fn hard_delete(state: &AppState, t: &Tenant) -> ApiResult<Value> {
             ),
         ));
     }
-    Ok(Reply::ok(
-        json!({"message": format!("Tenant '{name}' permanently deleted"), "tenant_id": name}),
-    ))
+    Ok(Reply::ok(DeletedTenant {
+        message: format!("Tenant '{name}' permanently deleted"),
+        tenant_id: name.clone(),
+        status: None,
+    }))
 }
 
 async fn move_to(
@@ -396,26 +440,29 @@ async fn transition(
     from: &[TenantStatus],
     to: TenantStatus,
     verb: &str,
-) -> ApiResult<Value> {
+) -> ApiResult<TenantTransition> {
     auth.require_role(KeyRole::Write)?;
     let t = find(&state, &auth, &name).await?;
     move_to(&state, &t, from, to).await?;
-    Ok(Reply::ok(json!({
-        "message": format!("Tenant '{name}' {verb} successfully"),
-        "tenant": {"tenant_id": name, "status": to},
-    })))
+    Ok(Reply::ok(TenantTransition {
+        message: format!("Tenant '{name}' {verb} successfully"),
+        tenant: TenantState {
+            tenant_id: name,
+            status: to,
+        },
+    }))
 }
 
 /// Restores a tenant from the trash. Deployments skip the trash, so first, while its queries are
 /// still refused, each of its databases behind its blueprint is brought to the current version
 /// (recorded as a deployment); one whose migration fails comes back as it was, with `behind`.
 #[utoipa::path(post, path = "/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path)),
-    responses((status = 200, description = "restored: {message, tenant, databases: [{blueprint, version, blueprint_version, behind}]}"), (status = 409)))]
+    responses((status = 200, body = RestoredTenant), (status = 404), (status = 409)))]
 async fn restore_tenant(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<RestoredTenant> {
     auth.require_role(KeyRole::Write)?;
     let t = find(&state, &auth, &name).await?;
     if t.status != TenantStatus::Deleted {
@@ -429,12 +476,15 @@ async fn restore_tenant(
     move_to(&state, &t, &[TenantStatus::Deleted], TenantStatus::Ready).await?;
     let rows = state.catalog.tenant_databases(&t.id).await?;
     let standing = Standing::load(&state, &auth.project_id, &rows).await?;
-    let databases: Vec<Value> = rows.iter().map(|db| standing.entry(db)).collect();
-    Ok(Reply::ok(json!({
-        "message": format!("Tenant '{name}' restored successfully"),
-        "tenant": {"tenant_id": name, "status": "ready"},
-        "databases": databases,
-    })))
+    let databases = rows.iter().map(|db| standing.entry(db)).collect();
+    Ok(Reply::ok(RestoredTenant {
+        message: format!("Tenant '{name}' restored successfully"),
+        tenant: TenantState {
+            tenant_id: name,
+            status: TenantStatus::Ready,
+        },
+        databases,
+    }))
 }
 
 /// A tenant in the trash comes back only with every database it had: one whose hard delete did
@@ -463,12 +513,12 @@ async fn ensure_whole(state: &AppState, t: &Tenant) -> Result<(), ApiError> {
 
 /// Suspends a ready tenant: its connections are refused.
 #[utoipa::path(post, path = "/tenants/{id}/suspend", tag = "tenants", params(("id" = String, Path)),
-    responses((status = 200, description = "suspended"), (status = 409)))]
+    responses((status = 200, body = TenantTransition, description = "suspended"), (status = 404), (status = 409)))]
 async fn suspend_tenant(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<TenantTransition> {
     transition(
         state,
         auth,
@@ -482,12 +532,12 @@ async fn suspend_tenant(
 
 /// Resumes a suspended tenant.
 #[utoipa::path(post, path = "/tenants/{id}/resume", tag = "tenants", params(("id" = String, Path)),
-    responses((status = 200, description = "resumed"), (status = 409)))]
+    responses((status = 200, body = TenantTransition, description = "resumed"), (status = 404), (status = 409)))]
 async fn resume_tenant(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<TenantTransition> {
     transition(
         state,
         auth,
@@ -504,27 +554,16 @@ struct LimitParams {
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct HistoryItem {
-    deployment_id: String,
-    blueprint_name: String,
-    version: i32,
-    status: TargetStatus,
-    duration: Option<String>,
-    error: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
 /// The deployments that touched this tenant, newest first.
 #[utoipa::path(get, path = "/tenants/{id}/deployments", tag = "tenants",
     params(("id" = String, Path), ("limit" = Option<i64>, Query)),
-    responses((status = 200, description = "{tenant_id, deployments, count}")))]
+    responses((status = 200, body = TenantDeployments), (status = 404)))]
 async fn tenant_deployments(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<LimitParams>,
-) -> ApiResult<Value> {
+) -> ApiResult<TenantDeployments> {
     let t = find(&state, &auth, &name).await?;
     let limit = params.limit.unwrap_or(1000).clamp(1, 1000);
     let history: Vec<HistoryItem> = state
@@ -542,18 +581,11 @@ async fn tenant_deployments(
             created_at: d.created_at,
         })
         .collect();
-    Ok(Reply::ok(
-        json!({"tenant_id": name, "count": history.len(), "deployments": history}),
-    ))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateCredential {
-    /// `read` (SELECT only) or `write` (rows).
-    role: String,
-    /// The blueprint whose database the connection string names; default: the first.
-    blueprint: Option<String>,
+    Ok(Reply::ok(TenantDeployments {
+        tenant_id: name,
+        count: history.len(),
+        deployments: history,
+    }))
 }
 
 /// Mints another proxy login for a tenant, shown once (API.md deviation 2): `read` logins reach
@@ -561,13 +593,13 @@ pub struct CreateCredential {
 #[utoipa::path(post, path = "/tenants/{id}/credentials", tag = "tenants",
     params(("id" = String, Path)),
     request_body = CreateCredential,
-    responses((status = 201, description = "minted"), (status = 400), (status = 404)))]
+    responses((status = 201, body = CreatedCredential), (status = 400), (status = 404), (status = 409)))]
 async fn create_credential(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<CreateCredential>,
-) -> ApiResult<Value> {
+) -> ApiResult<CreatedCredential> {
     auth.require_role(KeyRole::Admin)?;
     let role = match req.role.parse::<KeyRole>() {
         Ok(role @ (KeyRole::Read | KeyRole::Write)) => role,
@@ -601,11 +633,11 @@ async fn create_credential(
     }
     let (user, password) =
         tenant::mint_role_credential(&state, &auth.project_id, &name, role).await?;
-    Ok(Reply::created(json!({
-        "tenant_id": name,
-        "role": role,
-        "username": user,
-        "password": password,
-        "connection": connection(&state, db, &user, &password),
-    })))
+    Ok(Reply::created(CreatedCredential {
+        connection: connection(&state, db, &user, &password),
+        tenant_id: name,
+        role,
+        username: user,
+        password,
+    }))
 }

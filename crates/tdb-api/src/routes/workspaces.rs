@@ -2,9 +2,6 @@
 //! delete, run queries (capturing DDL), read the schema, and the pending-change queue.
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tdb_catalog::CatalogError;
 use tdb_catalog::workspaces::NewWorkspace;
 use tdb_core::aad::Aad;
@@ -13,7 +10,12 @@ use tdb_core::{
     Engine, ErrorCode, KeyRole, ResourceName, ScopeType, ServerRole, WorkspaceMode, ids, secrets,
 };
 use tdb_engines::DatabaseSpec;
-use utoipa::ToSchema;
+use tdb_types::schema::Schema;
+use tdb_types::{
+    Change, Connection, CreateWorkspace, CreatedWorkspace, DeletedWorkspace, DeletionDetails,
+    DiffList, Message, QueryRequest, QueryResponse, SettingsPatch, SettingsResponse, SettingsSaved,
+    WorkspaceDetail, WorkspaceItem, WorkspaceList,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -34,16 +36,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_settings, patch_settings, post_settings))
 }
 
-/// Connection details for a workspace through the PostgreSQL proxy.
-#[derive(Serialize, ToSchema)]
-pub struct Connection {
-    host: String,
-    port: u16,
-    database: String,
-    user: String,
-    password: String,
-}
-
 fn connection(state: &AppState, name: &str, user: &str, password: &str) -> (Connection, String) {
     let c = &state.config;
     let database = RoutingName::workspace(name).to_string();
@@ -62,23 +54,6 @@ fn connection(state: &AppState, name: &str, user: &str, password: &str) -> (Conn
 }
 
 const MASK: &str = "••••••••";
-
-#[derive(Serialize, ToSchema)]
-pub struct WorkspaceItem {
-    id: String,
-    name: String,
-    mode: WorkspaceMode,
-    database: Engine,
-    created_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<i32>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct WorkspaceList {
-    workspaces: Vec<WorkspaceItem>,
-    count: usize,
-}
 
 /// The project's workspaces (those the key's scope covers).
 #[utoipa::path(get, path = "/workspaces", tag = "workspaces",
@@ -103,29 +78,6 @@ async fn list_workspaces(State(state): State<AppState>, auth: Auth) -> ApiResult
         count: workspaces.len(),
         workspaces,
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateWorkspace {
-    /// `^[a-z][a-z0-9_]{0,62}$`, no `__`.
-    name: String,
-    /// PostgreSQL, MySQL, MongoDB or Redis (any case).
-    database: String,
-    /// `tenant` (schema captured into a blueprint) or `control` (standalone).
-    mode: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CreatedWorkspace {
-    id: String,
-    mode: WorkspaceMode,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    blueprint: Option<String>,
-    database: String,
-    /// A workspace-scoped proxy credential; its password is shown only now.
-    connection: Connection,
-    connection_string: String,
 }
 
 /// Creates a workspace: its database on a shared server and, in tenant mode, its blueprint.
@@ -256,25 +208,6 @@ async fn resolve_for(
     workspace::resolve(state, &auth.project_id, name).await
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct WorkspaceDetail {
-    id: String,
-    name: String,
-    mode: WorkspaceMode,
-    database: Engine,
-    /// The DDL that built the workspace: deployed versions, then pending changes.
-    schema: Vec<String>,
-    schema_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    undeployed_changes: Option<i64>,
-    connection: Connection,
-    connection_string: String,
-    settings: Settings,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<i32>,
-    created_at: DateTime<Utc>,
-}
-
 /// A workspace with its schema history, pending count, masked connection and settings.
 #[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces",
     params(("id" = String, Path, description = "workspace name")),
@@ -329,12 +262,6 @@ async fn get_workspace(
     }))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct DeletedWorkspace {
-    message: &'static str,
-    details: Value,
-}
-
 /// Deletes a workspace, its database, its blueprint and versions, and its credentials.
 #[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces",
     params(("id" = String, Path, description = "workspace name")),
@@ -371,36 +298,15 @@ async fn delete_workspace(
         .await
         .map_err(|e| ApiError::new(tdb_core::ErrorCode::ServiceUnavailable, e.to_string()))?;
     Ok(Reply::ok(DeletedWorkspace {
-        message: "workspace deleted",
-        details: serde_json::json!({
-            "workspace": name,
-            "mode": r.ws.mode,
-            "versions_deleted": versions,
-            "deletion_type": "full",
-            "physical_db": true,
-        }),
+        message: "workspace deleted".into(),
+        details: DeletionDetails {
+            workspace: name,
+            mode: r.ws.mode,
+            versions_deleted: versions,
+            deletion_type: "full".into(),
+            physical_db: true,
+        },
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QueryRequest {
-    /// One or more SQL statements.
-    query: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct QueryResponse {
-    /// Columns and rows of the last statement.
-    columns: Vec<String>,
-    rows: Vec<Vec<Value>>,
-    row_count: u64,
-    /// True when the last statement returned more rows than `max_rows_per_query`.
-    truncated: bool,
-    execution_time: String,
-    statements_executed: usize,
-    /// Ids of the DDL changes this batch queued on the blueprint (tenant mode).
-    ddl_captured: Vec<i64>,
 }
 
 /// Runs one or more statements in the workspace; DDL that commits is queued on the blueprint.
@@ -448,12 +354,12 @@ async fn run_queries(
 /// Tables with columns, indexes, foreign keys and checks, read from the database itself.
 #[utoipa::path(get, path = "/workspaces/{id}/schema", tag = "workspaces",
     params(("id" = String, Path, description = "workspace name")),
-    responses((status = 200, description = "{tables:[{name, columns, indexes, foreign_keys, checks}]}")))]
+    responses((status = 200, body = Schema), (status = 404)))]
 async fn get_schema(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<Schema> {
     let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
     let schema = r
         .engine
@@ -462,23 +368,7 @@ async fn get_schema(
         .introspect(&r.access)
         .await
         .map_err(engine_error)?;
-    Ok(Reply::ok(
-        serde_json::to_value(schema).map_err(ApiError::internal)?,
-    ))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Change {
-    id: i64,
-    statement: String,
-    tag: String,
-    created_at: DateTime<Utc>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DiffList {
-    changes: Vec<Change>,
-    count: usize,
+    Ok(Reply::ok(schema))
 }
 
 async fn blueprint_of(state: &AppState, r: &Resolved) -> Result<String, ApiError> {
@@ -524,11 +414,6 @@ async fn list_diff(
     }))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct DiffMessage {
-    message: String,
-}
-
 fn ddl_id(text: &str) -> Result<i64, ApiError> {
     text.parse::<i64>()
         .ok()
@@ -548,12 +433,12 @@ fn ddl_error(e: CatalogError, id: i64) -> ApiError {
 /// Removes a change from the deploy queue (the workspace database keeps it).
 #[utoipa::path(delete, path = "/workspaces/{id}/diff/{ddl_id}", tag = "workspaces",
     params(("id" = String, Path, description = "workspace name"), ("ddl_id" = i64, Path)),
-    responses((status = 200, body = DiffMessage), (status = 404)))]
+    responses((status = 200, body = Message), (status = 404)))]
 async fn skip_ddl(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath((name, id)): ApiPath<(String, String)>,
-) -> ApiResult<DiffMessage> {
+) -> ApiResult<Message> {
     let id = ddl_id(&id)?;
     let r = resolve_for(&state, &auth, &name, KeyRole::Write).await?;
     let bp = blueprint_of(&state, &r).await?;
@@ -562,7 +447,7 @@ async fn skip_ddl(
         .remove_pending_ddl(&bp, id)
         .await
         .map_err(|e| ddl_error(e, id))?;
-    Ok(Reply::ok(DiffMessage {
+    Ok(Reply::ok(Message {
         message: format!("DDL {id} removed from deploy queue"),
     }))
 }
@@ -570,12 +455,12 @@ async fn skip_ddl(
 /// Undoes a pending change in the workspace with its reverse statement, then drops it.
 #[utoipa::path(post, path = "/workspaces/{id}/diff/{ddl_id}/revert", tag = "workspaces",
     params(("id" = String, Path, description = "workspace name"), ("ddl_id" = i64, Path)),
-    responses((status = 200, body = DiffMessage), (status = 400), (status = 404)))]
+    responses((status = 200, body = Message), (status = 400), (status = 404)))]
 async fn revert_ddl(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath((name, id)): ApiPath<(String, String)>,
-) -> ApiResult<DiffMessage> {
+) -> ApiResult<Message> {
     let id = ddl_id(&id)?;
     let r = resolve_for(&state, &auth, &name, KeyRole::Write).await?;
     let bp = blueprint_of(&state, &r).await?;
@@ -603,16 +488,9 @@ async fn revert_ddl(
         .remove_pending_ddl(&bp, id)
         .await
         .map_err(|e| ddl_error(e, id))?;
-    Ok(Reply::ok(DiffMessage {
+    Ok(Reply::ok(Message {
         message: format!("Reverted: {reverse};"),
     }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SettingsResponse {
-    database_type: String,
-    settings: Settings,
-    available_fields: [&'static str; 4],
 }
 
 /// Current limits of the workspace.
@@ -628,27 +506,8 @@ async fn get_settings(
     Ok(Reply::ok(SettingsResponse {
         database_type: display_engine(r.ws.engine).to_string(),
         settings: r.settings,
-        available_fields: Settings::FIELDS,
+        available_fields: Settings::FIELDS.iter().map(|f| f.to_string()).collect(),
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsPatch {
-    query_timeout_ms: Option<u64>,
-    max_rows_per_query: Option<u64>,
-    max_connections: Option<u32>,
-    /// `session` or `transaction`.
-    pool_mode: Option<tdb_core::settings::PoolMode>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SettingsSaved {
-    settings: Settings,
-    message: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pending_deploy: Option<bool>,
-    database_type: String,
 }
 
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
@@ -712,7 +571,8 @@ async fn patch_settings(
             "Settings saved. New proxy sessions of the blueprint's tenants follow them at once."
         } else {
             "Settings saved."
-        },
+        }
+        .into(),
         pending_deploy: tenant.then_some(true),
         database_type: display_engine(kind).to_string(),
     }))

@@ -6,7 +6,7 @@ use rmcp::model::{CallToolResult, Extensions};
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tdb_client::NewConnection;
+use tdb_client::autodb::CreateConnection;
 
 use super::ConnectionRef;
 use crate::reply;
@@ -49,13 +49,13 @@ impl TdbMcp {
         Parameters(args): Parameters<RegisterArgs>,
     ) -> CallToolResult {
         self.with_client(&ext, |c| async move {
-            let conn = NewConnection {
-                name: &args.name,
-                db_type: &args.db_type,
-                connection_string: &args.connection_string,
-                excluded_schemas: args.excluded_schemas.as_deref(),
+            let conn = CreateConnection {
+                name: args.name,
+                db_type: args.db_type,
+                connection_string: args.connection_string,
+                excluded_schemas: args.excluded_schemas,
             };
-            reply::result(c.create_connection(&conn).await.map(reply::data))
+            reply::result(c.create_connection(&conn).await.map(reply::fields))
         })
         .await
     }
@@ -64,7 +64,7 @@ impl TdbMcp {
     #[tool(annotations(read_only_hint = true))]
     async fn list_connections(&self, ext: Extensions) -> CallToolResult {
         self.with_client(&ext, |c| async move {
-            reply::result(c.list_connections().await.map(reply::data))
+            reply::result(c.list_connections().await.map(reply::fields))
         })
         .await
     }
@@ -77,7 +77,11 @@ impl TdbMcp {
         Parameters(args): Parameters<ConnectionRef>,
     ) -> CallToolResult {
         self.with_client(&ext, |c| async move {
-            reply::result(c.get_connection(&args.connection_id).await.map(reply::data))
+            reply::result(
+                c.get_connection(&args.connection_id)
+                    .await
+                    .map(reply::fields),
+            )
         })
         .await
     }
@@ -93,7 +97,7 @@ impl TdbMcp {
             reply::result(
                 c.delete_connection(&args.connection_id)
                     .await
-                    .map(reply::data),
+                    .map(reply::fields),
             )
         })
         .await
@@ -109,7 +113,7 @@ impl TdbMcp {
     ) -> CallToolResult {
         self.with_client(&ext, |c| async move {
             let id = &args.connection_id;
-            reply::result(c.introspect_connection(id).await.map(reply::data))
+            reply::result(c.introspect_connection(id).await.map(reply::fields))
         })
         .await
     }
@@ -125,7 +129,7 @@ impl TdbMcp {
     ) -> CallToolResult {
         self.with_client(&ext, |c| async move {
             let outcome = c.query_connection(&args.connection_id, &args.query).await;
-            reply::result(outcome.map(reply::data))
+            reply::result(outcome.map(reply::fields))
         })
         .await
     }

@@ -36,7 +36,7 @@ impl TdbMcp {
         Parameters(args): Parameters<ProvisionArgs>,
     ) -> CallToolResult {
         self.with_client(&ext, |c| async move {
-            reply::result(c.provision(&args.name).await.map(reply::data))
+            reply::result(c.provision(&args.name).await.map(reply::fields))
         })
         .await
     }
@@ -45,7 +45,7 @@ impl TdbMcp {
     #[tool(annotations(read_only_hint = true))]
     async fn list_provisioned_databases(&self, ext: Extensions) -> CallToolResult {
         self.with_client(&ext, |c| async move {
-            reply::result(c.list_provisioned().await.map(reply::data))
+            reply::result(c.list_provisioned().await.map(reply::fields))
         })
         .await
     }
@@ -62,7 +62,7 @@ impl TdbMcp {
             reply::result(
                 c.delete_provisioned(&args.provision_id)
                     .await
-                    .map(reply::data),
+                    .map(reply::fields),
             )
         })
         .await

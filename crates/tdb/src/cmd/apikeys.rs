@@ -42,9 +42,11 @@ pub async fn run(ctx: &Context, command: ApikeysCommand) -> anyhow::Result<()> {
                             k.id.clone(),
                             k.name.clone(),
                             format!("{}…", k.prefix),
-                            k.role.clone(),
-                            scope(&k.scope_type, &k.scope_values),
-                            k.last_used_at.clone().unwrap_or_else(|| "never".into()),
+                            k.role.to_string(),
+                            scope(k.scope_type.as_str(), &k.scope_values),
+                            k.last_used_at
+                                .as_ref()
+                                .map_or_else(|| "never".into(), tdb_client::wire_time),
                         ]
                     })
                     .collect();
@@ -71,8 +73,11 @@ pub async fn run(ctx: &Context, command: ApikeysCommand) -> anyhow::Result<()> {
             ctx.print(&reply.raw, || {
                 output::fields(&[
                     ("id", &d.key.id),
-                    ("role", &d.key.role),
-                    ("scope", &scope(&d.key.scope_type, &d.key.scope_values)),
+                    ("role", d.key.role.as_str()),
+                    (
+                        "scope",
+                        &scope(d.key.scope_type.as_str(), &d.key.scope_values),
+                    ),
                     ("api_key", &d.api_key),
                 ]);
                 println!("\nSave the API key: it is not shown again.");

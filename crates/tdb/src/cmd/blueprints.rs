@@ -26,7 +26,7 @@ pub async fn run(ctx: &Context, command: BlueprintsCommand) -> anyhow::Result<()
                     .map(|b| {
                         vec![
                             b.name.clone(),
-                            b.database.clone(),
+                            b.database.to_string(),
                             b.current_version.to_string(),
                             b.tenant_count.to_string(),
                         ]
@@ -61,7 +61,7 @@ pub async fn run(ctx: &Context, command: BlueprintsCommand) -> anyhow::Result<()
                         vec![
                             v.version.to_string(),
                             v.ddl_count.to_string(),
-                            v.deployed_at.clone(),
+                            tdb_client::wire_time(&v.deployed_at),
                         ]
                     })
                     .collect();

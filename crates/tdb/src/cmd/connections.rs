@@ -45,38 +45,46 @@ pub async fn run(ctx: &Context, command: ConnectionsCommand) -> anyhow::Result<(
             connection_string,
             excluded_schemas,
         } => {
-            let conn = tdb_client::NewConnection {
-                name: &name,
-                db_type: &db_type,
-                connection_string: &connection_string,
-                excluded_schemas: (!excluded_schemas.is_empty()).then_some(&excluded_schemas[..]),
+            let conn = tdb_client::autodb::CreateConnection {
+                name,
+                db_type,
+                connection_string,
+                excluded_schemas: (!excluded_schemas.is_empty()).then_some(excluded_schemas),
             };
             let reply = c.create_connection(&conn).await?;
             ctx.print(&redacted(&reply.raw), || {
-                println!("registered connection '{}'", text(&reply.data["name"]));
-                print_connection(&reply.data);
+                println!(
+                    "registered connection '{}'",
+                    text(&reply.raw["data"]["name"])
+                );
+                print_connection(&reply.raw["data"]);
             });
         }
         ConnectionsCommand::List => {
             let reply = c.list_connections().await?;
             ctx.print(&redacted(&reply.raw), || {
-                let list = reply.data["connections"].as_array();
+                let list = reply.raw["data"]["connections"].as_array();
                 print_list(list.map_or(&[][..], Vec::as_slice));
             });
         }
         ConnectionsCommand::Get { id } => {
             let reply = c.get_connection(&id).await?;
-            ctx.print(&redacted(&reply.raw), || print_connection(&reply.data));
+            ctx.print(&redacted(&reply.raw), || {
+                print_connection(&reply.raw["data"])
+            });
         }
         ConnectionsCommand::Delete { id } => {
             let reply = c.delete_connection(&id).await?;
             ctx.print(&reply.raw, || {
-                println!("connection {} is no longer active", text(&reply.data["id"]));
+                println!(
+                    "connection {} is no longer active",
+                    text(&reply.raw["data"]["id"])
+                );
             });
         }
         ConnectionsCommand::Introspect { id } => {
             let reply = c.introspect_connection(&id).await?;
-            ctx.print(&reply.raw, || print_tree(&reply.data));
+            ctx.print(&reply.raw, || print_tree(&reply.raw["data"]));
         }
         ConnectionsCommand::Query { id, sql } => {
             let sql = if sql == "-" {
@@ -85,7 +93,7 @@ pub async fn run(ctx: &Context, command: ConnectionsCommand) -> anyhow::Result<(
                 sql
             };
             let reply = c.query_connection(&id, &sql).await?;
-            let d = &reply.data;
+            let d = &reply.raw["data"];
             ctx.print(&reply.raw, || {
                 let columns: Vec<&str> = d["columns"]
                     .as_array()

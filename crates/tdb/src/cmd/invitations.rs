@@ -28,7 +28,7 @@ pub async fn run(ctx: &Context, command: InvitationsCommand) -> anyhow::Result<(
                 output::fields(&[
                     ("id", &d.id),
                     ("invite_code", &d.invite_code),
-                    ("expires_at", &d.expires_at),
+                    ("expires_at", &tdb_client::wire_time(&d.expires_at)),
                 ]);
                 println!(
                     "\nGive the code to the person you invite (tdb signup --invite-code ...): \

@@ -95,7 +95,7 @@ pub async fn run(ctx: &Context, command: ProjectsCommand) -> anyhow::Result<()> 
                             p.project_id.clone(),
                             p.name.clone(),
                             p.api_key_count.to_string(),
-                            p.created_at.clone(),
+                            tdb_client::wire_time(&p.created_at),
                         ]
                     })
                     .collect();

@@ -25,7 +25,7 @@ pub async fn run(ctx: &Context, command: ProvisionCommand) -> anyhow::Result<()>
     match command {
         ProvisionCommand::Create { name } => {
             let reply = c.provision(&name).await?;
-            let d = &reply.data;
+            let d = &reply.raw["data"];
             ctx.print(&reply.raw, || {
                 println!("database '{}' is {}", text(&d["name"]), text(&d["status"]));
                 output::fields(&[
@@ -40,7 +40,7 @@ pub async fn run(ctx: &Context, command: ProvisionCommand) -> anyhow::Result<()>
         }
         ProvisionCommand::List => {
             let reply = c.list_provisioned().await?;
-            let d = &reply.data;
+            let d = &reply.raw["data"];
             ctx.print(&reply.raw, || {
                 let rows = d["databases"]
                     .as_array()
@@ -66,7 +66,7 @@ pub async fn run(ctx: &Context, command: ProvisionCommand) -> anyhow::Result<()>
         }
         ProvisionCommand::Delete { id } => {
             let reply = c.delete_provisioned(&id).await?;
-            let d = &reply.data;
+            let d = &reply.raw["data"];
             ctx.print(&reply.raw, || {
                 println!("database {} is {}", text(&d["id"]), text(&d["status"]));
             });

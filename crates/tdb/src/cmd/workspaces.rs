@@ -91,10 +91,10 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
                         let version = w.version.map_or("-".into(), |v| v.to_string());
                         vec![
                             w.name.clone(),
-                            w.mode.clone(),
-                            w.database.clone(),
+                            w.mode.to_string(),
+                            w.database.to_string(),
                             version,
-                            w.created_at.clone(),
+                            tdb_client::wire_time(&w.created_at),
                         ]
                     })
                     .collect();
@@ -111,7 +111,7 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
             ctx.print(&reply.raw, || {
                 output::fields(&[
                     ("workspace", &d.id),
-                    ("mode", &d.mode),
+                    ("mode", d.mode.as_str()),
                     ("database", &d.database),
                     ("user", &d.connection.user),
                     ("password", &d.connection.password),
@@ -254,12 +254,12 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
             if let Some(v) = pool_mode {
                 patch.insert("pool_mode".into(), v.into());
             }
-            let reply = if patch.is_empty() {
-                c.workspace_settings(&name).await?
+            let raw = if patch.is_empty() {
+                c.workspace_settings(&name).await?.raw
             } else {
-                c.update_settings(&name, &Value::Object(patch)).await?
+                c.update_settings(&name, &Value::Object(patch)).await?.raw
             };
-            let r = &reply.raw;
+            let r = &raw;
             ctx.print(r, || {
                 let s = &r["settings"];
                 for field in [

@@ -1,0 +1,229 @@
+//! Tenants: a customer's databases created from blueprints, their trash, suspension, proxy
+//! logins and deployment history.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tdb_core::{KeyRole, RollbackStep, TargetStatus, TenantStatus};
+use utoipa::ToSchema;
+
+/// How to reach a tenant database through the PostgreSQL proxy.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantConnection {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub username: String,
+    /// Masked except in the answer that minted it.
+    pub password: String,
+    pub connection_string: String,
+}
+
+/// The deployment request body that brings a database to its blueprint's current version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CatchUpBody {
+    pub blueprint_name: String,
+    pub version: i32,
+    pub tenant_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CatchUpRequest {
+    pub method: String,
+    pub path: String,
+    pub body: CatchUpBody,
+}
+
+/// A database behind its blueprint's current version: by how much, why the last deployment
+/// to it failed, and what deploys the current version to it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Behind {
+    pub versions: i32,
+    pub error: Option<String>,
+    /// The CLI command that deploys the current version to it.
+    pub cli: String,
+    pub request: CatchUpRequest,
+}
+
+/// A database's version beside its blueprint's; `behind` is null when it is current.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseStanding {
+    pub blueprint: String,
+    pub version: i32,
+    pub blueprint_version: i32,
+    pub behind: Option<Behind>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantDatabaseItem {
+    pub blueprint: String,
+    pub database_type: String,
+    pub isolation_level: i32,
+    pub version: i32,
+    pub blueprint_version: i32,
+    pub behind: Option<Behind>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantItem {
+    pub tenant_id: String,
+    pub status: TenantStatus,
+    pub databases: Vec<TenantDatabaseItem>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantList {
+    pub count: usize,
+    pub tenants: Vec<TenantItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedTenantDatabase {
+    pub blueprint: String,
+    pub database_type: String,
+    pub isolation_level: i32,
+    pub version: i32,
+    /// Carries a fresh credential, shown only now.
+    pub connection: TenantConnection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedTenant {
+    pub tenant_id: String,
+    pub status: TenantStatus,
+    pub databases: Vec<CreatedTenantDatabase>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantDatabaseDetail {
+    pub blueprint: String,
+    pub database_type: String,
+    pub isolation_level: i32,
+    pub region: String,
+    pub connection_string: String,
+    pub connection: TenantConnection,
+    pub version: i32,
+    pub blueprint_version: i32,
+    pub behind: Option<Behind>,
+}
+
+/// The tenant's newest rollback and how far it got.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RollbackState {
+    pub rollback_id: String,
+    pub storage_path: String,
+    pub step: RollbackStep,
+    pub bytes_done: i64,
+    pub bytes_total: i64,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantDetail {
+    pub tenant_id: String,
+    pub status: TenantStatus,
+    pub databases: Vec<TenantDatabaseDetail>,
+    pub created_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub last_rollback: Option<RollbackState>,
+}
+
+/// What `DELETE /tenants/{id}` answers; a hard delete has no `status` left to show.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeletedTenant {
+    pub message: String,
+    pub tenant_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TenantStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantState {
+    pub tenant_id: String,
+    pub status: TenantStatus,
+}
+
+/// A suspension or a resumption.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantTransition {
+    pub message: String,
+    pub tenant: TenantState,
+}
+
+/// A restore from the trash, with where each database stands after it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RestoredTenant {
+    pub message: String,
+    pub tenant: TenantState,
+    pub databases: Vec<DatabaseStanding>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryItem {
+    pub deployment_id: String,
+    pub blueprint_name: String,
+    pub version: i32,
+    pub status: TargetStatus,
+    /// `123ms`.
+    pub duration: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantDeployments {
+    pub tenant_id: String,
+    pub count: usize,
+    pub deployments: Vec<HistoryItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCredential {
+    /// `read` (SELECT only) or `write` (rows).
+    pub role: String,
+    /// The blueprint whose database the connection string names; default: the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blueprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedCredential {
+    pub tenant_id: String,
+    pub role: KeyRole,
+    pub username: String,
+    /// Shown only now.
+    pub password: String,
+    pub connection: TenantConnection,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_hard_delete_shows_no_status_and_a_current_database_a_null_behind() {
+        let hard = DeletedTenant {
+            message: "gone".into(),
+            tenant_id: "acme".into(),
+            status: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&hard).expect("encodes"),
+            json!({ "message": "gone", "tenant_id": "acme" })
+        );
+        let current = DatabaseStanding {
+            blueprint: "shop".into(),
+            version: 2,
+            blueprint_version: 2,
+            behind: None,
+        };
+        let value = serde_json::to_value(&current).expect("encodes");
+        assert_eq!(value["behind"], serde_json::Value::Null);
+        assert!(value.as_object().is_some_and(|o| o.contains_key("behind")));
+    }
+}
