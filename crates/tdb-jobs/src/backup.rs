@@ -200,7 +200,9 @@ pub async fn run(runner: &Runner, backup_id: &str) -> Result<(), String> {
         }
         Err(e) => {
             tracing::warn!(backup = %backup.id, error = %e, "backup failed");
-            catalog.fail_backup(&backup.id, e).await
+            catalog
+                .fail_backup(&backup.id, &crate::client_error::scrub(e))
+                .await
         }
     };
     recorded.map_err(|e| e.to_string())

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod backup;
+pub mod client_error;
 pub mod deploy;
 pub mod forward;
 pub mod provision;

@@ -114,7 +114,7 @@ async fn admin_query(
                 .await?
                 .status;
             if status != "ready" {
-                return Err(ApiError::conflict(format!("tenant '{name}' is {status}")));
+                return Err(ApiError::conflict(not_ready(name, &status)));
             }
             let out = run_on(&state, &auth, db, &statements, &limits).await?;
             let mut body = output_json(&out);
@@ -128,10 +128,18 @@ async fn admin_query(
             // Tenants are queried a bounded number at a time, in the blueprint's tenant order.
             let mut pending = Vec::with_capacity(databases.len());
             for db in &databases {
-                let ready = tenants
+                let status = tenants
                     .iter()
-                    .any(|t| t.id == db.tenant_id && t.status == "ready");
-                pending.push(query_tenant(&state, &auth, db, ready, &statements, &limits));
+                    .find(|t| t.id == db.tenant_id)
+                    .map_or("gone", |t| t.status.as_str());
+                pending.push(query_tenant(
+                    &state,
+                    &auth,
+                    db,
+                    status,
+                    &statements,
+                    &limits,
+                ));
             }
             let results: Vec<Value> = futures_util::stream::iter(pending)
                 .buffered(ALL_TENANTS_PARALLELISM)
@@ -151,12 +159,12 @@ async fn query_tenant(
     state: &AppState,
     auth: &Auth,
     db: &TenantDatabase,
-    ready: bool,
+    status: &str,
     statements: &[Statement<'_>],
     limits: &Limits,
 ) -> Result<Value, ApiError> {
-    let mut item = if !ready {
-        json!({"error": "tenant is not ready"})
+    let mut item = if status != "ready" {
+        json!({"error": not_ready(&db.tenant_name, status), "status": status})
     } else {
         match run_on(state, auth, db, statements, limits).await {
             Ok(out) => output_json(&out),
@@ -166,6 +174,17 @@ async fn query_tenant(
     };
     item["tenant_id"] = Value::from(db.tenant_name.as_str());
     Ok(item)
+}
+
+/// Why a tenant that is not ready is not queried, and for a suspended one how to resume it.
+fn not_ready(name: &str, status: &str) -> String {
+    match status {
+        "suspended" => format!(
+            "tenant '{name}' is suspended: its queries are refused until it is resumed \
+             (POST /tenants/{name}/resume)"
+        ),
+        other => format!("tenant '{name}' is {other}"),
+    }
 }
 
 fn output_json(out: &QueryOutput) -> Value {

@@ -628,6 +628,7 @@ pub struct SettingsPatch {
 pub struct SettingsSaved {
     settings: Settings,
     message: &'static str,
+    /// Tenant mode only; always false: settings apply without a deployment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_deploy: Option<bool>,
     database_type: String,
@@ -691,11 +692,14 @@ async fn patch_settings(
     Ok(Reply::ok(SettingsSaved {
         settings,
         message: if tenant {
-            "Settings saved. New proxy sessions of the blueprint's tenants follow them at once."
+            "Settings saved. New proxy sessions of the blueprint's tenants follow them at once, as \
+             do API queries: no deployment is needed (sessions already open keep the limits they \
+             started with)."
         } else {
             "Settings saved."
         },
-        pending_deploy: tenant.then_some(true),
+        // The reference's field, answered truthfully: nothing waits for a deployment.
+        pending_deploy: tenant.then_some(false),
         database_type: display_engine(kind).to_string(),
     }))
 }

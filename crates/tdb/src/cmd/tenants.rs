@@ -319,7 +319,7 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
                             text(&d["deployment_id"]),
                             text(&d["blueprint_name"]),
                             d["version"].to_string(),
-                            text(&d["status"]),
+                            super::deployments::status_text(d),
                             d["duration"].as_str().unwrap_or("-").to_string(),
                             d["error"].as_str().unwrap_or("").to_string(),
                         ]
