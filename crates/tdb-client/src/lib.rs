@@ -201,8 +201,17 @@ impl Client {
             .await
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> Result<Reply<Login>, ClientError> {
-        let body = serde_json::json!({ "email": email, "password": password });
+    /// Logs in: a key is minted for every project, or for `project` (id or name) alone.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        project: Option<&str>,
+    ) -> Result<Reply<Login>, ClientError> {
+        let mut body = serde_json::json!({ "email": email, "password": password });
+        if let Some(p) = project {
+            body["project"] = Value::from(p);
+        }
         self.request(Method::POST, "/login", Some(&body), false)
             .await
     }

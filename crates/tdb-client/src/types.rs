@@ -32,6 +32,9 @@ pub struct LoginProject {
     pub project_id: String,
     pub name: String,
     pub api_key: String,
+    /// When the minted key stops working.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +72,9 @@ pub struct SwitchedProject {
     pub project_id: String,
     pub name: String,
     pub api_key: String,
+    /// When the minted key stops working.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +107,9 @@ pub struct ApiKeyItem {
     pub scope_values: Vec<String>,
     pub created_at: String,
     pub last_used_at: Option<String>,
+    /// Keys minted by login and project switch expire; others last until revoked.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

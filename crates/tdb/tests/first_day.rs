@@ -97,6 +97,100 @@ async fn a_tenant_needs_a_deployed_blueprint() {
 }
 
 #[tokio::test]
+async fn login_and_switch_keys_expire_and_a_failed_login_mints_nothing() {
+    let s = start().await;
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+        key: None,
+    };
+    let password = ["--password", "correct-horse"];
+    let mut signup = vec![
+        "signup",
+        "--email",
+        "ann@example.com",
+        "--project-name",
+        "Alpha",
+    ];
+    signup.extend(password);
+    cli.ok(&signup);
+    cli.ok(&["projects", "create", "Beta"]);
+    let counts = |cli: &Cli<'_>| {
+        let list = cli.json(&["projects", "list"]);
+        list["projects"]
+            .as_array()
+            .expect("projects")
+            .iter()
+            .map(|p| p["api_key_count"].as_i64().expect("count"))
+            .collect::<Vec<_>>()
+    };
+    let before = counts(&cli);
+
+    // An unknown project: refused, and no project got a key.
+    let mut login = vec!["login", "--email", "ann@example.com"];
+    login.extend(password);
+    let mut unknown = login.clone();
+    unknown.extend(["--project", "Nope"]);
+    let err = cli.fails(&unknown);
+    assert!(err.contains("Nope"), "{err}");
+    assert_eq!(counts(&cli), before, "a failed login minted keys");
+
+    // A login for one project mints that project's key only, with an expiry about 30 days out.
+    let mut alpha = login.clone();
+    alpha.extend(["--project", "Alpha"]);
+    let logged = cli.json(&alpha);
+    assert_eq!(
+        logged["projects"].as_array().map(Vec::len),
+        Some(1),
+        "{logged}"
+    );
+    let after = counts(&cli);
+    assert_eq!(
+        (after[0], after[1]),
+        (before[0] + 1, before[1]),
+        "{after:?}"
+    );
+    let keys = cli.json(&["apikeys", "list"]);
+    let minted = keys["api_keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["name"] == "login")
+        .cloned()
+        .unwrap_or_else(|| panic!("no login key: {keys}"));
+    let expires: chrono::DateTime<chrono::Utc> = minted["expires_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no expiry: {minted}"))
+        .parse()
+        .expect("a timestamp");
+    let days = (expires - chrono::Utc::now()).num_hours() as f64 / 24.0;
+    assert!((29.9..=30.1).contains(&days), "expires in {days} days");
+    assert!(cli.ok(&["apikeys", "list"]).contains("EXPIRES"));
+    let switched = cli.json(&["projects", "switch", "Beta"]);
+    assert!(switched["expires_at"].is_string(), "{switched}");
+
+    // Past its expiry the key is refused, and the next key minted for its project prunes it.
+    let login_key = str_of(&logged["projects"][0], "api_key").to_string();
+    let login_id = str_of(&minted, "id").to_string();
+    let mut db = catalog(&s).await;
+    sqlx::query("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(&login_id)
+        .execute(&mut db)
+        .await
+        .expect("expire the key");
+    let (st, body) = get(&s, "/projects", &login_key).await;
+    assert_eq!(st, 401, "an expired key: {body}");
+    cli.ok(&alpha);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE id = $1")
+        .bind(&login_id)
+        .fetch_one(&mut db)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "the expired key was pruned");
+}
+
+#[tokio::test]
 async fn dry_runs_are_marked_as_such() {
     let s = start().await;
     let key = tenant(&s, "dry@example.com").await;

@@ -36,6 +36,9 @@ pub struct KeyItem {
     scope_values: Vec<String>,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
+    /// When the key stops working: keys minted by login and project switch expire; others
+    /// last until revoked (null).
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl KeyItem {
@@ -49,6 +52,7 @@ impl KeyItem {
             scope_values: k.scope_values,
             created_at: k.created_at,
             last_used_at: k.last_used_at,
+            expires_at: k.expires_at,
         })
     }
 }
@@ -59,7 +63,7 @@ pub struct KeyList {
     count: usize,
 }
 
-/// The project's live keys (never their secrets).
+/// The project's live keys (never their secrets); expired ones are left out.
 #[utoipa::path(get, path = "/apikeys", tag = "apikeys",
     responses((status = 200, body = KeyList), (status = 401)))]
 async fn list_keys(State(state): State<AppState>, auth: Auth) -> ApiResult<KeyList> {
@@ -187,6 +191,7 @@ async fn create_key(
         scope_values: key.scope_values,
         created_at: Utc::now(),
         last_used_at: None,
+        expires_at: key.expires_at,
     };
     Ok(Reply::created(CreatedKey {
         key: item,

@@ -7,7 +7,7 @@ use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ApikeysCommand {
-    /// List the project's keys (never their secrets)
+    /// List the project's keys (never their secrets) and when each expires
     List,
     /// Create a key (printed once)
     Create {
@@ -45,11 +45,20 @@ pub async fn run(ctx: &Context, command: ApikeysCommand) -> anyhow::Result<()> {
                             k.role.clone(),
                             scope(&k.scope_type, &k.scope_values),
                             k.last_used_at.clone().unwrap_or_else(|| "never".into()),
+                            k.expires_at.clone().unwrap_or_else(|| "never".into()),
                         ]
                     })
                     .collect();
                 output::table(
-                    &["ID", "NAME", "PREFIX", "ROLE", "SCOPE", "LAST USED"],
+                    &[
+                        "ID",
+                        "NAME",
+                        "PREFIX",
+                        "ROLE",
+                        "SCOPE",
+                        "LAST USED",
+                        "EXPIRES",
+                    ],
                     rows,
                 );
             });
