@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::io::Read;
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -191,6 +193,95 @@ async fn login_and_switch_keys_expire_and_a_failed_login_mints_nothing() {
 }
 
 #[tokio::test]
+async fn cli_messages_name_commands_and_say_each_cause_once() {
+    let s = start().await;
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+        key: None,
+    };
+    let signup = [
+        "signup",
+        "--email",
+        "bob@example.com",
+        "--password",
+        "correct-horse",
+    ];
+    cli.ok(&signup);
+    let err = cli.fails(&signup);
+    assert!(
+        err.contains("`tdb login`") && !err.contains("POST /login"),
+        "{err}"
+    );
+
+    // An API URL without its scheme.
+    let bare = s.api_url.trim_start_matches("http://");
+    let schemeless = Cli {
+        api_url: bare,
+        ..cli
+    };
+    let err = schemeless.fails(&["projects", "list"]);
+    assert!(
+        err.contains("http://") && !err.contains("builder error"),
+        "{err}"
+    );
+
+    // Nothing listening: the cause is said once.
+    let port = tdb_testkit::free_port().expect("port");
+    let url = format!("http://127.0.0.1:{port}");
+    let unreachable = Cli {
+        api_url: &url,
+        ..cli
+    };
+    let err = unreachable.fails(&["projects", "list"]);
+    assert!(err.contains("cannot reach the tdb API"), "{err}");
+    assert!(
+        err.matches("error sending request").count() <= 1
+            && err.matches("Connection refused").count() == 1,
+        "{err}"
+    );
+
+    // `serve --help` lists serve's flags only.
+    let help = cli.ok(&["serve", "--help"]);
+    assert!(help.contains("--pg-listen"), "{help}");
+    for client_flag in ["--api-key", "--api-url", "--json"] {
+        assert!(
+            !help.contains(client_flag),
+            "serve lists {client_flag}: {help}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_the_cli_quietly() {
+    let s = start().await;
+    let key = workspace(&s, "pipe@example.com").await;
+    let home = tempfile::tempdir().expect("home");
+    // `tdb workspaces schema myapp | head -0`: the reader is gone before the first write.
+    let mut child = std::process::Command::new(bin())
+        .args(["workspaces", "schema", "myapp"])
+        .env_clear()
+        .env("HOME", home.path())
+        .env("TDB_API_URL", &s.api_url)
+        .env("TDB_API_KEY", &key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tdb");
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    let status = child.wait().expect("wait");
+    assert!(err.is_empty(), "{status}: {err}");
+}
+
+#[tokio::test]
 async fn dry_runs_are_marked_as_such() {
     let s = start().await;
     let key = tenant(&s, "dry@example.com").await;
@@ -370,4 +461,14 @@ async fn mcp_without_accept_answers_json_rpc() {
         str_of(&body["error"], "message").contains("Accept"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_redirected_log_has_no_colour_codes() {
+    // An empty NO_COLOR asks for nothing (no-color.org); the log is a file, not a terminal.
+    let s = start_with_env(&[("NO_COLOR", "")]).await;
+    signup(&s, "log@example.com", "Alpha").await;
+    let log = std::fs::read_to_string(s.log_path()).expect("log");
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log}");
 }
