@@ -1,7 +1,8 @@
 //! What a new user meets on the first day, each found by trying tdb as one would: a tenant from a
 //! blueprint never deployed, the keys that `tdb login` and `tdb projects switch` mint, dry runs
 //! that look like deployments, messages that name HTTP paths or internals, a CLI that panics on
-//! a closed pipe, `/mcp` refusing in plain text, and colour codes in a redirected log.
+//! a closed pipe, `/mcp` refusing in plain text, colour codes in a redirected log; and the
+//! README's quickstart, run as written from top to bottom.
 
 mod common;
 
@@ -471,4 +472,80 @@ async fn a_redirected_log_has_no_colour_codes() {
     let log = std::fs::read_to_string(s.log_path()).expect("log");
     assert!(log.contains("INFO"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log}");
+}
+
+/// The shell blocks of the README's quickstart (from its heading to the next `## `), in order.
+fn quickstart_blocks(readme: &str) -> Vec<String> {
+    let start = readme
+        .find("## Five-minute quickstart")
+        .expect("the quickstart heading");
+    let section = &readme[start..];
+    let end = section[3..]
+        .find("\n## ")
+        .map_or(section.len(), |at| at + 3);
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in section[..end].lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```sh") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), text) => {
+                block.push_str(text);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[tokio::test]
+async fn the_readme_quickstart_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md");
+    let blocks = quickstart_blocks(&readme);
+    assert!(blocks.len() > 10, "{blocks:?}");
+    // The first block starts the server; the harness starts it here, on free ports.
+    assert_eq!(blocks[0].trim(), "./target/release/tdb serve");
+    let s = start().await;
+    let work = tempfile::tempdir().expect("work dir");
+    let home = tempfile::tempdir().expect("home");
+    let path = format!(
+        "{}:{}",
+        bin().parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Every block in one shell, as a reader pastes them; any failing command (curl included:
+    // an HTTP error fails it) stops the run, and the trace shows which.
+    let script = format!(
+        "set -euxo pipefail\ncurl() {{ command curl --fail-with-body \"$@\"; }}\n{}",
+        blocks[1..].join("\n")
+    );
+    let run = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(work.path())
+        .env_clear()
+        .env("HOME", home.path())
+        .env("PATH", path)
+        .env("TDB_API_URL", &s.api_url)
+        .env("TDB_DATA_DIR", s.data_dir())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("the quickstart finishes within 10 minutes")
+        .expect("bash runs");
+    let tail = |text: &[u8]| {
+        let text = String::from_utf8_lossy(text);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    assert!(
+        out.status.success(),
+        "the quickstart failed ({}):\n--- stderr (end) ---\n{}\n--- stdout (end) ---\n{}",
+        out.status,
+        tail(&out.stderr),
+        tail(&out.stdout)
+    );
 }
