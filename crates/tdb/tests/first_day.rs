@@ -376,6 +376,8 @@ async fn a_suspended_tenant_says_so_and_how_to_resume_it() {
         api_url: &s.api_url,
         key: Some(&key),
     };
+    let all = cli.ok(&["query", "--blueprint", "myapp", "--all", "SELECT 1"]);
+    assert!(all.contains("`tdb tenants resume acme`"), "{all}");
     let err = cli.fails(&[
         "query",
         "--blueprint",

@@ -194,7 +194,7 @@ pub async fn query(ctx: &Context, args: QueryArgs) -> anyhow::Result<()> {
         for res in results {
             println!("{}", text(&res["tenant_id"]));
             if let Some(e) = res["error"].as_str() {
-                println!("  error: {e}");
+                println!("  error: {}", crate::hints::for_cli(e));
                 continue;
             }
             let headers: Vec<String> = res["columns"]
