@@ -50,6 +50,8 @@ pub struct ApiConfig {
     pub signup: tdb_core::SignupMode,
     /// Bytes of rows one request may build in memory (queries through the API).
     pub max_answer_bytes: usize,
+    /// Days a key minted by a login or a project switch lasts.
+    pub login_key_days: u32,
 }
 
 impl ApiConfig {
@@ -80,6 +82,7 @@ impl Default for ApiConfig {
             connections_allow_private: false,
             signup: tdb_core::SignupMode::Open,
             max_answer_bytes: 64 << 20,
+            login_key_days: 30,
         }
     }
 }

@@ -12,6 +12,8 @@ pub struct MintedKey {
     pub scope_type: ScopeType,
     pub scope_values: Vec<String>,
     pub secret: NewApiKey,
+    /// When the key stops working; `None` for a key that lasts until revoked.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl MintedKey {
@@ -28,12 +30,22 @@ impl MintedKey {
             scope_type,
             scope_values,
             secret: secrets::new_api_key(),
+            expires_at: None,
         }
     }
 
-    /// A project-wide admin key, as sign-up, project creation, login and switch hand out.
+    /// A project-wide admin key, as sign-up and project creation hand out.
     pub fn admin(name: &str) -> Self {
         Self::new(name, KeyRole::Admin, ScopeType::Project, Vec::new())
+    }
+
+    /// A project-wide admin key that expires after `days`, as login and switch hand out: each
+    /// of them mints one, and a key nobody holds any more must not live for good.
+    pub fn expiring_admin(name: &str, days: u32) -> Self {
+        Self {
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days))),
+            ..Self::admin(name)
+        }
     }
 
     pub fn record(&self) -> tdb_catalog::api_keys::NewApiKey<'_> {
@@ -45,6 +57,7 @@ impl MintedKey {
             role: self.role,
             scope_type: self.scope_type,
             scope_values: &self.scope_values,
+            expires_at: self.expires_at,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! API keys: stored as SHA-256 digests with a display prefix, a role and a scope. A revoked key
-//! keeps its row (for audit) but never authenticates again.
+//! keeps its row (for audit) but never authenticates again. A key minted by a login or a project
+//! switch has an expiry: past it the key is refused, and its row is pruned when the project gets
+//! its next key.
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
@@ -15,7 +17,12 @@ pub struct NewApiKey<'a> {
     pub role: KeyRole,
     pub scope_type: ScopeType,
     pub scope_values: &'a [String],
+    /// When the key stops working; `None` for a key that lasts until revoked.
+    pub expires_at: Option<DateTime<Utc>>,
 }
+
+/// What a live key is: unrevoked and, if it has an expiry, not past it (`k` is `api_keys`).
+const LIVE: &str = "k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ApiKey {
@@ -29,6 +36,7 @@ pub struct ApiKey {
     pub scope_values: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Who a request is: the key, its project and account, and what the key may do.
@@ -51,9 +59,14 @@ pub(crate) async fn insert(
     project_id: &str,
     key: &NewApiKey<'_>,
 ) -> Result<()> {
+    sqlx::query("DELETE FROM api_keys WHERE project_id = $1 AND expires_at <= now()")
+        .bind(project_id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
-        "INSERT INTO api_keys (id, project_id, name, prefix, digest, role, scope_type, scope_values)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO api_keys
+                (id, project_id, name, prefix, digest, role, scope_type, scope_values, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(key.id)
     .bind(project_id)
@@ -63,6 +76,7 @@ pub(crate) async fn insert(
     .bind(key.role.as_str())
     .bind(key.scope_type.as_str())
     .bind(key.scope_values)
+    .bind(key.expires_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -74,16 +88,18 @@ impl Catalog {
         insert(&mut conn, project_id, key).await
     }
 
-    /// The live (unrevoked) keys of a project, oldest first.
+    /// The live (unrevoked, unexpired) keys of a project, oldest first.
     pub async fn list_api_keys(&self, project_id: &str) -> Result<Vec<ApiKey>> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, prefix, role, scope_type, scope_values, created_at, last_used_at
-               FROM api_keys WHERE project_id = $1 AND revoked_at IS NULL
-              ORDER BY created_at, id",
-        )
-        .bind(project_id)
-        .fetch_all(self.pool())
-        .await?)
+        let sql = format!(
+            "SELECT id, name, prefix, role, scope_type, scope_values, created_at, last_used_at,
+                    expires_at
+               FROM api_keys k WHERE project_id = $1 AND {LIVE}
+              ORDER BY created_at, id"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// Revokes a live key of the project; another project's key, or a revoked one, is absent.
@@ -105,17 +121,18 @@ impl Catalog {
     /// Resolves a key digest to its owner and notes the use (at most once a minute per key,
     /// so authentication does not turn every request into a write).
     pub async fn authenticate_key(&self, digest: &[u8]) -> Result<Option<KeyOwner>> {
-        let owner: Option<KeyOwner> = sqlx::query_as(
+        let sql = format!(
             "SELECT k.id AS key_id, k.project_id, p.account_id, k.role, k.scope_type,
                     k.scope_values, a.tier
                FROM api_keys k
                JOIN projects p ON p.id = k.project_id
                JOIN accounts a ON a.id = p.account_id
-              WHERE k.digest = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(digest)
-        .fetch_optional(self.pool())
-        .await?;
+              WHERE k.digest = $1 AND {LIVE}"
+        );
+        let owner: Option<KeyOwner> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(digest)
+            .fetch_optional(self.pool())
+            .await?;
         if let Some(owner) = &owner {
             sqlx::query(
                 "UPDATE api_keys SET last_used_at = now()

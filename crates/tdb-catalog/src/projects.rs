@@ -73,7 +73,8 @@ impl Catalog {
         Ok(sqlx::query_as(
             "SELECT p.id, p.name, p.status, p.created_at,
                     (SELECT count(*) FROM api_keys k
-                      WHERE k.project_id = p.id AND k.revoked_at IS NULL) AS api_key_count
+                      WHERE k.project_id = p.id AND k.revoked_at IS NULL
+                        AND (k.expires_at IS NULL OR k.expires_at > now())) AS api_key_count
                FROM projects p
               WHERE p.account_id = $1
               ORDER BY p.created_at, p.id",

@@ -31,12 +31,15 @@ pub enum ClientError {
         message: String,
         body: Value,
     },
-    #[error("cannot reach the tdb API at {url}: {source}")]
-    Transport {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The request did not get an answer; `detail` is the chain of causes, said once.
+    #[error("cannot reach the tdb API at {url}: {detail}")]
+    Transport { url: String, detail: String },
+    /// The API URL is not one a request can go to (most often: it lacks `http://`).
+    #[error(
+        "the API URL '{url}' is not an http:// or https:// URL: give one such as \
+         http://127.0.0.1:8080 with --api-url, TDB_API_URL or `tdb config set api-url URL`"
+    )]
+    BadUrl { url: String },
     #[error("cannot encode the request body: {detail}")]
     Encode { detail: String },
     /// An in-process API service could not be called or its answer not read.
@@ -199,14 +202,17 @@ impl Client {
             .await
     }
 
+    /// Logs in: a key is minted for every project, or for `project` (id or name) alone.
     pub async fn login(
         &self,
         email: &str,
         password: &str,
+        project: Option<&str>,
     ) -> Result<Reply<LoginResponse>, ClientError> {
         let body = LoginRequest {
             email: email.to_string(),
             password: password.to_string(),
+            project: project.map(str::to_string),
         };
         self.request(Method::POST, "/login", Some(&body), false)
             .await

@@ -91,7 +91,14 @@ impl Transport {
 }
 
 async fn send_http(http: &reqwest::Client, out: Outgoing<'_>) -> Result<(u16, Bytes), ClientError> {
-    let mut req = http.request(out.method, &out.url);
+    let web = reqwest::Url::parse(&out.url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    let Some(target) = web else {
+        let base = out.url.strip_suffix(out.path).unwrap_or(&out.url);
+        return Err(ClientError::BadUrl { url: base.into() });
+    };
+    let mut req = http.request(out.method, target);
     if let Some(key) = out.key {
         req = req.bearer_auth(key);
     }
@@ -101,16 +108,40 @@ async fn send_http(http: &reqwest::Client, out: Outgoing<'_>) -> Result<(u16, By
             .body(json);
     }
     let url = out.url;
-    let resp = req.send().await.map_err(|source| ClientError::Transport {
+    let resp = req.send().await.map_err(|e| ClientError::Transport {
         url: url.clone(),
-        source,
+        detail: causes(&e),
     })?;
     let status = resp.status().as_u16();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|source| ClientError::Transport { url, source })?;
+    let body = resp.bytes().await.map_err(|e| ClientError::Transport {
+        url,
+        detail: causes(&e),
+    })?;
     Ok((status, body))
+}
+
+/// Why a request failed, each cause once: reqwest's own summary ("error sending request for
+/// url (…)") repeats what the message already says, and its kind ("builder error") is often
+/// repeated by the cause under it, so the causes are given from the first one that differs.
+fn causes(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut said: Vec<String> = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        match said.last_mut() {
+            // A cause whose words its parent already gave adds nothing.
+            Some(last) if last.contains(&text) => {}
+            // A parent that says only the start of its cause's words ("builder error").
+            Some(last) if text.contains(last.as_str()) => *last = text,
+            _ => said.push(text),
+        }
+        next = cause.source();
+    }
+    if said.is_empty() {
+        said.push(e.to_string());
+    }
+    said.join(": ")
 }
 
 async fn send_in_process(

@@ -202,7 +202,9 @@ pub async fn run(runner: &Runner, backup_id: &str) -> Result<(), JobError> {
         Err(e) if e.is_transient() => return Err(e.clone()),
         Err(e) => {
             tracing::warn!(backup = %backup.id, error = %e, "backup failed");
-            catalog.fail_backup(&backup.id, e.message()).await
+            catalog
+                .fail_backup(&backup.id, &crate::client_error::scrub(e.message()))
+                .await
         }
     };
     Ok(recorded?)

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod backup;
+pub mod client_error;
 pub mod deploy;
 pub mod error;
 pub mod forward;

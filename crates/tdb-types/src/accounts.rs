@@ -32,6 +32,10 @@ pub struct SignupResponse {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// Only this project (id or name): its key alone is minted. An unknown one is a 404 and
+    /// nothing is minted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -40,6 +44,8 @@ pub struct LoginProject {
     pub name: String,
     /// A key minted for this login.
     pub api_key: String,
+    /// When the key stops working (`login_key_days` after the login).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

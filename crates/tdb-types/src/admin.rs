@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tdb_core::TenantStatus;
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -48,6 +49,9 @@ pub struct TenantOutcome {
     pub truncated: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A tenant that was not queried: its status (absent when it is gone or was queried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TenantStatus>,
     pub tenant_id: String,
 }
 
@@ -59,6 +63,7 @@ impl TenantOutcome {
             row_count: Some(r.row_count),
             truncated: Some(r.truncated),
             error: None,
+            status: None,
             tenant_id,
         }
     }
@@ -70,7 +75,16 @@ impl TenantOutcome {
             row_count: None,
             truncated: None,
             error: Some(error),
+            status: None,
             tenant_id,
+        }
+    }
+
+    /// A tenant that was not queried, with why and its status (`None`: it is gone).
+    pub fn not_ready(tenant_id: String, error: String, status: Option<TenantStatus>) -> Self {
+        Self {
+            status,
+            ..Self::failed(tenant_id, error)
         }
     }
 }

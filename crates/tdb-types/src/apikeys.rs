@@ -16,6 +16,9 @@ pub struct KeyItem {
     pub scope_values: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When the key stops working: keys minted by login and project switch expire; others
+    /// last until revoked (null).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -45,6 +45,8 @@ pub struct SwitchedProject {
     pub name: String,
     /// A key minted for the target project.
     pub api_key: String,
+    /// When the key stops working (`login_key_days` after the switch).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

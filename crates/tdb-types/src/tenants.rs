@@ -165,6 +165,8 @@ pub struct HistoryItem {
     pub deployment_id: String,
     pub blueprint_name: String,
     pub version: i32,
+    /// A dry run: the version's statements were tried and rolled back, nothing changed.
+    pub dry_run: bool,
     pub status: TargetStatus,
     /// `123ms`.
     pub duration: Option<String>,

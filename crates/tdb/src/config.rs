@@ -134,6 +134,8 @@ pub struct Config {
     pub query_log_retention_days: i64,
     /// Provisioned databases (`/api/v1/provision`) an account may have at once.
     pub provision_limit: u32,
+    /// Days a key minted by `tdb login` or `tdb projects switch` lasts.
+    pub login_key_days: u32,
     /// Connections each provisioned database's role may hold.
     pub provision_connection_limit: u32,
     /// Lets registered connections (`/api/v1/connections`) reach loopback and private
@@ -213,6 +215,7 @@ impl Default for Config {
             slow_query_ms: 1000,
             query_log_retention_days: 7,
             provision_limit: api.provision_limit,
+            login_key_days: api.login_key_days,
             provision_connection_limit: api.provision_connection_limit,
             connections_allow_private: api.connections_allow_private,
             metrics_listen: None,
@@ -320,6 +323,9 @@ impl Config {
         }
         self.tier()?;
         self.signup_mode()?;
+        if !(1..=3650).contains(&self.login_key_days) {
+            anyhow::bail!("login_key_days must be between 1 and 3650");
+        }
         if !(1..=100_000).contains(&self.signup_attempts_per_hour) {
             anyhow::bail!("signup_attempts_per_hour must be between 1 and 100000");
         }
@@ -449,6 +455,7 @@ impl Config {
             connections_allow_private: self.connections_allow_private,
             signup: self.signup_mode().unwrap_or(tdb_core::SignupMode::Open),
             max_answer_bytes: self.max_answer_bytes,
+            login_key_days: self.login_key_days,
         }
     }
 

@@ -6,11 +6,13 @@ mod cmd;
 mod config;
 mod datadir;
 mod fdlimit;
+mod hints;
 mod mcp_http;
 mod output;
 mod serve;
 mod telemetry;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -78,7 +80,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        die_on_closed_pipe();
+    }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -97,10 +102,54 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", hints::for_cli(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tdb serve` alone, so that its help lists its own flags: the client flags (`--api-url`,
+/// `--api-key`, `--json`) are global to every other command, and `serve` ignores them.
+#[derive(Parser)]
+#[command(
+    name = "tdb serve",
+    bin_name = "tdb serve",
+    version,
+    about = "Run the platform: REST API and managed database servers"
+)]
+struct ServeCli {
+    #[command(flatten)]
+    flags: config::ServeFlags,
+}
+
+/// Parses the arguments; `tdb serve …` through [`ServeCli`].
+fn parse() -> Cli {
+    let mut args = std::env::args_os();
+    let program = args.next().unwrap_or_else(|| "tdb".into());
+    let rest: Vec<_> = args.collect();
+    if rest.first().is_some_and(|a| a == "serve") {
+        let serve = ServeCli::parse_from(std::iter::once(program).chain(rest.into_iter().skip(1)));
+        return Cli {
+            global: cmd::Global::default(),
+            command: Command::Serve(serve.flags),
+        };
+    }
+    Cli::parse()
+}
+
+/// A CLI command whose reader went away (`tdb workspaces schema myapp | head`) ends quietly, as
+/// other Unix tools do, instead of panicking in `println!` on the broken pipe.
+fn die_on_closed_pipe() {
+    // SAFETY: called before any thread starts; SIG_DFL installs no handler, so no code runs in
+    // signal context. Sockets are written with MSG_NOSIGNAL by the standard library, so only
+    // writes to a closed pipe (stdout) raise SIGPIPE.
+    #[allow(unsafe_code)]
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
 }
 
 async fn run_serve(flags: config::ServeFlags) -> anyhow::Result<()> {
@@ -134,7 +183,12 @@ fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: escape codes in a redirected log are noise.
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     if format == "json" {
         builder.json().init();
     } else {

@@ -26,6 +26,7 @@ pub fn app(state: AppState, shutdown: CancellationToken) -> axum::Router {
     };
     let mcp = axum::Router::new()
         .route_service("/mcp", tdb_mcp::http_service(caller, options))
+        .route_layer(axum::middleware::map_response(json_rpc_errors))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_key,
@@ -36,6 +37,42 @@ pub fn app(state: AppState, shutdown: CancellationToken) -> axum::Router {
 /// Lets a request through only with a valid key; `Auth` answers 401 in the envelope otherwise.
 async fn require_key(_auth: Auth, req: Request, next: Next) -> Response {
     next.run(req).await
+}
+
+/// rmcp refuses some requests in plain text (406 without an `Accept` naming both JSON and event
+/// streams, 415 without a JSON body); an MCP client reads JSON-RPC, so such a refusal becomes a
+/// JSON-RPC error, with the same status and words.
+async fn json_rpc_errors(resp: Response) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        text
+    };
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": null,
+        "error": { "code": -32600, "message": message },
+    });
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.insert(
+        CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 /// The MCP request's peer address goes with each of its calls to the API.

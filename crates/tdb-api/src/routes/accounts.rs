@@ -1,7 +1,8 @@
 //! Sign-up and login. Sign-up is open, closed or by invitation (`signup`), and its attempts are
 //! counted per address outside the trusted networks, so that its answers (an e-mail that has an
-//! account is a 409) cannot be harvested. Login mints a fresh key per project because stored
-//! keys cannot be shown again (API.md deviation 1).
+//! account is a 409) cannot be harvested. Login mints a fresh key per project (or for the one
+//! project asked for) because stored keys cannot be shown again (API.md deviation 1); those keys
+//! expire after `login_key_days`.
 
 use axum::extract::State;
 use tdb_catalog::CatalogError;
@@ -149,10 +150,12 @@ async fn signup(
     }))
 }
 
-/// Returns every project of the account, each with a freshly minted admin key.
+/// Returns every project of the account (or the one named by `project`), each with a freshly
+/// minted admin key that expires after `login_key_days` (30 by default).
 #[utoipa::path(post, path = "/login", tag = "accounts", security(()),
     request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401)))]
+    responses((status = 200, body = LoginResponse), (status = 401),
+              (status = 404, description = "no such project in the account; nothing minted")))]
 async fn login(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
@@ -171,18 +174,30 @@ async fn login(
         .map_or(secrets::DECOY_PHC.to_string(), |a| a.password_hash.clone());
     let matches = verify(&state, phc, req.password).await?;
     let account = account.filter(|_| matches).ok_or_else(refused)?;
-    let projects = state
+    let mut projects = state
         .catalog
         .list_projects(&account.id)
         .await
         .map_err(|e| ApiError::from_catalog(e, "project"))?;
-    let mut out = Vec::with_capacity(projects.len());
     // A project being deleted gets no new keys.
-    for project in projects
-        .into_iter()
-        .filter(|p| p.status == ProjectStatus::Active)
-    {
-        let key = MintedKey::admin("login");
+    projects.retain(|p| p.status == ProjectStatus::Active);
+    if let Some(wanted) = &req.project {
+        // By id first, as `find_project` does: a name may look like another project's id.
+        let at = projects
+            .iter()
+            .position(|p| &p.id == wanted)
+            .or_else(|| projects.iter().position(|p| &p.name == wanted))
+            .ok_or_else(|| ApiError {
+                field: Some("project".into()),
+                ..ApiError::not_found(format!(
+                    "no project '{wanted}' in this account; no key was minted"
+                ))
+            })?;
+        projects = vec![projects.swap_remove(at)];
+    }
+    let mut out = Vec::with_capacity(projects.len());
+    for project in projects {
+        let key = MintedKey::expiring_admin("login", state.config.login_key_days);
         state
             .catalog
             .create_api_key(&project.id, &key.record())
@@ -192,6 +207,7 @@ async fn login(
             project_id: project.id,
             name: project.name,
             api_key: key.secret.plaintext,
+            expires_at: key.expires_at,
         });
     }
     Ok(Reply::ok(LoginResponse { projects: out }))

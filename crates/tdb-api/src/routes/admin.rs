@@ -104,7 +104,7 @@ async fn admin_query(
                 .await?
                 .status;
             if status != TenantStatus::Ready {
-                return Err(ApiError::conflict(format!("tenant '{name}' is {status}")));
+                return Err(ApiError::conflict(not_ready(name, Some(status))));
             }
             let out = run_on(&state, &auth, db, &statements, &limits).await?;
             Ok(Reply::ok(AdminAnswer::One(TenantRows {
@@ -119,10 +119,18 @@ async fn admin_query(
             // Tenants are queried a bounded number at a time, in the blueprint's tenant order.
             let mut pending = Vec::with_capacity(databases.len());
             for db in &databases {
-                let ready = tenants
+                let status = tenants
                     .iter()
-                    .any(|t| t.id == db.tenant_id && t.status == TenantStatus::Ready);
-                pending.push(query_tenant(&state, &auth, db, ready, &statements, &limits));
+                    .find(|t| t.id == db.tenant_id)
+                    .map(|t| t.status);
+                pending.push(query_tenant(
+                    &state,
+                    &auth,
+                    db,
+                    status,
+                    &statements,
+                    &limits,
+                ));
             }
             let results: Vec<TenantOutcome> = futures_util::stream::iter(pending)
                 .buffered(ALL_TENANTS_PARALLELISM)
@@ -143,13 +151,17 @@ async fn query_tenant(
     state: &AppState,
     auth: &Auth,
     db: &TenantDatabase,
-    ready: bool,
+    status: Option<TenantStatus>,
     statements: &[Statement<'_>],
     limits: &Limits,
 ) -> Result<TenantOutcome, ApiError> {
     let tenant = db.tenant_name.clone();
-    if !ready {
-        return Ok(TenantOutcome::failed(tenant, "tenant is not ready".into()));
+    if status != Some(TenantStatus::Ready) {
+        return Ok(TenantOutcome::not_ready(
+            tenant.clone(),
+            not_ready(&tenant, status),
+            status,
+        ));
     }
     match run_on(state, auth, db, statements, limits).await {
         Ok(out) => Ok(TenantOutcome::rows(tenant, rows(out))),
@@ -164,6 +176,19 @@ fn rows(out: QueryOutput) -> Rows {
         rows: out.rows,
         row_count: out.row_count,
         truncated: out.truncated,
+    }
+}
+
+/// Why a tenant that is not ready is not queried (`None`: it is gone), and for a suspended one
+/// how to resume it.
+fn not_ready(name: &str, status: Option<TenantStatus>) -> String {
+    match status {
+        Some(TenantStatus::Suspended) => format!(
+            "tenant '{name}' is suspended: its queries are refused until it is resumed \
+             (POST /tenants/{name}/resume)"
+        ),
+        Some(other) => format!("tenant '{name}' is {other}"),
+        None => format!("tenant '{name}' is gone"),
     }
 }
 

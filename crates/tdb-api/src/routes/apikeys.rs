@@ -34,10 +34,11 @@ fn key_item(k: ApiKey) -> Result<KeyItem, ApiError> {
         scope_values: k.scope_values,
         created_at: k.created_at,
         last_used_at: k.last_used_at,
+        expires_at: k.expires_at,
     })
 }
 
-/// The project's live keys (never their secrets).
+/// The project's live keys (never their secrets); expired ones are left out.
 #[utoipa::path(get, path = "/apikeys", tag = "apikeys",
     responses((status = 200, body = KeyList), (status = 401)))]
 async fn list_keys(State(state): State<AppState>, auth: Auth) -> ApiResult<KeyList> {
@@ -143,6 +144,7 @@ async fn create_key(
         scope_values: key.scope_values,
         created_at: Utc::now(),
         last_used_at: None,
+        expires_at: key.expires_at,
     };
     Ok(Reply::created(CreatedKey {
         key: item,

@@ -124,7 +124,8 @@ async fn create_project(
     }))
 }
 
-/// Switches to another project of the account (by id or name): mints an admin key for it.
+/// Switches to another project of the account (by id or name): mints an admin key for it that
+/// expires after `login_key_days` (30 by default).
 #[utoipa::path(post, path = "/projects/{id}/switch", tag = "projects",
     params(("id" = String, Path, description = "project id or name")),
     responses((status = 200, body = SwitchedProject), (status = 404)))]
@@ -134,7 +135,7 @@ async fn switch_project(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<SwitchedProject> {
     let project = active_project(&state, &auth, &id).await?;
-    let key = MintedKey::admin("switch");
+    let key = MintedKey::expiring_admin("switch", state.config.login_key_days);
     state
         .catalog
         .create_api_key(&project.id, &key.record())
@@ -143,6 +144,7 @@ async fn switch_project(
         project_id: project.id,
         name: project.name,
         api_key: key.secret.plaintext,
+        expires_at: key.expires_at,
     }))
 }
 

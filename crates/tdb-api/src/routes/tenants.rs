@@ -136,7 +136,8 @@ pub struct CreateTenant {
 
 /// Creates a tenant: one database per blueprint, at the blueprint's current version.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
-    responses((status = 201, body = CreatedTenant, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403), (status = 409),
+    responses((status = 201, body = CreatedTenant, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403),
+              (status = 409, description = "the tenant exists, or a blueprint has no deployed version yet"),
               (status = 503, description = "the server is out of space or unreachable, or the creation was interrupted (tdb finishes or undoes it)")))]
 async fn create_tenant(
     State(state): State<AppState>,
@@ -246,7 +247,23 @@ async fn plan(
             ),
             other => other.into(),
         })?;
+    if blueprint.current_version == 0 {
+        return Err(ApiError {
+            field: Some(format!("{field}.blueprint")),
+            ..undeployed(&blueprint.name)
+        });
+    }
     Ok(Planned { blueprint })
+}
+
+/// A blueprint that was never deployed has no version to create a database at: a tenant made
+/// from it would get an empty database that no deployment was ever checked against.
+fn undeployed(blueprint: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "blueprint '{blueprint}' has no deployed version yet, so a tenant created from it would \
+         get an empty database; deploy it first with `tdb deployments create {blueprint}`"
+    ))
+    .with("blueprint", blueprint)
 }
 
 /// A tenant with its databases (passwords masked). Each database has its `version` and its
@@ -575,6 +592,7 @@ async fn tenant_deployments(
             deployment_id: d.id,
             blueprint_name: d.blueprint_name,
             version: d.version,
+            dry_run: d.dry_run_statements.is_some(),
             status: r.status,
             duration: r.duration_ms.map(|ms| format!("{ms}ms")),
             error: r.error,

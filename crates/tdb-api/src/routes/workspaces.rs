@@ -568,12 +568,15 @@ async fn patch_settings(
     Ok(Reply::ok(SettingsSaved {
         settings,
         message: if tenant {
-            "Settings saved. New proxy sessions of the blueprint's tenants follow them at once."
+            "Settings saved. New proxy sessions of the blueprint's tenants follow them at once, as \
+             do API queries: no deployment is needed (sessions already open keep the limits they \
+             started with)."
         } else {
             "Settings saved."
         }
         .into(),
-        pending_deploy: tenant.then_some(true),
+        // The reference's field, answered truthfully: nothing waits for a deployment.
+        pending_deploy: tenant.then_some(false),
         database_type: display_engine(kind).to_string(),
     }))
 }

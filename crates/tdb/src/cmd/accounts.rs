@@ -53,43 +53,53 @@ pub struct LoginArgs {
     /// Read the password from the first line of stdin
     #[arg(long, conflicts_with = "password")]
     password_stdin: bool,
-    /// Project (id or name) whose key to save [default: the first]
+    /// Project (id or name) whose key to mint and save [default: keys for every project, the
+    /// first one's saved]
     #[arg(long)]
     project: Option<String>,
 }
 
 pub async fn login(ctx: &Context, args: LoginArgs) -> anyhow::Result<()> {
     let password = read_password(args.password, args.password_stdin)?;
-    let reply = ctx.client.login(&args.email, &password).await?;
-    let projects = &reply.data.projects;
-    let chosen = match &args.project {
-        Some(p) => projects
-            .iter()
-            .find(|x| &x.project_id == p || &x.name == p)
-            .ok_or_else(|| anyhow::anyhow!("no project '{p}' in this account"))?,
-        None => projects
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("this account has no projects"))?,
-    };
+    // With --project the server mints that project's key alone, and none when it is unknown.
+    let reply = ctx
+        .client
+        .login(&args.email, &password, args.project.as_deref())
+        .await?;
+    let chosen = reply
+        .data
+        .projects
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("this account has no projects"))?;
     let saved = ctx.save_key(&chosen.api_key)?;
-    ctx.print(&reply.raw, || {
-        let rows = projects
-            .iter()
-            .map(|p| {
-                let mark = if p.project_id == chosen.project_id {
-                    "*"
-                } else {
-                    ""
-                };
-                vec![mark.to_string(), p.project_id.clone(), p.name.clone()]
-            })
-            .collect();
-        output::table(&["", "PROJECT ID", "NAME"], rows);
-        println!(
-            "Logged in; the key of '{}' is saved in {}.",
-            chosen.name,
-            saved.display()
-        );
-    });
+    if ctx.json {
+        output::json(&reply.raw);
+        return Ok(());
+    }
+    // Every project of the account, read with the new key: the others got no key with --project.
+    let all = ctx.client.with_key(&chosen.api_key).list_projects().await?;
+    let rows = all
+        .data
+        .projects
+        .iter()
+        .map(|p| {
+            let mark = if p.project_id == chosen.project_id {
+                "*"
+            } else {
+                ""
+            };
+            vec![mark.to_string(), p.project_id.clone(), p.name.clone()]
+        })
+        .collect();
+    output::table(&["", "PROJECT ID", "NAME"], rows);
+    println!(
+        "Logged in; the key of '{}' is saved in {} and expires {}.",
+        chosen.name,
+        saved.display(),
+        chosen
+            .expires_at
+            .as_ref()
+            .map_or_else(|| "never".into(), tdb_client::wire_time)
+    );
     Ok(())
 }

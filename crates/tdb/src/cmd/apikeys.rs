@@ -7,7 +7,7 @@ use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ApikeysCommand {
-    /// List the project's keys (never their secrets)
+    /// List the project's keys (never their secrets) and when each expires
     List,
     /// Create a key (printed once)
     Create {
@@ -47,11 +47,22 @@ pub async fn run(ctx: &Context, command: ApikeysCommand) -> anyhow::Result<()> {
                             k.last_used_at
                                 .as_ref()
                                 .map_or_else(|| "never".into(), tdb_client::wire_time),
+                            k.expires_at
+                                .as_ref()
+                                .map_or_else(|| "never".into(), tdb_client::wire_time),
                         ]
                     })
                     .collect();
                 output::table(
-                    &["ID", "NAME", "PREFIX", "ROLE", "SCOPE", "LAST USED"],
+                    &[
+                        "ID",
+                        "NAME",
+                        "PREFIX",
+                        "ROLE",
+                        "SCOPE",
+                        "LAST USED",
+                        "EXPIRES",
+                    ],
                     rows,
                 );
             });

@@ -48,7 +48,7 @@ pub async fn run(ctx: &Context, command: DeploymentsCommand) -> anyhow::Result<(
                             text(&d["id"]),
                             text(&d["blueprint_name"]),
                             d["version"].to_string(),
-                            text(&d["status"]),
+                            status_text(d),
                             format!("{}/{}", d["tenants_completed"], d["tenants_total"]),
                             d["tenants_failed"].to_string(),
                         ]
@@ -77,11 +77,9 @@ pub async fn run(ctx: &Context, command: DeploymentsCommand) -> anyhow::Result<(
             let created = c.create_deployment(&body).await?;
             let id = text(&created.raw["id"]);
             if no_wait {
+                let what = if dry_run { "dry run" } else { "deployment" };
                 ctx.print(&created.raw, || {
-                    println!(
-                        "deployment {id} started (version {})",
-                        created.raw["version"]
-                    )
+                    println!("{what} {id} started (version {})", created.raw["version"])
                 });
                 return Ok(());
             }
@@ -129,12 +127,21 @@ async fn follow(ctx: &Context, id: &str, total: u64) -> anyhow::Result<Value> {
     }
 }
 
+/// A deployment's status, marked when it was a dry run (tried, rolled back, nothing changed).
+pub fn status_text(d: &Value) -> String {
+    if d["dry_run"] == true {
+        format!("{} (dry run)", text(&d["status"]))
+    } else {
+        text(&d["status"])
+    }
+}
+
 fn print_results(d: &Value) {
     output::fields(&[
         ("deployment", &text(&d["id"])),
         ("blueprint", &text(&d["blueprint_name"])),
         ("version", &d["version"].to_string()),
-        ("status", &text(&d["status"])),
+        ("status", &status_text(d)),
         (
             "tenants",
             &format!(
@@ -187,7 +194,7 @@ pub async fn query(ctx: &Context, args: QueryArgs) -> anyhow::Result<()> {
         for res in results {
             println!("{}", text(&res["tenant_id"]));
             if let Some(e) = res["error"].as_str() {
-                println!("  error: {e}");
+                println!("  error: {}", crate::hints::for_cli(e));
                 continue;
             }
             let headers: Vec<String> = res["columns"]

@@ -20,7 +20,7 @@ use crate::cli_config::CliConfig;
 
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Global {
     /// API base URL [default: config file, else http://127.0.0.1:8080]
     #[arg(long, global = true, env = "TDB_API_URL")]

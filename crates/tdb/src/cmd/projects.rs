@@ -9,7 +9,8 @@ pub enum ProjectsCommand {
     List,
     /// Create a project (prints its API key and proxy password once)
     Create { name: String },
-    /// Switch to a project (id or name): mints a key for it and saves it
+    /// Switch to a project (id or name): mints a key for it (it expires, 30 days by default) and
+    /// saves it
     Switch { project: String },
     /// Delete a project and everything in it
     Delete { project: String },
@@ -121,10 +122,15 @@ pub async fn run(ctx: &Context, command: ProjectsCommand) -> anyhow::Result<()> 
             let saved = ctx.save_key(&reply.data.api_key)?;
             ctx.print(&reply.raw, || {
                 println!(
-                    "Switched to '{}' ({}); its new key is saved in {}.",
+                    "Switched to '{}' ({}); its new key is saved in {} and expires {}.",
                     reply.data.name,
                     reply.data.project_id,
-                    saved.display()
+                    saved.display(),
+                    reply
+                        .data
+                        .expires_at
+                        .as_ref()
+                        .map_or_else(|| "never".into(), tdb_client::wire_time)
                 );
             });
         }

@@ -189,7 +189,8 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
         }
         TenantsCommand::Delete { name, hard } => {
             let reply = c.delete_tenant(&name, hard).await?;
-            ctx.print(&reply.raw, || println!("{}", text(&reply.raw["message"])));
+            let message = crate::hints::for_cli(&text(&reply.raw["message"]));
+            ctx.print(&reply.raw, || println!("{message}"));
         }
         TenantsCommand::Credential {
             name,
@@ -319,7 +320,7 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
                             text(&d["deployment_id"]),
                             text(&d["blueprint_name"]),
                             d["version"].to_string(),
-                            text(&d["status"]),
+                            super::deployments::status_text(d),
                             d["duration"].as_str().unwrap_or("-").to_string(),
                             d["error"].as_str().unwrap_or("").to_string(),
                         ]
