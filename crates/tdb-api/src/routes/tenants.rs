@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::behind::{self, Standing};
+use crate::compat::isolation::{self, IsolationLevel};
 use crate::envelope::{ApiError, ApiResult, Reply};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::tenant::{self, Planned};
@@ -86,7 +87,7 @@ async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Va
                 .iter()
                 .filter(|d| d.tenant_id == t.id)
                 .map(|d| json!({"blueprint": d.blueprint, "database_type": engine_name(&d.engine),
-                                "isolation_level": d.isolation_level, "version": d.version,
+                                "isolation_level": isolation::label(d.isolation_level), "version": d.version,
                                 "blueprint_version": standing.blueprint_version(d),
                                 "behind": standing.behind(d)}))
                 .collect();
@@ -102,8 +103,8 @@ async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Va
 #[serde(deny_unknown_fields)]
 pub struct DatabaseRequest {
     blueprint: String,
-    /// 1 (shared, default) or 2 (dedicated).
-    isolation_level: Option<i64>,
+    /// 1 (shared, default) or 2 (dedicated), or the reference's "L1" or "L2".
+    isolation_level: Option<IsolationLevel>,
     /// For dedicated tenants.
     region: Option<String>,
 }
@@ -183,23 +184,17 @@ async fn plan(
     d: &DatabaseRequest,
 ) -> Result<Planned, ApiError> {
     let field = format!("databases[{i}]");
-    match d.isolation_level.unwrap_or(1) {
-        1 => {}
-        2 if auth.tier == Tier::Free => {
+    match d.isolation_level.unwrap_or(IsolationLevel::L1) {
+        IsolationLevel::L1 => {}
+        IsolationLevel::L2 if auth.tier == Tier::Free => {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "L2 dedicated isolation requires a paid plan",
             ));
         }
-        2 => {
+        IsolationLevel::L2 => {
             return Err(ApiError::bad_request(
                 "dedicated isolation not available yet",
-            ));
-        }
-        _ => {
-            return Err(ApiError::field(
-                &format!("{field}.isolation_level"),
-                "must be 1 or 2",
             ));
         }
     }
@@ -252,7 +247,7 @@ async fn get_tenant(
         .map(|db| {
             let conn = connection(&state, db, &user, "••••••••");
             json!({"blueprint": db.blueprint, "database_type": engine_name(&db.engine),
-                   "isolation_level": db.isolation_level, "region": db.region,
+                   "isolation_level": isolation::label(db.isolation_level), "region": db.region,
                    "connection_string": conn["connection_string"], "connection": conn, "version": db.version,
                    "blueprint_version": standing.blueprint_version(db), "behind": standing.behind(db)})
         })
