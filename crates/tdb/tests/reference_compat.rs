@@ -106,6 +106,71 @@ async fn isolation_level_is_read_as_a_number_or_a_label() {
     assert_eq!(one["databases"][0]["isolation_level"], "L1", "{one}");
 }
 
+#[tokio::test]
+async fn a_deployment_version_may_be_a_string() {
+    let s = start().await;
+    let key = setup(&s).await;
+    ws_query(&s, &key, "CREATE TABLE accounts (id serial PRIMARY KEY)").await;
+    let (st, first) = post(
+        &s,
+        "/deployments",
+        Some(&key),
+        json!({"blueprint_name": "fintech"}),
+    )
+    .await;
+    assert_eq!((st, first["version"].as_i64()), (201, Some(1)), "{first}");
+
+    // The reference types `version` as a string.
+    let (st, again) = post(
+        &s,
+        "/deployments",
+        Some(&key),
+        json!({"blueprint_name": "fintech", "version": "1"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{again}");
+    assert_eq!(again["version"], 1, "{again}");
+    let (st, again) = post(
+        &s,
+        "/deployments",
+        Some(&key),
+        json!({"blueprint_name": "fintech", "version": 1}),
+    )
+    .await;
+    assert_eq!(st, 201, "{again}");
+
+    for wrong in [
+        json!("one"),
+        json!("1.5"),
+        json!(""),
+        json!(1.5),
+        json!([1]),
+    ] {
+        let (st, body) = post(
+            &s,
+            "/deployments",
+            Some(&key),
+            json!({"blueprint_name": "fintech", "version": wrong}),
+        )
+        .await;
+        assert_eq!(st, 400, "{wrong}: {body}");
+        assert_eq!(body["field"], "version", "{wrong}: {body}");
+    }
+    // A well-formed version that does not exist is still refused by range.
+    let (st, body) = post(
+        &s,
+        "/deployments",
+        Some(&key),
+        json!({"blueprint_name": "fintech", "version": "7"}),
+    )
+    .await;
+    assert_eq!(
+        (st, body["field"].as_str()),
+        (400, Some("version")),
+        "{body}"
+    );
+}
+
 /// `/openapi.json`, raw (it carries no envelope).
 async fn openapi(s: &TdbServer) -> Value {
     reqwest::get(format!("{}/openapi.json", s.api_url))
@@ -165,4 +230,19 @@ async fn the_openapi_document_shows_the_references_forms() {
         [&json!(1), &json!(2), &json!("L1"), &json!("L2")],
         "{level}"
     );
+
+    // version of POST /deployments: a number or a numeric string.
+    let create = component(
+        &doc,
+        &doc["paths"]["/deployments"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["$ref"],
+    );
+    let version = resolve(&doc, &create["properties"]["version"]);
+    let types: Vec<&Value> = version["oneOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("version: {version}"))
+        .iter()
+        .map(|f| &f["type"])
+        .collect();
+    assert_eq!(types, [&json!("integer"), &json!("string")], "{version}");
 }

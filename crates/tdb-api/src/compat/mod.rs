@@ -3,3 +3,4 @@
 //! in the form the reference shows for that endpoint.
 
 pub mod isolation;
+pub mod version;
