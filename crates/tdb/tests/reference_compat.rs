@@ -171,6 +171,30 @@ async fn a_deployment_version_may_be_a_string() {
     );
 }
 
+#[tokio::test]
+async fn workspace_connections_name_the_user_both_ways() {
+    let s = start().await;
+    let key = str_of(&signup(&s, "ref@example.com", "Reference").await, "api_key").to_string();
+    let (st, created) = post(
+        &s,
+        "/workspaces",
+        Some(&key),
+        json!({"name": "fintech", "database": "PostgreSQL", "mode": "tenant"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    // The reference's POST answer says `user`, its GET answer `username`: both are there.
+    let conn = &created["connection"];
+    assert!(conn["user"].is_string(), "{created}");
+    assert_eq!(conn["username"], conn["user"], "{created}");
+
+    let (st, shown) = get(&s, "/workspaces/fintech", &key).await;
+    assert_eq!(st, 200, "{shown}");
+    let conn = &shown["connection"];
+    assert_eq!(conn["username"], created["connection"]["user"], "{shown}");
+    assert_eq!(conn["user"], conn["username"], "{shown}");
+}
+
 /// `/openapi.json`, raw (it carries no envelope).
 async fn openapi(s: &TdbServer) -> Value {
     reqwest::get(format!("{}/openapi.json", s.api_url))
@@ -245,4 +269,19 @@ async fn the_openapi_document_shows_the_references_forms() {
         .map(|f| &f["type"])
         .collect();
     assert_eq!(types, [&json!("integer"), &json!("string")], "{version}");
+
+    // A workspace's connection names its login both ways.
+    let connection = &doc["components"]["schemas"]["Connection"];
+    for field in ["user", "username"] {
+        assert_eq!(
+            connection["properties"][field]["type"], "string",
+            "{connection}"
+        );
+        assert!(
+            connection["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&json!(field))),
+            "{connection}"
+        );
+    }
 }

@@ -34,13 +34,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_settings, patch_settings, post_settings))
 }
 
-/// Connection details for a workspace through the PostgreSQL proxy.
+/// Connection details for a workspace through the PostgreSQL proxy. The reference names the
+/// login `user` in `POST /workspaces` and `username` in `GET /workspaces/{id}`: both are here.
 #[derive(Serialize, ToSchema)]
 pub struct Connection {
     host: String,
     port: u16,
     database: String,
     user: String,
+    /// The same as `user`.
+    username: String,
     password: String,
 }
 
@@ -56,6 +59,7 @@ fn connection(state: &AppState, name: &str, user: &str, password: &str) -> (Conn
         port: c.pg_public_port,
         database,
         user: user.to_string(),
+        username: user.to_string(),
         password: password.to_string(),
     };
     (conn, url)
