@@ -1,5 +1,6 @@
 //! A database's schema as introspection reports it: comparable between databases, so two
-//! databases with the same DDL report equal schemas.
+//! databases with the same DDL report equal schemas. The parts of a table carry OpenAPI schemas,
+//! as the API answers them.
 
 use serde::Serialize;
 
@@ -18,7 +19,7 @@ pub struct Table {
     pub checks: Vec<Check>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Column {
     pub name: String,
     #[serde(rename = "type")]
@@ -30,7 +31,7 @@ pub struct Column {
     pub identity: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Index {
     pub name: String,
     pub definition: String,
@@ -38,7 +39,7 @@ pub struct Index {
     pub unique: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ForeignKey {
     pub name: String,
     pub columns: Vec<String>,
@@ -47,7 +48,7 @@ pub struct ForeignKey {
     pub definition: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: String,
     pub definition: String,

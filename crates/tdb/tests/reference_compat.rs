@@ -195,6 +195,48 @@ async fn workspace_connections_name_the_user_both_ways() {
     assert_eq!(conn["user"], conn["username"], "{shown}");
 }
 
+#[tokio::test]
+async fn schema_indexes_are_the_references_list_of_names() {
+    let s = start().await;
+    let key = setup(&s).await;
+    ws_query(
+        &s,
+        &key,
+        "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);
+         CREATE INDEX users_name_idx ON users (name)",
+    )
+    .await;
+    let (st, schema) = get(&s, "/workspaces/fintech/schema", &key).await;
+    assert_eq!(st, 200, "{schema}");
+    let users = &schema["tables"][0];
+    assert_eq!(users["name"], "users", "{schema}");
+    assert_eq!(
+        users["indexes"],
+        json!(["users_name_idx", "users_pkey"]),
+        "{schema}"
+    );
+    // The details tdb adds sit beside them, under their own name.
+    let details = users["index_details"].as_array().expect("index_details");
+    let names: Vec<&str> = details.iter().map(|i| str_of(i, "name")).collect();
+    assert_eq!(names, ["users_name_idx", "users_pkey"], "{schema}");
+    assert!(
+        str_of(&details[0], "definition").contains("(name)"),
+        "{schema}"
+    );
+    assert_eq!(details[1]["primary"], true, "{schema}");
+
+    // The CLI still shows each index's definition.
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+        key: Some(&key),
+    };
+    let shown = cli.ok(&["workspaces", "schema", "fintech"]);
+    assert!(shown.contains("CREATE INDEX users_name_idx"), "{shown}");
+    assert!(shown.contains("CREATE UNIQUE INDEX users_pkey"), "{shown}");
+}
+
 /// `/openapi.json`, raw (it carries no envelope).
 async fn openapi(s: &TdbServer) -> Value {
     reqwest::get(format!("{}/openapi.json", s.api_url))
@@ -284,4 +326,21 @@ async fn the_openapi_document_shows_the_references_forms() {
             "{connection}"
         );
     }
+
+    // A table's indexes are names; their details have a field of their own.
+    let answer = component(
+        &doc,
+        &doc["paths"]["/workspaces/{id}/schema"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
+    );
+    let table = component(&doc, &answer["properties"]["tables"]["items"]["$ref"]);
+    assert_eq!(
+        table["properties"]["indexes"]["items"]["type"], "string",
+        "{table}"
+    );
+    let index = component(&doc, &table["properties"]["index_details"]["items"]["$ref"]);
+    assert_eq!(
+        index["properties"]["definition"]["type"], "string",
+        "{index}"
+    );
 }

@@ -3,4 +3,5 @@
 //! in the form the reference shows for that endpoint.
 
 pub mod isolation;
+pub mod schema;
 pub mod version;

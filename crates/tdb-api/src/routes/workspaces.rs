@@ -18,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::compat::schema::WorkspaceSchema;
 use crate::envelope::{ApiError, ApiResult, Reply};
 use crate::extract::{ApiJson, ApiPath, Auth};
 use crate::workspace::{self, Resolved, Settings, display_engine, engine_error};
@@ -449,20 +450,19 @@ async fn run_queries(
     }))
 }
 
-/// Tables with columns, indexes, foreign keys and checks, read from the database itself.
+/// Tables with columns, indexes (their names, as the reference lists them, and under
+/// `index_details` their definitions), foreign keys and checks, read from the database itself.
 #[utoipa::path(get, path = "/workspaces/{id}/schema", tag = "workspaces",
     params(("id" = String, Path, description = "workspace name")),
-    responses((status = 200, description = "{tables:[{name, columns, indexes, foreign_keys, checks}]}")))]
+    responses((status = 200, body = WorkspaceSchema)))]
 async fn get_schema(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<WorkspaceSchema> {
     let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
     let schema = r.engine.introspect(&r.access).await.map_err(engine_error)?;
-    Ok(Reply::ok(
-        serde_json::to_value(schema).map_err(ApiError::internal)?,
-    ))
+    Ok(Reply::ok(WorkspaceSchema::from(schema)))
 }
 
 #[derive(Serialize, ToSchema)]
