@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use reqwest::Method;
 use serde_json::{Value, json};
 use tdb_testkit::TdbServer;
 
@@ -31,6 +32,44 @@ async fn ws_query(s: &TdbServer, key: &str, sql: &str) {
     )
     .await;
     assert_eq!(st, 200, "{sql}: {body}");
+}
+
+/// A raw `/api/v1` call: `(status, body)`, with no assumption about the body's shape.
+async fn v1(
+    s: &TdbServer,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{}{path}", s.api_url));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body read");
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+    (status, json)
+}
+
+/// An AutoDB error (the `ErrorDetail` of the connection page): `success: false` and
+/// `error: {code, message, details}` with the upper-case code.
+fn assert_autodb_code(body: &Value, code: &str) {
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message: {body}"
+    );
+    assert!(body["error"].get("details").is_some(), "details: {body}");
 }
 
 #[tokio::test]
@@ -237,6 +276,84 @@ async fn schema_indexes_are_the_references_list_of_names() {
     assert!(shown.contains("CREATE UNIQUE INDEX users_pkey"), "{shown}");
 }
 
+#[tokio::test]
+async fn api_v1_errors_take_autodbs_shape() {
+    let s = start().await;
+    let key = setup(&s).await;
+
+    let (st, body) = v1(
+        &s,
+        Method::GET,
+        "/api/v1/connections/nope",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(st, 404, "{body}");
+    assert_autodb_code(&body, "NOT_FOUND");
+
+    // Validation: AutoDB's error object, and FastAPI's `detail` list as the page shows for 422.
+    let (st, body) = v1(
+        &s,
+        Method::POST,
+        "/api/v1/provision",
+        Some(&key),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(st, 422, "{body}");
+    assert_autodb_code(&body, "VALIDATION_ERROR");
+    assert_eq!(
+        body["error"]["details"][0]["loc"],
+        json!(["body", "name"]),
+        "{body}"
+    );
+    assert_eq!(body["detail"][0]["type"], "missing", "{body}");
+
+    // Failures before any handler runs: authentication, unknown paths, wrong methods.
+    let (st, body) = v1(&s, Method::GET, "/api/v1/connections", None, None).await;
+    assert_eq!(st, 401, "{body}");
+    assert_autodb_code(&body, "AUTH_REQUIRED");
+    let (st, body) = v1(
+        &s,
+        Method::GET,
+        "/api/v1/connections",
+        Some("tdb_sk_00"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 401, "{body}");
+    assert_autodb_code(&body, "UNAUTHORIZED");
+    let (st, body) = v1(&s, Method::GET, "/api/v1/nothing-here", Some(&key), None).await;
+    assert_eq!(st, 404, "{body}");
+    assert_autodb_code(&body, "NOT_FOUND");
+    let (st, body) = v1(&s, Method::PUT, "/api/v1/provision", Some(&key), Some("{}")).await;
+    assert_eq!(st, 405, "{body}");
+    assert_autodb_code(&body, "METHOD_NOT_ALLOWED");
+
+    // A body over the limit is refused by the framework, before the handler; same shape.
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(2 << 20));
+    let (st, body) = v1(
+        &s,
+        Method::POST,
+        "/api/v1/provision",
+        Some(&key),
+        Some(&huge),
+    )
+    .await;
+    assert_eq!(st, 413, "{body}");
+    assert_autodb_code(&body, "PAYLOAD_TOO_LARGE");
+
+    // The rest of the API keeps tdb's envelope.
+    let (st, body) = v1(&s, Method::GET, "/tenants/nope", Some(&key), None).await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    assert!(body["error"].is_string(), "{body}");
+}
+
 /// `/openapi.json`, raw (it carries no envelope).
 async fn openapi(s: &TdbServer) -> Value {
     reqwest::get(format!("{}/openapi.json", s.api_url))
@@ -343,4 +460,17 @@ async fn the_openapi_document_shows_the_references_forms() {
         index["properties"]["definition"]["type"], "string",
         "{index}"
     );
+
+    // /api/v1 errors: AutoDB's ErrorDetail, 401 included.
+    for status in ["401", "404"] {
+        let response = &doc["paths"]["/api/v1/connections/{id}"]["get"]["responses"][status];
+        let body = component(
+            &doc,
+            &response["content"]["application/json"]["schema"]["$ref"],
+        );
+        let detail = resolve(&doc, &body["properties"]["error"]);
+        for field in ["code", "message", "details"] {
+            assert!(detail["properties"][field].is_object(), "{field}: {detail}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! written against the reference works"): each is accepted in both forms on input and answered
 //! in the form the reference shows for that endpoint.
 
+pub mod autodb_error;
 pub mod isolation;
 pub mod schema;
 pub mod version;

@@ -34,7 +34,7 @@ pub fn router(state: AppState) -> Router {
 /// mounts `/mcp` here), behind the same address guard, metrics, tracing and panic handling.
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let body_limit = state.config.body_limit;
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(meta::routes())
         .merge(accounts::routes())
         .merge(invitations::routes())
@@ -49,6 +49,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(admin::routes())
         .merge(autodb::routes())
         .split_for_parts();
+    crate::compat::autodb_error::document(&mut doc);
     let doc = std::sync::Arc::new(doc);
     router
         .route(
@@ -64,6 +65,9 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             meta::guard_address,
         ))
         .layer(CatchPanicLayer::custom(meta::panicked))
+        .layer(axum::middleware::from_fn(
+            crate::compat::autodb_error::render,
+        ))
         .layer(axum::middleware::from_fn(meta::record_http))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
