@@ -474,3 +474,48 @@ async fn the_openapi_document_shows_the_references_forms() {
         }
     }
 }
+
+#[tokio::test]
+async fn answers_use_the_references_words() {
+    let s = start().await;
+    let key = setup(&s).await;
+    ws_query(&s, &key, "CREATE TABLE accounts (id serial PRIMARY KEY)").await;
+    let (st, body) = post(
+        &s,
+        "/deployments",
+        Some(&key),
+        json!({"blueprint_name": "fintech"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    let (st, created) = post(
+        &s,
+        "/tenants",
+        Some(&key),
+        json!({"tenant_id": "acme", "databases": [{"blueprint": "fintech"}]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    // The reference's POST says "PostgreSQL", its GETs "postgresql".
+    assert_eq!(
+        created["databases"][0]["database_type"], "PostgreSQL",
+        "{created}"
+    );
+    let (_, list) = get(&s, "/tenants", &key).await;
+    assert_eq!(
+        list["tenants"][0]["databases"][0]["database_type"], "postgresql",
+        "{list}"
+    );
+    let (_, one) = get(&s, "/tenants/acme", &key).await;
+    assert_eq!(one["databases"][0]["database_type"], "postgresql", "{one}");
+
+    // Deleting a workspace its tenants use: the reference's 409 says why in `message`.
+    let (st, body) = delete(&s, "/workspaces/fintech", &key).await;
+    assert_eq!(st, 409, "{body}");
+    assert_eq!(
+        body["message"], "cannot delete workspace with deployed tenants",
+        "{body}"
+    );
+    assert_eq!(body["reason"], "tenants_deployed", "{body}");
+    assert_eq!(body["deployed_to"], json!(["acme"]), "{body}");
+}

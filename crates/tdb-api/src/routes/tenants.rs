@@ -38,6 +38,12 @@ fn engine_name(engine: &tdb_core::Engine) -> String {
     display_engine(*engine).to_string()
 }
 
+/// An engine as the reference's `GET /tenants` and `GET /tenants/{id}` name it: `postgresql`
+/// (its `POST /tenants` says `PostgreSQL`, as [`engine_name`] gives).
+fn engine_key(engine: &tdb_core::Engine) -> &'static str {
+    engine.as_str()
+}
+
 fn connection(state: &AppState, db: &TenantDatabase, user: &str, password: &str) -> Value {
     let c = &state.config;
     let database = RoutingName::tenant(&db.blueprint, &db.tenant_name).to_string();
@@ -86,7 +92,7 @@ async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Va
             let dbs: Vec<Value> = databases
                 .iter()
                 .filter(|d| d.tenant_id == t.id)
-                .map(|d| json!({"blueprint": d.blueprint, "database_type": engine_name(&d.engine),
+                .map(|d| json!({"blueprint": d.blueprint, "database_type": engine_key(&d.engine),
                                 "isolation_level": isolation::label(d.isolation_level), "version": d.version,
                                 "blueprint_version": standing.blueprint_version(d),
                                 "behind": standing.behind(d)}))
@@ -246,7 +252,7 @@ async fn get_tenant(
         .iter()
         .map(|db| {
             let conn = connection(&state, db, &user, "••••••••");
-            json!({"blueprint": db.blueprint, "database_type": engine_name(&db.engine),
+            json!({"blueprint": db.blueprint, "database_type": engine_key(&db.engine),
                    "isolation_level": isolation::label(db.isolation_level), "region": db.region,
                    "connection_string": conn["connection_string"], "connection": conn, "version": db.version,
                    "blueprint_version": standing.blueprint_version(db), "behind": standing.behind(db)})

@@ -360,6 +360,8 @@ async fn delete_workspace(
             if !deployed_to.is_empty() {
                 return Err(
                     ApiError::conflict("cannot delete workspace with deployed tenants")
+                        // The reference's 409 says it in `message`.
+                        .with("message", "cannot delete workspace with deployed tenants")
                         .with("reason", "tenants_deployed")
                         .with("deployed_to", deployed_to)
                         .with(
