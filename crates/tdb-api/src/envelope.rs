@@ -150,6 +150,13 @@ impl From<CatalogError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Kept on the response, so `/api/v1` can answer the same error in AutoDB's shape.
+        let facts = crate::compat::autodb_error::ErrorFacts {
+            code: self.code,
+            message: self.message.clone(),
+            field: self.field.clone(),
+            extra: self.extra.as_deref().cloned().unwrap_or_default(),
+        };
         let mut fields = Map::new();
         fields.insert("error".into(), Value::from(self.message));
         if let Some(field) = self.field {
@@ -159,6 +166,7 @@ impl IntoResponse for ApiError {
             fields.extend(*extra);
         }
         let mut response = envelope(self.code, fields);
+        response.extensions_mut().insert(facts);
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -2,6 +2,7 @@
 //! extractor, the response envelope and the OpenAPI document generated from the handlers.
 
 mod behind;
+pub mod compat;
 pub mod envelope;
 pub mod extract;
 mod import;

@@ -157,13 +157,10 @@ impl Client {
             detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
         })?;
         if status >= 400 {
-            let field = |k: &str| raw.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let message = Some(field("error"))
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| validation_detail(&raw));
+            let (code, message) = error_of(&raw);
             return Err(ClientError::Api {
                 status,
-                code: field("code"),
+                code,
                 message,
                 body: raw,
             });
@@ -323,7 +320,10 @@ impl Client {
         self.post(&path, &body).await
     }
 
-    pub async fn workspace_schema(&self, name: &str) -> Result<Reply<schema::Schema>, ClientError> {
+    pub async fn workspace_schema(
+        &self,
+        name: &str,
+    ) -> Result<Reply<schema::WorkspaceSchema>, ClientError> {
         self.get(&format!("/workspaces/{}/schema", encode(name)))
             .await
     }
@@ -595,6 +595,24 @@ impl Client {
 }
 
 /// The messages of a FastAPI-style `detail: [{loc, msg}]` list, for an error without `error`.
+/// The code and message of an error body: tdb's envelope (`code`, `error`), or on `/api/v1`
+/// AutoDB's `error: {code, message}`, whose upper-case code is given in tdb's form
+/// (`NOT_FOUND` as `not_found`), so callers match one set of codes.
+fn error_of(raw: &Value) -> (String, String) {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let (code, message) = match raw.get("error") {
+        Some(detail @ Value::Object(_)) => (
+            text(detail, "code").to_ascii_lowercase(),
+            text(detail, "message"),
+        ),
+        _ => (text(raw, "code"), text(raw, "error")),
+    };
+    let message = Some(message)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| validation_detail(raw));
+    (code, message)
+}
+
 fn validation_detail(body: &Value) -> String {
     let items = body.get("detail").and_then(Value::as_array);
     let messages: Vec<String> = items
@@ -637,5 +655,26 @@ mod tests {
     fn path_segments_are_encoded() {
         assert_eq!(super::encode("My Project/x"), "My%20Project%2Fx");
         assert_eq!(super::encode("tdb_abc"), "tdb_abc");
+    }
+
+    #[test]
+    fn errors_are_read_in_both_shapes() {
+        use serde_json::json;
+        let tdb = json!({"success": false, "code": "not_found", "error": "tenant 'x' not found"});
+        assert_eq!(
+            super::error_of(&tdb),
+            ("not_found".into(), "tenant 'x' not found".into())
+        );
+        let autodb = json!({"success": false, "data": null,
+            "error": {"code": "NOT_FOUND", "message": "connection not found", "details": null}});
+        assert_eq!(
+            super::error_of(&autodb),
+            ("not_found".into(), "connection not found".into())
+        );
+        let fastapi = json!({"detail": [{"loc": ["body", "name"], "msg": "Field required"}]});
+        assert_eq!(
+            super::error_of(&fastapi),
+            (String::new(), "body.name: Field required".into())
+        );
     }
 }

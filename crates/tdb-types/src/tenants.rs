@@ -57,7 +57,7 @@ pub struct DatabaseStanding {
 pub struct TenantDatabaseItem {
     pub blueprint: String,
     pub database_type: String,
-    pub isolation_level: i32,
+    pub isolation_level: String,
     pub version: i32,
     pub blueprint_version: i32,
     pub behind: Option<Behind>,
@@ -98,7 +98,7 @@ pub struct CreatedTenant {
 pub struct TenantDatabaseDetail {
     pub blueprint: String,
     pub database_type: String,
-    pub isolation_level: i32,
+    pub isolation_level: String,
     pub region: String,
     pub connection_string: String,
     pub connection: TenantConnection,

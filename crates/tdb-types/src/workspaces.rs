@@ -7,13 +7,16 @@ use tdb_core::settings::{PoolMode, Settings};
 use tdb_core::{Engine, WorkspaceMode};
 use utoipa::ToSchema;
 
-/// Connection details for a workspace through the PostgreSQL proxy.
+/// Connection details for a workspace through the PostgreSQL proxy. The reference names the
+/// login `user` in `POST /workspaces` and `username` in `GET /workspaces/{id}`: both are here.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Connection {
     pub host: String,
     pub port: u16,
     pub database: String,
     pub user: String,
+    /// The same as `user`.
+    pub username: String,
     pub password: String,
 }
 

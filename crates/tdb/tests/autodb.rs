@@ -117,9 +117,12 @@ async fn provisioning_as_a_new_user() {
     }
     let (st, body) = provision(&s, &key, "one too many").await;
     assert_eq!(st, 403, "{body}");
-    assert_eq!(body["code"], "forbidden");
+    assert_eq!(body["error"]["code"], "FORBIDDEN");
     assert_eq!(body["data"], json!({ "count": 3, "limit": 3 }));
-    assert!(str_of(&body, "error").contains("limit"), "{body}");
+    assert!(
+        str_of(&body["error"], "message").contains("limit"),
+        "{body}"
+    );
 
     let (st, list) = get(&s, "/api/v1/provision", &key).await;
     assert_eq!(st, 200, "{list}");
@@ -391,7 +394,7 @@ async fn provisioned_schemas_are_isolated_from_each_other() {
     )
     .await;
     assert_eq!(st, 403, "{body}");
-    assert_eq!(body["sqlstate"], "42501");
+    assert_eq!(body["error"]["details"]["sqlstate"], "42501");
 
     // Each credential opens only its own database.
     let crossed = a_url.replace(a_schema, b_schema);
@@ -527,7 +530,7 @@ async fn connections_are_validated_sealed_and_introspected() {
     ] {
         let (st, resp) = create_connection(&s, &key, body.clone()).await;
         assert_eq!(st, 422, "{body} -> {resp}");
-        assert_eq!(resp["code"], "validation_error");
+        assert_eq!(resp["error"]["code"], "VALIDATION_ERROR");
         let detail = &resp["detail"][0];
         assert_eq!(detail["loc"], loc, "{resp}");
         assert_eq!(detail["type"], kind, "{resp}");
@@ -717,7 +720,7 @@ async fn connections_to_internal_addresses_need_the_operators_consent() {
     let (st, body) = get(&s, &format!("/api/v1/connections/{id}/introspect"), &key).await;
     assert_eq!(st, 400, "{body}");
     assert!(
-        str_of(&body, "error").contains("connections_allow_private"),
+        str_of(&body["error"], "message").contains("connections_allow_private"),
         "{body}"
     );
 }

@@ -148,7 +148,7 @@ async fn ipv4_compatible_ipv6_addresses_count_as_internal() {
     let (st, body) = get(&s, &format!("/api/v1/connections/{id}/introspect"), &key).await;
     assert_eq!(st, 400, "{body}");
     assert!(
-        str_of(&body, "error").contains("internal address"),
+        str_of(&body["error"], "message").contains("internal address"),
         "{body}"
     );
 }

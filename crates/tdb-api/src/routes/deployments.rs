@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::compat::version::VersionNumber;
 use crate::envelope::{ApiError, ApiResult, Reply};
 use crate::extract::{ApiJson, ApiPath, Auth};
 
@@ -60,8 +61,9 @@ async fn list_deployments(State(state): State<AppState>, auth: Auth) -> ApiResul
 pub struct CreateDeployment {
     blueprint_name: String,
     /// Redeploy this existing version (default: a new version from the pending DDL, or the
-    /// current version when nothing is pending).
-    version: Option<i32>,
+    /// current version when nothing is pending). A number, or a numeric string as the
+    /// reference sends it.
+    version: Option<VersionNumber>,
     /// Deploy to every tenant of the blueprint (default when `tenant_ids` is absent).
     deploy_all: Option<bool>,
     tenant_ids: Option<Vec<String>>,
@@ -93,7 +95,7 @@ async fn create_deployment(
     let pending = state.catalog.pending_ddl(&bp.id).await?;
     let statements: Vec<String> = pending.iter().map(|p| p.statement.clone()).collect();
     let pending_ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
-    let (version, creates) = match (req.version, dry_run) {
+    let (version, creates) = match (req.version.map(|v| v.0), dry_run) {
         (Some(v), _) if v < 1 || v > bp.current_version => {
             return Err(ApiError::field(
                 "version",

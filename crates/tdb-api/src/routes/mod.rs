@@ -50,6 +50,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(autodb::routes())
         .split_for_parts();
     crate::openapi::finish(&mut doc);
+    crate::compat::autodb_error::document(&mut doc);
     let doc = std::sync::Arc::new(doc);
     router
         .route(
@@ -65,6 +66,9 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             meta::guard_address,
         ))
         .layer(CatchPanicLayer::custom(meta::panicked))
+        .layer(axum::middleware::from_fn(
+            crate::compat::autodb_error::render,
+        ))
         .layer(axum::middleware::from_fn(meta::record_http))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::behind::{self, Standing};
+use crate::compat::isolation::{self, IsolationLevel};
 use crate::envelope::{ApiError, ApiResult, Reply};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::tenant::{self, Planned};
@@ -39,6 +40,12 @@ const MAX_DATABASES: usize = 10;
 
 fn engine_name(engine: &tdb_core::Engine) -> String {
     display_engine(*engine).to_string()
+}
+
+/// An engine as the reference's `GET /tenants` and `GET /tenants/{id}` name it: `postgresql`
+/// (its `POST /tenants` says `PostgreSQL`, as [`engine_name`] gives).
+fn engine_key(engine: &tdb_core::Engine) -> &'static str {
+    engine.as_str()
 }
 
 fn connection(
@@ -96,8 +103,8 @@ async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Te
                 .filter(|d| d.tenant_id == t.id)
                 .map(|d| TenantDatabaseItem {
                     blueprint: d.blueprint.clone(),
-                    database_type: engine_name(&d.engine),
-                    isolation_level: d.isolation_level,
+                    database_type: engine_key(&d.engine).to_string(),
+                    isolation_level: isolation::label(d.isolation_level),
                     version: d.version,
                     blueprint_version: standing.blueprint_version(d),
                     behind: standing.behind(d),
@@ -121,8 +128,8 @@ async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Te
 #[serde(deny_unknown_fields)]
 pub struct DatabaseRequest {
     blueprint: String,
-    /// 1 (shared, default) or 2 (dedicated).
-    isolation_level: Option<i64>,
+    /// 1 (shared, default) or 2 (dedicated), or the reference's "L1" or "L2".
+    isolation_level: Option<IsolationLevel>,
     /// For dedicated tenants.
     region: Option<String>,
 }
@@ -205,23 +212,17 @@ async fn plan(
     d: &DatabaseRequest,
 ) -> Result<Planned, ApiError> {
     let field = format!("databases[{i}]");
-    match d.isolation_level.unwrap_or(1) {
-        1 => {}
-        2 if auth.tier == Tier::Free => {
+    match d.isolation_level.unwrap_or(IsolationLevel::L1) {
+        IsolationLevel::L1 => {}
+        IsolationLevel::L2 if auth.tier == Tier::Free => {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "L2 dedicated isolation requires a paid plan",
             ));
         }
-        2 => {
+        IsolationLevel::L2 => {
             return Err(ApiError::bad_request(
                 "dedicated isolation not available yet",
-            ));
-        }
-        _ => {
-            return Err(ApiError::field(
-                &format!("{field}.isolation_level"),
-                "must be 1 or 2",
             ));
         }
     }
@@ -291,8 +292,8 @@ async fn get_tenant(
             let conn = connection(&state, db, &user, "••••••••");
             TenantDatabaseDetail {
                 blueprint: db.blueprint.clone(),
-                database_type: engine_name(&db.engine),
-                isolation_level: db.isolation_level,
+                database_type: engine_key(&db.engine).to_string(),
+                isolation_level: isolation::label(db.isolation_level),
                 region: db.region.clone(),
                 connection_string: conn.connection_string.clone(),
                 connection: conn,

@@ -10,7 +10,6 @@ use tdb_core::{
     Engine, ErrorCode, KeyRole, ResourceName, ScopeType, ServerRole, WorkspaceMode, ids, secrets,
 };
 use tdb_engines::DatabaseSpec;
-use tdb_types::schema::Schema;
 use tdb_types::{
     Change, Connection, CreateWorkspace, CreatedWorkspace, DeletedWorkspace, DeletionDetails,
     DiffList, Message, QueryRequest, QueryResponse, SettingsPatch, SettingsResponse, SettingsSaved,
@@ -23,6 +22,7 @@ use crate::AppState;
 use crate::envelope::{ApiError, ApiResult, Reply};
 use crate::extract::{ApiJson, ApiPath, Auth};
 use crate::workspace::{self, Resolved, Settings, display_engine, engine_error};
+use tdb_types::schema::WorkspaceSchema;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -48,6 +48,7 @@ fn connection(state: &AppState, name: &str, user: &str, password: &str) -> (Conn
         port: c.pg_public_port,
         database,
         user: user.to_string(),
+        username: user.to_string(),
         password: password.to_string(),
     };
     (conn, url)
@@ -282,6 +283,8 @@ async fn delete_workspace(
             if !deployed_to.is_empty() {
                 return Err(
                     ApiError::conflict("cannot delete workspace with deployed tenants")
+                        // The reference's 409 says it in `message`.
+                        .with("message", "cannot delete workspace with deployed tenants")
                         .with("reason", "tenants_deployed")
                         .with("deployed_to", deployed_to)
                         .with(
@@ -351,15 +354,16 @@ async fn run_queries(
     }))
 }
 
-/// Tables with columns, indexes, foreign keys and checks, read from the database itself.
+/// Tables with columns, indexes (their names, as the reference lists them, and under
+/// `index_details` their definitions), foreign keys and checks, read from the database itself.
 #[utoipa::path(get, path = "/workspaces/{id}/schema", tag = "workspaces",
     params(("id" = String, Path, description = "workspace name")),
-    responses((status = 200, body = Schema), (status = 404)))]
+    responses((status = 200, body = WorkspaceSchema), (status = 404)))]
 async fn get_schema(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Schema> {
+) -> ApiResult<WorkspaceSchema> {
     let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
     let schema = r
         .engine
@@ -368,7 +372,7 @@ async fn get_schema(
         .introspect(&r.access)
         .await
         .map_err(engine_error)?;
-    Ok(Reply::ok(schema))
+    Ok(Reply::ok(WorkspaceSchema::from(schema)))
 }
 
 async fn blueprint_of(state: &AppState, r: &Resolved) -> Result<String, ApiError> {

@@ -177,10 +177,10 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
                 ]);
                 for d in r["databases"].as_array().into_iter().flatten() {
                     println!(
-                        "  {} v{} L{}: {}",
+                        "  {} v{} {}: {}",
                         text(&d["blueprint"]),
                         d["version"],
-                        d["isolation_level"],
+                        level(&d["isolation_level"]),
                         text(&d["connection_string"])
                     );
                     print_behind(d);
@@ -659,6 +659,14 @@ pub fn print_metrics(m: &Value) {
             .collect();
         println!("queries  {}", sparkline(&counts));
         println!("p95 ms   {}", sparkline(&p95));
+    }
+}
+
+/// An isolation level as the reference labels it: `L1` whether the API says `"L1"` or `1`.
+fn level(v: &Value) -> String {
+    match v.as_i64() {
+        Some(n) => format!("L{n}"),
+        None => text(v),
     }
 }
 

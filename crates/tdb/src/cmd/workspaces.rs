@@ -296,7 +296,7 @@ fn print_schema(schema: &Value) {
             })
             .collect();
         output::table(&["COLUMN", "TYPE", "NULLABLE", "DEFAULT"], rows);
-        for ix in t["indexes"].as_array().into_iter().flatten() {
+        for ix in t["index_details"].as_array().into_iter().flatten() {
             println!("  {}", ix["definition"].as_str().unwrap_or_default());
         }
         for fk in t["foreign_keys"].as_array().into_iter().flatten() {

@@ -40,8 +40,30 @@ pub async fn call(
     let text = resp.text().await.expect("body read");
     let json: Value =
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"));
-    assert_envelope(status, &json);
+    if path.starts_with("/api/v1/") && status >= 400 {
+        assert_autodb_error(status, &json);
+    } else {
+        assert_envelope(status, &json);
+    }
     (status, json)
+}
+
+/// An `/api/v1` error in AutoDB's shape: `error: {code, message, details}`, the code in upper
+/// case, with the envelope's `success` and `http_status`.
+pub fn assert_autodb_error(status: u16, body: &Value) {
+    assert_eq!(body["http_status"], status, "envelope status: {body}");
+    assert_eq!(body["success"], false, "envelope success: {body}");
+    let code = body["error"]["code"].as_str().unwrap_or_default();
+    assert!(
+        !code.is_empty() && code == code.to_ascii_uppercase(),
+        "error code: {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error message: {body}"
+    );
 }
 
 /// Every answer carries the envelope, consistent with the HTTP status.
