@@ -26,7 +26,7 @@ fi
 if ! PYTHONPATH="$dir/schemathesis" python3 -c 'import schemathesis' >/dev/null 2>&1; then
     echo "installing schemathesis into $dir/schemathesis"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-        --upgrade --target "$dir/schemathesis" 'schemathesis>=4.32,<5'
+        --upgrade --target "$dir/schemathesis" 'schemathesis==4.32.5' 'hypothesis==6.170.27'
 fi
 if [ ! -f "$dir/node/node_modules/pg/package.json" ]; then
     echo "installing node-postgres into $dir/node"

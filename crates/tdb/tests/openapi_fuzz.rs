@@ -101,13 +101,16 @@ async fn the_server_answers_as_its_openapi_document_says() {
         .args(["--header", &format!("Authorization: Bearer {key}")])
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
         .args(["--phases", "coverage,fuzzing"])
+        // One worker: with two, Python's `ast` module, which hypothesis (6.170) calls to
+        // describe a filter, sometimes fails across threads ("AST constructor recursion depth
+        // mismatch"), an error about the fuzzer, not about tdb.
         .args([
             "--max-examples",
             "25",
             "--seed",
             "20261205",
             "--workers",
-            "2",
+            "1",
         ])
         .args(["--generation-database", "none", "--no-color"]);
     for name in EXCLUDED {
