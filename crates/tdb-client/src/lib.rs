@@ -572,10 +572,10 @@ impl Client {
         self.get(&format!("/deployments/{}", encode(id))).await
     }
 
-    /// `body`: `{blueprint, query, tenant_id? | all_tenants?}`.
+    /// `body`: an [`admin::AdminQuery`] (or the same fields as JSON).
     pub async fn admin_query(
         &self,
-        body: &Value,
+        body: &(impl Serialize + ?Sized),
     ) -> Result<Reply<admin::AdminAnswer>, ClientError> {
         self.post("/admin/query", body).await
     }
