@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use tdb_client::Reply;
 use tdb_client::admin::{AdminAnswer, AdminQuery, Rows};
-use tdb_client::deployments::DeploymentDetail;
+use tdb_client::deployments::{CreateDeployment, DeploymentDetail};
+use tdb_client::version::VersionNumber;
 use tdb_core::{DeploymentStatus, TargetStatus};
 
 use super::Context;
@@ -87,13 +88,13 @@ async fn create(
     dry_run: bool,
     no_wait: bool,
 ) -> anyhow::Result<()> {
-    let mut body = json!({"blueprint_name": blueprint, "dry_run": dry_run});
-    if let Some(v) = version {
-        body["version"] = v.into();
-    }
-    if let Some(t) = tenants {
-        body["tenant_ids"] = t.into();
-    }
+    let body = CreateDeployment {
+        blueprint_name: blueprint,
+        version: version.map(VersionNumber),
+        deploy_all: None,
+        tenant_ids: tenants,
+        dry_run: Some(dry_run),
+    };
     let created = ctx.client.create_deployment(&body).await?;
     let id = &created.data.id;
     if no_wait {

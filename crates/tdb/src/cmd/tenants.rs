@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use tdb_client::backups::BackupItem;
+use tdb_client::isolation::IsolationLevel;
 use tdb_client::logs::{LogItem, Metrics};
-use tdb_client::tenants::Behind;
+use tdb_client::tenants::{Behind, DatabaseRequest};
 use tdb_client::wire_time;
 use tdb_core::{BackupStatus, RollbackStep};
 
@@ -235,14 +236,17 @@ async fn create(
     blueprints: &[String],
     isolation_level: u8,
 ) -> anyhow::Result<()> {
-    let databases: Vec<Value> = blueprints
+    let level = IsolationLevel::from_number(i64::from(isolation_level))
+        .ok_or_else(|| anyhow::anyhow!("--isolation-level must be 1 or 2"))?;
+    let databases: Vec<DatabaseRequest> = blueprints
         .iter()
-        .map(|b| json!({"blueprint": b, "isolation_level": isolation_level}))
+        .map(|b| DatabaseRequest {
+            blueprint: b.clone(),
+            isolation_level: Some(level),
+            region: None,
+        })
         .collect();
-    let reply = ctx
-        .client
-        .create_tenant(name, &Value::from(databases))
-        .await?;
+    let reply = ctx.client.create_tenant(name, &databases).await?;
     let r = &reply.data;
     ctx.print(&reply.raw, || {
         println!("tenant '{}' is {}", r.tenant_id, r.status);
