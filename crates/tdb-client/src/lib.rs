@@ -374,15 +374,23 @@ impl Client {
         self.get("/tenants").await
     }
 
-    /// `databases`: `[{blueprint, isolation_level?, region?}]`.
+    /// `databases`: a list of [`tenants::DatabaseRequest`] (or the same fields as JSON).
     pub async fn create_tenant(
         &self,
         tenant_id: &str,
-        databases: &Value,
+        databases: &(impl Serialize + ?Sized),
     ) -> Result<Reply<tenants::CreatedTenant>, ClientError> {
+        #[derive(Serialize)]
+        struct Body<'a, D: ?Sized> {
+            tenant_id: &'a str,
+            databases: &'a D,
+        }
         self.post(
             "/tenants",
-            &serde_json::json!({ "tenant_id": tenant_id, "databases": databases }),
+            &Body {
+                tenant_id,
+                databases,
+            },
         )
         .await
     }
@@ -557,10 +565,10 @@ impl Client {
         self.get("/deployments").await
     }
 
-    /// `body`: `{blueprint_name, version?, deploy_all?, tenant_ids?, dry_run?}`.
+    /// `body`: a [`deployments::CreateDeployment`] (or the same fields as JSON).
     pub async fn create_deployment(
         &self,
-        body: &Value,
+        body: &(impl Serialize + ?Sized),
     ) -> Result<Reply<deployments::CreatedDeployment>, ClientError> {
         self.post("/deployments", body).await
     }
@@ -572,10 +580,10 @@ impl Client {
         self.get(&format!("/deployments/{}", encode(id))).await
     }
 
-    /// `body`: `{blueprint, query, tenant_id? | all_tenants?}`.
+    /// `body`: an [`admin::AdminQuery`] (or the same fields as JSON).
     pub async fn admin_query(
         &self,
-        body: &Value,
+        body: &(impl Serialize + ?Sized),
     ) -> Result<Reply<admin::AdminAnswer>, ClientError> {
         self.post("/admin/query", body).await
     }

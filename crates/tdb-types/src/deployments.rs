@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use tdb_core::{DeploymentStatus, TargetStatus};
 use utoipa::ToSchema;
 
+use crate::version::VersionNumber;
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentSummary {
     pub id: String,
@@ -24,6 +26,26 @@ pub struct DeploymentSummary {
 pub struct DeploymentList {
     pub count: usize,
     pub deployments: Vec<DeploymentSummary>,
+}
+
+/// `POST /deployments`: which version of which blueprint goes to which tenants.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeployment {
+    pub blueprint_name: String,
+    /// Redeploy this existing version (default: a new version from the pending DDL, or the
+    /// current version when nothing is pending). A number, or a numeric string as the
+    /// reference sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionNumber>,
+    /// Deploy to every tenant of the blueprint (default when `tenant_ids` is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_all: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_ids: Option<Vec<String>>,
+    /// Apply and roll back on every tenant; report what would fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -13,11 +13,13 @@ pub mod backups;
 pub mod blueprints;
 pub mod deployments;
 pub mod envelope;
+pub mod isolation;
 pub mod logs;
 pub mod meta;
 pub mod projects;
 pub mod schema;
 pub mod tenants;
+pub mod version;
 pub mod workspaces;
 
 pub use accounts::*;

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use tdb_core::{KeyRole, RollbackStep, TargetStatus, TenantStatus};
 use utoipa::ToSchema;
 
+use crate::isolation::IsolationLevel;
+
 /// How to reach a tenant database through the PostgreSQL proxy.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TenantConnection {
@@ -179,6 +181,27 @@ pub struct TenantDeployments {
     pub tenant_id: String,
     pub count: usize,
     pub deployments: Vec<HistoryItem>,
+}
+
+/// One database of a new tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseRequest {
+    pub blueprint: String,
+    /// 1 (shared, default) or 2 (dedicated), or the reference's "L1" or "L2".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation_level: Option<IsolationLevel>,
+    /// For dedicated tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// `POST /tenants`: a tenant with one database per blueprint.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub tenant_id: String,
+    pub databases: Vec<DatabaseRequest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -477,4 +477,15 @@ async fn tenant_and_deployment_flow_through_the_cli() {
         ])
         .contains("forbidden")
     );
+    // A level that is neither 1 nor 2 is refused before anything is sent.
+    let odd = cli.fails(&[
+        "tenants",
+        "create",
+        "odd",
+        "--blueprint",
+        "fintech",
+        "--isolation-level",
+        "3",
+    ]);
+    assert!(odd.contains("--isolation-level must be 1 or 2"), "{odd}");
 }

@@ -3,5 +3,4 @@
 //! in the form the reference shows for that endpoint.
 
 pub mod autodb_error;
-pub mod isolation;
-pub mod version;
+pub use tdb_types::{isolation, version};

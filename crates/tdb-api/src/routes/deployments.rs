@@ -2,19 +2,17 @@
 //! one) and roll it out to tenants through a durable job.
 
 use axum::extract::State;
-use serde::Deserialize;
 use tdb_catalog::CatalogError;
 use tdb_catalog::deployments::{Deployment, NewDeployment, NewVersion};
 use tdb_core::{KeyRole, ids};
 use tdb_types::deployments::{
-    CreatedDeployment, DeploymentDetail, DeploymentList, DeploymentSummary, TenantResult,
+    CreateDeployment, CreatedDeployment, DeploymentDetail, DeploymentList, DeploymentSummary,
+    TenantResult,
 };
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::compat::version::VersionNumber;
 use crate::envelope::{ApiError, ApiResult, Reply};
 use crate::extract::{ApiJson, ApiPath, Auth};
 
@@ -54,21 +52,6 @@ async fn list_deployments(State(state): State<AppState>, auth: Auth) -> ApiResul
         count: list.len(),
         deployments: list,
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateDeployment {
-    blueprint_name: String,
-    /// Redeploy this existing version (default: a new version from the pending DDL, or the
-    /// current version when nothing is pending). A number, or a numeric string as the
-    /// reference sends it.
-    version: Option<VersionNumber>,
-    /// Deploy to every tenant of the blueprint (default when `tenant_ids` is absent).
-    deploy_all: Option<bool>,
-    tenant_ids: Option<Vec<String>>,
-    /// Apply and roll back on every tenant; report what would fail.
-    dry_run: Option<bool>,
 }
 
 /// Starts a deployment; poll `GET /deployments/{id}` for progress.

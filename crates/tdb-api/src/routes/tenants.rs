@@ -13,7 +13,7 @@ use tdb_types::tenants::{
     TenantDatabaseItem, TenantDeployments, TenantDetail, TenantItem, TenantList, TenantState,
     TenantTransition,
 };
-use utoipa::ToSchema;
+use tdb_types::tenants::{CreateTenant, DatabaseRequest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -122,23 +122,6 @@ async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Te
         count: tenants.len(),
         tenants,
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseRequest {
-    blueprint: String,
-    /// 1 (shared, default) or 2 (dedicated), or the reference's "L1" or "L2".
-    isolation_level: Option<IsolationLevel>,
-    /// For dedicated tenants.
-    region: Option<String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTenant {
-    tenant_id: String,
-    databases: Vec<DatabaseRequest>,
 }
 
 /// Creates a tenant: one database per blueprint, at the blueprint's current version.

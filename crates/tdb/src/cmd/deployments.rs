@@ -3,10 +3,16 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use tdb_client::Reply;
+use tdb_client::admin::{AdminAnswer, AdminQuery, Rows};
+use tdb_client::deployments::{CreateDeployment, DeploymentDetail};
+use tdb_client::version::VersionNumber;
+use tdb_core::{DeploymentStatus, TargetStatus};
 
 use super::Context;
-use crate::output::{self, text};
+use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DeploymentsCommand {
@@ -31,26 +37,24 @@ pub enum DeploymentsCommand {
     Status { id: String },
 }
 
-const FINAL: [&str; 3] = ["completed", "completed_with_errors", "failed"];
-
 pub async fn run(ctx: &Context, command: DeploymentsCommand) -> anyhow::Result<()> {
     let c = &ctx.client;
     match command {
         DeploymentsCommand::List => {
             let reply = c.list_deployments().await?;
             ctx.print(&reply.raw, || {
-                let rows = reply.raw["deployments"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows = reply
+                    .data
+                    .deployments
+                    .iter()
                     .map(|d| {
                         vec![
-                            text(&d["id"]),
-                            text(&d["blueprint_name"]),
-                            d["version"].to_string(),
-                            status_text(d),
-                            format!("{}/{}", d["tenants_completed"], d["tenants_total"]),
-                            d["tenants_failed"].to_string(),
+                            d.id.clone(),
+                            d.blueprint_name.clone(),
+                            d.version.to_string(),
+                            status_text(d.status, d.dry_run),
+                            format!("{}/{}", d.tenants_completed, d.tenants_total),
+                            d.tenants_failed.to_string(),
                         ]
                     })
                     .collect();
@@ -66,40 +70,52 @@ pub async fn run(ctx: &Context, command: DeploymentsCommand) -> anyhow::Result<(
             tenants,
             dry_run,
             no_wait,
-        } => {
-            let mut body = json!({"blueprint_name": blueprint, "dry_run": dry_run});
-            if let Some(v) = version {
-                body["version"] = v.into();
-            }
-            if let Some(t) = tenants {
-                body["tenant_ids"] = t.into();
-            }
-            let created = c.create_deployment(&body).await?;
-            let id = text(&created.raw["id"]);
-            if no_wait {
-                let what = if dry_run { "dry run" } else { "deployment" };
-                ctx.print(&created.raw, || {
-                    println!("{what} {id} started (version {})", created.raw["version"])
-                });
-                return Ok(());
-            }
-            let finished =
-                follow(ctx, &id, created.raw["tenants_total"].as_u64().unwrap_or(0)).await?;
-            ctx.print(&finished, || print_results(&finished));
-            if finished["status"] != "completed" {
-                anyhow::bail!("deployment {id} finished {}", text(&finished["status"]));
-            }
-        }
+        } => create(ctx, blueprint, version, tenants, dry_run, no_wait).await?,
         DeploymentsCommand::Status { id } => {
             let reply = c.get_deployment(&id).await?;
-            ctx.print(&reply.raw, || print_results(&reply.raw));
+            ctx.print(&reply.raw, || print_results(&reply.data));
         }
     }
     Ok(())
 }
 
+/// Starts a deployment and, unless told not to, follows it to its end.
+async fn create(
+    ctx: &Context,
+    blueprint: String,
+    version: Option<i32>,
+    tenants: Option<Vec<String>>,
+    dry_run: bool,
+    no_wait: bool,
+) -> anyhow::Result<()> {
+    let body = CreateDeployment {
+        blueprint_name: blueprint,
+        version: version.map(VersionNumber),
+        deploy_all: None,
+        tenant_ids: tenants,
+        dry_run: Some(dry_run),
+    };
+    let created = ctx.client.create_deployment(&body).await?;
+    let id = &created.data.id;
+    if no_wait {
+        let what = if dry_run { "dry run" } else { "deployment" };
+        ctx.print(&created.raw, || {
+            println!("{what} {id} started (version {})", created.data.version)
+        });
+        return Ok(());
+    }
+    let total = u64::try_from(created.data.tenants_total).unwrap_or(0);
+    let finished = follow(ctx, id, total).await?;
+    ctx.print(&finished.raw, || print_results(&finished.data));
+    let status = finished.data.summary.status;
+    if status != DeploymentStatus::Completed {
+        anyhow::bail!("deployment {id} finished {status}");
+    }
+    Ok(())
+}
+
 /// Polls until the deployment ends, drawing a progress bar on a terminal.
-async fn follow(ctx: &Context, id: &str, total: u64) -> anyhow::Result<Value> {
+async fn follow(ctx: &Context, id: &str, total: u64) -> anyhow::Result<Reply<DeploymentDetail>> {
     let bar = (!ctx.json).then(|| {
         let bar = indicatif::ProgressBar::new(total);
         if let Ok(style) =
@@ -110,52 +126,52 @@ async fn follow(ctx: &Context, id: &str, total: u64) -> anyhow::Result<Value> {
         bar
     });
     loop {
-        let d = ctx.client.get_deployment(id).await?.raw;
-        let done = d["tenants_completed"].as_u64().unwrap_or(0)
-            + d["tenants_failed"].as_u64().unwrap_or(0);
+        let reply = ctx.client.get_deployment(id).await?;
+        let d = &reply.data.summary;
+        let done = d.tenants_completed + d.tenants_failed;
         if let Some(bar) = &bar {
-            bar.set_position(done);
-            bar.set_message(format!("({} failed)", d["tenants_failed"]));
+            bar.set_position(u64::try_from(done).unwrap_or(0));
+            bar.set_message(format!("({} failed)", d.tenants_failed));
         }
-        if FINAL.contains(&d["status"].as_str().unwrap_or("")) {
+        if d.status.is_final() {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            return Ok(d);
+            return Ok(reply);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
 /// A deployment's status, marked when it was a dry run (tried, rolled back, nothing changed).
-pub fn status_text(d: &Value) -> String {
-    if d["dry_run"] == true {
-        format!("{} (dry run)", text(&d["status"]))
+pub fn status_text(status: impl std::fmt::Display, dry_run: bool) -> String {
+    if dry_run {
+        format!("{status} (dry run)")
     } else {
-        text(&d["status"])
+        status.to_string()
     }
 }
 
-fn print_results(d: &Value) {
+fn print_results(detail: &DeploymentDetail) {
+    let d = &detail.summary;
     output::fields(&[
-        ("deployment", &text(&d["id"])),
-        ("blueprint", &text(&d["blueprint_name"])),
-        ("version", &d["version"].to_string()),
-        ("status", &status_text(d)),
+        ("deployment", &d.id),
+        ("blueprint", &d.blueprint_name),
+        ("version", &d.version.to_string()),
+        ("status", &status_text(d.status, d.dry_run)),
         (
             "tenants",
             &format!(
                 "{} done, {} failed of {}",
-                d["tenants_completed"], d["tenants_failed"], d["tenants_total"]
+                d.tenants_completed, d.tenants_failed, d.tenants_total
             ),
         ),
     ]);
-    let rows: Vec<Vec<String>> = d["results"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["status"] == "failed")
-        .map(|r| vec![text(&r["tenant_id"]), text(&r["error"])])
+    let rows: Vec<Vec<String>> = detail
+        .results
+        .iter()
+        .filter(|r| r.status == TargetStatus::Failed)
+        .map(|r| vec![r.tenant_id.clone(), r.error.clone().unwrap_or_default()])
         .collect();
     if !rows.is_empty() {
         output::table(&["FAILED TENANT", "ERROR"], rows);
@@ -178,51 +194,60 @@ pub struct QueryArgs {
 }
 
 pub async fn query(ctx: &Context, args: QueryArgs) -> anyhow::Result<()> {
-    let mut body = json!({"blueprint": args.blueprint, "query": args.sql});
-    match (args.tenant, args.all) {
-        (Some(t), false) => body["tenant_id"] = t.into(),
-        (None, true) => body["all_tenants"] = true.into(),
+    let (tenant_id, all_tenants) = match (args.tenant, args.all) {
+        (Some(t), false) => (Some(t), None),
+        (None, true) => (None, Some(true)),
         _ => anyhow::bail!("give --tenant NAME or --all"),
-    }
+    };
+    let body = AdminQuery {
+        blueprint: args.blueprint,
+        query: args.sql,
+        tenant_id,
+        all_tenants,
+    };
     let reply = ctx.client.admin_query(&body).await?;
-    let r = &reply.raw;
-    ctx.print(r, || {
-        let results: Vec<Value> = match r["results"].as_array() {
-            Some(all) => all.clone(),
-            None => vec![r.clone()],
-        };
-        for res in results {
-            println!("{}", text(&res["tenant_id"]));
-            if let Some(e) = res["error"].as_str() {
-                println!("  error: {}", crate::hints::for_cli(e));
-                continue;
+    ctx.print(&reply.raw, || match &reply.data {
+        AdminAnswer::One(one) => print_rows(&one.tenant_id, None, &one.rows),
+        AdminAnswer::All(all) => {
+            for o in &all.results {
+                let rows = Rows {
+                    columns: o.columns.clone().unwrap_or_default(),
+                    rows: o.rows.clone().unwrap_or_default(),
+                    row_count: o.row_count.unwrap_or(0),
+                    truncated: o.truncated.unwrap_or(false),
+                };
+                print_rows(&o.tenant_id, o.error.as_deref(), &rows);
             }
-            let headers: Vec<String> = res["columns"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text)
-                .collect();
-            let rows = res["rows"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|row| {
-                    row.as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|v| if v.is_null() { "NULL".into() } else { text(v) })
-                        .collect()
-                })
-                .collect();
-            if !headers.is_empty() {
-                output::table(
-                    &headers.iter().map(String::as_str).collect::<Vec<_>>(),
-                    rows,
-                );
-            }
-            println!("  {} row(s)", res["row_count"]);
         }
     });
     Ok(())
+}
+
+/// One tenant's answer: its error, or its rows as a table and their count.
+fn print_rows(tenant_id: &str, error: Option<&str>, r: &Rows) {
+    println!("{tenant_id}");
+    if let Some(e) = error {
+        println!("  error: {}", crate::hints::for_cli(e));
+        return;
+    }
+    let table = r
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| match v {
+                    Value::Null => "NULL".into(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    if !r.columns.is_empty() {
+        output::table(
+            &r.columns.iter().map(String::as_str).collect::<Vec<_>>(),
+            table,
+        );
+    }
+    println!("  {} row(s)", r.row_count);
 }

@@ -5,8 +5,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use tdb_client::backups::BackupItem;
+use tdb_client::isolation::IsolationLevel;
+use tdb_client::logs::{LogItem, Metrics};
+use tdb_client::tenants::{Behind, DatabaseRequest};
+use tdb_client::wire_time;
+use tdb_core::{BackupStatus, RollbackStep};
+
 use super::Context;
-use crate::output::{self, text};
+use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TenantsCommand {
@@ -105,91 +112,16 @@ pub enum TenantsCommand {
 pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
     let c = &ctx.client;
     match command {
-        TenantsCommand::List => {
-            let reply = c.list_tenants().await?;
-            ctx.print(&reply.raw, || {
-                let rows = reply.raw["tenants"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|t| {
-                        let dbs: Vec<String> = t["databases"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|d| match d["behind"].is_object() {
-                                true => format!(
-                                    "{} v{} (behind v{})",
-                                    text(&d["blueprint"]),
-                                    d["version"],
-                                    d["blueprint_version"]
-                                ),
-                                false => format!("{} v{}", text(&d["blueprint"]), d["version"]),
-                            })
-                            .collect();
-                        vec![
-                            text(&t["tenant_id"]),
-                            text(&t["status"]),
-                            dbs.join(", "),
-                            text(&t["created_at"]),
-                        ]
-                    })
-                    .collect();
-                output::table(&["TENANT", "STATUS", "DATABASES", "CREATED"], rows);
-            });
-        }
+        TenantsCommand::List => list(ctx).await?,
         TenantsCommand::Create {
             name,
             blueprints,
             isolation_level,
-        } => {
-            let databases: Vec<Value> = blueprints
-                .iter()
-                .map(|b| json!({"blueprint": b, "isolation_level": isolation_level}))
-                .collect();
-            let reply = c.create_tenant(&name, &Value::from(databases)).await?;
-            let r = &reply.raw;
-            ctx.print(r, || {
-                println!(
-                    "tenant '{}' is {}",
-                    text(&r["tenant_id"]),
-                    text(&r["status"])
-                );
-                for d in r["databases"].as_array().into_iter().flatten() {
-                    println!(
-                        "  {} (v{}): {}",
-                        text(&d["blueprint"]),
-                        d["version"],
-                        text(&d["connection"]["connection_string"])
-                    );
-                }
-                println!("\nSave the connection strings: their passwords are not shown again.");
-            });
-        }
-        TenantsCommand::Get { name } => {
-            let reply = c.get_tenant(&name).await?;
-            let r = &reply.raw;
-            ctx.print(r, || {
-                output::fields(&[
-                    ("tenant", &text(&r["tenant_id"])),
-                    ("status", &text(&r["status"])),
-                    ("created", &text(&r["created_at"])),
-                ]);
-                for d in r["databases"].as_array().into_iter().flatten() {
-                    println!(
-                        "  {} v{} {}: {}",
-                        text(&d["blueprint"]),
-                        d["version"],
-                        level(&d["isolation_level"]),
-                        text(&d["connection_string"])
-                    );
-                    print_behind(d);
-                }
-            });
-        }
+        } => create(ctx, &name, &blueprints, isolation_level).await?,
+        TenantsCommand::Get { name } => get(ctx, &name).await?,
         TenantsCommand::Delete { name, hard } => {
             let reply = c.delete_tenant(&name, hard).await?;
-            let message = crate::hints::for_cli(&text(&reply.raw["message"]));
+            let message = crate::hints::for_cli(&reply.data.message);
             ctx.print(&reply.raw, || println!("{message}"));
         }
         TenantsCommand::Credential {
@@ -200,41 +132,18 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
             let reply = c
                 .create_tenant_credential(&name, &role, blueprint.as_deref())
                 .await?;
-            let r = &reply.raw;
-            ctx.print(r, || {
+            let r = &reply.data;
+            ctx.print(&reply.raw, || {
                 println!(
                     "{} credential {} for tenant '{}':",
-                    text(&r["role"]),
-                    text(&r["username"]),
-                    text(&r["tenant_id"])
+                    r.role, r.username, r.tenant_id
                 );
-                println!("  {}", text(&r["connection"]["connection_string"]));
+                println!("  {}", r.connection.connection_string);
                 println!("\nSave the connection string: its password is not shown again.");
             });
         }
         TenantsCommand::Backup { name, no_wait } => backup(ctx, &name, no_wait).await?,
-        TenantsCommand::Backups { name } => {
-            let reply = c.tenant_backups(&name).await?;
-            ctx.print(&reply.raw, || {
-                let rows = reply.raw["backups"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|b| {
-                        vec![
-                            text(&b["type"]),
-                            text(&b["date"]),
-                            text(&b["status"]),
-                            b["size_bytes"]
-                                .as_u64()
-                                .map_or_else(|| "-".into(), human_bytes),
-                            text(&b["storage_path"]),
-                        ]
-                    })
-                    .collect();
-                output::table(&["TYPE", "DATE", "STATUS", "SIZE", "STORAGE PATH"], rows);
-            });
-        }
+        TenantsCommand::Backups { name } => backups(ctx, &name).await?,
         TenantsCommand::Rollback {
             name,
             storage_path,
@@ -262,110 +171,228 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
             }
             logs(ctx, &name, &query, follow).await?;
         }
-        TenantsCommand::Stats { name } => {
-            let reply = c.tenant_log_stats(&name).await?;
-            let r = &reply.raw;
-            ctx.print(r, || {
-                output::fields(&[
-                    ("tenant", &text(&r["tenant_id"])),
-                    ("queries", &r["total_queries"].to_string()),
-                    ("successful", &r["successful"].to_string()),
-                    ("failed", &r["failed"].to_string()),
-                    (
-                        "by source",
-                        &format!(
-                            "proxy {}, api {}",
-                            r["by_source"]["proxy"], r["by_source"]["api"]
-                        ),
-                    ),
-                    ("mean duration", &format!("{} ms", r["avg_duration_ms"])),
-                    (
-                        "slow",
-                        &format!("{} (>= {} ms)", r["slow_queries"], r["slow_threshold_ms"]),
-                    ),
-                ]);
-            });
-        }
+        TenantsCommand::Stats { name } => stats(ctx, &name).await?,
         TenantsCommand::Metrics {
             name,
             window,
             bucket,
         } => {
             let reply = c.tenant_metrics(&name, &window, bucket.as_deref()).await?;
-            let m = &reply.raw;
-            ctx.print(m, || print_metrics(m));
+            ctx.print(&reply.raw, || show_metrics(&reply.data));
         }
         TenantsCommand::Restore { name } => {
-            let reply = c.tenant_action(&name, "restore").await?;
-            let r = &reply.raw;
-            ctx.print(r, || {
-                println!("{}", text(&r["message"]));
-                for d in r["databases"].as_array().into_iter().flatten() {
-                    println!("  {} v{}", text(&d["blueprint"]), d["version"]);
-                    print_behind(d);
+            let reply = c.restore_tenant(&name).await?;
+            let r = &reply.data;
+            ctx.print(&reply.raw, || {
+                println!("{}", r.message);
+                for d in &r.databases {
+                    println!("  {} v{}", d.blueprint, d.version);
+                    print_behind(d.version, d.blueprint_version, d.behind.as_ref());
                 }
             });
         }
         TenantsCommand::Suspend { name } => run_action(ctx, &name, "suspend").await?,
         TenantsCommand::Resume { name } => run_action(ctx, &name, "resume").await?,
-        TenantsCommand::Deployments { name } => {
-            let reply = c.tenant_deployments(&name).await?;
-            ctx.print(&reply.raw, || {
-                let rows = reply.raw["deployments"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| {
-                        vec![
-                            text(&d["deployment_id"]),
-                            text(&d["blueprint_name"]),
-                            d["version"].to_string(),
-                            super::deployments::status_text(d),
-                            d["duration"].as_str().unwrap_or("-").to_string(),
-                            d["error"].as_str().unwrap_or("").to_string(),
-                        ]
-                    })
-                    .collect();
-                output::table(
-                    &[
-                        "DEPLOYMENT",
-                        "BLUEPRINT",
-                        "VERSION",
-                        "STATUS",
-                        "DURATION",
-                        "ERROR",
-                    ],
-                    rows,
-                );
-            });
-        }
+        TenantsCommand::Deployments { name } => history(ctx, &name).await?,
     }
     Ok(())
 }
 
-/// Restore, suspend and resume share one shape.
+async fn list(ctx: &Context) -> anyhow::Result<()> {
+    let reply = ctx.client.list_tenants().await?;
+    ctx.print(&reply.raw, || {
+        let rows = reply
+            .data
+            .tenants
+            .iter()
+            .map(|t| {
+                let dbs: Vec<String> = t
+                    .databases
+                    .iter()
+                    .map(|d| match d.behind {
+                        Some(_) => format!(
+                            "{} v{} (behind v{})",
+                            d.blueprint, d.version, d.blueprint_version
+                        ),
+                        None => format!("{} v{}", d.blueprint, d.version),
+                    })
+                    .collect();
+                vec![
+                    t.tenant_id.clone(),
+                    t.status.to_string(),
+                    dbs.join(", "),
+                    wire_time(&t.created_at),
+                ]
+            })
+            .collect();
+        output::table(&["TENANT", "STATUS", "DATABASES", "CREATED"], rows);
+    });
+    Ok(())
+}
+
+async fn create(
+    ctx: &Context,
+    name: &str,
+    blueprints: &[String],
+    isolation_level: u8,
+) -> anyhow::Result<()> {
+    let level = IsolationLevel::from_number(i64::from(isolation_level))
+        .ok_or_else(|| anyhow::anyhow!("--isolation-level must be 1 or 2"))?;
+    let databases: Vec<DatabaseRequest> = blueprints
+        .iter()
+        .map(|b| DatabaseRequest {
+            blueprint: b.clone(),
+            isolation_level: Some(level),
+            region: None,
+        })
+        .collect();
+    let reply = ctx.client.create_tenant(name, &databases).await?;
+    let r = &reply.data;
+    ctx.print(&reply.raw, || {
+        println!("tenant '{}' is {}", r.tenant_id, r.status);
+        for d in &r.databases {
+            println!(
+                "  {} (v{}): {}",
+                d.blueprint, d.version, d.connection.connection_string
+            );
+        }
+        println!("\nSave the connection strings: their passwords are not shown again.");
+    });
+    Ok(())
+}
+
+async fn get(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let reply = ctx.client.get_tenant(name).await?;
+    let r = &reply.data;
+    ctx.print(&reply.raw, || {
+        output::fields(&[
+            ("tenant", &r.tenant_id),
+            ("status", &r.status.to_string()),
+            ("created", &wire_time(&r.created_at)),
+        ]);
+        for d in &r.databases {
+            println!(
+                "  {} v{} {}: {}",
+                d.blueprint, d.version, d.isolation_level, d.connection_string
+            );
+            print_behind(d.version, d.blueprint_version, d.behind.as_ref());
+        }
+    });
+    Ok(())
+}
+
+async fn backups(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let reply = ctx.client.tenant_backups(name).await?;
+    ctx.print(&reply.raw, || {
+        let rows = reply
+            .data
+            .backups
+            .iter()
+            .map(|b| {
+                vec![
+                    b.kind.to_string(),
+                    b.date.clone(),
+                    b.status.to_string(),
+                    size(b).map_or_else(|| "-".into(), human_bytes),
+                    b.storage_path.clone(),
+                ]
+            })
+            .collect();
+        output::table(&["TYPE", "DATE", "STATUS", "SIZE", "STORAGE PATH"], rows);
+    });
+    Ok(())
+}
+
+/// A backup's size in bytes, when it has one.
+fn size(b: &BackupItem) -> Option<u64> {
+    b.size_bytes.and_then(|n| u64::try_from(n).ok())
+}
+
+async fn stats(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let reply = ctx.client.tenant_log_stats(name).await?;
+    let r = &reply.data;
+    ctx.print(&reply.raw, || {
+        output::fields(&[
+            ("tenant", &r.tenant_id),
+            ("queries", &r.total_queries.to_string()),
+            ("successful", &r.successful.to_string()),
+            ("failed", &r.failed.to_string()),
+            (
+                "by source",
+                &format!("proxy {}, api {}", r.by_source.proxy, r.by_source.api),
+            ),
+            (
+                "mean duration",
+                &format!("{} ms", json_number(r.avg_duration_ms)),
+            ),
+            (
+                "slow",
+                &format!("{} (>= {} ms)", r.slow_queries, r.slow_threshold_ms),
+            ),
+        ]);
+    });
+    Ok(())
+}
+
+/// A number as the API's JSON wrote it (`2.0` stays `2.0`).
+fn json_number(n: f64) -> String {
+    Value::from(n).to_string()
+}
+
+async fn history(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let reply = ctx.client.tenant_deployments(name).await?;
+    ctx.print(&reply.raw, || {
+        let rows = reply
+            .data
+            .deployments
+            .iter()
+            .map(|d| {
+                vec![
+                    d.deployment_id.clone(),
+                    d.blueprint_name.clone(),
+                    d.version.to_string(),
+                    super::deployments::status_text(d.status, d.dry_run),
+                    d.duration.clone().unwrap_or_else(|| "-".into()),
+                    d.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        output::table(
+            &[
+                "DEPLOYMENT",
+                "BLUEPRINT",
+                "VERSION",
+                "STATUS",
+                "DURATION",
+                "ERROR",
+            ],
+            rows,
+        );
+    });
+    Ok(())
+}
+
 /// For a database behind its blueprint: where it is, why, and the command that brings it
 /// forward.
-fn print_behind(d: &Value) {
-    let behind = &d["behind"];
-    if !behind.is_object() {
+fn print_behind(version: i32, blueprint_version: i32, behind: Option<&Behind>) {
+    let Some(behind) = behind else {
         return;
-    }
+    };
     println!(
-        "    behind: version {} of {}{}",
-        d["version"],
-        d["blueprint_version"],
-        behind["error"]
-            .as_str()
+        "    behind: version {version} of {blueprint_version}{}",
+        behind
+            .error
+            .as_deref()
             .map(|e| format!(" (last deployment failed: {e})"))
             .unwrap_or_default()
     );
-    println!("    bring it forward: {}", text(&behind["cli"]));
+    println!("    bring it forward: {}", behind.cli);
 }
 
+/// Suspend and resume share one shape.
 async fn run_action(ctx: &Context, name: &str, action: &str) -> anyhow::Result<()> {
     let reply = ctx.client.tenant_action(name, action).await?;
-    ctx.print(&reply.raw, || println!("{}", text(&reply.raw["message"])));
+    ctx.print(&reply.raw, || println!("{}", reply.data.message));
     Ok(())
 }
 
@@ -387,16 +414,11 @@ fn human_bytes(n: u64) -> String {
 /// Starts a backup and, unless told not to, waits until every path is completed or failed.
 async fn backup(ctx: &Context, name: &str, no_wait: bool) -> anyhow::Result<()> {
     let started = ctx.client.backup_tenant(name).await?;
-    let paths: Vec<String> = started.raw["paths"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(text)
-        .collect();
+    let paths = &started.data.paths;
     if no_wait {
         ctx.print(&started.raw, || {
-            println!("{}", text(&started.raw["message"]));
-            for p in &paths {
+            println!("{}", started.data.message);
+            for p in paths {
                 println!("  {p}");
             }
         });
@@ -409,15 +431,13 @@ async fn backup(ctx: &Context, name: &str, no_wait: bool) -> anyhow::Result<()> 
         s
     });
     let mine = loop {
-        let list = ctx.client.tenant_backups(name).await?.raw;
-        let mine: Vec<Value> = list["backups"]
-            .as_array()
+        let list = ctx.client.tenant_backups(name).await?.data;
+        let mine: Vec<BackupItem> = list
+            .backups
             .into_iter()
-            .flatten()
-            .filter(|b| paths.iter().any(|p| b["storage_path"] == p.as_str()))
-            .cloned()
+            .filter(|b| paths.contains(&b.storage_path))
             .collect();
-        if mine.iter().all(|b| b["status"] != "pending") {
+        if mine.iter().all(|b| b.status != BackupStatus::Pending) {
             break mine;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -428,18 +448,20 @@ async fn backup(ctx: &Context, name: &str, no_wait: bool) -> anyhow::Result<()> 
     let out = json!({"tenant_id": name, "backups": mine});
     ctx.print(&out, || {
         for b in &mine {
-            match b["status"].as_str() {
-                Some("completed") => println!(
-                    "{} ({})",
-                    text(&b["storage_path"]),
-                    human_bytes(b["size_bytes"].as_u64().unwrap_or(0))
+            match b.status {
+                BackupStatus::Completed => {
+                    println!("{} ({})", b.storage_path, human_bytes(size(b).unwrap_or(0)))
+                }
+                _ => println!(
+                    "{} failed: {}",
+                    b.storage_path,
+                    b.error.as_deref().unwrap_or("")
                 ),
-                _ => println!("{} failed: {}", text(&b["storage_path"]), text(&b["error"])),
             }
         }
     });
-    if let Some(failed) = mine.iter().find(|b| b["status"] != "completed") {
-        anyhow::bail!("backup {} failed", text(&failed["storage_path"]));
+    if let Some(failed) = mine.iter().find(|b| b.status != BackupStatus::Completed) {
+        anyhow::bail!("backup {} failed", failed.storage_path);
     }
     Ok(())
 }
@@ -448,11 +470,9 @@ async fn backup(ctx: &Context, name: &str, no_wait: bool) -> anyhow::Result<()> 
 /// restored until the tenant is ready again.
 async fn rollback(ctx: &Context, name: &str, path: &str, no_wait: bool) -> anyhow::Result<()> {
     let started = ctx.client.rollback_tenant(name, path).await?;
-    let id = text(&started.raw["rollback_id"]);
+    let id = &started.data.rollback_id;
     if no_wait {
-        ctx.print(&started.raw, || {
-            println!("{}", text(&started.raw["message"]))
-        });
+        ctx.print(&started.raw, || println!("{}", started.data.message));
         return Ok(());
     }
     let bar = (!ctx.json).then(|| {
@@ -465,17 +485,16 @@ async fn rollback(ctx: &Context, name: &str, path: &str, no_wait: bool) -> anyho
         bar
     });
     let last = loop {
-        let t = ctx.client.get_tenant(name).await?.raw;
-        let r = t["last_rollback"].clone();
-        if r["rollback_id"] != id.as_str() {
+        let t = ctx.client.get_tenant(name).await?.data;
+        let Some(r) = t.last_rollback.filter(|r| &r.rollback_id == id) else {
             anyhow::bail!("tenant '{name}' no longer shows rollback {id}");
-        }
+        };
         if let Some(bar) = &bar {
-            bar.set_length(r["bytes_total"].as_u64().unwrap_or(0));
-            bar.set_position(r["bytes_done"].as_u64().unwrap_or(0));
-            bar.set_message(text(&r["step"]));
+            bar.set_length(u64::try_from(r.bytes_total).unwrap_or(0));
+            bar.set_position(u64::try_from(r.bytes_done).unwrap_or(0));
+            bar.set_message(r.step.to_string());
         }
-        if matches!(r["step"].as_str(), Some("completed" | "failed")) {
+        if matches!(r.step, RollbackStep::Completed | RollbackStep::Failed) {
             break r;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -483,42 +502,37 @@ async fn rollback(ctx: &Context, name: &str, path: &str, no_wait: bool) -> anyho
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    ctx.print(&last, || {
-        if last["step"] == "completed" {
+    let error = last.error.as_deref().unwrap_or("");
+    ctx.print(&serde_json::to_value(&last)?, || {
+        if last.step == RollbackStep::Completed {
             println!("tenant '{name}' rolled back to {path}");
         } else {
-            println!(
-                "rollback of tenant '{name}' failed; it keeps its data: {}",
-                text(&last["error"])
-            );
+            println!("rollback of tenant '{name}' failed; it keeps its data: {error}");
         }
     });
-    if last["step"] != "completed" {
-        anyhow::bail!("rollback failed: {}", text(&last["error"]));
+    if last.step != RollbackStep::Completed {
+        anyhow::bail!("rollback failed: {error}");
     }
     Ok(())
 }
 
-fn log_rows(logs: &[Value]) -> Vec<Vec<String>> {
+fn log_rows(logs: &[LogItem]) -> Vec<Vec<String>> {
     logs.iter()
         .map(|l| {
-            let query: String = text(&l["query"])
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
+            let query: String = l.query.split_whitespace().collect::<Vec<_>>().join(" ");
             let query = match query.char_indices().nth(80) {
                 Some((i, _)) => format!("{}…", &query[..i]),
                 None => query,
             };
             vec![
-                text(&l["created_at"]),
-                text(&l["source"]),
-                if l["success"] == true {
+                wire_time(&l.created_at),
+                l.source.clone(),
+                if l.success {
                     "ok".into()
                 } else {
-                    format!("error {}", text(&l["error_code"]))
+                    format!("error {}", l.error_code.as_deref().unwrap_or(""))
                 },
-                format!("{:.2}", l["duration_ms"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", l.duration_ms),
                 query,
             ]
         })
@@ -526,6 +540,20 @@ fn log_rows(logs: &[Value]) -> Vec<Vec<String>> {
 }
 
 const LOG_HEADERS: [&str; 5] = ["TIME", "SOURCE", "RESULT", "MS", "QUERY"];
+
+/// Prints statements as they arrive: one JSON object a line with `--json`, else table rows.
+fn emit(json: bool, entries: &[LogItem]) -> anyhow::Result<()> {
+    if json {
+        for e in entries {
+            println!("{}", serde_json::to_string(e)?);
+        }
+    } else {
+        for row in log_rows(entries) {
+            println!("{}", row.join("  "));
+        }
+    }
+    Ok(())
+}
 
 /// Prints a page of the log; with `follow`, then polls for newer statements every second.
 async fn logs(
@@ -535,33 +563,22 @@ async fn logs(
     follow: bool,
 ) -> anyhow::Result<()> {
     let reply = ctx.client.tenant_logs(name, query).await?;
-    let mut page: Vec<Value> = reply.raw["logs"].as_array().cloned().unwrap_or_default();
     if !follow {
         ctx.print(&reply.raw, || {
-            output::table(&LOG_HEADERS, log_rows(&page));
-            if reply.raw["has_more"] == true {
+            output::table(&LOG_HEADERS, log_rows(&reply.data.logs));
+            if reply.data.has_more {
                 println!("(more: raise --limit or narrow the filters)");
             }
         });
         return Ok(());
     }
+    let mut page = reply.data.logs;
     page.reverse();
     // Ids grow in the order records were written, which is not quite the order they started
     // in (a long statement is written when it ends): the newest id seen marks what is shown.
-    let newest_id = |entries: &[Value]| entries.iter().filter_map(|l| l["id"].as_i64()).max();
+    let newest_id = |entries: &[LogItem]| entries.iter().map(|l| l.id).max();
     let mut last = newest_id(&page).unwrap_or(0);
-    let emit = |entries: &[Value]| {
-        if ctx.json {
-            for e in entries {
-                println!("{e}");
-            }
-        } else {
-            for row in log_rows(entries) {
-                println!("{}", row.join("  "));
-            }
-        }
-    };
-    emit(&page);
+    emit(ctx.json, &page)?;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut q: Vec<(&str, String)> = query
@@ -571,18 +588,17 @@ async fn logs(
             .collect();
         q.push(("limit", "1000".into()));
         let reply = ctx.client.tenant_logs(name, &q).await?;
-        let mut fresh: Vec<Value> = reply.raw["logs"]
-            .as_array()
+        let mut fresh: Vec<LogItem> = reply
+            .data
+            .logs
             .into_iter()
-            .flatten()
-            .filter(|l| l["id"].as_i64().unwrap_or(0) > last)
-            .cloned()
+            .filter(|l| l.id > last)
             .collect();
         fresh.reverse();
         if let Some(id) = newest_id(&fresh) {
             last = last.max(id);
         }
-        emit(&fresh);
+        emit(ctx.json, &fresh)?;
     }
 }
 
@@ -605,68 +621,48 @@ pub fn sparkline(values: &[f64]) -> String {
         .collect()
 }
 
-pub fn print_metrics(m: &Value) {
-    let num = |v: &Value| {
-        v.as_f64()
-            .map_or_else(|| "-".to_string(), |f| format!("{f:.2}"))
+/// Prints the metrics in the raw answer `raw` (for callers that hold only the JSON).
+pub fn print_metrics(raw: &Value) {
+    match serde_json::from_value::<Metrics>(raw.clone()) {
+        Ok(m) => show_metrics(&m),
+        Err(e) => eprintln!("unexpected metrics from the tdb API: {e}"),
+    }
+}
+
+pub fn show_metrics(m: &Metrics) {
+    let num = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |f| format!("{f:.2}"));
+    let (label, who) = match (&m.workspace_id, &m.tenant_id) {
+        (Some(w), _) => ("workspace", w.as_str()),
+        (None, t) => ("tenant", t.as_deref().unwrap_or("")),
     };
     output::fields(&[
-        (
-            if m["workspace_id"].is_string() {
-                "workspace"
-            } else {
-                "tenant"
-            },
-            &text(if m["workspace_id"].is_string() {
-                &m["workspace_id"]
-            } else {
-                &m["tenant_id"]
-            }),
-        ),
-        (
-            "window",
-            &format!("{} (per {})", text(&m["window"]), text(&m["bucket"])),
-        ),
-        ("queries", &m["queries"].to_string()),
-        ("failed", &m["failed"].to_string()),
+        (label, who),
+        ("window", &format!("{} (per {})", m.window, m.bucket)),
+        ("queries", &m.queries.to_string()),
+        ("failed", &m.failed.to_string()),
         (
             "slow",
-            &format!("{} (>= {} ms)", m["slow"], m["slow_threshold_ms"]),
+            &format!("{} (>= {} ms)", m.slow, m.slow_threshold_ms),
         ),
-        ("success rate", &format!("{} %", num(&m["success_rate"]))),
+        ("success rate", &format!("{} %", num(m.success_rate))),
     ]);
-    let l = &m["latency_ms"];
+    let l = &m.latency_ms;
     output::table(
         &["LATENCY MS", "AVG", "P50", "P95", "P99", "MAX"],
         vec![vec![
             String::new(),
-            num(&l["avg"]),
-            num(&l["p50"]),
-            num(&l["p95"]),
-            num(&l["p99"]),
-            num(&l["max"]),
+            num(l.avg),
+            num(l.p50),
+            num(l.p95),
+            num(l.p99),
+            num(l.max),
         ]],
     );
-    let series = m["series"].as_array().cloned().unwrap_or_default();
-    if !series.is_empty() {
-        let counts: Vec<f64> = series
-            .iter()
-            .map(|b| b["queries"].as_f64().unwrap_or(0.0))
-            .collect();
-        let p95: Vec<f64> = series
-            .iter()
-            .map(|b| b["p95_ms"].as_f64().unwrap_or(0.0))
-            .collect();
+    if !m.series.is_empty() {
+        let counts: Vec<f64> = m.series.iter().map(|b| b.queries as f64).collect();
+        let p95: Vec<f64> = m.series.iter().map(|b| b.p95_ms.unwrap_or(0.0)).collect();
         println!("queries  {}", sparkline(&counts));
         println!("p95 ms   {}", sparkline(&p95));
-    }
-}
-
-/// An isolation level as the reference labels it: `L1` whether the API says `"L1"` or `1`.
-fn level(v: &Value) -> String {
-    match v.as_i64() {
-        Some(n) => format!("L{n}"),
-        None => text(v),
     }
 }
 

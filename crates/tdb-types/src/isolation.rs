@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
+use serde::{Serialize, Serializer};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 
@@ -84,6 +85,13 @@ impl<'de> Deserialize<'de> for IsolationLevel {
     }
 }
 
+/// Sent as the number, the form `POST /tenants` answers.
+impl Serialize for IsolationLevel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(self.number())
+    }
+}
+
 impl utoipa::PartialSchema for IsolationLevel {
     fn schema() -> RefOr<Schema> {
         OneOfBuilder::new()
@@ -139,6 +147,13 @@ mod tests {
             let e = parse(json).expect_err(json).to_string();
             assert!(e.contains("1, 2, \"L1\" or \"L2\""), "{json}: {e}");
         }
+    }
+
+    #[test]
+    fn a_level_is_sent_as_its_number_and_read_back() {
+        let sent = serde_json::to_string(&IsolationLevel::L2).expect("encodes");
+        assert_eq!(sent, "2");
+        assert_eq!(parse(&sent).expect("reads back"), IsolationLevel::L2);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
+use serde::{Serialize, Serializer};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 
@@ -51,6 +52,13 @@ impl<'de> Deserialize<'de> for VersionNumber {
     }
 }
 
+/// Sent as a number, the form tdb's answers show.
+impl Serialize for VersionNumber {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(self.0)
+    }
+}
+
 impl utoipa::PartialSchema for VersionNumber {
     fn schema() -> RefOr<Schema> {
         OneOfBuilder::new()
@@ -86,6 +94,14 @@ mod tests {
         for (json, n) in [("1", 1), ("\"1\"", 1), ("\"42\"", 42), ("0", 0), ("-1", -1)] {
             assert_eq!(parse(json).expect(json), VersionNumber(n));
         }
+    }
+
+    #[test]
+    fn a_version_is_sent_as_a_number() {
+        assert_eq!(
+            serde_json::to_string(&VersionNumber(3)).expect("encodes"),
+            "3"
+        );
     }
 
     #[test]
