@@ -128,8 +128,8 @@ async fn run_with_catalog(
         Err(e) => tracing::warn!(error = %e, "could not queue the moves of provisioned databases"),
     }
 
-    let listener = tokio::net::TcpListener::bind(config.api_listen)
-        .await
+    let listener = bind_listener(config.api_listen)
+        .and_then(|l| Ok(tokio::net::TcpListener::from_std(l)?))
         .with_context(|| format!("binding the API to {}", config.api_listen))?;
     tracing::info!(
         api = %listener.local_addr()?,
@@ -242,9 +242,8 @@ async fn start_pg_proxy(
         }
     };
     let tls = tdb_proxy::tls::acceptor(&cert, &key_path)?;
-    let listener = std::net::TcpListener::bind(config.pg_listen)
+    let listener = bind_listener(config.pg_listen)
         .with_context(|| format!("binding the PostgreSQL proxy to {}", config.pg_listen))?;
-    listener.set_nonblocking(true)?;
     tracing::info!(pg = %listener.local_addr()?, "PostgreSQL proxy listening");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -637,6 +636,25 @@ async fn watch_signals(shutdown: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     shutdown.cancel();
+}
+
+/// How many connections the kernel holds for a listener before tdb accepts them. The standard
+/// library asks for 128: a burst larger than that (a client pool opening at once) while the
+/// accept loop is busy got its handshakes dropped, and clients whose last ACK was dropped
+/// believed themselves connected to a server that never heard of them.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A non-blocking listener on `addr` with [`LISTEN_BACKLOG`] (the kernel caps it at
+/// `net.core.somaxconn`).
+fn bind_listener(addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As the standard library does: a restarted serve rebinds at once despite TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 #[cfg(test)]

@@ -400,6 +400,62 @@ async fn silent_connections_from_one_address_cannot_block_proxy_logins() {
     }
 }
 
+/// Sends SIGCONT to a stopped process when dropped, however the test ends.
+struct Resume(nix::unistd::Pid);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_connections_while_tdb_is_busy_waits_in_the_kernel_queue() {
+    // A server of its own: this one is frozen for a while.
+    let s = TdbServer::start(bin()).await.expect("tdb serve starts");
+    let pid = nix::unistd::Pid::from_raw(s.pid().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let resume = Resume(pid);
+
+    // While tdb accepts nothing, the kernel completes the handshakes of a burst of 300 (a
+    // client pool opening at once) on each listener and queues them. With a backlog of 128 the
+    // rest had their SYNs dropped (the clients retry after 1, 3, 7, 15 s) or, worse, their last
+    // ACK, which leaves a client that believes itself connected to a server that never heard
+    // of it.
+    let proxy = silent_connections(s.pg_port, [127, 0, 0, 14], 300);
+    let api = silent_connections(api_port(&s), [127, 0, 0, 15], 300);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for (which, list) in [("proxy", &proxy), ("API", &api)] {
+        for rx in list {
+            let mut rx = rx.clone();
+            let opened =
+                tokio::time::timeout_at(deadline, rx.wait_for(|s| *s != Silent::Connecting))
+                    .await
+                    .map(|s| s.map(|s| *s));
+            assert!(
+                matches!(opened, Ok(Ok(Silent::Open))),
+                "every {which} connection of the burst is queued while tdb is stopped: {opened:?}"
+            );
+        }
+    }
+    drop(resume);
+
+    // Once tdb runs again it takes every one of them and closes each (over the address's cap at
+    // once, the rest at the startup deadline): none is left half-open.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    for mut rx in proxy {
+        let closed =
+            tokio::time::timeout_at(deadline, rx.wait_for(|s| matches!(s, Silent::Closed(_))))
+                .await
+                .map(|s| s.map(|s| *s));
+        assert!(
+            matches!(closed, Ok(Ok(Silent::Closed(_)))),
+            "every proxy connection of the burst is closed after tdb resumes: {closed:?}"
+        );
+    }
+    drop(api);
+}
+
 fn api_port(s: &TdbServer) -> u16 {
     s.api_url
         .rsplit(':')
