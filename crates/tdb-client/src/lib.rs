@@ -328,11 +328,10 @@ impl Client {
             .await
     }
 
-    /// `body` is the import request: `{source, template?, tables?, connection?, url?}`.
     pub async fn import_schema(
         &self,
         name: &str,
-        body: &Value,
+        body: &workspaces::ImportRequest,
     ) -> Result<Reply<ImportResponse>, ClientError> {
         self.post(&format!("/workspaces/{}/schema", encode(name)), body)
             .await
@@ -364,7 +363,7 @@ impl Client {
     pub async fn update_settings(
         &self,
         name: &str,
-        patch: &Value,
+        patch: &workspaces::SettingsPatch,
     ) -> Result<Reply<SettingsSaved>, ClientError> {
         let path = format!("/workspaces/{}/settings", encode(name));
         self.request(Method::PATCH, &path, Some(patch), true).await
@@ -493,7 +492,7 @@ impl Client {
     pub async fn update_backup_policy(
         &self,
         project: &str,
-        patch: &Value,
+        patch: &backups::PolicyPatch,
     ) -> Result<Reply<backups::BackupPolicyResponse>, ClientError> {
         let path = format!("/projects/{}/backup-policy", encode(project));
         self.request(Method::PATCH, &path, Some(patch), true).await

@@ -30,7 +30,6 @@ pub fn json(value: &Value) {
     );
 }
 
-/// A JSON value as a table cell: strings bare, everything else as JSON.
 /// A query result's value as a table cell: strings bare, NULL spelled out.
 pub fn cell(v: &Value) -> String {
     match v {
@@ -38,10 +37,4 @@ pub fn cell(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-pub fn text(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
 }

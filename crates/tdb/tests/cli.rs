@@ -205,6 +205,56 @@ async fn workspace_flow_through_the_cli() {
         settings.contains("New proxy sessions of the blueprint"),
         "{settings}"
     );
+    let settings = cli.ok(&[
+        "workspaces",
+        "settings",
+        "myapp",
+        "--pool-mode",
+        "transaction",
+    ]);
+    assert!(settings.contains("transaction"), "{settings}");
+    let shown = cli.ok(&["workspaces", "settings", "myapp"]);
+    assert!(
+        shown.contains("max_rows_per_query") && shown.contains("transaction"),
+        "{shown}"
+    );
+    let err = cli.fails(&[
+        "workspaces",
+        "settings",
+        "myapp",
+        "--pool-mode",
+        "statement",
+    ]);
+    assert!(
+        err.contains("session") && err.contains("transaction"),
+        "{err}"
+    );
+
+    // A schema from a file: the CLI reads it into typed tables before sending it.
+    let file = home.path().join("labels.json");
+    std::fs::write(
+        &file,
+        r#"{"tables": [{"name": "labels", "columns": [
+            {"name": "id", "type": "serial", "primary_key": true},
+            {"name": "label", "type": "text", "nullable": false}],
+            "indexes": [{"columns": ["label"], "unique": true}]}]}"#,
+    )
+    .expect("write");
+    let path = file.to_str().expect("path");
+    let imported = cli.ok(&["workspaces", "import", "myapp", "--json-file", path]);
+    assert!(imported.contains("labels"), "{imported}");
+    let schema = cli.ok(&["workspaces", "schema", "myapp"]);
+    assert!(
+        schema.contains("ON public.labels USING btree (label)"),
+        "{schema}"
+    );
+    std::fs::write(&file, r#"{"tables": [{"name": "nocolumns"}]}"#).expect("write");
+    let err = cli.fails(&["workspaces", "import", "myapp", "--json-file", path]);
+    assert!(err.contains("is not a list of tables"), "{err}");
+    assert!(
+        !cli.ok(&["workspaces", "schema", "myapp"])
+            .contains("nocolumns")
+    );
     let rows = cli.json(&[
         "workspaces",
         "query",

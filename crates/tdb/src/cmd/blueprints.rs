@@ -37,16 +37,16 @@ pub async fn run(ctx: &Context, command: BlueprintsCommand) -> anyhow::Result<()
         }
         BlueprintsCommand::Get { name } => {
             let reply = c.get_blueprint(&name).await?;
-            let r = &reply.raw;
-            ctx.print(r, || {
+            let b = &reply.data;
+            ctx.print(&reply.raw, || {
                 output::fields(&[
-                    ("blueprint", r["name"].as_str().unwrap_or_default()),
-                    ("database", r["database"].as_str().unwrap_or_default()),
-                    ("version", &r["current_version"].to_string()),
-                    ("tenants", &r["tenant_count"].to_string()),
+                    ("blueprint", &b.item.name),
+                    ("database", b.item.database.as_str()),
+                    ("version", &b.item.current_version.to_string()),
+                    ("tenants", &b.item.tenant_count.to_string()),
                 ]);
-                for statement in r["schema"].as_array().into_iter().flatten() {
-                    println!("{};", statement.as_str().unwrap_or_default());
+                for statement in &b.schema {
+                    println!("{statement};");
                 }
             });
         }

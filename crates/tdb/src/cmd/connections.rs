@@ -3,9 +3,12 @@
 //! them.
 
 use serde_json::Value;
+use tdb_client::autodb::{ConnectionItem, ConnectionRows, Introspection};
+use tdb_client::schema::TableOverview;
+use tdb_client::wire_time;
 
 use super::Context;
-use crate::output::{self, text};
+use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ConnectionsCommand {
@@ -53,38 +56,29 @@ pub async fn run(ctx: &Context, command: ConnectionsCommand) -> anyhow::Result<(
             };
             let reply = c.create_connection(&conn).await?;
             ctx.print(&redacted(&reply.raw), || {
-                println!(
-                    "registered connection '{}'",
-                    text(&reply.raw["data"]["name"])
-                );
-                print_connection(&reply.raw["data"]);
+                println!("registered connection '{}'", reply.data.name);
+                print_connection(&reply.data);
             });
         }
         ConnectionsCommand::List => {
             let reply = c.list_connections().await?;
             ctx.print(&redacted(&reply.raw), || {
-                let list = reply.raw["data"]["connections"].as_array();
-                print_list(list.map_or(&[][..], Vec::as_slice));
+                print_list(&reply.data.connections)
             });
         }
         ConnectionsCommand::Get { id } => {
             let reply = c.get_connection(&id).await?;
-            ctx.print(&redacted(&reply.raw), || {
-                print_connection(&reply.raw["data"])
-            });
+            ctx.print(&redacted(&reply.raw), || print_connection(&reply.data));
         }
         ConnectionsCommand::Delete { id } => {
             let reply = c.delete_connection(&id).await?;
             ctx.print(&reply.raw, || {
-                println!(
-                    "connection {} is no longer active",
-                    text(&reply.raw["data"]["id"])
-                );
+                println!("connection {} is no longer active", reply.data.id);
             });
         }
         ConnectionsCommand::Introspect { id } => {
             let reply = c.introspect_connection(&id).await?;
-            ctx.print(&reply.raw, || print_tree(&reply.raw["data"]));
+            ctx.print(&reply.raw, || print_tree(&reply.data));
         }
         ConnectionsCommand::Query { id, sql } => {
             let sql = if sql == "-" {
@@ -93,40 +87,7 @@ pub async fn run(ctx: &Context, command: ConnectionsCommand) -> anyhow::Result<(
                 sql
             };
             let reply = c.query_connection(&id, &sql).await?;
-            let d = &reply.raw["data"];
-            ctx.print(&reply.raw, || {
-                let columns: Vec<&str> = d["columns"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                if !columns.is_empty() {
-                    let rows = d["rows"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|r| {
-                            r.as_array()
-                                .into_iter()
-                                .flatten()
-                                .map(output::cell)
-                                .collect()
-                        })
-                        .collect();
-                    output::table(&columns, rows);
-                }
-                let more = if d["truncated"] == true {
-                    " (truncated)"
-                } else {
-                    ""
-                };
-                println!(
-                    "{} row(s){more}, {}",
-                    d["row_count"],
-                    text(&d["execution_time"])
-                );
-            });
+            ctx.print(&reply.raw, || print_rows(&reply.data));
         }
     }
     Ok(())
@@ -147,18 +108,32 @@ fn redacted(body: &Value) -> Value {
     }
 }
 
-fn print_list(list: &[Value]) {
+fn print_rows(d: &ConnectionRows) {
+    if !d.columns.is_empty() {
+        let headers: Vec<&str> = d.columns.iter().map(String::as_str).collect();
+        let rows = d
+            .rows
+            .iter()
+            .map(|r| r.iter().map(output::cell).collect())
+            .collect();
+        output::table(&headers, rows);
+    }
+    let more = if d.truncated { " (truncated)" } else { "" };
+    println!("{} row(s){more}, {}", d.row_count, d.execution_time);
+}
+
+fn print_list(list: &[ConnectionItem]) {
     let rows = list
         .iter()
         .map(|c| {
             vec![
-                text(&c["id"]),
-                text(&c["name"]),
-                text(&c["db_type"]),
-                format!("{}:{}", text(&c["host"]), text(&c["port"])),
-                text(&c["database_name"]),
-                text(&c["is_active"]),
-                text(&c["created_at"]),
+                c.id.clone(),
+                c.name.clone(),
+                c.db_type.clone(),
+                format!("{}:{}", c.host, c.port),
+                c.database_name.clone(),
+                c.is_active.to_string(),
+                wire_time(&c.created_at),
             ]
         })
         .collect();
@@ -170,98 +145,74 @@ fn print_list(list: &[Value]) {
     );
 }
 
-fn print_connection(c: &Value) {
-    let excluded: Vec<String> = c["excluded_schemas"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(text)
-        .collect();
+fn print_connection(c: &ConnectionItem) {
     output::fields(&[
-        ("id", &text(&c["id"])),
-        ("name", &text(&c["name"])),
-        ("type", &text(&c["db_type"])),
+        ("id", &c.id),
+        ("name", &c.name),
+        ("type", &c.db_type),
+        ("host", &format!("{}:{}", c.host, c.port)),
+        ("database", &c.database_name),
+        ("excluded schemas", &c.excluded_schemas.join(", ")),
+        ("active", &c.is_active.to_string()),
+        ("created", &wire_time(&c.created_at)),
         (
-            "host",
-            &format!("{}:{}", text(&c["host"]), text(&c["port"])),
+            "introspected",
+            &c.last_introspected_at
+                .as_ref()
+                .map_or_else(|| "never".into(), wire_time),
         ),
-        ("database", &text(&c["database_name"])),
-        ("excluded schemas", &excluded.join(", ")),
-        ("active", &text(&c["is_active"])),
-        ("created", &text(&c["created_at"])),
-        ("introspected", &text(&c["last_introspected_at"])),
     ]);
 }
 
 /// `schema / table (kind, ~rows) / columns, keys and indexes`, indented.
-fn print_tree(d: &Value) {
+fn print_tree(d: &Introspection) {
     println!(
         "{}: {} tables (introspected {})",
-        text(&d["database_name"]),
-        d["table_count"],
-        text(&d["introspected_at"])
+        d.database_name,
+        d.table_count,
+        wire_time(&d.introspected_at)
     );
-    for schema in d["schemas"].as_array().into_iter().flatten() {
-        println!("{}", text(&schema["name"]));
-        for table in schema["tables"].as_array().into_iter().flatten() {
+    for schema in &d.schemas {
+        println!("{}", schema.name);
+        for table in &schema.tables {
             print_table(table);
         }
     }
 }
 
-fn print_table(t: &Value) {
+fn print_table(t: &TableOverview) {
     // PostgreSQL has no estimate for a table it has not analyzed yet.
-    let rows = match t["row_estimate"].as_i64() {
+    let rows = match t.row_estimate {
         Some(n) if n >= 0 => format!(", ~{n} rows"),
         _ => String::new(),
     };
-    println!("  {} ({}{rows})", text(&t["name"]), text(&t["kind"]));
-    let pk = names(&t["primary_key"]);
-    let width = t["columns"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| text(&c["name"]).len())
-        .max()
-        .unwrap_or(0);
-    for col in t["columns"].as_array().into_iter().flatten() {
-        let name = text(&col["name"]);
-        let mut line = format!("    {name:width$}  {}", text(&col["type"]));
-        if col["nullable"] == Value::Bool(false) {
+    println!("  {} ({}{rows})", t.name, t.kind);
+    let width = t.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for col in &t.columns {
+        let mut line = format!("    {:width$}  {}", col.name, col.data_type);
+        if !col.nullable {
             line.push_str(" not null");
         }
-        if let Some(default) = col["default"].as_str() {
+        if let Some(default) = &col.default {
             line.push_str(&format!(" default {default}"));
         }
-        if pk.contains(&name) {
+        if t.primary_key.contains(&col.name) {
             line.push_str(" [pk]");
         }
         println!("{line}");
     }
-    for ix in t["indexes"].as_array().into_iter().flatten() {
-        if ix["primary"] == Value::Bool(true) {
-            continue;
-        }
-        let unique = if ix["unique"] == Value::Bool(true) {
-            "unique "
-        } else {
-            ""
-        };
-        let cols = names(&ix["columns"]).join(", ");
-        println!("    {unique}index {} ({cols})", text(&ix["name"]));
+    for ix in t.indexes.iter().filter(|ix| !ix.primary) {
+        let unique = if ix.unique { "unique " } else { "" };
+        println!("    {unique}index {} ({})", ix.name, ix.columns.join(", "));
     }
-    for fk in t["foreign_keys"].as_array().into_iter().flatten() {
+    for fk in &t.foreign_keys {
         println!(
             "    fk {} ({}) -> {}.{} ({})",
-            text(&fk["name"]),
-            names(&fk["columns"]).join(", "),
-            text(&fk["ref_schema"]),
-            text(&fk["ref_table"]),
-            names(&fk["ref_columns"]).join(", ")
+            fk.name,
+            fk.columns.join(", "),
+            fk.ref_schema,
+            fk.ref_table,
+            fk.ref_columns.join(", ")
         );
     }
-}
-
-fn names(list: &Value) -> Vec<String> {
-    list.as_array().into_iter().flatten().map(text).collect()
 }

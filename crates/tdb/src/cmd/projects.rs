@@ -48,39 +48,29 @@ pub async fn run(ctx: &Context, command: ProjectsCommand) -> anyhow::Result<()> 
             keep_days,
             hourly_limit,
         } => {
-            let mut patch = serde_json::Map::new();
-            if let Some(v) = schedule_enabled {
-                patch.insert("schedule_enabled".into(), v.into());
-            }
-            if let Some(v) = daily_at {
-                patch.insert("daily_at".into(), v.into());
-            }
-            for (k, v) in [
-                ("keep_count", keep_count),
-                ("keep_days", keep_days),
-                ("hourly_limit", hourly_limit),
-            ] {
-                if let Some(v) = v {
-                    patch.insert(k.into(), v.into());
-                }
-            }
-            let reply = if patch.is_empty() {
+            let patch = tdb_client::backups::PolicyPatch {
+                schedule_enabled,
+                daily_at,
+                keep_count,
+                keep_days,
+                hourly_limit,
+            };
+            let reply = if is_empty(&patch) {
                 c.backup_policy(&project).await?
             } else {
-                c.update_backup_policy(&project, &serde_json::Value::Object(patch))
-                    .await?
+                c.update_backup_policy(&project, &patch).await?
             };
-            let p = &reply.raw;
-            ctx.print(p, || {
+            let p = &reply.data;
+            ctx.print(&reply.raw, || {
                 output::fields(&[
-                    ("project", &output::text(&p["project_id"])),
-                    ("daily backups", &p["schedule_enabled"].to_string()),
-                    ("daily at (UTC)", &output::text(&p["daily_at"])),
+                    ("project", &p.project_id),
+                    ("daily backups", &p.schedule_enabled.to_string()),
+                    ("daily at (UTC)", &p.daily_at),
                     (
                         "keep",
-                        &format!("{} backups, {} days", p["keep_count"], p["keep_days"]),
+                        &format!("{} backups, {} days", p.keep_count, p.keep_days),
                     ),
-                    ("manual backups per hour", &p["hourly_limit"].to_string()),
+                    ("manual backups per hour", &p.hourly_limit.to_string()),
                 ]);
             });
         }
@@ -150,4 +140,20 @@ pub async fn run(ctx: &Context, command: ProjectsCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// True when the patch changes nothing (then the command shows the policy instead).
+fn is_empty(patch: &tdb_client::backups::PolicyPatch) -> bool {
+    let tdb_client::backups::PolicyPatch {
+        schedule_enabled,
+        daily_at,
+        keep_count,
+        keep_days,
+        hourly_limit,
+    } = patch;
+    schedule_enabled.is_none()
+        && daily_at.is_none()
+        && keep_count.is_none()
+        && keep_days.is_none()
+        && hourly_limit.is_none()
 }

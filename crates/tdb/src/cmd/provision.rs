@@ -1,8 +1,10 @@
 //! `tdb provision create|list|delete`: PostgreSQL databases provisioned on the shared server,
 //! each a schema and login role of its own, reachable through tdb's PostgreSQL proxy.
 
+use tdb_client::wire_time;
+
 use super::Context;
-use crate::output::{self, text};
+use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ProvisionCommand {
@@ -25,35 +27,34 @@ pub async fn run(ctx: &Context, command: ProvisionCommand) -> anyhow::Result<()>
     match command {
         ProvisionCommand::Create { name } => {
             let reply = c.provision(&name).await?;
-            let d = &reply.raw["data"];
+            let d = &reply.data;
             ctx.print(&reply.raw, || {
-                println!("database '{}' is {}", text(&d["name"]), text(&d["status"]));
+                println!("database '{}' is {}", d.item.name, d.item.status);
                 output::fields(&[
-                    ("id", &text(&d["id"])),
-                    ("connection_id", &text(&d["connection_id"])),
-                    ("schema", &text(&d["schema_name"])),
-                    ("created", &text(&d["created_at"])),
+                    ("id", &d.item.id),
+                    ("connection_id", &d.item.connection_id),
+                    ("schema", &d.item.schema_name),
+                    ("created", &wire_time(&d.item.created_at)),
                 ]);
-                println!("\n  {}", text(&d["connection_string"]));
+                println!("\n  {}", d.connection_string);
                 println!("\nSave the connection string: it is shown once, and never again.");
             });
         }
         ProvisionCommand::List => {
             let reply = c.list_provisioned().await?;
-            let d = &reply.raw["data"];
+            let d = &reply.data;
             ctx.print(&reply.raw, || {
-                let rows = d["databases"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows = d
+                    .databases
+                    .iter()
                     .map(|db| {
                         vec![
-                            text(&db["id"]),
-                            text(&db["name"]),
-                            text(&db["schema_name"]),
-                            text(&db["status"]),
-                            text(&db["connection_id"]),
-                            text(&db["created_at"]),
+                            db.id.clone(),
+                            db.name.clone(),
+                            db.schema_name.clone(),
+                            db.status.to_string(),
+                            db.connection_id.clone(),
+                            wire_time(&db.created_at),
                         ]
                     })
                     .collect();
@@ -61,14 +62,14 @@ pub async fn run(ctx: &Context, command: ProvisionCommand) -> anyhow::Result<()>
                     &["ID", "NAME", "SCHEMA", "STATUS", "CONNECTION", "CREATED"],
                     rows,
                 );
-                println!("{} of {} databases", d["count"], d["limit"]);
+                println!("{} of {} databases", d.count, d.limit);
             });
         }
         ProvisionCommand::Delete { id } => {
             let reply = c.delete_provisioned(&id).await?;
-            let d = &reply.raw["data"];
+            let d = &reply.data;
             ctx.print(&reply.raw, || {
-                println!("database {} is {}", text(&d["id"]), text(&d["status"]));
+                println!("database {} is {}", d.id, d.status);
             });
         }
     }

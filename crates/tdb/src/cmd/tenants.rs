@@ -621,14 +621,6 @@ pub fn sparkline(values: &[f64]) -> String {
         .collect()
 }
 
-/// Prints the metrics in the raw answer `raw` (for callers that hold only the JSON).
-pub fn print_metrics(raw: &Value) {
-    match serde_json::from_value::<Metrics>(raw.clone()) {
-        Ok(m) => show_metrics(&m),
-        Err(e) => eprintln!("unexpected metrics from the tdb API: {e}"),
-    }
-}
-
 pub fn show_metrics(m: &Metrics) {
     let num = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |f| format!("{f:.2}"));
     let (label, who) = match (&m.workspace_id, &m.tenant_id) {

@@ -5,7 +5,10 @@ use std::io::Read;
 use std::str::FromStr;
 
 use anyhow::Context as _;
-use serde_json::{Value, json};
+use serde_json::Value;
+use tdb_client::schema::WorkspaceSchema;
+use tdb_client::workspaces::{ExternalConnection, ImportRequest, SettingsPatch, TableDef};
+use tdb_core::settings::PoolMode;
 
 use super::Context;
 use crate::output;
@@ -72,7 +75,7 @@ pub enum WorkspacesCommand {
         #[arg(long)]
         max_connections: Option<u32>,
         /// session or transaction: how the proxy shares server connections
-        #[arg(long)]
+        #[arg(long, value_parser = ["session", "transaction"])]
         pool_mode: Option<String>,
     },
 }
@@ -122,24 +125,26 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
         }
         WorkspacesCommand::Get { name } => {
             let reply = c.get_workspace(&name).await?;
-            let r = &reply.raw;
-            ctx.print(r, || {
-                let text = |k: &str| {
-                    r[k].as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| r[k].to_string())
-                };
+            let w = &reply.data;
+            ctx.print(&reply.raw, || {
+                let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
                 output::fields(&[
-                    ("workspace", &text("name")),
-                    ("mode", &text("mode")),
-                    ("database", &text("database")),
-                    ("version", &text("version")),
-                    ("pending", &text("undeployed_changes")),
-                    ("connection", &text("connection_string")),
-                    ("settings", &r["settings"].to_string()),
+                    ("workspace", &w.name),
+                    ("mode", w.mode.as_str()),
+                    ("database", w.database.as_str()),
+                    ("version", &or_dash(w.version.map(|v| v.to_string()))),
+                    (
+                        "pending",
+                        &or_dash(w.undeployed_changes.map(|n| n.to_string())),
+                    ),
+                    ("connection", &w.connection_string),
                 ]);
-                for statement in r["schema"].as_array().into_iter().flatten() {
-                    println!("{};", statement.as_str().unwrap_or_default());
+                print_settings(&w.settings);
+                if let Some(e) = &w.schema_error {
+                    println!("the schema could not be read: {e}");
+                }
+                for statement in &w.schema {
+                    println!("{statement};");
                 }
             });
         }
@@ -179,7 +184,7 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
         }
         WorkspacesCommand::Schema { name } => {
             let reply = c.workspace_schema(&name).await?;
-            ctx.print(&reply.raw, || print_schema(&reply.raw));
+            ctx.print(&reply.raw, || print_schema(&reply.data));
         }
         WorkspacesCommand::Import {
             name,
@@ -190,29 +195,22 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
         } => {
             let body = import_body(template, json_file, url, from_db)?;
             let reply = c.import_schema(&name, &body).await?;
-            let r = &reply.raw;
-            ctx.print(r, || {
-                println!("{}", r["message"].as_str().unwrap_or_default());
+            let r = &reply.data;
+            ctx.print(&reply.raw, || {
+                println!("{}", r.message);
                 output::fields(&[
-                    ("created", &r["created"].to_string()),
-                    ("skipped", &r["skipped"].to_string()),
-                    (
-                        "errors",
-                        &r["errors"].as_array().map_or(0, Vec::len).to_string(),
-                    ),
+                    ("created", &r.created.join(", ")),
+                    ("skipped", &r.skipped.join(", ")),
+                    ("errors", &r.errors.len().to_string()),
                 ]);
-                for e in r["errors"].as_array().into_iter().flatten() {
-                    println!(
-                        "  {}: {}",
-                        e["statement"].as_str().unwrap_or_default(),
-                        e["error"].as_str().unwrap_or_default()
-                    );
+                for e in &r.errors {
+                    println!("  {}: {}", e.statement, e.error);
                 }
             });
         }
         WorkspacesCommand::Metrics { name, window } => {
             let reply = c.workspace_metrics(&name, &window).await?;
-            ctx.print(&reply.raw, || super::tenants::print_metrics(&reply.raw));
+            ctx.print(&reply.raw, || super::tenants::show_metrics(&reply.data));
         }
         WorkspacesCommand::Diff { name } => {
             let reply = c.workspace_diff(&name).await?;
@@ -241,70 +239,71 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
             max_connections,
             pool_mode,
         } => {
-            let mut patch = serde_json::Map::new();
-            if let Some(v) = query_timeout_ms {
-                patch.insert("query_timeout_ms".into(), v.into());
-            }
-            if let Some(v) = max_rows_per_query {
-                patch.insert("max_rows_per_query".into(), v.into());
-            }
-            if let Some(v) = max_connections {
-                patch.insert("max_connections".into(), v.into());
-            }
-            if let Some(v) = pool_mode {
-                patch.insert("pool_mode".into(), v.into());
-            }
-            let raw = if patch.is_empty() {
-                c.workspace_settings(&name).await?.raw
-            } else {
-                c.update_settings(&name, &Value::Object(patch)).await?.raw
-            };
-            let r = &raw;
-            ctx.print(r, || {
-                let s = &r["settings"];
-                for field in [
-                    "query_timeout_ms",
-                    "max_rows_per_query",
-                    "max_connections",
-                    "pool_mode",
-                ] {
-                    println!("{field:20}  {}", s[field]);
-                }
-                if let Some(m) = r["message"].as_str() {
-                    println!("{m}");
-                }
+            let pool_mode = pool_mode.map(|m| match m.as_str() {
+                "transaction" => PoolMode::Transaction,
+                _ => PoolMode::Session,
             });
+            let patch = SettingsPatch {
+                query_timeout_ms,
+                max_rows_per_query,
+                max_connections,
+                pool_mode,
+            };
+            let changes_nothing = query_timeout_ms.is_none()
+                && max_rows_per_query.is_none()
+                && max_connections.is_none()
+                && pool_mode.is_none();
+            if changes_nothing {
+                let reply = c.workspace_settings(&name).await?;
+                ctx.print(&reply.raw, || print_settings(&reply.data.settings));
+            } else {
+                let reply = c.update_settings(&name, &patch).await?;
+                ctx.print(&reply.raw, || {
+                    print_settings(&reply.data.settings);
+                    println!("{}", reply.data.message);
+                });
+            }
         }
     }
     Ok(())
 }
 
-fn print_schema(schema: &Value) {
-    for t in schema["tables"].as_array().into_iter().flatten() {
-        println!("{}", t["name"].as_str().unwrap_or_default());
-        let rows = t["columns"]
-            .as_array()
-            .into_iter()
-            .flatten()
+fn print_settings(s: &tdb_core::settings::Settings) {
+    output::fields(&[
+        ("query_timeout_ms", &s.query_timeout_ms.to_string()),
+        ("max_rows_per_query", &s.max_rows_per_query.to_string()),
+        ("max_connections", &s.max_connections.to_string()),
+        (
+            "pool_mode",
+            match s.pool_mode {
+                PoolMode::Session => "session",
+                PoolMode::Transaction => "transaction",
+            },
+        ),
+    ]);
+}
+
+fn print_schema(schema: &WorkspaceSchema) {
+    for t in &schema.tables {
+        println!("{}", t.name);
+        let rows = t
+            .columns
+            .iter()
             .map(|c| {
                 vec![
-                    c["name"].as_str().unwrap_or_default().to_string(),
-                    c["type"].as_str().unwrap_or_default().to_string(),
-                    if c["nullable"] == true { "yes" } else { "no" }.to_string(),
-                    c["default"].as_str().unwrap_or("").to_string(),
+                    c.name.clone(),
+                    c.data_type.clone(),
+                    if c.nullable { "yes" } else { "no" }.to_string(),
+                    c.default.clone().unwrap_or_default(),
                 ]
             })
             .collect();
         output::table(&["COLUMN", "TYPE", "NULLABLE", "DEFAULT"], rows);
-        for ix in t["index_details"].as_array().into_iter().flatten() {
-            println!("  {}", ix["definition"].as_str().unwrap_or_default());
+        for ix in &t.index_details {
+            println!("  {}", ix.definition);
         }
-        for fk in t["foreign_keys"].as_array().into_iter().flatten() {
-            println!(
-                "  {}: {}",
-                fk["name"].as_str().unwrap_or_default(),
-                fk["definition"].as_str().unwrap_or_default()
-            );
+        for fk in &t.foreign_keys {
+            println!("  {}: {}", fk.name, fk.definition);
         }
     }
 }
@@ -314,36 +313,62 @@ fn import_body(
     json_file: Option<std::path::PathBuf>,
     url: Option<String>,
     from_db: Option<String>,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<ImportRequest> {
+    let mut body = ImportRequest {
+        source: String::new(),
+        template: None,
+        tables: None,
+        collections: None,
+        connection: None,
+        url: None,
+    };
     if let Some(t) = template {
-        return Ok(json!({ "source": "template", "template": t }));
-    }
-    if let Some(path) = json_file {
+        body.source = "template".into();
+        body.template = Some(t);
+    } else if let Some(path) = json_file {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         let doc: Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not JSON", path.display()))?;
-        let tables = doc.get("tables").cloned().unwrap_or(doc);
-        return Ok(json!({ "source": "json", "tables": tables }));
-    }
-    if let Some(u) = url {
-        return Ok(json!({ "source": "url", "url": u }));
-    }
-    if let Some(db) = from_db {
+        /// `{"tables": [...]}`; the list may also stand on its own.
+        #[derive(serde::Deserialize)]
+        struct TablesDoc {
+            tables: Vec<TableDef>,
+        }
+        let tables = if doc.is_object() {
+            serde_json::from_value::<TablesDoc>(doc).map(|d| d.tables)
+        } else {
+            serde_json::from_value::<Vec<TableDef>>(doc)
+        };
+        let tables = tables.with_context(|| {
+            format!(
+                "{} is not a list of tables ({{\"name\", \"columns\": [{{\"name\", \"type\"}}]}})",
+                path.display()
+            )
+        })?;
+        body.source = "json".into();
+        body.tables = Some(tables);
+    } else if let Some(u) = url {
+        body.source = "url".into();
+        body.url = Some(u);
+    } else if let Some(db) = from_db {
         let opts = sqlx::postgres::PgConnectOptions::from_str(&db)
             .context("--from-db must be a postgresql:// URL")?;
         let password = match crate::serve::password_of(&db) {
             p if p.is_empty() => std::env::var("TDB_IMPORT_PASSWORD").unwrap_or_default(),
             p => p,
         };
-        return Ok(json!({ "source": "database", "connection": {
-            "type": "postgresql",
-            "host": opts.get_host(),
-            "port": opts.get_port(),
-            "database": opts.get_database().unwrap_or("postgres"),
-            "user": opts.get_username(),
-            "password": password,
-        }}));
+        body.source = "database".into();
+        body.connection = Some(ExternalConnection {
+            kind: Some("postgresql".into()),
+            host: opts.get_host().to_string(),
+            port: Some(opts.get_port()),
+            database: opts.get_database().unwrap_or("postgres").to_string(),
+            user: opts.get_username().to_string(),
+            password: Some(password),
+        });
+    } else {
+        anyhow::bail!("give one of --template, --json-file, --url or --from-db");
     }
-    anyhow::bail!("give one of --template, --json-file, --url or --from-db")
+    Ok(body)
 }
