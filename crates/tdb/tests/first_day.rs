@@ -30,16 +30,11 @@ async fn workspace(s: &TdbServer, email: &str) -> String {
     ws_query(
         s,
         &key,
+        "myapp",
         "CREATE TABLE users (id serial PRIMARY KEY, name text)",
     )
     .await;
     key
-}
-
-async fn ws_query(s: &TdbServer, key: &str, sql: &str) {
-    let body = json!({ "query": sql });
-    let (st, answer) = post(s, "/workspaces/myapp/queries", Some(key), body).await;
-    assert_eq!(st, 200, "{sql}: {answer}");
 }
 
 /// Starts a deployment of `myapp` and waits for it; returns the finished deployment.
@@ -286,7 +281,7 @@ async fn a_closed_pipe_ends_the_cli_quietly() {
 async fn dry_runs_are_marked_as_such() {
     let s = start().await;
     let key = tenant(&s, "dry@example.com").await;
-    ws_query(&s, &key, "ALTER TABLE users ADD COLUMN email text").await;
+    ws_query(&s, &key, "myapp", "ALTER TABLE users ADD COLUMN email text").await;
     let tried = deploy(
         &s,
         &key,

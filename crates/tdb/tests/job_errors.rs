@@ -12,16 +12,14 @@ use sqlx::Connection;
 use tdb_testkit::TdbServer;
 
 async fn setup(s: &TdbServer) -> String {
-    let key = str_of(&signup(s, "alice@example.com", "Alpha").await, "api_key").to_string();
-    let (st, body) = post(
+    let key = account_with_blueprint(s, "alice@example.com", "Alpha", "fintech").await;
+    ws_query(
         s,
-        "/workspaces",
-        Some(&key),
-        json!({"name": "fintech", "database": "PostgreSQL", "mode": "tenant"}),
+        &key,
+        "fintech",
+        "CREATE TABLE accounts (id serial PRIMARY KEY)",
     )
     .await;
-    assert_eq!(st, 201, "{body}");
-    ws_query(s, &key, "CREATE TABLE accounts (id serial PRIMARY KEY)").await;
     let d = deploy(s, &key).await;
     assert_eq!(d["status"], "completed", "{d}");
     let (st, body) = post(
@@ -33,17 +31,6 @@ async fn setup(s: &TdbServer) -> String {
     .await;
     assert_eq!(st, 201, "{body}");
     key
-}
-
-async fn ws_query(s: &TdbServer, key: &str, sql: &str) {
-    let (st, body) = post(
-        s,
-        "/workspaces/fintech/queries",
-        Some(key),
-        json!({ "query": sql }),
-    )
-    .await;
-    assert_eq!(st, 200, "{sql}: {body}");
 }
 
 /// Queues a deployment of the workspace's changes; returns its id.
@@ -117,7 +104,13 @@ async fn a_statement_that_fails_on_a_tenant_is_recorded_once_and_not_run_again()
         .execute(&mut tenant)
         .await
         .expect("sabotage");
-    ws_query(&s, &key, "ALTER TABLE accounts ADD COLUMN note text").await;
+    ws_query(
+        &s,
+        &key,
+        "fintech",
+        "ALTER TABLE accounts ADD COLUMN note text",
+    )
+    .await;
 
     let d = deploy(&s, &key).await;
     assert_eq!(
@@ -148,7 +141,13 @@ async fn a_statement_that_fails_on_a_tenant_is_recorded_once_and_not_run_again()
 async fn a_server_briefly_unreachable_is_retried_until_the_deployment_succeeds() {
     let s = start().await;
     let key = setup(&s).await;
-    ws_query(&s, &key, "ALTER TABLE accounts ADD COLUMN note text").await;
+    ws_query(
+        &s,
+        &key,
+        "fintech",
+        "ALTER TABLE accounts ADD COLUMN note text",
+    )
+    .await;
     // The tenant's server moves, as far as tdb knows, to a port where nothing listens.
     let (server_id, port): (String, i32) = sqlx::query_as(
         "SELECT s.id, s.port FROM servers s

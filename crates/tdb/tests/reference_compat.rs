@@ -11,27 +11,7 @@ use tdb_testkit::TdbServer;
 
 /// A signed-up account with a tenant-mode workspace `fintech`; returns its key.
 async fn setup(s: &TdbServer) -> String {
-    let key = str_of(&signup(s, "ref@example.com", "Reference").await, "api_key").to_string();
-    let (st, body) = post(
-        s,
-        "/workspaces",
-        Some(&key),
-        json!({"name": "fintech", "database": "PostgreSQL", "mode": "tenant"}),
-    )
-    .await;
-    assert_eq!(st, 201, "{body}");
-    key
-}
-
-async fn ws_query(s: &TdbServer, key: &str, sql: &str) {
-    let (st, body) = post(
-        s,
-        "/workspaces/fintech/queries",
-        Some(key),
-        json!({ "query": sql }),
-    )
-    .await;
-    assert_eq!(st, 200, "{sql}: {body}");
+    account_with_blueprint(s, "ref@example.com", "Reference", "fintech").await
 }
 
 /// A raw `/api/v1` call: `(status, body)`, with no assumption about the body's shape.
@@ -76,7 +56,13 @@ fn assert_autodb_code(body: &Value, code: &str) {
 async fn isolation_level_is_read_as_a_number_or_a_label() {
     let s = start().await;
     let key = setup(&s).await;
-    ws_query(&s, &key, "CREATE TABLE accounts (id serial PRIMARY KEY)").await;
+    ws_query(
+        &s,
+        &key,
+        "fintech",
+        "CREATE TABLE accounts (id serial PRIMARY KEY)",
+    )
+    .await;
     let (st, body) = post(
         &s,
         "/deployments",
@@ -149,7 +135,13 @@ async fn isolation_level_is_read_as_a_number_or_a_label() {
 async fn a_deployment_version_may_be_a_string() {
     let s = start().await;
     let key = setup(&s).await;
-    ws_query(&s, &key, "CREATE TABLE accounts (id serial PRIMARY KEY)").await;
+    ws_query(
+        &s,
+        &key,
+        "fintech",
+        "CREATE TABLE accounts (id serial PRIMARY KEY)",
+    )
+    .await;
     let (st, first) = post(
         &s,
         "/deployments",
@@ -241,6 +233,7 @@ async fn schema_indexes_are_the_references_list_of_names() {
     ws_query(
         &s,
         &key,
+        "fintech",
         "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);
          CREATE INDEX users_name_idx ON users (name)",
     )
@@ -478,7 +471,13 @@ async fn the_openapi_document_shows_the_references_forms() {
 async fn answers_use_the_references_words() {
     let s = start().await;
     let key = setup(&s).await;
-    ws_query(&s, &key, "CREATE TABLE accounts (id serial PRIMARY KEY)").await;
+    ws_query(
+        &s,
+        &key,
+        "fintech",
+        "CREATE TABLE accounts (id serial PRIMARY KEY)",
+    )
+    .await;
     let (st, body) = post(
         &s,
         "/deployments",

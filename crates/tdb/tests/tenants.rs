@@ -12,27 +12,7 @@ use serde_json::{Value, json};
 use tdb_testkit::TdbServer;
 
 async fn setup(s: &TdbServer) -> String {
-    let key = str_of(&signup(s, "alice@example.com", "Alpha").await, "api_key").to_string();
-    let (st, _) = post(
-        s,
-        "/workspaces",
-        Some(&key),
-        json!({"name": "fintech", "database": "PostgreSQL", "mode": "tenant"}),
-    )
-    .await;
-    assert_eq!(st, 201);
-    key
-}
-
-async fn ws_query(s: &TdbServer, key: &str, sql: &str) {
-    let (st, body) = post(
-        s,
-        "/workspaces/fintech/queries",
-        Some(key),
-        json!({ "query": sql }),
-    )
-    .await;
-    assert_eq!(st, 200, "{sql}: {body}");
+    account_with_blueprint(s, "alice@example.com", "Alpha", "fintech").await
 }
 
 async fn create_tenant(s: &TdbServer, key: &str, name: &str) -> Value {
@@ -87,6 +67,7 @@ async fn a_new_user_deploys_to_every_tenant() {
     ws_query(
         &s,
         &key,
+        "fintech",
         "CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL)",
     )
     .await;
@@ -113,6 +94,7 @@ async fn a_new_user_deploys_to_every_tenant() {
     ws_query(
         &s,
         &key,
+        "fintech",
         "ALTER TABLE accounts ADD COLUMN balance bigint NOT NULL DEFAULT 0",
     )
     .await;
@@ -179,7 +161,13 @@ async fn a_new_user_deploys_to_every_tenant() {
 async fn a_failing_tenant_is_reported_and_a_redeploy_finishes() {
     let s = start().await;
     let key = setup(&s).await;
-    ws_query(&s, &key, "CREATE TABLE accounts (id serial PRIMARY KEY)").await;
+    ws_query(
+        &s,
+        &key,
+        "fintech",
+        "CREATE TABLE accounts (id serial PRIMARY KEY)",
+    )
+    .await;
     deploy(&s, &key, json!({"blueprint_name": "fintech"})).await;
     for name in ["a1", "a2", "a3"] {
         create_tenant(&s, &key, name).await;
@@ -203,7 +191,13 @@ async fn a_failing_tenant_is_reported_and_a_redeploy_finishes() {
             .await
             .expect("sabotage");
     }
-    ws_query(&s, &key, "ALTER TABLE accounts ADD COLUMN note text").await;
+    ws_query(
+        &s,
+        &key,
+        "fintech",
+        "ALTER TABLE accounts ADD COLUMN note text",
+    )
+    .await;
 
     // A dry run says what would fail and changes nothing.
     let dry = deploy(
@@ -320,7 +314,13 @@ async fn a_failing_tenant_is_reported_and_a_redeploy_finishes() {
 async fn tenant_states_move_only_as_allowed() {
     let s = start().await;
     let key = setup(&s).await;
-    ws_query(&s, &key, "CREATE TABLE accounts (id serial PRIMARY KEY)").await;
+    ws_query(
+        &s,
+        &key,
+        "fintech",
+        "CREATE TABLE accounts (id serial PRIMARY KEY)",
+    )
+    .await;
     deploy(&s, &key, json!({"blueprint_name": "fintech"})).await;
     create_tenant(&s, &key, "acme").await;
     let post_to = |path: String| {

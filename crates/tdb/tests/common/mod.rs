@@ -187,3 +187,26 @@ impl Cli<'_> {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
+
+/// Signs `email` up (project `project`) and creates the tenant-mode PostgreSQL workspace
+/// `workspace`; returns the account's API key.
+pub async fn account_with_blueprint(
+    s: &TdbServer,
+    email: &str,
+    project: &str,
+    workspace: &str,
+) -> String {
+    let key = str_of(&signup(s, email, project).await, "api_key").to_string();
+    let body = serde_json::json!({"name": workspace, "database": "PostgreSQL", "mode": "tenant"});
+    let (st, answer) = post(s, "/workspaces", Some(&key), body).await;
+    assert_eq!(st, 201, "{answer}");
+    key
+}
+
+/// Runs `sql` in `workspace`, which must succeed.
+pub async fn ws_query(s: &TdbServer, key: &str, workspace: &str, sql: &str) {
+    let body = serde_json::json!({ "query": sql });
+    let path = format!("/workspaces/{workspace}/queries");
+    let (st, answer) = post(s, &path, Some(key), body).await;
+    assert_eq!(st, 200, "{sql}: {answer}");
+}
