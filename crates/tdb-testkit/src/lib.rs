@@ -208,6 +208,9 @@ impl TdbServer {
             .arg(format!("127.0.0.1:{}", self.pg_port))
             .env("RUST_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")
+            // At least two proxy workers whatever the machine, so every test also checks that
+            // sessions on different threads share their limits (a test may ask for more).
+            .env("TDB_PROXY_WORKERS", "2")
             .env_remove("TDB_CATALOG_URL")
             .env_remove("TDB_MASTER_KEY")
             .stdin(Stdio::null())

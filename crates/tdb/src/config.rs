@@ -94,6 +94,8 @@ pub struct Config {
     pub pg_shutdown_grace_secs: u64,
     /// Record every statement through the proxy in the catalog's query log.
     pub pg_query_log: bool,
+    /// Threads the proxies' sessions run on; 0: one per CPU.
+    pub proxy_workers: usize,
     /// Where backups go: `file:///dir` or `s3://bucket[/prefix]`; unset: `<data-dir>/backups`.
     pub backup_store: Option<String>,
     /// Endpoint of an S3-compatible service (credentials from the AWS_* variables).
@@ -195,6 +197,7 @@ impl Default for Config {
             pg_startup_timeout_secs: 5,
             pg_shutdown_grace_secs: 10,
             pg_query_log: true,
+            proxy_workers: 0,
             backup_store: None,
             backup_s3_endpoint: None,
             backup_s3_region: None,
@@ -268,6 +271,10 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog_url: Option<String>,
+    /// Threads the proxies' sessions run on [default: 0, one per CPU] [env: TDB_PROXY_WORKERS]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_workers: Option<usize>,
     /// Log format: text or json [default: text] [env: TDB_LOG_FORMAT]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -340,6 +347,9 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.pg_max_unauthenticated_per_address) {
             anyhow::bail!("pg_max_unauthenticated_per_address must be between 1 and 100000");
+        }
+        if self.proxy_workers > 1024 {
+            anyhow::bail!("proxy_workers must be at most 1024 (0: one per CPU)");
         }
         if !(1..=15).contains(&self.pg_startup_timeout_secs) {
             anyhow::bail!(
@@ -514,6 +524,14 @@ impl Config {
                 trusted: self.trusted_networks()?,
             },
         )))
+    }
+
+    /// The proxies' worker threads: `proxy_workers`, or one per CPU.
+    pub fn proxy_worker_count(&self) -> usize {
+        match self.proxy_workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
     }
 
     pub fn proxy_config(&self) -> tdb_proxy::ProxyConfig {

@@ -244,8 +244,13 @@ async fn start_pg_proxy(
     let tls = tdb_proxy::tls::acceptor(&cert, &key_path)?;
     let listener = bind_listener(config.pg_listen)
         .with_context(|| format!("binding the PostgreSQL proxy to {}", config.pg_listen))?;
-    tracing::info!(pg = %listener.local_addr()?, "PostgreSQL proxy listening");
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Sessions run on worker threads of their own, apart from the API and the jobs; every limit
+    // lives in the shared state, so it holds across workers exactly as with one.
+    let workers = config.proxy_worker_count();
+    tracing::info!(pg = %listener.local_addr()?, workers, "PostgreSQL proxy listening");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("tdb-proxy")
         .enable_all()
         .build()
         .context("starting the proxy's runtime")?;

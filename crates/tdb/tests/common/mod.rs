@@ -210,3 +210,62 @@ pub async fn ws_query(s: &TdbServer, key: &str, workspace: &str, sql: &str) {
     let (st, answer) = post(s, &path, Some(key), body).await;
     assert_eq!(st, 200, "{sql}: {answer}");
 }
+
+/// Deploys `blueprint`'s pending changes and waits until the deployment has finished; returns
+/// the finished deployment.
+pub async fn deploy_and_wait(s: &TdbServer, key: &str, blueprint: &str) -> Value {
+    let body = serde_json::json!({ "blueprint_name": blueprint });
+    let (st, created) = post(s, "/deployments", Some(key), body).await;
+    assert_eq!(st, 201, "{created}");
+    let path = format!("/deployments/{}", str_of(&created, "id"));
+    for _ in 0..1200 {
+        let (st, d) = get(s, &path, key).await;
+        assert_eq!(st, 200, "{d}");
+        if d["status"] != "pending" && d["status"] != "in_progress" {
+            return d;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("deployment {path} did not finish\n{}", s.log_tail());
+}
+
+/// Creates tenant `tenant` on `blueprint`; returns its connection string through the proxy
+/// (plaintext, which loopback may use).
+pub async fn create_tenant_url(s: &TdbServer, key: &str, blueprint: &str, tenant: &str) -> String {
+    let body = serde_json::json!({"tenant_id": tenant, "databases": [{"blueprint": blueprint}]});
+    let (st, t) = post(s, "/tenants", Some(key), body).await;
+    assert_eq!(st, 201, "{t}");
+    str_of(&t["databases"][0]["connection"], "connection_string")
+        .replace("sslmode=require", "sslmode=disable")
+}
+
+/// Where `scripts/test-clients.sh` put the Python and Node clients.
+pub fn clients_dir() -> std::path::PathBuf {
+    std::env::var_os("TDB_TEST_CLIENTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-clients"))
+}
+
+/// `python3 -c script url` with the test clients (psycopg, asyncpg) on its path.
+pub fn python(script: &str, url: &str) -> std::process::Command {
+    let dir = clients_dir().join("python");
+    let mut command = std::process::Command::new("python3");
+    command.env("PYTHONPATH", &dir).args(["-c", script, url]);
+    command
+}
+
+/// Runs a client program, which must succeed; returns its standard output, trimmed.
+pub fn run_client(mut command: std::process::Command, what: &str) -> String {
+    let out = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    text(&out.stdout)
+}
