@@ -236,6 +236,36 @@ pub fn pinned_session_refusal(sql: &str, own_schema: &str) -> Option<String> {
     })
 }
 
+/// Whether `sql` may hold a `LISTEN`: a cheap scan for the word, before any parsing.
+pub fn may_listen(sql: &[u8]) -> bool {
+    sql.windows(6).any(|w| w.eq_ignore_ascii_case(b"listen"))
+}
+
+/// Why a batch is refused under transaction pooling, or `None`: `LISTEN` would subscribe a
+/// server connection that other clients' transactions use next, and its notifications would
+/// never reach the client that asked. A batch that does not parse goes on to the server, whose
+/// syntax error the client then sees.
+pub fn transaction_pooling_refusal(sql: &str) -> Option<String> {
+    if !may_listen(sql.as_bytes()) {
+        return None;
+    }
+    let listens = match pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) {
+        Ok(parsed) => parsed.protobuf.stmts.iter().any(|raw| {
+            matches!(
+                raw.stmt.as_ref().and_then(|s| s.node.as_ref()),
+                Some(NodeEnum::ListenStmt(_))
+            )
+        }),
+        Err(_) => false,
+    };
+    listens.then(|| {
+        "LISTEN is not available under transaction pooling: notifications would go to a \
+         server connection other clients share; set the workspace's pool_mode to session for \
+         clients that listen"
+            .to_string()
+    })
+}
+
 /// [`pinned_session_refusal`] by the parse tree alone; `Err` when `sql` does not parse.
 fn parsed_refusal(sql: &str, own_schema: &str) -> Result<Option<String>, ()> {
     use pg_query::protobuf::VariableSetKind;
@@ -479,5 +509,31 @@ mod pinned_tests {
                 proptest::prop_assert!(super::names_a_refused_keyword(&sql), "{}", sql);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod transaction_pooling_tests {
+    use super::{may_listen, transaction_pooling_refusal};
+
+    #[test]
+    fn listen_is_refused_and_everything_else_passes() {
+        for sql in [
+            "LISTEN jobs",
+            "select 1; listen \"Jobs\"",
+            "BEGIN; LiStEn x; COMMIT",
+        ] {
+            assert!(transaction_pooling_refusal(sql).is_some(), "{sql}");
+        }
+        for sql in [
+            "SELECT 'listen'",
+            "NOTIFY jobs",
+            "UNLISTEN *",
+            "SELECT listener FROM t",
+            "SELEC listen",
+        ] {
+            assert_eq!(transaction_pooling_refusal(sql), None, "{sql}");
+        }
+        assert!(!may_listen(b"SELECT 1"));
     }
 }

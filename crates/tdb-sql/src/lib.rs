@@ -6,7 +6,10 @@
 mod classify;
 mod reverse;
 
-pub use classify::{Kind, Statement, TxOp, classify, classify_all, pinned_session_refusal};
+pub use classify::{
+    Kind, Statement, TxOp, classify, classify_all, may_listen, pinned_session_refusal,
+    transaction_pooling_refusal,
+};
 pub use reverse::{created_table, reverse};
 
 /// The parser refused the input; the message is PostgreSQL's.

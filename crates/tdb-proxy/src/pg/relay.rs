@@ -668,6 +668,12 @@ where
                     return UNANALYSED;
                 };
                 refusal
+            } else if tx_mode && matches!(tag, b'Q' | b'P') && tdb_sql::may_listen(body) {
+                let Some(refusal) = analyse(body, move |body| refuse_listen(tag, body)).await
+                else {
+                    return UNANALYSED;
+                };
+                refusal
             } else {
                 None
             };
@@ -837,18 +843,37 @@ where
 /// makes the server refuse it with a clear error (so the protocol's answers stay the server's
 /// own); `None` for anything else. The log keeps what the client sent.
 fn refuse_pinned(tag: u8, body: &[u8], own_schema: &str) -> Option<Vec<u8>> {
-    let (name, query) = match tag {
-        b'Q' => (None, frame::cstr_prefix(body, usize::MAX)),
+    let (name, query) = statement_of(tag, body)?;
+    let why = tdb_sql::pinned_session_refusal(&query, own_schema)?;
+    Some(refusal(tag, name, "42501", &why))
+}
+
+/// A `Query` or `Parse` with a `LISTEN`, under transaction pooling (see
+/// [`tdb_sql::transaction_pooling_refusal`]), replaced as [`refuse_pinned`] does.
+fn refuse_listen(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
+    let (name, query) = statement_of(tag, body)?;
+    let why = tdb_sql::transaction_pooling_refusal(&query)?;
+    Some(refusal(tag, name, "0A000", &why))
+}
+
+/// The statement name (`Parse` only) and text of a `Query` or `Parse` body.
+fn statement_of(tag: u8, body: &[u8]) -> Option<(Option<&[u8]>, String)> {
+    match tag {
+        b'Q' => Some((None, frame::cstr_prefix(body, usize::MAX))),
         _ => {
             let (name, rest) = take_cstr(body)?;
             let (query, _) = take_cstr(rest)?;
-            (Some(name), String::from_utf8_lossy(query).into_owned())
+            Some((Some(name), String::from_utf8_lossy(query).into_owned()))
         }
-    };
-    let why = tdb_sql::pinned_session_refusal(&query, own_schema)?;
+    }
+}
+
+/// The `Query` or `Parse` (named `name`) that makes the server raise `why` with SQLSTATE
+/// `code`.
+fn refusal(tag: u8, name: Option<&[u8]>, code: &str, why: &str) -> Vec<u8> {
     let refusal = format!(
-        "DO $tdb$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = {}; END$tdb$",
-        quote_literal(&why)
+        "DO $tdb$BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = {}; END$tdb$",
+        quote_literal(why)
     );
     let mut out = Vec::with_capacity(refusal.len() + 16);
     frame::message(&mut out, tag, |m| {
@@ -862,7 +887,7 @@ fn refuse_pinned(tag: u8, body: &[u8], own_schema: &str) -> Option<Vec<u8>> {
             m.extend_from_slice(&0u16.to_be_bytes());
         }
     });
-    Some(out)
+    out
 }
 
 /// A SQL string literal (the message of a refusal, which names a schema).
