@@ -284,13 +284,6 @@ async fn tenants_cannot_read_other_tenants_sessions_roles_or_statistics() {
     assert!(!open, "template1 still lets PUBLIC read other sessions");
 }
 
-/// Where `scripts/test-clients.sh` put the Python and Node clients.
-fn clients_dir() -> PathBuf {
-    std::env::var_os("TDB_TEST_CLIENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-clients"))
-}
-
 const PSYCOPG: &str = r#"
 import sys, psycopg
 with psycopg.connect(sys.argv[1]) as conn:
@@ -329,27 +322,6 @@ const fs = require('fs');
   console.log('node-postgres', r.rows[0].name, r.rows[0].qty, r.rows[0].mood);
 })().catch((e) => { console.error(e.message); process.exit(1); });
 "#;
-
-fn run_client(mut command: Command, what: &str) -> String {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    text(&out.stdout)
-}
-
-fn python(script: &str, url: &str) -> Command {
-    let dir = clients_dir().join("python");
-    let mut command = Command::new("python3");
-    command.env("PYTHONPATH", &dir).args(["-c", script, url]);
-    command
-}
 
 #[tokio::test]
 async fn psql_psycopg_asyncpg_and_node_postgres_work_with_the_catalogs_hidden() {

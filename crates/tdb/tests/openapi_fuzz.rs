@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{bin, get, post, signup, str_of};
+use common::{bin, clients_dir, get, post, signup, str_of};
 use serde_json::json;
 use tdb_testkit::{ServeOptions, TdbServer};
 
@@ -21,12 +20,6 @@ const FUZZ_TOML: &str = "rate_limit_per_second = 100000\n\
 /// Operations left out, each for its reason: they end the fuzzer's own key (deleting its
 /// project or its keys), after which every other operation can only answer 401.
 const EXCLUDED: [&str; 2] = ["DELETE /projects/{id}", "DELETE /apikeys/{id}"];
-
-fn clients_dir() -> PathBuf {
-    std::env::var_os("TDB_TEST_CLIENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-clients"))
-}
 
 /// A project with a workspace, a deployed version and a tenant, so that the fuzzer's requests
 /// reach more than "not found".

@@ -4,6 +4,7 @@
 #[cfg(feature = "server")]
 pub mod backend;
 pub mod frame;
+pub mod params;
 #[cfg(feature = "server")]
 pub mod relay;
 pub mod scram;

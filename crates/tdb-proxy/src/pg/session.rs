@@ -21,19 +21,6 @@ use crate::route::Route;
 use crate::{PlaintextPolicy, ProxyState};
 use tdb_core::settings::PoolMode;
 
-/// Client startup parameters passed on to the server; everything else is ignored (the route
-/// decides the rest, and `options` could override settings the route applies).
-const CLIENT_PARAMS: [&str; 8] = [
-    "application_name",
-    "client_encoding",
-    "datestyle",
-    "timezone",
-    "intervalstyle",
-    "extra_float_digits",
-    "search_path",
-    "bytea_output",
-];
-
 /// How long the error that ends a session may take to reach the client's socket.
 const FAREWELL_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -47,6 +34,7 @@ struct Authenticated {
     login: Login,
     user: String,
     database: String,
+    /// The server parameters it asked for ([`params::requested`]).
     params: Vec<(String, String)>,
 }
 
@@ -275,11 +263,13 @@ async fn negotiate(
         .filter(|d| !d.is_empty())
         .unwrap_or(&user)
         .to_string();
-    let client_params: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| CLIENT_PARAMS.contains(&k.to_ascii_lowercase().as_str()))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .collect();
+    let client_params = match super::params::requested(&params) {
+        Ok(p) => p,
+        Err(e) => {
+            fail(&mut io, e).await;
+            return None;
+        }
+    };
 
     // Failed logins are throttled per address, and per user name from that address (known or
     // not, so the refusal says nothing about which users exist; per address, so nobody can lock
@@ -413,12 +403,9 @@ where
     };
     let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
     let mut server_id = route.server_id.clone();
-    let Some(mut target) = backend_target(&route, &auth, transaction_mode) else {
-        return fail_w(
-            client_w,
-            PgError::fatal("42501", "this credential has no role on the database"),
-        )
-        .await;
+    let mut target = match backend_target(&route, &auth, transaction_mode) {
+        Ok(t) => t,
+        Err(e) => return fail_w(client_w, e).await,
     };
     let (backend, _reused) = match proxy.pool.acquire(&target, route.server_budget).await {
         Ok(b) => b,
@@ -502,7 +489,7 @@ where
                     }
                 }
                 if let Ok(fresh) = proxy.router.resolve(&auth.login, &auth.database).await
-                    && let Some(moved) = backend_target(&fresh, &auth, transaction_mode)
+                    && let Ok(moved) = backend_target(&fresh, &auth, transaction_mode)
                 {
                     target = moved;
                     server_id.clone_from(&fresh.server_id);
@@ -673,25 +660,31 @@ async fn take_slot(
     }
 }
 
-/// Where and as whom a session reaches its database: the route's server and role for the
-/// credential (`None`: a read credential and no read role).
+/// Where and as whom a session reaches its database, and with which parameters: the route's
+/// server and role for the credential, the client's parameters within what the route allows.
 fn backend_target(
     route: &Route,
     auth: &Authenticated,
     transaction_mode: bool,
-) -> Option<BackendTarget> {
+) -> Result<BackendTarget, PgError> {
     let access = if auth.login.role == tdb_core::KeyRole::Read {
-        route.read.clone()?
+        route
+            .read
+            .clone()
+            .ok_or_else(|| PgError::fatal("42501", "this credential has no role on the database"))?
     } else {
         route.write.clone()
     };
-    let mut params = auth.params.clone();
-    params.push((
-        "statement_timeout".into(),
-        route.settings.query_timeout_ms.to_string(),
-    ));
-    params.sort();
-    Some(BackendTarget {
+    // A provisioned database's search_path stays in its schema, as the relay holds `SET`s to.
+    if let crate::route::RoutingName::Provisioned { schema } = &route.name
+        && let Some((_, path)) = auth.params.iter().find(|(n, _)| n == "search_path")
+        && let Some(why) =
+            tdb_sql::pinned_session_refusal(&format!("SET search_path TO {path}"), schema)
+    {
+        return Err(PgError::fatal("42501", why));
+    }
+    let params = super::params::for_route(&auth.params, route.settings.query_timeout_ms)?;
+    Ok(BackendTarget {
         host: route.host.clone(),
         port: route.port,
         database: route.physical_db.clone(),
@@ -780,6 +773,19 @@ fn backend_error(e: BackendError, route: &Route, database: &str) -> PgError {
         ),
         BackendError::Refused { code, .. } if code == "3D000" => {
             crate::route::does_not_exist(database)
+        }
+        // The server refused a parameter the client asked for: its name or value, or the
+        // tenant's right to set it. Said as the server says it.
+        BackendError::Refused { code, message, .. }
+            if matches!(code.as_str(), "42704" | "22023" | "42501" | "55P02") =>
+        {
+            let code = match code.as_str() {
+                "42704" => "42704",
+                "22023" => "22023",
+                "42501" => "42501",
+                _ => "55P02",
+            };
+            PgError::fatal(code, message)
         }
         BackendError::Refused { code, .. } if code == "57P03" => PgError::fatal(
             "57P03",

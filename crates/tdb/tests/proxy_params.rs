@@ -1,0 +1,210 @@
+//! Run-time parameters clients ask for when they connect through the proxy, with the real
+//! drivers: libpq's `options` (`PGOPTIONS`), asyncpg's `server_settings`, node-postgres'
+//! `statement_timeout` and sqlx's `options`. Each is applied on the server, or the login is
+//! refused with an error naming it; the statement timeout never past `query_timeout_ms`, and no
+//! client chooses its role.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+/// psql with `PGOPTIONS`: `Ok(stdout)` or `Err(stderr)`.
+fn psql_with_options(url: &str, options: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-At", url, "-c", sql])
+        .env("PGOPTIONS", options)
+        .stdin(Stdio::null())
+        .output()
+        .expect("psql runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+const ASYNCPG: &str = r#"
+import asyncio, sys, asyncpg
+async def main():
+    conn = await asyncpg.connect(sys.argv[1], server_settings={
+        "statement_timeout": "2500", "timezone": "Asia/Tokyo", "application_name": "billing"})
+    row = await conn.fetchrow("SELECT current_setting('statement_timeout') AS t, "
+                              "current_setting('TimeZone') AS z, "
+                              "current_setting('application_name') AS a")
+    await conn.close()
+    print(row["t"], row["z"], row["a"])
+asyncio.run(main())
+"#;
+
+const NODE_PG: &str = r#"
+const { Client } = require('pg');
+(async () => {
+  const client = new Client({ connectionString: process.argv[1], statement_timeout: 3500 });
+  await client.connect();
+  const r = await client.query("SELECT current_setting('statement_timeout') AS t");
+  await client.end();
+  console.log(r.rows[0].t);
+})().catch((e) => { console.error(e.message); process.exit(1); });
+"#;
+
+#[tokio::test]
+async fn startup_parameters_are_applied_or_refused_by_name() {
+    let s = start().await;
+    let key = account_with_blueprint(&s, "params@example.com", "Params", "app").await;
+    ws_query(&s, &key, "app", "CREATE TABLE items (id int)").await;
+    let d = deploy_and_wait(&s, &key, "app").await;
+    assert_eq!(d["status"], "completed", "{d}");
+    // query_timeout_ms is 30000 (the default).
+    let url = create_tenant_url(&s, &key, "app", "acme").await;
+
+    // libpq's options: applied.
+    let shown = psql_with_options(
+        &url,
+        "-c statement_timeout=1500 --lock-timeout=2s -c DateStyle=German",
+        "SELECT current_setting('statement_timeout') || ' ' || current_setting('lock_timeout') \
+         || ' ' || current_setting('DateStyle')",
+    );
+    assert_eq!(shown.as_deref(), Ok("1500ms 2s German, DMY"));
+
+    // Refused, each with its reason: a timeout past the database's limit (or none at all), a
+    // role, a parameter the server does not know, one the tenant may not set, a switch that
+    // is not a setting.
+    for (options, says) in [
+        (
+            "-c statement_timeout=0",
+            "over this database's query_timeout_ms (30000 ms)",
+        ),
+        (
+            "-c statement_timeout=1h",
+            "over this database's query_timeout_ms (30000 ms)",
+        ),
+        (
+            "-c role=postgres",
+            "parameter \"role\" cannot be set when connecting through tdb",
+        ),
+        (
+            "-c no_such_setting=1",
+            "unrecognized configuration parameter \"no_such_setting\"",
+        ),
+        (
+            "-c log_statement=all",
+            "permission denied to set parameter \"log_statement\"",
+        ),
+        ("-D /tmp", "the startup option \"-D\" is not supported"),
+    ] {
+        let refused = psql_with_options(&url, options, "SELECT 1");
+        let Err(e) = refused else {
+            panic!("{options} was accepted: {refused:?}");
+        };
+        assert!(e.contains(says), "{options}: {e}");
+    }
+
+    // asyncpg's server_settings.
+    let said = run_client(python(ASYNCPG, &url), "asyncpg");
+    assert_eq!(said, "2500ms Asia/Tokyo billing");
+
+    // node-postgres' statement_timeout.
+    let node_modules = clients_dir().join("node/node_modules");
+    let mut node = Command::new("node");
+    node.env("NODE_PATH", &node_modules)
+        .args(["-e", NODE_PG, &url]);
+    assert_eq!(run_client(node, "node-postgres"), "3500ms");
+
+    // sqlx's options (sent as `options=-c …`).
+    let options: PgConnectOptions = url.parse().expect("url");
+    let mut conn = options
+        .options([("statement_timeout", "4500")])
+        .connect()
+        .await
+        .expect("connect with options");
+    let t: String = sqlx::query_scalar("SELECT current_setting('statement_timeout')")
+        .fetch_one(&mut conn)
+        .await
+        .expect("show");
+    assert_eq!(t, "4500ms");
+    conn.close().await.expect("close");
+
+    // Without any, the session runs under the database's limit.
+    let mut plain = PgConnection::connect(&url).await.expect("connect");
+    let t: String = sqlx::query_scalar("SELECT current_setting('statement_timeout')")
+        .fetch_one(&mut plain)
+        .await
+        .expect("show");
+    assert_eq!(t, "30s");
+}
+
+const ASYNCPG_LISTENER: &str = r#"
+import asyncio, sys, asyncpg
+async def main():
+    conn = await asyncpg.connect(sys.argv[1])
+    try:
+        await conn.add_listener("jobs", lambda *args: None)
+        print("listening")
+    except asyncpg.PostgresError as e:
+        print(e.sqlstate, e)
+    # The session goes on after the refusal.
+    print(await conn.fetchval("SELECT 41 + 1"))
+    await conn.close()
+asyncio.run(main())
+"#;
+
+#[tokio::test]
+async fn listen_is_refused_under_transaction_pooling() {
+    let s = start().await;
+    let key = account_with_blueprint(&s, "listen@example.com", "Listen", "app").await;
+    ws_query(&s, &key, "app", "CREATE TABLE items (id int)").await;
+    let d = deploy_and_wait(&s, &key, "app").await;
+    assert_eq!(d["status"], "completed", "{d}");
+    let url = create_tenant_url(&s, &key, "app", "acme").await;
+
+    // Session pooling: LISTEN works as on the server.
+    assert_eq!(
+        psql_with_options(&url, "", "LISTEN jobs").map(|_| ()),
+        Ok(())
+    );
+
+    let body = serde_json::json!({"pool_mode": "transaction"}).to_string();
+    let (st, reply) = call(
+        &s,
+        reqwest::Method::PATCH,
+        "/workspaces/app/settings",
+        Some(&key),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(st, 200, "{reply}");
+    // New sessions follow the setting; wait until one does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let refused = loop {
+        match psql_with_options(&url, "", "LISTEN jobs") {
+            Err(e) => break e,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Ok(_) => panic!("LISTEN still accepted in transaction mode"),
+        }
+    };
+    assert!(
+        refused.contains("LISTEN is not available under transaction pooling"),
+        "{refused}"
+    );
+    // Other statements that merely say the word still run.
+    assert_eq!(
+        psql_with_options(&url, "", "SELECT 'listen'").as_deref(),
+        Ok("listen")
+    );
+    let said = run_client(python(ASYNCPG_LISTENER, &url), "asyncpg");
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("0A000 LISTEN is not available")),
+        "{said}"
+    );
+    assert_eq!(lines.last(), Some(&"42"), "{said}");
+}
