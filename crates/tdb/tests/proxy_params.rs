@@ -55,12 +55,8 @@ const { Client } = require('pg');
 #[tokio::test]
 async fn startup_parameters_are_applied_or_refused_by_name() {
     let s = start().await;
-    let key = account_with_blueprint(&s, "params@example.com", "Params", "app").await;
-    ws_query(&s, &key, "app", "CREATE TABLE items (id int)").await;
-    let d = deploy_and_wait(&s, &key, "app").await;
-    assert_eq!(d["status"], "completed", "{d}");
     // query_timeout_ms is 30000 (the default).
-    let url = create_tenant_url(&s, &key, "app", "acme").await;
+    let (_, url) = account_with_tenant(&s, "params@example.com").await;
 
     // libpq's options: applied.
     let shown = psql_with_options(
@@ -156,11 +152,7 @@ asyncio.run(main())
 #[tokio::test]
 async fn listen_is_refused_under_transaction_pooling() {
     let s = start().await;
-    let key = account_with_blueprint(&s, "listen@example.com", "Listen", "app").await;
-    ws_query(&s, &key, "app", "CREATE TABLE items (id int)").await;
-    let d = deploy_and_wait(&s, &key, "app").await;
-    assert_eq!(d["status"], "completed", "{d}");
-    let url = create_tenant_url(&s, &key, "app", "acme").await;
+    let (key, url) = account_with_tenant(&s, "listen@example.com").await;
 
     // Session pooling: LISTEN works as on the server.
     assert_eq!(
@@ -207,4 +199,44 @@ async fn listen_is_refused_under_transaction_pooling() {
         "{said}"
     );
     assert_eq!(lines.last(), Some(&"42"), "{said}");
+}
+
+/// Cancels the statement of a session over TLS with libpq's encrypted cancel (psycopg's
+/// `cancel_safe`), until the statement ends; prints how the statement ended, then each cancel
+/// that failed.
+const PSYCOPG_CANCEL: &str = r#"
+import sys, threading, time, psycopg
+conn = psycopg.connect(sys.argv[1])
+done = threading.Event()
+failures = []
+def cancel():
+    while not done.is_set():
+        try:
+            conn.cancel_safe(timeout=10)
+        except Exception as e:
+            failures.append(f"{type(e).__name__}: {e}")
+        time.sleep(0.2)
+t = threading.Thread(target=cancel)
+t.start()
+try:
+    conn.execute("SELECT pg_sleep(60)")
+    print("not cancelled")
+except psycopg.errors.QueryCanceled:
+    print("cancelled")
+done.set()
+t.join()
+for f in failures:
+    print(f)
+"#;
+
+#[tokio::test]
+async fn a_cancel_over_tls_ends_cleanly() {
+    let s = start().await;
+    let (_, url) = account_with_tenant(&s, "cancel@example.com").await;
+    let url = url.replace("sslmode=disable", "sslmode=require");
+    let said = run_client(python(PSYCOPG_CANCEL, &url), "psycopg cancel_safe");
+    assert_eq!(
+        said, "cancelled",
+        "the statement ended, and no cancel failed"
+    );
 }

@@ -29,11 +29,7 @@ async fn limits_hold_across_four_workers() {
     let workers = names.iter().filter(|n| *n == "tdb-proxy").count();
     assert_eq!(workers, 4, "threads: {names:?}");
 
-    let key = account_with_blueprint(&s, "workers@example.com", "Workers", "app").await;
-    ws_query(&s, &key, "app", "CREATE TABLE items (id int)").await;
-    let d = deploy_and_wait(&s, &key, "app").await;
-    assert_eq!(d["status"], "completed", "{d}");
-    let acme = create_tenant_url(&s, &key, "app", "acme").await;
+    let (key, acme) = account_with_tenant(&s, "workers@example.com").await;
     let body = json!({"max_connections": 3}).to_string();
     let (st, reply) = call(
         &s,

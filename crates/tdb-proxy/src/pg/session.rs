@@ -206,6 +206,7 @@ async fn negotiate(
                 {
                     tracing::warn!(error = %e, "forwarding a cancel request failed");
                 }
+                close(&mut io).await;
                 return None;
             }
             StartupRequest::Startup { minor, params } => break (minor, params),
@@ -373,10 +374,23 @@ async fn send(io: &mut ClientIo, bytes: &[u8]) -> Option<()> {
     done.ok()
 }
 
+/// Sends `error` and closes the connection: every caller ends the session.
 async fn fail(io: &mut ClientIo, error: PgError) {
     let mut out = Vec::new();
     error.encode(&mut out);
-    let _ = send(io, &out).await;
+    if send(io, &out).await.is_some() {
+        close(io).await;
+    }
+}
+
+/// Ends a connection before its session: over TLS with a `close_notify`, so the client reads a
+/// clean end and not a truncated stream (libpq's TLS cancel requests report an "unexpected
+/// eof" otherwise, although the cancel worked). A client that does not read gets
+/// [`FAREWELL_WRITE`] at most.
+async fn close(io: &mut ClientIo) {
+    if let ClientIo::Tls(s) = io {
+        let _ = tokio::time::timeout(FAREWELL_WRITE, s.as_mut().shutdown()).await;
+    }
 }
 
 async fn fail_w<W: AsyncWrite + Unpin>(w: &mut W, error: PgError) {

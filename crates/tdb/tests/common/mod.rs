@@ -269,3 +269,15 @@ pub fn run_client(mut command: std::process::Command, what: &str) -> String {
     );
     text(&out.stdout)
 }
+
+/// A new account (`email`) with the blueprint `app` (one table, `items`) deployed and its
+/// tenant `acme`; returns the API key and acme's connection string through the proxy
+/// (plaintext, which loopback may use).
+pub async fn account_with_tenant(s: &TdbServer, email: &str) -> (String, String) {
+    let key = account_with_blueprint(s, email, "Tenants", "app").await;
+    ws_query(s, &key, "app", "CREATE TABLE items (id int)").await;
+    let d = deploy_and_wait(s, &key, "app").await;
+    assert_eq!(d["status"], "completed", "{d}");
+    let url = create_tenant_url(s, &key, "app", "acme").await;
+    (key, url)
+}
