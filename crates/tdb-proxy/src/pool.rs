@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::pg::backend::{Backend, BackendError, BackendTarget};
+use crate::pg::sqlstate;
 
 /// Idle connections kept per key.
 const MAX_IDLE_PER_KEY: usize = 32;
@@ -50,7 +51,7 @@ impl Pool {
         let mut conn = match Backend::connect(target).await {
             // Idle pooled connections of the same role count against its connection limit;
             // close them (whatever their startup parameters) and try once more.
-            Err(BackendError::Refused { code, .. }) if code == "53300" => {
+            Err(BackendError::Refused { code, .. }) if code == sqlstate::TOO_MANY_CONNECTIONS => {
                 self.evict_role(target).await;
                 Backend::connect(target).await?
             }

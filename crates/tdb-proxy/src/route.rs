@@ -19,6 +19,7 @@ use tdb_core::{KeyRole, ScopeType, TenantStatus, WorkspaceMode};
 use tokio::sync::Semaphore;
 
 use crate::pg::frame::PgError;
+use crate::pg::sqlstate;
 
 /// How long a cached route is trusted without news from the control plane.
 const ROUTE_TTL: Duration = Duration::from_secs(30);
@@ -129,7 +130,7 @@ impl Router {
         };
         if login.role == KeyRole::Read && route.read.is_none() {
             return Err(PgError::fatal(
-                "42501",
+                sqlstate::INSUFFICIENT_PRIVILEGE,
                 format!(
                     "read credentials cannot open {}: it has no read-only role",
                     route.describe()
@@ -147,12 +148,18 @@ impl Router {
     ) -> Result<Route, PgError> {
         let unavailable = |e: tdb_catalog::CatalogError| {
             tracing::error!(error = %e, "catalog lookup failed in the proxy");
-            PgError::fatal("57P03", "the database catalog is not available; try again")
+            PgError::fatal(
+                sqlstate::CANNOT_CONNECT_NOW,
+                "the database catalog is not available; try again",
+            )
         };
         let secret = |sealed: &[u8], aad: Aad<'_>| {
             self.key.open_string(sealed, aad).map_err(|e| {
                 tracing::error!(error = %e, "cannot unseal a role secret");
-                PgError::fatal("XX000", "internal error reaching the database")
+                PgError::fatal(
+                    sqlstate::INTERNAL_ERROR,
+                    "internal error reaching the database",
+                )
             })
         };
         match &name {
@@ -365,7 +372,10 @@ impl Router {
 }
 
 pub fn does_not_exist(database: &str) -> PgError {
-    PgError::fatal("3D000", format!("database \"{database}\" does not exist"))
+    PgError::fatal(
+        sqlstate::INVALID_CATALOG_NAME,
+        format!("database \"{database}\" does not exist"),
+    )
 }
 
 /// Whether the credential's scope covers the routing name. Answered before any lookup, so the
@@ -387,7 +397,7 @@ fn authorize(login: &Login, name: &RoutingName, database: &str) -> Result<(), Pg
             ScopeType::Project => "the project".to_string(),
         };
         return Err(PgError::fatal(
-            "42501",
+            sqlstate::INSUFFICIENT_PRIVILEGE,
             format!(
                 "permission denied for database \"{database}\": this credential opens only {what}"
             ),
@@ -395,7 +405,7 @@ fn authorize(login: &Login, name: &RoutingName, database: &str) -> Result<(), Pg
     }
     if login.role == KeyRole::Read && matches!(name, RoutingName::Workspace { .. }) {
         return Err(PgError::fatal(
-            "42501",
+            sqlstate::INSUFFICIENT_PRIVILEGE,
             format!(
                 "permission denied for database \"{database}\": read credentials open tenant databases only"
             ),

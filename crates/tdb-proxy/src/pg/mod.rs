@@ -10,6 +10,7 @@ pub mod relay;
 pub mod scram;
 #[cfg(feature = "server")]
 pub mod session;
+pub mod sqlstate;
 pub mod startup;
 #[cfg(feature = "server")]
 pub mod stop;

@@ -8,6 +8,7 @@
 //! or does not let the tenant's role set.
 
 use super::frame::PgError;
+use super::sqlstate;
 
 /// Startup parameters that belong to the protocol, not to the server's configuration.
 const PROTOCOL: [&str; 4] = ["user", "database", "options", "replication"];
@@ -34,13 +35,13 @@ pub fn requested(startup: &[(String, String)]) -> Result<Vec<(String, String)>, 
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         if !valid {
             return Err(PgError::fatal(
-                "42704",
+                sqlstate::UNDEFINED_OBJECT,
                 format!("\"{name}\" is not a configuration parameter name"),
             ));
         }
         if REFUSED.contains(&name.as_str()) {
             return Err(PgError::fatal(
-                "42501",
+                sqlstate::INSUFFICIENT_PRIVILEGE,
                 format!(
                     "parameter \"{name}\" cannot be set when connecting through tdb: the \
                      credential decides the role"
@@ -72,13 +73,13 @@ pub fn for_route(
             "statement_timeout" => {
                 let ms = duration_ms(value).ok_or_else(|| {
                     PgError::fatal(
-                        "22023",
+                        sqlstate::INVALID_PARAMETER_VALUE,
                         format!("invalid value for parameter \"statement_timeout\": \"{value}\""),
                     )
                 })?;
                 if limit_ms > 0 && (ms == 0 || ms > limit_ms) {
                     return Err(PgError::fatal(
-                        "22023",
+                        sqlstate::INVALID_PARAMETER_VALUE,
                         format!(
                             "statement_timeout \"{value}\" is over this database's \
                              query_timeout_ms ({limit_ms} ms); ask for {limit_ms} ms or less"
@@ -118,7 +119,7 @@ fn parse_options(options: &str) -> Result<Vec<(String, String)>, PgError> {
     }
     let refuse = |what: &str| {
         PgError::fatal(
-            "08P01",
+            sqlstate::PROTOCOL_VIOLATION,
             format!(
                 "the startup option \"{what}\" is not supported through tdb: only -c name=value \
                  and --name=value are"

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, PgError};
+use super::sqlstate;
 use super::watchdog::{Expired, Watchdog};
 use crate::cancel::CancelTarget;
 use crate::ddl::{DdlCapture, Stmt, statements};
@@ -845,7 +846,7 @@ where
 fn refuse_pinned(tag: u8, body: &[u8], own_schema: &str) -> Option<Vec<u8>> {
     let (name, query) = statement_of(tag, body)?;
     let why = tdb_sql::pinned_session_refusal(&query, own_schema)?;
-    Some(refusal(tag, name, "42501", &why))
+    Some(refusal(tag, name, sqlstate::INSUFFICIENT_PRIVILEGE, &why))
 }
 
 /// A `Query` or `Parse` with a `LISTEN`, under transaction pooling (see
@@ -853,7 +854,7 @@ fn refuse_pinned(tag: u8, body: &[u8], own_schema: &str) -> Option<Vec<u8>> {
 fn refuse_listen(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
     let (name, query) = statement_of(tag, body)?;
     let why = tdb_sql::transaction_pooling_refusal(&query)?;
-    Some(refusal(tag, name, "0A000", &why))
+    Some(refusal(tag, name, sqlstate::FEATURE_NOT_SUPPORTED, &why))
 }
 
 /// The statement name (`Parse` only) and text of a `Query` or `Parse` body.
@@ -1010,9 +1011,10 @@ where
                         // Everything after the failing message is skipped up to Sync: no Parse
                         // still outstanding will be answered.
                         s.parses.clear();
-                        let ddl_refused =
-                            tenant && code == "42501" && s.pending.front().is_some_and(was_ddl);
-                        let timed_out = code == "57014"
+                        let ddl_refused = tenant
+                            && code == sqlstate::INSUFFICIENT_PRIVILEGE
+                            && s.pending.front().is_some_and(was_ddl);
+                        let timed_out = code == sqlstate::QUERY_CANCELED
                             && s.timed_out.is_some()
                             && s.timed_out == s.pending.front().map(|p| p.seq);
                         let finished = match s.pending.front_mut() {
@@ -1215,7 +1217,7 @@ async fn queue_ddl(ctx: &SessionContext, ddl: &[(String, String)]) -> Option<Vec
             let mut notice = Vec::new();
             let warning = PgError {
                 severity: "WARNING",
-                code: "01000",
+                code: sqlstate::WARNING,
                 message: format!(
                     "the DDL ran but could not be recorded in the blueprint's pending changes ({e}); \
                      record it again with POST /workspaces/{{id}}/queries"

@@ -14,6 +14,7 @@ use super::backend::{Backend, BackendError, BackendTarget};
 use super::frame::{self, PgError};
 use super::relay::{ClientState, RelayEnd, ServerSide, SessionContext, relay};
 use super::scram::{self, ScramServer, Verifier};
+use super::sqlstate;
 use super::startup::{self, StartupRequest};
 use super::stop::{ServerOf, end_running};
 use crate::cancel::CancelTarget;
@@ -98,7 +99,7 @@ fn address_refusal(proxy: &ProxyState, peer: SocketAddr) -> Option<PgError> {
     match proxy.config.ip_guard.check(peer.ip()) {
         Verdict::Allowed => None,
         Verdict::Limited { retry_after } => Some(PgError::fatal(
-            "53300",
+            sqlstate::TOO_MANY_CONNECTIONS,
             format!(
                 "too many connection attempts from {}: max {} per second; retry in {retry_after} s",
                 peer.ip(),
@@ -115,7 +116,7 @@ fn address_refusal(proxy: &ProxyState, peer: SocketAddr) -> Option<PgError> {
                 );
             }
             Some(PgError::fatal(
-                "53300",
+                sqlstate::TOO_MANY_CONNECTIONS,
                 format!(
                     "too many requests from {}: the address is banned for {retry_after} s",
                     peer.ip()
@@ -152,7 +153,11 @@ async fn negotiate(
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "bad startup packet");
                 if !matches!(e, startup::StartupError::Closed) {
-                    fail(&mut io, PgError::fatal("08P01", e.to_string())).await;
+                    fail(
+                        &mut io,
+                        PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()),
+                    )
+                    .await;
                 }
                 return None;
             }
@@ -195,7 +200,10 @@ async fn negotiate(
             StartupRequest::Ssl | StartupRequest::GssEnc => {
                 fail(
                     &mut io,
-                    PgError::fatal("08P01", "encryption was already negotiated"),
+                    PgError::fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "encryption was already negotiated",
+                    ),
                 )
                 .await;
                 return None;
@@ -222,7 +230,7 @@ async fn negotiate(
         fail(
             &mut io,
             PgError::fatal(
-                "28000",
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
                 "this server accepts only encrypted connections: connect with sslmode=require",
             ),
         )
@@ -238,7 +246,10 @@ async fn negotiate(
     if get("replication").is_some_and(|v| !matches!(v, "false" | "off" | "0" | "no")) {
         fail(
             &mut io,
-            PgError::fatal("08P01", "replication connections are not supported"),
+            PgError::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "replication connections are not supported",
+            ),
         )
         .await;
         return None;
@@ -255,7 +266,10 @@ async fn negotiate(
     let Some(user) = get("user").filter(|u| !u.is_empty()).map(str::to_string) else {
         fail(
             &mut io,
-            PgError::fatal("28000", "no user name specified in the startup packet"),
+            PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                "no user name specified in the startup packet",
+            ),
         )
         .await;
         return None;
@@ -283,7 +297,7 @@ async fn negotiate(
         fail(
             &mut io,
             PgError::fatal(
-                "28000",
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
                 format!("too many failed logins; try again in {wait} s"),
             ),
         )
@@ -296,7 +310,10 @@ async fn negotiate(
             tracing::error!(error = %e, "catalog lookup of a proxy login failed");
             fail(
                 &mut io,
-                PgError::fatal("57P03", "the database catalog is not available; try again"),
+                PgError::fatal(
+                    sqlstate::CANNOT_CONNECT_NOW,
+                    "the database catalog is not available; try again",
+                ),
             )
             .await;
             return None;
@@ -332,7 +349,7 @@ async fn negotiate(
         fail(
             &mut io,
             PgError::fatal(
-                "28P01",
+                sqlstate::INVALID_PASSWORD,
                 format!("password authentication failed for user \"{user}\""),
             ),
         )
@@ -612,12 +629,12 @@ async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<P
                 Some(status) => format!("terminating connection: {} is {status}", route.describe()),
                 None => format!("terminating connection: {} was removed", route.describe()),
             };
-            Some(PgError::fatal("57P01", why))
+            Some(PgError::fatal(sqlstate::ADMIN_SHUTDOWN, why))
         }
         RelayEnd::Drained | RelayEnd::DeadlinePassed => Some(shutting_down()),
-        RelayEnd::ProtocolError(what) => Some(PgError::fatal("08P01", *what)),
+        RelayEnd::ProtocolError(what) => Some(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, *what)),
         RelayEnd::Unresponsive => Some(PgError::fatal(
-            "57014",
+            sqlstate::QUERY_CANCELED,
             format!(
                 "terminating connection: a statement ran longer than query_timeout_ms ({} ms) \
                  and did not stop when cancelled",
@@ -631,7 +648,7 @@ async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<P
 /// What a session that tdb's shutdown ends is told.
 fn shutting_down() -> PgError {
     PgError::fatal(
-        "57P01",
+        sqlstate::ADMIN_SHUTDOWN,
         "terminating connection because tdb is shutting down",
     )
 }
@@ -663,7 +680,7 @@ async fn take_slot(
         got = wait => match got {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(PgError::fatal(
-                "53300",
+                sqlstate::TOO_MANY_CONNECTIONS,
                 format!(
                     "too many connections for {} (max_connections is {})",
                     route.describe(),
@@ -682,10 +699,12 @@ fn backend_target(
     transaction_mode: bool,
 ) -> Result<BackendTarget, PgError> {
     let access = if auth.login.role == tdb_core::KeyRole::Read {
-        route
-            .read
-            .clone()
-            .ok_or_else(|| PgError::fatal("42501", "this credential has no role on the database"))?
+        route.read.clone().ok_or_else(|| {
+            PgError::fatal(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "this credential has no role on the database",
+            )
+        })?
     } else {
         route.write.clone()
     };
@@ -695,7 +714,7 @@ fn backend_target(
         && let Some(why) =
             tdb_sql::pinned_session_refusal(&format!("SET search_path TO {path}"), schema)
     {
-        return Err(PgError::fatal("42501", why));
+        return Err(PgError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, why));
     }
     let params = super::params::for_route(&auth.params, route.settings.query_timeout_ms)?;
     Ok(BackendTarget {
@@ -753,14 +772,14 @@ async fn open_route(
     match route.status {
         status if status.serves() => Ok((route, Some(gate), kill)),
         TenantStatus::Deleted => Err(PgError::fatal(
-            "3D000",
+            sqlstate::INVALID_CATALOG_NAME,
             format!(
                 "{} is deleted (it is in the trash; restore it to connect)",
                 route.describe()
             ),
         )),
         status => Err(PgError::fatal(
-            "57P03",
+            sqlstate::CANNOT_CONNECT_NOW,
             format!("{} is {status}", route.describe()),
         )),
     }
@@ -768,48 +787,46 @@ async fn open_route(
 
 fn backend_error(e: BackendError, route: &Route, database: &str) -> PgError {
     tracing::warn!(error = %e, database, "connecting to a server database failed");
+    // The server refused a parameter the client asked for: its name or value, or the tenant's
+    // right to set it. Said as the server says it.
+    if let BackendError::Refused { code, message, .. } = &e
+        && let Some(code) = sqlstate::parameter_refusal(code)
+    {
+        return PgError::fatal(code, message.clone());
+    }
     match e {
-        BackendError::Refused { code, .. } if code == "53300" => PgError::fatal(
-            "53300",
-            format!(
-                "too many connections for {} (max_connections is {})",
-                route.describe(),
-                route.settings.max_connections
-            ),
-        ),
+        BackendError::Refused { code, .. } if code == sqlstate::TOO_MANY_CONNECTIONS => {
+            PgError::fatal(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                format!(
+                    "too many connections for {} (max_connections is {})",
+                    route.describe(),
+                    route.settings.max_connections
+                ),
+            )
+        }
         BackendError::ServerFull { budget } => PgError::fatal(
-            "53300",
+            sqlstate::TOO_MANY_CONNECTIONS,
             format!(
                 "the server of {} has no connection free for tenants: its {budget} are in use; \
                  try again shortly",
                 route.describe()
             ),
         ),
-        BackendError::Refused { code, .. } if code == "3D000" => {
+        BackendError::Refused { code, .. } if code == sqlstate::INVALID_CATALOG_NAME => {
             crate::route::does_not_exist(database)
         }
-        // The server refused a parameter the client asked for: its name or value, or the
-        // tenant's right to set it. Said as the server says it.
-        BackendError::Refused { code, message, .. }
-            if matches!(code.as_str(), "42704" | "22023" | "42501" | "55P02") =>
-        {
-            let code = match code.as_str() {
-                "42704" => "42704",
-                "22023" => "22023",
-                "42501" => "42501",
-                _ => "55P02",
-            };
-            PgError::fatal(code, message)
+        BackendError::Refused { code, .. } if code == sqlstate::CANNOT_CONNECT_NOW => {
+            PgError::fatal(
+                sqlstate::CANNOT_CONNECT_NOW,
+                format!(
+                    "the server of {} is starting up or shutting down; try again",
+                    route.describe()
+                ),
+            )
         }
-        BackendError::Refused { code, .. } if code == "57P03" => PgError::fatal(
-            "57P03",
-            format!(
-                "the server of {} is starting up or shutting down; try again",
-                route.describe()
-            ),
-        ),
         _ => PgError::fatal(
-            "08006",
+            sqlstate::CONNECTION_FAILURE,
             format!("could not connect to the server of {}", route.describe()),
         ),
     }
