@@ -2,7 +2,8 @@
 //! drivers: libpq's `options` (`PGOPTIONS`), asyncpg's `server_settings`, node-postgres'
 //! `statement_timeout` and sqlx's `options`. Each is applied on the server, or the login is
 //! refused with an error naming it; the statement timeout never past `query_timeout_ms`, and no
-//! client chooses its role.
+//! client chooses its role. Also what else drivers do on connecting and after: LISTEN under
+//! transaction pooling, cancel requests over TLS, a pipeline longer than the relay's queue.
 
 mod common;
 
@@ -239,4 +240,23 @@ async fn a_cancel_over_tls_ends_cleanly() {
         said, "cancelled",
         "the statement ended, and no cancel failed"
     );
+}
+
+/// psycopg's pipeline mode: 25,000 statements in one pipeline, more than the relay queues
+/// (10,000); the relay holds the client back whenever it gets that far ahead of the server.
+const PSYCOPG_PIPELINE: &str = r#"
+import sys, psycopg
+with psycopg.connect(sys.argv[1]) as conn:
+    with conn.pipeline():
+        cursors = [conn.execute("SELECT %s::int", (i,)) for i in range(25000)]
+    total = sum(c.fetchone()[0] for c in cursors)
+    print(total)
+"#;
+
+#[tokio::test]
+async fn a_pipeline_longer_than_the_relay_queue_is_answered_in_full() {
+    let s = start().await;
+    let (_, url) = account_with_tenant(&s, "pipeline@example.com").await;
+    let said = run_client(python(PSYCOPG_PIPELINE, &url), "psycopg pipeline");
+    assert_eq!(said, (0..25_000u64).sum::<u64>().to_string());
 }

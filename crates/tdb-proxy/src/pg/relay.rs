@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use tdb_catalog::Catalog;
 use tdb_catalog::routing::{LoggedStatement, QueryOrigin};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, PgError};
@@ -390,9 +391,10 @@ where
         prepared: std::mem::take(server.prepared),
         parses: VecDeque::new(),
     });
+    let answered = Notify::new();
     let at_boundary = AtomicBool::new(true);
-    let up = client_to_server(client_r, server.w, &shared, ctx, state);
-    let down = server_to_client(server.r, client_w, &shared, ctx, &at_boundary);
+    let up = client_to_server(client_r, server.w, &shared, &answered, ctx, state);
+    let down = server_to_client(server.r, client_w, &shared, &answered, ctx, &at_boundary);
     tokio::pin!(up, down);
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut watchdog = ctx.query_timeout.map(Watchdog::new);
@@ -430,15 +432,13 @@ where
     // A client that leaves right after a statement (an error, then Terminate) may go before the
     // server's answer was read: read it for a moment, so the statement is still logged.
     if matches!(end, RelayEnd::ClientGone) && !lock(&shared).pending.is_empty() {
-        let answered = async {
-            while !lock(&shared).pending.is_empty() {
-                tokio::select! {
-                    _ = &mut down => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
-                }
+        let logged = async {
+            tokio::select! {
+                _ = &mut down => {}
+                _ = wait_until(&answered, || lock(&shared).pending.is_empty()) => {}
             }
         };
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), answered).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), logged).await;
     }
     let mut s = lock(&shared);
     *server.prepared = std::mem::take(&mut s.prepared);
@@ -494,6 +494,21 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Returns once `ready` holds, checking it again each time the server side has handled a batch
+/// of answers (no polling).
+async fn wait_until(answered: &Notify, ready: impl Fn() -> bool) {
+    loop {
+        let next = answered.notified();
+        tokio::pin!(next);
+        // Registered before the check, so an answer between the check and the wait is not lost.
+        next.as_mut().enable();
+        if ready() {
+            return;
+        }
+        next.await;
     }
 }
 
@@ -554,6 +569,7 @@ async fn client_to_server<R, W>(
     client: &mut R,
     server: &mut W,
     shared: &Mutex<Shared>,
+    answered: &Notify,
     ctx: &SessionContext,
     state: &mut ClientState,
 ) -> RelayEnd
@@ -588,9 +604,8 @@ where
             if buf.capacity() - buf.len() < READ_CHUNK / 2 {
                 buf.reserve(READ_CHUNK);
             }
-            while lock(shared).pending.len() >= MAX_PENDING {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            // Back-pressure: a client far ahead of the server's answers waits for some.
+            wait_until(answered, || lock(shared).pending.len() < MAX_PENDING).await;
             match client.read_buf(buf).await {
                 Ok(0) | Err(_) => return RelayEnd::ClientGone,
                 Ok(n) => ctx.metrics.bytes_from_clients.increment(n as u64),
@@ -919,6 +934,7 @@ async fn server_to_client<R, W>(
     server: &mut R,
     client: &mut W,
     shared: &Mutex<Shared>,
+    answered: &Notify,
     ctx: &SessionContext,
     at_boundary: &AtomicBool,
 ) -> RelayEnd
@@ -1139,6 +1155,8 @@ where
             }
             pos += total;
         }
+        // Units were answered: a client side waiting for room in the queue may go on.
+        answered.notify_waiters();
         if flushed < pos && write(client, &buf[flushed..pos]).await.is_err() {
             return RelayEnd::ClientGone;
         }
@@ -1234,6 +1252,29 @@ async fn queue_ddl(ctx: &SessionContext, ddl: &[(String, String)]) -> Option<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn back_pressure_waits_for_answers_and_not_for_a_clock() {
+        let answered = Notify::new();
+        let room = std::sync::atomic::AtomicBool::new(false);
+        // Ready at once: no wait.
+        wait_until(&answered, || true).await;
+        // Without an answer, the wait does not end.
+        let blocked = tokio::time::timeout(
+            std::time::Duration::from_secs(3600),
+            wait_until(&answered, || room.load(Ordering::SeqCst)),
+        )
+        .await;
+        assert!(blocked.is_err());
+        // An answer that makes room ends it.
+        let waiting = wait_until(&answered, || room.load(Ordering::SeqCst));
+        let answer = async {
+            tokio::task::yield_now().await;
+            room.store(true, Ordering::SeqCst);
+            answered.notify_waiters();
+        };
+        tokio::join!(waiting, answer);
+    }
 
     #[test]
     fn headers_are_read_across_partial_buffers() {
