@@ -84,6 +84,12 @@ async fn startup_parameters_are_applied_or_refused_by_name() {
             "-c role=postgres",
             "parameter \"role\" cannot be set when connecting through tdb",
         ),
+        // Settable only as a backend starts: it would keep a server connection asleep after
+        // the proxy gave up on it.
+        (
+            "-c post_auth_delay=1",
+            "parameter \"post_auth_delay\" cannot be set when connecting through tdb",
+        ),
         (
             "-c no_such_setting=1",
             "unrecognized configuration parameter \"no_such_setting\"",

@@ -13,8 +13,18 @@ use super::sqlstate;
 /// Startup parameters that belong to the protocol, not to the server's configuration.
 const PROTOCOL: [&str; 4] = ["user", "database", "options", "replication"];
 
-/// Parameters no client may set when it connects through tdb: the route decides who it is.
-const REFUSED: [&str; 2] = ["role", "session_authorization"];
+/// Parameters no client may set when it connects through tdb, and why: the route decides who it
+/// is; and the two a role may set only as a backend starts (never with `SET`), one of which
+/// would keep a server connection asleep for up to 35 minutes after the proxy gave up on it.
+pub const REFUSED: [(&str, &str); 4] = [
+    ("role", "the credential decides the role"),
+    ("session_authorization", "the credential decides the role"),
+    ("post_auth_delay", "it is for the server's administrator"),
+    (
+        "ignore_system_indexes",
+        "it is for the server's administrator",
+    ),
+];
 
 /// The parameters a client's startup packet asks the server for, lower-cased, in the order
 /// given (a later one wins), `options` expanded; or the refusal of the login.
@@ -39,13 +49,10 @@ pub fn requested(startup: &[(String, String)]) -> Result<Vec<(String, String)>, 
                 format!("\"{name}\" is not a configuration parameter name"),
             ));
         }
-        if REFUSED.contains(&name.as_str()) {
+        if let Some((_, why)) = REFUSED.iter().find(|(n, _)| n == name) {
             return Err(PgError::fatal(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "parameter \"{name}\" cannot be set when connecting through tdb: the \
-                     credential decides the role"
-                ),
+                format!("parameter \"{name}\" cannot be set when connecting through tdb: {why}"),
             ));
         }
     }
@@ -213,6 +220,8 @@ mod tests {
             ("-c statement_timeout", "statement_timeout"),
             ("-c role=postgres", "role"),
             ("--session-authorization=postgres", "session_authorization"),
+            ("-c post_auth_delay=100", "post_auth_delay"),
+            ("-c ignore_system_indexes=on", "ignore_system_indexes"),
         ] {
             let e = requested(&pairs(&[("options", options)])).expect_err(options);
             assert!(e.message.contains(says), "{options}: {}", e.message);
