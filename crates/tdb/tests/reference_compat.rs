@@ -14,30 +14,6 @@ async fn setup(s: &TdbServer) -> String {
     account_with_blueprint(s, "ref@example.com", "Reference", "fintech").await
 }
 
-/// A raw `/api/v1` call: `(status, body)`, with no assumption about the body's shape.
-async fn v1(
-    s: &TdbServer,
-    method: Method,
-    path: &str,
-    key: Option<&str>,
-    body: Option<&str>,
-) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, format!("{}{path}", s.api_url));
-    if let Some(key) = key {
-        req = req.bearer_auth(key);
-    }
-    if let Some(body) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let resp = req.send().await.expect("request sent");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body read");
-    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
-    (status, json)
-}
-
 /// An AutoDB error (the `ErrorDetail` of the connection page): `success: false` and
 /// `error: {code, message, details}` with the upper-case code.
 fn assert_autodb_code(body: &Value, code: &str) {
@@ -274,7 +250,7 @@ async fn api_v1_errors_take_autodbs_shape() {
     let s = start().await;
     let key = setup(&s).await;
 
-    let (st, body) = v1(
+    let (st, body) = raw_call(
         &s,
         Method::GET,
         "/api/v1/connections/nope",
@@ -286,7 +262,7 @@ async fn api_v1_errors_take_autodbs_shape() {
     assert_autodb_code(&body, "NOT_FOUND");
 
     // Validation: AutoDB's error object, and FastAPI's `detail` list as the page shows for 422.
-    let (st, body) = v1(
+    let (st, body) = raw_call(
         &s,
         Method::POST,
         "/api/v1/provision",
@@ -304,10 +280,10 @@ async fn api_v1_errors_take_autodbs_shape() {
     assert_eq!(body["detail"][0]["type"], "missing", "{body}");
 
     // Failures before any handler runs: authentication, unknown paths, wrong methods.
-    let (st, body) = v1(&s, Method::GET, "/api/v1/connections", None, None).await;
+    let (st, body) = raw_call(&s, Method::GET, "/api/v1/connections", None, None).await;
     assert_eq!(st, 401, "{body}");
     assert_autodb_code(&body, "AUTH_REQUIRED");
-    let (st, body) = v1(
+    let (st, body) = raw_call(
         &s,
         Method::GET,
         "/api/v1/connections",
@@ -317,16 +293,16 @@ async fn api_v1_errors_take_autodbs_shape() {
     .await;
     assert_eq!(st, 401, "{body}");
     assert_autodb_code(&body, "UNAUTHORIZED");
-    let (st, body) = v1(&s, Method::GET, "/api/v1/nothing-here", Some(&key), None).await;
+    let (st, body) = raw_call(&s, Method::GET, "/api/v1/nothing-here", Some(&key), None).await;
     assert_eq!(st, 404, "{body}");
     assert_autodb_code(&body, "NOT_FOUND");
-    let (st, body) = v1(&s, Method::PUT, "/api/v1/provision", Some(&key), Some("{}")).await;
+    let (st, body) = raw_call(&s, Method::PUT, "/api/v1/provision", Some(&key), Some("{}")).await;
     assert_eq!(st, 405, "{body}");
     assert_autodb_code(&body, "METHOD_NOT_ALLOWED");
 
     // A body over the limit is refused by the framework, before the handler; same shape.
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(2 << 20));
-    let (st, body) = v1(
+    let (st, body) = raw_call(
         &s,
         Method::POST,
         "/api/v1/provision",
@@ -338,7 +314,7 @@ async fn api_v1_errors_take_autodbs_shape() {
     assert_autodb_code(&body, "PAYLOAD_TOO_LARGE");
 
     // The rest of the API keeps tdb's envelope.
-    let (st, body) = v1(&s, Method::GET, "/tenants/nope", Some(&key), None).await;
+    let (st, body) = raw_call(&s, Method::GET, "/tenants/nope", Some(&key), None).await;
     assert_eq!(
         (st, body["code"].as_str()),
         (404, Some("not_found")),

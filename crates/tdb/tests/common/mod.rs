@@ -17,8 +17,26 @@ pub async fn start() -> TdbServer {
     TdbServer::start(bin()).await.expect("tdb serve starts")
 }
 
-/// One HTTP call: `(status, body)`. `body` is sent raw (so tests can send broken JSON).
+/// One HTTP call: `(status, body)`. `body` is sent raw (so tests can send broken JSON). The
+/// body must be tdb's envelope, or AutoDB's error shape for an `/api/v1` error.
 pub async fn call(
+    server: &TdbServer,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let (status, json) = raw_call(server, method, path, key, body).await;
+    if path.starts_with("/api/v1/") && status >= 400 {
+        assert_autodb_error(status, &json);
+    } else {
+        assert_envelope(status, &json);
+    }
+    (status, json)
+}
+
+/// [`call`] without any assumption about the body's shape (beyond being JSON).
+pub async fn raw_call(
     server: &TdbServer,
     method: Method,
     path: &str,
@@ -40,11 +58,6 @@ pub async fn call(
     let text = resp.text().await.expect("body read");
     let json: Value =
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"));
-    if path.starts_with("/api/v1/") && status >= 400 {
-        assert_autodb_error(status, &json);
-    } else {
-        assert_envelope(status, &json);
-    }
     (status, json)
 }
 
