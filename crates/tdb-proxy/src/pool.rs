@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -30,9 +31,19 @@ pub struct Pool {
     /// Each server's budget of tenant connections: every connection to it (in use or pooled)
     /// holds a permit, so tenants together never take what tdb keeps for its own work.
     budgets: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
+    /// Each server database's epoch of shared statement names (see
+    /// [`crate::pg::relay::SessionContext::plan_epoch`]).
+    plan_epochs: Mutex<HashMap<(String, u16, String), Arc<AtomicU64>>>,
 }
 
 impl Pool {
+    /// The epoch of shared statement names on `target`'s database.
+    pub fn plan_epoch(&self, target: &BackendTarget) -> Arc<AtomicU64> {
+        let key = (target.host.clone(), target.port, target.database.clone());
+        let mut epochs = self.plan_epochs.lock().unwrap_or_else(|e| e.into_inner());
+        epochs.entry(key).or_default().clone()
+    }
+
     /// A pooled connection for `target`, or a new one within the server's `budget` of tenant
     /// connections (when known). A full budget first closes idle pooled connections to the
     /// server, then waits a moment for a place.
@@ -147,8 +158,9 @@ impl Pool {
         if !conn.reset().await {
             return;
         }
-        // DISCARD ALL dropped every prepared statement.
+        // DISCARD ALL dropped every prepared statement and setting.
         conn.prepared.clear();
+        conn.settings.clear();
         self.keep(target, conn).await;
     }
 

@@ -236,33 +236,38 @@ pub fn pinned_session_refusal(sql: &str, own_schema: &str) -> Option<String> {
     })
 }
 
-/// Whether `sql` may hold a `LISTEN`: a cheap scan for the word, before any parsing.
-pub fn may_listen(sql: &[u8]) -> bool {
+/// Whether `sql` may hold what transaction pooling refuses (`LISTEN`, `PREPARE`): a cheap scan
+/// for the words, before any parsing.
+pub fn may_be_refused_when_pooled(sql: &[u8]) -> bool {
     sql.windows(6).any(|w| w.eq_ignore_ascii_case(b"listen"))
+        || sql.windows(7).any(|w| w.eq_ignore_ascii_case(b"prepare"))
 }
 
-/// Why a batch is refused under transaction pooling, or `None`: `LISTEN` would subscribe a
-/// server connection that other clients' transactions use next, and its notifications would
-/// never reach the client that asked. A batch that does not parse goes on to the server, whose
-/// syntax error the client then sees.
+/// Why a batch is refused under transaction pooling, or `None`. Each would stay on a server
+/// connection that other clients' transactions use next: `LISTEN` subscribes it, and its
+/// notifications would never reach the client that asked; SQL `PREPARE` leaves a statement
+/// there (the protocol's prepared statements, which drivers use, are carried per client). A
+/// batch that does not parse goes on to the server, whose syntax error the client then sees.
 pub fn transaction_pooling_refusal(sql: &str) -> Option<String> {
-    if !may_listen(sql.as_bytes()) {
+    if !may_be_refused_when_pooled(sql.as_bytes()) {
         return None;
     }
-    let listens = match pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) {
-        Ok(parsed) => parsed.protobuf.stmts.iter().any(|raw| {
-            matches!(
-                raw.stmt.as_ref().and_then(|s| s.node.as_ref()),
-                Some(NodeEnum::ListenStmt(_))
-            )
-        }),
-        Err(_) => false,
-    };
-    listens.then(|| {
-        "LISTEN is not available under transaction pooling: notifications would go to a \
-         server connection other clients share; set the workspace's pool_mode to session for \
-         clients that listen"
-            .to_string()
+    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
+    parsed.protobuf.stmts.iter().find_map(|raw| {
+        match raw.stmt.as_ref()?.node.as_ref()? {
+            NodeEnum::ListenStmt(_) => Some(
+                "LISTEN is not available under transaction pooling: notifications would go to \
+                 a server connection other clients share; set the workspace's pool_mode to \
+                 session for clients that listen",
+            ),
+            NodeEnum::PrepareStmt(_) => Some(
+                "PREPARE is not available under transaction pooling: the statement would stay \
+                 on a server connection other clients share; use the protocol's prepared \
+                 statements (drivers do), or set the workspace's pool_mode to session",
+            ),
+            _ => None,
+        }
+        .map(str::to_string)
     })
 }
 
@@ -514,14 +519,16 @@ mod pinned_tests {
 
 #[cfg(test)]
 mod transaction_pooling_tests {
-    use super::{may_listen, transaction_pooling_refusal};
+    use super::{may_be_refused_when_pooled, transaction_pooling_refusal};
 
     #[test]
-    fn listen_is_refused_and_everything_else_passes() {
+    fn listen_and_prepare_are_refused_and_everything_else_passes() {
         for sql in [
             "LISTEN jobs",
             "select 1; listen \"Jobs\"",
             "BEGIN; LiStEn x; COMMIT",
+            "PREPARE q AS SELECT 1",
+            "prepare q(int) as select $1",
         ] {
             assert!(transaction_pooling_refusal(sql).is_some(), "{sql}");
         }
@@ -531,9 +538,12 @@ mod transaction_pooling_tests {
             "UNLISTEN *",
             "SELECT listener FROM t",
             "SELEC listen",
+            "PREPARE TRANSACTION 'x'",
+            "EXECUTE q",
+            "SELECT prepared_at FROM t",
         ] {
             assert_eq!(transaction_pooling_refusal(sql), None, "{sql}");
         }
-        assert!(!may_listen(b"SELECT 1"));
+        assert!(!may_be_refused_when_pooled(b"SELECT 1"));
     }
 }

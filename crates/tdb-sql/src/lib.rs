@@ -5,12 +5,14 @@
 
 mod classify;
 mod reverse;
+mod session;
 
 pub use classify::{
-    Kind, Statement, TxOp, classify, classify_all, may_listen, pinned_session_refusal,
-    transaction_pooling_refusal,
+    Kind, Statement, TxOp, classify, classify_all, may_be_refused_when_pooled,
+    pinned_session_refusal, transaction_pooling_refusal,
 };
 pub use reverse::{created_table, reverse};
+pub use session::{Deallocation, custom_settings, deallocation, may_change_settings};
 
 /// The parser refused the input; the message is PostgreSQL's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,6 +14,23 @@ use tdb_engines::postgres::wire::stream::ServerStream;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message accepted during the backend handshake.
 const MAX_HANDSHAKE_MESSAGE: usize = 64 * 1024;
+/// How long reading or applying a session's settings may take.
+const SETTINGS_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a session changed beyond its startup parameters: what `pg_settings` shows as set in the
+/// session, then the custom settings named in `$1` (which it does not show) that have a value,
+/// then `role` (not shown either), last so the others are applied with the session's own rights.
+const READ_SETTINGS: &str = "SELECT name, setting FROM (\
+     SELECT name, setting, 0 AS o FROM pg_catalog.pg_settings WHERE source = 'session' \
+     UNION ALL SELECT n, pg_catalog.current_setting(n, true), 1 \
+     FROM pg_catalog.unnest($1::pg_catalog.text[]) AS c(n) \
+     WHERE pg_catalog.current_setting(n, true) <> '' AND pg_catalog.lower(n) NOT IN \
+     (SELECT pg_catalog.lower(name) FROM pg_catalog.pg_settings) \
+     UNION ALL SELECT 'role', pg_catalog.current_setting('role'), 2 \
+     WHERE pg_catalog.current_setting('role') <> 'none') AS s ORDER BY o, name";
+/// Applies settings given as two text arrays, names and values, in order.
+const APPLY_SETTINGS: &str = "SELECT pg_catalog.set_config(n, v, false) \
+     FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), \
+     pg_catalog.unnest($2::pg_catalog.text[])) WITH ORDINALITY AS s(n, v, i) ORDER BY i";
 
 /// Where and as whom to connect, and the session settings to start with.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -54,6 +71,9 @@ pub struct Backend {
     pub prepared: std::collections::HashSet<String>,
     /// Its place in its server's budget of tenant connections, given back when it closes.
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Transaction pooling: the settings the session carries beyond its startup parameters
+    /// (those of the client whose transaction ran last), in the order they were applied.
+    pub settings: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +217,7 @@ impl Backend {
                         idle_since: Instant::now(),
                         prepared: std::collections::HashSet::new(),
                         slot: None,
+                        settings: Vec::new(),
                     });
                 }
                 _ => return Err(BackendError::Protocol("unexpected message in handshake")),
@@ -237,6 +258,90 @@ impl Backend {
         )
     }
 
+    /// Transaction pooling: reads the settings the session now carries beyond its startup
+    /// parameters (what `SET`, `set_config` and `SET ROLE` changed, the custom settings among
+    /// `custom` included; the role last), and keeps them as [`Backend::settings`].
+    pub async fn read_settings<'a>(
+        &mut self,
+        custom: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        extended(&mut out, READ_SETTINGS, &[&text_array(custom)]);
+        message(&mut out, b'S', |_| {});
+        let mut rows = Vec::new();
+        self.exchange(&out, |tag, body| {
+            if tag == b'D' {
+                rows.push(data_row(body).ok_or("a malformed row of settings")?);
+            }
+            Ok(())
+        })
+        .await?;
+        let settings: Vec<(String, String)> = rows
+            .into_iter()
+            .filter_map(|mut r| Some((r.first_mut().map(std::mem::take)?, r.pop()?)))
+            .collect();
+        self.settings.clone_from(&settings);
+        Ok(settings)
+    }
+
+    /// Transaction pooling: gives the session exactly `settings` beyond its startup parameters
+    /// (what [`Backend::read_settings`] read on another connection, or none), in one round trip.
+    pub async fn apply_settings(&mut self, settings: &[(String, String)]) -> Result<(), String> {
+        let mut out = Vec::new();
+        for sql in ["RESET ALL", "RESET ROLE"] {
+            extended(&mut out, sql, &[]);
+        }
+        if !settings.is_empty() {
+            let names = text_array(settings.iter().map(|(n, _)| n.as_str()));
+            let values = text_array(settings.iter().map(|(_, v)| v.as_str()));
+            extended(&mut out, APPLY_SETTINGS, &[&names, &values]);
+        }
+        message(&mut out, b'S', |_| {});
+        self.exchange(&out, |_, _| Ok(())).await?;
+        self.settings = settings.to_vec();
+        Ok(())
+    }
+
+    /// Sends `out`, then reads the answers up to `ReadyForQuery`, handing each other message to
+    /// `each`; an error answer (or anything but an idle session at the end) is an `Err`.
+    async fn exchange(
+        &mut self,
+        out: &[u8],
+        mut each: impl FnMut(u8, &[u8]) -> Result<(), &'static str>,
+    ) -> Result<(), String> {
+        let work = async {
+            self.stream
+                .write_all(out)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut buf = BytesMut::with_capacity(1024);
+            let mut failed = None;
+            loop {
+                let (tag, body) = read_message(&mut self.stream, &mut buf)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match tag {
+                    b'E' => {
+                        let fields = frame::error_fields(&body);
+                        failed = Some(format!(
+                            "{} ({})",
+                            field(&fields, b'M'),
+                            field(&fields, b'C')
+                        ));
+                    }
+                    b'Z' if body == [b'I'] && buf.is_empty() => {
+                        return failed.map_or(Ok(()), Err);
+                    }
+                    b'Z' => return Err("the server was not idle afterwards".to_string()),
+                    _ => each(tag, &body).map_err(str::to_string)?,
+                }
+            }
+        };
+        tokio::time::timeout(SETTINGS_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| Err("the server did not answer in time".to_string()))
+    }
+
     /// Says goodbye politely; the server then closes its end.
     pub async fn terminate(mut self) {
         let mut out = Vec::new();
@@ -261,6 +366,56 @@ pub async fn cancel(host: &str, port: u16, pid: u32, key: u32) -> std::io::Resul
     Ok(())
 }
 
+/// `Parse`, `Bind` (text parameters) and `Execute` of the unnamed statement `sql`.
+fn extended(out: &mut Vec<u8>, sql: &str, params: &[&str]) {
+    message(out, b'P', |b| {
+        cstr(b, "");
+        cstr(b, sql);
+        b.extend_from_slice(&0u16.to_be_bytes());
+    });
+    message(out, b'B', |b| {
+        cstr(b, "");
+        cstr(b, "");
+        b.extend_from_slice(&0u16.to_be_bytes());
+        b.extend_from_slice(&(params.len() as u16).to_be_bytes());
+        for p in params {
+            b.extend_from_slice(&(p.len() as i32).to_be_bytes());
+            b.extend_from_slice(p.as_bytes());
+        }
+        b.extend_from_slice(&0u16.to_be_bytes());
+    });
+    message(out, b'E', |b| {
+        cstr(b, "");
+        b.extend_from_slice(&0u32.to_be_bytes());
+    });
+}
+
+/// A text-format array literal of `items` (each quoted, so any text survives).
+fn text_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = items
+        .map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// The text columns of a `DataRow` (a NULL reads as empty).
+fn data_row(body: &[u8]) -> Option<Vec<String>> {
+    let count = u16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    let mut rest = &body[2..];
+    let mut columns = Vec::with_capacity(count.into());
+    for _ in 0..count {
+        let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        rest = &rest[4..];
+        let Ok(len) = usize::try_from(len) else {
+            columns.push(String::new());
+            continue;
+        };
+        columns.push(String::from_utf8_lossy(rest.get(..len)?).into_owned());
+        rest = &rest[len..];
+    }
+    Some(columns)
+}
+
 fn set_param(params: &mut Vec<(String, String)>, name: &str, value: &str) {
     match params.iter_mut().find(|(k, _)| k == name) {
         Some(entry) => entry.1 = value.to_string(),
@@ -270,18 +425,20 @@ fn set_param(params: &mut Vec<(String, String)>, name: &str, value: &str) {
 
 fn refused(body: &[u8]) -> BackendError {
     let fields = frame::error_fields(body);
-    let get = |code: u8| {
-        fields
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
-    };
     BackendError::Refused {
-        code: get(b'C'),
-        message: get(b'M'),
+        code: field(&fields, b'C'),
+        message: field(&fields, b'M'),
         body: body.to_vec(),
     }
+}
+
+/// One field of an error response, empty when absent.
+fn field(fields: &[(u8, &[u8])], code: u8) -> String {
+    fields
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
 }
 
 /// Reads one whole message during a handshake (the relay streams instead).

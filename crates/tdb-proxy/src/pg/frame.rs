@@ -108,6 +108,11 @@ pub fn ready_for_query(out: &mut Vec<u8>, status: u8) {
     message(out, b'Z', |b| b.push(status));
 }
 
+/// `CommandComplete` with its command tag.
+pub fn command_complete(out: &mut Vec<u8>, tag: &str) {
+    message(out, b'C', |b| cstr(b, tag));
+}
+
 /// `NegotiateProtocolVersion`: the newest minor version spoken and the options not understood.
 pub fn negotiate_protocol(out: &mut Vec<u8>, minor: u32, unknown: &[&str]) {
     message(out, b'v', |b| {
@@ -211,6 +216,21 @@ pub fn rewrite_error(body: &[u8], new_message: &str, out: &mut Vec<u8>) {
                     b.extend_from_slice(value);
                     b.push(0);
                 }
+            }
+        }
+        b.push(0);
+    });
+}
+
+/// The error in `body` without its context (`W`): a refusal the proxy raised in a `DO` block
+/// would otherwise name the block.
+pub fn without_context(body: &[u8], out: &mut Vec<u8>) {
+    message(out, b'E', |b| {
+        for (code, value) in error_fields(body) {
+            if code != b'W' {
+                b.push(code);
+                b.extend_from_slice(value);
+                b.push(0);
             }
         }
         b.push(0);

@@ -5,7 +5,7 @@
 //! the whole message. Each direction runs as its own future, so neither can block the other.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -81,6 +81,10 @@ pub struct SessionContext {
     pub query_timeout: Option<std::time::Duration>,
     /// Memory for statements held whole past [`LARGE_MESSAGE`], shared by every session.
     pub statements_memory: tdb_engines::budget::MemoryBudget,
+    /// Transaction pooling: part of every shared statement name on the database, moved on
+    /// when the server says a cached plan went stale (a deployment changed a table under it),
+    /// so the statements clients prepare next are new on every server connection.
+    pub plan_epoch: Arc<AtomicU64>,
 }
 
 impl SessionContext {
@@ -134,6 +138,18 @@ struct Pending {
     started_at: DateTime<Utc>,
     rows: Option<i64>,
     error: Option<String>,
+    /// What the client is owed in place of the server's answer, when the proxy sent a stand-in.
+    stand_in: Option<StandIn>,
+}
+
+/// A statement the proxy sent in place of the client's, and what its answer becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StandIn {
+    /// A statement that changes nothing, whose command tag becomes this one.
+    Tag(&'static str),
+    /// A `DO` block raising the proxy's refusal: the error reaches the client without the
+    /// block's context line.
+    Refusal,
 }
 
 /// Shared between the two directions.
@@ -161,6 +177,12 @@ struct Shared {
     /// Every Parse sent and not yet answered, in order: its shared name (if it prepares one)
     /// and whether the proxy sent it on its own (its ParseComplete is then not relayed).
     parses: VecDeque<(Option<String>, bool)>,
+    /// Transaction pooling: the client may have changed its session's settings (the session
+    /// reads them back before the connection goes to another client).
+    dirty: bool,
+    /// Transaction pooling: the server dropped every prepared statement on the connection
+    /// (`DEALLOCATE ALL`, `DISCARD ALL`), so the client's names stand for nothing any more.
+    forget_names: bool,
 }
 
 impl Shared {
@@ -186,6 +208,12 @@ pub struct ClientState {
     named: HashMap<Vec<u8>, Arc<SharedStatement>>,
     /// The shared memory a long message being read whole holds.
     held: Option<tdb_engines::budget::Answer>,
+    /// Transaction pooling: the settings the client gave its session beyond its startup
+    /// parameters, as the server reported them, in the order to apply them.
+    pub settings: Vec<(String, String)>,
+    /// Transaction pooling: names of custom settings (`app.user`) the client set, which the
+    /// server lists nowhere, so reading the settings back asks for each by name.
+    pub custom_settings: std::collections::BTreeSet<String>,
 }
 
 impl ClientState {
@@ -215,9 +243,12 @@ struct SharedStatement {
 }
 
 impl SharedStatement {
-    fn new(tail: &[u8]) -> Self {
+    fn new(tail: &[u8], epoch: u64) -> Self {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(tail);
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(epoch.to_be_bytes());
+        hasher.update(tail);
+        let digest = hasher.finalize();
         let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         Self {
             server_name: format!("tdb_{hex}"),
@@ -242,6 +273,7 @@ fn rewrite_for_sharing(
     body: &[u8],
     named: &mut HashMap<Vec<u8>, Arc<SharedStatement>>,
     shared: &Mutex<Shared>,
+    epoch: u64,
     out: &mut Vec<u8>,
 ) -> bool {
     match tag {
@@ -253,7 +285,7 @@ fn rewrite_for_sharing(
                 lock(shared).parses.push_back((None, false));
                 return false;
             }
-            let st = Arc::new(SharedStatement::new(tail));
+            let st = Arc::new(SharedStatement::new(tail, epoch));
             named.insert(name_key(name), st.clone());
             let mut s = lock(shared);
             let known = s.prepared.contains(&st.server_name)
@@ -349,6 +381,10 @@ fn name_key(name: &[u8]) -> Vec<u8> {
 struct Prepared {
     text: Arc<str>,
     stmts: Arc<Vec<Stmt>>,
+    /// Transaction pooling: running it may change the session's settings.
+    settings: bool,
+    /// What its Execute is owed in place of the server's answer.
+    stand_in: Option<StandIn>,
 }
 
 /// The server side of a relay.
@@ -390,11 +426,39 @@ where
         detaching: false,
         prepared: std::mem::take(server.prepared),
         parses: VecDeque::new(),
+        dirty: false,
+        forget_names: false,
     });
     let answered = Notify::new();
     let at_boundary = AtomicBool::new(true);
-    let up = client_to_server(client_r, server.w, &shared, &answered, ctx, state);
-    let down = server_to_client(server.r, client_w, &shared, &answered, ctx, &at_boundary);
+    let end = {
+        let up = client_to_server(client_r, server.w, &shared, &answered, ctx, state);
+        let down = server_to_client(server.r, client_w, &shared, &answered, ctx, &at_boundary);
+        run(up, down, &shared, &answered, ctx, server.cancel).await
+    };
+    let mut s = lock(&shared);
+    *server.prepared = std::mem::take(&mut s.prepared);
+    if s.forget_names {
+        state.named.clear();
+    }
+    RelayOutcome {
+        end,
+        idle: s.idle(),
+        client_at_boundary: at_boundary.load(Ordering::Relaxed),
+        settings_may_have_changed: s.dirty,
+    }
+}
+
+/// Drives both directions of a relay, the shutdown and kill signals and the statement timer
+/// until the relay ends.
+async fn run(
+    up: impl Future<Output = RelayEnd>,
+    down: impl Future<Output = RelayEnd>,
+    shared: &Mutex<Shared>,
+    answered: &Notify,
+    ctx: &SessionContext,
+    cancel: &CancelTarget,
+) -> RelayEnd {
     tokio::pin!(up, down);
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut watchdog = ctx.query_timeout.map(Watchdog::new);
@@ -409,7 +473,7 @@ where
             end = &mut down => break end,
             _ = ctx.kill.cancelled() => break RelayEnd::Killed,
             _ = ctx.shutdown.cancelled(), if deadline.is_none() => {
-                let mut s = lock(&shared);
+                let mut s = lock(shared);
                 s.draining = true;
                 if s.idle() {
                     break RelayEnd::Drained;
@@ -417,10 +481,10 @@ where
                 deadline = Some(tokio::time::Instant::now() + ctx.shutdown_grace);
             }
             _ = sleep_until(deadline), if deadline.is_some() => break RelayEnd::DeadlinePassed,
-            expired = watch(&mut watchdog, timer.as_mut(), &shared) => match expired {
+            expired = watch(&mut watchdog, timer.as_mut(), shared) => match expired {
                 Expired::Overran(seq) => {
-                    lock(&shared).timed_out = Some(seq);
-                    cancel_overrun(server.cancel, ctx);
+                    lock(shared).timed_out = Some(seq);
+                    cancel_overrun(cancel, ctx);
                     if let Some(dog) = &mut watchdog {
                         dog.cancelled();
                     }
@@ -431,22 +495,16 @@ where
     };
     // A client that leaves right after a statement (an error, then Terminate) may go before the
     // server's answer was read: read it for a moment, so the statement is still logged.
-    if matches!(end, RelayEnd::ClientGone) && !lock(&shared).pending.is_empty() {
+    if matches!(end, RelayEnd::ClientGone) && !lock(shared).pending.is_empty() {
         let logged = async {
             tokio::select! {
                 _ = &mut down => {}
-                _ = wait_until(&answered, || lock(&shared).pending.is_empty()) => {}
+                _ = wait_until(answered, || lock(shared).pending.is_empty()) => {}
             }
         };
         let _ = tokio::time::timeout(std::time::Duration::from_millis(200), logged).await;
     }
-    let mut s = lock(&shared);
-    *server.prepared = std::mem::take(&mut s.prepared);
-    RelayOutcome {
-        end,
-        idle: s.idle(),
-        client_at_boundary: at_boundary.load(Ordering::Relaxed),
-    }
+    end
 }
 
 pub struct RelayOutcome {
@@ -455,6 +513,8 @@ pub struct RelayOutcome {
     pub idle: bool,
     /// What the client was sent ends with a whole message, so an error may follow.
     pub client_at_boundary: bool,
+    /// Transaction pooling: the client ran something that may have changed its settings.
+    pub settings_may_have_changed: bool,
 }
 
 /// Resolves when the unit at the front of the queue came due (see [`Watchdog::poll`]); never
@@ -595,6 +655,8 @@ where
         portals,
         named,
         held,
+        settings: _,
+        custom_settings,
     } = state;
     // Bytes read before a re-attach are handled before reading more.
     let mut unread = !buf.is_empty();
@@ -620,11 +682,14 @@ where
             gate.pass().await;
         }
         if tx_mode {
-            let detaching = {
+            let (detaching, forget) = {
                 let mut s = lock(shared);
                 s.forwarding = !s.detaching;
-                s.detaching
+                (s.detaching, std::mem::take(&mut s.forget_names))
             };
+            if forget {
+                named.clear();
+            }
             if detaching {
                 // The server side ends the relay; these bytes wait for the next connection.
                 return std::future::pending().await;
@@ -676,6 +741,7 @@ where
             if matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H') {
                 lock(shared).unsynced = true;
             }
+            let mut stand_in = None;
             let mut replacement = if ctx.pinned_identity && matches!(tag, b'Q' | b'P') {
                 let schema = ctx.origin.database.clone();
                 let Some(refusal) =
@@ -684,8 +750,11 @@ where
                     return UNANALYSED;
                 };
                 refusal
-            } else if tx_mode && matches!(tag, b'Q' | b'P') && tdb_sql::may_listen(body) {
-                let Some(refusal) = analyse(body, move |body| refuse_listen(tag, body)).await
+            } else if tx_mode
+                && matches!(tag, b'Q' | b'P')
+                && tdb_sql::may_be_refused_when_pooled(body)
+            {
+                let Some(refusal) = analyse(body, move |body| refuse_when_pooled(tag, body)).await
                 else {
                     return UNANALYSED;
                 };
@@ -693,10 +762,26 @@ where
             } else {
                 None
             };
+            if replacement.is_some() {
+                stand_in = Some(StandIn::Refusal);
+            }
             if tx_mode {
+                if tag == b'Q' && replacement.is_none() && tdb_sql::may_change_settings(body) {
+                    lock(shared).dirty = true;
+                    if !remember_custom_settings(body, custom_settings).await {
+                        return UNANALYSED;
+                    }
+                }
+                if replacement.is_none()
+                    && let Some((name, query)) = statement_bytes(tag, body)
+                    && let Some(d) = tdb_sql::deallocation(query)
+                {
+                    (replacement, stand_in) = deallocate(tag, name, &d, named);
+                }
                 let sent = replacement.as_ref().map_or(body, |m| &m[5..]);
                 let mut rewritten = Vec::new();
-                if rewrite_for_sharing(tag, sent, named, shared, &mut rewritten) {
+                let epoch = ctx.plan_epoch.load(Ordering::Relaxed);
+                if rewrite_for_sharing(tag, sent, named, shared, epoch, &mut rewritten) {
                     replacement = Some(rewritten);
                 }
             }
@@ -720,6 +805,11 @@ where
                         no_stmts.clone()
                     };
                     push(shared, PendingKind::Query, bounded(body), stmts);
+                    if stand_in.is_some()
+                        && let Some(p) = lock(shared).pending.back_mut()
+                    {
+                        p.stand_in = stand_in;
+                    }
                 }
                 b'P' => {
                     if let Some((name, rest)) = take_cstr(body)
@@ -744,12 +834,18 @@ where
                         } else {
                             no_stmts.clone()
                         };
+                        let settings = tx_mode && tdb_sql::may_change_settings(query);
+                        if settings && !remember_custom_settings(query, custom_settings).await {
+                            return UNANALYSED;
+                        }
                         if name.is_empty() || prepared.len() < MAX_STATEMENTS {
                             prepared.insert(
                                 name_key(name),
                                 Prepared {
                                     text: bounded(query),
                                     stmts,
+                                    settings,
+                                    stand_in,
                                 },
                             );
                         }
@@ -766,11 +862,20 @@ where
                 }
                 b'E' => {
                     let p = take_cstr(body).and_then(|(portal, _)| portals.get(&name_key(portal)));
-                    let (text, stmts) = match p {
-                        Some(p) => (p.text.clone(), p.stmts.clone()),
-                        None => (Arc::from("<unknown portal>"), no_stmts.clone()),
+                    // A portal the relay did not keep may run anything.
+                    if tx_mode && p.is_none_or(|p| p.settings) {
+                        lock(shared).dirty = true;
+                    }
+                    let (text, stmts, stand_in) = match p {
+                        Some(p) => (p.text.clone(), p.stmts.clone(), p.stand_in),
+                        None => (Arc::from("<unknown portal>"), no_stmts.clone(), None),
                     };
                     push(shared, PendingKind::Execute, text, stmts);
+                    if stand_in.is_some()
+                        && let Some(p) = lock(shared).pending.back_mut()
+                    {
+                        p.stand_in = stand_in;
+                    }
                 }
                 // A Sync during copy-in is ignored by the server: it gets no ReadyForQuery.
                 b'S' if lock(shared).copy_in => {}
@@ -864,12 +969,76 @@ fn refuse_pinned(tag: u8, body: &[u8], own_schema: &str) -> Option<Vec<u8>> {
     Some(refusal(tag, name, sqlstate::INSUFFICIENT_PRIVILEGE, &why))
 }
 
-/// A `Query` or `Parse` with a `LISTEN`, under transaction pooling (see
+/// A `Query` or `Parse` with a `LISTEN` or a `PREPARE`, under transaction pooling (see
 /// [`tdb_sql::transaction_pooling_refusal`]), replaced as [`refuse_pinned`] does.
-fn refuse_listen(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
+fn refuse_when_pooled(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
     let (name, query) = statement_of(tag, body)?;
     let why = tdb_sql::transaction_pooling_refusal(&query)?;
     Some(refusal(tag, name, sqlstate::FEATURE_NOT_SUPPORTED, &why))
+}
+
+/// Transaction pooling: a `DEALLOCATE` concerns the client's own statements, which other
+/// clients may share on the server under one name. `ALL` goes to the server as it is (it drops
+/// every statement on the connection; the relay then forgets them, and prepares them again for
+/// whoever needs them). A named one forgets the client's name and answers as the server
+/// would, with a stand-in that changes nothing (the tag is the command tag the client is then
+/// owed); a name the client never prepared gets the server's error.
+fn deallocate(
+    tag: u8,
+    statement: Option<&[u8]>,
+    d: &tdb_sql::Deallocation,
+    named: &mut HashMap<Vec<u8>, Arc<SharedStatement>>,
+) -> (Option<Vec<u8>>, Option<StandIn>) {
+    let tdb_sql::Deallocation::Named(name) = d else {
+        return (None, None);
+    };
+    if named.remove(&name_key(name.as_bytes())).is_some() {
+        return (
+            Some(statement_message(tag, statement, "DO $tdb$BEGIN END$tdb$")),
+            Some(StandIn::Tag("DEALLOCATE")),
+        );
+    }
+    let why = format!("prepared statement \"{name}\" does not exist");
+    let refused = refusal(tag, statement, sqlstate::INVALID_SQL_STATEMENT_NAME, &why);
+    (Some(refused), Some(StandIn::Refusal))
+}
+
+/// Custom settings a client may keep per session, by name (see
+/// [`ClientState::custom_settings`]).
+const MAX_CUSTOM_SETTINGS: usize = 64;
+
+/// Adds the custom settings `sql` names (as `SET` or `set_config`) to what the client is known
+/// to have set, up to [`MAX_CUSTOM_SETTINGS`]; false if the analysis failed.
+async fn remember_custom_settings(
+    sql: &[u8],
+    known: &mut std::collections::BTreeSet<String>,
+) -> bool {
+    let Some(names) = analyse(sql, |sql| {
+        tdb_sql::custom_settings(&frame::cstr_prefix(sql, usize::MAX))
+    })
+    .await
+    else {
+        return false;
+    };
+    for name in names {
+        if known.len() < MAX_CUSTOM_SETTINGS {
+            known.insert(name);
+        }
+    }
+    true
+}
+
+/// The statement name (`Parse` only) and text (up to its NUL) of a `Query` or `Parse` body;
+/// `None` for other messages.
+fn statement_bytes(tag: u8, body: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
+    match tag {
+        b'Q' => Some((None, body)),
+        b'P' => {
+            let (name, rest) = take_cstr(body)?;
+            Some((Some(name), take_cstr(rest)?.0))
+        }
+        _ => None,
+    }
 }
 
 /// The statement name (`Parse` only) and text of a `Query` or `Parse` body.
@@ -891,13 +1060,18 @@ fn refusal(tag: u8, name: Option<&[u8]>, code: &str, why: &str) -> Vec<u8> {
         "DO $tdb$BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = {}; END$tdb$",
         quote_literal(why)
     );
-    let mut out = Vec::with_capacity(refusal.len() + 16);
+    statement_message(tag, name, &refusal)
+}
+
+/// A `Query` of `sql`, or a `Parse` of it named `name` with no parameter types.
+fn statement_message(tag: u8, name: Option<&[u8]>, sql: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sql.len() + 16);
     frame::message(&mut out, tag, |m| {
         if let Some(name) = name {
             m.extend_from_slice(name);
             m.push(0);
         }
-        m.extend_from_slice(refusal.as_bytes());
+        m.extend_from_slice(sql.as_bytes());
         m.push(0);
         if name.is_some() {
             m.extend_from_slice(&0u16.to_be_bytes());
@@ -925,6 +1099,7 @@ fn push(shared: &Mutex<Shared>, kind: PendingKind, text: Arc<str>, stmts: Arc<Ve
         started_at: Utc::now(),
         rows: None,
         error: None,
+        stand_in: None,
     });
 }
 
@@ -986,11 +1161,26 @@ where
                     } else {
                         None
                     };
+                    let mut stand_in = None;
                     let finished = {
                         let mut s = lock(shared);
                         s.copy_in = false;
+                        if tag == b'C'
+                            && ctx.transaction_mode
+                            && matches!(frame::command_tag(body), "DEALLOCATE ALL" | "DISCARD ALL")
+                        {
+                            // Every statement on the connection is gone: prepared again when
+                            // next used, under the names the clients still hold.
+                            s.prepared.clear();
+                            s.forget_names = true;
+                        }
                         match s.pending.front_mut() {
                             Some(p) => {
+                                if tag == b'C'
+                                    && let Some(StandIn::Tag(t)) = p.stand_in
+                                {
+                                    stand_in = Some(t);
+                                }
                                 if let Some(n) = rows {
                                     p.rows = Some(p.rows.unwrap_or(0) + n);
                                 }
@@ -1015,14 +1205,34 @@ where
                     if let Some(p) = finished {
                         log(ctx, p);
                     }
+                    if let Some(stand_in) = stand_in {
+                        let mut complete = Vec::with_capacity(32);
+                        frame::command_complete(&mut complete, stand_in);
+                        if write(client, &buf[flushed..pos]).await.is_err()
+                            || write(client, &complete).await.is_err()
+                        {
+                            return RelayEnd::ClientGone;
+                        }
+                        flushed = pos + total;
+                    }
                 }
+                b'S' if ctx.transaction_mode => lock(shared).dirty = true,
                 b'E' => {
                     let code = frame::error_code(body).unwrap_or("").to_string();
                     if let Some(c) = capture.as_mut() {
                         c.failed();
                     }
-                    let (finished, ddl_refused, timed_out) = {
+                    if ctx.transaction_mode && stale_plan(&code, body) {
+                        // Clients prepare what they retry under new shared names, which no
+                        // server connection holds with the stale plan.
+                        ctx.plan_epoch.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let (finished, ddl_refused, timed_out, refused) = {
                         let mut s = lock(shared);
+                        let refused = s
+                            .pending
+                            .front()
+                            .is_some_and(|p| p.stand_in == Some(StandIn::Refusal));
                         s.copy_in = false;
                         // Everything after the failing message is skipped up to Sync: no Parse
                         // still outstanding will be answered.
@@ -1044,7 +1254,7 @@ where
                             }
                             None => None,
                         };
-                        (finished, ddl_refused, timed_out)
+                        (finished, ddl_refused, timed_out, refused)
                     };
                     if let Some(p) = finished {
                         log(ctx, p);
@@ -1056,9 +1266,12 @@ where
                     } else {
                         None
                     };
-                    if let Some(rewritten) = rewritten {
+                    if rewritten.is_some() || refused {
                         let mut replaced = Vec::with_capacity(128);
-                        frame::rewrite_error(body, &rewritten, &mut replaced);
+                        match rewritten {
+                            Some(message) => frame::rewrite_error(body, &message, &mut replaced),
+                            None => frame::without_context(body, &mut replaced),
+                        }
                         if write(client, &buf[flushed..pos]).await.is_err()
                             || write(client, &replaced).await.is_err()
                         {
@@ -1191,6 +1404,15 @@ fn overran_message(ctx: &SessionContext) -> String {
         "canceling statement: it ran longer than query_timeout_ms ({} ms)",
         ctx.query_timeout.map_or(0, |t| t.as_millis())
     )
+}
+
+/// Whether an error is the server's "cached plan must not change result type": a table under a
+/// prepared statement changed, and the statement must be prepared again.
+fn stale_plan(code: &str, body: &[u8]) -> bool {
+    code == sqlstate::FEATURE_NOT_SUPPORTED
+        && frame::error_fields(body)
+            .iter()
+            .any(|(field, value)| *field == b'M' && value.starts_with(b"cached plan must not"))
 }
 
 /// Whether the work that failed was DDL (decided only on a permission error, off the hot path).

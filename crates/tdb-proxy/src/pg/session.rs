@@ -488,6 +488,7 @@ where
         query_timeout: (route.settings.query_timeout_ms > 0)
             .then(|| std::time::Duration::from_millis(route.settings.query_timeout_ms)),
         statements_memory: proxy.statements_memory.clone(),
+        plan_epoch: proxy.pool.plan_epoch(&target),
     };
     proxy.metrics.sessions.increment(1.0);
     let _counted = SessionCount(&proxy.metrics);
@@ -525,13 +526,25 @@ where
                     target = moved;
                     server_id.clone_from(&fresh.server_id);
                 }
-                match proxy.pool.acquire(&target, route.server_budget).await {
+                let mut b = match proxy.pool.acquire(&target, route.server_budget).await {
                     Ok((b, _)) => b,
                     Err(e) => {
                         fail_w(client_w, backend_error(e, &route, &auth.database)).await;
                         break (RelayEnd::ServerGone, false, None);
                     }
+                };
+                // The connection carries the settings of whoever used it last: this client's
+                // own take their place.
+                if b.settings != state.settings
+                    && let Err(e) = b.apply_settings(&state.settings).await
+                {
+                    b.terminate().await;
+                    let why =
+                        format!("could not give a server connection this session's settings: {e}");
+                    fail_w(client_w, PgError::fatal(sqlstate::CONNECTION_FAILURE, why)).await;
+                    break (RelayEnd::ServerGone, false, None);
                 }
+                b
             }
         };
         let cancel = CancelTarget {
@@ -553,6 +566,23 @@ where
         };
         proxy.cancels.retarget(pid, None);
         at_boundary = outcome.client_at_boundary;
+        let kept = match &outcome.end {
+            RelayEnd::Detached { reusable: true } => {
+                track_settings(&mut backend, &mut state, outcome.settings_may_have_changed).await
+            }
+            RelayEnd::ClientGone if transaction_mode && outcome.idle => {
+                track_settings(&mut backend, &mut state, outcome.settings_may_have_changed).await
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = kept {
+            backend.terminate().await;
+            let why = format!("could not read this session's settings back from the server: {e}");
+            if at_boundary {
+                fail_w(client_w, PgError::fatal(sqlstate::CONNECTION_FAILURE, why)).await;
+            }
+            break (RelayEnd::ServerGone, false, None);
+        }
         match outcome.end {
             RelayEnd::Detached { reusable } => {
                 if reusable {
@@ -587,6 +617,20 @@ where
         server_id: &server_id,
     };
     settle(&end, idle, backend, server, proxy).await;
+}
+
+/// Transaction pooling, after a transaction that may have changed the session's settings: they
+/// are read back, as what the client now has and what the connection now carries.
+async fn track_settings(
+    backend: &mut Backend,
+    state: &mut ClientState,
+    may_have_changed: bool,
+) -> Result<(), String> {
+    if may_have_changed {
+        let custom = state.custom_settings.iter().map(String::as_str);
+        state.settings = backend.read_settings(custom).await?;
+    }
+    Ok(())
 }
 
 /// What becomes of a session's server connection as the session ends: back to the pool when

@@ -12,6 +12,8 @@ pub const INVALID_PASSWORD: &str = "28P01";
 pub const INVALID_CATALOG_NAME: &str = "3D000";
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub const UNDEFINED_OBJECT: &str = "42704";
+/// "prepared statement … does not exist".
+pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
 pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
 pub const QUERY_CANCELED: &str = "57014";

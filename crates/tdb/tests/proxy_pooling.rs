@@ -1,0 +1,264 @@
+//! Transaction pooling as real drivers use it: server connections pass from client to client
+//! between transactions, and no client may see what another did to its session (settings,
+//! prepared statements), nor lose its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Switches the workspace `app` (and its tenants) to transaction pooling, and waits until new
+/// sessions on `url` follow it (LISTEN is refused only there).
+async fn transaction_pooling(s: &tdb_testkit::TdbServer, key: &str, url: &str) {
+    let body = serde_json::json!({"pool_mode": "transaction"}).to_string();
+    let (st, reply) = call(
+        s,
+        reqwest::Method::PATCH,
+        "/workspaces/app/settings",
+        Some(key),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(st, 200, "{reply}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-At", url, "-c", "LISTEN probe"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("psql runs");
+        if String::from_utf8_lossy(&out.stderr).contains("transaction pooling") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions never switched to transaction pooling"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Two psycopg clients on one tenant: `a` changes its session in every way a driver or an app
+/// does; `b` must keep seeing the server's defaults (and parse its dates), `a` its own values,
+/// whichever server connection each transaction lands on.
+const PSYCOPG_SESSION_STATE: &str = r#"
+import sys, psycopg
+url = sys.argv[1]
+a = psycopg.connect(url, autocommit=True)
+b = psycopg.connect(url, autocommit=True)
+show = ("SELECT current_setting('TimeZone'), current_setting('DateStyle'), "
+        "current_setting('statement_timeout'), current_setting('application_name'), "
+        "current_setting('search_path'), "
+        "coalesce(nullif(current_setting('myapp.user', true), ''), '-')")
+def settings(c):
+    return " | ".join(str(v) for v in c.execute(show).fetchone())
+print("defaults", settings(b))
+a.execute("SET timezone = 'Asia/Tokyo'")
+a.execute("SET datestyle = 'German'")
+a.execute("SET statement_timeout = 1234")
+a.execute("SET application_name = 'client-a'")
+a.execute("SET search_path = pg_catalog, public")
+a.execute("SELECT set_config('myapp.user', 'alice', false)")
+# Undone by the server: a rolled-back SET and a SET LOCAL.
+a.execute("BEGIN")
+a.execute("SET timezone = 'Europe/Paris'")
+a.execute("ROLLBACK")
+a.execute("BEGIN")
+a.execute("SET LOCAL statement_timeout = 999")
+a.execute("COMMIT")
+for _ in range(4):
+    day = b.execute("SELECT DATE '2024-03-01'").fetchone()[0]
+    print("b:", settings(b), b.pgconn.parameter_status(b"TimeZone").decode(), day)
+    print("a:", settings(a))
+# SQL-level PREPARE would stay on a shared server connection: refused, and a goes on.
+try:
+    a.execute("PREPARE mine AS SELECT 1")
+    print("prepared")
+except psycopg.Error as e:
+    print("prepare:", e.sqlstate, e)
+# DISCARD ALL puts a back to the defaults, and only a.
+a.execute("DISCARD ALL")
+print("a discarded", settings(a))
+print("b after", settings(b))
+"#;
+
+#[tokio::test]
+async fn a_clients_session_settings_follow_it_and_no_one_else() {
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "state@example.com").await;
+    transaction_pooling(&s, &key, &url).await;
+
+    let said = run_client(python(PSYCOPG_SESSION_STATE, &url), "psycopg");
+    let lines: Vec<&str> = said.lines().collect();
+    let defaults = lines[0].strip_prefix("defaults ").expect("defaults first");
+    assert!(defaults.ends_with("| -"), "{said}");
+    let zone = defaults.split(" | ").next().expect("a time zone");
+    let own = "Asia/Tokyo | German, DMY | 1234ms | client-a | pg_catalog, public | alice";
+    let b_lines: Vec<&&str> = lines.iter().filter(|l| l.starts_with("b: ")).collect();
+    let a_lines: Vec<&&str> = lines.iter().filter(|l| l.starts_with("a: ")).collect();
+    assert_eq!((b_lines.len(), a_lines.len()), (4, 4), "{said}");
+    for line in b_lines {
+        assert_eq!(
+            **line,
+            format!("b: {defaults} {zone} 2024-03-01"),
+            "another client's settings reached b:\n{said}"
+        );
+    }
+    for line in a_lines {
+        assert_eq!(**line, format!("a: {own}"), "a lost its settings:\n{said}");
+    }
+    let prepare = lines
+        .iter()
+        .find(|l| l.starts_with("prepare"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        prepare.starts_with("prepare: 0A000 PREPARE is not available under transaction pooling"),
+        "{said}"
+    );
+    assert!(
+        lines.contains(&format!("a discarded {defaults}").as_str()),
+        "{said}"
+    );
+    assert!(
+        lines.contains(&format!("b after {defaults}").as_str()),
+        "{said}"
+    );
+}
+
+/// psycopg 3 prepares statements (here at once) and sends `DEALLOCATE ALL` itself after a
+/// rollback; a driver on libpq before 17 deallocates one statement with `DEALLOCATE name`. Each
+/// concerns its own client only: the other's prepared statements keep working.
+const PSYCOPG_DEALLOCATE: &str = r#"
+import sys, psycopg
+url = sys.argv[1]
+a = psycopg.connect(url, prepare_threshold=0)
+b = psycopg.connect(url, prepare_threshold=0, autocommit=True)
+q = "SELECT %s::int + 1"
+print(b.execute(q, (1,)).fetchone()[0], a.execute(q, (2,)).fetchone()[0])
+a.rollback()
+for i in range(3):
+    print(b.execute(q, (10 + i,)).fetchone()[0], a.execute(q, (20 + i,)).fetchone()[0])
+    a.commit()
+a.autocommit = True
+a.execute("DEALLOCATE ALL")
+print(b.execute(q, (30,)).fetchone()[0], a.execute(q, (40,)).fetchone()[0])
+# Two more of a's statements, dropped by name: with the simple query protocol (what psycopg on
+# libpq before 17 sends) and with the extended one (what it sends in a pipeline).
+q2 = "SELECT %s::text || 'x'"
+print(a.execute(q, (50,)).fetchone()[0], a.execute(q2, ("y",)).fetchone()[0])
+names = [a._prepared._names[k].decode() for k in list(a._prepared._names)[-2:]]
+done = a.pgconn.exec_(("DEALLOCATE " + names[0]).encode())
+print("simple", done.status == psycopg.pq.ExecStatus.COMMAND_OK, done.command_status.decode())
+cur = a.execute("DEALLOCATE " + names[1])
+print("extended", cur.statusmessage)
+for query, arg in ((q, 60), (q2, "z")):
+    try:
+        a.execute(query, (arg,))
+        print("still there")
+    except psycopg.Error as e:
+        print("gone:", e.sqlstate)
+try:
+    a.execute("DEALLOCATE no_such_statement")
+except psycopg.Error as e:
+    print("unknown:", e.sqlstate, e)
+# psycopg still believes a's two statements exist (as it would directly): a new one for a.
+print(b.execute(q, (70,)).fetchone()[0], a.execute("SELECT %s::int * 2", (40,)).fetchone()[0])
+"#;
+
+#[tokio::test]
+async fn deallocating_concerns_one_client_only() {
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "deallocate@example.com").await;
+    transaction_pooling(&s, &key, &url).await;
+
+    let said = run_client(python(PSYCOPG_DEALLOCATE, &url), "psycopg");
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(
+        &lines[..5],
+        &["2 3", "11 21", "12 22", "13 23", "31 41"],
+        "{said}"
+    );
+    assert_eq!(
+        &lines[5..10],
+        &[
+            "51 yx",
+            "simple True DEALLOCATE",
+            "extended DEALLOCATE",
+            "gone: 26000",
+            "gone: 26000"
+        ],
+        "{said}"
+    );
+    assert!(
+        lines[10]
+            .starts_with("unknown: 26000 prepared statement \"no_such_statement\" does not exist"),
+        "{said}"
+    );
+    assert_eq!(lines[11], "71 80", "{said}");
+}
+
+/// asyncpg caches `SELECT *` as a prepared statement; a deployment then adds a column, the
+/// server answers 0A000 "cached plan must not change result type", and asyncpg prepares it again
+/// by itself, as it does directly. Every new connection works too.
+const ASYNCPG_CACHED_PLAN: &str = r#"
+import asyncio, sys, asyncpg
+async def main():
+    conn = await asyncpg.connect(sys.argv[1])
+    print(len((await conn.fetch("SELECT * FROM items"))))
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for _ in range(3):
+        rows = await conn.fetch("SELECT * FROM items")
+        print("columns", len(rows[0]) if rows else len((await conn.prepare("SELECT * FROM items")).get_attributes()))
+    other = await asyncpg.connect(sys.argv[1])
+    print("fresh", len((await other.prepare("SELECT * FROM items")).get_attributes()))
+    await other.close()
+    await conn.close()
+asyncio.run(main())
+"#;
+
+#[tokio::test]
+async fn a_deployment_does_not_break_cached_statements_for_good() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "cached@example.com").await;
+    transaction_pooling(&s, &key, &url).await;
+
+    let mut child = python(ASYNCPG_CACHED_PLAN, &url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    for _ in 0..2 {
+        out.read_line(&mut line).expect("read");
+    }
+    assert_eq!(line, "0\nready\n", "asyncpg did not start");
+
+    ws_query(&s, &key, "app", "ALTER TABLE items ADD COLUMN label text").await;
+    let d = deploy_and_wait(&s, &key, "app").await;
+    assert_eq!(d["status"], "completed", "{d}");
+
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("write");
+    drop(stdin);
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("asyncpg ends");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("read");
+    assert!(
+        done.status.success(),
+        "asyncpg failed: {}\n{rest}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(
+        rest.lines().collect::<Vec<_>>(),
+        ["columns 2", "columns 2", "columns 2", "fresh 2"],
+        "{rest}"
+    );
+}
