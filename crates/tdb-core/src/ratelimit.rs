@@ -261,6 +261,42 @@ impl<K: Hash + Eq + Clone> MinuteQuota<K> {
     }
 }
 
+/// At most `limit` events a second for the whole process, whoever asks: a budget for work that
+/// must stay cheap under a flood from many addresses.
+#[derive(Debug)]
+pub struct PerSecond {
+    limit: u32,
+    /// The current second's start and the events counted in it.
+    state: Mutex<(Instant, u32)>,
+}
+
+impl PerSecond {
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            state: Mutex::new((Instant::now(), 0)),
+        }
+    }
+
+    /// Whether one more event fits in the current second (and counts it if so).
+    pub fn allow(&self) -> bool {
+        self.allow_at(Instant::now())
+    }
+
+    fn allow_at(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(state.0) >= Duration::from_secs(1) {
+            *state = (now, 0);
+        }
+        if state.1 < self.limit {
+            state.1 += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Failed logins per key (an address, a user name) in a sliding window; past `limit`, attempts
 /// are refused before any password work is done.
 #[derive(Debug)]
@@ -312,6 +348,16 @@ impl<K: Hash + Eq + Clone> FailureThrottle<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_per_second_refills_each_second() {
+        let budget = PerSecond::new(2);
+        let t0 = Instant::now();
+        assert!(budget.allow_at(t0));
+        assert!(budget.allow_at(t0 + Duration::from_millis(10)));
+        assert!(!budget.allow_at(t0 + Duration::from_millis(900)));
+        assert!(budget.allow_at(t0 + Duration::from_millis(1000)));
+    }
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))

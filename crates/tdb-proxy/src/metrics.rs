@@ -16,6 +16,8 @@ pub struct ProxyMetrics {
     pub bytes_to_clients: Counter,
     /// Connections refused by the address rate limit.
     pub refused: Counter,
+    /// Addresses banned on a connection to this proxy.
+    pub bans: Counter,
     /// Failed logins.
     pub auth_failures: Counter,
 }
@@ -30,6 +32,7 @@ impl ProxyMetrics {
             bytes_from_clients: counter!("tdb_proxy_bytes_total", "engine" => engine, "direction" => "from_client"),
             bytes_to_clients: counter!("tdb_proxy_bytes_total", "engine" => engine, "direction" => "to_client"),
             refused: counter!("tdb_rate_limited_total", "surface" => "proxy", "kind" => "refused"),
+            bans: counter!("tdb_address_bans_total", "surface" => "proxy"),
             auth_failures: counter!("tdb_proxy_auth_failures_total", "engine" => engine),
         }
     }

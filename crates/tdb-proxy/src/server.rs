@@ -90,6 +90,11 @@ impl Default for ProxyConfig {
 /// Bytes of long statements all sessions may hold whole at once (each may be up to 64 MiB).
 const STATEMENTS_MEMORY: usize = 256 << 20;
 
+/// TLS handshakes a second, for every refused connection together (each costs about a
+/// millisecond of CPU): enough for real clients that were refused to read why, too few for a
+/// flood from banned addresses to cost the proxy much.
+const REFUSAL_HANDSHAKES_PER_SECOND: u32 = 50;
+
 /// Everything sessions share.
 pub struct ProxyState {
     pub config: ProxyConfig,
@@ -113,6 +118,9 @@ pub struct ProxyState {
     /// Memory for the long statements sessions hold whole (workspaces' DDL capture, the guard
     /// of provisioned databases), shared by every session.
     pub statements_memory: tdb_engines::budget::MemoryBudget,
+    /// TLS handshakes given to connections refused by the address guard, so a client that
+    /// asked for TLS can read why (see `pg::session`); past it they are told in plain text.
+    pub refusal_handshakes: tdb_core::ratelimit::PerSecond,
 }
 
 impl ProxyState {
@@ -145,6 +153,7 @@ impl ProxyState {
             log,
             fake_scram_secret: key.derive("proxy-fake-scram"),
             statements_memory: tdb_engines::budget::MemoryBudget::new(STATEMENTS_MEMORY),
+            refusal_handshakes: tdb_core::ratelimit::PerSecond::new(REFUSAL_HANDSHAKES_PER_SECOND),
             failures_by_ip,
             failures_by_user,
             metrics: crate::metrics::ProxyMetrics::new("postgresql"),

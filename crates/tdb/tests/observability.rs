@@ -13,7 +13,6 @@ use common::*;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, Row};
 use tdb_testkit::TdbServer;
-use tokio::io::AsyncReadExt;
 
 struct Fixture {
     key: String,
@@ -417,24 +416,6 @@ fn client_from(local: [u8; 4]) -> reqwest::Client {
         .expect("client")
 }
 
-/// Connects to the proxy from `local` and returns what the proxy says first (it speaks first
-/// only to refuse).
-async fn proxy_greeting(port: u16, local: [u8; 4]) -> String {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::from((local, 0)))
-        .expect("bind source address");
-    let mut stream = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .expect("connect");
-    let mut buf = vec![0u8; 512];
-    match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
-        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
-        _ => String::new(),
-    }
-}
-
 #[tokio::test]
 async fn one_address_is_limited_then_banned_everywhere_and_another_is_not() {
     // Loopback is trusted by default: the addresses flooded here (127.0.0.2, 127.0.0.3) are
@@ -509,7 +490,11 @@ async fn one_address_is_limited_then_banned_everywhere_and_another_is_not() {
             .as_u16(),
         200
     );
-    assert_eq!(proxy_greeting(s.pg_port, [127, 0, 0, 1]).await, "");
+    let greeting = proxy_greeting(s.pg_port, [127, 0, 0, 1]).await;
+    assert!(
+        greeting.starts_with('R'),
+        "asked for a password: {greeting:?}"
+    );
 
     // And the other way round: a flood of connection attempts to the proxy from 127.0.0.3 bans
     // the address on the API. The attempts go a hundred at a time and are followed by one more
@@ -540,6 +525,70 @@ async fn one_address_is_limited_then_banned_everywhere_and_another_is_not() {
             .get("retry-after")
             .and_then(|v| v.to_str().ok()),
         Some("300")
+    );
+}
+
+/// libpq with `sslmode=require` does not show an error answered to its TLS request ("error
+/// during SSL exchange"): a banned client that asks for TLS gets the handshake, then the ban.
+#[tokio::test]
+async fn a_banned_client_reads_its_ban_over_tls_and_in_plain_text() {
+    // Nothing on IPv4 is trusted here: the test's own address earns the ban.
+    let metrics_port = tdb_testkit::free_port().expect("port");
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let s = TdbServer::start_with(
+        bin(),
+        tdb_testkit::ServeOptions {
+            config_toml: Some("trusted_networks = [\"::1/128\"]\n".into()),
+            env: vec![("TDB_METRICS_LISTEN".into(), metrics_listen.clone())],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("tdb serve starts");
+    let mut batches = 0;
+    while !proxy_greeting(s.pg_port, [127, 0, 0, 1])
+        .await
+        .contains("banned")
+    {
+        let flood: Vec<_> = (0..100)
+            .map(|_| proxy_greeting_quick(s.pg_port, [127, 0, 0, 1]))
+            .collect();
+        futures_util::future::join_all(flood).await;
+        batches += 1;
+        assert!(batches < 20, "no ban after {batches} batches");
+    }
+    for sslmode in ["require", "disable"] {
+        let url = format!(
+            "postgresql://nobody@127.0.0.1:{}/nothing?sslmode={sslmode}",
+            s.pg_port
+        );
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-w", &url, "-c", "SELECT 1"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("psql runs");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        let told = said
+            .split("the address is banned for ")
+            .nth(1)
+            .and_then(|rest| rest.split(" s").next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        assert!(
+            told.is_some_and(|secs| (250..=300).contains(&secs)),
+            "sslmode={sslmode}: {said}"
+        );
+    }
+    let text = reqwest::get(format!("http://{metrics_listen}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l == "tdb_address_bans_total{surface=\"proxy\"} 1"),
+        "one ban counted:\n{text}"
     );
 }
 

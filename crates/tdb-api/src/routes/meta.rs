@@ -113,6 +113,7 @@ pub async fn guard_address(
                     surface = "api",
                     "address banned: over the request rate too often"
                 );
+                metrics::counter!("tdb_address_bans_total", "surface" => "api").increment(1);
             }
             let kind = if matches!(refused, Verdict::Banned { .. }) {
                 "banned"

@@ -24,6 +24,8 @@ use tdb_core::settings::PoolMode;
 
 /// How long the error that ends a session may take to reach the client's socket.
 const FAREWELL_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a connection refused by the address guard may take to be told why.
+const REFUSAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 enum ClientIo {
     Plain(TcpStream),
@@ -39,27 +41,31 @@ struct Authenticated {
     params: Vec<(String, String)>,
 }
 
-pub async fn handle(mut stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>) {
+pub async fn handle(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>) {
     let _ = stream.set_nodelay(true);
     proxy.metrics.connections.increment(1);
     // The address's rate, shared with the REST API, before anything else is done.
-    if let Some(refusal) = address_refusal(&proxy, peer) {
-        proxy.metrics.refused.increment(1);
-        tracing::debug!(%peer, "connection refused by the address rate limit");
-        fail_w(&mut stream, refusal).await;
-        return;
-    }
+    let refusal = address_refusal(&proxy, peer);
     // Unauthenticated connections are capped per address (every address, loopback included;
     // an IPv6 client's /64 as one), so one source cannot take every slot, and in all; past a
-    // cap a connection is closed at once.
+    // cap a connection is closed at once. A refused connection holds its slots while it is
+    // told why.
     let Some(per_peer) = proxy.peers.enter(peer.ip()) else {
-        tracing::warn!(%peer, "too many unauthenticated connections from one address");
+        if refusal.is_none() {
+            tracing::warn!(%peer, "too many unauthenticated connections from one address");
+        }
         return;
     };
     let Ok(unauthenticated) = proxy.unauthenticated.clone().try_acquire_owned() else {
         tracing::warn!(%peer, "too many unauthenticated connections; closing one");
         return;
     };
+    if let Some(refusal) = refusal {
+        proxy.metrics.refused.increment(1);
+        tracing::debug!(%peer, "connection refused by the address rate limit");
+        let _ = tokio::time::timeout(REFUSAL_DEADLINE, refuse(stream, &proxy, refusal)).await;
+        return;
+    }
     let started =
         tokio::time::timeout(proxy.config.auth_timeout, negotiate(stream, peer, &proxy)).await;
     drop(unauthenticated);
@@ -93,6 +99,54 @@ impl Drop for SessionCount<'_> {
     }
 }
 
+/// Tells a connection refused by the address guard why, in the form its client reads: a client
+/// that asked for TLS gets the handshake first (libpq does not show an error sent in answer to
+/// its TLS request: it says only "error during SSL exchange"), within the proxy's budget of
+/// such handshakes; past the budget, or without TLS, the error goes in plain text. A cancel
+/// request is not forwarded.
+async fn refuse(stream: TcpStream, proxy: &ProxyState, refusal: PgError) {
+    let mut io = ClientIo::Plain(stream);
+    // At most an encryption request of each kind, then the startup packet.
+    for _ in 0..3 {
+        let request = match &mut io {
+            ClientIo::Plain(s) => startup::read(s).await,
+            ClientIo::Tls(s) => startup::read(s.as_mut()).await,
+        };
+        match (request, io) {
+            (Ok(StartupRequest::Ssl), ClientIo::Plain(mut tcp)) => match &proxy.tls {
+                Some(acceptor) if proxy.refusal_handshakes.allow() => {
+                    if tcp.write_all(b"S").await.is_err() {
+                        return;
+                    }
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    io = ClientIo::Tls(Box::new(tls));
+                }
+                _ => {
+                    io = ClientIo::Plain(tcp);
+                    break;
+                }
+            },
+            (Ok(StartupRequest::GssEnc), ClientIo::Plain(mut tcp)) => {
+                if tcp.write_all(b"N").await.is_err() {
+                    return;
+                }
+                io = ClientIo::Plain(tcp);
+            }
+            (Ok(StartupRequest::Cancel { .. }) | Err(startup::StartupError::Closed), mut done) => {
+                close(&mut done).await;
+                return;
+            }
+            (_, other) => {
+                io = other;
+                break;
+            }
+        }
+    }
+    fail(&mut io, refusal).await;
+}
+
 /// The error a connection from `peer` gets when its address is over its rate or banned.
 fn address_refusal(proxy: &ProxyState, peer: SocketAddr) -> Option<PgError> {
     use tdb_core::ratelimit::Verdict;
@@ -108,6 +162,7 @@ fn address_refusal(proxy: &ProxyState, peer: SocketAddr) -> Option<PgError> {
         )),
         Verdict::Banned { retry_after, fresh } => {
             if fresh {
+                proxy.metrics.bans.increment(1);
                 tracing::warn!(
                     address = %peer.ip(),
                     ban_secs = retry_after,

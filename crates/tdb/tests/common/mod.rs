@@ -294,3 +294,37 @@ pub async fn account_with_tenant(s: &TdbServer, email: &str) -> (String, String)
     let url = create_tenant_url(s, &key, "app", "acme").await;
     (key, url)
 }
+
+/// Logs in to the proxy on `port` from the loopback address `local` as a client would (a
+/// startup packet for an unknown user) and returns what the proxy answers first, as text: an
+/// authentication request (`R…`) when the address may connect, its refusal otherwise, or
+/// nothing when it closes the connection unanswered.
+pub async fn proxy_greeting(port: u16, local: [u8; 4]) -> String {
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((local, 0)))
+        .expect("bind source address");
+    let mut stream = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect");
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608u32.to_be_bytes());
+    for part in ["user", "nobody", "database", "nothing", ""] {
+        startup.extend_from_slice(part.as_bytes());
+        startup.push(0);
+    }
+    let mut packet = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&startup);
+    if stream.write_all(&packet).await.is_err() {
+        return String::new();
+    }
+    let mut buf = vec![0u8; 512];
+    let wait = std::time::Duration::from_secs(2);
+    match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        _ => String::new(),
+    }
+}

@@ -16,24 +16,6 @@ pub fn client_from(local: [u8; 4]) -> reqwest::Client {
         .expect("client")
 }
 
-/// Connects to the proxy from `local` and returns what the proxy says first (it speaks first
-/// only to refuse).
-pub async fn proxy_greeting(port: u16, local: [u8; 4]) -> String {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::from((local, 0)))
-        .expect("bind source address");
-    let mut stream = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .expect("connect");
-    let mut buf = vec![0u8; 512];
-    match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
-        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
-        _ => String::new(),
-    }
-}
-
 /// `GET /health` through `client` in batches of 50 at once until `done` says stop or `batches`
 /// have gone; returns every status with its Retry-After. Each body is read, so the client keeps
 /// reusing its 50 connections (within the cap per address; a second client from the same
