@@ -167,6 +167,7 @@ impl Pool {
     /// Keeps `conn` as it is, between two transactions (transaction pooling).
     pub async fn keep(&self, target: BackendTarget, mut conn: Backend) {
         conn.idle_since = Instant::now();
+        conn.tenant_slot = None;
         let surplus = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             let conns = idle.entry(target).or_default();

@@ -51,8 +51,12 @@ pub struct Route {
     pub settings: Settings,
     /// The workspace's blueprint, where DDL run through the workspace is queued (tenant mode).
     pub blueprint_id: Option<String>,
-    /// Caps concurrent client sessions at the settings' `max_connections`.
+    /// Caps concurrent client sessions: the settings' `max_connections` under session pooling,
+    /// `max_client_connections` under transaction pooling.
     pub slots: Arc<Semaphore>,
+    /// Transaction pooling: caps the server connections its transactions hold at once at
+    /// `max_connections`; a transaction waits its turn in order of arrival.
+    pub server_slots: Arc<Semaphore>,
     /// Connections the server keeps for all tenants (through the proxies), when known.
     pub server_budget: Option<u32>,
 }
@@ -193,7 +197,9 @@ impl Router {
                     physical_db: db.physical_db.clone(),
                     write,
                     read,
-                    slots: self.slots_for(&db.id, settings.max_connections),
+                    slots: self.slots_for(&db.id, settings.client_sessions()),
+                    server_slots: self
+                        .slots_for(&format!("server:{}", db.id), settings.max_connections),
                     server_budget: r
                         .server
                         .tenant_connection_budget
@@ -225,7 +231,9 @@ impl Router {
                         password: secret(&p.role_secret, Aad::Provisioned(&p.id))?,
                     },
                     read: None,
-                    slots: self.slots_for(&p.id, settings.max_connections),
+                    slots: self.slots_for(&p.id, settings.client_sessions()),
+                    server_slots: self
+                        .slots_for(&format!("server:{}", p.id), settings.max_connections),
                     server_budget: r
                         .server
                         .tenant_connection_budget
@@ -267,7 +275,9 @@ impl Router {
                         password: secret(&ws.owner_secret, Aad::WorkspaceOwner(&ws.id))?,
                     },
                     read: None,
-                    slots: self.slots_for(&ws.id, settings.max_connections),
+                    slots: self.slots_for(&ws.id, settings.client_sessions()),
+                    server_slots: self
+                        .slots_for(&format!("server:{}", ws.id), settings.max_connections),
                     server_budget: r
                         .server
                         .tenant_connection_budget

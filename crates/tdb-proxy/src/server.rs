@@ -57,6 +57,9 @@ pub struct ProxyConfig {
     pub auth_timeout: Duration,
     /// How long a client waits for a free slot under `max_connections`.
     pub connect_wait: Duration,
+    /// Transaction pooling: how long a transaction waits for a server connection under
+    /// `max_connections`.
+    pub transaction_wait: Duration,
     /// On shutdown, how long an open transaction may take to finish.
     pub shutdown_grace: Duration,
     /// Whether statements are recorded in the query log.
@@ -78,6 +81,7 @@ impl Default for ProxyConfig {
             startup_timeout: Duration::from_secs(5),
             auth_timeout: Duration::from_secs(15),
             connect_wait: Duration::from_secs(2),
+            transaction_wait: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             query_log: true,
             ip_guard: Arc::new(tdb_core::ratelimit::IpGuard::new(Default::default())),

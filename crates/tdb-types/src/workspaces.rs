@@ -150,6 +150,9 @@ pub struct SettingsPatch {
     /// `session` or `transaction`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_mode: Option<PoolMode>,
+    /// Transaction pooling: client sessions at once (1..10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_client_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

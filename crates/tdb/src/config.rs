@@ -92,6 +92,9 @@ pub struct Config {
     pub pg_startup_timeout_secs: u64,
     /// Seconds an open transaction may take to finish when tdb shuts down.
     pub pg_shutdown_grace_secs: u64,
+    /// Transaction pooling: seconds a transaction may wait for one of its database's
+    /// `max_connections` server connections before its client is refused (53300).
+    pub pg_transaction_wait_secs: u64,
     /// Record every statement through the proxy in the catalog's query log.
     pub pg_query_log: bool,
     /// Threads the proxies' sessions run on; 0: one per CPU.
@@ -195,6 +198,7 @@ impl Default for Config {
             pg_max_unauthenticated: 256,
             pg_max_unauthenticated_per_address: 32,
             pg_startup_timeout_secs: 5,
+            pg_transaction_wait_secs: 30,
             pg_shutdown_grace_secs: 10,
             pg_query_log: true,
             proxy_workers: 0,
@@ -350,6 +354,9 @@ impl Config {
         }
         if self.proxy_workers > 1024 {
             anyhow::bail!("proxy_workers must be at most 1024 (0: one per CPU)");
+        }
+        if !(1..=3600).contains(&self.pg_transaction_wait_secs) {
+            anyhow::bail!("pg_transaction_wait_secs must be between 1 and 3600");
         }
         if !(1..=15).contains(&self.pg_startup_timeout_secs) {
             anyhow::bail!(
@@ -546,6 +553,7 @@ impl Config {
                 .min(self.pg_max_unauthenticated),
             startup_timeout: std::time::Duration::from_secs(self.pg_startup_timeout_secs),
             shutdown_grace: std::time::Duration::from_secs(self.pg_shutdown_grace_secs),
+            transaction_wait: std::time::Duration::from_secs(self.pg_transaction_wait_secs),
             query_log: self.pg_query_log,
             max_auth_failures_per_ip: self.pg_max_auth_failures_per_ip,
             max_auth_failures_per_user: self.pg_max_auth_failures_per_user,

@@ -924,7 +924,8 @@ async fn transaction_pooling_shares_server_connections_and_keeps_prepared_statem
         .execute(&mut *c)
         .await
         .expect("commit");
-    // max_connections (10) counts client sessions in either pool mode.
+    // Under transaction pooling max_connections (10) counts server connections in use, and
+    // client sessions have max_client_connections (100): see tests/proxy_pooling.rs.
     drop(clients);
     drop(other);
     tokio::time::sleep(Duration::from_millis(300)).await;

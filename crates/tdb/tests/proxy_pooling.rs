@@ -6,6 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use sqlx::Connection;
+
 use common::*;
 
 /// Switches the workspace `app` (and its tenants) to transaction pooling, and waits until new
@@ -260,5 +262,163 @@ async fn a_deployment_does_not_break_cached_statements_for_good() {
         rest.lines().collect::<Vec<_>>(),
         ["columns 2", "columns 2", "columns 2", "fresh 2"],
         "{rest}"
+    );
+}
+
+/// Sets the workspace `app`'s settings (and so its tenants').
+async fn patch_settings(s: &tdb_testkit::TdbServer, key: &str, body: serde_json::Value) {
+    let (st, reply) = call(
+        s,
+        reqwest::Method::PATCH,
+        "/workspaces/app/settings",
+        Some(key),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{reply}");
+}
+
+/// Twenty psycopg clients, five short transactions each, once told to go; prints the database
+/// first, and at the end how many clients finished and each error.
+const PSYCOPG_CROWD: &str = r#"
+import sys, threading, psycopg
+url = sys.argv[1]
+with psycopg.connect(url, autocommit=True) as first:
+    print("db", first.execute("SELECT current_database()").fetchone()[0], flush=True)
+sys.stdin.readline()
+done, errors = [], []
+def work(i):
+    try:
+        with psycopg.connect(url, autocommit=True) as c:
+            for _ in range(5):
+                with c.transaction():
+                    c.execute("SELECT pg_sleep(0.05)")
+        done.append(i)
+    except Exception as e:
+        errors.append(f"{i}: {e}")
+threads = [threading.Thread(target=work, args=(i,)) for i in range(20)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("done", len(done))
+for e in errors:
+    print("error", e)
+"#;
+
+/// psycopg: a connection that stays open, then a transaction that never ends.
+const PSYCOPG_HOLDER: &str = r#"
+import sys, psycopg
+c = psycopg.connect(sys.argv[1])
+c.execute("SELECT 1")
+print("holding", flush=True)
+sys.stdin.readline()
+"#;
+
+#[tokio::test]
+async fn transactions_queue_for_max_connections_and_sessions_have_their_own_cap() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = start_with_env(&[("TDB_PG_TRANSACTION_WAIT_SECS", "3")]).await;
+    let (key, url) = account_with_tenant(&s, "crowd@example.com").await;
+    transaction_pooling(&s, &key, &url).await;
+    patch_settings(&s, &key, serde_json::json!({"max_connections": 2})).await;
+
+    // Twenty clients, two server connections: every transaction waits its turn and runs.
+    let mut crowd = python(PSYCOPG_CROWD, &url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let mut out = BufReader::new(crowd.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    let db = line
+        .trim()
+        .strip_prefix("db ")
+        .expect("the database")
+        .to_string();
+    let admin_url = s.managed_admin_url("postgres").expect("admin url");
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("admin");
+    let mut stdin = crowd.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("write");
+    drop(stdin);
+    let mut most = 0i64;
+    let mut samples = 0;
+    let ended = loop {
+        if let Some(status) = crowd.try_wait().expect("wait") {
+            break status;
+        }
+        // In use: running a statement or inside a transaction (pooled idle ones wait apart).
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state <> 'idle'",
+        )
+        .bind(&db)
+        .fetch_one(&mut admin)
+        .await
+        .expect("count");
+        most = most.max(n);
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("read");
+    assert!(ended.success(), "{rest}");
+    assert_eq!(rest.lines().next(), Some("done 20"), "{rest}");
+    assert!(
+        (1..=2).contains(&most),
+        "{most} server connections in use at once (max_connections is 2), over {samples} samples"
+    );
+
+    // A transaction that waits longer than the limit: 53300 naming it.
+    patch_settings(&s, &key, serde_json::json!({"max_connections": 1})).await;
+    let mut holder = python(PSYCOPG_HOLDER, &url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let mut held = BufReader::new(holder.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    held.read_line(&mut line).expect("read");
+    assert_eq!(line, "holding\n");
+    let waited = std::process::Command::new("psql")
+        .args(["-X", "-At", &url, "-c", "SELECT 1"])
+        .output()
+        .expect("psql");
+    let said = String::from_utf8_lossy(&waited.stderr);
+    assert!(
+        said.contains(
+            "too many connections for tenant \"acme\": its 1 server connections \
+             (max_connections) stayed busy for 3 s"
+        ),
+        "{said}"
+    );
+    drop(holder.stdin.take());
+    holder.wait().expect("holder ends");
+
+    // Client sessions have a cap of their own.
+    patch_settings(
+        &s,
+        &key,
+        serde_json::json!({"max_connections": 2, "max_client_connections": 3}),
+    )
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(
+            sqlx::PgConnection::connect(&url)
+                .await
+                .expect("within the cap"),
+        );
+    }
+    let refused = sqlx::PgConnection::connect(&url)
+        .await
+        .expect_err("a fourth session");
+    assert!(
+        refused
+            .to_string()
+            .contains("too many connections for tenant \"acme\" (max_client_connections is 3)"),
+        "{refused}"
     );
 }

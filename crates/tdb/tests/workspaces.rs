@@ -294,7 +294,7 @@ async fn only_committed_ddl_is_captured_and_limits_hold() {
     let (_, settings) = get(&s, "/workspaces/app/settings", &key).await;
     assert_eq!(
         settings["settings"],
-        json!({"query_timeout_ms": 300, "max_rows_per_query": 5, "max_connections": 10, "pool_mode": "session"})
+        json!({"query_timeout_ms": 300, "max_rows_per_query": 5, "max_connections": 10, "pool_mode": "session", "max_client_connections": 100})
     );
     assert_eq!(
         settings["available_fields"],
@@ -302,7 +302,8 @@ async fn only_committed_ddl_is_captured_and_limits_hold() {
             "query_timeout_ms",
             "max_rows_per_query",
             "max_connections",
-            "pool_mode"
+            "pool_mode",
+            "max_client_connections"
         ])
     );
 }

@@ -553,6 +553,11 @@ async fn patch_settings(
         req.max_connections,
         Settings::MAX_CONNECTIONS,
     )?;
+    let clients = in_range(
+        "max_client_connections",
+        req.max_client_connections,
+        Settings::MAX_CLIENT_CONNECTIONS,
+    )?;
     let r = resolve_for(&state, &auth, &name, KeyRole::Write).await?;
     if let Some(n) = conns {
         check_connection_ceiling(&state, r.ws.engine, n).await?;
@@ -562,6 +567,7 @@ async fn patch_settings(
     settings.max_rows_per_query = rows.unwrap_or(settings.max_rows_per_query);
     settings.max_connections = conns.unwrap_or(settings.max_connections);
     settings.pool_mode = req.pool_mode.unwrap_or(settings.pool_mode);
+    settings.max_client_connections = clients.unwrap_or(settings.max_client_connections);
     let value = serde_json::to_value(settings).map_err(ApiError::internal)?;
     state
         .catalog

@@ -71,6 +71,9 @@ pub struct Backend {
     pub prepared: std::collections::HashSet<String>,
     /// Its place in its server's budget of tenant connections, given back when it closes.
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Transaction pooling: its place among its database's `max_connections` while a
+    /// transaction uses it, given back when it returns to the pool or closes.
+    pub tenant_slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Transaction pooling: the settings the session carries beyond its startup parameters
     /// (those of the client whose transaction ran last), in the order they were applied.
     pub settings: Vec<(String, String)>,
@@ -217,6 +220,7 @@ impl Backend {
                         idle_since: Instant::now(),
                         prepared: std::collections::HashSet::new(),
                         slot: None,
+                        tenant_slot: None,
                         settings: Vec::new(),
                     });
                 }

@@ -493,10 +493,21 @@ where
         Ok(t) => t,
         Err(e) => return fail_w(client_w, e).await,
     };
-    let (backend, _reused) = match proxy.pool.acquire(&target, route.server_budget).await {
+    // Transaction pooling: the greeting's server connection counts under max_connections too.
+    let tenant_slot = if transaction_mode {
+        match take_server_slot(&route, proxy, &proxy.shutdown).await {
+            Ok(permit) => Some(permit),
+            Err(CheckOut::Refused(e)) => return fail_w(client_w, e).await,
+            Err(_) => return fail_w(client_w, shutting_down()).await,
+        }
+    } else {
+        None
+    };
+    let (mut backend, _reused) = match proxy.pool.acquire(&target, route.server_budget).await {
         Ok(b) => b,
         Err(e) => return fail_w(client_w, backend_error(e, &route, &auth.database)).await,
     };
+    backend.tenant_slot = tenant_slot;
     let (pid, key) = proxy.cancels.register(CancelTarget {
         host: target.host.clone(),
         port: target.port,
@@ -581,25 +592,14 @@ where
                     target = moved;
                     server_id.clone_from(&fresh.server_id);
                 }
-                let mut b = match proxy.pool.acquire(&target, route.server_budget).await {
-                    Ok((b, _)) => b,
-                    Err(e) => {
-                        fail_w(client_w, backend_error(e, &route, &auth.database)).await;
+                match check_out(&route, &target, &state, &ctx, proxy).await {
+                    Ok(b) => b,
+                    Err(CheckOut::Refused(e)) => {
+                        fail_w(client_w, e).await;
                         break (RelayEnd::ServerGone, false, None);
                     }
-                };
-                // The connection carries the settings of whoever used it last: this client's
-                // own take their place.
-                if b.settings != state.settings
-                    && let Err(e) = b.apply_settings(&state.settings).await
-                {
-                    b.terminate().await;
-                    let why =
-                        format!("could not give a server connection this session's settings: {e}");
-                    fail_w(client_w, PgError::fatal(sqlstate::CONNECTION_FAILURE, why)).await;
-                    break (RelayEnd::ServerGone, false, None);
+                    Err(CheckOut::Ended(end)) => break (end, true, None),
                 }
-                b
             }
         };
         let cancel = CancelTarget {
@@ -763,8 +763,82 @@ async fn tell<W: AsyncWrite + Unpin>(w: &mut W, error: PgError) {
     }
 }
 
-/// A slot under the route's `max_connections`, waiting up to `connect_wait` for one; else the
-/// error for the client: 53300, or 57P01 when tdb shuts down meanwhile.
+/// Why a transaction got no server connection.
+enum CheckOut {
+    /// The client is told this, and its session ends.
+    Refused(PgError),
+    /// The session was ended meanwhile (the tenant suspended, tdb shutting down).
+    Ended(RelayEnd),
+}
+
+/// Transaction pooling: a server connection for the client's next transaction, under the
+/// route's `max_connections` (waiting in order of arrival), given the client's own settings.
+async fn check_out(
+    route: &Route,
+    target: &BackendTarget,
+    state: &ClientState,
+    ctx: &SessionContext,
+    proxy: &ProxyState,
+) -> Result<Backend, CheckOut> {
+    let permit = tokio::select! {
+        got = take_server_slot(route, proxy, &ctx.shutdown) => got?,
+        _ = ctx.kill.cancelled() => return Err(CheckOut::Ended(RelayEnd::Killed)),
+    };
+    let mut backend = match proxy.pool.acquire(target, route.server_budget).await {
+        Ok((b, _)) => b,
+        Err(e) => {
+            return Err(CheckOut::Refused(backend_error(
+                e,
+                route,
+                &ctx.origin.database,
+            )));
+        }
+    };
+    // The connection carries the settings of whoever used it last: this client's own take
+    // their place.
+    if backend.settings != state.settings
+        && let Err(e) = backend.apply_settings(&state.settings).await
+    {
+        backend.terminate().await;
+        let why = format!("could not give a server connection this session's settings: {e}");
+        return Err(CheckOut::Refused(PgError::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            why,
+        )));
+    }
+    backend.tenant_slot = Some(permit);
+    Ok(backend)
+}
+
+/// Transaction pooling: a place among the route's `max_connections` server connections, in
+/// order of arrival, waiting up to `transaction_wait`; else 53300 naming the limit.
+async fn take_server_slot(
+    route: &Route,
+    proxy: &ProxyState,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<tokio::sync::OwnedSemaphorePermit, CheckOut> {
+    let wait = proxy.config.transaction_wait;
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => Err(CheckOut::Ended(RelayEnd::Drained)),
+        got = tokio::time::timeout(wait, route.server_slots.clone().acquire_owned()) => match got {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(CheckOut::Refused(PgError::fatal(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                format!(
+                    "too many connections for {}: its {} server connections (max_connections) \
+                     stayed busy for {} s",
+                    route.describe(),
+                    route.settings.max_connections,
+                    wait.as_secs()
+                ),
+            ))),
+        },
+    }
+}
+
+/// A slot under the route's cap on client sessions, waiting up to `connect_wait` for one; else
+/// the error for the client: 53300, or 57P01 when tdb shuts down meanwhile.
 async fn take_slot(
     route: &Route,
     proxy: &ProxyState,
@@ -780,11 +854,18 @@ async fn take_slot(
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(PgError::fatal(
                 sqlstate::TOO_MANY_CONNECTIONS,
-                format!(
-                    "too many connections for {} (max_connections is {})",
-                    route.describe(),
-                    route.settings.max_connections
-                ),
+                match route.settings.pool_mode {
+                    PoolMode::Session => format!(
+                        "too many connections for {} (max_connections is {})",
+                        route.describe(),
+                        route.settings.max_connections
+                    ),
+                    PoolMode::Transaction => format!(
+                        "too many connections for {} (max_client_connections is {})",
+                        route.describe(),
+                        route.settings.max_client_connections
+                    ),
+                },
             )),
         },
     }

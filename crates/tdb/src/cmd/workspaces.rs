@@ -77,6 +77,10 @@ pub enum WorkspacesCommand {
         /// session or transaction: how the proxy shares server connections
         #[arg(long, value_parser = ["session", "transaction"])]
         pool_mode: Option<String>,
+        /// transaction pooling: client sessions at once (max_connections then counts server
+        /// connections)
+        #[arg(long)]
+        max_client_connections: Option<u32>,
     },
 }
 
@@ -238,6 +242,7 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
             max_rows_per_query,
             max_connections,
             pool_mode,
+            max_client_connections,
         } => {
             let pool_mode = pool_mode.map(|m| match m.as_str() {
                 "transaction" => PoolMode::Transaction,
@@ -248,11 +253,13 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
                 max_rows_per_query,
                 max_connections,
                 pool_mode,
+                max_client_connections,
             };
             let changes_nothing = query_timeout_ms.is_none()
                 && max_rows_per_query.is_none()
                 && max_connections.is_none()
-                && pool_mode.is_none();
+                && pool_mode.is_none()
+                && max_client_connections.is_none();
             if changes_nothing {
                 let reply = c.workspace_settings(&name).await?;
                 ctx.print(&reply.raw, || print_settings(&reply.data.settings));
@@ -279,6 +286,10 @@ fn print_settings(s: &tdb_core::settings::Settings) {
                 PoolMode::Session => "session",
                 PoolMode::Transaction => "transaction",
             },
+        ),
+        (
+            "max_client_connections",
+            &s.max_client_connections.to_string(),
         ),
     ]);
 }
