@@ -17,10 +17,11 @@ fuzz_target!(|data: &[u8]| {
     let mut reader = data;
     if let Poll::Ready(Ok(body)) = poll_once(frame::read_auth_message(&mut reader, b'p')) {
         assert!(body.len() + 5 <= MAX_AUTH_MESSAGE + 1);
-        if let Some((_, first)) = frame::parse_sasl_initial(&body) {
+        if let Some((mechanism, first)) = frame::parse_sasl_initial(&body) {
             let verifier = Verifier::fake(&[7; 32], "fuzz");
-            let mut server = ScramServer::new(verifier, false);
-            if server.client_first(first).is_ok() {
+            // Over TLS, with channel binding offered, for whichever mechanism the client named.
+            let mut server = ScramServer::new(verifier, false).with_binding([5u8; 32].into());
+            if server.client_first_for(mechanism, first).is_ok() {
                 // No password matches a fake verifier, whatever the client sends.
                 assert!(server.client_final(reader).is_err());
             }
@@ -46,6 +47,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = frame::command_rows(data);
     let mut out = Vec::new();
     frame::rewrite_error(data, "rewritten", &mut out);
+    let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+    assert_eq!(len + 1, out.len());
+    let mut out = Vec::new();
+    frame::without_context(data, &mut out);
     let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
     assert_eq!(len + 1, out.len());
 });

@@ -8,7 +8,6 @@ use tdb_catalog::routing::{GATES_CHANNEL, ROUTES_CHANNEL};
 use tdb_core::secrets::MasterKey;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -103,7 +102,7 @@ const REFUSAL_HANDSHAKES_PER_SECOND: u32 = 50;
 pub struct ProxyState {
     pub config: ProxyConfig,
     pub catalog: Catalog,
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<crate::tls::ServerTls>,
     pub router: Router,
     pub gates: Gates,
     pub pool: Pool,
@@ -134,7 +133,7 @@ impl ProxyState {
         config: ProxyConfig,
         catalog: Catalog,
         key: &MasterKey,
-        tls: Option<TlsAcceptor>,
+        tls: Option<crate::tls::ServerTls>,
         log: QueryLog,
         shutdown: CancellationToken,
     ) -> Arc<Self> {

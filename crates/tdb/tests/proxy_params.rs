@@ -266,3 +266,36 @@ async fn a_pipeline_longer_than_the_relay_queue_is_answered_in_full() {
     let said = run_client(python(PSYCOPG_PIPELINE, &url), "psycopg pipeline");
     assert_eq!(said, (0..25_000u64).sum::<u64>().to_string());
 }
+
+/// psycopg (libpq) requiring channel binding: the login succeeds and says it used it.
+const PSYCOPG_CHANNEL_BINDING: &str = r#"
+import sys, psycopg
+with psycopg.connect(sys.argv[1] + "&channel_binding=require") as c:
+    print(c.execute("SELECT 42").fetchone()[0])
+"#;
+
+#[tokio::test]
+async fn channel_binding_is_offered_over_tls() {
+    let s = start().await;
+    let (_, url) = account_with_tenant(&s, "binding@example.com").await;
+    let tls = url.replace("sslmode=disable", "sslmode=require");
+    assert!(tls.contains("sslmode=require"), "{tls}");
+    // libpq with channel_binding=require: SCRAM-SHA-256-PLUS over TLS.
+    assert_eq!(
+        psql_with_options(&format!("{tls}&channel_binding=require"), "", "SELECT 1").as_deref(),
+        Ok("1")
+    );
+    assert_eq!(
+        run_client(python(PSYCOPG_CHANNEL_BINDING, &tls), "psycopg"),
+        "42"
+    );
+    // Without TLS there is nothing to bind to, and libpq refuses to go on.
+    let plain = tls.replace("sslmode=require", "sslmode=disable");
+    let refused = psql_with_options(&format!("{plain}&channel_binding=require"), "", "SELECT 1");
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("channel binding")),
+        "{refused:?}"
+    );
+}

@@ -68,10 +68,12 @@ pub fn auth_ok(out: &mut Vec<u8>) {
     message(out, b'R', |b| b.extend_from_slice(&0u32.to_be_bytes()));
 }
 
-pub fn auth_sasl(out: &mut Vec<u8>, mechanism: &str) {
+pub fn auth_sasl(out: &mut Vec<u8>, mechanisms: &[&str]) {
     message(out, b'R', |b| {
         b.extend_from_slice(&10u32.to_be_bytes());
-        cstr(b, mechanism);
+        for mechanism in mechanisms {
+            cstr(b, mechanism);
+        }
         b.push(0);
     });
 }

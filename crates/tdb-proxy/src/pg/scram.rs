@@ -1,8 +1,10 @@
 //! The server side of SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL speaks it in SASL
 //! authentication: proves that a client knows the password behind a stored verifier without the
-//! password ever crossing the wire or being stored. Only `SCRAM-SHA-256` is offered (never
-//! `-PLUS`), so channel binding is never in use; unknown users run the same exchange against a
-//! fake verifier so that a probe cannot tell them from a wrong password.
+//! password ever crossing the wire or being stored. Over TLS, `SCRAM-SHA-256-PLUS` is offered
+//! too, with `tls-server-end-point` channel binding (RFC 5929: the hash of the proxy's
+//! certificate), so a client that requires binding knows no one relays its exchange through
+//! another TLS session. Unknown users run the same exchange against a fake verifier so that a
+//! probe cannot tell them from a wrong password.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -11,8 +13,12 @@ use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use subtle::{Choice, ConstantTimeEq as _};
 
-/// The one SASL mechanism the proxy advertises.
+/// The SASL mechanism without channel binding.
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// The SASL mechanism with channel binding, offered over TLS.
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+/// The one channel-binding type supported (as PostgreSQL).
+const BINDING_TYPE: &str = "tls-server-end-point";
 /// The longest client message accepted; real ones are under 200 bytes.
 pub const MAX_MESSAGE_LEN: usize = 4096;
 /// Random bytes in the server's share of the nonce (PostgreSQL's `SCRAM_RAW_NONCE_LEN`).
@@ -110,6 +116,8 @@ pub struct ScramServer {
     verifier: Verifier,
     real: bool,
     state: State,
+    /// The channel-binding data of the TLS session, when `-PLUS` was offered.
+    binding: Option<std::sync::Arc<[u8]>>,
 }
 
 enum State {
@@ -136,12 +144,36 @@ impl ScramServer {
             verifier,
             real,
             state: State::Initial,
+            binding: None,
         }
     }
 
-    /// The client-first message (the data of SASLInitialResponse after the mechanism); returns
-    /// the server-first message.
+    /// Offers `-PLUS` with the TLS session's channel-binding data (`tls-server-end-point`).
+    pub fn with_binding(mut self, binding: std::sync::Arc<[u8]>) -> Self {
+        self.binding = Some(binding);
+        self
+    }
+
+    /// The mechanisms to advertise, the one with channel binding first.
+    pub fn mechanisms(&self) -> &'static [&'static str] {
+        match self.binding {
+            Some(_) => &[MECHANISM_PLUS, MECHANISM],
+            None => &[MECHANISM],
+        }
+    }
+
+    /// The client-first message of `SCRAM-SHA-256` (the data of SASLInitialResponse after the
+    /// mechanism); returns the server-first message.
     pub fn client_first(&mut self, data: &[u8]) -> Result<Vec<u8>, ScramError> {
+        self.client_first_for(MECHANISM, data)
+    }
+
+    /// The client-first message for the mechanism the client chose.
+    pub fn client_first_for(
+        &mut self,
+        mechanism: &str,
+        data: &[u8],
+    ) -> Result<Vec<u8>, ScramError> {
         // Any error ends the exchange: the state stays Done unless this step succeeds.
         if !matches!(
             std::mem::replace(&mut self.state, State::Done),
@@ -150,6 +182,7 @@ impl ScramServer {
             return Err(ScramError::Malformed("client-first message out of order"));
         }
         let first = ClientFirst::parse(message_text(data)?)?;
+        let expected_binding = self.expected_binding(mechanism, &first)?;
         let mut server_nonce = [0u8; SERVER_NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut server_nonce);
         let nonce = format!("{}{}", first.nonce, STANDARD.encode(server_nonce));
@@ -159,12 +192,44 @@ impl ScramServer {
             self.verifier.iterations
         );
         self.state = State::AwaitingFinal(Pending {
-            channel_binding: STANDARD.encode(first.gs2_header),
+            channel_binding: expected_binding,
             nonce,
             client_first_bare: first.bare.to_owned(),
             server_first: server_first.clone(),
         });
         Ok(server_first.into_bytes())
+    }
+
+    /// What the client-final message's `c=` must be: the gs2 header, followed by the channel
+    /// binding data when the client binds, in base64. The client's choice must fit what was
+    /// offered: binding only with `-PLUS` and its one type; and a client that says it could bind
+    /// (`y`) while `-PLUS` was offered has had the offer taken away on the way (RFC 5802).
+    fn expected_binding(
+        &self,
+        mechanism: &str,
+        first: &ClientFirst<'_>,
+    ) -> Result<String, ScramError> {
+        let mut expected = first.gs2_header.as_bytes().to_vec();
+        match (mechanism, first.binding, &self.binding) {
+            (MECHANISM_PLUS, Some(BINDING_TYPE), Some(data)) => expected.extend_from_slice(data),
+            (MECHANISM_PLUS, Some(_), Some(_)) => {
+                return Err(ScramError::Malformed("unsupported channel binding type"));
+            }
+            (MECHANISM_PLUS, ..) => {
+                return Err(ScramError::Malformed(
+                    "SCRAM-SHA-256-PLUS needs channel binding over TLS",
+                ));
+            }
+            (MECHANISM, Some(_), _) => {
+                return Err(ScramError::Malformed("channel binding is not offered"));
+            }
+            (MECHANISM, None, Some(_)) if first.gs2_header.starts_with('y') => {
+                return Err(ScramError::Malformed("channel binding was offered"));
+            }
+            (MECHANISM, None, _) => {}
+            _ => return Err(ScramError::Malformed("unsupported mechanism")),
+        }
+        Ok(STANDARD.encode(expected))
     }
 
     /// The client-final message (SASLResponse data); returns the server-final message (`v=...`)
@@ -212,26 +277,40 @@ fn message_text(data: &[u8]) -> Result<&str, ScramError> {
     std::str::from_utf8(data).map_err(|_| ScramError::Malformed("message is not UTF-8"))
 }
 
-/// `gs2-header client-first-bare`, where the gs2 header is `n,,` or `y,,` and the bare part is
-/// `n=<user>,r=<nonce>[,<extensions>]`.
+/// `gs2-header client-first-bare`, where the gs2 header is `n,,`, `y,,` or `p=<type>,,` and the
+/// bare part is `n=<user>,r=<nonce>[,<extensions>]`.
 struct ClientFirst<'a> {
     gs2_header: &'a str,
+    /// The channel-binding type of a `p=` header.
+    binding: Option<&'a str>,
     bare: &'a str,
     nonce: &'a str,
 }
 
 impl<'a> ClientFirst<'a> {
     fn parse(text: &'a str) -> Result<Self, ScramError> {
-        let found = ["n,,", "y,,"]
-            .into_iter()
-            .find_map(|header| Some((header, text.strip_prefix(header)?)));
-        let Some((gs2_header, bare)) = found else {
-            return Err(ScramError::Malformed(match text.as_bytes() {
-                [b'p', b'=', ..] => "channel binding is not offered",
-                [b'n' | b'y', b',', b'a', b'=', ..] => "authorization identities are not supported",
-                _ => "bad GS2 header",
-            }));
+        let (flag, after_flag) = text
+            .split_once(',')
+            .ok_or(ScramError::Malformed("bad GS2 header"))?;
+        let binding = match flag {
+            "n" | "y" => None,
+            _ => match flag.strip_prefix("p=") {
+                Some(kind) if !kind.is_empty() => Some(kind),
+                _ => return Err(ScramError::Malformed("bad GS2 header")),
+            },
         };
+        let (authzid, bare) = after_flag
+            .split_once(',')
+            .ok_or(ScramError::Malformed("bad GS2 header"))?;
+        if authzid.starts_with("a=") {
+            return Err(ScramError::Malformed(
+                "authorization identities are not supported",
+            ));
+        }
+        if !authzid.is_empty() {
+            return Err(ScramError::Malformed("bad GS2 header"));
+        }
+        let gs2_header = &text[..flag.len() + 2];
         let mut attrs = bare.split(',');
         match attrs.next() {
             Some(user) if user.starts_with("n=") => {}
@@ -253,6 +332,7 @@ impl<'a> ClientFirst<'a> {
         check_extensions(attrs)?;
         Ok(ClientFirst {
             gs2_header,
+            binding,
             bare,
             nonce,
         })
@@ -464,6 +544,57 @@ mod tests {
         for text in bad {
             assert!(Verifier::parse(&text).is_none(), "{text}");
         }
+    }
+
+    /// A server offering `-PLUS` with `binding` and a client choosing `mechanism` with its own
+    /// idea of the binding; the server's verdict.
+    fn exchange_plus(
+        mechanism: &str,
+        server_binding: &[u8],
+        client: ChannelBinding,
+    ) -> Result<(), ScramError> {
+        let verifier = Verifier::parse(&scram_sha_256(b"pw")).expect("parses");
+        let mut server = ScramServer::new(verifier, true).with_binding(server_binding.into());
+        assert_eq!(server.mechanisms(), [MECHANISM_PLUS, MECHANISM]);
+        let mut client_side = ScramSha256::new(b"pw", client);
+        let server_first = server.client_first_for(mechanism, client_side.message())?;
+        client_side.update(&server_first).expect("server-first");
+        let server_final = server.client_final(client_side.message())?;
+        client_side.finish(&server_final).expect("server signature");
+        Ok(())
+    }
+
+    #[test]
+    fn channel_binding_holds_only_with_the_servers_own_certificate_hash() {
+        let hash = [9u8; 32];
+        let bound = || ChannelBinding::tls_server_end_point(hash.to_vec());
+        assert_eq!(exchange_plus(MECHANISM_PLUS, &hash, bound()), Ok(()));
+        // A client bound to another TLS session (a relay in between) fails.
+        let other = ChannelBinding::tls_server_end_point(vec![8u8; 32]);
+        assert_eq!(
+            exchange_plus(MECHANISM_PLUS, &hash, other),
+            Err(ScramError::Failed)
+        );
+        // Without binding, SCRAM-SHA-256 still works; but a client that could bind and was not
+        // offered to (the offer removed on the way) is refused.
+        assert_eq!(
+            exchange_plus(MECHANISM, &hash, ChannelBinding::unsupported()),
+            Ok(())
+        );
+        assert_eq!(
+            exchange_plus(MECHANISM, &hash, ChannelBinding::unrequested()),
+            Err(ScramError::Malformed("channel binding was offered"))
+        );
+        // -PLUS needs binding data from TLS.
+        let verifier = Verifier::parse(&scram_sha_256(b"pw")).expect("parses");
+        let mut plain = ScramServer::new(verifier, true);
+        assert_eq!(plain.mechanisms(), [MECHANISM]);
+        let client = ScramSha256::new(b"pw", bound());
+        assert!(
+            plain
+                .client_first_for(MECHANISM_PLUS, client.message())
+                .is_err()
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_rustls::server::TlsStream;
 use super::backend::{Backend, BackendError, BackendTarget};
 use super::frame::{self, PgError};
 use super::relay::{ClientState, RelayEnd, ServerSide, SessionContext, relay};
-use super::scram::{self, ScramServer, Verifier};
+use super::scram::{ScramServer, Verifier};
 use super::sqlstate;
 use super::startup::{self, StartupRequest};
 use super::stop::{ServerOf, end_running};
@@ -114,14 +114,14 @@ async fn refuse(stream: TcpStream, proxy: &ProxyState, refusal: PgError) {
         };
         match (request, io) {
             (Ok(StartupRequest::Ssl), ClientIo::Plain(mut tcp)) => match &proxy.tls {
-                Some(acceptor) if proxy.refusal_handshakes.allow() => {
+                Some(tls) if proxy.refusal_handshakes.allow() => {
                     if tcp.write_all(b"S").await.is_err() {
                         return;
                     }
-                    let Ok(tls) = acceptor.accept(tcp).await else {
+                    let Ok(stream) = tls.acceptor.accept(tcp).await else {
                         return;
                     };
-                    io = ClientIo::Tls(Box::new(tls));
+                    io = ClientIo::Tls(Box::new(stream));
                 }
                 _ => {
                     io = ClientIo::Plain(tcp);
@@ -224,11 +224,11 @@ async fn negotiate(
                     return None;
                 };
                 match &proxy.tls {
-                    Some(acceptor) => {
+                    Some(tls) => {
                         tcp.write_all(b"S").await.ok()?;
                         // The handshake reads straight from the socket: nothing the client sent
                         // before it is ever taken as protocol (CVE-2021-23214).
-                        match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                        match tokio::time::timeout_at(deadline, tls.acceptor.accept(tcp)).await {
                             Ok(Ok(tls)) => io = ClientIo::Tls(Box::new(tls)),
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -379,16 +379,19 @@ async fn negotiate(
         Some(v) => ScramServer::new(v, true),
         None => ScramServer::new(Verifier::fake(&proxy.fake_scram_secret, &user), false),
     };
-    frame::auth_sasl(&mut out, scram::MECHANISM);
+    // Over TLS, SCRAM-SHA-256-PLUS binds the exchange to this TLS session.
+    if let (ClientIo::Tls(_), Some(end_point)) =
+        (&io, proxy.tls.as_ref().and_then(|t| t.end_point.clone()))
+    {
+        exchange = exchange.with_binding(end_point);
+    }
+    frame::auth_sasl(&mut out, exchange.mechanisms());
     send(&mut io, &out).await?;
     out.clear();
     let authenticated = async {
         let first = read_auth(&mut io).await.ok()?;
         let (mechanism, data) = frame::parse_sasl_initial(&first)?;
-        if mechanism != scram::MECHANISM {
-            return None;
-        }
-        let server_first = exchange.client_first(data).ok()?;
+        let server_first = exchange.client_first_for(mechanism, data).ok()?;
         let mut msg = Vec::new();
         frame::auth_sasl_continue(&mut msg, &server_first);
         send(&mut io, &msg).await?;
