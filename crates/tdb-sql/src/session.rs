@@ -17,8 +17,8 @@ pub fn may_change_settings(sql: &[u8]) -> bool {
     const CHANGES: [&[u8]; 4] = [b"set", b"reset", b"discard", b"do"];
     let changes = |w: &[u8]| CHANGES.iter().any(|k| w.eq_ignore_ascii_case(k));
     contains_ignoring_case(sql, b"set_config")
-        || leading_words(sql, false).into_iter().any(changes)
-        || leading_words(sql, true).into_iter().any(changes)
+        || any_leading_word(sql, false, changes)
+        || any_leading_word(sql, true, changes)
 }
 
 /// A batch that is one `DEALLOCATE` and nothing else.
@@ -32,8 +32,15 @@ pub enum Deallocation {
 /// a prepared statement); the parse settles it once the first word says it may be.
 pub fn deallocation(sql: &[u8]) -> Option<Deallocation> {
     let sql = &sql[..sql.iter().position(|b| *b == 0).unwrap_or(sql.len())];
-    let words = leading_words(sql, false);
-    if words.len() != 1 || !words[0].eq_ignore_ascii_case(b"deallocate") {
+    // One statement, and it begins with DEALLOCATE.
+    let mut words = 0;
+    let mut first_is_deallocate = false;
+    any_leading_word(sql, false, |w| {
+        words += 1;
+        first_is_deallocate = words == 1 && w.eq_ignore_ascii_case(b"deallocate");
+        !first_is_deallocate
+    });
+    if words != 1 || !first_is_deallocate {
         return None;
     }
     let sql = std::str::from_utf8(sql).ok()?;
@@ -96,11 +103,15 @@ fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// The first word of each statement in `sql` (a statement that begins with anything else, such
-/// as a parenthesis, has none). `backslash_escapes`: a backslash inside '…' escapes the next
-/// byte, as with `standard_conforming_strings` off.
-fn leading_words(sql: &[u8], backslash_escapes: bool) -> Vec<&[u8]> {
-    let mut words = Vec::new();
+/// Whether `found` holds for the first word of a statement in `sql` (a statement that begins
+/// with anything else, such as a parenthesis, has none), trying each in order and stopping at
+/// the first that does. `backslash_escapes`: a backslash inside '…' escapes the next byte, as
+/// with `standard_conforming_strings` off.
+fn any_leading_word(
+    sql: &[u8],
+    backslash_escapes: bool,
+    mut found: impl FnMut(&[u8]) -> bool,
+) -> bool {
     let mut at_start = true;
     let mut i = 0;
     while i < sql.len() {
@@ -138,8 +149,8 @@ fn leading_words(sql: &[u8], backslash_escapes: bool) -> Vec<&[u8]> {
                 if word.eq_ignore_ascii_case(b"e") && sql.get(i) == Some(&b'\'') {
                     // E'…': backslashes escape whatever the settings.
                     i = after_quoted(sql, i, b'\'', true);
-                } else if at_start {
-                    words.push(word);
+                } else if at_start && found(word) {
+                    return true;
                 }
                 at_start = false;
             }
@@ -149,7 +160,7 @@ fn leading_words(sql: &[u8], backslash_escapes: bool) -> Vec<&[u8]> {
             }
         }
     }
-    words
+    false
 }
 
 fn is_word_byte(b: u8) -> bool {
