@@ -160,7 +160,7 @@ impl Pool {
         }
         // DISCARD ALL dropped every prepared statement and setting.
         conn.prepared.clear();
-        conn.settings.clear();
+        conn.last_client = 0;
         self.keep(target, conn).await;
     }
 

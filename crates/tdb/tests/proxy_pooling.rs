@@ -422,3 +422,39 @@ async fn transactions_queue_for_max_connections_and_sessions_have_their_own_cap(
         "{refused}"
     );
 }
+
+/// Two psycopg clients; `a` logs in through a function of the blueprint that sets a custom
+/// setting (as apps that use row-level security do): `b` must not see it.
+const PSYCOPG_FUNCTION_SETTING: &str = r#"
+import sys, psycopg
+url = sys.argv[1]
+a = psycopg.connect(url, autocommit=True)
+b = psycopg.connect(url, autocommit=True)
+show = "SELECT coalesce(nullif(current_setting('app.uid', true), ''), '-')"
+a.execute("SELECT app_login('alice')")
+for _ in range(3):
+    print("b:", b.execute(show).fetchone()[0])
+"#;
+
+#[tokio::test]
+async fn a_setting_changed_where_the_proxy_cannot_see_it_reaches_no_other_client() {
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "hidden@example.com").await;
+    ws_query(
+        &s,
+        &key,
+        "app",
+        "CREATE FUNCTION app_login(who text) RETURNS text LANGUAGE sql \
+         AS $$ SELECT pg_catalog.set_config('app.uid', who, false) $$",
+    )
+    .await;
+    let d = deploy_and_wait(&s, &key, "app").await;
+    assert_eq!(d["status"], "completed", "{d}");
+    transaction_pooling(&s, &key, &url).await;
+    let said = run_client(python(PSYCOPG_FUNCTION_SETTING, &url), "psycopg");
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        ["b: -", "b: -", "b: -"],
+        "a's setting reached b:\n{said}"
+    );
+}

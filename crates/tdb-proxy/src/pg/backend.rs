@@ -74,9 +74,9 @@ pub struct Backend {
     /// Transaction pooling: its place among its database's `max_connections` while a
     /// transaction uses it, given back when it returns to the pool or closes.
     pub tenant_slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// Transaction pooling: the settings the session carries beyond its startup parameters
-    /// (those of the client whose transaction ran last), in the order they were applied.
-    pub settings: Vec<(String, String)>,
+    /// Transaction pooling: the client whose transaction ran on it last (0: none yet). A
+    /// connection that changes hands is reset first, whatever that client was seen to do.
+    pub last_client: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,7 +221,7 @@ impl Backend {
                         prepared: std::collections::HashSet::new(),
                         slot: None,
                         tenant_slot: None,
-                        settings: Vec::new(),
+                        last_client: 0,
                     });
                 }
                 _ => return Err(BackendError::Protocol("unexpected message in handshake")),
@@ -280,30 +280,10 @@ impl Backend {
             Ok(())
         })
         .await?;
-        let settings: Vec<(String, String)> = rows
+        Ok(rows
             .into_iter()
             .filter_map(|mut r| Some((r.first_mut().map(std::mem::take)?, r.pop()?)))
-            .collect();
-        self.settings.clone_from(&settings);
-        Ok(settings)
-    }
-
-    /// Transaction pooling: gives the session exactly `settings` beyond its startup parameters
-    /// (what [`Backend::read_settings`] read on another connection, or none), in one round trip.
-    pub async fn apply_settings(&mut self, settings: &[(String, String)]) -> Result<(), String> {
-        let mut out = Vec::new();
-        for sql in ["RESET ALL", "RESET ROLE"] {
-            extended(&mut out, sql, &[]);
-        }
-        if !settings.is_empty() {
-            let names = text_array(settings.iter().map(|(n, _)| n.as_str()));
-            let values = text_array(settings.iter().map(|(_, v)| v.as_str()));
-            extended(&mut out, APPLY_SETTINGS, &[&names, &values]);
-        }
-        message(&mut out, b'S', |_| {});
-        self.exchange(&out, |_, _| Ok(())).await?;
-        self.settings = settings.to_vec();
-        Ok(())
+            .collect())
     }
 
     /// Sends `out`, then reads the answers up to `ReadyForQuery`, handing each other message to
@@ -368,6 +348,24 @@ pub async fn cancel(host: &str, port: u16, pid: u32, key: u32) -> std::io::Resul
     let mut sink = [0u8; 1];
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
     Ok(())
+}
+
+/// Transaction pooling: what puts a session back to its startup parameters and then gives it
+/// exactly `settings` (what [`Backend::read_settings`] read for a client), ending with `Sync`:
+/// sent ahead of the client's first message on a connection that changes hands, its answers
+/// (up to and including one `ReadyForQuery`) are the proxy's, not the client's.
+pub fn settings_messages(settings: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for sql in ["RESET ALL", "RESET ROLE"] {
+        extended(&mut out, sql, &[]);
+    }
+    if !settings.is_empty() {
+        let names = text_array(settings.iter().map(|(n, _)| n.as_str()));
+        let values = text_array(settings.iter().map(|(_, v)| v.as_str()));
+        extended(&mut out, APPLY_SETTINGS, &[&names, &values]);
+    }
+    message(&mut out, b'S', |_| {});
+    out
 }
 
 /// `Parse`, `Bind` (text parameters) and `Execute` of the unnamed statement `sql`.

@@ -54,6 +54,9 @@ const READ_CHUNK: usize = 16 * 1024;
 const PARSE_INLINE_LIMIT: usize = 8 * 1024;
 /// How a session ends when the analysis of one of its statements failed (a parser panic).
 const UNANALYSED: RelayEnd = RelayEnd::ProtocolError("the statement could not be analysed");
+/// How a session ends when its server connection could not be given its settings.
+const RESET_FAILED: RelayEnd =
+    RelayEnd::ProtocolError("a server connection could not be given this session's settings");
 
 /// Who the session is, for the query log and for what the relay must do.
 pub struct SessionContext {
@@ -183,6 +186,8 @@ struct Shared {
     /// Transaction pooling: the server dropped every prepared statement on the connection
     /// (`DEALLOCATE ALL`, `DISCARD ALL`), so the client's names stand for nothing any more.
     forget_names: bool,
+    /// The answers to [`ServerSide::reset`] are still to come (and to be kept from the client).
+    resetting: bool,
 }
 
 impl Shared {
@@ -197,8 +202,11 @@ impl Shared {
 
 /// What a client session keeps across relays: transaction pooling ends a relay after every
 /// transaction and starts another on whichever server connection is free.
-#[derive(Default)]
 pub struct ClientState {
+    /// Tells this session from every other in the process (see [`Backend::last_client`]).
+    ///
+    /// [`Backend::last_client`]: super::backend::Backend::last_client
+    id: u64,
     buf: BytesMut,
     skip: usize,
     /// Statement and portal texts, for the log.
@@ -216,7 +224,28 @@ pub struct ClientState {
     pub custom_settings: std::collections::BTreeSet<String>,
 }
 
+impl Default for ClientState {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            buf: BytesMut::new(),
+            skip: 0,
+            prepared: HashMap::new(),
+            portals: HashMap::new(),
+            named: HashMap::new(),
+            held: None,
+            settings: Vec::new(),
+            custom_settings: std::collections::BTreeSet::new(),
+        }
+    }
+}
+
 impl ClientState {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Client bytes already read and not yet relayed.
     pub fn has_input(&self) -> bool {
         !self.buf.is_empty() && self.skip == 0
@@ -395,6 +424,10 @@ pub struct ServerSide<'a, R, W> {
     pub prepared: &'a mut HashSet<String>,
     /// Where a CancelRequest for the connection's running statement goes.
     pub cancel: &'a CancelTarget,
+    /// Transaction pooling: messages that reset the session, sent before the client's and
+    /// answered up to one `ReadyForQuery` that the client never sees
+    /// ([`super::backend::settings_messages`]).
+    pub reset: Option<Vec<u8>>,
 }
 
 /// Relays until one side ends, the tenant is killed, shutdown finds the session between
@@ -428,7 +461,18 @@ where
         parses: VecDeque::new(),
         dirty: false,
         forget_names: false,
+        resetting: server.reset.is_some(),
     });
+    if let Some(reset) = &server.reset
+        && (server.w.write_all(reset).await.is_err() || server.w.flush().await.is_err())
+    {
+        return RelayOutcome {
+            end: RelayEnd::ServerGone,
+            idle: false,
+            client_at_boundary: true,
+            settings_may_have_changed: false,
+        };
+    }
     let answered = Notify::new();
     let at_boundary = AtomicBool::new(true);
     let end = {
@@ -649,6 +693,7 @@ where
     let no_stmts: Arc<Vec<Stmt>> = Arc::new(Vec::new());
     let tx_mode = ctx.transaction_mode;
     let ClientState {
+        id: _,
         buf,
         skip,
         prepared,
@@ -709,6 +754,10 @@ where
                 }
             };
             let streamed = tag == b'd' || total > limit;
+            if streamed && tx_mode && matches!(tag, b'Q' | b'P') {
+                // Too long to look at: it may change anything.
+                lock(shared).dirty = true;
+            }
             if streamed {
                 if inspect_all && matches!(tag, b'Q' | b'P') {
                     return RelayEnd::ProtocolError("statement too large for this session");
@@ -884,12 +933,17 @@ where
                     push(shared, PendingKind::Sync, Arc::from(""), no_stmts.clone());
                 }
                 b'c' | b'f' => lock(shared).copy_in = false,
-                b'F' => push(
-                    shared,
-                    PendingKind::Sync,
-                    Arc::from("<function call>"),
-                    no_stmts.clone(),
-                ),
+                b'F' => {
+                    if tx_mode {
+                        lock(shared).dirty = true;
+                    }
+                    push(
+                        shared,
+                        PendingKind::Sync,
+                        Arc::from("<function call>"),
+                        no_stmts.clone(),
+                    );
+                }
                 b'C' => {
                     if let Some((&kind, rest)) = body.split_first()
                         && let Some((name, _)) = take_cstr(rest)
@@ -1143,6 +1197,24 @@ where
                     return RelayEnd::ProtocolError("invalid message length from the server");
                 }
             };
+            if lock(shared).resetting {
+                // The answers to the reset: whole messages, kept from the client.
+                if buf.len() - pos < total {
+                    buf.reserve(total - (buf.len() - pos));
+                    break;
+                }
+                match tag {
+                    b'E' => return RESET_FAILED,
+                    b'Z' => lock(shared).resetting = false,
+                    _ => {}
+                }
+                if write(client, &buf[flushed..pos]).await.is_err() {
+                    return RelayEnd::ClientGone;
+                }
+                pos += total;
+                flushed = pos;
+                continue;
+            }
             // Rows and COPY data stream through; every other server message is small or must be
             // read whole (an error, however long, decides what committed).
             if matches!(tag, b'D' | b'd') {

@@ -595,7 +595,7 @@ where
                     target = moved;
                     server_id.clone_from(&fresh.server_id);
                 }
-                match check_out(&route, &target, &state, &ctx, proxy).await {
+                match check_out(&route, &target, &ctx, proxy).await {
                     Ok(b) => b,
                     Err(CheckOut::Refused(e)) => {
                         fail_w(client_w, e).await;
@@ -612,6 +612,12 @@ where
             key: backend.key,
         };
         proxy.cancels.retarget(pid, Some(cancel.clone()));
+        // Transaction pooling: a connection another client used last carries whatever that
+        // client did to its session, seen or not: it is reset, and given this client's own
+        // settings, ahead of this client's work.
+        let reset = (transaction_mode && backend.last_client != state.id())
+            .then(|| super::backend::settings_messages(&state.settings));
+        backend.last_client = state.id();
         let outcome = {
             let (mut sr, mut sw) = backend.stream.split();
             let server = ServerSide {
@@ -619,6 +625,7 @@ where
                 w: &mut sw,
                 prepared: &mut backend.prepared,
                 cancel: &cancel,
+                reset,
             };
             relay(client_r, client_w, server, &ctx, &mut state).await
         };
@@ -779,7 +786,6 @@ enum CheckOut {
 async fn check_out(
     route: &Route,
     target: &BackendTarget,
-    state: &ClientState,
     ctx: &SessionContext,
     proxy: &ProxyState,
 ) -> Result<Backend, CheckOut> {
@@ -797,18 +803,6 @@ async fn check_out(
             )));
         }
     };
-    // The connection carries the settings of whoever used it last: this client's own take
-    // their place.
-    if backend.settings != state.settings
-        && let Err(e) = backend.apply_settings(&state.settings).await
-    {
-        backend.terminate().await;
-        let why = format!("could not give a server connection this session's settings: {e}");
-        return Err(CheckOut::Refused(PgError::fatal(
-            sqlstate::CONNECTION_FAILURE,
-            why,
-        )));
-    }
     backend.tenant_slot = Some(permit);
     Ok(backend)
 }
