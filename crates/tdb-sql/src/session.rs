@@ -12,11 +12,14 @@
 use pg_query::NodeEnum;
 
 /// Whether `sql` may change session settings: a statement that begins with `SET`, `RESET`,
-/// `DISCARD` or `DO` (a block may run anything), or `set_config` anywhere in the text.
+/// `DISCARD` or `DO` (a block may run anything), or anywhere in the text `set_config`,
+/// `pg_settings` (an `UPDATE` of it sets), or `U&` (an identifier in escapes may spell either).
 pub fn may_change_settings(sql: &[u8]) -> bool {
     const CHANGES: [&[u8]; 4] = [b"set", b"reset", b"discard", b"do"];
     let changes = |w: &[u8]| CHANGES.iter().any(|k| w.eq_ignore_ascii_case(k));
     contains_ignoring_case(sql, b"set_config")
+        || contains_ignoring_case(sql, b"pg_settings")
+        || contains_ignoring_case(sql, b"u&")
         || any_leading_word(sql, false, changes)
         || any_leading_word(sql, true, changes)
 }
@@ -120,13 +123,8 @@ fn any_leading_word(
                 at_start = true;
                 i += 1;
             }
-            b if b.is_ascii_whitespace() => i += 1,
-            b'-' if sql.get(i + 1) == Some(&b'-') => {
-                i = sql[i..]
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map_or(sql.len(), |n| i + n + 1);
-            }
+            b if is_space(b) => i += 1,
+            b'-' if sql.get(i + 1) == Some(&b'-') => i = after_line_comment(sql, i),
             b'/' if sql.get(i + 1) == Some(&b'*') => i = after_block_comment(sql, i),
             b'\'' => {
                 i = after_quoted(sql, i, b'\'', backslash_escapes);
@@ -167,18 +165,56 @@ fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
-/// Past a literal or identifier opened at `open` by `quote`; a doubled quote stays inside.
+/// PostgreSQL's whitespace: space, tab, newline, carriage return, form feed, vertical tab.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b)
+}
+
+/// Past a `--` comment at `open`: it ends at a newline or a carriage return.
+fn after_line_comment(sql: &[u8], open: usize) -> usize {
+    sql[open..]
+        .iter()
+        .position(|b| matches!(b, b'\n' | b'\r'))
+        .map_or(sql.len(), |n| open + n + 1)
+}
+
+/// Past a literal or identifier opened at `open` by `quote`; a doubled quote stays inside. A
+/// string literal followed by whitespace holding a newline and another quote goes on there, in
+/// the same escape mode (PostgreSQL joins the two).
 fn after_quoted(sql: &[u8], open: usize, quote: u8, backslash_escapes: bool) -> usize {
     let mut i = open + 1;
     while i < sql.len() {
         match sql[i] {
             b'\\' if backslash_escapes => i += 2,
             q if q == quote && sql.get(i + 1) == Some(&quote) => i += 2,
-            q if q == quote => return i + 1,
+            q if q == quote => match continuation(sql, i + 1) {
+                Some(next) if quote == b'\'' => i = next + 1,
+                _ => return i + 1,
+            },
             _ => i += 1,
         }
     }
     sql.len()
+}
+
+/// Where a string literal continues after `from`: the quote that follows whitespace (and `--`
+/// comments) holding at least one newline.
+fn continuation(sql: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    let mut newline = false;
+    while i < sql.len() {
+        match sql[i] {
+            b'\n' | b'\r' => {
+                newline = true;
+                i += 1;
+            }
+            b if is_space(b) => i += 1,
+            b'-' if sql.get(i + 1) == Some(&b'-') => i = after_line_comment(sql, i),
+            b'\'' if newline => return Some(i),
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Past a (nested) block comment opened at `open`.
@@ -242,6 +278,14 @@ mod tests {
             // Whichever way backslashes are read, a SET may follow the literal.
             "SELECT 'a\\'; SET x.y = 1; --'",
             "SELECT 'a\\''; SET x.y = 1",
+            // What the review of these rules found: a comment that ends at a carriage return,
+            // a vertical tab, a literal continuing an E'' one (so in its escape mode), and
+            // identifiers or tables that set by other names.
+            "-- x\rSET app.uid = 'alice'",
+            "\x0bSET app.uid = 'alice'",
+            "SELECT E'x'\n'\\''; SELECT 'y\\'; SET app.u = 'alice'; --'",
+            "SELECT U&\"set\\005fconfig\"('app.u', 'a', false)",
+            "UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'",
         ] {
             assert!(may_change_settings(sql.as_bytes()), "{sql}");
         }

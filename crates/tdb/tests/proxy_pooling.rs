@@ -458,3 +458,97 @@ async fn a_setting_changed_where_the_proxy_cannot_see_it_reaches_no_other_client
         "a's setting reached b:\n{said}"
     );
 }
+
+/// What a review of the transaction-pooling rules found, each as a client meets it.
+const PSYCOPG_EDGES: &str = r#"
+import sys, psycopg
+from psycopg import pq
+url = sys.argv[1]
+a = psycopg.connect(url, autocommit=True, prepare_threshold=0)
+b = psycopg.connect(url, autocommit=True, prepare_threshold=0)
+q = "SELECT %s::int * 10"
+def run(conn, sql):
+    r = conn.pgconn.exec_(sql.encode())
+    if r.status == pq.ExecStatus.FATAL_ERROR:
+        return r.error_field(pq.DiagnosticField.SQLSTATE).decode()
+    return r.command_status.decode()
+def section(label, body):
+    try:
+        print(label, body())
+    except Exception as e:
+        print(label, "failed:", type(e).__name__, getattr(e, "sqlstate", ""))
+
+print("first", a.execute(q, (1,)).fetchone()[0])
+name = list(a._prepared._names.values())[-1].decode()
+
+# A DEALLOCATE that fails (in an aborted transaction) drops nothing.
+section("aborted", lambda: " ".join([run(a, "BEGIN"), run(a, "SELECT 1/0"),
+                                     run(a, "DEALLOCATE " + name), run(a, "ROLLBACK")]))
+section("kept", lambda: a.execute(q, (2,)).fetchone()[0])
+
+# DEALLOCATE ALL, then at once (in one pipeline) a statement prepared again.
+def pipelined():
+    with a.pipeline():
+        a.execute("DEALLOCATE ALL")
+        cur = a.execute(q, (3,))
+    return cur.fetchone()[0]
+section("pipelined", pipelined)
+
+# A client that drops the shared statements behind the proxy's back costs another client one
+# error at most.
+section("b", lambda: b.execute(q, (4,)).fetchone()[0])
+def recovered():
+    shared = [r[0] for r in a.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'tdb_%'")]
+    for n in shared:
+        run(a, "DEALLOCATE " + n + "; SELECT 1")
+    answers = []
+    for i in range(3):
+        try:
+            answers.append(str(b.execute(q, (5,)).fetchone()[0]))
+        except psycopg.Error as e:
+            answers.append(e.sqlstate)
+    return answers[-1]
+section("recovered", recovered)
+
+# A name that would close the refusal's literal, with backslashes read as escapes.
+section("quoted", lambda: " ".join([run(a, "SET standard_conforming_strings = off"),
+                                    run(a, "DEALLOCATE \"x\\'y\""),
+                                    run(a, "RESET standard_conforming_strings")]))
+
+# SET TRANSACTION leaves the transaction's characteristics marked as set in the session; the
+# client's next transaction on another connection must still start.
+section("isolation", lambda: " ".join([run(a, "BEGIN"),
+                                       run(a, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+                                       run(a, "SELECT 1"), run(a, "COMMIT")]))
+for i in range(3):
+    b.execute("SELECT 1")
+    section("after", lambda: a.execute("SELECT current_setting('transaction_isolation')").fetchone()[0])
+"#;
+
+#[tokio::test]
+async fn deallocations_refusals_and_transaction_settings_hold_in_their_edge_cases() {
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "edges@example.com").await;
+    transaction_pooling(&s, &key, &url).await;
+    // One server connection: the two clients take turns on it.
+    patch_settings(&s, &key, serde_json::json!({"max_connections": 1})).await;
+    let said = run_client(python(PSYCOPG_EDGES, &url), "psycopg");
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "first 10",
+            "aborted BEGIN 22012 25P02 ROLLBACK",
+            "kept 20",
+            "pipelined 30",
+            "b 40",
+            "recovered 50",
+            "quoted SET 26000 RESET",
+            "isolation BEGIN SET SELECT 1 COMMIT",
+            "after read committed",
+            "after read committed",
+            "after read committed",
+        ],
+        "{said}"
+    );
+}

@@ -17,10 +17,12 @@ const MAX_HANDSHAKE_MESSAGE: usize = 64 * 1024;
 /// How long reading or applying a session's settings may take.
 const SETTINGS_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a session changed beyond its startup parameters: what `pg_settings` shows as set in the
-/// session, then the custom settings named in `$1` (which it does not show) that have a value,
+/// session (but the transaction's own characteristics, which `SET TRANSACTION` leaves marked
+/// so, and which cannot be set once a statement has run), then the custom settings named in `$1` (which it does not show) that have a value,
 /// then `role` (not shown either), last so the others are applied with the session's own rights.
 const READ_SETTINGS: &str = "SELECT name, setting FROM (\
      SELECT name, setting, 0 AS o FROM pg_catalog.pg_settings WHERE source = 'session' \
+     AND name NOT IN ('transaction_isolation', 'transaction_read_only', 'transaction_deferrable') \
      UNION ALL SELECT n, pg_catalog.current_setting(n, true), 1 \
      FROM pg_catalog.unnest($1::pg_catalog.text[]) AS c(n) \
      WHERE pg_catalog.current_setting(n, true) <> '' AND pg_catalog.lower(n) NOT IN \

@@ -146,14 +146,20 @@ struct Pending {
 }
 
 /// A statement the proxy sent in place of the client's, and what its answer becomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 enum StandIn {
-    /// A statement that changes nothing, whose command tag becomes this one.
-    Tag(&'static str),
+    /// A statement that changes nothing in place of a `DEALLOCATE`: its command tag becomes
+    /// this one, and once it completes (not before: in a failed transaction it does not) the
+    /// client's names go.
+    Deallocate(&'static str, Arc<Vec<NamedStatement>>),
     /// A `DO` block raising the proxy's refusal: the error reaches the client without the
     /// block's context line.
     Refusal,
 }
+
+/// A client's statement name and what it stood for when the client dropped it: forgotten only
+/// if the client has not prepared the name again since.
+type NamedStatement = (Vec<u8>, Arc<SharedStatement>);
 
 /// Shared between the two directions.
 struct Shared {
@@ -184,8 +190,11 @@ struct Shared {
     /// reads them back before the connection goes to another client).
     dirty: bool,
     /// Transaction pooling: the server dropped every prepared statement on the connection
-    /// (`DEALLOCATE ALL`, `DISCARD ALL`), so the client's names stand for nothing any more.
+    /// (`DISCARD ALL`, or a `DEALLOCATE ALL` the proxy did not stand in for), so the client's
+    /// names stand for nothing any more.
     forget_names: bool,
+    /// Transaction pooling: names the client dropped with a `DEALLOCATE` that has completed.
+    forget: Vec<NamedStatement>,
     /// The answers to [`ServerSide::reset`] are still to come (and to be kept from the client).
     resetting: bool,
 }
@@ -461,6 +470,7 @@ where
         parses: VecDeque::new(),
         dirty: false,
         forget_names: false,
+        forget: Vec::new(),
         resetting: server.reset.is_some(),
     });
     if let Some(reset) = &server.reset
@@ -482,9 +492,7 @@ where
     };
     let mut s = lock(&shared);
     *server.prepared = std::mem::take(&mut s.prepared);
-    if s.forget_names {
-        state.named.clear();
-    }
+    forget(&mut state.named, s.forget_names, &mut s.forget);
     RelayOutcome {
         end,
         idle: s.idle(),
@@ -727,14 +735,13 @@ where
             gate.pass().await;
         }
         if tx_mode {
-            let (detaching, forget) = {
+            let detaching = {
                 let mut s = lock(shared);
                 s.forwarding = !s.detaching;
-                (s.detaching, std::mem::take(&mut s.forget_names))
+                let all = std::mem::take(&mut s.forget_names);
+                forget(named, all, &mut s.forget);
+                s.detaching
             };
-            if forget {
-                named.clear();
-            }
             if detaching {
                 // The server side ends the relay; these bytes wait for the next connection.
                 return std::future::pending().await;
@@ -787,7 +794,9 @@ where
                 break;
             }
             let body = &buf[pos + 5..pos + total];
-            if matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H') {
+            // A Flush alone starts nothing on the server (psycopg ends its pipelines with Sync
+            // then Flush): it leaves the connection free to go back between transactions.
+            if matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C') {
                 lock(shared).unsynced = true;
             }
             let mut stand_in = None;
@@ -894,7 +903,7 @@ where
                                     text: bounded(query),
                                     stmts,
                                     settings,
-                                    stand_in,
+                                    stand_in: stand_in.clone(),
                                 },
                             );
                         }
@@ -903,10 +912,17 @@ where
                 b'B' => {
                     if let Some((portal, rest)) = take_cstr(body)
                         && let Some((statement, _)) = take_cstr(rest)
-                        && let Some(p) = prepared.get(&name_key(statement))
-                        && (portal.is_empty() || portals.len() < MAX_STATEMENTS)
                     {
-                        portals.insert(name_key(portal), p.clone());
+                        match prepared.get(&name_key(statement)) {
+                            Some(p) if portal.is_empty() || portals.len() < MAX_STATEMENTS => {
+                                portals.insert(name_key(portal), p.clone());
+                            }
+                            // A statement the relay did not keep: the portal's old entry would
+                            // stand for the wrong statement.
+                            _ => {
+                                portals.remove(&name_key(portal));
+                            }
+                        }
                     }
                 }
                 b'E' => {
@@ -916,7 +932,7 @@ where
                         lock(shared).dirty = true;
                     }
                     let (text, stmts, stand_in) = match p {
-                        Some(p) => (p.text.clone(), p.stmts.clone(), p.stand_in),
+                        Some(p) => (p.text.clone(), p.stmts.clone(), p.stand_in.clone()),
                         None => (Arc::from("<unknown portal>"), no_stmts.clone(), None),
                     };
                     push(shared, PendingKind::Execute, text, stmts);
@@ -1032,34 +1048,64 @@ fn refuse_when_pooled(tag: u8, body: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Transaction pooling: a `DEALLOCATE` concerns the client's own statements, which other
-/// clients may share on the server under one name. `ALL` goes to the server as it is (it drops
-/// every statement on the connection; the relay then forgets them, and prepares them again for
-/// whoever needs them). A named one forgets the client's name and answers as the server
-/// would, with a stand-in that changes nothing (the tag is the command tag the client is then
-/// owed); a name the client never prepared gets the server's error.
+/// clients may share on the server under one name. The server gets a stand-in that changes
+/// nothing, answered with the command tag the client is owed; once it completes, the client's
+/// names (the one, or all) are forgotten. A name the client never prepared gets the server's
+/// error.
 fn deallocate(
     tag: u8,
     statement: Option<&[u8]>,
     d: &tdb_sql::Deallocation,
     named: &mut HashMap<Vec<u8>, Arc<SharedStatement>>,
 ) -> (Option<Vec<u8>>, Option<StandIn>) {
-    let tdb_sql::Deallocation::Named(name) = d else {
-        return (None, None);
-    };
-    if named.remove(&name_key(name.as_bytes())).is_some() {
-        return (
+    let stand_in = |answer: &'static str, names: Vec<NamedStatement>| {
+        (
             Some(statement_message(tag, statement, "DO $tdb$BEGIN END$tdb$")),
-            Some(StandIn::Tag("DEALLOCATE")),
-        );
+            Some(StandIn::Deallocate(answer, Arc::new(names))),
+        )
+    };
+    let name = match d {
+        tdb_sql::Deallocation::All => {
+            let all = named
+                .iter()
+                .map(|(n, st)| (n.clone(), st.clone()))
+                .collect();
+            return stand_in("DEALLOCATE ALL", all);
+        }
+        tdb_sql::Deallocation::Named(name) => name,
+    };
+    let key = name_key(name.as_bytes());
+    if let Some(st) = named.get(&key) {
+        return stand_in("DEALLOCATE", vec![(key, st.clone())]);
     }
     let why = format!("prepared statement \"{name}\" does not exist");
     let refused = refusal(tag, statement, sqlstate::INVALID_SQL_STATEMENT_NAME, &why);
     (Some(refused), Some(StandIn::Refusal))
 }
 
+/// Drops the client's names that `DEALLOCATE`s have dropped (`all`: every one), each only if
+/// the client has not prepared the name again since.
+fn forget(
+    named: &mut HashMap<Vec<u8>, Arc<SharedStatement>>,
+    all: bool,
+    dropped: &mut Vec<NamedStatement>,
+) {
+    if all {
+        named.clear();
+    }
+    for (name, st) in dropped.drain(..) {
+        if named.get(&name).is_some_and(|now| Arc::ptr_eq(now, &st)) {
+            named.remove(&name);
+        }
+    }
+}
+
 /// Custom settings a client may keep per session, by name (see
 /// [`ClientState::custom_settings`]).
 const MAX_CUSTOM_SETTINGS: usize = 64;
+/// The longest custom setting name kept (PostgreSQL truncates none, but names this long are
+/// not a program's).
+const MAX_CUSTOM_NAME: usize = 255;
 
 /// Adds the custom settings `sql` names (as `SET` or `set_config`) to what the client is known
 /// to have set, up to [`MAX_CUSTOM_SETTINGS`]; false if the analysis failed.
@@ -1075,7 +1121,7 @@ async fn remember_custom_settings(
         return false;
     };
     for name in names {
-        if known.len() < MAX_CUSTOM_SETTINGS {
+        if known.len() < MAX_CUSTOM_SETTINGS && name.len() <= MAX_CUSTOM_NAME {
             known.insert(name);
         }
     }
@@ -1110,9 +1156,14 @@ fn statement_of(tag: u8, body: &[u8]) -> Option<(Option<&[u8]>, String)> {
 /// The `Query` or `Parse` (named `name`) that makes the server raise `why` with SQLSTATE
 /// `code`.
 fn refusal(tag: u8, name: Option<&[u8]>, code: &str, why: &str) -> Vec<u8> {
+    let message = quote_literal(why);
+    // A dollar quote whose tag the message (which may name what the client sent) cannot close.
+    let quote = (0u32..)
+        .map(|n| format!("$tdb{n}$"))
+        .find(|q| !message.contains(q.as_str()))
+        .unwrap_or_default();
     let refusal = format!(
-        "DO $tdb$BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = {}; END$tdb$",
-        quote_literal(why)
+        "DO {quote}BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = {message}; END{quote}"
     );
     statement_message(tag, name, &refusal)
 }
@@ -1136,7 +1187,8 @@ fn statement_message(tag: u8, name: Option<&[u8]>, sql: &str) -> Vec<u8> {
 
 /// A SQL string literal (the message of a refusal, which names a schema).
 fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    // E'…' reads backslashes as escapes whatever standard_conforming_strings says.
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 fn push(shared: &Mutex<Shared>, kind: PendingKind, text: Arc<str>, stmts: Arc<Vec<Stmt>>) {
@@ -1249,9 +1301,9 @@ where
                         match s.pending.front_mut() {
                             Some(p) => {
                                 if tag == b'C'
-                                    && let Some(StandIn::Tag(t)) = p.stand_in
+                                    && let Some(StandIn::Deallocate(answer, names)) = &p.stand_in
                                 {
-                                    stand_in = Some(t);
+                                    stand_in = Some((*answer, names.clone()));
                                 }
                                 if let Some(n) = rows {
                                     p.rows = Some(p.rows.unwrap_or(0) + n);
@@ -1277,9 +1329,10 @@ where
                     if let Some(p) = finished {
                         log(ctx, p);
                     }
-                    if let Some(stand_in) = stand_in {
+                    if let Some((answer, names)) = stand_in {
+                        lock(shared).forget.extend(names.iter().cloned());
                         let mut complete = Vec::with_capacity(32);
-                        frame::command_complete(&mut complete, stand_in);
+                        frame::command_complete(&mut complete, answer);
                         if write(client, &buf[flushed..pos]).await.is_err()
                             || write(client, &complete).await.is_err()
                         {
@@ -1294,17 +1347,29 @@ where
                     if let Some(c) = capture.as_mut() {
                         c.failed();
                     }
-                    if ctx.transaction_mode && stale_plan(&code, body) {
+                    if ctx.transaction_mode
+                        && stale_plan(&code, body)
+                        && lock(shared)
+                            .pending
+                            .front()
+                            .is_some_and(|p| matches!(p.kind, PendingKind::Execute))
+                    {
                         // Clients prepare what they retry under new shared names, which no
                         // server connection holds with the stale plan.
                         ctx.plan_epoch.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if ctx.transaction_mode
+                        && let Some(name) = missing_shared_statement(&code, body)
+                    {
+                        // Prepared again by whoever needs it next.
+                        lock(shared).prepared.remove(&name);
                     }
                     let (finished, ddl_refused, timed_out, refused) = {
                         let mut s = lock(shared);
                         let refused = s
                             .pending
                             .front()
-                            .is_some_and(|p| p.stand_in == Some(StandIn::Refusal));
+                            .is_some_and(|p| matches!(p.stand_in, Some(StandIn::Refusal)));
                         s.copy_in = false;
                         // Everything after the failing message is skipped up to Sync: no Parse
                         // still outstanding will be answered.
@@ -1481,10 +1546,26 @@ fn overran_message(ctx: &SessionContext) -> String {
 /// Whether an error is the server's "cached plan must not change result type": a table under a
 /// prepared statement changed, and the statement must be prepared again.
 fn stale_plan(code: &str, body: &[u8]) -> bool {
+    let fields = frame::error_fields(body);
     code == sqlstate::FEATURE_NOT_SUPPORTED
-        && frame::error_fields(body)
+        && fields
             .iter()
             .any(|(field, value)| *field == b'M' && value.starts_with(b"cached plan must not"))
+        // The server's own, not one a function raised with the same words.
+        && !fields.iter().any(|(field, _)| *field == b'W')
+}
+
+/// The shared statement an error says does not exist (`prepared statement "tdb_…" does not
+/// exist`): something dropped it behind the proxy's back.
+fn missing_shared_statement(code: &str, body: &[u8]) -> Option<String> {
+    if code != sqlstate::INVALID_SQL_STATEMENT_NAME {
+        return None;
+    }
+    let fields = frame::error_fields(body);
+    let (_, message) = fields.iter().find(|(field, _)| *field == b'M')?;
+    let message = std::str::from_utf8(message).ok()?;
+    let name = message.split('"').nth(1)?;
+    name.starts_with("tdb_").then(|| name.to_string())
 }
 
 /// Whether the work that failed was DDL (decided only on a permission error, off the hot path).

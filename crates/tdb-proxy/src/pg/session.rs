@@ -589,13 +589,17 @@ where
                         _ = ctx.shutdown.cancelled() => break (RelayEnd::Drained, true, None),
                     }
                 }
+                // The route as it is now: where it points, and its limits (a changed
+                // max_connections takes effect for sessions already open too).
+                let mut current = route.clone();
                 if let Ok(fresh) = proxy.router.resolve(&auth.login, &auth.database).await
                     && let Ok(moved) = backend_target(&fresh, &auth, transaction_mode)
                 {
                     target = moved;
                     server_id.clone_from(&fresh.server_id);
+                    current = fresh;
                 }
-                match check_out(&route, &target, &ctx, proxy).await {
+                match check_out(&current, &target, &ctx, proxy).await {
                     Ok(b) => b,
                     Err(CheckOut::Refused(e)) => {
                         fail_w(client_w, e).await;
