@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the client libraries the integration tests drive tdb's proxy with besides psql and
-# sqlx: psycopg 3 and asyncpg (Python) and node-postgres (Node), and the OpenAPI fuzzer
-# schemathesis, into target/test-clients/ (or
+# sqlx: psycopg 3, psycopg2, asyncpg, pg8000 and SQLAlchemy (Python), node-postgres and
+# postgres.js (Node), and the OpenAPI fuzzer schemathesis, into target/test-clients/ (or
 # $TDB_TEST_CLIENTS), where the tests look for them. Idempotent and quiet: clients already there
 # are kept; Python, pip, Node and npm come from Debian's packages when missing.
 set -euo pipefail
@@ -22,6 +22,14 @@ if ! PYTHONPATH="$dir/python" python3 -c 'import psycopg, asyncpg' >/dev/null 2>
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
         --upgrade --target "$dir/python" 'psycopg[binary]>=3.1,<4' 'asyncpg>=0.29,<1'
 fi
+# The other drivers tests/proxy_drivers.rs runs through the proxy, beside the first two.
+if ! PYTHONPATH="$dir/python" python3 -c 'import psycopg2, pg8000, sqlalchemy, greenlet' \
+    >/dev/null 2>&1; then
+    echo "installing psycopg2, pg8000 and SQLAlchemy into $dir/python"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --no-warn-conflicts --upgrade --target "$dir/python" 'psycopg2-binary>=2.9,<3' \
+        'pg8000>=1.30,<2' 'SQLAlchemy[asyncio]>=2,<3'
+fi
 # schemathesis: the OpenAPI-driven fuzzer that checks the server against its document.
 if ! PYTHONPATH="$dir/schemathesis" python3 -c 'import schemathesis' >/dev/null 2>&1; then
     echo "installing schemathesis into $dir/schemathesis"
@@ -32,4 +40,9 @@ if [ ! -f "$dir/node/node_modules/pg/package.json" ]; then
     echo "installing node-postgres into $dir/node"
     mkdir -p "$dir/node"
     npm install --silent --no-audit --no-fund --prefix "$dir/node" 'pg@8'
+fi
+if [ ! -f "$dir/node/node_modules/postgres/package.json" ]; then
+    echo "installing postgres.js into $dir/node"
+    mkdir -p "$dir/node"
+    npm install --silent --no-audit --no-fund --prefix "$dir/node" 'postgres@3'
 fi
