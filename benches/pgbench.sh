@@ -5,7 +5,8 @@
 # runs against the three targets back to back, round after round:
 #   direct     the server's superuser on the tenant's physical database
 #   proxy      the tenant's own connection from POST /tenants, at tdb's --pg-listen port
-#   pgbouncer  PgBouncer (session pooling) in front of the same physical database, as the superuser
+#   pgbouncer  PgBouncer in front of the same physical database, as the superuser, in the same
+#              pooling mode as tdb (POOL_MODE)
 #   proxy_nolog  the same connection through a second `tdb serve` on the same catalog with its
 #              query log off (TDB_PG_QUERY_LOG=false): what logging every statement costs
 #   proxy_log  the same through a third `tdb serve` started as the second is, but with the log on:
@@ -23,6 +24,8 @@
 #        ONLY=text (only the workloads whose name holds it: "select-only", "prepared", "tpcb")
 #        RESET=1 (before every run, what pgbench does without -n, then a checkpoint; 0 to skip)
 #        TDB_BIN=path (use this binary instead of building target/release/tdb)
+#        POOL_MODE=session|transaction (tdb's pool_mode and PgBouncer's), POOL_SIZE=20 (transaction
+#        pooling: the server connections tdb's max_connections and PgBouncer's pool allow)
 # e.g.   TARGETS="direct pgbouncer" DURATION=5 ROUNDS=1 benches/pgbench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +41,9 @@ RESULTS=${RESULTS:-/tmp/tdb-pgbench-$(date +%Y%m%d-%H%M%S).md}
 ONLY=${ONLY:-}
 RESET=${RESET:-1}
 PROXY_LOG=${PROXY_LOG:-true}
+POOL_MODE=${POOL_MODE:-session}
+POOL_SIZE=${POOL_SIZE:-20}
+case $POOL_MODE in session | transaction) ;; *) echo "pgbench.sh: POOL_MODE is session or transaction" >&2; exit 1 ;; esac
 # name|pgbench options
 WORKLOADS=("select-only simple|-S -M simple" "select-only prepared|-S -M prepared" "tpcb simple|-M simple")
 if [ -n "$ONLY" ]; then
@@ -106,7 +112,14 @@ D=$(wait_deployment "$DEP")
 # Room for three proxies' pools (proxy, proxy_nolog, proxy_log): each serve holds the tenant to
 # max_connections on its own, and the most a tenant may be allowed on a 300-connection server
 # (a quarter of what it keeps for tenants) is 49.
-api PATCH /workspaces/pgbench/settings '{"max_connections":45}' >/dev/null
+MAXC=$(tr ' ' '\n' <<<"$CLIENTS" | sort -n | tail -1)
+if [ "$POOL_MODE" = transaction ]; then
+    # Transaction pooling: max_connections counts server connections, as PgBouncer's pool size.
+    api PATCH /workspaces/pgbench/settings "$(jq -n --argjson n "$POOL_SIZE" --argjson c "$((MAXC + 10))" \
+        '{max_connections: $n, pool_mode: "transaction", max_client_connections: $c}')" >/dev/null
+else
+    api PATCH /workspaces/pgbench/settings '{"max_connections":45}' >/dev/null
+fi
 TENANT=$(api POST /tenants '{"tenant_id":"bench","databases":[{"blueprint":"pgbench"}]}')
 CONN=$(jq -c '.databases[0].connection' <<<"$TENANT")
 P_HOST=$(jq -r .host <<<"$CONN"); P_PORT=$(jq -r .port <<<"$CONN"); P_DB=$(jq -r .database <<<"$CONN")
@@ -156,8 +169,8 @@ fi
 if has_target pgbouncer; then
     step "starting PgBouncer"
     BOUNCER_PORT=$(free_port)
-    MAXC=$(tr ' ' '\n' <<<"$CLIENTS" | sort -n | tail -1)
     pg_dir "$ROOT/bouncer"
+    if [ "$POOL_MODE" = transaction ]; then BOUNCER_POOL=$POOL_SIZE; else BOUNCER_POOL=$((MAXC > 18 ? MAXC + 2 : 20)); fi
     cat >"$ROOT/bouncer/pgbouncer.ini" <<EOF
 [databases]
 $PHYS = host=127.0.0.1 port=$PG_PORT dbname=$PHYS user=bench password=$PW
@@ -168,8 +181,8 @@ listen_port = $BOUNCER_PORT
 unix_socket_dir =
 auth_type = trust
 auth_file = $ROOT/bouncer/userlist.txt
-pool_mode = session
-default_pool_size = $((MAXC > 18 ? MAXC + 2 : 20))
+pool_mode = $POOL_MODE
+default_pool_size = $BOUNCER_POOL
 max_client_conn = $((MAXC > 50 ? 2 * MAXC : 100))
 ignore_startup_parameters = extra_float_digits
 log_connections = 0
