@@ -371,12 +371,7 @@ async fn every_statement_is_logged_and_the_numbers_add_up() {
     assert_eq!(st, 404, "{missing}");
 
     // The operator's Prometheus metrics, on their own address.
-    let text = reqwest::get(format!("http://{metrics_listen}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&metrics_listen).await;
     for needle in [
         "tdb_http_requests_total{route=\"/tenants/{id}/logs\",method=\"GET\",status=\"200\"}",
         "tdb_http_request_duration_seconds",
@@ -579,12 +574,7 @@ async fn a_banned_client_reads_its_ban_over_tls_and_in_plain_text() {
             "sslmode={sslmode}: {said}"
         );
     }
-    let text = reqwest::get(format!("http://{metrics_listen}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&metrics_listen).await;
     assert!(
         text.lines()
             .any(|l| l == "tdb_address_bans_total{surface=\"proxy\"} 1"),

@@ -184,7 +184,8 @@ impl Targets {
 async fn targets(s: &TdbServer) -> Targets {
     let (key, session) = account_with_tenant(s, "drivers-session@example.com").await;
     let plain = create_tenant_url(s, &key, "app", "plain").await;
-    let db = psql(&plain, "SELECT current_database()").expect("the direct tenant's database");
+    let db = psql_with_options(&plain, "", "SELECT current_database()")
+        .expect("the direct tenant's database");
     let direct = Target::parse(&s.managed_admin_url(&db).expect("admin url"));
     // Only the socket: asyncpg would try the URL's host (on TCP) first.
     let direct = Target {
@@ -195,49 +196,18 @@ async fn targets(s: &TdbServer) -> Targets {
         ..direct
     };
     let (key, transaction) = account_with_tenant(s, "drivers-transaction@example.com").await;
-    transaction_pooling(s, &key, &transaction).await;
+    // One server connection per tenant: the clients take turns on it.
+    transaction_pooling(
+        s,
+        &key,
+        &transaction,
+        serde_json::json!({"max_connections": 1}),
+    )
+    .await;
     Targets {
         direct,
         session: Target::parse(&session),
         transaction: Target::parse(&transaction),
-    }
-}
-
-/// psql -c `sql`: `Ok(stdout)` or `Err(stderr)`.
-fn psql(url: &str, sql: &str) -> Result<String, String> {
-    let out = std::process::Command::new("psql")
-        .args(["-X", "-At", url, "-c", sql])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("psql runs");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
-    if out.status.success() {
-        Ok(text(&out.stdout))
-    } else {
-        Err(text(&out.stderr))
-    }
-}
-
-/// Switches the workspace `app` of `key` to transaction pooling with one server connection per
-/// tenant, and waits until new sessions on `url` follow it (LISTEN is refused only there).
-async fn transaction_pooling(s: &TdbServer, key: &str, url: &str) {
-    let body = serde_json::json!({"pool_mode": "transaction", "max_connections": 1}).to_string();
-    let (st, reply) = call(
-        s,
-        reqwest::Method::PATCH,
-        "/workspaces/app/settings",
-        Some(key),
-        Some(&body),
-    )
-    .await;
-    assert_eq!(st, 200, "{reply}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !psql(url, "LISTEN probe").is_err_and(|e| e.contains("transaction pooling")) {
-        assert!(
-            Instant::now() < deadline,
-            "sessions never switched to transaction pooling"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

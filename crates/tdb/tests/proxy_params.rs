@@ -7,27 +7,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
-
-/// psql with `PGOPTIONS`: `Ok(stdout)` or `Err(stderr)`.
-fn psql_with_options(url: &str, options: &str, sql: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-At", url, "-c", sql])
-        .env("PGOPTIONS", options)
-        .stdin(Stdio::null())
-        .output()
-        .expect("psql runs");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
-    if out.status.success() {
-        Ok(text(&out.stdout))
-    } else {
-        Err(text(&out.stderr))
-    }
-}
 
 const ASYNCPG: &str = r#"
 import asyncio, sys, asyncpg

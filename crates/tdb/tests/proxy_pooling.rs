@@ -4,42 +4,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::Connection;
 
 use common::*;
-
-/// Switches the workspace `app` (and its tenants) to transaction pooling, and waits until new
-/// sessions on `url` follow it (LISTEN is refused only there).
-async fn transaction_pooling(s: &tdb_testkit::TdbServer, key: &str, url: &str) {
-    let body = serde_json::json!({"pool_mode": "transaction"}).to_string();
-    let (st, reply) = call(
-        s,
-        reqwest::Method::PATCH,
-        "/workspaces/app/settings",
-        Some(key),
-        Some(&body),
-    )
-    .await;
-    assert_eq!(st, 200, "{reply}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = std::process::Command::new("psql")
-            .args(["-X", "-At", url, "-c", "LISTEN probe"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("psql runs");
-        if String::from_utf8_lossy(&out.stderr).contains("transaction pooling") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sessions never switched to transaction pooling"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Two psycopg clients on one tenant: `a` changes its session in every way a driver or an app
 /// does; `b` must keep seeing the server's defaults (and parse its dates), `a` its own values,
@@ -89,7 +58,7 @@ print("b after", settings(b))
 async fn a_clients_session_settings_follow_it_and_no_one_else() {
     let s = start().await;
     let (key, url) = account_with_tenant(&s, "state@example.com").await;
-    transaction_pooling(&s, &key, &url).await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({})).await;
 
     let said = run_client(python(PSYCOPG_SESSION_STATE, &url), "psycopg");
     let lines: Vec<&str> = said.lines().collect();
@@ -172,7 +141,7 @@ print(b.execute(q, (70,)).fetchone()[0], a.execute("SELECT %s::int * 2", (40,)).
 async fn deallocating_concerns_one_client_only() {
     let s = start().await;
     let (key, url) = account_with_tenant(&s, "deallocate@example.com").await;
-    transaction_pooling(&s, &key, &url).await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({})).await;
 
     let said = run_client(python(PSYCOPG_DEALLOCATE, &url), "psycopg");
     let lines: Vec<&str> = said.lines().collect();
@@ -225,7 +194,7 @@ async fn a_deployment_does_not_break_cached_statements_for_good() {
     use std::io::{BufRead, BufReader, Write};
     let s = start().await;
     let (key, url) = account_with_tenant(&s, "cached@example.com").await;
-    transaction_pooling(&s, &key, &url).await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({})).await;
 
     let mut child = python(ASYNCPG_CACHED_PLAN, &url)
         .stdin(std::process::Stdio::piped())
@@ -320,7 +289,7 @@ async fn transactions_queue_for_max_connections_and_sessions_have_their_own_cap(
     use std::io::{BufRead, BufReader, Write};
     let s = start_with_env(&[("TDB_PG_TRANSACTION_WAIT_SECS", "3")]).await;
     let (key, url) = account_with_tenant(&s, "crowd@example.com").await;
-    transaction_pooling(&s, &key, &url).await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({})).await;
     patch_settings(&s, &key, serde_json::json!({"max_connections": 2})).await;
 
     // Twenty clients, two server connections: every transaction waits its turn and runs.
@@ -450,7 +419,7 @@ async fn a_setting_changed_where_the_proxy_cannot_see_it_reaches_no_other_client
     .await;
     let d = deploy_and_wait(&s, &key, "app").await;
     assert_eq!(d["status"], "completed", "{d}");
-    transaction_pooling(&s, &key, &url).await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({})).await;
     let said = run_client(python(PSYCOPG_FUNCTION_SETTING, &url), "psycopg");
     assert_eq!(
         said.lines().collect::<Vec<_>>(),
@@ -529,7 +498,7 @@ for i in range(3):
 async fn deallocations_refusals_and_transaction_settings_hold_in_their_edge_cases() {
     let s = start().await;
     let (key, url) = account_with_tenant(&s, "edges@example.com").await;
-    transaction_pooling(&s, &key, &url).await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({})).await;
     // One server connection: the two clients take turns on it.
     patch_settings(&s, &key, serde_json::json!({"max_connections": 1})).await;
     let said = run_client(python(PSYCOPG_EDGES, &url), "psycopg");

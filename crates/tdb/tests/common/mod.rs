@@ -328,3 +328,58 @@ pub async fn proxy_greeting(port: u16, local: [u8; 4]) -> String {
         _ => String::new(),
     }
 }
+
+/// psql -c `sql` with `PGOPTIONS` set to `options`: `Ok(stdout)` or `Err(stderr)`, trimmed.
+pub fn psql_with_options(url: &str, options: &str, sql: &str) -> Result<String, String> {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-At", url, "-c", sql])
+        .env("PGOPTIONS", options)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("psql runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// Switches the workspace `app` of `key` (and its tenants) to transaction pooling, with the
+/// other settings in `more`, and waits until new sessions on `url` follow it (LISTEN is refused
+/// only there).
+pub async fn transaction_pooling(s: &TdbServer, key: &str, url: &str, more: Value) {
+    let mut body = serde_json::json!({"pool_mode": "transaction"});
+    if let (Some(all), Value::Object(extra)) = (body.as_object_mut(), more) {
+        all.extend(extra);
+    }
+    let (st, reply) = call(
+        s,
+        Method::PATCH,
+        "/workspaces/app/settings",
+        Some(key),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{reply}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !psql_with_options(url, "", "LISTEN probe")
+        .is_err_and(|e| e.contains("transaction pooling"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions never switched to transaction pooling"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The Prometheus metrics `tdb serve` exposes on `listen` (`TDB_METRICS_LISTEN`).
+pub async fn metrics_text(listen: &str) -> String {
+    reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
