@@ -521,3 +521,56 @@ async fn deallocations_refusals_and_transaction_settings_hold_in_their_edge_case
         "{said}"
     );
 }
+
+/// psycopg: connects, then on a line from its input sends an INSERT (which waits).
+const PSYCOPG_LATE_INSERT: &str = r#"
+import sys, psycopg
+c = psycopg.connect(sys.argv[1], autocommit=True)
+print("connected", flush=True)
+sys.stdin.readline()
+c.execute("INSERT INTO items VALUES (42)")
+print("inserted", flush=True)
+"#;
+
+#[tokio::test]
+async fn a_transaction_whose_client_left_while_it_waited_never_runs() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "left@example.com").await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({"max_connections": 1})).await;
+    let spawn = |script: &str| {
+        let mut child = python(script, &url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read");
+        (child, line)
+    };
+    // A client that has logged in; then the one server connection is taken by an open
+    // transaction.
+    let (mut late, said) = spawn(PSYCOPG_LATE_INSERT);
+    assert_eq!(said, "connected\n");
+    let (mut holder, said) = spawn(PSYCOPG_HOLDER);
+    assert_eq!(said, "holding\n");
+    // The client sends its INSERT, which waits for the connection; then the client dies.
+    late.stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("write");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    late.kill().expect("kill the client");
+    let _ = late.wait();
+    // The connection is given back; the INSERT must not run for no one.
+    drop(holder.stdin.take());
+    holder.wait().expect("holder ends");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        psql_with_options(&url, "", "SELECT count(*) FROM items WHERE id = 42").as_deref(),
+        Ok("0"),
+        "the abandoned INSERT ran"
+    );
+}

@@ -260,6 +260,11 @@ impl ClientState {
         !self.buf.is_empty() && self.skip == 0
     }
 
+    /// Client bytes read and not yet relayed, however many.
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Whether the next message is Terminate.
     pub fn terminates(&self) -> bool {
         self.buf.first() == Some(&b'X')

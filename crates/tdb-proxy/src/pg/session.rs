@@ -599,7 +599,7 @@ where
                     server_id.clone_from(&fresh.server_id);
                     current = fresh;
                 }
-                match check_out(&current, &target, &ctx, proxy).await {
+                match check_out(&current, &target, &ctx, proxy, (client_r, &mut state)).await {
                     Ok(b) => b,
                     Err(CheckOut::Refused(e)) => {
                         fail_w(client_w, e).await;
@@ -787,15 +787,28 @@ enum CheckOut {
 
 /// Transaction pooling: a server connection for the client's next transaction, under the
 /// route's `max_connections` (waiting in order of arrival), given the client's own settings.
-async fn check_out(
+async fn check_out<R: AsyncRead + Unpin>(
     route: &Route,
     target: &BackendTarget,
     ctx: &SessionContext,
     proxy: &ProxyState,
+    (client_r, state): (&mut R, &mut ClientState),
 ) -> Result<Backend, CheckOut> {
-    let permit = tokio::select! {
-        got = take_server_slot(route, proxy, &ctx.shutdown) => got?,
-        _ = ctx.kill.cancelled() => return Err(CheckOut::Ended(RelayEnd::Killed)),
+    let slot = take_server_slot(route, proxy, &ctx.shutdown);
+    tokio::pin!(slot);
+    let permit = loop {
+        tokio::select! {
+            got = &mut slot => break got?,
+            _ = ctx.kill.cancelled() => return Err(CheckOut::Ended(RelayEnd::Killed)),
+            // A client that leaves while its transaction waits takes the transaction with it:
+            // it must not run later for no one (a client that timed out and retried would have
+            // it run twice).
+            gone = client_left(client_r, state), if state.pending_bytes() < WATCH_LIMIT => {
+                if gone {
+                    return Err(CheckOut::Ended(RelayEnd::ClientGone));
+                }
+            }
+        }
     };
     let mut backend = match proxy.pool.acquire(target, route.server_budget).await {
         Ok((b, _)) => b,
@@ -809,6 +822,16 @@ async fn check_out(
     };
     backend.tenant_slot = Some(permit);
     Ok(backend)
+}
+
+/// Bytes a client may send ahead while its transaction waits for a server connection, past
+/// which the proxy stops reading (and watching) until the transaction runs.
+const WATCH_LIMIT: usize = 1 << 20;
+
+/// Reads what the client sends meanwhile (kept for the relay); true once it has gone.
+async fn client_left<R: AsyncRead + Unpin>(client_r: &mut R, state: &mut ClientState) -> bool {
+    use tokio::io::AsyncReadExt;
+    matches!(client_r.read_buf(state.buffer()).await, Ok(0) | Err(_))
 }
 
 /// Transaction pooling: a place among the route's `max_connections` server connections, in
