@@ -574,3 +574,33 @@ async fn a_transaction_whose_client_left_while_it_waited_never_runs() {
         "the abandoned INSERT ran"
     );
 }
+
+/// psycopg: a client in LATIN1 with a non-ASCII setting and a long one; another client takes
+/// the one server connection in between.
+const PSYCOPG_ENCODED_SETTINGS: &str = r#"
+import sys, psycopg
+url = sys.argv[1]
+a = psycopg.connect(url, autocommit=True)
+b = psycopg.connect(url, autocommit=True)
+a.execute("SET client_encoding = 'LATIN1'")
+a.execute("SELECT set_config('app.name', %s, false)", ("José",))
+a.execute("SELECT set_config('app.big', repeat('x', 100000), false)")
+for _ in range(2):
+    b.execute("SELECT 1")
+    row = a.execute("SELECT current_setting('client_encoding'), current_setting('app.name'), "
+                    "length(current_setting('app.big'))").fetchone()
+    print(*row)
+"#;
+
+#[tokio::test]
+async fn settings_travel_whatever_their_encoding_and_length() {
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "latin@example.com").await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({"max_connections": 1})).await;
+    let said = run_client(python(PSYCOPG_ENCODED_SETTINGS, &url), "psycopg");
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        ["LATIN1 José 100000", "LATIN1 José 100000"],
+        "{said}"
+    );
+}

@@ -16,21 +16,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKE_MESSAGE: usize = 64 * 1024;
 /// How long reading or applying a session's settings may take.
 const SETTINGS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer read with a session's settings (one setting per row, in hex).
+const MAX_SETTINGS_MESSAGE: usize = 4 << 20;
 /// What a session changed beyond its startup parameters: what `pg_settings` shows as set in the
 /// session (but the transaction's own characteristics, which `SET TRANSACTION` leaves marked
 /// so, and which cannot be set once a statement has run), then the custom settings named in `$1` (which it does not show) that have a value,
 /// then `role` (not shown either), last so the others are applied with the session's own rights.
-const READ_SETTINGS: &str = "SELECT name, setting FROM (\
+/// Names and values travel as the hex of their UTF-8, both ways, so the client's own
+/// `client_encoding` changes nothing in them.
+const READ_SETTINGS: &str = "SELECT pg_catalog.encode(pg_catalog.convert_to(name, 'UTF8'), 'hex'), \
+     pg_catalog.encode(pg_catalog.convert_to(setting, 'UTF8'), 'hex') FROM (\
      SELECT name, setting, 0 AS o FROM pg_catalog.pg_settings WHERE source = 'session' \
      AND name NOT IN ('transaction_isolation', 'transaction_read_only', 'transaction_deferrable') \
      UNION ALL SELECT n, pg_catalog.current_setting(n, true), 1 \
-     FROM pg_catalog.unnest($1::pg_catalog.text[]) AS c(n) \
+     FROM (SELECT pg_catalog.convert_from(pg_catalog.decode(h, 'hex'), 'UTF8') \
+     FROM pg_catalog.unnest($1::pg_catalog.text[]) AS h) AS c(n) \
      WHERE pg_catalog.current_setting(n, true) <> '' AND pg_catalog.lower(n) NOT IN \
      (SELECT pg_catalog.lower(name) FROM pg_catalog.pg_settings) \
      UNION ALL SELECT 'role', pg_catalog.current_setting('role'), 2 \
      WHERE pg_catalog.current_setting('role') <> 'none') AS s ORDER BY o, name";
-/// Applies settings given as two text arrays, names and values, in order.
-const APPLY_SETTINGS: &str = "SELECT pg_catalog.set_config(n, v, false) \
+/// Applies settings given as two text arrays, names and values (hex of their UTF-8), in order.
+const APPLY_SETTINGS: &str = "SELECT pg_catalog.set_config(\
+     pg_catalog.convert_from(pg_catalog.decode(n, 'hex'), 'UTF8'), \
+     pg_catalog.convert_from(pg_catalog.decode(v, 'hex'), 'UTF8'), false) \
      FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), \
      pg_catalog.unnest($2::pg_catalog.text[])) WITH ORDINALITY AS s(n, v, i) ORDER BY i";
 
@@ -272,7 +280,12 @@ impl Backend {
         custom: impl Iterator<Item = &'a str>,
     ) -> Result<Vec<(String, String)>, String> {
         let mut out = Vec::new();
-        extended(&mut out, READ_SETTINGS, &[&text_array(custom)]);
+        let custom: Vec<String> = custom.map(|n| hex(n.as_bytes())).collect();
+        extended(
+            &mut out,
+            READ_SETTINGS,
+            &[&text_array(custom.iter().map(String::as_str))],
+        );
         message(&mut out, b'S', |_| {});
         let mut rows = Vec::new();
         self.exchange(&out, |tag, body| {
@@ -282,10 +295,14 @@ impl Backend {
             Ok(())
         })
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|mut r| Some((r.first_mut().map(std::mem::take)?, r.pop()?)))
-            .collect())
+        let text = |h: &str| String::from_utf8(unhex(h)?).ok();
+        rows.into_iter()
+            .map(|r| match r.as_slice() {
+                [name, value] => Some((text(name)?, text(value)?)),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| "a malformed row of settings".to_string())
     }
 
     /// Sends `out`, then reads the answers up to `ReadyForQuery`, handing each other message to
@@ -303,9 +320,10 @@ impl Backend {
             let mut buf = BytesMut::with_capacity(1024);
             let mut failed = None;
             loop {
-                let (tag, body) = read_message(&mut self.stream, &mut buf)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (tag, body) =
+                    read_message_up_to(&mut self.stream, &mut buf, MAX_SETTINGS_MESSAGE)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 match tag {
                     b'E' => {
                         let fields = frame::error_fields(&body);
@@ -362,8 +380,10 @@ pub fn settings_messages(settings: &[(String, String)]) -> Vec<u8> {
         extended(&mut out, sql, &[]);
     }
     if !settings.is_empty() {
-        let names = text_array(settings.iter().map(|(n, _)| n.as_str()));
-        let values = text_array(settings.iter().map(|(_, v)| v.as_str()));
+        let names: Vec<String> = settings.iter().map(|(n, _)| hex(n.as_bytes())).collect();
+        let values: Vec<String> = settings.iter().map(|(_, v)| hex(v.as_bytes())).collect();
+        let names = text_array(names.iter().map(String::as_str));
+        let values = text_array(values.iter().map(String::as_str));
         extended(&mut out, APPLY_SETTINGS, &[&names, &values]);
     }
     message(&mut out, b'S', |_| {});
@@ -445,17 +465,40 @@ fn field(fields: &[(u8, &[u8])], code: u8) -> String {
         .unwrap_or_default()
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Reads one whole message during a handshake (the relay streams instead).
 async fn read_message<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
+) -> Result<(u8, Vec<u8>), BackendError> {
+    read_message_up_to(stream, buf, MAX_HANDSHAKE_MESSAGE).await
+}
+
+/// Reads one whole message of at most `limit` bytes.
+async fn read_message_up_to<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limit: usize,
 ) -> Result<(u8, Vec<u8>), BackendError> {
     loop {
         if buf.len() >= 5 {
             let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
             let total = usize::try_from(len)
                 .ok()
-                .filter(|n| (4..=MAX_HANDSHAKE_MESSAGE).contains(n))
+                .filter(|n| (4..=limit).contains(n))
                 .ok_or(BackendError::Protocol("bad message length"))?
                 + 1;
             if buf.len() >= total {
