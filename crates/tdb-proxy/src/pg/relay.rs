@@ -206,6 +206,8 @@ impl Shared {
             && !self.unsynced
             && !self.copy_in
             && !self.forwarding
+            // The reset's answers still to come would be read by whoever uses it next.
+            && !self.resetting
     }
 }
 
