@@ -371,21 +371,24 @@ pub async fn cancel(host: &str, port: u16, pid: u32, key: u32) -> std::io::Resul
 }
 
 /// Transaction pooling: what puts a session back to its startup parameters and then gives it
-/// exactly `settings` (what [`Backend::read_settings`] read for a client), ending with `Sync`:
-/// sent ahead of the client's first message on a connection that changes hands, its answers
+/// exactly `settings` (what [`Backend::read_settings`] read for a client), ending with one
+/// `ReadyForQuery` (a simple query without settings, else extended messages and `Sync`): sent ahead of the client's first message on a connection that changes hands, its answers
 /// (up to and including one `ReadyForQuery`) are the proxy's, not the client's.
 pub fn settings_messages(settings: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
+    if settings.is_empty() {
+        // The usual case, in one message the server parses at once.
+        message(&mut out, b'Q', |b| cstr(b, "RESET ALL; RESET ROLE"));
+        return out;
+    }
     for sql in ["RESET ALL", "RESET ROLE"] {
         extended(&mut out, sql, &[]);
     }
-    if !settings.is_empty() {
-        let names: Vec<String> = settings.iter().map(|(n, _)| hex(n.as_bytes())).collect();
-        let values: Vec<String> = settings.iter().map(|(_, v)| hex(v.as_bytes())).collect();
-        let names = text_array(names.iter().map(String::as_str));
-        let values = text_array(values.iter().map(String::as_str));
-        extended(&mut out, APPLY_SETTINGS, &[&names, &values]);
-    }
+    let names: Vec<String> = settings.iter().map(|(n, _)| hex(n.as_bytes())).collect();
+    let values: Vec<String> = settings.iter().map(|(_, v)| hex(v.as_bytes())).collect();
+    let names = text_array(names.iter().map(String::as_str));
+    let values = text_array(values.iter().map(String::as_str));
+    extended(&mut out, APPLY_SETTINGS, &[&names, &values]);
     message(&mut out, b'S', |_| {});
     out
 }
