@@ -51,8 +51,9 @@ impl Pool {
         &self,
         target: &BackendTarget,
         budget: Option<u32>,
+        client: u64,
     ) -> Result<(Backend, bool), crate::pg::backend::BackendError> {
-        if let Some(conn) = self.take(target) {
+        if let Some(conn) = self.take(target, client) {
             return Ok((conn, true));
         }
         let slot = match budget {
@@ -137,9 +138,20 @@ impl Pool {
 
     /// The most recently pooled live connection for `target`; stale and dead ones on the way
     /// are closed.
-    fn take(&self, target: &BackendTarget) -> Option<Backend> {
+    ///
+    /// Transaction pooling: the connection `client` used last, if it is idle, comes first: it
+    /// needs no reset (0: no preference).
+    fn take(&self, target: &BackendTarget, client: u64) -> Option<Backend> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = idle.get_mut(target)?;
+        if client != 0
+            && let Some(at) = conns.iter().rposition(|c| c.last_client == client)
+        {
+            let mut conn = conns.remove(at);
+            if conn.idle_since.elapsed() < IDLE_TIMEOUT && quiet(&mut conn.stream) {
+                return Some(conn);
+            }
+        }
         while let Some(mut conn) = conns.pop() {
             if conn.idle_since.elapsed() < IDLE_TIMEOUT && quiet(&mut conn.stream) {
                 return Some(conn);

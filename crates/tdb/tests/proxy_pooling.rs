@@ -604,3 +604,30 @@ async fn settings_travel_whatever_their_encoding_and_length() {
         "{said}"
     );
 }
+
+/// psycopg: two clients, two server connections; then the clients take turns.
+const PSYCOPG_AFFINITY: &str = r#"
+import sys, psycopg
+url = sys.argv[1]
+a = psycopg.connect(url, autocommit=True)
+b = psycopg.connect(url, autocommit=True)
+a.execute("BEGIN")
+a.execute("SELECT 1")
+b.execute("SELECT 1")
+a.execute("COMMIT")
+pa, pb = set(), set()
+for _ in range(10):
+    pa.add(a.execute("SELECT pg_backend_pid()").fetchone()[0])
+    pb.add(b.execute("SELECT pg_backend_pid()").fetchone()[0])
+print(len(pa), len(pb), pa == pb)
+"#;
+
+#[tokio::test]
+async fn a_client_takes_back_the_connection_it_used_last_when_it_is_free() {
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "affinity@example.com").await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({"max_connections": 2})).await;
+    // Each keeps its own connection, which then needs no reset between its transactions.
+    let said = run_client(python(PSYCOPG_AFFINITY, &url), "psycopg");
+    assert_eq!(said, "1 1 False");
+}

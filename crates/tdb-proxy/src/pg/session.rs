@@ -506,7 +506,7 @@ where
     } else {
         None
     };
-    let (mut backend, _reused) = match proxy.pool.acquire(&target, route.server_budget).await {
+    let (mut backend, _reused) = match proxy.pool.acquire(&target, route.server_budget, 0).await {
         Ok(b) => b,
         Err(e) => return fail_w(client_w, backend_error(e, &route, &auth.database)).await,
     };
@@ -810,7 +810,11 @@ async fn check_out<R: AsyncRead + Unpin>(
             }
         }
     };
-    let mut backend = match proxy.pool.acquire(target, route.server_budget).await {
+    let mut backend = match proxy
+        .pool
+        .acquire(target, route.server_budget, state.id())
+        .await
+    {
         Ok((b, _)) => b,
         Err(e) => {
             return Err(CheckOut::Refused(backend_error(
