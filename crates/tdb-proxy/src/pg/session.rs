@@ -829,8 +829,10 @@ async fn check_out<R: AsyncRead + Unpin>(
 }
 
 /// Bytes a client may send ahead while its transaction waits for a server connection, past
-/// which the proxy stops reading (and watching) until the transaction runs.
-const WATCH_LIMIT: usize = 1 << 20;
+/// which the proxy stops reading (and watching) until the transaction runs: beyond a usual
+/// transaction's messages, the rest waits in the kernel's socket buffer, not in tdb's memory
+/// (a tenant may have thousands of clients waiting).
+const WATCH_LIMIT: usize = 16 * 1024;
 
 /// Reads what the client sends meanwhile (kept for the relay); true once it has gone.
 async fn client_left<R: AsyncRead + Unpin>(client_r: &mut R, state: &mut ClientState) -> bool {
