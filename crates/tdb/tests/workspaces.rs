@@ -505,6 +505,18 @@ async fn bad_input_answers_the_right_4xx() {
         (
             Method::PATCH,
             "/workspaces/app/settings",
+            Some(json!({"max_client_connections": 0})),
+            400,
+        ),
+        (
+            Method::PATCH,
+            "/workspaces/app/settings",
+            Some(json!({"max_client_connections": 10001})),
+            400,
+        ),
+        (
+            Method::PATCH,
+            "/workspaces/app/settings",
             Some(json!({"default_ttl": 3})),
             400,
         ),
