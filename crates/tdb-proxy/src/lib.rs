@@ -23,6 +23,8 @@ pub mod route;
 mod server;
 #[cfg(feature = "server")]
 pub mod tls;
+#[cfg(feature = "server")]
+pub mod workers;
 
 #[cfg(feature = "server")]
 pub use server::{PlaintextPolicy, ProxyConfig, ProxyState, serve_pg};

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -25,9 +25,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a new server connection waits for a place in its server's budget.
 const BUDGET_WAIT: Duration = Duration::from_secs(2);
 
-#[derive(Default)]
+type Idle = HashMap<BackendTarget, Vec<Backend>>;
+
 pub struct Pool {
-    idle: Mutex<HashMap<BackendTarget, Vec<Backend>>>,
+    /// Idle connections by worker (index: [`crate::workers::current`], 0 off the workers).
+    idle: Box<[Mutex<Idle>]>,
     /// Each server's budget of tenant connections: every connection to it (in use or pooled)
     /// holds a permit, so tenants together never take what tdb keeps for its own work.
     budgets: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
@@ -36,11 +38,56 @@ pub struct Pool {
     plan_epochs: Mutex<HashMap<(String, u16, String), Arc<AtomicU64>>>,
 }
 
+impl Default for Pool {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
 impl Pool {
+    /// A pool for `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            idle: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
+            budgets: Mutex::default(),
+            plan_epochs: Mutex::default(),
+        }
+    }
+
+    /// The calling worker's idle connections.
+    fn here(&self) -> MutexGuard<'_, Idle> {
+        let worker = crate::workers::current().unwrap_or(0) % self.idle.len();
+        lock(&self.idle[worker])
+    }
+
+    /// Takes the idle connections `pick` chooses, on every worker (when `everywhere`) or on the
+    /// calling one, and closes them.
+    async fn close_where(&self, everywhere: bool, pick: impl Fn(&BackendTarget, &Backend) -> bool) {
+        let mut stale = Vec::new();
+        let mut sweep = |idle: &mut Idle| {
+            for (target, conns) in idle.iter_mut() {
+                let (drop, keep): (Vec<_>, Vec<_>) =
+                    conns.drain(..).partition(|c| pick(target, c));
+                *conns = keep;
+                stale.extend(drop);
+            }
+            idle.retain(|_, conns| !conns.is_empty());
+        };
+        if everywhere {
+            for idle in &self.idle {
+                sweep(&mut lock(idle));
+            }
+        } else {
+            sweep(&mut self.here());
+        }
+        for conn in stale {
+            conn.terminate().await;
+        }
+    }
     /// The epoch of shared statement names on `target`'s database.
     pub fn plan_epoch(&self, target: &BackendTarget) -> Arc<AtomicU64> {
         let key = (target.host.clone(), target.port, target.database.clone());
-        let mut epochs = self.plan_epochs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut epochs = lock(&self.plan_epochs);
         epochs.entry(key).or_default().clone()
     }
 
@@ -81,7 +128,7 @@ impl Pool {
     ) -> Result<OwnedSemaphorePermit, BackendError> {
         let server = (target.host.clone(), target.port);
         let places = {
-            let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+            let mut budgets = lock(&self.budgets);
             budgets
                 .entry(server.clone())
                 .or_insert_with(|| Arc::new(Semaphore::new(budget as usize)))
@@ -97,43 +144,22 @@ impl Pool {
         }
     }
 
-    /// Closes every idle pooled connection to a server (its budget is full).
+    /// Closes every idle pooled connection to a server (its budget is full), on every worker.
     async fn evict_server(&self, server: &(String, u16)) {
-        let stale: Vec<Backend> = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let mut stale = Vec::new();
-            for (key, conns) in idle.iter_mut() {
-                if key.host == server.0 && key.port == server.1 {
-                    stale.append(conns);
-                }
-            }
-            idle.retain(|_, conns| !conns.is_empty());
-            stale
-        };
-        for conn in stale {
-            conn.terminate().await;
-        }
+        self.close_where(true, |t, _| t.host == server.0 && t.port == server.1)
+            .await;
     }
 
+    /// Closes every idle pooled connection of `target`'s role, on every worker (they count
+    /// against its connection limit).
     async fn evict_role(&self, target: &BackendTarget) {
-        let stale: Vec<Backend> = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let mut stale = Vec::new();
-            for (key, conns) in idle.iter_mut() {
-                if key.host == target.host
-                    && key.port == target.port
-                    && key.database == target.database
-                    && key.user == target.user
-                {
-                    stale.append(conns);
-                }
-            }
-            idle.retain(|_, conns| !conns.is_empty());
-            stale
-        };
-        for conn in stale {
-            conn.terminate().await;
-        }
+        self.close_where(true, |t, _| {
+            t.host == target.host
+                && t.port == target.port
+                && t.database == target.database
+                && t.user == target.user
+        })
+        .await;
     }
 
     /// The most recently pooled live connection for `target`; stale and dead ones on the way
@@ -142,7 +168,7 @@ impl Pool {
     /// Transaction pooling: the connection `client` used last, if it is idle, comes first: it
     /// needs no reset (0: no preference).
     fn take(&self, target: &BackendTarget, client: u64) -> Option<Backend> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.here();
         let conns = idle.get_mut(target)?;
         if client != 0
             && let Some(at) = conns.iter().rposition(|c| c.last_client == client)
@@ -181,7 +207,7 @@ impl Pool {
         conn.idle_since = Instant::now();
         conn.tenant_slot = None;
         let surplus = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut idle = self.here();
             let conns = idle.entry(target).or_default();
             if conns.len() < MAX_IDLE_PER_KEY {
                 conns.push(conn);
@@ -195,40 +221,27 @@ impl Pool {
         }
     }
 
-    /// Closes connections idle for longer than [`IDLE_TIMEOUT`] (and every one for a server
-    /// database matching `only`, when given: a dropped or moved database).
+    /// Closes the calling worker's connections idle for longer than [`IDLE_TIMEOUT`] (and
+    /// every one for a server database matching `only`, when given: a dropped or moved
+    /// database).
     pub async fn evict(&self, only: Option<(&str, u16, &str)>) {
-        let stale: Vec<Backend> = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let mut stale = Vec::new();
-            for (target, conns) in idle.iter_mut() {
-                let matches = only.is_some_and(|(host, port, db)| {
-                    target.host == host && target.port == port && target.database == db
-                });
-                let (keep, drop): (Vec<_>, Vec<_>) = conns
-                    .drain(..)
-                    .partition(|c| !matches && c.idle_since.elapsed() < IDLE_TIMEOUT);
-                *conns = keep;
-                stale.extend(drop);
-            }
-            idle.retain(|_, conns| !conns.is_empty());
-            stale
-        };
-        for conn in stale {
-            conn.terminate().await;
-        }
+        self.close_where(false, |target, conn| {
+            let matches = only.is_some_and(|(host, port, db)| {
+                target.host == host && target.port == port && target.database == db
+            });
+            matches || conn.idle_since.elapsed() >= IDLE_TIMEOUT
+        })
+        .await;
     }
 
-    /// Closes every idle connection (shutdown).
+    /// Closes the calling worker's idle connections (shutdown).
     pub async fn close_all(&self) {
-        let all: Vec<Backend> = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.drain().flat_map(|(_, conns)| conns).collect()
-        };
-        for conn in all {
-            conn.terminate().await;
-        }
+        self.close_where(false, |_, _| true).await;
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether an idle server connection has stayed silent: one non-blocking read that finds

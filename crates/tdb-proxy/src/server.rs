@@ -6,7 +6,7 @@ use std::time::Duration;
 use tdb_catalog::Catalog;
 use tdb_catalog::routing::{GATES_CHANNEL, ROUTES_CHANNEL};
 use tdb_core::secrets::MasterKey;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,6 +17,7 @@ use crate::pg;
 use crate::pool::Pool;
 use crate::querylog::QueryLog;
 use crate::route::Router;
+use crate::workers::Workers;
 
 /// When clients may connect without TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,8 @@ pub struct ProxyConfig {
     /// attempts are refused.
     pub max_auth_failures_per_ip: usize,
     pub max_auth_failures_per_user: usize,
+    /// Worker threads, each with an event loop of its own (see [`crate::workers`]).
+    pub workers: usize,
 }
 
 impl Default for ProxyConfig {
@@ -86,6 +89,7 @@ impl Default for ProxyConfig {
             ip_guard: Arc::new(tdb_core::ratelimit::IpGuard::new(Default::default())),
             max_auth_failures_per_ip: 30,
             max_auth_failures_per_user: 10,
+            workers: 1,
         }
     }
 }
@@ -145,13 +149,13 @@ impl ProxyState {
             tdb_core::ratelimit::FailureThrottle::new(config.max_auth_failures_per_user, window);
         Arc::new(Self {
             unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated)),
+            pool: Pool::new(config.workers),
             peers: tdb_core::slots::AddressSlots::new(config.max_unauthenticated_per_address),
             config,
             router: Router::new(catalog.clone(), key.clone()),
             catalog,
             tls,
             gates: Gates::default(),
-            pool: Pool::default(),
             cancels: CancelKeys::default(),
             log,
             fake_scram_secret: key.derive("proxy-fake-scram"),
@@ -165,20 +169,29 @@ impl ProxyState {
     }
 }
 
-/// Accepts PostgreSQL clients until shutdown, then lets sessions finish their transactions
-/// (up to the grace period) and closes pooled connections. Every session the shutdown ends is
-/// told so (57P01) by its own task, and a statement still running at the deadline is stopped on
-/// the server; this waits for that too, so the caller may stop the servers afterwards.
-pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) {
+/// Accepts PostgreSQL clients until shutdown, each session on one of `config.workers` worker
+/// threads; then lets sessions finish their transactions (up to the grace period) and closes
+/// pooled connections. Every session the shutdown ends is told so (57P01) by its own task, and
+/// a statement still running at the deadline is stopped on the server; this waits for that
+/// too, so the caller may stop the servers afterwards.
+pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) -> std::io::Result<()> {
+    let workers = Arc::new(Workers::start(state.config.workers, "tdb-proxy")?);
     let tracker = TaskTracker::new();
     tracker.spawn(follow_changes(state.clone()));
-    tracker.spawn(reap_idle(state.clone()));
+    tracker.spawn(reap_idle(state.clone(), workers.clone()));
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept() => match accepted.and_then(|(s, peer)| Ok((s.into_std()?, peer))) {
                 Ok((stream, peer)) => {
-                    tracker.spawn(pg::session::handle(stream, peer, state.clone()));
+                    let state = state.clone();
+                    workers.spawn(&tracker, move || async move {
+                        // Registered with the event loop of the worker it runs on.
+                        match TcpStream::from_std(stream) {
+                            Ok(stream) => pg::session::handle(stream, peer, state).await,
+                            Err(e) => tracing::warn!(error = %e, %peer, "taking a proxy connection failed"),
+                        }
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -196,7 +209,18 @@ pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) {
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("proxy sessions still open after the shutdown grace period");
     }
-    state.pool.close_all().await;
+    // Each worker closes its own pooled connections, on its own event loop, then ends.
+    let pool_state = state.clone();
+    workers
+        .on_each(move || {
+            let state = pool_state.clone();
+            async move { state.pool.close_all().await }
+        })
+        .await;
+    if let Some(workers) = Arc::into_inner(workers) {
+        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    }
+    Ok(())
 }
 
 /// Applies the control plane's news: forgets changed routes, ends the sessions of tenants that
@@ -291,15 +315,21 @@ async fn recheck_all(state: &ProxyState) {
     }
 }
 
-/// Every 10 s: closes pooled connections idle too long, and reports query-log records lost
-/// since the last report (the /metrics endpoint will count them too).
-async fn reap_idle(state: Arc<ProxyState>) {
+/// Every 10 s: closes pooled connections idle too long (each worker its own), and reports
+/// query-log records lost since the last report (the /metrics endpoint will count them too).
+async fn reap_idle(state: Arc<ProxyState>, workers: Arc<Workers>) {
     let mut reported = 0;
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(10)) => {
-                state.pool.evict(None).await;
+                let pool_state = state.clone();
+                workers
+                    .on_each(move || {
+                        let state = pool_state.clone();
+                        async move { state.pool.evict(None).await }
+                    })
+                    .await;
                 let dropped = state.log.dropped();
                 metrics::counter!("tdb_query_log_dropped_total").absolute(dropped);
                 if dropped > reported {

@@ -207,12 +207,12 @@ async fn run_with_catalog(
     result.context("serving the API")
 }
 
-/// Binds the PostgreSQL proxy and runs it until shutdown, on a thread and single-threaded
-/// runtime of its own, as an event-loop pooler does: the relay's wake-ups stay on one core
-/// instead of bouncing between the API's workers. It has its own small catalog pool, whose
-/// connections belong to that runtime. Its sessions hand their statements to `query_log`, whose
-/// writer runs on the caller's runtime: encoding and sending the batches never holds up the
-/// relay.
+/// Binds the PostgreSQL proxy and runs it until shutdown, apart from the API and the jobs: a
+/// thread of its own accepts connections and follows the catalog's changes, and the sessions
+/// run on `proxy_workers` worker threads, each with an event loop of its own (see
+/// `tdb_proxy::workers`). It has its own small catalog pool, which lives until the workers have
+/// stopped. Its sessions hand their statements to `query_log`, whose writer runs on the
+/// caller's runtime: encoding and sending the batches never holds up the relay.
 async fn start_pg_proxy(
     config: &Config,
     key: &MasterKey,
@@ -244,18 +244,16 @@ async fn start_pg_proxy(
     let tls = tdb_proxy::tls::acceptor(&cert, &key_path)?;
     let listener = bind_listener(config.pg_listen)
         .with_context(|| format!("binding the PostgreSQL proxy to {}", config.pg_listen))?;
-    // Sessions run on worker threads of their own, apart from the API and the jobs; every limit
-    // lives in the shared state, so it holds across workers exactly as with one.
+    // Every limit lives in the shared state, so it holds across workers exactly as with one.
     let workers = config.proxy_worker_count();
     tracing::info!(pg = %listener.local_addr()?, workers, "PostgreSQL proxy listening");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("tdb-proxy")
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the proxy's runtime")?;
     let proxy_config = tdb_proxy::ProxyConfig {
         ip_guard,
+        workers,
         ..config.proxy_config()
     };
     let key = key.clone();
@@ -287,7 +285,9 @@ async fn start_pg_proxy(
                     query_log,
                     shutdown,
                 );
-                tdb_proxy::serve_pg(listener, state).await;
+                if let Err(e) = tdb_proxy::serve_pg(listener, state).await {
+                    tracing::error!(error = %e, "starting the proxy's workers failed");
+                }
                 catalog.close().await;
             })
         })
