@@ -6,6 +6,13 @@
 pub mod pg;
 
 #[cfg(feature = "server")]
+pub mod admission;
+#[cfg(feature = "server")]
+pub mod refusal;
+#[cfg(feature = "server")]
+pub mod tenancy;
+
+#[cfg(feature = "server")]
 pub mod cancel;
 #[cfg(feature = "server")]
 pub mod ddl;
@@ -27,4 +34,4 @@ pub mod tls;
 pub mod workers;
 
 #[cfg(feature = "server")]
-pub use server::{PlaintextPolicy, ProxyConfig, ProxyState, serve_pg};
+pub use server::{PlaintextPolicy, Proxy, ProxyConfig, ProxyState, serve_pg};

@@ -66,8 +66,7 @@ impl Pool {
         let mut stale = Vec::new();
         let mut sweep = |idle: &mut Idle| {
             for (target, conns) in idle.iter_mut() {
-                let (drop, keep): (Vec<_>, Vec<_>) =
-                    conns.drain(..).partition(|c| pick(target, c));
+                let (drop, keep): (Vec<_>, Vec<_>) = conns.drain(..).partition(|c| pick(target, c));
                 *conns = keep;
                 stale.extend(drop);
             }

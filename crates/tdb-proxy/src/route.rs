@@ -18,8 +18,7 @@ use tdb_core::settings::Settings;
 use tdb_core::{KeyRole, ScopeType, TenantStatus, WorkspaceMode};
 use tokio::sync::Semaphore;
 
-use crate::pg::frame::PgError;
-use crate::pg::sqlstate;
+use crate::refusal::{Reason, Refusal};
 
 /// How long a cached route is trusted without news from the control plane.
 const ROUTE_TTL: Duration = Duration::from_secs(30);
@@ -103,7 +102,7 @@ impl Router {
     }
 
     /// The route for `database` as `login` may open it, or the error the client should see.
-    pub async fn resolve(&self, login: &Login, database: &str) -> Result<Arc<Route>, PgError> {
+    pub async fn resolve(&self, login: &Login, database: &str) -> Result<Arc<Route>, Refusal> {
         let name = RoutingName::parse(database).ok_or_else(|| does_not_exist(database))?;
         authorize(login, &name, database)?;
         let key = (login.project_id.clone(), database.to_string());
@@ -133,8 +132,8 @@ impl Router {
             }
         };
         if login.role == KeyRole::Read && route.read.is_none() {
-            return Err(PgError::fatal(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
+            return Err(Refusal::new(
+                Reason::NotAllowed,
                 format!(
                     "read credentials cannot open {}: it has no read-only role",
                     route.describe()
@@ -149,21 +148,18 @@ impl Router {
         project_id: &str,
         name: RoutingName,
         database: &str,
-    ) -> Result<Route, PgError> {
+    ) -> Result<Route, Refusal> {
         let unavailable = |e: tdb_catalog::CatalogError| {
             tracing::error!(error = %e, "catalog lookup failed in the proxy");
-            PgError::fatal(
-                sqlstate::CANNOT_CONNECT_NOW,
+            Refusal::new(
+                Reason::Unavailable,
                 "the database catalog is not available; try again",
             )
         };
         let secret = |sealed: &[u8], aad: Aad<'_>| {
             self.key.open_string(sealed, aad).map_err(|e| {
                 tracing::error!(error = %e, "cannot unseal a role secret");
-                PgError::fatal(
-                    sqlstate::INTERNAL_ERROR,
-                    "internal error reaching the database",
-                )
+                Refusal::new(Reason::Internal, "internal error reaching the database")
             })
         };
         match &name {
@@ -381,16 +377,13 @@ impl Router {
     }
 }
 
-pub fn does_not_exist(database: &str) -> PgError {
-    PgError::fatal(
-        sqlstate::INVALID_CATALOG_NAME,
-        format!("database \"{database}\" does not exist"),
-    )
+pub fn does_not_exist(database: &str) -> Refusal {
+    Refusal::no_such_database(database)
 }
 
 /// Whether the credential's scope covers the routing name. Answered before any lookup, so the
 /// reply does not depend on what exists.
-fn authorize(login: &Login, name: &RoutingName, database: &str) -> Result<(), PgError> {
+fn authorize(login: &Login, name: &RoutingName, database: &str) -> Result<(), Refusal> {
     let scope = login.scope_value.as_deref().unwrap_or("");
     let allowed = match (login.scope_type, name) {
         (ScopeType::Project, _) => true,
@@ -406,16 +399,16 @@ fn authorize(login: &Login, name: &RoutingName, database: &str) -> Result<(), Pg
             ScopeType::Provision => format!("database \"{scope}\""),
             ScopeType::Project => "the project".to_string(),
         };
-        return Err(PgError::fatal(
-            sqlstate::INSUFFICIENT_PRIVILEGE,
+        return Err(Refusal::new(
+            Reason::NotAllowed,
             format!(
                 "permission denied for database \"{database}\": this credential opens only {what}"
             ),
         ));
     }
     if login.role == KeyRole::Read && matches!(name, RoutingName::Workspace { .. }) {
-        return Err(PgError::fatal(
-            sqlstate::INSUFFICIENT_PRIVILEGE,
+        return Err(Refusal::new(
+            Reason::NotAllowed,
             format!(
                 "permission denied for database \"{database}\": read credentials open tenant databases only"
             ),
@@ -445,7 +438,7 @@ mod tests {
         assert!(authorize(&acme, &t("app__acme"), "app__acme").is_ok());
         assert!(authorize(&acme, &t("other__acme"), "other__acme").is_ok());
         let denied = authorize(&acme, &t("app__globex"), "app__globex").expect_err("denied");
-        assert_eq!(denied.code, "42501");
+        assert_eq!(denied.reason, Reason::NotAllowed);
         assert!(authorize(&acme, &t("app_workspace"), "app_workspace").is_err());
         let ws = login("workspace", Some("app"), "admin");
         assert!(authorize(&ws, &t("app_workspace"), "app_workspace").is_ok());

@@ -1,5 +1,7 @@
 //! The PostgreSQL proxy's shared state, accept loop and the catalog change feed.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::cancel::CancelKeys;
 use crate::gate::Gates;
@@ -169,57 +172,116 @@ impl ProxyState {
     }
 }
 
-/// Accepts PostgreSQL clients until shutdown, each session on one of `config.workers` worker
-/// threads; then lets sessions finish their transactions (up to the grace period) and closes
-/// pooled connections. Every session the shutdown ends is told so (57P01) by its own task, and
-/// a statement still running at the deadline is stopped on the server; this waits for that
-/// too, so the caller may stop the servers afterwards.
-pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) -> std::io::Result<()> {
-    let workers = Arc::new(Workers::start(state.config.workers, "tdb-proxy")?);
-    let tracker = TaskTracker::new();
-    tracker.spawn(follow_changes(state.clone()));
-    tracker.spawn(reap_idle(state.clone(), workers.clone()));
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted.and_then(|(s, peer)| Ok((s.into_std()?, peer))) {
+/// The proxy of one process, whatever its protocols: the worker threads, the catalog change
+/// feed and the reaper of idle server connections (each started once), and every session,
+/// tracked until it ends. Each protocol's listener is added with [`Proxy::listen`].
+pub struct Proxy {
+    state: Arc<ProxyState>,
+    workers: Arc<Workers>,
+    tracker: TaskTracker,
+}
+
+impl Proxy {
+    /// Starts the workers (`config.workers`) and the background tasks.
+    pub fn start(state: Arc<ProxyState>) -> std::io::Result<Self> {
+        let workers = Arc::new(Workers::start(state.config.workers, "tdb-proxy")?);
+        let tracker = TaskTracker::new();
+        tracker.spawn(follow_changes(state.clone()));
+        tracker.spawn(reap_idle(state.clone(), workers.clone()));
+        Ok(Self {
+            state,
+            workers,
+            tracker,
+        })
+    }
+
+    pub fn state(&self) -> &Arc<ProxyState> {
+        &self.state
+    }
+
+    /// Accepts connections on `listener` until shutdown; each runs `session` on the least busy
+    /// worker, inside a span naming the protocol and the client's address (a session adds its
+    /// tenant once it knows it). Admission is the session's first step (see
+    /// [`crate::admission`]), in the form its protocol can tell a client.
+    pub async fn listen<H, Fut>(&self, listener: TcpListener, protocol: &'static str, session: H)
+    where
+        H: Fn(TcpStream, SocketAddr, Arc<ProxyState>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted.and_then(|(s, peer)| Ok((s.into_std()?, peer))) {
                 Ok((stream, peer)) => {
-                    let state = state.clone();
-                    workers.spawn(&tracker, move || async move {
-                        // Registered with the event loop of the worker it runs on.
-                        match TcpStream::from_std(stream) {
-                            Ok(stream) => pg::session::handle(stream, peer, state).await,
-                            Err(e) => tracing::warn!(error = %e, %peer, "taking a proxy connection failed"),
+                    let state = self.state.clone();
+                    let session = session.clone();
+                    self.workers.spawn(&self.tracker, move || {
+                        let span = tracing::info_span!(
+                            "connection",
+                            protocol,
+                            peer = %peer,
+                            tenant = tracing::field::Empty
+                        );
+                        async move {
+                            // Registered with the event loop of the worker it runs on.
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => session(stream, peer, state).await,
+                                Err(e) => tracing::warn!(error = %e, "taking a connection failed"),
+                            }
                         }
+                        .instrument(span)
                     });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting a proxy connection failed");
+                    tracing::warn!(error = %e, protocol, "accepting a proxy connection failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-            },
+            }
         }
     }
-    drop(listener);
-    tracker.close();
-    // A session past the deadline cancels its statement, and a statement that ignores the
-    // cancel gets `ESCALATION` before the server's administrator ends it.
-    let grace = state.config.shutdown_grace + pg::watchdog::ESCALATION + Duration::from_secs(2);
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!("proxy sessions still open after the shutdown grace period");
+
+    /// After shutdown: lets sessions finish their transactions (up to the grace period), closes
+    /// pooled connections and stops the workers. Every session the shutdown ends is told so by
+    /// its own task, and a statement still running at the deadline is stopped on the server;
+    /// this waits for that too, so the caller may stop the servers afterwards.
+    pub async fn finish(self) {
+        self.tracker.close();
+        // A session past the deadline cancels its statement, and a statement that ignores the
+        // cancel gets `ESCALATION` before the server's administrator ends it.
+        let grace =
+            self.state.config.shutdown_grace + pg::watchdog::ESCALATION + Duration::from_secs(2);
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("proxy sessions still open after the shutdown grace period");
+        }
+        // Each worker closes its own pooled connections, on its own event loop, then ends.
+        let state = self.state.clone();
+        self.workers
+            .on_each(move || {
+                let state = state.clone();
+                async move { state.pool.close_all().await }
+            })
+            .await;
+        if let Some(workers) = Arc::into_inner(self.workers) {
+            let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+        }
     }
-    // Each worker closes its own pooled connections, on its own event loop, then ends.
-    let pool_state = state.clone();
-    workers
-        .on_each(move || {
-            let state = pool_state.clone();
-            async move { state.pool.close_all().await }
-        })
+}
+
+/// Serves PostgreSQL clients on `listener` until shutdown, then finishes (see
+/// [`Proxy::finish`]).
+pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) -> std::io::Result<()> {
+    let proxy = Proxy::start(state)?;
+    proxy
+        .listen(listener, "postgresql", pg::session::handle)
         .await;
-    if let Some(workers) = Arc::into_inner(workers) {
-        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
-    }
+    proxy.finish().await;
     Ok(())
 }
 

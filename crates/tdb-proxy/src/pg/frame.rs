@@ -15,6 +15,15 @@ pub struct PgError {
     pub message: String,
 }
 
+/// A refusal of the core, as a PostgreSQL client reads it: a FATAL error with the SQLSTATE of
+/// its reason.
+#[cfg(feature = "server")]
+impl From<crate::refusal::Refusal> for PgError {
+    fn from(r: crate::refusal::Refusal) -> Self {
+        Self::fatal(super::sqlstate::of_refusal(r.reason), r.message)
+    }
+}
+
 impl PgError {
     pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
         Self {

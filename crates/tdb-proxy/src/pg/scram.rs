@@ -75,6 +75,33 @@ impl Verifier {
         })
     }
 
+    /// Whether `password` is the one this verifier was made from, for protocols whose clients
+    /// send the password itself (over TLS): SCRAM's SaltedPassword, ClientKey and StoredKey
+    /// (RFC 5802), compared in constant time. Costs the verifier's iterations, as an exchange
+    /// does; a fake verifier accepts nothing.
+    pub fn accepts_password(&self, password: &str) -> bool {
+        let prf = |data: &[u8]| -> [u8; 32] {
+            let mut mac = <HmacSha256 as Mac>::new_from_slice(password.as_bytes())
+                .expect("HMAC takes a key of any length");
+            mac.update(data);
+            mac.finalize().into_bytes().into()
+        };
+        let mut first = self.salt.clone();
+        first.extend_from_slice(&1u32.to_be_bytes());
+        let mut u = prf(&first);
+        let mut salted = u;
+        for _ in 1..self.iterations {
+            u = prf(&u);
+            for (s, b) in salted.iter_mut().zip(u) {
+                *s ^= b;
+            }
+        }
+        let client_key = hmac(&salted, b"Client Key");
+        let stored: [u8; 32] = Sha256::digest(client_key).into();
+        let genuine = Choice::from(u8::from(self.matchable));
+        bool::from(stored.ct_eq(&self.stored_key) & genuine)
+    }
+
     /// A verifier for a user that does not exist: deterministic per (secret, username) so that
     /// repeated probes of the same name see the same salt and iteration count, indistinguishable
     /// in shape from a real one, and no password can ever match it.
@@ -475,6 +502,15 @@ mod tests {
             ScramError::Failed.to_string(),
             "password authentication failed"
         );
+    }
+
+    #[test]
+    fn a_password_is_checked_against_a_verifier_made_by_another_implementation() {
+        let verifier = Verifier::parse(&scram_sha_256(b"s3cret")).expect("parses");
+        assert!(verifier.accepts_password("s3cret"));
+        assert!(!verifier.accepts_password("s3cret "));
+        assert!(!verifier.accepts_password(""));
+        assert!(!Verifier::fake(&SECRET, "nobody").accepts_password(""));
     }
 
     #[test]

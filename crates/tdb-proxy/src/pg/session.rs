@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tdb_catalog::routing::{Login, QueryOrigin};
-use tdb_core::TenantStatus;
+use tdb_core::settings::PoolMode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -17,10 +17,11 @@ use super::scram::{ScramServer, Verifier};
 use super::sqlstate;
 use super::startup::{self, StartupRequest};
 use super::stop::{ServerOf, end_running};
+use crate::admission::{self, Admission};
 use crate::cancel::CancelTarget;
 use crate::route::Route;
+use crate::tenancy::{self, Tenancy};
 use crate::{PlaintextPolicy, ProxyState};
-use tdb_core::settings::PoolMode;
 
 /// How long the error that ends a session may take to reach the client's socket.
 const FAREWELL_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -43,33 +44,19 @@ struct Authenticated {
 
 pub async fn handle(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>) {
     let _ = stream.set_nodelay(true);
-    proxy.metrics.connections.increment(1);
-    // The address's rate, shared with the REST API, before anything else is done.
-    let refusal = address_refusal(&proxy, peer);
-    // Unauthenticated connections are capped per address (every address, loopback included;
-    // an IPv6 client's /64 as one), so one source cannot take every slot, and in all; past a
-    // cap a connection is closed at once. A refused connection holds its slots while it is
-    // told why.
-    let Some(per_peer) = proxy.peers.enter(peer.ip()) else {
-        if refusal.is_none() {
-            tracing::warn!(%peer, "too many unauthenticated connections from one address");
-        }
-        return;
-    };
-    let Ok(unauthenticated) = proxy.unauthenticated.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, "too many unauthenticated connections; closing one");
-        return;
+    let (unauthenticated, refusal) = match admission::admit(&proxy, peer, "postgresql") {
+        Admission::Admitted(places) => (places, None),
+        Admission::Refused(places, refusal) => (places, Some(refusal)),
+        Admission::Closed => return,
     };
     if let Some(refusal) = refusal {
-        proxy.metrics.refused.increment(1);
-        tracing::debug!(%peer, "connection refused by the address rate limit");
-        let _ = tokio::time::timeout(REFUSAL_DEADLINE, refuse(stream, &proxy, refusal)).await;
+        let _ =
+            tokio::time::timeout(REFUSAL_DEADLINE, refuse(stream, &proxy, refusal.into())).await;
         return;
     }
     let started =
         tokio::time::timeout(proxy.config.auth_timeout, negotiate(stream, peer, &proxy)).await;
     drop(unauthenticated);
-    drop(per_peer);
     let (mut io, auth) = match started {
         Ok(Some(done)) => done,
         Ok(None) => return,
@@ -145,40 +132,6 @@ async fn refuse(stream: TcpStream, proxy: &ProxyState, refusal: PgError) {
         }
     }
     fail(&mut io, refusal).await;
-}
-
-/// The error a connection from `peer` gets when its address is over its rate or banned.
-fn address_refusal(proxy: &ProxyState, peer: SocketAddr) -> Option<PgError> {
-    use tdb_core::ratelimit::Verdict;
-    match proxy.config.ip_guard.check(peer.ip()) {
-        Verdict::Allowed => None,
-        Verdict::Limited { retry_after } => Some(PgError::fatal(
-            sqlstate::TOO_MANY_CONNECTIONS,
-            format!(
-                "too many connection attempts from {}: max {} per second; retry in {retry_after} s",
-                peer.ip(),
-                proxy.config.ip_guard.limits().per_second
-            ),
-        )),
-        Verdict::Banned { retry_after, fresh } => {
-            if fresh {
-                proxy.metrics.bans.increment(1);
-                tracing::warn!(
-                    address = %peer.ip(),
-                    ban_secs = retry_after,
-                    surface = "postgresql proxy",
-                    "address banned: over the connection rate too often"
-                );
-            }
-            Some(PgError::fatal(
-                sqlstate::TOO_MANY_CONNECTIONS,
-                format!(
-                    "too many requests from {}: the address is banned for {retry_after} s",
-                    peer.ip()
-                ),
-            ))
-        }
-    }
 }
 
 /// Everything before the relay. `None` when the connection ended (a cancel request, bad input,
@@ -481,15 +434,18 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let route = match open_route(&auth, proxy).await {
-        Ok(r) => r,
-        Err(e) => return fail_w(client_w, e).await,
+    let Tenancy {
+        route,
+        gate,
+        kill,
+        slot,
+    } = match tenancy::enter(proxy, &auth.login, &auth.database).await {
+        Ok(t) => t,
+        Err(e) => return fail_w(client_w, e.into()).await,
     };
-    let (route, gate, kill) = route;
-    let slot = match take_slot(&route, proxy).await {
-        Ok(permit) => permit,
-        Err(e) => return fail_w(client_w, e).await,
-    };
+    if let Some(tenant) = &route.tenant_id {
+        tracing::Span::current().record("tenant", tenant.as_str());
+    }
     let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
     let mut server_id = route.server_id.clone();
     let mut target = match backend_target(&route, &auth, transaction_mode) {
@@ -760,10 +716,7 @@ async fn farewell(end: &RelayEnd, route: &Route, proxy: &ProxyState) -> Option<P
 
 /// What a session that tdb's shutdown ends is told.
 fn shutting_down() -> PgError {
-    PgError::fatal(
-        sqlstate::ADMIN_SHUTDOWN,
-        "terminating connection because tdb is shutting down",
-    )
+    crate::refusal::Refusal::shutting_down().into()
 }
 
 /// Writes a session's last error, giving up after a moment: a client that stopped reading
@@ -867,40 +820,6 @@ async fn take_server_slot(
     }
 }
 
-/// A slot under the route's cap on client sessions, waiting up to `connect_wait` for one; else
-/// the error for the client: 53300, or 57P01 when tdb shuts down meanwhile.
-async fn take_slot(
-    route: &Route,
-    proxy: &ProxyState,
-) -> Result<tokio::sync::OwnedSemaphorePermit, PgError> {
-    let wait = tokio::time::timeout(
-        proxy.config.connect_wait,
-        route.slots.clone().acquire_owned(),
-    );
-    tokio::select! {
-        biased;
-        _ = proxy.shutdown.cancelled() => Err(shutting_down()),
-        got = wait => match got {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(PgError::fatal(
-                sqlstate::TOO_MANY_CONNECTIONS,
-                match route.settings.pool_mode {
-                    PoolMode::Session => format!(
-                        "too many connections for {} (max_connections is {})",
-                        route.describe(),
-                        route.settings.max_connections
-                    ),
-                    PoolMode::Transaction => format!(
-                        "too many connections for {} (max_client_connections is {})",
-                        route.describe(),
-                        route.settings.max_client_connections
-                    ),
-                },
-            )),
-        },
-    }
-}
-
 /// Where and as whom a session reaches its database, and with which parameters: the route's
 /// server and role for the credential, the client's parameters within what the route allows.
 fn backend_target(
@@ -959,42 +878,6 @@ async fn wait_for_work<R: AsyncRead + Unpin>(
     }
 }
 
-/// Resolves the route and checks the tenant's state, holding the gate's kill token from before
-/// the final check so a suspension that lands in between still ends the session.
-async fn open_route(
-    auth: &Authenticated,
-    proxy: &ProxyState,
-) -> Result<
-    (
-        Arc<Route>,
-        Option<Arc<crate::gate::Gate>>,
-        tokio_util::sync::CancellationToken,
-    ),
-    PgError,
-> {
-    let route = proxy.router.resolve(&auth.login, &auth.database).await?;
-    let Some(tenant_id) = route.tenant_id.clone() else {
-        return Ok((route, None, tokio_util::sync::CancellationToken::new()));
-    };
-    let gate = proxy.gates.get(&tenant_id);
-    let kill = gate.kill_token();
-    let route = proxy.router.resolve(&auth.login, &auth.database).await?;
-    match route.status {
-        status if status.serves() => Ok((route, Some(gate), kill)),
-        TenantStatus::Deleted => Err(PgError::fatal(
-            sqlstate::INVALID_CATALOG_NAME,
-            format!(
-                "{} is deleted (it is in the trash; restore it to connect)",
-                route.describe()
-            ),
-        )),
-        status => Err(PgError::fatal(
-            sqlstate::CANNOT_CONNECT_NOW,
-            format!("{} is {status}", route.describe()),
-        )),
-    }
-}
-
 fn backend_error(e: BackendError, route: &Route, database: &str) -> PgError {
     tracing::warn!(error = %e, database, "connecting to a server database failed");
     // The server refused a parameter the client asked for: its name or value, or the tenant's
@@ -1024,7 +907,7 @@ fn backend_error(e: BackendError, route: &Route, database: &str) -> PgError {
             ),
         ),
         BackendError::Refused { code, .. } if code == sqlstate::INVALID_CATALOG_NAME => {
-            crate::route::does_not_exist(database)
+            crate::route::does_not_exist(database).into()
         }
         BackendError::Refused { code, .. } if code == sqlstate::CANNOT_CONNECT_NOW => {
             PgError::fatal(

@@ -35,6 +35,20 @@ pub fn parameter_refusal(code: &str) -> Option<&'static str> {
     PARAMETER_REFUSALS.iter().copied().find(|c| *c == code)
 }
 
+/// The SQLSTATE a refusal of the core is sent with.
+#[cfg(feature = "server")]
+pub fn of_refusal(reason: crate::refusal::Reason) -> &'static str {
+    use crate::refusal::Reason;
+    match reason {
+        Reason::TooMany => TOO_MANY_CONNECTIONS,
+        Reason::Unavailable => CANNOT_CONNECT_NOW,
+        Reason::NoSuchDatabase => INVALID_CATALOG_NAME,
+        Reason::NotAllowed => INSUFFICIENT_PRIVILEGE,
+        Reason::ShuttingDown => ADMIN_SHUTDOWN,
+        Reason::Internal => INTERNAL_ERROR,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
