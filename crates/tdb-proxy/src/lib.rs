@@ -13,6 +13,8 @@ pub mod refusal;
 pub mod tenancy;
 
 #[cfg(feature = "server")]
+pub mod budget;
+#[cfg(feature = "server")]
 pub mod cancel;
 #[cfg(feature = "server")]
 pub mod ddl;

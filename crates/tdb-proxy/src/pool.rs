@@ -12,8 +12,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::budget::{Place, ServerBudget};
 use crate::pg::backend::{Backend, BackendError, BackendTarget};
 use crate::pg::sqlstate;
 
@@ -31,8 +31,9 @@ pub struct Pool {
     /// Idle connections by worker (index: [`crate::workers::current`], 0 off the workers).
     idle: Box<[Mutex<Idle>]>,
     /// Each server's budget of tenant connections: every connection to it (in use or pooled)
-    /// holds a permit, so tenants together never take what tdb keeps for its own work.
-    budgets: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
+    /// holds a place, so tenants together never take what tdb keeps for its own work; shared
+    /// fairly between tenants when full (see [`crate::budget`]).
+    budgets: Mutex<HashMap<(String, u16), Arc<ServerBudget>>>,
     /// Each server database's epoch of shared statement names (see
     /// [`crate::pg::relay::SessionContext::plan_epoch`]).
     plan_epochs: Mutex<HashMap<(String, u16, String), Arc<AtomicU64>>>,
@@ -119,27 +120,24 @@ impl Pool {
         Ok((conn, false))
     }
 
-    /// A place for one more connection to `target`'s server.
-    async fn place(
-        &self,
-        target: &BackendTarget,
-        budget: u32,
-    ) -> Result<OwnedSemaphorePermit, BackendError> {
+    /// A place for one more connection to `target`'s server, in turn with the other tenants
+    /// when the server is full.
+    async fn place(&self, target: &BackendTarget, budget: u32) -> Result<Place, BackendError> {
         let server = (target.host.clone(), target.port);
         let places = {
             let mut budgets = lock(&self.budgets);
             budgets
                 .entry(server.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(budget as usize)))
+                .or_insert_with(|| ServerBudget::new(budget as usize))
                 .clone()
         };
-        if let Ok(place) = places.clone().try_acquire_owned() {
+        if let Some(place) = places.try_take(&target.database) {
             return Ok(place);
         }
         self.evict_server(&server).await;
-        match tokio::time::timeout(BUDGET_WAIT, places.acquire_owned()).await {
-            Ok(Ok(place)) => Ok(place),
-            _ => Err(BackendError::ServerFull { budget }),
+        match places.take(&target.database, BUDGET_WAIT).await {
+            Some(place) => Ok(place),
+            None => Err(BackendError::ServerFull { budget }),
         }
     }
 
@@ -192,6 +190,10 @@ impl Pool {
     /// Resets `conn` and keeps it for the next client; closes it when the reset fails or the
     /// pool for its key is full.
     pub async fn release(&self, target: BackendTarget, mut conn: Backend) {
+        if conn.slot.as_ref().is_some_and(Place::should_yield) {
+            conn.terminate().await;
+            return;
+        }
         if !conn.reset().await {
             return;
         }
@@ -201,8 +203,13 @@ impl Pool {
         self.keep(target, conn).await;
     }
 
-    /// Keeps `conn` as it is, between two transactions (transaction pooling).
+    /// Keeps `conn` as it is, between two transactions (transaction pooling); closes it when
+    /// its place in the server's budget is owed to a tenant that holds fewer.
     pub async fn keep(&self, target: BackendTarget, mut conn: Backend) {
+        if conn.slot.as_ref().is_some_and(Place::should_yield) {
+            conn.terminate().await;
+            return;
+        }
         conn.idle_since = Instant::now();
         conn.tenant_slot = None;
         let surplus = {

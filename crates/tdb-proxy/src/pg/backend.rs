@@ -80,7 +80,7 @@ pub struct Backend {
     /// (transaction pooling), so the next client need not prepare them again.
     pub prepared: std::collections::HashSet<String>,
     /// Its place in its server's budget of tenant connections, given back when it closes.
-    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub slot: Option<crate::budget::Place>,
     /// Transaction pooling: its place among its database's `max_connections` while a
     /// transaction uses it, given back when it returns to the pool or closes.
     pub tenant_slot: Option<tokio::sync::OwnedSemaphorePermit>,
