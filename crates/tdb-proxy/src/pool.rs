@@ -55,10 +55,14 @@ impl Pool {
         }
     }
 
+    /// The calling worker's index into `idle`.
+    fn worker(&self) -> usize {
+        crate::workers::current().unwrap_or(0) % self.idle.len()
+    }
+
     /// The calling worker's idle connections.
     fn here(&self) -> MutexGuard<'_, Idle> {
-        let worker = crate::workers::current().unwrap_or(0) % self.idle.len();
-        lock(&self.idle[worker])
+        lock(&self.idle[self.worker()])
     }
 
     /// Takes the idle connections `pick` chooses, on every worker (when `everywhere`) or on the
@@ -165,6 +169,35 @@ impl Pool {
     /// Transaction pooling: the connection `client` used last, if it is idle, comes first: it
     /// needs no reset (0: no preference).
     fn take(&self, target: &BackendTarget, client: u64) -> Option<Backend> {
+        if let Some(conn) = self.take_here(target, client) {
+            return Some(conn);
+        }
+        // None here: one kept by another worker, moved to this worker's event loop, rather than
+        // a new connection (a tenant's cap counts the connections of every worker).
+        let here = self.worker();
+        for (worker, idle) in self.idle.iter().enumerate() {
+            if worker == here {
+                continue;
+            }
+            loop {
+                let taken = lock(idle).get_mut(target).and_then(Vec::pop);
+                let Some(mut conn) = taken else { break };
+                match conn.stream.rehome() {
+                    Ok(stream) => conn.stream = stream,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not move a pooled server connection");
+                        continue;
+                    }
+                }
+                if conn.idle_since.elapsed() < IDLE_TIMEOUT && quiet(&mut conn.stream) {
+                    return Some(conn);
+                }
+            }
+        }
+        None
+    }
+
+    fn take_here(&self, target: &BackendTarget, client: u64) -> Option<Backend> {
         let mut idle = self.here();
         let conns = idle.get_mut(target)?;
         if client != 0
@@ -211,7 +244,9 @@ impl Pool {
             return;
         }
         conn.idle_since = Instant::now();
-        conn.tenant_slot = None;
+        // The tenant's slot goes back once the connection is in the pool: a transaction waiting
+        // for the slot on another worker then finds the connection, instead of opening one.
+        let tenant_slot = conn.tenant_slot.take();
         let surplus = {
             let mut idle = self.here();
             let conns = idle.entry(target).or_default();
@@ -222,6 +257,7 @@ impl Pool {
                 Some(conn)
             }
         };
+        drop(tenant_slot);
         if let Some(conn) = surplus {
             conn.terminate().await;
         }

@@ -631,3 +631,33 @@ async fn a_client_takes_back_the_connection_it_used_last_when_it_is_free() {
     let said = run_client(python(PSYCOPG_AFFINITY, &url), "psycopg");
     assert_eq!(said, "1 1 False");
 }
+
+/// Clients on different workers share the tenant's server connections: with one allowed,
+/// every transaction of two clients (each on a worker of its own, the least busy taking each
+/// new session) runs on the same server backend, which moves between the workers' event loops,
+/// instead of each worker opening its own.
+#[tokio::test]
+async fn workers_share_a_tenants_server_connections() {
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "share@example.com").await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({})).await;
+    patch_settings(&s, &key, serde_json::json!({"max_connections": 1})).await;
+    let mut a = sqlx::PgConnection::connect(&url).await.expect("a");
+    let mut b = sqlx::PgConnection::connect(&url).await.expect("b");
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..5 {
+        for c in [&mut a, &mut b] {
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *c)
+                .await
+                .expect("query");
+            pids.insert(pid);
+        }
+    }
+    assert_eq!(
+        pids.len(),
+        1,
+        "server backends used: {pids:?}\n{}",
+        s.log_tail()
+    );
+}

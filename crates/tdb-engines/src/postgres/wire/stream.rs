@@ -37,6 +37,15 @@ impl ServerStream {
         Ok(Self::Tcp(stream))
     }
 
+    /// The same socket, registered with the calling thread's runtime instead of the one that
+    /// opened it: a connection one event loop kept, taken over by another.
+    pub fn rehome(self) -> io::Result<Self> {
+        Ok(match self {
+            Self::Tcp(s) => Self::Tcp(TcpStream::from_std(s.into_std()?)?),
+            Self::Unix(s) => Self::Unix(UnixStream::from_std(s.into_std()?)?),
+        })
+    }
+
     /// Borrowed read and write halves (no lock between them, unlike `tokio::io::split`).
     pub fn split(&mut self) -> (ServerReadHalf<'_>, ServerWriteHalf<'_>) {
         match self {
