@@ -89,3 +89,29 @@ fn address_refusal(proxy: &ProxyState, peer: SocketAddr, protocol: &str) -> Opti
         }
     }
 }
+
+/// Refuses a login, before any catalog or authentication work, while `peer`'s address or
+/// `user` from that address has failed too often in the last minute (known user or not, so
+/// the refusal says nothing about which users exist; per address, so nobody can lock a user
+/// out from elsewhere).
+pub fn login_throttle(proxy: &ProxyState, user: &str, peer: SocketAddr) -> Result<(), Refusal> {
+    proxy
+        .failures_by_ip
+        .check(&peer.ip())
+        .and_then(|()| proxy.failures_by_user.check(&(user.to_string(), peer.ip())))
+        .map_err(|wait| {
+            Refusal::new(
+                Reason::LoginsThrottled,
+                format!("too many failed logins; try again in {wait} s"),
+            )
+        })
+}
+
+/// Counts a failed login of `user` from `peer`.
+pub fn login_failed(proxy: &ProxyState, user: &str, peer: SocketAddr) {
+    proxy.metrics.auth_failures.increment(1);
+    proxy.failures_by_ip.failed(&peer.ip());
+    proxy
+        .failures_by_user
+        .failed(&(user.to_string(), peer.ip()));
+}

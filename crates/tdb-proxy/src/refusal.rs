@@ -17,6 +17,8 @@ pub enum Reason {
     NoSuchDatabase,
     /// The credential may not do this.
     NotAllowed,
+    /// Too many failed logins from the address, or for the user from it: later.
+    LoginsThrottled,
     /// tdb is shutting down.
     ShuttingDown,
     /// A fault inside tdb.

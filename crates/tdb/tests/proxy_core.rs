@@ -50,6 +50,10 @@ async fn line_session(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState
             .await;
         return;
     };
+    if let Err(refusal) = admission::login_throttle(&proxy, user, peer) {
+        let _ = w.write_all(render(&refusal).as_bytes()).await;
+        return;
+    }
     let login = match proxy.catalog.proxy_login(user).await {
         Ok(Some(login))
             if Verifier::parse(&login.verifier).is_some_and(|v| v.accepts_password(password)) =>
@@ -57,6 +61,7 @@ async fn line_session(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState
             login
         }
         _ => {
+            admission::login_failed(&proxy, user, peer);
             let _ = w.write_all(b"-ERR password authentication failed\n").await;
             return;
         }
@@ -266,6 +271,32 @@ async fn a_second_protocol_is_served_and_refused_by_the_same_core() {
         Some("+PONG"),
         "{answers:?}"
     );
+
+    // The same throttle of failed logins: wrong passwords on the line protocol, and the right
+    // one is refused on both.
+    let mut throttled = None;
+    for _ in 0..12 {
+        let answers = line_client(line_port, [127, 0, 0, 1], &wrong, &[]).await;
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        if answers[0] != "-ERR password authentication failed" {
+            throttled = Some(answers[0].clone());
+            break;
+        }
+    }
+    let throttled = throttled.expect("throttled after the tenth failure");
+    assert!(
+        throttled.starts_with("-ERR LoginsThrottled too many failed logins"),
+        "{throttled}"
+    );
+    // Not on this thread: its runtime drives the catalog's connections the proxy uses.
+    let out = tokio::process::Command::new("psql")
+        .args(["-X", "-At", "-c", "SELECT 1"])
+        .arg(format!("host=127.0.0.1 port={pg_port} user={user} password={password} dbname={database} sslmode=disable"))
+        .output()
+        .await
+        .expect("psql");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("too many failed logins"), "{stderr}");
 
     drop(conn);
     shutdown.cancel();

@@ -141,6 +141,29 @@ async fn negotiate(
     peer: SocketAddr,
     proxy: &ProxyState,
 ) -> Option<(ClientIo, Authenticated)> {
+    let (mut io, minor, params) = startup_packet(stream, peer, proxy).await?;
+    let mut out = Vec::with_capacity(512);
+    let (user, database, client_params) =
+        check_startup(&mut io, peer, proxy, (minor, &params), &mut out).await?;
+    let login = authenticate(&mut io, peer, proxy, &user, out).await?;
+    Some((
+        io,
+        Authenticated {
+            login,
+            user,
+            database,
+            params: client_params,
+        },
+    ))
+}
+
+/// Encryption negotiated (TLS, or plain text refused politely to GSSAPI) and the startup
+/// packet read, before the startup deadline. A cancel request is forwarded here.
+async fn startup_packet(
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: &ProxyState,
+) -> Option<(ClientIo, u16, Vec<(String, String)>)> {
     let mut io = ClientIo::Plain(stream);
     let mut ssl_asked = false;
     let mut gss_asked = false;
@@ -228,6 +251,18 @@ async fn negotiate(
             StartupRequest::Startup { minor, params } => break (minor, params),
         }
     };
+    Some((io, minor, params))
+}
+
+/// What the startup packet asks for, within what the proxy allows: the user, the database and
+/// the server parameters. Protocol negotiation, when needed, goes into `out`.
+async fn check_startup(
+    io: &mut ClientIo,
+    peer: SocketAddr,
+    proxy: &ProxyState,
+    (minor, params): (u16, &[(String, String)]),
+    out: &mut Vec<u8>,
+) -> Option<(String, String, Vec<(String, String)>)> {
     let tls = matches!(io, ClientIo::Tls(_));
     let plaintext_ok = match proxy.config.plaintext {
         PlaintextPolicy::Allow => true,
@@ -236,7 +271,7 @@ async fn negotiate(
     };
     if !tls && !plaintext_ok {
         fail(
-            &mut io,
+            io,
             PgError::fatal(
                 sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
                 "this server accepts only encrypted connections: connect with sslmode=require",
@@ -253,7 +288,7 @@ async fn negotiate(
     };
     if get("replication").is_some_and(|v| !matches!(v, "false" | "off" | "0" | "no")) {
         fail(
-            &mut io,
+            io,
             PgError::fatal(
                 sqlstate::PROTOCOL_VIOLATION,
                 "replication connections are not supported",
@@ -267,13 +302,12 @@ async fn negotiate(
         .map(|(k, _)| k.as_str())
         .filter(|k| k.starts_with("_pq_."))
         .collect();
-    let mut out = Vec::with_capacity(512);
     if minor > 0 || !unknown.is_empty() {
-        frame::negotiate_protocol(&mut out, 0, &unknown);
+        frame::negotiate_protocol(out, 0, &unknown);
     }
     let Some(user) = get("user").filter(|u| !u.is_empty()).map(str::to_string) else {
         fail(
-            &mut io,
+            io,
             PgError::fatal(
                 sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
                 "no user name specified in the startup packet",
@@ -286,38 +320,36 @@ async fn negotiate(
         .filter(|d| !d.is_empty())
         .unwrap_or(&user)
         .to_string();
-    let client_params = match super::params::requested(&params) {
+    let client_params = match super::params::requested(params) {
         Ok(p) => p,
         Err(e) => {
-            fail(&mut io, e).await;
+            fail(io, e).await;
             return None;
         }
     };
 
-    // Failed logins are throttled per address, and per user name from that address (known or
-    // not, so the refusal says nothing about which users exist; per address, so nobody can lock
-    // a user out from elsewhere), before the catalog or any SCRAM work is touched.
-    if let Err(wait) = proxy
-        .failures_by_ip
-        .check(&peer.ip())
-        .and_then(|()| proxy.failures_by_user.check(&(user.clone(), peer.ip())))
-    {
-        fail(
-            &mut io,
-            PgError::fatal(
-                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-                format!("too many failed logins; try again in {wait} s"),
-            ),
-        )
-        .await;
+    Some((user, database, client_params))
+}
+
+/// The SCRAM exchange for `user`, after the throttles of failed logins; sends what is in `out`
+/// first. The login when it succeeded.
+async fn authenticate(
+    io: &mut ClientIo,
+    peer: SocketAddr,
+    proxy: &ProxyState,
+    user: &str,
+    mut out: Vec<u8>,
+) -> Option<Login> {
+    if let Err(refusal) = admission::login_throttle(proxy, user, peer) {
+        fail(io, refusal.into()).await;
         return None;
     }
-    let login = match proxy.catalog.proxy_login(&user).await {
+    let login = match proxy.catalog.proxy_login(user).await {
         Ok(login) => login,
         Err(e) => {
             tracing::error!(error = %e, "catalog lookup of a proxy login failed");
             fail(
-                &mut io,
+                io,
                 PgError::fatal(
                     sqlstate::CANNOT_CONNECT_NOW,
                     "the database catalog is not available; try again",
@@ -330,35 +362,33 @@ async fn negotiate(
     let verifier = login.as_ref().and_then(|l| Verifier::parse(&l.verifier));
     let mut exchange = match verifier {
         Some(v) => ScramServer::new(v, true),
-        None => ScramServer::new(Verifier::fake(&proxy.fake_scram_secret, &user), false),
+        None => ScramServer::new(Verifier::fake(&proxy.fake_scram_secret, user), false),
     };
     // Over TLS, SCRAM-SHA-256-PLUS binds the exchange to this TLS session.
     if let (ClientIo::Tls(_), Some(end_point)) =
-        (&io, proxy.tls.as_ref().and_then(|t| t.end_point.clone()))
+        (&*io, proxy.tls.as_ref().and_then(|t| t.end_point.clone()))
     {
         exchange = exchange.with_binding(end_point);
     }
     frame::auth_sasl(&mut out, exchange.mechanisms());
-    send(&mut io, &out).await?;
+    send(io, &out).await?;
     out.clear();
     let authenticated = async {
-        let first = read_auth(&mut io).await.ok()?;
+        let first = read_auth(io).await.ok()?;
         let (mechanism, data) = frame::parse_sasl_initial(&first)?;
         let server_first = exchange.client_first_for(mechanism, data).ok()?;
         let mut msg = Vec::new();
         frame::auth_sasl_continue(&mut msg, &server_first);
-        send(&mut io, &msg).await?;
-        let last = read_auth(&mut io).await.ok()?;
+        send(io, &msg).await?;
+        let last = read_auth(io).await.ok()?;
         exchange.client_final(&last).ok()
     }
     .await;
     let (Some(server_final), Some(login)) = (authenticated, login) else {
-        proxy.metrics.auth_failures.increment(1);
-        proxy.failures_by_ip.failed(&peer.ip());
-        proxy.failures_by_user.failed(&(user.clone(), peer.ip()));
+        admission::login_failed(proxy, user, peer);
         // The same answer for a wrong password, an unknown user and a broken exchange.
         fail(
-            &mut io,
+            io,
             PgError::fatal(
                 sqlstate::INVALID_PASSWORD,
                 format!("password authentication failed for user \"{user}\""),
@@ -369,16 +399,8 @@ async fn negotiate(
     };
     frame::auth_sasl_final(&mut out, &server_final);
     frame::auth_ok(&mut out);
-    send(&mut io, &out).await?;
-    Some((
-        io,
-        Authenticated {
-            login,
-            user,
-            database,
-            params: client_params,
-        },
-    ))
+    send(io, &out).await?;
+    Some(login)
 }
 
 async fn read_auth(io: &mut ClientIo) -> Result<Vec<u8>, frame::FrameError> {
@@ -447,24 +469,93 @@ where
         tracing::Span::current().record("tenant", tenant.as_str());
     }
     let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
-    let mut server_id = route.server_id.clone();
-    let mut target = match backend_target(&route, &auth, transaction_mode) {
+    let target = match backend_target(&route, &auth, transaction_mode) {
         Ok(t) => t,
         Err(e) => return fail_w(client_w, e).await,
     };
-    // Transaction pooling: the greeting's server connection counts under max_connections too.
-    let tenant_slot = if transaction_mode {
-        match take_server_slot(&route, proxy, &proxy.shutdown).await {
+    let Some((backend, pid)) = greet(client_w, &route, &target, &auth, proxy).await else {
+        return;
+    };
+    let ctx = session_context(&route, &auth, (gate, kill), &target, proxy);
+    proxy.metrics.sessions.increment(1.0);
+    let _counted = SessionCount(&proxy.metrics);
+    let attached = if transaction_mode {
+        // The connection served the greeting; the first transaction takes whichever is free.
+        proxy.cancels.retarget(pid, None);
+        proxy.pool.keep(target.clone(), backend).await;
+        None
+    } else {
+        Some(backend)
+    };
+    let mut session = Session {
+        server_id: route.server_id.clone(),
+        route,
+        target,
+        auth: &auth,
+        proxy,
+        ctx,
+        pid,
+        state: ClientState::default(),
+        at_boundary: true,
+    };
+    let (end, idle, backend) = session.run(client_r, client_w, attached).await;
+    proxy.cancels.unregister(pid);
+    drop(slot);
+    // What the client is told, then what becomes of the server connection.
+    if let Some(error) = farewell(&end, &session.route, proxy).await {
+        if session.at_boundary {
+            tell(client_w, error).await;
+        } else {
+            // A message to the client was cut short: anything more would be read as its rest.
+            tracing::debug!(
+                code = error.code,
+                "session ended in the middle of a message"
+            );
+        }
+    }
+    let Some(backend) = backend else {
+        // Between transactions (transaction pooling): no server connection to clean up.
+        return;
+    };
+    let server = ServerOf {
+        target: &session.target,
+        server_id: &session.server_id,
+    };
+    settle(&end, idle, backend, server, proxy).await;
+}
+
+/// The session's first server connection and the client's greeting: the server's parameters,
+/// the key to cancel with (the proxy's own, standing for the server's) and ReadyForQuery.
+/// Under transaction pooling the greeting's connection counts under `max_connections` too.
+/// `None` when the client has been told why not, or is gone.
+async fn greet<W: AsyncWrite + Unpin>(
+    client_w: &mut W,
+    route: &Route,
+    target: &BackendTarget,
+    auth: &Authenticated,
+    proxy: &ProxyState,
+) -> Option<(Backend, u32)> {
+    let tenant_slot = if target.transaction_pooling {
+        match take_server_slot(route, proxy, &proxy.shutdown).await {
             Ok(permit) => Some(permit),
-            Err(CheckOut::Refused(e)) => return fail_w(client_w, e).await,
-            Err(_) => return fail_w(client_w, shutting_down()).await,
+            Err(CheckOut::Refused(e)) => {
+                fail_w(client_w, e).await;
+                return None;
+            }
+            Err(_) => {
+                fail_w(client_w, shutting_down()).await;
+                return None;
+            }
         }
     } else {
         None
     };
-    let (mut backend, _reused) = match proxy.pool.acquire(&target, route.server_budget, 0).await {
-        Ok(b) => b,
-        Err(e) => return fail_w(client_w, backend_error(e, &route, &auth.database)).await,
+    let mut backend = match proxy.pool.acquire(target, route.server_budget, 0).await {
+        Ok((b, _reused)) => b,
+        Err(e) => {
+            fail_w(client_w, backend_error(e, route, &auth.database)).await;
+            return None;
+        }
     };
     backend.tenant_slot = tenant_slot;
     let (pid, key) = proxy.cancels.register(CancelTarget {
@@ -481,9 +572,23 @@ where
     frame::ready_for_query(&mut hello, b'I');
     if client_w.write_all(&hello).await.is_err() || client_w.flush().await.is_err() {
         proxy.cancels.unregister(pid);
-        proxy.pool.release(target, backend).await;
-        return;
+        proxy.pool.release(target.clone(), backend).await;
+        return None;
     }
+    Some((backend, pid))
+}
+
+/// Who the session is and what its relays must do.
+fn session_context(
+    route: &Route,
+    auth: &Authenticated,
+    (gate, kill): (
+        Option<Arc<crate::gate::Gate>>,
+        tokio_util::sync::CancellationToken,
+    ),
+    target: &BackendTarget,
+    proxy: &ProxyState,
+) -> SessionContext {
     let origin = Arc::new(QueryOrigin {
         project_id: Arc::from(route.project_id.as_str()),
         tenant: match &route.name {
@@ -498,7 +603,7 @@ where
         source: "proxy",
         username: Arc::from(auth.user.as_str()),
     });
-    let ctx = SessionContext {
+    SessionContext {
         origin,
         capture_ddl_into: route.blueprint_id.clone(),
         gate,
@@ -507,74 +612,134 @@ where
         kill,
         shutdown: proxy.shutdown.clone(),
         shutdown_grace: proxy.config.shutdown_grace,
-        transaction_mode,
+        transaction_mode: target.transaction_pooling,
         pinned_identity: matches!(route.name, crate::route::RoutingName::Provisioned { .. }),
         metrics: proxy.metrics.clone(),
         query_timeout: (route.settings.query_timeout_ms > 0)
             .then(|| std::time::Duration::from_millis(route.settings.query_timeout_ms)),
         statements_memory: proxy.statements_memory.clone(),
-        plan_epoch: proxy.pool.plan_epoch(&target),
-    };
-    proxy.metrics.sessions.increment(1.0);
-    let _counted = SessionCount(&proxy.metrics);
-    let mut state = ClientState::default();
-    let mut attached = if transaction_mode {
-        // The connection served the greeting; the first transaction takes whichever is free.
-        proxy.cancels.retarget(pid, None);
-        proxy.pool.keep(target.clone(), backend).await;
-        None
-    } else {
-        Some(backend)
-    };
-    // Session pooling: one relay for the whole session. Transaction pooling: one relay per
-    // transaction, each on whichever server connection is free when the client sends work.
-    let mut at_boundary = true;
-    let (end, idle, mut backend) = loop {
-        let mut backend = match attached.take() {
-            Some(b) => b,
-            None => {
-                if let Some(end) = wait_for_work(client_r, &mut state, &ctx).await {
-                    break (end, true, None);
-                }
-                // A hold parks the next transaction before it takes a connection; once
-                // released, it goes wherever the route now points (a cutover).
-                if let Some(gate) = &ctx.gate {
-                    tokio::select! {
-                        _ = gate.pass() => {}
-                        _ = ctx.kill.cancelled() => break (RelayEnd::Killed, true, None),
-                        _ = ctx.shutdown.cancelled() => break (RelayEnd::Drained, true, None),
-                    }
-                }
-                // The route as it is now: where it points, and its limits (a changed
-                // max_connections takes effect for sessions already open too).
-                let mut current = route.clone();
-                if let Ok(fresh) = proxy.router.resolve(&auth.login, &auth.database).await
-                    && let Ok(moved) = backend_target(&fresh, &auth, transaction_mode)
-                {
-                    target = moved;
-                    server_id.clone_from(&fresh.server_id);
-                    current = fresh;
-                }
-                match check_out(&current, &target, &ctx, proxy, (client_r, &mut state)).await {
+        plan_epoch: proxy.pool.plan_epoch(target),
+    }
+}
+
+/// A session past its greeting: where its transactions go, and what its client has.
+struct Session<'a> {
+    auth: &'a Authenticated,
+    proxy: &'a ProxyState,
+    ctx: SessionContext,
+    /// The route as last resolved, the server connection target and server it gives.
+    route: Arc<Route>,
+    target: BackendTarget,
+    server_id: String,
+    /// The id the client cancels with.
+    pid: u32,
+    state: ClientState,
+    /// Whether the client is between messages (anything sent to it now is read whole).
+    at_boundary: bool,
+}
+
+/// How a session's relays ended: why, whether the server connection was idle, and the
+/// connection when the session still holds one.
+type Ended = (RelayEnd, bool, Option<Backend>);
+
+impl Session<'_> {
+    /// Session pooling: one relay for the whole session, on `attached`. Transaction pooling:
+    /// one relay per transaction, each on whichever server connection is free when the client
+    /// sends work.
+    async fn run<R, W>(
+        &mut self,
+        client_r: &mut R,
+        client_w: &mut W,
+        attached: Option<Backend>,
+    ) -> Ended
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut attached = attached;
+        loop {
+            let backend = match attached.take() {
+                Some(b) => b,
+                None => match self.next_connection(client_r, client_w).await {
                     Ok(b) => b,
-                    Err(CheckOut::Refused(e)) => {
-                        fail_w(client_w, e).await;
-                        break (RelayEnd::ServerGone, false, None);
-                    }
-                    Err(CheckOut::Ended(end)) => break (end, true, None),
-                }
+                    Err(ended) => return ended,
+                },
+            };
+            if let Err(ended) = self.transaction(client_r, client_w, backend).await {
+                return ended;
             }
-        };
+        }
+    }
+
+    /// Transaction pooling, between transactions: waits for the client's next work, then a
+    /// server connection for it, wherever the route points now.
+    async fn next_connection<R, W>(
+        &mut self,
+        client_r: &mut R,
+        client_w: &mut W,
+    ) -> Result<Backend, Ended>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let ctx = &self.ctx;
+        if let Some(end) = wait_for_work(client_r, &mut self.state, ctx).await {
+            return Err((end, true, None));
+        }
+        // A hold parks the next transaction before it takes a connection; once released, it
+        // goes wherever the route now points (a cutover).
+        if let Some(gate) = &ctx.gate {
+            tokio::select! {
+                _ = gate.pass() => {}
+                _ = ctx.kill.cancelled() => return Err((RelayEnd::Killed, true, None)),
+                _ = ctx.shutdown.cancelled() => return Err((RelayEnd::Drained, true, None)),
+            }
+        }
+        // The route as it is now: where it points, and its limits (a changed max_connections
+        // takes effect for sessions already open too).
+        let (auth, proxy) = (self.auth, self.proxy);
+        if let Ok(fresh) = proxy.router.resolve(&auth.login, &auth.database).await
+            && let Ok(moved) = backend_target(&fresh, auth, true)
+        {
+            self.target = moved;
+            self.server_id.clone_from(&fresh.server_id);
+            self.route = fresh;
+        }
+        let client = (client_r, &mut self.state);
+        match check_out(&self.route, &self.target, ctx, proxy, client).await {
+            Ok(b) => Ok(b),
+            Err(CheckOut::Refused(e)) => {
+                fail_w(client_w, e).await;
+                Err((RelayEnd::ServerGone, false, None))
+            }
+            Err(CheckOut::Ended(end)) => Err((end, true, None)),
+        }
+    }
+
+    /// One relay on `backend`: to the end of the session (session pooling) or of a
+    /// transaction, after which the connection goes back to the pool (transaction pooling).
+    async fn transaction<R, W>(
+        &mut self,
+        client_r: &mut R,
+        client_w: &mut W,
+        mut backend: Backend,
+    ) -> Result<(), Ended>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let (proxy, transaction_mode) = (self.proxy, self.ctx.transaction_mode);
         let cancel = CancelTarget {
-            host: target.host.clone(),
-            port: target.port,
+            host: self.target.host.clone(),
+            port: self.target.port,
             pid: backend.pid,
             key: backend.key,
         };
-        proxy.cancels.retarget(pid, Some(cancel.clone()));
+        proxy.cancels.retarget(self.pid, Some(cancel.clone()));
         // Transaction pooling: a connection another client used last carries whatever that
         // client did to its session, seen or not: it is reset, and given this client's own
         // settings, ahead of this client's work.
+        let state = &mut self.state;
         let reset = (transaction_mode && backend.last_client != state.id())
             .then(|| super::backend::settings_messages(&state.settings));
         backend.last_client = state.id();
@@ -587,61 +752,39 @@ where
                 cancel: &cancel,
                 reset,
             };
-            relay(client_r, client_w, server, &ctx, &mut state).await
+            relay(client_r, client_w, server, &self.ctx, state).await
         };
-        proxy.cancels.retarget(pid, None);
-        at_boundary = outcome.client_at_boundary;
+        proxy.cancels.retarget(self.pid, None);
+        self.at_boundary = outcome.client_at_boundary;
         let kept = match &outcome.end {
             RelayEnd::Detached { reusable: true } => {
-                track_settings(&mut backend, &mut state, outcome.settings_may_have_changed).await
+                track_settings(&mut backend, state, outcome.settings_may_have_changed).await
             }
             RelayEnd::ClientGone if transaction_mode && outcome.idle => {
-                track_settings(&mut backend, &mut state, outcome.settings_may_have_changed).await
+                track_settings(&mut backend, state, outcome.settings_may_have_changed).await
             }
             _ => Ok(()),
         };
         if let Err(e) = kept {
             backend.terminate().await;
             let why = format!("could not read this session's settings back from the server: {e}");
-            if at_boundary {
+            if self.at_boundary {
                 fail_w(client_w, PgError::fatal(sqlstate::CONNECTION_FAILURE, why)).await;
             }
-            break (RelayEnd::ServerGone, false, None);
+            return Err((RelayEnd::ServerGone, false, None));
         }
         match outcome.end {
-            RelayEnd::Detached { reusable } => {
-                if reusable {
-                    proxy.pool.keep(target.clone(), backend).await;
-                } else {
-                    backend.terminate().await;
-                }
+            RelayEnd::Detached { reusable: true } => {
+                proxy.pool.keep(self.target.clone(), backend).await;
+                Ok(())
             }
-            end => break (end, outcome.idle, Some(backend)),
-        }
-    };
-    proxy.cancels.unregister(pid);
-    drop(slot);
-    // What the client is told, then what becomes of the server connection.
-    if let Some(error) = farewell(&end, &route, proxy).await {
-        if at_boundary {
-            tell(client_w, error).await;
-        } else {
-            // A message to the client was cut short: anything more would be read as its rest.
-            tracing::debug!(
-                code = error.code,
-                "session ended in the middle of a message"
-            );
+            RelayEnd::Detached { reusable: false } => {
+                backend.terminate().await;
+                Ok(())
+            }
+            end => Err((end, outcome.idle, Some(backend))),
         }
     }
-    let Some(backend) = backend.take() else {
-        // Between transactions (transaction pooling): no server connection to clean up.
-        return;
-    };
-    let server = ServerOf {
-        target: &target,
-        server_id: &server_id,
-    };
-    settle(&end, idle, backend, server, proxy).await;
 }
 
 /// Transaction pooling, after a transaction that may have changed the session's settings: they

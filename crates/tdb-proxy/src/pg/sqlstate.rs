@@ -44,6 +44,7 @@ pub fn of_refusal(reason: crate::refusal::Reason) -> &'static str {
         Reason::Unavailable => CANNOT_CONNECT_NOW,
         Reason::NoSuchDatabase => INVALID_CATALOG_NAME,
         Reason::NotAllowed => INSUFFICIENT_PRIVILEGE,
+        Reason::LoginsThrottled => INVALID_AUTHORIZATION_SPECIFICATION,
         Reason::ShuttingDown => ADMIN_SHUTDOWN,
         Reason::Internal => INTERNAL_ERROR,
     }
