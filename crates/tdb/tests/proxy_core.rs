@@ -103,15 +103,7 @@ async fn line_session(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState
 /// A line-protocol client from the loopback address `local`: sends `hello`, then `then` one
 /// line after another, and returns each answer line.
 async fn line_client(port: u16, local: [u8; 4], hello: &str, then: &[&str]) -> Vec<String> {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::from((local, 0)))
-        .expect("bind source address");
-    let stream = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .expect("connect");
-    let (r, mut w) = stream.into_split();
+    let (r, mut w) = connect_from(local, port).await.into_split();
     let mut lines = BufReader::new(r).lines();
     let mut answers = Vec::new();
     for line in std::iter::once(&hello).chain(then) {

@@ -295,21 +295,26 @@ pub async fn account_with_tenant(s: &TdbServer, email: &str) -> (String, String)
     (key, url)
 }
 
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `local` (each test its own
+/// address, so per-address limits and bans stay apart).
+pub async fn connect_from(local: [u8; 4], port: u16) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from((local, 0)))
+        .expect("bind source address");
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect")
+}
+
 /// Logs in to the proxy on `port` from the loopback address `local` as a client would (a
 /// startup packet for an unknown user) and returns what the proxy answers first, as text: an
 /// authentication request (`R…`) when the address may connect, its refusal otherwise, or
 /// nothing when it closes the connection unanswered.
 pub async fn proxy_greeting(port: u16, local: [u8; 4]) -> String {
-    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::from((local, 0)))
-        .expect("bind source address");
-    let mut stream = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .expect("connect");
+    let mut stream = connect_from(local, port).await;
     let mut startup = Vec::new();
     startup.extend_from_slice(&196_608u32.to_be_bytes());
     for part in ["user", "nobody", "database", "nothing", ""] {

@@ -141,14 +141,7 @@ pub async fn drip(
     drip: &[u8],
     limit: Duration,
 ) -> Option<(String, Duration)> {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::from((local, 0)))
-        .expect("bind source address");
-    let stream = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .expect("connect");
+    let stream = super::common::connect_from(local, port).await;
     let started = Instant::now();
     let (mut r, mut w) = stream.into_split();
     let head = head.to_vec();
