@@ -45,6 +45,17 @@ impl Catalog {
         Ok(Self { pool })
     }
 
+    /// A handle that connects on first use, and applies no migrations: for code that may never
+    /// touch the catalog (a relay's tests over in-memory streams).
+    pub fn lazy(options: PgConnectOptions) -> Self {
+        Self {
+            pool: PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_lazy_with(options),
+        }
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

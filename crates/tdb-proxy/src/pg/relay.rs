@@ -302,6 +302,68 @@ impl SharedStatement {
     }
 }
 
+impl Shared {
+    fn new(prepared: HashSet<String>, resetting: bool) -> Self {
+        Self {
+            pending: VecDeque::new(),
+            next_seq: 0,
+            timed_out: None,
+            status: b'I',
+            unsynced: false,
+            copy_in: false,
+            draining: false,
+            forwarding: false,
+            detaching: false,
+            prepared,
+            parses: VecDeque::new(),
+            dirty: false,
+            forget_names: false,
+            forget: Vec::new(),
+            resetting,
+        }
+    }
+}
+
+/// For the relay's fuzz target: walks `data` as the relay frames a client's byte stream and
+/// puts every message through what the relay reads from it (statement text, the refusals of
+/// pinned sessions and of transaction pooling, `DEALLOCATE`, the renaming of statements for
+/// sharing), and through the checks of server errors. It may only panic on a bug.
+#[doc(hidden)]
+pub fn fuzz_client_messages(data: &[u8]) {
+    let (mut pos, mut skip) = (0, 0);
+    let mut named = HashMap::new();
+    let shared = Mutex::new(Shared::new(HashSet::new(), false));
+    while pos < data.len() {
+        let (tag, len) = match next_header(data, &mut pos, &mut skip) {
+            Header::Message(tag, len) => (tag, len),
+            Header::Skipped => continue,
+            Header::Incomplete | Header::Invalid => return,
+        };
+        let end = pos.saturating_add(len).min(data.len());
+        let body = &data[pos + 5..end];
+        pos = end;
+        if let Some((name, text)) = statement_bytes(tag, body) {
+            let _ = bounded(text);
+            if let Some(d) = tdb_sql::deallocation(text) {
+                let _ = deallocate(tag, name, &d, &mut named);
+            }
+        }
+        let refusals = [
+            refuse_pinned(tag, body, "acme"),
+            refuse_when_pooled(tag, body),
+        ];
+        for message in refusals.into_iter().flatten() {
+            let len = u32::from_be_bytes([message[1], message[2], message[3], message[4]]);
+            assert_eq!(len as usize + 1, message.len(), "a refusal's framing");
+        }
+        let mut out = Vec::new();
+        let _ = rewrite_for_sharing(tag, body, &mut named, &shared, 0, &mut out);
+        let code = frame::error_code(body).unwrap_or(sqlstate::FEATURE_NOT_SUPPORTED);
+        let _ = stale_plan(code, body);
+        let _ = missing_shared_statement(sqlstate::INVALID_SQL_STATEMENT_NAME, body);
+    }
+}
+
 fn parse_message(out: &mut Vec<u8>, name: &str, tail: &[u8]) {
     frame::message(out, b'P', |b| {
         frame::cstr(b, name);
@@ -463,23 +525,10 @@ where
     SR: AsyncRead + Unpin,
     SW: AsyncWrite + Unpin,
 {
-    let shared = Mutex::new(Shared {
-        pending: VecDeque::new(),
-        next_seq: 0,
-        timed_out: None,
-        status: b'I',
-        unsynced: false,
-        copy_in: false,
-        draining: false,
-        forwarding: false,
-        detaching: false,
-        prepared: std::mem::take(server.prepared),
-        parses: VecDeque::new(),
-        dirty: false,
-        forget_names: false,
-        forget: Vec::new(),
-        resetting: server.reset.is_some(),
-    });
+    let shared = Mutex::new(Shared::new(
+        std::mem::take(server.prepared),
+        server.reset.is_some(),
+    ));
     if let Some(reset) = &server.reset
         && (server.w.write_all(reset).await.is_err() || server.w.flush().await.is_err())
     {
@@ -1704,5 +1753,147 @@ mod tests {
         let mut cut = vec![b'a'; MAX_STATEMENT_LEN - 1];
         cut.extend_from_slice("é".as_bytes());
         assert!(bounded(&cut).starts_with('a'));
+    }
+}
+
+/// The relay over in-memory streams: it is generic over `AsyncRead + AsyncWrite`, so both
+/// peers here are the test itself, one playing the client and one the server, message by
+/// message.
+#[cfg(test)]
+mod duplex_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    fn context(transaction_mode: bool) -> SessionContext {
+        let options = "postgres://nobody@127.0.0.1:1/none"
+            .parse()
+            .expect("options");
+        let catalog = Catalog::lazy(options);
+        let (log, _writer) = QueryLog::new(catalog.clone(), false);
+        SessionContext {
+            origin: Arc::new(QueryOrigin {
+                project_id: Arc::from("p"),
+                tenant: Some(Arc::from("acme")),
+                workspace: None,
+                database: Arc::from("app__acme"),
+                source: "proxy",
+                username: Arc::from("u"),
+            }),
+            capture_ddl_into: None,
+            gate: None,
+            log,
+            catalog,
+            kill: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
+            shutdown_grace: std::time::Duration::from_secs(1),
+            transaction_mode,
+            pinned_identity: false,
+            metrics: crate::metrics::ProxyMetrics::new("postgresql"),
+            query_timeout: None,
+            statements_memory: tdb_engines::budget::MemoryBudget::new(1 << 20),
+            plan_epoch: Arc::default(),
+        }
+    }
+
+    fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::message(&mut out, tag, |b| b.extend_from_slice(body));
+        out
+    }
+
+    /// One whole message from `from`.
+    async fn read_message(from: &mut DuplexStream) -> Vec<u8> {
+        let mut head = [0u8; 5];
+        from.read_exact(&mut head).await.expect("a header");
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut whole = head.to_vec();
+        whole.resize(1 + len, 0);
+        from.read_exact(&mut whole[5..]).await.expect("a body");
+        whole
+    }
+
+    /// What a server answers to `SELECT 1` in simple protocol, ending in ReadyForQuery.
+    fn answer() -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut row = Vec::new();
+        row.extend_from_slice(&1u16.to_be_bytes());
+        row.extend_from_slice(b"?column?\0");
+        row.extend_from_slice(&[0; 6]);
+        row.extend_from_slice(&23u32.to_be_bytes());
+        row.extend_from_slice(&4i16.to_be_bytes());
+        row.extend_from_slice(&(-1i32).to_be_bytes());
+        row.extend_from_slice(&0i16.to_be_bytes());
+        out.extend(message(b'T', &row));
+        let mut data = 1u16.to_be_bytes().to_vec();
+        data.extend_from_slice(&1u32.to_be_bytes());
+        data.push(b'1');
+        out.extend(message(b'D', &data));
+        out.extend(message(b'C', b"SELECT 1\0"));
+        out.extend(message(b'Z', b"I"));
+        out
+    }
+
+    async fn relay_once(transaction_mode: bool, client_says_goodbye: bool) -> RelayOutcome {
+        let (mut client, near_client) = tokio::io::duplex(1 << 16);
+        let (near_server, mut server) = tokio::io::duplex(1 << 16);
+        let (mut cr, mut cw) = tokio::io::split(near_client);
+        let (mut sr, mut sw) = tokio::io::split(near_server);
+        let ctx = context(transaction_mode);
+        let mut state = ClientState::default();
+        let mut prepared = HashSet::new();
+        let cancel = CancelTarget {
+            host: "127.0.0.1".into(),
+            port: 1,
+            pid: 1,
+            key: 1,
+        };
+        let side = ServerSide {
+            r: &mut sr,
+            w: &mut sw,
+            prepared: &mut prepared,
+            cancel: &cancel,
+            reset: None,
+        };
+        let query = message(b'Q', b"SELECT 1\0");
+        let peers = async {
+            client.write_all(&query).await.expect("client sends");
+            assert_eq!(
+                read_message(&mut server).await,
+                query,
+                "the server gets the query"
+            );
+            let answer = answer();
+            server.write_all(&answer).await.expect("server answers");
+            let mut got = vec![0u8; answer.len()];
+            client.read_exact(&mut got).await.expect("client reads");
+            assert_eq!(got, answer, "the client gets the answer as sent");
+            if client_says_goodbye {
+                client
+                    .write_all(&message(b'X', b""))
+                    .await
+                    .expect("goodbye");
+            }
+            (client, server)
+        };
+        let (outcome, _peers) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(relay(&mut cr, &mut cw, side, &ctx, &mut state), peers)
+        })
+        .await
+        .expect("the relay ends");
+        outcome
+    }
+
+    #[tokio::test]
+    async fn session_pooling_relays_both_ways_until_the_client_says_goodbye() {
+        let outcome = relay_once(false, true).await;
+        assert_eq!(outcome.end, RelayEnd::ClientGone);
+        assert!(outcome.idle && outcome.client_at_boundary);
+    }
+
+    #[tokio::test]
+    async fn transaction_pooling_detaches_when_the_transaction_is_over() {
+        let outcome = relay_once(true, false).await;
+        assert_eq!(outcome.end, RelayEnd::Detached { reusable: true });
+        assert!(outcome.idle && outcome.client_at_boundary);
     }
 }
