@@ -97,7 +97,7 @@ pub struct Config {
     pub pg_transaction_wait_secs: u64,
     /// Record every statement through the proxy in the catalog's query log.
     pub pg_query_log: bool,
-    /// Threads the proxies' sessions run on; 0: one per CPU.
+    /// Worker threads for the proxies' sessions, each with its own event loop; 0: one per CPU.
     pub proxy_workers: usize,
     /// Where backups go: `file:///dir` or `s3://bucket[/prefix]`; unset: `<data-dir>/backups`.
     pub backup_store: Option<String>,
@@ -275,7 +275,8 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog_url: Option<String>,
-    /// Threads the proxies' sessions run on [default: 0, one per CPU] [env: TDB_PROXY_WORKERS]
+    /// Worker threads for the proxies' sessions, each with its own event loop [default: 0, one
+    /// per CPU] [env: TDB_PROXY_WORKERS]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_workers: Option<usize>,
