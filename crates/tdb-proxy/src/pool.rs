@@ -182,16 +182,18 @@ impl Pool {
             loop {
                 let taken = lock(idle).get_mut(target).and_then(Vec::pop);
                 let Some(mut conn) = taken else { break };
+                if conn.idle_since.elapsed() >= IDLE_TIMEOUT {
+                    continue;
+                }
+                // Its new event loop knows nothing of it yet: `rehome` checks it is still quiet.
                 match conn.stream.rehome() {
                     Ok(stream) => conn.stream = stream,
                     Err(e) => {
-                        tracing::debug!(error = %e, "could not move a pooled server connection");
+                        tracing::debug!(error = %e, "not taking a pooled server connection");
                         continue;
                     }
                 }
-                if conn.idle_since.elapsed() < IDLE_TIMEOUT && quiet(&mut conn.stream) {
-                    return Some(conn);
-                }
+                return Some(conn);
             }
         }
         None

@@ -661,3 +661,51 @@ async fn workers_share_a_tenants_server_connections() {
         s.log_tail()
     );
 }
+
+/// A server connection that one worker keeps idle and the server ends meanwhile is not handed
+/// to a client on another worker: that client's next transaction runs on a new connection.
+#[tokio::test]
+async fn a_connection_the_server_ended_is_not_taken_over_by_another_worker() {
+    let s = start().await;
+    let (key, url) = account_with_tenant(&s, "ended@example.com").await;
+    transaction_pooling(&s, &key, &url, serde_json::json!({})).await;
+    patch_settings(&s, &key, serde_json::json!({"max_connections": 1})).await;
+    let pid_query = "SELECT pg_backend_pid()";
+    // Two clients, on the two workers, one server connection between them; `a` used it last.
+    let mut a = sqlx::PgConnection::connect(&url).await.expect("a");
+    let mut b = sqlx::PgConnection::connect(&url).await.expect("b");
+    let first: i32 = sqlx::query_scalar(pid_query)
+        .fetch_one(&mut a)
+        .await
+        .expect("a's query");
+
+    let admin_url = s.managed_admin_url("postgres").expect("admin url");
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("admin");
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .execute(&mut admin)
+        .await
+        .expect("terminate");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let alive: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                .bind(first)
+                .fetch_one(&mut admin)
+                .await
+                .expect("pg_stat_activity");
+        if !alive {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the backend lived on");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let next: i32 = sqlx::query_scalar(pid_query)
+        .fetch_one(&mut b)
+        .await
+        .expect("b's query runs on a live connection");
+    assert_ne!(next, first);
+}

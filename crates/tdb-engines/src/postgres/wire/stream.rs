@@ -38,11 +38,32 @@ impl ServerStream {
     }
 
     /// The same socket, registered with the calling thread's runtime instead of the one that
-    /// opened it: a connection one event loop kept, taken over by another.
+    /// opened it: an idle connection one event loop kept, taken over by another. The socket is
+    /// read once without waiting first: an idle session is owed nothing, so end of file or any
+    /// byte means the server closed it (or is closing it), and that is an error.
     pub fn rehome(self) -> io::Result<Self> {
+        fn silent(socket: &mut impl io::Read) -> io::Result<()> {
+            let mut byte = [0u8; 1];
+            match socket.read(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                Err(e) => Err(e),
+                Ok(_) => Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the server closed the idle connection",
+                )),
+            }
+        }
         Ok(match self {
-            Self::Tcp(s) => Self::Tcp(TcpStream::from_std(s.into_std()?)?),
-            Self::Unix(s) => Self::Unix(UnixStream::from_std(s.into_std()?)?),
+            Self::Tcp(s) => {
+                let mut s = s.into_std()?;
+                silent(&mut s)?;
+                Self::Tcp(TcpStream::from_std(s)?)
+            }
+            Self::Unix(s) => {
+                let mut s = s.into_std()?;
+                silent(&mut s)?;
+                Self::Unix(UnixStream::from_std(s)?)
+            }
         })
     }
 
