@@ -7,6 +7,7 @@
 //! ([`Place::should_yield`]), so places move to whoever has fewest while the server is full.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ use tokio::sync::oneshot;
 pub struct ServerBudget {
     capacity: usize,
     state: Mutex<State>,
+    /// Waiters queued, as of the last change under the lock: read without it on every
+    /// transaction's end ([`Place::should_yield`]), which needs the lock only when some wait.
+    waiters: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -39,11 +43,8 @@ impl ServerBudget {
         Arc::new(Self {
             capacity,
             state: Mutex::default(),
+            waiters: AtomicUsize::new(0),
         })
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -54,6 +55,7 @@ impl ServerBudget {
     pub fn try_take(self: &Arc<Self>, tenant: &str) -> Option<Place> {
         let mut state = self.lock();
         state.prune();
+        state.count_waiters(&self.waiters);
         if state.held >= self.capacity || !state.waiting.is_empty() {
             return None;
         }
@@ -91,14 +93,15 @@ impl ServerBudget {
                 .entry(Arc::from(tenant))
                 .or_default()
                 .push_back((turn, tx));
+            state.count_waiters(&self.waiters);
             rx
         };
         // On timeout the receiver is dropped: its entry is skipped when its turn comes.
         tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 
-    /// Tenants that hold places, with how many (for metrics and tests).
-    pub fn held_by(&self, tenant: &str) -> usize {
+    #[cfg(test)]
+    fn held_by(&self, tenant: &str) -> usize {
         self.lock().by_tenant.get(tenant).copied().unwrap_or(0)
     }
 
@@ -113,7 +116,7 @@ impl ServerBudget {
                 }
             }
             state.prune();
-            match state.fewest_waiting() {
+            let next = match state.fewest_waiting() {
                 Some(next) => {
                     let queue = state.waiting.get_mut(&next).expect("a waiting tenant");
                     let (_, tx) = queue.pop_front().expect("a waiter");
@@ -127,7 +130,9 @@ impl ServerBudget {
                     state.held -= 1;
                     None
                 }
-            }
+            };
+            state.count_waiters(&self.waiters);
+            next
         };
         if let Some((tenant, tx)) = next {
             // A waiter that gave up just now drops the place, which comes back here.
@@ -148,6 +153,11 @@ impl State {
         });
     }
 
+    fn count_waiters(&self, waiters: &AtomicUsize) {
+        let n = self.waiting.values().map(VecDeque::len).sum();
+        waiters.store(n, Ordering::Relaxed);
+    }
+
     /// The waiting tenant that holds fewest places; among equals, the one waiting longest.
     fn fewest_waiting(&self) -> Option<Arc<str>> {
         self.waiting
@@ -162,8 +172,12 @@ impl Place {
     /// Whether this place should go to another tenant rather than stay with a pooled
     /// connection: a tenant waits that holds at least two fewer than this one's.
     pub fn should_yield(&self) -> bool {
+        if self.budget.waiters.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         let mut state = self.budget.lock();
         state.prune();
+        state.count_waiters(&self.budget.waiters);
         let mine = state.by_tenant.get(&self.tenant).copied().unwrap_or(0);
         state
             .waiting

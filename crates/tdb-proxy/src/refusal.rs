@@ -3,8 +3,6 @@
 //! its own form: PostgreSQL as a SQLSTATE and a message (see [`crate::pg::frame::PgError`]),
 //! later a MySQL error number, a RESP `-ERR` line, a document error.
 
-use std::fmt;
-
 /// What kind of refusal, as far as a client can act on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -51,11 +49,5 @@ impl Refusal {
             Reason::ShuttingDown,
             "terminating connection because tdb is shutting down",
         )
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
     }
 }

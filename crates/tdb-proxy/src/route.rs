@@ -103,7 +103,8 @@ impl Router {
 
     /// The route for `database` as `login` may open it, or the error the client should see.
     pub async fn resolve(&self, login: &Login, database: &str) -> Result<Arc<Route>, Refusal> {
-        let name = RoutingName::parse(database).ok_or_else(|| does_not_exist(database))?;
+        let name =
+            RoutingName::parse(database).ok_or_else(|| Refusal::no_such_database(database))?;
         authorize(login, &name, database)?;
         let key = (login.project_id.clone(), database.to_string());
         let cached = {
@@ -169,7 +170,7 @@ impl Router {
                     .tenant_route(project_id, blueprint, tenant)
                     .await
                     .map_err(unavailable)?
-                    .ok_or_else(|| does_not_exist(database))?;
+                    .ok_or_else(|| Refusal::no_such_database(database))?;
                 let db = &r.database;
                 let write = Access {
                     user: db.app_role.clone(),
@@ -211,7 +212,7 @@ impl Router {
                     .provision_route(project_id, schema)
                     .await
                     .map_err(unavailable)?
-                    .ok_or_else(|| does_not_exist(database))?;
+                    .ok_or_else(|| Refusal::no_such_database(database))?;
                 let p = &r.provisioned;
                 let settings = Settings::default();
                 Ok(Route {
@@ -245,7 +246,7 @@ impl Router {
                     .workspace_route(project_id, ws_name)
                     .await
                     .map_err(unavailable)?
-                    .ok_or_else(|| does_not_exist(database))?;
+                    .ok_or_else(|| Refusal::no_such_database(database))?;
                 let ws = &r.workspace;
                 let blueprint_id = if ws.mode == WorkspaceMode::Tenant {
                     let bp = self
@@ -375,10 +376,6 @@ impl Router {
             .ok()
             .flatten()
     }
-}
-
-pub fn does_not_exist(database: &str) -> Refusal {
-    Refusal::no_such_database(database)
 }
 
 /// Whether the credential's scope covers the routing name. Answered before any lookup, so the

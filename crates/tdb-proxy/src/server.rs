@@ -195,10 +195,6 @@ impl Proxy {
         })
     }
 
-    pub fn state(&self) -> &Arc<ProxyState> {
-        &self.state
-    }
-
     /// Accepts connections on `listener` until shutdown; each runs `session` on the least busy
     /// worker, inside a span naming the protocol and the client's address (a session adds its
     /// tenant once it knows it). Admission is the session's first step (see

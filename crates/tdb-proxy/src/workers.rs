@@ -75,14 +75,6 @@ impl Workers {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.workers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.workers.is_empty()
-    }
-
     /// Runs a session on the worker with the fewest: `make` is called there and the future it
     /// returns is tracked by `tracker`. The worker counts it until it ends.
     pub fn spawn<F, Fut>(&self, tracker: &TaskTracker, make: F)
@@ -150,7 +142,8 @@ impl Workers {
     }
 
     /// Sessions running on each worker, in order.
-    pub fn sessions(&self) -> Vec<usize> {
+    #[cfg(test)]
+    fn sessions(&self) -> Vec<usize> {
         self.workers
             .iter()
             .map(|w| w.sessions.load(Ordering::Relaxed))

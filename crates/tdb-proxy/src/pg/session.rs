@@ -1050,7 +1050,7 @@ fn backend_error(e: BackendError, route: &Route, database: &str) -> PgError {
             ),
         ),
         BackendError::Refused { code, .. } if code == sqlstate::INVALID_CATALOG_NAME => {
-            crate::route::does_not_exist(database).into()
+            crate::refusal::Refusal::no_such_database(database).into()
         }
         BackendError::Refused { code, .. } if code == sqlstate::CANNOT_CONNECT_NOW => {
             PgError::fatal(
