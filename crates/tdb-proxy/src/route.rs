@@ -75,6 +75,29 @@ impl Route {
     }
 }
 
+/// What a routing name resolved to in the catalog, before it becomes a [`Route`].
+struct Target {
+    server: tdb_catalog::servers::Server,
+    /// The catalog's id of the tenant database, workspace or provisioned database: the key of
+    /// its connection slots.
+    id: String,
+    tenant_id: Option<String>,
+    status: TenantStatus,
+    physical_db: String,
+    write: Access,
+    read: Option<Access>,
+    settings: Settings,
+    blueprint_id: Option<String>,
+}
+
+fn unavailable(e: tdb_catalog::CatalogError) -> Refusal {
+    tracing::error!(error = %e, "catalog lookup failed in the proxy");
+    Refusal::new(
+        Reason::Unavailable,
+        "the database catalog is not available; try again",
+    )
+}
+
 struct Cached {
     route: Arc<Route>,
     at: Instant,
@@ -150,141 +173,137 @@ impl Router {
         name: RoutingName,
         database: &str,
     ) -> Result<Route, Refusal> {
-        let unavailable = |e: tdb_catalog::CatalogError| {
-            tracing::error!(error = %e, "catalog lookup failed in the proxy");
-            Refusal::new(
-                Reason::Unavailable,
-                "the database catalog is not available; try again",
-            )
-        };
-        let secret = |sealed: &[u8], aad: Aad<'_>| {
-            self.key.open_string(sealed, aad).map_err(|e| {
-                tracing::error!(error = %e, "cannot unseal a role secret");
-                Refusal::new(Reason::Internal, "internal error reaching the database")
-            })
-        };
-        match &name {
+        let target = match &name {
             RoutingName::Tenant { blueprint, tenant } => {
-                let r = self
-                    .catalog
-                    .tenant_route(project_id, blueprint, tenant)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| Refusal::no_such_database(database))?;
-                let db = &r.database;
-                let write = Access {
-                    user: db.app_role.clone(),
-                    password: secret(&db.app_secret, Aad::TenantRole(&db.id, TenantRole::App))?,
-                };
-                let read = match (&db.read_role, &db.read_secret) {
-                    (Some(user), Some(sealed)) => Some(Access {
-                        user: user.clone(),
-                        password: secret(sealed, Aad::TenantRole(&db.id, TenantRole::Read))?,
-                    }),
-                    _ => None,
-                };
-                let settings = Settings::from_json(&r.settings);
-                Ok(Route {
-                    project_id: project_id.to_string(),
-                    tenant_id: Some(db.tenant_id.clone()),
-                    status: r.tenant_status,
-                    server_id: r.server.id.clone(),
-                    host: r.server.host.clone(),
-                    port: u16::try_from(r.server.port).unwrap_or(5432),
-                    physical_db: db.physical_db.clone(),
-                    write,
-                    read,
-                    slots: self.slots_for(&db.id, settings.client_sessions()),
-                    server_slots: self
-                        .slots_for(&format!("server:{}", db.id), settings.max_connections),
-                    server_budget: r
-                        .server
-                        .tenant_connection_budget
-                        .and_then(|b| u32::try_from(b).ok()),
-                    settings,
-                    blueprint_id: None,
-                    name,
-                })
+                self.tenant(project_id, blueprint, tenant).await?
             }
-            RoutingName::Provisioned { schema } => {
-                let r = self
-                    .catalog
-                    .provision_route(project_id, schema)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| Refusal::no_such_database(database))?;
-                let p = &r.provisioned;
-                let settings = Settings::default();
-                Ok(Route {
-                    project_id: project_id.to_string(),
-                    tenant_id: None,
-                    status: TenantStatus::Ready,
-                    server_id: r.server.id.clone(),
-                    host: r.server.host.clone(),
-                    port: u16::try_from(r.server.port).unwrap_or(5432),
-                    physical_db: p.database.clone(),
-                    write: Access {
-                        user: p.role_name.clone(),
-                        password: secret(&p.role_secret, Aad::Provisioned(&p.id))?,
-                    },
-                    read: None,
-                    slots: self.slots_for(&p.id, settings.client_sessions()),
-                    server_slots: self
-                        .slots_for(&format!("server:{}", p.id), settings.max_connections),
-                    server_budget: r
-                        .server
-                        .tenant_connection_budget
-                        .and_then(|b| u32::try_from(b).ok()),
-                    settings,
-                    blueprint_id: None,
-                    name,
-                })
-            }
-            RoutingName::Workspace { name: ws_name } => {
-                let r = self
-                    .catalog
-                    .workspace_route(project_id, ws_name)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| Refusal::no_such_database(database))?;
-                let ws = &r.workspace;
-                let blueprint_id = if ws.mode == WorkspaceMode::Tenant {
-                    let bp = self
-                        .catalog
-                        .find_blueprint(project_id, ws_name)
-                        .await
-                        .map_err(unavailable)?;
-                    Some(bp.id)
-                } else {
-                    None
-                };
-                let settings = Settings::from_json(&ws.settings.0);
-                Ok(Route {
-                    project_id: project_id.to_string(),
-                    tenant_id: None,
-                    status: TenantStatus::Ready,
-                    server_id: r.server.id.clone(),
-                    host: r.server.host.clone(),
-                    port: u16::try_from(r.server.port).unwrap_or(5432),
-                    physical_db: ws.physical_db.clone(),
-                    write: Access {
-                        user: ws.owner_role.clone(),
-                        password: secret(&ws.owner_secret, Aad::WorkspaceOwner(&ws.id))?,
-                    },
-                    read: None,
-                    slots: self.slots_for(&ws.id, settings.client_sessions()),
-                    server_slots: self
-                        .slots_for(&format!("server:{}", ws.id), settings.max_connections),
-                    server_budget: r
-                        .server
-                        .tenant_connection_budget
-                        .and_then(|b| u32::try_from(b).ok()),
-                    settings,
-                    blueprint_id,
-                    name,
-                })
-            }
-        }
+            RoutingName::Provisioned { schema } => self.provisioned(project_id, schema).await?,
+            RoutingName::Workspace { name } => self.workspace(project_id, name).await?,
+        };
+        let target = target.ok_or_else(|| Refusal::no_such_database(database))?;
+        let slots = self.slots_for(&target.id, target.settings.client_sessions());
+        let server_slots = self.slots_for(
+            &format!("server:{}", target.id),
+            target.settings.max_connections,
+        );
+        let server = &target.server;
+        Ok(Route {
+            project_id: project_id.to_string(),
+            name,
+            tenant_id: target.tenant_id,
+            status: target.status,
+            server_id: server.id.clone(),
+            host: server.host.clone(),
+            port: u16::try_from(server.port).unwrap_or(5432),
+            physical_db: target.physical_db,
+            write: target.write,
+            read: target.read,
+            slots,
+            server_slots,
+            server_budget: server
+                .tenant_connection_budget
+                .and_then(|b| u32::try_from(b).ok()),
+            settings: target.settings,
+            blueprint_id: target.blueprint_id,
+        })
+    }
+
+    async fn tenant(
+        &self,
+        project_id: &str,
+        blueprint: &str,
+        tenant: &str,
+    ) -> Result<Option<Target>, Refusal> {
+        let route = self
+            .catalog
+            .tenant_route(project_id, blueprint, tenant)
+            .await;
+        let Some(r) = route.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let db = r.database;
+        let write = Access {
+            user: db.app_role.clone(),
+            password: self.secret(&db.app_secret, Aad::TenantRole(&db.id, TenantRole::App))?,
+        };
+        let read = match (&db.read_role, &db.read_secret) {
+            (Some(user), Some(sealed)) => Some(Access {
+                user: user.clone(),
+                password: self.secret(sealed, Aad::TenantRole(&db.id, TenantRole::Read))?,
+            }),
+            _ => None,
+        };
+        Ok(Some(Target {
+            server: r.server,
+            id: db.id,
+            tenant_id: Some(db.tenant_id),
+            status: r.tenant_status,
+            physical_db: db.physical_db,
+            write,
+            read,
+            settings: Settings::from_json(&r.settings),
+            blueprint_id: None,
+        }))
+    }
+
+    async fn provisioned(&self, project_id: &str, schema: &str) -> Result<Option<Target>, Refusal> {
+        let route = self.catalog.provision_route(project_id, schema).await;
+        let Some(r) = route.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let p = r.provisioned;
+        let write = Access {
+            user: p.role_name.clone(),
+            password: self.secret(&p.role_secret, Aad::Provisioned(&p.id))?,
+        };
+        Ok(Some(Target {
+            server: r.server,
+            id: p.id,
+            tenant_id: None,
+            status: TenantStatus::Ready,
+            physical_db: p.database,
+            write,
+            read: None,
+            settings: Settings::default(),
+            blueprint_id: None,
+        }))
+    }
+
+    async fn workspace(&self, project_id: &str, name: &str) -> Result<Option<Target>, Refusal> {
+        let route = self.catalog.workspace_route(project_id, name).await;
+        let Some(r) = route.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let ws = r.workspace;
+        // Tenant mode: DDL run through the workspace is queued on its blueprint.
+        let blueprint_id = if ws.mode == WorkspaceMode::Tenant {
+            let bp = self.catalog.find_blueprint(project_id, name).await;
+            Some(bp.map_err(unavailable)?.id)
+        } else {
+            None
+        };
+        let write = Access {
+            user: ws.owner_role.clone(),
+            password: self.secret(&ws.owner_secret, Aad::WorkspaceOwner(&ws.id))?,
+        };
+        Ok(Some(Target {
+            server: r.server,
+            settings: Settings::from_json(&ws.settings.0),
+            id: ws.id,
+            tenant_id: None,
+            status: TenantStatus::Ready,
+            physical_db: ws.physical_db,
+            write,
+            read: None,
+            blueprint_id,
+        }))
+    }
+
+    fn secret(&self, sealed: &[u8], aad: Aad<'_>) -> Result<String, Refusal> {
+        self.key.open_string(sealed, aad).map_err(|e| {
+            tracing::error!(error = %e, "cannot unseal a role secret");
+            Refusal::new(Reason::Internal, "internal error reaching the database")
+        })
     }
 
     fn slots_for(&self, id: &str, max: u32) -> Arc<Semaphore> {

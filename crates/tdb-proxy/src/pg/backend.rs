@@ -8,8 +8,18 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, Scr
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::frame::{self, cstr, message};
+use super::message::{TxStatus, back, front};
 use tdb_engines::postgres::wire::stream::ServerStream;
 
+/// The protocol version of the startup packet: 3.0.
+const PROTOCOL_3_0: u32 = 196_608;
+/// The kinds of `Authentication…` request the proxy answers.
+const AUTH_OK: u32 = 0;
+const AUTH_CLEARTEXT: u32 = 3;
+const AUTH_MD5: u32 = 5;
+const AUTH_SASL: u32 = 10;
+const AUTH_SASL_CONTINUE: u32 = 11;
+const AUTH_SASL_FINAL: u32 = 12;
 /// How long connecting and authenticating to a server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message accepted during the backend handshake.
@@ -118,23 +128,7 @@ impl Backend {
 
     async fn connect_inner(target: &BackendTarget) -> Result<Self, BackendError> {
         let mut stream = ServerStream::connect(&target.host, target.port).await?;
-        let mut out = Vec::with_capacity(256);
-        let start = out.len();
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&196_608u32.to_be_bytes());
-        for (k, v) in [("user", &target.user), ("database", &target.database)] {
-            cstr(&mut out, k);
-            cstr(&mut out, v);
-        }
-        for (k, v) in &target.params {
-            cstr(&mut out, k);
-            cstr(&mut out, v);
-        }
-        out.push(0);
-        let len = (out.len() - start) as u32;
-        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-        stream.write_all(&out).await?;
-
+        stream.write_all(&startup_message(target)).await?;
         let mut buf = BytesMut::with_capacity(1024);
         let mut scram: Option<ScramSha256> = None;
         let mut params = Vec::new();
@@ -142,76 +136,14 @@ impl Backend {
         loop {
             let (tag, body) = read_message(&mut stream, &mut buf).await?;
             match tag {
-                b'R' => {
-                    let kind = body.get(..4).ok_or(BackendError::Protocol("short auth"))?;
-                    let kind = u32::from_be_bytes([kind[0], kind[1], kind[2], kind[3]]);
-                    let data = &body[4..];
-                    let mut reply = Vec::new();
-                    match kind {
-                        0 => {}
-                        3 => message(&mut reply, b'p', |b| cstr(b, &target.password)),
-                        5 => {
-                            let salt: [u8; 4] = data
-                                .get(..4)
-                                .and_then(|s| s.try_into().ok())
-                                .ok_or(BackendError::Protocol("short md5 salt"))?;
-                            let hash = postgres_protocol::authentication::md5_hash(
-                                target.user.as_bytes(),
-                                target.password.as_bytes(),
-                                salt,
-                            );
-                            message(&mut reply, b'p', |b| cstr(b, &hash));
-                        }
-                        10 => {
-                            let offers_scram = data
-                                .split(|b| *b == 0)
-                                .any(|m| m == SCRAM_SHA_256.as_bytes());
-                            if !offers_scram {
-                                return Err(BackendError::Protocol(
-                                    "server offers no SCRAM-SHA-256",
-                                ));
-                            }
-                            let client = ScramSha256::new(
-                                target.password.as_bytes(),
-                                ChannelBinding::unsupported(),
-                            );
-                            message(&mut reply, b'p', |b| {
-                                cstr(b, SCRAM_SHA_256);
-                                b.extend_from_slice(&(client.message().len() as i32).to_be_bytes());
-                                b.extend_from_slice(client.message());
-                            });
-                            scram = Some(client);
-                        }
-                        11 => {
-                            let client = scram
-                                .as_mut()
-                                .ok_or(BackendError::Protocol("SASL continue out of order"))?;
-                            client
-                                .update(data)
-                                .map_err(|_| BackendError::Protocol("bad SASL continue"))?;
-                            message(&mut reply, b'p', |b| b.extend_from_slice(client.message()));
-                        }
-                        12 => {
-                            let mut client = scram
-                                .take()
-                                .ok_or(BackendError::Protocol("SASL final out of order"))?;
-                            client
-                                .finish(data)
-                                .map_err(|_| BackendError::Protocol("server signature invalid"))?;
-                        }
-                        _ => return Err(BackendError::Protocol("unsupported authentication")),
-                    }
+                back::AUTHENTICATION => {
+                    let reply = authentication_reply(target, &body, &mut scram)?;
                     if !reply.is_empty() {
                         stream.write_all(&reply).await?;
                     }
                 }
-                b'S' => {
-                    let mut parts = body.split(|b| *b == 0);
-                    let name = String::from_utf8_lossy(parts.next().unwrap_or_default());
-                    let value = String::from_utf8_lossy(parts.next().unwrap_or_default());
-                    set_param(&mut params, &name, &value);
-                }
-                b'K' => {
+                back::PARAMETER_STATUS => parameter_status(&mut params, &body),
+                back::BACKEND_KEY_DATA => {
                     if body.len() >= 8 {
                         keys = (
                             u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
@@ -219,9 +151,9 @@ impl Backend {
                         );
                     }
                 }
-                b'E' => return Err(refused(&body)),
-                b'N' | b'v' => {}
-                b'Z' => {
+                back::ERROR => return Err(refused(&body)),
+                back::NOTICE | back::NEGOTIATE_PROTOCOL => {}
+                back::READY_FOR_QUERY => {
                     return Ok(Self {
                         stream,
                         params,
@@ -244,23 +176,19 @@ impl Backend {
     pub async fn reset(&mut self) -> bool {
         let reset = async {
             let mut out = Vec::new();
-            message(&mut out, b'Q', |b| cstr(b, "DISCARD ALL"));
+            message(&mut out, front::QUERY, |b| cstr(b, "DISCARD ALL"));
             self.stream.write_all(&out).await?;
             let mut buf = BytesMut::with_capacity(256);
             let mut ok = false;
             loop {
                 let (tag, body) = read_message(&mut self.stream, &mut buf).await?;
                 match tag {
-                    b'C' => ok = frame::command_tag(&body) == "DISCARD ALL",
-                    b'S' => {
-                        let mut parts = body.split(|b| *b == 0);
-                        let name = String::from_utf8_lossy(parts.next().unwrap_or_default());
-                        let value = String::from_utf8_lossy(parts.next().unwrap_or_default());
-                        set_param(&mut self.params, &name, &value);
-                    }
-                    b'N' => {}
-                    b'Z' => {
-                        return Ok::<bool, BackendError>(ok && body == [b'I'] && buf.is_empty());
+                    back::COMMAND_COMPLETE => ok = frame::command_tag(&body) == "DISCARD ALL",
+                    back::PARAMETER_STATUS => parameter_status(&mut self.params, &body),
+                    back::NOTICE => {}
+                    back::READY_FOR_QUERY => {
+                        let idle = body == [TxStatus::Idle.byte()];
+                        return Ok::<bool, BackendError>(ok && idle && buf.is_empty());
                     }
                     _ => return Ok(false),
                 }
@@ -286,10 +214,10 @@ impl Backend {
             READ_SETTINGS,
             &[&text_array(custom.iter().map(String::as_str))],
         );
-        message(&mut out, b'S', |_| {});
+        message(&mut out, front::SYNC, |_| {});
         let mut rows = Vec::new();
         self.exchange(&out, |tag, body| {
-            if tag == b'D' {
+            if tag == back::DATA_ROW {
                 rows.push(data_row(body).ok_or("a malformed row of settings")?);
             }
             Ok(())
@@ -325,18 +253,20 @@ impl Backend {
                         .await
                         .map_err(|e| e.to_string())?;
                 match tag {
-                    b'E' => {
+                    back::ERROR => {
                         let fields = frame::error_fields(&body);
                         failed = Some(format!(
                             "{} ({})",
-                            field(&fields, b'M'),
-                            field(&fields, b'C')
+                            field(&fields, frame::field::MESSAGE),
+                            field(&fields, frame::field::CODE)
                         ));
                     }
-                    b'Z' if body == [b'I'] && buf.is_empty() => {
+                    back::READY_FOR_QUERY if body == [TxStatus::Idle.byte()] && buf.is_empty() => {
                         return failed.map_or(Ok(()), Err);
                     }
-                    b'Z' => return Err("the server was not idle afterwards".to_string()),
+                    back::READY_FOR_QUERY => {
+                        return Err("the server was not idle afterwards".to_string());
+                    }
                     _ => each(tag, &body).map_err(str::to_string)?,
                 }
             }
@@ -349,9 +279,102 @@ impl Backend {
     /// Says goodbye politely; the server then closes its end.
     pub async fn terminate(mut self) {
         let mut out = Vec::new();
-        message(&mut out, b'X', |_| {});
+        message(&mut out, front::TERMINATE, |_| {});
         let _ = self.stream.write_all(&out).await;
     }
+}
+
+/// The startup packet: protocol 3.0, the role and database, then the target's parameters.
+fn startup_message(target: &BackendTarget) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&PROTOCOL_3_0.to_be_bytes());
+    for (k, v) in [("user", &target.user), ("database", &target.database)] {
+        cstr(&mut out, k);
+        cstr(&mut out, v);
+    }
+    for (k, v) in &target.params {
+        cstr(&mut out, k);
+        cstr(&mut out, v);
+    }
+    out.push(0);
+    let len = out.len() as u32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// The answer to an `Authentication…` request (`body`), empty when none is due: a password in
+/// clear or MD5, or the SCRAM-SHA-256 exchange (`scram` carries it between messages).
+fn authentication_reply(
+    target: &BackendTarget,
+    body: &[u8],
+    scram: &mut Option<ScramSha256>,
+) -> Result<Vec<u8>, BackendError> {
+    let kind = body.get(..4).ok_or(BackendError::Protocol("short auth"))?;
+    let kind = u32::from_be_bytes([kind[0], kind[1], kind[2], kind[3]]);
+    let data = &body[4..];
+    let mut reply = Vec::new();
+    match kind {
+        AUTH_OK => {}
+        AUTH_CLEARTEXT => message(&mut reply, front::PASSWORD, |b| cstr(b, &target.password)),
+        AUTH_MD5 => {
+            let salt: [u8; 4] = data
+                .get(..4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(BackendError::Protocol("short md5 salt"))?;
+            let hash = postgres_protocol::authentication::md5_hash(
+                target.user.as_bytes(),
+                target.password.as_bytes(),
+                salt,
+            );
+            message(&mut reply, front::PASSWORD, |b| cstr(b, &hash));
+        }
+        AUTH_SASL => {
+            let offers_scram = data
+                .split(|b| *b == 0)
+                .any(|m| m == SCRAM_SHA_256.as_bytes());
+            if !offers_scram {
+                return Err(BackendError::Protocol("server offers no SCRAM-SHA-256"));
+            }
+            let client =
+                ScramSha256::new(target.password.as_bytes(), ChannelBinding::unsupported());
+            message(&mut reply, front::PASSWORD, |b| {
+                cstr(b, SCRAM_SHA_256);
+                b.extend_from_slice(&(client.message().len() as i32).to_be_bytes());
+                b.extend_from_slice(client.message());
+            });
+            *scram = Some(client);
+        }
+        AUTH_SASL_CONTINUE => {
+            let client = scram
+                .as_mut()
+                .ok_or(BackendError::Protocol("SASL continue out of order"))?;
+            client
+                .update(data)
+                .map_err(|_| BackendError::Protocol("bad SASL continue"))?;
+            message(&mut reply, front::PASSWORD, |b| {
+                b.extend_from_slice(client.message())
+            });
+        }
+        AUTH_SASL_FINAL => {
+            let mut client = scram
+                .take()
+                .ok_or(BackendError::Protocol("SASL final out of order"))?;
+            client
+                .finish(data)
+                .map_err(|_| BackendError::Protocol("server signature invalid"))?;
+        }
+        _ => return Err(BackendError::Protocol("unsupported authentication")),
+    }
+    Ok(reply)
+}
+
+/// Keeps a `ParameterStatus` (name and value) in `params`.
+fn parameter_status(params: &mut Vec<(String, String)>, body: &[u8]) {
+    let mut parts = body.split(|b| *b == 0);
+    let name = String::from_utf8_lossy(parts.next().unwrap_or_default());
+    let value = String::from_utf8_lossy(parts.next().unwrap_or_default());
+    set_param(params, &name, &value);
 }
 
 /// Sends a `CancelRequest` for a server's backend on a connection of its own (it needs the
@@ -360,7 +383,7 @@ pub async fn cancel(host: &str, port: u16, pid: u32, key: u32) -> std::io::Resul
     let mut stream = ServerStream::connect(host, port).await?;
     let mut out = Vec::with_capacity(16);
     out.extend_from_slice(&16u32.to_be_bytes());
-    out.extend_from_slice(&80_877_102u32.to_be_bytes());
+    out.extend_from_slice(&super::startup::CANCEL_REQUEST.to_be_bytes());
     out.extend_from_slice(&pid.to_be_bytes());
     out.extend_from_slice(&key.to_be_bytes());
     stream.write_all(&out).await?;
@@ -378,7 +401,7 @@ pub fn settings_messages(settings: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     if settings.is_empty() {
         // The usual case, in one message the server parses at once.
-        message(&mut out, b'Q', |b| cstr(b, "RESET ALL; RESET ROLE"));
+        message(&mut out, front::QUERY, |b| cstr(b, "RESET ALL; RESET ROLE"));
         return out;
     }
     for sql in ["RESET ALL", "RESET ROLE"] {
@@ -389,18 +412,18 @@ pub fn settings_messages(settings: &[(String, String)]) -> Vec<u8> {
     let names = text_array(names.iter().map(String::as_str));
     let values = text_array(values.iter().map(String::as_str));
     extended(&mut out, APPLY_SETTINGS, &[&names, &values]);
-    message(&mut out, b'S', |_| {});
+    message(&mut out, front::SYNC, |_| {});
     out
 }
 
 /// `Parse`, `Bind` (text parameters) and `Execute` of the unnamed statement `sql`.
 fn extended(out: &mut Vec<u8>, sql: &str, params: &[&str]) {
-    message(out, b'P', |b| {
+    message(out, front::PARSE, |b| {
         cstr(b, "");
         cstr(b, sql);
         b.extend_from_slice(&0u16.to_be_bytes());
     });
-    message(out, b'B', |b| {
+    message(out, front::BIND, |b| {
         cstr(b, "");
         cstr(b, "");
         b.extend_from_slice(&0u16.to_be_bytes());
@@ -411,7 +434,7 @@ fn extended(out: &mut Vec<u8>, sql: &str, params: &[&str]) {
         }
         b.extend_from_slice(&0u16.to_be_bytes());
     });
-    message(out, b'E', |b| {
+    message(out, front::EXECUTE, |b| {
         cstr(b, "");
         b.extend_from_slice(&0u32.to_be_bytes());
     });
@@ -453,8 +476,8 @@ fn set_param(params: &mut Vec<(String, String)>, name: &str, value: &str) {
 fn refused(body: &[u8]) -> BackendError {
     let fields = frame::error_fields(body);
     BackendError::Refused {
-        code: field(&fields, b'C'),
-        message: field(&fields, b'M'),
+        code: field(&fields, frame::field::CODE),
+        message: field(&fields, frame::field::MESSAGE),
         body: body.to_vec(),
     }
 }

@@ -4,6 +4,21 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::message::back;
+
+/// The field codes of an `ErrorResponse` or `NoticeResponse`.
+pub mod field {
+    pub const SEVERITY: u8 = b'S';
+    /// The severity, never translated.
+    pub const SEVERITY_NAME: u8 = b'V';
+    pub const CODE: u8 = b'C';
+    pub const MESSAGE: u8 = b'M';
+    pub const DETAIL: u8 = b'D';
+    pub const HINT: u8 = b'H';
+    /// Where the error arose (a function's or a `DO` block's line).
+    pub const CONTEXT: u8 = b'W';
+}
+
 /// The largest authentication message a client may send (SASL messages are tiny).
 pub const MAX_AUTH_MESSAGE: usize = 4096;
 
@@ -41,13 +56,23 @@ impl PgError {
         }
     }
 
+    /// As an `ErrorResponse`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        message(out, b'E', |body| {
+        self.encode_as(out, back::ERROR);
+    }
+
+    /// As a `NoticeResponse` (the same fields; the client reads it as a warning and goes on).
+    pub fn encode_notice(&self, out: &mut Vec<u8>) {
+        self.encode_as(out, back::NOTICE);
+    }
+
+    fn encode_as(&self, out: &mut Vec<u8>, tag: u8) {
+        message(out, tag, |body| {
             for (field, value) in [
-                (b'S', self.severity),
-                (b'V', self.severity),
-                (b'C', self.code),
-                (b'M', self.message.as_str()),
+                (field::SEVERITY, self.severity),
+                (field::SEVERITY_NAME, self.severity),
+                (field::CODE, self.code),
+                (field::MESSAGE, self.message.as_str()),
             ] {
                 body.push(field);
                 cstr(body, value);
@@ -74,11 +99,13 @@ pub fn cstr(out: &mut Vec<u8>, s: &str) {
 
 /// `AuthenticationOk`, `AuthenticationSASL`, `…SASLContinue`, `…SASLFinal`.
 pub fn auth_ok(out: &mut Vec<u8>) {
-    message(out, b'R', |b| b.extend_from_slice(&0u32.to_be_bytes()));
+    message(out, back::AUTHENTICATION, |b| {
+        b.extend_from_slice(&0u32.to_be_bytes())
+    });
 }
 
 pub fn auth_sasl(out: &mut Vec<u8>, mechanisms: &[&str]) {
-    message(out, b'R', |b| {
+    message(out, back::AUTHENTICATION, |b| {
         b.extend_from_slice(&10u32.to_be_bytes());
         for mechanism in mechanisms {
             cstr(b, mechanism);
@@ -88,45 +115,45 @@ pub fn auth_sasl(out: &mut Vec<u8>, mechanisms: &[&str]) {
 }
 
 pub fn auth_sasl_continue(out: &mut Vec<u8>, data: &[u8]) {
-    message(out, b'R', |b| {
+    message(out, back::AUTHENTICATION, |b| {
         b.extend_from_slice(&11u32.to_be_bytes());
         b.extend_from_slice(data);
     });
 }
 
 pub fn auth_sasl_final(out: &mut Vec<u8>, data: &[u8]) {
-    message(out, b'R', |b| {
+    message(out, back::AUTHENTICATION, |b| {
         b.extend_from_slice(&12u32.to_be_bytes());
         b.extend_from_slice(data);
     });
 }
 
 pub fn parameter_status(out: &mut Vec<u8>, name: &str, value: &str) {
-    message(out, b'S', |b| {
+    message(out, back::PARAMETER_STATUS, |b| {
         cstr(b, name);
         cstr(b, value);
     });
 }
 
 pub fn backend_key_data(out: &mut Vec<u8>, pid: u32, key: u32) {
-    message(out, b'K', |b| {
+    message(out, back::BACKEND_KEY_DATA, |b| {
         b.extend_from_slice(&pid.to_be_bytes());
         b.extend_from_slice(&key.to_be_bytes());
     });
 }
 
 pub fn ready_for_query(out: &mut Vec<u8>, status: u8) {
-    message(out, b'Z', |b| b.push(status));
+    message(out, back::READY_FOR_QUERY, |b| b.push(status));
 }
 
 /// `CommandComplete` with its command tag.
 pub fn command_complete(out: &mut Vec<u8>, tag: &str) {
-    message(out, b'C', |b| cstr(b, tag));
+    message(out, back::COMMAND_COMPLETE, |b| cstr(b, tag));
 }
 
 /// `NegotiateProtocolVersion`: the newest minor version spoken and the options not understood.
 pub fn negotiate_protocol(out: &mut Vec<u8>, minor: u32, unknown: &[&str]) {
-    message(out, b'v', |b| {
+    message(out, back::NEGOTIATE_PROTOCOL, |b| {
         b.extend_from_slice(&minor.to_be_bytes());
         b.extend_from_slice(&(unknown.len() as u32).to_be_bytes());
         for option in unknown {
@@ -203,23 +230,31 @@ pub fn error_fields(body: &[u8]) -> Vec<(u8, &[u8])> {
     fields
 }
 
+/// The first field `code` of an `ErrorResponse` or `NoticeResponse` body.
+pub fn error_field(body: &[u8], code: u8) -> Option<&[u8]> {
+    error_fields(body)
+        .into_iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, value)| value)
+}
+
 /// The SQLSTATE of an `ErrorResponse` body.
 pub fn error_code(body: &[u8]) -> Option<&str> {
     error_fields(body)
         .into_iter()
-        .find(|(code, _)| *code == b'C')
+        .find(|(code, _)| *code == field::CODE)
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// Re-encodes an `ErrorResponse` with a new message, dropping detail and hint (which describe
 /// the original message) and keeping every other field.
 pub fn rewrite_error(body: &[u8], new_message: &str, out: &mut Vec<u8>) {
-    message(out, b'E', |b| {
+    message(out, back::ERROR, |b| {
         for (code, value) in error_fields(body) {
             match code {
-                b'D' | b'H' => continue,
-                b'M' => {
-                    b.push(b'M');
+                field::DETAIL | field::HINT => continue,
+                field::MESSAGE => {
+                    b.push(field::MESSAGE);
                     cstr(b, new_message);
                 }
                 _ => {
@@ -236,9 +271,9 @@ pub fn rewrite_error(body: &[u8], new_message: &str, out: &mut Vec<u8>) {
 /// The error in `body` without its context (`W`): a refusal the proxy raised in a `DO` block
 /// would otherwise name the block.
 pub fn without_context(body: &[u8], out: &mut Vec<u8>) {
-    message(out, b'E', |b| {
+    message(out, back::ERROR, |b| {
         for (code, value) in error_fields(body) {
-            if code != b'W' {
+            if code != field::CONTEXT {
                 b.push(code);
                 b.extend_from_slice(value);
                 b.push(0);

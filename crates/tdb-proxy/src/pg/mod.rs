@@ -4,6 +4,7 @@
 #[cfg(feature = "server")]
 pub mod backend;
 pub mod frame;
+pub mod message;
 pub mod params;
 #[cfg(feature = "server")]
 pub mod relay;

@@ -5,12 +5,16 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// The one-byte answers to `SSLRequest` and `GSSENCRequest`: go ahead, or carry on in plain
+/// text.
+pub const ACCEPT_ENCRYPTION: &[u8] = b"S";
+pub const DECLINE_ENCRYPTION: &[u8] = b"N";
 /// The largest startup packet accepted (PostgreSQL's own limit is the same order).
 pub const MAX_LEN: usize = 10_000;
 const MIN_LEN: usize = 8;
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
-const CANCEL_REQUEST: u32 = 80_877_102;
+pub const CANCEL_REQUEST: u32 = 80_877_102;
 /// Protocol 3.0; newer minor versions are accepted (the server negotiates them down).
 const PROTOCOL_3: u16 = 3;
 /// The longest cancel key PostgreSQL sends (protocol 3.2 allows up to 256 bytes).
