@@ -27,11 +27,13 @@ pub enum Admission {
     Closed,
 }
 
-/// Admits, refuses or closes a connection from `peer`. `protocol` names the surface in logs.
-pub fn admit(proxy: &ProxyState, peer: SocketAddr, protocol: &str) -> Admission {
-    proxy.metrics.connections.increment(1);
+/// Admits, refuses or closes a connection from `peer`. `protocol` names the surface in logs
+/// and labels its metrics.
+pub fn admit(proxy: &ProxyState, peer: SocketAddr, protocol: &'static str) -> Admission {
+    let metrics = proxy.metrics(protocol);
+    metrics.connections.increment(1);
     // The address's rate first: a banned address gets nothing else from the proxy.
-    let refusal = address_refusal(proxy, peer, protocol);
+    let refusal = address_refusal(proxy, peer, protocol, &metrics);
     let Some(per_address) = proxy.peers.enter(peer.ip()) else {
         if refusal.is_none() {
             tracing::warn!(%peer, "too many unauthenticated connections from one address");
@@ -49,7 +51,7 @@ pub fn admit(proxy: &ProxyState, peer: SocketAddr, protocol: &str) -> Admission 
     match refusal {
         None => Admission::Admitted(places),
         Some(refusal) => {
-            proxy.metrics.refused.increment(1);
+            metrics.refused.increment(1);
             tracing::debug!(%peer, "connection refused by the address rate limit");
             Admission::Refused(places, refusal)
         }
@@ -57,7 +59,12 @@ pub fn admit(proxy: &ProxyState, peer: SocketAddr, protocol: &str) -> Admission 
 }
 
 /// Why a connection from `peer` is refused when its address is over its rate or banned.
-fn address_refusal(proxy: &ProxyState, peer: SocketAddr, protocol: &str) -> Option<Refusal> {
+fn address_refusal(
+    proxy: &ProxyState,
+    peer: SocketAddr,
+    protocol: &str,
+    metrics: &crate::metrics::ProxyMetrics,
+) -> Option<Refusal> {
     use tdb_core::ratelimit::Verdict;
     match proxy.config.ip_guard.check(peer.ip()) {
         Verdict::Allowed => None,
@@ -71,7 +78,7 @@ fn address_refusal(proxy: &ProxyState, peer: SocketAddr, protocol: &str) -> Opti
         )),
         Verdict::Banned { retry_after, fresh } => {
             if fresh {
-                proxy.metrics.bans.increment(1);
+                metrics.bans.increment(1);
                 tracing::warn!(
                     address = %peer.ip(),
                     ban_secs = retry_after,
@@ -107,9 +114,9 @@ pub fn login_throttle(proxy: &ProxyState, user: &str, peer: SocketAddr) -> Resul
         })
 }
 
-/// Counts a failed login of `user` from `peer`.
-pub fn login_failed(proxy: &ProxyState, user: &str, peer: SocketAddr) {
-    proxy.metrics.auth_failures.increment(1);
+/// Counts a failed login of `user` from `peer` on `protocol`.
+pub fn login_failed(proxy: &ProxyState, protocol: &'static str, user: &str, peer: SocketAddr) {
+    proxy.metrics(protocol).auth_failures.increment(1);
     proxy.failures_by_ip.failed(&peer.ip());
     proxy
         .failures_by_user

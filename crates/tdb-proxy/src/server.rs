@@ -118,7 +118,9 @@ pub struct ProxyState {
     pub unauthenticated: Arc<Semaphore>,
     /// Unauthenticated connections per client address.
     pub peers: Arc<tdb_core::slots::AddressSlots>,
-    pub metrics: crate::metrics::ProxyMetrics,
+    /// The instruments of each protocol served, labelled with its name.
+    metrics:
+        std::sync::Mutex<std::collections::HashMap<&'static str, crate::metrics::ProxyMetrics>>,
     /// Recent failed logins by address and by user name.
     pub failures_by_ip: tdb_core::ratelimit::FailureThrottle<std::net::IpAddr>,
     pub failures_by_user: tdb_core::ratelimit::FailureThrottle<(String, std::net::IpAddr)>,
@@ -166,9 +168,17 @@ impl ProxyState {
             refusal_handshakes: tdb_core::ratelimit::PerSecond::new(REFUSAL_HANDSHAKES_PER_SECOND),
             failures_by_ip,
             failures_by_user,
-            metrics: crate::metrics::ProxyMetrics::new("postgresql"),
+            metrics: std::sync::Mutex::default(),
             shutdown,
         })
+    }
+
+    /// The instruments of `protocol` (`postgresql`, …): taken from the recorder on first use.
+    pub fn metrics(&self, protocol: &'static str) -> crate::metrics::ProxyMetrics {
+        let mut all = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(protocol)
+            .or_insert_with(|| crate::metrics::ProxyMetrics::new(protocol))
+            .clone()
     }
 }
 

@@ -61,7 +61,7 @@ async fn line_session(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState
             login
         }
         _ => {
-            admission::login_failed(&proxy, user, peer);
+            admission::login_failed(&proxy, "line", user, peer);
             let _ = w.write_all(b"-ERR password authentication failed\n").await;
             return;
         }
@@ -130,6 +130,11 @@ fn parts(url: &str) -> (String, String, String) {
 
 #[tokio::test]
 async fn a_second_protocol_is_served_and_refused_by_the_same_core() {
+    // This process's metrics (tdb serve runs in another): each protocol's instruments carry its
+    // own name.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("a recorder for the test's process");
     let s = start().await;
     let (key, acme) = account_with_tenant(&s, "core@example.com").await;
     let (user, password, database) = parts(&acme);
@@ -158,7 +163,7 @@ async fn a_second_protocol_is_served_and_refused_by_the_same_core() {
     let writer = tokio::spawn(writer);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let state = ProxyState::new(config, catalog, &master, None, log, shutdown.clone());
-    let proxy = Arc::new(Proxy::start(state).expect("proxy"));
+    let proxy = Arc::new(Proxy::start(state.clone()).expect("proxy"));
     let line = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let pg = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (line_port, pg_port) = (
@@ -202,6 +207,32 @@ async fn a_second_protocol_is_served_and_refused_by_the_same_core() {
         .await
         .expect("query");
     assert_eq!(one, 1);
+    let role: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut conn)
+        .await
+        .expect("query");
+
+    // The PostgreSQL session is generic over its client's byte stream: the same session over
+    // an in-memory stream, with a real driver at the other end.
+    let (near, far) = tokio::io::duplex(64 * 1024);
+    let peer = SocketAddr::from(([127, 0, 0, 9], 40_000));
+    tokio::spawn(tdb_proxy::pg::session::handle_stream(
+        far,
+        peer,
+        state.clone(),
+    ));
+    let config: tokio_postgres::Config = pg_url.parse().expect("a driver's config");
+    let (in_memory, connection) = config
+        .connect_raw(near, tokio_postgres::NoTls)
+        .await
+        .expect("a session over an in-memory stream");
+    let connection = tokio::spawn(connection);
+    let row = in_memory
+        .query_one("SELECT current_user::text, 40 + 2", &[])
+        .await
+        .expect("a query over an in-memory stream");
+    assert_eq!(row.get::<_, String>(0), role, "the tenant's own role");
+    assert_eq!(row.get::<_, i32>(1), 42);
 
     // The same gates: a suspension ends the open line session (through the catalog's change
     // feed, started once for both listeners) and refuses new ones.
@@ -223,6 +254,13 @@ async fn a_second_protocol_is_served_and_refused_by_the_same_core() {
         .expect("read")
         .expect("a line");
     assert_eq!(ended, "-ERR ended: tenant \"acme\" is suspended");
+    let ended = tokio::time::timeout(Duration::from_secs(30), connection)
+        .await
+        .expect("the in-memory session ends too")
+        .expect("the driver's connection task");
+    let ended = ended.expect_err("ended by the proxy's FATAL");
+    let fatal = ended.as_db_error().expect("an error from the proxy");
+    assert!(fatal.message().contains("suspended"), "{fatal:?}");
     let answers = line_client(line_port, [127, 0, 0, 1], &hello, &[]).await;
     assert_eq!(answers, ["-ERR Unavailable tenant \"acme\" is suspended"]);
     let (st, body) = call(&s, Method::POST, "/tenants/acme/resume", Some(&key), None).await;
@@ -289,6 +327,25 @@ async fn a_second_protocol_is_served_and_refused_by_the_same_core() {
         .expect("psql");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("too many failed logins"), "{stderr}");
+
+    let rendered = prometheus.render();
+    let count = |series: &str| -> u64 {
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let line_connections = count(r#"tdb_proxy_connections_total{engine="line"}"#);
+    let line_failures = count(r#"tdb_proxy_auth_failures_total{engine="line"}"#);
+    let pg_connections = count(r#"tdb_proxy_connections_total{engine="postgresql"}"#);
+    assert!(line_connections >= 60, "{rendered}");
+    assert!(line_failures >= 10, "{rendered}");
+    assert!(pg_connections >= 3, "{rendered}");
+    assert_eq!(
+        count(r#"tdb_proxy_auth_failures_total{engine="postgresql"}"#),
+        0,
+        "the line protocol's failed logins are its own: {rendered}"
+    );
 
     drop(conn);
     shutdown.cancel();

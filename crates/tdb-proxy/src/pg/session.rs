@@ -12,6 +12,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::backend::{Backend, BackendError, BackendTarget};
 use super::frame::{self, PgError};
+use super::message::{TxStatus, front};
 use super::relay::{ClientState, RelayEnd, ServerSide, SessionContext, relay};
 use super::scram::{ScramServer, Verifier};
 use super::sqlstate;
@@ -23,14 +24,44 @@ use crate::route::Route;
 use crate::tenancy::{self, Tenancy};
 use crate::{PlaintextPolicy, ProxyState};
 
+/// The protocol's name in logs and metrics.
+const PROTOCOL: &str = "postgresql";
 /// How long the error that ends a session may take to reach the client's socket.
 const FAREWELL_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a connection refused by the address guard may take to be told why.
 const REFUSAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
-enum ClientIo {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+enum ClientIo<S> {
+    Plain(S),
+    Tls(Box<TlsStream<S>>),
+}
+
+/// A client's connection: TCP in production, any byte stream (an in-memory one in tests).
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {
+    type Read<'a>: AsyncRead + Unpin + Send
+    where
+        Self: 'a;
+    type Write<'a>: AsyncWrite + Unpin + Send
+    where
+        Self: 'a;
+    /// The stream's reading and writing halves, borrowed for the session.
+    fn halves(&mut self) -> (Self::Read<'_>, Self::Write<'_>);
+}
+
+impl ClientStream for TcpStream {
+    type Read<'a> = tokio::net::tcp::ReadHalf<'a>;
+    type Write<'a> = tokio::net::tcp::WriteHalf<'a>;
+    fn halves(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        self.split()
+    }
+}
+
+impl ClientStream for tokio::io::DuplexStream {
+    type Read<'a> = tokio::io::ReadHalf<&'a mut Self>;
+    type Write<'a> = tokio::io::WriteHalf<&'a mut Self>;
+    fn halves(&mut self) -> (Self::Read<'_>, Self::Write<'_>) {
+        tokio::io::split(self)
+    }
 }
 
 /// What a client that authenticated asked for.
@@ -42,9 +73,15 @@ struct Authenticated {
     params: Vec<(String, String)>,
 }
 
+/// A PostgreSQL client's connection, from its first byte to its last.
 pub async fn handle(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>) {
     let _ = stream.set_nodelay(true);
-    let (unauthenticated, refusal) = match admission::admit(&proxy, peer, "postgresql") {
+    handle_stream(stream, peer, proxy).await;
+}
+
+/// [`handle`] over any byte stream; `peer` is the address admission and the logs go by.
+pub async fn handle_stream<S: ClientStream>(stream: S, peer: SocketAddr, proxy: Arc<ProxyState>) {
+    let (unauthenticated, refusal) = match admission::admit(&proxy, peer, PROTOCOL) {
         Admission::Admitted(places) => (places, None),
         Admission::Refused(places, refusal) => (places, Some(refusal)),
         Admission::Closed => return,
@@ -67,7 +104,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>)
     };
     match &mut io {
         ClientIo::Plain(s) => {
-            let (mut r, mut w) = s.split();
+            let (mut r, mut w) = s.halves();
             serve(&mut r, &mut w, auth, &proxy).await;
         }
         ClientIo::Tls(s) => {
@@ -78,9 +115,9 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, proxy: Arc<ProxyState>)
 }
 
 /// Keeps the open-sessions gauge right however a session ends.
-struct SessionCount<'a>(&'a crate::metrics::ProxyMetrics);
+struct SessionCount(crate::metrics::ProxyMetrics);
 
-impl Drop for SessionCount<'_> {
+impl Drop for SessionCount {
     fn drop(&mut self) {
         self.0.sessions.decrement(1.0);
     }
@@ -91,7 +128,7 @@ impl Drop for SessionCount<'_> {
 /// its TLS request: it says only "error during SSL exchange"), within the proxy's budget of
 /// such handshakes; past the budget, or without TLS, the error goes in plain text. A cancel
 /// request is not forwarded.
-async fn refuse(stream: TcpStream, proxy: &ProxyState, refusal: PgError) {
+async fn refuse<S: ClientStream>(stream: S, proxy: &ProxyState, refusal: PgError) {
     let mut io = ClientIo::Plain(stream);
     // At most an encryption request of each kind, then the startup packet.
     for _ in 0..3 {
@@ -102,7 +139,7 @@ async fn refuse(stream: TcpStream, proxy: &ProxyState, refusal: PgError) {
         match (request, io) {
             (Ok(StartupRequest::Ssl), ClientIo::Plain(mut tcp)) => match &proxy.tls {
                 Some(tls) if proxy.refusal_handshakes.allow() => {
-                    if tcp.write_all(b"S").await.is_err() {
+                    if tcp.write_all(startup::ACCEPT_ENCRYPTION).await.is_err() {
                         return;
                     }
                     let Ok(stream) = tls.acceptor.accept(tcp).await else {
@@ -116,7 +153,7 @@ async fn refuse(stream: TcpStream, proxy: &ProxyState, refusal: PgError) {
                 }
             },
             (Ok(StartupRequest::GssEnc), ClientIo::Plain(mut tcp)) => {
-                if tcp.write_all(b"N").await.is_err() {
+                if tcp.write_all(startup::DECLINE_ENCRYPTION).await.is_err() {
                     return;
                 }
                 io = ClientIo::Plain(tcp);
@@ -136,11 +173,11 @@ async fn refuse(stream: TcpStream, proxy: &ProxyState, refusal: PgError) {
 
 /// Everything before the relay. `None` when the connection ended (a cancel request, bad input,
 /// failed authentication: the client has been told).
-async fn negotiate(
-    stream: TcpStream,
+async fn negotiate<S: ClientStream>(
+    stream: S,
     peer: SocketAddr,
     proxy: &ProxyState,
-) -> Option<(ClientIo, Authenticated)> {
+) -> Option<(ClientIo<S>, Authenticated)> {
     let (mut io, minor, params) = startup_packet(stream, peer, proxy).await?;
     let mut out = Vec::with_capacity(512);
     let (user, database, client_params) =
@@ -159,11 +196,11 @@ async fn negotiate(
 
 /// Encryption negotiated (TLS, or plain text refused politely to GSSAPI) and the startup
 /// packet read, before the startup deadline. A cancel request is forwarded here.
-async fn startup_packet(
-    stream: TcpStream,
+async fn startup_packet<S: ClientStream>(
+    stream: S,
     peer: SocketAddr,
     proxy: &ProxyState,
-) -> Option<(ClientIo, u16, Vec<(String, String)>)> {
+) -> Option<(ClientIo<S>, u16, Vec<(String, String)>)> {
     let mut io = ClientIo::Plain(stream);
     let mut ssl_asked = false;
     let mut gss_asked = false;
@@ -171,61 +208,19 @@ async fn startup_packet(
     // well before the whole authentication's timeout.
     let deadline = tokio::time::Instant::now() + proxy.config.startup_timeout;
     let (minor, params) = loop {
-        let request = match &mut io {
-            ClientIo::Plain(s) => tokio::time::timeout_at(deadline, startup::read(s)).await,
-            ClientIo::Tls(s) => tokio::time::timeout_at(deadline, startup::read(s.as_mut())).await,
-        };
-        let Ok(request) = request else {
-            tracing::debug!(%peer, "no startup packet before the deadline; closing");
-            return None;
-        };
-        let request = match request {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "bad startup packet");
-                if !matches!(e, startup::StartupError::Closed) {
-                    fail(
-                        &mut io,
-                        PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()),
-                    )
-                    .await;
-                }
-                return None;
-            }
-        };
+        let request = read_request(&mut io, deadline, peer).await?;
         match request {
             StartupRequest::Ssl if !ssl_asked => {
                 ssl_asked = true;
-                let ClientIo::Plain(mut tcp) = io else {
+                let ClientIo::Plain(tcp) = io else {
                     return None;
                 };
-                match &proxy.tls {
-                    Some(tls) => {
-                        tcp.write_all(b"S").await.ok()?;
-                        // The handshake reads straight from the socket: nothing the client sent
-                        // before it is ever taken as protocol (CVE-2021-23214).
-                        match tokio::time::timeout_at(deadline, tls.acceptor.accept(tcp)).await {
-                            Ok(Ok(tls)) => io = ClientIo::Tls(Box::new(tls)),
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return None;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake past the deadline");
-                                return None;
-                            }
-                        }
-                    }
-                    None => {
-                        tcp.write_all(b"N").await.ok()?;
-                        io = ClientIo::Plain(tcp);
-                    }
-                }
+                io = encrypt(tcp, proxy, deadline, peer).await?;
             }
             StartupRequest::GssEnc if !gss_asked && !ssl_asked => {
                 gss_asked = true;
                 if let ClientIo::Plain(tcp) = &mut io {
-                    tcp.write_all(b"N").await.ok()?;
+                    tcp.write_all(startup::DECLINE_ENCRYPTION).await.ok()?;
                 }
             }
             StartupRequest::Ssl | StartupRequest::GssEnc => {
@@ -254,10 +249,66 @@ async fn startup_packet(
     Some((io, minor, params))
 }
 
+/// The client's next startup-phase request, before `deadline`; `None` when the client
+/// dawdled, left or sent something malformed (told why when it can hear it).
+async fn read_request<S: ClientStream>(
+    io: &mut ClientIo<S>,
+    deadline: tokio::time::Instant,
+    peer: SocketAddr,
+) -> Option<StartupRequest> {
+    let request = match io {
+        ClientIo::Plain(s) => tokio::time::timeout_at(deadline, startup::read(s)).await,
+        ClientIo::Tls(s) => tokio::time::timeout_at(deadline, startup::read(s.as_mut())).await,
+    };
+    let Ok(request) = request else {
+        tracing::debug!(%peer, "no startup packet before the deadline; closing");
+        return None;
+    };
+    match request {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "bad startup packet");
+            if !matches!(e, startup::StartupError::Closed) {
+                let error = PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string());
+                fail(io, error).await;
+            }
+            None
+        }
+    }
+}
+
+/// The answer to `SSLRequest`: the TLS handshake when the proxy has a certificate, else `N`
+/// and plain text.
+async fn encrypt<S: ClientStream>(
+    mut tcp: S,
+    proxy: &ProxyState,
+    deadline: tokio::time::Instant,
+    peer: SocketAddr,
+) -> Option<ClientIo<S>> {
+    let Some(tls) = &proxy.tls else {
+        tcp.write_all(startup::DECLINE_ENCRYPTION).await.ok()?;
+        return Some(ClientIo::Plain(tcp));
+    };
+    tcp.write_all(startup::ACCEPT_ENCRYPTION).await.ok()?;
+    // The handshake reads straight from the socket: nothing the client sent before it is ever
+    // taken as protocol (CVE-2021-23214).
+    match tokio::time::timeout_at(deadline, tls.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(ClientIo::Tls(Box::new(tls))),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake past the deadline");
+            None
+        }
+    }
+}
+
 /// What the startup packet asks for, within what the proxy allows: the user, the database and
 /// the server parameters. Protocol negotiation, when needed, goes into `out`.
-async fn check_startup(
-    io: &mut ClientIo,
+async fn check_startup<S: ClientStream>(
+    io: &mut ClientIo<S>,
     peer: SocketAddr,
     proxy: &ProxyState,
     (minor, params): (u16, &[(String, String)]),
@@ -333,8 +384,8 @@ async fn check_startup(
 
 /// The SCRAM exchange for `user`, after the throttles of failed logins; sends what is in `out`
 /// first. The login when it succeeded.
-async fn authenticate(
-    io: &mut ClientIo,
+async fn authenticate<S: ClientStream>(
+    io: &mut ClientIo<S>,
     peer: SocketAddr,
     proxy: &ProxyState,
     user: &str,
@@ -385,7 +436,7 @@ async fn authenticate(
     }
     .await;
     let (Some(server_final), Some(login)) = (authenticated, login) else {
-        admission::login_failed(proxy, user, peer);
+        admission::login_failed(proxy, PROTOCOL, user, peer);
         // The same answer for a wrong password, an unknown user and a broken exchange.
         fail(
             io,
@@ -403,14 +454,14 @@ async fn authenticate(
     Some(login)
 }
 
-async fn read_auth(io: &mut ClientIo) -> Result<Vec<u8>, frame::FrameError> {
+async fn read_auth<S: ClientStream>(io: &mut ClientIo<S>) -> Result<Vec<u8>, frame::FrameError> {
     match io {
-        ClientIo::Plain(s) => frame::read_auth_message(s, b'p').await,
-        ClientIo::Tls(s) => frame::read_auth_message(s.as_mut(), b'p').await,
+        ClientIo::Plain(s) => frame::read_auth_message(s, front::PASSWORD).await,
+        ClientIo::Tls(s) => frame::read_auth_message(s.as_mut(), front::PASSWORD).await,
     }
 }
 
-async fn send(io: &mut ClientIo, bytes: &[u8]) -> Option<()> {
+async fn send<S: ClientStream>(io: &mut ClientIo<S>, bytes: &[u8]) -> Option<()> {
     let done = match io {
         ClientIo::Plain(s) => s.write_all(bytes).await,
         ClientIo::Tls(s) => {
@@ -425,7 +476,7 @@ async fn send(io: &mut ClientIo, bytes: &[u8]) -> Option<()> {
 }
 
 /// Sends `error` and closes the connection: every caller ends the session.
-async fn fail(io: &mut ClientIo, error: PgError) {
+async fn fail<S: ClientStream>(io: &mut ClientIo<S>, error: PgError) {
     let mut out = Vec::new();
     error.encode(&mut out);
     if send(io, &out).await.is_some() {
@@ -437,7 +488,7 @@ async fn fail(io: &mut ClientIo, error: PgError) {
 /// clean end and not a truncated stream (libpq's TLS cancel requests report an "unexpected
 /// eof" otherwise, although the cancel worked). A client that does not read gets
 /// [`FAREWELL_WRITE`] at most.
-async fn close(io: &mut ClientIo) {
+async fn close<S: ClientStream>(io: &mut ClientIo<S>) {
     if let ClientIo::Tls(s) = io {
         let _ = tokio::time::timeout(FAREWELL_WRITE, s.as_mut().shutdown()).await;
     }
@@ -477,8 +528,8 @@ where
         return;
     };
     let ctx = session_context(&route, &auth, (gate, kill), &target, proxy);
-    proxy.metrics.sessions.increment(1.0);
-    let _counted = SessionCount(&proxy.metrics);
+    ctx.metrics.sessions.increment(1.0);
+    let _counted = SessionCount(ctx.metrics.clone());
     let attached = if transaction_mode {
         // The connection served the greeting; the first transaction takes whichever is free.
         proxy.cancels.retarget(pid, None);
@@ -569,7 +620,7 @@ async fn greet<W: AsyncWrite + Unpin>(
         frame::parameter_status(&mut hello, name, value);
     }
     frame::backend_key_data(&mut hello, pid, key);
-    frame::ready_for_query(&mut hello, b'I');
+    frame::ready_for_query(&mut hello, TxStatus::Idle.byte());
     if client_w.write_all(&hello).await.is_err() || client_w.flush().await.is_err() {
         proxy.cancels.unregister(pid);
         proxy.pool.release(target.clone(), backend).await;
@@ -614,7 +665,7 @@ fn session_context(
         shutdown_grace: proxy.config.shutdown_grace,
         transaction_mode: target.transaction_pooling,
         pinned_identity: matches!(route.name, crate::route::RoutingName::Provisioned { .. }),
-        metrics: proxy.metrics.clone(),
+        metrics: proxy.metrics(PROTOCOL),
         query_timeout: (route.settings.query_timeout_ms > 0)
             .then(|| std::time::Duration::from_millis(route.settings.query_timeout_ms)),
         statements_memory: proxy.statements_memory.clone(),
