@@ -121,6 +121,9 @@ pub struct Config {
     /// Connections each shared server keeps for tdb's own work (its catalog, API queries, jobs);
     /// tenants share the rest. Capped at half of what a server accepts.
     pub server_reserved_connections: u32,
+    /// The most of what a server accepts (from roles that are not superusers) that its tenants
+    /// may hold together, in percent; what `server_reserved_connections` keeps comes first.
+    pub tenant_connections_percent: u32,
     /// Jobs (deployments, backups, rollbacks) run at once; one project may hold half of them.
     pub max_jobs: usize,
     /// Longest one run of a deployment, backup or rollback may take before it is ended and
@@ -214,6 +217,7 @@ impl Default for Config {
             backup_schedule_tick_secs: 60,
             max_jobs: 4,
             server_reserved_connections: 100,
+            tenant_connections_percent: 80,
             managed_max_connections: 300,
             job_time_limit_secs: 6 * 3600,
             migration_timeout_secs: 300,
@@ -382,6 +386,9 @@ impl Config {
         }
         if !(20..=10_000).contains(&self.managed_max_connections) {
             anyhow::bail!("managed_max_connections must be between 20 and 10000");
+        }
+        if !(1..=100).contains(&self.tenant_connections_percent) {
+            anyhow::bail!("tenant_connections_percent must be between 1 and 100");
         }
         if !(1..=64).contains(&self.max_jobs) {
             anyhow::bail!("max_jobs must be between 1 and 64");

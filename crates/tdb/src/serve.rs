@@ -541,9 +541,8 @@ fn host_of(opts: &PgConnectOptions) -> String {
     )
 }
 
-/// Records, for every server, how many connections tenants may share there: what it accepts from
-/// roles that are not superusers, less what tdb keeps for its own work (`server_reserved_
-/// connections`, at most half). A server that does not answer keeps its last figure.
+/// Records, for every server, how many connections tenants may share there (see
+/// [`tenant_budget`]). A server that does not answer keeps its last figure.
 async fn budget_connections(
     config: &Config,
     key: &MasterKey,
@@ -561,8 +560,11 @@ async fn budget_connections(
         let budgeted = async {
             let admin = tdb_jobs::access::admin_endpoint(key, server)?;
             let capacity = engine.connection_capacity(&admin).await?;
-            let reserved = config.server_reserved_connections.min(capacity / 2);
-            let budget = capacity - reserved;
+            let budget = tenant_budget(
+                capacity,
+                config.server_reserved_connections,
+                config.tenant_connections_percent,
+            );
             catalog
                 .set_tenant_connection_budget(&server.id, budget)
                 .await?;
@@ -577,6 +579,15 @@ async fn budget_connections(
                 "could not read the server's connection capacity"),
         }
     }
+}
+
+/// How many of a server's connections its tenants may hold together: of what it accepts from
+/// roles that are not superusers (`capacity`), at most `percent`, and never what tdb keeps for
+/// its own work (`reserved`, itself at most half).
+fn tenant_budget(capacity: u32, reserved: u32, percent: u32) -> u32 {
+    let share =
+        u32::try_from(u64::from(capacity) * u64::from(percent.min(100)) / 100).unwrap_or(capacity);
+    share.min(capacity - reserved.min(capacity / 2))
 }
 
 /// The catalog's server, used as the shared PostgreSQL server when no `[[servers]]` are given.
@@ -665,6 +676,19 @@ fn bind_listener(addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpList
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenants_get_at_most_their_share_and_never_tdbs_reserve() {
+        // The managed server's defaults: 300 accepted, 3 for superusers; tdb's 100 bind.
+        assert_eq!(tenant_budget(297, 100, 80), 197);
+        // A large server: the share binds (80% of 1997).
+        assert_eq!(tenant_budget(1997, 100, 80), 1597);
+        // A small one: tdb keeps at most half.
+        assert_eq!(tenant_budget(97, 100, 80), 49);
+        assert_eq!(tenant_budget(57, 35, 80), 29);
+        assert_eq!(tenant_budget(1000, 0, 100), 1000);
+        assert_eq!(tenant_budget(0, 100, 80), 0);
+    }
 
     #[test]
     fn passwords_come_out_of_urls_decoded() {
