@@ -16,7 +16,7 @@ use super::sharing::{Names, deallocate, forget, name_key, rewrite_for_sharing};
 use super::state::{PendingKind, Shared, StandIn, lock};
 use super::{
     ClientState, Header, NO_MEMORY, READ_CHUNK, RelayEnd, SessionContext, UNANALYSED, analyse,
-    bounded, next_header, wait_until,
+    bounded, header, wait_until,
 };
 use crate::ddl::{Stmt, statements};
 use crate::pg::frame;
@@ -224,15 +224,11 @@ impl<'a> Upstream<'a> {
         self.flushed = 0;
         self.out.clear();
         while pos < buf.len() {
-            let (tag, total) = match next_header(buf, &mut pos, skip) {
+            let invalid = "invalid message length from the client";
+            let (tag, total) = match header(buf, &mut pos, skip, invalid)? {
                 Header::Message(tag, total) => (tag, total),
                 Header::Skipped => continue,
-                Header::Incomplete => break,
-                Header::Invalid => {
-                    return Err(RelayEnd::ProtocolError(
-                        "invalid message length from the client",
-                    ));
-                }
+                Header::Incomplete | Header::Invalid => break,
             };
             if tag == front::COPY_DATA || total > self.limit {
                 self.stream(tag, &buf[pos + 5..buf.len().min(pos + total)])?;

@@ -411,6 +411,19 @@ enum Header {
     Invalid,
 }
 
+/// [`next_header`] in a relay's loop: a length below 4 ends the relay, `invalid` saying whose.
+fn header(
+    buf: &[u8],
+    pos: &mut usize,
+    skip: &mut usize,
+    invalid: &'static str,
+) -> Result<Header, RelayEnd> {
+    match next_header(buf, pos, skip) {
+        Header::Invalid => Err(RelayEnd::ProtocolError(invalid)),
+        header => Ok(header),
+    }
+}
+
 /// Steps over what remains of a streamed message (`skip` bytes), or reads the header at `pos`.
 fn next_header(buf: &[u8], pos: &mut usize, skip: &mut usize) -> Header {
     if *skip > 0 {

@@ -14,7 +14,7 @@ use super::capture::queue_ddl;
 use super::errors::{Rewrite, was_ddl};
 use super::sharing::{NamedStatement, missing_shared_statement, stale_plan};
 use super::state::{PendingKind, Shared, StandIn, lock, log};
-use super::{Header, READ_CHUNK, RESET_FAILED, RelayEnd, SessionContext, next_header};
+use super::{Header, READ_CHUNK, RESET_FAILED, RelayEnd, SessionContext, header};
 use crate::ddl::DdlCapture;
 use crate::pg::frame;
 use crate::pg::message::{self, Backend, TxStatus};
@@ -118,15 +118,11 @@ impl Downstream<'_> {
         let (mut pos, mut flushed) = (0, 0);
         let mut stop = Stop::No;
         while pos < buf.len() {
-            let (tag, total) = match next_header(buf, &mut pos, skip) {
+            let invalid = "invalid message length from the server";
+            let (tag, total) = match header(buf, &mut pos, skip, invalid)? {
                 Header::Message(tag, total) => (tag, total),
                 Header::Skipped => continue,
-                Header::Incomplete => break,
-                Header::Invalid => {
-                    return Err(RelayEnd::ProtocolError(
-                        "invalid message length from the server",
-                    ));
-                }
+                Header::Incomplete | Header::Invalid => break,
             };
             let resetting = lock(self.shared).resetting;
             // Rows and COPY data stream through; every other server message is small or must
