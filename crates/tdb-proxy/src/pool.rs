@@ -25,7 +25,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a new server connection waits for a place in its server's budget.
 const BUDGET_WAIT: Duration = Duration::from_secs(2);
 
-type Idle = HashMap<BackendTarget, Vec<Backend>>;
+type Idle = HashMap<Arc<BackendTarget>, Vec<Backend>>;
 
 pub struct Pool {
     /// Idle connections by worker (index: [`crate::workers::current`], 0 off the workers).
@@ -107,6 +107,19 @@ impl Pool {
         if let Some(conn) = self.take(target, client) {
             return Ok((conn, true));
         }
+        // Boxed: connecting (TCP, SCRAM, the budget's wait) is a large future, and it would
+        // otherwise be part of every session's, moved on every transaction.
+        Box::pin(self.open(target, budget))
+            .await
+            .map(|conn| (conn, false))
+    }
+
+    /// A new connection for `target`, within the server's `budget` of tenant connections.
+    async fn open(
+        &self,
+        target: &BackendTarget,
+        budget: Option<u32>,
+    ) -> Result<Backend, crate::pg::backend::BackendError> {
         let slot = match budget {
             Some(budget) => Some(self.place(target, budget).await?),
             None => None,
@@ -121,7 +134,7 @@ impl Pool {
             other => other?,
         };
         conn.slot = slot;
-        Ok((conn, false))
+        Ok(conn)
     }
 
     /// A place for one more connection to `target`'s server, in turn with the other tenants
@@ -224,7 +237,7 @@ impl Pool {
 
     /// Resets `conn` and keeps it for the next client; closes it when the reset fails or the
     /// pool for its key is full.
-    pub async fn release(&self, target: BackendTarget, mut conn: Backend) {
+    pub async fn release(&self, target: Arc<BackendTarget>, mut conn: Backend) {
         if conn.slot.as_ref().is_some_and(Place::should_yield) {
             conn.terminate().await;
             return;
@@ -240,7 +253,7 @@ impl Pool {
 
     /// Keeps `conn` as it is, between two transactions (transaction pooling); closes it when
     /// its place in the server's budget is owed to a tenant that holds fewer.
-    pub async fn keep(&self, target: BackendTarget, mut conn: Backend) {
+    pub async fn keep(&self, target: Arc<BackendTarget>, mut conn: Backend) {
         if conn.slot.as_ref().is_some_and(Place::should_yield) {
             conn.terminate().await;
             return;

@@ -521,7 +521,7 @@ where
     }
     let transaction_mode = route.settings.pool_mode == PoolMode::Transaction;
     let target = match backend_target(&route, &auth, transaction_mode) {
-        Ok(t) => t,
+        Ok(t) => Arc::new(t),
         Err(e) => return fail_w(client_w, e).await,
     };
     let Some((backend, pid)) = greet(client_w, &route, &target, &auth, proxy).await else {
@@ -582,7 +582,7 @@ where
 async fn greet<W: AsyncWrite + Unpin>(
     client_w: &mut W,
     route: &Route,
-    target: &BackendTarget,
+    target: &Arc<BackendTarget>,
     auth: &Authenticated,
     proxy: &ProxyState,
 ) -> Option<(Backend, u32)> {
@@ -680,7 +680,7 @@ struct Session<'a> {
     ctx: SessionContext,
     /// The route as last resolved, the server connection target and server it gives.
     route: Arc<Route>,
-    target: BackendTarget,
+    target: Arc<BackendTarget>,
     server_id: String,
     /// The id the client cancels with.
     pid: u32,
@@ -750,9 +750,11 @@ impl Session<'_> {
         // takes effect for sessions already open too).
         let (auth, proxy) = (self.auth, self.proxy);
         if let Ok(fresh) = proxy.router.resolve(&auth.login, &auth.database).await
+            // The same route (as cached): the same target, not built again.
+            && !Arc::ptr_eq(&fresh, &self.route)
             && let Ok(moved) = backend_target(&fresh, auth, true)
         {
-            self.target = moved;
+            self.target = Arc::new(moved);
             self.server_id.clone_from(&fresh.server_id);
             self.route = fresh;
         }
@@ -847,7 +849,8 @@ async fn track_settings(
 ) -> Result<(), String> {
     if may_have_changed {
         let custom = state.custom_settings.iter().map(String::as_str);
-        state.settings = backend.read_settings(custom).await?;
+        // Boxed: the exchange's future is large and seldom needed.
+        state.settings = Box::pin(backend.read_settings(custom)).await?;
     }
     Ok(())
 }
@@ -994,6 +997,10 @@ async fn take_server_slot(
     proxy: &ProxyState,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, CheckOut> {
+    // Free now: no timer to set.
+    if let Ok(permit) = route.server_slots.clone().try_acquire_owned() {
+        return Ok(permit);
+    }
     let wait = proxy.config.transaction_wait;
     tokio::select! {
         biased;

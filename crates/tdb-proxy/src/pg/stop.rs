@@ -24,7 +24,7 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Where a server connection leads: its target and the catalog's id of its server.
 pub struct ServerOf<'a> {
-    pub target: &'a BackendTarget,
+    pub target: &'a std::sync::Arc<BackendTarget>,
     pub server_id: &'a str,
 }
 

@@ -346,7 +346,9 @@ impl Downstream<'_> {
         if committed.is_empty() {
             return (Edit::Keep, stop);
         }
-        let notice = queue_ddl(self.ctx, &committed).await;
+        // Boxed: the catalog's future is some 15 KB, and the relay's future, moved on every
+        // transaction, would carry it for every session (DDL capture is on workspaces only).
+        let notice = Box::pin(queue_ddl(self.ctx, &committed)).await;
         (Edit::Before(notice.unwrap_or_default()), stop)
     }
 }
