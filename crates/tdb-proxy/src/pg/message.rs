@@ -75,6 +75,11 @@ pub enum Target {
     Portal,
 }
 
+impl Target {
+    /// The byte that names it on the wire (anything but `S` reads as a portal).
+    const STATEMENT: u8 = b'S';
+}
+
 /// A client's message, borrowed from its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frontend<'a> {
@@ -143,7 +148,7 @@ impl<'a> Frontend<'a> {
                 let (&kind, rest) = body.split_first()?;
                 let (name, _) = take_cstr(rest)?;
                 let target = match kind {
-                    b'S' => Target::Statement,
+                    Target::STATEMENT => Target::Statement,
                     _ => Target::Portal,
                 };
                 match tag {
@@ -261,7 +266,7 @@ pub fn encode_bind(out: &mut Vec<u8>, portal: &[u8], statement: &str, params: &[
 /// `Describe` or `Close` of a prepared statement.
 pub fn encode_statement_target(out: &mut Vec<u8>, tag: u8, statement: &str) {
     frame::message(out, tag, |b| {
-        b.push(b'S');
+        b.push(Target::STATEMENT);
         cstr(b, statement);
     });
 }
