@@ -174,7 +174,8 @@ impl ClientState {
 /// For the relay's fuzz target: walks `data` as the relay frames a client's byte stream and
 /// puts every message through what the relay reads from it (statement text, the refusals of
 /// pinned sessions and of transaction pooling, `DEALLOCATE`, the renaming of statements for
-/// sharing), and through the checks of server errors. It may only panic on a bug.
+/// sharing), and through what the server's direction reads of a server's message (command tags
+/// and row counts, the checks of errors). It may only panic on a bug.
 #[doc(hidden)]
 pub fn fuzz_client_messages(data: &[u8]) {
     let (mut pos, mut skip) = (0, 0);
@@ -207,6 +208,10 @@ pub fn fuzz_client_messages(data: &[u8]) {
         }
         let mut out = Vec::new();
         let _ = sharing::rewrite_for_sharing(&msg, &mut named, &shared, 0, &mut out);
+        // The same bytes as a server's message: what the server's direction reads of it.
+        if let message::Backend::CommandComplete { body } = message::Backend::decode(tag, body) {
+            let _ = (frame::command_rows(body), frame::command_tag(body));
+        }
         let code = frame::error_code(body).unwrap_or(sqlstate::FEATURE_NOT_SUPPORTED);
         let _ = sharing::stale_plan(code, body);
         let _ = sharing::missing_shared_statement(sqlstate::INVALID_SQL_STATEMENT_NAME, body);
