@@ -254,11 +254,10 @@ impl Backend {
                         .map_err(|e| e.to_string())?;
                 match tag {
                     back::ERROR => {
-                        let fields = frame::error_fields(&body);
                         failed = Some(format!(
                             "{} ({})",
-                            field(&fields, frame::field::MESSAGE),
-                            field(&fields, frame::field::CODE)
+                            field(&body, frame::field::MESSAGE),
+                            field(&body, frame::field::CODE)
                         ));
                     }
                     back::READY_FOR_QUERY if body == [TxStatus::Idle.byte()] && buf.is_empty() => {
@@ -474,20 +473,17 @@ fn set_param(params: &mut Vec<(String, String)>, name: &str, value: &str) {
 }
 
 fn refused(body: &[u8]) -> BackendError {
-    let fields = frame::error_fields(body);
     BackendError::Refused {
-        code: field(&fields, frame::field::CODE),
-        message: field(&fields, frame::field::MESSAGE),
+        code: field(body, frame::field::CODE),
+        message: field(body, frame::field::MESSAGE),
         body: body.to_vec(),
     }
 }
 
 /// One field of an error response, empty when absent.
-fn field(fields: &[(u8, &[u8])], code: u8) -> String {
-    fields
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+fn field(body: &[u8], code: u8) -> String {
+    frame::error_field(body, code)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default()
 }
 

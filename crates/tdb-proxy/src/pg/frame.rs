@@ -240,10 +240,7 @@ pub fn error_field(body: &[u8], code: u8) -> Option<&[u8]> {
 
 /// The SQLSTATE of an `ErrorResponse` body.
 pub fn error_code(body: &[u8]) -> Option<&str> {
-    error_fields(body)
-        .into_iter()
-        .find(|(code, _)| *code == field::CODE)
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    error_field(body, field::CODE).and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Re-encodes an `ErrorResponse` with a new message, dropping detail and hint (which describe

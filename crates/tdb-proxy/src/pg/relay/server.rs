@@ -189,13 +189,15 @@ impl Downstream<'_> {
 
     /// `CommandComplete` (`body`: its tag), `EmptyQueryResponse` or `PortalSuspended`.
     fn completed(&mut self, body: Option<&[u8]>) -> Edit {
-        let command = body.map(frame::command_tag);
         let mut stand_in: Option<(&'static str, Arc<Vec<NamedStatement>>)> = None;
         let finished = {
             let mut s = lock(self.shared);
             s.copy_in = false;
             if self.ctx.transaction_mode
-                && matches!(command, Some("DEALLOCATE ALL" | "DISCARD ALL"))
+                && matches!(
+                    body.map(frame::command_tag),
+                    Some("DEALLOCATE ALL" | "DISCARD ALL")
+                )
             {
                 // Every statement on the connection is gone: prepared again when next used,
                 // under the names the clients still hold.
