@@ -53,6 +53,8 @@ pub struct ApiConfig {
     pub max_answer_bytes: usize,
     /// Days a key minted by a login or a project switch lasts.
     pub login_key_days: u32,
+    /// E-mail addresses (lower case) of the accounts that operate this tdb.
+    pub operators: Vec<String>,
 }
 
 impl ApiConfig {
@@ -84,6 +86,7 @@ impl Default for ApiConfig {
             signup: tdb_core::SignupMode::Open,
             max_answer_bytes: 64 << 20,
             login_key_days: 30,
+            operators: Vec::new(),
         }
     }
 }

@@ -26,6 +26,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "logs", description = "The query log, its statistics and latency metrics"),
         (name = "deployments", description = "Blueprint versions rolled out to tenants"),
         (name = "admin", description = "Data queries across tenants; DDL refused"),
+        (name = "servers", description = "The database servers and what they hold (operators only)"),
         (name = "autodb", description = "Schema-per-tenant databases and registered connections (/api/v1)"),
     )
 )]

@@ -3,6 +3,7 @@
 //! details handed to applications.
 
 use tdb_catalog::blueprints::Blueprint;
+use tdb_catalog::servers::NewDedicatedServer;
 use tdb_catalog::tenants::{NewTenant, NewTenantDatabase, TenantDatabase};
 use tdb_core::aad::{Aad, TenantRole};
 use tdb_core::{ErrorCode, KeyRole, ScopeType, ids, secrets};
@@ -15,6 +16,9 @@ use crate::workspace::engine_error;
 /// One database of a new tenant, resolved and validated.
 pub struct Planned {
     pub blueprint: Blueprint,
+    /// 1: a database on a shared server; 2: a server of its own.
+    pub isolation_level: i32,
+    pub region: String,
 }
 
 /// The names and sealed passwords of one database to make.
@@ -28,31 +32,39 @@ struct Named {
     owner_sealed: Vec<u8>,
     app_sealed: Vec<u8>,
     read_sealed: Vec<u8>,
+    /// An L2 database's server, recorded with it.
+    dedicated: Option<Dedicated>,
+}
+
+/// A dedicated server to record for an L2 database: its id, name and placeholder secret.
+struct Dedicated {
+    name: String,
+    sealed: Vec<u8>,
+}
+
+/// How a creation the API answers for stands.
+pub enum Created {
+    /// Every database is made and at its blueprint's version.
+    Ready(Vec<TenantDatabase>),
+    /// A dedicated server is being made: the tenant is `provisioning` and its job carries on
+    /// after the answer.
+    Provisioning(Vec<TenantDatabase>),
 }
 
 /// Records the tenant with its `tenant_create` job and runs the job here, in a task of its own
 /// under the job's lease: a client that goes away does not stop it, and if this process dies a
 /// runner finishes or undoes it. On failure everything made is removed and the error says why.
+/// A tenant with an L2 database is answered at once, `provisioning`: making a server takes a
+/// while, and the job goes on after the answer.
 pub async fn provision(
     state: &AppState,
     project_id: &str,
     name: &str,
     planned: &[Planned],
-) -> Result<Vec<TenantDatabase>, ApiError> {
-    let region = state.config.default_region().to_string();
+) -> Result<Created, ApiError> {
     let mut named = Vec::new();
     for p in planned {
-        let server = state
-            .catalog
-            .place_shared(p.blueprint.engine, &region)
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    format!("no shared server in region '{region}'"),
-                )
-            })?;
-        named.push(name_database(state, server.id));
+        named.push(place(state, p).await?);
     }
     let tenant_id = ids::new_id("tnt");
     let rows: Vec<NewTenantDatabase<'_>> = named
@@ -62,8 +74,8 @@ pub async fn provision(
             id: &m.id,
             blueprint_id: &p.blueprint.id,
             server_id: &m.server_id,
-            isolation_level: 1,
-            region: &region,
+            isolation_level: p.isolation_level,
+            region: &p.region,
             physical_db: &m.physical_db,
             owner_role: &m.owner_role,
             owner_secret: &m.owner_sealed,
@@ -71,6 +83,15 @@ pub async fn provision(
             app_secret: &m.app_sealed,
             read_role: &m.read_role,
             read_secret: &m.read_sealed,
+            dedicated: m.dedicated.as_ref().map(|d| NewDedicatedServer {
+                id: &m.server_id,
+                name: &d.name,
+                engine: p.blueprint.engine,
+                region: &p.region,
+                admin_user: "",
+                admin_secret: &d.sealed,
+                provisioner: state.jobs.provisioner.kind(),
+            }),
         })
         .collect();
     let runner = state.jobs.clone();
@@ -106,11 +127,22 @@ pub async fn provision(
             if let Err(e) = recorded {
                 tracing::warn!(job, error = %e, "recording a tenant creation's end failed");
             }
+            if let Some(Ok(Provisioned::Undone(why))) = &outcome {
+                tracing::warn!(tenant = %tenant_id, error = %why, "a tenant's creation was undone");
+            }
             outcome
         }
     };
-    match tokio::spawn(work).await {
-        Ok(Some(Ok(Provisioned::Ready))) => Ok(state.catalog.tenant_databases(&tenant_id).await?),
+    let task = tokio::spawn(work);
+    if named.iter().any(|m| m.dedicated.is_some()) {
+        return Ok(Created::Provisioning(
+            state.catalog.tenant_databases(&tenant_id).await?,
+        ));
+    }
+    match task.await {
+        Ok(Some(Ok(Provisioned::Ready))) => Ok(Created::Ready(
+            state.catalog.tenant_databases(&tenant_id).await?,
+        )),
         Ok(Some(Ok(Provisioned::Undone(why)))) => Err(undone_error(why)),
         Ok(Some(Err(e))) => Err(ApiError::new(
             ErrorCode::ServiceUnavailable,
@@ -127,6 +159,39 @@ pub async fn provision(
             ),
         )),
     }
+}
+
+/// Where one planned database goes: a shared server of its region with room (L1), or a new
+/// dedicated server (L2).
+async fn place(state: &AppState, p: &Planned) -> Result<Named, ApiError> {
+    if p.isolation_level == 2 {
+        let server_id = ids::server_id();
+        let dedicated = Dedicated {
+            name: format!("pg-l2-{}", &server_id[4..]),
+            // Replaced by the server's own once its provisioner has made it.
+            sealed: state
+                .master_key
+                .seal(b"", tdb_core::aad::Aad::ServerAdmin(&server_id)),
+        };
+        let mut named = name_database(state, server_id);
+        named.dedicated = Some(dedicated);
+        return Ok(named);
+    }
+    let server = state
+        .catalog
+        .place_shared(p.blueprint.engine, &p.region)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!(
+                    "no shared {} server in region '{}' takes new databases (each is draining, \
+                     offline or full); an operator can add one under [[servers]]",
+                    p.blueprint.engine, p.region
+                ),
+            )
+        })?;
+    Ok(name_database(state, server.id))
 }
 
 /// Opaque names and fresh sealed passwords for one database on `server_id`.
@@ -149,6 +214,7 @@ fn name_database(state: &AppState, server_id: String) -> Named {
         read_sealed: seal(TenantRole::Read),
         server_id,
         id,
+        dedicated: None,
     }
 }
 

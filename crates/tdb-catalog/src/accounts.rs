@@ -64,6 +64,16 @@ impl Catalog {
         Ok(())
     }
 
+    /// The e-mail address of account `id`, if it exists.
+    pub async fn account_email(&self, id: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT email FROM accounts WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
     pub async fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
         Ok(sqlx::query_as("SELECT * FROM accounts WHERE email = $1")
             .bind(email)

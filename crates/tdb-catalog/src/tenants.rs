@@ -69,6 +69,8 @@ pub struct NewTenantDatabase<'a> {
     pub app_secret: &'a [u8],
     pub read_role: &'a str,
     pub read_secret: &'a [u8],
+    /// The dedicated server an L2 database gets, recorded with it (`server_id` is its id).
+    pub dedicated: Option<crate::servers::NewDedicatedServer<'a>>,
 }
 
 const DATABASES: &str = "SELECT d.*, t.name AS tenant_name, b.name AS blueprint, b.engine
@@ -96,6 +98,9 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         for d in databases {
+            if let Some(server) = &d.dedicated {
+                server.insert(&mut tx).await?;
+            }
             sqlx::query(
                 "INSERT INTO tenant_databases (id, tenant_id, blueprint_id, server_id, isolation_level,
                      region, physical_db, owner_role, owner_secret, app_role, app_secret,

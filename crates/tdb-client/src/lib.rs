@@ -369,6 +369,22 @@ impl Client {
         self.request(Method::PATCH, &path, Some(patch), true).await
     }
 
+    /// Every server (an operator's admin key only).
+    pub async fn list_servers(&self) -> Result<Reply<servers::ServerList>, ClientError> {
+        self.get("/servers").await
+    }
+
+    /// Marks a shared server `draining` or `active` (an operator's admin key only).
+    pub async fn update_server(
+        &self,
+        name: &str,
+        status: servers::ServerStatus,
+    ) -> Result<Reply<servers::ServerList>, ClientError> {
+        let path = format!("/servers/{}", encode(name));
+        let body = servers::UpdateServer { status };
+        self.request(Method::PATCH, &path, Some(&body), true).await
+    }
+
     pub async fn list_tenants(&self) -> Result<Reply<tenants::TenantList>, ClientError> {
         self.get("/tenants").await
     }

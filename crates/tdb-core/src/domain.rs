@@ -209,8 +209,16 @@ string_enum! {
 }
 
 string_enum! {
-    /// Whether a server takes new databases.
-    ServerStatus { Active => "active", Draining => "draining", Offline => "offline" }
+    /// A server's life: `provisioning` until its provisioner has it running (dedicated servers),
+    /// `active` (takes new databases), `draining` (keeps what it has, takes nothing new),
+    /// `stopped` (a trashed tenant's dedicated server, its data kept), `offline`.
+    ServerStatus {
+        Provisioning => "provisioning",
+        Active => "active",
+        Draining => "draining",
+        Stopped => "stopped",
+        Offline => "offline",
+    }
 }
 
 string_enum! {
@@ -278,6 +286,7 @@ mod tests {
             include_str!("../../tdb-catalog/migrations/0005_backups.sql"),
             include_str!("../../tdb-catalog/migrations/0008_autodb.sql"),
             include_str!("../../tdb-catalog/migrations/0011_durable_lifecycles.sql"),
+            include_str!("../../tdb-catalog/migrations/0015_server_pools.sql"),
         ]
         .concat();
         let listed = |values: Vec<&str>| {

@@ -220,6 +220,9 @@ pub trait Engine: Send + Sync {
     /// `max_connections` less the slots it reserves).
     async fn connection_capacity(&self, server: &AdminEndpoint) -> Result<u32>;
 
+    /// Bytes the server's databases take on disk (its own templates left out).
+    async fn size_bytes(&self, server: &AdminEndpoint) -> Result<u64>;
+
     /// Closes the server's own databases (`postgres`, `template1`) and `extra` ones (such as the
     /// catalog) to PUBLIC, so the roles tdb creates can reach only their own databases.
     async fn secure_server(&self, server: &AdminEndpoint, extra: &[&str]) -> Result<()>;

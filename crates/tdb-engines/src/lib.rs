@@ -19,6 +19,7 @@ pub use engine::{
     MigrationPlan, QueryOutput, RestoreTarget, SchemaTenantSpec, Session, TenantSpec,
 };
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
+pub use managed::provisioner::{LocalProvisioner, Provisioner, ServerRequest};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};
 pub use postgres::PostgresEngine;
 pub use registry::Engines;

@@ -104,6 +104,18 @@ impl From<StoreError> for JobError {
     }
 }
 
+/// A server that did not start in time, or an I/O error on its directory, may do better next
+/// time; a setup that is wrong (missing binaries, a state file that does not open) will not.
+impl From<tdb_engines::ManagedError> for JobError {
+    fn from(e: tdb_engines::ManagedError) -> Self {
+        use tdb_engines::ManagedError as M;
+        match e {
+            M::NotReady { .. } | M::Io { .. } | M::Command { .. } => Self::Transient(e.to_string()),
+            M::Setup(_) | M::State { .. } => Self::Permanent(e.to_string()),
+        }
+    }
+}
+
 /// A sealed secret that does not open under the master key never will.
 impl From<SecretError> for JobError {
     fn from(e: SecretError) -> Self {

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod backup;
 pub mod client_error;
+pub mod dedicated;
 pub mod deploy;
 pub mod error;
 pub mod forward;

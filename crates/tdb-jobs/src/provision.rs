@@ -107,10 +107,16 @@ async fn build(
 ) -> Result<(), Undone> {
     let other = |e: &dyn std::fmt::Display| Undone::Other(e.to_string());
     let catalog = &runner.catalog;
-    let server = catalog
+    let mut server = catalog
         .find_server(&db.server_id)
         .await
         .map_err(|e| other(&e))?;
+    if crate::dedicated::is_ours(runner, &server) {
+        // An L2 database's own server first: made now, or started again by a resumed run.
+        server = crate::dedicated::start(runner, &server)
+            .await
+            .map_err(|e| Undone::Other(format!("its dedicated server did not start: {e}")))?;
+    }
     let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| other(&e))?;
     let owner = owner_access(&runner.master_key, &server, db).map_err(|e| other(&e))?;
     let app = app_access(&runner.master_key, &server, db).map_err(|e| other(&e))?;

@@ -73,6 +73,8 @@ pub struct Runner {
     pub engines: Engines,
     pub master_key: MasterKey,
     pub store: crate::store::BackupStore,
+    /// Makes, starts, stops and removes dedicated (L2) servers.
+    pub provisioner: Arc<dyn tdb_engines::Provisioner>,
     pub config: RunnerConfig,
     /// This runner's identity in job leases.
     pub owner: String,

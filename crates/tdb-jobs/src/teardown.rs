@@ -96,6 +96,13 @@ pub async fn drop_tenant(runner: &Runner, tenant: &Tenant) -> Result<(), JobErro
     delete_backups(runner, Some(&tenant.id), &tenant.project_id).await?;
     for db in catalog.tenant_databases(&tenant.id).await? {
         let server = catalog.find_server(&db.server_id).await?;
+        if crate::dedicated::is_ours(runner, &server) {
+            // The database goes with its own server, running or not.
+            crate::dedicated::destroy(runner, &server).await?;
+            catalog.forget_tenant_database(&db.id).await?;
+            catalog.delete_server(&server.id).await?;
+            continue;
+        }
         let admin = admin_endpoint(&runner.master_key, &server)?;
         runner
             .engine(db.engine)?

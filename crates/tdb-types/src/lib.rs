@@ -18,6 +18,7 @@ pub mod logs;
 pub mod meta;
 pub mod projects;
 pub mod schema;
+pub mod servers;
 pub mod tenants;
 pub mod version;
 pub mod workspaces;

@@ -84,9 +84,12 @@ pub struct CreatedTenantDatabase {
     pub blueprint: String,
     pub database_type: String,
     pub isolation_level: i32,
+    pub region: String,
     pub version: i32,
-    /// Carries a fresh credential, shown only now.
-    pub connection: TenantConnection,
+    /// Carries a fresh credential, shown only now; absent while the tenant is `provisioning`
+    /// (a dedicated server is being made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<TenantConnection>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -191,7 +194,8 @@ pub struct DatabaseRequest {
     /// 1 (shared, default) or 2 (dedicated), or the reference's "L1" or "L2".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation_level: Option<IsolationLevel>,
-    /// For dedicated tenants.
+    /// A zone from `GET /regions`; default: the default region. A dedicated server is made
+    /// there; a shared database goes on one of the region's shared servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 }

@@ -19,13 +19,18 @@ pub struct ServerConfig {
     /// `postgresql` (others arrive with their engines).
     #[serde(default = "default_engine")]
     pub engine: Engine,
-    /// `shared` (default) or `dedicated`.
+    /// `shared` (the default and the only role an attached server may have: dedicated servers
+    /// are made by tdb's provisioner).
     #[serde(default = "default_role")]
     pub role: ServerRole,
     /// Region zone; defaults to the default region.
     pub region: Option<String>,
     /// Admin connection URL, e.g. `postgresql://admin:secret@db1:5432/postgres`.
     pub url: String,
+    /// Databases (tenant databases, workspaces, provisioned) placement puts on it at most;
+    /// unset: no limit. A full server keeps what it has.
+    #[serde(default)]
+    pub max_databases: Option<u32>,
 }
 
 fn default_engine() -> Engine {
@@ -118,6 +123,13 @@ pub struct Config {
     pub backup_schedule_tick_secs: u64,
     /// `max_connections` of the managed PostgreSQL server.
     pub managed_max_connections: u32,
+    /// Databases placement puts on the managed shared server at most; unset: no limit.
+    pub managed_max_databases: Option<u32>,
+    /// `max_connections` of each dedicated (L2) server tdb runs.
+    pub dedicated_max_connections: u32,
+    /// E-mail addresses of the accounts that operate this tdb: their admin keys may list the
+    /// servers (`GET /servers`, `tdb servers list`).
+    pub operators: Vec<String>,
     /// Connections each shared server keeps for tdb's own work (its catalog, API queries, jobs);
     /// tenants share the rest. Capped at half of what a server accepts.
     pub server_reserved_connections: u32,
@@ -219,6 +231,9 @@ impl Default for Config {
             server_reserved_connections: 100,
             tenant_connections_percent: 80,
             managed_max_connections: 300,
+            managed_max_databases: None,
+            dedicated_max_connections: 100,
+            operators: Vec::new(),
             job_time_limit_secs: 6 * 3600,
             migration_timeout_secs: 300,
             max_answer_bytes: api.max_answer_bytes,
@@ -387,6 +402,14 @@ impl Config {
         if !(20..=10_000).contains(&self.managed_max_connections) {
             anyhow::bail!("managed_max_connections must be between 20 and 10000");
         }
+        if !(20..=10_000).contains(&self.dedicated_max_connections) {
+            anyhow::bail!("dedicated_max_connections must be between 20 and 10000");
+        }
+        if self.managed_max_databases == Some(0)
+            || self.servers.iter().any(|s| s.max_databases == Some(0))
+        {
+            anyhow::bail!("max_databases must be at least 1 (leave it unset for no limit)");
+        }
         if !(1..=100).contains(&self.tenant_connections_percent) {
             anyhow::bail!("tenant_connections_percent must be between 1 and 100");
         }
@@ -435,6 +458,32 @@ impl Config {
             anyhow::bail!("exactly one region must have is_default = true");
         }
         for server in &self.servers {
+            if let Some(region) = &server.region
+                && !self.regions.iter().any(|r| &r.zone == region)
+            {
+                let zones: Vec<&str> = self.regions.iter().map(|r| r.zone.as_str()).collect();
+                anyhow::bail!(
+                    "server '{}': region '{region}' is not configured (regions: {})",
+                    server.name,
+                    zones.join(", ")
+                );
+            }
+            if server.role == ServerRole::Dedicated {
+                anyhow::bail!(
+                    "server '{}': dedicated servers are made by tdb for each L2 tenant; attach \
+                     shared servers only (role = \"shared\")",
+                    server.name
+                );
+            }
+            if self
+                .servers
+                .iter()
+                .filter(|s| s.name == server.name)
+                .count()
+                > 1
+            {
+                anyhow::bail!("server '{}' is configured twice", server.name);
+            }
             if server.engine != Engine::Postgresql {
                 anyhow::bail!(
                     "server '{}': engine '{}' cannot be attached yet (postgresql only)",
@@ -481,6 +530,11 @@ impl Config {
             signup: self.signup_mode().unwrap_or(tdb_core::SignupMode::Open),
             max_answer_bytes: self.max_answer_bytes,
             login_key_days: self.login_key_days,
+            operators: self
+                .operators
+                .iter()
+                .map(|e| e.trim().to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -676,6 +730,38 @@ mod tests {
             jail.set_env("TDB_API_LISTEN", "not-an-address");
             let err = format!("{:#}", Config::load(&flags).expect_err("bad address"));
             assert!(err.to_lowercase().contains("api_listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn server_pools_are_checked_at_start() {
+        figment::Jail::expect_with(|jail| {
+            let flags = ServeFlags {
+                data_dir: Some(PathBuf::from(".")),
+                ..ServeFlags::default()
+            };
+            let server = |extra: &str| {
+                format!(
+                    "[[servers]]\nname = \"pg-1\"\nurl = \"postgresql://a:b@h/postgres\"\n{extra}"
+                )
+            };
+            let refused =
+                |jail: &mut figment::Jail, toml: &str| -> figment::error::Result<String> {
+                    jail.create_file("tdb.toml", toml)?;
+                    Ok(format!("{:#}", Config::load(&flags).expect_err(toml)))
+                };
+            let err = refused(jail, &server("region = \"mars\"\n"))?;
+            assert!(err.contains("mars") && err.contains("local"), "{err}");
+            let err = refused(jail, &server("role = \"dedicated\"\n"))?;
+            assert!(err.contains("shared"), "{err}");
+            let err = refused(jail, &server("max_databases = 0\n"))?;
+            assert!(err.contains("max_databases"), "{err}");
+            let err = refused(jail, &format!("{}{}", server(""), server("")))?;
+            assert!(err.contains("twice"), "{err}");
+            jail.create_file("tdb.toml", &server("max_databases = 50\n"))?;
+            let c = Config::load(&flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.servers[0].max_databases, Some(50));
             Ok(())
         });
     }

@@ -75,6 +75,9 @@ enum Command {
     /// Register, inspect and introspect database connections
     #[command(subcommand)]
     Connections(cmd::connections::ConnectionsCommand),
+    /// The database servers and what they hold; drain a shared server (operators only)
+    #[command(subcommand)]
+    Servers(cmd::servers::ServersCommand),
     /// Serve MCP on stdio, for an MCP client that starts tdb (tools call this CLI's API)
     Mcp,
 }
@@ -172,6 +175,7 @@ async fn run_cli(global: cmd::Global, command: Command) -> anyhow::Result<()> {
         Command::Blueprints(c) => cmd::blueprints::run(&ctx, c).await,
         Command::Tenants(c) => cmd::tenants::run(&ctx, c).await,
         Command::Deployments(c) => cmd::deployments::run(&ctx, c).await,
+        Command::Servers(c) => cmd::servers::run(&ctx, c).await,
         Command::Query(args) => cmd::deployments::query(&ctx, args).await,
         Command::Provision(c) => cmd::provision::run(&ctx, c).await,
         Command::Connections(c) => cmd::connections::run(&ctx, c).await,

@@ -15,8 +15,10 @@ use tdb_core::aad::Aad;
 use tdb_core::secrets::MasterKey;
 use tdb_core::{Engine as EngineKind, ServerRole};
 use tdb_engines::managed::postgres::{Listen, ManagedPostgresOptions};
+use tdb_engines::managed::provisioner::LocalOptions;
 use tdb_engines::{
-    AdminEndpoint, Engine, Engines, ManagedPostgres, PgBinaries, PostgresEngine, RunAs,
+    AdminEndpoint, Engine, Engines, LocalProvisioner, ManagedPostgres, PgBinaries, PostgresEngine,
+    RunAs,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -150,6 +152,7 @@ async fn run_with_catalog(
         engines,
         master_key: key.clone(),
         store,
+        provisioner: Arc::new(local_provisioner(config, key)?),
         config: config.runner_config(),
         owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
@@ -170,6 +173,13 @@ async fn run_with_catalog(
         answers: tdb_engines::budget::MemoryBudget::new(config.answer_memory_budget),
         ..state
     };
+    // Dedicated servers start beside the API: a tenant whose server is not up yet has its
+    // connections refused until it is, and everyone else is served meanwhile.
+    let dedicated = tokio::spawn({
+        let runner = runner.clone();
+        async move { tdb_jobs::dedicated::start_all(&runner).await }
+    });
+    let provisioner = runner.provisioner.clone();
     let jobs = tokio::spawn(runner.run(shutdown.clone()));
     let metrics_server = match config.metrics_listen {
         Some(addr) => Some(crate::telemetry::serve(addr, metrics, shutdown.clone()).await?),
@@ -197,6 +207,8 @@ async fn run_with_catalog(
     let result = tdb_api::serve_app(listener, app, limits, shutdown.clone()).await;
     let _ = jobs.await;
     let _ = proxy.await;
+    let _ = dedicated.await;
+    provisioner.shutdown().await;
     // The proxy's sessions are gone, and with them every handle on the log: the writer stores
     // what is left and ends.
     let _ = log_writer.await;
@@ -373,6 +385,28 @@ async fn start_shared_postgres(
         .context("starting the managed PostgreSQL server")
 }
 
+/// The provisioner of dedicated servers: one managed PostgreSQL per L2 database, each under
+/// `dedicated/` in the data dir, run as the managed servers' user, with logical WAL (a dedicated
+/// server is the source of a move back to a shared one).
+fn local_provisioner(config: &Config, key: &MasterKey) -> anyhow::Result<LocalProvisioner> {
+    let binaries = PgBinaries::find(config.postgres_bin_dir.as_deref())
+        .inspect_err(|e| tracing::warn!(error = %e, "dedicated (L2) servers cannot be made here"))
+        .ok();
+    Ok(LocalProvisioner::new(LocalOptions {
+        root: config.data_dir.join("dedicated"),
+        binaries,
+        run_as: RunAs::resolve(&config.managed_user)?,
+        master_key: key.clone(),
+        settings: vec![
+            (
+                "max_connections".into(),
+                config.dedicated_max_connections.to_string(),
+            ),
+            ("wal_level".into(), "logical".into()),
+        ],
+    }))
+}
+
 fn connect_options(e: &AdminEndpoint) -> PgConnectOptions {
     PgConnectOptions::new()
         .host(&e.host)
@@ -412,6 +446,7 @@ async fn register_servers(
             port: e.port,
             admin_user: &e.user,
             managed: true,
+            max_databases: config.managed_max_databases,
         };
         upsert(catalog, key, &spec, &e.password).await?;
     }
@@ -433,6 +468,7 @@ async fn register_servers(
             port: opts.get_port(),
             admin_user: opts.get_username(),
             managed: false,
+            max_databases: server.max_databases,
         };
         upsert(catalog, key, &spec, &password).await?;
     }
@@ -553,10 +589,14 @@ async fn budget_connections(
         return;
     };
     for server in &servers {
-        // Servers of an engine this build lacks are left alone.
+        // Servers of an engine this build lacks are left alone; a dedicated server's budget
+        // is recorded when it starts (its tenant has all of it).
         let Ok(engine) = engines.require(server.engine) else {
             continue;
         };
+        if server.role == ServerRole::Dedicated {
+            continue;
+        }
         let budgeted = async {
             let admin = tdb_jobs::access::admin_endpoint(key, server)?;
             let capacity = engine.connection_capacity(&admin).await?;
@@ -598,6 +638,7 @@ fn catalog_server(url: &str) -> ServerConfig {
         role: ServerRole::Shared,
         region: None,
         url: url.to_string(),
+        max_databases: None,
     }
 }
 

@@ -12,6 +12,7 @@ mod invitations;
 mod logs;
 mod meta;
 mod projects;
+mod servers;
 mod tenants;
 pub(crate) mod workspaces;
 
@@ -47,6 +48,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(logs::routes())
         .merge(deployments::routes())
         .merge(admin::routes())
+        .merge(servers::routes())
         .merge(autodb::routes())
         .split_for_parts();
     crate::openapi::finish(&mut doc);

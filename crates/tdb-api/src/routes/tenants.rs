@@ -126,7 +126,7 @@ async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<Te
 
 /// Creates a tenant: one database per blueprint, at the blueprint's current version.
 #[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
-    responses((status = 201, body = CreatedTenant, description = "ready, with connections carrying a fresh credential"), (status = 400), (status = 403),
+    responses((status = 201, body = CreatedTenant, description = "L1: ready, with connections carrying a fresh credential; with an L2 database: provisioning, without connections"), (status = 400), (status = 403),
               (status = 409, description = "the tenant exists, or a blueprint has no deployed version yet"),
               (status = 503, description = "the server is out of space or unreachable, or the creation was interrupted (tdb finishes or undoes it)")))]
 async fn create_tenant(
@@ -168,22 +168,36 @@ async fn create_tenant(
             },
         ));
     }
-    let databases = tenant::provision(&state, &auth.project_id, name.as_str(), &planned).await?;
+    let (databases, status) =
+        match tenant::provision(&state, &auth.project_id, name.as_str(), &planned).await? {
+            tenant::Created::Ready(dbs) => (dbs, TenantStatus::Ready),
+            tenant::Created::Provisioning(dbs) => (dbs, TenantStatus::Provisioning),
+        };
     let mut out = Vec::new();
     for db in &databases {
-        let (user, password) =
-            tenant::mint_credential(&state, &auth.project_id, name.as_str()).await?;
+        // A tenant still being made gets no connection yet (as the reference answers): it
+        // is reached once `GET /tenants/{id}` says `ready`, with a credential from
+        // `POST /tenants/{id}/credentials` or the project's proxy password.
+        let connection = match status {
+            TenantStatus::Ready => {
+                let (user, password) =
+                    tenant::mint_credential(&state, &auth.project_id, name.as_str()).await?;
+                Some(connection(&state, db, &user, &password))
+            }
+            _ => None,
+        };
         out.push(CreatedTenantDatabase {
             blueprint: db.blueprint.clone(),
             database_type: engine_name(&db.engine),
             isolation_level: db.isolation_level,
+            region: db.region.clone(),
             version: db.version,
-            connection: connection(&state, db, &user, &password),
+            connection,
         });
     }
     Ok(Reply::created(CreatedTenant {
         tenant_id: name.as_str().to_string(),
-        status: TenantStatus::Ready,
+        status,
         databases: out,
     }))
 }
@@ -195,28 +209,35 @@ async fn plan(
     d: &DatabaseRequest,
 ) -> Result<Planned, ApiError> {
     let field = format!("databases[{i}]");
-    match d.isolation_level.unwrap_or(IsolationLevel::L1) {
-        IsolationLevel::L1 => {}
+    let isolation_level = match d.isolation_level.unwrap_or(IsolationLevel::L1) {
+        IsolationLevel::L1 => 1,
         IsolationLevel::L2 if auth.tier == Tier::Free => {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "L2 dedicated isolation requires a paid plan",
             ));
         }
-        IsolationLevel::L2 => {
-            return Err(ApiError::bad_request(
-                "dedicated isolation not available yet",
+        IsolationLevel::L2 => 2,
+    };
+    let region = match &d.region {
+        None => state.config.default_region().to_string(),
+        Some(region) if state.config.regions.iter().any(|r| &r.zone == region) => region.clone(),
+        Some(region) => {
+            let zones: Vec<&str> = state
+                .config
+                .regions
+                .iter()
+                .map(|r| r.zone.as_str())
+                .collect();
+            return Err(ApiError::field(
+                &format!("{field}.region"),
+                format!(
+                    "unknown region '{region}'; choose one of: {} (GET /regions)",
+                    zones.join(", ")
+                ),
             ));
         }
-    }
-    if let Some(region) = &d.region
-        && !state.config.regions.iter().any(|r| &r.zone == region)
-    {
-        return Err(ApiError::field(
-            &format!("{field}.region"),
-            format!("unknown region '{region}'; see GET /regions"),
-        ));
-    }
+    };
     let blueprint = state
         .catalog
         .find_blueprint(&auth.project_id, &d.blueprint)
@@ -237,7 +258,11 @@ async fn plan(
             ..undeployed(&blueprint.name)
         });
     }
-    Ok(Planned { blueprint })
+    Ok(Planned {
+        blueprint,
+        isolation_level,
+        region,
+    })
 }
 
 /// A blueprint that was never deployed has no version to create a database at: a tenant made
@@ -370,6 +395,14 @@ async fn delete_tenant(
         TenantStatus::Deleted,
     )
     .await?;
+    // A trashed tenant's own servers stop, their data kept for a restore. One that does not
+    // stop now is not started again with tdb (the trash keeps it out).
+    for server in dedicated_servers(&state, &t).await? {
+        if let Err(e) = tdb_jobs::dedicated::stop(&state.jobs, &server).await {
+            tracing::error!(tenant = %t.id, server = %server.name, error = %e,
+                "could not stop a trashed tenant's dedicated server");
+        }
+    }
     Ok(Reply::ok(DeletedTenant {
         message: format!(
             "Tenant '{name}' moved to trash. Restore with POST /tenants/{name}/restore"
@@ -472,6 +505,19 @@ async fn restore_tenant(
             t.status
         )));
     }
+    for server in dedicated_servers(&state, &t).await? {
+        tdb_jobs::dedicated::start(&state.jobs, &server)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    tdb_core::ErrorCode::ServiceUnavailable,
+                    format!(
+                        "tenant '{name}' stays in the trash: its server '{}' did not start ({e})",
+                        server.name
+                    ),
+                )
+            })?;
+    }
     ensure_whole(&state, &t).await?;
     behind::bring_forward(&state, &t).await?;
     move_to(&state, &t, &[TenantStatus::Deleted], TenantStatus::Ready).await?;
@@ -486,6 +532,21 @@ async fn restore_tenant(
         },
         databases,
     }))
+}
+
+/// The dedicated servers of the tenant's databases that this tdb's provisioner made.
+async fn dedicated_servers(
+    state: &AppState,
+    t: &Tenant,
+) -> Result<Vec<tdb_catalog::servers::Server>, ApiError> {
+    let mut servers = Vec::new();
+    for db in state.catalog.tenant_databases(&t.id).await? {
+        let server = state.catalog.find_server(&db.server_id).await?;
+        if tdb_jobs::dedicated::is_ours(&state.jobs, &server) {
+            servers.push(server);
+        }
+    }
+    Ok(servers)
 }
 
 /// A tenant in the trash comes back only with every database it had: one whose hard delete did

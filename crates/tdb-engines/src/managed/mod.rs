@@ -3,6 +3,7 @@
 
 pub mod postgres;
 pub mod process;
+pub mod provisioner;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};

@@ -320,14 +320,7 @@ const MAX_SOCKET_PATH: usize = 107;
 /// user can reach the socket (root can, as root can read the cluster's files anyway).
 fn private_socket_dir(opts: &ManagedPostgresOptions) -> Result<PathBuf, ManagedError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let socket_name_len = ".s.PGSQL.65535.lock".len() + 1;
-    let mut dir = opts.dir.join("socket");
-    if dir.as_os_str().len() + socket_name_len > MAX_SOCKET_PATH {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        opts.dir.hash(&mut hasher);
-        dir = std::env::temp_dir().join(format!("tdb-pg-{:016x}", hasher.finish()));
-    }
+    let dir = socket_dir_of(&opts.dir);
     match std::fs::symlink_metadata(&dir) {
         Ok(meta) if meta.is_dir() && !meta.file_type().is_symlink() => {
             if meta.uid() != opts.run_as.uid.as_raw() {
@@ -353,6 +346,40 @@ fn private_socket_dir(opts: &ManagedPostgresOptions) -> Result<PathBuf, ManagedE
     }
     opts.run_as.own(&dir)?;
     Ok(dir)
+}
+
+/// Where the private socket of the server in `dir` lives (see [`private_socket_dir`]).
+fn socket_dir_of(server_dir: &Path) -> PathBuf {
+    let socket_name_len = ".s.PGSQL.65535.lock".len() + 1;
+    let dir = server_dir.join("socket");
+    if dir.as_os_str().len() + socket_name_len <= MAX_SOCKET_PATH {
+        return dir;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    server_dir.hash(&mut hasher);
+    std::env::temp_dir().join(format!("tdb-pg-{:016x}", hasher.finish()))
+}
+
+/// Removes the managed server in `dir` for good: stops it if a process still runs on it (one
+/// left by a killed tdb), then deletes its directory and its socket directory. A missing
+/// directory is fine, so a removal cut off by a crash is finished by running it again.
+pub async fn remove(dir: &Path) -> Result<(), ManagedError> {
+    let data_dir = dir.join("pgdata");
+    reclaim_orphan(&data_dir.join("postmaster.pid"), &data_dir, RECLAIM).await;
+    for path in [socket_dir_of(dir), dir.to_path_buf()] {
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ManagedError::Io {
+                    what: format!("removing {}", path.display()),
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn write_state(path: &Path, state: &State) -> Result<(), ManagedError> {

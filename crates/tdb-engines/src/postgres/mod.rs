@@ -274,6 +274,19 @@ impl Engine for PostgresEngine {
         Ok(u32::try_from(capacity).unwrap_or(0))
     }
 
+    async fn size_bytes(&self, server: &AdminEndpoint) -> Result<u64> {
+        let mut admin = connect(&admin_access(server, "postgres")).await?;
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(sum(pg_database_size(oid)), 0)::bigint
+               FROM pg_database WHERE NOT datistemplate AND datallowconn",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .map_err(from_sqlx)?;
+        let _ = admin.close().await;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
     async fn secure_server(&self, server: &AdminEndpoint, extra: &[&str]) -> Result<()> {
         tenant::secure_server(server, extra).await
     }

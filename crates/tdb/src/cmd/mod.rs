@@ -11,6 +11,7 @@ pub mod invitations;
 pub mod mcp;
 pub mod projects;
 pub mod provision;
+pub mod servers;
 pub mod tenants;
 pub mod workspaces;
 

@@ -10,7 +10,7 @@ use tdb_client::isolation::IsolationLevel;
 use tdb_client::logs::{LogItem, Metrics};
 use tdb_client::tenants::{Behind, DatabaseRequest};
 use tdb_client::wire_time;
-use tdb_core::{BackupStatus, RollbackStep};
+use tdb_core::{BackupStatus, RollbackStep, TenantStatus};
 
 use super::Context;
 use crate::output;
@@ -19,15 +19,22 @@ use crate::output;
 pub enum TenantsCommand {
     /// List tenants
     List,
-    /// Create a tenant with one database per --blueprint (prints its credentials once)
+    /// Create a tenant with one database per --blueprint (prints its credentials once). A
+    /// dedicated (level 2) tenant is answered `provisioning` and followed until it is ready
     Create {
         name: String,
         /// Blueprint to create a database from (repeat for several)
         #[arg(long = "blueprint", required = true)]
         blueprints: Vec<String>,
-        /// 1 (shared) or 2 (dedicated)
+        /// 1 (shared) or 2 (dedicated: a server of its own)
         #[arg(long, default_value_t = 1)]
         isolation_level: u8,
+        /// Region zone (see `GET /regions`) [default: the default region]
+        #[arg(long)]
+        region: Option<String>,
+        /// Return at once while a dedicated server is being made
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Show a tenant and its databases
     Get { name: String },
@@ -117,7 +124,13 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
             name,
             blueprints,
             isolation_level,
-        } => create(ctx, &name, &blueprints, isolation_level).await?,
+            region,
+            no_wait,
+        } => {
+            let level = IsolationLevel::from_number(i64::from(isolation_level))
+                .ok_or_else(|| anyhow::anyhow!("--isolation-level must be 1 or 2"))?;
+            create(ctx, &name, &blueprints, (level, region), no_wait).await?
+        }
         TenantsCommand::Get { name } => get(ctx, &name).await?,
         TenantsCommand::Delete { name, hard } => {
             let reply = c.delete_tenant(&name, hard).await?;
@@ -234,16 +247,15 @@ async fn create(
     ctx: &Context,
     name: &str,
     blueprints: &[String],
-    isolation_level: u8,
+    (level, region): (IsolationLevel, Option<String>),
+    no_wait: bool,
 ) -> anyhow::Result<()> {
-    let level = IsolationLevel::from_number(i64::from(isolation_level))
-        .ok_or_else(|| anyhow::anyhow!("--isolation-level must be 1 or 2"))?;
     let databases: Vec<DatabaseRequest> = blueprints
         .iter()
         .map(|b| DatabaseRequest {
             blueprint: b.clone(),
             isolation_level: Some(level),
-            region: None,
+            region: region.clone(),
         })
         .collect();
     let reply = ctx.client.create_tenant(name, &databases).await?;
@@ -251,14 +263,58 @@ async fn create(
     ctx.print(&reply.raw, || {
         println!("tenant '{}' is {}", r.tenant_id, r.status);
         for d in &r.databases {
-            println!(
-                "  {} (v{}): {}",
-                d.blueprint, d.version, d.connection.connection_string
-            );
+            match &d.connection {
+                Some(c) => println!(
+                    "  {} (v{}): {}",
+                    d.blueprint, d.version, c.connection_string
+                ),
+                None => println!(
+                    "  {} (L{}, {}): its server is being made",
+                    d.blueprint, d.isolation_level, d.region
+                ),
+            }
         }
-        println!("\nSave the connection strings: their passwords are not shown again.");
+        if r.databases.iter().any(|d| d.connection.is_some()) {
+            println!("\nSave the connection strings: their passwords are not shown again.");
+        }
     });
+    if r.status == TenantStatus::Provisioning && !no_wait {
+        wait_until_ready(ctx, name).await?;
+    }
     Ok(())
+}
+
+/// Follows a tenant being made until it is ready (or its creation was undone).
+async fn wait_until_ready(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        match ctx.client.get_tenant(name).await {
+            Ok(reply) if reply.data.status == TenantStatus::Provisioning => {
+                if !ctx.json {
+                    eprint!("\rprovisioning … {}s", started.elapsed().as_secs());
+                }
+            }
+            Ok(reply) => {
+                if !ctx.json {
+                    eprintln!();
+                    println!(
+                        "tenant '{name}' is {}; mint a login with `tdb tenants credential \
+                         {name} --role write`",
+                        reply.data.status
+                    );
+                }
+                return Ok(());
+            }
+            Err(tdb_client::ClientError::Api { status: 404, .. }) => {
+                anyhow::bail!(
+                    "tenant '{name}' was not created: its server could not be made (see the \
+                     server's log)"
+                )
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 async fn get(ctx: &Context, name: &str) -> anyhow::Result<()> {

@@ -1,0 +1,476 @@
+//! Dedicated (L2) tenants and server pools against a real `tdb serve`: an L2 tenant from
+//! `provisioning` to `ready` on a PostgreSQL server of its own, used through the proxy with psql
+//! and a driver, deployed to, queried, backed up, trashed (its server stops), restored (it
+//! starts) and deleted (it goes); its server back after a restart of tdb and after it dies;
+//! placement over two shared servers and two regions, full and draining servers; the server
+//! list for operators only.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tdb_testkit::{ServeOptions, TdbServer, TestPostgres};
+
+const OPERATOR: &str = "ops@example.com";
+
+async fn start_paid(extra_toml: &str) -> TdbServer {
+    let options = ServeOptions {
+        config_toml: Some(format!(
+            "default_tier = \"paid\"\noperators = [\"{OPERATOR}\"]\n{extra_toml}"
+        )),
+        ..Default::default()
+    };
+    TdbServer::start_with(bin(), options)
+        .await
+        .expect("tdb serve starts")
+}
+
+/// The operator's account with blueprint `app` (table `items`) deployed; returns its key.
+async fn operator_with_blueprint(s: &TdbServer) -> String {
+    let key = account_with_blueprint(s, OPERATOR, "Ops", "app").await;
+    ws_query(
+        s,
+        &key,
+        "app",
+        "CREATE TABLE items (id int PRIMARY KEY, note text NOT NULL)",
+    )
+    .await;
+    let d = deploy_and_wait(s, &key, "app").await;
+    assert_eq!(d["status"], "completed", "{d}");
+    key
+}
+
+/// Polls `GET /tenants/{name}` until its status is not `provisioning` (3 minutes at most).
+async fn wait_ready(s: &TdbServer, key: &str, name: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (st, t) = get(s, &format!("/tenants/{name}"), key).await;
+        assert_eq!(st, 200, "{t}");
+        if t["status"] != "provisioning" {
+            return t;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "tenant {name} is still provisioning\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A write login's connection string for the tenant, through the proxy, in plaintext.
+async fn login(s: &TdbServer, key: &str, tenant: &str) -> String {
+    let (st, c) = post(
+        s,
+        &format!("/tenants/{tenant}/credentials"),
+        Some(key),
+        json!({"role": "write"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{c}");
+    str_of(&c["connection"], "connection_string").replace("sslmode=require", "sslmode=disable")
+}
+
+fn psql(url: &str, sql: &str) -> Result<String, String> {
+    psql_with_options(url, "", sql)
+}
+
+/// Runs `sql` with psql until it succeeds (a server still starting refuses), 90 s at most.
+async fn psql_eventually(s: &TdbServer, url: &str, sql: &str) -> String {
+    let started = Instant::now();
+    loop {
+        match psql(url, sql) {
+            Ok(out) => return out,
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "{sql}: {e}\n{}",
+                s.log_tail()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn servers(s: &TdbServer, key: &str) -> Vec<Value> {
+    let (st, list) = get(s, "/servers", key).await;
+    assert_eq!(st, 200, "{list}");
+    list["servers"].as_array().expect("servers").clone()
+}
+
+fn named<'a>(servers: &'a [Value], name: &str) -> &'a Value {
+    servers
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no server {name} in {servers:?}"))
+}
+
+fn dedicated(servers: &[Value]) -> Vec<&Value> {
+    servers
+        .iter()
+        .filter(|s| s["role"] == "dedicated")
+        .collect()
+}
+
+/// The directory the local provisioner keeps a dedicated server in.
+fn server_dir(s: &TdbServer, name: &str) -> PathBuf {
+    s.data_dir().join("dedicated").join(name)
+}
+
+/// The pid of the dedicated server's postmaster, when it runs.
+fn postmaster_pid(s: &TdbServer, name: &str) -> Option<i32> {
+    let text = std::fs::read_to_string(server_dir(s, name).join("pgdata/postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
+}
+
+#[tokio::test]
+async fn an_l2_tenant_lives_on_a_server_of_its_own() {
+    let s = start_paid("").await;
+    let key = operator_with_blueprint(&s).await;
+
+    // Answered at once, as the reference shows: provisioning, no connection yet.
+    let (st, created) = post(
+        &s,
+        "/tenants",
+        Some(&key),
+        json!({"tenant_id": "acme", "databases": [{"blueprint": "app", "isolation_level": 2}]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    assert_eq!(created["status"], "provisioning", "{created}");
+    let db = &created["databases"][0];
+    assert_eq!(
+        (
+            db["isolation_level"].as_i64(),
+            db["region"].as_str(),
+            db.get("connection")
+        ),
+        (Some(2), Some("local"), None),
+        "{created}"
+    );
+    // Not reachable while it is being made.
+    let t = wait_ready(&s, &key, "acme").await;
+    assert_eq!(t["status"], "ready", "{t}\n{}", s.log_tail());
+    assert_eq!(
+        (
+            t["databases"][0]["isolation_level"].as_str(),
+            t["databases"][0]["version"].as_i64()
+        ),
+        (Some("L2"), Some(1)),
+        "{t}"
+    );
+
+    // Its own server, listed for the operator; the shared server holds no tenant of it.
+    let list = servers(&s, &key).await;
+    let own = dedicated(&list);
+    assert_eq!(own.len(), 1, "{list:?}");
+    let own = own[0].clone();
+    let name = str_of(&own, "name").to_string();
+    assert_eq!(
+        (
+            own["status"].as_str(),
+            own["region"].as_str(),
+            own["provisioner"].as_str(),
+            own["tenants"].as_i64(),
+            own["databases"].as_i64()
+        ),
+        (
+            Some("active"),
+            Some("local"),
+            Some("local"),
+            Some(1),
+            Some(1)
+        ),
+        "{own}"
+    );
+    assert!(own["size_bytes"].as_i64().unwrap_or(0) > 0, "{own}");
+    assert_eq!(named(&list, "postgresql-shared")["tenants"], 0, "{list:?}");
+    assert!(postmaster_pid(&s, &name).is_some(), "the server runs");
+
+    // psql and a driver through the proxy.
+    let url = login(&s, &key, "acme").await;
+    psql(&url, "INSERT INTO items VALUES (1, 'from psql')").expect("insert");
+    let script = "import sys, psycopg\n\
+        with psycopg.connect(sys.argv[1]) as c:\n\
+        \x20   c.execute(\"INSERT INTO items VALUES (2, 'from psycopg')\")\n\
+        \x20   print(c.execute('SELECT count(*) FROM items').fetchone()[0])";
+    assert_eq!(run_client(python(script, &url), "psycopg"), "2");
+    // The role is the tenant's data role, on a server with nothing else on it.
+    let others = psql(
+        &url,
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'tdb_t_%'",
+    )
+    .expect("count databases");
+    assert_eq!(others, "1");
+
+    // Deployments and admin queries reach it like any tenant.
+    ws_query(&s, &key, "app", "ALTER TABLE items ADD COLUMN extra int").await;
+    let d = deploy_and_wait(&s, &key, "app").await;
+    assert_eq!(
+        (d["status"].as_str(), d["tenants_completed"].as_i64()),
+        (Some("completed"), Some(1)),
+        "{d}"
+    );
+    let (st, q) = post(
+        &s,
+        "/admin/query",
+        Some(&key),
+        json!({"blueprint": "app", "tenant_id": "acme", "query": "SELECT count(extra) + count(*) FROM items"}),
+    )
+    .await;
+    assert_eq!((st, q["rows"][0][0].as_i64()), (200, Some(2)), "{q}");
+
+    // A backup of it lands in the store.
+    let (st, b) = post(&s, "/tenants/acme/backup", Some(&key), json!({})).await;
+    assert!(st == 200 || st == 201 || st == 202, "{st} {b}");
+    let started = Instant::now();
+    loop {
+        let (_, list) = get(&s, "/tenants/acme/backups", &key).await;
+        if list["backups"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["status"] == "completed"))
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{list}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The trash stops its server; a restore starts it again with the data.
+    let (st, body) = delete(&s, "/tenants/acme", &key).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(named(&servers(&s, &key).await, &name)["status"], "stopped");
+    assert!(
+        postmaster_pid(&s, &name).is_none(),
+        "a trashed tenant's server stops"
+    );
+    assert!(psql(&url, "SELECT 1").is_err());
+    let (st, body) = post(&s, "/tenants/acme/restore", Some(&key), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(named(&servers(&s, &key).await, &name)["status"], "active");
+    assert_eq!(
+        psql_eventually(
+            &s,
+            &url,
+            "SELECT string_agg(note, ',' ORDER BY id) FROM items"
+        )
+        .await,
+        "from psql,from psycopg"
+    );
+
+    // A hard delete removes the server and its directory.
+    let (st, body) = call(
+        &s,
+        Method::DELETE,
+        "/tenants/acme?hard=true",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(dedicated(&servers(&s, &key).await).is_empty());
+    assert!(!server_dir(&s, &name).exists(), "its directory is gone");
+}
+
+#[tokio::test]
+async fn a_dedicated_server_comes_back_with_tdb_and_after_it_dies() {
+    let mut s = start_paid("").await;
+    let key = operator_with_blueprint(&s).await;
+    let (st, created) = post(
+        &s,
+        "/tenants",
+        Some(&key),
+        json!({"tenant_id": "acme", "databases": [{"blueprint": "app", "isolation_level": "L2"}]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    assert_eq!(wait_ready(&s, &key, "acme").await["status"], "ready");
+    let url = login(&s, &key, "acme").await;
+    psql(&url, "INSERT INTO items VALUES (1, 'kept')").expect("insert");
+    let name = str_of(dedicated(&servers(&s, &key).await)[0], "name").to_string();
+
+    // Stopped with tdb, started again with it.
+    s.stop().expect("stop");
+    assert!(postmaster_pid(&s, &name).is_none(), "stopped with tdb");
+    s.restart().await.expect("restart");
+    assert_eq!(
+        psql_eventually(&s, &url, "SELECT note FROM items").await,
+        "kept"
+    );
+
+    // Supervised: killed, it is started again.
+    let pid = postmaster_pid(&s, &name).expect("running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the server");
+    let started = Instant::now();
+    while postmaster_pid(&s, &name).is_none_or(|p| p == pid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not restarted\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        psql_eventually(&s, &url, "SELECT note FROM items").await,
+        "kept"
+    );
+}
+
+#[tokio::test]
+async fn placement_fills_the_emptiest_shared_server_with_room_in_the_region() {
+    let extra = TestPostgres::start().await.expect("second shared server");
+    let eu = TestPostgres::start().await.expect("server in eu");
+    let toml = format!(
+        "[[regions]]\nzone = \"local\"\nlabel = \"This machine\"\nis_default = true\n\
+         [[regions]]\nzone = \"eu\"\nlabel = \"Europe\"\n\
+         [[servers]]\nname = \"pg-extra\"\nurl = \"{}\"\nmax_databases = 2\n\
+         [[servers]]\nname = \"pg-eu\"\nregion = \"eu\"\nurl = \"{}\"\n",
+        extra.url("postgres"),
+        eu.url("postgres")
+    );
+    let s = start_paid(&toml).await;
+    let key = operator_with_blueprint(&s).await;
+    let create = |name: &str, region: Option<&str>| {
+        let mut db = json!({"blueprint": "app"});
+        if let Some(r) = region {
+            db["region"] = json!(r);
+        }
+        json!({"tenant_id": name, "databases": [db]})
+    };
+    let mut urls = Vec::new();
+    for name in ["t1", "t2", "t3", "t4", "t5"] {
+        let (st, t) = post(&s, "/tenants", Some(&key), create(name, None)).await;
+        assert_eq!(st, 201, "{t}");
+        urls.push(
+            str_of(&t["databases"][0]["connection"], "connection_string")
+                .replace("sslmode=require", "sslmode=disable"),
+        );
+    }
+    // Fewest databases first, never past a server's max_databases: the workspace and three
+    // tenants on the managed server, two tenants on pg-extra (full), none in eu.
+    let list = servers(&s, &key).await;
+    let summary = |name: &str| {
+        let s = named(&list, name);
+        (s["tenants"].as_i64(), s["databases"].as_i64())
+    };
+    assert_eq!(summary("pg-extra"), (Some(2), Some(2)), "{list:?}");
+    assert_eq!(summary("postgresql-shared"), (Some(3), Some(4)), "{list:?}");
+    assert_eq!(summary("pg-eu"), (Some(0), Some(0)), "{list:?}");
+    assert_eq!(named(&list, "pg-extra")["max_databases"], 2);
+    // Every one of them works through the proxy, wherever it is.
+    for url in &urls {
+        psql(url, "INSERT INTO items VALUES (1, 'x')").expect("insert");
+    }
+
+    // A region's tenants go to its own servers; an unknown region is refused, naming them.
+    let (st, t) = post(&s, "/tenants", Some(&key), create("euro", Some("eu"))).await;
+    assert_eq!(st, 201, "{t}");
+    assert_eq!(t["databases"][0]["region"], "eu");
+    assert_eq!(summary_of(&s, &key, "pg-eu").await, Some(1));
+    let (st, body) = post(&s, "/tenants", Some(&key), create("mars", Some("mars"))).await;
+    assert_eq!(st, 400, "{body}");
+    let message = str_of(&body, "error");
+    assert!(
+        message.contains("mars") && message.contains("local, eu"),
+        "{body}"
+    );
+
+    // A draining server takes nothing new; with none left the answer says why.
+    let (st, body) = call(
+        &s,
+        Method::PATCH,
+        "/servers/pg-eu",
+        Some(&key),
+        Some(&json!({"status": "draining"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = post(&s, "/tenants", Some(&key), create("euro2", Some("eu"))).await;
+    assert_eq!(st, 503, "{body}");
+    assert!(str_of(&body, "error").contains("draining"), "{body}");
+    assert_eq!(summary_of(&s, &key, "pg-eu").await, Some(1));
+    let (st, body) = call(
+        &s,
+        Method::PATCH,
+        "/servers/pg-nowhere",
+        Some(&key),
+        Some(&json!({"status": "draining"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 404, "{body}");
+    assert!(str_of(&body, "error").contains("pg-extra"), "{body}");
+    drop(s);
+    extra.stop().await;
+    eu.stop().await;
+}
+
+async fn summary_of(s: &TdbServer, key: &str, name: &str) -> Option<i64> {
+    named(&servers(s, key).await, name)["tenants"].as_i64()
+}
+
+#[tokio::test]
+async fn only_operators_see_the_servers() {
+    let s = start_paid("").await;
+    let operator = operator_with_blueprint(&s).await;
+    let other = str_of(&signup(&s, "dev@example.com", "Dev").await, "api_key").to_string();
+    let (st, body) = get(&s, "/servers", &other).await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (st, body) = call(
+        &s,
+        Method::PATCH,
+        "/servers/postgresql-shared",
+        Some(&other),
+        Some(&json!({"status": "draining"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 403, "{body}");
+    // The operator's read key is not enough either.
+    let (_, read) = post(&s, "/apikeys", Some(&operator), json!({"role": "read"})).await;
+    let (st, _) = get(&s, "/servers", str_of(&read, "api_key")).await;
+    assert_eq!(st, 403);
+    // Only active and draining are the operator's to set.
+    let (st, body) = call(
+        &s,
+        Method::PATCH,
+        "/servers/postgresql-shared",
+        Some(&operator),
+        Some(&json!({"status": "offline"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 400, "{body}");
+
+    // The CLI shows the same list.
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+        key: Some(&operator),
+    };
+    let out = cli.ok(&["servers", "list"]);
+    assert!(
+        out.contains("postgresql-shared") && out.contains("shared") && out.contains("local"),
+        "{out}"
+    );
+    let listed = cli.json(&["servers", "list"]);
+    assert_eq!(listed["count"], 1, "{listed}");
+    let refused = Cli {
+        key: Some(&other),
+        ..cli
+    }
+    .fails(&["servers", "list"]);
+    assert!(refused.contains("operators"), "{refused}");
+}
