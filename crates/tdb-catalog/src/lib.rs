@@ -12,6 +12,7 @@ mod error;
 pub mod invitations;
 pub mod jobs;
 pub mod logs;
+pub mod moves;
 pub mod projects;
 pub mod routing;
 pub mod servers;

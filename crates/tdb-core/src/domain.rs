@@ -169,7 +169,27 @@ string_enum! {
         TenantCreate => "tenant_create",
         ProjectDelete => "project_delete",
         ProvisionMove => "provision_move",
+        TenantMove => "tenant_move",
     }
+}
+
+string_enum! {
+    /// How far a move of a tenant database between servers got: the target made (after the
+    /// safety backup), replication catching up, the cutover behind a hold, the switch committed.
+    MoveStep {
+        Queued => "queued",
+        Target => "target",
+        Syncing => "syncing",
+        Cutover => "cutover",
+        Switched => "switched",
+        Completed => "completed",
+        Failed => "failed",
+    }
+}
+
+string_enum! {
+    /// How a move carries the data: logical replication, or a dump and restore behind a hold.
+    MoveMethod { Replication => "replication", Dump => "dump" }
 }
 
 string_enum! {
@@ -287,6 +307,7 @@ mod tests {
             include_str!("../../tdb-catalog/migrations/0008_autodb.sql"),
             include_str!("../../tdb-catalog/migrations/0011_durable_lifecycles.sql"),
             include_str!("../../tdb-catalog/migrations/0015_server_pools.sql"),
+            include_str!("../../tdb-catalog/migrations/0016_moves.sql"),
         ]
         .concat();
         let listed = |values: Vec<&str>| {
@@ -294,7 +315,15 @@ mod tests {
             let squeezed: String = migrations.split_whitespace().collect();
             squeezed.contains(&format!("IN({})", quoted.join(",")))
         };
-        let checks: [(&str, Vec<&str>); 13] = [
+        let checks: [(&str, Vec<&str>); 15] = [
+            (
+                "MoveStep",
+                MoveStep::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
+            (
+                "MoveMethod",
+                MoveMethod::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
             ("KeyRole", KeyRole::ALL.iter().map(|v| v.as_str()).collect()),
             (
                 "ScopeType",

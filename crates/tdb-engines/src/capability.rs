@@ -117,3 +117,63 @@ pub struct KeySettings {
     /// Keys the namespace may hold; writes that create more are refused.
     pub max_keys: Option<u64>,
 }
+
+/// Both ends of a move of `database` (the same name on both servers) and the name of what the
+/// move makes on them (publication, slot, subscription).
+pub struct MoveEnds<'a> {
+    pub source: &'a AdminEndpoint,
+    pub target: &'a AdminEndpoint,
+    pub database: &'a str,
+    pub name: &'a str,
+}
+
+/// Each table's row count and an order-free checksum of its rows, by table name.
+pub type TableSums = std::collections::BTreeMap<String, (i64, i64)>;
+
+/// Moving a database to another server while it serves: replication from the source to the
+/// target, and the cutover's parts (PostgreSQL: logical replication). Every method may run again
+/// after a crash.
+#[async_trait]
+pub trait DatabaseMoves: Send + Sync {
+    /// Why replication cannot carry the database (a setting of the source's, a table without a
+    /// key); `None` when it can.
+    async fn replication_blocker(
+        &self,
+        source: &AdminEndpoint,
+        database: &str,
+    ) -> Result<Option<String>>;
+
+    /// Starts replicating every table (after copying what they hold); idempotent.
+    async fn start_replication(&self, ends: &MoveEnds<'_>) -> Result<()>;
+
+    /// Tables replicated, tables caught up with their initial copy, and an error the
+    /// replication reported.
+    async fn replication_state(&self, ends: &MoveEnds<'_>) -> Result<(i64, i64, Option<String>)>;
+
+    /// Transactions open on the source database by `roles`.
+    async fn open_transactions(
+        &self,
+        source: &AdminEndpoint,
+        database: &str,
+        roles: &[&str],
+    ) -> Result<i64>;
+
+    /// Stops `roles` from logging in on the source and ends their sessions in `database`.
+    async fn fence(&self, source: &AdminEndpoint, database: &str, roles: &[&str]) -> Result<()>;
+
+    /// Lets `roles` log in on the source again (a move that did not switch).
+    async fn unfence(&self, source: &AdminEndpoint, roles: &[&str]) -> Result<()>;
+
+    /// Commits a marker on the source and waits (up to `wait`) until the target has applied
+    /// it, and so everything committed before it.
+    async fn mark_and_wait(&self, ends: &MoveEnds<'_>, token: &str, wait: Duration) -> Result<()>;
+
+    /// Sets every sequence on the target to its value on the source; returns how many.
+    async fn copy_sequences(&self, ends: &MoveEnds<'_>) -> Result<u32>;
+
+    /// Every table's row count and checksum.
+    async fn table_sums(&self, server: &AdminEndpoint, database: &str) -> Result<TableSums>;
+
+    /// Removes what replication made on both ends; idempotent.
+    async fn stop_replication(&self, ends: &MoveEnds<'_>) -> Result<()>;
+}

@@ -314,6 +314,11 @@ pub trait Engine: Send + Sync {
     fn key_value_settings(&self) -> Option<&dyn KeyValueSettings> {
         None
     }
+
+    /// Moving a database to another server while it serves.
+    fn moves(&self) -> Option<&dyn crate::capability::DatabaseMoves> {
+        None
+    }
 }
 
 /// Capabilities as errors: for callers to whom an engine without one is a request it cannot
@@ -322,6 +327,11 @@ impl dyn Engine + '_ {
     pub fn require_sql(&self) -> Result<&dyn SqlEngine> {
         self.sql()
             .ok_or_else(|| unsupported(self.kind(), "SQL schemas and migrations"))
+    }
+
+    pub fn require_moves(&self) -> Result<&dyn crate::capability::DatabaseMoves> {
+        self.moves()
+            .ok_or_else(|| unsupported(self.kind(), "moves between servers"))
     }
 
     pub fn require_schema_tenants(&self) -> Result<&dyn SchemaTenants> {

@@ -12,7 +12,8 @@ mod registry;
 pub mod schema;
 
 pub use capability::{
-    Introspection, KeySettings, KeyValueSettings, SchemaMove, SchemaTenants, SqlEngine, UrlSessions,
+    DatabaseMoves, Introspection, KeySettings, KeyValueSettings, MoveEnds, SchemaMove,
+    SchemaTenants, SqlEngine, TableSums, UrlSessions,
 };
 pub use engine::{
     CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration,

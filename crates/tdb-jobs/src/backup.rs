@@ -230,6 +230,70 @@ pub async fn take(runner: &Runner, database_id: &str, path: &str) -> Result<Take
     dump_into(runner, &server, &db, path).await
 }
 
+/// Names and records a safety backup of `db` (taken before a rollback or a move changes it).
+/// Paths have one-second resolution: a taken one means the next second.
+pub(crate) async fn plan_safety(
+    runner: &Runner,
+    project_id: &str,
+    db: &TenantDatabase,
+) -> Result<PlannedBackup, JobError> {
+    let catalog = &runner.catalog;
+    let siblings = catalog.tenant_databases(&db.tenant_id).await?;
+    let sources: Vec<Source<'_>> = siblings
+        .iter()
+        .map(|d| Source {
+            tenant_database_id: &d.id,
+            blueprint: &d.blueprint,
+            engine: d.engine,
+        })
+        .collect();
+    for _ in 0..3 {
+        let all = plan(
+            project_id,
+            &db.tenant_id,
+            &db.tenant_name,
+            &sources,
+            BackupKind::Safety,
+            chrono::Utc::now(),
+        );
+        let Some(mine) = all.into_iter().find(|p| p.tenant_database_id == db.id) else {
+            return Err(JobError::permanent("the tenant database is gone"));
+        };
+        match catalog.create_backups(&[mine.as_new()]).await {
+            Ok(()) => return Ok(mine),
+            Err(tdb_catalog::CatalogError::Conflict(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(JobError::transient("could not name the safety backup"))
+}
+
+/// Takes the safety backup `planned` names and records its end (completed, or failed).
+pub(crate) async fn take_safety(
+    runner: &Runner,
+    server: &Server,
+    db: &TenantDatabase,
+    planned: &PlannedBackup,
+) -> Result<(), JobError> {
+    let catalog = &runner.catalog;
+    match dump_into(runner, server, db, &planned.storage_path).await {
+        Ok(taken) => Ok(catalog
+            .finish_backup(
+                &planned.id,
+                i64::try_from(taken.written.size).unwrap_or(i64::MAX),
+                i64::try_from(taken.raw_bytes).unwrap_or(i64::MAX),
+                &taken.written.sha256,
+            )
+            .await?),
+        Err(e) => {
+            let _ = catalog.fail_backup(&planned.id, e.message()).await;
+            Err(e.context("taking the safety backup"))
+        }
+    }
+}
+
 pub(crate) async fn dump_into(
     runner: &Runner,
     server: &Server,

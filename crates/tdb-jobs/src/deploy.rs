@@ -112,6 +112,15 @@ async fn migrate(
 ) -> Result<Option<i32>, JobError> {
     let catalog = &runner.catalog;
     let db = catalog.tenant_database(&r.tenant_database_id).await?;
+    // A moving database's schema must stay as the move copied it; the move checks it again
+    // before it switches.
+    if catalog.tenant_moving(&db.tenant_id).await? {
+        return Err(JobError::permanent(format!(
+            "tenant '{}' is moving to another server; deploy to it again once the move is done \
+             (tdb deployments create {} --tenants {})",
+            r.tenant_name, db.blueprint, r.tenant_name
+        )));
+    }
     let server = servers.get(&db.server_id).ok_or_else(|| {
         JobError::permanent(format!("server {} is not in the catalog", db.server_id))
     })?;

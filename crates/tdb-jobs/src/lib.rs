@@ -14,6 +14,7 @@ pub mod dedicated;
 pub mod deploy;
 pub mod error;
 pub mod forward;
+pub mod moves;
 pub mod provision;
 pub mod provision_move;
 pub mod rollback;

@@ -117,20 +117,48 @@ async fn build(
             .await
             .map_err(|e| Undone::Other(format!("its dedicated server did not start: {e}")))?;
     }
-    let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| other(&e))?;
-    let owner = owner_access(&runner.master_key, &server, db).map_err(|e| other(&e))?;
-    let app = app_access(&runner.master_key, &server, db).map_err(|e| other(&e))?;
-    let read = read_access(&runner.master_key, &server, db)
-        .ok_or_else(|| Undone::Other("the database has no read role".into()))?
-        .map_err(|e| other(&e))?;
-    let engine = runner.engine(db.engine).map_err(|e| other(&e))?;
     if resumed {
         // Whatever an interrupted run made goes first: the build starts from nothing.
-        engine
+        let admin = admin_endpoint(&runner.master_key, &server).map_err(|e| other(&e))?;
+        runner
+            .engine(db.engine)
+            .map_err(|e| other(&e))?
             .drop_database(&admin, &db.physical_db, &db.roles())
             .await
             .map_err(Undone::Create)?;
     }
+    let blueprint = catalog
+        .find_blueprint(&tenant.project_id, &db.blueprint)
+        .await
+        .map_err(|e| other(&e))?;
+    build_on(runner, tenant, db, &server, blueprint.current_version).await?;
+    if blueprint.current_version > 0 {
+        catalog
+            .set_database_version(&db.id, blueprint.current_version)
+            .await
+            .map_err(|e| other(&e))?;
+    }
+    Ok(())
+}
+
+/// Creates the tenant database `db` with its roles on `server` and brings it to `version` of
+/// its blueprint (a new tenant's build, a move's target).
+pub(crate) async fn build_on(
+    runner: &Runner,
+    tenant: &Tenant,
+    db: &TenantDatabase,
+    server: &tdb_catalog::servers::Server,
+    version: i32,
+) -> Result<(), Undone> {
+    let other = |e: &dyn std::fmt::Display| Undone::Other(e.to_string());
+    let catalog = &runner.catalog;
+    let admin = admin_endpoint(&runner.master_key, server).map_err(|e| other(&e))?;
+    let owner = owner_access(&runner.master_key, server, db).map_err(|e| other(&e))?;
+    let app = app_access(&runner.master_key, server, db).map_err(|e| other(&e))?;
+    let read = read_access(&runner.master_key, server, db)
+        .ok_or_else(|| Undone::Other("the database has no read role".into()))?
+        .map_err(|e| other(&e))?;
+    let engine = runner.engine(db.engine).map_err(|e| other(&e))?;
     let spec = TenantSpec {
         name: &db.physical_db,
         owner_role: &db.owner_role,
@@ -139,20 +167,15 @@ async fn build(
         app_password: &app.password,
         read_role: &read.user,
         read_password: &read.password,
-        connection_limit: connection_limit(runner, tenant, db, &server).await?,
+        connection_limit: connection_limit(runner, tenant, db, server).await?,
     };
     engine
         .create_tenant_database(&admin, &spec)
         .await
         .map_err(Undone::Create)?;
-    let blueprint = catalog
-        .find_blueprint(&tenant.project_id, &db.blueprint)
-        .await
-        .map_err(|e| other(&e))?;
-    let version = blueprint.current_version;
     if version > 0 {
         let statements = catalog
-            .blueprint_schema(&blueprint.id, version)
+            .blueprint_schema(&db.blueprint_id, version)
             .await
             .map_err(|e| other(&e))?;
         let plan = MigrationPlan {
@@ -170,10 +193,6 @@ async fn build(
             .migrate(&plan)
             .await
             .map_err(Undone::Migrate)?;
-        catalog
-            .set_database_version(&db.id, version)
-            .await
-            .map_err(|e| other(&e))?;
     }
     Ok(())
 }

@@ -263,58 +263,11 @@ async fn safety_backup(
         return Ok(());
     }
     let backup = catalog.find_backup(&rb.backup_id).await?;
-    let siblings = catalog.tenant_databases(&db.tenant_id).await?;
-    let sources: Vec<crate::backup::Source<'_>> = siblings
-        .iter()
-        .map(|d| crate::backup::Source {
-            tenant_database_id: &d.id,
-            blueprint: &d.blueprint,
-            engine: d.engine,
-        })
-        .collect();
-    let mut planned = None;
-    // Paths have one-second resolution; a taken one means wait for the next second.
-    for _ in 0..3 {
-        let all = crate::backup::plan(
-            &backup.project_id,
-            &db.tenant_id,
-            &db.tenant_name,
-            &sources,
-            tdb_core::BackupKind::Safety,
-            chrono::Utc::now(),
-        );
-        let Some(mine) = all.into_iter().find(|p| p.tenant_database_id == db.id) else {
-            return Err(JobError::permanent("the tenant database is gone"));
-        };
-        match catalog.create_backups(&[mine.as_new()]).await {
-            Ok(()) => {
-                planned = Some(mine);
-                break;
-            }
-            Err(tdb_catalog::CatalogError::Conflict(_)) => {
-                tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let planned = planned.ok_or_else(|| JobError::transient("could not name the safety backup"))?;
+    let planned = crate::backup::plan_safety(runner, &backup.project_id, db).await?;
     catalog
         .set_rollback_step(&rb.id, RollbackStep::Safety, Some(&planned.id), None)
         .await?;
-    match crate::backup::dump_into(runner, server, db, &planned.storage_path).await {
-        Ok(taken) => Ok(catalog
-            .finish_backup(
-                &planned.id,
-                i64::try_from(taken.written.size).unwrap_or(i64::MAX),
-                i64::try_from(taken.raw_bytes).unwrap_or(i64::MAX),
-                &taken.written.sha256,
-            )
-            .await?),
-        Err(e) => {
-            let _ = catalog.fail_backup(&planned.id, e.message()).await;
-            Err(e.context("taking the safety backup"))
-        }
-    }
+    crate::backup::take_safety(runner, server, db, &planned).await
 }
 
 /// Step 4: drops the old database, releases the hold, ends the rollback.

@@ -41,6 +41,13 @@ pub struct RunnerConfig {
     pub job_time_limit: Duration,
     /// Longest the migration of one tenant database may take.
     pub migration_timeout: Duration,
+    /// How long a move's cutover lets open transactions finish before it ends them.
+    pub move_drain: Duration,
+    /// How long a move waits for replication to copy every table before it falls back to a
+    /// dump and restore.
+    pub move_sync_timeout: Duration,
+    /// How long a moved database's old copy is kept (unreachable) before it is dropped.
+    pub move_keep_source: Duration,
 }
 
 impl RunnerConfig {
@@ -61,6 +68,9 @@ impl Default for RunnerConfig {
             query_log_retention_days: 7,
             job_time_limit: Duration::from_secs(6 * 3600),
             migration_timeout: Duration::from_secs(300),
+            move_drain: Duration::from_secs(5),
+            move_sync_timeout: Duration::from_secs(3600),
+            move_keep_source: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -235,6 +245,7 @@ impl Runner {
                 .map(|_| ()),
             JobKind::ProjectDelete => crate::teardown::delete_project(self, job).await,
             JobKind::ProvisionMove => crate::provision_move::run(self, &job.ref_id).await,
+            JobKind::TenantMove => crate::moves::run(self, &job.ref_id, job.attempts).await,
         };
         done.map_err(JobFailure::Failed)
     }
@@ -264,6 +275,7 @@ impl Runner {
                 .await
                 .map_err(JobError::from),
             "rollback" => crate::rollback::give_up(self, &job.ref_id, why).await,
+            "tenant_move" => crate::moves::give_up(self, &job.ref_id, why).await,
             _ => Ok(()),
         };
         if let Err(e) = recorded {

@@ -1,7 +1,8 @@
 //! Scheduled backups and retention, on a timer: each project's daily slot queues a backup of
 //! every tenant database (claimed in the catalog, so two runners never queue the same day
 //! twice), backups past the project's retention are deleted from the store, then from the
-//! catalog, and query-log records past their age are deleted.
+//! catalog, query-log records past their age are deleted, and the copies of moved databases
+//! kept past their undo window are dropped.
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,7 @@ pub async fn tick(runner: &Runner) -> Result<(), JobError> {
     if expired > 0 {
         tracing::info!(records = expired, "expired query log records deleted");
     }
+    crate::moves::drop_kept_sources(runner).await?;
     Ok(())
 }
 

@@ -51,6 +51,8 @@ async fn open_route(
     };
     let gate = proxy.gates.get(&tenant_id);
     let kill = gate.kill_token();
+    // A new session waits out a hold (a cutover), then goes wherever the route points after it.
+    gate.pass().await;
     let route = proxy.router.resolve(login, database).await?;
     match route.status {
         status if status.serves() => Ok((route, Some(gate), kill)),

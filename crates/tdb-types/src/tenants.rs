@@ -133,6 +133,68 @@ pub struct TenantDetail {
     pub created_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub last_rollback: Option<RollbackState>,
+    /// The tenant's newest move between servers and how far it got; absent when it never
+    /// moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_move: Option<MoveState>,
+}
+
+/// A move of one tenant database between servers, as far as it got.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MoveState {
+    pub move_id: String,
+    pub blueprint: String,
+    pub step: tdb_core::MoveStep,
+    /// `replication` or `dump` once chosen.
+    pub method: Option<tdb_core::MoveMethod>,
+    pub from: i32,
+    pub to: i32,
+    pub from_region: String,
+    pub to_region: String,
+    /// What happened, in order (the method and why, the cutover's checks).
+    pub history: Vec<String>,
+    pub error: Option<String>,
+    /// How long the cutover held the tenant's new queries, in ms.
+    pub held_ms: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// `PATCH /tenants/{id}/isolation`: move one database of the tenant to another server.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// 1 (a shared server) or 2 (a server of its own), or "L1"/"L2".
+    pub isolation_level: IsolationLevel,
+    pub blueprint: String,
+    /// A zone from `GET /regions`; default: where the database is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// With level 1: the shared server to move to (rebalancing); default: placement's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+/// The answer to a move request, as the reference shows it (`change` and the regions only when
+/// the region changes; `to_server` beyond the reference).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MoveStarted {
+    pub tenant_id: String,
+    pub blueprint: String,
+    pub status: String,
+    pub from: i32,
+    pub to: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_region: Option<String>,
+    /// The shared server an L1 database moves to (dedicated servers are tdb's to name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_server: Option<String>,
+    pub move_id: String,
+    pub message: String,
 }
 
 /// What `DELETE /tenants/{id}` answers; a hard delete has no `status` left to show.

@@ -144,6 +144,14 @@ pub struct Config {
     /// Longest the migration of one tenant database may take (a deployment's statements
     /// included), whatever the statements set.
     pub migration_timeout_secs: u64,
+    /// How long (ms) a move's cutover lets the tenant's open transactions finish before it ends
+    /// them.
+    pub move_drain_ms: u64,
+    /// How long (s) a move waits for replication to copy every table before falling back to a
+    /// dump and restore.
+    pub move_sync_timeout_secs: u64,
+    /// How long (hours) a moved database's old copy is kept, unreachable, before it is dropped.
+    pub move_keep_source_hours: u64,
     /// Bytes of rows one API request may build in memory (answers of queries).
     pub max_answer_bytes: usize,
     /// Bytes all API answers being built at once may take together.
@@ -236,6 +244,9 @@ impl Default for Config {
             operators: Vec::new(),
             job_time_limit_secs: 6 * 3600,
             migration_timeout_secs: 300,
+            move_drain_ms: 5000,
+            move_sync_timeout_secs: 3600,
+            move_keep_source_hours: 24,
             max_answer_bytes: api.max_answer_bytes,
             answer_memory_budget: 256 << 20,
             slow_query_ms: 1000,
@@ -422,6 +433,11 @@ impl Config {
         if !(1..=86_400).contains(&self.migration_timeout_secs) {
             anyhow::bail!("migration_timeout_secs must be between 1 and 86400");
         }
+        if self.move_drain_ms > 600_000 || self.move_sync_timeout_secs == 0 {
+            anyhow::bail!(
+                "move_drain_ms must be at most 600000 and move_sync_timeout_secs at least 1"
+            );
+        }
         if !(1 << 20..=1 << 40).contains(&self.max_answer_bytes) {
             anyhow::bail!("max_answer_bytes must be between 1 MiB and 1 TiB");
         }
@@ -562,6 +578,9 @@ impl Config {
             query_log_retention_days: self.query_log_retention_days,
             job_time_limit: std::time::Duration::from_secs(self.job_time_limit_secs),
             migration_timeout: std::time::Duration::from_secs(self.migration_timeout_secs),
+            move_drain: std::time::Duration::from_millis(self.move_drain_ms),
+            move_sync_timeout: std::time::Duration::from_secs(self.move_sync_timeout_secs),
+            move_keep_source: std::time::Duration::from_secs(self.move_keep_source_hours * 3600),
         }
     }
 

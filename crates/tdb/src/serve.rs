@@ -374,10 +374,14 @@ async fn start_shared_postgres(
         run_as: RunAs::resolve(&config.managed_user)?,
         master_key: key.clone(),
         label: SHARED_PG.into(),
-        settings: vec![(
-            "max_connections".into(),
-            config.managed_max_connections.to_string(),
-        )],
+        settings: vec![
+            (
+                "max_connections".into(),
+                config.managed_max_connections.to_string(),
+            ),
+            // A tenant database moves off the shared server by logical replication.
+            ("wal_level".into(), "logical".into()),
+        ],
         listen: Listen::PrivateSocket,
     };
     ManagedPostgres::start(options)

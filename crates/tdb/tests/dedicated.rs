@@ -474,3 +474,318 @@ async fn only_operators_see_the_servers() {
     .fails(&["servers", "list"]);
     assert!(refused.contains("operators"), "{refused}");
 }
+
+/// A client that inserts a new number every few milliseconds through the proxy, reconnecting
+/// after any error, and keeps the numbers whose commits were acknowledged.
+struct Writer {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<(Vec<i32>, u32)>,
+}
+
+impl Writer {
+    fn start(url: &str) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (url, until) = (url.to_string(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut errors = 0;
+            let mut n = 0;
+            let mut client = None;
+            while !until.is_cancelled() {
+                if client.is_none() {
+                    match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                        Ok((c, conn)) => {
+                            tokio::spawn(conn);
+                            client = Some(c);
+                        }
+                        Err(_) => {
+                            errors += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    }
+                }
+                n += 1;
+                let c = client.as_ref().expect("connected");
+                match c.execute("INSERT INTO writes (n) VALUES ($1)", &[&n]).await {
+                    Ok(_) => acknowledged.push(n),
+                    Err(_) => {
+                        errors += 1;
+                        client = None;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            (acknowledged, errors)
+        });
+        Self { stop, task }
+    }
+
+    /// Stops it; every acknowledged number must be in the table exactly once.
+    async fn check(self, url: &str) -> usize {
+        self.stop.cancel();
+        let (acknowledged, errors) = self.task.await.expect("writer");
+        let stored = psql(
+            url,
+            "SELECT string_agg(n::text, ',' ORDER BY n) FROM writes",
+        )
+        .expect("read writes");
+        let stored: Vec<i32> = stored
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().expect("number"))
+            .collect();
+        let mut distinct = stored.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), stored.len(), "a write was applied twice");
+        let lost: Vec<&i32> = acknowledged
+            .iter()
+            .filter(|n| stored.binary_search(n).is_err())
+            .collect();
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+        assert!(
+            acknowledged.len() > 20,
+            "the writer hardly wrote: {acknowledged:?}"
+        );
+        eprintln!(
+            "writer: {} acknowledged, {} stored, {errors} errors",
+            acknowledged.len(),
+            stored.len()
+        );
+        acknowledged.len()
+    }
+}
+
+/// A blueprint `app` with keyed tables (`items`, `writes`) and, with `keyless`, one without a key.
+async fn mover_with_blueprint(s: &TdbServer, keyless: bool) -> String {
+    let key = account_with_blueprint(s, OPERATOR, "Ops", "app").await;
+    ws_query(
+        s,
+        &key,
+        "app",
+        "CREATE TABLE items (id int PRIMARY KEY, note text NOT NULL)",
+    )
+    .await;
+    ws_query(
+        s,
+        &key,
+        "app",
+        "CREATE TABLE writes (id bigserial PRIMARY KEY, n int NOT NULL)",
+    )
+    .await;
+    if keyless {
+        ws_query(s, &key, "app", "CREATE TABLE events (what text)").await;
+    }
+    let d = deploy_and_wait(s, &key, "app").await;
+    assert_eq!(d["status"], "completed", "{d}");
+    key
+}
+
+/// Starts a move and waits for it to end; returns `last_move`.
+async fn move_and_wait(s: &TdbServer, key: &str, tenant: &str, body: Value) -> Value {
+    let (st, started) = call(
+        s,
+        Method::PATCH,
+        &format!("/tenants/{tenant}/isolation"),
+        Some(key),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{started}");
+    assert_eq!(started["status"], "migrating", "{started}");
+    wait_move(s, key, tenant, str_of(&started, "move_id")).await
+}
+
+async fn wait_move(s: &TdbServer, key: &str, tenant: &str, id: &str) -> Value {
+    let begun = Instant::now();
+    loop {
+        let (st, t) = get(s, &format!("/tenants/{tenant}"), key).await;
+        assert_eq!(st, 200, "{t}");
+        let m = &t["last_move"];
+        if m["move_id"] == id && (m["step"] == "completed" || m["step"] == "failed") {
+            assert_eq!(t["status"], "ready", "{t}");
+            return m.clone();
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(240),
+            "move {id} did not end: {t}\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_moves_to_a_server_of_its_own_and_back_without_losing_a_write() {
+    let s = start_paid("").await;
+    let key = mover_with_blueprint(&s, false).await;
+    let url = create_tenant_url(&s, &key, "app", "acme").await;
+    psql(&url, "INSERT INTO items VALUES (1, 'before')").expect("insert");
+    let writer = Writer::start(&url);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // L1 -> L2; a second move meanwhile is refused.
+    let (st, started) = call(
+        &s,
+        Method::PATCH,
+        "/tenants/acme/isolation",
+        Some(&key),
+        Some(&json!({"isolation_level": 2, "blueprint": "app"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{started}");
+    assert_eq!(
+        (started["from"].as_i64(), started["to"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let (st, again) = call(
+        &s,
+        Method::PATCH,
+        "/tenants/acme/isolation",
+        Some(&key),
+        Some(&json!({"isolation_level": 2, "blueprint": "app"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 409, "{again}");
+    assert!(
+        str_of(&again, "error").contains("already moving"),
+        "{again}"
+    );
+    let m = wait_move(&s, &key, "acme", str_of(&started, "move_id")).await;
+    assert_eq!(
+        (m["step"].as_str(), m["method"].as_str()),
+        (Some("completed"), Some("replication")),
+        "{m}"
+    );
+    eprintln!("L1 -> L2 held {} ms: {m}", m["held_ms"]);
+    let (_, t) = get(&s, "/tenants/acme", &key).await;
+    assert_eq!(t["databases"][0]["isolation_level"], "L2", "{t}");
+    let list = servers(&s, &key).await;
+    assert_eq!(named(&list, "postgresql-shared")["tenants"], 0, "{list:?}");
+    assert_eq!(dedicated(&list)[0]["tenants"], 1, "{list:?}");
+    // The safety backup is listed with the tenant's backups.
+    let (_, backups) = get(&s, "/tenants/acme/backups", &key).await;
+    assert!(
+        backups["backups"].as_array().is_some_and(|b| b
+            .iter()
+            .any(|b| b["type"] == "safety" || b["kind"] == "safety")),
+        "{backups}"
+    );
+
+    // L2 -> L1, still writing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = move_and_wait(
+        &s,
+        &key,
+        "acme",
+        json!({"isolation_level": 1, "blueprint": "app"}),
+    )
+    .await;
+    assert_eq!(m["step"], "completed", "{m}");
+    eprintln!("L2 -> L1 held {} ms: {m}", m["held_ms"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.check(&url).await;
+    let (_, t) = get(&s, "/tenants/acme", &key).await;
+    assert_eq!(t["databases"][0]["isolation_level"], "L1", "{t}");
+    // Sequences came along: a new row takes the next id.
+    assert_eq!(
+        psql(
+            &url,
+            "WITH i AS (INSERT INTO writes (n) VALUES (-1) RETURNING id) \
+             SELECT id > (SELECT max(id) FROM writes) FROM i"
+        )
+        .expect("insert after the moves"),
+        "t"
+    );
+    assert_eq!(
+        psql(&url, "SELECT note FROM items").expect("read"),
+        "before"
+    );
+}
+
+#[tokio::test]
+async fn a_table_without_a_key_moves_by_dump_behind_a_hold() {
+    let s = start_paid("").await;
+    let key = mover_with_blueprint(&s, true).await;
+    let url = create_tenant_url(&s, &key, "app", "acme").await;
+    psql(&url, "INSERT INTO events VALUES ('one'), ('two')").expect("insert");
+    let writer = Writer::start(&url);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = move_and_wait(
+        &s,
+        &key,
+        "acme",
+        json!({"isolation_level": "L2", "blueprint": "app"}),
+    )
+    .await;
+    assert_eq!(
+        (m["step"].as_str(), m["method"].as_str()),
+        (Some("completed"), Some("dump")),
+        "{m}"
+    );
+    let history = m["history"].to_string();
+    assert!(
+        history.contains("public.events") && history.contains("no primary key"),
+        "{m}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.check(&url).await;
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT string_agg(what, ',' ORDER BY what) FROM events"
+        )
+        .expect("read"),
+        "one,two"
+    );
+}
+
+#[tokio::test]
+async fn bad_moves_are_refused_with_the_reason() {
+    let s = start_paid("").await;
+    let key = mover_with_blueprint(&s, false).await;
+    create_tenant_url(&s, &key, "app", "acme").await;
+    let patch = |body: Value| {
+        let (s, key) = (&s, key.clone());
+        async move {
+            call(
+                s,
+                Method::PATCH,
+                "/tenants/acme/isolation",
+                Some(&key),
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+    let (st, body) =
+        patch(json!({"isolation_level": 2, "blueprint": "app", "region": "mars"})).await;
+    assert_eq!(st, 400, "{body}");
+    assert!(str_of(&body, "error").contains("local"), "{body}");
+    let (st, body) =
+        patch(json!({"isolation_level": 1, "blueprint": "app", "server": "pg-x"})).await;
+    assert_eq!(st, 400, "{body}");
+    assert!(str_of(&body, "error").contains("pg-x"), "{body}");
+    let (st, body) =
+        patch(json!({"isolation_level": 1, "blueprint": "app", "server": "postgresql-shared"}))
+            .await;
+    assert_eq!(st, 400, "{body}");
+    assert!(str_of(&body, "error").contains("already on"), "{body}");
+    let (st, body) = patch(json!({"isolation_level": 1, "blueprint": "app"})).await;
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = patch(json!({"isolation_level": 2, "blueprint": "nope"})).await;
+    assert_eq!(st, 400, "{body}");
+    assert!(str_of(&body, "error").contains("app"), "{body}");
+    let (st, _) = post(&s, "/tenants/acme/suspend", Some(&key), json!({})).await;
+    assert_eq!(st, 200);
+    let (st, body) = patch(json!({"isolation_level": 2, "blueprint": "app"})).await;
+    assert_eq!(st, 409, "{body}");
+    assert!(str_of(&body, "error").contains("suspended"), "{body}");
+    let (st, _) = post(&s, "/tenants/acme/resume", Some(&key), json!({})).await;
+    assert_eq!(st, 200);
+    let (st, _) = delete(&s, "/tenants/acme", &key).await;
+    assert_eq!(st, 200);
+    let (st, body) = patch(json!({"isolation_level": 2, "blueprint": "app"})).await;
+    assert_eq!(st, 409, "{body}");
+    assert!(str_of(&body, "error").contains("trash"), "{body}");
+}

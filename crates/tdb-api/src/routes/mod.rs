@@ -11,6 +11,7 @@ mod deployments;
 mod invitations;
 mod logs;
 mod meta;
+mod moves;
 mod projects;
 mod servers;
 mod tenants;
@@ -44,6 +45,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(workspaces::routes())
         .merge(blueprints::routes())
         .merge(tenants::routes())
+        .merge(moves::routes())
         .merge(backups::routes())
         .merge(logs::routes())
         .merge(deployments::routes())

@@ -13,7 +13,7 @@ use tdb_types::tenants::{
     TenantDatabaseItem, TenantDeployments, TenantDetail, TenantItem, TenantList, TenantState,
     TenantTransition,
 };
-use tdb_types::tenants::{CreateTenant, DatabaseRequest};
+use tdb_types::tenants::{CreateTenant, DatabaseRequest, MoveState};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -322,6 +322,31 @@ async fn get_tenant(
         created_at: r.created_at,
         finished_at: r.finished_at,
     });
+    let last_move = match state.catalog.last_move(&t.id).await? {
+        Some(m) => {
+            let blueprint = rows
+                .iter()
+                .find(|d| d.id == m.tenant_database_id)
+                .map(|d| d.blueprint.clone())
+                .unwrap_or_default();
+            Some(MoveState {
+                move_id: m.id.clone(),
+                blueprint,
+                step: m.step,
+                method: m.method(),
+                from: m.from_level,
+                to: m.to_level,
+                from_region: m.from_region,
+                to_region: m.to_region,
+                history: m.history,
+                error: m.error,
+                held_ms: m.held_ms,
+                created_at: m.created_at,
+                finished_at: m.finished_at,
+            })
+        }
+        None => None,
+    };
     Ok(Reply::ok(TenantDetail {
         tenant_id: t.name,
         status,
@@ -329,6 +354,7 @@ async fn get_tenant(
         created_at: t.created_at,
         deleted_at: t.deleted_at,
         last_rollback,
+        last_move,
     }))
 }
 

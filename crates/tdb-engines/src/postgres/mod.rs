@@ -7,6 +7,7 @@ mod capabilities;
 mod dump;
 mod export;
 mod introspect;
+mod moves;
 mod overview;
 mod schema_tenant;
 mod session;
@@ -363,6 +364,10 @@ impl Engine for PostgresEngine {
     }
 
     fn schema_tenants(&self) -> Option<&dyn SchemaTenants> {
+        Some(self)
+    }
+
+    fn moves(&self) -> Option<&dyn crate::capability::DatabaseMoves> {
         Some(self)
     }
 

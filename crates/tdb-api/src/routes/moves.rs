@@ -1,0 +1,287 @@
+//! `PATCH /tenants/{id}/isolation`: moves one database of a tenant to another server (L1 -> L2,
+//! L2 -> L1, a dedicated server's region, or one shared server to another), as a durable
+//! `tenant_move` job (see `tdb_jobs::moves`). The answer comes at once; `GET /tenants/{id}`
+//! follows the move in `last_move`.
+
+use axum::extract::State;
+use tdb_catalog::CatalogError;
+use tdb_catalog::moves::NewMove;
+use tdb_catalog::servers::{NewDedicatedServer, Server};
+use tdb_catalog::tenants::TenantDatabase;
+use tdb_core::aad::Aad;
+use tdb_core::{ErrorCode, KeyRole, ServerRole, ServerStatus, TenantStatus, Tier, ids};
+use tdb_types::tenants::{MoveRequest, MoveStarted};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::envelope::{ApiError, ApiResult, Reply};
+use crate::extract::{ApiJson, ApiPath, Auth};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(move_tenant))
+}
+
+/// Where a move goes.
+enum Target {
+    /// An existing shared server.
+    Shared(Server),
+    /// A new dedicated server in this region.
+    Dedicated(String),
+}
+
+/// Moves one database of the tenant to another server while it serves: a safety backup, the
+/// target built, replication (or a dump and restore behind a hold), a cutover of a moment.
+#[utoipa::path(patch, path = "/tenants/{id}/isolation", tag = "tenants",
+    params(("id" = String, Path)), request_body = MoveRequest,
+    responses((status = 200, body = MoveStarted, description = "the move has started; follow it in GET /tenants/{id} (last_move)"),
+              (status = 400, description = "unknown blueprint, region or server (the message names the choices), or nothing would change"),
+              (status = 403, description = "L2 on the free tier"), (status = 404),
+              (status = 409, description = "the tenant is moving, suspended, in the trash, being created or restored")))]
+async fn move_tenant(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<MoveRequest>,
+) -> ApiResult<MoveStarted> {
+    auth.require_role(KeyRole::Write)?;
+    let t = super::tenants::find(&state, &auth, &name).await?;
+    let to_level = req.isolation_level.number();
+    if to_level == 2 && auth.tier == Tier::Free {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "L2 dedicated isolation requires a paid plan",
+        ));
+    }
+    if t.status != TenantStatus::Ready {
+        return Err(busy(&name, t.status));
+    }
+    let databases = state.catalog.tenant_databases(&t.id).await?;
+    let db = databases
+        .iter()
+        .find(|d| d.blueprint == req.blueprint)
+        .ok_or_else(|| {
+            let names: Vec<&str> = databases.iter().map(|d| d.blueprint.as_str()).collect();
+            ApiError::field(
+                "blueprint",
+                format!(
+                    "tenant '{name}' has no database of blueprint '{}'; it has: {}",
+                    req.blueprint,
+                    names.join(", ")
+                ),
+            )
+        })?;
+    let to_region = match &req.region {
+        None => db.region.clone(),
+        Some(r) if state.config.regions.iter().any(|z| &z.zone == r) => r.clone(),
+        Some(r) => {
+            let zones: Vec<&str> = state
+                .config
+                .regions
+                .iter()
+                .map(|z| z.zone.as_str())
+                .collect();
+            return Err(ApiError::field(
+                "region",
+                format!(
+                    "unknown region '{r}'; choose one of: {} (GET /regions)",
+                    zones.join(", ")
+                ),
+            ));
+        }
+    };
+    let target = choose_target(
+        &state,
+        db,
+        to_level,
+        (&to_region, req.region.is_some()),
+        req.server.as_deref(),
+    )
+    .await?;
+    // A named server decides the region when none was asked for.
+    let to_region = match &target {
+        Target::Shared(server) => server.region.clone(),
+        Target::Dedicated(region) => region.clone(),
+    };
+    let move_id = ids::new_id("mov");
+    let (to_server_id, dedicated_name, sealed) = match &target {
+        Target::Shared(server) => (server.id.clone(), None, Vec::new()),
+        Target::Dedicated(_) => {
+            let id = ids::server_id();
+            let sealed = state.master_key.seal(b"", Aad::ServerAdmin(&id));
+            let name = format!("pg-l2-{}", &id[4..]);
+            (id, Some(name), sealed)
+        }
+    };
+    let created = state
+        .catalog
+        .create_move(&NewMove {
+            id: &move_id,
+            project_id: &auth.project_id,
+            tenant_id: &t.id,
+            tenant_database_id: &db.id,
+            from_server_id: &db.server_id,
+            to_server_id: &to_server_id,
+            from_level: db.isolation_level,
+            to_level,
+            from_region: &db.region,
+            to_region: &to_region,
+            dedicated: dedicated_name.as_deref().map(|n| NewDedicatedServer {
+                id: &to_server_id,
+                name: n,
+                engine: db.engine,
+                region: &to_region,
+                admin_user: "",
+                admin_secret: &sealed,
+                provisioner: state.jobs.provisioner.kind(),
+            }),
+        })
+        .await;
+    match created {
+        Ok(()) => {}
+        Err(CatalogError::Conflict(status)) => {
+            let status = TenantStatus::try_from(status).unwrap_or(TenantStatus::Migrating);
+            return Err(busy(&name, status));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(tenant = %t.id, move_id = %move_id, from = %db.server_id, to = %to_server_id, "move queued");
+    let region_changed = to_region != db.region;
+    Ok(Reply::ok(MoveStarted {
+        tenant_id: name.clone(),
+        blueprint: db.blueprint.clone(),
+        status: TenantStatus::Migrating.as_str().to_string(),
+        from: db.isolation_level,
+        to: to_level,
+        change: region_changed.then(|| "region".to_string()).or_else(|| {
+            (to_level == db.isolation_level && to_level == 1).then(|| "server".to_string())
+        }),
+        from_region: region_changed.then(|| db.region.clone()),
+        to_region: region_changed.then(|| to_region.clone()),
+        to_server: match &target {
+            Target::Shared(server) => Some(server.name.clone()),
+            Target::Dedicated(_) => None,
+        },
+        move_id,
+        message: format!(
+            "Migration in progress for '{}'. Check tenant status for completion.",
+            db.blueprint
+        ),
+    }))
+}
+
+/// Why a tenant in `status` cannot move now.
+fn busy(name: &str, status: TenantStatus) -> ApiError {
+    let why = match status {
+        TenantStatus::Syncing | TenantStatus::Migrating => {
+            format!("tenant '{name}' is already moving; see GET /tenants/{name} (last_move)")
+        }
+        TenantStatus::Suspended => format!("tenant '{name}' is suspended; resume it first"),
+        TenantStatus::Deleted => format!("tenant '{name}' is in the trash; restore it first"),
+        TenantStatus::Restoring | TenantStatus::Recovering => {
+            format!("tenant '{name}' is being restored; move it once that is done")
+        }
+        other => format!("tenant '{name}' is {other}; only a ready tenant can move"),
+    };
+    ApiError::conflict(why).with("status", status.as_str())
+}
+
+/// The server the database goes to: a new dedicated one (L2), the named shared server, or the
+/// shared server placement picks in the region. Refuses a move that changes nothing.
+async fn choose_target(
+    state: &AppState,
+    db: &TenantDatabase,
+    to_level: i32,
+    (to_region, region_asked): (&str, bool),
+    server: Option<&str>,
+) -> Result<Target, ApiError> {
+    if to_level == 2 {
+        if server.is_some() {
+            return Err(ApiError::field(
+                "server",
+                "names a shared server, for isolation_level 1 only (dedicated servers are \
+                 made by tdb)",
+            ));
+        }
+        if db.isolation_level == 2 && to_region == db.region {
+            return Err(ApiError::bad_request(format!(
+                "the database is already on a dedicated server in region '{to_region}'; name \
+                 another region to move it"
+            )));
+        }
+        return Ok(Target::Dedicated(to_region.to_string()));
+    }
+    let shared: Vec<Server> = state
+        .catalog
+        .list_servers()
+        .await?
+        .into_iter()
+        .filter(|s| s.role == ServerRole::Shared && s.engine == db.engine)
+        .collect();
+    let Some(name) = server else {
+        let placed = state
+            .catalog
+            .place_shared(db.engine, to_region)
+            .await?
+            .filter(|s| s.id != db.server_id);
+        return placed.map(Target::Shared).ok_or_else(|| {
+            if db.isolation_level == 1 && to_region == db.region {
+                ApiError::bad_request(format!(
+                    "the database is already on a shared server in region '{to_region}'; name \
+                     a server (\"server\") to move it to another one"
+                ))
+            } else {
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    format!("no other shared server in region '{to_region}' takes new databases"),
+                )
+            }
+        });
+    };
+    let choices = || {
+        shared
+            .iter()
+            .filter(|s| s.status == ServerStatus::Active && s.id != db.server_id)
+            .map(|s| format!("{} ({})", s.name, s.region))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(found) = shared.iter().find(|s| s.name == name) else {
+        return Err(ApiError::field(
+            "server",
+            format!(
+                "unknown shared server '{name}'; choose one of: {}",
+                choices()
+            ),
+        ));
+    };
+    if found.id == db.server_id {
+        return Err(ApiError::field(
+            "server",
+            format!(
+                "the database is already on '{name}'; choose one of: {}",
+                choices()
+            ),
+        ));
+    }
+    if found.status != ServerStatus::Active {
+        return Err(ApiError::field(
+            "server",
+            format!(
+                "server '{name}' is {} and takes no new databases; choose one of: {}",
+                found.status,
+                choices()
+            ),
+        ));
+    }
+    if region_asked && found.region != to_region {
+        return Err(ApiError::field(
+            "server",
+            format!(
+                "server '{name}' is in region '{}', not '{to_region}'",
+                found.region
+            ),
+        ));
+    }
+    Ok(Target::Shared(found.clone()))
+}
