@@ -39,6 +39,8 @@ use crate::{JobError, Runner};
 const MAX_ATTEMPTS: i32 = 5;
 /// How long one hold lasts at the proxies; renewed while a dump-and-restore runs.
 const HOLD_MS: u64 = 30_000;
+/// How long after asking for a hold the cutover counts the source's open transactions.
+const HOLD_REACHES_PROXIES: Duration = Duration::from_millis(30);
 /// How long the target may take to apply the source's last commit once the source is fenced.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
@@ -295,6 +297,9 @@ async fn cutover(
         .await?;
     let held = Instant::now();
     catalog.hold_tenant(&m.tenant_id, HOLD_MS).await?;
+    // The hold reaches the proxies by notification: a transaction that passed a gate just
+    // before has this long to reach the source, where draining sees it.
+    tokio::time::sleep(HOLD_REACHES_PROXIES).await;
     let roles = e.login_roles();
     let drained = drain(runner, e, moves, &roles).await?;
     moves
@@ -322,7 +327,7 @@ async fn cutover(
         }
     }
     if method == MoveMethod::Dump {
-        dump_and_restore(runner, m, e).await?;
+        dump_and_restore(runner, m, e, drained).await?;
     }
     verify(runner, &m.id, e, moves).await?;
     let held_ms = i32::try_from(held.elapsed().as_millis()).unwrap_or(i32::MAX);
@@ -359,7 +364,12 @@ async fn drain(
 
 /// The fallback: the fenced source dumped straight into an empty target, the hold renewed
 /// until it is done.
-async fn dump_and_restore(runner: &Runner, m: &Move, e: &Ends) -> Result<(), JobError> {
+async fn dump_and_restore(
+    runner: &Runner,
+    m: &Move,
+    e: &Ends,
+    drained_ms: u128,
+) -> Result<(), JobError> {
     let catalog = &runner.catalog;
     let engine = runner.engine(e.db.engine)?;
     engine
@@ -398,7 +408,10 @@ async fn dump_and_restore(runner: &Runner, m: &Move, e: &Ends) -> Result<(), Job
             &m.id,
             MoveStep::Cutover,
             None,
-            Some("dumped and restored behind the hold"),
+            Some(&format!(
+                "source fenced after {drained_ms} ms of draining; dumped and restored behind \
+                 the hold"
+            )),
         )
         .await?;
     Ok(())

@@ -128,6 +128,33 @@ pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
     }
 }
 
+/// This data dir's node id: made at its first start (`node.id`, mode 0600) and kept, so the
+/// servers a tdb runs itself are known as its own across restarts, and another tdb sharing the
+/// catalog (from another data dir) knows they are not its.
+pub fn node_id(dir: &Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("node.id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let id = tdb_core::ids::random_hex(6);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(id.as_bytes())?;
+    f.sync_all()?;
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

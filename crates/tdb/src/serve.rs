@@ -316,9 +316,10 @@ async fn start_pg_proxy(
 }
 
 /// Creates the data dir, or refuses an unsafe one. When managed servers run as another user
-/// they must be able to pass through it, so it is 0711 (enter, not list); otherwise 0700.
+/// (the shared one, and dedicated servers in attached mode too) they must be able to pass
+/// through it, so it is 0711 (enter, not list); otherwise 0700.
 fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
-    let mode = if nix::unistd::Uid::effective().is_root() && config.catalog_url.is_none() {
+    let mode = if nix::unistd::Uid::effective().is_root() {
         0o711
     } else {
         0o700
@@ -408,6 +409,7 @@ fn local_provisioner(config: &Config, key: &MasterKey) -> anyhow::Result<LocalPr
             ),
             ("wal_level".into(), "logical".into()),
         ],
+        node: crate::datadir::node_id(&config.data_dir)?,
     }))
 }
 

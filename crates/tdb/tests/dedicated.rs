@@ -604,6 +604,9 @@ async fn wait_move(s: &TdbServer, key: &str, tenant: &str, id: &str) -> Value {
         let m = &t["last_move"];
         if m["move_id"] == id && (m["step"] == "completed" || m["step"] == "failed") {
             assert_eq!(t["status"], "ready", "{t}");
+            if m["step"] == "failed" {
+                eprintln!("move {id} failed; tdb's log:\n{}", s.log_tail());
+            }
             return m.clone();
         }
         assert!(
@@ -788,4 +791,95 @@ async fn bad_moves_are_refused_with_the_reason() {
     let (st, body) = patch(json!({"isolation_level": 2, "blueprint": "app"})).await;
     assert_eq!(st, 409, "{body}");
     assert!(str_of(&body, "error").contains("trash"), "{body}");
+}
+
+/// Opens a session through the proxy that runs `sql` in a transaction and keeps it open.
+async fn open_transaction(url: &str, sql: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client.batch_execute("BEGIN").await.expect("begin");
+    client.batch_execute(sql).await.expect(sql);
+    client
+}
+
+/// Starts a move, waits until it reaches `step` (held there by the test), kills tdb with
+/// SIGKILL, restarts it, and waits for the move to end.
+async fn kill_during(s: &mut TdbServer, key: &str, body: Value, step: &str) -> Value {
+    let (st, started) = call(
+        s,
+        Method::PATCH,
+        "/tenants/acme/isolation",
+        Some(key),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{started}");
+    let id = str_of(&started, "move_id").to_string();
+    let begun = Instant::now();
+    loop {
+        let (_, t) = get(s, "/tenants/acme", key).await;
+        if t["last_move"]["move_id"] == id.as_str() && t["last_move"]["step"] == step {
+            break;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(60),
+            "the move never reached {step}: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Held at that step by the test's session; tdb dies there.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.kill9().expect("kill -9");
+    s.restart().await.expect("restart");
+    wait_move(s, key, "acme", &id).await
+}
+
+#[tokio::test]
+async fn a_move_cut_off_by_kill_9_finishes_after_a_restart() {
+    let mut s = start_paid("move_drain_ms = 60000\n").await;
+    let key = mover_with_blueprint(&s, false).await;
+    let url = create_tenant_url(&s, &key, "app", "acme").await;
+    psql(&url, "INSERT INTO items VALUES (1, 'kept')").expect("insert");
+    let writer = Writer::start(&url);
+    let to_l2 = json!({"isolation_level": 2, "blueprint": "app"});
+    let to_l1 = json!({"isolation_level": 1, "blueprint": "app"});
+
+    // Queued: the safety backup waits for a lock the test holds.
+    let lock = open_transaction(&url, "LOCK TABLE items IN ACCESS EXCLUSIVE MODE").await;
+    let m = kill_during(&mut s, &key, to_l2.clone(), "queued").await;
+    drop(lock);
+    assert_eq!(m["step"], "completed", "{m}");
+
+    // Syncing: the publication waits for a lock the test holds (reads go on).
+    let lock = open_transaction(&url, "LOCK TABLE items IN EXCLUSIVE MODE").await;
+    let m = kill_during(&mut s, &key, to_l1.clone(), "syncing").await;
+    drop(lock);
+    assert_eq!(m["step"], "completed", "{m}");
+
+    // Cutover: draining waits for a transaction the test keeps open (one that reads: one that
+    // wrote would hold up replication's start as well, until it ended).
+    let open = open_transaction(&url, "SELECT count(*) FROM items").await;
+    let m = kill_during(&mut s, &key, to_l2, "cutover").await;
+    drop(open);
+    assert_eq!(
+        (m["step"].as_str(), m["method"].as_str()),
+        (Some("completed"), Some("replication")),
+        "{m}"
+    );
+    let (_, t) = get(&s, "/tenants/acme", &key).await;
+    assert_eq!(t["databases"][0]["isolation_level"], "L2", "{t}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.check(&url).await;
+    assert_eq!(
+        psql(&url, "SELECT string_agg(note, ',') FROM items").expect("read"),
+        "kept"
+    );
+    // Nothing of the moves is left on the servers: no slot, no publication, no subscription.
+    let admin = s.managed_admin_url("postgres").expect("admin url");
+    assert_eq!(
+        psql(&admin, "SELECT count(*) FROM pg_replication_slots").expect("slots"),
+        "0"
+    );
 }

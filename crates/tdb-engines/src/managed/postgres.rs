@@ -257,6 +257,12 @@ async fn initdb(opts: &ManagedPostgresOptions, init_dir: &Path) -> Result<State,
     opts.run_as.own(init_dir)?;
     let password = new_password("");
     let pw_file = opts.dir.join("initdb.pw");
+    // One left by an initdb cut off by a crash holds a password nothing uses.
+    match std::fs::remove_file(&pw_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ManagedError::io("removing a stale initdb password file")(e)),
+    }
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()

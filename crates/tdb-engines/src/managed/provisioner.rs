@@ -27,8 +27,10 @@ pub struct ServerRequest<'a> {
 
 #[async_trait]
 pub trait Provisioner: Send + Sync {
-    /// The backend's name, recorded with each server it makes (`servers.provisioner`).
-    fn kind(&self) -> &'static str;
+    /// Who makes and runs the servers, recorded with each (`servers.provisioner`): the
+    /// backend's name, and for a backend that runs servers itself, which tdb does
+    /// (`local:<node>`). Only that provisioner starts, stops or removes them.
+    fn kind(&self) -> &str;
 
     /// Makes the server if it does not exist, starts it if it is stopped, and returns once its
     /// administrator can log in.
@@ -55,6 +57,9 @@ pub struct LocalOptions {
     pub master_key: MasterKey,
     /// `-c name=value` settings of every server.
     pub settings: Vec<(String, String)>,
+    /// This tdb's node id (stable per data dir): its servers live in its data dir, so another
+    /// node sharing the catalog leaves them alone.
+    pub node: String,
 }
 
 /// One managed PostgreSQL per dedicated server, each in its own directory under the data dir,
@@ -62,6 +67,7 @@ pub struct LocalOptions {
 /// it dies). Servers are started and stopped one at a time each, several at once between them.
 pub struct LocalProvisioner {
     options: LocalOptions,
+    kind: String,
     servers: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<ManagedPostgres>>>>>,
 }
 
@@ -70,6 +76,7 @@ pub const LOCAL: &str = "local";
 impl LocalProvisioner {
     pub fn new(options: LocalOptions) -> Self {
         Self {
+            kind: format!("{LOCAL}:{}", options.node),
             options,
             servers: Default::default(),
         }
@@ -109,8 +116,8 @@ fn check_name(name: &str) -> Result<(), ManagedError> {
 
 #[async_trait]
 impl Provisioner for LocalProvisioner {
-    fn kind(&self) -> &'static str {
-        LOCAL
+    fn kind(&self) -> &str {
+        &self.kind
     }
 
     async fn provision(&self, request: &ServerRequest<'_>) -> Result<AdminEndpoint, ManagedError> {
