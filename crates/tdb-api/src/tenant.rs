@@ -102,7 +102,17 @@ pub async fn provision(
     };
     let job = match state
         .catalog
-        .create_tenant(&tenant, &rows, &runner.owner, tdb_jobs::LEASE_SECONDS)
+        .create_tenant(
+            &tenant,
+            &rows,
+            &runner.owner,
+            tdb_jobs::LEASE_SECONDS,
+            // Only this tdb runs the servers its provisioner makes.
+            named
+                .iter()
+                .any(|m| m.dedicated.is_some())
+                .then(|| runner.provisioner.kind()),
+        )
         .await
     {
         Err(tdb_catalog::CatalogError::Conflict(_)) => {

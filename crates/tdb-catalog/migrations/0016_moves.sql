@@ -30,3 +30,7 @@ CREATE TABLE moves (
 );
 CREATE INDEX moves_tenant_idx ON moves (tenant_id, created_at DESC);
 CREATE INDEX moves_source_idx ON moves (source_drop_after) WHERE NOT source_dropped;
+
+-- A job that only one tdb can run: one whose dedicated server a local provisioner runs in that
+-- tdb's data dir (`servers.provisioner`, `local:<node>`). NULL: any tdb.
+ALTER TABLE jobs ADD COLUMN node text;

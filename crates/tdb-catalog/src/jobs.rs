@@ -27,6 +27,7 @@ impl Catalog {
         owner: &str,
         lease_seconds: i32,
         per_project: i64,
+        node: &str,
     ) -> Result<Option<Job>> {
         Ok(sqlx::query_as(
             "WITH running AS (
@@ -37,6 +38,7 @@ impl Catalog {
                  SELECT j.id FROM jobs j
                    LEFT JOIN running r ON r.project_id = j.project_id
                   WHERE (j.status = 'queued' OR (j.status = 'running' AND j.lease_until < now()))
+                    AND (j.node IS NULL OR j.node = $4)
                     AND (j.project_id IS NULL OR COALESCE(r.n, 0) < $3
                          OR j.kind = 'project_delete')
                     AND (j.kind = 'project_delete' OR NOT EXISTS (
@@ -53,6 +55,7 @@ impl Catalog {
         .bind(owner)
         .bind(lease_seconds)
         .bind(per_project)
+        .bind(node)
         .fetch_optional(self.pool())
         .await?)
     }

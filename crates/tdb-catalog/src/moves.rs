@@ -55,6 +55,8 @@ pub struct NewMove<'a> {
     pub to_region: &'a str,
     /// The dedicated server a move to L2 gets, recorded with the move.
     pub dedicated: Option<NewDedicatedServer<'a>>,
+    /// The one tdb that may run the move (whose provisioner runs a dedicated server of it).
+    pub node: Option<&'a str>,
 }
 
 impl Catalog {
@@ -101,11 +103,14 @@ impl Catalog {
         .bind(m.to_region)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO jobs (kind, ref_id, project_id) VALUES ('tenant_move', $1, $2)")
-            .bind(m.id)
-            .bind(m.project_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO jobs (kind, ref_id, project_id, node) VALUES ('tenant_move', $1, $2, $3)",
+        )
+        .bind(m.id)
+        .bind(m.project_id)
+        .bind(m.node)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

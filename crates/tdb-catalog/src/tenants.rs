@@ -89,6 +89,7 @@ impl Catalog {
         databases: &[NewTenantDatabase<'_>],
         job_owner: &str,
         lease_seconds: i32,
+        node: Option<&str>,
     ) -> Result<i64> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("INSERT INTO tenants (id, project_id, name, status) VALUES ($1, $2, $3, 'provisioning')")
@@ -124,15 +125,17 @@ impl Catalog {
             .await?;
         }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO jobs (kind, ref_id, project_id, status, lease_owner, lease_until, attempts)
+            "INSERT INTO jobs (kind, ref_id, project_id, status, lease_owner, lease_until, attempts,
+                               node)
              VALUES ('tenant_create', $1, $2, 'running', $3,
-                     now() + make_interval(secs => $4), 1)
+                     now() + make_interval(secs => $4), 1, $5)
              RETURNING id",
         )
         .bind(tenant.id)
         .bind(tenant.project_id)
         .bind(job_owner)
         .bind(lease_seconds)
+        .bind(node)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -116,7 +116,7 @@ impl Runner {
             };
             let claimed = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                claimed = self.catalog.claim_job(&self.owner, LEASE_SECONDS, per_project) => claimed,
+                claimed = self.catalog.claim_job(&self.owner, LEASE_SECONDS, per_project, self.provisioner.kind()) => claimed,
             };
             match claimed {
                 Ok(Some(job)) => {

@@ -176,17 +176,11 @@ async fn an_l2_tenant_lives_on_a_server_of_its_own() {
         (
             own["status"].as_str(),
             own["region"].as_str(),
-            own["provisioner"].as_str(),
+            own["provisioner"].as_str().map(|p| p.starts_with("local:")),
             own["tenants"].as_i64(),
             own["databases"].as_i64()
         ),
-        (
-            Some("active"),
-            Some("local"),
-            Some("local"),
-            Some(1),
-            Some(1)
-        ),
+        (Some("active"), Some("local"), Some(true), Some(1), Some(1)),
         "{own}"
     );
     assert!(own["size_bytes"].as_i64().unwrap_or(0) > 0, "{own}");
@@ -348,6 +342,17 @@ async fn placement_fills_the_emptiest_shared_server_with_room_in_the_region() {
         json!({"tenant_id": name, "databases": [db]})
     };
     let mut urls = Vec::new();
+    ws_query(
+        &s,
+        &key,
+        "app",
+        "CREATE TABLE writes (id bigserial PRIMARY KEY, n int NOT NULL)",
+    )
+    .await;
+    assert_eq!(
+        deploy_and_wait(&s, &key, "app").await["status"],
+        "completed"
+    );
     for name in ["t1", "t2", "t3", "t4", "t5"] {
         let (st, t) = post(&s, "/tenants", Some(&key), create(name, None)).await;
         assert_eq!(st, 201, "{t}");
@@ -385,6 +390,32 @@ async fn placement_fills_the_emptiest_shared_server_with_room_in_the_region() {
         "{body}"
     );
 
+    // Rebalancing: an L1 tenant onto another shared server, named (here in another region).
+    let on_managed = ["t2", "t4", "t5"];
+    let t2 = &urls[1];
+    psql(t2, "INSERT INTO writes (n) VALUES (42)").expect("write before the move");
+    let m = move_and_wait(
+        &s,
+        &key,
+        on_managed[0],
+        json!({"isolation_level": 1, "blueprint": "app", "server": "pg-eu"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            m["step"].as_str(),
+            m["method"].as_str(),
+            m["to_region"].as_str()
+        ),
+        (Some("completed"), Some("replication"), Some("eu")),
+        "{m}"
+    );
+    assert_eq!(summary_of(&s, &key, "pg-eu").await, Some(2));
+    assert_eq!(
+        psql(t2, "SELECT string_agg(n::text, ',') FROM writes").expect("read after the move"),
+        "42"
+    );
+
     // A draining server takes nothing new; with none left the answer says why.
     let (st, body) = call(
         &s,
@@ -398,7 +429,7 @@ async fn placement_fills_the_emptiest_shared_server_with_room_in_the_region() {
     let (st, body) = post(&s, "/tenants", Some(&key), create("euro2", Some("eu"))).await;
     assert_eq!(st, 503, "{body}");
     assert!(str_of(&body, "error").contains("draining"), "{body}");
-    assert_eq!(summary_of(&s, &key, "pg-eu").await, Some(1));
+    assert_eq!(summary_of(&s, &key, "pg-eu").await, Some(2));
     let (st, body) = call(
         &s,
         Method::PATCH,
@@ -882,4 +913,129 @@ async fn a_move_cut_off_by_kill_9_finishes_after_a_restart() {
         psql(&admin, "SELECT count(*) FROM pg_replication_slots").expect("slots"),
         "0"
     );
+}
+
+/// Lines of a node's log that say it claimed the job of `ref_id`.
+fn claims(s: &TdbServer, ref_id: &str) -> usize {
+    std::fs::read_to_string(s.log_path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("job claimed") && l.contains(ref_id))
+        .count()
+}
+
+/// Runs `sql` through a proxy until `ok` says the answer (or refusal) is the awaited one;
+/// returns how long that took.
+async fn until_proxy(
+    url: &str,
+    sql: &str,
+    ok: impl Fn(&Result<String, String>) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        if ok(&psql(url, sql)) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{url}: {sql}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_share_a_catalog_and_serve_the_same_tenants() {
+    let catalog = TestPostgres::start().await.expect("catalog server");
+    let options = ServeOptions {
+        catalog_url: Some(catalog.url("postgres")),
+        env: vec![
+            ("TDB_MASTER_KEY".into(), tdb_core::ids::random_hex(32)),
+            ("TDB_DEFAULT_TIER".into(), "paid".into()),
+        ],
+        ..Default::default()
+    };
+    let a = TdbServer::start_with(bin(), options.clone())
+        .await
+        .expect("node a");
+    let b = TdbServer::start_with(bin(), options).await.expect("node b");
+
+    // Designed on one node, deployed (one claim of the job, by either), created on the other.
+    let key = mover_with_blueprint(&a, false).await;
+    let (st, t) = post(
+        &b,
+        "/tenants",
+        Some(&key),
+        json!({"tenant_id": "acme", "databases": [{"blueprint": "app"}]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{t}");
+    let url_b = str_of(&t["databases"][0]["connection"], "connection_string")
+        .replace("sslmode=require", "sslmode=disable");
+    let url_a = url_b.replace(&format!(":{}/", b.pg_port), &format!(":{}/", a.pg_port));
+    assert_ne!(url_a, url_b);
+    psql(&url_a, "INSERT INTO items VALUES (1, 'via a')").expect("write through a");
+    assert_eq!(
+        psql(&url_b, "SELECT note FROM items").expect("read through b"),
+        "via a"
+    );
+
+    // A suspension through one node reaches the other's proxy (and its open sessions).
+    let (st, _) = post(&a, "/tenants/acme/suspend", Some(&key), json!({})).await;
+    assert_eq!(st, 200);
+    let took = until_proxy(&url_b, "SELECT 1", |r| r.is_err()).await;
+    eprintln!("suspension reached the other node's proxy in {took:?}");
+    let (st, _) = post(&b, "/tenants/acme/resume", Some(&key), json!({})).await;
+    assert_eq!(st, 200);
+    let took = until_proxy(&url_a, "SELECT 1", |r| r.is_ok()).await;
+    eprintln!("resumption reached the other node's proxy in {took:?}");
+
+    // A credential minted on one node logs in on the other's proxy.
+    let minted = login(&a, &key, "acme")
+        .await
+        .replace(&format!(":{}/", a.pg_port), &format!(":{}/", b.pg_port));
+    assert_eq!(
+        psql(&minted, "SELECT count(*) FROM items").expect("minted login"),
+        "1"
+    );
+
+    // A deployment runs once, whichever node claims it.
+    ws_query(&a, &key, "app", "ALTER TABLE items ADD COLUMN extra int").await;
+    let d = deploy_and_wait(&b, &key, "app").await;
+    assert_eq!(
+        (d["status"].as_str(), d["tenants_completed"].as_i64()),
+        (Some("completed"), Some(1)),
+        "{d}"
+    );
+    let id = str_of(&d, "id");
+    assert_eq!(
+        claims(&a, id) + claims(&b, id),
+        1,
+        "the deployment was claimed once"
+    );
+
+    // A move started on one node: the other's proxy follows the tenant to its new server.
+    let m = move_and_wait(
+        &a,
+        &key,
+        "acme",
+        json!({"isolation_level": 2, "blueprint": "app"}),
+    )
+    .await;
+    assert_eq!(m["step"], "completed", "{m}");
+    let mid = str_of(&m, "move_id");
+    assert_eq!(
+        claims(&a, mid) + claims(&b, mid),
+        1,
+        "the move was claimed once"
+    );
+    until_proxy(&url_b, "SELECT note FROM items", |r| {
+        r.as_deref() == Ok("via a")
+    })
+    .await;
+    psql(&url_b, "INSERT INTO items VALUES (2, 'via b')").expect("write through b after the move");
+    assert_eq!(
+        psql(&url_a, "SELECT count(*) FROM items").expect("read through a"),
+        "2"
+    );
+    drop(a);
+    drop(b);
+    catalog.stop().await;
 }

@@ -113,6 +113,14 @@ async fn move_tenant(
             (id, Some(name), sealed)
         }
     };
+    // A dedicated server is run by the tdb whose provisioner made it: the move is that tdb's
+    // to run (the source's when it is dedicated, else this one's when the target is).
+    let source = state.catalog.find_server(&db.server_id).await?;
+    let node = match (&source.provisioner, &target) {
+        (Some(owner), _) => Some(owner.clone()),
+        (None, Target::Dedicated(_)) => Some(state.jobs.provisioner.kind().to_string()),
+        (None, Target::Shared(_)) => None,
+    };
     let created = state
         .catalog
         .create_move(&NewMove {
@@ -133,8 +141,9 @@ async fn move_tenant(
                 region: &to_region,
                 admin_user: "",
                 admin_secret: &sealed,
-                provisioner: state.jobs.provisioner.kind(),
+                provisioner: node.as_deref().unwrap_or_default(),
             }),
+            node: node.as_deref(),
         })
         .await;
     match created {
