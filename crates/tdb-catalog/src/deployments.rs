@@ -94,6 +94,22 @@ const SELECT: &str = "SELECT d.*, b.name AS blueprint_name,
    FROM deployments d JOIN blueprints b ON b.id = d.blueprint_id";
 
 impl Catalog {
+    /// The server each target database of a deployment is on, by tenant database id.
+    pub async fn deployment_servers(
+        &self,
+        deployment_id: &str,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.tenant_database_id, d.server_id FROM deployment_results r
+               JOIN tenant_databases d ON d.id = r.tenant_database_id
+              WHERE r.deployment_id = $1",
+        )
+        .bind(deployment_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Records a deployment, its result rows and its job; with `new_version`, also the new
     /// blueprint version, marking the pending DDL deployed. All or nothing.
     pub async fn create_deployment(&self, d: &NewDeployment<'_>) -> Result<()> {

@@ -474,6 +474,17 @@ impl Client {
         .await
     }
 
+    /// Moves one database of the tenant to another server (`PATCH /tenants/{id}/isolation`).
+    pub async fn move_tenant(
+        &self,
+        name: &str,
+        request: &tenants::MoveRequest,
+    ) -> Result<Reply<tenants::MoveStarted>, ClientError> {
+        let path = format!("/tenants/{}/isolation", encode(name));
+        self.request(Method::PATCH, &path, Some(request), true)
+            .await
+    }
+
     pub async fn tenant_backups(
         &self,
         name: &str,

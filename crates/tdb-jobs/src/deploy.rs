@@ -1,5 +1,5 @@
 //! The deployment job: migrate every targeted tenant database to the deployment's version, a
-//! bounded number at a time. Each database reports its own version (inside the database, updated
+//! bounded number at a time on each server, every server at once. Each database reports its own version (inside the database, updated
 //! by the migration's own transaction), so a resumed job skips what already happened. A database
 //! whose statements fail is recorded with the error and the others carry on; one that cannot be
 //! reached stays pending, and the job runs again for it after a back-off.
@@ -37,12 +37,31 @@ pub async fn run(runner: &Runner, deployment_id: &str) -> Result<(), JobError> {
         .into_iter()
         .filter(|r| matches!(r.status, TargetStatus::Pending | TargetStatus::InProgress))
         .collect();
-    let unreachable: Vec<JobError> = futures_util::stream::iter(open)
-        .map(|r| deploy_one(runner, &d, &servers, r))
-        .buffer_unordered(runner.config.deploy_parallelism.max(1))
-        .filter_map(|outcome| async move { outcome.err() })
-        .collect()
-        .await;
+    // Each server migrates its own databases, `deploy_parallelism` at a time, beside the others:
+    // tenants spread over more servers finish sooner.
+    let placed = catalog.deployment_servers(&d.id).await?;
+    let mut by_server: HashMap<String, Vec<DeploymentResult>> = HashMap::new();
+    for r in open {
+        let server = placed
+            .get(&r.tenant_database_id)
+            .cloned()
+            .unwrap_or_default();
+        by_server.entry(server).or_default().push(r);
+    }
+    let per_server = runner.config.deploy_parallelism.max(1);
+    let (d, servers) = (&d, &servers);
+    let groups = by_server.into_values().map(|group| {
+        futures_util::stream::iter(group)
+            .map(move |r| deploy_one(runner, d, servers, r))
+            .buffer_unordered(per_server)
+            .filter_map(|outcome| async move { outcome.err() })
+            .collect::<Vec<JobError>>()
+    });
+    let unreachable: Vec<JobError> = futures_util::future::join_all(groups)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     if let Some(first) = unreachable.first() {
         // Those databases stay pending; the job runs again after a back-off and takes them up.
         return Err(JobError::transient(format!(

@@ -26,7 +26,7 @@ const MAX_ATTEMPTS: i32 = 10;
 
 #[derive(Clone)]
 pub struct RunnerConfig {
-    /// Tenant databases migrated at once by one deployment.
+    /// Tenant databases migrated at once by one deployment on each server.
     pub deploy_parallelism: usize,
     /// Jobs one runner works on at once (a long backup does not hold up a deployment).
     pub max_jobs: usize,

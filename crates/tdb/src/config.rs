@@ -80,7 +80,7 @@ pub struct Config {
     pub log_format: String,
     /// Lets schema import fetch URLs on loopback and private networks.
     pub import_allow_private_urls: bool,
-    /// Tenant databases one deployment migrates at once.
+    /// Tenant databases one deployment migrates at once on each server (every server at once).
     pub deploy_parallelism: usize,
     /// The PostgreSQL proxy's TLS certificate chain (PEM); unset: generated into the data dir.
     pub pg_tls_cert: Option<PathBuf>,

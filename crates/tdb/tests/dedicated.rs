@@ -203,12 +203,20 @@ async fn an_l2_tenant_lives_on_a_server_of_its_own() {
     .expect("count databases");
     assert_eq!(others, "1");
 
-    // Deployments and admin queries reach it like any tenant.
+    // Deployments reach it and an L1 tenant alike; admin queries reach it like any tenant.
+    let (st, l1) = post(
+        &s,
+        "/tenants",
+        Some(&key),
+        json!({"tenant_id": "globex", "databases": [{"blueprint": "app"}]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{l1}");
     ws_query(&s, &key, "app", "ALTER TABLE items ADD COLUMN extra int").await;
     let d = deploy_and_wait(&s, &key, "app").await;
     assert_eq!(
         (d["status"].as_str(), d["tenants_completed"].as_i64()),
-        (Some("completed"), Some(1)),
+        (Some("completed"), Some(2)),
         "{d}"
     );
     let (st, q) = post(
@@ -504,6 +512,24 @@ async fn only_operators_see_the_servers() {
     }
     .fails(&["servers", "list"]);
     assert!(refused.contains("operators"), "{refused}");
+
+    // `tdb tenants move` follows a move to its end.
+    create_tenant_url(&s, &operator, "app", "acme").await;
+    let out = cli.ok(&[
+        "tenants",
+        "move",
+        "acme",
+        "--blueprint",
+        "app",
+        "--isolation-level",
+        "2",
+    ]);
+    assert!(
+        out.contains("L1 -> L2") && out.contains("moved by replication"),
+        "{out}"
+    );
+    let drained = cli.json(&["servers", "list"]);
+    assert_eq!(drained["count"], 2, "{drained}");
 }
 
 /// A client that inserts a new number every few milliseconds through the proxy, reconnecting

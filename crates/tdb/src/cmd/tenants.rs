@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tdb_client::backups::BackupItem;
 use tdb_client::isolation::IsolationLevel;
 use tdb_client::logs::{LogItem, Metrics};
-use tdb_client::tenants::{Behind, DatabaseRequest};
+use tdb_client::tenants::{Behind, DatabaseRequest, MoveRequest};
 use tdb_client::wire_time;
 use tdb_core::{BackupStatus, RollbackStep, TenantStatus};
 
@@ -38,6 +38,26 @@ pub enum TenantsCommand {
     },
     /// Show a tenant and its databases
     Get { name: String },
+    /// Move one database of a tenant to another server while it serves (L1 <-> L2, another
+    /// region, another shared server) and follow the move to its end
+    Move {
+        name: String,
+        /// The blueprint whose database moves
+        #[arg(long)]
+        blueprint: String,
+        /// 1 (a shared server) or 2 (a server of its own)
+        #[arg(long)]
+        isolation_level: u8,
+        /// Region zone to move to [default: where it is]
+        #[arg(long)]
+        region: Option<String>,
+        /// With --isolation-level 1: the shared server to move to (see `tdb servers list`)
+        #[arg(long)]
+        server: Option<String>,
+        /// Return at once instead of following the move
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Move a tenant to the trash, or drop it for good with --hard
     Delete {
         name: String,
@@ -132,6 +152,24 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
             create(ctx, &name, &blueprints, (level, region), no_wait).await?
         }
         TenantsCommand::Get { name } => get(ctx, &name).await?,
+        TenantsCommand::Move {
+            name,
+            blueprint,
+            isolation_level,
+            region,
+            server,
+            no_wait,
+        } => {
+            let isolation_level = IsolationLevel::from_number(i64::from(isolation_level))
+                .ok_or_else(|| anyhow::anyhow!("--isolation-level must be 1 or 2"))?;
+            let request = MoveRequest {
+                isolation_level,
+                blueprint,
+                region,
+                server,
+            };
+            move_tenant(ctx, &name, &request, no_wait).await?
+        }
         TenantsCommand::Delete { name, hard } => {
             let reply = c.delete_tenant(&name, hard).await?;
             let message = crate::hints::for_cli(&reply.data.message);
@@ -282,6 +320,66 @@ async fn create(
         wait_until_ready(ctx, name).await?;
     }
     Ok(())
+}
+
+async fn move_tenant(
+    ctx: &Context,
+    name: &str,
+    request: &MoveRequest,
+    no_wait: bool,
+) -> anyhow::Result<()> {
+    let reply = ctx.client.move_tenant(name, request).await?;
+    let started = &reply.data;
+    if no_wait {
+        ctx.print(&reply.raw, || {
+            println!("{} (move {})", started.message, started.move_id)
+        });
+        return Ok(());
+    }
+    if !ctx.json {
+        println!(
+            "moving '{}' of tenant '{name}': L{} -> L{}{}",
+            started.blueprint,
+            started.from,
+            started.to,
+            started
+                .to_server
+                .as_ref()
+                .map(|s| format!(" (onto {s})"))
+                .unwrap_or_default()
+        );
+    }
+    let mut shown = 0;
+    loop {
+        let t = ctx.client.get_tenant(name).await?;
+        let Some(m) = t.data.last_move.filter(|m| m.move_id == started.move_id) else {
+            anyhow::bail!("the move of tenant '{name}' is no longer recorded");
+        };
+        if !ctx.json {
+            for line in m.history.iter().skip(shown) {
+                println!("  {line}");
+            }
+        }
+        shown = m.history.len();
+        match m.step {
+            tdb_core::MoveStep::Completed => {
+                let value = serde_json::to_value(&m)?;
+                ctx.print(&value, || {
+                    println!(
+                        "moved by {}; queries held {} ms",
+                        m.method.map_or("-".into(), |x| x.to_string()),
+                        m.held_ms.unwrap_or(0)
+                    )
+                });
+                return Ok(());
+            }
+            tdb_core::MoveStep::Failed => anyhow::bail!(
+                "the move failed and tenant '{name}' stays where it was: {}",
+                m.error.unwrap_or_default()
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
 }
 
 /// Follows a tenant being made until it is ready (or its creation was undone).
