@@ -4,6 +4,7 @@
 #   bench_build          the release binary into $TDB (or TDB_BIN=path to use a built one)
 #   bench_setup          $ROOT (a temporary directory), $PGBIN, $PW, and the cleanup trap
 #   start_postgres ARGS  a private PostgreSQL on a free port: $PG_PORT, $ADMIN (superuser URL)
+#   start_extra_postgres NAME ARGS  one more, in $ROOT/NAME: $EXTRA_PORT_<NAME>, $EXTRA_ADMIN_<NAME>
 #   start_tdb ARGS       `tdb serve` attached to it: $API, $TDB_PID; fails with its log
 #   signup               an account and its admin key: $KEY, $H (the Authorization header)
 # and, when it starts more, registers how to stop it with `bench_on_exit 'command'`.
@@ -78,6 +79,29 @@ start_postgres() {
         "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= $*" start >/dev/null \
         || { echo "PostgreSQL did not start:" >&2; tail -20 "$ROOT/pg/log" >&2; return 1; }
     ADMIN="postgresql://bench:$PW@127.0.0.1:$PG_PORT/postgres"
+}
+
+# start_extra_postgres NAME [-c name=value ...]: one more private PostgreSQL, made as
+# start_postgres makes its own (user `bench`, the same password, 127.0.0.1 only), in $ROOT/NAME on
+# a free port. NAME is a shell identifier's tail (e.g. `2`); sets EXTRA_PORT_<NAME> and
+# EXTRA_ADMIN_<NAME> (its superuser URL) and stops the server on exit.
+start_extra_postgres() {
+    local name=$1 port dir
+    shift
+    dir=$ROOT/$name
+    port=$(free_port)
+    pg_dir "$dir"
+    if [ ! -f "$ROOT/pw" ]; then
+        echo "$PW" >"$ROOT/pw"
+        if [ "$(id -u)" -eq 0 ]; then chown postgres "$ROOT/pw"; fi
+    fi
+    as_pg "$PGBIN/initdb" -D "$dir/data" -U bench -A scram-sha-256 --pwfile="$ROOT/pw" -E UTF8 --no-locale >/dev/null
+    bench_on_exit "as_pg '$PGBIN/pg_ctl' -D '$dir/data' -m fast stop"
+    as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
+        "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories= $*" start >/dev/null \
+        || { echo "PostgreSQL $name did not start:" >&2; tail -20 "$dir/log" >&2; return 1; }
+    printf -v "EXTRA_PORT_$name" '%s' "$port"
+    printf -v "EXTRA_ADMIN_$name" '%s' "postgresql://bench:$PW@127.0.0.1:$port/postgres"
 }
 
 # start_tdb [serve flags ...]: `tdb serve` with the catalog in the server's `postgres` database,
