@@ -252,6 +252,17 @@ impl Catalog {
         .await?)
     }
 
+    /// Completed moves of the tenant whose source copy is still kept.
+    pub async fn kept_sources(&self, tenant_id: &str) -> Result<Vec<Move>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM moves WHERE tenant_id = $1 AND step = 'completed'
+                AND NOT source_dropped ORDER BY created_at",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     pub async fn source_dropped(&self, id: &str) -> Result<()> {
         sqlx::query("UPDATE moves SET source_dropped = true WHERE id = $1")
             .bind(id)

@@ -562,28 +562,42 @@ async fn undo(runner: &Runner, m: &Move, why: &str) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Drops the sources that completed moves kept past their undo window (the schedule's work):
-/// a shared server's copy of the database with its roles, or a whole dedicated server.
+/// Drops the sources that completed moves kept past their undo window (the schedule's work).
 pub async fn drop_kept_sources(runner: &Runner) -> Result<(), JobError> {
-    let catalog = &runner.catalog;
-    for m in catalog.sources_to_drop().await? {
-        let db = catalog.tenant_database(&m.tenant_database_id).await?;
-        // Moved back onto that server since: the copy there is the live one.
-        if db.server_id != m.from_server_id {
-            let source = catalog.find_server(&m.from_server_id).await?;
-            if crate::dedicated::is_ours(runner, &source) {
-                crate::dedicated::destroy(runner, &source).await?;
-                catalog.delete_server(&source.id).await?;
-            } else {
-                let admin = admin_endpoint(&runner.master_key, &source)?;
-                runner
-                    .engine(db.engine)?
-                    .drop_database(&admin, &db.physical_db, &db.roles())
-                    .await?;
-            }
-        }
-        catalog.source_dropped(&m.id).await?;
-        tracing::info!(move_id = %m.id, "the moved database's old copy was dropped");
+    for m in runner.catalog.sources_to_drop().await? {
+        drop_source(runner, &m).await?;
     }
+    Ok(())
+}
+
+/// Drops every copy the tenant's moves still keep (its hard delete).
+pub async fn drop_sources_of(runner: &Runner, tenant_id: &str) -> Result<(), JobError> {
+    for m in runner.catalog.kept_sources(tenant_id).await? {
+        drop_source(runner, &m).await?;
+    }
+    Ok(())
+}
+
+/// Drops the copy a completed move kept: a shared server's copy of the database with its roles,
+/// or a whole dedicated server.
+async fn drop_source(runner: &Runner, m: &Move) -> Result<(), JobError> {
+    let catalog = &runner.catalog;
+    let db = catalog.tenant_database(&m.tenant_database_id).await?;
+    // Moved back onto that server since: the copy there is the live one.
+    if db.server_id != m.from_server_id {
+        let source = catalog.find_server(&m.from_server_id).await?;
+        if crate::dedicated::is_ours(runner, &source) {
+            crate::dedicated::destroy(runner, &source).await?;
+            catalog.delete_server(&source.id).await?;
+        } else {
+            let admin = admin_endpoint(&runner.master_key, &source)?;
+            runner
+                .engine(db.engine)?
+                .drop_database(&admin, &db.physical_db, &db.roles())
+                .await?;
+        }
+    }
+    catalog.source_dropped(&m.id).await?;
+    tracing::info!(move_id = %m.id, "the moved database's old copy was dropped");
     Ok(())
 }

@@ -244,6 +244,46 @@ async fn an_l2_tenant_lives_on_a_server_of_its_own() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // A rollback to it puts the database back on its own server (a row added since goes).
+    let (_, list) = get(&s, "/tenants/acme/backups", &key).await;
+    let path = list["backups"][0]["storage_path"]
+        .as_str()
+        .expect("storage path")
+        .to_string();
+    psql(&url, "INSERT INTO items VALUES (3, 'after the backup')").expect("insert");
+    let (st, r) = post(
+        &s,
+        "/tenants/acme/rollback",
+        Some(&key),
+        json!({ "storage_path": path }),
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    let started = Instant::now();
+    loop {
+        let (_, t) = get(&s, "/tenants/acme", &key).await;
+        let step = t["last_rollback"]["step"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if step == "completed" && t["status"] == "ready" {
+            break;
+        }
+        assert!(step != "failed", "{t}");
+        assert!(started.elapsed() < Duration::from_secs(120), "{t}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        psql_eventually(&s, &url, "SELECT count(*) FROM items").await,
+        "2"
+    );
+    assert_eq!(named(&servers(&s, &key).await, &name)["tenants"], 1);
+
+    // Its statements are in its query log, as an L1 tenant's are.
+    let (st, logs) = get(&s, "/tenants/acme/logs?search=from%20psql", &key).await;
+    assert_eq!(st, 200, "{logs}");
+    assert!(logs.to_string().contains("from psql"), "{logs}");
+
     // The trash stops its server; a restore starts it again with the data.
     let (st, body) = delete(&s, "/tenants/acme", &key).await;
     assert_eq!(st, 200, "{body}");
@@ -761,6 +801,27 @@ async fn a_tenant_moves_to_a_server_of_its_own_and_back_without_losing_a_write()
         psql(&url, "SELECT note FROM items").expect("read"),
         "before"
     );
+
+    // The dedicated server the second move left (stopped, kept for the undo window) goes with
+    // the tenant's hard delete; so does every copy on the shared server.
+    let kept = dedicated(&servers(&s, &key).await)
+        .iter()
+        .map(|s| (s["name"].clone(), s["status"].clone()))
+        .collect::<Vec<_>>();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].1, "stopped", "{kept:?}");
+    let before = database_count(&s).await;
+    let (st, body) = call(
+        &s,
+        Method::DELETE,
+        "/tenants/acme?hard=true",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(dedicated(&servers(&s, &key).await).is_empty());
+    assert_eq!(database_count(&s).await, before - 1);
 }
 
 #[tokio::test]
