@@ -67,33 +67,7 @@ pub async fn provision(
         named.push(place(state, p).await?);
     }
     let tenant_id = ids::new_id("tnt");
-    let rows: Vec<NewTenantDatabase<'_>> = named
-        .iter()
-        .zip(planned)
-        .map(|(m, p)| NewTenantDatabase {
-            id: &m.id,
-            blueprint_id: &p.blueprint.id,
-            server_id: &m.server_id,
-            isolation_level: p.isolation_level,
-            region: &p.region,
-            physical_db: &m.physical_db,
-            owner_role: &m.owner_role,
-            owner_secret: &m.owner_sealed,
-            app_role: &m.app_role,
-            app_secret: &m.app_sealed,
-            read_role: &m.read_role,
-            read_secret: &m.read_sealed,
-            dedicated: m.dedicated.as_ref().map(|d| NewDedicatedServer {
-                id: &m.server_id,
-                name: &d.name,
-                engine: p.blueprint.engine,
-                region: &p.region,
-                admin_user: "",
-                admin_secret: &d.sealed,
-                provisioner: state.jobs.provisioner.kind(),
-            }),
-        })
-        .collect();
+    let rows = new_rows(state, &named, planned);
     let runner = state.jobs.clone();
     let tenant = NewTenant {
         id: &tenant_id,
@@ -122,28 +96,7 @@ pub async fn provision(
         }
         other => other?,
     };
-    let work = {
-        let tenant_id = tenant_id.clone();
-        async move {
-            let outcome = runner
-                .under_lease(job, tdb_jobs::provision::run(&runner, &tenant_id, false))
-                .await;
-            let recorded = match &outcome {
-                Some(Ok(_)) => runner.catalog.finish_job(job, &runner.owner).await,
-                // The undo could not finish: a runner takes the job over shortly.
-                Some(Err(_)) => runner.catalog.retry_job(job, &runner.owner, 1).await,
-                None => Ok(()),
-            };
-            if let Err(e) = recorded {
-                tracing::warn!(job, error = %e, "recording a tenant creation's end failed");
-            }
-            if let Some(Ok(Provisioned::Undone(why))) = &outcome {
-                tracing::warn!(tenant = %tenant_id, error = %why, "a tenant's creation was undone");
-            }
-            outcome
-        }
-    };
-    let task = tokio::spawn(work);
+    let task = tokio::spawn(run_creation(runner, job, tenant_id.clone()));
     if named.iter().any(|m| m.dedicated.is_some()) {
         return Ok(Created::Provisioning(
             state.catalog.tenant_databases(&tenant_id).await?,
@@ -169,6 +122,66 @@ pub async fn provision(
             ),
         )),
     }
+}
+
+/// The catalog rows of the planned databases, named.
+fn new_rows<'a>(
+    state: &'a AppState,
+    named: &'a [Named],
+    planned: &'a [Planned],
+) -> Vec<NewTenantDatabase<'a>> {
+    named
+        .iter()
+        .zip(planned)
+        .map(|(m, p)| NewTenantDatabase {
+            id: &m.id,
+            blueprint_id: &p.blueprint.id,
+            server_id: &m.server_id,
+            isolation_level: p.isolation_level,
+            region: &p.region,
+            physical_db: &m.physical_db,
+            owner_role: &m.owner_role,
+            owner_secret: &m.owner_sealed,
+            app_role: &m.app_role,
+            app_secret: &m.app_sealed,
+            read_role: &m.read_role,
+            read_secret: &m.read_sealed,
+            dedicated: m.dedicated.as_ref().map(|d| NewDedicatedServer {
+                id: &m.server_id,
+                name: &d.name,
+                engine: p.blueprint.engine,
+                region: &p.region,
+                admin_user: "",
+                admin_secret: &d.sealed,
+                provisioner: state.jobs.provisioner.kind(),
+            }),
+        })
+        .collect()
+}
+
+/// Runs a tenant's creation job under its lease and records its end; `None` when the lease was
+/// lost (a runner finishes or undoes the job).
+async fn run_creation(
+    runner: tdb_jobs::Runner,
+    job: i64,
+    tenant_id: String,
+) -> Option<Result<Provisioned, tdb_jobs::JobError>> {
+    let outcome = runner
+        .under_lease(job, tdb_jobs::provision::run(&runner, &tenant_id, false))
+        .await;
+    let recorded = match &outcome {
+        Some(Ok(_)) => runner.catalog.finish_job(job, &runner.owner).await,
+        // The undo could not finish: a runner takes the job over shortly.
+        Some(Err(_)) => runner.catalog.retry_job(job, &runner.owner, 1).await,
+        None => Ok(()),
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(job, error = %e, "recording a tenant creation's end failed");
+    }
+    if let Some(Ok(Provisioned::Undone(why))) = &outcome {
+        tracing::warn!(tenant = %tenant_id, error = %why, "a tenant's creation was undone");
+    }
+    outcome
 }
 
 /// Where one planned database goes: a shared server of its region with room (L1), or a new

@@ -57,39 +57,8 @@ async fn move_tenant(
         return Err(busy(&name, t.status));
     }
     let databases = state.catalog.tenant_databases(&t.id).await?;
-    let db = databases
-        .iter()
-        .find(|d| d.blueprint == req.blueprint)
-        .ok_or_else(|| {
-            let names: Vec<&str> = databases.iter().map(|d| d.blueprint.as_str()).collect();
-            ApiError::field(
-                "blueprint",
-                format!(
-                    "tenant '{name}' has no database of blueprint '{}'; it has: {}",
-                    req.blueprint,
-                    names.join(", ")
-                ),
-            )
-        })?;
-    let to_region = match &req.region {
-        None => db.region.clone(),
-        Some(r) if state.config.regions.iter().any(|z| &z.zone == r) => r.clone(),
-        Some(r) => {
-            let zones: Vec<&str> = state
-                .config
-                .regions
-                .iter()
-                .map(|z| z.zone.as_str())
-                .collect();
-            return Err(ApiError::field(
-                "region",
-                format!(
-                    "unknown region '{r}'; choose one of: {} (GET /regions)",
-                    zones.join(", ")
-                ),
-            ));
-        }
-    };
+    let db = database_of(&databases, &name, &req.blueprint)?;
+    let to_region = region_of(&state, db, req.region.as_deref())?;
     let target = choose_target(
         &state,
         db,
@@ -98,13 +67,33 @@ async fn move_tenant(
         req.server.as_deref(),
     )
     .await?;
+    let move_id = record(
+        &state,
+        &auth.project_id,
+        (&name, &t.id),
+        db,
+        (&target, to_level),
+    )
+    .await?;
+    Ok(Reply::ok(started(&name, db, &target, to_level, move_id)))
+}
+
+/// Records the move (with a new dedicated server when it goes to L2) and its job; returns its
+/// id. The tenant must still be `ready` (409 otherwise).
+async fn record(
+    state: &AppState,
+    project_id: &str,
+    (name, tenant_id): (&str, &str),
+    db: &TenantDatabase,
+    (target, to_level): (&Target, i32),
+) -> Result<String, ApiError> {
     // A named server decides the region when none was asked for.
-    let to_region = match &target {
+    let to_region = match target {
         Target::Shared(server) => server.region.clone(),
         Target::Dedicated(region) => region.clone(),
     };
     let move_id = ids::new_id("mov");
-    let (to_server_id, dedicated_name, sealed) = match &target {
+    let (to_server_id, dedicated_name, sealed) = match target {
         Target::Shared(server) => (server.id.clone(), None, Vec::new()),
         Target::Dedicated(_) => {
             let id = ids::server_id();
@@ -116,7 +105,7 @@ async fn move_tenant(
     // A dedicated server is run by the tdb whose provisioner made it: the move is that tdb's
     // to run (the source's when it is dedicated, else this one's when the target is).
     let source = state.catalog.find_server(&db.server_id).await?;
-    let node = match (&source.provisioner, &target) {
+    let node = match (&source.provisioner, target) {
         (Some(owner), _) => Some(owner.clone()),
         (None, Target::Dedicated(_)) => Some(state.jobs.provisioner.kind().to_string()),
         (None, Target::Shared(_)) => None,
@@ -125,8 +114,8 @@ async fn move_tenant(
         .catalog
         .create_move(&NewMove {
             id: &move_id,
-            project_id: &auth.project_id,
-            tenant_id: &t.id,
+            project_id,
+            tenant_id,
             tenant_database_id: &db.id,
             from_server_id: &db.server_id,
             to_server_id: &to_server_id,
@@ -150,14 +139,77 @@ async fn move_tenant(
         Ok(()) => {}
         Err(CatalogError::Conflict(status)) => {
             let status = TenantStatus::try_from(status).unwrap_or(TenantStatus::Migrating);
-            return Err(busy(&name, status));
+            return Err(busy(name, status));
         }
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(tenant = %t.id, move_id = %move_id, from = %db.server_id, to = %to_server_id, "move queued");
+    tracing::info!(tenant = %tenant_id, move_id = %move_id, from = %db.server_id, to = %to_server_id, "move queued");
+    Ok(move_id)
+}
+
+/// The tenant's database of `blueprint`, or a 400 naming the ones it has.
+fn database_of<'a>(
+    databases: &'a [TenantDatabase],
+    tenant: &str,
+    blueprint: &str,
+) -> Result<&'a TenantDatabase, ApiError> {
+    databases
+        .iter()
+        .find(|d| d.blueprint == blueprint)
+        .ok_or_else(|| {
+            let names: Vec<&str> = databases.iter().map(|d| d.blueprint.as_str()).collect();
+            ApiError::field(
+                "blueprint",
+                format!(
+                    "tenant '{tenant}' has no database of blueprint '{blueprint}'; it has: {}",
+                    names.join(", ")
+                ),
+            )
+        })
+}
+
+/// The region asked for (a configured zone), else the database's own.
+fn region_of(
+    state: &AppState,
+    db: &TenantDatabase,
+    asked: Option<&str>,
+) -> Result<String, ApiError> {
+    match asked {
+        None => Ok(db.region.clone()),
+        Some(r) if state.config.regions.iter().any(|z| z.zone == r) => Ok(r.to_string()),
+        Some(r) => {
+            let zones: Vec<&str> = state
+                .config
+                .regions
+                .iter()
+                .map(|z| z.zone.as_str())
+                .collect();
+            Err(ApiError::field(
+                "region",
+                format!(
+                    "unknown region '{r}'; choose one of: {} (GET /regions)",
+                    zones.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// The answer, as the reference words it (`change` and the regions when the region changes).
+fn started(
+    tenant: &str,
+    db: &TenantDatabase,
+    target: &Target,
+    to_level: i32,
+    move_id: String,
+) -> MoveStarted {
+    let to_region = match target {
+        Target::Shared(server) => server.region.clone(),
+        Target::Dedicated(region) => region.clone(),
+    };
     let region_changed = to_region != db.region;
-    Ok(Reply::ok(MoveStarted {
-        tenant_id: name.clone(),
+    MoveStarted {
+        tenant_id: tenant.to_string(),
         blueprint: db.blueprint.clone(),
         status: TenantStatus::Migrating.as_str().to_string(),
         from: db.isolation_level,
@@ -166,17 +218,17 @@ async fn move_tenant(
             (to_level == db.isolation_level && to_level == 1).then(|| "server".to_string())
         }),
         from_region: region_changed.then(|| db.region.clone()),
-        to_region: region_changed.then(|| to_region.clone()),
-        to_server: match &target {
+        to_region: region_changed.then_some(to_region),
+        to_server: match target {
             Target::Shared(server) => Some(server.name.clone()),
             Target::Dedicated(_) => None,
         },
-        move_id,
         message: format!(
             "Migration in progress for '{}'. Check tenant status for completion.",
             db.blueprint
         ),
-    }))
+        move_id,
+    }
 }
 
 /// Why a tenant in `status` cannot move now.
@@ -247,6 +299,17 @@ async fn choose_target(
             }
         });
     };
+    named_shared(&shared, db, name, (to_region, region_asked)).map(Target::Shared)
+}
+
+/// The shared server `name`, if the database may move there: it exists, is active, is not
+/// where the database is, and is in the region asked for.
+fn named_shared(
+    shared: &[Server],
+    db: &TenantDatabase,
+    name: &str,
+    (to_region, region_asked): (&str, bool),
+) -> Result<Server, ApiError> {
     let choices = || {
         shared
             .iter()
@@ -292,5 +355,5 @@ async fn choose_target(
             ),
         ));
     }
-    Ok(Target::Shared(found.clone()))
+    Ok(found.clone())
 }
