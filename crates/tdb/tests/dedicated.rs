@@ -115,6 +115,12 @@ fn dedicated(servers: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
+async fn hard_delete(s: &TdbServer, key: &str, tenant: &str) {
+    let path = format!("/tenants/{tenant}?hard=true");
+    let (st, body) = call(s, Method::DELETE, &path, Some(key), None).await;
+    assert_eq!(st, 200, "{body}");
+}
+
 /// The directory the local provisioner keeps a dedicated server in.
 fn server_dir(s: &TdbServer, name: &str) -> PathBuf {
     s.data_dir().join("dedicated").join(name)
@@ -307,15 +313,7 @@ async fn an_l2_tenant_lives_on_a_server_of_its_own() {
     );
 
     // A hard delete removes the server and its directory.
-    let (st, body) = call(
-        &s,
-        Method::DELETE,
-        "/tenants/acme?hard=true",
-        Some(&key),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200, "{body}");
+    hard_delete(&s, &key, "acme").await;
     assert!(dedicated(&servers(&s, &key).await).is_empty());
     assert!(!server_dir(&s, &name).exists(), "its directory is gone");
 }
@@ -811,15 +809,7 @@ async fn a_tenant_moves_to_a_server_of_its_own_and_back_without_losing_a_write()
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].1, "stopped", "{kept:?}");
     let before = database_count(&s).await;
-    let (st, body) = call(
-        &s,
-        Method::DELETE,
-        "/tenants/acme?hard=true",
-        Some(&key),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200, "{body}");
+    hard_delete(&s, &key, "acme").await;
     assert!(dedicated(&servers(&s, &key).await).is_empty());
     assert_eq!(database_count(&s).await, before - 1);
 }

@@ -45,6 +45,24 @@ async fn exec(conn: &mut PgConnection, sql: &str) -> Result<()> {
         .map_err(from_sqlx)
 }
 
+/// What a move makes on a server, by name.
+enum Made {
+    Publication,
+    Subscription,
+}
+
+async fn exists(conn: &mut PgConnection, what: Made, name: &str) -> Result<bool> {
+    let sql = match what {
+        Made::Publication => "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+        Made::Subscription => "SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)",
+    };
+    sqlx::query_scalar(sql)
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .map_err(from_sqlx)
+}
+
 /// `key='value'` for a libpq connection string.
 fn conninfo_value(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -122,13 +140,7 @@ impl DatabaseMoves for PostgresEngine {
         let mut source = admin(ends.source, ends.database).await?;
         exec(&mut source, &marker).await?;
         let name = ends.name;
-        let published: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
-                .bind(name)
-                .fetch_one(&mut source)
-                .await
-                .map_err(from_sqlx)?;
-        if !published {
+        if !exists(&mut source, Made::Publication, name).await? {
             let mut list = tables(&mut source).await?;
             list.push(MARKER.to_string());
             exec(
@@ -141,13 +153,7 @@ impl DatabaseMoves for PostgresEngine {
             )
             .await?;
         }
-        let subscribed: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)")
-                .bind(name)
-                .fetch_one(&mut target)
-                .await
-                .map_err(from_sqlx)?;
-        if !subscribed {
+        if !exists(&mut target, Made::Subscription, name).await? {
             // A slot left by a subscription whose creation was cut off goes first.
             sqlx::query(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
@@ -343,13 +349,7 @@ impl DatabaseMoves for PostgresEngine {
     async fn stop_replication(&self, ends: &MoveEnds<'_>) -> Result<()> {
         let name = ends.name;
         let mut target = admin(ends.target, ends.database).await?;
-        let subscribed: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)")
-                .bind(name)
-                .fetch_one(&mut target)
-                .await
-                .map_err(from_sqlx)?;
-        if subscribed {
+        if exists(&mut target, Made::Subscription, name).await? {
             let sub = quote_ident(name);
             exec(&mut target, &format!("ALTER SUBSCRIPTION {sub} DISABLE")).await?;
             exec(
