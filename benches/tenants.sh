@@ -138,16 +138,28 @@ for i in "${!SERVER_NAMES[@]}"; do
     echo "floor on ${SERVER_NAMES[i]}: $n databases in $s s (of ${FSECS} s for all servers)"
 done
 echo "tdb deployment: $TOTAL tenants in $SECS s"
+# Per server, from the results: when its first migration began and its last ended (seconds after
+# the deployment's created_at), and the migrations' summed time; overlapping spans mean the
+# servers worked side by side.
+catalog "SELECT s.name, count(*),
+                round(extract(epoch FROM min(r.updated_at - r.duration_ms * interval '1 ms') - d.created_at)::numeric, 3),
+                round(extract(epoch FROM max(r.updated_at) - d.created_at)::numeric, 3),
+                round(sum(r.duration_ms) / 1000.0, 3)
+           FROM deployment_results r JOIN deployments d ON d.id = r.deployment_id
+           JOIN tenant_databases t ON t.id = r.tenant_database_id JOIN servers s ON s.id = t.server_id
+          WHERE r.deployment_id = '$DEP' GROUP BY s.name, d.created_at ORDER BY s.name" |
+    awk -F'|' '{ span = $4 - $3; printf "tdb on %s: %s tenants, from +%s s to +%s s, %s s of migrations summed (%.1f at once on average)\n", $1, $2, $3, $4, $5, (span > 0 ? $5 / span : 0) }'
 TDB_RATE=$(awk -v n="$TOTAL" -v s="$SECS" 'BEGIN { printf "%.0f", n / s }')
 FLOOR_RATE=$(awk -v n="$FLOOR_N" -v s="$FSECS" 'BEGIN { printf "%.0f", n / s }')
 
 echo
 echo "| measure | tdb | PostgreSQL floor | tdb / floor |"
 echo "|---|---|---|---|"
-awk -v a="$T50" -v b="$F50" -v n="$N_CREATE" -v s="$SERVERS" 'BEGIN { printf "| L1 tenant creation p50 (ms, n=%s, %s servers) | %s | %s | %.1fx |\n", n, s, a, b, a / b }'
-awk -v a="$T99" -v b="$F99" -v n="$N_CREATE" -v s="$SERVERS" 'BEGIN { printf "| L1 tenant creation p99 (ms, n=%s, %s servers) | %s | %s | %.1fx |\n", n, s, a, b, a / b }'
-awk -v a="$TDB_RATE" -v b="$FLOOR_RATE" -v n="$TOTAL" -v p="$PARALLELISM" -v f="$FAILED" -v s="$SERVERS" -v c="${COUNTS[*]}" \
-    'BEGIN { gsub(" ", "+", c); printf "| ADD COLUMN fan-out (tenants/s, %s tenants on %s servers (%s), parallelism %s per server, %s failed) | %s | %s | %.2f |\n", n, s, c, p, f, a, b, a / b }'
+ON=$([ "$SERVERS" -eq 1 ] && echo "1 server" || echo "$SERVERS servers")
+awk -v a="$T50" -v b="$F50" -v n="$N_CREATE" -v s="$ON" 'BEGIN { printf "| L1 tenant creation p50 (ms, n=%s, %s) | %s | %s | %.1fx |\n", n, s, a, b, a / b }'
+awk -v a="$T99" -v b="$F99" -v n="$N_CREATE" -v s="$ON" 'BEGIN { printf "| L1 tenant creation p99 (ms, n=%s, %s) | %s | %s | %.1fx |\n", n, s, a, b, a / b }'
+awk -v a="$TDB_RATE" -v b="$FLOOR_RATE" -v n="$TOTAL" -v p="$PARALLELISM" -v f="$FAILED" -v s="$ON" -v c="${COUNTS[*]}" \
+    'BEGIN { gsub(" ", "+", c); printf "| ADD COLUMN fan-out (tenants/s, %s tenants on %s (%s), parallelism %s per server, %s failed) | %s | %s | %.2f |\n", n, s, c, p, f, a, b, a / b }'
 if [ "$TOTAL" -ne "$FLOOR_N" ]; then
     echo "warning: the deployment covered $TOTAL tenants, the floor $FLOOR_N databases" >&2
 fi

@@ -112,7 +112,9 @@ async fn run_with_catalog(
         .get_database()
         .unwrap_or("postgres")
         .to_string();
-    let catalog = Catalog::open(catalog_options.clone(), 16)
+    // Deployments migrate on every server at once, each migration with a few catalog queries:
+    // room for two servers' worth beside the API.
+    let catalog = Catalog::open(catalog_options.clone(), 32)
         .await
         .context("opening the catalog")?;
     let engines = engines(config);
