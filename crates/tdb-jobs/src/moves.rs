@@ -307,6 +307,7 @@ async fn cutover(
         .await?;
     if method == MoveMethod::Replication {
         let token = tdb_core::ids::random_hex(8);
+        let fenced = Instant::now();
         let caught_up = async {
             moves.mark_and_wait(&e.of(), &token, CATCH_UP).await?;
             moves.copy_sequences(&e.of()).await
@@ -314,8 +315,9 @@ async fn cutover(
         match caught_up.await {
             Ok(sequences) => {
                 let note = format!(
-                    "source fenced after {drained} ms of draining; target caught up; \
-                     {sequences} sequences copied"
+                    "source fenced after {drained} ms of draining; target caught up and \
+                     {sequences} sequences copied in {} ms",
+                    fenced.elapsed().as_millis()
                 );
                 catalog
                     .set_move_step(&m.id, MoveStep::Cutover, None, Some(&note))
@@ -424,6 +426,7 @@ async fn verify(
     e: &Ends,
     moves: &dyn DatabaseMoves,
 ) -> Result<(), JobError> {
+    let started = Instant::now();
     let (source, target) = tokio::join!(
         moves.table_sums(&e.source_admin, &e.db.physical_db),
         moves.table_sums(&e.target_admin, &e.db.physical_db)
@@ -467,8 +470,9 @@ async fn verify(
             MoveStep::Cutover,
             None,
             Some(&format!(
-                "{} tables match in count and checksum",
-                source.len()
+                "{} tables match in count and checksum ({} ms)",
+                source.len(),
+                started.elapsed().as_millis()
             )),
         )
         .await?;

@@ -411,6 +411,20 @@ async fn tenant_states_move_only_as_allowed() {
         let (st, answer) = post(&s, "/tenants", Some(&key), body.clone()).await;
         assert_eq!(st, status, "{body}: {answer}");
     }
+    // Moving to a dedicated server is a paid plan's, as creating one is.
+    let (st, answer) = call(
+        &s,
+        Method::PATCH,
+        "/tenants/acme/isolation",
+        Some(&key),
+        Some(&json!({"isolation_level": 2, "blueprint": "fintech"}).to_string()),
+    )
+    .await;
+    assert_eq!(
+        (st, answer["code"].as_str()),
+        (403, Some("forbidden")),
+        "{answer}"
+    );
     let (_, scoped) = post(
         &s,
         "/apikeys",
