@@ -1203,3 +1203,128 @@ async fn every_kind_of_move_keeps_every_write() {
     drop(s);
     other.stop().await;
 }
+
+/// A session of a server's administrator that keeps a transaction open with `sql` run in it.
+async fn admin_transaction(url: &str, sql: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("admin connect");
+    tokio::spawn(conn);
+    client.batch_execute("BEGIN").await.expect("begin");
+    client.batch_execute(sql).await.expect(sql);
+    client
+}
+
+#[tokio::test]
+async fn a_move_cut_off_while_building_its_target_or_after_its_switch_finishes() {
+    let other = TestPostgres::start().await.expect("second shared server");
+    let toml = format!(
+        "[[servers]]\nname = \"pg-b\"\nurl = \"{}\"\n",
+        other.url("postgres")
+    );
+    let mut s = start_paid(&toml).await;
+    let key = mover_with_blueprint(&s, false).await;
+    let (st, _) = call(
+        &s,
+        Method::PATCH,
+        "/servers/pg-b",
+        Some(&key),
+        Some(&json!({"status": "draining"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let url = create_tenant_url(&s, &key, "app", "acme").await;
+    psql(&url, "INSERT INTO items VALUES (1, 'kept')").expect("insert");
+    let writer = Writer::start(&url);
+
+    let (st, body) = call(
+        &s,
+        Method::PATCH,
+        "/servers/pg-b",
+        Some(&key),
+        Some(&json!({"status": "active"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+
+    // Target: pg-b's catalog of databases is locked, so the target cannot be built there.
+    let lock = admin_transaction(
+        &other.url("postgres"),
+        "LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE",
+    )
+    .await;
+    let (st, started) = call(
+        &s,
+        Method::PATCH,
+        "/tenants/acme/isolation",
+        Some(&key),
+        Some(&json!({"isolation_level": 1, "blueprint": "app", "server": "pg-b"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{started}");
+    let id = str_of(&started, "move_id").to_string();
+    let begun = Instant::now();
+    loop {
+        let (_, t) = get(&s, "/tenants/acme", &key).await;
+        if t["last_move"]["step"] == "target" {
+            break;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(60), "{t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.kill9().expect("kill -9");
+    drop(lock);
+    s.restart().await.expect("restart");
+    let m = wait_move(&s, &key, "acme", &id).await;
+    assert_eq!(m["step"], "completed", "{m}");
+
+    // Back to the managed server (a dump: pg-b has no logical WAL), whose logical WAL lets the
+    // next move replicate.
+    let m = move_and_wait(
+        &s,
+        &key,
+        "acme",
+        json!({"isolation_level": 1, "blueprint": "app", "server": "postgresql-shared"}),
+    )
+    .await;
+    assert_eq!(
+        (m["step"].as_str(), m["method"].as_str()),
+        (Some("completed"), Some("dump")),
+        "{m}"
+    );
+
+    // Switched: the source's marker table is held, so the clean-up after the switch waits.
+    let admin = s.managed_admin_url("postgres").expect("admin url");
+    let db = psql(
+        &admin,
+        "SELECT datname FROM pg_database WHERE datname LIKE 'tdb_t_%'",
+    )
+    .expect("databases");
+    assert_eq!(db.lines().count(), 1, "{db}");
+    let lock = admin_transaction(
+        &s.managed_admin_url(db.trim()).expect("admin url"),
+        "CREATE TABLE IF NOT EXISTS tdb_meta.move_marker \
+         (id integer PRIMARY KEY, token text NOT NULL); \
+         DO $$ BEGIN EXECUTE format('ALTER TABLE tdb_meta.move_marker OWNER TO %s', \
+         (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'tdb_meta')); \
+         END $$; COMMIT; BEGIN; LOCK TABLE tdb_meta.move_marker IN ACCESS SHARE MODE",
+    )
+    .await;
+    let m = kill_during(
+        &mut s,
+        &key,
+        json!({"isolation_level": 2, "blueprint": "app"}),
+        "switched",
+    )
+    .await;
+    drop(lock);
+    assert_eq!(m["step"], "completed", "{m}");
+    let (_, t) = get(&s, "/tenants/acme", &key).await;
+    assert_eq!(t["databases"][0]["isolation_level"], "L2", "{t}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.check(&url).await;
+    assert_eq!(psql(&url, "SELECT note FROM items").expect("read"), "kept");
+    drop(s);
+    other.stop().await;
+}

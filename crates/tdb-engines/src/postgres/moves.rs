@@ -142,8 +142,18 @@ impl DatabaseMoves for PostgresEngine {
     }
 
     async fn start_replication(&self, ends: &MoveEnds<'_>) -> Result<()> {
+        // Owned like the rest of tdb_meta, by the database's owner role: a dump and restore
+        // that takes over from replication dumps the database as that role.
         let marker = format!(
-            "CREATE TABLE IF NOT EXISTS {MARKER} (id integer PRIMARY KEY, token text NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS {MARKER} (id integer PRIMARY KEY, token text NOT NULL);
+             DO $$ DECLARE owner regrole := (SELECT nspowner FROM pg_namespace
+                                                  WHERE nspname = 'tdb_meta');
+             BEGIN
+                 IF (SELECT relowner FROM pg_class WHERE oid = '{MARKER}'::regclass) <> owner
+                 THEN
+                     EXECUTE format('ALTER TABLE {MARKER} OWNER TO %s', owner);
+                 END IF;
+             END $$"
         );
         let mut target = admin(ends.target, ends.database).await?;
         exec(&mut target, &marker).await?;
