@@ -896,6 +896,21 @@ async fn bad_moves_are_refused_with_the_reason() {
     assert!(str_of(&body, "error").contains("suspended"), "{body}");
     let (st, _) = post(&s, "/tenants/acme/resume", Some(&key), json!({})).await;
     assert_eq!(st, 200);
+    // A tenant being restored (a rollback) waits for it to end.
+    let catalog = s.managed_admin_url("tdb_catalog").expect("catalog url");
+    psql(
+        &catalog,
+        "UPDATE tenants SET status = 'restoring' WHERE name = 'acme'",
+    )
+    .expect("mark restoring");
+    let (st, body) = patch(json!({"isolation_level": 2, "blueprint": "app"})).await;
+    assert_eq!(st, 409, "{body}");
+    assert!(str_of(&body, "error").contains("being restored"), "{body}");
+    psql(
+        &catalog,
+        "UPDATE tenants SET status = 'ready' WHERE name = 'acme'",
+    )
+    .expect("mark ready");
     let (st, _) = delete(&s, "/tenants/acme", &key).await;
     assert_eq!(st, 200);
     let (st, body) = patch(json!({"isolation_level": 2, "blueprint": "app"})).await;
