@@ -51,8 +51,13 @@ async fn open_route(
     };
     let gate = proxy.gates.get(&tenant_id);
     let kill = gate.kill_token();
-    // A new session waits out a hold (a cutover), then goes wherever the route points after it.
-    gate.pass().await;
+    // A new session waits out a hold (a cutover), then goes wherever the route points after it;
+    // a shutdown meanwhile is said to it as to every session.
+    tokio::select! {
+        biased;
+        _ = proxy.shutdown.cancelled() => return Err(Refusal::shutting_down()),
+        _ = gate.pass() => {}
+    }
     let route = proxy.router.resolve(login, database).await?;
     match route.status {
         status if status.serves() => Ok((route, Some(gate), kill)),
