@@ -376,12 +376,15 @@ impl Catalog {
         if moved.rows_affected() != 1 {
             return Err(CatalogError::Conflict("rollback already switched".into()));
         }
-        sqlx::query("UPDATE tenant_databases SET physical_db = $2, version = $3 WHERE id = $1")
-            .bind(&rollback.tenant_database_id)
-            .bind(new_db)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE tenant_databases SET physical_db = $2, version = $3, placed_at = now()
+                       WHERE id = $1",
+        )
+        .bind(&rollback.tenant_database_id)
+        .bind(new_db)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("SELECT pg_notify($1, 'tenant:' || $2)")
             .bind(crate::routing::ROUTES_CHANNEL)
             .bind(&rollback.tenant_id)

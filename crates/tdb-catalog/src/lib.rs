@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod logs;
 pub mod moves;
 pub mod projects;
+pub mod recoveries;
 pub mod routing;
 pub mod servers;
 pub mod tenants;

@@ -180,7 +180,8 @@ impl Catalog {
             return Err(CatalogError::Conflict("move already switched".into()));
         }
         sqlx::query(
-            "UPDATE tenant_databases SET server_id = $2, isolation_level = $3, region = $4
+            "UPDATE tenant_databases SET server_id = $2, isolation_level = $3, region = $4,
+                    placed_at = now()
               WHERE id = $1",
         )
         .bind(&m.tenant_database_id)

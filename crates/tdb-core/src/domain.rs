@@ -123,7 +123,7 @@ impl TenantStatus {
     pub fn serves(self) -> bool {
         matches!(
             self,
-            Self::Ready | Self::Syncing | Self::Migrating | Self::Restoring
+            Self::Ready | Self::Syncing | Self::Migrating | Self::Restoring | Self::Recovering
         )
     }
 }
@@ -170,6 +170,24 @@ string_enum! {
         ProjectDelete => "project_delete",
         ProvisionMove => "provision_move",
         TenantMove => "tenant_move",
+        TenantRecover => "tenant_recover",
+        TenantRecoverUndo => "tenant_recover_undo",
+    }
+}
+
+string_enum! {
+    /// How far a point-in-time recovery of a tenant database got: the archive restored to the
+    /// moment, the data loaded where the tenant will be served from, the switch committed, the
+    /// original kept; or undone (the original swapped back).
+    RecoveryStep {
+        Queued => "queued",
+        Restoring => "restoring",
+        Loading => "loading",
+        Switched => "switched",
+        Completed => "completed",
+        Failed => "failed",
+        Undoing => "undoing",
+        Undone => "undone",
     }
 }
 
@@ -275,6 +293,25 @@ mod tests {
         assert_eq!(
             serde_json::to_value(DeploymentStatus::CompletedWithErrors).expect("serialise"),
             "completed_with_errors"
+        );
+    }
+
+    #[test]
+    fn a_tenant_being_recovered_keeps_serving_its_current_data() {
+        let serving: Vec<TenantStatus> = TenantStatus::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.serves())
+            .collect();
+        assert_eq!(
+            serving,
+            [
+                TenantStatus::Ready,
+                TenantStatus::Syncing,
+                TenantStatus::Migrating,
+                TenantStatus::Restoring,
+                TenantStatus::Recovering
+            ]
         );
     }
 

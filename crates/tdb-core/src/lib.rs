@@ -16,7 +16,8 @@ pub mod slots;
 pub use codes::ErrorCode;
 pub use domain::{
     BackupKind, BackupStatus, ConnectionStatus, DeploymentStatus, Engine, JobKind, JobStatus,
-    KeyRole, LogSource, MoveMethod, MoveStep, ProjectStatus, RollbackStep, ScopeType, ServerRole,
-    ServerStatus, SignupMode, TargetStatus, TenantStatus, Tier, UnknownValue, WorkspaceMode,
+    KeyRole, LogSource, MoveMethod, MoveStep, ProjectStatus, RecoveryStep, RollbackStep, ScopeType,
+    ServerRole, ServerStatus, SignupMode, TargetStatus, TenantStatus, Tier, UnknownValue,
+    WorkspaceMode,
 };
 pub use names::{Email, NameError, ProjectName, ResourceName};

@@ -118,6 +118,13 @@ pub struct KeySettings {
     pub max_keys: Option<u64>,
 }
 
+/// A role as tdb has it now.
+pub struct RoleState<'a> {
+    pub name: &'a str,
+    pub password: &'a str,
+    pub connection_limit: u32,
+}
+
 /// Both ends of a move of `database` (the same name on both servers) and the name of what the
 /// move makes on them (publication, slot, subscription).
 pub struct MoveEnds<'a> {
@@ -163,6 +170,28 @@ pub trait DatabaseMoves: Send + Sync {
 
     /// Lets `roles` log in on the source again (a move that did not switch).
     async fn unfence(&self, source: &AdminEndpoint, roles: &[&str]) -> Result<()>;
+
+    /// Keeps `database` apart (a recovered tenant's original, kept for an undo): `roles` may no
+    /// longer connect to it, and their sessions on it end. The roles keep their logins (they
+    /// serve the tenant's live database on the same server).
+    async fn close_database(
+        &self,
+        server: &AdminEndpoint,
+        database: &str,
+        roles: &[&str],
+    ) -> Result<()>;
+
+    /// Lets `roles` connect to `database` again (an undone recovery's original).
+    async fn reopen_database(
+        &self,
+        server: &AdminEndpoint,
+        database: &str,
+        roles: &[&str],
+    ) -> Result<()>;
+
+    /// Gives each role its login, password and connection limit as tdb has them now (a server
+    /// restored to an earlier moment brings its roles back as they were then).
+    async fn reset_roles(&self, server: &AdminEndpoint, roles: &[RoleState<'_>]) -> Result<()>;
 
     /// Commits a marker on the source and waits (up to `wait`) until the target has applied
     /// it, and so everything committed before it.

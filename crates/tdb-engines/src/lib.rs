@@ -12,7 +12,7 @@ mod registry;
 pub mod schema;
 
 pub use capability::{
-    DatabaseMoves, Introspection, KeySettings, KeyValueSettings, MoveEnds, SchemaMove,
+    DatabaseMoves, Introspection, KeySettings, KeyValueSettings, MoveEnds, RoleState, SchemaMove,
     SchemaTenants, SqlEngine, TableSums, UrlSessions,
 };
 pub use engine::{

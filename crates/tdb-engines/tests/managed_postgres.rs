@@ -20,6 +20,7 @@ fn options(dir: &std::path::Path, key: &MasterKey) -> ManagedPostgresOptions {
         label: "test".into(),
         settings: vec![("max_connections".into(), "20".into())],
         listen: tdb_engines::managed::postgres::Listen::PrivateSocket,
+        archive: None,
     }
 }
 

@@ -104,6 +104,7 @@ async fn tenant_roles_are_confined_to_their_rows() {
         label: "isolation".into(),
         settings: vec![],
         listen: tdb_engines::managed::postgres::Listen::PrivateSocket,
+        archive: None,
     })
     .await
     .expect("server");

@@ -43,6 +43,43 @@ pub async fn start(runner: &Runner, server: &Server) -> Result<Server, JobError>
         .provision(&request)
         .await
         .map_err(|e| JobError::from(e).context(format!("starting server '{}'", server.name)))?;
+    started(runner, server, &endpoint).await
+}
+
+/// Like [`start`] for a server made from the archive of the dedicated server `source` as it was
+/// at `at` (a point-in-time recovery); a server already made is only started.
+pub async fn start_recovered(
+    runner: &Runner,
+    server: &Server,
+    source: &Server,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Server, JobError> {
+    check_ours(runner, server)?;
+    check_ours(runner, source)?;
+    let request = ServerRequest {
+        name: &server.name,
+        region: &server.region,
+    };
+    let endpoint = runner
+        .provisioner
+        .provision_recovered(&request, &source.name, at)
+        .await
+        .map_err(|e| {
+            JobError::from(e).context(format!(
+                "making server '{}' from the archive of '{}'",
+                server.name, source.name
+            ))
+        })?;
+    started(runner, server, &endpoint).await
+}
+
+/// Records where the started server listens (its archive too, when this tdb archives) and how
+/// many connections it keeps for its tenant; returns its record as it is now, `active`.
+async fn started(
+    runner: &Runner,
+    server: &Server,
+    endpoint: &tdb_engines::AdminEndpoint,
+) -> Result<Server, JobError> {
     let sealed = runner
         .master_key
         .seal(endpoint.password.as_bytes(), Aad::ServerAdmin(&server.id));
@@ -55,8 +92,13 @@ pub async fn start(runner: &Runner, server: &Server) -> Result<Server, JobError>
             (&endpoint.user, &sealed),
         )
         .await?;
+    if runner.archive.is_some() {
+        catalog
+            .register_archive(&server.id, &server.name, runner.provisioner.kind())
+            .await?;
+    }
     let engine = runner.engine(server.engine)?;
-    match engine.connection_capacity(&endpoint).await {
+    match engine.connection_capacity(endpoint).await {
         Ok(capacity) => {
             let budget = capacity.saturating_sub(RESERVED_FOR_TDB.min(capacity / 2));
             catalog

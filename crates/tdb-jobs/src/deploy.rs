@@ -131,8 +131,15 @@ async fn migrate(
 ) -> Result<Option<i32>, JobError> {
     let catalog = &runner.catalog;
     let db = catalog.tenant_database(&r.tenant_database_id).await?;
-    // A moving database's schema must stay as the move copied it; the move checks it again
-    // before it switches.
+    // A moving database's schema must stay as the move copied it (the move checks it again
+    // before it switches); a recovering one's as the recovery brought it forward.
+    if catalog.tenant_status(&db.tenant_id).await? == Some(tdb_core::TenantStatus::Recovering) {
+        return Err(JobError::permanent(format!(
+            "tenant '{}' is being recovered to an earlier moment; deploy to it again once that \
+             is done (tdb deployments create {} --tenants {})",
+            r.tenant_name, db.blueprint, r.tenant_name
+        )));
+    }
     if catalog.tenant_moving(&db.tenant_id).await? {
         return Err(JobError::permanent(format!(
             "tenant '{}' is moving to another server; deploy to it again once the move is done \

@@ -8,6 +8,7 @@
 //! failed where its owner looks.
 
 pub mod access;
+pub mod archive;
 pub mod backup;
 pub mod client_error;
 pub mod dedicated;
@@ -17,6 +18,7 @@ pub mod forward;
 pub mod moves;
 pub mod provision;
 pub mod provision_move;
+pub mod recover;
 pub mod rollback;
 mod runner;
 pub mod schedule;

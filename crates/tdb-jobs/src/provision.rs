@@ -79,6 +79,7 @@ pub async fn run(runner: &Runner, tenant_id: &str, resumed: bool) -> Result<Prov
             return Ok(Provisioned::Undone(why));
         }
     }
+    catalog.mark_placed(&tenant.id).await?;
     match catalog
         .move_tenant(
             &tenant.id,
@@ -202,7 +203,7 @@ pub(crate) async fn build_on(
 /// a tenant at its limit through the proxy leaves those free. The proxy holds each tenant to its
 /// own `max_connections`; the server holds it to this, whatever the setting becomes. Without a
 /// known budget, the workspace's `max_connections` (and the few).
-async fn connection_limit(
+pub(crate) async fn connection_limit(
     runner: &Runner,
     tenant: &Tenant,
     db: &TenantDatabase,

@@ -153,7 +153,7 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), JobError> {
         .map_err(|e| JobError::from(e).context(format!("restoring '{}'", backup.storage_path)))?;
     // And again for what was restored: the file must not have changed between the two reads.
     matches_record(&backup, &read)?;
-    let version = to_live_version(runner, &server, &db, &owner).await?;
+    let version = to_live_version(runner, &server, &db, &owner, None).await?;
 
     // The switch. New queries wait at the proxies while the route changes under them.
     let _ = catalog.hold_tenant(&rb.tenant_id, SWAP_HOLD_MS).await;
@@ -169,15 +169,20 @@ async fn prepare(runner: &Runner, rb: &Rollback) -> Result<(), JobError> {
 /// Brings the restored database (reached as `restored`) to the schema version of the tenant's
 /// live database, the one it replaces; returns the version it is at. Asks the live database
 /// again afterwards, in case a deployment moved it meanwhile.
-async fn to_live_version(
+/// `restored_admin` is the administrator of the restored database's server (`None`: `server`'s).
+pub(crate) async fn to_live_version(
     runner: &Runner,
     server: &Server,
     live: &TenantDatabase,
     restored: &tdb_engines::DatabaseAccess,
+    restored_admin: Option<&tdb_engines::AdminEndpoint>,
 ) -> Result<i32, JobError> {
     let engine = runner.engine(live.engine)?;
     let live_owner = owner_access(&runner.master_key, server, live)?;
-    let admin = admin_endpoint(&runner.master_key, server)?;
+    let admin = match restored_admin {
+        Some(admin) => admin.clone(),
+        None => admin_endpoint(&runner.master_key, server)?,
+    };
     let sql = engine.require_sql()?;
     let mut version = sql
         .schema_version(restored)

@@ -48,6 +48,14 @@ pub struct RunnerConfig {
     pub move_sync_timeout: Duration,
     /// How long a moved database's old copy is kept (unreachable) before it is dropped.
     pub move_keep_source: Duration,
+    /// How often the WAL archives are looked at (recoverable window, backups due).
+    pub pitr_tick: Duration,
+    /// A full base backup of every managed server at least this often.
+    pub pitr_full_every: Duration,
+    /// A differential base backup at least this often between full ones.
+    pub pitr_diff_every: Duration,
+    /// How long a recovered tenant's original is kept for `recover-undo`, from the request.
+    pub recovery_undo_window: Duration,
 }
 
 impl RunnerConfig {
@@ -71,6 +79,10 @@ impl Default for RunnerConfig {
             move_drain: Duration::from_secs(5),
             move_sync_timeout: Duration::from_secs(3600),
             move_keep_source: Duration::from_secs(24 * 3600),
+            pitr_tick: Duration::from_secs(5),
+            pitr_full_every: Duration::from_secs(7 * 24 * 3600),
+            pitr_diff_every: Duration::from_secs(24 * 3600),
+            recovery_undo_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -85,6 +97,8 @@ pub struct Runner {
     pub store: crate::store::BackupStore,
     /// Makes, starts, stops and removes dedicated (L2) servers.
     pub provisioner: Arc<dyn tdb_engines::Provisioner>,
+    /// Where the managed servers archive their WAL; `None`: no archiving, no recovery.
+    pub archive: Option<Arc<tdb_engines::managed::archive::WalArchive>>,
     pub config: RunnerConfig,
     /// This runner's identity in job leases.
     pub owner: String,
@@ -103,6 +117,7 @@ impl Runner {
         tracing::info!(owner = %self.owner, "job runner started");
         let mut running = tokio::task::JoinSet::new();
         running.spawn(crate::schedule::run(self.clone(), shutdown.clone()));
+        running.spawn(crate::archive::run(self.clone(), shutdown.clone()));
         let slots = Arc::new(tokio::sync::Semaphore::new(self.config.max_jobs.max(1)));
         let per_project = self.config.per_project();
         loop {
@@ -246,6 +261,8 @@ impl Runner {
             JobKind::ProjectDelete => crate::teardown::delete_project(self, job).await,
             JobKind::ProvisionMove => crate::provision_move::run(self, &job.ref_id).await,
             JobKind::TenantMove => crate::moves::run(self, &job.ref_id, job.attempts).await,
+            JobKind::TenantRecover => crate::recover::run(self, &job.ref_id, job.attempts).await,
+            JobKind::TenantRecoverUndo => crate::recover::undo(self, &job.ref_id).await,
         };
         done.map_err(JobFailure::Failed)
     }
@@ -276,6 +293,7 @@ impl Runner {
                 .map_err(JobError::from),
             "rollback" => crate::rollback::give_up(self, &job.ref_id, why).await,
             "tenant_move" => crate::moves::give_up(self, &job.ref_id, why).await,
+            "tenant_recover" => crate::recover::give_up(self, &job.ref_id, why).await,
             _ => Ok(()),
         };
         if let Err(e) = recorded {

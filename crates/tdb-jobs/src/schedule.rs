@@ -2,7 +2,7 @@
 //! every tenant database (claimed in the catalog, so two runners never queue the same day
 //! twice), backups past the project's retention are deleted from the store, then from the
 //! catalog, query-log records past their age are deleted, and the copies of moved databases
-//! kept past their undo window are dropped.
+//! and the originals of recovered ones kept past their undo windows are dropped.
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,7 @@ pub async fn tick(runner: &Runner) -> Result<(), JobError> {
         tracing::info!(records = expired, "expired query log records deleted");
     }
     crate::moves::drop_kept_sources(runner).await?;
+    crate::recover::drop_expired_originals(runner).await?;
     Ok(())
 }
 

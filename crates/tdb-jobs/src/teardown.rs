@@ -96,6 +96,7 @@ pub async fn drop_tenant(runner: &Runner, tenant: &Tenant) -> Result<(), JobErro
     delete_backups(runner, Some(&tenant.id), &tenant.project_id).await?;
     // The copies its moves kept go first (they need the databases' records to be found).
     crate::moves::drop_sources_of(runner, &tenant.id).await?;
+    crate::recover::drop_originals_of(runner, &tenant.id).await?;
     for db in catalog.tenant_databases(&tenant.id).await? {
         let server = catalog.find_server(&db.server_id).await?;
         if crate::dedicated::is_ours(runner, &server) {

@@ -332,6 +332,7 @@ impl TestPostgres {
             label: "test-postgres".into(),
             settings: vec![("max_connections".into(), "100".into())],
             listen: tdb_engines::managed::postgres::Listen::Loopback,
+            archive: None,
         })
         .await?;
         Ok(Self {

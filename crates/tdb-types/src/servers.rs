@@ -27,7 +27,32 @@ pub struct ServerItem {
     /// Bytes its databases take on disk; null when the server could not be asked (stopped,
     /// unreachable).
     pub size_bytes: Option<i64>,
+    /// Its WAL archive (point-in-time recovery); null when tdb archives none (attached
+    /// servers, or pgBackRest missing).
+    #[serde(default)]
+    pub archive: Option<ServerArchiveItem>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A server's WAL archive: its pgBackRest stanza and what it can recover now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServerArchiveItem {
+    pub stanza: String,
+    /// Whether the stanza exists in the repository.
+    pub ready: bool,
+    pub recoverable_from: Option<DateTime<Utc>>,
+    pub recoverable_to: Option<DateTime<Utc>>,
+    pub last_full_backup_at: Option<DateTime<Utc>>,
+    pub last_backup_at: Option<DateTime<Utc>>,
+    /// The last archiving or backup error, until it succeeds again.
+    pub error: Option<String>,
+}
+
+/// `POST /servers/{name}/backup`: a full base backup was asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BackupRequested {
+    pub message: String,
+    pub server: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

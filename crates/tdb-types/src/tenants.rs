@@ -137,6 +137,84 @@ pub struct TenantDetail {
     /// moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_move: Option<MoveState>,
+    /// The oldest and newest moment the tenant can be recovered to now (`POST
+    /// /tenants/{id}/recover`), read from its server's WAL archive; absent when there is none
+    /// yet (`pitr_unavailable` says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr: Option<PitrWindow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr_unavailable: Option<String>,
+    /// Present while the tenant's newest recovery can be undone (`POST
+    /// /tenants/{id}/recover-undo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_undo: Option<RecoveryUndo>,
+    /// The tenant's newest point-in-time recovery and how far it got; absent when it never had
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_recovery: Option<RecoveryState>,
+}
+
+/// The moments a tenant can be recovered to now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PitrWindow {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// A recovery that can still be undone, as the reference shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryUndo {
+    pub available: bool,
+    /// Where the original is kept: its dedicated server, or its database on the shared server.
+    pub original_host: String,
+    pub expires_at: DateTime<Utc>,
+    /// The time left, e.g. `23h 45m`.
+    pub expires_in: String,
+    /// The CLI command that undoes it.
+    pub command: String,
+}
+
+/// A point-in-time recovery of one tenant database, as far as it got.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryState {
+    pub recovery_id: String,
+    pub blueprint: String,
+    pub step: tdb_core::RecoveryStep,
+    pub target_timestamp: DateTime<Utc>,
+    pub isolation_level: i32,
+    /// What happened, in order (the restore, the load, the switch and its hold).
+    pub history: Vec<String>,
+    pub error: Option<String>,
+    /// How long the switch held the tenant's new queries, in ms.
+    pub held_ms: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /tenants/{id}/recover`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// ISO 8601 with a time zone, e.g. `2026-02-03T17:10:59Z`; inside `pitr`.
+    pub timestamp: String,
+    /// Which of the tenant's databases; needed only when it has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blueprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecoveringTenant {
+    pub tenant_id: String,
+    pub status: TenantStatus,
+    pub target_timestamp: String,
+}
+
+/// The answer to a recovery request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryStarted {
+    pub message: String,
+    pub tenant: RecoveringTenant,
+    pub recovery_id: String,
 }
 
 /// A move of one tenant database between servers, as far as it got.

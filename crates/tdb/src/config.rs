@@ -152,6 +152,22 @@ pub struct Config {
     pub move_sync_timeout_secs: u64,
     /// How long (hours) a moved database's old copy is kept, unreachable, before it is dropped.
     pub move_keep_source_hours: u64,
+    /// Continuous WAL archiving of every managed server with pgBackRest, and point-in-time
+    /// recovery of tenants (needs the `pgbackrest` program).
+    pub pitr_enabled: bool,
+    /// Days of history every managed server keeps recoverable.
+    pub pitr_retention_days: u32,
+    /// Longest (s) a commit waits before its WAL is archived: what a lost server could lose.
+    pub pitr_archive_timeout_secs: u32,
+    /// Hours between full base backups of each managed server.
+    pub pitr_full_backup_hours: u64,
+    /// Hours between differential base backups (between full ones).
+    pub pitr_diff_backup_hours: u64,
+    /// Seconds between looks at the archives (the recoverable window, backups due).
+    pub pitr_check_secs: u64,
+    /// How long (hours, from the request) a recovered tenant's original is kept for
+    /// `recover-undo` before it is dropped.
+    pub recovery_undo_hours: u64,
     /// Bytes of rows one API request may build in memory (answers of queries).
     pub max_answer_bytes: usize,
     /// Bytes all API answers being built at once may take together.
@@ -247,6 +263,13 @@ impl Default for Config {
             move_drain_ms: 5000,
             move_sync_timeout_secs: 3600,
             move_keep_source_hours: 24,
+            pitr_enabled: true,
+            pitr_retention_days: 7,
+            pitr_archive_timeout_secs: 60,
+            pitr_full_backup_hours: 168,
+            pitr_diff_backup_hours: 24,
+            pitr_check_secs: 5,
+            recovery_undo_hours: 24,
             max_answer_bytes: api.max_answer_bytes,
             answer_memory_budget: 256 << 20,
             slow_query_ms: 1000,
@@ -365,6 +388,7 @@ impl Config {
         }
         self.tier()?;
         self.signup_mode()?;
+        self.validate_pitr()?;
         if !(1..=3650).contains(&self.login_key_days) {
             anyhow::bail!("login_key_days must be between 1 and 3650");
         }
@@ -511,6 +535,29 @@ impl Config {
         Ok(())
     }
 
+    fn validate_pitr(&self) -> anyhow::Result<()> {
+        if !(1..=3650).contains(&self.pitr_retention_days) {
+            anyhow::bail!("pitr_retention_days must be between 1 and 3650");
+        }
+        if !(1..=86_400).contains(&self.pitr_archive_timeout_secs) {
+            anyhow::bail!("pitr_archive_timeout_secs must be between 1 and 86400");
+        }
+        if !(1..=8760).contains(&self.pitr_full_backup_hours)
+            || !(1..=8760).contains(&self.pitr_diff_backup_hours)
+        {
+            anyhow::bail!(
+                "pitr_full_backup_hours and pitr_diff_backup_hours must be between 1 and 8760"
+            );
+        }
+        if !(1..=3600).contains(&self.pitr_check_secs) {
+            anyhow::bail!("pitr_check_secs must be between 1 and 3600");
+        }
+        if !(1..=720).contains(&self.recovery_undo_hours) {
+            anyhow::bail!("recovery_undo_hours must be between 1 and 720");
+        }
+        Ok(())
+    }
+
     pub fn default_region(&self) -> &str {
         self.regions
             .iter()
@@ -581,6 +628,10 @@ impl Config {
             move_drain: std::time::Duration::from_millis(self.move_drain_ms),
             move_sync_timeout: std::time::Duration::from_secs(self.move_sync_timeout_secs),
             move_keep_source: std::time::Duration::from_secs(self.move_keep_source_hours * 3600),
+            pitr_tick: std::time::Duration::from_secs(self.pitr_check_secs),
+            pitr_full_every: std::time::Duration::from_secs(self.pitr_full_backup_hours * 3600),
+            pitr_diff_every: std::time::Duration::from_secs(self.pitr_diff_backup_hours * 3600),
+            recovery_undo_window: std::time::Duration::from_secs(self.recovery_undo_hours * 3600),
         }
     }
 

@@ -14,6 +14,7 @@ use tdb_catalog::servers::ServerSpec;
 use tdb_core::aad::Aad;
 use tdb_core::secrets::MasterKey;
 use tdb_core::{Engine as EngineKind, ServerRole};
+use tdb_engines::managed::archive::{ArchiveOptions, Repository, WalArchive};
 use tdb_engines::managed::postgres::{Listen, ManagedPostgresOptions};
 use tdb_engines::managed::provisioner::LocalOptions;
 use tdb_engines::{
@@ -38,16 +39,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
 
+    let archive = wal_archive(&config)?;
     let managed = match &config.catalog_url {
         Some(_) => None,
-        None => Some(start_shared_postgres(&config, &master_key).await?),
+        None => Some(start_shared_postgres(&config, &master_key, archive.clone()).await?),
     };
     let process = Process {
         metrics,
         limits,
         shutdown,
     };
-    let result = run_with_catalog(&config, &master_key, managed.as_ref(), process).await;
+    let result = run_with_catalog(&config, &master_key, (managed.as_ref(), archive), process).await;
     if let Some(server) = managed {
         server.shutdown().await;
     }
@@ -89,7 +91,7 @@ struct Process {
 async fn run_with_catalog(
     config: &Config,
     key: &MasterKey,
-    managed: Option<&ManagedPostgres>,
+    (managed, archive): (Option<&ManagedPostgres>, Option<Arc<WalArchive>>),
     process: Process,
 ) -> anyhow::Result<()> {
     let Process {
@@ -149,12 +151,28 @@ async fn run_with_catalog(
         Ok(removed) => tracing::info!(removed, "removed the staged files of cut-off uploads"),
         Err(e) => tracing::warn!(error = %e, "could not clean the backup store's staged files"),
     }
+    let provisioner = Arc::new(local_provisioner(config, key, archive.clone())?);
+    if let (Some(archive), Some(_)) = (&archive, managed) {
+        let shared = catalog
+            .find_server_by_name(SHARED_PG)
+            .await?
+            .context("the managed server is not in the catalog")?;
+        catalog
+            .register_archive(
+                &shared.id,
+                SHARED_PG,
+                tdb_engines::Provisioner::kind(provisioner.as_ref()),
+            )
+            .await?;
+        tracing::info!(repository = %archive.location(), "managed servers archive their WAL");
+    }
     let runner = tdb_jobs::Runner {
         catalog: catalog.clone(),
         engines,
         master_key: key.clone(),
         store,
-        provisioner: Arc::new(local_provisioner(config, key)?),
+        provisioner,
+        archive,
         config: config.runner_config(),
         owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
     };
@@ -370,6 +388,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 async fn start_shared_postgres(
     config: &Config,
     key: &MasterKey,
+    archive: Option<Arc<WalArchive>>,
 ) -> anyhow::Result<ManagedPostgres> {
     let options = ManagedPostgresOptions {
         dir: config.managed_dir(SHARED_PG),
@@ -386,6 +405,7 @@ async fn start_shared_postgres(
             ("wal_level".into(), "logical".into()),
         ],
         listen: Listen::PrivateSocket,
+        archive: archive.map(|a| (a, SHARED_PG.to_string())),
     };
     ManagedPostgres::start(options)
         .await
@@ -395,7 +415,11 @@ async fn start_shared_postgres(
 /// The provisioner of dedicated servers: one managed PostgreSQL per L2 database, each under
 /// `dedicated/` in the data dir, run as the managed servers' user, with logical WAL (a dedicated
 /// server is the source of a move back to a shared one).
-fn local_provisioner(config: &Config, key: &MasterKey) -> anyhow::Result<LocalProvisioner> {
+fn local_provisioner(
+    config: &Config,
+    key: &MasterKey,
+    archive: Option<Arc<WalArchive>>,
+) -> anyhow::Result<LocalProvisioner> {
     let binaries = PgBinaries::find(config.postgres_bin_dir.as_deref())
         .inspect_err(|e| tracing::warn!(error = %e, "dedicated (L2) servers cannot be made here"))
         .ok();
@@ -412,7 +436,127 @@ fn local_provisioner(config: &Config, key: &MasterKey) -> anyhow::Result<LocalPr
             ("wal_level".into(), "logical".into()),
         ],
         node: crate::datadir::node_id(&config.data_dir)?,
+        archive,
     }))
+}
+
+/// The WAL archive of the managed servers: pgBackRest's repository in the backup store (a
+/// `pgbackrest` directory in a local store, a `pgbackrest` prefix in a bucket). `None` when
+/// `pitr_enabled` is off or pgBackRest is not installed (then nothing can be recovered to a
+/// moment, and the API says why).
+fn wal_archive(config: &Config) -> anyhow::Result<Option<Arc<WalArchive>>> {
+    if !config.pitr_enabled {
+        tracing::info!("point-in-time recovery is off (pitr_enabled = false)");
+        return Ok(None);
+    }
+    let Some(program) = WalArchive::find_program() else {
+        tracing::warn!(
+            "pgbackrest is not installed: no WAL archiving and no point-in-time recovery \
+             (apt-get install pgbackrest)"
+        );
+        return Ok(None);
+    };
+    let run_as = RunAs::resolve(&config.managed_user)?;
+    let (repository, env) = match config.backup_store.as_deref() {
+        None => (
+            Repository::Posix(local_repository(&config.data_dir.join("backups"), &run_as)?),
+            Vec::new(),
+        ),
+        Some(url) if url.starts_with("file://") => (
+            Repository::Posix(local_repository(
+                Path::new(&url["file://".len()..]),
+                &run_as,
+            )?),
+            Vec::new(),
+        ),
+        Some(url) if url.starts_with("s3://") => s3_repository(config, url)?,
+        Some(url) => {
+            anyhow::bail!("backup_store must be file:///dir or s3://bucket[/prefix], not '{url}'")
+        }
+    };
+    let archive = WalArchive::open(ArchiveOptions {
+        program,
+        dir: config.data_dir.join("pitr"),
+        repository,
+        run_as,
+        binaries: PgBinaries::find(config.postgres_bin_dir.as_deref()).ok(),
+        env,
+        retention_days: config.pitr_retention_days,
+        archive_timeout_secs: config.pitr_archive_timeout_secs,
+    })
+    .context("preparing the WAL archive")?;
+    Ok(Some(Arc::new(archive)))
+}
+
+/// `pgbackrest/` in a local backup store. The store stays closed to everyone but tdb and, when
+/// the servers run as another user, that user's group, which may pass through it (0710) to the
+/// repository it writes.
+fn local_repository(store: &Path, run_as: &RunAs) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !store.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(store)
+            .with_context(|| format!("creating {}", store.display()))?;
+    }
+    if run_as.switch {
+        nix::unistd::chown(store, None, Some(run_as.gid))
+            .with_context(|| format!("chgrp {} {}", run_as.name, store.display()))?;
+        std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o710))
+            .with_context(|| format!("chmod 710 {}", store.display()))?;
+    }
+    Ok(store.join("pgbackrest"))
+}
+
+/// A `pgbackrest` prefix in the backup store's bucket, reached with the AWS_* credentials tdb
+/// has (handed to pgBackRest and the servers through their environment, never a file).
+fn s3_repository(
+    config: &Config,
+    url: &str,
+) -> anyhow::Result<(Repository, Vec<(String, String)>)> {
+    let rest = &url["s3://".len()..];
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let region = config
+        .backup_s3_region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".into());
+    let endpoint = config
+        .backup_s3_endpoint
+        .as_deref()
+        .map(|e| {
+            e.trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .to_string()
+        })
+        .unwrap_or_else(|| format!("s3.{region}.amazonaws.com"));
+    let prefix = prefix.trim_matches('/');
+    let path = if prefix.is_empty() {
+        "/pgbackrest".to_string()
+    } else {
+        format!("/{prefix}/pgbackrest")
+    };
+    let mut env = Vec::new();
+    for (from, to) in [
+        ("AWS_ACCESS_KEY_ID", "PGBACKREST_REPO1_S3_KEY"),
+        ("AWS_SECRET_ACCESS_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET"),
+        ("AWS_SESSION_TOKEN", "PGBACKREST_REPO1_S3_TOKEN"),
+    ] {
+        if let Ok(value) = std::env::var(from) {
+            env.push((to.to_string(), value));
+        }
+    }
+    Ok((
+        Repository::S3 {
+            bucket: bucket.to_string(),
+            path,
+            endpoint,
+            region,
+            path_style: config.backup_s3_endpoint.is_some(),
+        },
+        env,
+    ))
 }
 
 fn connect_options(e: &AdminEndpoint) -> PgConnectOptions {

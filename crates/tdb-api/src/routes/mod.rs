@@ -13,6 +13,7 @@ mod logs;
 mod meta;
 mod moves;
 mod projects;
+mod recover;
 mod servers;
 mod tenants;
 pub(crate) mod workspaces;
@@ -46,6 +47,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(blueprints::routes())
         .merge(tenants::routes())
         .merge(moves::routes())
+        .merge(recover::routes())
         .merge(backups::routes())
         .merge(logs::routes())
         .merge(deployments::routes())

@@ -4,7 +4,9 @@
 use axum::extract::State;
 use tdb_core::ServerStatus;
 use tdb_core::{ErrorCode, KeyRole};
-use tdb_types::servers::{ServerItem, ServerList, UpdateServer};
+use tdb_types::servers::{
+    BackupRequested, ServerArchiveItem, ServerItem, ServerList, UpdateServer,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -16,6 +18,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_servers))
         .routes(routes!(update_server))
+        .routes(routes!(request_backup))
 }
 
 /// Refuses everyone but an operator's admin key.
@@ -44,10 +47,29 @@ async fn list_servers(State(state): State<AppState>, auth: Auth) -> ApiResult<Se
 async fn server_list(state: &AppState) -> Result<ServerList, ApiError> {
     let usage = state.catalog.server_usage().await?;
     let sizes = futures_util::future::join_all(usage.iter().map(|u| size_of(state, &u.server)));
+    let mut archives = Vec::with_capacity(usage.len());
+    for u in &usage {
+        archives.push(
+            state
+                .catalog
+                .archive_of(&u.server.id)
+                .await?
+                .map(|a| ServerArchiveItem {
+                    stanza: a.stanza,
+                    ready: a.ready,
+                    recoverable_from: a.recoverable_from,
+                    recoverable_to: a.recoverable_to,
+                    last_full_backup_at: a.last_full_at,
+                    last_backup_at: a.last_backup_at,
+                    error: a.error,
+                }),
+        );
+    }
     let servers: Vec<ServerItem> = usage
         .iter()
         .zip(sizes.await)
-        .map(|(u, size_bytes)| ServerItem {
+        .zip(archives)
+        .map(|((u, size_bytes), archive)| ServerItem {
             name: u.server.name.clone(),
             engine: u.server.engine.as_str().to_string(),
             role: u.server.role,
@@ -59,6 +81,7 @@ async fn server_list(state: &AppState) -> Result<ServerList, ApiError> {
             databases: u.databases,
             max_databases: u.server.max_databases,
             size_bytes,
+            archive,
             created_at: u.server.created_at,
         })
         .collect();
@@ -111,6 +134,35 @@ async fn update_server(
         .await?;
     tracing::info!(server = %name, status = %req.status, "server status changed by an operator");
     Ok(Reply::ok(server_list(&state).await?))
+}
+
+/// Asks for a full base backup of the server's WAL archive now (before risky work, or to start
+/// a recoverable window at once); the tdb that keeps the archive takes it within seconds.
+#[utoipa::path(post, path = "/servers/{name}/backup", tag = "servers", params(("name" = String, Path)),
+    responses((status = 200, body = BackupRequested),
+              (status = 403), (status = 404, description = "no such server"),
+              (status = 409, description = "tdb archives no WAL of this server")))]
+async fn request_backup(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<BackupRequested> {
+    require_operator(&state, &auth).await?;
+    let Some(server) = state.catalog.find_server_by_name(&name).await? else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no server '{name}'"),
+        ));
+    };
+    if !state.catalog.request_base_backup(&server.id).await? {
+        return Err(ApiError::conflict(format!(
+            "tdb archives no WAL of server '{name}' (attached servers, or pgBackRest missing)"
+        )));
+    }
+    Ok(Reply::ok(BackupRequested {
+        message: format!("A full base backup of server '{name}' was asked for"),
+        server: name,
+    }))
 }
 
 /// What the server's databases take on disk; `None` when it is not running or does not answer

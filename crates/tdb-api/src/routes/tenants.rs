@@ -347,6 +347,7 @@ async fn get_tenant(
         }
         None => None,
     };
+    let recovery = super::recover::view(&state, &name, &t.id, &rows).await?;
     Ok(Reply::ok(TenantDetail {
         tenant_id: t.name,
         status,
@@ -355,6 +356,10 @@ async fn get_tenant(
         deleted_at: t.deleted_at,
         last_rollback,
         last_move,
+        pitr: recovery.pitr,
+        pitr_unavailable: recovery.pitr_unavailable,
+        recovery_undo: recovery.recovery_undo,
+        last_recovery: recovery.last_recovery,
     }))
 }
 

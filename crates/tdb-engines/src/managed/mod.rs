@@ -1,6 +1,7 @@
 //! Managed servers: database servers tdb initialises, starts, supervises and stops itself from the
 //! binaries installed on the machine, each under one directory of the data dir.
 
+pub mod archive;
 pub mod postgres;
 pub mod process;
 pub mod provisioner;

@@ -26,6 +26,7 @@ use tdb_core::aad::Aad;
 use tdb_core::secrets::{MasterKey, new_password};
 use tokio::process::{Child, Command};
 
+use super::archive::{StanzaServer, WalArchive};
 use super::process::{self, StopSignals, free_port, log_tail, port_is_free, reclaim_orphan};
 use super::supervisor::{ManagedProcess, Supervisor};
 use super::{AdminEndpoint, ManagedError, RunAs};
@@ -126,6 +127,8 @@ pub struct ManagedPostgresOptions {
     /// Extra `-c name=value` settings.
     pub settings: Vec<(String, String)>,
     pub listen: Listen,
+    /// Archive the server's WAL into this stanza of the archive (servers on a private socket).
+    pub archive: Option<(Arc<WalArchive>, String)>,
 }
 
 /// A running managed PostgreSQL server.
@@ -180,6 +183,19 @@ impl ManagedPostgres {
             user: state.admin_user.clone(),
             password,
         };
+        let mut settings = opts.settings.clone();
+        let mut env = Vec::new();
+        if let (Some((archive, stanza)), Some(socket)) = (&opts.archive, &socket_dir) {
+            env.extend(archive.env().iter().cloned());
+            archive.write_config(&StanzaServer {
+                stanza,
+                data_dir: &data_dir,
+                socket_dir: socket,
+                port: state.port,
+                admin_user: &state.admin_user,
+            })?;
+            settings.extend(archive.server_settings(stanza));
+        }
         let process = Arc::new(PgProcess {
             binaries: opts.binaries.clone(),
             data_dir: data_dir.clone(),
@@ -187,7 +203,8 @@ impl ManagedPostgres {
             run_as: opts.run_as.clone(),
             endpoint: endpoint.clone(),
             label: opts.label.clone(),
-            settings: opts.settings.clone(),
+            settings,
+            env,
             socket_dir,
         });
         let supervisor = Supervisor::start(process).await?;
@@ -325,11 +342,16 @@ const MAX_SOCKET_PATH: usize = 107;
 /// temporary directory. Either is owned by the server's user with mode 0700, so no other local
 /// user can reach the socket (root can, as root can read the cluster's files anyway).
 fn private_socket_dir(opts: &ManagedPostgresOptions) -> Result<PathBuf, ManagedError> {
+    socket_dir_for(&opts.dir, &opts.run_as)
+}
+
+/// The private socket directory of the server in `server_dir`, made for `run_as`.
+pub(crate) fn socket_dir_for(server_dir: &Path, run_as: &RunAs) -> Result<PathBuf, ManagedError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let dir = socket_dir_of(&opts.dir);
+    let dir = socket_dir_of(server_dir);
     match std::fs::symlink_metadata(&dir) {
         Ok(meta) if meta.is_dir() && !meta.file_type().is_symlink() => {
-            if meta.uid() != opts.run_as.uid.as_raw() {
+            if meta.uid() != run_as.uid.as_raw() {
                 return Err(ManagedError::Setup(format!(
                     "{} belongs to another user (uid {}); remove it",
                     dir.display(),
@@ -350,7 +372,7 @@ fn private_socket_dir(opts: &ManagedPostgresOptions) -> Result<PathBuf, ManagedE
             .create(&dir)
             .map_err(ManagedError::io(format!("creating {}", dir.display())))?,
     }
-    opts.run_as.own(&dir)?;
+    run_as.own(&dir)?;
     Ok(dir)
 }
 
@@ -417,6 +439,8 @@ struct PgProcess {
     endpoint: AdminEndpoint,
     label: String,
     settings: Vec<(String, String)>,
+    /// Environment beyond the locale (what `archive_command` needs to reach the archive).
+    env: Vec<(String, String)>,
     /// The private socket directory; `None`: loopback TCP.
     socket_dir: Option<PathBuf>,
 }
@@ -479,6 +503,9 @@ impl ManagedProcess for PgProcess {
         for (name, value) in &self.settings {
             command.arg("-c").arg(format!("{name}={value}"));
         }
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
         process::prepare(&mut command, &self.run_as, Signal::SIGINT);
         command.spawn().map_err(ManagedError::io(format!(
             "starting {}",
@@ -510,5 +537,134 @@ impl ManagedProcess for PgProcess {
 
     fn stop_signals(&self) -> StopSignals {
         STOP
+    }
+}
+
+/// Makes the server in `dir` from the stanza of the server in `source_dir` as it was at `at`:
+/// restored into `pgdata.restore`, replayed to `at` and promoted, stopped, then moved into
+/// place with the source's administrator (as the archive restored it) on a port of its own. A
+/// run cut off anywhere starts again from the restore; the finished server is started by
+/// [`ManagedPostgres::start`] like any other.
+pub async fn recover_into(
+    dir: &Path,
+    source_dir: &Path,
+    (archive, stanza): (&WalArchive, &str),
+    at: chrono::DateTime<chrono::Utc>,
+    binaries: &PgBinaries,
+    master_key: &MasterKey,
+) -> Result<(), ManagedError> {
+    let run_as = archive.run_as();
+    let data_dir = dir.join("pgdata");
+    if data_dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(ManagedError::io(format!("creating {}", dir.display())))?;
+    run_as.check_reachable(dir)?;
+    let work = dir.join("pgdata.restore");
+    reclaim_orphan(&work.join("postmaster.pid"), &work, RECLAIM).await;
+    archive.restore(stanza, &work, at, None).await?;
+    let source_state = source_dir.join("state.json");
+    let text = std::fs::read_to_string(&source_state).map_err(|e| ManagedError::State {
+        path: source_state.clone(),
+        message: e.to_string(),
+    })?;
+    let mut state: State = serde_json::from_str(&text).map_err(|e| ManagedError::State {
+        path: source_state.clone(),
+        message: e.to_string(),
+    })?;
+    state.port = free_port()?;
+    let password = hex::decode(&state.admin_password_sealed)
+        .ok()
+        .and_then(|sealed| {
+            master_key
+                .open_string(&sealed, Aad::ManagedServerAdmin)
+                .ok()
+        })
+        .ok_or_else(|| ManagedError::State {
+            path: source_state,
+            message: "admin password cannot be unsealed".into(),
+        })?;
+    let socket_dir = socket_dir_for(dir, run_as)?;
+    let replayed = super::archive::replay(&super::archive::ReplaySpec {
+        binaries,
+        run_as,
+        data_dir: &work,
+        socket_dir: &socket_dir,
+        port: state.port,
+        log: &dir.join("replay.log"),
+        admin_user: &state.admin_user,
+        admin_password: &password,
+        deadline: RECOVERY_DEADLINE,
+    })
+    .await?;
+    replayed.stop().await;
+    write_state(&dir.join("state.json"), &state)?;
+    std::fs::rename(&work, &data_dir).map_err(ManagedError::io("moving pgdata into place"))
+}
+
+/// Longest the replay of an archive into a new server may take.
+pub const RECOVERY_DEADLINE: Duration = Duration::from_secs(6 * 3600);
+
+/// Restores the stanza into a scratch server in `dir` as it was at `at`, with only database
+/// `only` readable, and runs it until [`Scratch::remove`]: the source of one database's
+/// recovery. The administrator is the source's (the restore brings its role back as it was).
+pub async fn open_scratch(
+    dir: &Path,
+    (archive, stanza): (&WalArchive, &str),
+    at: chrono::DateTime<chrono::Utc>,
+    only: &str,
+    binaries: &PgBinaries,
+    admin: &AdminEndpoint,
+) -> Result<Scratch, ManagedError> {
+    let run_as = archive.run_as();
+    remove(dir).await?;
+    std::fs::create_dir_all(dir)
+        .map_err(ManagedError::io(format!("creating {}", dir.display())))?;
+    run_as.check_reachable(dir)?;
+    let data_dir = dir.join("pgdata");
+    let only_one = archive.restore(stanza, &data_dir, at, Some(only)).await?;
+    let socket_dir = socket_dir_for(dir, run_as)?;
+    let server = super::archive::replay(&super::archive::ReplaySpec {
+        binaries,
+        run_as,
+        data_dir: &data_dir,
+        socket_dir: &socket_dir,
+        port: free_port()?,
+        log: &dir.join("replay.log"),
+        admin_user: &admin.user,
+        admin_password: &admin.password,
+        deadline: RECOVERY_DEADLINE,
+    })
+    .await?;
+    Ok(Scratch {
+        dir: dir.to_path_buf(),
+        server,
+        only_one,
+    })
+}
+
+/// A scratch server made by [`open_scratch`].
+pub struct Scratch {
+    dir: PathBuf,
+    server: super::archive::Replayed,
+    only_one: bool,
+}
+
+impl Scratch {
+    /// Whether only the one database was restored (`--db-include`); `false` when the database
+    /// was newer than the backup and everything was.
+    pub fn only_one(&self) -> bool {
+        self.only_one
+    }
+
+    pub fn endpoint(&self) -> &AdminEndpoint {
+        &self.server.endpoint
+    }
+
+    /// Stops the scratch server and removes it.
+    pub async fn remove(self) -> Result<(), ManagedError> {
+        self.server.stop().await;
+        remove(&self.dir).await
     }
 }

@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tdb_core::secrets::MasterKey;
 
+use super::archive::WalArchive;
 use super::postgres::{Listen, ManagedPostgres, ManagedPostgresOptions, PgBinaries};
 use super::{AdminEndpoint, ManagedError, RunAs};
 
@@ -35,6 +37,16 @@ pub trait Provisioner: Send + Sync {
     /// Makes the server if it does not exist, starts it if it is stopped, and returns once its
     /// administrator can log in.
     async fn provision(&self, request: &ServerRequest<'_>) -> Result<AdminEndpoint, ManagedError>;
+
+    /// Makes server `request.name` from the WAL archive of server `source` as it was at `at`
+    /// (restored, replayed, promoted), unless it was made already; then starts it like
+    /// [`Provisioner::provision`]. The new server archives into a stanza of its own.
+    async fn provision_recovered(
+        &self,
+        request: &ServerRequest<'_>,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<AdminEndpoint, ManagedError>;
 
     /// Stops the server and keeps its data (a trashed tenant's server).
     async fn stop(&self, name: &str) -> Result<(), ManagedError>;
@@ -60,6 +72,8 @@ pub struct LocalOptions {
     /// This tdb's node id (stable per data dir): its servers live in its data dir, so another
     /// node sharing the catalog leaves them alone.
     pub node: String,
+    /// Where every server archives its WAL (`None`: no archiving, no recovery).
+    pub archive: Option<Arc<WalArchive>>,
 }
 
 /// One managed PostgreSQL per dedicated server, each in its own directory under the data dir,
@@ -95,6 +109,36 @@ impl LocalProvisioner {
     fn dir(&self, name: &str) -> PathBuf {
         self.options.root.join(name)
     }
+
+    fn binaries(&self) -> Result<PgBinaries, ManagedError> {
+        self.options.binaries.clone().ok_or_else(|| {
+            ManagedError::Setup(
+                "dedicated servers need PostgreSQL's server programs (initdb, postgres) on this \
+                 machine; install them (apt-get install postgresql) or set postgres_bin_dir"
+                    .into(),
+            )
+        })
+    }
+
+    /// Starts the server in its directory (made by `initdb` first when there is none).
+    async fn start(&self, name: &str) -> Result<ManagedPostgres, ManagedError> {
+        std::fs::create_dir_all(&self.options.root).map_err(ManagedError::io(format!(
+            "creating {}",
+            self.options.root.display()
+        )))?;
+        let o = &self.options;
+        ManagedPostgres::start(ManagedPostgresOptions {
+            dir: self.dir(name),
+            binaries: self.binaries()?,
+            run_as: o.run_as.clone(),
+            master_key: o.master_key.clone(),
+            label: name.to_string(),
+            settings: o.settings.clone(),
+            listen: Listen::PrivateSocket,
+            archive: o.archive.clone().map(|a| (a, name.to_string())),
+        })
+        .await
+    }
 }
 
 /// Names become directory names: nothing that could leave the root.
@@ -126,28 +170,39 @@ impl Provisioner for LocalProvisioner {
         if let Some(server) = running.as_ref() {
             return Ok(server.endpoint().clone());
         }
-        std::fs::create_dir_all(&self.options.root).map_err(ManagedError::io(format!(
-            "creating {}",
-            self.options.root.display()
-        )))?;
-        let o = &self.options;
-        let binaries = o.binaries.clone().ok_or_else(|| {
+        let server = self.start(request.name).await?;
+        let endpoint = server.endpoint().clone();
+        *running = Some(server);
+        Ok(endpoint)
+    }
+
+    async fn provision_recovered(
+        &self,
+        request: &ServerRequest<'_>,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<AdminEndpoint, ManagedError> {
+        check_name(source)?;
+        let slot = self.slot(request.name)?;
+        let mut running = slot.lock().await;
+        if let Some(server) = running.as_ref() {
+            return Ok(server.endpoint().clone());
+        }
+        let archive = self.options.archive.clone().ok_or_else(|| {
             ManagedError::Setup(
-                "dedicated servers need PostgreSQL's server programs (initdb, postgres) on this \
-                 machine; install them (apt-get install postgresql) or set postgres_bin_dir"
-                    .into(),
+                "this tdb archives no WAL (pgBackRest is missing or pitr_enabled is off)".into(),
             )
         })?;
-        let server = ManagedPostgres::start(ManagedPostgresOptions {
-            dir: self.dir(request.name),
-            binaries,
-            run_as: o.run_as.clone(),
-            master_key: o.master_key.clone(),
-            label: request.name.to_string(),
-            settings: o.settings.clone(),
-            listen: Listen::PrivateSocket,
-        })
+        super::postgres::recover_into(
+            &self.dir(request.name),
+            &self.dir(source),
+            (&archive, source),
+            at,
+            &self.binaries()?,
+            &self.options.master_key,
+        )
         .await?;
+        let server = self.start(request.name).await?;
         let endpoint = server.endpoint().clone();
         *running = Some(server);
         Ok(endpoint)
@@ -169,6 +224,9 @@ impl Provisioner for LocalProvisioner {
             server.shutdown().await;
         }
         super::postgres::remove(&self.dir(name)).await?;
+        if let Some(archive) = &self.options.archive {
+            archive.delete_stanza(name).await?;
+        }
         drop(running);
         self.servers
             .lock()

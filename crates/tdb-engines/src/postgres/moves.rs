@@ -12,7 +12,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 use super::{PostgresEngine, admin_access, connect, from_sqlx, quote_ident, quote_literal};
 use crate::AdminEndpoint;
-use crate::capability::{DatabaseMoves, MoveEnds, TableSums};
+use crate::capability::{DatabaseMoves, MoveEnds, RoleState, TableSums};
 use crate::engine::{EngineError, Result};
 
 /// The marker's table, in the schema tdb keeps in every tenant database.
@@ -282,6 +282,84 @@ impl DatabaseMoves for PostgresEngine {
             exec(
                 &mut conn,
                 &format!("ALTER ROLE {} LOGIN", quote_ident(role)),
+            )
+            .await?;
+        }
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    async fn close_database(
+        &self,
+        server: &AdminEndpoint,
+        database: &str,
+        roles: &[&str],
+    ) -> Result<()> {
+        let mut conn = admin(server, "postgres").await?;
+        let db = quote_ident(database);
+        for role in roles {
+            exec(
+                &mut conn,
+                &format!("REVOKE CONNECT ON DATABASE {db} FROM {}", quote_ident(role)),
+            )
+            .await?;
+        }
+        let started = Instant::now();
+        loop {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                  WHERE datname = $1 AND usename = ANY($2)",
+            )
+            .bind(database)
+            .bind(roles)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(from_sqlx)?;
+            if left == 0 {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(EngineError::Internal(format!(
+                    "{left} sessions on {database} did not end"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    async fn reopen_database(
+        &self,
+        server: &AdminEndpoint,
+        database: &str,
+        roles: &[&str],
+    ) -> Result<()> {
+        let mut conn = admin(server, "postgres").await?;
+        let db = quote_ident(database);
+        for role in roles {
+            exec(
+                &mut conn,
+                &format!("GRANT CONNECT ON DATABASE {db} TO {}", quote_ident(role)),
+            )
+            .await?;
+        }
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    async fn reset_roles(&self, server: &AdminEndpoint, roles: &[RoleState<'_>]) -> Result<()> {
+        let mut conn = admin(server, "postgres").await?;
+        for role in roles {
+            let verifier = tdb_core::secrets::scram_verifier(role.password);
+            exec(
+                &mut conn,
+                &format!(
+                    "ALTER ROLE {} LOGIN CONNECTION LIMIT {} PASSWORD {}",
+                    quote_ident(role.name),
+                    role.connection_limit,
+                    quote_literal(&verifier)
+                ),
             )
             .await?;
         }

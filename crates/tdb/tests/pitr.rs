@@ -1,0 +1,571 @@
+//! Point-in-time recovery against a real `tdb serve`, its managed servers archiving their WAL
+//! with pgBackRest: rows written around a known moment, the tenant recovered to it holds exactly
+//! what was committed before (L1 beside neighbours that are never touched and stay reachable;
+//! L2 on a new server of its own), the undo brings the state before the recovery back, the
+//! window shown in `pitr` is honest at both ends, bad requests are refused with reasons, and a
+//! recovery cut off by `kill -9` finishes after a restart.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tdb_testkit::{ServeOptions, TdbServer};
+
+const OPERATOR: &str = "ops@example.com";
+
+/// tdb with archives that switch segments every 2 s and are looked at every second, so the
+/// recoverable window follows within seconds; `paid` for L2 tenants.
+async fn start_pitr(extra_toml: &str) -> TdbServer {
+    let options = ServeOptions {
+        config_toml: Some(format!(
+            "default_tier = \"paid\"\noperators = [\"{OPERATOR}\"]\n\
+             pitr_archive_timeout_secs = 2\npitr_check_secs = 1\n\
+             backup_schedule_tick_secs = 1\n{extra_toml}"
+        )),
+        ..Default::default()
+    };
+    TdbServer::start_with(bin(), options)
+        .await
+        .expect("tdb serve starts")
+}
+
+/// The operator's account with blueprint `app` (table `items`) deployed; returns its key.
+async fn operator_with_blueprint(s: &TdbServer) -> String {
+    let key = account_with_blueprint(s, OPERATOR, "Ops", "app").await;
+    ws_query(
+        s,
+        &key,
+        "app",
+        "CREATE TABLE items (id int PRIMARY KEY, note text NOT NULL)",
+    )
+    .await;
+    let d = deploy_and_wait(s, &key, "app").await;
+    assert_eq!(d["status"], "completed", "{d}");
+    key
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    psql_with_options(url, "", sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The rows of `items`, in order, as `id|note` lines joined by commas.
+fn rows(url: &str) -> String {
+    psql(
+        url,
+        "SELECT coalesce(string_agg(id || '|' || note, ',' ORDER BY id), '') FROM items",
+    )
+}
+
+async fn tenant(s: &TdbServer, key: &str, name: &str) -> Value {
+    let (st, t) = get(s, &format!("/tenants/{name}"), key).await;
+    assert_eq!(st, 200, "{t}");
+    t
+}
+
+fn at(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| panic!("not a moment: {v}"))
+}
+
+/// Waits until the tenant's `pitr` window reaches `moment` (2 minutes at most); returns it.
+async fn window_reaching(s: &TdbServer, key: &str, name: &str, moment: DateTime<Utc>) -> Value {
+    let started = Instant::now();
+    loop {
+        let t = tenant(s, key, name).await;
+        if let Some(p) = t.get("pitr")
+            && at(&p["to"]) >= moment
+            && at(&p["from"]) <= moment
+        {
+            return p.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the window of {name} never reached {moment}: {t}\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until the tenant has a recoverable window (2 minutes at most); returns it.
+async fn some_window(s: &TdbServer, key: &str, name: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let t = tenant(s, key, name).await;
+        if let Some(p) = t.get("pitr") {
+            return p.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{t}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Asks for a recovery of `name` to `moment`, which must start.
+async fn recover(s: &TdbServer, key: &str, name: &str, moment: &str) -> Value {
+    let path = format!("/tenants/{name}/recover");
+    let (st, body) = post(s, &path, Some(key), json!({ "timestamp": moment })).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["tenant"]["status"], "recovering", "{body}");
+    body
+}
+
+/// Waits until the tenant's newest recovery reaches one of `steps` and the tenant is `ready`
+/// (5 minutes at most); returns the tenant.
+async fn recovery_reaches(s: &TdbServer, key: &str, name: &str, steps: &[&str]) -> Value {
+    let started = Instant::now();
+    loop {
+        let t = tenant(s, key, name).await;
+        let step = t["last_recovery"]["step"].as_str().unwrap_or_default();
+        if steps.contains(&step) && t["status"] == "ready" {
+            return t;
+        }
+        assert!(
+            step != "failed" || steps.contains(&"failed"),
+            "the recovery failed: {t}\n{}",
+            s.log_tail()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the recovery of {name} did not reach {steps:?}: {t}\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A moment between two writes: rows before it committed at least a second earlier, rows after
+/// it a second later.
+async fn moment_between() -> DateTime<Utc> {
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let moment = Utc::now();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    moment
+}
+
+fn iso(moment: DateTime<Utc>) -> String {
+    moment.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// A checksum of every row a tenant holds.
+fn checksum(url: &str) -> String {
+    psql(
+        url,
+        "SELECT md5(coalesce(string_agg(id || ':' || note, ',' ORDER BY id), '')) FROM items",
+    )
+}
+
+/// Queries `url` every 100 ms until stopped; counts the failures.
+fn keep_querying(
+    url: String,
+) -> (
+    Arc<AtomicBool>,
+    Arc<AtomicUsize>,
+    std::thread::JoinHandle<usize>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let handle = {
+        let (stop, failures) = (stop.clone(), failures.clone());
+        std::thread::spawn(move || {
+            let mut queries = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if psql_with_options(&url, "", "SELECT count(*) FROM items").is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                queries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            queries
+        })
+    };
+    (stop, failures, handle)
+}
+
+/// Asks for a full base backup of the shared server and waits until one newer than `after`
+/// is in its archive.
+async fn base_backup(s: &TdbServer, key: &str, after: DateTime<Utc>) {
+    let (st, body) = post(s, "/servers/postgresql-shared/backup", Some(key), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    let started = Instant::now();
+    loop {
+        let (st, list) = get(s, "/servers", key).await;
+        assert_eq!(st, 200, "{list}");
+        let shared = list["servers"]
+            .as_array()
+            .and_then(|all| all.iter().find(|v| v["name"] == "postgresql-shared"))
+            .cloned()
+            .expect("the shared server");
+        if shared["archive"]["last_backup_at"]
+            .as_str()
+            .is_some_and(|t| at(&json!(t)) > after)
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no new base backup: {shared}\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_l1_tenant_goes_back_to_a_moment_beside_its_neighbours() {
+    let s = start_pitr("").await;
+    let key = operator_with_blueprint(&s).await;
+    let acme = create_tenant_url(&s, &key, "app", "acme").await;
+    let n1 = create_tenant_url(&s, &key, "app", "n1").await;
+    let n2 = create_tenant_url(&s, &key, "app", "n2").await;
+    psql(&n1, "INSERT INTO items VALUES (1, 'n1')");
+    psql(&n2, "INSERT INTO items VALUES (1, 'n2')");
+    // A base backup that holds the tenants, so the restore can take acme's files alone.
+    base_backup(&s, &key, Utc::now()).await;
+
+    psql(&acme, "INSERT INTO items VALUES (1, 'before')");
+    let moment = moment_between().await;
+    psql(
+        &acme,
+        "INSERT INTO items VALUES (2, 'after'); UPDATE items SET note = 'changed' WHERE id = 1",
+    );
+    psql(&n1, "INSERT INTO items VALUES (2, 'n1 later')");
+    let neighbours = (checksum(&n1), checksum(&n2));
+    window_reaching(&s, &key, "acme", moment).await;
+
+    let (stop, failures, querying) = keep_querying(n2.clone());
+    let started = recover(&s, &key, "acme", &iso(moment)).await;
+    assert_eq!(started["tenant"]["tenant_id"], "acme", "{started}");
+    let t = recovery_reaches(&s, &key, "acme", &["completed"]).await;
+    stop.store(true, Ordering::Relaxed);
+    let queries = querying.join().expect("the neighbour's queries");
+    assert_eq!(rows(&acme), "1|before", "{t}");
+    assert_eq!((checksum(&n1), checksum(&n2)), neighbours);
+    assert!(queries > 5, "the neighbour was queried {queries} times");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "a neighbour's query failed"
+    );
+    let history = t["last_recovery"]["history"].to_string();
+    assert!(history.contains("only its database restored"), "{history}");
+    let undo = &t["recovery_undo"];
+    assert_eq!(undo["available"], true, "{t}");
+    assert_eq!(undo["command"], "tdb tenants recover-undo acme", "{t}");
+    assert!(
+        str_of(undo, "original_host").starts_with("postgresql-shared/"),
+        "{undo}"
+    );
+    assert!(str_of(undo, "expires_in").starts_with("23h "), "{undo}");
+
+    // The undo brings back what the tenant held before the recovery.
+    let (st, body) = post(&s, "/tenants/acme/recover-undo", Some(&key), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    let t = recovery_reaches(&s, &key, "acme", &["undone"]).await;
+    assert_eq!(rows(&acme), "1|changed,2|after", "{t}");
+    assert!(t.get("recovery_undo").is_none(), "{t}");
+    let (st, body) = post(&s, "/tenants/acme/recover-undo", Some(&key), json!({})).await;
+    assert_eq!(st, 409, "{body}");
+    assert!(body.to_string().contains("undone already"), "{body}");
+    assert_eq!((checksum(&n1), checksum(&n2)), neighbours);
+
+    // The window is honest at both ends: its newest moment, then its oldest.
+    psql(&acme, "INSERT INTO items VALUES (3, 'latest')");
+    // (The window starts a second after the undo's switch.)
+    let written = moment_between().await;
+    let window = window_reaching(&s, &key, "acme", written).await;
+    recover(&s, &key, "acme", str_of(&window, "to")).await;
+    recovery_reaches(&s, &key, "acme", &["completed"]).await;
+    assert_eq!(rows(&acme), "1|changed,2|after,3|latest");
+    post(&s, "/tenants/acme/recover-undo", Some(&key), json!({})).await;
+    recovery_reaches(&s, &key, "acme", &["undone"]).await;
+    let window = some_window(&s, &key, "acme").await;
+    recover(&s, &key, "acme", str_of(&window, "from")).await;
+    recovery_reaches(&s, &key, "acme", &["completed"]).await;
+    assert_eq!(rows(&acme), "1|changed,2|after,3|latest");
+
+    // Once the undo window is over the original goes, and with it the undo.
+    let catalog = s.managed_admin_url("tdb_catalog").expect("catalog url");
+    let original = psql(
+        &catalog,
+        "UPDATE recoveries SET undo_until = now() - interval '1 second'
+          WHERE id = (SELECT id FROM recoveries ORDER BY created_at DESC LIMIT 1)
+         RETURNING original_db",
+    );
+    let (st, body) = post(&s, "/tenants/acme/recover-undo", Some(&key), json!({})).await;
+    assert_eq!(st, 409, "{body}");
+    let shared = s.managed_admin_url("postgres").expect("admin url");
+    let started = Instant::now();
+    let gone = format!("SELECT count(*) FROM pg_database WHERE datname = '{original}'");
+    while psql(&shared, &gone) != "0" {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the expired original {original} was not dropped\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        tenant(&s, &key, "acme")
+            .await
+            .get("recovery_undo")
+            .is_none()
+    );
+    assert_eq!(rows(&acme), "1|changed,2|after,3|latest");
+}
+
+/// A write login's connection string for the tenant, through the proxy, in plaintext.
+async fn login(s: &TdbServer, key: &str, tenant: &str) -> String {
+    let (st, c) = post(
+        s,
+        &format!("/tenants/{tenant}/credentials"),
+        Some(key),
+        json!({"role": "write"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{c}");
+    str_of(&c["connection"], "connection_string").replace("sslmode=require", "sslmode=disable")
+}
+
+async fn dedicated_names(s: &TdbServer, key: &str) -> Vec<String> {
+    let (st, list) = get(s, "/servers", key).await;
+    assert_eq!(st, 200, "{list}");
+    let mut names: Vec<String> = list["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .filter(|v| v["role"] == "dedicated" && v["status"] == "active")
+        .map(|v| str_of(v, "name").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn create_l2(s: &TdbServer, key: &str, name: &str) -> String {
+    let (st, t) = post(
+        s,
+        "/tenants",
+        Some(key),
+        json!({"tenant_id": name, "databases": [{"blueprint": "app", "isolation_level": 2}]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{t}");
+    let started = Instant::now();
+    while tenant(s, key, name).await["status"] != "ready" {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    login(s, key, name).await
+}
+
+/// psql until it succeeds (a server just switched to may still be starting), 90 s at most.
+async fn rows_eventually(url: &str) -> String {
+    let started = Instant::now();
+    loop {
+        match psql_with_options(
+            url,
+            "",
+            "SELECT coalesce(string_agg(id || '|' || note, ',' ORDER BY id), '') FROM items",
+        ) {
+            Ok(rows) => return rows,
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(90), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_l2_tenant_goes_back_on_a_new_server_and_the_undo_swaps_the_original_back() {
+    let s = start_pitr("").await;
+    let key = operator_with_blueprint(&s).await;
+    let url = create_l2(&s, &key, "acme").await;
+    // Nothing is recoverable before the new server's first base backup.
+    some_window(&s, &key, "acme").await;
+    psql(&url, "INSERT INTO items VALUES (1, 'before')");
+    let moment = moment_between().await;
+    psql(
+        &url,
+        "INSERT INTO items VALUES (2, 'after'); DELETE FROM items WHERE id = 1",
+    );
+    window_reaching(&s, &key, "acme", moment).await;
+    let servers_before = dedicated_names(&s, &key).await;
+    assert_eq!(servers_before.len(), 1, "{servers_before:?}");
+
+    recover(&s, &key, "acme", &iso(moment)).await;
+    let t = recovery_reaches(&s, &key, "acme", &["completed"]).await;
+    assert_eq!(rows_eventually(&url).await, "1|before", "{t}");
+    let servers_after = dedicated_names(&s, &key).await;
+    assert_eq!(
+        servers_after.len(),
+        1,
+        "the original is stopped: {servers_after:?}"
+    );
+    assert_ne!(
+        servers_after, servers_before,
+        "a new server serves the tenant"
+    );
+    assert_eq!(
+        t["recovery_undo"]["original_host"],
+        json!(servers_before[0]),
+        "{t}"
+    );
+    assert_eq!(t["last_recovery"]["isolation_level"], 2, "{t}");
+    // The recovered server takes writes, and archives them in its turn.
+    psql(
+        &url,
+        "INSERT INTO items VALUES (3, 'on the recovered server')",
+    );
+
+    let (st, body) = post(&s, "/tenants/acme/recover-undo", Some(&key), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["tenant"]["status"], "recovering", "{body}");
+    recovery_reaches(&s, &key, "acme", &["undone"]).await;
+    assert_eq!(rows_eventually(&url).await, "2|after");
+    assert_eq!(dedicated_names(&s, &key).await, servers_before);
+}
+
+#[tokio::test]
+async fn bad_recovery_requests_are_refused_with_their_reasons() {
+    let s = start_pitr("").await;
+    let key = operator_with_blueprint(&s).await;
+    let url = create_tenant_url(&s, &key, "app", "acme").await;
+    some_window(&s, &key, "acme").await;
+    psql(&url, "INSERT INTO items VALUES (1, 'x')");
+    let window = window_reaching(&s, &key, "acme", Utc::now()).await;
+    let refused = |status: u16, body: &Value, says: &str| {
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains(says), "{says}: {body}");
+    };
+    let path = "/tenants/acme/recover";
+    for bad in [
+        "yesterday",
+        "2026-12-05",
+        "2026-12-05 10:11:12",
+        "2026-12-05T10:11:12",
+    ] {
+        let (st, body) = post(&s, path, Some(&key), json!({ "timestamp": bad })).await;
+        refused(st, &body, "ISO 8601");
+    }
+    let (st, body) = post(&s, path, Some(&key), json!({})).await;
+    assert_eq!(st, 400, "{body}");
+    let future = iso(Utc::now() + chrono::Duration::hours(1));
+    let (st, body) = post(&s, path, Some(&key), json!({ "timestamp": future })).await;
+    refused(st, &body, "in the future");
+    assert!(body.to_string().contains("from "), "{body}");
+    let early = iso(at(&window["from"]) - chrono::Duration::seconds(10));
+    let (st, body) = post(&s, path, Some(&key), json!({ "timestamp": early })).await;
+    refused(st, &body, "outside the recoverable window");
+    let (st, body) = post(
+        &s,
+        path,
+        Some(&key),
+        json!({ "timestamp": str_of(&window, "to"), "blueprint": "nope" }),
+    )
+    .await;
+    refused(st, &body, "no database of blueprint 'nope'");
+
+    let good = json!({ "timestamp": str_of(&window, "to") });
+    let catalog = s.managed_admin_url("tdb_catalog").expect("catalog url");
+    for (status, says) in [
+        ("syncing", "moving"),
+        ("migrating", "moving"),
+        ("restoring", "being restored"),
+    ] {
+        psql(
+            &catalog,
+            &format!("UPDATE tenants SET status = '{status}' WHERE name = 'acme'"),
+        );
+        let (st, body) = post(&s, path, Some(&key), good.clone()).await;
+        assert_eq!(st, 409, "{status}: {body}");
+        assert!(body.to_string().contains(says), "{body}");
+    }
+    psql(
+        &catalog,
+        "UPDATE tenants SET status = 'ready' WHERE name = 'acme'",
+    );
+    let (st, body) = post(&s, "/tenants/acme/suspend", Some(&key), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = post(&s, path, Some(&key), good.clone()).await;
+    assert_eq!(st, 409, "{body}");
+    assert!(body.to_string().contains("suspended"), "{body}");
+    let (st, body) = post(&s, "/tenants/acme/resume", Some(&key), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = call(&s, Method::DELETE, "/tenants/acme", Some(&key), None).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = post(&s, path, Some(&key), good.clone()).await;
+    assert_eq!(st, 409, "{body}");
+    assert!(body.to_string().contains("trash"), "{body}");
+    let (st, body) = post(&s, "/tenants/acme/restore", Some(&key), json!({})).await;
+    assert_eq!(st, 200, "{body}");
+
+    let (st, body) = post(&s, "/tenants/acme/recover-undo", Some(&key), json!({})).await;
+    assert_eq!(st, 409, "{body}");
+    assert!(body.to_string().contains("no recovery to undo"), "{body}");
+
+    // Read keys may not recover.
+    let (st, created) = post(
+        &s,
+        "/apikeys",
+        Some(&key),
+        json!({"name": "r", "role": "read"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    let (st, body) = post(&s, path, Some(str_of(&created, "api_key")), good).await;
+    assert_eq!(st, 403, "{body}");
+}
+
+#[tokio::test]
+async fn a_recovery_cut_off_by_kill_9_finishes_after_a_restart() {
+    let mut s = start_pitr("").await;
+    let key = operator_with_blueprint(&s).await;
+    let acme = create_tenant_url(&s, &key, "app", "acme").await;
+    some_window(&s, &key, "acme").await;
+    // A large enough table that the restore and the load take a moment.
+    psql(
+        &acme,
+        "INSERT INTO items SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g",
+    );
+    let moment = moment_between().await;
+    psql(&acme, "DELETE FROM items WHERE id > 100000");
+    window_reaching(&s, &key, "acme", moment).await;
+    recover(&s, &key, "acme", &iso(moment)).await;
+    let started = Instant::now();
+    loop {
+        let t = tenant(&s, &key, "acme").await;
+        let step = t["last_recovery"]["step"].as_str().unwrap_or_default();
+        if step == "restoring" || step == "loading" {
+            break;
+        }
+        assert!(
+            step == "queued",
+            "the recovery went past its work before the kill: {t}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60), "{t}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.kill9().expect("kill -9");
+    s.restart().await.expect("tdb restarts");
+    // The tenant is served throughout: its current data until the switch, then the
+    // recovered data.
+    let served = psql(&acme, "SELECT count(*) FROM items");
+    assert!(served == "100000" || served == "200000", "{served}");
+    let t = recovery_reaches(&s, &key, "acme", &["completed"]).await;
+    assert_eq!(psql(&acme, "SELECT count(*) FROM items"), "200000", "{t}");
+    let scratch = s.data_dir().join("pitr").join("scratch");
+    let left: Vec<_> = std::fs::read_dir(&scratch)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "scratch servers left behind: {left:?}");
+}
