@@ -15,7 +15,7 @@ if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
 fi
 # shellcheck disable=SC2046
 ensure_packages ca-certificates curl jq pkg-config gcc \
-    postgresql postgresql-client mariadb-server redis-server \
+    postgresql postgresql-client pgbackrest mariadb-server redis-server \
     $(libclang_packages)
 
 cargo build --release --locked -p tdb

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/packages.sh
 
-ensure_packages ca-certificates pkg-config gcc postgresql postgresql-client $(libclang_packages)
+ensure_packages ca-certificates pkg-config gcc postgresql postgresql-client pgbackrest $(libclang_packages)
 ./scripts/test-clients.sh
 
 cargo fmt --all -- --check
