@@ -485,6 +485,26 @@ impl Client {
             .await
     }
 
+    /// `POST /tenants/{id}/recover`: back to a moment inside the tenant's `pitr` window.
+    pub async fn recover_tenant(
+        &self,
+        name: &str,
+        request: &tenants::RecoverRequest,
+    ) -> Result<Reply<tenants::RecoveryStarted>, ClientError> {
+        let path = format!("/tenants/{}/recover", encode(name));
+        self.request(Method::POST, &path, Some(request), true).await
+    }
+
+    /// `POST /tenants/{id}/recover-undo`: the original back, while it is kept.
+    pub async fn recover_undo(
+        &self,
+        name: &str,
+    ) -> Result<Reply<tenants::TenantTransition>, ClientError> {
+        let path = format!("/tenants/{}/recover-undo", encode(name));
+        self.request(Method::POST, &path, Some(&serde_json::json!({})), true)
+            .await
+    }
+
     pub async fn tenant_backups(
         &self,
         name: &str,

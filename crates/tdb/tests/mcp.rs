@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 type McpClient = RunningService<RoleClient, ()>;
 
-const TOOLS: [&str; 24] = [
+const TOOLS: [&str; 26] = [
     "provision_database",
     "list_provisioned_databases",
     "delete_provisioned_database",
@@ -39,6 +39,8 @@ const TOOLS: [&str; 24] = [
     "create_tenant",
     "get_tenant",
     "backup_tenant",
+    "recover_tenant",
+    "recover_undo",
     "list_tenant_backups",
     "tenant_logs",
     "list_deployments",

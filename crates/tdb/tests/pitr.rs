@@ -569,3 +569,96 @@ async fn a_recovery_cut_off_by_kill_9_finishes_after_a_restart() {
         .unwrap_or_default();
     assert!(left.is_empty(), "scratch servers left behind: {left:?}");
 }
+
+type McpClient = rmcp::service::RunningService<rmcp::service::RoleClient, ()>;
+
+async fn mcp_client(s: &TdbServer, key: &str) -> McpClient {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", s.api_url))
+        .auth_header(key);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    ().serve(transport).await.expect("MCP handshake over HTTP")
+}
+
+async fn mcp_call(
+    client: &McpClient,
+    tool: &'static str,
+    args: Value,
+) -> rmcp::model::CallToolResult {
+    let args = args.as_object().cloned().expect("arguments are an object");
+    client
+        .call_tool(rmcp::model::CallToolRequestParams::new(tool).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+#[tokio::test]
+async fn the_cli_and_mcp_recover_and_undo() {
+    let s = start_pitr("").await;
+    let key = operator_with_blueprint(&s).await;
+    let acme = create_tenant_url(&s, &key, "app", "acme").await;
+    some_window(&s, &key, "acme").await;
+    psql(&acme, "INSERT INTO items VALUES (1, 'before')");
+    let moment = moment_between().await;
+    psql(&acme, "INSERT INTO items VALUES (2, 'after')");
+    window_reaching(&s, &key, "acme", moment).await;
+
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+        key: Some(&key),
+    };
+    let shown = cli.ok(&["tenants", "get", "acme"]);
+    assert!(shown.contains("pitr: recoverable from "), "{shown}");
+    let refused = cli.fails(&["tenants", "recover", "acme", "--to", "yesterday"]);
+    assert!(refused.contains("ISO 8601"), "{refused}");
+    let out = cli.ok(&["tenants", "recover", "acme", "--to", &iso(moment)]);
+    assert!(
+        out.contains("Recovery initiated for tenant 'acme'"),
+        "{out}"
+    );
+    assert!(
+        out.contains("restoring the archive of 'postgresql-shared'"),
+        "{out}"
+    );
+    assert!(out.contains("tenant 'acme' is at "), "{out}");
+    assert_eq!(rows(&acme), "1|before");
+    let shown = cli.ok(&["tenants", "get", "acme"]);
+    assert!(shown.contains("tdb tenants recover-undo acme"), "{shown}");
+    let out = cli.ok(&["tenants", "recover-undo", "acme"]);
+    assert!(out.contains("back on its original"), "{out}");
+    assert_eq!(rows(&acme), "1|before,2|after");
+
+    // A recovery and its undo start the window again: a moment after the undo.
+    let mcp = mcp_client(&s, &key).await;
+    some_window(&s, &key, "acme").await;
+    psql(&acme, "INSERT INTO items VALUES (3, 'later')");
+    let later = moment_between().await;
+    psql(&acme, "INSERT INTO items VALUES (4, 'latest')");
+    window_reaching(&s, &key, "acme", later).await;
+    let refused = mcp_call(
+        &mcp,
+        "recover_tenant",
+        json!({"tenant_id": "acme", "timestamp": "yesterday"}),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    let started = mcp_call(
+        &mcp,
+        "recover_tenant",
+        json!({"tenant_id": "acme", "timestamp": iso(later)}),
+    )
+    .await;
+    assert_ne!(started.is_error, Some(true), "{started:?}");
+    let body = started.structured_content.expect("structured");
+    assert_eq!(body["tenant"]["status"], "recovering", "{body}");
+    recovery_reaches(&s, &key, "acme", &["completed"]).await;
+    assert_eq!(rows(&acme), "1|before,2|after,3|later");
+    let undone = mcp_call(&mcp, "recover_undo", json!({"tenant_id": "acme"})).await;
+    assert_ne!(undone.is_error, Some(true), "{undone:?}");
+    recovery_reaches(&s, &key, "acme", &["undone"]).await;
+    assert_eq!(rows(&acme), "1|before,2|after,3|later,4|latest");
+}

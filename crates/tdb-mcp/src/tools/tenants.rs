@@ -41,6 +41,19 @@ pub struct TenantRef {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct RecoverTenantArgs {
+    /// The tenant's id.
+    pub tenant_id: String,
+    /// The moment to go back to: ISO 8601 with a time zone (e.g. "2026-12-05T10:11:12Z"),
+    /// inside the `pitr` window `get_tenant` shows.
+    pub timestamp: String,
+    /// The blueprint whose database goes back; needed only when the tenant has several.
+    #[serde(default)]
+    pub blueprint: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TenantLogsArgs {
     /// The tenant's id.
     pub tenant_id: String,
@@ -136,6 +149,40 @@ impl TdbMcp {
     ) -> CallToolResult {
         self.with_client(&ext, |c| async move {
             reply::result(c.backup_tenant(&args.tenant_id).await.map(reply::fields))
+        })
+        .await
+    }
+
+    /// Recover one database of a tenant to a moment of its past (point-in-time recovery) from
+    /// its server's WAL archive. Starts a job and answers at once; `get_tenant` follows it
+    /// (`last_recovery`) and shows how to undo it (`recovery_undo`) while the original is kept.
+    #[tool(annotations(destructive_hint = true))]
+    async fn recover_tenant(
+        &self,
+        ext: Extensions,
+        Parameters(args): Parameters<RecoverTenantArgs>,
+    ) -> CallToolResult {
+        self.with_client(&ext, |c| async move {
+            let request = tdb_client::tenants::RecoverRequest {
+                timestamp: args.timestamp,
+                blueprint: args.blueprint,
+            };
+            let outcome = c.recover_tenant(&args.tenant_id, &request).await;
+            reply::result(outcome.map(reply::fields))
+        })
+        .await
+    }
+
+    /// Undo a tenant's last point-in-time recovery while its original is kept: the original
+    /// serves the tenant again and the recovered copy goes.
+    #[tool(annotations(destructive_hint = true))]
+    async fn recover_undo(
+        &self,
+        ext: Extensions,
+        Parameters(args): Parameters<TenantRef>,
+    ) -> CallToolResult {
+        self.with_client(&ext, |c| async move {
+            reply::result(c.recover_undo(&args.tenant_id).await.map(reply::fields))
         })
         .await
     }

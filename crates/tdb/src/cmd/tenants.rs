@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use tdb_client::backups::BackupItem;
 use tdb_client::isolation::IsolationLevel;
 use tdb_client::logs::{LogItem, Metrics};
-use tdb_client::tenants::{Behind, DatabaseRequest, MoveRequest};
+use tdb_client::tenants::{Behind, DatabaseRequest, MoveRequest, RecoverRequest};
 use tdb_client::wire_time;
-use tdb_core::{BackupStatus, RollbackStep, TenantStatus};
+use tdb_core::{BackupStatus, RecoveryStep, RollbackStep, TenantStatus};
 
 use super::Context;
 use crate::output;
@@ -55,6 +55,29 @@ pub enum TenantsCommand {
         #[arg(long)]
         server: Option<String>,
         /// Return at once instead of following the move
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Recover one database of a tenant to a moment of its past (inside the window `tdb
+    /// tenants get` shows as `pitr`) from its server's WAL archive, and follow the recovery to
+    /// its end; the original is kept for `recover-undo`
+    Recover {
+        name: String,
+        /// The moment, ISO 8601 with a time zone (e.g. 2026-12-05T10:11:12Z)
+        #[arg(long = "to")]
+        to: String,
+        /// The blueprint whose database goes back (needed when the tenant has several)
+        #[arg(long)]
+        blueprint: Option<String>,
+        /// Return at once instead of following the recovery
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Undo a tenant's last recovery while its original is kept: the original serves again
+    #[command(name = "recover-undo")]
+    RecoverUndo {
+        name: String,
+        /// Return at once instead of following the undo
         #[arg(long)]
         no_wait: bool,
     },
@@ -170,6 +193,19 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> anyhow::Result<()> {
             };
             move_tenant(ctx, &name, &request, no_wait).await?
         }
+        TenantsCommand::Recover {
+            name,
+            to,
+            blueprint,
+            no_wait,
+        } => {
+            let request = RecoverRequest {
+                timestamp: to,
+                blueprint,
+            };
+            recover(ctx, &name, &request, no_wait).await?
+        }
+        TenantsCommand::RecoverUndo { name, no_wait } => recover_undo(ctx, &name, no_wait).await?,
         TenantsCommand::Delete { name, hard } => {
             let reply = c.delete_tenant(&name, hard).await?;
             let message = crate::hints::for_cli(&reply.data.message);
@@ -382,6 +418,95 @@ async fn move_tenant(
     }
 }
 
+async fn recover(
+    ctx: &Context,
+    name: &str,
+    request: &RecoverRequest,
+    no_wait: bool,
+) -> anyhow::Result<()> {
+    let reply = ctx.client.recover_tenant(name, request).await?;
+    let started = &reply.data;
+    if no_wait {
+        ctx.print(&reply.raw, || {
+            println!("{} (recovery {})", started.message, started.recovery_id)
+        });
+        return Ok(());
+    }
+    if !ctx.json {
+        println!("{}", started.message);
+    }
+    follow_recovery(ctx, name, &started.recovery_id, &[RecoveryStep::Completed]).await
+}
+
+async fn recover_undo(ctx: &Context, name: &str, no_wait: bool) -> anyhow::Result<()> {
+    let reply = ctx.client.recover_undo(name).await?;
+    if no_wait {
+        ctx.print(&reply.raw, || println!("{}", reply.data.message));
+        return Ok(());
+    }
+    if !ctx.json {
+        println!("{}", reply.data.message);
+    }
+    let t = ctx.client.get_tenant(name).await?;
+    let id = t
+        .data
+        .last_recovery
+        .map(|r| r.recovery_id)
+        .ok_or_else(|| anyhow::anyhow!("tenant '{name}' has no recovery recorded"))?;
+    follow_recovery(ctx, name, &id, &[RecoveryStep::Undone]).await
+}
+
+/// Prints a recovery's history as it grows until it reaches one of `end` with its tenant
+/// ready; fails when it failed (or its undo did not happen).
+async fn follow_recovery(
+    ctx: &Context,
+    name: &str,
+    id: &str,
+    end: &[RecoveryStep],
+) -> anyhow::Result<()> {
+    let mut shown = 0;
+    loop {
+        let t = ctx.client.get_tenant(name).await?;
+        let status = t.data.status;
+        let Some(r) = t.data.last_recovery.filter(|r| r.recovery_id == id) else {
+            anyhow::bail!("the recovery of tenant '{name}' is no longer recorded");
+        };
+        if !ctx.json {
+            for line in r.history.iter().skip(shown) {
+                println!("  {line}");
+            }
+        }
+        shown = r.history.len();
+        if r.step == RecoveryStep::Failed {
+            anyhow::bail!(
+                "the recovery failed and tenant '{name}' keeps its data: {}",
+                r.error.unwrap_or_default()
+            );
+        }
+        if status == TenantStatus::Ready {
+            if end.contains(&r.step) {
+                let value = serde_json::to_value(&r)?;
+                ctx.print(&value, || match r.step {
+                    RecoveryStep::Undone => println!("tenant '{name}' is back on its original"),
+                    _ => println!(
+                        "tenant '{name}' is at {}; queries held {} ms",
+                        wire_time(&r.target_timestamp),
+                        r.held_ms.unwrap_or(0)
+                    ),
+                });
+                return Ok(());
+            }
+            if r.step == RecoveryStep::Completed && end.contains(&RecoveryStep::Undone) {
+                anyhow::bail!(
+                    "the undo did not happen: {}",
+                    r.history.last().cloned().unwrap_or_default()
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Follows a tenant being made until it is ready (or its creation was undone).
 async fn wait_until_ready(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -430,6 +555,23 @@ async fn get(ctx: &Context, name: &str) -> anyhow::Result<()> {
                 d.blueprint, d.version, d.isolation_level, d.connection_string
             );
             print_behind(d.version, d.blueprint_version, d.behind.as_ref());
+        }
+        match (&r.pitr, &r.pitr_unavailable) {
+            (Some(p), _) => println!(
+                "pitr: recoverable from {} to {}",
+                wire_time(&p.from),
+                wire_time(&p.to)
+            ),
+            (None, Some(why)) => println!("pitr: nothing recoverable yet ({why})"),
+            (None, None) => {}
+        }
+        if let Some(u) = &r.recovery_undo {
+            println!(
+                "recovery undo: possible for {} (until {}): {}",
+                u.expires_in,
+                wire_time(&u.expires_at),
+                u.command
+            );
         }
     });
     Ok(())
