@@ -10,7 +10,10 @@
 //!   server's clock and WAL insert position; once the server says (`pg_stat_archiver`) that the
 //!   segment holding that position has been archived, everything committed before the sample is
 //!   archived too, and the sample's time, less a second for a commit stamped just before its
-//!   WAL record was written, becomes `to`.
+//!   WAL record was written, becomes `to`. An idle server writes records that never force a
+//!   segment switch (snapshots of running transactions, checkpoints); while it assigns no
+//!   transaction id after a covered sample at which none was running, it commits nothing, so
+//!   `to` follows its clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -61,15 +64,36 @@ struct Keeper {
 #[derive(Default)]
 struct Tracked {
     ready: bool,
-    /// (clock, WAL insert position) samples not yet vouched for by the archive, oldest first.
-    samples: VecDeque<(DateTime<Utc>, u64)>,
+    /// Readings not yet vouched for by the archive, oldest first.
+    samples: VecDeque<Reading>,
+    /// The next transaction id of the newest covered reading, when no transaction was in
+    /// progress then: while it stays the next one, nothing has been committed since.
+    quiet_at: Option<u64>,
     /// The end of the newest segment the server has archived.
     archived_end: u64,
     to: Option<DateTime<Utc>>,
     backups: Option<Vec<BackupSet>>,
     backing_up: bool,
     next_backup_try: Option<Instant>,
-    error: Option<String>,
+    /// Why the last look failed (the server unreachable, the stanza not made).
+    check_error: Option<String>,
+    /// Why the server's archiving fails, while it does.
+    archive_error: Option<String>,
+    /// Why the last base backup failed, until one succeeds.
+    backup_error: Option<String>,
+    /// The server's WAL segment size.
+    segment_size: u64,
+    /// When the keeper last switched the server's WAL segment itself.
+    forced_at: Option<Instant>,
+}
+
+impl Tracked {
+    fn error(&self) -> Option<String> {
+        self.check_error
+            .clone()
+            .or_else(|| self.archive_error.clone())
+            .or_else(|| self.backup_error.clone())
+    }
 }
 
 impl Keeper {
@@ -82,7 +106,7 @@ impl Keeper {
             if let Err(e) = self.keep(runner, &a).await {
                 tracing::warn!(server = %a.stanza, error = %e, "WAL archive check failed");
                 let mut servers = self.servers.lock().await;
-                servers.entry(a.server_id.clone()).or_default().error = Some(e.to_string());
+                servers.entry(a.server_id.clone()).or_default().check_error = Some(e.to_string());
             }
             self.record(runner, &a).await?;
         }
@@ -112,11 +136,23 @@ impl Keeper {
             t.backups = Some(backups);
         }
         let sample = sample(&admin).await?;
-        {
+        let switch = {
             let mut servers = self.servers.lock().await;
             let t = servers.entry(a.server_id.clone()).or_default();
+            t.check_error = None;
+            t.archive_error = sample.failing.as_ref().map(|wal| {
+                format!(
+                    "the server cannot archive {wal} (see its postgres.log); its WAL is kept \
+                     until it can, and the window does not move"
+                )
+            });
             t.observe(sample);
-            t.error = None;
+            t.wants_switch(Utc::now(), self.archive.archive_timeout())
+        };
+        if switch {
+            force_switch(&admin).await?;
+            let mut servers = self.servers.lock().await;
+            servers.entry(a.server_id.clone()).or_default().forced_at = Some(Instant::now());
         }
         if let Some(kind) = self.due(runner, a).await {
             let keeper = self.clone();
@@ -184,10 +220,11 @@ impl Keeper {
                 );
                 t.backups = Some(backups);
                 t.next_backup_try = None;
+                t.backup_error = None;
             }
             Err(e) => {
                 tracing::warn!(server = stanza, error = %e, "base backup failed; trying again later");
-                t.error = Some(e.to_string());
+                t.backup_error = Some(format!("the last base backup failed: {e}"));
                 t.next_backup_try = Some(Instant::now() + BACKUP_RETRY);
             }
         }
@@ -212,7 +249,7 @@ impl Keeper {
                     .find(|b| b.kind == "full")
                     .map(|b| b.stopped),
                 last_backup_at: backups.last().map(|b| b.stopped),
-                error: t.error.clone(),
+                error: t.error(),
             }
         };
         runner
@@ -230,6 +267,12 @@ struct Sample {
     insert: u64,
     archived: Option<String>,
     segment_size: u64,
+    /// The file whose archiving failed last, when no file was archived since.
+    failing: Option<String>,
+    /// The oldest transaction id still in progress (`next_xid` when none is), and the next one
+    /// the server would assign.
+    oldest_xid: u64,
+    next_xid: u64,
 }
 
 async fn sample(admin: &tdb_engines::AdminEndpoint) -> Result<Sample, JobError> {
@@ -243,10 +286,22 @@ async fn sample(admin: &tdb_engines::AdminEndpoint) -> Result<Sample, JobError> 
     let mut conn = sqlx::postgres::PgConnection::connect_with(&options)
         .await
         .map_err(|e| JobError::transient(format!("reaching the server: {e}")))?;
-    let row: (DateTime<Utc>, String, Option<String>, i64) = sqlx::query_as(
+    type Row = (
+        DateTime<Utc>,
+        String,
+        Option<String>,
+        i64,
+        Option<String>,
+        i64,
+        i64,
+    );
+    let row: Row = sqlx::query_as(
         "SELECT clock_timestamp(), pg_current_wal_insert_lsn()::text, a.last_archived_wal,
-                pg_size_bytes(current_setting('wal_segment_size'))
-           FROM pg_stat_archiver a",
+                pg_size_bytes(current_setting('wal_segment_size')),
+                CASE WHEN a.last_failed_time > coalesce(a.last_archived_time, '-infinity')
+                     THEN a.last_failed_wal END,
+                pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint
+           FROM pg_stat_archiver a, pg_current_snapshot() s",
     )
     .fetch_one(&mut conn)
     .await
@@ -258,11 +313,18 @@ async fn sample(admin: &tdb_engines::AdminEndpoint) -> Result<Sample, JobError> 
             .ok_or_else(|| JobError::permanent(format!("unreadable WAL position '{}'", row.1)))?,
         archived: row.2,
         segment_size: u64::try_from(row.3).unwrap_or(16 << 20).max(1),
+        failing: row.4,
+        oldest_xid: u64::try_from(row.5).unwrap_or(0),
+        next_xid: u64::try_from(row.6).unwrap_or(0),
     })
 }
 
 impl Tracked {
     /// Takes a sample in: the archive's end moves on, and the newest sample it covers sets `to`.
+    /// A server that assigned no transaction id since a covered sample at which none was in
+    /// progress has committed nothing since: what it wrote after (checkpoints, snapshots of
+    /// running transactions, which never force a segment switch) changes no data, so `to`
+    /// follows the clock.
     fn observe(&mut self, s: Sample) {
         if let Some(end) = s
             .archived
@@ -271,21 +333,91 @@ impl Tracked {
         {
             self.archived_end = self.archived_end.max(end);
         }
-        self.samples.push_back((s.at, s.insert));
+        let (at, next_xid) = (s.at, s.next_xid);
+        self.segment_size = s.segment_size;
+        self.samples.push_back(Reading {
+            at: s.at,
+            insert: s.insert,
+            quiet: s.oldest_xid == s.next_xid,
+            next_xid: s.next_xid,
+        });
         let covered = self
             .samples
             .iter()
-            .rposition(|(_, lsn)| *lsn <= self.archived_end + LONG_PAGE_HEADER);
+            .rposition(|r| r.insert <= self.archived_end + LONG_PAGE_HEADER);
         if let Some(i) = covered {
-            let at = self.samples[i].0 - CLOCK_MARGIN;
-            self.to = Some(self.to.map_or(at, |to| to.max(at)));
+            let (sampled, quiet) = {
+                let r = &self.samples[i];
+                (r.at, r.quiet.then_some(r.next_xid))
+            };
+            self.advance(sampled);
+            self.quiet_at = quiet;
             self.samples.drain(..=i);
+        }
+        if self.quiet_at == Some(next_xid) {
+            self.advance(at);
+            self.samples.clear();
+        } else if self.quiet_at.is_some() && !self.samples.is_empty() {
+            self.quiet_at = None;
         }
         // A server whose archiving is stuck keeps its samples bounded.
         while self.samples.len() > 2_000 {
             self.samples.pop_front();
         }
     }
+
+    /// Whether the keeper should switch the server's WAL segment itself: a commit has waited
+    /// longer than `archive_timeout` in the segment being written while everything before it is
+    /// archived. PostgreSQL's own timer is meant to do it, but PostgreSQL 15 was seen here to
+    /// leave a segment with commits in it unswitched for minutes after a restart (until its next
+    /// checkpoint), and the window promised to trail by `archive_timeout` at most. Not while
+    /// archiving fails (a switch would only add a segment to wait), and once per timeout.
+    fn wants_switch(&self, now: DateTime<Utc>, timeout: Duration) -> bool {
+        let (Some(oldest), Some(latest)) = (self.samples.front(), self.samples.back()) else {
+            return false;
+        };
+        let waited = (now - oldest.at).to_std().unwrap_or(Duration::ZERO);
+        self.archive_error.is_none()
+            && self.segment_size > 0
+            && latest.insert < self.archived_end + self.segment_size
+            && waited > timeout + Duration::from_secs(1)
+            && self.forced_at.is_none_or(|at| at.elapsed() >= timeout)
+    }
+
+    fn advance(&mut self, sampled: DateTime<Utc>) {
+        let at = sampled - CLOCK_MARGIN;
+        self.to = Some(self.to.map_or(at, |to| to.max(at)));
+    }
+}
+
+/// One reading of a server not yet vouched for by its archive.
+struct Reading {
+    at: DateTime<Utc>,
+    insert: u64,
+    /// No transaction was in progress.
+    quiet: bool,
+    /// The next transaction id the server would assign.
+    next_xid: u64,
+}
+
+/// Ends the server's current WAL segment, so the archiver takes it.
+async fn force_switch(admin: &tdb_engines::AdminEndpoint) -> Result<(), JobError> {
+    let options = sqlx::postgres::PgConnectOptions::new()
+        .host(&admin.host)
+        .port(admin.port)
+        .username(&admin.user)
+        .password(&admin.password)
+        .database("postgres")
+        .application_name("tdb-archive");
+    let mut conn = sqlx::postgres::PgConnection::connect_with(&options)
+        .await
+        .map_err(|e| JobError::transient(format!("reaching the server: {e}")))?;
+    sqlx::query("SELECT pg_switch_wal()")
+        .execute(&mut conn)
+        .await
+        .map_err(|e| JobError::transient(format!("switching the server's WAL segment: {e}")))?;
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// `X/Y` to a WAL position.
@@ -346,11 +478,19 @@ mod tests {
     }
 
     fn sample(secs: i64, insert: u64, archived: &str) -> Sample {
+        busy(secs, insert, archived, (7, 9))
+    }
+
+    /// A sample whose oldest running and next transaction ids are `xids`.
+    fn busy(secs: i64, insert: u64, archived: &str, xids: (u64, u64)) -> Sample {
         Sample {
             at: at(secs),
             insert,
             archived: Some(archived.into()),
             segment_size: SEG,
+            failing: None,
+            oldest_xid: xids.0,
+            next_xid: xids.1,
         }
     }
 
@@ -378,5 +518,66 @@ mod tests {
         assert_eq!(t.to, Some(at(10) - CLOCK_MARGIN));
         t.observe(sample(25, 0x500_0028, "000000010000000000000004"));
         assert_eq!(t.to, Some(at(25) - CLOCK_MARGIN));
+    }
+
+    #[test]
+    fn an_idle_server_s_window_follows_the_clock_until_it_commits() {
+        let mut t = Tracked::default();
+        // Covered, with no transaction in progress (oldest = next = 9).
+        t.observe(busy(0, 0x400_0028, "000000010000000000000003", (9, 9)));
+        assert_eq!(t.to, Some(at(0) - CLOCK_MARGIN));
+        // A snapshot of running transactions is written (never archived on its own); no
+        // transaction id assigned since: nothing was committed, the window follows the clock.
+        t.observe(busy(5, 0x400_0100, "000000010000000000000003", (9, 9)));
+        assert_eq!(t.to, Some(at(5) - CLOCK_MARGIN));
+        // A write: a transaction id was assigned. The window waits for the archive.
+        t.observe(busy(10, 0x400_2000, "000000010000000000000003", (10, 10)));
+        assert_eq!(t.to, Some(at(5) - CLOCK_MARGIN));
+        t.observe(busy(15, 0x400_2000, "000000010000000000000003", (10, 10)));
+        assert_eq!(
+            t.to,
+            Some(at(5) - CLOCK_MARGIN),
+            "not quiet until covered again"
+        );
+        t.observe(busy(20, 0x500_0028, "000000010000000000000004", (10, 10)));
+        assert_eq!(t.to, Some(at(20) - CLOCK_MARGIN));
+        t.observe(busy(25, 0x500_0100, "000000010000000000000004", (10, 10)));
+        assert_eq!(t.to, Some(at(25) - CLOCK_MARGIN));
+    }
+
+    #[test]
+    fn a_commit_left_in_the_open_segment_past_the_timeout_gets_it_switched() {
+        let timeout = Duration::from_secs(2);
+        let mut t = Tracked::default();
+        t.observe(busy(0, 0x400_0028, "000000010000000000000003", (9, 9)));
+        // A commit in segment 4, not archived.
+        t.observe(busy(1, 0x400_0200, "000000010000000000000003", (10, 10)));
+        assert!(!t.wants_switch(at(2), timeout), "not waited long enough");
+        assert!(t.wants_switch(at(5), timeout));
+        t.forced_at = Some(Instant::now());
+        assert!(!t.wants_switch(at(6), timeout), "once per timeout");
+        t.forced_at = None;
+        // The archiver is behind (segment 4 full, 5 being written): switching would not help.
+        t.observe(busy(7, 0x500_0200, "000000010000000000000003", (11, 11)));
+        assert!(!t.wants_switch(at(9), timeout));
+        // Archiving fails: no switch either.
+        let mut failing = Tracked::default();
+        failing.observe(busy(0, 0x400_0200, "000000010000000000000003", (10, 10)));
+        failing.archive_error = Some("failing".into());
+        assert!(!failing.wants_switch(at(9), timeout));
+        // Covered: nothing to do.
+        t.observe(busy(10, 0x600_0028, "000000010000000000000005", (11, 11)));
+        assert!(!t.wants_switch(at(20), timeout));
+    }
+
+    #[test]
+    fn a_transaction_in_progress_at_the_covered_sample_keeps_the_window_waiting() {
+        let mut t = Tracked::default();
+        // Transaction 8 is open (oldest 8, next 9) when the archive covers the sample: it may
+        // commit later without a new id being assigned.
+        t.observe(busy(0, 0x400_0028, "000000010000000000000003", (8, 9)));
+        assert_eq!(t.to, Some(at(0) - CLOCK_MARGIN));
+        t.observe(busy(5, 0x400_0200, "000000010000000000000003", (9, 9)));
+        assert_eq!(t.to, Some(at(0) - CLOCK_MARGIN));
     }
 }

@@ -110,7 +110,7 @@ async fn advance(runner: &Runner, r: &Recovery) -> Result<(), JobError> {
     let version = if r.level == 2 {
         recover_dedicated(runner, r, &db, &original, started).await?
     } else {
-        recover_shared(runner, r, &db, (&original, &stanza), started).await?
+        recover_shared(runner, r, &db, (&original, &stanza)).await?
     };
     let held = Instant::now();
     catalog.hold_tenant(&r.tenant_id, SWITCH_HOLD_MS).await?;
@@ -208,7 +208,6 @@ async fn recover_shared(
     r: &Recovery,
     db: &TenantDatabase,
     (server, stanza): (&Server, &str),
-    started: Instant,
 ) -> Result<i32, JobError> {
     let catalog = &runner.catalog;
     let archive = archive(runner)?;
@@ -223,7 +222,7 @@ async fn recover_shared(
     )
     .await
     .map_err(|e| JobError::from(e).context("restoring the archive into a scratch server"))?;
-    let restored_ms = started.elapsed().as_millis();
+    let (restored_ms, replayed_ms) = (scratch.restored.as_millis(), scratch.replayed.as_millis());
     let restored_what = if scratch.only_one() {
         "only its database restored"
     } else {
@@ -239,8 +238,9 @@ async fn recover_shared(
             &r.id,
             RecoveryStep::Loading,
             Some(&format!(
-                "scratch server restored ({restored_what}) and replayed in {restored_ms} ms; \
-                 the database dumped into '{}' in {loaded_ms} ms",
+                "scratch server restored in {restored_ms} ms ({restored_what}) and replayed \
+                 to the moment in {replayed_ms} ms; the database dumped and loaded into '{}' \
+                 in {loaded_ms} ms",
                 r.recovered_db
             )),
         )

@@ -247,6 +247,10 @@ async fn orphans(s: &TdbServer, partial: bool) {
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
+            // The WAL archive's repository, kept by pgBackRest beside the tenants' backups.
+            if path == root.join("pgbackrest") {
+                continue;
+            }
             if path.is_dir() {
                 stack.push(path);
             } else {

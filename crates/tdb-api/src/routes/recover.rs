@@ -167,7 +167,7 @@ async fn record(
 /// tenant again, and the recovered copy goes.
 #[utoipa::path(post, path = "/tenants/{id}/recover-undo", tag = "tenants",
     params(("id" = String, Path)),
-    responses((status = 200, body = TenantTransition, description = "the original is being swapped back; the tenant is ready again when GET /tenants/{id} says so"),
+    responses((status = 200, body = TenantTransition, description = "the original serves the tenant again (`ready`), or, when that takes over 30 s, is being swapped back (`recovering`)"),
               (status = 404),
               (status = 409, description = "nothing to undo, the undo window is over, or the tenant is busy")))]
 async fn recover_undo(
@@ -204,13 +204,47 @@ async fn recover_undo(
         }
         Err(e) => return Err(e.into()),
     }
+    let status = wait_undone(&state, &name, &last).await?;
+    let message = if status == TenantStatus::Ready {
+        format!("Recovery undone for tenant '{name}'. Original database restored.")
+    } else {
+        format!(
+            "Undoing the recovery of tenant '{name}'; GET /tenants/{name} shows it `ready` on its \
+             original once done."
+        )
+    };
     Ok(Reply::ok(TenantTransition {
-        message: format!("Recovery undone for tenant '{name}'. Original database being restored."),
+        message,
         tenant: TenantState {
             tenant_id: name,
-            status: TenantStatus::Recovering,
+            status,
         },
     }))
+}
+
+/// How long `recover-undo` waits for its job to swap the original back before it answers
+/// `recovering` instead of `ready`.
+const UNDO_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits for the undo's job: `ready` once the original serves again, `recovering` when it takes
+/// longer than UNDO_WAIT; an error when the undo did not happen.
+async fn wait_undone(state: &AppState, name: &str, r: &Recovery) -> Result<TenantStatus, ApiError> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < UNDO_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = state.catalog.find_recovery(&r.id).await?;
+        match now.step {
+            tdb_core::RecoveryStep::Undone => return Ok(TenantStatus::Ready),
+            tdb_core::RecoveryStep::Completed => {
+                return Err(ApiError::conflict(format!(
+                    "the recovery of tenant '{name}' could not be undone: {}",
+                    now.history.last().cloned().unwrap_or_default()
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(TenantStatus::Recovering)
 }
 
 fn not_undoable(name: &str, r: &Recovery) -> String {

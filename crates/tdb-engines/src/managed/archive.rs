@@ -146,6 +146,11 @@ impl WalArchive {
         &self.o.env
     }
 
+    /// Longest a commit should wait before its WAL is archived.
+    pub fn archive_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.o.archive_timeout_secs.max(1)))
+    }
+
     pub fn retention_days(&self) -> u32 {
         self.o.retention_days
     }

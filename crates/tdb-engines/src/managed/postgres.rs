@@ -623,7 +623,9 @@ pub async fn open_scratch(
         .map_err(ManagedError::io(format!("creating {}", dir.display())))?;
     run_as.check_reachable(dir)?;
     let data_dir = dir.join("pgdata");
+    let started = std::time::Instant::now();
     let only_one = archive.restore(stanza, &data_dir, at, Some(only)).await?;
+    let restored = started.elapsed();
     let socket_dir = socket_dir_for(dir, run_as)?;
     let server = super::archive::replay(&super::archive::ReplaySpec {
         binaries,
@@ -641,6 +643,8 @@ pub async fn open_scratch(
         dir: dir.to_path_buf(),
         server,
         only_one,
+        restored,
+        replayed: started.elapsed() - restored,
     })
 }
 
@@ -649,6 +653,9 @@ pub struct Scratch {
     dir: PathBuf,
     server: super::archive::Replayed,
     only_one: bool,
+    /// How long pgBackRest's restore took, and then the replay to the moment.
+    pub restored: Duration,
+    pub replayed: Duration,
 }
 
 impl Scratch {
