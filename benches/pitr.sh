@@ -102,6 +102,10 @@ create table pgbench_branches(bid int not null primary key,bbalance int,filler c
 api POST /workspaces/app/queries "$(jq -n --arg q "$DDL" '{query: $q}')" >/dev/null
 D=$(wait_deployment "$(api POST /deployments '{"blueprint_name":"app"}' | jq -r .id)")
 [ "$(jq -r .status <<<"$D")" = completed ] || die "deployment failed: $D"
+# Transaction pooling: a client's next transaction goes wherever the route points after the
+# switch, so the clients keep their connections through it (as in move.sh).
+api PATCH /workspaces/app/settings \
+    '{"max_connections": 20, "pool_mode": "transaction", "max_client_connections": 40}' >/dev/null
 
 # tenant NAME LEVEL: creates it; sets CONN_<NAME> (a write login through the proxy) and
 # DB_<NAME> (its superuser URL on its server).
@@ -125,10 +129,15 @@ tenant() {
 # fill URL SCALE: pgbench's data at SCALE, directly.
 fill() { "$PGBENCH" -i -I gv -q -s "$2" "$1" >/dev/null 2>&1 || die "pgbench -i failed"; }
 
-# base_backup SERVER: asks for a full base backup and waits until it is in the archive.
+# base_backup SERVER: asks for a full base backup and waits until it is in the archive (the
+# server's first one, which tdb takes when it starts archiving, is awaited first).
 base_backup() {
-    local before after
-    before=$(curl -sf "$API/servers" -H "$H" | jq -r --arg s "$1" '.servers[] | select(.name == $s) | .archive.last_backup_at // ""')
+    local before="" after
+    for _ in $(seq 1 2400); do
+        before=$(curl -sf "$API/servers" -H "$H" | jq -r --arg s "$1" '.servers[] | select(.name == $s) | .archive.last_backup_at // ""')
+        [ -n "$before" ] && break
+        sleep 0.25
+    done
     api POST "/servers/$1/backup" >/dev/null
     for _ in $(seq 1 2400); do
         after=$(curl -sf "$API/servers" -H "$H" | jq -r --arg s "$1" '.servers[] | select(.name == $s) | .archive.last_backup_at // ""')

@@ -153,17 +153,8 @@ async fn run_with_catalog(
     }
     let provisioner = Arc::new(local_provisioner(config, key, archive.clone())?);
     if let (Some(archive), Some(_)) = (&archive, managed) {
-        let shared = catalog
-            .find_server_by_name(SHARED_PG)
-            .await?
-            .context("the managed server is not in the catalog")?;
-        catalog
-            .register_archive(
-                &shared.id,
-                SHARED_PG,
-                tdb_engines::Provisioner::kind(provisioner.as_ref()),
-            )
-            .await?;
+        let node = tdb_engines::Provisioner::kind(provisioner.as_ref());
+        register_shared_archive(&catalog, node).await?;
         tracing::info!(repository = %archive.location(), "managed servers archive their WAL");
     }
     let runner = tdb_jobs::Runner {
@@ -438,6 +429,18 @@ fn local_provisioner(
         node: crate::datadir::node_id(&config.data_dir)?,
         archive,
     }))
+}
+
+/// Records that the managed shared server archives its WAL into its stanza, kept by this tdb.
+async fn register_shared_archive(catalog: &Catalog, node: &str) -> anyhow::Result<()> {
+    let shared = catalog
+        .find_server_by_name(SHARED_PG)
+        .await?
+        .context("the managed server is not in the catalog")?;
+    catalog
+        .register_archive(&shared.id, SHARED_PG, node)
+        .await?;
+    Ok(())
 }
 
 /// The WAL archive of the managed servers: pgBackRest's repository in the backup store (a

@@ -858,3 +858,53 @@ async fn an_l2_recovery_and_its_undo_cut_off_by_kill_9_finish_after_a_restart() 
         "the recovered server is gone"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_on_an_attached_server_is_told_what_is_missing() {
+    let eu = tdb_testkit::TestPostgres::start()
+        .await
+        .expect("server in eu");
+    let toml = format!(
+        "[[regions]]\nzone = \"local\"\nlabel = \"This machine\"\nis_default = true\n\
+         [[regions]]\nzone = \"eu\"\nlabel = \"Europe\"\n\
+         [[servers]]\nname = \"pg-eu\"\nregion = \"eu\"\nurl = \"{}\"\n",
+        eu.url("postgres")
+    );
+    let s = start_pitr(&toml).await;
+    let key = operator_with_blueprint(&s).await;
+    let (st, t) = post(
+        &s,
+        "/tenants",
+        Some(&key),
+        json!({"tenant_id": "acme", "databases": [{"blueprint": "app", "region": "eu"}]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{t}");
+    let t = tenant(&s, &key, "acme").await;
+    assert!(t.get("pitr").is_none(), "{t}");
+    assert!(
+        str_of(&t, "pitr_unavailable").contains("'pg-eu' is attached"),
+        "{t}"
+    );
+    let moment = iso(Utc::now() - chrono::Duration::seconds(5));
+    let (st, body) = post(
+        &s,
+        "/tenants/acme/recover",
+        Some(&key),
+        json!({ "timestamp": moment }),
+    )
+    .await;
+    assert_eq!(st, 409, "{body}");
+    assert!(
+        body.to_string().contains("server 'pg-eu' is attached"),
+        "{body}"
+    );
+    let (st, list) = get(&s, "/servers", &key).await;
+    assert_eq!(st, 200, "{list}");
+    let attached = list["servers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|v| v["name"] == "pg-eu"))
+        .cloned()
+        .expect("pg-eu listed");
+    assert!(attached["archive"].is_null(), "{attached}");
+}
