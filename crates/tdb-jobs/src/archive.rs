@@ -276,16 +276,7 @@ struct Sample {
 }
 
 async fn sample(admin: &tdb_engines::AdminEndpoint) -> Result<Sample, JobError> {
-    let options = sqlx::postgres::PgConnectOptions::new()
-        .host(&admin.host)
-        .port(admin.port)
-        .username(&admin.user)
-        .password(&admin.password)
-        .database("postgres")
-        .application_name("tdb-archive");
-    let mut conn = sqlx::postgres::PgConnection::connect_with(&options)
-        .await
-        .map_err(|e| JobError::transient(format!("reaching the server: {e}")))?;
+    let mut conn = connect(admin).await?;
     type Row = (
         DateTime<Utc>,
         String,
@@ -400,8 +391,10 @@ struct Reading {
     next_xid: u64,
 }
 
-/// Ends the server's current WAL segment, so the archiver takes it.
-async fn force_switch(admin: &tdb_engines::AdminEndpoint) -> Result<(), JobError> {
+/// The server's `postgres` database as its administrator.
+async fn connect(
+    admin: &tdb_engines::AdminEndpoint,
+) -> Result<sqlx::postgres::PgConnection, JobError> {
     let options = sqlx::postgres::PgConnectOptions::new()
         .host(&admin.host)
         .port(admin.port)
@@ -409,9 +402,14 @@ async fn force_switch(admin: &tdb_engines::AdminEndpoint) -> Result<(), JobError
         .password(&admin.password)
         .database("postgres")
         .application_name("tdb-archive");
-    let mut conn = sqlx::postgres::PgConnection::connect_with(&options)
+    sqlx::postgres::PgConnection::connect_with(&options)
         .await
-        .map_err(|e| JobError::transient(format!("reaching the server: {e}")))?;
+        .map_err(|e| JobError::transient(format!("reaching the server: {e}")))
+}
+
+/// Ends the server's current WAL segment, so the archiver takes it.
+async fn force_switch(admin: &tdb_engines::AdminEndpoint) -> Result<(), JobError> {
+    let mut conn = connect(admin).await?;
     sqlx::query("SELECT pg_switch_wal()")
         .execute(&mut conn)
         .await

@@ -37,6 +37,31 @@ async fn tables(conn: &mut PgConnection) -> Result<Vec<String>> {
         .map_err(from_sqlx)
 }
 
+/// Ends the sessions `roles` hold on `database` and waits (10 s at most) until they are gone.
+async fn end_sessions(conn: &mut PgConnection, database: &str, roles: &[&str]) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = $1 AND usename = ANY($2)",
+        )
+        .bind(database)
+        .bind(roles)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(from_sqlx)?;
+        if left == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err(EngineError::Internal(format!(
+                "{left} sessions on {database} did not end"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn exec(conn: &mut PgConnection, sql: &str) -> Result<()> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
         .execute(conn)
@@ -251,27 +276,7 @@ impl DatabaseMoves for PostgresEngine {
             )
             .await?;
         }
-        let started = Instant::now();
-        loop {
-            let left: i64 = sqlx::query_scalar(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                  WHERE datname = $1 AND usename = ANY($2)",
-            )
-            .bind(database)
-            .bind(roles)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(from_sqlx)?;
-            if left == 0 {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                return Err(EngineError::Internal(format!(
-                    "{left} sessions on the source did not end"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        end_sessions(&mut conn, database, roles).await?;
         let _ = conn.close().await;
         Ok(())
     }
@@ -304,27 +309,7 @@ impl DatabaseMoves for PostgresEngine {
             )
             .await?;
         }
-        let started = Instant::now();
-        loop {
-            let left: i64 = sqlx::query_scalar(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                  WHERE datname = $1 AND usename = ANY($2)",
-            )
-            .bind(database)
-            .bind(roles)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(from_sqlx)?;
-            if left == 0 {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                return Err(EngineError::Internal(format!(
-                    "{left} sessions on {database} did not end"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        end_sessions(&mut conn, database, roles).await?;
         let _ = conn.close().await;
         Ok(())
     }
