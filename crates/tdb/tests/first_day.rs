@@ -504,7 +504,13 @@ async fn the_readme_quickstart_runs_as_written() {
     assert!(blocks.len() > 10, "{blocks:?}");
     // The first block starts the server; the harness starts it here, on free ports.
     assert_eq!(blocks[0].trim(), "./target/release/tdb serve");
-    let s = start().await;
+    // Archives that switch segments every 2 s: the recovery blocks wait for a window, which
+    // then follows within seconds instead of a minute.
+    let s = start_with_env(&[
+        ("TDB_PITR_ARCHIVE_TIMEOUT_SECS", "2"),
+        ("TDB_PITR_CHECK_SECS", "1"),
+    ])
+    .await;
     let work = tempfile::tempdir().expect("work dir");
     let home = tempfile::tempdir().expect("home");
     let path = format!(
