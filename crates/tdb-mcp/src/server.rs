@@ -73,7 +73,7 @@ mod tests {
         let tools = server.tools.list_all();
         assert_eq!(
             tools.len(),
-            24,
+            26,
             "{:?}",
             tools.iter().map(|t| &t.name).collect::<Vec<_>>()
         );
