@@ -385,6 +385,16 @@ impl Client {
         self.request(Method::PATCH, &path, Some(&body), true).await
     }
 
+    /// Asks for a full base backup of the server's WAL archive (an operator's admin key only).
+    pub async fn request_server_backup(
+        &self,
+        name: &str,
+    ) -> Result<Reply<servers::BackupRequested>, ClientError> {
+        let path = format!("/servers/{}/backup", encode(name));
+        self.request(Method::POST, &path, Some(&serde_json::json!({})), true)
+            .await
+    }
+
     pub async fn list_tenants(&self) -> Result<Reply<tenants::TenantList>, ClientError> {
         self.get("/tenants").await
     }

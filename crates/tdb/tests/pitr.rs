@@ -907,4 +907,20 @@ async fn a_tenant_on_an_attached_server_is_told_what_is_missing() {
         .cloned()
         .expect("pg-eu listed");
     assert!(attached["archive"].is_null(), "{attached}");
+
+    // The operator's CLI asks for base backups: refused for the attached server, taken for the
+    // managed one.
+    let home = tempfile::tempdir().expect("home");
+    let cli = Cli {
+        home: home.path(),
+        api_url: &s.api_url,
+        key: Some(&key),
+    };
+    let refused = cli.fails(&["servers", "backup", "pg-eu"]);
+    assert!(refused.contains("archives no WAL"), "{refused}");
+    let asked = cli.ok(&["servers", "backup", "postgresql-shared"]);
+    assert!(
+        asked.contains("A full base backup of server 'postgresql-shared'"),
+        "{asked}"
+    );
 }

@@ -14,10 +14,17 @@ pub enum ServersCommand {
     Drain { name: String },
     /// Put a drained shared server back into placement
     Activate { name: String },
+    /// Take a full base backup of a server's WAL archive now (point-in-time recovery)
+    Backup { name: String },
 }
 
 pub async fn run(ctx: &Context, command: ServersCommand) -> anyhow::Result<()> {
     let reply = match command {
+        ServersCommand::Backup { name } => {
+            let reply = ctx.client.request_server_backup(&name).await?;
+            ctx.print(&reply.raw, || println!("{}", reply.data.message));
+            return Ok(());
+        }
         ServersCommand::List => ctx.client.list_servers().await?,
         ServersCommand::Drain { name } => {
             ctx.client
