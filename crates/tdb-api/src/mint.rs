@@ -62,16 +62,18 @@ impl MintedKey {
     }
 }
 
-/// A proxy password and its SCRAM-SHA-256 verifier.
+/// A proxy password, its SCRAM-SHA-256 verifier and what the MySQL proxy checks it against.
 pub struct MintedPassword {
     pub plaintext: String,
     pub verifier: String,
+    pub mysql_verifier: String,
 }
 
 pub fn proxy_password() -> MintedPassword {
     let plaintext = secrets::new_password("tdb_pw_");
     MintedPassword {
         verifier: secrets::scram_verifier(&plaintext),
+        mysql_verifier: secrets::mysql_verifier(&plaintext),
         plaintext,
     }
 }
@@ -97,6 +99,7 @@ pub async fn scoped_credential(
             project_id,
             username: &username,
             verifier: &secrets::scram_verifier(&password),
+            mysql_verifier: &secrets::mysql_verifier(&password),
             scope_type,
             scope_value: Some(scope_value),
             role,

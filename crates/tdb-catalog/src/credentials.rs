@@ -10,6 +10,8 @@ pub struct NewCredential<'a> {
     pub project_id: &'a str,
     pub username: &'a str,
     pub verifier: &'a str,
+    /// See `tdb_core::secrets::mysql_verifier`.
+    pub mysql_verifier: &'a str,
     pub scope_type: ScopeType,
     pub scope_value: Option<&'a str>,
     pub role: KeyRole,
@@ -18,8 +20,9 @@ pub struct NewCredential<'a> {
 impl Catalog {
     pub async fn create_credential(&self, c: &NewCredential<'_>) -> Result<()> {
         sqlx::query(
-            "INSERT INTO credentials (id, project_id, username, verifier, scope_type, scope_value, role)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO credentials
+               (id, project_id, username, verifier, scope_type, scope_value, role, mysql_verifier)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(c.id)
         .bind(c.project_id)
@@ -28,6 +31,7 @@ impl Catalog {
         .bind(c.scope_type.as_str())
         .bind(c.scope_value)
         .bind(c.role.as_str())
+        .bind(c.mysql_verifier)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -33,6 +33,8 @@ pub struct NewProject<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub proxy_verifier: &'a str,
+    /// See `tdb_core::secrets::mysql_verifier`.
+    pub proxy_mysql_verifier: &'a str,
 }
 
 pub(crate) async fn insert(
@@ -41,12 +43,14 @@ pub(crate) async fn insert(
     project: &NewProject<'_>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO projects (id, account_id, name, proxy_verifier) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO projects (id, account_id, name, proxy_verifier, proxy_mysql_verifier)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(project.id)
     .bind(account_id)
     .bind(project.name)
     .bind(project.proxy_verifier)
+    .bind(project.proxy_mysql_verifier)
     .execute(conn)
     .await?;
     Ok(())
@@ -200,13 +204,16 @@ impl Catalog {
         account_id: &str,
         project_id: &str,
         verifier: &str,
+        mysql_verifier: &str,
     ) -> Result<()> {
         let done = sqlx::query(
-            "UPDATE projects SET proxy_verifier = $3 WHERE account_id = $1 AND id = $2",
+            "UPDATE projects SET proxy_verifier = $3, proxy_mysql_verifier = $4
+              WHERE account_id = $1 AND id = $2",
         )
         .bind(account_id)
         .bind(project_id)
         .bind(verifier)
+        .bind(mysql_verifier)
         .execute(self.pool())
         .await?;
         if done.rows_affected() == 0 {

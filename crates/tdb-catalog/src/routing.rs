@@ -26,6 +26,8 @@ pub const GATES_CHANNEL: &str = "tdb_gates";
 pub struct Login {
     pub project_id: String,
     pub verifier: String,
+    /// See `tdb_core::secrets::mysql_verifier`; `None` for credentials minted before it.
+    pub mysql_verifier: Option<String>,
     /// `project`, `workspace` or `tenant`.
     #[sqlx(try_from = "String")]
     pub scope_type: ScopeType,
@@ -58,10 +60,11 @@ impl Catalog {
     /// One statement whatever the name, so the time taken does not tell which kind exists.
     pub async fn proxy_login(&self, username: &str) -> Result<Option<Login>> {
         Ok(sqlx::query_as(
-            "SELECT project_id, verifier, scope_type, scope_value, role FROM credentials
+            "SELECT project_id, verifier, mysql_verifier, scope_type, scope_value, role
+               FROM credentials
               WHERE username = $1 AND revoked_at IS NULL
              UNION ALL
-             SELECT id, proxy_verifier, 'project', NULL::text, 'admin'
+             SELECT id, proxy_verifier, proxy_mysql_verifier, 'project', NULL::text, 'admin'
                FROM projects WHERE id = $1 AND status = 'active'
              LIMIT 1",
         )

@@ -95,6 +95,24 @@ pub fn scram_verifier(password: &str) -> String {
     postgres_protocol::password::scram_sha_256(password.as_bytes())
 }
 
+/// What the MySQL proxy checks `password` against: `<hex SHA1(SHA1(p))>:<hex SHA256(SHA256(p))>`
+/// (`mysql_native_password`, and `caching_sha2_password`'s fast path). Both are unsalted, as
+/// those protocols require; tdb's passwords carry 128 random bits, so neither can be reversed.
+pub fn mysql_verifier(password: &str) -> String {
+    use sha1::Digest as _;
+    let native = sha1::Sha1::digest(sha1::Sha1::digest(password.as_bytes()));
+    let sha2 = Sha256::digest(Sha256::digest(password.as_bytes()));
+    format!("{}:{}", hex::encode(native), hex::encode(sha2))
+}
+
+/// The two digests of a [`mysql_verifier`], or `None` when `verifier` is not one.
+pub fn parse_mysql_verifier(verifier: &str) -> Option<([u8; 20], [u8; 32])> {
+    let (native, sha2) = verifier.split_once(':')?;
+    let native: [u8; 20] = hex::decode(native).ok()?.try_into().ok()?;
+    let sha2: [u8; 32] = hex::decode(sha2).ok()?.try_into().ok()?;
+    Some((native, sha2))
+}
+
 /// The key that seals the platform's own secrets.
 #[derive(Clone)]
 pub struct MasterKey([u8; 32]);
@@ -217,6 +235,20 @@ mod tests {
         assert!(a.plaintext.starts_with(&a.prefix));
         assert_eq!(a.digest, api_key_digest(&a.plaintext));
         assert_eq!(a.digest.len(), 32);
+    }
+
+    #[test]
+    fn mysql_verifiers_hold_the_digests_mysql_itself_stores() {
+        // MySQL's PASSWORD('s3cret-pass') is '*' + upper hex of SHA1(SHA1(p)).
+        let v = mysql_verifier("s3cret-pass");
+        let (native, sha2) = parse_mysql_verifier(&v).expect("parses");
+        use sha1::Digest as _;
+        let once = sha1::Sha1::digest(b"s3cret-pass");
+        assert_eq!(native.as_slice(), sha1::Sha1::digest(once).as_slice());
+        assert_eq!(sha2.as_slice(), Sha256::digest(Sha256::digest(b"s3cret-pass")).as_slice());
+        assert_ne!(mysql_verifier("other"), v);
+        assert!(parse_mysql_verifier("SCRAM-SHA-256$4096:abc").is_none());
+        assert!(parse_mysql_verifier("00:11").is_none());
     }
 
     #[test]

@@ -125,6 +125,7 @@ async fn signup(
         id: &project_id,
         name: project_name.as_str(),
         proxy_verifier: &proxy.verifier,
+        proxy_mysql_verifier: &proxy.mysql_verifier,
     };
     match state
         .catalog

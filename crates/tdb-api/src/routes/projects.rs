@@ -98,6 +98,7 @@ async fn create_project(
         id: &project_id,
         name: name.as_str(),
         proxy_verifier: &proxy.verifier,
+        proxy_mysql_verifier: &proxy.mysql_verifier,
     };
     match state
         .catalog
@@ -214,7 +215,12 @@ async fn rotate_proxy_password(
     let proxy = mint::proxy_password();
     state
         .catalog
-        .set_proxy_verifier(&auth.account_id, &project.id, &proxy.verifier)
+        .set_proxy_verifier(
+            &auth.account_id,
+            &project.id,
+            &proxy.verifier,
+            &proxy.mysql_verifier,
+        )
         .await
         .map_err(|e| project_error(e, &id))?;
     Ok(Reply::ok(RotatedPassword {
