@@ -365,6 +365,8 @@ fn tag_of(text: &str) -> String {
     let Ok(tokens) = tokenize(text) else {
         return String::new();
     };
+    // Modifiers are left out, as PostgreSQL's tags leave them: `CREATE UNIQUE INDEX` is a
+    // `CREATE INDEX`, `CREATE OR REPLACE VIEW` a `CREATE VIEW`.
     let words: Vec<String> = tokens
         .iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
@@ -372,14 +374,16 @@ fn tag_of(text: &str) -> String {
             Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
             _ => None,
         })
-        .take(3)
+        .filter(|w| {
+            !matches!(
+                w.as_str(),
+                "UNIQUE" | "FULLTEXT" | "SPATIAL" | "TEMPORARY" | "OR" | "REPLACE"
+            )
+        })
+        .take(2)
         .collect();
     let take = match words.first().map(String::as_str) {
-        Some("CREATE" | "DROP" | "ALTER") => match words.get(1).map(String::as_str) {
-            Some("UNIQUE" | "FULLTEXT" | "SPATIAL" | "TEMPORARY" | "OR") => 3,
-            _ => 2,
-        },
-        Some("START" | "SET" | "RENAME" | "LOAD") => 2,
+        Some("CREATE" | "DROP" | "ALTER" | "START" | "SET" | "RENAME" | "LOAD") => 2,
         _ => 1,
     };
     words.into_iter().take(take).collect::<Vec<_>>().join(" ")
@@ -520,6 +524,16 @@ mod tests {
         assert!(refused("KILL QUERY 12").is_none());
         assert!(refused("SELECT * FROM t").is_none());
         assert!(refused("INSERT INTO t VALUES (1)").is_none());
+    }
+
+    #[test]
+    fn tags_name_the_statement_without_its_modifiers() {
+        let tag = |sql| classify(sql).expect("classifies").1;
+        assert_eq!(tag("CREATE UNIQUE INDEX i ON t (a)"), "CREATE INDEX");
+        assert_eq!(tag("create table t (a int)"), "CREATE TABLE");
+        assert_eq!(tag("CREATE OR REPLACE VIEW v AS SELECT 1"), "CREATE VIEW");
+        assert_eq!(tag("ALTER TABLE t ADD COLUMN b int"), "ALTER TABLE");
+        assert_eq!(tag("SELECT 1"), "SELECT");
     }
 
     #[test]
