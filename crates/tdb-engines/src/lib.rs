@@ -24,5 +24,6 @@ pub use managed::mariadb::{ManagedMariadb, ManagedMariadbOptions};
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
 pub use managed::provisioner::{LocalProvisioner, Provisioner, ServerRequest};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};
+pub use mysql::MysqlEngine;
 pub use postgres::PostgresEngine;
 pub use registry::Engines;
