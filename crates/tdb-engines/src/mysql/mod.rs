@@ -1,7 +1,7 @@
 //! The MySQL engine, served by MariaDB: one database per tenant on a shared `mariadbd`, with
 //! users whose grants name that database alone (escaped, see [`quote`]), sessions through
 //! `sqlx-mysql`, dumps and restores through the installed `mariadb-dump` and `mariadb`. This
-//! file holds the core [`Engine`].
+//! file holds the core [`Engine`]; `capabilities.rs` the rest (migrations, introspection).
 //!
 //! Conventions shared with the rest of tdb:
 //! - A host that starts with `/` is the path of the server's Unix socket (a managed server on
@@ -11,8 +11,12 @@
 //! - tdb's own records of each tenant database (schema version, migration progress) live in
 //!   the administrator's `tdb_meta` database, one table per tenant database ([`meta`]).
 
+mod capabilities;
 mod dump;
+mod export;
+mod introspect;
 pub mod meta;
+mod migrate;
 pub mod quote;
 pub mod secure;
 mod session;
@@ -29,6 +33,7 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::AdminEndpoint;
+use crate::capability::{Introspection, SqlEngine};
 use crate::engine::{
     CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, RestoreTarget,
     Result, Session, TenantSpec,
@@ -303,5 +308,13 @@ impl Engine for MysqlEngine {
         Ok(Box::new(
             session::MysqlSession::open(target, limits, admin, place).await?,
         ))
+    }
+
+    fn sql(&self) -> Option<&dyn SqlEngine> {
+        Some(self)
+    }
+
+    fn introspection(&self) -> Option<&dyn Introspection> {
+        Some(self)
     }
 }
