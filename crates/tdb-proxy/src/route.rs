@@ -441,6 +441,7 @@ mod tests {
         Login {
             project_id: "p".into(),
             verifier: String::new(),
+            mysql_verifier: None,
             scope_type: scope_type.parse().expect("scope type"),
             scope_value: scope_value.map(str::to_string),
             role: role.parse().expect("role"),
