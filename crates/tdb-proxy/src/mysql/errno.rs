@@ -53,3 +53,19 @@ pub const CONNECTION_KILLED: Code = code(1927, "70100");
 pub const STATEMENT_TIMEOUT: Code = code(1969, "70100");
 /// `ER_SECURE_TRANSPORT_REQUIRED`: plain text refused.
 pub const SECURE_TRANSPORT_REQUIRED: Code = code(3159, "HY000");
+
+/// The error a client is told for a refusal of the proxy's core (admission, routing, gates,
+/// slots).
+#[cfg(feature = "server")]
+pub fn of_refusal(refusal: crate::refusal::Refusal) -> super::reply::Err {
+    use crate::refusal::Reason;
+    let code = match refusal.reason {
+        Reason::TooMany => CON_COUNT,
+        Reason::Unavailable | Reason::Internal => UNKNOWN,
+        Reason::NoSuchDatabase => BAD_DB,
+        Reason::NotAllowed => DBACCESS_DENIED,
+        Reason::LoginsThrottled => HOST_BLOCKED,
+        Reason::ShuttingDown => SERVER_SHUTDOWN,
+    };
+    super::reply::Err::new(code, refusal.message)
+}

@@ -3,12 +3,19 @@
 //! connection and the relay.
 
 pub mod auth;
+#[cfg(feature = "server")]
+pub mod backend;
 pub mod capability;
 pub mod command;
 pub mod errno;
 pub mod handshake;
+pub mod login;
 pub mod packet;
+#[cfg(feature = "server")]
+pub mod relay;
 pub mod reply;
 pub mod response;
+#[cfg(feature = "server")]
+pub mod session;
 pub mod sqltext;
 pub mod wire;

@@ -144,6 +144,15 @@ impl PacketReader {
         &self.buf[self.start..]
     }
 
+    /// Drops `n` buffered bytes (a packet relayed straight from the buffer).
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
     /// The next packet, reading as needed; `limit` bounds its joined payload.
     pub async fn next<R: AsyncRead + Unpin>(
         &mut self,

@@ -135,6 +135,11 @@ impl Response {
         Self { expect, state }
     }
 
+    /// Whether the next packet is a row (or the EOF after the rows).
+    pub fn in_rows(&self) -> bool {
+        matches!(self.state, State::Rows { .. })
+    }
+
     pub fn is_finished(&self) -> bool {
         self.state == State::Finished
     }
