@@ -1,8 +1,9 @@
-//! The data plane: one proxy per wire protocol, PostgreSQL first. A client connects with a
+//! The data plane: one proxy per wire protocol, PostgreSQL and MySQL. A client connects with a
 //! routing name (`<blueprint>__<tenant>` or `<workspace>_workspace`) and a credential; the proxy
 //! authenticates it against the catalog, connects to the right server database as the right
 //! role, relays, enforces the tenant's state and limits, and logs every statement.
 
+pub mod mysql;
 pub mod pg;
 
 #[cfg(feature = "server")]

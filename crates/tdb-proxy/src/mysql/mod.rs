@@ -1,0 +1,21 @@
+//! The MySQL proxy, for tenants on MariaDB: codecs for packets and the typed messages of the
+//! connection and command phases, password checks, the per-connection session, the server
+//! connection and the relay.
+
+pub mod auth;
+#[cfg(feature = "server")]
+pub mod backend;
+pub mod capability;
+pub mod command;
+pub mod errno;
+pub mod handshake;
+pub mod login;
+pub mod packet;
+#[cfg(feature = "server")]
+pub mod relay;
+pub mod reply;
+pub mod response;
+#[cfg(feature = "server")]
+pub mod session;
+pub mod sqltext;
+pub mod wire;

@@ -1,0 +1,439 @@
+//! The server's answer to one command, streamed to the client packet by packet: small packets
+//! are read whole (the relay must know OKs, errors and EOFs), long ones (rows, pieces of a
+//! 16 MiB packet) pass through without being held. What the relay changes on the way:
+//!
+//! - a `LOCAL INFILE` request (0xfb) never reaches the client: the server gets an empty file,
+//!   the client an error, and the rest of the answer is read and dropped;
+//! - on workspaces, each DDL statement that completed is queued on the blueprint before its OK
+//!   goes out ([`super::capture`]);
+//! - the error of a statement the proxy stopped for outliving `query_timeout_ms` says so.
+//!
+//! [`watch`] runs an answer against the tenant's kill token, the statement timer, the shutdown
+//! deadline and the client leaving.
+
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::command::Unit;
+use super::{RelayEnd, SessionContext, capture};
+use crate::mysql::backend::{self, Backend, Stop};
+use crate::mysql::errno;
+use crate::mysql::packet::{self, HEADER_LEN, MAX_PIECE, PacketReader};
+use crate::mysql::reply;
+use crate::mysql::response::{Expect, Outcome, Response, Seen, Step};
+
+/// Packets longer than this stream through instead of being read whole.
+const INSPECT_LIMIT: usize = 64 * 1024;
+/// Bytes gathered for the client before they are written out.
+const OUT_LIMIT: usize = 64 * 1024;
+/// How much longer than `query_timeout_ms` the proxy waits, so MariaDB's own
+/// `max_statement_time` fires first and the client sees the server's usual error.
+const MARGIN: Duration = Duration::from_millis(500);
+/// How long a stopped statement may take to end before the session gives up on the server.
+pub const ESCALATION: Duration = Duration::from_secs(5);
+/// Bytes a client may send ahead while its command runs before the relay stops reading (and
+/// noticing that it left) until the answer is over.
+const WATCH_LIMIT: usize = 64 * 1024;
+/// [`Progress::client_seq`] while a packet to the client is cut short.
+const MID_PACKET: u16 = u16::MAX;
+
+/// Where an answer stands, for the error that may have to follow it.
+pub(super) struct Progress {
+    /// The sequence id of the client's next packet, or [`MID_PACKET`].
+    client_seq: AtomicU16,
+    /// The proxy stopped the statement for outliving `query_timeout_ms`.
+    timed_out: AtomicBool,
+}
+
+impl Progress {
+    pub fn new(seq: u8) -> Self {
+        Self {
+            client_seq: AtomicU16::new(u16::from(seq)),
+            timed_out: AtomicBool::new(false),
+        }
+    }
+
+    /// The sequence id an error sent now would carry; `None` in the middle of a packet.
+    pub fn client_seq(&self) -> Option<u8> {
+        u8::try_from(self.client_seq.load(Ordering::Relaxed)).ok()
+    }
+
+    fn set(&self, seq: u16) {
+        self.client_seq.store(seq, Ordering::Relaxed);
+    }
+}
+
+/// What an answer came to, for the log and the session.
+#[derive(Debug, Default)]
+pub(super) struct Answered {
+    /// Rows returned or affected, summed over its results, when the server said.
+    pub rows: Option<u64>,
+    pub error: Option<reply::Err>,
+    /// The status flags of its last OK or EOF.
+    pub status: Option<u16>,
+    /// `COM_STMT_PREPARE`: the statement's id.
+    pub prepared: Option<u32>,
+}
+
+/// Everything a watched answer needs besides the client's and server's streams.
+pub(super) struct Watched<'a> {
+    pub ctx: &'a SessionContext,
+    pub unit: &'a Unit,
+    pub expect: Expect,
+    pub progress: &'a Progress,
+    /// The shutdown's deadline, once shutdown was asked for.
+    pub deadline: &'a mut Option<Instant>,
+}
+
+/// Relays the answer, ending early when the tenant is killed, the shutdown deadline passes,
+/// the client leaves, or a statement that outlived `query_timeout_ms` ignores being stopped.
+pub(super) async fn watch<CR, CW>(
+    client_r: &mut CR,
+    input: &mut PacketReader,
+    client_w: &mut CW,
+    backend: &mut Backend,
+    w: Watched<'_>,
+) -> Result<Answered, RelayEnd>
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+{
+    let Watched {
+        ctx,
+        unit,
+        expect,
+        progress,
+        deadline,
+    } = w;
+    let started = Instant::now();
+    let thread_id = backend.thread_id;
+    let down = Down::new(client_w, backend, ctx, unit, expect, progress);
+    let answer = down.run();
+    tokio::pin!(answer);
+    let mut due = ctx.query_timeout.map(|t| started + t + MARGIN);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut answer => return done,
+            _ = ctx.kill.cancelled() => return Err(RelayEnd::Killed),
+            _ = ctx.shutdown.cancelled(), if deadline.is_none() => {
+                *deadline = Some(Instant::now() + ctx.shutdown_grace);
+            }
+            _ = sleep_until(*deadline) => return Err(RelayEnd::DeadlinePassed),
+            _ = sleep_until(due) => {
+                if progress.timed_out.swap(true, Ordering::Relaxed) {
+                    return Err(RelayEnd::Unresponsive);
+                }
+                stop_overrun(ctx, thread_id);
+                due = Some(Instant::now() + ESCALATION);
+            }
+            gone = input.fill(client_r), if input.buffered().len() < WATCH_LIMIT => {
+                if gone.is_err() {
+                    return Err(RelayEnd::ClientGone);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Stops the statement that outlived `query_timeout_ms`, off the relay's path (it opens a
+/// connection of its own).
+fn stop_overrun(ctx: &SessionContext, thread_id: u32) {
+    let Some(limit) = ctx.query_timeout else {
+        return;
+    };
+    tracing::info!(
+        database = %ctx.origin.database,
+        query_timeout_ms = limit.as_millis(),
+        "stopping a statement that outlived query_timeout_ms"
+    );
+    let target = ctx.target.clone();
+    tokio::spawn(async move {
+        let stop = Stop::Query { running_for: limit };
+        if let Err(e) = backend::stop(&target, thread_id, stop).await {
+            tracing::warn!(error = %e, "stopping a statement on the server failed");
+        }
+    });
+}
+
+/// One answer on its way down.
+struct Down<'a, W> {
+    client: &'a mut W,
+    backend: &'a mut Backend,
+    ctx: &'a SessionContext,
+    unit: &'a Unit,
+    progress: &'a Progress,
+    response: Response,
+    out: Vec<u8>,
+    /// The sequence id after the last packet put out.
+    next_seq: u8,
+    /// Results ended so far: the index of the statement whose result comes next.
+    results: usize,
+    /// The previous piece was 16 MiB - 1: this one continues its packet.
+    continuing: bool,
+    /// After a `LOCAL INFILE` request: the client has had its error, and sees nothing more.
+    swallow: bool,
+    answered: Answered,
+}
+
+impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
+    fn new(
+        client: &'a mut W,
+        backend: &'a mut Backend,
+        ctx: &'a SessionContext,
+        unit: &'a Unit,
+        expect: Expect,
+        progress: &'a Progress,
+    ) -> Self {
+        let next_seq = progress.client_seq().unwrap_or(1);
+        Self {
+            client,
+            backend,
+            ctx,
+            unit,
+            progress,
+            response: Response::new(expect),
+            out: Vec::with_capacity(OUT_LIMIT),
+            next_seq,
+            results: 0,
+            continuing: false,
+            swallow: false,
+            answered: Answered::default(),
+        }
+    }
+
+    async fn run(mut self) -> Result<Answered, RelayEnd> {
+        loop {
+            while let Some(done) = self.next_packet().await? {
+                if done {
+                    self.flush().await?;
+                    return Ok(self.answered);
+                }
+                if self.out.len() >= OUT_LIMIT {
+                    self.flush().await?;
+                }
+            }
+            self.flush().await?;
+            let backend = &mut *self.backend;
+            if backend.reader.fill(&mut backend.stream).await.is_err() {
+                return Err(RelayEnd::ServerGone);
+            }
+        }
+    }
+
+    /// Handles the packet at the front of the buffer: `None` when it is not all here yet, else
+    /// whether it ended the answer.
+    async fn next_packet(&mut self) -> Result<Option<bool>, RelayEnd> {
+        let Some((len, seq)) = packet::header(self.backend.reader.buffered()) else {
+            return Ok(None);
+        };
+        if self.continuing || len > INSPECT_LIMIT {
+            if !self.continuing && self.response.step(Seen::Large) != Ok(Step::More) {
+                return Err(RelayEnd::ProtocolError(
+                    "the server sent an unexpected long packet",
+                ));
+            }
+            self.continuing = len == MAX_PIECE;
+            self.stream_piece(len, seq).await?;
+            return Ok(Some(false));
+        }
+        let total = HEADER_LEN + len;
+        let buf = self.backend.reader.buffered();
+        let Some(whole) = buf.get(..total) else {
+            return Ok(None);
+        };
+        let step = self
+            .response
+            .step(Seen::Whole(&whole[HEADER_LEN..]))
+            .map_err(|_| RelayEnd::ProtocolError("the server's answer does not parse"))?;
+        if step == Step::More {
+            if !self.swallow {
+                self.out.extend_from_slice(whole);
+                self.next_seq = seq.wrapping_add(1);
+            }
+            self.backend.reader.consume(total);
+            return Ok(Some(false));
+        }
+        let whole = whole.to_vec();
+        self.backend.reader.consume(total);
+        self.special(step, seq, whole).await
+    }
+
+    /// A packet that ends a result, or asks for a file.
+    async fn special(
+        &mut self,
+        step: Step,
+        seq: u8,
+        whole: Vec<u8>,
+    ) -> Result<Option<bool>, RelayEnd> {
+        let (outcome, done) = match step {
+            Step::LocalInfile => return self.refuse_local_infile(seq).await.map(|()| Some(false)),
+            Step::Result(outcome) => (outcome, false),
+            Step::Done(outcome) => (outcome, true),
+            Step::More => (Outcome::Other, false),
+        };
+        let replacement = self.outcome(outcome).await;
+        if !self.swallow {
+            match replacement {
+                Some(payload) => self.put(seq, &payload),
+                None => {
+                    self.out.extend_from_slice(&whole);
+                    self.next_seq = seq.wrapping_add(1);
+                }
+            }
+        }
+        Ok(Some(done))
+    }
+
+    /// The server asks for a file: it gets an empty one, the client an error in place of the
+    /// request.
+    async fn refuse_local_infile(&mut self, seq: u8) -> Result<(), RelayEnd> {
+        let mut empty = Vec::with_capacity(HEADER_LEN);
+        packet::encode(&mut empty, seq.wrapping_add(1), &[]);
+        if self.backend.stream.write_all(&empty).await.is_err() {
+            return Err(RelayEnd::ServerGone);
+        }
+        let refusal = reply::Err::new(
+            errno::SPECIFIC_ACCESS_DENIED,
+            "LOAD DATA LOCAL INFILE is not allowed through tdb",
+        );
+        if !self.swallow {
+            let mut payload = Vec::new();
+            refusal.encode(&mut payload);
+            self.put(seq, &payload);
+            self.swallow = true;
+        }
+        self.answered.error.get_or_insert(refusal);
+        Ok(())
+    }
+
+    /// Records how a result came out; returns the payload the client gets in its place, if
+    /// not the server's.
+    async fn outcome(&mut self, outcome: Outcome) -> Option<Vec<u8>> {
+        let index = self.results;
+        self.results += 1;
+        if let Some(rows) = outcome.rows() {
+            *self.answered.rows.get_or_insert(0) += rows;
+        }
+        if let Some(status) = outcome.status() {
+            self.answered.status = Some(status);
+        }
+        match outcome {
+            Outcome::Ok(ok) => self.captured(index, ok).await,
+            Outcome::Err(e) => {
+                let replaced = self.timed_out(&e);
+                self.answered.error.get_or_insert(e);
+                replaced
+            }
+            Outcome::Prepared { id } => {
+                self.answered.prepared = Some(id);
+                None
+            }
+            Outcome::Rows { .. } | Outcome::Other => None,
+        }
+    }
+
+    /// On a workspace, a DDL statement that completed is queued before its OK goes out.
+    async fn captured(&mut self, index: usize, ok: reply::Ok) -> Option<Vec<u8>> {
+        let stmt = self.unit.stmts.get(index)?;
+        if stmt.kind != tdb_sql::Kind::Ddl {
+            return None;
+        }
+        let warning = capture::on_workspace_ddl(self.ctx, &stmt.text, &stmt.tag).await?;
+        let mut ok = ok;
+        ok.info = warning.into_bytes();
+        let mut payload = Vec::new();
+        ok.encode(&mut payload);
+        Some(payload)
+    }
+
+    /// The error of a statement the proxy stopped, in the proxy's words.
+    fn timed_out(&self, e: &reply::Err) -> Option<Vec<u8>> {
+        let stopped = e.code == errno::QUERY_INTERRUPTED || e.code == errno::STATEMENT_TIMEOUT.code;
+        if !stopped || !self.progress.timed_out.load(Ordering::Relaxed) {
+            return None;
+        }
+        let limit = self.ctx.query_timeout.map_or(0, |t| t.as_millis());
+        let mut payload = Vec::new();
+        reply::Err::new(
+            errno::STATEMENT_TIMEOUT,
+            format!("canceling statement: it ran longer than query_timeout_ms ({limit} ms)"),
+        )
+        .encode(&mut payload);
+        Some(payload)
+    }
+
+    /// Puts a payload of the proxy's own out as the packet numbered `seq`.
+    fn put(&mut self, seq: u8, payload: &[u8]) {
+        self.next_seq = packet::encode(&mut self.out, seq, payload);
+    }
+
+    /// Writes out what was gathered, and flushes what was written (TLS holds records back
+    /// until then).
+    async fn flush(&mut self) -> Result<(), RelayEnd> {
+        if !self.out.is_empty() {
+            self.progress.set(MID_PACKET);
+            if self.client.write_all(&self.out).await.is_err() {
+                return Err(RelayEnd::ClientGone);
+            }
+            self.ctx
+                .metrics
+                .bytes_to_clients
+                .increment(self.out.len() as u64);
+            self.out.clear();
+            self.progress.set(u16::from(self.next_seq));
+        }
+        self.client.flush().await.map_err(|_| RelayEnd::ClientGone)
+    }
+
+    /// Passes one long piece (`len` bytes after its header) through without holding it.
+    async fn stream_piece(&mut self, len: usize, seq: u8) -> Result<(), RelayEnd> {
+        self.flush().await?;
+        self.progress.set(MID_PACKET);
+        let mut left = HEADER_LEN + len;
+        let here = self.backend.reader.buffered().len().min(left);
+        let head = self.backend.reader.buffered()[..here].to_vec();
+        self.backend.reader.consume(here);
+        self.pass(&head).await?;
+        left -= here;
+        let mut chunk = vec![0u8; 16 * 1024];
+        while left > 0 {
+            let want = left.min(chunk.len());
+            let n = match self.backend.stream.read(&mut chunk[..want]).await {
+                Ok(0) | Err(_) => return Err(RelayEnd::ServerGone),
+                Ok(n) => n,
+            };
+            self.pass(&chunk[..n]).await?;
+            left -= n;
+        }
+        if !self.continuing && !self.swallow {
+            self.next_seq = seq.wrapping_add(1);
+            self.progress.set(u16::from(self.next_seq));
+        }
+        Ok(())
+    }
+
+    async fn pass(&mut self, bytes: &[u8]) -> Result<(), RelayEnd> {
+        if self.swallow {
+            return Ok(());
+        }
+        if self.client.write_all(bytes).await.is_err() {
+            return Err(RelayEnd::ClientGone);
+        }
+        self.ctx
+            .metrics
+            .bytes_to_clients
+            .increment(bytes.len() as u64);
+        Ok(())
+    }
+}
