@@ -66,7 +66,7 @@ fn command(tool: &Path, target: &DatabaseAccess, options: &Path) -> Command {
     }
     command
         .arg(format!("--user={}", target.user))
-        .args(["--connect-timeout=10", "--default-character-set=utf8mb4"])
+        .arg("--default-character-set=utf8mb4")
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .kill_on_drop(true);
@@ -187,7 +187,13 @@ pub async fn restore(
     let options = password_file(&target.password)?;
     let mut child = command(tool, target, options.path())
         .arg(format!("--database={}", target.database))
-        .args(["--batch", "--binary-mode", "--sandbox", "--local-infile=0"])
+        .args([
+            "--batch",
+            "--binary-mode",
+            "--sandbox",
+            "--local-infile=0",
+            "--connect-timeout=10",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -162,8 +162,10 @@ pub(crate) async fn connect_admin(server: &AdminEndpoint) -> Result<MySqlConnect
 pub(crate) mod errno {
     /// Too many connections on the server.
     pub const TOO_MANY_CONNECTIONS: u16 = 1040;
-    /// The user's `MAX_USER_CONNECTIONS` are all taken.
+    /// The server-wide `max_user_connections` are all taken by the user.
     pub const USER_CONNECTIONS: u16 = 1203;
+    /// The account's own limits (its `MAX_USER_CONNECTIONS`) are reached.
+    pub const USER_LIMIT_REACHED: u16 = 1226;
     /// `max_statement_time` ended the statement.
     pub const STATEMENT_TIMEOUT: u16 = 1969;
     /// A table that does not exist.
@@ -182,7 +184,11 @@ pub(crate) fn from_sqlx(e: sqlx::Error) -> EngineError {
                 .map(|e| e.number());
             if matches!(
                 number,
-                Some(errno::TOO_MANY_CONNECTIONS | errno::USER_CONNECTIONS)
+                Some(
+                    errno::TOO_MANY_CONNECTIONS
+                        | errno::USER_CONNECTIONS
+                        | errno::USER_LIMIT_REACHED
+                )
             ) {
                 return EngineError::Busy(db.message().to_string());
             }
