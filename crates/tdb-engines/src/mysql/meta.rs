@@ -32,6 +32,9 @@ pub struct Record {
     /// The version a migration under way goes to, and how many of its statements are done.
     pub target: Option<i32>,
     pub done: i32,
+    /// The schema's [`fingerprint`](super::migrate::fingerprint) just before statement
+    /// `done + 1` started, until it is recorded done.
+    pub pending: Option<String>,
     /// Names the lock migrations of this database take (see [`lock_name`]).
     pub lock_key: String,
 }
@@ -49,7 +52,8 @@ pub fn create_sql(db: &str, owner: &str) -> Vec<String> {
         format!("DROP TABLE IF EXISTS {t}"),
         format!(
             "CREATE TABLE {t} (id TINYINT NOT NULL PRIMARY KEY, version INT NOT NULL, \
-             target INT NULL, done INT NOT NULL DEFAULT 0, lock_key CHAR(32) NOT NULL) \
+             target INT NULL, done INT NOT NULL DEFAULT 0, pending CHAR(64) NULL, \
+             lock_key CHAR(32) NOT NULL) \
              ENGINE=InnoDB"
         ),
         format!(
@@ -65,23 +69,44 @@ pub fn create_sql(db: &str, owner: &str) -> Vec<String> {
 
 /// The record of `db`, as its owner (or the administrator) reads it.
 pub async fn read(conn: &mut MySqlConnection, db: &str) -> Result<Record> {
-    let row: Option<(i32, Option<i32>, i32, String)> =
+    let row: Option<(i32, Option<i32>, i32, Option<String>, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT version, target, done, lock_key FROM {} WHERE id = 1",
+            "SELECT version, target, done, pending, lock_key FROM {} WHERE id = 1",
             table(db)
         )))
         .fetch_optional(&mut *conn)
         .await
         .map_err(from_sqlx)?;
-    let (version, target, done, lock_key) = row.ok_or_else(|| {
+    let (version, target, done, pending, lock_key) = row.ok_or_else(|| {
         EngineError::Internal(format!("tdb's record of database {db} has no row"))
     })?;
     Ok(Record {
         version,
         target,
         done,
+        pending,
         lock_key,
     })
+}
+
+/// Statement `done + 1` of a migration to `target` is about to run on a schema whose
+/// fingerprint is `before` (committed before the statement starts).
+pub async fn set_pending(
+    conn: &mut MySqlConnection,
+    db: &str,
+    target: i32,
+    done: i32,
+    before: &str,
+) -> Result<()> {
+    exec(
+        conn,
+        format!(
+            "UPDATE {} SET target = {target}, done = {done}, pending = {} WHERE id = 1",
+            table(db),
+            literal(before)
+        ),
+    )
+    .await
 }
 
 /// A migration to `target` has its first `done` statements applied.
@@ -94,7 +119,7 @@ pub async fn set_progress(
     exec(
         conn,
         format!(
-            "UPDATE {} SET target = {target}, done = {done} WHERE id = 1",
+            "UPDATE {} SET target = {target}, done = {done}, pending = NULL WHERE id = 1",
             table(db)
         ),
     )
@@ -106,7 +131,8 @@ pub async fn set_version(conn: &mut MySqlConnection, db: &str, version: i32) -> 
     exec(
         conn,
         format!(
-            "UPDATE {} SET version = {version}, target = NULL, done = 0 WHERE id = 1",
+            "UPDATE {} SET version = {version}, target = NULL, done = 0, pending = NULL \
+             WHERE id = 1",
             table(db)
         ),
     )

@@ -2,10 +2,13 @@
 //! one transaction as PostgreSQL's is. Instead tdb's record of the database ([`meta`]) counts
 //! the statements done: each statement runs in a transaction that also records it done (one
 //! commit for row statements; DDL commits itself, and the record follows at once), so a run
-//! cut off anywhere resumes at the next statement and runs none twice, but for a crash in the
-//! instant between a DDL statement's own commit and its record. A statement that fails leaves
-//! the count where it was: the same migration, fixed, resumes there. The version moves only
-//! once every statement is done.
+//! cut off anywhere resumes at the next statement. A crash can still fall in the instant
+//! between a DDL statement's own commit and its record; for that, before each statement the
+//! record keeps a fingerprint of the schema ([`fingerprint`]). A run that finds one left
+//! behind compares it with the schema as it is: changed, the statement ran, and is counted
+//! done; unchanged, it did not (MariaDB's DDL is atomic), and runs. So no statement runs twice.
+//! A statement that fails leaves the count where it was: the same migration, fixed, resumes
+//! there. The version moves only once every statement is done.
 //!
 //! Migrations of one database wait for each other on a named lock. A dry run applies the
 //! statements to a scratch copy of the schema instead (see [`dry_run`]), and leaves the
@@ -113,9 +116,20 @@ async fn apply(conn: &mut MySqlConnection, plan: &MigrationPlan<'_>) -> Result<M
     if record.version != plan.from {
         return Ok(Migration::Mismatch(record.version));
     }
-    let start = resume_at(db, &record, plan)?;
+    let mut start = resume_at(db, &record, plan)?;
+    if let Some(before) = &record.pending
+        && start < plan.statements.len()
+        && fingerprint(conn, db).await? != *before
+    {
+        // The statement after the last counted ran before a crash cut off its record.
+        start += 1;
+        let done = i32::try_from(start).unwrap_or(i32::MAX);
+        meta::set_progress(conn, db, plan.version, done).await?;
+    }
     for (i, statement) in plan.statements.iter().enumerate().skip(start) {
         let done = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        let before = fingerprint(conn, db).await?;
+        meta::set_pending(conn, db, plan.version, done - 1, &before).await?;
         exec(conn, "START TRANSACTION").await?;
         if let Err(e) = exec(conn, statement.as_str()).await {
             let _ = exec(conn, "ROLLBACK").await;
@@ -128,6 +142,54 @@ async fn apply(conn: &mut MySqlConnection, plan: &MigrationPlan<'_>) -> Result<M
     Ok(Migration::Applied {
         from: record.version,
     })
+}
+
+/// A digest of everything DDL can change in database `db` as `information_schema` shows it:
+/// tables and their options, columns, indexes, constraints, views, triggers, routines and
+/// partitions. Row counts and `AUTO_INCREMENT` positions are left out (statements that change
+/// only those change nothing a second run would trip on).
+pub async fn fingerprint(conn: &mut MySqlConnection, db: &str) -> Result<String> {
+    const PARTS: [&str; 9] = [
+        "SELECT CONCAT_WS('|', table_name, table_type, engine, table_collation, create_options, \
+         table_comment) AS v FROM information_schema.tables WHERE table_schema = ?",
+        "SELECT CONCAT_WS('|', table_name, column_name, ordinal_position, column_type, \
+         is_nullable, IFNULL(column_default, '~'), extra, IFNULL(collation_name, '~'), \
+         column_comment, IFNULL(generation_expression, '~')) AS v \
+         FROM information_schema.columns WHERE table_schema = ?",
+        "SELECT CONCAT_WS('|', table_name, index_name, seq_in_index, column_name, non_unique, \
+         IFNULL(sub_part, '~'), index_type, IFNULL(collation, '~')) AS v \
+         FROM information_schema.statistics WHERE table_schema = ?",
+        "SELECT CONCAT_WS('|', table_name, constraint_name, constraint_type) AS v \
+         FROM information_schema.table_constraints WHERE constraint_schema = ?",
+        "SELECT CONCAT_WS('|', table_name, constraint_name, check_clause) AS v \
+         FROM information_schema.check_constraints WHERE constraint_schema = ?",
+        "SELECT CONCAT_WS('|', table_name, constraint_name, referenced_table_name, update_rule, \
+         delete_rule) AS v FROM information_schema.referential_constraints \
+         WHERE constraint_schema = ?",
+        "SELECT CONCAT_WS('|', table_name, view_definition, check_option) AS v \
+         FROM information_schema.views WHERE table_schema = ?",
+        "SELECT CONCAT_WS('|', trigger_name, event_manipulation, event_object_table, \
+         action_timing, action_statement) AS v \
+         FROM information_schema.triggers WHERE trigger_schema = ?",
+        "SELECT CONCAT_WS('|', routine_name, routine_type, routine_definition) AS v \
+         FROM information_schema.routines WHERE routine_schema = ?",
+    ];
+    use sha2::Digest as _;
+    let mut digest = sha2::Sha256::new();
+    for (i, part) in PARTS.iter().enumerate() {
+        let mut rows: Vec<Option<String>> = sqlx::query_scalar(*part)
+            .bind(db)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
+        rows.sort();
+        digest.update(format!("#{i}\n"));
+        for row in rows {
+            digest.update(row.unwrap_or_default());
+            digest.update("\n");
+        }
+    }
+    Ok(hex::encode(digest.finalize()))
 }
 
 /// The statement to start at: the first, or the one after the last done by an earlier run of

@@ -17,6 +17,7 @@ mod export;
 mod introspect;
 pub mod meta;
 mod migrate;
+pub use migrate::fingerprint as schema_fingerprint;
 pub mod quote;
 pub mod secure;
 mod session;
