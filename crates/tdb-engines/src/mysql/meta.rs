@@ -26,7 +26,7 @@ pub fn table(db: &str) -> String {
 }
 
 /// One database's record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Record {
     pub version: i32,
     /// The version a migration under way goes to, and how many of its statements are done.
@@ -69,24 +69,14 @@ pub fn create_sql(db: &str, owner: &str) -> Vec<String> {
 
 /// The record of `db`, as its owner (or the administrator) reads it.
 pub async fn read(conn: &mut MySqlConnection, db: &str) -> Result<Record> {
-    let row: Option<(i32, Option<i32>, i32, Option<String>, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT version, target, done, pending, lock_key FROM {} WHERE id = 1",
-            table(db)
-        )))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(from_sqlx)?;
-    let (version, target, done, pending, lock_key) = row.ok_or_else(|| {
-        EngineError::Internal(format!("tdb's record of database {db} has no row"))
-    })?;
-    Ok(Record {
-        version,
-        target,
-        done,
-        pending,
-        lock_key,
-    })
+    let row: Option<Record> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT version, target, done, pending, lock_key FROM {} WHERE id = 1",
+        table(db)
+    )))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(from_sqlx)?;
+    row.ok_or_else(|| EngineError::Internal(format!("tdb's record of database {db} has no row")))
 }
 
 /// Statement `done + 1` of a migration to `target` is about to run on a schema whose
