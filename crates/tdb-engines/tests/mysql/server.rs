@@ -1,5 +1,6 @@
 //! The managed server: hardened at its first start, repaired after a crash, the same after a
-//! restart, and on a private socket without a TCP port.
+//! restart, an orphan left by a killed tdb stopped before a start, and on a private socket
+//! without a TCP port.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -138,4 +139,71 @@ async fn crash_is_repaired(server: &ManagedMariadb, endpoint: &AdminEndpoint) ->
     let new_pid = server_pid(server.data_dir());
     assert_ne!(pid, new_pid);
     new_pid
+}
+
+/// Starts `mariadbd` on the server in `dir` as a killed tdb would have left it running: its
+/// own process, not supervised. The process is reaped by a thread of its own once it exits.
+fn orphan(dir: &Path) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let run_as = RunAs::resolve("mysql").expect("run-as");
+    let data = dir.join("data");
+    let mut command = std::process::Command::new("/usr/sbin/mariadbd");
+    command
+        .arg(format!("--defaults-file={}", dir.join("my.cnf").display()))
+        .arg("--datadir")
+        .arg(&data)
+        .arg(format!(
+            "--pid-file={}",
+            data.join("mariadbd.pid").display()
+        ))
+        .arg(format!("--log-error={}", dir.join("orphan.log").display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if run_as.switch {
+        let _ = std::fs::File::create(dir.join("orphan.log"));
+        run_as.own(&dir.join("orphan.log")).expect("chown log");
+        command.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
+    }
+    let mut child = command.spawn().expect("spawn the orphan");
+    let pid = i32::try_from(child.id()).expect("pid");
+    std::thread::spawn(move || child.wait());
+    pid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub async fn an_orphan_of_a_killed_tdb_is_stopped_before_a_start() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("mariadb");
+    let key = MasterKey::generate();
+    let server = ManagedMariadb::start(options(&dir, &key, Listen::Loopback))
+        .await
+        .expect("start");
+    let endpoint = server.endpoint().clone();
+    server.shutdown().await;
+    let pid = orphan(&dir);
+    let mut serving = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !admin_login_fails(&endpoint).await {
+            serving = true;
+            break;
+        }
+    }
+    assert!(serving, "the orphan did not start");
+    assert_eq!(server_pid(&dir.join("data")), pid);
+
+    let server = ManagedMariadb::start(options(&dir, &key, Listen::Loopback))
+        .await
+        .expect("start over the orphan");
+    assert!(!alive(pid), "the orphan still runs");
+    let new_pid = server_pid(server.data_dir());
+    assert_ne!(new_pid, pid);
+    let mut conn = admin(server.endpoint()).await;
+    sqlx::raw_sql("SELECT 1")
+        .execute(&mut conn)
+        .await
+        .expect("serves");
+    let _ = conn.close().await;
+    server.shutdown().await;
+    mariadb::remove(&dir).await.expect("remove");
 }
