@@ -99,7 +99,9 @@ async fn dry_runs_leave_the_tenant_alone(ctx: &Ctx) {
     let (engine, e, acme) = (&ctx.engine, &ctx.e, &ctx.acme);
     let sql = engine.sql().expect("sql");
     let owner = acme.owner(e);
+    // The first statement turns autocommit off: tdb's record must be committed all the same.
     let v3 = statements(&[
+        "SET autocommit = 0",
         "ALTER TABLE child ADD COLUMN shipped tinyint(1) NOT NULL DEFAULT 0",
         "CREATE TABLE audit (id int PRIMARY KEY)",
         "INSERT INTO child (parent_id) VALUES (1)",
@@ -133,6 +135,8 @@ async fn dry_runs_leave_the_tenant_alone(ctx: &Ctx) {
     // The real run.
     let applied = sql.migrate(&plan(&owner, e, (2, 3), &v3, false)).await;
     assert_eq!(applied.expect("v3"), Migration::Applied { from: 2 });
+    assert_eq!(sql.schema_version(&owner).await.expect("version"), 3);
+    assert_eq!(columns(e, &acme.db, "child").await.len(), 4);
 }
 
 pub async fn introspection_and_export(ctx: &Ctx) {
