@@ -18,6 +18,9 @@
 //! - `data/`        the data directory, owned by the user the server runs as (mode 0700)
 //! - `run/`         the server's socket `mysqld.sock` (mode 0700, the server's user)
 //! - `files/`       `secure_file_priv`, empty (mode 0700, the server's user)
+//! - `tmp/`         the server's temporary files (mode 0700, the server's user): a server
+//!   starting removes every `#sql*` file of its `tmpdir`, so servers sharing `/tmp` would
+//!   delete each other's temporary tables
 //! - `my.cnf`       the server's option file, written at each start (0600, the server's user)
 //! - `state.json`   port, admin user and the admin password sealed under the master key (0600)
 //! - `mariadb.log`  the server's log (0600)
@@ -100,6 +103,7 @@ struct Paths {
     data: PathBuf,
     socket_dir: PathBuf,
     files: PathBuf,
+    tmp: PathBuf,
     config: PathBuf,
     log: PathBuf,
 }
@@ -110,6 +114,7 @@ impl Paths {
             data: dir.join("data"),
             socket_dir: socket_dir_of(dir),
             files: dir.join("files"),
+            tmp: dir.join("tmp"),
             config: dir.join("my.cnf"),
             log: dir.join("mariadb.log"),
         }
@@ -132,6 +137,7 @@ impl ManagedMariadb {
         let paths = Paths::of(dir);
         private_dir(&paths.socket_dir, &opts.run_as)?;
         private_dir(&paths.files, &opts.run_as)?;
+        private_dir(&paths.tmp, &opts.run_as)?;
         reclaim_orphan(&paths.data.join(PID_FILE), &paths.data, RECLAIM).await;
         let mut state = ensure_initialised(&opts, &binaries, &paths).await?;
         if opts.listen == Listen::Loopback && !port_is_free(state.port) {
@@ -381,6 +387,7 @@ fn write_config(
     lines.extend([
         format!("socket={}", paths.socket().display()),
         format!("secure-file-priv={}", paths.files.display()),
+        format!("tmpdir={}", paths.tmp.display()),
         "local-infile=0".into(),
         "skip-name-resolve".into(),
         "symbolic-links=0".into(),

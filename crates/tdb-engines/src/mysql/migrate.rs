@@ -139,6 +139,8 @@ async fn apply(conn: &mut MySqlConnection, plan: &MigrationPlan<'_>) -> Result<M
         exec(conn, "COMMIT").await?;
     }
     meta::set_version(conn, db, plan.version).await?;
+    // Committed explicitly: a statement may have turned autocommit off for the session.
+    exec(conn, "COMMIT").await?;
     Ok(Migration::Applied {
         from: record.version,
     })

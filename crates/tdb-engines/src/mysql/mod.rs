@@ -249,7 +249,10 @@ impl Engine for MysqlEngine {
 
     /// MariaDB already shows each user only what it holds privileges on: `SHOW DATABASES`,
     /// `information_schema` (tables, columns, routines), the process list (its own sessions
-    /// without `PROCESS`), and nothing of `mysql.*` without a grant there. Nothing to close.
+    /// without `PROCESS`), and nothing of `mysql.*` without a grant there. What it shows every
+    /// user (server-wide status counters, the three `performance_schema` tables that hold them
+    /// and the session's own connection attributes) names no database, user or row. Nothing to
+    /// close.
     async fn hide_shared_catalogs(&self, _server: &AdminEndpoint) -> Result<CatalogSweep> {
         Ok(CatalogSweep::default())
     }

@@ -18,7 +18,7 @@ use sqlx::mysql::MySqlConnection;
 use super::quote::{ANY_HOST, account, grant_db, grant_pattern, ident, literal, native_hash};
 use super::{connect_admin, exec, from_sqlx, meta};
 use crate::AdminEndpoint;
-use crate::engine::{DatabaseSpec, RestoreTarget, Result, TenantSpec};
+use crate::engine::{DatabaseSpec, EngineError, RestoreTarget, Result, TenantSpec};
 
 /// The owner's privileges on its database.
 pub const OWNER_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, \
@@ -33,6 +33,27 @@ pub const APP_PRIVILEGES: &str =
 pub const READ_PRIVILEGES: &str = "SELECT";
 /// The owner's connection limit on a tenant database: tdb alone uses it.
 const OWNER_CONNECTIONS: u32 = 5;
+
+/// Databases of the server itself and of tdb, which no tenant or workspace may be named.
+const RESERVED: [&str; 5] = [
+    "mysql",
+    "information_schema",
+    "performance_schema",
+    "sys",
+    meta::META_DB,
+];
+
+/// Refuses a database name that is the server's or tdb's own.
+fn check_name(name: &str) -> Result<()> {
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(EngineError::Query {
+            message: format!("database name {name} is reserved"),
+            sqlstate: "42000".into(),
+            detail: None,
+        });
+    }
+    Ok(())
+}
 
 fn create_user_sql(name: &str, password: &str, limit: u32) -> String {
     format!(
@@ -97,6 +118,7 @@ async fn build(
 
 /// A workspace's database and its owner.
 pub async fn create_workspace(server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -> Result<()> {
+    check_name(spec.name)?;
     let mut made = Made::default();
     let built = async {
         let mut admin = connect_admin(server).await?;
@@ -119,6 +141,7 @@ pub async fn create_workspace(server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -
 
 /// A tenant database, its three users and its record in `tdb_meta`.
 pub async fn create(server: &AdminEndpoint, spec: &TenantSpec<'_>) -> Result<()> {
+    check_name(spec.name)?;
     let mut made = Made::default();
     let built = async {
         let mut admin = connect_admin(server).await?;
@@ -161,6 +184,7 @@ fn grants_sql(db: &str, owner: &str, app: &str, read: Option<&str>) -> Vec<Strin
 /// tenant's users' grants and a fresh record (version 0, until the restore records the
 /// dump's).
 pub async fn create_restore_target(server: &AdminEndpoint, spec: &RestoreTarget<'_>) -> Result<()> {
+    check_name(spec.name)?;
     let built = async {
         let mut admin = connect_admin(server).await?;
         end_sessions(&mut admin, spec.name, &[]).await?;
@@ -201,6 +225,7 @@ pub async fn exists(conn: &mut MySqlConnection, name: &str) -> Result<bool> {
 /// Drops database `name`, its record and every grant naming them, then `users`, after ending
 /// the sessions of those users and every session using the database. Absent parts are fine.
 pub async fn drop_database(server: &AdminEndpoint, name: &str, users: &[&str]) -> Result<()> {
+    check_name(name)?;
     let mut admin = connect_admin(server).await?;
     end_sessions(&mut admin, name, users).await?;
     revoke_all_on(&mut admin, name).await?;
@@ -300,4 +325,17 @@ pub async fn end_sessions(conn: &mut MySqlConnection, db: &str, users: &[&str]) 
         let _ = exec(conn, format!("KILL CONNECTION {id}")).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_and_tdbs_databases_are_reserved() {
+        for name in ["mysql", "SYS", "tdb_meta", "information_schema"] {
+            assert!(check_name(name).is_err(), "{name}");
+        }
+        assert!(check_name("shop__acme").is_ok());
+    }
 }
