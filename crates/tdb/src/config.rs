@@ -531,11 +531,26 @@ impl Config {
             {
                 anyhow::bail!("server '{}' is configured twice", server.name);
             }
-            if server.engine != Engine::Postgresql {
+            let scheme_ok = match server.engine {
+                Engine::Postgresql => {
+                    server.url.starts_with("postgresql://") || server.url.starts_with("postgres://")
+                }
+                Engine::Mysql => server.url.starts_with("mysql://"),
+                other => anyhow::bail!(
+                    "server '{}': engine '{other}' cannot be attached yet (postgresql and mysql \
+                     can)",
+                    server.name
+                ),
+            };
+            if !scheme_ok {
                 anyhow::bail!(
-                    "server '{}': engine '{}' cannot be attached yet (postgresql only)",
+                    "server '{}': a {} server's url starts with {}",
                     server.name,
-                    server.engine
+                    server.engine,
+                    match server.engine {
+                        Engine::Mysql => "mysql://",
+                        _ => "postgresql://",
+                    }
                 );
             }
         }

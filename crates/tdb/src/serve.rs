@@ -655,22 +655,19 @@ async fn register_servers(
         attached.push(catalog_server(url));
     }
     for server in &attached {
-        let opts = PgConnectOptions::from_str(&server.url)
-            .with_context(|| format!("server '{}': parsing url", server.name))?;
-        let password = password_of(&server.url);
-        let host = host_of(&opts);
+        let e = attached_endpoint(server)?;
         let spec = ServerSpec {
             name: &server.name,
             engine: server.engine,
             role: server.role,
             region: server.region.as_deref().unwrap_or(region),
-            host: &host,
-            port: opts.get_port(),
-            admin_user: opts.get_username(),
+            host: &e.host,
+            port: e.port,
+            admin_user: &e.user,
             managed: false,
             max_databases: server.max_databases,
         };
-        upsert(catalog, key, &spec, &password).await?;
+        upsert(catalog, key, &spec, &e.password).await?;
     }
     Ok(())
 }
@@ -700,13 +697,7 @@ async fn secure_servers(
                 continue;
             }
         };
-        let opts = PgConnectOptions::from_str(&server.url)?;
-        let endpoint = AdminEndpoint {
-            host: host_of(&opts),
-            port: opts.get_port(),
-            user: opts.get_username().to_string(),
-            password: password_of(&server.url),
-        };
+        let endpoint = attached_endpoint(server)?;
         let same_as_catalog = Some(&server.url) == config.catalog_url.as_ref();
         targets.push((
             engine,
@@ -767,6 +758,33 @@ async fn upsert(
         .await
         .with_context(|| format!("recording server '{}'", spec.name))?;
     Ok(())
+}
+
+/// How to reach an attached server as its administrator, from its URL: `postgresql://…` (a
+/// socket directory in `?host=`) or `mysql://…` (a socket file in `?socket=`).
+fn attached_endpoint(server: &ServerConfig) -> anyhow::Result<AdminEndpoint> {
+    let context = || format!("server '{}': parsing url", server.name);
+    let password = password_of(&server.url);
+    if server.engine == EngineKind::Mysql {
+        let opts = sqlx::mysql::MySqlConnectOptions::from_str(&server.url).with_context(context)?;
+        let host = opts.get_socket().map_or_else(
+            || opts.get_host().to_string(),
+            |socket| socket.display().to_string(),
+        );
+        return Ok(AdminEndpoint {
+            host,
+            port: opts.get_port(),
+            user: opts.get_username().to_string(),
+            password,
+        });
+    }
+    let opts = PgConnectOptions::from_str(&server.url).with_context(context)?;
+    Ok(AdminEndpoint {
+        host: host_of(&opts),
+        port: opts.get_port(),
+        user: opts.get_username().to_string(),
+        password,
+    })
 }
 
 /// Where a server URL points: its Unix socket directory (`?host=/dir`) or its host name.
