@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the client libraries the integration tests drive tdb's proxy with besides psql and
-# sqlx: psycopg 3, psycopg2, asyncpg, pg8000 and SQLAlchemy (Python), node-postgres and
-# postgres.js (Node), and the OpenAPI fuzzer schemathesis, into target/test-clients/ (or
-# $TDB_TEST_CLIENTS), where the tests look for them. Idempotent and quiet: clients already there
-# are kept; Python, pip, Node and npm come from Debian's packages when missing.
+# Installs the client libraries the integration tests drive tdb's proxies with besides psql,
+# mariadb and sqlx: psycopg 3, psycopg2, asyncpg, pg8000, SQLAlchemy and PyMySQL (Python),
+# node-postgres and postgres.js (Node), and the OpenAPI fuzzer schemathesis, into
+# target/test-clients/ (or $TDB_TEST_CLIENTS), where the tests look for them. Idempotent and
+# quiet: clients already there are kept; Python, pip, Node and npm come from Debian's packages
+# when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/packages.sh
@@ -29,6 +30,12 @@ if ! PYTHONPATH="$dir/python" python3 -c 'import psycopg2, pg8000, sqlalchemy, g
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
         --no-warn-conflicts --upgrade --target "$dir/python" 'psycopg2-binary>=2.9,<3' \
         'pg8000>=1.30,<2' 'SQLAlchemy[asyncio]>=2,<3'
+fi
+# PyMySQL: the MySQL proxy's Python client in tests/mysql_proxy.rs.
+if ! PYTHONPATH="$dir/python" python3 -c 'import pymysql' >/dev/null 2>&1; then
+    echo "installing PyMySQL into $dir/python"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --no-warn-conflicts --upgrade --target "$dir/python" 'PyMySQL>=1.1,<2'
 fi
 # schemathesis: the OpenAPI-driven fuzzer that checks the server against its document.
 if ! PYTHONPATH="$dir/schemathesis" python3 -c 'import schemathesis' >/dev/null 2>&1; then

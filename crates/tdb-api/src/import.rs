@@ -1,7 +1,8 @@
 //! Schema import into a workspace from a built-in template, JSON table definitions, an external
-//! PostgreSQL database (its DDL as `pg_dump` reports it), or a JSON document at a URL. The
-//! statements run one by one in the workspace and are captured like any other DDL; tables that
-//! already exist are skipped.
+//! database of the workspace's engine (its DDL as `pg_dump`, or MySQL's `SHOW CREATE TABLE`,
+//! reports it), or a JSON document at a URL. The statements run one by one in the workspace and
+//! are captured like any other DDL; tables that already exist are skipped. Each engine has its
+//! own templates, in its own SQL.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -26,6 +27,15 @@ const TEMPLATES: [(&str, &str); 4] = [
     ("blog", include_str!("../templates/blog.sql")),
     ("fintech", include_str!("../templates/fintech.sql")),
 ];
+const MYSQL_TEMPLATES: [(&str, &str); 4] = [
+    (
+        "ecommerce",
+        include_str!("../templates/mysql/ecommerce.sql"),
+    ),
+    ("saas", include_str!("../templates/mysql/saas.sql")),
+    ("blog", include_str!("../templates/mysql/blog.sql")),
+    ("fintech", include_str!("../templates/mysql/fintech.sql")),
+];
 const URL_LIMIT_BYTES: usize = 1 << 20;
 const URL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,13 +52,15 @@ pub async fn import_schema(
     auth.require_workspace(&name)?;
     auth.require_role(KeyRole::Write)?;
     let r = workspace::resolve(&state, &auth.project_id, &name).await?;
+    let dialect = workspace::dialect(r.ws.engine);
     let source = req.source.to_ascii_lowercase();
     let statements = match source.as_str() {
-        "template" => template(req.template.as_deref())?,
+        "template" => template(req.template.as_deref(), dialect)?,
         "json" => tables_ddl(
             req.tables
                 .as_deref()
                 .ok_or_else(|| ApiError::field("tables", "is required when source is 'json'"))?,
+            dialect,
         )?,
         "database" => external(&r, req.connection, state.config.import_allow_private_urls).await?,
         "url" => {
@@ -65,7 +77,7 @@ pub async fn import_schema(
                         ApiError::field("url", format!("the document's tables are invalid: {e}"))
                     })
                 })?;
-            tables_ddl(&tables)?
+            tables_ddl(&tables, dialect)?
         }
         _ => {
             return Err(ApiError::field(
@@ -100,10 +112,14 @@ pub async fn import_schema(
     }))
 }
 
-fn template(name: Option<&str>) -> Result<Vec<String>, ApiError> {
+fn template(name: Option<&str>, dialect: tdb_sql::Dialect) -> Result<Vec<String>, ApiError> {
     let name =
         name.ok_or_else(|| ApiError::field("template", "is required when source is 'template'"))?;
-    let sql = TEMPLATES
+    let templates = match dialect {
+        tdb_sql::Dialect::Postgres => &TEMPLATES,
+        tdb_sql::Dialect::Mysql => &MYSQL_TEMPLATES,
+    };
+    let sql = templates
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, sql)| *sql)
@@ -117,14 +133,16 @@ fn template(name: Option<&str>) -> Result<Vec<String>, ApiError> {
                 ),
             )
         })?;
-    let statements = tdb_sql::split(sql).map_err(ApiError::internal)?;
+    let statements = dialect.split(sql).map_err(ApiError::internal)?;
     Ok(statements.into_iter().map(str::to_string).collect())
 }
 
 /// `CREATE TABLE` (and `CREATE INDEX`) statements for JSON table definitions. Each statement is
 /// checked to parse as exactly the one statement it should be, so a definition cannot smuggle
-/// a second statement in through a type or a default.
-fn tables_ddl(tables: &[TableDef]) -> Result<Vec<String>, ApiError> {
+/// a second statement in through a type or a default. MySQL ignores `REFERENCES` written in a
+/// column's definition, so there a reference becomes a `FOREIGN KEY` of the table.
+fn tables_ddl(tables: &[TableDef], dialect: tdb_sql::Dialect) -> Result<Vec<String>, ApiError> {
+    let quote = |name: &str| dialect.quote_ident(name);
     if tables.is_empty() {
         return Err(ApiError::field("tables", "must define at least one table"));
     }
@@ -139,8 +157,9 @@ fn tables_ddl(tables: &[TableDef]) -> Result<Vec<String>, ApiError> {
         }
         let mut parts: Vec<String> = Vec::new();
         let mut primary: Vec<String> = Vec::new();
+        let mut foreign: Vec<String> = Vec::new();
         for c in &t.columns {
-            let mut def = format!("{} {}", tdb_sql::quote_ident(&c.name), c.data_type);
+            let mut def = format!("{} {}", quote(&c.name), c.data_type);
             if c.nullable == Some(false) {
                 def.push_str(" NOT NULL");
             }
@@ -150,23 +169,28 @@ fn tables_ddl(tables: &[TableDef]) -> Result<Vec<String>, ApiError> {
             if c.unique == Some(true) {
                 def.push_str(" UNIQUE");
             }
-            if let Some(r) = &c.references {
-                def.push_str(&format!(" REFERENCES {r}"));
+            match &c.references {
+                Some(r) if dialect == tdb_sql::Dialect::Mysql => {
+                    foreign.push(format!("FOREIGN KEY ({}) REFERENCES {r}", quote(&c.name)));
+                }
+                Some(r) => def.push_str(&format!(" REFERENCES {r}")),
+                None => {}
             }
             if c.primary_key == Some(true) {
-                primary.push(tdb_sql::quote_ident(&c.name));
+                primary.push(quote(&c.name));
             }
             parts.push(def);
         }
         if !primary.is_empty() {
             parts.push(format!("PRIMARY KEY ({})", primary.join(", ")));
         }
-        let table = tdb_sql::quote_ident(&t.name);
+        parts.extend(foreign);
+        let table = quote(&t.name);
         let create = format!("CREATE TABLE {table} (\n    {}\n)", parts.join(",\n    "));
-        check_single(&create, "CREATE TABLE", &field)?;
+        check_single(&create, "CREATE TABLE", &field, dialect)?;
         out.push(create);
         for (j, ix) in t.indexes.iter().flatten().enumerate() {
-            let cols: Vec<String> = ix.columns.iter().map(|c| tdb_sql::quote_ident(c)).collect();
+            let cols: Vec<String> = ix.columns.iter().map(|c| quote(c)).collect();
             let ix_name = ix
                 .name
                 .clone()
@@ -178,18 +202,28 @@ fn tables_ddl(tables: &[TableDef]) -> Result<Vec<String>, ApiError> {
                 } else {
                     ""
                 },
-                tdb_sql::quote_ident(&ix_name),
+                quote(&ix_name),
                 cols.join(", ")
             );
-            check_single(&sql, "CREATE INDEX", &format!("{field}.indexes[{j}]"))?;
+            check_single(
+                &sql,
+                "CREATE INDEX",
+                &format!("{field}.indexes[{j}]"),
+                dialect,
+            )?;
             out.push(sql);
         }
     }
     Ok(out)
 }
 
-fn check_single(sql: &str, tag: &str, field: &str) -> Result<(), ApiError> {
-    match tdb_sql::classify_all(sql) {
+fn check_single(
+    sql: &str,
+    tag: &str,
+    field: &str,
+    dialect: tdb_sql::Dialect,
+) -> Result<(), ApiError> {
+    match dialect.classify_all(sql) {
         Ok(s) if s.len() == 1 && s[0].tag == tag => Ok(()),
         Ok(_) => Err(ApiError::field(
             field,
@@ -206,15 +240,24 @@ async fn external(
 ) -> Result<Vec<String>, ApiError> {
     let c = connection
         .ok_or_else(|| ApiError::field("connection", "is required when source is 'database'"))?;
+    let mysql = r.ws.engine == tdb_core::Engine::Mysql;
+    let (default_kind, kinds, default_port): (&str, &[&str], u16) = if mysql {
+        ("mysql", &["mysql", "mariadb"], 3306)
+    } else {
+        ("postgresql", &["postgresql", "postgres"], 5432)
+    };
     let kind = c
         .kind
         .as_deref()
-        .unwrap_or("postgresql")
+        .unwrap_or(default_kind)
         .to_ascii_lowercase();
-    if !["postgresql", "postgres"].contains(&kind.as_str()) {
+    if !kinds.contains(&kind.as_str()) {
         return Err(ApiError::field(
             "connection.type",
-            "must be postgresql for a PostgreSQL workspace",
+            format!(
+                "must be {default_kind} for a {} workspace",
+                display_engine(r.ws.engine)
+            ),
         ));
     }
     // Plain names only: no socket paths, and nothing libpq would read as a connection string.
@@ -236,7 +279,7 @@ async fn external(
             ));
         }
     }
-    let port = c.port.unwrap_or(5432);
+    let port = c.port.unwrap_or(default_port);
     let ip = resolve_checked(&c.host, port, allow_internal, "import_allow_private_urls")
         .await
         .map_err(|m| ApiError::field("connection.host", m))?;
@@ -422,9 +465,10 @@ async fn apply(
         )
         .await
         .map_err(engine_error)?;
-    let mut tracker = DdlTracker::default();
+    let dialect = workspace::dialect(r.ws.engine);
+    let mut tracker = DdlTracker::new(dialect);
     for text in &statements {
-        let classified = match tdb_sql::classify_all(text) {
+        let classified = match dialect.classify_all(text) {
             Ok(mut s) if s.len() == 1 => s.remove(0),
             Ok(_) | Err(_) => {
                 out.errors.push(StatementError {
@@ -434,10 +478,12 @@ async fn apply(
                 continue;
             }
         };
-        let table = tdb_sql::created_table(text).map(|(schema, name)| match schema.as_str() {
-            "" | "public" => name,
-            _ => format!("{schema}.{name}"),
-        });
+        let table = dialect
+            .created_table(text)
+            .map(|(schema, name)| match schema.as_str() {
+                "" | "public" => name,
+                _ => format!("{schema}.{name}"),
+            });
         if let Some(t) = table.as_ref().filter(|t| existing.contains(*t)) {
             out.skipped.push(t.clone());
             out.skipped_statements += 1;
@@ -506,18 +552,25 @@ mod tests {
 
     #[test]
     fn templates_parse_and_create_tables() {
-        for (name, _) in TEMPLATES {
-            let statements = template(Some(name)).expect(name);
-            assert!(
-                statements
-                    .iter()
-                    .filter(|s| tdb_sql::created_table(s).is_some())
-                    .count()
-                    >= 5,
-                "{name}"
-            );
+        for dialect in [tdb_sql::Dialect::Postgres, tdb_sql::Dialect::Mysql] {
+            for (name, _) in TEMPLATES {
+                let statements = template(Some(name), dialect).expect(name);
+                assert!(
+                    statements
+                        .iter()
+                        .filter(|s| dialect.created_table(s).is_some())
+                        .count()
+                        >= 5,
+                    "{name} {dialect:?}"
+                );
+                for s in &statements {
+                    let kinds = dialect.classify_all(s).expect("classifies");
+                    assert_eq!(kinds.len(), 1, "{s}");
+                    assert_eq!(kinds[0].kind, tdb_sql::Kind::Ddl, "{s}");
+                }
+            }
+            assert!(template(Some("ecommmerce"), dialect).is_err());
         }
-        assert!(template(Some("ecommmerce")).is_err());
     }
 
     #[test]
@@ -526,7 +579,8 @@ mod tests {
             {"name": "t", "columns": [{"name": "a", "type": "int); DROP TABLE users; --"}]}
         ]))
         .expect("parse");
-        assert!(tables_ddl(&def).is_err());
+        assert!(tables_ddl(&def, tdb_sql::Dialect::Postgres).is_err());
+        assert!(tables_ddl(&def, tdb_sql::Dialect::Mysql).is_err());
         let ok: Vec<TableDef> = serde_json::from_value(serde_json::json!([
             {"name": "users", "columns": [
                 {"name": "id", "type": "bigserial", "primary_key": true},
@@ -534,8 +588,29 @@ mod tests {
             ], "indexes": [{"columns": ["email"]}]}
         ]))
         .expect("parse");
-        let ddl = tables_ddl(&ok).expect("valid");
+        let ddl = tables_ddl(&ok, tdb_sql::Dialect::Postgres).expect("valid");
         assert_eq!(ddl.len(), 2);
         assert!(ddl[0].contains("PRIMARY KEY (id)"), "{}", ddl[0]);
+    }
+
+    #[test]
+    fn mysql_definitions_quote_with_backticks_and_make_foreign_keys() {
+        let def: Vec<TableDef> = serde_json::from_value(serde_json::json!([
+            {"name": "orders", "columns": [
+                {"name": "id", "type": "bigint AUTO_INCREMENT", "primary_key": true},
+                {"name": "user_id", "type": "bigint", "references": "users (id)"},
+                {"name": "a`b", "type": "int"}
+            ], "indexes": [{"columns": ["user_id"], "unique": true}]}
+        ]))
+        .expect("parse");
+        let ddl = tables_ddl(&def, tdb_sql::Dialect::Mysql).expect("valid");
+        assert!(ddl[0].contains("PRIMARY KEY (`id`)"), "{}", ddl[0]);
+        assert!(
+            ddl[0].contains("FOREIGN KEY (`user_id`) REFERENCES users (id)"),
+            "{}",
+            ddl[0]
+        );
+        assert!(ddl[0].contains("`a``b` int"), "{}", ddl[0]);
+        assert!(ddl[1].starts_with("CREATE UNIQUE INDEX"), "{}", ddl[1]);
     }
 }

@@ -37,6 +37,8 @@ pub struct ApiConfig {
     /// Host and port of the PostgreSQL proxy, as written into connection strings.
     pub pg_public_host: String,
     pub pg_public_port: u16,
+    /// Port of the MySQL proxy (on the same host), as written into connection strings.
+    pub mysql_public_port: u16,
     /// Lets schema import fetch URLs on loopback and private networks (off: no SSRF).
     pub import_allow_private_urls: bool,
     /// Statements at least this long count as slow in logs and metrics.
@@ -66,6 +68,35 @@ impl ApiConfig {
     }
 }
 
+impl ApiConfig {
+    /// The port of the proxy that speaks `engine`'s protocol.
+    pub fn proxy_port(&self, engine: tdb_core::Engine) -> u16 {
+        match engine {
+            tdb_core::Engine::Mysql => self.mysql_public_port,
+            _ => self.pg_public_port,
+        }
+    }
+
+    /// A connection string for `database` through the proxy that speaks `engine`'s protocol:
+    /// `postgresql://…?sslmode=require`, or `mysql://…` (MySQL drivers each set TLS their own
+    /// way, so the URL carries no TLS option, as the reference's does not).
+    pub fn connection_url(
+        &self,
+        engine: tdb_core::Engine,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> String {
+        let (host, port) = (&self.pg_public_host, self.proxy_port(engine));
+        match engine {
+            tdb_core::Engine::Mysql => {
+                format!("mysql://{user}:{password}@{host}:{port}/{database}")
+            }
+            _ => format!("postgresql://{user}:{password}@{host}:{port}/{database}?sslmode=require"),
+        }
+    }
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
@@ -78,6 +109,7 @@ impl Default for ApiConfig {
             body_limit: 1 << 20,
             pg_public_host: "127.0.0.1".into(),
             pg_public_port: 6432,
+            mysql_public_port: 6033,
             import_allow_private_urls: false,
             slow_query_ms: 1000,
             provision_limit: 3,

@@ -64,7 +64,7 @@ pub async fn provision(
 ) -> Result<Created, ApiError> {
     let mut named = Vec::new();
     for p in planned {
-        named.push(place(state, p).await?);
+        named.push(place(state, p, name).await?);
     }
     let tenant_id = ids::new_id("tnt");
     let rows = new_rows(state, &named, planned);
@@ -186,7 +186,17 @@ async fn run_creation(
 
 /// Where one planned database goes: a shared server of its region with room (L1), or a new
 /// dedicated server (L2).
-async fn place(state: &AppState, p: &Planned) -> Result<Named, ApiError> {
+async fn place(state: &AppState, p: &Planned, tenant: &str) -> Result<Named, ApiError> {
+    if p.isolation_level == 2 && p.blueprint.engine != tdb_core::Engine::Postgresql {
+        return Err(ApiError::field(
+            "isolation_level",
+            format!(
+                "isolation level 2 (a server of its own) is not available for {} tenants yet; \
+                 use level 1",
+                crate::workspace::display_engine(p.blueprint.engine)
+            ),
+        ));
+    }
     if p.isolation_level == 2 {
         let server_id = ids::server_id();
         let dedicated = Dedicated {
@@ -200,6 +210,7 @@ async fn place(state: &AppState, p: &Planned) -> Result<Named, ApiError> {
         named.dedicated = Some(dedicated);
         return Ok(named);
     }
+    crate::workspace::ensure_shared(state, p.blueprint.engine).await?;
     let server = state
         .catalog
         .place_shared(p.blueprint.engine, &p.region)
@@ -214,7 +225,27 @@ async fn place(state: &AppState, p: &Planned) -> Result<Named, ApiError> {
                 ),
             )
         })?;
-    Ok(name_database(state, server.id))
+    let mut named = name_database(state, server.id);
+    if p.blueprint.engine == tdb_core::Engine::Mysql {
+        let routing = tdb_core::routing::RoutingName::tenant(&p.blueprint.name, tenant);
+        if let Some(name) = same_name(state, &routing.to_string()).await? {
+            named.physical_db = name;
+        }
+    }
+    Ok(named)
+}
+
+/// A MySQL database takes the name clients use (`<blueprint>__<tenant>`,
+/// `<workspace>_workspace`), so `DATABASE()` and names qualified with it mean what clients
+/// expect and the proxy never rewrites SQL. `None` when that name is too long for MySQL (64
+/// characters) or another project holds it: the database then keeps its opaque name, and the
+/// proxy still routes the name clients use to it.
+pub async fn same_name(state: &AppState, routing: &str) -> Result<Option<String>, ApiError> {
+    const MYSQL_MAX_NAME: usize = 64;
+    if routing.len() > MYSQL_MAX_NAME {
+        return Ok(None);
+    }
+    Ok((!state.catalog.physical_db_taken(routing).await?).then(|| routing.to_string()))
 }
 
 /// Opaque names and fresh sealed passwords for one database on `server_id`.

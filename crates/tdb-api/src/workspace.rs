@@ -111,11 +111,37 @@ pub fn engine_for(state: &AppState, kind: tdb_core::Engine) -> Result<Arc<dyn En
         ApiError::field(
             "database",
             format!(
-                "{} workspaces are not available yet (PostgreSQL is)",
-                display_engine(kind)
+                "{} workspaces are not available yet (available: {})",
+                display_engine(kind),
+                state
+                    .engines
+                    .kinds()
+                    .map(display_engine)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
     })
+}
+
+/// Starts tdb's managed shared server of `kind` if this is its first use (see
+/// [`tdb_jobs::SharedServers`]); a server that cannot start is a 503 saying why.
+pub async fn ensure_shared(state: &AppState, kind: tdb_core::Engine) -> Result<(), ApiError> {
+    state
+        .jobs
+        .shared
+        .ensure(kind)
+        .await
+        .map(drop)
+        .map_err(|why| {
+            ApiError::new(
+                tdb_core::ErrorCode::ServiceUnavailable,
+                format!(
+                    "the managed {} server could not be started: {why}",
+                    display_engine(kind)
+                ),
+            )
+        })
 }
 
 pub fn display_engine(kind: tdb_core::Engine) -> &'static str {
@@ -192,19 +218,40 @@ pub async fn resolve(state: &AppState, project_id: &str, name: &str) -> Result<R
     })
 }
 
+/// The SQL dialect of an engine's workspaces and tenants.
+pub fn dialect(kind: tdb_core::Engine) -> tdb_sql::Dialect {
+    match kind {
+        tdb_core::Engine::Mysql => tdb_sql::Dialect::Mysql,
+        _ => tdb_sql::Dialect::Postgres,
+    }
+}
+
 /// DDL seen in a batch, kept only once it is committed: inside `BEGIN` it waits for `COMMIT`,
-/// `ROLLBACK` drops it, `ROLLBACK TO SAVEPOINT` drops what came after the savepoint.
+/// `ROLLBACK` drops it, `ROLLBACK TO SAVEPOINT` drops what came after the savepoint. Where DDL
+/// commits at once (MySQL), it is kept as it runs, with the transaction it ended.
 #[derive(Default)]
 pub struct DdlTracker {
     committed: Vec<(String, String)>,
     open: Option<Vec<(String, String)>>,
     savepoints: Vec<(String, usize)>,
+    ddl_commits: bool,
 }
 
 impl DdlTracker {
+    pub fn new(dialect: tdb_sql::Dialect) -> Self {
+        Self {
+            ddl_commits: dialect.ddl_commits(),
+            ..Self::default()
+        }
+    }
+
     /// Notes a statement that succeeded.
     pub fn ran(&mut self, st: &Statement<'_>) {
         match &st.kind {
+            Kind::Ddl if self.ddl_commits => {
+                self.transaction(&TxOp::Commit);
+                self.committed.push((st.text.to_string(), st.tag.clone()));
+            }
             Kind::Ddl => {
                 let item = (st.text.to_string(), st.tag.clone());
                 match self.open.as_mut() {
@@ -304,11 +351,11 @@ pub async fn run_batch(
         .map_err(engine_error)?;
     if read_only {
         session
-            .run("BEGIN TRANSACTION READ ONLY")
+            .run("START TRANSACTION READ ONLY")
             .await
             .map_err(engine_error)?;
     }
-    let mut tracker = DdlTracker::default();
+    let mut tracker = DdlTracker::new(dialect(r.ws.engine));
     let mut last = QueryOutput::default();
     let mut executed = 0;
     let mut failure = None;
@@ -380,6 +427,31 @@ mod tests {
             tracker.ran(&st);
         }
         tracker.finish().into_iter().map(|(s, _)| s).collect()
+    }
+
+    fn run_mysql(batch: &str) -> Vec<String> {
+        let mut tracker = DdlTracker::new(tdb_sql::Dialect::Mysql);
+        for st in tdb_sql::mysql::classify_all(batch).expect("classify") {
+            tracker.ran(&st);
+        }
+        tracker.finish().into_iter().map(|(s, _)| s).collect()
+    }
+
+    #[test]
+    fn mysql_ddl_is_kept_as_it_runs_since_it_commits_at_once() {
+        // MySQL commits before and after DDL: a later ROLLBACK cannot take it back.
+        assert_eq!(
+            run_mysql("BEGIN; CREATE TABLE a (x int); ROLLBACK"),
+            ["CREATE TABLE a (x int)"]
+        );
+        assert_eq!(
+            run_mysql("START TRANSACTION; CREATE TABLE a (x int)"),
+            ["CREATE TABLE a (x int)"]
+        );
+        assert_eq!(
+            run_mysql("CREATE TABLE a (x int); SELECT 1; CREATE INDEX i ON a (x)"),
+            ["CREATE TABLE a (x int)", "CREATE INDEX i ON a (x)"]
+        );
     }
 
     #[test]

@@ -97,6 +97,17 @@ impl Catalog {
     }
 
     /// The project's workspace named `name`.
+    /// Whether a workspace or tenant database, in any project, has the server-side name `name`.
+    pub async fn physical_db_taken(&self, name: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM workspaces WHERE physical_db = $1)
+                 OR EXISTS (SELECT 1 FROM tenant_databases WHERE physical_db = $1)",
+        )
+        .bind(name)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     pub async fn find_workspace(&self, project_id: &str, name: &str) -> Result<Workspace> {
         let sql = format!("{SELECT} WHERE w.project_id = $1 AND w.name = $2");
         sqlx::query_as(sqlx::AssertSqlSafe(sql))

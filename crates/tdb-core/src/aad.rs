@@ -22,6 +22,8 @@ pub enum Aad<'a> {
     ServerAdmin(&'a str),
     /// The managed server's administrator password in its state file (one per data dir).
     ManagedServerAdmin,
+    /// A managed MariaDB server's administrator password in its state file (one per data dir).
+    ManagedMariadbAdmin,
     /// A workspace's owner role, by workspace id.
     WorkspaceOwner(&'a str),
     /// One of a tenant database's roles, by tenant database id.
@@ -38,6 +40,7 @@ impl Aad<'_> {
         match *self {
             Aad::ServerAdmin(id) | Aad::WorkspaceOwner(id) => Cow::Borrowed(id),
             Aad::ManagedServerAdmin => Cow::Borrowed("managed-postgresql-admin"),
+            Aad::ManagedMariadbAdmin => Cow::Borrowed("managed-mariadb-admin"),
             Aad::TenantRole(id, role) => Cow::Owned(format!(
                 "{id}:{}",
                 match role {
@@ -62,6 +65,7 @@ mod tests {
         let cases = [
             (Aad::ServerAdmin("srv_1"), "srv_1"),
             (Aad::ManagedServerAdmin, "managed-postgresql-admin"),
+            (Aad::ManagedMariadbAdmin, "managed-mariadb-admin"),
             (Aad::WorkspaceOwner("ws_1"), "ws_1"),
             (Aad::TenantRole("tdb_1", TenantRole::Owner), "tdb_1:owner"),
             (Aad::TenantRole("tdb_1", TenantRole::App), "tdb_1:app"),

@@ -245,7 +245,10 @@ mod tests {
         use sha1::Digest as _;
         let once = sha1::Sha1::digest(b"s3cret-pass");
         assert_eq!(native.as_slice(), sha1::Sha1::digest(once).as_slice());
-        assert_eq!(sha2.as_slice(), Sha256::digest(Sha256::digest(b"s3cret-pass")).as_slice());
+        assert_eq!(
+            sha2.as_slice(),
+            Sha256::digest(Sha256::digest(b"s3cret-pass")).as_slice()
+        );
         assert_ne!(mysql_verifier("other"), v);
         assert!(parse_mysql_verifier("SCRAM-SHA-256$4096:abc").is_none());
         assert!(parse_mysql_verifier("00:11").is_none());

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod capability;
 pub mod engine;
 pub mod managed;
+pub mod mysql;
 pub mod postgres;
 mod registry;
 pub mod schema;
@@ -19,8 +20,10 @@ pub use engine::{
     CatalogSweep, DatabaseAccess, DatabaseSpec, Dump, Engine, EngineError, Limits, Migration,
     MigrationPlan, QueryOutput, RestoreTarget, SchemaTenantSpec, Session, TenantSpec,
 };
+pub use managed::mariadb::{ManagedMariadb, ManagedMariadbOptions};
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
 pub use managed::provisioner::{LocalProvisioner, Provisioner, ServerRequest};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};
+pub use mysql::MysqlEngine;
 pub use postgres::PostgresEngine;
 pub use registry::Engines;

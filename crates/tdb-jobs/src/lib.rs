@@ -26,4 +26,4 @@ pub mod store;
 pub mod teardown;
 
 pub use error::JobError;
-pub use runner::{LEASE_SECONDS, Runner, RunnerConfig};
+pub use runner::{LEASE_SECONDS, NoSharedServers, Runner, RunnerConfig, SharedServers};

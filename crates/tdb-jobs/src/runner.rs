@@ -102,6 +102,28 @@ pub struct Runner {
     pub config: RunnerConfig,
     /// This runner's identity in job leases.
     pub owner: String,
+    /// Shared servers tdb starts the first time a database of their engine is wanted.
+    pub shared: Arc<dyn SharedServers>,
+}
+
+/// Shared servers started on first use: tdb's managed MariaDB is initialised and started the
+/// first time a MySQL workspace or tenant is made, not by every `tdb serve`.
+#[async_trait::async_trait]
+pub trait SharedServers: Send + Sync {
+    /// Makes sure this tdb's managed shared server of `engine` runs and is in the catalog,
+    /// starting it on first use. `Ok(false)`: this tdb manages no server of that engine (an
+    /// attached one may serve it).
+    async fn ensure(&self, engine: tdb_core::Engine) -> Result<bool, String>;
+}
+
+/// No shared server is started on demand.
+pub struct NoSharedServers;
+
+#[async_trait::async_trait]
+impl SharedServers for NoSharedServers {
+    async fn ensure(&self, _engine: tdb_core::Engine) -> Result<bool, String> {
+        Ok(false)
+    }
 }
 
 impl Runner {

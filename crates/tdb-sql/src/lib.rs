@@ -4,6 +4,7 @@
 //! grammar is captured (in workspaces) or refused (on tenants) rather than slipping through.
 
 mod classify;
+pub mod mysql;
 mod reverse;
 mod session;
 
@@ -14,7 +15,62 @@ pub use classify::{
 pub use reverse::{created_table, reverse};
 pub use session::{Deallocation, custom_settings, deallocation, may_change_settings};
 
-/// The parser refused the input; the message is PostgreSQL's.
+/// The SQL dialect of an engine: which parser splits, classifies and reverses its statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Mysql,
+}
+
+impl Dialect {
+    /// Splits and classifies a batch (see [`classify_all`] and [`mysql::classify_all`]).
+    pub fn classify_all(self, sql: &str) -> Result<Vec<Statement<'_>>, SqlError> {
+        match self {
+            Self::Postgres => classify_all(sql),
+            Self::Mysql => mysql::classify_all(sql),
+        }
+    }
+
+    /// Splits a batch into statements.
+    pub fn split(self, sql: &str) -> Result<Vec<&str>, SqlError> {
+        match self {
+            Self::Postgres => split(sql),
+            Self::Mysql => mysql::split(sql),
+        }
+    }
+
+    /// The statement that reverses a simple DDL statement.
+    pub fn reverse(self, statement: &str) -> Result<String, String> {
+        match self {
+            Self::Postgres => reverse(statement),
+            Self::Mysql => mysql::reverse(statement),
+        }
+    }
+
+    /// The `(schema, name)` a `CREATE TABLE` makes.
+    pub fn created_table(self, statement: &str) -> Option<(String, String)> {
+        match self {
+            Self::Postgres => created_table(statement),
+            Self::Mysql => mysql::created_table(statement),
+        }
+    }
+
+    /// An identifier, quoted where the dialect needs it.
+    pub fn quote_ident(self, name: &str) -> String {
+        match self {
+            Self::Postgres => quote_ident(name),
+            Self::Mysql => mysql::quote_ident(name),
+        }
+    }
+
+    /// Whether DDL commits the open transaction at once (MySQL), so a later `ROLLBACK` cannot
+    /// undo it; in PostgreSQL DDL is transactional.
+    pub fn ddl_commits(self) -> bool {
+        self == Self::Mysql
+    }
+}
+
+/// The parser refused the input; the message is PostgreSQL's (or sqlparser's, for MySQL).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SqlError {

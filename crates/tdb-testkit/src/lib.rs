@@ -74,6 +74,8 @@ pub struct TdbServer {
     api_port: u16,
     /// The PostgreSQL proxy's port; kept across restarts, as the API's is.
     pub pg_port: u16,
+    /// The MySQL proxy's port, likewise.
+    pub mysql_port: u16,
     child: Option<Child>,
     pub api_url: String,
 }
@@ -93,6 +95,7 @@ impl TdbServer {
             options,
             api_port,
             pg_port: free_port()?,
+            mysql_port: free_port()?,
             child: None,
             api_url: format!("http://127.0.0.1:{api_port}"),
         };
@@ -206,6 +209,8 @@ impl TdbServer {
             .arg(format!("127.0.0.1:{}", self.api_port))
             .arg("--pg-listen")
             .arg(format!("127.0.0.1:{}", self.pg_port))
+            .arg("--mysql-listen")
+            .arg(format!("127.0.0.1:{}", self.mysql_port))
             .env("RUST_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")
             // At least two proxy workers whatever the machine, so every test also checks that

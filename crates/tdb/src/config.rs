@@ -152,6 +152,11 @@ pub struct Config {
     pub move_sync_timeout_secs: u64,
     /// How long (hours) a moved database's old copy is kept, unreachable, before it is dropped.
     pub move_keep_source_hours: u64,
+    /// A managed MariaDB for MySQL workspaces and tenants, initialised in the data dir the first
+    /// time one is made (needs `mariadbd`).
+    pub mysql_managed: bool,
+    /// `max_connections` of the managed MariaDB server.
+    pub mysql_max_connections: u32,
     /// Continuous WAL archiving of every managed server with pgBackRest, and point-in-time
     /// recovery of tenants (needs the `pgbackrest` program).
     pub pitr_enabled: bool,
@@ -263,6 +268,8 @@ impl Default for Config {
             move_drain_ms: 5000,
             move_sync_timeout_secs: 3600,
             move_keep_source_hours: 24,
+            mysql_managed: true,
+            mysql_max_connections: 300,
             pitr_enabled: true,
             pitr_retention_days: 7,
             pitr_archive_timeout_secs: 60,
@@ -524,11 +531,26 @@ impl Config {
             {
                 anyhow::bail!("server '{}' is configured twice", server.name);
             }
-            if server.engine != Engine::Postgresql {
+            let scheme_ok = match server.engine {
+                Engine::Postgresql => {
+                    server.url.starts_with("postgresql://") || server.url.starts_with("postgres://")
+                }
+                Engine::Mysql => server.url.starts_with("mysql://"),
+                other => anyhow::bail!(
+                    "server '{}': engine '{other}' cannot be attached yet (postgresql and mysql \
+                     can)",
+                    server.name
+                ),
+            };
+            if !scheme_ok {
                 anyhow::bail!(
-                    "server '{}': engine '{}' cannot be attached yet (postgresql only)",
+                    "server '{}': a {} server's url starts with {}",
                     server.name,
-                    server.engine
+                    server.engine,
+                    match server.engine {
+                        Engine::Mysql => "mysql://",
+                        _ => "postgresql://",
+                    }
                 );
             }
         }
@@ -585,6 +607,7 @@ impl Config {
             body_limit: self.body_limit,
             pg_public_host: self.pg_public_host(),
             pg_public_port: self.pg_listen.port(),
+            mysql_public_port: self.mysql_listen.port(),
             import_allow_private_urls: self.import_allow_private_urls,
             slow_query_ms: self.slow_query_ms,
             provision_limit: self.provision_limit,

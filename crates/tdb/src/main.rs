@@ -10,6 +10,7 @@ mod hints;
 mod mcp_http;
 mod output;
 mod serve;
+mod shared;
 mod telemetry;
 
 use std::io::IsTerminal;

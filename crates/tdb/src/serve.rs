@@ -151,6 +151,24 @@ async fn run_with_catalog(
         Ok(removed) => tracing::info!(removed, "removed the staged files of cut-off uploads"),
         Err(e) => tracing::warn!(error = %e, "could not clean the backup store's staged files"),
     }
+    let shared = crate::shared::SharedServers::new(
+        crate::shared::SharedOptions {
+            dir: config.managed_dir(crate::shared::SHARED_MYSQL),
+            run_as_user: "mysql".into(),
+            master_key: key.clone(),
+            region: config.default_region().to_string(),
+            max_databases: config.managed_max_databases,
+            max_connections: config.mysql_max_connections,
+            enabled: config.mysql_managed,
+        },
+        catalog.clone(),
+        engines.clone(),
+    );
+    // A MariaDB that served before is started again; should it fail, MySQL tenants are
+    // refused until it is fixed and PostgreSQL is served meanwhile.
+    if let Err(e) = shared.start_used().await {
+        tracing::error!(error = %format!("{e:#}"), "the managed MariaDB did not start");
+    }
     let provisioner = Arc::new(local_provisioner(config, key, archive.clone())?);
     if let (Some(archive), Some(_)) = (&archive, managed) {
         let node = tdb_engines::Provisioner::kind(provisioner.as_ref());
@@ -166,6 +184,7 @@ async fn run_with_catalog(
         archive,
         config: config.runner_config(),
         owner: format!("{}-{}", std::process::id(), tdb_core::ids::new_id("run")),
+        shared: shared.clone(),
     };
     let state = tdb_api::AppState::new(config.api_config(), runner.clone(), config.backup_policy());
     let ip_guard = config.ip_guard()?;
@@ -205,7 +224,7 @@ async fn run_with_catalog(
     let (query_log, log_writer) =
         tdb_proxy::querylog::QueryLog::new(catalog.clone(), config.proxy_config().query_log);
     let log_writer = tokio::spawn(log_writer);
-    let proxy = start_pg_proxy(
+    let proxy = start_proxies(
         config,
         key,
         catalog_options,
@@ -220,6 +239,7 @@ async fn run_with_catalog(
     let _ = proxy.await;
     let _ = dedicated.await;
     provisioner.shutdown().await;
+    shared.shutdown().await;
     // The proxy's sessions are gone, and with them every handle on the log: the writer stores
     // what is left and ends.
     let _ = log_writer.await;
@@ -230,13 +250,14 @@ async fn run_with_catalog(
     result.context("serving the API")
 }
 
-/// Binds the PostgreSQL proxy and runs it until shutdown, apart from the API and the jobs: a
+/// Binds the PostgreSQL and MySQL proxies and runs them until shutdown, apart from the API and
+/// the jobs: a
 /// thread of its own accepts connections and follows the catalog's changes, and the sessions
 /// run on `proxy_workers` worker threads, each with an event loop of its own (see
 /// `tdb_proxy::workers`). It has its own small catalog pool, which lives until the workers have
 /// stopped. Its sessions hand their statements to `query_log`, whose writer runs on the
 /// caller's runtime: encoding and sending the batches never holds up the relay.
-async fn start_pg_proxy(
+async fn start_proxies(
     config: &Config,
     key: &MasterKey,
     catalog_options: PgConnectOptions,
@@ -252,7 +273,11 @@ async fn start_pg_proxy(
                 "127.0.0.1".to_string(),
                 "::1".to_string(),
             ];
-            for host in [config.pg_public_host(), config.pg_listen.ip().to_string()] {
+            for host in [
+                config.pg_public_host(),
+                config.pg_listen.ip().to_string(),
+                config.mysql_listen.ip().to_string(),
+            ] {
                 if !hosts.contains(&host) && host != "0.0.0.0" && host != "::" {
                     hosts.push(host);
                 }
@@ -267,9 +292,12 @@ async fn start_pg_proxy(
     let tls = tdb_proxy::tls::acceptor(&cert, &key_path)?;
     let listener = bind_listener(config.pg_listen)
         .with_context(|| format!("binding the PostgreSQL proxy to {}", config.pg_listen))?;
+    let mysql_listener = bind_listener(config.mysql_listen)
+        .with_context(|| format!("binding the MySQL proxy to {}", config.mysql_listen))?;
     // Every limit lives in the shared state, so it holds across workers exactly as with one.
     let workers = config.proxy_worker_count();
-    tracing::info!(pg = %listener.local_addr()?, workers, "PostgreSQL proxy listening");
+    tracing::info!(pg = %listener.local_addr()?, mysql = %mysql_listener.local_addr()?, workers,
+        "proxies listening");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -288,9 +316,10 @@ async fn start_pg_proxy(
                 let started = async {
                     let catalog = Catalog::open(catalog_options, 4).await?;
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    anyhow::Ok((catalog, listener))
+                    let mysql_listener = tokio::net::TcpListener::from_std(mysql_listener)?;
+                    anyhow::Ok((catalog, (listener, mysql_listener)))
                 };
-                let (catalog, listener) = match started.await {
+                let (catalog, listeners) = match started.await {
                     Ok(v) => {
                         let _ = ready_tx.send(Ok(()));
                         v
@@ -308,7 +337,7 @@ async fn start_pg_proxy(
                     query_log,
                     shutdown,
                 );
-                if let Err(e) = tdb_proxy::serve_pg(listener, state).await {
+                if let Err(e) = serve_proxies(listeners, state).await {
                     tracing::error!(error = %e, "starting the proxy's workers failed");
                 }
                 catalog.close().await;
@@ -324,6 +353,21 @@ async fn start_pg_proxy(
             tracing::error!("the proxy's thread panicked");
         }
     }))
+}
+
+/// Serves PostgreSQL and MySQL clients on one proxy (its workers, limits, gates and query log
+/// shared) until shutdown, then finishes its sessions.
+async fn serve_proxies(
+    (pg, mysql): (tokio::net::TcpListener, tokio::net::TcpListener),
+    state: Arc<tdb_proxy::ProxyState>,
+) -> std::io::Result<()> {
+    let proxy = tdb_proxy::Proxy::start(state)?;
+    tokio::join!(
+        proxy.listen(pg, "postgresql", tdb_proxy::pg::session::handle),
+        proxy.listen(mysql, "mysql", tdb_proxy::mysql::session::handle),
+    );
+    proxy.finish().await;
+    Ok(())
 }
 
 /// Creates the data dir, or refuses an unsafe one. When managed servers run as another user
@@ -578,7 +622,8 @@ fn engines(config: &Config) -> Engines {
         .ok()
         .map(|b| b.bindir);
     let postgres: Arc<dyn Engine> = Arc::new(PostgresEngine::new(bindir));
-    Engines::new([postgres])
+    let mysql: Arc<dyn Engine> = Arc::new(tdb_engines::MysqlEngine::new(None));
+    Engines::new([postgres, mysql])
 }
 
 /// Records every server tdb may place databases on: the managed shared server, the configured
@@ -610,22 +655,19 @@ async fn register_servers(
         attached.push(catalog_server(url));
     }
     for server in &attached {
-        let opts = PgConnectOptions::from_str(&server.url)
-            .with_context(|| format!("server '{}': parsing url", server.name))?;
-        let password = password_of(&server.url);
-        let host = host_of(&opts);
+        let e = attached_endpoint(server)?;
         let spec = ServerSpec {
             name: &server.name,
             engine: server.engine,
             role: server.role,
             region: server.region.as_deref().unwrap_or(region),
-            host: &host,
-            port: opts.get_port(),
-            admin_user: opts.get_username(),
+            host: &e.host,
+            port: e.port,
+            admin_user: &e.user,
             managed: false,
             max_databases: server.max_databases,
         };
-        upsert(catalog, key, &spec, &password).await?;
+        upsert(catalog, key, &spec, &e.password).await?;
     }
     Ok(())
 }
@@ -655,13 +697,7 @@ async fn secure_servers(
                 continue;
             }
         };
-        let opts = PgConnectOptions::from_str(&server.url)?;
-        let endpoint = AdminEndpoint {
-            host: host_of(&opts),
-            port: opts.get_port(),
-            user: opts.get_username().to_string(),
-            password: password_of(&server.url),
-        };
+        let endpoint = attached_endpoint(server)?;
         let same_as_catalog = Some(&server.url) == config.catalog_url.as_ref();
         targets.push((
             engine,
@@ -722,6 +758,33 @@ async fn upsert(
         .await
         .with_context(|| format!("recording server '{}'", spec.name))?;
     Ok(())
+}
+
+/// How to reach an attached server as its administrator, from its URL: `postgresql://…` (a
+/// socket directory in `?host=`) or `mysql://…` (a socket file in `?socket=`).
+fn attached_endpoint(server: &ServerConfig) -> anyhow::Result<AdminEndpoint> {
+    let context = || format!("server '{}': parsing url", server.name);
+    let password = password_of(&server.url);
+    if server.engine == EngineKind::Mysql {
+        let opts = sqlx::mysql::MySqlConnectOptions::from_str(&server.url).with_context(context)?;
+        let host = opts.get_socket().map_or_else(
+            || opts.get_host().to_string(),
+            |socket| socket.display().to_string(),
+        );
+        return Ok(AdminEndpoint {
+            host,
+            port: opts.get_port(),
+            user: opts.get_username().to_string(),
+            password,
+        });
+    }
+    let opts = PgConnectOptions::from_str(&server.url).with_context(context)?;
+    Ok(AdminEndpoint {
+        host: host_of(&opts),
+        port: opts.get_port(),
+        user: opts.get_username().to_string(),
+        password,
+    })
 }
 
 /// Where a server URL points: its Unix socket directory (`?host=/dir`) or its host name.

@@ -69,10 +69,6 @@ async fn admin_query(
     ApiJson(req): ApiJson<AdminQuery>,
 ) -> ApiResult<AdminAnswer> {
     auth.require_role(KeyRole::Admin)?;
-    let statements = tdb_sql::classify_all(&req.query).map_err(|e| {
-        ApiError::field("query", format!("syntax error: {e}")).with("sqlstate", "42601")
-    })?;
-    check_statements(&statements)?;
     let bp = state.catalog.find_blueprint(&auth.project_id, &req.blueprint).await.map_err(|_| {
         ApiError::not_found(format!("blueprint '{}' not found (control-mode workspaces have none; use their queries endpoint)", req.blueprint))
     })?;
@@ -80,6 +76,12 @@ async fn admin_query(
         .catalog
         .find_workspace(&auth.project_id, &bp.name)
         .await?;
+    let statements = crate::workspace::dialect(ws.engine)
+        .classify_all(&req.query)
+        .map_err(|e| {
+            ApiError::field("query", format!("syntax error: {e}")).with("sqlstate", "42601")
+        })?;
+    check_statements(&statements)?;
     let settings = Settings::from_json(&ws.settings.0);
     // One answer for the whole request, however many tenants it reads.
     let limits = crate::workspace::limits(&state, &auth.project_id, &settings);

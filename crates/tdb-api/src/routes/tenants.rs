@@ -58,11 +58,8 @@ fn connection(
     let database = RoutingName::tenant(&db.blueprint, &db.tenant_name).to_string();
     TenantConnection {
         host: c.pg_public_host.clone(),
-        port: c.pg_public_port,
-        connection_string: format!(
-            "postgresql://{user}:{password}@{}:{}/{database}?sslmode=require",
-            c.pg_public_host, c.pg_public_port
-        ),
+        port: c.proxy_port(db.engine),
+        connection_string: c.connection_url(db.engine, user, password, &database),
         database,
         username: user.to_string(),
         password: password.to_string(),

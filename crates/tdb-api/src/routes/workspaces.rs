@@ -36,16 +36,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_settings, patch_settings, post_settings))
 }
 
-fn connection(state: &AppState, name: &str, user: &str, password: &str) -> (Connection, String) {
+fn connection(
+    state: &AppState,
+    engine: tdb_core::Engine,
+    name: &str,
+    user: &str,
+    password: &str,
+) -> (Connection, String) {
     let c = &state.config;
     let database = RoutingName::workspace(name).to_string();
-    let url = format!(
-        "postgresql://{user}:{password}@{}:{}/{database}?sslmode=require",
-        c.pg_public_host, c.pg_public_port
-    );
+    let url = c.connection_url(engine, user, password, &database);
     let conn = Connection {
         host: c.pg_public_host.clone(),
-        port: c.pg_public_port,
+        port: c.proxy_port(engine),
         database,
         user: user.to_string(),
         username: user.to_string(),
@@ -98,6 +101,7 @@ async fn create_workspace(
     auth.require_role(KeyRole::Write)?;
     auth.require_workspace(name.as_str())?;
     let engine = workspace::engine_for(&state, kind)?;
+    workspace::ensure_shared(&state, kind).await?;
     let region = state.config.default_region().to_string();
     let server = state
         .catalog
@@ -115,7 +119,13 @@ async fn create_workspace(
     let id = ids::new_id("ws");
     let suffix = &id[3..];
     let owner_role = format!("tdb_wo_{suffix}");
-    let physical_db = format!("tdb_ws_{suffix}");
+    let mut physical_db = format!("tdb_ws_{suffix}");
+    if kind == tdb_core::Engine::Mysql {
+        let routing = tdb_core::routing::RoutingName::workspace(name.as_str()).to_string();
+        if let Some(same) = crate::tenant::same_name(&state, &routing).await? {
+            physical_db = same;
+        }
+    }
     let owner_password = secrets::new_password("");
     let settings = serde_json::to_value(Settings::default()).map_err(ApiError::internal)?;
     let blueprint_id = (mode == WorkspaceMode::Tenant).then(|| ids::new_id("bp"));
@@ -170,7 +180,7 @@ async fn create_workspace(
             return Err(e);
         }
     };
-    let (connection, connection_string) = connection(&state, name.as_str(), &user, &password);
+    let (connection, connection_string) = connection(&state, kind, name.as_str(), &user, &password);
     Ok(Reply::created(CreatedWorkspace {
         id: name.to_string(),
         blueprint: (mode == WorkspaceMode::Tenant).then(|| name.to_string()),
@@ -243,7 +253,7 @@ async fn get_workspace(
         .credential_username(&auth.project_id, ScopeType::Workspace, &name)
         .await?
         .unwrap_or_else(|| auth.project_id.clone());
-    let (connection, connection_string) = connection(&state, &name, &user, MASK);
+    let (connection, connection_string) = connection(&state, r.ws.engine, &name, &user, MASK);
     let ws = r.ws;
     Ok(Reply::ok(WorkspaceDetail {
         id: ws.name.clone(),
@@ -323,7 +333,8 @@ async fn run_queries(
     ApiJson(req): ApiJson<QueryRequest>,
 ) -> ApiResult<QueryResponse> {
     let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
-    let statements = tdb_sql::classify_all(&req.query).map_err(|e| {
+    let dialect = crate::workspace::dialect(r.ws.engine);
+    let statements = dialect.classify_all(&req.query).map_err(|e| {
         ApiError::field("query", format!("syntax error: {e}")).with("sqlstate", "42601")
     })?;
     if statements.is_empty() {
@@ -473,7 +484,8 @@ async fn revert_ddl(
         .find_pending_ddl(&bp, id)
         .await
         .map_err(|e| ddl_error(e, id))?;
-    let reverse = tdb_sql::reverse(&change.statement)
+    let reverse = crate::workspace::dialect(r.ws.engine)
+        .reverse(&change.statement)
         .map_err(|why| ApiError::bad_request(format!("cannot revert DDL {id}: {why}")))?;
     let mut session = r
         .engine

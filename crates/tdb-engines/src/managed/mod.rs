@@ -2,6 +2,7 @@
 //! binaries installed on the machine, each under one directory of the data dir.
 
 pub mod archive;
+pub mod mariadb;
 pub mod postgres;
 pub mod process;
 pub mod provisioner;

@@ -20,7 +20,7 @@ pub enum WorkspacesCommand {
     /// Create a workspace (prints its proxy credential once)
     Create {
         name: String,
-        /// PostgreSQL (MySQL, MongoDB and Redis come later)
+        /// PostgreSQL or MySQL (MongoDB and Redis come later)
         #[arg(long, default_value = "postgresql")]
         database: String,
         /// tenant (schema captured into a blueprint) or control (standalone)
@@ -47,8 +47,9 @@ pub enum WorkspacesCommand {
         /// A URL serving {"tables": [...]}
         #[arg(long, group = "source")]
         url: Option<String>,
-        /// A PostgreSQL URL to copy the schema from: postgresql://user@host:port/db (the password
-        /// from TDB_IMPORT_PASSWORD, which keeps it off the command line, or in the URL)
+        /// A database of the workspace's engine to copy the schema from:
+        /// postgresql://user@host:port/db or mysql://user@host:port/db (the password from
+        /// TDB_IMPORT_PASSWORD, which keeps it off the command line, or in the URL)
         #[arg(long, group = "source")]
         from_db: Option<String>,
     },
@@ -363,23 +364,41 @@ fn import_body(
         body.source = "url".into();
         body.url = Some(u);
     } else if let Some(db) = from_db {
-        let opts = sqlx::postgres::PgConnectOptions::from_str(&db)
-            .context("--from-db must be a postgresql:// URL")?;
         let password = match crate::serve::password_of(&db) {
             p if p.is_empty() => std::env::var("TDB_IMPORT_PASSWORD").unwrap_or_default(),
             p => p,
         };
         body.source = "database".into();
-        body.connection = Some(ExternalConnection {
-            kind: Some("postgresql".into()),
-            host: opts.get_host().to_string(),
-            port: Some(opts.get_port()),
-            database: opts.get_database().unwrap_or("postgres").to_string(),
-            user: opts.get_username().to_string(),
-            password: Some(password),
-        });
+        body.connection = Some(external_connection(&db, password)?);
     } else {
         anyhow::bail!("give one of --template, --json-file, --url or --from-db");
     }
     Ok(body)
+}
+
+/// The source database of `--from-db`: a `postgresql://` or a `mysql://` URL.
+fn external_connection(url: &str, password: String) -> anyhow::Result<ExternalConnection> {
+    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        let opts =
+            sqlx::mysql::MySqlConnectOptions::from_str(&url.replacen("mariadb://", "mysql://", 1))
+                .context("--from-db: not a valid mysql:// URL")?;
+        return Ok(ExternalConnection {
+            kind: Some("mysql".into()),
+            host: opts.get_host().to_string(),
+            port: Some(opts.get_port()),
+            database: opts.get_database().unwrap_or_default().to_string(),
+            user: opts.get_username().to_string(),
+            password: Some(password),
+        });
+    }
+    let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+        .context("--from-db must be a postgresql:// or mysql:// URL")?;
+    Ok(ExternalConnection {
+        kind: Some("postgresql".into()),
+        host: opts.get_host().to_string(),
+        port: Some(opts.get_port()),
+        database: opts.get_database().unwrap_or("postgres").to_string(),
+        user: opts.get_username().to_string(),
+        password: Some(password),
+    })
 }
