@@ -2,6 +2,9 @@
 //! states are MariaDB's (`perror` on 10.11), so clients that act on them (retry on 1040, ask for
 //! a password again on 1045) do the right thing; 3159 is MySQL's, which MariaDB shares.
 
+/// The SQLSTATE of errors that name no other ("general error").
+pub const GENERAL_SQLSTATE: &str = "HY000";
+
 /// An error number and its SQLSTATE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Code {

@@ -62,6 +62,8 @@ pub struct Exchange {
     nonce: [u8; 20],
     tls: bool,
     awaiting: Awaiting,
+    /// Whether any answer was not empty ("using password: YES").
+    used_password: bool,
 }
 
 impl Exchange {
@@ -71,12 +73,27 @@ impl Exchange {
             nonce,
             tls,
             awaiting: Awaiting::Done,
+            used_password: false,
         }
+    }
+
+    pub fn used_password(&self) -> bool {
+        self.used_password
     }
 
     /// The handshake response's plugin (`None`: `mysql_native_password`) and answer.
     pub fn first(&mut self, plugin: Option<&str>, answer: &[u8]) -> Next {
+        self.used_password |= !answer.is_empty();
         match plugin.unwrap_or(auth::NATIVE) {
+            // A client whose plugin is not the one the greeting named gets no nonce, and asks
+            // for one with an empty answer (MariaDB Connector/C does): it is switched to its
+            // own plugin, which carries the nonce.
+            plugin @ (auth::NATIVE | auth::CACHING_SHA2) if answer.is_empty() => {
+                match self.stored {
+                    Stored::Mysql(_) if plugin == auth::NATIVE => self.switch(auth::NATIVE),
+                    _ => self.switch(auth::CACHING_SHA2),
+                }
+            }
             auth::NATIVE => self.answered(auth::NATIVE, answer),
             auth::CACHING_SHA2 => self.answered(auth::CACHING_SHA2, answer),
             // A client that starts with its key in the clear: read it as full authentication.
@@ -90,6 +107,7 @@ impl Exchange {
 
     /// The client's next packet.
     pub fn more(&mut self, payload: &[u8]) -> Next {
+        self.used_password |= !payload.is_empty();
         match std::mem::replace(&mut self.awaiting, Awaiting::Done) {
             Awaiting::Switched(plugin) => self.answered(plugin, payload),
             Awaiting::Password => self.password(payload),
@@ -122,7 +140,8 @@ impl Exchange {
     }
 
     fn switch(&mut self, plugin: &'static str) -> Next {
-        if plugin == auth::CACHING_SHA2 && !self.tls {
+        // Without MySQL digests only the key itself can be checked: not in plain text.
+        if matches!(self.stored, Stored::Scram(_)) && !self.tls {
             return Next::Reject(Why::NeedsTls);
         }
         self.awaiting = Awaiting::Switched(plugin);
@@ -222,6 +241,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_first_answer_asks_for_the_nonce() {
+        // MariaDB Connector/C with another default plugin than the greeting's.
+        let mut x = Exchange::new(pencil(), NONCE, true);
+        let Next::Ask(switch) = x.first(Some(auth::CACHING_SHA2), b"") else {
+            panic!("no switch");
+        };
+        let switch = AuthSwitch::decode(&switch).expect("a switch");
+        assert_eq!(switch.plugin, auth::CACHING_SHA2);
+        assert!(!x.used_password());
+        let answer = auth::sha2_scramble(b"pencil", &NONCE);
+        assert!(matches!(x.more(&answer), Next::Accept { .. }));
+        assert!(x.used_password());
+        // An empty password stays empty: refused.
+        let mut x = Exchange::new(pencil(), NONCE, false);
+        assert!(matches!(x.first(None, b""), Next::Ask(_)));
+        assert_eq!(x.more(b""), Next::Reject(Why::WrongKey));
+    }
+
+    #[test]
     fn other_plugins_are_switched_to_native() {
         let mut x = Exchange::new(pencil(), NONCE, false);
         let Next::Ask(switch) = x.first(Some("client_ed25519"), b"whatever") else {
@@ -256,8 +294,9 @@ mod tests {
         );
         assert_eq!(tls.more(b"pencil\0"), Next::Accept { preface: None });
         let mut wrong = Exchange::new(old_pencil(), NONCE, true);
+        let sha2 = auth::sha2_scramble(b"pen", &NONCE);
         assert!(matches!(
-            wrong.first(Some(auth::CACHING_SHA2), b""),
+            wrong.first(Some(auth::CACHING_SHA2), &sha2),
             Next::Ask(_)
         ));
         assert_eq!(wrong.more(b"pen\0"), Next::Reject(Why::WrongKey));

@@ -19,3 +19,6 @@ pub mod response;
 pub mod session;
 pub mod sqltext;
 pub mod wire;
+
+#[cfg(all(test, feature = "server"))]
+mod tests;

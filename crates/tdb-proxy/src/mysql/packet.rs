@@ -144,6 +144,12 @@ impl PacketReader {
         &self.buf[self.start..]
     }
 
+    /// The bytes read and not yet taken, giving them up.
+    pub fn take_buffered(mut self) -> Vec<u8> {
+        self.buf.drain(..self.start);
+        self.buf
+    }
+
     /// Drops `n` buffered bytes (a packet relayed straight from the buffer).
     pub fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.buf.len());

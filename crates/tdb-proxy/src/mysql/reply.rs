@@ -64,10 +64,7 @@ pub struct Err {
 
 impl Err {
     pub fn new(code: super::errno::Code, message: impl Into<String>) -> Self {
-        let mut sqlstate = [b'H', b'Y', b'0', b'0', b'0'];
-        if let Ok(state) = <[u8; 5]>::try_from(code.sqlstate.as_bytes()) {
-            sqlstate = state;
-        }
+        let sqlstate = <[u8; 5]>::try_from(code.sqlstate.as_bytes()).unwrap_or(general());
         Self {
             code: code.code,
             sqlstate,
@@ -91,7 +88,7 @@ impl Err {
             return Err(Malformed("not an ERR packet"));
         }
         let code = r.u16("error code")?;
-        let mut sqlstate = *b"HY000";
+        let mut sqlstate = general();
         if r.rest().first() == Some(&b'#') {
             r.u8("marker")?;
             sqlstate.copy_from_slice(r.bytes(5, "sqlstate")?);
@@ -104,8 +101,12 @@ impl Err {
     }
 
     pub fn sqlstate(&self) -> &str {
-        std::str::from_utf8(&self.sqlstate).unwrap_or("HY000")
+        std::str::from_utf8(&self.sqlstate).unwrap_or(super::errno::GENERAL_SQLSTATE)
     }
+}
+
+fn general() -> [u8; 5] {
+    <[u8; 5]>::try_from(super::errno::GENERAL_SQLSTATE.as_bytes()).unwrap_or_default()
 }
 
 /// An EOF packet (the classic one: `CLIENT_DEPRECATE_EOF` is never negotiated).

@@ -8,6 +8,7 @@
 //! must pick MariaDB's dialect (ORMs look for `MariaDB` in the version), and the `5.5.5-`
 //! prefix is how MariaDB itself keeps old MySQL clients from misreading a major version of 10.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -48,14 +49,70 @@ const REFUSAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 /// A client's connection: plain, or TLS after an `SSLRequest`.
 pub enum ClientIo<S> {
     Plain(S),
-    Tls(Box<TlsStream<S>>),
+    Tls(Box<TlsStream<Rewound<S>>>),
+}
+
+/// A stream that yields `ahead` before reading on: a client sends its TLS `ClientHello` right
+/// after its `SSLRequest`, without waiting for an answer, so the hello may have been read with
+/// the request. Those bytes go to the TLS handshake, and nowhere else.
+pub struct Rewound<S> {
+    ahead: Vec<u8>,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.ahead.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = this.ahead.len().min(buf.remaining());
+        buf.put_slice(&this.ahead[..n]);
+        this.ahead.drain(..n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Where the proxy finds a user's credential: the catalog (tests bring their own).
+pub trait Logins: Sync {
+    /// The live credential named `user`; `Err` when the lookup itself failed.
+    fn login(&self, user: &str) -> impl Future<Output = Result<Option<Login>, String>> + Send;
+}
+
+impl Logins for tdb_catalog::Catalog {
+    fn login(&self, user: &str) -> impl Future<Output = Result<Option<Login>, String>> + Send {
+        let user = user.to_string();
+        async move { self.proxy_login(&user).await.map_err(|e| e.to_string()) }
+    }
 }
 
 /// What a client that authenticated asked for.
-struct Authenticated {
+pub(crate) struct Authenticated {
     login: Login,
     user: String,
-    database: Option<String>,
+    pub(crate) database: Option<String>,
     caps: Caps,
     collation: u8,
     /// The sequence id of the proxy's next packet (the OK that ends the connection phase).
@@ -85,8 +142,11 @@ where
         }
         Admission::Closed => return,
     };
-    let negotiated =
-        tokio::time::timeout(proxy.config.auth_timeout, negotiate(stream, peer, &proxy)).await;
+    let negotiated = tokio::time::timeout(
+        proxy.config.auth_timeout,
+        negotiate(stream, peer, &proxy, &proxy.catalog),
+    )
+    .await;
     drop(places);
     let (mut io, input, auth) = match negotiated {
         Ok(Some(done)) => done,
@@ -102,13 +162,15 @@ where
 
 /// Everything before routing: the greeting, TLS, the handshake response and the password
 /// exchange. `None` when the connection ended (the client has been told why, if it can hear).
-async fn negotiate<S>(
+pub(crate) async fn negotiate<S, L>(
     stream: S,
     peer: SocketAddr,
     proxy: &ProxyState,
+    logins: &L,
 ) -> Option<(ClientIo<S>, PacketReader, Authenticated)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
+    L: Logins,
 {
     let mut io = ClientIo::Plain(stream);
     let mut input = PacketReader::default();
@@ -135,7 +197,7 @@ where
     let deadline = Instant::now() + proxy.config.startup_timeout;
     let (mut packet, mut hello) = read_hello(&mut io, &mut input, deadline, 1, peer).await?;
     if let ClientHello::Ssl(_) = hello {
-        io = encrypt(io, &input, proxy, deadline, peer).await?;
+        io = encrypt(io, &mut input, proxy, deadline, peer).await?;
         (packet, hello) = read_hello(&mut io, &mut input, deadline, 2, peer).await?;
     }
     let ClientHello::Response(response) = hello else {
@@ -153,7 +215,8 @@ where
         return None;
     }
     let exchange = (nonce, packet.next_seq());
-    let (login, seq) = authenticate(&mut io, &mut input, peer, proxy, &response, exchange).await?;
+    let who = (peer, proxy, logins);
+    let (login, seq) = authenticate(&mut io, &mut input, who, &response, exchange).await?;
     let caps = response.caps.and(Caps::OFFERED);
     Some((
         io,
@@ -240,11 +303,11 @@ where
     }
 }
 
-/// TLS after an `SSLRequest`. Nothing the client sent past the request is taken as protocol:
-/// the handshake reads straight from the socket.
+/// TLS after an `SSLRequest`. What the client sent past the request (its TLS hello, sent
+/// without waiting) goes to the TLS handshake, never to the MySQL protocol.
 async fn encrypt<S>(
     io: ClientIo<S>,
-    input: &PacketReader,
+    input: &mut PacketReader,
     proxy: &ProxyState,
     deadline: Instant,
     peer: SocketAddr,
@@ -258,10 +321,11 @@ where
         tracing::debug!(%peer, "SSLRequest where TLS is not offered");
         return None;
     };
-    if !input.buffered().is_empty() {
-        tracing::debug!(%peer, "bytes sent ahead of the TLS handshake; closing");
-        return None;
-    }
+    let ahead = std::mem::take(input).take_buffered();
+    let stream = Rewound {
+        ahead,
+        inner: stream,
+    };
     match tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await {
         Ok(Ok(tls)) => Some(ClientIo::Tls(Box::new(tls))),
         Ok(Err(e)) => {
@@ -278,23 +342,23 @@ where
 /// The password exchange for the handshake response's user, after the throttles of failed
 /// logins; `(nonce, seq)`: the greeting's nonce and the next packet's sequence id. The login
 /// and the sequence id of the proxy's next packet when it succeeded.
-async fn authenticate<S>(
+async fn authenticate<S, L>(
     io: &mut ClientIo<S>,
     input: &mut PacketReader,
-    peer: SocketAddr,
-    proxy: &ProxyState,
+    (peer, proxy, logins): (SocketAddr, &ProxyState, &L),
     response: &HandshakeResponse,
     (nonce, seq): ([u8; 20], u8),
 ) -> Option<(Login, u8)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    L: Logins,
 {
     let user = response.user.as_str();
     if let Err(refusal) = admission::login_throttle(proxy, user, peer) {
         fail(io, seq, &errno::of_refusal(refusal)).await;
         return None;
     }
-    let login = match proxy.catalog.proxy_login(user).await {
+    let login = match logins.login(user).await {
         Ok(login) => login,
         Err(e) => {
             tracing::error!(error = %e, "catalog lookup of a proxy login failed");
@@ -322,10 +386,10 @@ where
         (verdict, _) => {
             admission::login_failed(proxy, PROTOCOL, user, peer);
             tracing::debug!(%peer, user, why = ?verdict.err(), "MySQL login refused");
-            let using = if response.auth_response.is_empty() {
-                "NO"
-            } else {
+            let using = if exchange.used_password() {
                 "YES"
+            } else {
+                "NO"
             };
             let e = reply::Err::new(
                 errno::ACCESS_DENIED,
@@ -423,8 +487,7 @@ impl Drop for SessionCount {
     }
 }
 
-/// After authentication: route, limits, the server connection, the client's OK, the relay,
-/// and clean-up.
+/// After authentication: the route and a slot under its limits, then the rest of the session.
 async fn serve<C>(
     client: &mut C,
     input: PacketReader,
@@ -434,8 +497,34 @@ async fn serve<C>(
 ) where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let Some(database) = auth.database.as_deref() else {
+        let e = reply::Err::new(
+            errno::NO_DB,
+            "No database selected: connect to <blueprint>__<tenant> or <workspace>_workspace",
+        );
+        return refuse(client, auth.seq, e).await.unwrap_or(());
+    };
+    match tenancy::enter(proxy, &auth.login, database).await {
+        Ok(tenancy) => serve_routed(client, input, auth, tenancy, peer, proxy).await,
+        Err(refusal) => refuse(client, auth.seq, errno::of_refusal(refusal))
+            .await
+            .unwrap_or(()),
+    }
+}
+
+/// A routed session: its server connection, the client's OK, the relay, and clean-up.
+pub(crate) async fn serve_routed<C>(
+    client: &mut C,
+    input: PacketReader,
+    auth: Authenticated,
+    tenancy: Tenancy,
+    peer: SocketAddr,
+    proxy: &ProxyState,
+) where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let seq = auth.seq;
-    let Some((tenancy, target, mut backend)) = open(client, &auth, proxy).await else {
+    let Some((target, mut backend)) = connect(client, &auth, &tenancy.route).await else {
         return;
     };
     let ok = reply::Ok {
@@ -454,52 +543,44 @@ async fn serve<C>(
         kill,
         slot,
     } = tenancy;
+    if let Some(tenant) = &route.tenant_id {
+        tracing::Span::current().record("tenant", tenant.as_str());
+    }
     let ctx = session_context(&route, &auth, (gate, kill), target, (peer, &backend), proxy);
     ctx.metrics.sessions.increment(1.0);
     let _counted = SessionCount(ctx.metrics.clone());
     let ended = relay::relay(client, input, &mut backend, &ctx).await;
     drop(slot);
-    if let (Some(seq), Some(e)) = (
-        ended.client_seq,
-        relay::farewell(ended.end, &ctx, why_killed(&route, proxy).await),
-    ) {
-        relay::tell(client, seq, &e).await;
+    if let Some(seq) = ended.client_seq {
+        let why_killed = match ended.end {
+            RelayEnd::Killed => why_killed(&route, proxy).await,
+            _ => String::new(),
+        };
+        if let Some(e) = relay::farewell(ended.end, &ctx, why_killed) {
+            relay::tell(client, seq, &e).await;
+        }
     }
     settle(ended.end, ended.idle, backend, &ctx.target).await;
 }
 
-/// The route, a slot and a server connection for the authenticated client; `None` when it was
-/// told why not.
-async fn open<C>(
+/// The server connection for the routed client; `None` when it was told why not.
+async fn connect<C>(
     client: &mut C,
     auth: &Authenticated,
-    proxy: &ProxyState,
-) -> Option<(Tenancy, BackendTarget, Backend)>
+    route: &Route,
+) -> Option<(BackendTarget, Backend)>
 where
     C: AsyncWrite + Unpin,
 {
-    let Some(database) = auth.database.as_deref() else {
-        let e = reply::Err::new(
-            errno::NO_DB,
-            "No database selected: connect to <blueprint>__<tenant> or <workspace>_workspace",
-        );
-        return refuse(client, auth.seq, e).await;
-    };
-    let tenancy = match tenancy::enter(proxy, &auth.login, database).await {
-        Ok(t) => t,
-        Err(refusal) => return refuse(client, auth.seq, errno::of_refusal(refusal)).await,
-    };
-    if let Some(tenant) = &tenancy.route.tenant_id {
-        tracing::Span::current().record("tenant", tenant.as_str());
-    }
-    let target = match backend_target(&tenancy.route, auth) {
+    let target = match backend_target(route, auth) {
         Ok(t) => t,
         Err(e) => return refuse(client, auth.seq, e).await,
     };
     match Backend::connect(&target).await {
-        Ok(backend) => Some((tenancy, target, backend)),
+        Ok(backend) => Some((target, backend)),
         Err(e) => {
-            let e = backend_error(e, &tenancy.route, database);
+            let database = auth.database.as_deref().unwrap_or_default();
+            let e = backend_error(e, route, database);
             refuse(client, auth.seq, e).await
         }
     }

@@ -93,7 +93,8 @@ mod tests {
         assert!(files.len() > 10, "{files:?}");
         let mut stray = Vec::new();
         for file in files {
-            if file.ends_with("pg/sqlstate.rs") {
+            // The MySQL proxy keeps its SQLSTATEs in a table of its own.
+            if file.ends_with("pg/sqlstate.rs") || file.ends_with("mysql/errno.rs") {
                 continue;
             }
             let text = std::fs::read_to_string(&file).expect("read");

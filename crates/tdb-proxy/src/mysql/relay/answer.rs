@@ -11,7 +11,7 @@
 //! [`watch`] runs an answer against the tenant's kill token, the statement timer, the shutdown
 //! deadline and the client leaving.
 
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -46,6 +46,10 @@ pub(super) struct Progress {
     client_seq: AtomicU16,
     /// The proxy stopped the statement for outliving `query_timeout_ms`.
     timed_out: AtomicBool,
+    /// The proxy is queueing captured DDL: the server is not running anything for it.
+    capturing: AtomicBool,
+    /// Milliseconds spent capturing so far, which the statement timer does not count.
+    captured_ms: AtomicU64,
 }
 
 impl Progress {
@@ -53,6 +57,8 @@ impl Progress {
         Self {
             client_seq: AtomicU16::new(u16::from(seq)),
             timed_out: AtomicBool::new(false),
+            capturing: AtomicBool::new(false),
+            captured_ms: AtomicU64::new(0),
         }
     }
 
@@ -114,6 +120,7 @@ where
     let answer = down.run();
     tokio::pin!(answer);
     let mut due = ctx.query_timeout.map(|t| started + t + MARGIN);
+    let mut credited = 0;
     loop {
         tokio::select! {
             biased;
@@ -124,6 +131,14 @@ where
             }
             _ = sleep_until(*deadline) => return Err(RelayEnd::DeadlinePassed),
             _ = sleep_until(due) => {
+                // Time the proxy spent queueing DDL is not the statement's.
+                let captured = progress.captured_ms.load(Ordering::Relaxed);
+                if progress.capturing.load(Ordering::Relaxed) || captured > credited {
+                    let owed = Duration::from_millis(captured - credited);
+                    credited = captured;
+                    due = Some(Instant::now() + owed.max(Duration::from_millis(100)));
+                    continue;
+                }
                 if progress.timed_out.swap(true, Ordering::Relaxed) {
                     return Err(RelayEnd::Unresponsive);
                 }
@@ -349,7 +364,14 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
         if stmt.kind != tdb_sql::Kind::Ddl {
             return None;
         }
-        let warning = capture::on_workspace_ddl(self.ctx, &stmt.text, &stmt.tag).await?;
+        let progress = self.progress;
+        progress.capturing.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let warning = capture::on_workspace_ddl(self.ctx, &stmt.text, &stmt.tag).await;
+        let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        progress.captured_ms.fetch_add(took, Ordering::Relaxed);
+        progress.capturing.store(false, Ordering::Relaxed);
+        let warning = warning?;
         let mut ok = ok;
         ok.info = warning.into_bytes();
         let mut payload = Vec::new();

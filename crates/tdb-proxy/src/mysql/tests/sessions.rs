@@ -1,0 +1,444 @@
+//! Sessions through the proxy to the real server, one scenario after another on one server
+//! (starting MariaDB takes seconds).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use sqlx::Connection as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::mariadb::*;
+use super::raw::{self, Raw};
+use super::{Fixture, KEY, OLD_KEY, QUERY_TIMEOUT_MS, READ_KEY, TENANT_ID};
+use crate::PlaintextPolicy;
+use crate::mysql::command::code;
+use crate::mysql::response::Expect;
+
+/// How the `mariadb` client connects.
+#[derive(Clone, Copy)]
+enum Transport {
+    Plain,
+    /// TLS, the proxy's certificate verified against its CA.
+    Tls,
+}
+
+/// Runs the `mariadb` client; its stdout, or its stderr as the error.
+async fn cli(
+    f: &Fixture,
+    (user, password): (&str, &str),
+    db: &str,
+    transport: Transport,
+    extra: &[&str],
+    sql: &str,
+) -> anyhow::Result<Result<String, String>> {
+    let mut cmd = tokio::process::Command::new("mariadb");
+    cmd.arg("--no-defaults")
+        .args(["-h", "127.0.0.1", "--protocol=tcp"])
+        .arg(format!("--port={}", f.addr.port()))
+        .arg(format!("--user={user}"))
+        .arg(format!("--password={password}"))
+        .arg(format!("--database={db}"))
+        .args(["--batch", "--skip-column-names", "--connect-timeout=10"]);
+    match transport {
+        Transport::Plain => cmd.arg("--skip-ssl"),
+        Transport::Tls => cmd
+            .arg(format!("--ssl-ca={}", f.ca.display()))
+            .arg("--ssl-verify-server-cert"),
+    };
+    let out = cmd.args(extra).args(["-e", sql]).output().await?;
+    Ok(match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_against_a_real_mariadb() -> anyhow::Result<()> {
+    let db = tokio::task::spawn_blocking(TestMariadb::start).await??;
+    let f = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
+    logins_with_the_mariadb_client(&f).await.context("logins")?;
+    tenant_refusals(&f).await.context("tenant refusals")?;
+    sqlx_driver(&f).await.context("sqlx")?;
+    commands(&f, &db).await.context("commands")?;
+    statement_timeout(&f).await.context("statement timeout")?;
+    workspace(&f).await.context("workspace")?;
+    kill_and_hold(&f, &db).await.context("kill and hold")?;
+    client_gone(&f, &db).await.context("client gone")?;
+    malformed_handshakes(&f)
+        .await
+        .context("malformed handshakes")?;
+    f.finish().await?;
+    let strict = Fixture::start(db.port, PlaintextPolicy::Refuse).await?;
+    plaintext_refused(&strict)
+        .await
+        .context("plaintext refused")?;
+    strict.finish().await
+}
+
+async fn logins_with_the_mariadb_client(f: &Fixture) -> anyhow::Result<()> {
+    let sql = "SELECT name FROM items ORDER BY id; SELECT DATABASE(); SELECT @@max_statement_time";
+    for (transport, extra) in [
+        (Transport::Tls, &[][..]),
+        (Transport::Plain, &[][..]),
+        (
+            Transport::Tls,
+            &["--default-auth=caching_sha2_password"][..],
+        ),
+        (
+            Transport::Plain,
+            &["--default-auth=caching_sha2_password"][..],
+        ),
+    ] {
+        let out = cli(f, KEY, TENANT_DB, transport, extra, sql).await?;
+        ensure!(
+            out == Ok("one\ntwo\nthree\nshop__acme\n1.500000\n".into()),
+            "{extra:?}: {out:?}"
+        );
+    }
+    // A wrong key, an unknown user: the same answer, in plain text and over TLS, with either
+    // plugin (over TLS caching_sha2 goes on to full authentication first).
+    for (user, transport, extra) in [
+        (KEY.0, Transport::Plain, &[][..]),
+        ("nobody", Transport::Plain, &[][..]),
+        (
+            KEY.0,
+            Transport::Tls,
+            &["--default-auth=caching_sha2_password"][..],
+        ),
+        (
+            "nobody",
+            Transport::Tls,
+            &["--default-auth=caching_sha2_password"][..],
+        ),
+    ] {
+        let out = cli(f, (user, "wrong"), TENANT_DB, transport, extra, "SELECT 1").await?;
+        let Err(e) = out else {
+            bail!("{user} logged in with a wrong key");
+        };
+        ensure!(
+            e.contains("1045")
+                && e.contains(&format!(
+                    "Access denied for user '{user}'@'127.0.0.1' (using password: YES)"
+                )),
+            "{e}"
+        );
+    }
+    // A credential without MySQL digests: only with its key over TLS (switched to
+    // caching_sha2_password and asked for full authentication).
+    let old = cli(f, OLD_KEY, TENANT_DB, Transport::Tls, &[], "SELECT 1").await?;
+    ensure!(old == Ok("1\n".into()), "{old:?}");
+    let old = cli(f, OLD_KEY, TENANT_DB, Transport::Plain, &[], "SELECT 1").await?;
+    ensure!(old.as_ref().is_err_and(|e| e.contains("1045")), "{old:?}");
+    // A read key on a database without a read role.
+    let read = cli(f, READ_KEY, TENANT_DB, Transport::Tls, &[], "SELECT 1").await?;
+    ensure!(read.as_ref().is_err_and(|e| e.contains("1044")), "{read:?}");
+    Ok(())
+}
+
+async fn tenant_refusals(f: &Fixture) -> anyhow::Result<()> {
+    for (sql, code, message) in [
+        (
+            "CREATE TABLE t2 (id INT)",
+            "1142",
+            "DDL not allowed on tenant databases. Deploy schema through blueprints.",
+        ),
+        (
+            "DROP TABLE items",
+            "1142",
+            "DDL not allowed on tenant databases",
+        ),
+        ("USE mysql", "1044", "to database 'mysql'"),
+        ("GRANT ALL ON *.* TO acme_app", "1227", "GRANT and REVOKE"),
+        ("KILL 12345", "1095", "You are not owner of thread 12345"),
+        (
+            "SELECT * FROM items INTO OUTFILE '/tmp/x'",
+            "1227",
+            "OUTFILE",
+        ),
+        (
+            "LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE items",
+            "1227",
+            "LOAD DATA",
+        ),
+        ("SET GLOBAL max_connections = 5", "1227", "global settings"),
+    ] {
+        let out = cli(f, KEY, TENANT_DB, Transport::Tls, &[], sql).await?;
+        let Err(e) = out else {
+            bail!("{sql} was not refused");
+        };
+        ensure!(e.contains(code) && e.contains(message), "{sql}: {e}");
+    }
+    Ok(())
+}
+
+async fn sqlx_driver(f: &Fixture) -> anyhow::Result<()> {
+    use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
+    let options = MySqlConnectOptions::new()
+        .host("127.0.0.1")
+        .port(f.addr.port())
+        .username(KEY.0)
+        .password(KEY.1)
+        .database(TENANT_DB);
+    for ssl in [
+        options.clone().ssl_mode(MySqlSslMode::Disabled),
+        options
+            .clone()
+            .ssl_mode(MySqlSslMode::VerifyCa)
+            .ssl_ca(&f.ca),
+    ] {
+        let mut conn = sqlx::MySqlConnection::connect_with(&ssl).await?;
+        // Prepared statements (COM_STMT_PREPARE / EXECUTE, binary rows).
+        let name: String = sqlx::query_scalar("SELECT name FROM items WHERE id = ?")
+            .bind(2)
+            .fetch_one(&mut conn)
+            .await?;
+        ensure!(name == "two", "{name}");
+        let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM items WHERE id >= ? ORDER BY id")
+            .bind(1)
+            .fetch_all(&mut conn)
+            .await?;
+        ensure!(ids == [1, 2, 3], "{ids:?}");
+        // A transaction rolled back leaves nothing.
+        let mut tx = conn.begin().await?;
+        sqlx::query("INSERT INTO items VALUES (?, ?)")
+            .bind(10)
+            .bind("ten")
+            .execute(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM items")
+            .fetch_one(&mut conn)
+            .await?;
+        ensure!(n == 3, "{n} rows after a rollback");
+        // Refused at prepare time, as a database error.
+        let e = sqlx::query("CREATE TABLE t3 (id INT)")
+            .execute(&mut conn)
+            .await
+            .expect_err("DDL on a tenant");
+        ensure!(e.to_string().contains("DDL not allowed"), "{e}");
+        conn.close().await?;
+    }
+    Ok(())
+}
+
+/// The commands, one by one, with the bare client.
+async fn commands(f: &Fixture, db: &TestMariadb) -> anyhow::Result<()> {
+    let mut c = login(f, TENANT_DB).await?;
+    let ping = c.command(&[code::PING], Expect::One).await?;
+    ensure!(raw::error(&ping[0]).is_none());
+    for (payload, errno) in [
+        (&[0x05, b'x'][..], 1047), // COM_CREATE_DB
+        (&[code::STATISTICS][..], 1227),
+        (&b"\x02mysql"[..], 1044), // COM_INIT_DB elsewhere
+        (&[code::PROCESS_KILL, 1, 0, 0, 0][..], 1095),
+    ] {
+        let answer = c.command(payload, Expect::One).await?;
+        let e = raw::error(&answer[0]).context("an error")?;
+        ensure!(e.code == errno, "{payload:?}: {e:?}");
+    }
+    let home = c.command(b"\x02shop__acme", Expect::One).await?;
+    ensure!(raw::error(&home[0]).is_none(), "COM_INIT_DB home");
+    // Several statements in one COM_QUERY: two result sets.
+    let two = c.query("SELECT 1; SELECT 2").await?;
+    ensure!(two.iter().filter(|p| raw::error(p).is_some()).count() == 0);
+    // A refused part refuses the whole batch: the table is not made.
+    let mixed = c.query("SELECT 1; CREATE TABLE made (i INT)").await?;
+    ensure!(raw::error(&mixed[0]).is_some_and(|e| e.code == 1142));
+    ensure!(
+        db.sql("SHOW TABLES FROM shop__acme LIKE 'made'")?
+            .is_empty()
+    );
+    // Reset: the session's settings go, and the proxy gives the timeout back.
+    c.query("SET SESSION max_statement_time = 0").await?;
+    let reset = c.command(&[code::RESET_CONNECTION], Expect::One).await?;
+    ensure!(raw::error(&reset[0]).is_none(), "reset");
+    let after = c.query("SELECT @@max_statement_time").await?;
+    ensure!(raw::first_column(&after) == ["1.500000"], "{after:?}");
+    let schema = c.query("SELECT DATABASE()").await?;
+    ensure!(raw::first_column(&schema) == [TENANT_DB], "{schema:?}");
+    // COM_CHANGE_USER: an error, never an OK, and the session ends.
+    let change = c
+        .command(&[code::CHANGE_USER, b'x', 0], Expect::One)
+        .await?;
+    ensure!(raw::error(&change[0]).is_some_and(|e| e.code == 1047));
+    ensure!(
+        c.next().await.is_err(),
+        "the session goes on after COM_CHANGE_USER"
+    );
+    Ok(())
+}
+
+async fn login(f: &Fixture, db: &str) -> anyhow::Result<Raw> {
+    let mut c = Raw::connect(f.addr).await?;
+    let ok = c.login(KEY.0, KEY.1, db).await?;
+    if let Some(e) = raw::error(&ok) {
+        bail!("login refused: {e:?}");
+    }
+    Ok(c)
+}
+
+async fn statement_timeout(f: &Fixture) -> anyhow::Result<()> {
+    let mut c = login(f, TENANT_DB).await?;
+    // MariaDB's own max_statement_time, set by the proxy.
+    let start = Instant::now();
+    let slept = c.query("SELECT SLEEP(5)").await?;
+    // The error comes after the result's definitions, in place of its rows.
+    let e = raw::error(slept.last().context("an answer")?).context("SLEEP(5) was not stopped")?;
+    ensure!(e.code == 1969, "{e:?}");
+    ensure!(start.elapsed() < Duration::from_secs(4));
+    // Lifted by the session: the proxy stops the statement itself.
+    c.query("SET SESSION max_statement_time = 0").await?;
+    let start = Instant::now();
+    let slept = c.query("SELECT SLEEP(8)").await?;
+    let took = start.elapsed();
+    let e = raw::error(slept.last().context("an answer")?).context("not stopped")?;
+    ensure!(
+        e.code == 1969
+            && e.message
+                .contains(&format!("query_timeout_ms ({QUERY_TIMEOUT_MS} ms)")),
+        "{e:?}"
+    );
+    ensure!(took < Duration::from_secs(5), "stopped after {took:?}");
+    // The session goes on.
+    let one = c.query("SELECT 1").await?;
+    ensure!(raw::first_column(&one) == ["1"]);
+    Ok(())
+}
+
+async fn workspace(f: &Fixture) -> anyhow::Result<()> {
+    let mut c = login(f, WORKSPACE_DB).await?;
+    let made = c.query("CREATE TABLE w (i INT)").await?;
+    let ok = crate::mysql::reply::Ok::decode(&made[0].payload)
+        .with_context(|| format!("an OK, not {:?}", raw::error(&made[0])))?;
+    // The test's catalog cannot be reached: the DDL ran, and the client is told it was not
+    // recorded.
+    let info = String::from_utf8_lossy(&ok.info);
+    ensure!(info.contains("could not be recorded"), "{info}");
+    let call = c.query("CALL p(); CREATE TABLE w2 (i INT)").await?;
+    ensure!(raw::error(&call[0]).is_some_and(|e| e.code == 1235));
+    let rows = c.query("INSERT INTO w VALUES (1), (2)").await?;
+    let ok = crate::mysql::reply::Ok::decode(&rows[0].payload).context("an OK")?;
+    ensure!(ok.affected_rows == 2, "{ok:?}");
+    Ok(())
+}
+
+async fn kill_and_hold(f: &Fixture, db: &TestMariadb) -> anyhow::Result<()> {
+    // A hold parks the next command until it is released.
+    let mut c = login(f, TENANT_DB).await?;
+    let gates = &f.proxy.gates;
+    gates.hold(
+        TENANT_ID,
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    );
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        gates.release(TENANT_ID);
+    };
+    let start = Instant::now();
+    let (one, ()) = tokio::join!(c.query("SELECT 1"), release);
+    ensure!(raw::first_column(&one?) == ["1"]);
+    ensure!(
+        start.elapsed() >= Duration::from_millis(700),
+        "the hold did not park"
+    );
+    // A kill between commands: the client reads why, and the session is over.
+    gates.kill(TENANT_ID);
+    let told = c.next().await?;
+    ensure!(
+        raw::error(&told).is_some_and(|e| e.code == 1927),
+        "{told:?}"
+    );
+    ensure!(c.next().await.is_err());
+    // A kill mid-statement: the statement stops on the server too.
+    let mut c = login(f, TENANT_DB).await?;
+    c.send(0, b"\x03SELECT SLEEP(30) /* killed */").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gates.kill(TENANT_ID);
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.next()).await;
+    gone_from_server(db, "killed").await
+}
+
+async fn client_gone(f: &Fixture, db: &TestMariadb) -> anyhow::Result<()> {
+    let mut c = login(f, TENANT_DB).await?;
+    c.send(0, b"\x03SELECT SLEEP(30) /* abandoned */").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(c);
+    gone_from_server(db, "abandoned").await
+}
+
+/// Waits until no statement marked `mark` runs on the server.
+async fn gone_from_server(db: &TestMariadb, mark: &str) -> anyhow::Result<()> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%/* {mark} */%' \
+         AND ID <> CONNECTION_ID()"
+    );
+    for _ in 0..50 {
+        if db.sql(&sql)?.trim() == "0" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the {mark} statement still runs on the server")
+}
+
+/// Broken handshakes end the connection, and no session panics (checked at the end).
+async fn malformed_handshakes(f: &Fixture) -> anyhow::Result<()> {
+    let ssl_request = {
+        let mut p = Vec::new();
+        crate::mysql::handshake::SslRequest {
+            caps: crate::mysql::capability::Caps::OFFERED,
+            max_packet: 1 << 24,
+            collation: 45,
+        }
+        .encode(&mut p);
+        let mut out = Vec::new();
+        crate::mysql::packet::encode(&mut out, 1, &p);
+        out
+    };
+    let mut garbage_after_ssl = ssl_request.clone();
+    garbage_after_ssl.extend_from_slice(b"\x16\x03\x01 not a client hello");
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("a short packet", vec![5, 0, 0, 1, 0xff]),
+        ("an oversized length", vec![0xff, 0xff, 0xff, 1, 0]),
+        (
+            "a wrong sequence id",
+            [&[4u8, 0, 0, 9][..], &[0x8d, 0xa2, 0x0b, 0]].concat(),
+        ),
+        ("garbage", vec![0x20, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8]),
+        ("SSLRequest then garbage", ssl_request.clone()),
+        ("not TLS after SSLRequest", garbage_after_ssl),
+    ];
+    for (what, bytes) in cases {
+        let mut s = tokio::net::TcpStream::connect(f.addr).await?;
+        let mut greeting = [0u8; 4];
+        s.read_exact(&mut greeting).await?;
+        let len = usize::from(greeting[0]) | usize::from(greeting[1]) << 8;
+        let mut rest = vec![0u8; len];
+        s.read_exact(&mut rest).await?;
+        s.write_all(&bytes).await?;
+        if what == "SSLRequest then garbage" {
+            s.write_all(b"\x16\x03\x01\x00\x05hello").await?;
+        }
+        if what == "a short packet" {
+            s.shutdown().await?;
+        }
+        let mut sink = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut sink)).await;
+        ensure!(closed.is_ok(), "{what}: the connection stayed open");
+    }
+    Ok(())
+}
+
+async fn plaintext_refused(f: &Fixture) -> anyhow::Result<()> {
+    let mut c = Raw::connect(f.addr).await?;
+    let answer = c.login(KEY.0, KEY.1, TENANT_DB).await?;
+    ensure!(
+        raw::error(&answer).is_some_and(|e| e.code == 3159),
+        "{answer:?}"
+    );
+    let out = cli(f, KEY, TENANT_DB, Transport::Plain, &[], "SELECT 1").await?;
+    ensure!(out.as_ref().is_err_and(|e| e.contains("3159")), "{out:?}");
+    let out = cli(f, KEY, TENANT_DB, Transport::Tls, &[], "SELECT 1").await?;
+    ensure!(out == Ok("1\n".into()), "{out:?}");
+    Ok(())
+}
