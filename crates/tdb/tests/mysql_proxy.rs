@@ -136,26 +136,48 @@ async fn real_clients_use_a_tenant_and_a_workspace_over_tls() {
     let s = start().await;
     let (_key, ws, acme, _globex) = setup(&s).await;
 
-    // The mariadb client, over TLS with the certificate checked.
-    let (ok, out) = mariadb(
-        &s,
-        &acme,
-        "INSERT INTO items (name, qty) VALUES ('cli', 3); SELECT name, qty FROM items",
-    );
-    assert!(ok, "{out}\n{}", s.log_tail());
-    assert!(out.contains("cli\t3"), "{out}");
-    let (ok, out) = mariadb(&s, &acme, "SHOW STATUS LIKE 'Ssl_cipher'");
-    assert!(ok && out.contains("Ssl_cipher"), "{out}");
-    let (ok, out) = mariadb(&s, &acme, "INSERT INTO items (name) VALUES ('cli')");
-    assert!(!ok && out.contains("1062"), "{out}");
-    let (ok, out) = mariadb(&s, &acme, "SELEC 1");
-    assert!(!ok && out.contains("1064"), "{out}");
+    for target in [&acme, &ws] {
+        // The mariadb client, over TLS with the certificate checked: text and (SQL) prepared
+        // statements, a transaction rolled back, a large result, error numbers.
+        let (ok, out) = mariadb(
+            &s,
+            target,
+            "INSERT INTO items (name, qty) VALUES ('cli', 3); \
+             PREPARE q FROM 'SELECT name, qty FROM items WHERE name = ?'; \
+             SET @n = 'cli'; EXECUTE q USING @n; DEALLOCATE PREPARE q; \
+             START TRANSACTION; DELETE FROM items; ROLLBACK; \
+             SELECT COUNT(*) FROM items WHERE name = 'cli'; \
+             SELECT COUNT(*) FROM (SELECT seq, REPEAT('z', 100) FROM seq_1_to_40000) AS big",
+        );
+        assert!(ok, "{out}\n{}", s.log_tail());
+        assert_eq!(out, "cli\t3\n1\n40000", "{}", target.database);
+        let (ok, out) = mariadb(&s, target, "SELECT seq FROM seq_1_to_40000");
+        assert!(ok && out.lines().count() == 40000, "{}", out.len());
+        // The client's own account of its connection (the server's Ssl_cipher describes the
+        // proxy's leg to MariaDB, a private socket).
+        let (ok, out) = mariadb(&s, target, "status");
+        assert!(
+            ok && out.contains("Cipher in use is TLS"),
+            "{out}\n{}",
+            s.log_tail()
+        );
+        let (ok, out) = mariadb(&s, target, "INSERT INTO items (name) VALUES ('cli')");
+        assert!(
+            !ok && out.contains("1062") && out.contains("23000"),
+            "{out}"
+        );
+        let (ok, out) = mariadb(&s, target, "SELEC 1");
+        assert!(
+            !ok && out.contains("1064") && out.contains("42000"),
+            "{out}"
+        );
 
-    // PyMySQL: text statements, a transaction rolled back, a large result, error numbers.
-    let mut py = python(PYMYSQL, &s.mysql_port.to_string());
-    py.args([&acme.user, &acme.password, &acme.database, &ca(&s)]);
-    let out = run_client(py, "PyMySQL");
-    assert!(out.starts_with("1062,1064;"), "{out}");
+        // PyMySQL: text statements, a transaction rolled back, a large result, error numbers.
+        let mut py = python(PYMYSQL, &s.mysql_port.to_string());
+        py.args([&target.user, &target.password, &target.database, &ca(&s)]);
+        let out = run_client(py, "PyMySQL");
+        assert!(out.starts_with("1062,1064;"), "{out}");
+    }
 
     // sqlx: prepared statements, a transaction rolled back, a large result, error numbers.
     for target in [&acme, &ws] {
