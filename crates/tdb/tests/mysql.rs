@@ -296,6 +296,22 @@ async fn a_mysql_tenant_is_backed_up_broken_and_rolled_back() {
     let (st, _) = post(&s, "/tenants/acme/resume", Some(&key), json!({})).await;
     assert_eq!(st, 200);
     assert_eq!(count(&s, &key, "acme").await, 501);
+
+    // The trash keeps the rows out of reach; a restore brings them back; a hard delete drops
+    // the database, so the name can be taken again, empty.
+    let (st, _) = delete(&s, "/tenants/acme", &key).await;
+    assert_eq!(st, 200);
+    assert_ne!(admin_query(&s, &key, "acme", "SELECT 1").await.0, 200);
+    let (st, restored) = post(&s, "/tenants/acme/restore", Some(&key), json!({})).await;
+    assert_eq!(st, 200, "{restored}");
+    wait_for(&s, &key, "/tenants/acme", |t| t["status"] == "ready").await;
+    assert_eq!(count(&s, &key, "acme").await, 501);
+    let (st, gone) = delete(&s, "/tenants/acme?hard=true", &key).await;
+    assert_eq!(st, 200, "{gone}");
+    let (st, _) = get(&s, "/tenants/acme", &key).await;
+    assert_eq!(st, 404);
+    create_tenant(&s, &key, "acme").await;
+    assert_eq!(count(&s, &key, "acme").await, 0);
 }
 
 /// MySQL DDL is not transactional, so a deployment records each statement as it completes on
@@ -387,4 +403,84 @@ async fn a_mysql_deployment_resumes_after_kill_9_without_running_a_statement_twi
     for r in results {
         assert_eq!(r["rows"], json!([[3, 1]]), "{r}");
     }
+}
+
+/// An operator's own MariaDB, attached under `[[servers]]` by a `mysql://` URL, takes the MySQL
+/// workspaces and tenants; tdb starts no MariaDB of its own (`mysql_managed = false`), and the
+/// attached server is secured as a managed one is (no anonymous users, no `test` database).
+#[tokio::test]
+async fn an_attached_mariadb_serves_mysql_tenants() {
+    use tdb_engines::managed::mariadb::Listen;
+    let root = tdb_testkit::reachable_tempdir().expect("tempdir");
+    let server = tdb_engines::ManagedMariadb::start(tdb_engines::ManagedMariadbOptions {
+        dir: root.path().join("own-mariadb"),
+        run_as: tdb_engines::RunAs::resolve("mysql").expect("mysql user"),
+        master_key: tdb_core::secrets::MasterKey::generate(),
+        label: "operator-mariadb".into(),
+        listen: Listen::Loopback,
+        settings: vec![],
+    })
+    .await
+    .expect("the operator's MariaDB starts");
+    let e = server.endpoint().clone();
+    let toml = format!(
+        "mysql_managed = false\n\n[[servers]]\nname = \"maria-own\"\nengine = \"mysql\"\n\
+         url = \"mysql://{}:{}@127.0.0.1:{}\"\n",
+        e.user, e.password, e.port
+    );
+    let s = TdbServer::start_with(
+        bin(),
+        tdb_testkit::ServeOptions {
+            config_toml: Some(toml),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("tdb serve starts");
+    let (key, _) = mysql_account(&s, "attached@example.com").await;
+    ws_query(
+        &s,
+        &key,
+        "shop",
+        "CREATE TABLE users (id int PRIMARY KEY, email varchar(80), plan varchar(20))",
+    )
+    .await;
+    assert_eq!(
+        deploy_and_wait(&s, &key, "shop").await["status"],
+        "completed"
+    );
+    create_tenant(&s, &key, "acme").await;
+    assert_eq!(
+        admin_query(
+            &s,
+            &key,
+            "acme",
+            "INSERT INTO users VALUES (1, 'a@x', NULL)"
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(count(&s, &key, "acme").await, 1);
+    assert!(
+        !s.data_dir().join("servers/mysql-shared").exists(),
+        "tdb started a MariaDB of its own"
+    );
+    // The tenant's database is on the operator's server, under the name clients use.
+    let opts = sqlx::mysql::MySqlConnectOptions::new()
+        .host("127.0.0.1")
+        .port(e.port)
+        .username(&e.user)
+        .password(&e.password);
+    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect_with(&opts)
+        .await
+        .expect("admin login");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM shop__acme.users")
+        .fetch_one(&mut conn)
+        .await
+        .expect("the tenant's table on the attached server");
+    assert_eq!(n, 1);
+    drop(conn);
+    drop(s);
+    server.shutdown().await;
 }
