@@ -7,8 +7,9 @@ use tdb_core::settings::{PoolMode, Settings};
 use tdb_core::{Engine, WorkspaceMode};
 use utoipa::ToSchema;
 
-/// Connection details for a workspace through the PostgreSQL proxy. The reference names the
-/// login `user` in `POST /workspaces` and `username` in `GET /workspaces/{id}`: both are here.
+/// Connection details for a workspace through the proxy of its engine (PostgreSQL or MySQL).
+/// The reference names the login `user` in `POST /workspaces` and `username` in
+/// `GET /workspaces/{id}`: both are here.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Connection {
     pub host: String,
@@ -230,7 +231,8 @@ pub struct IndexDef {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalConnection {
-    /// postgresql (default).
+    /// The workspace's engine: postgresql (the default for a PostgreSQL workspace) or mysql
+    /// (the default for a MySQL one; `mariadb` is read as mysql).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     pub host: String,
