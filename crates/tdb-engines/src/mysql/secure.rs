@@ -42,7 +42,11 @@ pub async fn harden(conn: &mut MySqlConnection, root: Root) -> Result<()> {
             .await?;
         }
     }
-    exec(conn, "DROP DATABASE IF EXISTS `test`").await?;
+    // A fresh data directory's `test` database goes; an attached server's may hold its
+    // operator's data, so only the grants that opened it to everyone go (below).
+    if root == Root::Drop {
+        exec(conn, "DROP DATABASE IF EXISTS `test`").await?;
+    }
     forget_wildcard_grants(conn).await?;
     let public: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM mysql.global_priv WHERE User = 'PUBLIC'")
