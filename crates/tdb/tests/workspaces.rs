@@ -398,7 +398,7 @@ async fn bad_input_answers_the_right_4xx() {
             Some("database"),
         ),
         (
-            json!({"name": "x", "database": "MySQL", "mode": "tenant"}),
+            json!({"name": "x", "database": "MongoDB", "mode": "tenant"}),
             400,
             Some("database"),
         ),
@@ -425,14 +425,19 @@ async fn bad_input_answers_the_right_4xx() {
             assert_eq!(answer["field"], field, "{answer}");
         }
     }
-    let (_, mysql) = post(
+    // An engine not built yet is named, with those that are.
+    let (_, redis) = post(
         &s,
         "/workspaces",
         Some(&key),
-        json!({"name": "x", "database": "mysql", "mode": "tenant"}),
+        json!({"name": "x", "database": "redis", "mode": "tenant"}),
     )
     .await;
-    assert!(str_of(&mysql, "error").contains("MySQL"), "{mysql}");
+    let error = str_of(&redis, "error");
+    assert!(
+        error.contains("Redis") && error.contains("PostgreSQL, MySQL"),
+        "{redis}"
+    );
 
     let cases: Vec<(Method, &str, Option<Value>, u16)> = vec![
         (Method::GET, "/workspaces/nope", None, 404),
