@@ -78,7 +78,8 @@ async fn create_tenant(s: &TdbServer, key: &str, name: &str) -> Value {
 
 #[tokio::test]
 async fn a_mysql_blueprint_deploys_to_every_tenant() {
-    let s = start().await;
+    // Paid accounts, so that a tenant of its own server (L2) is refused for its engine alone.
+    let s = start_with_env(&[("TDB_DEFAULT_TIER", "paid")]).await;
     let (key, ws) = mysql_account(&s, "mysql@example.com").await;
     assert_eq!(ws["database"], "MySQL");
     let url = str_of(&ws, "connection_string");
@@ -129,6 +130,32 @@ async fn a_mysql_blueprint_deploys_to_every_tenant() {
             "{conn}"
         );
     }
+
+    // Point-in-time recovery covers PostgreSQL databases: a MySQL tenant is told so.
+    let (_, t) = get(&s, "/tenants/acme", &key).await;
+    assert!(
+        t["pitr_unavailable"]
+            .as_str()
+            .is_some_and(|w| w.contains("PostgreSQL")),
+        "{t}"
+    );
+    let (st, refused) = post(
+        &s,
+        "/tenants/acme/recover",
+        Some(&key),
+        json!({"timestamp": chrono::Utc::now().to_rfc3339()}),
+    )
+    .await;
+    assert_eq!(st, 409, "{refused}");
+    // Nor is there a server of its own for a MySQL tenant yet.
+    let body =
+        json!({"tenant_id": "solo", "databases": [{"blueprint": "shop", "isolation_level": 2}]});
+    let (st, refused) = post(&s, "/tenants", Some(&key), body).await;
+    assert_eq!(st, 400, "{refused}");
+    assert!(
+        refused.to_string().contains("isolation level 2"),
+        "{refused}"
+    );
 
     // Rows go in through admin queries; DDL does not.
     let (st, ins) = admin_query(

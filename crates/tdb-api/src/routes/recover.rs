@@ -387,6 +387,12 @@ pub(super) async fn view(
     databases: &[TenantDatabase],
 ) -> Result<RecoveryView, ApiError> {
     let (mut pitr, mut pitr_unavailable) = (None::<PitrWindow>, None);
+    if let Some(db) = databases.iter().find(|d| d.engine != Engine::Postgresql) {
+        pitr_unavailable = Some(format!(
+            "point-in-time recovery covers PostgreSQL databases; '{}' is {}",
+            db.blueprint, db.engine
+        ));
+    }
     for db in databases.iter().filter(|d| d.engine == Engine::Postgresql) {
         match state.catalog.recovery_window(&db.id).await? {
             Ok(w) => {
