@@ -451,10 +451,31 @@ async fn an_attached_mariadb_serves_mysql_tenants() {
     .expect("the operator's MariaDB starts");
     let e = server.endpoint().clone();
     let toml = format!(
-        "mysql_managed = false\n\n[[servers]]\nname = \"maria-own\"\nengine = \"mysql\"\n\
+        "mysql_managed = false\nimport_allow_private_urls = true\n\n[[servers]]\n\
+         name = \"maria-own\"\nengine = \"mysql\"\n\
          url = \"mysql://{}:{}@127.0.0.1:{}\"\n",
         e.user, e.password, e.port
     );
+    // A schema elsewhere on the operator's server, to import from.
+    let opts = sqlx::mysql::MySqlConnectOptions::new()
+        .host("127.0.0.1")
+        .port(e.port)
+        .username(&e.user)
+        .password(&e.password);
+    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect_with(&opts)
+        .await
+        .expect("admin login");
+    for sql in [
+        "CREATE DATABASE legacy",
+        "CREATE TABLE legacy.customers (id int PRIMARY KEY, name varchar(40) NOT NULL)",
+        "CREATE TABLE legacy.orders (id int PRIMARY KEY, customer_id int NOT NULL, \
+         FOREIGN KEY (customer_id) REFERENCES legacy.customers (id))",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    }
     let s = TdbServer::start_with(
         bin(),
         tdb_testkit::ServeOptions {
@@ -465,6 +486,13 @@ async fn an_attached_mariadb_serves_mysql_tenants() {
     .await
     .expect("tdb serve starts");
     let (key, _) = mysql_account(&s, "attached@example.com").await;
+    // Import from an external MySQL database: its tables, foreign keys first, captured as DDL.
+    let source = json!({"source": "database", "connection": {"type": "mysql", "host": "127.0.0.1",
+        "port": e.port, "database": "legacy", "user": e.user, "password": e.password}});
+    let (st, imported) = post(&s, "/workspaces/shop/schema", Some(&key), source).await;
+    assert_eq!(st, 200, "{imported}");
+    let (_, diff) = get(&s, "/workspaces/shop/diff", &key).await;
+    assert_eq!(diff["count"], 2, "{diff}");
     ws_query(
         &s,
         &key,
@@ -494,14 +522,6 @@ async fn an_attached_mariadb_serves_mysql_tenants() {
         "tdb started a MariaDB of its own"
     );
     // The tenant's database is on the operator's server, under the name clients use.
-    let opts = sqlx::mysql::MySqlConnectOptions::new()
-        .host("127.0.0.1")
-        .port(e.port)
-        .username(&e.user)
-        .password(&e.password);
-    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .expect("admin login");
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM shop__acme.users")
         .fetch_one(&mut conn)
         .await
