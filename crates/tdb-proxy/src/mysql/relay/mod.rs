@@ -250,8 +250,8 @@ impl Session<'_> {
         let ctx = self.ctx;
         let packet = &command.packet;
         let started = (Instant::now(), Utc::now());
-        let unit = match command::decide(&packet.payload, &ctx.guard, &mut self.book, ctx.proxy_id)
-        {
+        let decided = command::decide(&packet.payload, &ctx.guard, &mut self.book, ctx.proxy_id);
+        let unit = match decided.await {
             Action::Quit => return Err((RelayEnd::ClientGone, true)),
             Action::Refuse(e, text) => {
                 if let Some(text) = text {

@@ -160,7 +160,11 @@ async fn tenant_refusals(f: &Fixture) -> anyhow::Result<()> {
             "1227",
             "LOAD DATA",
         ),
-        ("SET GLOBAL max_connections = 5", "1227", "global settings"),
+        (
+            "SET GLOBAL max_connections = 5",
+            "1227",
+            "server-wide settings",
+        ),
     ] {
         let out = cli(f, KEY, TENANT_DB, Transport::Tls, &[], sql).await?;
         let Err(e) = out else {
