@@ -8,6 +8,8 @@ pub mod backend;
 pub mod capability;
 pub mod command;
 pub mod errno;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handshake;
 pub mod login;
 pub mod packet;

@@ -52,27 +52,52 @@ async fn cli(
     })
 }
 
+async fn server() -> anyhow::Result<TestMariadb> {
+    tokio::task::spawn_blocking(TestMariadb::start).await?
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_against_a_real_mariadb() -> anyhow::Result<()> {
-    let db = tokio::task::spawn_blocking(TestMariadb::start).await??;
+async fn clients_log_in_and_are_refused() -> anyhow::Result<()> {
+    let db = server().await?;
     let f = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
     logins_with_the_mariadb_client(&f).await.context("logins")?;
     tenant_refusals(&f).await.context("tenant refusals")?;
     sqlx_driver(&f).await.context("sqlx")?;
-    commands(&f, &db).await.context("commands")?;
-    statement_timeout(&f).await.context("statement timeout")?;
-    workspace(&f).await.context("workspace")?;
-    kill_and_hold(&f, &db).await.context("kill and hold")?;
-    client_gone(&f, &db).await.context("client gone")?;
-    malformed_handshakes(&f)
-        .await
-        .context("malformed handshakes")?;
     f.finish().await?;
+    // A proxy of its own: the logins above failed too, from the same address.
+    let fresh = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
+    failed_logins_are_throttled(&fresh)
+        .await
+        .context("throttle")?;
+    fresh.finish().await?;
     let strict = Fixture::start(db.port, PlaintextPolicy::Refuse).await?;
     plaintext_refused(&strict)
         .await
         .context("plaintext refused")?;
     strict.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_limits() -> anyhow::Result<()> {
+    let db = server().await?;
+    let f = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
+    commands(&f, &db).await.context("commands")?;
+    statement_timeout(&f).await.context("statement timeout")?;
+    workspace(&f).await.context("workspace")?;
+    large_packets(&f).await.context("large packets")?;
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_cleanly() -> anyhow::Result<()> {
+    let db = server().await?;
+    let f = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
+    kill_and_hold(&f, &db).await.context("kill and hold")?;
+    client_gone(&f, &db).await.context("client gone")?;
+    malformed_handshakes(&f)
+        .await
+        .context("malformed handshakes")?;
+    f.finish().await
 }
 
 async fn logins_with_the_mariadb_client(f: &Fixture) -> anyhow::Result<()> {
@@ -430,6 +455,53 @@ async fn malformed_handshakes(f: &Fixture) -> anyhow::Result<()> {
         let closed = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut sink)).await;
         ensure!(closed.is_ok(), "{what}: the connection stayed open");
     }
+    Ok(())
+}
+
+/// Packets of more than 16 MiB, both ways: a statement the client sends in two pieces, a row
+/// the server sends in two pieces (streamed through, never held whole).
+async fn large_packets(f: &Fixture) -> anyhow::Result<()> {
+    let mut c = login(f, TENANT_DB).await?;
+    let n = 17_000_000;
+    let sql = format!("SELECT LENGTH('{}')", "y".repeat(n));
+    let answer = c.query(&sql).await?;
+    ensure!(
+        raw::first_column(&answer) == [n.to_string()],
+        "a long statement"
+    );
+    let answer = c
+        .query(&format!("SELECT REPEAT('x', {n}), 'after'"))
+        .await?;
+    let rows: Vec<_> = answer.iter().filter(|p| p.payload.len() > 1000).collect();
+    ensure!(rows.len() == 1, "one long row, not {}", rows.len());
+    let row = &rows[0].payload;
+    // The value's length-encoded header (0xfe and eight bytes: it is over 16 MiB), then the
+    // value, then 'after'.
+    ensure!(row.len() == 9 + n + 6 && row[9..9 + n].iter().all(|b| *b == b'x'));
+    ensure!(row.ends_with(b"\x05after"));
+    let one = c.query("SELECT 1").await?;
+    ensure!(raw::first_column(&one) == ["1"], "the session goes on");
+    Ok(())
+}
+
+/// Failed logins from one address for one user are refused for a while, right key or not.
+async fn failed_logins_are_throttled(f: &Fixture) -> anyhow::Result<()> {
+    for _ in 0..10 {
+        let mut c = Raw::connect(f.addr).await?;
+        let answer = c.login(KEY.0, "wrong", TENANT_DB).await?;
+        ensure!(raw::error(&answer).is_some_and(|e| e.code == 1045));
+    }
+    let mut c = Raw::connect(f.addr).await?;
+    let answer = c.login(KEY.0, KEY.1, TENANT_DB).await?;
+    let e = raw::error(&answer).context("the right key got in")?;
+    ensure!(
+        e.code == 1129 && e.message.contains("too many failed logins"),
+        "{e:?}"
+    );
+    // Another user from the same address is not locked out by this one.
+    let mut c = Raw::connect(f.addr).await?;
+    let answer = c.login(READ_KEY.0, "wrong", TENANT_DB).await?;
+    ensure!(raw::error(&answer).is_some_and(|e| e.code == 1045));
     Ok(())
 }
 
