@@ -373,6 +373,9 @@ where
     let stored = stored(login.as_ref(), &proxy.fake_scram_secret, user);
     let tls = matches!(io, ClientIo::Tls(_));
     let mut exchange = Exchange::new(stored, nonce, tls);
+    if !response.caps.has(Caps::PLUGIN_AUTH) {
+        exchange = exchange.without_switch();
+    }
     let first = exchange.first(response.auth_plugin.as_deref(), &response.auth_response);
     let (verdict, seq) = converse(io, input, &mut exchange, first, seq).await;
     match (verdict, login) {

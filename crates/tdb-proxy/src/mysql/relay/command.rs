@@ -11,6 +11,7 @@ use crate::mysql::command::{Command, LAST_PREPARED};
 use crate::mysql::errno;
 use crate::mysql::reply;
 use crate::mysql::response::Expect;
+use crate::querylog::MAX_STATEMENT_LEN;
 
 /// Statements longer than this are parsed on the blocking pool.
 const PARSE_INLINE_LIMIT: usize = 8 * 1024;
@@ -173,20 +174,37 @@ pub(super) async fn decide(
 /// `COM_QUERY` or `COM_STMT_PREPARE`: checked, then forwarded with its text for the log.
 async fn statement(sql: &[u8], guard: &Guard, prepares: bool) -> Action {
     let text = String::from_utf8_lossy(sql);
-    match check(&text, guard).await {
+    // The log keeps the statement's start; only workspaces need its statements whole (DDL
+    // capture), so a long statement is not held twice.
+    let logged = Arc::from(bounded(&text));
+    let checked = check(&text, guard).await;
+    let checked = checked.map(|stmts| match guard.workspace {
+        true => stmts,
+        false => Arc::default(),
+    });
+    match checked {
         Ok(stmts) => Action::Forward(Unit {
             expect: Some(if prepares {
                 Expect::Prepare
             } else {
                 Expect::Results
             }),
-            text: Some(Arc::from(text.as_ref())),
+            text: Some(logged),
             stmts,
             prepares,
             ..Unit::default()
         }),
-        Err(e) => Action::Refuse(e, Some(Arc::from(text.as_ref()))),
+        Err(e) => Action::Refuse(e, Some(logged)),
     }
+}
+
+/// The start of a statement that the query log keeps, cut at a character boundary.
+fn bounded(text: &str) -> &str {
+    let mut end = text.len().min(MAX_STATEMENT_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Checks a statement: here when it is short, on the blocking pool when it is long (a copy

@@ -23,7 +23,7 @@ use super::errno;
 use super::packet::{self, Packet, PacketError, PacketReader};
 use super::reply;
 use crate::gate::Gate;
-use crate::querylog::{MAX_STATEMENT_LEN, QueryLog};
+use crate::querylog::QueryLog;
 pub use answer::ESCALATION;
 use answer::{Answered, Progress, Watched};
 use command::{Action, Book, Prepared, Unit};
@@ -373,14 +373,10 @@ fn log(
     if !ctx.log.enabled() {
         return;
     }
-    let mut end = text.len().min(MAX_STATEMENT_LEN);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
     ctx.log.record(
         &ctx.origin,
         &LoggedStatement {
-            text: &text[..end],
+            text,
             duration_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
             success: answered.error.is_none(),
             sqlstate: answered.error.as_ref().map(reply::Err::sqlstate),

@@ -267,6 +267,13 @@ async fn commands(f: &Fixture, db: &TestMariadb) -> anyhow::Result<()> {
     }
     let home = c.command(b"\x02shop__acme", Expect::One).await?;
     ensure!(raw::error(&home[0]).is_none(), "COM_INIT_DB home");
+    // COM_FIELD_LIST: the table's columns, up to an EOF.
+    let fields = c.command(b"\x04items\0", Expect::FieldList).await?;
+    ensure!(
+        fields.len() == 3 && raw::error(&fields[0]).is_none(),
+        "{fields:?}"
+    );
+    cursor(&mut c).await.context("cursor")?;
     // Several statements in one COM_QUERY: two result sets.
     let two = c.query("SELECT 1; SELECT 2").await?;
     ensure!(two.iter().filter(|p| raw::error(p).is_some()).count() == 0);
@@ -294,6 +301,37 @@ async fn commands(f: &Fixture, db: &TestMariadb) -> anyhow::Result<()> {
         c.next().await.is_err(),
         "the session goes on after COM_CHANGE_USER"
     );
+    Ok(())
+}
+
+/// A prepared statement executed with a cursor, its rows fetched two at a time.
+async fn cursor(c: &mut Raw) -> anyhow::Result<()> {
+    let prepared = c
+        .command(b"\x16SELECT id FROM items ORDER BY id", Expect::Prepare)
+        .await?;
+    let ok = &prepared[0].payload;
+    ensure!(ok.first() == Some(&0), "{prepared:?}");
+    let id: [u8; 4] = ok[1..5].try_into()?;
+    // COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY: definitions only, then rows on request.
+    let mut execute = vec![code::STMT_EXECUTE];
+    execute.extend_from_slice(&id);
+    execute.extend_from_slice(&[1, 1, 0, 0, 0]);
+    let opened = c.command(&execute, Expect::Results).await?;
+    let eof = crate::mysql::reply::Eof::decode(&opened.last().context("an EOF")?.payload);
+    ensure!(
+        eof.is_some_and(|e| e.status & crate::mysql::reply::status::CURSOR_EXISTS != 0),
+        "{opened:?}"
+    );
+    let mut fetch = vec![code::STMT_FETCH];
+    fetch.extend_from_slice(&id);
+    fetch.extend_from_slice(&2u32.to_le_bytes());
+    let first = c.command(&fetch, Expect::Rows).await?;
+    ensure!(first.len() == 3, "two rows and an EOF: {first:?}");
+    let rest = c.command(&fetch, Expect::Rows).await?;
+    ensure!(rest.len() == 2, "one row and an EOF: {rest:?}");
+    let mut close = vec![code::STMT_CLOSE];
+    close.extend_from_slice(&id);
+    c.send(0, &close).await?;
     Ok(())
 }
 
