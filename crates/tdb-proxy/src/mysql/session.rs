@@ -717,8 +717,14 @@ async fn settle(end: RelayEnd, idle: bool, backend: Backend, target: &BackendTar
     }
     let thread_id = backend.thread_id;
     drop(backend);
-    if let Err(e) = backend::stop(target, thread_id, Stop::Connection).await {
-        tracing::warn!(error = %e, "stopping a session's statement on the server failed");
+    let stopped = tokio::time::timeout(
+        relay::ESCALATION,
+        backend::stop(target, thread_id, Stop::Connection),
+    );
+    match stopped.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "stopping a session's statement failed"),
+        Err(_) => tracing::warn!("stopping a session's statement timed out"),
     }
 }
 

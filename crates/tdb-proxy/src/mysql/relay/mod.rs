@@ -195,8 +195,11 @@ impl Session<'_> {
         if packet.seq != 0 {
             return Err(RelayEnd::ProtocolError("a command out of sequence"));
         }
+        // A hold parks new work, not a transaction already open (a cutover waits for those
+        // to end).
         if let Some(gate) = &ctx.gate
             && gate.is_held()
+            && !self.in_transaction
         {
             tokio::select! {
                 _ = gate.pass() => {}

@@ -390,12 +390,20 @@ async fn workspace(f: &Fixture) -> anyhow::Result<()> {
 }
 
 async fn kill_and_hold(f: &Fixture, db: &TestMariadb) -> anyhow::Result<()> {
-    // A hold parks the next command until it is released.
+    // A hold lets an open transaction finish, then parks the next command until it is
+    // released.
     let mut c = login(f, TENANT_DB).await?;
     let gates = &f.proxy.gates;
-    gates.hold(
-        TENANT_ID,
-        tokio::time::Instant::now() + Duration::from_secs(30),
+    c.query("BEGIN").await?;
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    gates.hold(TENANT_ID, until);
+    let start = Instant::now();
+    let inside = c.query("SELECT 1").await?;
+    ensure!(raw::first_column(&inside) == ["1"]);
+    c.query("COMMIT").await?;
+    ensure!(
+        start.elapsed() < Duration::from_millis(500),
+        "a transaction was parked"
     );
     let release = async {
         tokio::time::sleep(Duration::from_millis(800)).await;
