@@ -214,6 +214,15 @@ where
         fail(&mut io, packet.next_seq(), &e).await;
         return None;
     }
+    if handshake::unsafe_collation(response.collation) {
+        let e = reply::Err::new(
+            errno::UNKNOWN_CHARACTER_SET,
+            "this character set is not supported through tdb (a quote or backslash byte may end \
+             a character in it): connect with utf8mb4",
+        );
+        fail(&mut io, packet.next_seq(), &e).await;
+        return None;
+    }
     let exchange = (nonce, packet.next_seq());
     let who = (peer, proxy, logins);
     let (login, seq) = authenticate(&mut io, &mut input, who, &response, exchange).await?;

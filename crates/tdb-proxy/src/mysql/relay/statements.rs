@@ -17,6 +17,7 @@
 use tdb_sql::{Kind, TxOp};
 
 use crate::mysql::errno;
+use crate::mysql::handshake;
 use crate::mysql::reply;
 use crate::mysql::sqltext::{self, Token};
 
@@ -143,6 +144,15 @@ fn db_access_denied(guard: &Guard, database: &str) -> reply::Err {
 /// Why the session may not run `stmt` (read by its leading keywords), as the client is told.
 fn refuse(stmt: &Stmt, guard: &Guard) -> Option<reply::Err> {
     let tokens = sqltext::tokens(&stmt.text);
+    if let Some(charset) = unsafe_charset(&tokens) {
+        return Some(reply::Err::new(
+            errno::UNKNOWN_CHARACTER_SET,
+            format!(
+                "the character set {charset} is not supported through tdb (a quote or backslash \
+                 byte may end a character in it): use utf8mb4"
+            ),
+        ));
+    }
     if let Some(database) = use_of_other(&stmt.text, &tokens, guard) {
         return Some(db_access_denied(guard, &database));
     }
@@ -183,6 +193,24 @@ fn classify(text: &str) -> Stmt {
         kind,
         tag,
     }
+}
+
+/// A `SET` that names one of the character sets statements cannot be checked in
+/// ([`handshake::UNSAFE_CHARSETS`]), as a name, a string or a collation's prefix.
+fn unsafe_charset(tokens: &[Token]) -> Option<&'static str> {
+    if tokens.first() != Some(&Token::Word("SET".into())) {
+        return None;
+    }
+    tokens.iter().find_map(|t| {
+        let value = match t {
+            Token::Word(w) => w.to_ascii_lowercase(),
+            Token::Str(s) | Token::Name(s) => s.to_ascii_lowercase(),
+            Token::Symbol(_) => return None,
+        };
+        handshake::UNSAFE_CHARSETS
+            .into_iter()
+            .find(|c| value == *c || value.starts_with(&format!("{c}_")))
+    })
 }
 
 /// `KILL [HARD|SOFT] [CONNECTION|QUERY] n` of another connection than the session's own, and
@@ -354,6 +382,33 @@ mod tests {
             assert_eq!(code("EXECUTE IMMEDIATE 'SELECT 1'", tenant), None);
             assert_eq!(code("SELECT outfile FROM t", tenant), None);
         }
+    }
+
+    #[test]
+    fn character_sets_that_hide_quotes_are_refused() {
+        for sql in [
+            "SET NAMES gbk",
+            "set names 'sjis'",
+            "SET CHARACTER SET big5",
+            "SET character_set_client = cp932",
+            "SET SESSION collation_connection = gbk_chinese_ci, NAMES utf8mb4",
+        ] {
+            assert_eq!(code(sql, true), Some(1115), "{sql}");
+        }
+        assert_eq!(code("SET NAMES utf8mb4", true), None);
+        assert_eq!(code("SELECT 'gbk'", true), None);
+    }
+
+    #[test]
+    fn a_session_kills_only_its_own_connection() {
+        assert_eq!(code("KILL QUERY 42", true), None);
+        assert_eq!(code("kill 42", true), None);
+        assert_eq!(code("KILL CONNECTION 42", true), None);
+        assert_eq!(code("KILL QUERY 7", true), Some(1095));
+        // Not in the parser's grammar, and named by the keywords.
+        assert_eq!(code("KILL QUERY ID 42", true), Some(1095));
+        assert_eq!(code("KILL USER u", true), Some(1095));
+        assert_eq!(code("KILL HARD 7", true), Some(1095));
     }
 
     #[test]

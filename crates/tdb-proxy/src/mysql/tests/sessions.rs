@@ -154,6 +154,13 @@ async fn logins_with_the_mariadb_client(f: &Fixture) -> anyhow::Result<()> {
     ensure!(old == Ok("1\n".into()), "{old:?}");
     let old = cli(f, OLD_KEY, TENANT_DB, Transport::Plain, &[], "SELECT 1").await?;
     ensure!(old.as_ref().is_err_and(|e| e.contains("1045")), "{old:?}");
+    // A character set where a quote byte may end a character: statements could not be
+    // checked in it.
+    let gbk = ["--default-character-set=gbk"];
+    let out = cli(f, KEY, TENANT_DB, Transport::Tls, &gbk, "SELECT 1").await?;
+    ensure!(out.as_ref().is_err_and(|e| e.contains("1115")), "{out:?}");
+    let out = cli(f, KEY, TENANT_DB, Transport::Tls, &[], "SET NAMES sjis").await?;
+    ensure!(out.as_ref().is_err_and(|e| e.contains("1115")), "{out:?}");
     // A read key on a database without a read role.
     let read = cli(f, READ_KEY, TENANT_DB, Transport::Tls, &[], "SELECT 1").await?;
     ensure!(read.as_ref().is_err_and(|e| e.contains("1044")), "{read:?}");
