@@ -20,6 +20,8 @@ pub mod response;
 #[cfg(feature = "server")]
 pub mod session;
 pub mod sqltext;
+#[cfg(feature = "server")]
+pub mod stream;
 pub mod wire;
 
 #[cfg(all(test, feature = "server"))]
