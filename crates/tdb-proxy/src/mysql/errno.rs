@@ -36,6 +36,8 @@ pub const SERVER_SHUTDOWN: Code = code(1053, "08S01");
 pub const KILL_DENIED: Code = code(1095, "HY000");
 /// `ER_UNKNOWN_ERROR`: a fault inside tdb, or a server that cannot be reached.
 pub const UNKNOWN: Code = code(1105, "HY000");
+/// `ER_UNKNOWN_CHARACTER_SET`: a character set the proxy cannot read statements in.
+pub const UNKNOWN_CHARACTER_SET: Code = code(1115, "42000");
 /// `ER_HOST_IS_BLOCKED`: too many failed logins from the address.
 pub const HOST_BLOCKED: Code = code(1129, "HY000");
 /// `ER_TABLEACCESS_DENIED_ERROR`: DDL on a tenant database.

@@ -16,6 +16,17 @@ pub const UTF8MB4_GENERAL_CI: u8 = 45;
 /// MySQL 8's default collation, `utf8mb4_0900_ai_ci`, which MariaDB 10.11 does not know.
 pub const UTF8MB4_0900_AI_CI: u8 = 255;
 
+/// Character sets in which a backslash or a quote byte can be the second byte of a character
+/// (big5, cp932, gbk, sjis, gb18030): the server would end a string where a reader of the
+/// bytes as ASCII does not, so statements could not be checked. Refused.
+pub const UNSAFE_CHARSETS: [&str; 5] = ["big5", "cp932", "gbk", "sjis", "gb18030"];
+
+/// Whether a handshake's collation id belongs to one of [`UNSAFE_CHARSETS`] (MariaDB's ids, and
+/// MySQL 8's gb18030).
+pub fn unsafe_collation(id: u8) -> bool {
+    matches!(id, 1 | 84 | 95 | 96 | 28 | 87 | 13 | 88 | 248..=250)
+}
+
 /// The server's greeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handshake {

@@ -64,6 +64,8 @@ pub struct Exchange {
     awaiting: Awaiting,
     /// Whether any answer was not empty ("using password: YES").
     used_password: bool,
+    /// The client can be switched to another plugin (`CLIENT_PLUGIN_AUTH`).
+    switchable: bool,
 }
 
 impl Exchange {
@@ -74,7 +76,15 @@ impl Exchange {
             tls,
             awaiting: Awaiting::Done,
             used_password: false,
+            switchable: true,
         }
+    }
+
+    /// For a client without `CLIENT_PLUGIN_AUTH`, which cannot read an `AuthSwitchRequest`:
+    /// its first answer is all there is.
+    pub fn without_switch(mut self) -> Self {
+        self.switchable = false;
+        self
     }
 
     pub fn used_password(&self) -> bool {
@@ -140,6 +150,9 @@ impl Exchange {
     }
 
     fn switch(&mut self, plugin: &'static str) -> Next {
+        if !self.switchable {
+            return Next::Reject(Why::WrongKey);
+        }
         // Without MySQL digests only the key itself can be checked: not in plain text.
         if matches!(self.stored, Stored::Scram(_)) && !self.tls {
             return Next::Reject(Why::NeedsTls);
@@ -257,6 +270,15 @@ mod tests {
         let mut x = Exchange::new(pencil(), NONCE, false);
         assert!(matches!(x.first(None, b""), Next::Ask(_)));
         assert_eq!(x.more(b""), Next::Reject(Why::WrongKey));
+    }
+
+    #[test]
+    fn a_client_without_plugins_is_never_switched() {
+        let mut x = Exchange::new(pencil(), NONCE, true).without_switch();
+        assert_eq!(x.first(None, b""), Next::Reject(Why::WrongKey));
+        let mut x = Exchange::new(pencil(), NONCE, true).without_switch();
+        let answer = auth::native_scramble(b"pencil", &NONCE);
+        assert_eq!(x.first(None, &answer), Next::Accept { preface: None });
     }
 
     #[test]

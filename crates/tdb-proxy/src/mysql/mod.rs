@@ -8,6 +8,8 @@ pub mod backend;
 pub mod capability;
 pub mod command;
 pub mod errno;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handshake;
 pub mod login;
 pub mod packet;
@@ -18,6 +20,8 @@ pub mod response;
 #[cfg(feature = "server")]
 pub mod session;
 pub mod sqltext;
+#[cfg(feature = "server")]
+pub mod stream;
 pub mod wire;
 
 #[cfg(all(test, feature = "server"))]

@@ -10,17 +10,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
 
 use rand::Rng as _;
 use tdb_catalog::routing::{Login, QueryOrigin};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::server::TlsStream;
 
 use super::auth::{self, Verifiers};
 use super::backend::{self, Backend, BackendError, BackendTarget, Stop};
@@ -31,6 +28,7 @@ use super::login::{Exchange, Next, Stored};
 use super::packet::{self, Packet, PacketError, PacketReader};
 use super::relay::{self, Guard, RelayEnd, SessionContext};
 use super::reply::{self, status};
+use super::stream::{ClientIo, Rewound};
 use crate::admission::{self, Admission};
 use crate::pg::scram;
 use crate::route::{Route, RoutingName};
@@ -45,55 +43,6 @@ pub const SERVER_VERSION: &str = "5.5.5-10.11.0-MariaDB-tdb";
 const PRE_AUTH_LIMIT: usize = 64 * 1024;
 /// How long a connection refused by the address guard may take to be told why.
 const REFUSAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// A client's connection: plain, or TLS after an `SSLRequest`.
-pub enum ClientIo<S> {
-    Plain(S),
-    Tls(Box<TlsStream<Rewound<S>>>),
-}
-
-/// A stream that yields `ahead` before reading on: a client sends its TLS `ClientHello` right
-/// after its `SSLRequest`, without waiting for an answer, so the hello may have been read with
-/// the request. Those bytes go to the TLS handshake, and nowhere else.
-pub struct Rewound<S> {
-    ahead: Vec<u8>,
-    inner: S,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.ahead.is_empty() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        let n = this.ahead.len().min(buf.remaining());
-        buf.put_slice(&this.ahead[..n]);
-        this.ahead.drain(..n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
 
 /// Where the proxy finds a user's credential: the catalog (tests bring their own).
 pub trait Logins: Sync {
@@ -210,6 +159,15 @@ where
             errno::SECURE_TRANSPORT_REQUIRED,
             "Connections using insecure transport are prohibited: connect with TLS \
              (--ssl, ssl-mode=REQUIRED)",
+        );
+        fail(&mut io, packet.next_seq(), &e).await;
+        return None;
+    }
+    if handshake::unsafe_collation(response.collation) {
+        let e = reply::Err::new(
+            errno::UNKNOWN_CHARACTER_SET,
+            "this character set is not supported through tdb (a quote or backslash byte may end \
+             a character in it): connect with utf8mb4",
         );
         fail(&mut io, packet.next_seq(), &e).await;
         return None;
@@ -373,6 +331,9 @@ where
     let stored = stored(login.as_ref(), &proxy.fake_scram_secret, user);
     let tls = matches!(io, ClientIo::Tls(_));
     let mut exchange = Exchange::new(stored, nonce, tls);
+    if !response.caps.has(Caps::PLUGIN_AUTH) {
+        exchange = exchange.without_switch();
+    }
     let first = exchange.first(response.auth_plugin.as_deref(), &response.auth_response);
     let (verdict, seq) = converse(io, input, &mut exchange, first, seq).await;
     match (verdict, login) {
@@ -714,47 +675,13 @@ async fn settle(end: RelayEnd, idle: bool, backend: Backend, target: &BackendTar
     }
     let thread_id = backend.thread_id;
     drop(backend);
-    if let Err(e) = backend::stop(target, thread_id, Stop::Connection).await {
-        tracing::warn!(error = %e, "stopping a session's statement on the server failed");
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+    let stopped = tokio::time::timeout(
+        relay::ESCALATION,
+        backend::stop(target, thread_id, Stop::Connection),
+    );
+    match stopped.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "stopping a session's statement failed"),
+        Err(_) => tracing::warn!("stopping a session's statement timed out"),
     }
 }

@@ -459,3 +459,135 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
         Ok(())
     }
 }
+
+/// The answer's relay against a scripted server over a socket pair: MariaDB cannot be made to
+/// ask for a local file (the proxy never lets it know the client could send one), so this
+/// path is driven by hand.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mysql::backend::BackendTarget;
+    use crate::mysql::relay::statements::Guard;
+    use crate::mysql::reply::status;
+    use std::sync::Arc;
+    use tdb_engines::postgres::wire::stream::ServerStream;
+    use tokio::io::AsyncReadExt;
+
+    fn context() -> SessionContext {
+        let catalog = tdb_catalog::Catalog::lazy(
+            "postgres://nobody@127.0.0.1:1/none"
+                .parse()
+                .expect("options"),
+        );
+        let (log, _writer) = crate::querylog::QueryLog::new(catalog.clone(), false);
+        let target = BackendTarget {
+            host: "127.0.0.1".into(),
+            port: 1,
+            database: "shop__acme".into(),
+            user: "u".into(),
+            password: "p".into(),
+            client_caps: crate::mysql::capability::Caps::OFFERED,
+            collation: 45,
+            statement_timeout: None,
+        };
+        SessionContext {
+            origin: Arc::new(tdb_catalog::routing::QueryOrigin {
+                project_id: Arc::from("p"),
+                tenant: Some(Arc::from("acme")),
+                workspace: None,
+                database: Arc::from("shop__acme"),
+                source: "proxy",
+                username: Arc::from("u"),
+            }),
+            capture_ddl_into: None,
+            gate: None,
+            log,
+            catalog,
+            kill: tokio_util::sync::CancellationToken::new(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            shutdown_grace: Duration::from_secs(1),
+            metrics: crate::metrics::ProxyMetrics::new("mysql"),
+            query_timeout: None,
+            statements_memory: tdb_engines::budget::MemoryBudget::new(1 << 20),
+            guard: Guard {
+                tenant: true,
+                workspace: false,
+                own_database: "shop__acme".into(),
+                connected_as: "shop__acme".into(),
+                user: "u".into(),
+                host: "127.0.0.1".into(),
+                thread_id: 5,
+            },
+            target,
+            proxy_id: 9,
+        }
+    }
+
+    fn ok(seq: u8, status: u16) -> Vec<u8> {
+        let mut payload = Vec::new();
+        reply::Ok {
+            status,
+            ..reply::Ok::default()
+        }
+        .encode(&mut payload);
+        let mut out = Vec::new();
+        packet::encode(&mut out, seq, &payload);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_local_infile_request_never_reaches_the_client() {
+        let (near, mut server) = tokio::net::UnixStream::pair().expect("a socket pair");
+        let mut backend = Backend {
+            stream: ServerStream::Unix(near),
+            reader: PacketReader::default(),
+            thread_id: 5,
+            status: status::AUTOCOMMIT,
+            server_version: "test".into(),
+        };
+        let (mut client, mut near_client) = tokio::io::duplex(1 << 16);
+        let ctx = context();
+        let unit = Unit::default();
+        let progress = Progress::new(1);
+        let script = async {
+            let mut ask = Vec::new();
+            packet::encode(&mut ask, 1, b"\xfb/etc/passwd");
+            server.write_all(&ask).await.expect("ask");
+            // The server gets an empty file, numbered after its request.
+            let mut empty = [0u8; 4];
+            server.read_exact(&mut empty).await.expect("an empty file");
+            assert_eq!(empty, [0, 0, 0, 2]);
+            // Then its answers: one more result follows, and none of it is the client's.
+            server
+                .write_all(&ok(3, status::AUTOCOMMIT | status::MORE_RESULTS))
+                .await
+                .expect("ok");
+            server
+                .write_all(&ok(4, status::AUTOCOMMIT))
+                .await
+                .expect("ok");
+        };
+        let down = Down::new(
+            &mut near_client,
+            &mut backend,
+            &ctx,
+            &unit,
+            Expect::Results,
+            &progress,
+        );
+        let (answered, ()) = tokio::join!(down.run(), script);
+        let answered = answered.expect("the answer ends");
+        assert_eq!(answered.error.as_ref().map(|e| e.code), Some(1227));
+        drop(near_client);
+        let mut seen = Vec::new();
+        client.read_to_end(&mut seen).await.expect("read");
+        let (only, used) = packet::decode(&seen, 1 << 20)
+            .expect("a packet")
+            .expect("whole");
+        assert_eq!(used, seen.len(), "the client gets one packet");
+        assert_eq!(only.seq, 1, "in place of the request");
+        let e = reply::Err::decode(&only.payload).expect("an error");
+        assert!(e.message.contains("LOCAL INFILE"), "{e:?}");
+        assert_eq!(progress.client_seq(), Some(2));
+    }
+}

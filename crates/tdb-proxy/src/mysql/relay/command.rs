@@ -11,7 +11,10 @@ use crate::mysql::command::{Command, LAST_PREPARED};
 use crate::mysql::errno;
 use crate::mysql::reply;
 use crate::mysql::response::Expect;
+use crate::querylog::MAX_STATEMENT_LEN;
 
+/// Statements longer than this are parsed on the blocking pool.
+const PARSE_INLINE_LIMIT: usize = 8 * 1024;
 /// Prepared statements remembered per session (for the log and capture); past it, executes
 /// are logged without their text.
 const MAX_STATEMENTS: usize = 10_000;
@@ -83,7 +86,12 @@ impl Book {
 }
 
 /// What to do with `payload`, a command from the client.
-pub(super) fn decide(payload: &[u8], guard: &Guard, book: &mut Book, proxy_id: u32) -> Action {
+pub(super) async fn decide(
+    payload: &[u8],
+    guard: &Guard,
+    book: &mut Book,
+    proxy_id: u32,
+) -> Action {
     let command = match Command::decode(payload) {
         Ok(c) => c,
         Err(e) => {
@@ -101,8 +109,8 @@ pub(super) fn decide(payload: &[u8], guard: &Guard, book: &mut Book, proxy_id: u
     };
     match command {
         Command::Quit => Action::Quit,
-        Command::Query(sql) => statement(sql, guard, false),
-        Command::StmtPrepare(sql) => statement(sql, guard, true),
+        Command::Query(sql) => statement(sql, guard, false).await,
+        Command::StmtPrepare(sql) => statement(sql, guard, true).await,
         Command::StmtExecute { id, .. } => {
             let (text, stmts) = match book.get(id) {
                 Some(p) => (Some(p.text.clone()), p.stmts.clone()),
@@ -164,22 +172,60 @@ pub(super) fn decide(payload: &[u8], guard: &Guard, book: &mut Book, proxy_id: u
 }
 
 /// `COM_QUERY` or `COM_STMT_PREPARE`: checked, then forwarded with its text for the log.
-fn statement(sql: &[u8], guard: &Guard, prepares: bool) -> Action {
+async fn statement(sql: &[u8], guard: &Guard, prepares: bool) -> Action {
     let text = String::from_utf8_lossy(sql);
-    match statements::check(&text, guard) {
+    // The log keeps the statement's start; only workspaces need its statements whole (DDL
+    // capture), so a long statement is not held twice.
+    let logged = Arc::from(bounded(&text));
+    let checked = check(&text, guard).await;
+    let checked = checked.map(|stmts| match guard.workspace {
+        true => stmts,
+        false => Arc::default(),
+    });
+    match checked {
         Ok(stmts) => Action::Forward(Unit {
             expect: Some(if prepares {
                 Expect::Prepare
             } else {
                 Expect::Results
             }),
-            text: Some(Arc::from(text.as_ref())),
-            stmts: Arc::new(stmts),
+            text: Some(logged),
+            stmts,
             prepares,
             ..Unit::default()
         }),
-        Err(e) => Action::Refuse(e, Some(Arc::from(text.as_ref()))),
+        Err(e) => Action::Refuse(e, Some(logged)),
     }
+}
+
+/// The start of a statement that the query log keeps, cut at a character boundary.
+fn bounded(text: &str) -> &str {
+    let mut end = text.len().min(MAX_STATEMENT_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Checks a statement: here when it is short, on the blocking pool when it is long (a copy
+/// goes there), so parsing a long statement never stalls the other sessions on the proxy's
+/// thread.
+async fn check(text: &str, guard: &Guard) -> Result<Arc<Vec<Stmt>>, reply::Err> {
+    if text.len() <= PARSE_INLINE_LIMIT {
+        return statements::check(text, guard).map(Arc::new);
+    }
+    // As many long parses at once as there are cores: each holds a copy of its statement.
+    static PARSERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let parsers = PARSERS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    });
+    let unanalysed = || reply::Err::new(errno::UNKNOWN, "the statement could not be analysed");
+    let _permit = parsers.acquire().await.map_err(|_| unanalysed())?;
+    let (text, guard) = (text.to_string(), guard.clone());
+    tokio::task::spawn_blocking(move || statements::check(&text, &guard).map(Arc::new))
+        .await
+        .map_err(|_| unanalysed())?
 }
 
 /// `COM_PROCESS_KILL` of the session's own connection, by the server's id or by the id the
@@ -220,8 +266,15 @@ mod tests {
         }
     }
 
+    fn decide_now(payload: &[u8], book: &mut Book) -> Action {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(decide(payload, &guard(), book, 7))
+    }
+
     fn refused(payload: &[u8]) -> Option<u16> {
-        match decide(payload, &guard(), &mut Book::default(), 7) {
+        match decide_now(payload, &mut Book::default()) {
             Action::Refuse(e, _) | Action::End(e, _) => Some(e.code),
             _ => None,
         }
@@ -246,7 +299,7 @@ mod tests {
         for id in [42u32, 7] {
             let mut cmd = vec![code::PROCESS_KILL];
             cmd.extend_from_slice(&id.to_le_bytes());
-            let Action::Forward(unit) = decide(&cmd, &guard(), &mut Book::default(), 7) else {
+            let Action::Forward(unit) = decide_now(&cmd, &mut Book::default()) else {
                 panic!("own kill refused");
             };
             assert_eq!(
@@ -269,13 +322,12 @@ mod tests {
             },
         );
         let execute = [code::STMT_EXECUTE, 0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0];
-        let Action::Forward(unit) = decide(&execute, &guard(), &mut book, 7) else {
+        let Action::Forward(unit) = decide_now(&execute, &mut book) else {
             panic!("not forwarded");
         };
         assert_eq!(unit.text.as_deref(), Some("SELECT ?"), "the last prepared");
         assert_eq!(unit.expect, Some(Expect::Results));
-        let Action::Forward(unit) = decide(&[code::STMT_CLOSE, 5, 0, 0, 0], &guard(), &mut book, 7)
-        else {
+        let Action::Forward(unit) = decide_now(&[code::STMT_CLOSE, 5, 0, 0, 0], &mut book) else {
             panic!("not forwarded");
         };
         assert_eq!(unit.expect, None, "no answer to a close");

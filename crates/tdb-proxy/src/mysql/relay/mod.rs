@@ -23,7 +23,7 @@ use super::errno;
 use super::packet::{self, Packet, PacketError, PacketReader};
 use super::reply;
 use crate::gate::Gate;
-use crate::querylog::{MAX_STATEMENT_LEN, QueryLog};
+use crate::querylog::QueryLog;
 pub use answer::ESCALATION;
 use answer::{Answered, Progress, Watched};
 use command::{Action, Book, Prepared, Unit};
@@ -195,8 +195,11 @@ impl Session<'_> {
         if packet.seq != 0 {
             return Err(RelayEnd::ProtocolError("a command out of sequence"));
         }
+        // A hold parks new work, not a transaction already open (a cutover waits for those
+        // to end).
         if let Some(gate) = &ctx.gate
             && gate.is_held()
+            && !self.in_transaction
         {
             tokio::select! {
                 _ = gate.pass() => {}
@@ -250,8 +253,8 @@ impl Session<'_> {
         let ctx = self.ctx;
         let packet = &command.packet;
         let started = (Instant::now(), Utc::now());
-        let unit = match command::decide(&packet.payload, &ctx.guard, &mut self.book, ctx.proxy_id)
-        {
+        let decided = command::decide(&packet.payload, &ctx.guard, &mut self.book, ctx.proxy_id);
+        let unit = match decided.await {
             Action::Quit => return Err((RelayEnd::ClientGone, true)),
             Action::Refuse(e, text) => {
                 if let Some(text) = text {
@@ -373,14 +376,10 @@ fn log(
     if !ctx.log.enabled() {
         return;
     }
-    let mut end = text.len().min(MAX_STATEMENT_LEN);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
     ctx.log.record(
         &ctx.origin,
         &LoggedStatement {
-            text: &text[..end],
+            text,
             duration_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
             success: answered.error.is_none(),
             sqlstate: answered.error.as_ref().map(reply::Err::sqlstate),

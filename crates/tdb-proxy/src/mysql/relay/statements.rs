@@ -1,19 +1,23 @@
 //! The statements a session may not run, checked before the server sees them: DDL on tenant
 //! databases (schema comes from blueprints), what no tdb connection may run whatever its grants
-//! (another database, files on the server, accounts and privileges, the server's own
-//! settings), `KILL` of another connection, and SQL whose text cannot be checked (`PREPARE …
-//! FROM @variable`). MariaDB's grants stay the real boundary; this gives clear errors, and a
-//! second wall.
+//! ([`tdb_sql::mysql::refusal`]: other databases, files on the server, accounts and privileges,
+//! server-wide settings, SQL modes that change how text is read), `KILL` of another connection,
+//! and SQL whose text cannot be checked (`EXECUTE IMMEDIATE @variable`). MariaDB's grants stay
+//! the real boundary; this gives clear errors, and a second wall.
 //!
-//! Every reading of a batch is checked (see [`sqltext::readings`]), so a string that ends
-//! differently under another `sql_mode` cannot hide a statement.
-//!
-//! Classification is lexical for now (leading keywords). [`classify`] and [`platform_refusal`]
-//! are where `tdb_sql::mysql`'s parser takes over once it lands.
+//! A batch is read with `tdb_sql::mysql`'s parser. Its MySQL grammar lacks much of MariaDB's
+//! (`SET NAMES … COLLATE` in a list, as sqlx sends at connect, `CREATE USER … IDENTIFIED BY`,
+//! `LOAD DATA LOCAL`, `KILL HARD`, `XA`, `HANDLER`, `DO`, mysqldump's `DISABLE KEYS`), so what
+//! it cannot read is judged by its leading keywords instead, and goes to the server (whose
+//! syntax errors are its own) unless they name a refusal. Where a string ends also depends on
+//! the session's `sql_mode`, which an operator may have set server-wide, or an unparsed
+//! statement may have changed: every reading of the batch ([`sqltext::readings`]) is checked by
+//! its keywords, so a string that ends differently under another mode cannot hide a statement.
 
 use tdb_sql::{Kind, TxOp};
 
 use crate::mysql::errno;
+use crate::mysql::handshake;
 use crate::mysql::reply;
 use crate::mysql::sqltext::{self, Token};
 
@@ -48,27 +52,74 @@ pub struct Stmt {
 
 /// The statements of `sql`, or the error the client gets when one is refused.
 pub fn check(sql: &str, guard: &Guard) -> Result<Vec<Stmt>, reply::Err> {
-    let mut first = None;
-    for reading in sqltext::readings(sql) {
-        let stmts: Vec<Stmt> = reading.iter().map(|text| classify(text)).collect();
-        for stmt in &stmts {
-            if let Some(refusal) = refuse(stmt, guard) {
+    let readings = sqltext::readings(sql);
+    let stmts = match tdb_sql::mysql::classify_all(sql) {
+        Ok(parsed) => parsed_checks(&parsed, guard)?,
+        Err(_) => readings
+            .first()
+            .map(|reading| reading.iter().map(|text| classify(text)).collect())
+            .unwrap_or_default(),
+    };
+    for reading in &readings {
+        for text in reading {
+            if let Some(refusal) = refuse(&classify(text), guard) {
                 return Err(refusal);
             }
         }
-        if guard.workspace && stmts.len() > 1 {
-            let ddl = stmts.iter().any(|s| s.kind == Kind::Ddl);
-            if ddl && stmts.iter().any(|s| s.tag == "CALL") {
-                return Err(reply::Err::new(
-                    errno::NOT_SUPPORTED_YET,
-                    "CALL and DDL in one batch on a workspace: send them apart, so the DDL \
-                     can be recorded for the blueprint",
-                ));
-            }
-        }
-        first.get_or_insert(stmts);
     }
-    Ok(first.unwrap_or_default())
+    if guard.workspace && stmts.len() > 1 {
+        let ddl = stmts.iter().any(|s| s.kind == Kind::Ddl);
+        if ddl && stmts.iter().any(|s| s.tag == "CALL") {
+            return Err(reply::Err::new(
+                errno::NOT_SUPPORTED_YET,
+                "CALL and DDL in one batch on a workspace: send them apart, so the DDL can be \
+                 recorded for the blueprint",
+            ));
+        }
+    }
+    Ok(stmts)
+}
+
+/// The parser's statements, with what `tdb_sql::mysql::refusal` and this session refuse.
+fn parsed_checks(
+    parsed: &[tdb_sql::Statement<'_>],
+    guard: &Guard,
+) -> Result<Vec<Stmt>, reply::Err> {
+    let mut stmts = Vec::with_capacity(parsed.len());
+    for statement in parsed {
+        let tokens = sqltext::tokens(statement.text);
+        if let Some(why) = tdb_sql::mysql::refusal(statement, &guard.own_database) {
+            return Err(match use_of_other(statement.text, &tokens, guard) {
+                Some(database) => db_access_denied(guard, &database),
+                None => reply::Err::new(errno::SPECIFIC_ACCESS_DENIED, why),
+            });
+        }
+        let stmt = Stmt {
+            text: statement.text.to_string(),
+            kind: statement.kind.clone(),
+            tag: statement.tag.clone(),
+        };
+        if let Some(refusal) = session_refusal(&stmt, &tokens, guard) {
+            return Err(refusal);
+        }
+        stmts.push(stmt);
+    }
+    Ok(stmts)
+}
+
+/// What this session may not run though another might: `KILL` of another connection, SQL from
+/// a variable, DDL on a tenant.
+fn session_refusal(stmt: &Stmt, tokens: &[Token], guard: &Guard) -> Option<reply::Err> {
+    if let Some(e) = kill_refusal(tokens, guard) {
+        return Some(e);
+    }
+    if let Some(why) = dynamic_sql(tokens, guard) {
+        return Some(reply::Err::new(errno::SPECIFIC_ACCESS_DENIED, why));
+    }
+    if guard.tenant && stmt.kind == Kind::Ddl {
+        return Some(reply::Err::new(errno::TABLEACCESS_DENIED, DDL_ON_TENANT));
+    }
+    None
 }
 
 /// Whether the one statement of a `COM_INIT_DB` may go: only to the session's own database.
@@ -90,26 +141,30 @@ fn db_access_denied(guard: &Guard, database: &str) -> reply::Err {
     )
 }
 
-/// Why the session may not run `stmt`, as the client is told.
+/// Why the session may not run `stmt` (read by its leading keywords), as the client is told.
 fn refuse(stmt: &Stmt, guard: &Guard) -> Option<reply::Err> {
     let tokens = sqltext::tokens(&stmt.text);
-    if let Some(e) = kill_refusal(&tokens, guard) {
-        return Some(e);
+    if let Some(charset) = unsafe_charset(&tokens) {
+        return Some(reply::Err::new(
+            errno::UNKNOWN_CHARACTER_SET,
+            format!(
+                "the character set {charset} is not supported through tdb (a quote or backslash \
+                 byte may end a character in it): use utf8mb4"
+            ),
+        ));
     }
     if let Some(database) = use_of_other(&stmt.text, &tokens, guard) {
         return Some(db_access_denied(guard, &database));
     }
-    if let Some(why) = platform_refusal(stmt, &tokens, guard) {
+    if let Some(why) = platform_refusal(stmt, &tokens) {
         return Some(reply::Err::new(errno::SPECIFIC_ACCESS_DENIED, why));
     }
-    if guard.tenant && stmt.kind == Kind::Ddl {
-        return Some(reply::Err::new(errno::TABLEACCESS_DENIED, DDL_ON_TENANT));
-    }
-    None
+    session_refusal(stmt, &tokens, guard)
 }
 
-/// A statement's kind and tag (`CREATE TABLE`, `SELECT`, …), from its leading keywords.
-pub fn classify(text: &str) -> Stmt {
+/// A statement's kind and tag (`CREATE TABLE`, `SELECT`, …), from its leading keywords (for
+/// the readings the parser does not see).
+fn classify(text: &str) -> Stmt {
     let words = sqltext::leading_words(text, 3);
     let word = |i: usize| words.get(i).map_or("", String::as_str);
     let kind = match word(0) {
@@ -138,6 +193,24 @@ pub fn classify(text: &str) -> Stmt {
         kind,
         tag,
     }
+}
+
+/// A `SET` that names one of the character sets statements cannot be checked in
+/// ([`handshake::UNSAFE_CHARSETS`]), as a name, a string or a collation's prefix.
+fn unsafe_charset(tokens: &[Token]) -> Option<&'static str> {
+    if tokens.first() != Some(&Token::Word("SET".into())) {
+        return None;
+    }
+    tokens.iter().find_map(|t| {
+        let value = match t {
+            Token::Word(w) => w.to_ascii_lowercase(),
+            Token::Str(s) | Token::Name(s) => s.to_ascii_lowercase(),
+            Token::Symbol(_) => return None,
+        };
+        handshake::UNSAFE_CHARSETS
+            .into_iter()
+            .find(|c| value == *c || value.starts_with(&format!("{c}_")))
+    })
 }
 
 /// `KILL [HARD|SOFT] [CONNECTION|QUERY] n` of another connection than the session's own, and
@@ -181,13 +254,16 @@ fn use_of_other(text: &str, tokens: &[Token], guard: &Guard) -> Option<String> {
     (name != guard.own_database && name != guard.connected_as).then_some(name)
 }
 
-/// Why no tdb connection may run `stmt`, whatever its grants.
-fn platform_refusal(stmt: &Stmt, tokens: &[Token], guard: &Guard) -> Option<String> {
+/// Why no tdb connection may run `stmt`, whatever its grants, by its leading keywords.
+fn platform_refusal(stmt: &Stmt, tokens: &[Token]) -> Option<String> {
     let word = |i: usize| match tokens.get(i) {
         Some(Token::Word(w)) => w.as_str(),
         _ => "",
     };
     let has = |w: &str| tokens.iter().any(|t| matches!(t, Token::Word(x) if x == w));
+    let into_file = tokens.windows(2).any(|w| {
+        matches!(w, [Token::Word(i), Token::Word(f)] if i == "INTO" && (f == "OUTFILE" || f == "DUMPFILE"))
+    });
     let what = match (word(0), word(1)) {
         ("GRANT" | "REVOKE", _) => "GRANT and REVOKE",
         ("CREATE" | "ALTER" | "DROP" | "RENAME", "USER" | "ROLE") => "managing users and roles",
@@ -201,14 +277,14 @@ fn platform_refusal(stmt: &Stmt, tokens: &[Token], guard: &Guard) -> Option<Stri
             "changing global settings"
         }
         ("LOAD", _) => "LOAD DATA and LOAD XML",
-        ("SELECT", _) if has("OUTFILE") || has("DUMPFILE") => "SELECT … INTO OUTFILE or DUMPFILE",
+        _ if into_file => "SELECT … INTO OUTFILE or DUMPFILE",
         ("INSTALL" | "UNINSTALL" | "SHUTDOWN" | "FLUSH" | "PURGE" | "BINLOG" | "RESET", _) => {
             "server administration"
         }
         ("CHANGE", "MASTER" | "REPLICATION") => "server administration",
         ("START" | "STOP", "SLAVE" | "REPLICA" | "ALL") => "server administration",
         ("CREATE", _) if has("SONAME") => "loading server plugins",
-        _ => return dynamic_sql(tokens, guard),
+        _ => return None,
     };
     Some(format!("{what} is not allowed through tdb"))
 }
@@ -291,25 +367,48 @@ mod tests {
                 "SELECT * FROM t INTO OUTFILE '/tmp/x'",
                 "select 1 into dumpfile '/tmp/y'",
                 "INSTALL SONAME 'auth_ed25519'",
+                "EXECUTE IMMEDIATE 'DROP DATABASE shop__acme'",
+                "EXECUTE IMMEDIATE @sql",
                 "PREPARE s FROM @sql",
-                "EXECUTE IMMEDIATE CONCAT('DROP ', 'DATABASE x')",
                 "PREPARE s FROM 'DROP DATABASE shop__acme'",
             ] {
                 assert_eq!(code(sql, tenant), Some(1227), "{sql}");
             }
+            // Not in the parser's grammar, and nothing its keywords refuse: the server's.
             assert_eq!(code("PREPARE s FROM 'SELECT ?'", tenant), None);
-            assert_eq!(code("SET @x = 'SET GLOBAL'", tenant), None, "a string");
+            assert_eq!(code("SELEC 1", tenant), None);
+            let sqlx = "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci, time_zone = '+00:00'";
+            assert_eq!(code(sqlx, tenant), None);
+            assert_eq!(code("EXECUTE IMMEDIATE 'SELECT 1'", tenant), None);
+            assert_eq!(code("SELECT outfile FROM t", tenant), None);
         }
+    }
+
+    #[test]
+    fn character_sets_that_hide_quotes_are_refused() {
+        for sql in [
+            "SET NAMES gbk",
+            "set names 'sjis'",
+            "SET CHARACTER SET big5",
+            "SET character_set_client = cp932",
+            "SET SESSION collation_connection = gbk_chinese_ci, NAMES utf8mb4",
+        ] {
+            assert_eq!(code(sql, true), Some(1115), "{sql}");
+        }
+        assert_eq!(code("SET NAMES utf8mb4", true), None);
+        assert_eq!(code("SELECT 'gbk'", true), None);
     }
 
     #[test]
     fn a_session_kills_only_its_own_connection() {
         assert_eq!(code("KILL QUERY 42", true), None);
         assert_eq!(code("kill 42", true), None);
-        assert_eq!(code("KILL HARD CONNECTION 42", true), None);
+        assert_eq!(code("KILL CONNECTION 42", true), None);
         assert_eq!(code("KILL QUERY 7", true), Some(1095));
+        // Not in the parser's grammar, and named by the keywords.
         assert_eq!(code("KILL QUERY ID 42", true), Some(1095));
         assert_eq!(code("KILL USER u", true), Some(1095));
+        assert_eq!(code("KILL HARD 7", true), Some(1095));
     }
 
     #[test]

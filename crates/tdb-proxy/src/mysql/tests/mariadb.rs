@@ -32,10 +32,18 @@ impl TestMariadb {
             run(Command::new("chown").arg("mysql:mysql").arg(dir.path()))?;
         }
         let data = dir.path().join("data");
+        // A tmpdir of its own: a starting server deletes every #sql* file in its tmpdir, which
+        // would take other test servers' temporary tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp)?;
+        if root {
+            run(Command::new("chown").arg("mysql:mysql").arg(&tmp))?;
+        }
         let mut install = Command::new("mariadb-install-db");
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db");
         if root {
@@ -102,8 +110,11 @@ fn spawn(dir: &Path, data: &Path, port: u16, root: bool) -> anyhow::Result<Child
         .arg("--bind-address=127.0.0.1")
         .arg("--skip-name-resolve")
         .arg(format!("--log-error={}", dir.join("error.log").display()))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
         .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
         .arg("--innodb-buffer-pool-size=32M")
+        // Room for the tests' packets of more than 16 MiB.
+        .arg("--max-allowed-packet=64M")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if root {

@@ -58,7 +58,7 @@ impl Raw {
     }
 
     pub async fn next(&mut self) -> anyhow::Result<Packet> {
-        Ok(self.reader.next(&mut self.stream, 1 << 24).await?)
+        Ok(self.reader.next(&mut self.stream, 64 << 20).await?)
     }
 
     /// Sends a command and reads its whole answer.

@@ -52,27 +52,52 @@ async fn cli(
     })
 }
 
+async fn server() -> anyhow::Result<TestMariadb> {
+    tokio::task::spawn_blocking(TestMariadb::start).await?
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_against_a_real_mariadb() -> anyhow::Result<()> {
-    let db = tokio::task::spawn_blocking(TestMariadb::start).await??;
+async fn clients_log_in_and_are_refused() -> anyhow::Result<()> {
+    let db = server().await?;
     let f = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
     logins_with_the_mariadb_client(&f).await.context("logins")?;
     tenant_refusals(&f).await.context("tenant refusals")?;
     sqlx_driver(&f).await.context("sqlx")?;
-    commands(&f, &db).await.context("commands")?;
-    statement_timeout(&f).await.context("statement timeout")?;
-    workspace(&f).await.context("workspace")?;
-    kill_and_hold(&f, &db).await.context("kill and hold")?;
-    client_gone(&f, &db).await.context("client gone")?;
-    malformed_handshakes(&f)
-        .await
-        .context("malformed handshakes")?;
     f.finish().await?;
+    // A proxy of its own: the logins above failed too, from the same address.
+    let fresh = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
+    failed_logins_are_throttled(&fresh)
+        .await
+        .context("throttle")?;
+    fresh.finish().await?;
     let strict = Fixture::start(db.port, PlaintextPolicy::Refuse).await?;
     plaintext_refused(&strict)
         .await
         .context("plaintext refused")?;
     strict.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_limits() -> anyhow::Result<()> {
+    let db = server().await?;
+    let f = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
+    commands(&f, &db).await.context("commands")?;
+    statement_timeout(&f).await.context("statement timeout")?;
+    workspace(&f).await.context("workspace")?;
+    large_packets(&f).await.context("large packets")?;
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_cleanly() -> anyhow::Result<()> {
+    let db = server().await?;
+    let f = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
+    kill_and_hold(&f, &db).await.context("kill and hold")?;
+    client_gone(&f, &db).await.context("client gone")?;
+    malformed_handshakes(&f)
+        .await
+        .context("malformed handshakes")?;
+    f.finish().await
 }
 
 async fn logins_with_the_mariadb_client(f: &Fixture) -> anyhow::Result<()> {
@@ -129,6 +154,13 @@ async fn logins_with_the_mariadb_client(f: &Fixture) -> anyhow::Result<()> {
     ensure!(old == Ok("1\n".into()), "{old:?}");
     let old = cli(f, OLD_KEY, TENANT_DB, Transport::Plain, &[], "SELECT 1").await?;
     ensure!(old.as_ref().is_err_and(|e| e.contains("1045")), "{old:?}");
+    // A character set where a quote byte may end a character: statements could not be
+    // checked in it.
+    let gbk = ["--default-character-set=gbk"];
+    let out = cli(f, KEY, TENANT_DB, Transport::Tls, &gbk, "SELECT 1").await?;
+    ensure!(out.as_ref().is_err_and(|e| e.contains("1115")), "{out:?}");
+    let out = cli(f, KEY, TENANT_DB, Transport::Tls, &[], "SET NAMES sjis").await?;
+    ensure!(out.as_ref().is_err_and(|e| e.contains("1115")), "{out:?}");
     // A read key on a database without a read role.
     let read = cli(f, READ_KEY, TENANT_DB, Transport::Tls, &[], "SELECT 1").await?;
     ensure!(read.as_ref().is_err_and(|e| e.contains("1044")), "{read:?}");
@@ -160,7 +192,11 @@ async fn tenant_refusals(f: &Fixture) -> anyhow::Result<()> {
             "1227",
             "LOAD DATA",
         ),
-        ("SET GLOBAL max_connections = 5", "1227", "global settings"),
+        (
+            "SET GLOBAL max_connections = 5",
+            "1227",
+            "server-wide settings",
+        ),
     ] {
         let out = cli(f, KEY, TENANT_DB, Transport::Tls, &[], sql).await?;
         let Err(e) = out else {
@@ -238,6 +274,13 @@ async fn commands(f: &Fixture, db: &TestMariadb) -> anyhow::Result<()> {
     }
     let home = c.command(b"\x02shop__acme", Expect::One).await?;
     ensure!(raw::error(&home[0]).is_none(), "COM_INIT_DB home");
+    // COM_FIELD_LIST: the table's columns, up to an EOF.
+    let fields = c.command(b"\x04items\0", Expect::FieldList).await?;
+    ensure!(
+        fields.len() == 3 && raw::error(&fields[0]).is_none(),
+        "{fields:?}"
+    );
+    cursor(&mut c).await.context("cursor")?;
     // Several statements in one COM_QUERY: two result sets.
     let two = c.query("SELECT 1; SELECT 2").await?;
     ensure!(two.iter().filter(|p| raw::error(p).is_some()).count() == 0);
@@ -265,6 +308,37 @@ async fn commands(f: &Fixture, db: &TestMariadb) -> anyhow::Result<()> {
         c.next().await.is_err(),
         "the session goes on after COM_CHANGE_USER"
     );
+    Ok(())
+}
+
+/// A prepared statement executed with a cursor, its rows fetched two at a time.
+async fn cursor(c: &mut Raw) -> anyhow::Result<()> {
+    let prepared = c
+        .command(b"\x16SELECT id FROM items ORDER BY id", Expect::Prepare)
+        .await?;
+    let ok = &prepared[0].payload;
+    ensure!(ok.first() == Some(&0), "{prepared:?}");
+    let id: [u8; 4] = ok[1..5].try_into()?;
+    // COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY: definitions only, then rows on request.
+    let mut execute = vec![code::STMT_EXECUTE];
+    execute.extend_from_slice(&id);
+    execute.extend_from_slice(&[1, 1, 0, 0, 0]);
+    let opened = c.command(&execute, Expect::Results).await?;
+    let eof = crate::mysql::reply::Eof::decode(&opened.last().context("an EOF")?.payload);
+    ensure!(
+        eof.is_some_and(|e| e.status & crate::mysql::reply::status::CURSOR_EXISTS != 0),
+        "{opened:?}"
+    );
+    let mut fetch = vec![code::STMT_FETCH];
+    fetch.extend_from_slice(&id);
+    fetch.extend_from_slice(&2u32.to_le_bytes());
+    let first = c.command(&fetch, Expect::Rows).await?;
+    ensure!(first.len() == 3, "two rows and an EOF: {first:?}");
+    let rest = c.command(&fetch, Expect::Rows).await?;
+    ensure!(rest.len() == 2, "one row and an EOF: {rest:?}");
+    let mut close = vec![code::STMT_CLOSE];
+    close.extend_from_slice(&id);
+    c.send(0, &close).await?;
     Ok(())
 }
 
@@ -323,12 +397,20 @@ async fn workspace(f: &Fixture) -> anyhow::Result<()> {
 }
 
 async fn kill_and_hold(f: &Fixture, db: &TestMariadb) -> anyhow::Result<()> {
-    // A hold parks the next command until it is released.
+    // A hold lets an open transaction finish, then parks the next command until it is
+    // released.
     let mut c = login(f, TENANT_DB).await?;
     let gates = &f.proxy.gates;
-    gates.hold(
-        TENANT_ID,
-        tokio::time::Instant::now() + Duration::from_secs(30),
+    c.query("BEGIN").await?;
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    gates.hold(TENANT_ID, until);
+    let start = Instant::now();
+    let inside = c.query("SELECT 1").await?;
+    ensure!(raw::first_column(&inside) == ["1"]);
+    c.query("COMMIT").await?;
+    ensure!(
+        start.elapsed() < Duration::from_millis(500),
+        "a transaction was parked"
     );
     let release = async {
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -426,6 +508,53 @@ async fn malformed_handshakes(f: &Fixture) -> anyhow::Result<()> {
         let closed = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut sink)).await;
         ensure!(closed.is_ok(), "{what}: the connection stayed open");
     }
+    Ok(())
+}
+
+/// Packets of more than 16 MiB, both ways: a statement the client sends in two pieces, a row
+/// the server sends in two pieces (streamed through, never held whole).
+async fn large_packets(f: &Fixture) -> anyhow::Result<()> {
+    let mut c = login(f, TENANT_DB).await?;
+    let n = 17_000_000;
+    let sql = format!("SELECT LENGTH('{}')", "y".repeat(n));
+    let answer = c.query(&sql).await?;
+    ensure!(
+        raw::first_column(&answer) == [n.to_string()],
+        "a long statement"
+    );
+    let answer = c
+        .query(&format!("SELECT REPEAT('x', {n}), 'after'"))
+        .await?;
+    let rows: Vec<_> = answer.iter().filter(|p| p.payload.len() > 1000).collect();
+    ensure!(rows.len() == 1, "one long row, not {}", rows.len());
+    let row = &rows[0].payload;
+    // The value's length-encoded header (0xfe and eight bytes: it is over 16 MiB), then the
+    // value, then 'after'.
+    ensure!(row.len() == 9 + n + 6 && row[9..9 + n].iter().all(|b| *b == b'x'));
+    ensure!(row.ends_with(b"\x05after"));
+    let one = c.query("SELECT 1").await?;
+    ensure!(raw::first_column(&one) == ["1"], "the session goes on");
+    Ok(())
+}
+
+/// Failed logins from one address for one user are refused for a while, right key or not.
+async fn failed_logins_are_throttled(f: &Fixture) -> anyhow::Result<()> {
+    for _ in 0..10 {
+        let mut c = Raw::connect(f.addr).await?;
+        let answer = c.login(KEY.0, "wrong", TENANT_DB).await?;
+        ensure!(raw::error(&answer).is_some_and(|e| e.code == 1045));
+    }
+    let mut c = Raw::connect(f.addr).await?;
+    let answer = c.login(KEY.0, KEY.1, TENANT_DB).await?;
+    let e = raw::error(&answer).context("the right key got in")?;
+    ensure!(
+        e.code == 1129 && e.message.contains("too many failed logins"),
+        "{e:?}"
+    );
+    // Another user from the same address is not locked out by this one.
+    let mut c = Raw::connect(f.addr).await?;
+    let answer = c.login(READ_KEY.0, "wrong", TENANT_DB).await?;
+    ensure!(raw::error(&answer).is_some_and(|e| e.code == 1045));
     Ok(())
 }
 
