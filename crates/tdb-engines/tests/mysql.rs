@@ -3,8 +3,12 @@
 //! nothing else; migrations resume after a failure without running a statement twice; dumps
 //! restore to the same rows; sessions answer rows, counts, errors and timeouts.
 
+#[path = "mysql/attached.rs"]
+mod attached;
 #[path = "mysql/dumps.rs"]
 mod dumps;
+#[path = "mysql/fence.rs"]
+mod fence;
 #[path = "mysql/isolation.rs"]
 mod isolation;
 #[path = "mysql/migrations.rs"]
