@@ -195,10 +195,14 @@ fn classify(text: &str) -> Stmt {
     }
 }
 
-/// A `SET` that names one of the character sets statements cannot be checked in
-/// ([`handshake::UNSAFE_CHARSETS`]), as a name, a string or a collation's prefix.
+/// A `SET` of the client's character set (`NAMES`, `CHARACTER SET`, `character_set_client`)
+/// that names one statements cannot be checked in ([`handshake::UNSAFE_CHARSETS`]), as a name,
+/// a string or a collation's prefix.
 fn unsafe_charset(tokens: &[Token]) -> Option<&'static str> {
-    if tokens.first() != Some(&Token::Word("SET".into())) {
+    let sets_client_charset = tokens.iter().any(|t| {
+        matches!(t, Token::Word(w) if matches!(w.as_str(), "NAMES" | "CHARACTER" | "CHARSET" | "CHARACTER_SET_CLIENT"))
+    });
+    if tokens.first() != Some(&Token::Word("SET".into())) || !sets_client_charset {
         return None;
     }
     tokens.iter().find_map(|t| {
@@ -391,12 +395,14 @@ mod tests {
             "set names 'sjis'",
             "SET CHARACTER SET big5",
             "SET character_set_client = cp932",
-            "SET SESSION collation_connection = gbk_chinese_ci, NAMES utf8mb4",
+            "SET @@session.character_set_client = 'gbk'",
+            "SET NAMES utf8mb4 COLLATE utf8mb4_bin, character_set_client = gbk_bin",
         ] {
             assert_eq!(code(sql, true), Some(1115), "{sql}");
         }
         assert_eq!(code("SET NAMES utf8mb4", true), None);
         assert_eq!(code("SELECT 'gbk'", true), None);
+        assert_eq!(code("SET @label = 'big5'", true), None);
     }
 
     #[test]
