@@ -102,7 +102,7 @@ pub fn refusal(statement: &Statement<'_>, own_database: &str) -> Option<String> 
             object_type: ObjectType::Database | ObjectType::Schema,
             ..
         } => Some(DATABASE_REFUSAL.into()),
-        Ast::Set(set) => set_refusal(set, statement.text),
+        Ast::Set(_) => set_refusal(statement.text),
         Ast::Install { .. } | Ast::Flush { .. } => {
             Some(format!("{} is not allowed", tag_of(statement.text)))
         }
@@ -128,20 +128,33 @@ fn use_refusal(target: &ast::Use, own_database: &str) -> Option<String> {
 }
 
 /// `SET GLOBAL`/`PERSIST`, `SET PASSWORD`, and SQL modes that change how the server reads
-/// quotes and backslashes (the split and the checks above would read the text otherwise).
-fn set_refusal(set: &ast::Set, text: &str) -> Option<String> {
-    let rendered = set.to_string().to_ascii_uppercase();
-    if rendered.contains("GLOBAL") || rendered.contains("PERSIST") {
+/// quotes and backslashes (the split and the checks above would read the text otherwise). Read
+/// from the statement's tokens, so a string that holds these words is only a string.
+fn set_refusal(text: &str) -> Option<String> {
+    let tokens = tokenize(text).ok()?;
+    let words: Vec<String> = tokens
+        .iter()
+        .filter_map(|t| match &t.token {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect();
+    let server_wide = words.iter().any(|w| {
+        matches!(
+            w.trim_start_matches("@@"),
+            "GLOBAL" | "PERSIST" | "PERSIST_ONLY"
+        )
+    });
+    if server_wide {
         return Some("server-wide settings are not allowed: use SET SESSION".into());
     }
-    if rendered.starts_with("SET PASSWORD") {
+    if words.get(1).is_some_and(|w| w == "PASSWORD") {
         return Some("passwords are managed by tdb: SET PASSWORD is not allowed".into());
     }
-    let tokens = tokenize(text).ok()?;
-    let names_sql_mode = tokens
+    if !words
         .iter()
-        .any(|t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("sql_mode")));
-    if !names_sql_mode {
+        .any(|w| w == "SQL_MODE" || w.ends_with(".SQL_MODE"))
+    {
         return None;
     }
     let literals: Vec<&str> = tokens
@@ -521,6 +534,11 @@ mod tests {
         assert!(refused("SET PASSWORD FOR 'root'@'localhost' = 'x'").is_some());
         assert!(refused("SELECT 1 INTO DUMPFILE '/tmp/y'").is_some());
         assert!(refused("SET autocommit = 0").is_none());
+        // Words inside strings are only strings.
+        assert!(refused("SET @x = 'SET GLOBAL'").is_none());
+        assert!(refused("SET @y = 'PASSWORD'").is_none());
+        assert!(refused("SET @@session.sql_mode = 'TRADITIONAL'").is_none());
+        assert!(refused("SET @@session.sql_mode = 'ANSI'").is_some());
         assert!(refused("KILL QUERY 12").is_none());
         assert!(refused("SELECT * FROM t").is_none());
         assert!(refused("INSERT INTO t VALUES (1)").is_none());
