@@ -338,6 +338,7 @@ async fn a_mysql_tenant_moves_to_another_mariadb_by_dump_behind_a_hold() {
         "acme is on {from_dir}"
     );
     bad_moves_are_refused(&s, &key).await;
+    a_database_of_the_same_name_is_left_alone(&s, &key, &db).await;
 
     let writer = Writer::start(opts.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -396,6 +397,42 @@ async fn a_mysql_tenant_moves_to_another_mariadb_by_dump_behind_a_hold() {
     old_copy_is_locked_then_dropped(&s, &key, &db).await;
     drop(s);
     attached.shutdown().await;
+}
+
+/// An operator's own database named as acme's on the attached server stops the move before it
+/// touches the server, and the database is left as it was; once it is gone, the move can run.
+async fn a_database_of_the_same_name_is_left_alone(s: &TdbServer, key: &str, db: &str) {
+    let mut operator = server_admin(s, ATTACHED).await;
+    let made = format!(
+        "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.mine (v int); INSERT INTO `{db}`.mine VALUES (7)"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(made))
+        .execute(&mut operator)
+        .await
+        .expect("the operator's database");
+    let (st, started) = patch_move(
+        s,
+        key,
+        json!({"isolation_level": 1, "blueprint": "shop", "server": ATTACHED}),
+    )
+    .await;
+    assert_eq!(st, 200, "{started}");
+    let m = wait_move(s, key, str_of(&started, "move_id")).await;
+    assert_eq!(m["step"], "failed", "{m}");
+    assert!(
+        str_of(&m, "error").contains("already holds a database"),
+        "{m}"
+    );
+    let mine: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT v FROM `{db}`.mine")))
+        .fetch_one(&mut operator)
+        .await
+        .expect("the operator's table is still there");
+    assert_eq!(mine, 7);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`")))
+        .execute(&mut operator)
+        .await
+        .expect("drop");
+    let _ = operator.close().await;
 }
 
 /// The tenant's database is on the attached server; the managed one keeps its old copy, every
