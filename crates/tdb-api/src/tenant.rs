@@ -184,20 +184,27 @@ async fn run_creation(
     outcome
 }
 
+/// Refuses level 2 for an engine whose databases cannot have a server of their own: the
+/// provisioners make PostgreSQL servers only (a 400 on `isolation_level`).
+pub fn dedicated_available(engine: tdb_core::Engine) -> Result<(), ApiError> {
+    if engine == tdb_core::Engine::Postgresql {
+        return Ok(());
+    }
+    Err(ApiError::field(
+        "isolation_level",
+        format!(
+            "isolation level 2 (a server of its own) is not available for {} tenants yet; \
+             use level 1",
+            crate::workspace::display_engine(engine)
+        ),
+    ))
+}
+
 /// Where one planned database goes: a shared server of its region with room (L1), or a new
 /// dedicated server (L2).
 async fn place(state: &AppState, p: &Planned, tenant: &str) -> Result<Named, ApiError> {
-    if p.isolation_level == 2 && p.blueprint.engine != tdb_core::Engine::Postgresql {
-        return Err(ApiError::field(
-            "isolation_level",
-            format!(
-                "isolation level 2 (a server of its own) is not available for {} tenants yet; \
-                 use level 1",
-                crate::workspace::display_engine(p.blueprint.engine)
-            ),
-        ));
-    }
     if p.isolation_level == 2 {
+        dedicated_available(p.blueprint.engine)?;
         let server_id = ids::server_id();
         let dedicated = Dedicated {
             name: format!("pg-l2-{}", &server_id[4..]),

@@ -1,7 +1,8 @@
 //! The MySQL engine against real MariaDB servers managed by tdb: the server starts hardened
 //! and comes back on the same data; inside it, a tenant's users reach their own database and
 //! nothing else; migrations resume after a failure without running a statement twice; dumps
-//! restore to the same rows; sessions answer rows, counts, errors and timeouts.
+//! restore to the same rows; sessions answer rows, counts, errors and timeouts; a move's parts
+//! (counts and checksums, fences, closed databases) do what the move needs.
 
 #[path = "mysql/attached.rs"]
 mod attached;
@@ -13,6 +14,8 @@ mod fence;
 mod isolation;
 #[path = "mysql/migrations.rs"]
 mod migrations;
+#[path = "mysql/moves.rs"]
+mod moves;
 #[path = "mysql/server.rs"]
 mod server;
 #[path = "mysql/sessions.rs"]
@@ -50,6 +53,7 @@ async fn mysql_engine_on_mariadb() {
     sessions::sessions_answer_rows_counts_errors_and_timeouts(&ctx).await;
     migrations::introspection_and_export(&ctx).await;
     dumps::dump_restores_the_same_rows_and_schema(&ctx).await;
+    moves::fences_sums_and_closing(&ctx).await;
     isolation::workspaces_get_one_owner(&ctx).await;
     isolation::drops_end_sessions_and_take_grants_back(&ctx).await;
     eprintln!("engine scenarios took {:?}", started.elapsed());

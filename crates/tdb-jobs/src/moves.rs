@@ -217,6 +217,16 @@ async fn build_target(runner: &Runner, m: &Move, e: &Ends) -> Result<(), JobErro
     catalog
         .set_move_step(&m.id, MoveStep::Target, None, None)
         .await?;
+    if m.step == MoveStep::Queued
+        && let Err(why) = target_is_free(runner, e).await
+    {
+        // Nothing on the target was touched: a retry checks again, and the undo leaves the
+        // target's database alone.
+        catalog
+            .set_move_step(&m.id, MoveStep::Queued, None, None)
+            .await?;
+        return Err(why);
+    }
     let engine = runner.engine(e.db.engine)?;
     engine
         .drop_database(&e.target_admin, &e.db.physical_db, &e.db.roles())
@@ -229,6 +239,32 @@ async fn build_target(runner: &Runner, m: &Move, e: &Ends) -> Result<(), JobErro
     crate::provision::build_on(runner, &tenant, &e.db, &e.target, e.db.version)
         .await
         .map_err(|why| JobError::permanent(format!("building the target database: {why}")))
+}
+
+/// Before a move first touches its target: a database of that name there that is not a copy
+/// an earlier move of this one kept is someone else's (a MySQL database is named as clients
+/// name it, so an operator's server may hold one), and the move stops without touching it. A
+/// move cut off during this check resumes past it (it is then at `target`).
+async fn target_is_free(runner: &Runner, e: &Ends) -> Result<(), JobError> {
+    let engine = runner.engine(e.db.engine)?;
+    if !engine
+        .database_exists(&e.target_admin, &e.db.physical_db)
+        .await?
+    {
+        return Ok(());
+    }
+    let kept = runner.catalog.kept_sources(&e.db.tenant_id).await?;
+    if kept
+        .iter()
+        .any(|k| k.tenant_database_id == e.db.id && k.from_server_id == e.target.id)
+    {
+        return Ok(());
+    }
+    Err(JobError::permanent(format!(
+        "server '{}' already holds a database named '{}' that is not this tenant's; tdb leaves \
+         it alone",
+        e.target.name, e.db.physical_db
+    )))
 }
 
 /// Step 3: replication started and every table caught up with its initial copy. `Err`
@@ -552,11 +588,14 @@ async fn undo(runner: &Runner, m: &Move, why: &str) -> Result<(), JobError> {
     }
     let _ = catalog.release_tenant(&m.tenant_id).await;
     // The target goes, never the live database: the switch did not happen, so it is the source.
+    // A move that stopped while queued never touched a shared target: what is there is not its.
     if db.server_id != target.id {
         if crate::dedicated::is_ours(runner, &target) {
             crate::dedicated::destroy(runner, &target).await?;
             catalog.delete_server(&target.id).await?;
-        } else if let Ok(target_admin) = admin_endpoint(&runner.master_key, &target) {
+        } else if current.step != MoveStep::Queued
+            && let Ok(target_admin) = admin_endpoint(&runner.master_key, &target)
+        {
             engine
                 .drop_database(&target_admin, &db.physical_db, &db.roles())
                 .await?;

@@ -35,7 +35,7 @@ enum Target {
 #[utoipa::path(patch, path = "/tenants/{id}/isolation", tag = "tenants",
     params(("id" = String, Path)), request_body = MoveRequest,
     responses((status = 200, body = MoveStarted, description = "the move has started; follow it in GET /tenants/{id} (last_move)"),
-              (status = 400, description = "unknown blueprint, region or server (the message names the choices), or nothing would change"),
+              (status = 400, description = "unknown blueprint, region or server (the message names the choices), level 2 for an engine without servers of their own (MySQL), or nothing would change"),
               (status = 403, description = "L2 on the free tier"), (status = 404),
               (status = 409, description = "the tenant is moving, suspended, in the trash, being created or restored")))]
 async fn move_tenant(
@@ -257,6 +257,7 @@ async fn choose_target(
     server: Option<&str>,
 ) -> Result<Target, ApiError> {
     if to_level == 2 {
+        crate::tenant::dedicated_available(db.engine)?;
         if server.is_some() {
             return Err(ApiError::field(
                 "server",

@@ -1,7 +1,8 @@
 //! The MySQL engine, served by MariaDB: one database per tenant on a shared `mariadbd`, with
 //! users whose grants name that database alone (escaped, see [`quote`]), sessions through
 //! `sqlx-mysql`, dumps and restores through the installed `mariadb-dump` and `mariadb`. This
-//! file holds the core [`Engine`]; `capabilities.rs` the rest (migrations, introspection).
+//! file holds the core [`Engine`]; `capabilities.rs` the rest (migrations, introspection), and
+//! `moves.rs` moves between servers (by dump and restore).
 //!
 //! Conventions shared with the rest of tdb:
 //! - A host that starts with `/` is the path of the server's Unix socket (a managed server on
@@ -17,6 +18,7 @@ mod export;
 mod introspect;
 pub mod meta;
 mod migrate;
+mod moves;
 pub use migrate::fingerprint as schema_fingerprint;
 pub mod quote;
 pub mod secure;
@@ -325,6 +327,10 @@ impl Engine for MysqlEngine {
     }
 
     fn introspection(&self) -> Option<&dyn Introspection> {
+        Some(self)
+    }
+
+    fn moves(&self) -> Option<&dyn crate::capability::DatabaseMoves> {
         Some(self)
     }
 }
