@@ -111,6 +111,12 @@ conn = pymysql.connect(host="localhost", port=int(port), user=user, password=pas
 cur = conn.cursor()
 assert cur.execute("SELECT 1") == 1
 cur.execute("DELETE FROM items WHERE name LIKE 'py-%'")
+# PyMySQL interpolates parameters itself; the server's own prepared statements through SQL.
+cur.execute("PREPARE pq FROM 'SELECT ? + ?'")
+cur.execute("SET @a = 40, @b = 2")
+cur.execute("EXECUTE pq USING @a, @b")
+assert cur.fetchone()[0] == 42
+cur.execute("DEALLOCATE PREPARE pq")
 cur.executemany("INSERT INTO items (name, qty) VALUES (%s, %s)", [("py-a", 1), ("py-b", 2)])
 conn.commit()
 conn.begin()
