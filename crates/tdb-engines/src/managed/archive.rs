@@ -315,9 +315,22 @@ impl WalArchive {
         if !self.knows(stanza) {
             return Ok(());
         }
-        self.run(stanza, &["stop"], None).await?;
-        self.run(stanza, &["--force", "stanza-delete"], None)
-            .await?;
+        // A backup may be running (the keeper takes one as soon as a server is made): `--force`
+        // ends it, and the deletion waits for its lock to go, a few seconds at most.
+        self.run(stanza, &["--force", "stop"], None).await?;
+        let mut attempts = 0;
+        loop {
+            match self.run(stanza, &["--force", "stanza-delete"], None).await {
+                Ok(_) => break,
+                Err(RunError::Exit(_, output))
+                    if output.contains("unable to acquire lock") && attempts < 60 =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let _ = std::fs::remove_file(self.config_path(stanza));
         Ok(())
     }
