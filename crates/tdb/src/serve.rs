@@ -159,6 +159,8 @@ async fn run_with_catalog(
             region: config.default_region().to_string(),
             max_databases: config.managed_max_databases,
             max_connections: config.mysql_max_connections,
+            reserved_connections: config.server_reserved_connections,
+            tenant_percent: config.tenant_connections_percent,
             enabled: config.mysql_managed,
         },
         catalog.clone(),
@@ -842,7 +844,7 @@ async fn budget_connections(
 /// How many of a server's connections its tenants may hold together: of what it accepts from
 /// roles that are not superusers (`capacity`), at most `percent`, and never what tdb keeps for
 /// its own work (`reserved`, itself at most half).
-fn tenant_budget(capacity: u32, reserved: u32, percent: u32) -> u32 {
+pub(crate) fn tenant_budget(capacity: u32, reserved: u32, percent: u32) -> u32 {
     let share =
         u32::try_from(u64::from(capacity) * u64::from(percent.min(100)) / 100).unwrap_or(capacity);
     share.min(capacity - reserved.min(capacity / 2))

@@ -28,6 +28,10 @@ pub struct SharedOptions {
     pub max_databases: Option<u32>,
     /// Connections the server accepts in all.
     pub max_connections: u32,
+    /// What tenants may hold of the server's connections together, as for every shared server
+    /// (`server_reserved_connections`, `tenant_connections_percent`).
+    pub reserved_connections: u32,
+    pub tenant_percent: u32,
     /// Whether this tdb manages a MariaDB at all (`mysql_managed`).
     pub enabled: bool,
 }
@@ -104,12 +108,24 @@ impl SharedServers {
         let engine = self.engines.require(EngineKind::Mysql)?;
         engine.secure_server(&e, &[]).await?;
         let capacity = engine.connection_capacity(&e).await?;
+        // Tenants share a budget below the server's capacity, so tdb's own work (migrations,
+        // dumps, admin queries) always finds a connection.
+        let budget = crate::serve::tenant_budget(
+            capacity,
+            self.options.reserved_connections,
+            self.options.tenant_percent,
+        );
         if let Some(row) = self.catalog.find_server_by_name(SHARED_MYSQL).await? {
             self.catalog
-                .set_tenant_connection_budget(&row.id, capacity)
+                .set_tenant_connection_budget(&row.id, budget)
                 .await?;
         }
-        tracing::info!(server = SHARED_MYSQL, capacity, "managed MariaDB ready");
+        tracing::info!(
+            server = SHARED_MYSQL,
+            capacity,
+            tenants = budget,
+            "managed MariaDB ready"
+        );
         *slot = Some(server);
         Ok(())
     }
