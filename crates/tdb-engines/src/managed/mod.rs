@@ -56,6 +56,32 @@ impl ManagedError {
     }
 }
 
+/// Writes `value` as JSON to `path` (mode 0600) through a temporary file renamed into place, so a
+/// crash leaves the old file or the new one, never half of one (managed servers' state files).
+pub(crate) fn write_private_json<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+) -> Result<(), ManagedError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(value).map_err(|e| ManagedError::State {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(ManagedError::io("writing state file"))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(ManagedError::io("writing state file"))?;
+    std::fs::rename(&tmp, path).map_err(ManagedError::io("writing state file"))
+}
+
 /// The OS user a managed server runs as. Database servers refuse to run as root, so when tdb runs
 /// as root its children run as an unprivileged user (default `postgres`); otherwise as tdb's own.
 #[derive(Debug, Clone)]

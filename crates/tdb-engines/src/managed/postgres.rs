@@ -411,24 +411,7 @@ pub async fn remove(dir: &Path) -> Result<(), ManagedError> {
 }
 
 fn write_state(path: &Path, state: &State) -> Result<(), ManagedError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(state).map_err(|e| ManagedError::State {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(ManagedError::io("writing state file"))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(ManagedError::io("writing state file"))?;
-    std::fs::rename(&tmp, path).map_err(ManagedError::io("writing state file"))
+    super::write_private_json(path, state)
 }
 
 struct PgProcess {
