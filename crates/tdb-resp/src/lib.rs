@@ -3,4 +3,5 @@
 //! of a request (`command`), and the rewriting that keeps a tenant inside its key prefix
 //! (`prefix`). Nothing here does IO; the proxy feeds bytes in and writes frames out.
 
+pub mod command;
 pub mod frame;

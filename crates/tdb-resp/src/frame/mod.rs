@@ -13,7 +13,7 @@ mod limits;
 mod reply;
 mod request;
 mod types;
-mod wire;
+pub(crate) mod wire;
 
 pub use error::ProtocolError;
 pub use limits::Limits;

@@ -50,7 +50,7 @@ pub(super) fn header(buf: &[u8], max_line: usize) -> Result<Option<Header>, Prot
 }
 
 /// Parses an integer spelled as redis-server spells it.
-pub(super) fn parse_int(text: &[u8]) -> Option<i64> {
+pub(crate) fn parse_int(text: &[u8]) -> Option<i64> {
     let (negative, digits) = match text.strip_prefix(b"-") {
         Some(digits) => (true, digits),
         None => (false, text),
