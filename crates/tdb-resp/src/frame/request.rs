@@ -112,7 +112,7 @@ impl RequestDecoder {
             return Ok(match inline::decode(buf, self.limits.max_inline_len)? {
                 Inline::Incomplete => Begin::Incomplete,
                 Inline::Blank => Begin::Skipped,
-                Inline::Args(args) => Begin::Inline(Request { args }),
+                Inline::Args(args) => Begin::Inline(self.checked(args)?),
             });
         }
         let Some(header) = wire::header(buf, self.limits.max_inline_len)? else {
@@ -129,6 +129,15 @@ impl RequestDecoder {
             expected,
             args: Vec::with_capacity(expected.min(PREALLOC)),
         }))
+    }
+
+    /// An inline request held to the limits of an array request, so its encoding decodes.
+    fn checked(&self, args: Vec<Bytes>) -> Result<Request, ProtocolError> {
+        wire::element_count(len_i64(args.len()), self.limits.max_elements)?;
+        for arg in &args {
+            wire::bulk_len(len_i64(arg.len()), self.limits.max_bulk_len)?;
+        }
+        Ok(Request { args })
     }
 
     fn argument(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, ProtocolError> {
@@ -217,7 +226,7 @@ mod tests {
             max_inline_len: 8,
             ..Limits::default()
         };
-        let cases: [(&[u8], ProtocolError); 7] = [
+        let cases: [(&[u8], ProtocolError); 9] = [
             (
                 b"*3\r\n",
                 ProtocolError::TooManyElements { count: 3, max: 2 },
@@ -240,6 +249,11 @@ mod tests {
                 ProtocolError::InlineTooLong { max: 8 },
             ),
             (b"*1\r\n$2\r\nabcd", ProtocolError::MissingCrlf),
+            (
+                b"a b c\r\n",
+                ProtocolError::TooManyElements { count: 3, max: 2 },
+            ),
+            (b"abcde\r\n", ProtocolError::BulkTooLong { len: 5, max: 4 }),
         ];
         for (wire, err) in cases {
             let mut buf = BytesMut::from(wire);
