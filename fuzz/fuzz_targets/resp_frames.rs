@@ -21,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
     let whole = replies(data, data.len());
     check_reply_round_trips(data, &whole);
     // The first byte picks where to cut the input in two.
-    let cut = data.first().map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let cut = data
+        .first()
+        .map_or(0, |&b| usize::from(b) % (data.len() + 1));
     assert_eq!(replies(data, cut), whole, "cut at {cut}");
     check_requests(data);
 });
