@@ -76,6 +76,29 @@ impl Catalog {
         .await?)
     }
 
+    /// The blueprints a project's tenant has Redis databases from (the Redis proxy's login
+    /// names the tenant alone when it has one).
+    pub async fn tenant_redis_blueprints(
+        &self,
+        project_id: &str,
+        tenant: &str,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT b.name
+               FROM tenants t
+               JOIN tenant_databases d ON d.tenant_id = t.id
+               JOIN blueprints b ON b.id = d.blueprint_id
+               JOIN workspaces w ON w.id = b.workspace_id
+              WHERE t.project_id = $1 AND t.name = $2 AND w.engine = 'redis'
+              ORDER BY b.name",
+        )
+        .bind(project_id)
+        .bind(tenant)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(name,)| name).collect())
+    }
+
     /// Removes a tenant's query log (the tenant is purged; a new tenant may take its name).
     pub async fn delete_tenant_query_log(&self, project_id: &str, tenant: &str) -> Result<()> {
         sqlx::query("DELETE FROM query_log_chunk WHERE project_id = $1 AND tenant = $2")
