@@ -3,6 +3,12 @@
 //! hardening is put right again at a start after someone undid it.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tdb_engines::AdminEndpoint;
+use tdb_engines::redis::conn::{self, RedisConn};
 
 use tdb_core::secrets::MasterKey;
 use tdb_engines::ManagedRedis;
@@ -10,7 +16,34 @@ use tdb_engines::managed::redis::{self, Listen};
 
 use super::support::{admin, anonymous, bulk, ok, options, refused, tempdir, text};
 
-fn mode(path: &std::path::Path) -> u32 {
+fn server_pid(dir: &Path) -> i32 {
+    let text = std::fs::read_to_string(dir.join("data/redis.pid")).expect("pid file");
+    text.trim().parse().expect("pid")
+}
+
+/// The administrator's connection once a server other than `old` serves again.
+async fn back_after(e: &AdminEndpoint, dir: &Path, old: i32) -> RedisConn {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let restarted = std::fs::read_to_string(dir.join("data/redis.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .is_some_and(|pid| pid != old);
+        if restarted
+            && let Ok(mut conn) = conn::connect(e).await
+            && conn.call(&["PING"]).await.is_ok()
+        {
+            return conn;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not come back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
         .expect("metadata")
         .permissions()
@@ -52,6 +85,16 @@ pub async fn starts_hardened_keeps_data_and_rehardens() {
 
     let mut conn = admin(&e).await;
     ok(&mut conn, &["SET", "kept", "value"]).await;
+    drop(conn);
+    // Killed outright: the supervisor starts it again, and the append-only file brings the
+    // write back (no snapshot was saved).
+    let killed = server_pid(&dir);
+    nix::sys::signal::kill(Pid::from_raw(killed), Signal::SIGKILL).expect("kill");
+    let mut conn = back_after(&e, &dir, killed).await;
+    assert_eq!(ok(&mut conn, &["GET", "kept"]).await, bulk("value"));
+    assert!(dir.join("data/appendonlydir").is_dir());
+    assert!(!dir.join("data/dump.rdb").exists(), "no snapshot yet");
+    let mut anon = anonymous(&e).await;
     ok(
         &mut conn,
         &[
