@@ -71,7 +71,7 @@ async fn write_dump(
 ) -> Result<()> {
     let broken = |e: std::io::Error| EngineError::Internal(format!("the dump's reader left: {e}"));
     let mut buf = BytesMut::new();
-    Frame::Array(vec![bulk(FORMAT), Frame::Integer(VERSION)]).encode(&mut buf);
+    Item::Header { version: VERSION }.encode(&mut buf);
     let mut records = 0i64;
     let mut scan = KeyScan::new(&prefix);
     while let Some(keys) = scan.next(&mut conn).await? {
@@ -84,13 +84,13 @@ async fn write_dump(
             buf.clear();
         }
     }
-    Frame::Array(vec![bulk(END), Frame::Integer(records)]).encode(&mut buf);
+    Item::End { records }.encode(&mut buf);
     out.write_all(&buf).await.map_err(broken)?;
     out.shutdown().await.map_err(broken)
 }
 
 /// The records of `keys`, read in one transaction; keys gone meanwhile are left out.
-async fn dump_keys(conn: &mut RedisConn, prefix: &Prefix, keys: &[Bytes]) -> Result<Vec<Frame>> {
+async fn dump_keys(conn: &mut RedisConn, prefix: &Prefix, keys: &[Bytes]) -> Result<Vec<Item>> {
     conn.send(&["MULTI"]);
     for key in keys {
         conn.send(&[&b"DUMP"[..], &key[..]]);
@@ -109,54 +109,77 @@ async fn dump_keys(conn: &mut RedisConn, prefix: &Prefix, keys: &[Bytes]) -> Res
         let Some(name) = prefix.strip(key) else {
             continue;
         };
-        records.push(Frame::Array(vec![
-            Frame::Bulk(name),
-            Frame::Integer(*expires_at),
-            Frame::Bulk(payload.clone()),
-        ]));
+        records.push(Item::Record(Record {
+            key: name,
+            expires_at: *expires_at,
+            payload: payload.clone(),
+        }));
     }
     Ok(records)
 }
 
 /// One record of a dump.
+#[derive(Debug)]
 struct Record {
     key: Bytes,
     expires_at: i64,
     payload: Bytes,
 }
 
-/// What the next frame of a dump is.
+/// One frame of a dump: the header, a record, or the end.
+#[derive(Debug)]
 enum Item {
+    Header { version: i64 },
     Record(Record),
-    End(i64),
+    End { records: i64 },
+}
+
+impl Item {
+    fn encode(self, buf: &mut BytesMut) {
+        let parts = match self {
+            Self::Header { version } => vec![bulk(FORMAT), Frame::Integer(version)],
+            Self::Record(r) => vec![
+                Frame::Bulk(r.key),
+                Frame::Integer(r.expires_at),
+                Frame::Bulk(r.payload),
+            ],
+            Self::End { records } => vec![bulk(END), Frame::Integer(records)],
+        };
+        Frame::Array(parts).encode(buf);
+    }
+
+    fn decode(frame: Frame) -> Result<Self> {
+        let Frame::Array(parts) = frame else {
+            return Err(malformed("a frame is not a list"));
+        };
+        match <[Frame; 3]>::try_from(parts) {
+            Ok(
+                [
+                    Frame::Bulk(key),
+                    Frame::Integer(expires_at),
+                    Frame::Bulk(payload),
+                ],
+            ) => Ok(Self::Record(Record {
+                key,
+                expires_at,
+                payload,
+            })),
+            Ok(_) => Err(malformed("a record has the wrong shape")),
+            Err(parts) => match &parts[..] {
+                [Frame::Bulk(tag), Frame::Integer(n)] if tag == END => {
+                    Ok(Self::End { records: *n })
+                }
+                [Frame::Bulk(tag), Frame::Integer(n)] if tag == FORMAT => {
+                    Ok(Self::Header { version: *n })
+                }
+                _ => Err(malformed("a frame has the wrong shape")),
+            },
+        }
+    }
 }
 
 fn malformed(what: &str) -> EngineError {
     EngineError::Internal(format!("not a tdb Redis dump: {what}"))
-}
-
-fn item(frame: Frame) -> Result<Item> {
-    let Frame::Array(parts) = frame else {
-        return Err(malformed("a frame is not a list"));
-    };
-    match <[Frame; 3]>::try_from(parts) {
-        Ok(
-            [
-                Frame::Bulk(key),
-                Frame::Integer(expires_at),
-                Frame::Bulk(payload),
-            ],
-        ) => Ok(Item::Record(Record {
-            key,
-            expires_at,
-            payload,
-        })),
-        Ok(_) => Err(malformed("a record has the wrong shape")),
-        Err(parts) => match &parts[..] {
-            [Frame::Bulk(end), Frame::Integer(n)] if end == END => Ok(Item::End(*n)),
-            _ => Err(malformed("a frame has the wrong shape")),
-        },
-    }
 }
 
 /// Reads a dump's frames from an input stream.
@@ -213,12 +236,13 @@ pub async fn restore(
     super::check_name(&target.database)?;
     let prefix = prefix_of(&target.database);
     let mut frames = Frames::new(input);
-    match frames.next().await? {
-        Some(Frame::Array(h)) if h.first() == Some(&bulk(FORMAT)) => {
-            if h.get(1) != Some(&Frame::Integer(VERSION)) {
-                return Err(malformed("an unknown version"));
-            }
-        }
+    let header = match frames.next().await? {
+        Some(frame) => Item::decode(frame)?,
+        None => return Err(malformed("it is empty")),
+    };
+    match header {
+        Item::Header { version: VERSION } => {}
+        Item::Header { version } => return Err(malformed(&format!("version {version}"))),
         _ => return Err(malformed("no header")),
     }
     let mut conn = conn::connect(target).await?;
@@ -229,7 +253,7 @@ pub async fn restore(
         let Some(frame) = frames.next().await? else {
             return Err(malformed("it ends before its last record (cut short?)"));
         };
-        match item(frame)? {
+        match Item::decode(frame)? {
             Item::Record(record) => {
                 batch.push(record);
                 if batch.len() == BATCH {
@@ -237,12 +261,13 @@ pub async fn restore(
                 }
                 restored += 1;
             }
-            Item::End(n) if n == restored => break,
-            Item::End(n) => {
+            Item::End { records } if records == restored => break,
+            Item::End { records } => {
                 return Err(malformed(&format!(
-                    "{n} records announced, {restored} read"
+                    "{records} records announced, {restored} read"
                 )));
             }
+            Item::Header { .. } => return Err(malformed("a second header")),
         }
     }
     restore_batch(&mut conn, &prefix, &mut batch).await
@@ -288,15 +313,20 @@ mod tests {
     #[test]
     fn records_and_the_end_are_told_apart_and_anything_else_refused() {
         let record = Frame::Array(vec![bulk("k"), Frame::Integer(-1), bulk("p")]);
-        assert!(matches!(item(record), Ok(Item::Record(r)) if r.key == "k" && r.expires_at == -1));
+        assert!(
+            matches!(Item::decode(record), Ok(Item::Record(r)) if r.key == "k" && r.expires_at == -1)
+        );
         let end = Frame::Array(vec![bulk(END), Frame::Integer(3)]);
-        assert!(matches!(item(end), Ok(Item::End(3))));
+        assert!(matches!(Item::decode(end), Ok(Item::End { records: 3 })));
+        let mut buf = BytesMut::new();
+        Item::Header { version: VERSION }.encode(&mut buf);
+        assert_eq!(&buf[..], b"*2\r\n$14\r\ntdb-redis-dump\r\n:1\r\n");
         for bad in [
             Frame::Integer(1),
             Frame::Array(vec![bulk("k"), bulk("p")]),
             Frame::Array(vec![bulk("k"), bulk("-1"), bulk("p")]),
         ] {
-            assert!(item(bad).is_err());
+            assert!(Item::decode(bad).is_err());
         }
     }
 
