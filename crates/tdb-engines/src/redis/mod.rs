@@ -225,7 +225,7 @@ impl Engine for RedisEngine {
         name: &str,
         roles: &[&str],
     ) -> Result<()> {
-        namespace::drop(server, name, roles).await
+        namespace::drop_namespace(server, name, roles).await
     }
 
     /// See [`dump`]: run as the namespace's owner (its ACL allows `DUMP` and `PEXPIRETIME` on

@@ -96,7 +96,7 @@ pub async fn exists_on(server: &AdminEndpoint, name: &str) -> Result<bool> {
 /// taken from any other user that had it (a restore target's), and the ACL file saved.
 /// Absent parts are fine; a drop cut off is finished by running it again (the roles keep the
 /// namespace findable until its keys are gone).
-pub async fn drop(server: &AdminEndpoint, name: &str, roles: &[&str]) -> Result<()> {
+pub async fn drop_namespace(server: &AdminEndpoint, name: &str, roles: &[&str]) -> Result<()> {
     check_name(name)?;
     for role in roles {
         check_user(role)?;

@@ -3,7 +3,7 @@
 
 use tdb_engines::KeySettings;
 
-use super::support::{Ctx, Tenant, admin, calls, int, ok};
+use super::support::{APP_PW, Ctx, Tenant, admin, calls, int, login, ok};
 
 const KEYS: usize = 25_000;
 
@@ -32,6 +32,8 @@ pub async fn drops_remove_keys_in_batches(ctx: &Ctx) {
     ok(&mut root, &["SET", "t_bigger:k1", "kept"]).await;
     ok(&mut root, &["SET", &ctx.other.key("kept"), "kept"]).await;
     let before = int(&ok(&mut root, &["DBSIZE"]).await);
+    let mut connected = login(&ctx.e, &big.app, APP_PW).await;
+    ok(&mut connected, &["PING"]).await;
     let (unlinks, keys) = (
         calls(&mut root, "unlink").await,
         calls(&mut root, "keys").await,
@@ -42,6 +44,10 @@ pub async fn drops_remove_keys_in_batches(ctx: &Ctx) {
         .await
         .expect("drop");
 
+    assert!(
+        connected.call(&["PING"]).await.is_err(),
+        "the drop ended its clients"
+    );
     // The namespace's keys and its settings hash.
     assert_eq!(
         int(&ok(&mut root, &["DBSIZE"]).await),

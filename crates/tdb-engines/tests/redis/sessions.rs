@@ -120,6 +120,19 @@ pub async fn sessions_stay_in_their_namespace(ctx: &Ctx) {
     run(&mut s, "SET counter 1").await;
     run(&mut s, "INCR counter").await;
     assert_eq!(column(&run(&mut s, "EXEC").await), [json!("OK"), json!(2)]);
+    // Channels take the prefix too.
+    let mut listener = admin(&ctx.e).await;
+    ok(&mut listener, &["SUBSCRIBE", &acme.key("news")]).await;
+    assert_eq!(column(&run(&mut s, "PUBLISH news hello").await), [json!(1)]);
+    let message = listener.read().await.expect("message");
+    assert_eq!(
+        message,
+        tdb_resp::frame::Frame::Array(vec![
+            bulk("message"),
+            bulk(&acme.key("news")),
+            bulk("hello")
+        ])
+    );
     let script = r#"EVAL "return redis.call('GET', KEYS[1])" 1 greeting"#;
     assert_eq!(column(&run(&mut s, script).await), [json!("hello world")]);
 
