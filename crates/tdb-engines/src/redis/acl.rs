@@ -23,7 +23,9 @@
 //!   `sanitize-dump-payload yes` on managed servers).
 //!
 //! Redis has no per-user connection limit: `connection_limit` is kept by the proxy
-//! (`max_connections`), never by the server.
+//! (`max_connections`), never by the server. And Redis compares a `PSUBSCRIBE` pattern with
+//! the channel rules literally: these users may subscribe to the pattern `<prefix>*` and to no
+//! narrower one.
 
 use super::conn::{self, RedisConn};
 use crate::engine::{EngineError, Result};

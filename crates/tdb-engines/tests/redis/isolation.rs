@@ -173,6 +173,20 @@ pub async fn acl_users_hold_their_prefix(ctx: &Ctx) {
     refused(&mut app, &["EVAL", built, "0"]).await;
     refused(&mut app, &["EVAL", "return redis.call('FLUSHALL')", "0"]).await;
     refused(&mut app, &["EVAL", script, "1", &secret]).await;
+    // Pattern subscriptions: Redis compares a pattern with the ACL's channel patterns
+    // literally, so only the whole prefix can be subscribed to (the proxy filters below it).
+    let mut listener = login(&ctx.e, &acme.app, APP_PW).await;
+    ok(&mut listener, &["PSUBSCRIBE", "t_acme:*"]).await;
+    let mut narrow = login(&ctx.e, &acme.app, APP_PW).await;
+    assert_eq!(
+        refused(&mut narrow, &["PSUBSCRIBE", "t_acme:news.*"]).await,
+        "NOPERM"
+    );
+    assert_eq!(refused(&mut narrow, &["PSUBSCRIBE", "*"]).await, "NOPERM");
+    assert_eq!(
+        refused(&mut narrow, &["SUBSCRIBE", "t_other:news"]).await,
+        "NOPERM"
+    );
     // The other tenant's key is untouched.
     assert_eq!(ok(&mut root, &["GET", &secret]).await, bulk("s3cret"));
 
