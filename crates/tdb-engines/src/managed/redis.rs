@@ -51,9 +51,10 @@ const SOCKET_NAME: &str = "redis.sock";
 const PID_FILE: &str = "redis.pid";
 const ACL_FILE: &str = "users.acl";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// SIGTERM (a snapshot is saved, the append-only file synced), then SIGINT, which redis-server
-/// takes during a shutdown as "exit now" (the append-only file, synced every second, is read
-/// at the next start).
+/// SIGTERM (a snapshot is saved, the append-only file synced), then SIGINT (the append-only
+/// file synced, no snapshot). Both exit even when the snapshot cannot be written
+/// (`shutdown-on-sigterm force`, `shutdown-on-sigint "nosave now force"`): by default a failed
+/// save cancels the shutdown and the server runs on, as an orphan if tdb is gone.
 const STOP: StopSignals = StopSignals {
     orderly: Signal::SIGTERM,
     urgent: Signal::SIGINT,
@@ -64,7 +65,7 @@ const RECLAIM: StopSignals = StopSignals {
     ..STOP
 };
 /// Settings tdb writes itself; `settings` may not name them.
-const FIXED: [&str; 23] = [
+const FIXED: [&str; 25] = [
     "include",
     "loadmodule",
     "rename-command",
@@ -88,6 +89,8 @@ const FIXED: [&str; 23] = [
     "databases",
     "daemonize",
     "sanitize-dump-payload",
+    "shutdown-on-sigterm",
+    "shutdown-on-sigint",
 ];
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -383,6 +386,8 @@ fn config_text(
         "enable-module-command no".into(),
         "enable-protected-configs no".into(),
         "sanitize-dump-payload yes".into(),
+        "shutdown-on-sigterm force".into(),
+        "shutdown-on-sigint \"nosave now force\"".into(),
     ]);
     Ok(lines.join("\n") + "\n")
 }
@@ -545,6 +550,7 @@ mod tests {
             "appendfsync everysec",
             "enable-debug-command no",
             "databases 1",
+            "shutdown-on-sigterm force",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
