@@ -52,6 +52,13 @@ pub async fn import_schema(
     auth.require_workspace(&name)?;
     auth.require_role(KeyRole::Write)?;
     let r = workspace::resolve(&state, &auth.project_id, &name).await?;
+    if r.ws.engine == tdb_core::Engine::Redis {
+        return Err(ApiError::bad_request(format!(
+            "workspace '{name}' is a Redis workspace: it has keys, not a schema to import \
+             (write them with POST /workspaces/{name}/queries; its rules for keys are its \
+             settings)"
+        )));
+    }
     let dialect = workspace::dialect(r.ws.engine);
     let source = req.source.to_ascii_lowercase();
     let statements = match source.as_str() {
@@ -118,6 +125,12 @@ fn template(name: Option<&str>, dialect: tdb_sql::Dialect) -> Result<Vec<String>
     let templates = match dialect {
         tdb_sql::Dialect::Postgres => &TEMPLATES,
         tdb_sql::Dialect::Mysql => &MYSQL_TEMPLATES,
+        tdb_sql::Dialect::Redis => {
+            return Err(ApiError::field(
+                "template",
+                "Redis workspaces have no templates",
+            ));
+        }
     };
     let sql = templates
         .iter()

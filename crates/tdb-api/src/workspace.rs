@@ -222,6 +222,7 @@ pub async fn resolve(state: &AppState, project_id: &str, name: &str) -> Result<R
 pub fn dialect(kind: tdb_core::Engine) -> tdb_sql::Dialect {
     match kind {
         tdb_core::Engine::Mysql => tdb_sql::Dialect::Mysql,
+        tdb_core::Engine::Redis => tdb_sql::Dialect::Redis,
         _ => tdb_sql::Dialect::Postgres,
     }
 }

@@ -223,20 +223,15 @@ async fn apply_key_rules(
     if db.version >= d.version {
         return Ok(None);
     }
-    let stored = runner
-        .catalog
-        .version_settings(&d.blueprint_id, d.version)
-        .await?
-        .ok_or_else(|| {
-            JobError::permanent(format!("version {} of the blueprint is gone", d.version))
-        })?;
-    let rules = tdb_core::keyrules::KeyRules::from_json(&stored);
-    let settings = tdb_engines::KeySettings {
-        default_ttl: rules.default_ttl.map(std::time::Duration::from_secs),
-        max_keys: rules.max_keys,
-    };
-    engine
-        .apply_settings(admin, &db.physical_db, &settings)
-        .await?;
+    crate::forward::apply_key_rules(
+        &runner.catalog,
+        engine,
+        admin,
+        &db.physical_db,
+        &d.blueprint_id,
+        d.version,
+    )
+    .await
+    .map_err(JobError::transient)?;
     Ok(Some(d.version))
 }

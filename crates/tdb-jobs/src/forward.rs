@@ -50,6 +50,25 @@ pub async fn bring_forward(
 ) -> Result<Forwarded, ForwardError> {
     let (owner, blueprint_id, target) = (to.owner, to.blueprint_id, to.target);
     let unavailable = |e: &dyn std::fmt::Display| ForwardError::Unavailable(e.to_string());
+    if engine.sql().is_none()
+        && let Some(rules) = engine.key_value_settings()
+    {
+        // No schema to migrate: the version's rules for keys are all it brings.
+        apply_key_rules(
+            catalog,
+            rules,
+            to.admin,
+            &owner.database,
+            blueprint_id,
+            target,
+        )
+        .await
+        .map_err(|e| unavailable(&e))?;
+        return Ok(Forwarded {
+            from: target,
+            to: target,
+        });
+    }
     let engine = engine.require_sql().map_err(|e| unavailable(&e))?;
     let mut from = engine
         .schema_version(owner)
@@ -104,4 +123,38 @@ pub async fn bring_forward(
     Err(ForwardError::Unavailable(format!(
         "the database's version kept changing (last seen {from})"
     )))
+}
+
+/// Applies the rules for keys of a blueprint's `version` (none before the first) to a key-value
+/// engine's namespace. Applying them again is harmless.
+pub async fn apply_key_rules(
+    catalog: &Catalog,
+    engine: &dyn tdb_engines::KeyValueSettings,
+    admin: &AdminEndpoint,
+    namespace: &str,
+    blueprint_id: &str,
+    version: i32,
+) -> Result<(), String> {
+    let stored = catalog
+        .version_settings(blueprint_id, version)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let rules = tdb_core::keyrules::KeyRules::from_json(&stored);
+    // The engine applies the first pattern that matches: the most specific first.
+    let mut patterns: Vec<(String, Duration)> = rules
+        .patterns
+        .iter()
+        .map(|(glob, rule)| (glob.clone(), Duration::from_secs(rule.ttl)))
+        .collect();
+    patterns.sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    let settings = tdb_engines::KeySettings {
+        default_ttl: rules.default_ttl.map(Duration::from_secs),
+        max_keys: rules.max_keys,
+        patterns,
+    };
+    engine
+        .apply_settings(admin, namespace, &settings)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -174,6 +174,20 @@ pub(crate) async fn build_on(
         .create_tenant_database(&admin, &spec)
         .await
         .map_err(Undone::Create)?;
+    if engine.sql().is_none()
+        && let Some(rules) = engine.key_value_settings()
+    {
+        return crate::forward::apply_key_rules(
+            catalog,
+            rules,
+            &admin,
+            &db.physical_db,
+            &db.blueprint_id,
+            version,
+        )
+        .await
+        .map_err(|e| other(&e));
+    }
     if version > 0 {
         let statements = catalog
             .blueprint_schema(&db.blueprint_id, version)

@@ -183,6 +183,22 @@ pub(crate) async fn to_live_version(
         Some(admin) => admin.clone(),
         None => admin_endpoint(&runner.master_key, server)?,
     };
+    if engine.sql().is_none()
+        && let Some(rules) = engine.key_value_settings()
+    {
+        // No schema in the namespace: it takes the live database's rules for keys.
+        crate::forward::apply_key_rules(
+            &runner.catalog,
+            rules,
+            &admin,
+            &restored.database,
+            &live.blueprint_id,
+            live.version,
+        )
+        .await
+        .map_err(JobError::transient)?;
+        return Ok(live.version);
+    }
     let sql = engine.require_sql()?;
     let mut version = sql
         .schema_version(restored)

@@ -5,6 +5,7 @@
 
 mod classify;
 pub mod mysql;
+pub mod redis;
 mod reverse;
 mod session;
 
@@ -15,11 +16,13 @@ pub use classify::{
 pub use reverse::{created_table, reverse};
 pub use session::{Deallocation, custom_settings, deallocation, may_change_settings};
 
-/// The SQL dialect of an engine: which parser splits, classifies and reverses its statements.
+/// The SQL dialect of an engine: which parser splits, classifies and reverses its statements
+/// (for Redis, its command lines: see [`redis`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Postgres,
     Mysql,
+    Redis,
 }
 
 impl Dialect {
@@ -28,6 +31,7 @@ impl Dialect {
         match self {
             Self::Postgres => classify_all(sql),
             Self::Mysql => mysql::classify_all(sql),
+            Self::Redis => redis::classify_all(sql),
         }
     }
 
@@ -36,6 +40,7 @@ impl Dialect {
         match self {
             Self::Postgres => split(sql),
             Self::Mysql => mysql::split(sql),
+            Self::Redis => redis::split(sql),
         }
     }
 
@@ -44,6 +49,7 @@ impl Dialect {
         match self {
             Self::Postgres => reverse(statement),
             Self::Mysql => mysql::reverse(statement),
+            Self::Redis => Err("Redis has no DDL to reverse".into()),
         }
     }
 
@@ -52,6 +58,7 @@ impl Dialect {
         match self {
             Self::Postgres => created_table(statement),
             Self::Mysql => mysql::created_table(statement),
+            Self::Redis => None,
         }
     }
 
@@ -60,6 +67,7 @@ impl Dialect {
         match self {
             Self::Postgres => quote_ident(name),
             Self::Mysql => mysql::quote_ident(name),
+            Self::Redis => name.to_string(),
         }
     }
 

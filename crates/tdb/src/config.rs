@@ -157,6 +157,11 @@ pub struct Config {
     pub mysql_managed: bool,
     /// `max_connections` of the managed MariaDB server.
     pub mysql_max_connections: u32,
+    /// A managed redis-server for Redis workspaces and tenants, initialised in the data dir the
+    /// first time one is made (needs `redis-server`).
+    pub redis_managed: bool,
+    /// `maxclients` of the managed redis-server.
+    pub redis_max_clients: u32,
     /// Continuous WAL archiving of every managed server with pgBackRest, and point-in-time
     /// recovery of tenants (needs the `pgbackrest` program).
     pub pitr_enabled: bool,
@@ -270,6 +275,8 @@ impl Default for Config {
             move_keep_source_hours: 24,
             mysql_managed: true,
             mysql_max_connections: 300,
+            redis_managed: true,
+            redis_max_clients: 1000,
             pitr_enabled: true,
             pitr_retention_days: 7,
             pitr_archive_timeout_secs: 60,

@@ -162,14 +162,20 @@ async fn run_with_catalog(
             reserved_connections: config.server_reserved_connections,
             tenant_percent: config.tenant_connections_percent,
             enabled: config.mysql_managed,
+            redis: crate::shared::RedisOptions {
+                dir: config.managed_dir(crate::shared::SHARED_REDIS),
+                run_as_user: "redis".into(),
+                max_clients: config.redis_max_clients,
+                enabled: config.redis_managed,
+            },
         },
         catalog.clone(),
         engines.clone(),
     );
-    // A MariaDB that served before is started again; should it fail, MySQL tenants are
-    // refused until it is fixed and PostgreSQL is served meanwhile.
+    // A MariaDB or redis-server that served before is started again; should one fail, its
+    // tenants are refused until it is fixed and the rest are served meanwhile.
     if let Err(e) = shared.start_used().await {
-        tracing::error!(error = %format!("{e:#}"), "the managed MariaDB did not start");
+        tracing::error!(error = %format!("{e:#}"), "a managed shared server did not start");
     }
     let provisioner = Arc::new(local_provisioner(config, key, archive.clone())?);
     if let (Some(archive), Some(_)) = (&archive, managed) {
@@ -625,7 +631,8 @@ fn engines(config: &Config) -> Engines {
         .map(|b| b.bindir);
     let postgres: Arc<dyn Engine> = Arc::new(PostgresEngine::new(bindir));
     let mysql: Arc<dyn Engine> = Arc::new(tdb_engines::MysqlEngine::new(None));
-    Engines::new([postgres, mysql])
+    let redis: Arc<dyn Engine> = Arc::new(tdb_engines::RedisEngine::new());
+    Engines::new([postgres, mysql, redis])
 }
 
 /// Records every server tdb may place databases on: the managed shared server, the configured

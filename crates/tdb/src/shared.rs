@@ -1,7 +1,8 @@
 //! Shared servers started on first use: the managed MariaDB that serves MySQL workspaces and
-//! tenants. `tdb serve` does not start one until a MySQL workspace or tenant is first made
-//! (most installations never need it); once its data directory exists, every later start
-//! brings it up with the rest, so its tenants are served.
+//! tenants, and the managed redis-server that holds Redis ones as key prefixes. `tdb serve`
+//! does not start one until a workspace or tenant of its engine is first made (most
+//! installations never need it); once its data directory exists, every later start brings it
+//! up with the rest, so its tenants are served.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,15 +13,28 @@ use tdb_core::secrets::MasterKey;
 use tdb_core::{Engine as EngineKind, ServerRole};
 use tdb_engines::managed::mariadb::{ManagedMariadb, ManagedMariadbOptions};
 use tdb_engines::managed::postgres::Listen;
-use tdb_engines::{Engines, RunAs};
+use tdb_engines::{AdminEndpoint, Engines, ManagedRedis, ManagedRedisOptions, RunAs};
 use tokio::sync::Mutex;
 
 /// The managed MariaDB's name in the catalog.
 pub const SHARED_MYSQL: &str = "mysql-shared";
+/// The managed redis-server's name in the catalog.
+pub const SHARED_REDIS: &str = "redis-shared";
 
-/// What starting the managed MariaDB takes.
+/// What starting the managed Redis takes, beside what it shares with MariaDB's options.
+pub struct RedisOptions {
+    /// The server's own directory (`<data-dir>/servers/redis-shared`).
+    pub dir: PathBuf,
+    pub run_as_user: String,
+    /// `maxclients`.
+    pub max_clients: u32,
+    /// Whether this tdb manages a redis-server at all (`redis_managed`).
+    pub enabled: bool,
+}
+
+/// What starting the managed servers takes.
 pub struct SharedOptions {
-    /// The server's own directory (`<data-dir>/mariadb`).
+    /// The MariaDB's own directory (`<data-dir>/servers/mysql-shared`).
     pub dir: PathBuf,
     pub run_as_user: String,
     pub master_key: MasterKey,
@@ -34,6 +48,7 @@ pub struct SharedOptions {
     pub tenant_percent: u32,
     /// Whether this tdb manages a MariaDB at all (`mysql_managed`).
     pub enabled: bool,
+    pub redis: RedisOptions,
 }
 
 /// The shared servers this tdb starts on demand, and stops when it stops.
@@ -42,6 +57,7 @@ pub struct SharedServers {
     catalog: Catalog,
     engines: Engines,
     mysql: Mutex<Option<ManagedMariadb>>,
+    redis: Mutex<Option<ManagedRedis>>,
 }
 
 impl SharedServers {
@@ -51,21 +67,30 @@ impl SharedServers {
             catalog,
             engines,
             mysql: Mutex::new(None),
+            redis: Mutex::new(None),
         })
     }
 
     /// Starts the servers that were used before (their directories exist), so their databases
     /// are served from the start.
     pub async fn start_used(&self) -> anyhow::Result<()> {
+        let mut failed = None;
         if self.options.enabled && self.options.dir.join("state.json").exists() {
-            self.ensure_mysql().await?;
+            failed = self.ensure_mysql().await.err();
         }
-        Ok(())
+        let redis = &self.options.redis;
+        if redis.enabled && redis.dir.join("state.json").exists() {
+            failed = failed.or(self.ensure_redis().await.err());
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Stops what was started.
     pub async fn shutdown(&self) {
         if let Some(server) = self.mysql.lock().await.take() {
+            server.shutdown().await;
+        }
+        if let Some(server) = self.redis.lock().await.take() {
             server.shutdown().await;
         }
     }
@@ -87,10 +112,44 @@ impl SharedServers {
             )],
         })
         .await?;
-        let e = server.endpoint().clone();
+        self.register(SHARED_MYSQL, EngineKind::Mysql, server.endpoint())
+            .await?;
+        *slot = Some(server);
+        Ok(())
+    }
+
+    async fn ensure_redis(&self) -> anyhow::Result<()> {
+        let mut slot = self.redis.lock().await;
+        if slot.is_some() {
+            return Ok(());
+        }
+        let redis = &self.options.redis;
+        let server = ManagedRedis::start(ManagedRedisOptions {
+            dir: redis.dir.clone(),
+            run_as: RunAs::resolve(&redis.run_as_user)?,
+            master_key: self.options.master_key.clone(),
+            label: SHARED_REDIS.into(),
+            listen: Listen::PrivateSocket,
+            settings: vec![("maxclients".into(), redis.max_clients.to_string())],
+        })
+        .await?;
+        self.register(SHARED_REDIS, EngineKind::Redis, server.endpoint())
+            .await?;
+        *slot = Some(server);
+        Ok(())
+    }
+
+    /// Records a managed server in the catalog, secures it, and gives its tenants their share
+    /// of its connections.
+    async fn register(
+        &self,
+        name: &str,
+        engine_kind: EngineKind,
+        e: &AdminEndpoint,
+    ) -> anyhow::Result<()> {
         let spec = ServerSpec {
-            name: SHARED_MYSQL,
-            engine: EngineKind::Mysql,
+            name,
+            engine: engine_kind,
             role: ServerRole::Shared,
             region: &self.options.region,
             host: &e.host,
@@ -105,9 +164,9 @@ impl SharedServers {
                 key.seal(e.password.as_bytes(), tdb_core::aad::Aad::ServerAdmin(id))
             })
             .await?;
-        let engine = self.engines.require(EngineKind::Mysql)?;
-        engine.secure_server(&e, &[]).await?;
-        let capacity = engine.connection_capacity(&e).await?;
+        let engine = self.engines.require(engine_kind)?;
+        engine.secure_server(e, &[]).await?;
+        let capacity = engine.connection_capacity(e).await?;
         // Tenants share a budget below the server's capacity, so tdb's own work (migrations,
         // dumps, admin queries) always finds a connection.
         let budget = crate::serve::tenant_budget(
@@ -115,18 +174,17 @@ impl SharedServers {
             self.options.reserved_connections,
             self.options.tenant_percent,
         );
-        if let Some(row) = self.catalog.find_server_by_name(SHARED_MYSQL).await? {
+        if let Some(row) = self.catalog.find_server_by_name(name).await? {
             self.catalog
                 .set_tenant_connection_budget(&row.id, budget)
                 .await?;
         }
         tracing::info!(
-            server = SHARED_MYSQL,
+            server = name,
             capacity,
             tenants = budget,
-            "managed MariaDB ready"
+            "managed shared server ready"
         );
-        *slot = Some(server);
         Ok(())
     }
 }
@@ -134,12 +192,11 @@ impl SharedServers {
 #[async_trait::async_trait]
 impl tdb_jobs::SharedServers for SharedServers {
     async fn ensure(&self, engine: EngineKind) -> Result<bool, String> {
-        if engine != EngineKind::Mysql || !self.options.enabled {
-            return Ok(false);
-        }
-        self.ensure_mysql()
-            .await
-            .map(|()| true)
-            .map_err(|e| format!("{e:#}"))
+        let started = match engine {
+            EngineKind::Mysql if self.options.enabled => self.ensure_mysql().await,
+            EngineKind::Redis if self.options.redis.enabled => self.ensure_redis().await,
+            _ => return Ok(false),
+        };
+        started.map(|()| true).map_err(|e| format!("{e:#}"))
     }
 }

@@ -279,8 +279,8 @@ async fn workspace_flow_through_the_cli() {
     assert!(err.contains("not found"), "{err}");
     let err = cli.fails(&["workspaces", "import", "myapp", "--template", "blogg"]);
     assert!(err.contains("unknown template"), "{err}");
-    let err = cli.fails(&["workspaces", "create", "x", "--database", "redis"]);
-    assert!(err.contains("Redis"), "{err}");
+    let err = cli.fails(&["workspaces", "create", "x", "--database", "mongodb"]);
+    assert!(err.contains("MongoDB"), "{err}");
     cli.ok(&["workspaces", "delete", "myapp"]);
     assert_eq!(cli.json(&["workspaces", "list"])["count"], 0);
 }

@@ -420,7 +420,7 @@ async fn bad_input_answers_the_right_4xx() {
             Some("database"),
         ),
         (
-            json!({"name": "x", "database": "Redis", "mode": "control"}),
+            json!({"name": "x", "database": "mongodb", "mode": "control"}),
             400,
             Some("database"),
         ),
@@ -443,17 +443,17 @@ async fn bad_input_answers_the_right_4xx() {
         }
     }
     // An engine not built yet is named, with those that are.
-    let (_, redis) = post(
+    let (_, mongo) = post(
         &s,
         "/workspaces",
         Some(&key),
-        json!({"name": "x", "database": "redis", "mode": "tenant"}),
+        json!({"name": "x", "database": "MongoDB", "mode": "tenant"}),
     )
     .await;
-    let error = str_of(&redis, "error");
+    let error = str_of(&mongo, "error");
     assert!(
-        error.contains("Redis") && error.contains("PostgreSQL, MySQL"),
-        "{redis}"
+        error.contains("MongoDB") && error.contains("PostgreSQL, MySQL, Redis"),
+        "{mongo}"
     );
 
     let cases: Vec<(Method, &str, Option<Value>, u16)> = vec![

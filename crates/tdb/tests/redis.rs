@@ -1,0 +1,268 @@
+//! Redis workspaces and tenants on tdb's managed redis-server, through the real API: commands
+//! through a workspace and admin queries, rules for keys carried to tenants by a deployment,
+//! tenants that see only their own keys, and a backup that a rollback brings back key by key.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use tdb_testkit::TdbServer;
+
+async fn redis_account(s: &TdbServer, email: &str) -> (String, Value) {
+    let key = str_of(&signup(s, email, "Cache").await, "api_key").to_string();
+    let body = json!({"name": "cache", "database": "Redis", "mode": "tenant"});
+    let (st, ws) = post(s, "/workspaces", Some(&key), body).await;
+    assert_eq!(st, 201, "{ws}\n{}", s.log_tail());
+    (key, ws)
+}
+
+/// The replies of `commands` (one per line) on tenant `tenant`: the last command's rows.
+async fn admin(s: &TdbServer, key: &str, tenant: &str, commands: &str) -> (u16, Value) {
+    post(
+        s,
+        "/admin/query",
+        Some(key),
+        json!({"blueprint": "cache", "tenant_id": tenant, "query": commands}),
+    )
+    .await
+}
+
+/// The single reply of a command that must succeed.
+async fn reply(s: &TdbServer, key: &str, tenant: &str, command: &str) -> Value {
+    let (st, body) = admin(s, key, tenant, command).await;
+    assert_eq!(st, 200, "{command}: {body}");
+    let rows = body["rows"].as_array().cloned().unwrap_or_default();
+    Value::Array(rows.into_iter().map(|r| r[0].clone()).collect())
+}
+
+async fn wait_for(s: &TdbServer, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let (st, body) = get(s, path, key).await;
+        assert_eq!(st, 200, "{body}");
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{path} never got there: {body}\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_workspace_carries_its_rules_to_tenants_that_see_only_their_keys() {
+    let s = start().await;
+    let (key, ws) = redis_account(&s, "cache@example.com").await;
+    let url = str_of(&ws, "connection_string");
+    assert!(
+        url.starts_with("rediss://cache_workspace:") && url.ends_with("/0"),
+        "{ws}"
+    );
+
+    // Commands, one per line; the last one's reply comes back as rows.
+    let (st, out) = post(
+        &s,
+        "/workspaces/cache/queries",
+        Some(&key),
+        json!({"query": "SET greeting hello\nRPUSH list a b c\nLRANGE list 0 -1"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["statements_executed"], 3, "{out}");
+    assert_eq!(out["rows"], json!([["a"], ["b"], ["c"]]), "{out}");
+    // Nothing that is not the workspace's own: the server-wide commands are refused.
+    let (st, refused) = post(
+        &s,
+        "/workspaces/cache/queries",
+        Some(&key),
+        json!({"query": "FLUSHALL"}),
+    )
+    .await;
+    assert_eq!(st, 400, "{refused}");
+
+    // Rules for keys: validated, saved, and pending until a deployment.
+    let (st, bad) = call(
+        &s,
+        reqwest::Method::PATCH,
+        "/workspaces/cache/settings",
+        Some(&key),
+        Some(r#"{"patterns": {"a[": {"ttl": 5}}}"#),
+    )
+    .await;
+    assert_eq!(
+        (st, bad["field"].as_str()),
+        (400, Some("patterns.a[")),
+        "{bad}"
+    );
+    let (st, saved) = call(
+        &s,
+        reqwest::Method::PATCH,
+        "/workspaces/cache/settings",
+        Some(&key),
+        Some(r#"{"default_ttl": 3600, "max_keys": 1000, "patterns": {"session:*": {"ttl": 60}}}"#),
+    )
+    .await;
+    assert_eq!(st, 200, "{saved}");
+    assert_eq!(saved["pending_deploy"], true, "{saved}");
+    assert_eq!(
+        saved["message"],
+        "Settings saved. Deploy to apply to tenants."
+    );
+    let (_, settings) = get(&s, "/workspaces/cache/settings", &key).await;
+    assert_eq!(settings["database_type"], "Redis", "{settings}");
+    assert_eq!(settings["settings"]["default_ttl"], 3600, "{settings}");
+    assert_eq!(
+        settings["settings"]["patterns"],
+        json!({"session:*": {"ttl": 60}})
+    );
+    assert!(
+        settings["available_fields"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("max_keys")) && !f.contains(&json!("pool_mode"))),
+        "{settings}"
+    );
+    let (st, refused) = call(
+        &s,
+        reqwest::Method::PATCH,
+        "/workspaces/cache/settings",
+        Some(&key),
+        Some(r#"{"pool_mode": "transaction"}"#),
+    )
+    .await;
+    assert_eq!((st, refused["field"].as_str()), (400, Some("pool_mode")));
+
+    let d = deploy_and_wait(&s, &key, "cache").await;
+    assert_eq!(d["status"], "completed", "{d}\n{}", s.log_tail());
+    let (_, versions) = get(&s, "/blueprints/cache/versions", &key).await;
+    assert!(versions.to_string().contains("\"version\":1"), "{versions}");
+    // Nothing changed since: nothing to deploy.
+    let (st, _) = post(
+        &s,
+        "/deployments",
+        Some(&key),
+        json!({"blueprint_name": "cache"}),
+    )
+    .await;
+    assert_eq!(st, 201, "a redeploy of the same version is allowed");
+
+    // Tenants: a key prefix each, reached by the reference's login.
+    for tenant in ["acme", "beta"] {
+        let body = json!({"tenant_id": tenant, "databases": [{"blueprint": "cache"}]});
+        let (st, t) = post(&s, "/tenants", Some(&key), body).await;
+        assert_eq!(st, 201, "{t}\n{}", s.log_tail());
+        let conn = &t["databases"][0]["connection"];
+        let url = str_of(conn, "connection_string");
+        assert!(
+            url.starts_with(&format!("rediss://{tenant}:")) && url.ends_with("/0"),
+            "{t}"
+        );
+        assert_eq!(conn["database"], "0", "{t}");
+    }
+    assert_eq!(
+        reply(&s, &key, "acme", "SET secret acme-only").await,
+        json!(["OK"])
+    );
+    assert_eq!(
+        reply(&s, &key, "acme", "GET secret").await,
+        json!(["acme-only"])
+    );
+    assert_eq!(reply(&s, &key, "beta", "GET secret").await, json!([null]));
+    assert_eq!(reply(&s, &key, "beta", "KEYS *").await, json!([]));
+    assert_eq!(reply(&s, &key, "acme", "KEYS *").await, json!(["secret"]));
+    assert_eq!(reply(&s, &key, "beta", "DBSIZE").await, json!([0]));
+    // Another tenant's key spelled out is still this tenant's own key.
+    let (st, _) = admin(&s, &key, "beta", "KEYS *secret*").await;
+    assert_eq!(st, 200);
+    assert_eq!(reply(&s, &key, "beta", "KEYS *secret*").await, json!([]));
+
+    // Backup, break, roll back: every key and value comes back.
+    for command in [
+        "HSET user:1 name ada plan pro",
+        "SADD tags a b c",
+        "SET counter 41",
+    ] {
+        assert_eq!(admin(&s, &key, "acme", command).await.0, 200, "{command}");
+    }
+    let (st, b) = post(&s, "/tenants/acme/backup", Some(&key), json!({})).await;
+    assert_eq!(st, 200, "{b}");
+    let path = b["paths"][0].as_str().expect("a path").to_string();
+    assert!(
+        path.starts_with("redis/manual/") && path.ends_with(".resp.gz"),
+        "{path}"
+    );
+    let list = wait_for(&s, &key, "/tenants/acme/backups", |l| {
+        l["backups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|b| b["storage_path"] == path.as_str() && b["status"] != "pending")
+    })
+    .await;
+    assert!(
+        list.to_string().contains("completed"),
+        "{list}\n{}",
+        s.log_tail()
+    );
+    for command in [
+        "DEL secret",
+        "HSET user:1 plan free",
+        "SET intruder 1",
+        "INCR counter",
+    ] {
+        assert_eq!(admin(&s, &key, "acme", command).await.0, 200, "{command}");
+    }
+    let (st, r) = post(
+        &s,
+        "/tenants/acme/rollback",
+        Some(&key),
+        json!({ "storage_path": path }),
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    let id = r["rollback_id"].as_str().expect("rollback id").to_string();
+    let t = wait_for(&s, &key, "/tenants/acme", |t| {
+        t["last_rollback"]["rollback_id"] == id.as_str()
+            && matches!(
+                t["last_rollback"]["step"].as_str(),
+                Some("completed" | "failed")
+            )
+    })
+    .await;
+    assert_eq!(
+        t["last_rollback"]["step"],
+        "completed",
+        "{t}\n{}",
+        s.log_tail()
+    );
+    assert_eq!(
+        reply(&s, &key, "acme", "GET secret").await,
+        json!(["acme-only"])
+    );
+    assert_eq!(
+        reply(&s, &key, "acme", "HGET user:1 plan").await,
+        json!(["pro"])
+    );
+    assert_eq!(reply(&s, &key, "acme", "GET counter").await, json!(["41"]));
+    assert_eq!(reply(&s, &key, "acme", "EXISTS intruder").await, json!([0]));
+    assert_eq!(reply(&s, &key, "acme", "SCARD tags").await, json!([3]));
+    // The other tenant never saw any of it.
+    assert_eq!(reply(&s, &key, "beta", "DBSIZE").await, json!([0]));
+
+    // Suspended, no admin query; a hard delete removes the keys, and the name is free again.
+    let (st, _) = post(&s, "/tenants/acme/suspend", Some(&key), json!({})).await;
+    assert_eq!(st, 200);
+    assert_eq!(admin(&s, &key, "acme", "GET secret").await.0, 409);
+    let (st, _) = post(&s, "/tenants/acme/resume", Some(&key), json!({})).await;
+    assert_eq!(st, 200);
+    let (st, gone) = delete(&s, "/tenants/acme?hard=true", &key).await;
+    assert_eq!(st, 200, "{gone}");
+    let body = json!({"tenant_id": "acme", "databases": [{"blueprint": "cache"}]});
+    let (st, t) = post(&s, "/tenants", Some(&key), body).await;
+    assert_eq!(st, 201, "{t}");
+    assert_eq!(reply(&s, &key, "acme", "DBSIZE").await, json!([0]));
+}
