@@ -145,24 +145,6 @@ async fn add_tenant(s: &TdbServer, key: &str, tenant: &str) -> String {
         .replace("sslmode=require", "sslmode=disable")
 }
 
-/// Polls `path` until `done` holds of its body (2 minutes at most).
-async fn wait_for(s: &TdbServer, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let (st, body) = get(s, path, key).await;
-        assert_eq!(st, 200, "{body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{path} never got there: {body}\n{}",
-            s.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn run_sql(url: &str, sql: &str) {
     let mut conn = PgConnection::connect(url).await.expect("connect");
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))

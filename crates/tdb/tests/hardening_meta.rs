@@ -91,24 +91,6 @@ async fn deploy(s: &TdbServer, key: &str, body: Value) -> Value {
     .await
 }
 
-/// Polls `path` until `done` holds of its body (two minutes at most).
-async fn wait_for(s: &TdbServer, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let (st, body) = get(s, path, key).await;
-        assert_eq!(st, 200, "{body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{path} never got there: {body}\n{}",
-            s.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn psql(url: &str, args: &[&str]) -> Output {
     Command::new("psql")
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-At", url])

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -49,23 +49,6 @@ async fn users_sum(s: &TdbServer, key: &str, tenant: &str) -> Value {
                COALESCE(SUM(CRC32(CONCAT_WS('|', id, email, COALESCE(plan, '-')))), 0) AS sum \
                FROM users";
     rows(s, key, tenant, sql).await.remove(0)
-}
-
-async fn wait_for(s: &TdbServer, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let (st, body) = get(s, path, key).await;
-        assert_eq!(st, 200, "{body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{path} never got there: {body}\n{}",
-            s.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn create_tenant(s: &TdbServer, key: &str, name: &str) -> Value {

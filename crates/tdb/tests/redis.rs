@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -35,23 +34,6 @@ async fn reply(s: &TdbServer, key: &str, tenant: &str, command: &str) -> Value {
     assert_eq!(st, 200, "{command}: {body}");
     let rows = body["rows"].as_array().cloned().unwrap_or_default();
     Value::Array(rows.into_iter().map(|r| r[0].clone()).collect())
-}
-
-async fn wait_for(s: &TdbServer, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let (st, body) = get(s, path, key).await;
-        assert_eq!(st, 200, "{body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{path} never got there: {body}\n{}",
-            s.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]

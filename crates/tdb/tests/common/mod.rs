@@ -388,3 +388,27 @@ pub async fn metrics_text(listen: &str) -> String {
         .await
         .expect("text")
 }
+
+/// Polls `path` until `done` holds of its body (two minutes at most), failing with the body and
+/// the server's log otherwise.
+pub async fn wait_for(
+    s: &TdbServer,
+    key: &str,
+    path: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (st, body) = get(s, path, key).await;
+        assert_eq!(st, 200, "{body}");
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{path} never got there: {body}\n{}",
+            s.log_tail()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
