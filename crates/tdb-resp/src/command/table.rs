@@ -81,13 +81,19 @@ impl Command {
         &self.subcommands
     }
 
+    /// Whether the command names keys at all (key specs, or a legacy key range).
+    pub fn is_keyed(&self) -> bool {
+        !self.key_specs.is_empty() || self.legacy.first > 0
+    }
+
     /// Whether some key of this command cannot be placed from its key specs.
     pub fn keys_incomplete(&self) -> bool {
         self.key_specs.iter().any(KeySpec::is_incomplete)
             || (self.key_specs.is_empty() && self.has_flag(&CommandFlag::Movablekeys))
     }
 
-    fn accepts(&self, argc: usize) -> bool {
+    /// Whether a request of `argc` arguments (the name included) has this command's arity.
+    pub fn accepts(&self, argc: usize) -> bool {
         let argc = i64::try_from(argc).unwrap_or(i64::MAX);
         if self.arity >= 0 {
             argc == self.arity
