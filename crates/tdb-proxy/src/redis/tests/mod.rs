@@ -6,6 +6,7 @@
 //! makes them: each tenant's keys and channels only.
 
 mod clients;
+mod isolation;
 mod server;
 mod sessions;
 
