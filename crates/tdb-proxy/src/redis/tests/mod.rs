@@ -7,6 +7,7 @@
 
 mod clients;
 mod isolation;
+mod rust_client;
 mod server;
 mod sessions;
 
