@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs tdb's checks and tests: formatting, clippy with warnings as errors, the fuzz targets of
 # the wire codecs for a short time, and every unit and integration test. Installs what the tests
-# need first (the PostgreSQL and MariaDB server programs the harness starts on free ports, and
+# need first (the PostgreSQL, MariaDB and Redis server programs the harness starts on free ports, and
 # the Python and Node clients some tests drive the proxies with), so it passes on a fresh Debian
 # machine by itself.
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib/packages.sh
 
 ensure_packages ca-certificates pkg-config gcc postgresql postgresql-client pgbackrest \
-    mariadb-server mariadb-client $(libclang_packages)
+    mariadb-server mariadb-client redis-server redis-tools $(libclang_packages)
 ./scripts/test-clients.sh
 
 cargo fmt --all -- --check

@@ -39,6 +39,8 @@ pub struct ApiConfig {
     pub pg_public_port: u16,
     /// Port of the MySQL proxy (on the same host), as written into connection strings.
     pub mysql_public_port: u16,
+    /// Port of the Redis proxy (on the same host), as written into connection strings.
+    pub redis_public_port: u16,
     /// Lets schema import fetch URLs on loopback and private networks (off: no SSRF).
     pub import_allow_private_urls: bool,
     /// Statements at least this long count as slow in logs and metrics.
@@ -73,13 +75,15 @@ impl ApiConfig {
     pub fn proxy_port(&self, engine: tdb_core::Engine) -> u16 {
         match engine {
             tdb_core::Engine::Mysql => self.mysql_public_port,
+            tdb_core::Engine::Redis => self.redis_public_port,
             _ => self.pg_public_port,
         }
     }
 
     /// A connection string for `database` through the proxy that speaks `engine`'s protocol:
-    /// `postgresql://…?sslmode=require`, or `mysql://…` (MySQL drivers each set TLS their own
-    /// way, so the URL carries no TLS option, as the reference's does not).
+    /// `postgresql://…?sslmode=require`, `mysql://…` (MySQL drivers each set TLS their own
+    /// way, so the URL carries no TLS option, as the reference's does not), or `rediss://…/0`
+    /// (TLS by the scheme; `user` is the tenant or workspace, and `database` is not written).
     pub fn connection_url(
         &self,
         engine: tdb_core::Engine,
@@ -92,6 +96,8 @@ impl ApiConfig {
             tdb_core::Engine::Mysql => {
                 format!("mysql://{user}:{password}@{host}:{port}/{database}")
             }
+            // Redis has one database, 0; the user names the tenant (or workspace) instead.
+            tdb_core::Engine::Redis => format!("rediss://{user}:{password}@{host}:{port}/0"),
             _ => format!("postgresql://{user}:{password}@{host}:{port}/{database}?sslmode=require"),
         }
     }
@@ -110,6 +116,7 @@ impl Default for ApiConfig {
             pg_public_host: "127.0.0.1".into(),
             pg_public_port: 6432,
             mysql_public_port: 6033,
+            redis_public_port: 6380,
             import_allow_private_urls: false,
             slow_query_ms: 1000,
             provision_limit: 3,

@@ -148,4 +148,21 @@ impl Catalog {
         .await?;
         Ok(rows.into_iter().flat_map(|(s,)| s).collect())
     }
+
+    /// The workspace settings a version was made with (for Redis, the rules for keys its
+    /// tenants follow); `None` for a version that does not exist (version 0: none deployed).
+    pub async fn version_settings(
+        &self,
+        blueprint_id: &str,
+        version: i32,
+    ) -> Result<Option<serde_json::Value>> {
+        let row: Option<(sqlx::types::Json<serde_json::Value>,)> = sqlx::query_as(
+            "SELECT settings FROM blueprint_versions WHERE blueprint_id = $1 AND version = $2",
+        )
+        .bind(blueprint_id)
+        .bind(version)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(settings,)| settings.0))
+    }
 }

@@ -45,6 +45,9 @@ pub struct TenantRoute {
     pub server: Server,
     /// The blueprint's workspace settings (`max_connections`, `query_timeout_ms`, …).
     pub settings: serde_json::Value,
+    /// The settings of the blueprint version the database is at (for Redis, its rules for
+    /// keys, which reach tenants with deployments); `None` before its first deployment.
+    pub version_settings: Option<serde_json::Value>,
 }
 
 /// A workspace behind `<workspace>_workspace`.
@@ -73,6 +76,29 @@ impl Catalog {
         .await?)
     }
 
+    /// The blueprints a project's tenant has Redis databases from (the Redis proxy's login
+    /// names the tenant alone when it has one).
+    pub async fn tenant_redis_blueprints(
+        &self,
+        project_id: &str,
+        tenant: &str,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT b.name
+               FROM tenants t
+               JOIN tenant_databases d ON d.tenant_id = t.id
+               JOIN blueprints b ON b.id = d.blueprint_id
+               JOIN workspaces w ON w.id = b.workspace_id
+              WHERE t.project_id = $1 AND t.name = $2 AND w.engine = 'redis'
+              ORDER BY b.name",
+        )
+        .bind(project_id)
+        .bind(tenant)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(name,)| name).collect())
+    }
+
     /// Removes a tenant's query log (the tenant is purged; a new tenant may take its name).
     pub async fn delete_tenant_query_log(&self, project_id: &str, tenant: &str) -> Result<()> {
         sqlx::query("DELETE FROM query_log_chunk WHERE project_id = $1 AND tenant = $2")
@@ -90,12 +116,20 @@ impl Catalog {
         blueprint: &str,
         tenant: &str,
     ) -> Result<Option<TenantRoute>> {
-        let row: Option<(String, String, Json<serde_json::Value>)> = sqlx::query_as(
-            "SELECT t.status, d.id, w.settings
+        type Row = (
+            String,
+            String,
+            Json<serde_json::Value>,
+            Option<Json<serde_json::Value>>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT t.status, d.id, w.settings, v.settings
                FROM tenants t
                JOIN tenant_databases d ON d.tenant_id = t.id
                JOIN blueprints b ON b.id = d.blueprint_id
                JOIN workspaces w ON w.id = b.workspace_id
+               LEFT JOIN blueprint_versions v
+                      ON v.blueprint_id = d.blueprint_id AND v.version = d.version
               WHERE t.project_id = $1 AND t.name = $3 AND b.name = $2",
         )
         .bind(project_id)
@@ -103,7 +137,7 @@ impl Catalog {
         .bind(tenant)
         .fetch_optional(self.pool())
         .await?;
-        let Some((tenant_status, database_id, settings)) = row else {
+        let Some((tenant_status, database_id, settings, version_settings)) = row else {
             return Ok(None);
         };
         let database = self.tenant_database(&database_id).await?;
@@ -113,6 +147,7 @@ impl Catalog {
             database,
             server,
             settings: settings.0,
+            version_settings: version_settings.map(|v| v.0),
         }))
     }
 

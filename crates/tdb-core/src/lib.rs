@@ -5,6 +5,7 @@ pub mod aad;
 pub mod codes;
 pub mod domain;
 pub mod ids;
+pub mod keyrules;
 pub mod names;
 pub mod network;
 pub mod ratelimit;

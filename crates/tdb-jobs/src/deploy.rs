@@ -153,6 +153,11 @@ async fn migrate(
     let owner = owner_access(&runner.master_key, server, &db)?;
     let admin = admin_endpoint(&runner.master_key, server)?;
     let engine = runner.engine(db.engine)?;
+    if engine.sql().is_none()
+        && let Some(rules) = engine.key_value_settings()
+    {
+        return apply_key_rules(runner, d, &db, &admin, rules).await;
+    }
     let sql = engine.require_sql()?;
     let dry_run = d.dry_run_statements.is_some();
     let mut from = db.version;
@@ -199,4 +204,39 @@ async fn migrate(
     Err(JobError::transient(format!(
         "the database's version kept changing (last seen {from})"
     )))
+}
+
+/// A key-value engine's deployment: the version's rules for keys applied to the tenant's
+/// namespace. Applying them again is harmless, so a crash in between only repeats it.
+async fn apply_key_rules(
+    runner: &Runner,
+    d: &Deployment,
+    db: &tdb_catalog::tenants::TenantDatabase,
+    admin: &tdb_engines::AdminEndpoint,
+    engine: &dyn tdb_engines::KeyValueSettings,
+) -> Result<Option<i32>, JobError> {
+    if d.dry_run_statements.is_some() {
+        return Err(JobError::permanent(
+            "rules for keys have no dry run: deploy them",
+        ));
+    }
+    if db.version >= d.version {
+        return Ok(None);
+    }
+    let stored = runner
+        .catalog
+        .version_settings(&d.blueprint_id, d.version)
+        .await?
+        .ok_or_else(|| {
+            JobError::permanent(format!("version {} of the blueprint is gone", d.version))
+        })?;
+    let rules = tdb_core::keyrules::KeyRules::from_json(&stored);
+    let settings = tdb_engines::KeySettings {
+        default_ttl: rules.default_ttl.map(std::time::Duration::from_secs),
+        max_keys: rules.max_keys,
+    };
+    engine
+        .apply_settings(admin, &db.physical_db, &settings)
+        .await?;
+    Ok(Some(d.version))
 }

@@ -24,6 +24,8 @@ pub mod ddl;
 #[cfg(feature = "server")]
 pub mod gate;
 #[cfg(feature = "server")]
+pub mod keylogin;
+#[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod pool;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tdb_catalog::Catalog;
 use tdb_catalog::routing::Login;
 use tdb_core::aad::{Aad, TenantRole};
+use tdb_core::keyrules::KeyRules;
 pub use tdb_core::routing::RoutingName;
 use tdb_core::secrets::MasterKey;
 use tdb_core::settings::Settings;
@@ -48,6 +49,9 @@ pub struct Route {
     /// SELECT only; tenants made before read roles existed have none.
     pub read: Option<Access>,
     pub settings: Settings,
+    /// Redis: the rules for keys (a tenant's from the blueprint version it is at, a
+    /// workspace's as they stand); empty for other engines.
+    pub key_rules: Arc<KeyRules>,
     /// The workspace's blueprint, where DDL run through the workspace is queued (tenant mode).
     pub blueprint_id: Option<String>,
     /// Caps concurrent client sessions: the settings' `max_connections` under session pooling,
@@ -87,6 +91,7 @@ struct Target {
     write: Access,
     read: Option<Access>,
     settings: Settings,
+    key_rules: KeyRules,
     blueprint_id: Option<String>,
 }
 
@@ -204,6 +209,7 @@ impl Router {
                 .tenant_connection_budget
                 .and_then(|b| u32::try_from(b).ok()),
             settings: target.settings,
+            key_rules: Arc::new(target.key_rules),
             blueprint_id: target.blueprint_id,
         })
     }
@@ -242,6 +248,11 @@ impl Router {
             write,
             read,
             settings: Settings::from_json(&r.settings),
+            key_rules: r
+                .version_settings
+                .as_ref()
+                .map(KeyRules::from_json)
+                .unwrap_or_default(),
             blueprint_id: None,
         }))
     }
@@ -265,6 +276,7 @@ impl Router {
             write,
             read: None,
             settings: Settings::default(),
+            key_rules: KeyRules::default(),
             blueprint_id: None,
         }))
     }
@@ -289,6 +301,7 @@ impl Router {
         Ok(Some(Target {
             server: r.server,
             settings: Settings::from_json(&ws.settings.0),
+            key_rules: KeyRules::from_json(&ws.settings.0),
             id: ws.id,
             tenant_id: None,
             status: TenantStatus::Ready,

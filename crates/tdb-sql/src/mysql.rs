@@ -387,12 +387,15 @@ fn tag_of(text: &str) -> String {
             Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
             _ => None,
         })
-        .filter(|w| {
-            !matches!(
-                w.as_str(),
-                "UNIQUE" | "FULLTEXT" | "SPATIAL" | "TEMPORARY" | "OR" | "REPLACE"
-            )
+        .enumerate()
+        .filter(|(i, w)| {
+            *i == 0
+                || !matches!(
+                    w.as_str(),
+                    "UNIQUE" | "FULLTEXT" | "SPATIAL" | "TEMPORARY" | "OR" | "REPLACE"
+                )
         })
+        .map(|(_, w)| w)
         .take(2)
         .collect();
     let take = match words.first().map(String::as_str) {
@@ -552,6 +555,8 @@ mod tests {
         assert_eq!(tag("CREATE OR REPLACE VIEW v AS SELECT 1"), "CREATE VIEW");
         assert_eq!(tag("ALTER TABLE t ADD COLUMN b int"), "ALTER TABLE");
         assert_eq!(tag("SELECT 1"), "SELECT");
+        // REPLACE leads a statement of its own; it is a modifier only after CREATE OR.
+        assert_eq!(tag("REPLACE INTO t VALUES (1)"), "REPLACE");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tdb_core::keyrules::{KeyRules, PatternRule};
 use tdb_core::settings::{PoolMode, Settings};
 use tdb_core::{Engine, WorkspaceMode};
 use utoipa::ToSchema;
@@ -74,7 +75,7 @@ pub struct WorkspaceDetail {
     pub undeployed_changes: Option<i64>,
     pub connection: Connection,
     pub connection_string: String,
-    pub settings: Settings,
+    pub settings: WorkspaceSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i32>,
     pub created_at: DateTime<Utc>,
@@ -132,11 +133,30 @@ pub struct DiffList {
     pub count: usize,
 }
 
+/// A workspace's settings: the limits every engine has and, for Redis, the rules for keys
+/// (`default_ttl`, `max_keys`, `patterns`), side by side as the reference shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceSettings {
+    #[serde(flatten)]
+    pub limits: Settings,
+    #[serde(flatten)]
+    pub keys: KeyRules,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SettingsResponse {
     pub database_type: String,
-    pub settings: Settings,
+    pub settings: WorkspaceSettings,
     pub available_fields: Vec<String>,
+}
+
+/// A field that may be set, cleared with `null`, or left out.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -154,11 +174,43 @@ pub struct SettingsPatch {
     /// Transaction pooling: client sessions at once (1..10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_client_connections: Option<u32>,
+    /// Redis: seconds a key written without a TTL lives; `null` removes it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>)]
+    pub default_ttl: Option<Option<u64>>,
+    /// Redis: keys one tenant may hold; `null` removes the limit.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>)]
+    pub max_keys: Option<Option<u64>>,
+    /// Redis: glob patterns and the TTL of the keys they match (`{"cache:*": {"ttl": 300}}`);
+    /// replaces the patterns there were; `null` or `{}` removes them.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, PatternRule>>)]
+    pub patterns: Option<Option<std::collections::BTreeMap<String, PatternRule>>>,
+}
+
+impl SettingsPatch {
+    /// Whether the patch changes the rules for keys (Redis).
+    pub fn changes_key_rules(&self) -> bool {
+        self.default_ttl.is_some() || self.max_keys.is_some() || self.patterns.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SettingsSaved {
-    pub settings: Settings,
+    pub settings: WorkspaceSettings,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_deploy: Option<bool>,

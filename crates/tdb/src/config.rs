@@ -608,6 +608,7 @@ impl Config {
             pg_public_host: self.pg_public_host(),
             pg_public_port: self.pg_listen.port(),
             mysql_public_port: self.mysql_listen.port(),
+            redis_public_port: self.redis_listen.port(),
             import_allow_private_urls: self.import_allow_private_urls,
             slow_query_ms: self.slow_query_ms,
             provision_limit: self.provision_limit,

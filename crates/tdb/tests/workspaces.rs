@@ -306,6 +306,23 @@ async fn only_committed_ddl_is_captured_and_limits_hold() {
             "max_client_connections"
         ])
     );
+    // Rules for keys are Redis's: a PostgreSQL workspace says which fields it has.
+    let (st, refused) = call(
+        &s,
+        Method::PATCH,
+        "/workspaces/app/settings",
+        Some(&key),
+        Some(r#"{"default_ttl": 60}"#),
+    )
+    .await;
+    assert_eq!(st, 400, "{refused}");
+    assert_eq!(refused["field"], "default_ttl", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("PostgreSQL workspaces have no default_ttl")),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use tdb_catalog::CatalogError;
 use tdb_catalog::deployments::{Deployment, NewDeployment, NewVersion};
+use tdb_core::keyrules::KeyRules;
 use tdb_core::{KeyRole, ids};
 use tdb_types::deployments::{
     CreateDeployment, CreatedDeployment, DeploymentDetail, DeploymentList, DeploymentSummary,
@@ -75,6 +76,11 @@ async fn create_deployment(
             other => other.into(),
         })?;
     let dry_run = req.dry_run.unwrap_or(false);
+    let ws = state
+        .catalog
+        .find_workspace(&auth.project_id, &bp.name)
+        .await?;
+    let rules_pending = key_rules_pending(&state, &bp, &ws).await?;
     let pending = state.catalog.pending_ddl(&bp.id).await?;
     let statements: Vec<String> = pending.iter().map(|p| p.statement.clone()).collect();
     let pending_ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
@@ -95,13 +101,18 @@ async fn create_deployment(
                 "a dry run tries the pending changes; leave version out",
             ));
         }
+        (None, true) if statements.is_empty() && rules_pending => {
+            return Err(ApiError::bad_request(
+                "nothing to try: rules for keys have no dry run; deploy them",
+            ));
+        }
         (None, true) if statements.is_empty() => {
             return Err(ApiError::bad_request(
                 "nothing to try: the workspace has no pending changes",
             ));
         }
         (None, true) => (bp.current_version + 1, false),
-        (None, false) if !statements.is_empty() => (bp.current_version + 1, true),
+        (None, false) if !statements.is_empty() || rules_pending => (bp.current_version + 1, true),
         (None, false) if bp.current_version == 0 => {
             return Err(ApiError::bad_request(
                 "nothing to deploy: the workspace has no pending changes",
@@ -138,10 +149,6 @@ async fn create_deployment(
             .map(|d| (d.id.clone(), d.tenant_name.clone()))
             .collect(),
     };
-    let ws = state
-        .catalog
-        .find_workspace(&auth.project_id, &bp.name)
-        .await?;
     let id = ids::new_id("dep");
     let new_version = creates.then_some(NewVersion {
         statements: &statements,
@@ -173,6 +180,26 @@ async fn create_deployment(
             0
         },
     }))
+}
+
+/// Whether a Redis workspace's rules for keys differ from those of its blueprint's latest
+/// version (a version carries them to tenants, as it carries DDL).
+async fn key_rules_pending(
+    state: &AppState,
+    bp: &tdb_catalog::blueprints::Blueprint,
+    ws: &tdb_catalog::workspaces::Workspace,
+) -> Result<bool, ApiError> {
+    if ws.engine != tdb_core::Engine::Redis {
+        return Ok(false);
+    }
+    let latest = state
+        .catalog
+        .version_settings(&bp.id, bp.current_version)
+        .await?
+        .map(|settings| KeyRules::from_json(&settings))
+        .unwrap_or_default();
+    let now = KeyRules::from_json(&ws.settings.0);
+    Ok(now != latest || bp.current_version == 0)
 }
 
 /// A deployment with per-tenant status, duration and error.

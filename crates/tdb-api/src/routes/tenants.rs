@@ -56,6 +56,19 @@ fn connection(
 ) -> TenantConnection {
     let c = &state.config;
     let database = RoutingName::tenant(&db.blueprint, &db.tenant_name).to_string();
+    if db.engine == tdb_core::Engine::Redis {
+        // The reference's Redis login: the tenant's id, and a key (the credential's name and
+        // password in one), in database 0.
+        let key = redis_key(user, password);
+        return TenantConnection {
+            host: c.pg_public_host.clone(),
+            port: c.proxy_port(db.engine),
+            connection_string: c.connection_url(db.engine, &db.tenant_name, &key, "0"),
+            database: "0".into(),
+            username: db.tenant_name.clone(),
+            password: key,
+        };
+    }
     TenantConnection {
         host: c.pg_public_host.clone(),
         port: c.proxy_port(db.engine),
@@ -64,6 +77,16 @@ fn connection(
         username: user.to_string(),
         password: password.to_string(),
     }
+}
+
+/// A credential as one Redis key: `AUTH` carries a user (the tenant) and a password, so the
+/// credential's own name travels in the password, before the first `.` (names have none).
+/// A masked password stays masked.
+pub(crate) fn redis_key(user: &str, password: &str) -> String {
+    if password.starts_with('•') {
+        return password.to_string();
+    }
+    format!("{user}.{password}")
 }
 
 /// The caller's tenant `name` (scope checked), or 404.

@@ -5,6 +5,7 @@ use axum::extract::State;
 use tdb_catalog::CatalogError;
 use tdb_catalog::workspaces::NewWorkspace;
 use tdb_core::aad::Aad;
+use tdb_core::keyrules::KeyRules;
 use tdb_core::routing::RoutingName;
 use tdb_core::{
     Engine, ErrorCode, KeyRole, ResourceName, ScopeType, ServerRole, WorkspaceMode, ids, secrets,
@@ -13,7 +14,7 @@ use tdb_engines::DatabaseSpec;
 use tdb_types::{
     Change, Connection, CreateWorkspace, CreatedWorkspace, DeletedWorkspace, DeletionDetails,
     DiffList, Message, QueryRequest, QueryResponse, SettingsPatch, SettingsResponse, SettingsSaved,
-    WorkspaceDetail, WorkspaceItem, WorkspaceList,
+    WorkspaceDetail, WorkspaceItem, WorkspaceList, WorkspaceSettings,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -45,6 +46,21 @@ fn connection(
 ) -> (Connection, String) {
     let c = &state.config;
     let database = RoutingName::workspace(name).to_string();
+    if engine == Engine::Redis {
+        // Redis logs in with a user and a key: the workspace's routing name, and the
+        // credential's name and password in one (as for tenants).
+        let key = super::tenants::redis_key(user, password);
+        let url = c.connection_url(engine, &database, &key, "0");
+        let conn = Connection {
+            host: c.pg_public_host.clone(),
+            port: c.proxy_port(engine),
+            database: "0".into(),
+            user: database.clone(),
+            username: database,
+            password: key,
+        };
+        return (conn, url);
+    }
     let url = c.connection_url(engine, user, password, &database);
     let conn = Connection {
         host: c.pg_public_host.clone(),
@@ -266,7 +282,10 @@ async fn get_workspace(
             .filter(|_| ws.mode == WorkspaceMode::Tenant),
         connection,
         connection_string,
-        settings: r.settings,
+        settings: WorkspaceSettings {
+            limits: r.settings,
+            keys: KeyRules::from_json(&ws.settings),
+        },
         version: ws.version,
         mode: ws.mode,
         created_at: ws.created_at,
@@ -521,9 +540,60 @@ async fn get_settings(
     let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
     Ok(Reply::ok(SettingsResponse {
         database_type: display_engine(r.ws.engine).to_string(),
-        settings: r.settings,
-        available_fields: Settings::FIELDS.iter().map(|f| f.to_string()).collect(),
+        settings: WorkspaceSettings {
+            limits: r.settings,
+            keys: KeyRules::from_json(&r.ws.settings),
+        },
+        available_fields: available_fields(r.ws.engine)
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
     }))
+}
+
+/// The settings a workspace of `engine` has: Redis has rules for keys, and of the limits only
+/// those its proxy and queries keep (no rows per query, no transaction pooling).
+fn available_fields(engine: Engine) -> Vec<&'static str> {
+    match engine {
+        Engine::Redis => {
+            let mut fields = KeyRules::FIELDS.to_vec();
+            fields.extend(["query_timeout_ms", "max_connections"]);
+            fields
+        }
+        _ => Settings::FIELDS.to_vec(),
+    }
+}
+
+/// A field of `req` that workspaces of `engine` do not have, as the 400 it gets.
+fn unavailable_field(engine: Engine, req: &SettingsPatch) -> Option<ApiError> {
+    let given = [
+        ("query_timeout_ms", req.query_timeout_ms.is_some()),
+        ("max_rows_per_query", req.max_rows_per_query.is_some()),
+        ("max_connections", req.max_connections.is_some()),
+        ("pool_mode", req.pool_mode.is_some()),
+        (
+            "max_client_connections",
+            req.max_client_connections.is_some(),
+        ),
+        ("default_ttl", req.default_ttl.is_some()),
+        ("max_keys", req.max_keys.is_some()),
+        ("patterns", req.patterns.is_some()),
+    ];
+    let available = available_fields(engine);
+    let (field, _) = given
+        .into_iter()
+        .find(|(field, given)| *given && !available.contains(field))?;
+    Some(
+        ApiError::field(
+            field,
+            format!(
+                "{} workspaces have no {field} setting (available: {})",
+                display_engine(engine),
+                available.join(", ")
+            ),
+        )
+        .with("available_fields", available),
+    )
 }
 
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
@@ -571,6 +641,22 @@ async fn patch_settings(
         Settings::MAX_CLIENT_CONNECTIONS,
     )?;
     let r = resolve_for(&state, &auth, &name, KeyRole::Write).await?;
+    if let Some(e) = unavailable_field(r.ws.engine, &req) {
+        return Err(e);
+    }
+    let mut keys = KeyRules::from_json(&r.ws.settings);
+    let before = keys.clone();
+    if let Some(ttl) = req.default_ttl {
+        keys.default_ttl = ttl;
+    }
+    if let Some(max) = req.max_keys {
+        keys.max_keys = max;
+    }
+    if let Some(patterns) = req.patterns.clone() {
+        keys.patterns = patterns.unwrap_or_default();
+    }
+    keys.validate()
+        .map_err(|e| ApiError::field(&e.field, e.message))?;
     if let Some(n) = conns {
         check_connection_ceiling(&state, r.ws.engine, n).await?;
     }
@@ -580,16 +666,24 @@ async fn patch_settings(
     settings.max_connections = conns.unwrap_or(settings.max_connections);
     settings.pool_mode = req.pool_mode.unwrap_or(settings.pool_mode);
     settings.max_client_connections = clients.unwrap_or(settings.max_client_connections);
-    let value = serde_json::to_value(settings).map_err(ApiError::internal)?;
+    let mut value = serde_json::to_value(settings).map_err(ApiError::internal)?;
+    keys.merge_into(&mut value);
     state
         .catalog
         .update_workspace_settings(&r.ws.id, &value)
         .await?;
     let kind = r.ws.engine;
     let tenant = r.tenant_mode();
+    // Rules for keys travel with blueprint versions: tenants get them from a deployment.
+    let rules_changed = keys != before;
     Ok(Reply::ok(SettingsSaved {
-        settings,
-        message: if tenant {
+        settings: WorkspaceSettings {
+            limits: settings,
+            keys,
+        },
+        message: if tenant && rules_changed {
+            "Settings saved. Deploy to apply to tenants."
+        } else if tenant {
             "Settings saved. New proxy sessions of the blueprint's tenants follow them at once, as \
              do API queries: no deployment is needed (sessions already open keep the limits they \
              started with)."
@@ -597,8 +691,8 @@ async fn patch_settings(
             "Settings saved."
         }
         .into(),
-        // The reference's field, answered truthfully: nothing waits for a deployment.
-        pending_deploy: tenant.then_some(false),
+        // The reference's field, answered truthfully: only rules for keys wait for one.
+        pending_deploy: tenant.then_some(rules_changed),
         database_type: display_engine(kind).to_string(),
     }))
 }

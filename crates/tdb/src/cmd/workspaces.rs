@@ -7,7 +7,10 @@ use std::str::FromStr;
 use anyhow::Context as _;
 use serde_json::Value;
 use tdb_client::schema::WorkspaceSchema;
-use tdb_client::workspaces::{ExternalConnection, ImportRequest, SettingsPatch, TableDef};
+use tdb_client::workspaces::{
+    ExternalConnection, ImportRequest, SettingsPatch, TableDef, WorkspaceSettings,
+};
+use tdb_core::keyrules::{KeyRules, PatternRule};
 use tdb_core::settings::PoolMode;
 
 use super::Context;
@@ -82,7 +85,42 @@ pub enum WorkspacesCommand {
         /// connections)
         #[arg(long)]
         max_client_connections: Option<u32>,
+        /// Redis: seconds a key written without a TTL lives, or `none`
+        #[arg(long, value_parser = parse_optional_u64)]
+        default_ttl: Option<Option<u64>>,
+        /// Redis: keys one tenant may hold, or `none`
+        #[arg(long, value_parser = parse_optional_u64)]
+        max_keys: Option<Option<u64>>,
+        /// Redis: `GLOB=SECONDS`, the TTL of keys a pattern matches (repeat it; replaces the
+        /// patterns there were)
+        #[arg(long = "pattern", value_parser = parse_pattern)]
+        patterns: Vec<(String, u64)>,
+        /// Redis: remove every pattern
+        #[arg(long, conflicts_with = "patterns")]
+        clear_patterns: bool,
     },
+}
+
+/// A number, or `none` for "no value".
+fn parse_optional_u64(text: &str) -> Result<Option<u64>, String> {
+    match text {
+        "none" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("a whole number or none, not '{n}'")),
+    }
+}
+
+/// `GLOB=SECONDS`; the glob may itself hold `=` (the last one separates).
+fn parse_pattern(text: &str) -> Result<(String, u64), String> {
+    let (glob, ttl) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("GLOB=SECONDS, not '{text}'"))?;
+    let ttl = ttl
+        .parse()
+        .map_err(|_| format!("the TTL of '{glob}' is seconds, not '{ttl}'"))?;
+    Ok((glob.to_string(), ttl))
 }
 
 pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()> {
@@ -244,6 +282,10 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
             max_connections,
             pool_mode,
             max_client_connections,
+            default_ttl,
+            max_keys,
+            patterns,
+            clear_patterns,
         } => {
             let pool_mode = pool_mode.map(|m| match m.as_str() {
                 "transaction" => PoolMode::Transaction,
@@ -255,12 +297,23 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
                 max_connections,
                 pool_mode,
                 max_client_connections,
+                default_ttl,
+                max_keys,
+                patterns: (clear_patterns || !patterns.is_empty()).then(|| {
+                    Some(
+                        patterns
+                            .into_iter()
+                            .map(|(glob, ttl)| (glob, PatternRule { ttl }))
+                            .collect(),
+                    )
+                }),
             };
             let changes_nothing = query_timeout_ms.is_none()
                 && max_rows_per_query.is_none()
                 && max_connections.is_none()
                 && pool_mode.is_none()
-                && max_client_connections.is_none();
+                && max_client_connections.is_none()
+                && !patch.changes_key_rules();
             if changes_nothing {
                 let reply = c.workspace_settings(&name).await?;
                 ctx.print(&reply.raw, || print_settings(&reply.data.settings));
@@ -276,7 +329,8 @@ pub async fn run(ctx: &Context, command: WorkspacesCommand) -> anyhow::Result<()
     Ok(())
 }
 
-fn print_settings(s: &tdb_core::settings::Settings) {
+fn print_settings(settings: &WorkspaceSettings) {
+    let s = &settings.limits;
     output::fields(&[
         ("query_timeout_ms", &s.query_timeout_ms.to_string()),
         ("max_rows_per_query", &s.max_rows_per_query.to_string()),
@@ -293,6 +347,23 @@ fn print_settings(s: &tdb_core::settings::Settings) {
             &s.max_client_connections.to_string(),
         ),
     ]);
+    let keys = &settings.keys;
+    if *keys != KeyRules::default() {
+        let none = || "none".to_string();
+        output::fields(&[
+            (
+                "default_ttl",
+                &keys.default_ttl.map_or_else(none, |t| format!("{t}s")),
+            ),
+            (
+                "max_keys",
+                &keys.max_keys.map_or_else(none, |n| n.to_string()),
+            ),
+        ]);
+        for (pattern, rule) in &keys.patterns {
+            println!("pattern {pattern}: ttl {}s", rule.ttl);
+        }
+    }
 }
 
 fn print_schema(schema: &WorkspaceSchema) {

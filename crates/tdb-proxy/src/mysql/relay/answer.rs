@@ -10,12 +10,20 @@
 //!
 //! [`watch`] runs an answer against the tenant's kill token, the statement timer, the shutdown
 //! deadline and the client leaving.
+//!
+//! The statement timer is one per session, not one per command: arming a timer that is the
+//! earliest on its worker wakes the worker's event loop (an eventfd write and an extra
+//! `epoll_wait` per command). A command leaves the timer where it is when it fires no later
+//! than the command is due, and when it fires early (it was set for an earlier command) the
+//! timer moves to the command's due time; so a stream of short commands moves it once per
+//! timeout period.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::command::Unit;
 use super::{RelayEnd, SessionContext, capture};
@@ -92,6 +100,13 @@ pub(super) struct Watched<'a> {
     pub progress: &'a Progress,
     /// The shutdown's deadline, once shutdown was asked for.
     pub deadline: &'a mut Option<Instant>,
+    /// The session's statement timer (see the module's note).
+    pub timer: Pin<&'a mut Sleep>,
+}
+
+/// A statement timer that is not armed: due in a year.
+pub(super) fn idle_timer() -> Sleep {
+    tokio::time::sleep_until(Instant::now() + Duration::from_secs(86_400 * 365))
 }
 
 /// Relays the answer, ending early when the tenant is killed, the shutdown deadline passes,
@@ -113,6 +128,7 @@ where
         expect,
         progress,
         deadline,
+        mut timer,
     } = w;
     let started = Instant::now();
     let thread_id = backend.thread_id;
@@ -120,6 +136,11 @@ where
     let answer = down.run();
     tokio::pin!(answer);
     let mut due = ctx.query_timeout.map(|t| started + t + MARGIN);
+    if let Some(due) = due
+        && timer.deadline() > due
+    {
+        timer.as_mut().reset(due);
+    }
     let mut credited = 0;
     loop {
         tokio::select! {
@@ -130,20 +151,29 @@ where
                 *deadline = Some(Instant::now() + ctx.shutdown_grace);
             }
             _ = sleep_until(*deadline) => return Err(RelayEnd::DeadlinePassed),
-            _ = sleep_until(due) => {
+            _ = timer.as_mut(), if due.is_some() => {
+                let now = Instant::now();
+                if let Some(at) = due.filter(|at| *at > now) {
+                    // Set for an earlier command: this one is due later.
+                    timer.as_mut().reset(at);
+                    continue;
+                }
                 // Time the proxy spent queueing DDL is not the statement's.
                 let captured = progress.captured_ms.load(Ordering::Relaxed);
                 if progress.capturing.load(Ordering::Relaxed) || captured > credited {
                     let owed = Duration::from_millis(captured - credited);
                     credited = captured;
-                    due = Some(Instant::now() + owed.max(Duration::from_millis(100)));
+                    let at = now + owed.max(Duration::from_millis(100));
+                    due = Some(at);
+                    timer.as_mut().reset(at);
                     continue;
                 }
                 if progress.timed_out.swap(true, Ordering::Relaxed) {
                     return Err(RelayEnd::Unresponsive);
                 }
                 stop_overrun(ctx, thread_id);
-                due = Some(Instant::now() + ESCALATION);
+                due = Some(now + ESCALATION);
+                timer.as_mut().reset(now + ESCALATION);
             }
             gone = input.fill(client_r), if input.buffered().len() < WATCH_LIMIT => {
                 if gone.is_err() {

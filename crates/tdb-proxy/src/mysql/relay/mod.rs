@@ -113,6 +113,7 @@ where
         book: Book::default(),
         in_transaction: backend.status & reply::status::IN_TRANS != 0,
         deadline: None,
+        timer: Box::pin(answer::idle_timer()),
     };
     loop {
         let command = match session.next_command(&mut client_r).await {
@@ -156,6 +157,8 @@ struct Session<'a> {
     in_transaction: bool,
     /// The shutdown's deadline, once shutdown was asked for in a transaction.
     deadline: Option<tokio::time::Instant>,
+    /// The statement timer, one for the session's life ([`answer::watch`] moves it).
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Session<'_> {
@@ -290,6 +293,7 @@ impl Session<'_> {
             expect,
             progress,
             deadline: &mut self.deadline,
+            timer: self.timer.as_mut(),
         };
         let answered = answer::watch(client_r, &mut self.input, client_w, backend, watched)
             .await

@@ -13,6 +13,12 @@
 //! the session's `sql_mode`, which an operator may have set server-wide, or an unparsed
 //! statement may have changed: every reading of the batch ([`sqltext::readings`]) is checked by
 //! its keywords, so a string that ends differently under another mode cannot hide a statement.
+//!
+//! The parser is the slow part of a check (a full parse costs more than relaying the query).
+//! One plain statement of data (`SELECT`, `INSERT`, `UPDATE`, `DELETE`, `REPLACE`) that reads
+//! the same under every mode, with no comment and no word that writes a file, is judged by its
+//! tokens alone ([`plain_data`]): the parser refuses nothing else in such a statement, and the
+//! keyword checks below still run on it.
 
 use tdb_sql::{Kind, TxOp};
 
@@ -53,12 +59,15 @@ pub struct Stmt {
 /// The statements of `sql`, or the error the client gets when one is refused.
 pub fn check(sql: &str, guard: &Guard) -> Result<Vec<Stmt>, reply::Err> {
     let readings = sqltext::readings(sql);
-    let stmts = match tdb_sql::mysql::classify_all(sql) {
-        Ok(parsed) => parsed_checks(&parsed, guard)?,
-        Err(_) => readings
-            .first()
-            .map(|reading| reading.iter().map(|text| classify(text)).collect())
-            .unwrap_or_default(),
+    let stmts = match plain_data(sql, &readings) {
+        Some(stmt) => vec![stmt],
+        None => match tdb_sql::mysql::classify_all(sql) {
+            Ok(parsed) => parsed_checks(&parsed, guard)?,
+            Err(_) => readings
+                .first()
+                .map(|reading| reading.iter().map(|text| classify(text)).collect())
+                .unwrap_or_default(),
+        },
     };
     for reading in &readings {
         for text in reading {
@@ -78,6 +87,26 @@ pub fn check(sql: &str, guard: &Guard) -> Result<Vec<Stmt>, reply::Err> {
         }
     }
     Ok(stmts)
+}
+
+/// `sql` classified without the parser, when it is one plain statement of data (see the
+/// module's note): one reading of one statement, no comment of any kind (an executable one may
+/// read differently to the parser), led by a data keyword, and no `OUTFILE` or `DUMPFILE`.
+fn plain_data(sql: &str, readings: &[Vec<String>]) -> Option<Stmt> {
+    let [reading] = readings else { return None };
+    let [text] = reading.as_slice() else {
+        return None;
+    };
+    if sql.contains("/*") || sql.contains('#') || sql.contains("--") {
+        return None;
+    }
+    let tokens = sqltext::tokens(text);
+    let leads = matches!(tokens.first(), Some(Token::Word(w))
+        if matches!(w.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "REPLACE"));
+    let writes_file = tokens
+        .iter()
+        .any(|t| matches!(t, Token::Word(w) if w == "OUTFILE" || w == "DUMPFILE"));
+    (leads && !writes_file).then(|| classify(text))
 }
 
 /// The parser's statements, with what `tdb_sql::mysql::refusal` and this session refuse.
@@ -425,6 +454,48 @@ mod tests {
             code(r"SELECT 'x\'; CREATE TABLE t (i int); -- '", true),
             Some(1142)
         );
+    }
+
+    #[test]
+    fn plain_data_statements_skip_the_parser_and_read_as_it_reads_them() {
+        for sql in [
+            "SELECT c FROM sbtest1 WHERE id=4242",
+            "select * from t where a = 'x' for update",
+            "INSERT INTO t (a, b) VALUES (1, 'two'), (3, \"four\")",
+            "UPDATE t SET a = a + 1 WHERE id IN (1, 2)",
+            "DELETE FROM t WHERE id = 7",
+            "REPLACE INTO t VALUES (1)",
+            "SELECT a INTO @v FROM t LIMIT 1",
+        ] {
+            let fast = plain_data(sql, &sqltext::readings(sql)).expect(sql);
+            let parsed = tdb_sql::mysql::classify_all(sql).expect(sql);
+            assert_eq!(
+                (&fast.kind, fast.tag.as_str()),
+                (&parsed[0].kind, parsed[0].tag.as_str()),
+                "{sql}"
+            );
+        }
+        // Everything else takes the parser: several statements, comments, readings that differ
+        // by sql_mode, other leading keywords, files.
+        for sql in [
+            "SELECT 1; SELECT 2",
+            "SELECT /*!50000 1 */",
+            "SELECT 1 -- x",
+            "SELECT 1 # x",
+            r"SELECT 'a\'; SELECT 'b'",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "SET @a = 1",
+            "SELECT * FROM t INTO OUTFILE '/tmp/x'",
+            "SELECT 1 INTO DUMPFILE '/tmp/x'",
+        ] {
+            assert!(plain_data(sql, &sqltext::readings(sql)).is_none(), "{sql}");
+        }
+        // The keyword checks still run on what skips the parser.
+        assert_eq!(
+            code("SELECT 1 FROM t INTO outfile '/tmp/x'", true),
+            Some(1227)
+        );
+        assert_eq!(code("SELECT 1", true), None);
     }
 
     #[test]

@@ -93,6 +93,7 @@ fn routes(port: u16) -> HashMap<String, Arc<Route>> {
             query_timeout_ms: QUERY_TIMEOUT_MS,
             ..Settings::default()
         },
+        key_rules: Arc::default(),
         blueprint_id: tenant.is_none().then(|| "bp1".to_string()),
         slots: Arc::new(Semaphore::new(10)),
         server_slots: Arc::new(Semaphore::new(10)),

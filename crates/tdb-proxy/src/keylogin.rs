@@ -1,0 +1,90 @@
+//! Logins of the Redis proxy. Redis sends a user and a password (`AUTH user key`, `HELLO 3 AUTH
+//! user key`); the reference's user is the tenant's id and its password an API key. tdb's key is
+//! one of its proxy credentials written as `<credential>.<password>` (credential names hold no
+//! `.`), so the credential is found by its name and the password checked against its SCRAM
+//! verifier, as the PostgreSQL proxy checks it. The user picks the database: a routing name
+//! (`<blueprint>__<tenant>`, `<workspace>_workspace`), or a tenant's id alone when the tenant
+//! has one Redis database.
+
+use tdb_catalog::Catalog;
+use tdb_catalog::routing::Login;
+use tdb_core::routing::RoutingName;
+
+use crate::pg::scram::Verifier;
+
+/// Why a login is not taken, as far as the client may know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLoginError {
+    /// Wrong user, key or password: the client hears only that the pair is invalid.
+    Invalid,
+    /// The user names a tenant with several Redis databases: the routing name is needed.
+    Ambiguous(Vec<String>),
+    /// The catalog could not be asked.
+    Unavailable(String),
+}
+
+/// The credential and the routing database `AUTH user key` opens.
+pub async fn redis_login(
+    catalog: &Catalog,
+    user: &str,
+    key: &str,
+) -> Result<(Login, String), KeyLoginError> {
+    let (name, password) = key.split_once('.').ok_or(KeyLoginError::Invalid)?;
+    let login = catalog
+        .proxy_login(name)
+        .await
+        .map_err(|e| KeyLoginError::Unavailable(e.to_string()))?
+        .ok_or(KeyLoginError::Invalid)?;
+    // PBKDF2 takes a few milliseconds: off the proxy's workers.
+    let verifier = login.verifier.clone();
+    let password = password.to_string();
+    let accepted = tokio::task::spawn_blocking(move || {
+        Verifier::parse(&verifier).is_some_and(|v| v.accepts_password(&password))
+    })
+    .await
+    .unwrap_or(false);
+    if !accepted {
+        return Err(KeyLoginError::Invalid);
+    }
+    let database = match RoutingName::parse(user) {
+        Some(_) => user.to_string(),
+        None => {
+            let blueprints = catalog
+                .tenant_redis_blueprints(&login.project_id, user)
+                .await
+                .map_err(|e| KeyLoginError::Unavailable(e.to_string()))?;
+            match blueprints.as_slice() {
+                [] => return Err(KeyLoginError::Invalid),
+                [one] => RoutingName::tenant(one, user).to_string(),
+                _ => {
+                    return Err(KeyLoginError::Ambiguous(
+                        blueprints
+                            .iter()
+                            .map(|bp| RoutingName::tenant(bp, user).to_string())
+                            .collect(),
+                    ));
+                }
+            }
+        }
+    };
+    Ok((login, database))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_without_its_credential_is_invalid_before_the_catalog_is_asked() {
+        // No catalog is reachable here: a key with no `.` must fail without asking one.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let options = sqlx::postgres::PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(1);
+        let catalog = runtime.block_on(async { Catalog::lazy(options) });
+        let refused = runtime.block_on(redis_login(&catalog, "acme", "no-dot-here"));
+        assert_eq!(refused.err(), Some(KeyLoginError::Invalid));
+    }
+}
