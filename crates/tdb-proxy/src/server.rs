@@ -135,6 +135,8 @@ pub struct ProxyState {
     pub refusal_handshakes: tdb_core::ratelimit::PerSecond,
     /// The command table of each Redis server, loaded by its first session.
     pub redis_tables: crate::redis::backend::Tables,
+    /// How many keys each Redis tenant holds, for `max_keys`.
+    pub redis_key_counts: Arc<crate::redis::keyrules::KeyCounts>,
 }
 
 impl ProxyState {
@@ -169,6 +171,7 @@ impl ProxyState {
             statements_memory: tdb_engines::budget::MemoryBudget::new(STATEMENTS_MEMORY),
             refusal_handshakes: tdb_core::ratelimit::PerSecond::new(REFUSAL_HANDSHAKES_PER_SECOND),
             redis_tables: Default::default(),
+            redis_key_counts: Default::default(),
             failures_by_ip,
             failures_by_user,
             metrics: std::sync::Mutex::default(),
@@ -295,16 +298,9 @@ pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) -> std::io:
 }
 
 /// Serves Redis clients on `listener` until shutdown, then finishes (see [`Proxy::finish`]).
-/// Logins are checked by `logins` (the user is the tenant's id or `<workspace>_workspace`, the
-/// password an API key).
-pub async fn serve_redis<L>(
-    listener: TcpListener,
-    state: Arc<ProxyState>,
-    logins: Arc<L>,
-) -> std::io::Result<()>
-where
-    L: crate::redis::RedisLogins + Send + 'static,
-{
+/// Logins are checked against the catalog (see [`crate::keylogin`]).
+pub async fn serve_redis(listener: TcpListener, state: Arc<ProxyState>) -> std::io::Result<()> {
+    let logins = Arc::new(state.catalog.clone());
     let proxy = Proxy::start(state)?;
     let session =
         move |stream, peer, state| crate::redis::handle(stream, peer, state, logins.clone());

@@ -48,7 +48,7 @@ pub async fn run(
 }
 
 /// The prefix's keys, counted through SCAN.
-async fn count(
+pub(super) async fn count(
     backend: &mut Backend,
     prefix: &Prefix,
     pushes: &mut Vec<Frame>,

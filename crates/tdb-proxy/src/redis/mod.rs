@@ -1,11 +1,13 @@
 //! The Redis proxy: tenants are key prefixes on a shared redis-server. The codec, the command
 //! table and the command policy are `tdb_resp`'s (protocol-pure); this module owns the login
 //! phase ([`hello`], [`session`]), the server connection ([`backend`]), the relay ([`relay`])
-//! and the commands the proxy answers for a tenant itself ([`emulate`]).
+//! the commands the proxy answers for a tenant itself ([`emulate`]) and the tenant's rules for
+//! its keys: TTLs and `max_keys` ([`keyrules`]).
 
 pub mod backend;
 mod emulate;
 pub mod hello;
+pub mod keyrules;
 mod relay;
 pub mod session;
 

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{Backend, BackendError};
-use super::emulate;
 use super::session::Client;
+use super::{emulate, keyrules};
 use crate::gate::Gate;
 use crate::querylog::QueryLog;
 
@@ -45,6 +45,9 @@ pub struct SessionContext {
     pub query_timeout: Option<Duration>,
     /// "tenant \"acme\"", for messages.
     pub describe: String,
+    /// TTLs and `max_keys` (see [`super::keyrules`]).
+    pub key_rules: Arc<tdb_core::keyrules::KeyRules>,
+    pub key_counts: Arc<super::keyrules::KeyCounts>,
 }
 
 /// What the client is owed, in order.
@@ -276,12 +279,33 @@ impl Relay<'_> {
         let decision = policy::decide(&table, &self.ctx.prefix, &request, &mut self.session);
         match decision {
             Decision::Forward {
-                args,
+                mut args,
                 reply,
                 keys,
                 blocking,
             } => {
+                let plan = keyrules::plan(&self.ctx.key_rules, &table, &request, &args);
+                if let Some(refusal) = self.over_limit(&plan.written, client, backend).await? {
+                    self.session.spoil_transaction();
+                    self.log(&record(&name, keys), false);
+                    self.answer(Frame::Error(refusal.into()));
+                    return Ok(());
+                }
+                if let Some(ttl) = plan.set_ttl {
+                    args.push(Bytes::from_static(b"EX"));
+                    args.push(Bytes::from(ttl.to_string()));
+                }
                 self.forward(args, reply, blocking, record(&name, keys));
+                for (key, ttl) in plan.expires {
+                    let expire = vec![
+                        Bytes::from_static(b"EXPIRE"),
+                        key,
+                        Bytes::from(ttl.to_string()),
+                        Bytes::from_static(b"NX"),
+                    ];
+                    self.session.queue_hidden();
+                    self.forward(expire, ReplyRewrite::Hidden, None, record("expire", 1));
+                }
                 Ok(())
             }
             Decision::Refuse(message) => {
@@ -359,6 +383,58 @@ impl Relay<'_> {
         }
     }
 
+    /// Under `max_keys`: the refusal of a write that would create keys past the limit. Outside
+    /// MULTI the written keys are checked with EXISTS first (overwriting is always allowed);
+    /// inside, where nothing can be asked of the server, each counts as new.
+    async fn over_limit<S>(
+        &mut self,
+        written: &[Bytes],
+        client: &mut Client<S>,
+        backend: &mut Backend,
+    ) -> Result<Option<String>, End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let Some(max) = self.ctx.key_rules.max_keys else {
+            return Ok(None);
+        };
+        if written.is_empty() {
+            return Ok(None);
+        }
+        let in_multi = self.session.in_multi();
+        let mut pushes = Vec::new();
+        let mut new = written.len() as u64;
+        if !in_multi {
+            self.flush(client, backend).await?;
+            self.drain(client, backend).await?;
+            new = 0;
+            for key in written {
+                let exists = backend.call(&[b"EXISTS", key], &mut pushes).await;
+                if exists.map_err(server_error)? == Frame::Integer(0) {
+                    new += 1;
+                }
+            }
+        }
+        let prefix = self.ctx.prefix.as_bytes().clone();
+        let counts = &self.ctx.key_counts;
+        let mut count = counts.get(&prefix);
+        if !in_multi && count.is_none_or(|c| c + new > max) && new > 0 {
+            let fresh = emulate::count(backend, &self.ctx.prefix, &mut pushes).await;
+            let fresh = u64::try_from(fresh.map_err(server_error)?).unwrap_or(0);
+            counts.set(&prefix, fresh);
+            count = Some(fresh);
+        }
+        for push in pushes {
+            self.pubsub(push);
+        }
+        let count = count.unwrap_or(0);
+        if new > 0 && count + new > max {
+            return Ok(Some(keyrules::over_limit(&self.ctx.describe, count, max)));
+        }
+        counts.add(&prefix, new);
+        Ok(None)
+    }
+
     /// Queues the proxy's own answer behind the replies still owed.
     fn answer(&mut self, frame: Frame) {
         if self.pending.is_empty() {
@@ -400,6 +476,7 @@ impl Relay<'_> {
             return Ok(());
         }
         match self.pending.pop_front() {
+            Some(Expect::Reply(pending)) if pending.rewrite == ReplyRewrite::Hidden => {}
             Some(Expect::Reply(pending)) => {
                 self.log(&pending.log, !frame.is_error());
                 let frame = policy::rewrite(frame, &pending.rewrite, &self.ctx.prefix);

@@ -42,13 +42,40 @@ const PRELOGIN_LIMITS: Limits = Limits {
 /// Where the proxy checks a Redis login: the user is the tenant's id (or
 /// `<workspace>_workspace`), the password an API key. The answer is the credential's login and
 /// the routing database it opens (what [`tenancy::enter`] takes); `Ok(None)` for a wrong pair,
-/// `Err` when the lookup itself failed.
+/// `Err` with a client-safe message when the login cannot be checked or is ambiguous.
 pub trait RedisLogins: Sync {
     fn login(
         &self,
         user: &str,
         password: &str,
     ) -> impl Future<Output = Result<Option<(Login, String)>, String>> + Send;
+}
+
+/// The catalog's logins: the key is a proxy credential written `<credential>.<password>`, the
+/// user a routing name or a tenant's id (see [`crate::keylogin`]). Errors are client-safe.
+impl RedisLogins for tdb_catalog::Catalog {
+    fn login(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> impl Future<Output = Result<Option<(Login, String)>, String>> + Send {
+        use crate::keylogin::{KeyLoginError, redis_login};
+        let (catalog, user, password) = (self.clone(), user.to_string(), password.to_string());
+        async move {
+            match redis_login(&catalog, &user, &password).await {
+                Ok(found) => Ok(Some(found)),
+                Err(KeyLoginError::Invalid) => Ok(None),
+                Err(KeyLoginError::Ambiguous(names)) => Err(format!(
+                    "'{user}' has several Redis databases: log in as one of {}",
+                    names.join(", ")
+                )),
+                Err(KeyLoginError::Unavailable(e)) => {
+                    tracing::error!(error = %e, "catalog lookup of a Redis login failed");
+                    Err("the database catalog is not available; try again".into())
+                }
+            }
+        }
+    }
 }
 
 /// A client that logged in, and what it asked for on the way.
@@ -261,12 +288,7 @@ async fn check<L: RedisLogins>(
             tracing::debug!(%peer, user, "Redis login refused");
             Err(Bytes::from_static(hello::WRONGPASS))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "catalog lookup of a Redis login failed");
-            Err(Bytes::from_static(
-                b"ERR the database catalog is not available; try again",
-            ))
-        }
+        Err(e) => Err(format!("ERR {e}").into()),
     }
 }
 
@@ -345,6 +367,8 @@ pub async fn serve_routed<S>(
         query_timeout: (route.settings.query_timeout_ms > 0)
             .then(|| std::time::Duration::from_millis(route.settings.query_timeout_ms)),
         describe: route.describe(),
+        key_rules: route.key_rules.clone(),
+        key_counts: proxy.redis_key_counts.clone(),
     };
     tracing::debug!(%peer, "Redis session routed");
     relay::relay(client, &mut backend, &ctx).await;

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use super::error::{KeyError, LoadError};
-use super::flags::{AclCategory, CommandFlag};
+use super::flags::{AclCategory, CommandFlag, KeySpecFlag};
 use super::keyspec::{KeySpec, LegacyRange};
 use super::load;
 use super::sort;
@@ -195,6 +195,42 @@ impl CommandTable {
             return positions;
         }
         command.key_positions(args)
+    }
+
+    /// The positions of the keys a write request may create or fill: those its key specs flag
+    /// `insert`, `update` or `ow` (LPUSH's list, RENAME's destination, MSET's keys; not
+    /// LMOVE's source, which is only read and emptied), and SORT's STORE destination. Empty for
+    /// a command that does not write.
+    pub fn written_key_positions(&self, args: &[&[u8]]) -> Result<Vec<usize>, KeyError> {
+        let command = self.lookup(args)?;
+        if !command.accepts(args.len()) {
+            return Err(KeyError::Arity(command.name.clone()));
+        }
+        if !command.has_flag(&CommandFlag::Write) {
+            return Ok(Vec::new());
+        }
+        if command.name == "sort" {
+            return Ok(sort::sort_positions(args)
+                .keys
+                .into_iter()
+                .skip(1)
+                .collect());
+        }
+        let mut out = Vec::new();
+        for spec in &command.key_specs {
+            let fills = spec.flags.iter().any(|f| {
+                matches!(
+                    f,
+                    KeySpecFlag::Insert | KeySpecFlag::Update | KeySpecFlag::Ow
+                )
+            });
+            if fills && !spec.is_incomplete() {
+                spec.positions(&command.name, args, &mut out)?;
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     /// The names (subcommands as `container|sub`) of every command whose key specs cannot

@@ -66,6 +66,22 @@ impl Session {
     pub fn in_multi(&self) -> bool {
         self.multi.is_some()
     }
+
+    /// Inside MULTI: the proxy queued a command of its own (a TTL rule's EXPIRE) after the
+    /// client's; its result is taken out of EXEC's array.
+    pub fn queue_hidden(&mut self) {
+        if let Some(multi) = &mut self.multi {
+            multi.queued.push(ReplyRewrite::Hidden);
+        }
+    }
+
+    /// Inside MULTI: the proxy refused a command after the policy queued it (a key limit), so
+    /// EXEC must abort.
+    pub fn spoil_transaction(&mut self) {
+        if let Some(multi) = &mut self.multi {
+            multi.dirty = true;
+        }
+    }
 }
 
 /// What to do with one request.

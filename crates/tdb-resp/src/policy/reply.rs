@@ -29,6 +29,9 @@ pub enum ReplyRewrite {
     /// Answer this instead of what the server said (EXEC of a transaction that was
     /// discarded instead).
     Replace(Frame),
+    /// A command the proxy added (a TTL rule's EXPIRE): its reply is not the client's, and
+    /// its place in EXEC's array is removed.
+    Hidden,
 }
 
 /// `reply` rewritten for the tenant of `prefix`.
@@ -61,6 +64,7 @@ pub fn rewrite(reply: Frame, how: &ReplyRewrite, prefix: &Prefix) -> Frame {
             items
                 .into_iter()
                 .enumerate()
+                .filter(|(at, _)| each.get(*at) != Some(&ReplyRewrite::Hidden))
                 .map(|(at, item)| match each.get(at) {
                     Some(how) => rewrite(item, how, prefix),
                     None => item,
@@ -68,6 +72,7 @@ pub fn rewrite(reply: Frame, how: &ReplyRewrite, prefix: &Prefix) -> Frame {
                 .collect()
         }),
         ReplyRewrite::Replace(frame) => frame.clone(),
+        ReplyRewrite::Hidden => reply,
     }
 }
 

@@ -647,3 +647,36 @@ fn every_plain_data_command_is_admitted_and_none_of_the_rest() {
     assert!(refused("PFDEBUG GETREG k").contains("PFDEBUG"));
     assert!(refused("RESTORE-ASKING k 0 x").contains("RESTORE-ASKING"));
 }
+
+#[test]
+fn hidden_commands_leave_execs_array() {
+    let mut session = Session::new("acme", false);
+    forwarded_in(&mut session, "MULTI");
+    forwarded_in(&mut session, "LPUSH l a");
+    session.queue_hidden();
+    forwarded_in(&mut session, "GET k");
+    let (_, reply) = forwarded_in(&mut session, "EXEC");
+    let answer = Frame::Array(vec![Frame::Integer(1), Frame::Integer(1), bulk("v")]);
+    assert_eq!(
+        rewrite(answer, &reply, &prefix()),
+        Frame::Array(vec![Frame::Integer(1), bulk("v")])
+    );
+}
+
+#[test]
+fn written_keys_are_those_a_write_may_create() {
+    let positions = |line: &str| {
+        let req = request(line);
+        let args: Vec<&[u8]> = req.args().iter().map(|a| &a[..]).collect();
+        table().written_key_positions(&args).expect("known")
+    };
+    assert_eq!(positions("SET k v"), [1]);
+    assert_eq!(positions("MSET a 1 b 2"), [1, 3]);
+    assert_eq!(positions("LPUSH l a"), [1]);
+    assert_eq!(positions("LMOVE src dst LEFT RIGHT"), [2]);
+    assert_eq!(positions("RENAME a b"), [2]);
+    assert_eq!(positions("SORT l STORE d"), [3]);
+    assert_eq!(positions("GET k"), Vec::<usize>::new());
+    assert_eq!(positions("DEL a b"), Vec::<usize>::new());
+    assert_eq!(positions("LPOP l"), Vec::<usize>::new());
+}

@@ -7,16 +7,18 @@
 
 mod clients;
 mod isolation;
+mod keyrules;
 mod rust_client;
 mod server;
 mod sessions;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tdb_catalog::routing::Login;
+use tdb_core::keyrules::{KeyRules, PatternRule};
 use tdb_core::secrets::MasterKey;
 use tdb_core::settings::Settings;
 use tdb_core::{KeyRole, ScopeType, TenantStatus};
@@ -58,6 +60,29 @@ pub const B: Tenant = Tenant {
     acl_user: "tb_app",
     acl_password: "tb-secret",
 };
+/// Tenants with rules for their keys: TTLs for C, a key limit for D.
+pub const C: Tenant = Tenant {
+    id: "gamma",
+    key: "key-gamma-1",
+    database: "shop__gamma",
+    physical: "tg",
+    acl_user: "tg_app",
+    acl_password: "tg-secret",
+};
+pub const D: Tenant = Tenant {
+    id: "delta",
+    key: "key-delta-2",
+    database: "shop__delta",
+    physical: "td",
+    acl_user: "td_app",
+    acl_password: "td-secret",
+};
+/// C's rules: keys live 100 s, `cache:*` keys 5 s.
+pub const C_DEFAULT_TTL: u64 = 100;
+pub const C_CACHE_TTL: u64 = 5;
+/// D's rule: 3 keys at most.
+pub const D_MAX_KEYS: u64 = 3;
+
 /// Tenant A's read credential.
 pub const A_READ_KEY: &str = "read-acme-789";
 /// The routes' `query_timeout_ms`.
@@ -99,12 +124,14 @@ fn logins() -> TestLogins {
         entry(A.id, A.key, KeyRole::Write, A.database),
         entry(B.id, B.key, KeyRole::Write, B.database),
         entry(A.id, A_READ_KEY, KeyRole::Read, A.database),
+        entry(C.id, C.key, KeyRole::Write, C.database),
+        entry(D.id, D.key, KeyRole::Write, D.database),
     ]))
 }
 
 /// A's route reaches the server by its Unix socket, B's by TCP.
 fn routes(redis: &TestRedis) -> HashMap<String, Arc<Route>> {
-    let route = |t: &Tenant, host: String, read: Option<Access>| Route {
+    let route = |t: &Tenant, host: String, read: Option<Access>, rules: KeyRules| Route {
         project_id: "p1".into(),
         name: RoutingName::parse(t.database).expect("a routing name"),
         tenant_id: Some(t.id.to_string()),
@@ -122,6 +149,7 @@ fn routes(redis: &TestRedis) -> HashMap<String, Arc<Route>> {
             query_timeout_ms: QUERY_TIMEOUT_MS,
             ..Settings::default()
         },
+        key_rules: Arc::new(rules),
         blueprint_id: None,
         slots: Arc::new(Semaphore::new(10)),
         server_slots: Arc::new(Semaphore::new(10)),
@@ -132,22 +160,40 @@ fn routes(redis: &TestRedis) -> HashMap<String, Arc<Route>> {
         password: "ta-read-secret".into(),
     };
     let socket = redis.socket.display().to_string();
+    let tcp = || "127.0.0.1".to_string();
+    let ttls = KeyRules {
+        default_ttl: Some(C_DEFAULT_TTL),
+        patterns: BTreeMap::from([("cache:*".to_string(), PatternRule { ttl: C_CACHE_TTL })]),
+        ..KeyRules::default()
+    };
+    let limit = KeyRules {
+        max_keys: Some(D_MAX_KEYS),
+        ..KeyRules::default()
+    };
     HashMap::from([
         (
             A.database.to_string(),
-            Arc::new(route(&A, socket, Some(read))),
+            Arc::new(route(&A, socket, Some(read), KeyRules::default())),
         ),
         (
             B.database.to_string(),
-            Arc::new(route(&B, "127.0.0.1".into(), None)),
+            Arc::new(route(&B, tcp(), None, KeyRules::default())),
+        ),
+        (
+            C.database.to_string(),
+            Arc::new(route(&C, tcp(), None, ttls)),
+        ),
+        (
+            D.database.to_string(),
+            Arc::new(route(&D, tcp(), None, limit)),
         ),
     ])
 }
 
-/// The server with both tenants' ACL users (and A's read-only user).
+/// The server with the tenants' ACL users (and A's read-only user).
 pub async fn server() -> anyhow::Result<TestRedis> {
     let redis = TestRedis::start()?;
-    for t in [&A, &B] {
+    for t in [&A, &B, &C, &D] {
         redis
             .tenant_user(t.acl_user, t.acl_password, &format!("{}:", t.physical))
             .await?;
