@@ -24,6 +24,8 @@ pub enum Aad<'a> {
     ManagedServerAdmin,
     /// A managed MariaDB server's administrator password in its state file (one per data dir).
     ManagedMariadbAdmin,
+    /// A managed Redis server's administrator password in its state file (one per data dir).
+    ManagedRedisAdmin,
     /// A workspace's owner role, by workspace id.
     WorkspaceOwner(&'a str),
     /// One of a tenant database's roles, by tenant database id.
@@ -41,6 +43,7 @@ impl Aad<'_> {
             Aad::ServerAdmin(id) | Aad::WorkspaceOwner(id) => Cow::Borrowed(id),
             Aad::ManagedServerAdmin => Cow::Borrowed("managed-postgresql-admin"),
             Aad::ManagedMariadbAdmin => Cow::Borrowed("managed-mariadb-admin"),
+            Aad::ManagedRedisAdmin => Cow::Borrowed("managed-redis-admin"),
             Aad::TenantRole(id, role) => Cow::Owned(format!(
                 "{id}:{}",
                 match role {
@@ -66,6 +69,7 @@ mod tests {
             (Aad::ServerAdmin("srv_1"), "srv_1"),
             (Aad::ManagedServerAdmin, "managed-postgresql-admin"),
             (Aad::ManagedMariadbAdmin, "managed-mariadb-admin"),
+            (Aad::ManagedRedisAdmin, "managed-redis-admin"),
             (Aad::WorkspaceOwner("ws_1"), "ws_1"),
             (Aad::TenantRole("tdb_1", TenantRole::Owner), "tdb_1:owner"),
             (Aad::TenantRole("tdb_1", TenantRole::App), "tdb_1:app"),

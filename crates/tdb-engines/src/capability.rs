@@ -95,16 +95,16 @@ pub trait UrlSessions: Send + Sync {
 }
 
 /// Rules a key-value engine keeps per namespace (Redis: a tenant's key prefix), applied by the
-/// engine where the server can hold them and by the proxy otherwise. No engine implements it
-/// yet; docs/ENGINES.md shows how Redis will.
+/// engine where the server can hold them and by the proxy otherwise (Redis: see
+/// `crate::redis::settings`).
 #[async_trait]
 pub trait KeyValueSettings: Send + Sync {
-    /// Applies `settings` to the namespace `prefix` on `server` (for Redis, the tenant's ACL
-    /// user and the counters the proxy keeps).
+    /// Applies `settings` to the namespace named `namespace` on `server` (for Redis, a record
+    /// only the administrator reaches, which the proxy reads and enforces).
     async fn apply_settings(
         &self,
         server: &AdminEndpoint,
-        prefix: &str,
+        namespace: &str,
         settings: &KeySettings,
     ) -> Result<()>;
 }
@@ -116,6 +116,10 @@ pub struct KeySettings {
     pub default_ttl: Option<Duration>,
     /// Keys the namespace may hold; writes that create more are refused.
     pub max_keys: Option<u64>,
+    /// Expiries by glob pattern of the key (as the client names it, without the prefix), for
+    /// keys written without one of their own; the first pattern that matches wins over
+    /// `default_ttl`.
+    pub patterns: Vec<(String, Duration)>,
 }
 
 /// A role as tdb has it now.

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod managed;
 pub mod mysql;
 pub mod postgres;
+pub mod redis;
 mod registry;
 pub mod schema;
 
@@ -23,7 +24,9 @@ pub use engine::{
 pub use managed::mariadb::{ManagedMariadb, ManagedMariadbOptions};
 pub use managed::postgres::{ManagedPostgres, PgBinaries};
 pub use managed::provisioner::{LocalProvisioner, Provisioner, ServerRequest};
+pub use managed::redis::{ManagedRedis, ManagedRedisOptions};
 pub use managed::{AdminEndpoint, ManagedError, RunAs};
 pub use mysql::MysqlEngine;
 pub use postgres::PostgresEngine;
+pub use redis::RedisEngine;
 pub use registry::Engines;

@@ -58,9 +58,10 @@ pub struct Source<'a> {
 }
 
 /// Names the backups of a tenant's databases taken at `at`:
-/// `<engine>/<kind>/<timestamp>/<project>_tenant_<tenant>.sql.gz`, as the spec has it. A tenant
-/// with more than one database of an engine gets `__<blueprint>` before the extension, so each
-/// database has a path of its own.
+/// `<engine>/<kind>/<timestamp>/<project>_tenant_<tenant>.<format>.gz`, as the spec has it. A
+/// tenant with more than one database of an engine gets `__<blueprint>` before the extension,
+/// so each database has a path of its own. The format is the engine's dump's: SQL, or for Redis
+/// the keys as RESP records (`DUMP` payloads with their TTLs).
 pub fn plan(
     project_id: &str,
     tenant_id: &str,
@@ -88,13 +89,23 @@ pub fn plan(
                 database_type: s.engine,
                 kind,
                 storage_path: format!(
-                    "{}/{kind}/{taken_at}/{project_id}_tenant_{tenant}{suffix}.sql.gz",
-                    s.engine
+                    "{}/{kind}/{taken_at}/{project_id}_tenant_{tenant}{suffix}.{}.gz",
+                    s.engine,
+                    dump_format(s.engine)
                 ),
                 taken_at: taken_at.clone(),
             }
         })
         .collect()
+}
+
+/// The extension of an engine's dumps.
+fn dump_format(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Redis => "resp",
+        Engine::Mongodb => "bson",
+        Engine::Postgresql | Engine::Mysql => "sql",
+    }
 }
 
 /// A project's backup policy with the server's defaults filled in.
@@ -403,6 +414,22 @@ mod tests {
             "postgresql/scheduled/2026-02-15T14-30-00/p_tenant_acme__app.sql.gz"
         );
         assert_ne!(two[0].storage_path, two[1].storage_path);
+        let redis = plan(
+            "p",
+            "t",
+            "acme",
+            &[Source {
+                tenant_database_id: "d3",
+                blueprint: "cache",
+                engine: Engine::Redis,
+            }],
+            BackupKind::Manual,
+            at,
+        );
+        assert_eq!(
+            redis[0].storage_path,
+            "redis/manual/2026-02-15T14-30-00/p_tenant_acme.resp.gz"
+        );
     }
 
     #[test]

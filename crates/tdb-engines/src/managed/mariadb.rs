@@ -408,7 +408,7 @@ fn write_config(
 }
 
 /// Writes a new file of mode 0600 for `run_as`.
-fn write_private(path: &Path, text: &str, run_as: &RunAs) -> Result<(), ManagedError> {
+pub(super) fn write_private(path: &Path, text: &str, run_as: &RunAs) -> Result<(), ManagedError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let what = format!("writing {}", path.display());
@@ -442,7 +442,7 @@ fn socket_dir_of(server_dir: &Path) -> PathBuf {
 
 /// Makes `dir` a directory of `run_as` with mode 0700 (no other local user may enter it; root
 /// can, as root can read the data directory anyway).
-fn private_dir(dir: &Path, run_as: &RunAs) -> Result<(), ManagedError> {
+pub(super) fn private_dir(dir: &Path, run_as: &RunAs) -> Result<(), ManagedError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() && !meta.file_type().is_symlink() => {

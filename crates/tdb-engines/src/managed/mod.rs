@@ -6,6 +6,7 @@ pub mod mariadb;
 pub mod postgres;
 pub mod process;
 pub mod provisioner;
+pub mod redis;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,156 @@
+//! A Redis session for commands tdb runs for users (the API's queries): one connection as the
+//! namespace's own user, one command per `run`, written as redis-cli takes it (`SET k "a b"`,
+//! split by tdb-resp's inline rules), planned by [`super::rewrite`] (keys prefixed, patterns
+//! anchored, default deny) and answered as rows by [`super::render`].
+//!
+//! `limits.timeout` bounds each command: one that outlives it (a blocking pop, a slow script)
+//! ends the session's connection (and, with `admin` given, the server ends the client by its
+//! id, so a command it was blocked in goes too); the session is of no further use.
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use tdb_resp::command::CommandTable;
+use tdb_resp::frame::{Frame, Limits as FrameLimits, RequestDecoder};
+use tdb_resp::prefix::Prefix;
+
+use super::SessionPlace;
+use super::conn::{self, RedisConn};
+use super::namespace::{KeyScan, prefix_of};
+use super::rewrite::{self, Plan, refused};
+use crate::AdminEndpoint;
+use crate::engine::{DatabaseAccess, EngineError, Limits, QueryOutput, Result, Session};
+
+pub struct RedisSession {
+    conn: Option<RedisConn>,
+    prefix: Prefix,
+    table: Arc<CommandTable>,
+    limits: Limits,
+    /// The server's id of this connection (`CLIENT ID`), for `CLIENT KILL ID`.
+    id: i64,
+    admin: Option<AdminEndpoint>,
+    _place: SessionPlace,
+}
+
+impl RedisSession {
+    pub async fn open(
+        target: &DatabaseAccess,
+        limits: Limits,
+        admin: Option<&AdminEndpoint>,
+        tables: &super::Tables,
+        place: SessionPlace,
+    ) -> Result<Self> {
+        super::check_name(&target.database)?;
+        let mut conn = conn::connect(target).await?;
+        let table = tables.get(&mut conn, target).await?;
+        let id = conn::integer(&conn.call(&["CLIENT", "ID"]).await?, "CLIENT ID")?;
+        Ok(Self {
+            conn: Some(conn),
+            prefix: prefix_of(&target.database),
+            table,
+            limits,
+            id,
+            admin: admin.cloned(),
+            _place: place,
+        })
+    }
+
+    /// Gives the connection up and, when tdb has the administrator, has the server end it.
+    fn abandon(&mut self) {
+        let conn = self.conn.take();
+        let (admin, id) = (self.admin.clone(), self.id);
+        tokio::spawn(async move {
+            drop(conn);
+            let Some(admin) = admin else { return };
+            if let Ok(mut admin) = conn::connect(&admin).await {
+                let _ = admin
+                    .call(&["CLIENT", "KILL", "ID", id.to_string().as_str()])
+                    .await;
+            }
+        });
+    }
+
+    async fn execute(&mut self, args: Vec<Bytes>) -> Result<Frame> {
+        let plan = rewrite::plan(&self.table, &self.prefix, args)?;
+        let conn = self.conn.as_mut().ok_or_else(|| {
+            EngineError::Internal("the session ended after an earlier command".into())
+        })?;
+        match plan {
+            Plan::DbSize => {
+                let mut scan = KeyScan::new(&self.prefix);
+                let mut n = 0i64;
+                while let Some(keys) = scan.next(conn).await? {
+                    n += i64::try_from(keys.len()).unwrap_or(i64::MAX);
+                }
+                Ok(Frame::Integer(n))
+            }
+            Plan::Send { args, reply } => {
+                conn.send(&args);
+                let frame = conn::check(conn.read().await?)?;
+                rewrite::strip(&self.prefix, reply, frame)
+            }
+        }
+    }
+}
+
+/// The words of one command line, as redis-cli splits what is typed.
+pub fn split(line: &str) -> Result<Vec<Bytes>> {
+    if line.contains(['\n', '\r']) {
+        return Err(refused("one command per line"));
+    }
+    let mut buf = BytesMut::from(line.as_bytes());
+    buf.extend_from_slice(b"\r\n");
+    let limits = FrameLimits::default();
+    // A line starting with `*` would be read as a RESP array: no command name does.
+    if line.trim_start().starts_with('*') {
+        return Err(refused("a command line cannot start with '*'"));
+    }
+    match RequestDecoder::new(limits).decode(&mut buf) {
+        Ok(Some(request)) if buf.is_empty() => Ok(request.into_args()),
+        Ok(_) => Err(refused("empty command")),
+        Err(e) => Err(refused(e)),
+    }
+}
+
+#[async_trait]
+impl Session for RedisSession {
+    async fn run(&mut self, statement: &str) -> Result<QueryOutput> {
+        let args = split(statement)?;
+        let timeout = self.limits.timeout;
+        match tokio::time::timeout(timeout, self.execute(args)).await {
+            Ok(Ok(reply)) => {
+                super::render::output(reply, self.limits.max_rows, &self.limits.answer)
+            }
+            Ok(Err(e)) => {
+                if matches!(e, EngineError::Connect(_) | EngineError::Internal(_)) {
+                    self.abandon();
+                }
+                Err(e)
+            }
+            Err(_) => {
+                self.abandon();
+                Err(EngineError::Timeout(timeout))
+            }
+        }
+    }
+
+    async fn close(mut self: Box<Self>) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = conn.call(&["QUIT"]).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_as_redis_cli_splits_them() {
+        assert_eq!(split(r#"SET k "a b""#).expect("split"), ["SET", "k", "a b"]);
+        assert_eq!(split("  GET   k ").expect("split"), ["GET", "k"]);
+        for bad in ["", "   ", "GET a\nFLUSHALL", r#"SET k "open"#, "*1"] {
+            assert!(split(bad).is_err(), "{bad:?}");
+        }
+    }
+}
