@@ -231,9 +231,17 @@ async fn apply_key_rules(
             JobError::permanent(format!("version {} of the blueprint is gone", d.version))
         })?;
     let rules = tdb_core::keyrules::KeyRules::from_json(&stored);
+    // The engine applies the first pattern that matches: most specific first.
+    let mut patterns: Vec<(String, std::time::Duration)> = rules
+        .patterns
+        .iter()
+        .map(|(glob, rule)| (glob.clone(), std::time::Duration::from_secs(rule.ttl)))
+        .collect();
+    patterns.sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     let settings = tdb_engines::KeySettings {
         default_ttl: rules.default_ttl.map(std::time::Duration::from_secs),
         max_keys: rules.max_keys,
+        patterns,
     };
     engine
         .apply_settings(admin, &db.physical_db, &settings)
