@@ -22,6 +22,7 @@ use tdb_core::keyrules::{KeyRules, PatternRule};
 use tdb_core::secrets::MasterKey;
 use tdb_core::settings::Settings;
 use tdb_core::{KeyRole, ScopeType, TenantStatus};
+use tdb_engines::redis::acl::Role;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -190,32 +191,17 @@ fn routes(redis: &TestRedis) -> HashMap<String, Arc<Route>> {
     ])
 }
 
-/// The server with the tenants' ACL users (and A's read-only user).
+/// The server with the tenants' ACL users (and A's read-only user), made by tdb's own rules.
 pub async fn server() -> anyhow::Result<TestRedis> {
     let redis = TestRedis::start()?;
     for t in [&A, &B, &C, &D] {
         redis
-            .tenant_user(t.acl_user, t.acl_password, &format!("{}:", t.physical))
+            .acl_user(t.acl_user, Role::App, t.physical, t.acl_password)
             .await?;
     }
-    let mut admin = redis.admin().await?;
-    let read = [
-        "ACL",
-        "SETUSER",
-        "ta_read",
-        "reset",
-        "on",
-        ">ta-read-secret",
-        "~ta:*",
-        "&ta:*",
-        "+@read",
-        "+@connection",
-        "+scan",
-        "-@admin",
-        "-@dangerous",
-        "+keys",
-    ];
-    anyhow::ensure!(admin.call(&read).await? == tdb_resp::frame::Frame::Simple("OK".into()));
+    redis
+        .acl_user("ta_read", Role::Read, A.physical, "ta-read-secret")
+        .await?;
     Ok(redis)
 }
 

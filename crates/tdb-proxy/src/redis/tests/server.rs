@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
 use bytes::{Bytes, BytesMut};
+use tdb_engines::redis::acl::{Role, setuser_args};
 use tdb_resp::frame::{Frame, Limits, ReplyDecoder, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -79,35 +80,18 @@ impl TestRedis {
         ))
     }
 
-    /// Creates a tenant's ACL user as the control plane does: its keys and channels only.
-    pub async fn tenant_user(
+    /// Creates an ACL user of namespace `name` as the control plane does
+    /// (`tdb_engines::redis::acl`): its keys and channels only, data commands only.
+    pub async fn acl_user(
         &self,
         user: &str,
+        role: Role,
+        name: &str,
         password: &str,
-        prefix: &str,
     ) -> anyhow::Result<()> {
-        let keys = format!("~{prefix}*");
-        let channels = format!("&{prefix}*");
-        let pass = format!(">{password}");
-        let mut admin = self.admin().await?;
-        let line = [
-            "ACL",
-            "SETUSER",
-            user,
-            "reset",
-            "on",
-            &pass,
-            &keys,
-            &channels,
-            "+@all",
-            "-@admin",
-            "-@dangerous",
-            "+keys",
-            "+sort",
-            "+sort_ro",
-            "+restore",
-        ];
-        let answer = admin.call(&line).await?;
+        let args = setuser_args(user, role, name, password);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let answer = self.admin().await?.call(&args).await?;
         if answer != Frame::Simple("OK".into()) {
             bail!("ACL SETUSER answered {answer:?}");
         }
