@@ -8,6 +8,7 @@ pub mod backend;
 mod emulate;
 pub mod hello;
 pub mod keyrules;
+mod patterns;
 mod relay;
 pub mod session;
 

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{Backend, BackendError};
+use super::patterns::Patterns;
 use super::session::Client;
 use super::{emulate, keyrules};
 use crate::gate::Gate;
@@ -91,6 +92,8 @@ struct Relay<'a> {
     /// Bytes for the client and for the server, written before the relay waits again.
     to_client: BytesMut,
     to_server: BytesMut,
+    /// The client's pattern subscriptions, kept by the proxy.
+    patterns: Patterns,
 }
 
 /// Relays until the client leaves, the server goes, the tenant is stopped or a reply is late.
@@ -105,6 +108,7 @@ where
         pending: VecDeque::new(),
         to_client: BytesMut::with_capacity(16 * 1024),
         to_server: BytesMut::with_capacity(16 * 1024),
+        patterns: Patterns::default(),
     };
     let end = relay.run(client, backend).await;
     ctx.metrics.sessions.decrement(1.0);
@@ -278,6 +282,10 @@ impl Relay<'_> {
         let name = policy::command_name(&table, &request);
         let decision = policy::decide(&table, &self.ctx.prefix, &request, &mut self.session);
         match decision {
+            Decision::Forward { .. } if matches!(name.as_str(), "psubscribe" | "punsubscribe") => {
+                self.pattern_subscription(&name, &request.args()[1..]);
+                Ok(())
+            }
             Decision::Forward {
                 mut args,
                 reply,
@@ -435,6 +443,26 @@ impl Relay<'_> {
         Ok(None)
     }
 
+    /// PSUBSCRIBE and PUNSUBSCRIBE, kept by the proxy (see [`super::patterns`]).
+    fn pattern_subscription(&mut self, name: &str, patterns: &[Bytes]) {
+        let (prefix, resp3) = (&self.ctx.prefix, self.session.resp3);
+        let server = if name == "psubscribe" {
+            self.patterns.subscribe(patterns, prefix, resp3)
+        } else {
+            self.patterns.unsubscribe(patterns, prefix, resp3)
+        };
+        let owed = if resp3 || self.session.subscribed {
+            0
+        } else {
+            1
+        };
+        let rewrite = ReplyRewrite::Subscription {
+            confirmations: owed,
+        };
+        // Outside RESP2's subscribed mode the server's one confirmation is owed in order.
+        self.forward(server, rewrite, None, record(name, 0));
+    }
+
     /// Queues the proxy's own answer behind the replies still owed.
     fn answer(&mut self, frame: Frame) {
         if self.pending.is_empty() {
@@ -479,13 +507,15 @@ impl Relay<'_> {
             Some(Expect::Reply(pending)) if pending.rewrite == ReplyRewrite::Hidden => {}
             Some(Expect::Reply(pending)) => {
                 self.log(&pending.log, !frame.is_error());
-                let frame = policy::rewrite(frame, &pending.rewrite, &self.ctx.prefix);
-                if matches!(pending.rewrite, ReplyRewrite::Subscription { .. })
-                    && policy::leaves_subscribed_mode(&frame)
-                {
-                    self.session.subscribed = false;
+                if let ReplyRewrite::Subscription { .. } = pending.rewrite {
+                    if policy::leaves_subscribed_mode(&frame) {
+                        self.session.subscribed = false;
+                    }
+                    self.pubsub(frame);
+                } else {
+                    policy::rewrite(frame, &pending.rewrite, &self.ctx.prefix)
+                        .encode(&mut self.to_client);
                 }
-                frame.encode(&mut self.to_client);
             }
             Some(Expect::Local(_)) => {
                 return Err(End::Said("ERR internal error: replies out of order".into()));
@@ -510,9 +540,11 @@ impl Relay<'_> {
     }
 
     fn pubsub(&mut self, frame: Frame) {
-        match policy::rewrite_pubsub(frame, &self.ctx.prefix) {
-            Some(frame) => frame.encode(&mut self.to_client),
-            None => tracing::warn!("a pub/sub frame outside the tenant's prefix was dropped"),
+        for frame in self.patterns.server_frame(frame, &self.ctx.prefix) {
+            match policy::rewrite_pubsub(frame, &self.ctx.prefix) {
+                Some(frame) => frame.encode(&mut self.to_client),
+                None => tracing::warn!("a pub/sub frame outside the tenant's prefix was dropped"),
+            }
         }
     }
 

@@ -159,9 +159,8 @@ except redis.ResponseError as e:
 # Pub/sub: the channel names the subscriber sees are its own; another tenant's publish on the
 # same name does not reach it.
 ps = r.pubsub()
-# The tenant's ACL user allows pattern subscriptions to its whole prefix only (redis-server
-# compares PSUBSCRIBE patterns with the user's channel patterns literally): `*` is the one.
-ps.subscribe(f"{tag}:news"); ps.psubscribe("*")
+# Pattern subscriptions are kept by the proxy (the ACL user may only hold its whole prefix).
+ps.subscribe(f"{tag}:news"); ps.psubscribe("*", f"{tag}:n*", "nothing.*")
 def wait(kind):
     while True:
         m = ps.get_message(timeout=5)
@@ -170,10 +169,17 @@ def wait(kind):
             return m
 assert wait("subscribe")["channel"] == f"{tag}:news".encode()
 assert wait("psubscribe")["channel"] == b"*"
+assert wait("psubscribe")["channel"] == f"{tag}:n*".encode()
+assert wait("psubscribe")["channel"] == b"nothing.*"
 assert other.publish(f"{tag}:news", "from the other tenant") == 0
 assert r.publish(f"{tag}:news", "hello") == 2
-got = {(m["type"], m.get("pattern"), m["channel"], m["data"]) for m in (wait("message"), wait("pmessage"))}
-assert got == {("message", None, f"{tag}:news".encode(), b"hello"), ("pmessage", b"*", f"{tag}:news".encode(), b"hello")}, got
+m = wait("message"); assert (m["channel"], m["data"]) == (f"{tag}:news".encode(), b"hello"), m
+got = {(m["pattern"], m["channel"], m["data"]) for m in (wait("pmessage"), wait("pmessage"))}
+assert got == {(b"*", f"{tag}:news".encode(), b"hello"), (f"{tag}:n*".encode(), f"{tag}:news".encode(), b"hello")}, got
+ps.punsubscribe(f"{tag}:n*")
+assert wait("punsubscribe")["channel"] == f"{tag}:n*".encode()
+r.publish(f"{tag}:other", "x")
+m = wait("pmessage"); assert (m["pattern"], m["channel"]) == (b"*", f"{tag}:other".encode()), m
 assert r.pubsub_numsub(f"{tag}:news") == [(f"{tag}:news".encode(), 1)]
 # PUBSUB CHANNELS is anchored by the proxy, and the ACL user does not have it (yet).
 try:
