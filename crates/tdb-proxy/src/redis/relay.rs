@@ -605,3 +605,15 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_gets_the_command_and_its_key_count_only() {
+        assert_eq!(record("get", 1).text, "GET (1 key)");
+        assert_eq!(record("client|setname", 0).text, "CLIENT SETNAME (0 keys)");
+        assert_eq!(record("mset", 3).text, "MSET (3 keys)");
+    }
+}

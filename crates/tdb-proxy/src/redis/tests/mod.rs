@@ -231,7 +231,8 @@ impl Fixture {
                 .parse()
                 .expect("options"),
         );
-        let (log, _writer) = crate::querylog::QueryLog::new(catalog.clone(), false);
+        // Enabled, with no writer: records stay in the batch, where the tests count them.
+        let (log, _writer) = crate::querylog::QueryLog::new(catalog.clone(), true);
         let config = ProxyConfig {
             plaintext,
             ..ProxyConfig::default()

@@ -183,3 +183,19 @@ async fn read_credentials_log_in_as_the_read_user() -> anyhow::Result<()> {
     drop((a, r));
     f.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_reaches_the_query_log() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut a = f.login(&A).await?;
+    let before = f.proxy.log.pending();
+    // Forwarded, refused and emulated: one record each.
+    a.call(&["SET", "k", "secret value"]).await?;
+    a.call(&["MGET", "k", "l"]).await?;
+    a.call(&["FLUSHALL"]).await?;
+    a.call(&["DBSIZE"]).await?;
+    assert_eq!(f.proxy.log.pending(), before + 4);
+    drop(a);
+    f.finish().await
+}
