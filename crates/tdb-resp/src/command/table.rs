@@ -152,6 +152,11 @@ impl CommandTable {
         self.commands.is_empty()
     }
 
+    /// Every top-level command, in no particular order.
+    pub fn commands(&self) -> impl Iterator<Item = &Command> {
+        self.commands.values()
+    }
+
     /// A top-level command by name, in any case.
     pub fn get(&self, name: &[u8]) -> Option<&Command> {
         let name = std::str::from_utf8(name).ok()?.to_ascii_lowercase();

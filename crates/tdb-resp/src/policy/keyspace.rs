@@ -25,10 +25,15 @@ pub(super) fn keys(args: &[Bytes], prefix: &Prefix) -> Decision {
 
 /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`: options are read in pairs from the third
 /// argument as redis-server reads them; every MATCH is anchored (the server uses the last),
-/// and a SCAN without one gets `MATCH <prefix>*`.
+/// and a SCAN without one gets `MATCH <prefix>*`. An odd option list is a syntax error here,
+/// as it is for the server.
 pub(super) fn scan(args: &[Bytes], prefix: &Prefix) -> Decision {
     if args.len() < 2 {
         return arity("scan");
+    }
+    // An option without its value would make the server read the MATCH added here as one.
+    if !args.len().is_multiple_of(2) {
+        return Decision::Refuse("ERR syntax error".into());
     }
     let mut out = args.to_vec();
     let mut matched = false;

@@ -244,4 +244,6 @@ pub fn command_name(table: &CommandTable, request: &Request) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
