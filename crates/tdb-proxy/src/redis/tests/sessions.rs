@@ -43,6 +43,16 @@ async fn the_login_phase() -> anyhow::Result<()> {
     assert!(fields.contains(&(Frame::Bulk("proto".into()), Frame::Integer(3))));
     assert_eq!(text(&h.call(&["CLIENT", "GETNAME"]).await?), "app");
     assert_eq!(h.call(&["GET", "nothing"]).await?, Frame::Null);
+    // HELLO 3 before the login switches the protocol; AUTH then logs in.
+    let mut p = f.raw().await?;
+    assert!(matches!(p.call(&["HELLO", "3"]).await?, Frame::Map(_)));
+    assert_eq!(text(&p.call(&["AUTH", A.id, A.key]).await?), "OK");
+    assert_eq!(p.call(&["GET", "nothing"]).await?, Frame::Null);
+    assert_eq!(
+        text(&p.call(&["HELLO", "4"]).await?),
+        "NOPROTO unsupported protocol version"
+    );
+    drop(p);
     // Failed logins count as the other proxies count them: past 10 for a user from one
     // address, even the right key is refused for a while.
     let mut t = f.raw().await?;
