@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the client libraries the integration tests drive tdb's proxies with besides psql,
-# mariadb and sqlx: psycopg 3, psycopg2, asyncpg, pg8000, SQLAlchemy and PyMySQL (Python),
+# mariadb and sqlx: psycopg 3, psycopg2, asyncpg, pg8000, SQLAlchemy, PyMySQL and redis-py (Python),
 # node-postgres and postgres.js (Node), and the OpenAPI fuzzer schemathesis, into
 # target/test-clients/ (or $TDB_TEST_CLIENTS), where the tests look for them. Idempotent and
 # quiet: clients already there are kept; Python, pip, Node and npm come from Debian's packages
@@ -36,6 +36,12 @@ if ! PYTHONPATH="$dir/python" python3 -c 'import pymysql' >/dev/null 2>&1; then
     echo "installing PyMySQL into $dir/python"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
         --no-warn-conflicts --upgrade --target "$dir/python" 'PyMySQL>=1.1,<2'
+fi
+# redis-py: the Redis proxy's Python client (RESP2 and RESP3) in tdb-proxy's redis tests.
+if ! PYTHONPATH="$dir/python" python3 -c 'import redis' >/dev/null 2>&1; then
+    echo "installing redis-py into $dir/python"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --no-warn-conflicts --upgrade --target "$dir/python" 'redis>=5,<8'
 fi
 # schemathesis: the OpenAPI-driven fuzzer that checks the server against its document.
 if ! PYTHONPATH="$dir/schemathesis" python3 -c 'import schemathesis' >/dev/null 2>&1; then

@@ -1,10 +1,12 @@
-//! The data plane: one proxy per wire protocol, PostgreSQL and MySQL. A client connects with a
+//! The data plane: one proxy per wire protocol: PostgreSQL, MySQL and Redis. A client connects with a
 //! routing name (`<blueprint>__<tenant>` or `<workspace>_workspace`) and a credential; the proxy
 //! authenticates it against the catalog, connects to the right server database as the right
 //! role, relays, enforces the tenant's state and limits, and logs every statement.
 
 pub mod mysql;
 pub mod pg;
+#[cfg(feature = "server")]
+pub mod redis;
 
 #[cfg(feature = "server")]
 pub mod admission;
@@ -39,4 +41,4 @@ pub mod tls;
 pub mod workers;
 
 #[cfg(feature = "server")]
-pub use server::{PlaintextPolicy, Proxy, ProxyConfig, ProxyState, serve_pg};
+pub use server::{PlaintextPolicy, Proxy, ProxyConfig, ProxyState, serve_pg, serve_redis};

@@ -76,6 +76,12 @@ impl QueryLog {
         }
     }
 
+    /// Records waiting for the writer (for tests, whose writer does not run).
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        lock(&self.shared.batch).len()
+    }
+
     /// Records lost so far (the writer fell behind or the catalog refused a batch).
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)

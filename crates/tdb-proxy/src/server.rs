@@ -133,6 +133,10 @@ pub struct ProxyState {
     /// TLS handshakes given to connections refused by the address guard, so a client that
     /// asked for TLS can read why (see `pg::session`); past it they are told in plain text.
     pub refusal_handshakes: tdb_core::ratelimit::PerSecond,
+    /// The command table of each Redis server, loaded by its first session.
+    pub redis_tables: crate::redis::backend::Tables,
+    /// How many keys each Redis tenant holds, for `max_keys`.
+    pub redis_key_counts: Arc<crate::redis::keyrules::KeyCounts>,
 }
 
 impl ProxyState {
@@ -166,6 +170,8 @@ impl ProxyState {
             fake_scram_secret: key.derive("proxy-fake-scram"),
             statements_memory: tdb_engines::budget::MemoryBudget::new(STATEMENTS_MEMORY),
             refusal_handshakes: tdb_core::ratelimit::PerSecond::new(REFUSAL_HANDSHAKES_PER_SECOND),
+            redis_tables: Default::default(),
+            redis_key_counts: Default::default(),
             failures_by_ip,
             failures_by_user,
             metrics: std::sync::Mutex::default(),
@@ -287,6 +293,18 @@ pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) -> std::io:
     proxy
         .listen(listener, "postgresql", pg::session::handle)
         .await;
+    proxy.finish().await;
+    Ok(())
+}
+
+/// Serves Redis clients on `listener` until shutdown, then finishes (see [`Proxy::finish`]).
+/// Logins are checked against the catalog (see [`crate::keylogin`]).
+pub async fn serve_redis(listener: TcpListener, state: Arc<ProxyState>) -> std::io::Result<()> {
+    let logins = Arc::new(state.catalog.clone());
+    let proxy = Proxy::start(state)?;
+    let session =
+        move |stream, peer, state| crate::redis::handle(stream, peer, state, logins.clone());
+    proxy.listen(listener, "redis", session).await;
     proxy.finish().await;
     Ok(())
 }

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use super::error::{KeyError, LoadError};
-use super::flags::{AclCategory, CommandFlag};
+use super::flags::{AclCategory, CommandFlag, KeySpecFlag};
 use super::keyspec::{KeySpec, LegacyRange};
 use super::load;
 use super::sort;
@@ -81,13 +81,19 @@ impl Command {
         &self.subcommands
     }
 
+    /// Whether the command names keys at all (key specs, or a legacy key range).
+    pub fn is_keyed(&self) -> bool {
+        !self.key_specs.is_empty() || self.legacy.first > 0
+    }
+
     /// Whether some key of this command cannot be placed from its key specs.
     pub fn keys_incomplete(&self) -> bool {
         self.key_specs.iter().any(KeySpec::is_incomplete)
             || (self.key_specs.is_empty() && self.has_flag(&CommandFlag::Movablekeys))
     }
 
-    fn accepts(&self, argc: usize) -> bool {
+    /// Whether a request of `argc` arguments (the name included) has this command's arity.
+    pub fn accepts(&self, argc: usize) -> bool {
         let argc = i64::try_from(argc).unwrap_or(i64::MAX);
         if self.arity >= 0 {
             argc == self.arity
@@ -146,6 +152,11 @@ impl CommandTable {
         self.commands.is_empty()
     }
 
+    /// Every top-level command, in no particular order.
+    pub fn commands(&self) -> impl Iterator<Item = &Command> {
+        self.commands.values()
+    }
+
     /// A top-level command by name, in any case.
     pub fn get(&self, name: &[u8]) -> Option<&Command> {
         let name = std::str::from_utf8(name).ok()?.to_ascii_lowercase();
@@ -189,6 +200,42 @@ impl CommandTable {
             return positions;
         }
         command.key_positions(args)
+    }
+
+    /// The positions of the keys a write request may create or fill: those its key specs flag
+    /// `insert`, `update` or `ow` (LPUSH's list, RENAME's destination, MSET's keys; not
+    /// LMOVE's source, which is only read and emptied), and SORT's STORE destination. Empty for
+    /// a command that does not write.
+    pub fn written_key_positions(&self, args: &[&[u8]]) -> Result<Vec<usize>, KeyError> {
+        let command = self.lookup(args)?;
+        if !command.accepts(args.len()) {
+            return Err(KeyError::Arity(command.name.clone()));
+        }
+        if !command.has_flag(&CommandFlag::Write) {
+            return Ok(Vec::new());
+        }
+        if command.name == "sort" {
+            return Ok(sort::sort_positions(args)
+                .keys
+                .into_iter()
+                .skip(1)
+                .collect());
+        }
+        let mut out = Vec::new();
+        for spec in &command.key_specs {
+            let fills = spec.flags.iter().any(|f| {
+                matches!(
+                    f,
+                    KeySpecFlag::Insert | KeySpecFlag::Update | KeySpecFlag::Ow
+                )
+            });
+            if fills && !spec.is_incomplete() {
+                spec.positions(&command.name, args, &mut out)?;
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     /// The names (subcommands as `container|sub`) of every command whose key specs cannot

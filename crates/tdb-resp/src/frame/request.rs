@@ -78,6 +78,12 @@ impl RequestDecoder {
         }
     }
 
+    /// Changes the limits from the next argument on (a proxy loosens them once the client has
+    /// authenticated); a request already begun keeps its arguments.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Decodes the next request from the front of `buf`, consuming exactly its bytes;
     /// `Ok(None)` when more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {

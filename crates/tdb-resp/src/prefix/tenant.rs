@@ -75,6 +75,14 @@ impl Prefix {
         out.freeze()
     }
 
+    /// A pattern made by [`Prefix::pattern`] without the escaped prefix (as a pattern
+    /// subscription's confirmation names it), or `None` when it does not start with it.
+    pub fn strip_pattern(&self, pattern: &Bytes) -> Option<Bytes> {
+        pattern
+            .starts_with(&self.escaped)
+            .then(|| pattern.slice(self.escaped.len()..))
+    }
+
     /// The pattern for every name in the prefix, for SCAN without MATCH.
     pub fn match_all(&self) -> Bytes {
         self.pattern(b"*")
@@ -118,6 +126,11 @@ mod tests {
         let prefix = Prefix::new(r"t*[\:").expect("non-empty");
         assert_eq!(prefix.pattern(b"a?"), Bytes::from(r"t\*\[\\:a?"));
         assert_eq!(prefix.match_all(), Bytes::from(r"t\*\[\\:*"));
+        assert_eq!(
+            prefix.strip_pattern(&prefix.pattern(b"a*")),
+            Some(Bytes::from("a*"))
+        );
+        assert_eq!(prefix.strip_pattern(&Bytes::from(r"t*[\:a")), None);
         assert_eq!(Prefix::new(""), Err(PrefixError::Empty));
     }
 }

@@ -1,0 +1,18 @@
+//! The Redis proxy: tenants are key prefixes on a shared redis-server. The codec, the command
+//! table and the command policy are `tdb_resp`'s (protocol-pure); this module owns the login
+//! phase ([`hello`], [`session`]), the server connection ([`backend`]), the relay ([`relay`])
+//! the commands the proxy answers for a tenant itself ([`emulate`]) and the tenant's rules for
+//! its keys: TTLs and `max_keys` ([`keyrules`]).
+
+pub mod backend;
+mod emulate;
+pub mod hello;
+pub mod keyrules;
+mod patterns;
+mod relay;
+pub mod session;
+
+pub use session::{RedisLogins, handle};
+
+#[cfg(test)]
+mod tests;

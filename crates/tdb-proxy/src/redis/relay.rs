@@ -1,0 +1,619 @@
+//! The relay between a logged-in client and its own server connection. Requests are read as
+//! they come (many per read when pipelined) and each is decided by the policy: forwarded
+//! requests are written to the server in order and their replies read back in the same order
+//! and rewritten as the decision says; refusals and emulations are answered by the proxy at
+//! their place in that order. Pub/sub frames (RESP3 pushes, RESP2 arrays in subscribed mode)
+//! are not replies to anything: they lose the prefix and go straight out.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use tdb_catalog::routing::{LoggedStatement, QueryOrigin};
+use tdb_resp::frame::{Frame, Request};
+use tdb_resp::policy::{self, Blocking, Decision, ReplyRewrite, Session};
+use tdb_resp::prefix::Prefix;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::backend::{Backend, BackendError};
+use super::patterns::Patterns;
+use super::session::Client;
+use super::{emulate, keyrules};
+use crate::gate::Gate;
+use crate::querylog::QueryLog;
+
+/// How long the error that ends a session may take to reach the client.
+const FAREWELL_WRITE: Duration = Duration::from_secs(2);
+
+/// Who the session is and what its relay must do.
+pub struct SessionContext {
+    pub origin: Arc<QueryOrigin>,
+    pub prefix: Prefix,
+    /// The name the client logged in with.
+    pub user: Bytes,
+    pub resp3: bool,
+    pub gate: Option<Arc<Gate>>,
+    /// Cancelled when the tenant is suspended or deleted.
+    pub kill: CancellationToken,
+    pub shutdown: CancellationToken,
+    pub log: QueryLog,
+    pub metrics: crate::metrics::ProxyMetrics,
+    /// `query_timeout_ms`: a reply that has not come within it ends the session.
+    pub query_timeout: Option<Duration>,
+    /// "tenant \"acme\"", for messages.
+    pub describe: String,
+    /// TTLs and `max_keys` (see [`super::keyrules`]).
+    pub key_rules: Arc<tdb_core::keyrules::KeyRules>,
+    pub key_counts: Arc<super::keyrules::KeyCounts>,
+}
+
+/// What the client is owed, in order.
+enum Expect {
+    /// The server's reply to a forwarded request.
+    Reply(Pending),
+    /// An answer the proxy made (a refusal), sent when its turn comes.
+    Local(Frame),
+}
+
+struct Pending {
+    rewrite: ReplyRewrite,
+    /// When the session ends if the reply has not come; `None` for a command that may block
+    /// forever.
+    deadline: Option<Instant>,
+    log: Record,
+}
+
+/// What the query log gets of a command: its name and how many keys it named.
+#[derive(Clone)]
+struct Record {
+    text: String,
+    started: std::time::Instant,
+    started_at: DateTime<Utc>,
+}
+
+/// Why a relay ended.
+#[derive(Debug)]
+enum End {
+    ClientGone,
+    Quit,
+    ServerGone,
+    /// Told to the client before closing.
+    Said(String),
+}
+
+struct Relay<'a> {
+    ctx: &'a SessionContext,
+    session: Session,
+    pending: VecDeque<Expect>,
+    /// Bytes for the client and for the server, written before the relay waits again.
+    to_client: BytesMut,
+    to_server: BytesMut,
+    /// The client's pattern subscriptions, kept by the proxy.
+    patterns: Patterns,
+}
+
+/// Relays until the client leaves, the server goes, the tenant is stopped or a reply is late.
+pub async fn relay<S>(client: &mut Client<S>, backend: &mut Backend, ctx: &SessionContext)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    ctx.metrics.sessions.increment(1.0);
+    let mut relay = Relay {
+        ctx,
+        session: Session::new(ctx.user.clone(), ctx.resp3),
+        pending: VecDeque::new(),
+        to_client: BytesMut::with_capacity(16 * 1024),
+        to_server: BytesMut::with_capacity(16 * 1024),
+        patterns: Patterns::default(),
+    };
+    let end = relay.run(client, backend).await;
+    ctx.metrics.sessions.decrement(1.0);
+    tracing::debug!(?end, "Redis session ended");
+    if let End::Said(message) = end {
+        let mut out = std::mem::take(&mut relay.to_client);
+        Frame::Error(message.into()).encode(&mut out);
+        let _ = tokio::time::timeout(FAREWELL_WRITE, client.io.write_all(&out)).await;
+    }
+}
+
+impl Relay<'_> {
+    async fn run<S>(&mut self, client: &mut Client<S>, backend: &mut Backend) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        // Requests pipelined behind the login.
+        if let Err(end) = self.requests(client, backend).await {
+            return end;
+        }
+        loop {
+            if let Err(end) = self.flush(client, backend).await {
+                return end;
+            }
+            let deadline = self.deadline();
+            let ctx = self.ctx;
+            tokio::select! {
+                biased;
+                _ = ctx.kill.cancelled() => {
+                    return End::Said(format!(
+                        "ERR terminating connection: {} is no longer served",
+                        ctx.describe
+                    ));
+                }
+                _ = ctx.shutdown.cancelled() => {
+                    return End::Said("ERR terminating connection because tdb is shutting down".into());
+                }
+                _ = sleep_until(deadline) => {
+                    let ms = ctx.query_timeout.map_or(0, |t| t.as_millis());
+                    return End::Said(format!(
+                        "ERR query timeout: the server did not answer within {ms} ms (query_timeout_ms); closing the connection"
+                    ));
+                }
+                read = backend.io.read_buf(&mut backend.buf) => {
+                    match read {
+                        Ok(0) | Err(_) => return End::ServerGone,
+                        Ok(_) => {}
+                    }
+                    if let Err(end) = self.replies(backend) {
+                        return end;
+                    }
+                }
+                read = client.io.read_buf(&mut client.input) => {
+                    match read {
+                        Ok(0) | Err(_) => return End::ClientGone,
+                        Ok(_) => {}
+                    }
+                    if let Err(end) = self.requests(client, backend).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The deadline of the oldest reply owed.
+    fn deadline(&self) -> Option<Instant> {
+        self.pending.iter().find_map(|e| match e {
+            Expect::Reply(p) => Some(p.deadline),
+            Expect::Local(_) => None,
+        })?
+    }
+
+    async fn flush<S>(&mut self, client: &mut Client<S>, backend: &mut Backend) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        if !self.to_server.is_empty() {
+            backend
+                .io
+                .write_all(&self.to_server)
+                .await
+                .map_err(|_| End::ServerGone)?;
+            self.to_server.clear();
+        }
+        if !self.to_client.is_empty() {
+            self.ctx
+                .metrics
+                .bytes_to_clients
+                .increment(self.to_client.len() as u64);
+            client
+                .io
+                .write_all(&self.to_client)
+                .await
+                .map_err(|_| End::ClientGone)?;
+            client.io.flush().await.map_err(|_| End::ClientGone)?;
+            self.to_client.clear();
+        }
+        Ok(())
+    }
+
+    /// Decides every whole request the client has sent.
+    async fn requests<S>(
+        &mut self,
+        client: &mut Client<S>,
+        backend: &mut Backend,
+    ) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut passed_gate = false;
+        loop {
+            let request = match client.decoder.decode(&mut client.input) {
+                Ok(Some(request)) => request,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    let message = format!("ERR Protocol error: {e}");
+                    // What came before the bad bytes is answered first.
+                    self.flush(client, backend).await?;
+                    self.drain(client, backend).await?;
+                    return Err(End::Said(message));
+                }
+            };
+            if !passed_gate {
+                self.pass_gate(client, backend).await?;
+                passed_gate = true;
+            }
+            self.request(request, client, backend).await?;
+        }
+    }
+
+    /// A held tenant's commands wait here (what was already sent is answered first).
+    async fn pass_gate<S>(
+        &mut self,
+        client: &mut Client<S>,
+        backend: &mut Backend,
+    ) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let ctx = self.ctx;
+        let Some(gate) = &ctx.gate else {
+            return Ok(());
+        };
+        if !gate.is_held() {
+            return Ok(());
+        }
+        self.flush(client, backend).await?;
+        tokio::select! {
+            _ = gate.pass() => Ok(()),
+            _ = ctx.kill.cancelled() => Err(End::Said(format!(
+                "ERR terminating connection: {} is no longer served",
+                ctx.describe
+            ))),
+            _ = ctx.shutdown.cancelled() => Err(End::Said(
+                "ERR terminating connection because tdb is shutting down".into()
+            )),
+        }
+    }
+
+    async fn request<S>(
+        &mut self,
+        request: Request,
+        client: &mut Client<S>,
+        backend: &mut Backend,
+    ) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let table = backend.table.clone();
+        let name = policy::command_name(&table, &request);
+        let decision = policy::decide(&table, &self.ctx.prefix, &request, &mut self.session);
+        match decision {
+            Decision::Forward { .. } if matches!(name.as_str(), "psubscribe" | "punsubscribe") => {
+                self.pattern_subscription(&name, &request.args()[1..]);
+                Ok(())
+            }
+            Decision::Forward {
+                mut args,
+                reply,
+                keys,
+                blocking,
+            } => {
+                let plan = keyrules::plan(&self.ctx.key_rules, &table, &request, &args);
+                if let Some(refusal) = self.over_limit(&plan.written, client, backend).await? {
+                    self.session.spoil_transaction();
+                    self.log(&record(&name, keys), false);
+                    self.answer(Frame::Error(refusal.into()));
+                    return Ok(());
+                }
+                if let Some(ttl) = plan.set_ttl {
+                    args.push(Bytes::from_static(b"EX"));
+                    args.push(Bytes::from(ttl.to_string()));
+                }
+                self.forward(args, reply, blocking, record(&name, keys));
+                for (key, ttl) in plan.expires {
+                    let expire = vec![
+                        Bytes::from_static(b"EXPIRE"),
+                        key,
+                        Bytes::from(ttl.to_string()),
+                        Bytes::from_static(b"NX"),
+                    ];
+                    self.session.queue_hidden();
+                    self.forward(expire, ReplyRewrite::Hidden, None, record("expire", 1));
+                }
+                Ok(())
+            }
+            Decision::Refuse(message) => {
+                self.log(&record(&name, 0), false);
+                self.answer(Frame::Error(message.into()));
+                Ok(())
+            }
+            Decision::Emulate(emulation) => {
+                self.flush(client, backend).await?;
+                self.drain(client, backend).await?;
+                let record = record(&name, 0);
+                let mut pushes = Vec::new();
+                let answer = emulate::run(
+                    &emulation,
+                    backend,
+                    &self.ctx.prefix,
+                    self.session.resp3,
+                    &mut pushes,
+                );
+                let answer = match self.ctx.query_timeout {
+                    Some(limit) => tokio::time::timeout(limit, answer).await.map_err(|_| {
+                        End::Said("ERR query timeout; closing the connection".into())
+                    })?,
+                    None => answer.await,
+                };
+                for push in pushes {
+                    self.pubsub(push);
+                }
+                let answer = answer.map_err(server_error)?;
+                self.log(&record, !answer.is_error());
+                self.answer(answer);
+                if emulation == policy::Emulation::Quit {
+                    self.flush(client, backend).await?;
+                    return Err(End::Quit);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn forward(
+        &mut self,
+        args: Vec<Bytes>,
+        rewrite: ReplyRewrite,
+        blocking: Option<Blocking>,
+        log: Record,
+    ) {
+        self.ctx.metrics.queries.increment(1);
+        if let Some(request) = Request::new(args) {
+            request.encode(&mut self.to_server);
+        }
+        // Subscriptions are confirmed by pub/sub frames, not replies, except for an
+        // unsubscription outside RESP2's subscribed mode.
+        let owed = match &rewrite {
+            ReplyRewrite::Subscription { confirmations } => {
+                if self.session.resp3 || self.session.subscribed {
+                    0
+                } else {
+                    *confirmations
+                }
+            }
+            _ => 1,
+        };
+        let deadline = match (self.ctx.query_timeout, blocking) {
+            (None, _) | (_, Some(Blocking::Forever)) => None,
+            (Some(limit), Some(Blocking::For(wait))) => Some(Instant::now() + limit + wait),
+            (Some(limit), None) => Some(Instant::now() + limit),
+        };
+        for _ in 0..owed {
+            self.pending.push_back(Expect::Reply(Pending {
+                rewrite: rewrite.clone(),
+                deadline,
+                log: log.clone(),
+            }));
+        }
+    }
+
+    /// Under `max_keys`: the refusal of a write that would create keys past the limit. Outside
+    /// MULTI the written keys are checked with EXISTS first (overwriting is always allowed);
+    /// inside, where nothing can be asked of the server, each counts as new.
+    async fn over_limit<S>(
+        &mut self,
+        written: &[Bytes],
+        client: &mut Client<S>,
+        backend: &mut Backend,
+    ) -> Result<Option<String>, End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let Some(max) = self.ctx.key_rules.max_keys else {
+            return Ok(None);
+        };
+        if written.is_empty() {
+            return Ok(None);
+        }
+        let in_multi = self.session.in_multi();
+        let mut pushes = Vec::new();
+        let mut new = written.len() as u64;
+        if !in_multi {
+            self.flush(client, backend).await?;
+            self.drain(client, backend).await?;
+            new = 0;
+            for key in written {
+                let exists = backend.call(&[b"EXISTS", key], &mut pushes).await;
+                if exists.map_err(server_error)? == Frame::Integer(0) {
+                    new += 1;
+                }
+            }
+        }
+        let prefix = self.ctx.prefix.as_bytes().clone();
+        let counts = &self.ctx.key_counts;
+        let mut count = counts.get(&prefix);
+        if !in_multi && count.is_none_or(|c| c + new > max) && new > 0 {
+            let fresh = emulate::count(backend, &self.ctx.prefix, &mut pushes).await;
+            let fresh = u64::try_from(fresh.map_err(server_error)?).unwrap_or(0);
+            counts.set(&prefix, fresh);
+            count = Some(fresh);
+        }
+        for push in pushes {
+            self.pubsub(push);
+        }
+        let count = count.unwrap_or(0);
+        if new > 0 && count + new > max {
+            return Ok(Some(keyrules::over_limit(&self.ctx.describe, count, max)));
+        }
+        counts.add(&prefix, new);
+        Ok(None)
+    }
+
+    /// PSUBSCRIBE and PUNSUBSCRIBE, kept by the proxy (see [`super::patterns`]).
+    fn pattern_subscription(&mut self, name: &str, patterns: &[Bytes]) {
+        let (prefix, resp3) = (&self.ctx.prefix, self.session.resp3);
+        let server = if name == "psubscribe" {
+            self.patterns.subscribe(patterns, prefix, resp3)
+        } else {
+            self.patterns.unsubscribe(patterns, prefix, resp3)
+        };
+        let owed = if resp3 || self.session.subscribed {
+            0
+        } else {
+            1
+        };
+        let rewrite = ReplyRewrite::Subscription {
+            confirmations: owed,
+        };
+        // Outside RESP2's subscribed mode the server's one confirmation is owed in order.
+        self.forward(server, rewrite, None, record(name, 0));
+    }
+
+    /// Queues the proxy's own answer behind the replies still owed.
+    fn answer(&mut self, frame: Frame) {
+        if self.pending.is_empty() {
+            frame.encode(&mut self.to_client);
+        } else {
+            self.pending.push_back(Expect::Local(frame));
+        }
+    }
+
+    /// Reads until every reply owed has come.
+    async fn drain<S>(&mut self, client: &mut Client<S>, backend: &mut Backend) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        while !self.pending.is_empty() {
+            let frame = match self.deadline() {
+                Some(deadline) => tokio::time::timeout_at(deadline, backend.read_frame())
+                    .await
+                    .map_err(|_| End::Said("ERR query timeout; closing the connection".into()))?,
+                None => backend.read_frame().await,
+            };
+            self.reply(frame.map_err(server_error)?)?;
+            self.flush(client, backend).await?;
+        }
+        Ok(())
+    }
+
+    /// Every whole frame the server has sent.
+    fn replies(&mut self, backend: &mut Backend) -> Result<(), End> {
+        while let Some(frame) = backend.buffered_frame().map_err(server_error)? {
+            self.reply(frame)?;
+        }
+        Ok(())
+    }
+
+    fn reply(&mut self, frame: Frame) -> Result<(), End> {
+        if matches!(frame, Frame::Push(_)) {
+            self.pubsub(frame);
+            return Ok(());
+        }
+        match self.pending.pop_front() {
+            Some(Expect::Reply(pending)) if pending.rewrite == ReplyRewrite::Hidden => {}
+            Some(Expect::Reply(pending)) => {
+                self.log(&pending.log, !frame.is_error());
+                if let ReplyRewrite::Subscription { .. } = pending.rewrite {
+                    if policy::leaves_subscribed_mode(&frame) {
+                        self.session.subscribed = false;
+                    }
+                    self.pubsub(frame);
+                } else {
+                    policy::rewrite(frame, &pending.rewrite, &self.ctx.prefix)
+                        .encode(&mut self.to_client);
+                }
+            }
+            Some(Expect::Local(_)) => {
+                return Err(End::Said("ERR internal error: replies out of order".into()));
+            }
+            None if !self.session.resp3 => {
+                // RESP2 subscribed mode: confirmations and messages.
+                if policy::leaves_subscribed_mode(&frame) {
+                    self.session.subscribed = false;
+                } else if is_subscribe_confirmation(&frame) {
+                    self.session.subscribed = true;
+                }
+                self.pubsub(frame);
+            }
+            None => return Err(End::Said("ERR the server sent an unexpected reply".into())),
+        }
+        while let Some(Expect::Local(_)) = self.pending.front() {
+            if let Some(Expect::Local(frame)) = self.pending.pop_front() {
+                frame.encode(&mut self.to_client);
+            }
+        }
+        Ok(())
+    }
+
+    fn pubsub(&mut self, frame: Frame) {
+        for frame in self.patterns.server_frame(frame, &self.ctx.prefix) {
+            match policy::rewrite_pubsub(frame, &self.ctx.prefix) {
+                Some(frame) => frame.encode(&mut self.to_client),
+                None => tracing::warn!("a pub/sub frame outside the tenant's prefix was dropped"),
+            }
+        }
+    }
+
+    fn log(&self, record: &Record, success: bool) {
+        if !success {
+            self.ctx.metrics.failed.increment(1);
+        }
+        self.ctx.log.record(
+            &self.ctx.origin,
+            &LoggedStatement {
+                text: &record.text,
+                duration_us: i64::try_from(record.started.elapsed().as_micros())
+                    .unwrap_or(i64::MAX),
+                success,
+                sqlstate: None,
+                rows: None,
+                started_at: record.started_at,
+            },
+        );
+    }
+}
+
+/// The log's text of a command: its name and key count, never an argument.
+fn record(name: &str, keys: usize) -> Record {
+    let name = name.replace('|', " ").to_ascii_uppercase();
+    let text = if keys == 1 {
+        format!("{name} (1 key)")
+    } else {
+        format!("{name} ({keys} keys)")
+    };
+    Record {
+        text,
+        started: std::time::Instant::now(),
+        started_at: Utc::now(),
+    }
+}
+
+fn is_subscribe_confirmation(frame: &Frame) -> bool {
+    let kind = frame
+        .as_items()
+        .and_then(|items| items.first())
+        .and_then(Frame::as_bytes);
+    kind.is_some_and(|k| {
+        [&b"subscribe"[..], b"psubscribe", b"ssubscribe"]
+            .iter()
+            .any(|s| k.eq_ignore_ascii_case(s))
+    })
+}
+
+fn server_error(e: BackendError) -> End {
+    tracing::warn!(error = %e, "the Redis server connection failed");
+    End::ServerGone
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_gets_the_command_and_its_key_count_only() {
+        assert_eq!(record("get", 1).text, "GET (1 key)");
+        assert_eq!(record("client|setname", 0).text, "CLIENT SETNAME (0 keys)");
+        assert_eq!(record("mset", 3).text, "MSET (3 keys)");
+    }
+}

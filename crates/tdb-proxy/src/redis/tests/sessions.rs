@@ -1,0 +1,211 @@
+//! Sessions through the proxy with a bare client: the login phase, pipelining, the emulated
+//! commands, the query timeout, a suspended tenant's kill, a hold, and the Unix socket route.
+
+use std::time::{Duration, Instant};
+
+use tdb_resp::frame::Frame;
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_phase() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut c = f.raw().await?;
+    assert_eq!(
+        text(&c.call(&["GET", "k"]).await?),
+        "NOAUTH Authentication required."
+    );
+    assert_eq!(text(&c.call(&["PING"]).await?), "PONG");
+    assert_eq!(
+        text(&c.call(&["AUTH", A.id, "wrong"]).await?),
+        "WRONGPASS invalid username-password pair or user is disabled."
+    );
+    assert_eq!(
+        text(&c.call(&["AUTH", B.id, A.key]).await?),
+        "WRONGPASS invalid username-password pair or user is disabled."
+    );
+    // AUTH and what follows it, in one write.
+    c.send_raw(b"*3\r\n$4\r\nAUTH\r\n$4\r\nacme\r\n$12\r\nkey-acme-123\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\nGET k\r\n")
+        .await?;
+    assert_eq!(text(&c.read().await?), "OK");
+    assert_eq!(text(&c.read().await?), "OK");
+    assert_eq!(text(&c.read().await?), "v");
+    assert_eq!(text(&c.call(&["ACL", "WHOAMI"]).await?), "acme");
+    // HELLO 3 with AUTH and SETNAME answers the server's map, and RESP3 from then on.
+    let mut h = f.raw().await?;
+    let hello = h
+        .call(&["HELLO", "3", "AUTH", B.id, B.key, "SETNAME", "app"])
+        .await?;
+    let Frame::Map(fields) = &hello else {
+        anyhow::bail!("HELLO answered {hello:?}");
+    };
+    assert!(fields.contains(&(Frame::Bulk("proto".into()), Frame::Integer(3))));
+    assert_eq!(text(&h.call(&["CLIENT", "GETNAME"]).await?), "app");
+    assert_eq!(h.call(&["GET", "nothing"]).await?, Frame::Null);
+    // HELLO 3 before the login switches the protocol; AUTH then logs in.
+    let mut p = f.raw().await?;
+    assert!(matches!(p.call(&["HELLO", "3"]).await?, Frame::Map(_)));
+    assert_eq!(text(&p.call(&["AUTH", A.id, A.key]).await?), "OK");
+    assert_eq!(p.call(&["GET", "nothing"]).await?, Frame::Null);
+    assert_eq!(
+        text(&p.call(&["HELLO", "4"]).await?),
+        "NOPROTO unsupported protocol version"
+    );
+    drop(p);
+    // Failed logins count as the other proxies count them: past 10 for a user from one
+    // address, even the right key is refused for a while.
+    let mut t = f.raw().await?;
+    for _ in 0..10 {
+        t.call(&["AUTH", A.id, "wrong"]).await?;
+    }
+    let throttled = t.call(&["AUTH", A.id, A.key]).await?;
+    assert!(
+        text(&throttled).contains("too many failed logins"),
+        "{throttled:?}"
+    );
+    drop((c, h, t));
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_is_refused_where_the_policy_says() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Refuse).await?;
+    let mut c = f.raw().await?;
+    let answer = c.call(&["AUTH", A.id, A.key]).await?;
+    assert!(text(&answer).contains("TLS is required"), "{answer:?}");
+    assert!(c.closed().await);
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_keep_their_order() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut c = f.login(&A).await?;
+    let mut batch = Vec::new();
+    for i in 0..200i64 {
+        batch.extend_from_slice(format!("SET k{i} v{i}\r\nGET k{i}\r\n").as_bytes());
+        if i % 50 == 0 {
+            // A refusal and an emulation in the middle are answered at their place.
+            batch.extend_from_slice(b"FLUSHALL\r\nDBSIZE\r\n");
+        }
+    }
+    c.send_raw(&batch).await?;
+    for i in 0..200i64 {
+        assert_eq!(text(&c.read().await?), "OK");
+        assert_eq!(text(&c.read().await?), format!("v{i}"));
+        if i % 50 == 0 {
+            assert!(text(&c.read().await?).contains("'FLUSHALL' is not allowed"));
+            assert_eq!(c.read().await?, Frame::Integer(i + 1));
+        }
+    }
+    drop(c);
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenants_keyspace_is_its_own() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut a = f.login(&A).await?;
+    let mut b = f.login(&B).await?;
+    for i in 0..2500 {
+        a.send(&[b"SET", format!("a{i}").as_bytes(), b"x"]).await?;
+    }
+    for _ in 0..2500 {
+        a.read().await?;
+    }
+    b.call(&["SET", "mine", "1"]).await?;
+    assert_eq!(a.call(&["DBSIZE"]).await?, Frame::Integer(2500));
+    assert_eq!(b.call(&["DBSIZE"]).await?, Frame::Integer(1));
+    let info = text(&a.call(&["INFO", "keyspace"]).await?);
+    assert!(info.contains("db0:keys=2500,"), "{info}");
+    assert_eq!(text(&a.call(&["SELECT", "0"]).await?), "OK");
+    assert!(text(&a.call(&["SELECT", "1"]).await?).starts_with("ERR SELECT"));
+    assert_eq!(text(&a.call(&["FLUSHDB"]).await?), "OK");
+    assert_eq!(a.call(&["DBSIZE"]).await?, Frame::Integer(0));
+    assert_eq!(text(&b.call(&["GET", "mine"]).await?), "1");
+    let mut admin = redis.admin().await?;
+    assert_eq!(admin.call(&["DBSIZE"]).await?, Frame::Integer(1));
+    drop((a, b));
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reply_ends_the_session_but_a_blocking_command_has_its_own_time()
+-> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut c = f.login(&A).await?;
+    // BLPOP's second on top of the query timeout: it comes back empty, in time.
+    let started = Instant::now();
+    assert_eq!(c.call(&["BLPOP", "nothing", "1"]).await?, Frame::NullArray);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    // A script that runs past the query timeout.
+    let spin = "local t = redis.call('TIME'); local s = tonumber(t[1]); \
+                while tonumber(redis.call('TIME')[1]) < s + 3 do end; return 1";
+    let started = Instant::now();
+    let answer = c.call(&["EVAL", spin, "0"]).await?;
+    assert!(text(&answer).contains("query timeout"), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_millis(2900));
+    assert!(c.closed().await);
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_ends_sessions_and_a_hold_parks_commands() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut a = f.login(&A).await?;
+    assert_eq!(text(&a.call(&["SET", "k", "1"]).await?), "OK");
+    f.proxy
+        .gates
+        .hold(A.id, tokio::time::Instant::now() + Duration::from_secs(30));
+    a.send(&[b"INCR", b"k"]).await?;
+    let parked = tokio::time::timeout(Duration::from_millis(300), a.read()).await;
+    assert!(parked.is_err(), "a held tenant's command ran");
+    f.proxy.gates.release(A.id);
+    assert_eq!(a.read().await?, Frame::Integer(2));
+    let mut b = f.login(&B).await?;
+    f.proxy.gates.kill(A.id);
+    let farewell = a.read().await?;
+    assert!(text(&farewell).contains("no longer served"), "{farewell:?}");
+    assert!(a.closed().await);
+    // Another tenant's session goes on.
+    assert_eq!(text(&b.call(&["PING"]).await?), "PONG");
+    drop(b);
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_credentials_log_in_as_the_read_user() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut a = f.login(&A).await?;
+    a.call(&["SET", "k", "v"]).await?;
+    let mut r = f.raw().await?;
+    assert_eq!(text(&r.call(&["AUTH", A.id, A_READ_KEY]).await?), "OK");
+    assert_eq!(text(&r.call(&["GET", "k"]).await?), "v");
+    let write = r.call(&["SET", "k", "w"]).await?;
+    assert!(text(&write).starts_with("NOPERM"), "{write:?}");
+    drop((a, r));
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_reaches_the_query_log() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut a = f.login(&A).await?;
+    let before = f.proxy.log.pending();
+    // Forwarded, refused and emulated: one record each.
+    a.call(&["SET", "k", "secret value"]).await?;
+    a.call(&["MGET", "k", "l"]).await?;
+    a.call(&["FLUSHALL"]).await?;
+    a.call(&["DBSIZE"]).await?;
+    assert_eq!(f.proxy.log.pending(), before + 4);
+    drop(a);
+    f.finish().await
+}
