@@ -76,6 +76,8 @@ pub struct TdbServer {
     pub pg_port: u16,
     /// The MySQL proxy's port, likewise.
     pub mysql_port: u16,
+    /// The Redis proxy's port, likewise.
+    pub redis_port: u16,
     child: Option<Child>,
     pub api_url: String,
 }
@@ -96,6 +98,7 @@ impl TdbServer {
             api_port,
             pg_port: free_port()?,
             mysql_port: free_port()?,
+            redis_port: free_port()?,
             child: None,
             api_url: format!("http://127.0.0.1:{api_port}"),
         };
@@ -211,6 +214,8 @@ impl TdbServer {
             .arg(format!("127.0.0.1:{}", self.pg_port))
             .arg("--mysql-listen")
             .arg(format!("127.0.0.1:{}", self.mysql_port))
+            .arg("--redis-listen")
+            .arg(format!("127.0.0.1:{}", self.redis_port))
             .env("RUST_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")
             // At least two proxy workers whatever the machine, so every test also checks that

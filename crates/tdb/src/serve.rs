@@ -285,6 +285,7 @@ async fn start_proxies(
                 config.pg_public_host(),
                 config.pg_listen.ip().to_string(),
                 config.mysql_listen.ip().to_string(),
+                config.redis_listen.ip().to_string(),
             ] {
                 if !hosts.contains(&host) && host != "0.0.0.0" && host != "::" {
                     hosts.push(host);
@@ -302,10 +303,12 @@ async fn start_proxies(
         .with_context(|| format!("binding the PostgreSQL proxy to {}", config.pg_listen))?;
     let mysql_listener = bind_listener(config.mysql_listen)
         .with_context(|| format!("binding the MySQL proxy to {}", config.mysql_listen))?;
+    let redis_listener = bind_listener(config.redis_listen)
+        .with_context(|| format!("binding the Redis proxy to {}", config.redis_listen))?;
     // Every limit lives in the shared state, so it holds across workers exactly as with one.
     let workers = config.proxy_worker_count();
-    tracing::info!(pg = %listener.local_addr()?, mysql = %mysql_listener.local_addr()?, workers,
-        "proxies listening");
+    tracing::info!(pg = %listener.local_addr()?, mysql = %mysql_listener.local_addr()?,
+        redis = %redis_listener.local_addr()?, workers, "proxies listening");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -325,7 +328,8 @@ async fn start_proxies(
                     let catalog = Catalog::open(catalog_options, 4).await?;
                     let listener = tokio::net::TcpListener::from_std(listener)?;
                     let mysql_listener = tokio::net::TcpListener::from_std(mysql_listener)?;
-                    anyhow::Ok((catalog, (listener, mysql_listener)))
+                    let redis_listener = tokio::net::TcpListener::from_std(redis_listener)?;
+                    anyhow::Ok((catalog, (listener, mysql_listener, redis_listener)))
                 };
                 let (catalog, listeners) = match started.await {
                     Ok(v) => {
@@ -366,13 +370,22 @@ async fn start_proxies(
 /// Serves PostgreSQL and MySQL clients on one proxy (its workers, limits, gates and query log
 /// shared) until shutdown, then finishes its sessions.
 async fn serve_proxies(
-    (pg, mysql): (tokio::net::TcpListener, tokio::net::TcpListener),
+    (pg, mysql, redis): (
+        tokio::net::TcpListener,
+        tokio::net::TcpListener,
+        tokio::net::TcpListener,
+    ),
     state: Arc<tdb_proxy::ProxyState>,
 ) -> std::io::Result<()> {
+    // Redis logins are checked against the catalog by key (see tdb_proxy::keylogin).
+    let logins = Arc::new(state.catalog.clone());
     let proxy = tdb_proxy::Proxy::start(state)?;
+    let redis_session =
+        move |stream, peer, state| tdb_proxy::redis::handle(stream, peer, state, logins.clone());
     tokio::join!(
         proxy.listen(pg, "postgresql", tdb_proxy::pg::session::handle),
         proxy.listen(mysql, "mysql", tdb_proxy::mysql::session::handle),
+        proxy.listen(redis, "redis", redis_session),
     );
     proxy.finish().await;
     Ok(())

@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::*;
 use serde_json::{Value, json};
 use tdb_testkit::TdbServer;
@@ -247,4 +246,119 @@ async fn a_redis_workspace_carries_its_rules_to_tenants_that_see_only_their_keys
     let (st, t) = post(&s, "/tenants", Some(&key), body).await;
     assert_eq!(st, 201, "{t}");
     assert_eq!(reply(&s, &key, "acme", "DBSIZE").await, json!([0]));
+}
+
+/// `redis-cli` with the URL `POST /tenants` handed out, over TLS with tdb's CA.
+fn redis_cli(s: &TdbServer, url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(url)
+        .arg("--tls")
+        .arg("--cacert")
+        .arg(s.data_dir().join("tls/ca.crt"))
+        .arg("--no-auth-warning")
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+#[tokio::test]
+async fn a_tenant_connection_string_works_through_the_redis_proxy_with_the_rules() {
+    let s = start().await;
+    let (key, _) = redis_account(&s, "proxy@example.com").await;
+    let rules = r#"{"default_ttl": 3600, "max_keys": 3, "patterns": {"session:*": {"ttl": 60}}}"#;
+    let (st, saved) = call(
+        &s,
+        reqwest::Method::PATCH,
+        "/workspaces/cache/settings",
+        Some(&key),
+        Some(rules),
+    )
+    .await;
+    assert_eq!(st, 200, "{saved}");
+    assert_eq!(
+        deploy_and_wait(&s, &key, "cache").await["status"],
+        "completed"
+    );
+    let mut urls = Vec::new();
+    for tenant in ["acme", "beta"] {
+        let body = json!({"tenant_id": tenant, "databases": [{"blueprint": "cache"}]});
+        let (st, t) = post(&s, "/tenants", Some(&key), body).await;
+        assert_eq!(st, 201, "{t}");
+        let url = str_of(&t["databases"][0]["connection"], "connection_string").to_string();
+        assert!(
+            url.ends_with(&format!("@127.0.0.1:{}/0", s.redis_port)),
+            "the Redis proxy's port: {url}"
+        );
+        urls.push(url);
+    }
+    let (acme, beta) = (&urls[0], &urls[1]);
+
+    assert_eq!(redis_cli(&s, acme, &["SET", "a", "1"]), "OK");
+    assert_eq!(redis_cli(&s, acme, &["GET", "a"]), "1");
+    // A key written without a TTL gets the default, or its pattern's.
+    let ttl: i64 = redis_cli(&s, acme, &["TTL", "a"]).parse().expect("a TTL");
+    assert!((3500..=3600).contains(&ttl), "TTL a = {ttl}");
+    assert_eq!(redis_cli(&s, acme, &["SET", "session:x", "1"]), "OK");
+    let ttl: i64 = redis_cli(&s, acme, &["TTL", "session:x"])
+        .parse()
+        .expect("a TTL");
+    assert!((1..=60).contains(&ttl), "TTL session:x = {ttl}");
+    // max_keys 3: the third key is the last; overwriting still works.
+    assert_eq!(redis_cli(&s, acme, &["SET", "b", "1"]), "OK");
+    let refused = redis_cli(&s, acme, &["SET", "c", "1"]);
+    assert!(refused.contains("max_keys"), "{refused}");
+    assert_eq!(redis_cli(&s, acme, &["SET", "a", "2"]), "OK");
+    let mut keys: Vec<String> = redis_cli(&s, acme, &["KEYS", "*"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["a", "b", "session:x"]);
+    // The other tenant sees nothing of it.
+    assert_eq!(redis_cli(&s, beta, &["GET", "a"]), "");
+    assert_eq!(redis_cli(&s, beta, &["DBSIZE"]), "0");
+    // A wrong key is refused as Redis refuses one.
+    let wrong = acme.replacen("acme:", "acme:x", 1);
+    let out = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(&wrong)
+        .arg("--tls")
+        .arg("--cacert")
+        .arg(s.data_dir().join("tls/ca.crt"))
+        .arg("--no-auth-warning")
+        .arg("PING")
+        .output()
+        .expect("redis-cli runs");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("WRONGPASS"), "{said}");
+    // Each command reaches the tenant's query log, from the proxy.
+    let logs = wait_for(&s, &key, "/tenants/acme/logs?search=SET", |l| {
+        l.to_string().contains("proxy")
+    })
+    .await;
+    assert!(logs.to_string().contains("SET"), "{logs}");
+    // A suspended tenant is not served.
+    let (st, _) = post(&s, "/tenants/acme/suspend", Some(&key), json!({})).await;
+    assert_eq!(st, 200);
+    let out = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(acme)
+        .arg("--tls")
+        .arg("--cacert")
+        .arg(s.data_dir().join("tls/ca.crt"))
+        .arg("--no-auth-warning")
+        .arg("GET")
+        .arg("a")
+        .output()
+        .expect("redis-cli runs");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !said.contains('2') && said.contains("suspended"),
+        "a suspended tenant answered: {said}"
+    );
 }
