@@ -61,13 +61,11 @@ async fn redis_cli_over_tls_and_in_plaintext() -> anyhow::Result<()> {
     f.finish().await
 }
 
-/// Where `scripts/test-clients.sh` put the Python clients.
+/// Where `scripts/test-clients.sh` put the Python clients (`TDB_TEST_CLIENTS`, else the
+/// workspace's `target/test-clients`, whatever `CARGO_TARGET_DIR` says, as the script does).
 fn python_clients() -> PathBuf {
     if let Some(dir) = std::env::var_os("TDB_TEST_CLIENTS") {
         return PathBuf::from(dir).join("python");
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("test-clients/python");
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-clients/python")
 }
