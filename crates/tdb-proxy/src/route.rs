@@ -116,7 +116,12 @@ pub struct Router {
     slots: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
     /// Bumped by every invalidation, so a lookup that raced one is not cached.
     generation: AtomicU64,
+    /// Servers' administrators read lately, by server id, until when (`None`: for good).
+    admins: Mutex<HashMap<String, (Access, Option<Instant>)>>,
 }
+
+/// How long a server's administrator is kept after it was read from the catalog.
+const ADMIN_TTL: Duration = Duration::from_secs(60);
 
 impl Router {
     pub fn new(catalog: Catalog, key: MasterKey) -> Self {
@@ -126,6 +131,15 @@ impl Router {
             cache: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            admins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps `access` as the administrator of `server_id` for good (a server the catalog does
+    /// not hold, as in tests).
+    pub fn remember_admin(&self, server_id: &str, access: Access) {
+        if let Ok(mut admins) = self.admins.lock() {
+            admins.insert(server_id.to_string(), (access, None));
         }
     }
 
@@ -370,10 +384,17 @@ impl Router {
         }
     }
 
-    /// The administrator of a route's server, looked up when the proxy must end a server
-    /// session that a cancel did not stop (never cached: it is needed rarely). `None` when the
-    /// catalog cannot say or the secret does not open.
+    /// The administrator of a route's server: for ending a server session that a cancel did
+    /// not stop, and for the Redis proxy's keyspace walks. Kept for a minute after it is read,
+    /// so walks do not ask the catalog each time. `None` when the catalog cannot say or the
+    /// secret does not open.
     pub async fn admin(&self, server_id: &str) -> Option<Access> {
+        if let Ok(admins) = self.admins.lock()
+            && let Some((access, until)) = admins.get(server_id)
+            && until.is_none_or(|until| Instant::now() < until)
+        {
+            return Some(access.clone());
+        }
         let lookup = self.catalog.find_server(server_id);
         let server = match tokio::time::timeout(Duration::from_secs(5), lookup).await {
             Ok(Ok(server)) => server,
@@ -390,10 +411,17 @@ impl Router {
             .key
             .open_string(&server.admin_secret, Aad::ServerAdmin(&server.id))
         {
-            Ok(password) => Some(Access {
-                user: server.admin_user,
-                password,
-            }),
+            Ok(password) => {
+                let access = Access {
+                    user: server.admin_user,
+                    password,
+                };
+                if let Ok(mut admins) = self.admins.lock() {
+                    let until = Instant::now() + ADMIN_TTL;
+                    admins.insert(server_id.to_string(), (access.clone(), Some(until)));
+                }
+                Some(access)
+            }
             Err(e) => {
                 tracing::error!(error = %e, server_id, "cannot unseal a server's admin secret");
                 None

@@ -11,16 +11,21 @@
 //!   `SELECT`, `RANDOMKEY` and `DBSIZE` (global, or out of the one database; the proxy
 //!   emulates `DBSIZE`), less `FUNCTION`, `FCALL`, `FCALL_RO` and `SCRIPT FLUSH|KILL` (shared
 //!   state), less `PUBSUB CHANNELS|SHARDCHANNELS|NUMPAT` (they list every tenant's channels).
-//!   Given back: `KEYS`, `SORT`, `SORT_RO` (their patterns are rewritten by the proxy, and
+//!   Less `KEYS` and `SCAN` too: Redis does not hold them to the user's key patterns
+//!   (redis/redis#8152), so a script (`EVAL "return redis.call('SCAN','0')" 0`) would list
+//!   every tenant's key names. The proxy and the API's sessions answer a tenant's KEYS, SCAN
+//!   and DBSIZE with walks of their own, as the server's administrator, anchored in the prefix.
+//!   Given back: `SORT`, `SORT_RO` (their patterns are rewritten by the proxy, and
 //!   `SORT … BY/GET` keys are checked by the ACL), `EVAL`, `EVALSHA`, `EVAL_RO`, `EVALSHA_RO`,
 //!   `SCRIPT LOAD|EXISTS` (a script's `redis.call` is checked against the same user), `PING`,
 //!   `ECHO`, `TIME`, `HELLO`, `COMMAND` (the server's command table; nothing of a tenant),
 //!   `CLIENT SETNAME|GETNAME|ID|INFO` and `ACL WHOAMI`.
 //! - the read user ([`READ_RULES`]): `@read` less the same, with `SORT_RO`, `EVAL_RO`,
 //!   `EVALSHA_RO`, the subscribe commands, transactions and the connection commands.
-//! - the owner ([`OWNER_RULES`], tdb's own login: settings, dumps): the application user's
-//!   rules and `RESTORE`, which a restore needs (payloads are checked whole by the server,
-//!   `sanitize-dump-payload yes` on managed servers).
+//! - a tenant's owner (tdb's own login: dumps and restores): the application user's rules and
+//!   `RESTORE`, `KEYS` and `SCAN`, which they need (payloads are checked whole by the server,
+//!   `sanitize-dump-payload yes` on managed servers). A workspace's owner is the login its
+//!   clients use, so it gets the application user's rules alone.
 //!
 //! Redis has no per-user connection limit: `connection_limit` is kept by the proxy
 //! (`max_connections`), never by the server. And Redis compares a `PSUBSCRIBE` pattern with
@@ -78,7 +83,8 @@ pub const APP_RULES: &[&str] = &[
     "-sync",
     "-psync",
     "-cluster",
-    "+keys",
+    "-keys",
+    "-scan",
     "+sort",
     "+sort_ro",
     "+eval",
@@ -112,7 +118,8 @@ pub const READ_RULES: &[&str] = &[
     "-pubsub",
     "-client",
     "-acl",
-    "+keys",
+    "-keys",
+    "-scan",
     "+sort_ro",
     "+eval_ro",
     "+evalsha_ro",
@@ -135,8 +142,9 @@ pub const READ_RULES: &[&str] = &[
     "+acl|whoami",
 ];
 
-/// Beyond [`APP_RULES`].
-pub const OWNER_EXTRA: &[&str] = &["+restore"];
+/// Beyond [`APP_RULES`]: what dumps and restores need. A tenant's owner is tdb's own login,
+/// never handed to a client (a workspace's owner has the application rules alone).
+pub const OWNER_EXTRA: &[&str] = &["+restore", "+keys", "+scan"];
 
 /// The three kinds of login a namespace has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

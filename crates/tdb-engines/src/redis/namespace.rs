@@ -16,11 +16,12 @@ use crate::engine::{DatabaseSpec, EngineError, RestoreTarget, Result, TenantSpec
 /// Keys asked for per `SCAN` step, and unlinked per `UNLINK`.
 pub const SCAN_COUNT: &str = "1000";
 
-/// Creates a workspace's namespace: its owner (the application rules and `RESTORE`). A user
-/// of that name, or a namespace of that name, is an error.
+/// Creates a workspace's namespace: its owner, with the application user's rules (its clients
+/// log in as it; it is never dumped). A user of that name, or a namespace of that name, is an
+/// error.
 pub async fn create_workspace(server: &AdminEndpoint, spec: &DatabaseSpec<'_>) -> Result<()> {
     check_name(spec.name)?;
-    let users = [(spec.owner_role, Role::Owner, spec.owner_password)];
+    let users = [(spec.owner_role, Role::App, spec.owner_password)];
     create(server, spec.name, &users).await
 }
 

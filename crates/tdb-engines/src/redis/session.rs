@@ -29,6 +29,9 @@ pub struct RedisSession {
     /// The server's id of this connection (`CLIENT ID`), for `CLIENT KILL ID`.
     id: i64,
     admin: Option<AdminEndpoint>,
+    /// The administrator's connection that walks the keyspace for KEYS, SCAN and DBSIZE (the
+    /// namespace's users may not: see [`super::acl`]), opened on first use.
+    walker: Option<RedisConn>,
     _place: SessionPlace,
 }
 
@@ -51,6 +54,7 @@ impl RedisSession {
             limits,
             id,
             admin: admin.cloned(),
+            walker: None,
             _place: place,
         })
     }
@@ -70,21 +74,49 @@ impl RedisSession {
         });
     }
 
+    /// The walker connection, opened as the administrator on first use.
+    async fn walker(&mut self) -> Result<&mut RedisConn> {
+        if self.walker.is_none() {
+            let admin = self.admin.as_ref().ok_or_else(|| {
+                refused("KEYS, SCAN and DBSIZE need the server's administrator, which this session lacks")
+            })?;
+            self.walker = Some(conn::connect(admin).await?);
+        }
+        self.walker
+            .as_mut()
+            .ok_or_else(|| EngineError::Internal("no walker connection".into()))
+    }
+
     async fn execute(&mut self, args: Vec<Bytes>) -> Result<Frame> {
         let plan = rewrite::plan(&self.table, &self.prefix, args)?;
-        let conn = self.conn.as_mut().ok_or_else(|| {
-            EngineError::Internal("the session ended after an earlier command".into())
-        })?;
+        if self.conn.is_none() {
+            return Err(EngineError::Internal(
+                "the session ended after an earlier command".into(),
+            ));
+        }
         match plan {
             Plan::DbSize => {
-                let mut scan = KeyScan::new(&self.prefix);
+                let prefix = self.prefix.clone();
+                let walker = self.walker().await?;
+                let mut scan = KeyScan::new(&prefix);
                 let mut n = 0i64;
-                while let Some(keys) = scan.next(conn).await? {
+                while let Some(keys) = scan.next(walker).await? {
                     n += i64::try_from(keys.len()).unwrap_or(i64::MAX);
                 }
                 Ok(Frame::Integer(n))
             }
+            // KEYS and SCAN, their patterns anchored in the prefix by the plan: walked as the
+            // administrator, the names checked again as they are stripped.
+            Plan::Send { args, reply } if is_walk(&args) => {
+                let walker = self.walker().await?;
+                walker.send(&args);
+                let frame = conn::check(walker.read().await?)?;
+                rewrite::strip(&self.prefix, reply, frame)
+            }
             Plan::Send { args, reply } => {
+                let conn = self.conn.as_mut().ok_or_else(|| {
+                    EngineError::Internal("the session ended after an earlier command".into())
+                })?;
                 conn.send(&args);
                 let frame = conn::check(conn.read().await?)?;
                 rewrite::strip(&self.prefix, reply, frame)
@@ -94,6 +126,13 @@ impl RedisSession {
 }
 
 /// The words of one command line, as redis-cli splits what is typed.
+/// Whether a planned command walks the keyspace (KEYS, SCAN).
+fn is_walk(args: &[Bytes]) -> bool {
+    args.first().is_some_and(|name| {
+        name.eq_ignore_ascii_case(b"keys") || name.eq_ignore_ascii_case(b"scan")
+    })
+}
+
 pub fn split(line: &str) -> Result<Vec<Bytes>> {
     if line.contains(['\n', '\r']) {
         return Err(refused("one command per line"));

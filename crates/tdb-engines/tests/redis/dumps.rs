@@ -23,8 +23,23 @@ async fn snapshot(root: &mut RedisConn, name: &str) -> BTreeMap<String, (Bytes, 
     let mut out = BTreeMap::new();
     for key in keys.as_items().expect("keys") {
         let key = String::from_utf8(key.as_bytes().expect("name").to_vec()).expect("utf8");
-        let Frame::Bulk(payload) = ok(root, &["DUMP", &key]).await else {
-            panic!("{key} has no payload");
+        // A set's DUMP lists its members in its hash table's order, which a restore need not
+        // keep: sets are compared by their sorted members.
+        let payload = if ok(root, &["TYPE", &key]).await == Frame::Simple("set".into()) {
+            let members = ok(root, &["SMEMBERS", &key]).await;
+            let mut members: Vec<Bytes> = members
+                .as_items()
+                .expect("members")
+                .iter()
+                .filter_map(|m| m.as_bytes().cloned())
+                .collect();
+            members.sort();
+            Bytes::from(members.join(&b"\n"[..]))
+        } else {
+            let Frame::Bulk(payload) = ok(root, &["DUMP", &key]).await else {
+                panic!("{key} has no payload");
+            };
+            payload
         };
         let expires = int(&ok(root, &["PEXPIRETIME", &key]).await);
         out.insert(key[prefix.len()..].to_string(), (payload, expires));

@@ -1,6 +1,8 @@
-//! The commands the proxy answers for the tenant alone, over the session's own server
-//! connection: DBSIZE and INFO keyspace count the prefix's keys with SCAN, FLUSHDB unlinks them
-//! in batches (SCAN + UNLINK, never one long command that would stall the shared server).
+//! The commands the proxy answers for the tenant alone: DBSIZE and INFO keyspace count the
+//! prefix's keys with SCAN, FLUSHDB unlinks them in batches (SCAN + UNLINK, never one long
+//! command that would stall the shared server). The SCANs go over the session's walker (see
+//! [`super::walker`]); the UNLINKs over the session's own connection, as the tenant's user,
+//! whose ACL holds them to the prefix.
 
 use bytes::Bytes;
 use tdb_resp::frame::Frame;
@@ -8,6 +10,7 @@ use tdb_resp::policy::Emulation;
 use tdb_resp::prefix::Prefix;
 
 use super::backend::{Backend, BackendError};
+use super::walker::Walker;
 
 /// Keys SCAN is asked to look at per call.
 const SCAN_COUNT: &[u8] = b"1000";
@@ -16,6 +19,7 @@ const SCAN_COUNT: &[u8] = b"1000";
 pub async fn run(
     emulation: &Emulation,
     backend: &mut Backend,
+    walker: &mut Walker<'_>,
     prefix: &Prefix,
     resp3: bool,
     pushes: &mut Vec<Frame>,
@@ -23,13 +27,13 @@ pub async fn run(
     Ok(match emulation {
         Emulation::Answer(frame) => frame.clone(),
         Emulation::Quit => Frame::Simple(Bytes::from_static(b"OK")),
-        Emulation::DbSize => Frame::Integer(count(backend, prefix, pushes).await?),
+        Emulation::DbSize => Frame::Integer(count(walker, prefix).await?),
         Emulation::FlushDb => {
-            flush(backend, prefix, pushes).await?;
+            flush(backend, walker, prefix, pushes).await?;
             Frame::Simple(Bytes::from_static(b"OK"))
         }
         Emulation::InfoKeyspace => {
-            let keys = count(backend, prefix, pushes).await?;
+            let keys = count(walker, prefix).await?;
             let mut text = String::from("# Keyspace\r\n");
             if keys > 0 {
                 // Expiring keys are not counted (it would take a PTTL per key).
@@ -48,55 +52,34 @@ pub async fn run(
 }
 
 /// The prefix's keys, counted through SCAN.
-pub(super) async fn count(
-    backend: &mut Backend,
-    prefix: &Prefix,
-    pushes: &mut Vec<Frame>,
-) -> Result<i64, BackendError> {
+pub(super) async fn count(walker: &mut Walker<'_>, prefix: &Prefix) -> Result<i64, BackendError> {
     let mut keys = 0i64;
-    scan(backend, prefix, pushes, |names| {
-        keys += i64::try_from(names.len()).unwrap_or(i64::MAX);
-        None
-    })
-    .await?;
-    Ok(keys)
-}
-
-/// Every key of the prefix unlinked, one SCAN batch at a time.
-async fn flush(
-    backend: &mut Backend,
-    prefix: &Prefix,
-    pushes: &mut Vec<Frame>,
-) -> Result<(), BackendError> {
-    scan(backend, prefix, pushes, |names| {
-        if names.is_empty() {
-            return None;
-        }
-        let mut unlink = vec![Bytes::from_static(b"UNLINK")];
-        unlink.extend(names);
-        Some(unlink)
-    })
-    .await
-}
-
-/// Walks SCAN over the prefix; `each` gets every batch's names (all inside the prefix) and may
-/// return a request to run before the next batch.
-async fn scan(
-    backend: &mut Backend,
-    prefix: &Prefix,
-    pushes: &mut Vec<Frame>,
-    mut each: impl FnMut(Vec<Bytes>) -> Option<Vec<Bytes>>,
-) -> Result<(), BackendError> {
-    let pattern = prefix.match_all();
     let mut cursor = Bytes::from_static(b"0");
     loop {
-        let request: [&[u8]; 6] = [b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", SCAN_COUNT];
-        let reply = backend.call(&request, pushes).await?;
-        let (next, names) = scan_reply(&reply, prefix)?;
-        if let Some(then) = each(names) {
-            let args: Vec<&[u8]> = then.iter().map(|a| &a[..]).collect();
-            let answer = backend.call(&args, pushes).await?;
-            if let Frame::Error(e) = answer {
+        let (next, names) = scan_step(walker, prefix, &cursor).await?;
+        keys = keys.saturating_add(i64::try_from(names.len()).unwrap_or(i64::MAX));
+        if &next[..] == b"0" {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// Every key of the prefix unlinked, one SCAN batch at a time: the walker lists them, the
+/// tenant's own connection unlinks them.
+async fn flush(
+    backend: &mut Backend,
+    walker: &mut Walker<'_>,
+    prefix: &Prefix,
+    pushes: &mut Vec<Frame>,
+) -> Result<(), BackendError> {
+    let mut cursor = Bytes::from_static(b"0");
+    loop {
+        let (next, names) = scan_step(walker, prefix, &cursor).await?;
+        if !names.is_empty() {
+            let mut unlink: Vec<&[u8]> = vec![b"UNLINK"];
+            unlink.extend(names.iter().map(|n| &n[..]));
+            if let Frame::Error(e) = backend.call(&unlink, pushes).await? {
                 return Err(BackendError::Refused(
                     String::from_utf8_lossy(&e).into_owned(),
                 ));
@@ -107,6 +90,18 @@ async fn scan(
         }
         cursor = next;
     }
+}
+
+/// One SCAN step over the prefix on the walker: the next cursor and the names in the prefix.
+async fn scan_step(
+    walker: &mut Walker<'_>,
+    prefix: &Prefix,
+    cursor: &[u8],
+) -> Result<(Bytes, Vec<Bytes>), BackendError> {
+    let pattern = prefix.match_all();
+    let request: [&[u8]; 6] = [b"SCAN", cursor, b"MATCH", &pattern, b"COUNT", SCAN_COUNT];
+    let reply = walker.call(&request).await?;
+    scan_reply(&reply, prefix)
 }
 
 /// SCAN's cursor and the names in the prefix (the pattern keeps others out; the check is the

@@ -2,7 +2,8 @@
 //! table and the command policy are `tdb_resp`'s (protocol-pure); this module owns the login
 //! phase ([`hello`], [`session`]), the server connection ([`backend`]), the relay ([`relay`])
 //! the commands the proxy answers for a tenant itself ([`emulate`]) and the tenant's rules for
-//! its keys: TTLs and `max_keys` ([`keyrules`]).
+//! its keys: TTLs and `max_keys` ([`keyrules`]); keyspace walks go over a connection of their
+//! own ([`walker`]).
 
 pub mod backend;
 mod emulate;
@@ -11,6 +12,7 @@ pub mod keyrules;
 mod patterns;
 mod relay;
 pub mod session;
+mod walker;
 
 pub use session::{RedisLogins, handle};
 

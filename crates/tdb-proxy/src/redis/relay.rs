@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{Backend, BackendError};
 use super::patterns::Patterns;
 use super::session::Client;
+use super::walker::Walker;
 use super::{emulate, keyrules};
 use crate::gate::Gate;
 use crate::querylog::QueryLog;
@@ -94,11 +95,18 @@ struct Relay<'a> {
     to_server: BytesMut,
     /// The client's pattern subscriptions, kept by the proxy.
     patterns: Patterns,
+    /// KEYS, SCAN and the emulations' counts go over this connection (see
+    /// [`super::walker`]).
+    walker: Walker<'a>,
 }
 
 /// Relays until the client leaves, the server goes, the tenant is stopped or a reply is late.
-pub async fn relay<S>(client: &mut Client<S>, backend: &mut Backend, ctx: &SessionContext)
-where
+pub async fn relay<S>(
+    client: &mut Client<S>,
+    backend: &mut Backend,
+    ctx: &SessionContext,
+    walker: Walker<'_>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     ctx.metrics.sessions.increment(1.0);
@@ -109,6 +117,7 @@ where
         to_client: BytesMut::with_capacity(16 * 1024),
         to_server: BytesMut::with_capacity(16 * 1024),
         patterns: Patterns::default(),
+        walker,
     };
     let end = relay.run(client, backend).await;
     ctx.metrics.sessions.decrement(1.0);
@@ -286,6 +295,9 @@ impl Relay<'_> {
                 self.pattern_subscription(&name, &request.args()[1..]);
                 Ok(())
             }
+            Decision::Forward { args, reply, .. } if matches!(name.as_str(), "keys" | "scan") => {
+                self.walk(&name, args, &reply, client, backend).await
+            }
             Decision::Forward {
                 mut args,
                 reply,
@@ -329,6 +341,7 @@ impl Relay<'_> {
                 let answer = emulate::run(
                     &emulation,
                     backend,
+                    &mut self.walker,
                     &self.ctx.prefix,
                     self.session.resp3,
                     &mut pushes,
@@ -352,6 +365,49 @@ impl Relay<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// KEYS or SCAN (`args` anchored in the prefix by the policy), run on the walker at its
+    /// place in the order; refused inside MULTI, where it could not run at EXEC's moment.
+    async fn walk<S>(
+        &mut self,
+        name: &str,
+        args: Vec<Bytes>,
+        rewrite: &ReplyRewrite,
+        client: &mut Client<S>,
+        backend: &mut Backend,
+    ) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let record = record(name, 0);
+        if self.session.in_multi() {
+            self.session.spoil_transaction();
+            self.log(&record, false);
+            self.answer(Frame::Error(
+                format!(
+                    "ERR {} cannot be queued in a transaction through tdb; run it outside MULTI",
+                    name.to_ascii_uppercase()
+                )
+                .into(),
+            ));
+            return Ok(());
+        }
+        self.flush(client, backend).await?;
+        self.drain(client, backend).await?;
+        let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+        let reply = self.walker.call(&refs);
+        let reply = match self.ctx.query_timeout {
+            Some(limit) => tokio::time::timeout(limit, reply)
+                .await
+                .map_err(|_| End::Said("ERR query timeout; closing the connection".into()))?,
+            None => reply.await,
+        };
+        let reply = policy::rewrite(reply.map_err(server_error)?, rewrite, &self.ctx.prefix);
+        self.ctx.metrics.queries.increment(1);
+        self.log(&record, !reply.is_error());
+        self.answer(reply);
+        Ok(())
     }
 
     fn forward(
@@ -427,7 +483,7 @@ impl Relay<'_> {
         let counts = &self.ctx.key_counts;
         let mut count = counts.get(&prefix);
         if !in_multi && count.is_none_or(|c| c + new > max) && new > 0 {
-            let fresh = emulate::count(backend, &self.ctx.prefix, &mut pushes).await;
+            let fresh = emulate::count(&mut self.walker, &self.ctx.prefix).await;
             let fresh = u64::try_from(fresh.map_err(server_error)?).unwrap_or(0);
             counts.set(&prefix, fresh);
             count = Some(fresh);

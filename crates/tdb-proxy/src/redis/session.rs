@@ -371,7 +371,14 @@ pub async fn serve_routed<S>(
         key_counts: proxy.redis_key_counts.clone(),
     };
     tracing::debug!(%peer, "Redis session routed");
-    relay::relay(client, &mut backend, &ctx).await;
+    let walker = super::walker::Walker::new(
+        &proxy.router,
+        &proxy.redis_tables,
+        &route.server_id,
+        &route.host,
+        route.port,
+    );
+    relay::relay(client, &mut backend, &ctx, walker).await;
     drop(slot);
 }
 

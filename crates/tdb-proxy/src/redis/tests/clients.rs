@@ -126,8 +126,17 @@ for i in range(100):
 out = p.execute()
 assert out[1::2] == list(range(1, 101)), out[:6]
 t = r.pipeline(transaction=True)
-t.set(f"{tag}:tx", "1").incr(f"{tag}:tx").keys(f"{tag}:tx")
-assert t.execute() == [True, 2, [f"{tag}:tx".encode()]]
+t.set(f"{tag}:tx", "1").incr(f"{tag}:tx").exists(f"{tag}:tx")
+assert t.execute() == [True, 2, 1]
+# KEYS and SCAN list keys as tdb's walker, never as the tenant's user: not inside MULTI.
+t = r.pipeline(transaction=True)
+t.set(f"{tag}:tx2", "1").keys(f"{tag}:tx*")
+try:
+    t.execute()
+    raise AssertionError("KEYS was queued in a transaction")
+except redis.exceptions.ResponseError as e:
+    assert "cannot be queued in a transaction" in str(e), e
+assert r.get(f"{tag}:tx2") is None
 # WATCH: a change from elsewhere aborts the transaction.
 with r.pipeline() as w:
     w.watch(f"{tag}:tx")

@@ -245,6 +245,15 @@ impl Fixture {
             log,
             CancellationToken::new(),
         );
+        // The test server's administrator is its default user (no password): the walker of
+        // KEYS, SCAN and the emulations logs in as it.
+        proxy.router.remember_admin(
+            "redis-1",
+            crate::route::Access {
+                user: "default".into(),
+                password: "unused".into(),
+            },
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let sessions = Arc::new(Mutex::new(Vec::new()));
