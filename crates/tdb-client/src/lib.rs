@@ -314,9 +314,7 @@ impl Client {
         sql: &str,
     ) -> Result<Reply<QueryResponse>, ClientError> {
         let path = format!("/workspaces/{}/queries", encode(name));
-        let body = QueryRequest {
-            query: sql.to_string(),
-        };
+        let body = QueryRequest { query: sql.into() };
         self.post(&path, &body).await
     }
 

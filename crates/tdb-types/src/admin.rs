@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct AdminQuery {
     pub blueprint: String,
-    pub query: String,
+    /// SQL statements, or Redis commands one per line or one per element.
+    pub query: crate::workspaces::QueryText,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

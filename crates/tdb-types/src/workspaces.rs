@@ -100,8 +100,49 @@ pub struct DeletedWorkspace {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
-    /// One or more SQL statements.
-    pub query: String,
+    /// One or more SQL statements, or Redis commands one per line (or one per element).
+    pub query: QueryText,
+}
+
+/// What a query request runs: text (SQL statements, or Redis commands one per line), or, for
+/// Redis, an array with one command per element.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum QueryText {
+    Text(String),
+    Commands(Vec<String>),
+}
+
+impl From<&str> for QueryText {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_string())
+    }
+}
+
+impl From<String> for QueryText {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl QueryText {
+    /// The text the engine's dialect splits: an array's commands one per line. An array is for
+    /// engines whose statements are lines (Redis), and none of its commands may hold a line
+    /// break; `Err` says why otherwise.
+    pub fn text(&self, lines: bool) -> Result<std::borrow::Cow<'_, str>, String> {
+        match self {
+            Self::Text(text) => Ok(std::borrow::Cow::Borrowed(text)),
+            Self::Commands(_) if !lines => {
+                Err("an array of commands is for Redis workspaces; send SQL as one string".into())
+            }
+            Self::Commands(commands) => {
+                if let Some(at) = commands.iter().position(|c| c.contains(['\n', '\r'])) {
+                    return Err(format!("command {at} holds a line break: one command each"));
+                }
+                Ok(std::borrow::Cow::Owned(commands.join("\n")))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

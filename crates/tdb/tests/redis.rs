@@ -56,6 +56,23 @@ async fn a_redis_workspace_carries_its_rules_to_tenants_that_see_only_their_keys
     assert_eq!(st, 200, "{out}");
     assert_eq!(out["statements_executed"], 3, "{out}");
     assert_eq!(out["rows"], json!([["a"], ["b"], ["c"]]), "{out}");
+    // Or one command per element of an array (quotes and spaces stay inside one argument).
+    let (st, out) = post(
+        &s,
+        "/workspaces/cache/queries",
+        Some(&key),
+        json!({"query": ["SET \"two words\" v", "GET \"two words\""]}),
+    )
+    .await;
+    assert_eq!((st, &out["rows"]), (200, &json!([["v"]])), "{out}");
+    let (st, out) = post(
+        &s,
+        "/workspaces/cache/queries",
+        Some(&key),
+        json!({"query": ["GET a\nFLUSHALL"]}),
+    )
+    .await;
+    assert_eq!((st, out["field"].as_str()), (400, Some("query")), "{out}");
     // Nothing that is not the workspace's own: the server-wide commands are refused.
     let (st, refused) = post(
         &s,

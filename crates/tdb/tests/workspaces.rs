@@ -306,6 +306,19 @@ async fn only_committed_ddl_is_captured_and_limits_hold() {
             "max_client_connections"
         ])
     );
+    // An array of commands is Redis's: SQL comes as one string.
+    let (st, refused) = post(
+        &s,
+        "/workspaces/app/queries",
+        Some(&key),
+        json!({"query": ["SELECT 1", "SELECT 2"]}),
+    )
+    .await;
+    assert_eq!(
+        (st, refused["field"].as_str()),
+        (400, Some("query")),
+        "{refused}"
+    );
     // Rules for keys are Redis's: a PostgreSQL workspace says which fields it has.
     let (st, refused) = call(
         &s,

@@ -76,11 +76,14 @@ async fn admin_query(
         .catalog
         .find_workspace(&auth.project_id, &bp.name)
         .await?;
-    let statements = crate::workspace::dialect(ws.engine)
-        .classify_all(&req.query)
-        .map_err(|e| {
-            ApiError::field("query", format!("syntax error: {e}")).with("sqlstate", "42601")
-        })?;
+    let dialect = crate::workspace::dialect(ws.engine);
+    let text = req
+        .query
+        .text(dialect == tdb_sql::Dialect::Redis)
+        .map_err(|why| ApiError::field("query", why))?;
+    let statements = dialect.classify_all(&text).map_err(|e| {
+        ApiError::field("query", format!("syntax error: {e}")).with("sqlstate", "42601")
+    })?;
     check_statements(&statements)?;
     let settings = Settings::from_json(&ws.settings.0);
     // One answer for the whole request, however many tenants it reads.

@@ -353,7 +353,11 @@ async fn run_queries(
 ) -> ApiResult<QueryResponse> {
     let r = resolve_for(&state, &auth, &name, KeyRole::Read).await?;
     let dialect = crate::workspace::dialect(r.ws.engine);
-    let statements = dialect.classify_all(&req.query).map_err(|e| {
+    let text = req
+        .query
+        .text(dialect == tdb_sql::Dialect::Redis)
+        .map_err(|why| ApiError::field("query", why))?;
+    let statements = dialect.classify_all(&text).map_err(|e| {
         ApiError::field("query", format!("syntax error: {e}")).with("sqlstate", "42601")
     })?;
     if statements.is_empty() {

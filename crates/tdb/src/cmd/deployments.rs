@@ -201,7 +201,7 @@ pub async fn query(ctx: &Context, args: QueryArgs) -> anyhow::Result<()> {
     };
     let body = AdminQuery {
         blueprint: args.blueprint,
-        query: args.sql,
+        query: args.sql.into(),
         tenant_id,
         all_tenants,
     };
