@@ -543,9 +543,10 @@ impl Config {
                     server.url.starts_with("postgresql://") || server.url.starts_with("postgres://")
                 }
                 Engine::Mysql => server.url.starts_with("mysql://"),
+                Engine::Redis => server.url.starts_with("redis://"),
                 other => anyhow::bail!(
-                    "server '{}': engine '{other}' cannot be attached yet (postgresql and mysql \
-                     can)",
+                    "server '{}': engine '{other}' cannot be attached yet (postgresql, mysql \
+                     and redis can)",
                     server.name
                 ),
             };
@@ -556,6 +557,7 @@ impl Config {
                     server.engine,
                     match server.engine {
                         Engine::Mysql => "mysql://",
+                        Engine::Redis => "redis://",
                         _ => "postgresql://",
                     }
                 );

@@ -783,10 +783,46 @@ async fn upsert(
 }
 
 /// How to reach an attached server as its administrator, from its URL: `postgresql://…` (a
-/// socket directory in `?host=`) or `mysql://…` (a socket file in `?socket=`).
+/// socket directory in `?host=`), `mysql://…` (a socket file in `?socket=`) or
+/// `redis://user:password@host:port` (a socket file in `?socket=`; the user `default` when the
+/// URL names none).
 fn attached_endpoint(server: &ServerConfig) -> anyhow::Result<AdminEndpoint> {
     let context = || format!("server '{}': parsing url", server.name);
     let password = password_of(&server.url);
+    if server.engine == EngineKind::Redis {
+        let rest = server
+            .url
+            .strip_prefix("redis://")
+            .ok_or_else(|| anyhow::anyhow!("{}: not a redis:// URL", context()))?;
+        let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let authority = before_query.split('/').next().unwrap_or("");
+        let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
+        let user = match userinfo.split(':').next().unwrap_or("") {
+            "" => "default".to_string(),
+            name => percent_decode(name),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => {
+                let port = port.parse().with_context(context)?;
+                (host, port)
+            }
+            _ => (hostport, 6379),
+        };
+        let socket = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("socket="))
+            .map(percent_decode);
+        let host = socket.unwrap_or_else(|| match host.trim_matches(['[', ']']) {
+            "" => "127.0.0.1".to_string(),
+            host => host.to_string(),
+        });
+        return Ok(AdminEndpoint {
+            host,
+            port,
+            user,
+            password,
+        });
+    }
     if server.engine == EngineKind::Mysql {
         let opts = sqlx::mysql::MySqlConnectOptions::from_str(&server.url).with_context(context)?;
         let host = opts.get_socket().map_or_else(
@@ -969,6 +1005,42 @@ mod tests {
         assert_eq!(tenant_budget(57, 35, 80), 29);
         assert_eq!(tenant_budget(1000, 0, 100), 1000);
         assert_eq!(tenant_budget(0, 100, 80), 0);
+    }
+
+    #[test]
+    fn an_attached_redis_is_reached_by_its_url() {
+        let server = |url: &str| ServerConfig {
+            name: "r1".into(),
+            engine: EngineKind::Redis,
+            role: ServerRole::Shared,
+            region: None,
+            url: url.into(),
+            max_databases: None,
+        };
+        let e =
+            attached_endpoint(&server("redis://tdb:s%40cret@cache.internal:6390")).expect("parses");
+        assert_eq!(
+            (
+                e.host.as_str(),
+                e.port,
+                e.user.as_str(),
+                e.password.as_str()
+            ),
+            ("cache.internal", 6390, "tdb", "s@cret")
+        );
+        let e = attached_endpoint(&server(
+            "redis://:pw@localhost/?socket=/run/redis/redis.sock",
+        ))
+        .expect("parses");
+        assert_eq!(
+            (
+                e.host.as_str(),
+                e.port,
+                e.user.as_str(),
+                e.password.as_str()
+            ),
+            ("/run/redis/redis.sock", 6379, "default", "pw")
+        );
     }
 
     #[test]
