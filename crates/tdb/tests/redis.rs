@@ -183,6 +183,7 @@ async fn a_redis_workspace_carries_its_rules_to_tenants_that_see_only_their_keys
         "HSET user:1 name ada plan pro",
         "SADD tags a b c",
         "SET counter 41",
+        "SET temp x EX 5000",
     ] {
         assert_eq!(admin(&s, &key, "acme", command).await.0, 200, "{command}");
     }
@@ -248,6 +249,11 @@ async fn a_redis_workspace_carries_its_rules_to_tenants_that_see_only_their_keys
     assert_eq!(reply(&s, &key, "acme", "GET counter").await, json!(["41"]));
     assert_eq!(reply(&s, &key, "acme", "EXISTS intruder").await, json!([0]));
     assert_eq!(reply(&s, &key, "acme", "SCARD tags").await, json!([3]));
+    // Expiries come back as they were (a deadline, not a fresh TTL).
+    let ttl = reply(&s, &key, "acme", "TTL temp").await[0]
+        .as_i64()
+        .expect("a TTL");
+    assert!((4000..=5000).contains(&ttl), "TTL temp = {ttl}");
     // The other tenant never saw any of it.
     assert_eq!(reply(&s, &key, "beta", "DBSIZE").await, json!([0]));
 
@@ -257,6 +263,16 @@ async fn a_redis_workspace_carries_its_rules_to_tenants_that_see_only_their_keys
     assert_eq!(admin(&s, &key, "acme", "GET secret").await.0, 409);
     let (st, _) = post(&s, "/tenants/acme/resume", Some(&key), json!({})).await;
     assert_eq!(st, 200);
+    // The trash keeps the keys out of reach; a restore brings them back.
+    let (st, _) = delete(&s, "/tenants/acme", &key).await;
+    assert_eq!(st, 200);
+    assert_eq!(admin(&s, &key, "acme", "GET secret").await.0, 404);
+    let (st, restored) = post(&s, "/tenants/acme/restore", Some(&key), json!({})).await;
+    assert_eq!(st, 200, "{restored}");
+    assert_eq!(
+        reply(&s, &key, "acme", "GET secret").await,
+        json!(["acme-only"])
+    );
     let (st, gone) = delete(&s, "/tenants/acme?hard=true", &key).await;
     assert_eq!(st, 200, "{gone}");
     let body = json!({"tenant_id": "acme", "databases": [{"blueprint": "cache"}]});
