@@ -33,8 +33,8 @@ pub struct WorkspaceRef {
 pub struct WorkspaceQueryArgs {
     /// The workspace's name.
     pub workspace: String,
-    /// The SQL to run. In a tenant-mode workspace, DDL is recorded as a pending blueprint
-    /// change.
+    /// The SQL to run (Redis: commands, one per line). In a tenant-mode workspace, DDL is
+    /// recorded as a pending blueprint change.
     pub query: String,
 }
 
@@ -91,8 +91,8 @@ impl TdbMcp {
         .await
     }
 
-    /// Run SQL in a workspace's database; returns columns, rows, row_count and
-    /// execution_time.
+    /// Run SQL in a workspace's database (for a Redis workspace, commands one per line);
+    /// returns columns, rows, row_count and execution_time.
     #[tool]
     async fn query_workspace(
         &self,

@@ -23,7 +23,7 @@ pub enum WorkspacesCommand {
     /// Create a workspace (prints its proxy credential once)
     Create {
         name: String,
-        /// PostgreSQL or MySQL (MongoDB and Redis come later)
+        /// PostgreSQL, MySQL or Redis (MongoDB comes later)
         #[arg(long, default_value = "postgresql")]
         database: String,
         /// tenant (schema captured into a blueprint) or control (standalone)
@@ -34,7 +34,7 @@ pub enum WorkspacesCommand {
     Get { name: String },
     /// Delete a workspace and its database
     Delete { name: String },
-    /// Run SQL in a workspace ("-" reads it from stdin)
+    /// Run SQL in a workspace, or Redis commands one per line ("-" reads it from stdin)
     Query { name: String, sql: String },
     /// Show the tables, columns, indexes and foreign keys
     Schema { name: String },
