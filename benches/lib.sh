@@ -141,3 +141,25 @@ wait_deployment() {
         sleep 0.05
     done
 }
+
+# unseal_admin SERVER_DIR AAD: the administrator's user and password of a managed server (two
+# lines), the password unsealed from its state.json with the data dir's master key
+# ($ROOT/tdb/master.key: AES-256-GCM, a version byte, a 12-byte nonce, then the ciphertext;
+# AAD is `managed-mariadb-admin`, `managed-redis-admin`, ...).
+unseal_admin() {
+    python3 - "$1/state.json" "$ROOT/tdb/master.key" "$2" <<'EOF'
+import base64, json, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+state = json.load(open(sys.argv[1]))
+text = open(sys.argv[2]).read().strip()
+try:
+    key = bytes.fromhex(text)
+except ValueError:
+    key = base64.b64decode(text)
+sealed = bytes.fromhex(state["admin_password_sealed"])
+if sealed[0] != 1:
+    sys.exit("unknown sealed format")
+print(state["admin_user"])
+print(AESGCM(key).decrypt(sealed[1:13], sealed[13:], sys.argv[3].encode()).decode())
+EOF
+}

@@ -128,22 +128,7 @@ REDIS_DIR=$ROOT/tdb/servers/redis-shared
 SOCK=$(sed -n 's/^unixsocket "\(.*\)"$/\1/p' "$REDIS_DIR/redis.conf")
 REDIS_PID=$(cat "$REDIS_DIR/data/redis.pid")
 { [ -S "$SOCK" ] && kill -0 "$REDIS_PID"; } || die "redis-server's socket '$SOCK' or pid $REDIS_PID is not there"
-CREDS=$(python3 - "$REDIS_DIR/state.json" "$ROOT/tdb/master.key" <<'EOF'
-import base64, json, sys
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-state = json.load(open(sys.argv[1]))
-text = open(sys.argv[2]).read().strip()
-try:
-    key = bytes.fromhex(text)
-except ValueError:
-    key = base64.b64decode(text)
-sealed = bytes.fromhex(state["admin_password_sealed"])
-if sealed[0] != 1:
-    sys.exit("unknown sealed format")
-print(state["admin_user"])
-print(AESGCM(key).decrypt(sealed[1:13], sealed[13:], b"managed-redis-admin").decode())
-EOF
-) || die "could not unseal Redis's admin password"
+CREDS=$(unseal_admin "$REDIS_DIR" managed-redis-admin) || die "could not unseal Redis's admin password"
 ADMIN_USER=$(sed -n 1p <<<"$CREDS"); ADMIN_PW=$(sed -n 2p <<<"$CREDS")
 # admin ARGS...: redis-cli as the administrator over the socket (the password in the environment).
 admin() { REDISCLI_AUTH=$ADMIN_PW redis-cli -s "$SOCK" --user "$ADMIN_USER" "$@"; }

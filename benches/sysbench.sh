@@ -129,22 +129,7 @@ MARIA_DIR=$ROOT/tdb/servers/mysql-shared
 MARIA_SOCKET=$(sed -n 's/^socket=//p' "$MARIA_DIR/my.cnf")
 MARIA_PID=$(cat "$MARIA_DIR/data/mariadbd.pid")
 { [ -S "$MARIA_SOCKET" ] && kill -0 "$MARIA_PID"; } || die "MariaDB's socket $MARIA_SOCKET or pid $MARIA_PID is not there"
-CREDS=$(python3 - "$MARIA_DIR/state.json" "$ROOT/tdb/master.key" <<'EOF'
-import base64, json, sys
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-state = json.load(open(sys.argv[1]))
-text = open(sys.argv[2]).read().strip()
-try:
-    key = bytes.fromhex(text)
-except ValueError:
-    key = base64.b64decode(text)
-sealed = bytes.fromhex(state["admin_password_sealed"])
-if sealed[0] != 1:
-    sys.exit("unknown sealed format")
-print(state["admin_user"])
-print(AESGCM(key).decrypt(sealed[1:13], sealed[13:], b"managed-mariadb-admin").decode())
-EOF
-) || die "could not unseal MariaDB's admin password"
+CREDS=$(unseal_admin "$MARIA_DIR" managed-mariadb-admin) || die "could not unseal MariaDB's admin password"
 MARIA_ADMIN=$(sed -n 1p <<<"$CREDS"); MARIA_ADMIN_PW=$(sed -n 2p <<<"$CREDS")
 # maria_admin ARGS...: the mariadb client as the administrator over the socket (the password in
 # the environment, off the command line).
