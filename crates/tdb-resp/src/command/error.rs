@@ -24,4 +24,8 @@ pub enum KeyError {
     /// SORT with BY or GET patterns, which name keys too: use `sort_positions`.
     #[error("SORT with BY or GET patterns needs its patterns rewritten too")]
     SortPatterns,
+    /// A destination option given twice (`STORE a STORE b`): the key specs find the first,
+    /// redis-server writes the last.
+    #[error("'{command}' names its {option} destination more than once")]
+    RepeatedDestination { command: String, option: String },
 }

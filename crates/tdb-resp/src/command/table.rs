@@ -196,6 +196,7 @@ impl CommandTable {
         if !command.accepts(args.len()) {
             return Err(KeyError::Arity(command.name.clone()));
         }
+        repeated_destination(&command.name, args)?;
         if let Some(positions) = sort::key_positions(&command.name, args) {
             return positions;
         }
@@ -214,6 +215,7 @@ impl CommandTable {
         if !command.has_flag(&CommandFlag::Write) {
             return Ok(Vec::new());
         }
+        repeated_destination(&command.name, args)?;
         if command.name == "sort" {
             return Ok(sort::sort_positions(args)
                 .keys
@@ -251,6 +253,34 @@ impl CommandTable {
         names.sort_unstable();
         names
     }
+}
+
+/// Refuses a destination option given twice. Key specs find a keyword's first occurrence, but
+/// GEORADIUS/GEORADIUSBYMEMBER and SORT write (or, with no source, delete) the last one's key:
+/// `GEORADIUS nokey 0 0 1 km STORE a STORE victim` would reach a key never prefixed, and
+/// redis-server's own ACL check reads the key specs too. So the request is refused whole.
+fn repeated_destination(command: &str, args: &[&[u8]]) -> Result<(), KeyError> {
+    let options: &[&str] = match command {
+        "georadius" | "georadiusbymember" => &["store", "storedist"],
+        "sort" | "sort_ro" => &["store"],
+        _ => return Ok(()),
+    };
+    let given = args
+        .iter()
+        .skip(2)
+        .filter(|arg| {
+            options
+                .iter()
+                .any(|o| arg.eq_ignore_ascii_case(o.as_bytes()))
+        })
+        .count();
+    if given > 1 {
+        return Err(KeyError::RepeatedDestination {
+            command: command.to_string(),
+            option: options.join("/").to_ascii_uppercase(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -55,6 +55,59 @@ fn corpus() -> Vec<Attack> {
     huge_inline.extend(std::iter::repeat_n(b'a', 70 * 1024));
     vec![
         cmd("read B's key by its full name", &["GET", "tb:secret"]),
+        // Key specs find the first STORE; redis-server writes (or, with no source, deletes)
+        // the last one's key.
+        cmd(
+            "GEORADIUS with a second STORE deletes B's key",
+            &[
+                "GEORADIUS",
+                "nokey",
+                "0",
+                "0",
+                "1",
+                "km",
+                "STORE",
+                "a",
+                "STORE",
+                "tb:secret",
+            ],
+        ),
+        cmds(
+            "GEORADIUS with STORE then STOREDIST overwrites B's key",
+            &[
+                &["GEOADD", "g", "0", "0", "m"],
+                &[
+                    "GEORADIUS",
+                    "g",
+                    "0",
+                    "0",
+                    "9",
+                    "km",
+                    "STORE",
+                    "a",
+                    "STOREDIST",
+                    "tb:hash",
+                ],
+            ],
+        ),
+        cmd(
+            "GEORADIUSBYMEMBER with a second STORE",
+            &[
+                "GEORADIUSBYMEMBER",
+                "g",
+                "m",
+                "9",
+                "km",
+                "STORE",
+                "a",
+                "STORE",
+                "tb:list",
+            ],
+        ),
+        cmd(
+            "SORT whose STORE is read as an option",
+            &["SORT", "k", "STORE", "limit", "STORE", "tb:secret"],
+        ),
         cmd("read many", &["MGET", "secret", "tb:secret", "tb:hash"]),
         cmd("overwrite B's key", &["SET", "tb:secret", "A was here"]),
         cmd(
