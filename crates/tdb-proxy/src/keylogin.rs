@@ -23,26 +23,39 @@ pub enum KeyLoginError {
     Unavailable(String),
 }
 
+/// A SCRAM verifier of a random password nobody holds, made once.
+fn unmatchable() -> &'static str {
+    static VERIFIER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERIFIER.get_or_init(|| {
+        tdb_core::secrets::scram_verifier(&tdb_core::secrets::new_password("unmatchable"))
+    })
+}
+
 /// The credential and the routing database `AUTH user key` opens.
 pub async fn redis_login(
     catalog: &Catalog,
     user: &str,
     key: &str,
 ) -> Result<(Login, String), KeyLoginError> {
+    // A key without its credential's name is malformed: that says nothing of any name.
     let (name, password) = key.split_once('.').ok_or(KeyLoginError::Invalid)?;
     let login = catalog
         .proxy_login(name)
         .await
-        .map_err(|e| KeyLoginError::Unavailable(e.to_string()))?
-        .ok_or(KeyLoginError::Invalid)?;
-    // PBKDF2 takes a few milliseconds: off the proxy's workers.
-    let verifier = login.verifier.clone();
+        .map_err(|e| KeyLoginError::Unavailable(e.to_string()))?;
+    // PBKDF2 takes a few milliseconds: off the proxy's workers. An unknown credential is
+    // checked against a verifier no password matches, so the time taken does not tell which
+    // credential names exist.
+    let verifier = login
+        .as_ref()
+        .map_or_else(|| unmatchable().to_string(), |l| l.verifier.clone());
     let password = password.to_string();
     let accepted = tokio::task::spawn_blocking(move || {
         Verifier::parse(&verifier).is_some_and(|v| v.accepts_password(&password))
     })
     .await
     .unwrap_or(false);
+    let login = login.ok_or(KeyLoginError::Invalid)?;
     if !accepted {
         return Err(KeyLoginError::Invalid);
     }
@@ -73,6 +86,13 @@ pub async fn redis_login(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unmatchable_verifier_parses_and_matches_nothing() {
+        let verifier = Verifier::parse(unmatchable()).expect("a SCRAM verifier");
+        assert!(!verifier.accepts_password(""));
+        assert!(!verifier.accepts_password("unmatchable"));
+    }
 
     #[test]
     fn a_key_without_its_credential_is_invalid_before_the_catalog_is_asked() {
