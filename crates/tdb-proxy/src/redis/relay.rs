@@ -156,6 +156,7 @@ impl Relay<'_> {
                     return End::Said("ERR terminating connection because tdb is shutting down".into());
                 }
                 _ = sleep_until(deadline) => {
+                    self.stop_overdue_script().await;
                     let ms = ctx.query_timeout.map_or(0, |t| t.as_millis());
                     return End::Said(format!(
                         "ERR query timeout: the server did not answer within {ms} ms (query_timeout_ms); closing the connection"
@@ -180,6 +181,59 @@ impl Relay<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// When the reply owed first is a script's, asks the server to stop the script that runs
+    /// (`SCRIPT KILL`, as the administrator): a script blocks the whole shared server while it
+    /// runs. Redis refuses to stop a script that has written (it would break atomicity): that
+    /// one runs on, and tdb says so in its log.
+    async fn stop_overdue_script(&mut self) {
+        let overdue = self.pending.iter().find_map(|e| match e {
+            Expect::Reply(p) => Some(p.log.text.clone()),
+            Expect::Local(_) => None,
+        });
+        let is_script = overdue.as_deref().is_some_and(|text| {
+            let name = text.split_whitespace().next().unwrap_or("");
+            matches!(name, "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO")
+        });
+        if !is_script {
+            return;
+        }
+        // The server reads other clients only once a script has run `busy-reply-threshold`
+        // (5 s by default): the kill may wait that long.
+        let killed = tokio::time::timeout(
+            Duration::from_secs(15),
+            self.walker.call(&[b"SCRIPT", b"KILL"]),
+        )
+        .await;
+        match killed {
+            Ok(Ok(Frame::Error(e))) => tracing::warn!(
+                tenant = %self.ctx.describe,
+                error = %String::from_utf8_lossy(&e),
+                "a script outlived query_timeout_ms and could not be stopped"
+            ),
+            Ok(Ok(_)) => {
+                // The kill is answered before the script has unwound: wait until the server
+                // answers again, so the session ends with the server free.
+                let free = async {
+                    while self
+                        .walker
+                        .call(&[b"PING"])
+                        .await
+                        .is_ok_and(|f| f.is_error())
+                    {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), free).await;
+                tracing::info!(
+                    tenant = %self.ctx.describe,
+                    "stopped a script that outlived query_timeout_ms"
+                );
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "stopping an overdue script failed"),
+            Err(_) => tracing::warn!("stopping an overdue script timed out"),
         }
     }
 
@@ -304,6 +358,12 @@ impl Relay<'_> {
                 keys,
                 blocking,
             } => {
+                if matches!(name.as_str(), "eval" | "evalsha" | "eval_ro" | "evalsha_ro") {
+                    // Logged in before the script runs: once it does, the server reads other
+                    // clients only after `busy-reply-threshold`, and the kill must not wait
+                    // for a login too.
+                    let _ = self.walker.conn().await;
+                }
                 let plan = keyrules::plan(&self.ctx.key_rules, &table, &request, &args);
                 if let Some(refusal) = self.over_limit(&plan.written, client, backend).await? {
                     self.session.spoil_transaction();

@@ -155,6 +155,21 @@ async fn a_late_reply_ends_the_session_but_a_blocking_command_has_its_own_time()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_script_is_stopped_when_its_query_timeout_passes() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut a = f.login(&A).await?;
+    let answer = a.call(&["EVAL", "while true do end", "0"]).await?;
+    assert!(text(&answer).contains("query timeout"), "{answer:?}");
+    // The shared server is free again for everyone else (not BUSY with A's script).
+    let mut b = f.login(&B).await?;
+    assert_eq!(text(&b.call(&["PING"]).await?), "PONG");
+    assert_eq!(text(&b.call(&["SET", "after", "1"]).await?), "OK");
+    drop((a, b));
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspension_ends_sessions_and_a_hold_parks_commands() -> anyhow::Result<()> {
     let redis = server().await?;
     let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
