@@ -93,8 +93,10 @@ mod tests {
         assert!(files.len() > 10, "{files:?}");
         let mut stray = Vec::new();
         for file in files {
-            // The MySQL proxy keeps its SQLSTATEs in a table of its own.
-            if file.ends_with("pg/sqlstate.rs") || file.ends_with("mysql/errno.rs") {
+            // The MySQL proxy keeps its SQLSTATEs in a table of its own; test modules may
+            // spell what they expect (and numbers that only look like SQLSTATEs).
+            let in_tests = file.components().any(|c| c.as_os_str() == "tests");
+            if file.ends_with("pg/sqlstate.rs") || file.ends_with("mysql/errno.rs") || in_tests {
                 continue;
             }
             let text = std::fs::read_to_string(&file).expect("read");

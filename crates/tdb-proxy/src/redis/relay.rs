@@ -156,7 +156,7 @@ impl Relay<'_> {
                     return End::Said("ERR terminating connection because tdb is shutting down".into());
                 }
                 _ = sleep_until(deadline) => {
-                    self.stop_overdue_script().await;
+                    self.stop_overdue_script();
                     let ms = ctx.query_timeout.map_or(0, |t| t.as_millis());
                     return End::Said(format!(
                         "ERR query timeout: the server did not answer within {ms} ms (query_timeout_ms); closing the connection"
@@ -185,10 +185,12 @@ impl Relay<'_> {
     }
 
     /// When the reply owed first is a script's, asks the server to stop the script that runs
-    /// (`SCRIPT KILL`, as the administrator): a script blocks the whole shared server while it
-    /// runs. Redis refuses to stop a script that has written (it would break atomicity): that
-    /// one runs on, and tdb says so in its log.
-    async fn stop_overdue_script(&mut self) {
+    /// (`SCRIPT KILL`, as the administrator, over the walker logged in before the script was
+    /// sent): a script blocks the whole shared server while it runs. The kill goes on after the
+    /// session ends, since the server reads it only once the script has run
+    /// `busy-reply-threshold` (5 s by default). Redis refuses to stop a script that has written
+    /// (it would break atomicity): that one runs on, and tdb says so in its log.
+    fn stop_overdue_script(&mut self) {
         let overdue = self.pending.iter().find_map(|e| match e {
             Expect::Reply(p) => Some(p.log.text.clone()),
             Expect::Local(_) => None,
@@ -197,44 +199,28 @@ impl Relay<'_> {
             let name = text.split_whitespace().next().unwrap_or("");
             matches!(name, "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO")
         });
-        if !is_script {
+        let Some(mut conn) = self.walker.take().filter(|_| is_script) else {
             return;
-        }
-        // The server reads other clients only once a script has run `busy-reply-threshold`
-        // (5 s by default): the kill may wait that long.
-        let killed = tokio::time::timeout(
-            Duration::from_secs(15),
-            self.walker.call(&[b"SCRIPT", b"KILL"]),
-        )
-        .await;
-        match killed {
-            Ok(Ok(Frame::Error(e))) => tracing::warn!(
-                tenant = %self.ctx.describe,
-                error = %String::from_utf8_lossy(&e),
-                "a script outlived query_timeout_ms and could not be stopped"
-            ),
-            Ok(Ok(_)) => {
-                // The kill is answered before the script has unwound: wait until the server
-                // answers again, so the session ends with the server free.
-                let free = async {
-                    while self
-                        .walker
-                        .call(&[b"PING"])
-                        .await
-                        .is_ok_and(|f| f.is_error())
-                    {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(5), free).await;
-                tracing::info!(
-                    tenant = %self.ctx.describe,
-                    "stopped a script that outlived query_timeout_ms"
-                );
+        };
+        let tenant = self.ctx.describe.clone();
+        tokio::spawn(async move {
+            let mut pushes = Vec::new();
+            let kill = conn.call(&[b"SCRIPT", b"KILL"], &mut pushes);
+            match tokio::time::timeout(Duration::from_secs(30), kill).await {
+                Ok(Ok(Frame::Error(e))) => tracing::warn!(
+                    %tenant,
+                    error = %String::from_utf8_lossy(&e),
+                    "a script outlived query_timeout_ms and could not be stopped"
+                ),
+                Ok(Ok(_)) => {
+                    tracing::info!(%tenant, "stopped a script that outlived query_timeout_ms")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%tenant, error = %e, "stopping an overdue script failed")
+                }
+                Err(_) => tracing::warn!(%tenant, "stopping an overdue script timed out"),
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "stopping an overdue script failed"),
-            Err(_) => tracing::warn!("stopping an overdue script timed out"),
-        }
+        });
     }
 
     /// The deadline of the oldest reply owed.

@@ -63,6 +63,11 @@ impl<'a> Walker<'a> {
             .ok_or_else(|| BackendError::Refused("no walker connection".into()))
     }
 
+    /// The open connection, taken away (for a task that outlives the session).
+    pub fn take(&mut self) -> Option<Backend> {
+        self.conn.take()
+    }
+
     /// One request the proxy built, and its reply.
     pub async fn call(&mut self, args: &[&[u8]]) -> Result<Frame, BackendError> {
         // The administrator subscribes to nothing: no pushes can come.
