@@ -348,7 +348,7 @@ impl Relay<'_> {
                     // Logged in before the script runs: once it does, the server reads other
                     // clients only after `busy-reply-threshold`, and the kill must not wait
                     // for a login too.
-                    let _ = self.walker.conn().await;
+                    self.walker.prepare().await;
                 }
                 let plan = keyrules::plan(&self.ctx.key_rules, &table, &request, &args);
                 if let Some(refusal) = self.over_limit(&plan.written, client, backend).await? {

@@ -19,6 +19,8 @@ pub struct Walker<'a> {
     host: String,
     port: u16,
     conn: Option<Backend>,
+    /// Whether [`prepare`](Self::prepare) ran: it tries once per session.
+    prepared: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -36,6 +38,18 @@ impl<'a> Walker<'a> {
             host: host.to_string(),
             port,
             conn: None,
+            prepared: false,
+        }
+    }
+
+    /// Logs in ahead of need (before a script, which the walker may have to stop), once per
+    /// session: a failure is not retried on every later command.
+    pub async fn prepare(&mut self) {
+        if !self.prepared {
+            self.prepared = true;
+            if let Err(e) = self.conn().await {
+                tracing::warn!(error = %e, "the walker could not log in ahead of a script");
+            }
         }
     }
 
