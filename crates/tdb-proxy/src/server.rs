@@ -135,6 +135,8 @@ pub struct ProxyState {
     pub refusal_handshakes: tdb_core::ratelimit::PerSecond,
     /// The command table of each Redis server, loaded by its first session.
     pub redis_tables: crate::redis::backend::Tables,
+    /// Server connections shared by sessions of one ACL user (see [`crate::redis::lane`]).
+    pub redis_lanes: crate::redis::lane::Lanes,
     /// How many keys each Redis tenant holds, for `max_keys`.
     pub redis_key_counts: Arc<crate::redis::keyrules::KeyCounts>,
 }
@@ -171,6 +173,7 @@ impl ProxyState {
             statements_memory: tdb_engines::budget::MemoryBudget::new(STATEMENTS_MEMORY),
             refusal_handshakes: tdb_core::ratelimit::PerSecond::new(REFUSAL_HANDSHAKES_PER_SECOND),
             redis_tables: Default::default(),
+            redis_lanes: Default::default(),
             redis_key_counts: Default::default(),
             failures_by_ip,
             failures_by_user,

@@ -10,6 +10,7 @@ use tdb_resp::policy::Emulation;
 use tdb_resp::prefix::Prefix;
 
 use super::backend::{Backend, BackendError};
+use super::link::Link;
 use super::walker::Walker;
 
 /// Keys SCAN is asked to look at per call.
@@ -18,7 +19,7 @@ const SCAN_COUNT: &[u8] = b"1000";
 /// The answer to `emulation`; pub/sub pushes that arrive meanwhile are collected in `pushes`.
 pub async fn run(
     emulation: &Emulation,
-    backend: &mut Backend,
+    link: &mut Link<'_>,
     walker: &mut Walker<'_>,
     prefix: &Prefix,
     resp3: bool,
@@ -29,6 +30,7 @@ pub async fn run(
         Emulation::Quit => Frame::Simple(Bytes::from_static(b"OK")),
         Emulation::DbSize => Frame::Integer(count(walker, prefix).await?),
         Emulation::FlushDb => {
+            let backend = link.own_connection().await?;
             flush(backend, walker, prefix, pushes).await?;
             Frame::Simple(Bytes::from_static(b"OK"))
         }

@@ -1,6 +1,7 @@
 //! The Redis proxy: tenants are key prefixes on a shared redis-server. The codec, the command
 //! table and the command policy are `tdb_resp`'s (protocol-pure); this module owns the login
-//! phase ([`hello`], [`session`]), the server connection ([`backend`]), the relay ([`relay`])
+//! phase ([`hello`], [`session`]), the server connections ([`backend`], shared ones in
+//! [`lane`], the session's choice between them in [`link`]), the relay ([`relay`])
 //! the commands the proxy answers for a tenant itself ([`emulate`]) and the tenant's rules for
 //! its keys: TTLs and `max_keys` ([`keyrules`]); keyspace walks go over a connection of their
 //! own ([`walker`]).
@@ -9,6 +10,8 @@ pub mod backend;
 mod emulate;
 pub mod hello;
 pub mod keyrules;
+pub mod lane;
+mod link;
 mod patterns;
 mod relay;
 pub mod session;

@@ -19,7 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, BackendError};
+use super::backend::BackendError;
+use super::link::Link;
 use super::patterns::Patterns;
 use super::session::Client;
 use super::walker::Walker;
@@ -93,6 +94,8 @@ struct Relay<'a> {
     /// Bytes for the client and for the server, written before the relay waits again.
     to_client: BytesMut,
     to_server: BytesMut,
+    /// Replies the requests in `to_server` owe.
+    unsent_replies: usize,
     /// The client's pattern subscriptions, kept by the proxy.
     patterns: Patterns,
     /// KEYS, SCAN and the emulations' counts go over this connection (see
@@ -103,7 +106,7 @@ struct Relay<'a> {
 /// Relays until the client leaves, the server goes, the tenant is stopped or a reply is late.
 pub async fn relay<S>(
     client: &mut Client<S>,
-    backend: &mut Backend,
+    link: &mut Link<'_>,
     ctx: &SessionContext,
     walker: Walker<'_>,
 ) where
@@ -116,10 +119,11 @@ pub async fn relay<S>(
         pending: VecDeque::new(),
         to_client: BytesMut::with_capacity(16 * 1024),
         to_server: BytesMut::with_capacity(16 * 1024),
+        unsent_replies: 0,
         patterns: Patterns::default(),
         walker,
     };
-    let end = relay.run(client, backend).await;
+    let end = relay.run(client, link).await;
     ctx.metrics.sessions.decrement(1.0);
     tracing::debug!(?end, "Redis session ended");
     if let End::Said(message) = end {
@@ -130,44 +134,61 @@ pub async fn relay<S>(
 }
 
 impl Relay<'_> {
-    async fn run<S>(&mut self, client: &mut Client<S>, backend: &mut Backend) -> End
+    async fn run<S>(&mut self, client: &mut Client<S>, link: &mut Link<'_>) -> End
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         // Requests pipelined behind the login.
-        if let Err(end) = self.requests(client, backend).await {
+        if let Err(end) = self.requests(client, link).await {
             return end;
         }
+        let ctx = self.ctx;
+        // Made once for the session: a future made anew on every turn of the loop would
+        // register with its token or timer wheel, and leave it, once per request.
+        let mut kill = std::pin::pin!(ctx.kill.cancelled());
+        let mut shutdown = std::pin::pin!(ctx.shutdown.cancelled());
+        // The timer stays armed at the deadline it was set to while that is not later than
+        // the oldest reply's; when it fires early (that reply came), it is moved.
+        let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        let mut armed: Option<Instant> = None;
         loop {
-            if let Err(end) = self.flush(client, backend).await {
+            if let Err(end) = self.flush(client, link).await {
                 return end;
             }
             let deadline = self.deadline();
-            let ctx = self.ctx;
+            if let Some(deadline) = deadline
+                && armed.is_none_or(|at| at > deadline)
+            {
+                timer.as_mut().reset(deadline);
+                armed = Some(deadline);
+            }
             tokio::select! {
                 biased;
-                _ = ctx.kill.cancelled() => {
+                _ = &mut kill => {
                     return End::Said(format!(
                         "ERR terminating connection: {} is no longer served",
                         ctx.describe
                     ));
                 }
-                _ = ctx.shutdown.cancelled() => {
+                _ = &mut shutdown => {
                     return End::Said("ERR terminating connection because tdb is shutting down".into());
                 }
-                _ = sleep_until(deadline) => {
+                _ = &mut timer, if deadline.is_some() => {
+                    armed = None;
+                    if deadline.is_some_and(|d| Instant::now() < d) {
+                        continue;
+                    }
                     self.stop_overdue_script();
                     let ms = ctx.query_timeout.map_or(0, |t| t.as_millis());
                     return End::Said(format!(
                         "ERR query timeout: the server did not answer within {ms} ms (query_timeout_ms); closing the connection"
                     ));
                 }
-                read = backend.io.read_buf(&mut backend.buf) => {
-                    match read {
-                        Ok(0) | Err(_) => return End::ServerGone,
-                        Ok(_) => {}
+                read = link.readable() => {
+                    if let Err(e) = read {
+                        return server_error(e);
                     }
-                    if let Err(end) = self.replies(backend) {
+                    if let Err(end) = self.replies(link) {
                         return end;
                     }
                 }
@@ -176,7 +197,7 @@ impl Relay<'_> {
                         Ok(0) | Err(_) => return End::ClientGone,
                         Ok(_) => {}
                     }
-                    if let Err(end) = self.requests(client, backend).await {
+                    if let Err(end) = self.requests(client, link).await {
                         return end;
                     }
                 }
@@ -231,17 +252,15 @@ impl Relay<'_> {
         })?
     }
 
-    async fn flush<S>(&mut self, client: &mut Client<S>, backend: &mut Backend) -> Result<(), End>
+    async fn flush<S>(&mut self, client: &mut Client<S>, link: &mut Link<'_>) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         if !self.to_server.is_empty() {
-            backend
-                .io
-                .write_all(&self.to_server)
+            link.send(&mut self.to_server, self.unsent_replies)
                 .await
-                .map_err(|_| End::ServerGone)?;
-            self.to_server.clear();
+                .map_err(server_error)?;
+            self.unsent_replies = 0;
         }
         if !self.to_client.is_empty() {
             self.ctx
@@ -260,11 +279,7 @@ impl Relay<'_> {
     }
 
     /// Decides every whole request the client has sent.
-    async fn requests<S>(
-        &mut self,
-        client: &mut Client<S>,
-        backend: &mut Backend,
-    ) -> Result<(), End>
+    async fn requests<S>(&mut self, client: &mut Client<S>, link: &mut Link<'_>) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -276,25 +291,21 @@ impl Relay<'_> {
                 Err(e) => {
                     let message = format!("ERR Protocol error: {e}");
                     // What came before the bad bytes is answered first.
-                    self.flush(client, backend).await?;
-                    self.drain(client, backend).await?;
+                    self.flush(client, link).await?;
+                    self.drain(client, link).await?;
                     return Err(End::Said(message));
                 }
             };
             if !passed_gate {
-                self.pass_gate(client, backend).await?;
+                self.pass_gate(client, link).await?;
                 passed_gate = true;
             }
-            self.request(request, client, backend).await?;
+            self.request(request, client, link).await?;
         }
     }
 
     /// A held tenant's commands wait here (what was already sent is answered first).
-    async fn pass_gate<S>(
-        &mut self,
-        client: &mut Client<S>,
-        backend: &mut Backend,
-    ) -> Result<(), End>
+    async fn pass_gate<S>(&mut self, client: &mut Client<S>, link: &mut Link<'_>) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -305,7 +316,7 @@ impl Relay<'_> {
         if !gate.is_held() {
             return Ok(());
         }
-        self.flush(client, backend).await?;
+        self.flush(client, link).await?;
         tokio::select! {
             _ = gate.pass() => Ok(()),
             _ = ctx.kill.cancelled() => Err(End::Said(format!(
@@ -322,21 +333,22 @@ impl Relay<'_> {
         &mut self,
         request: Request,
         client: &mut Client<S>,
-        backend: &mut Backend,
+        link: &mut Link<'_>,
     ) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let table = backend.table.clone();
+        let table = link.table().clone();
         let name = policy::command_name(&table, &request);
         let decision = policy::decide(&table, &self.ctx.prefix, &request, &mut self.session);
         match decision {
             Decision::Forward { .. } if matches!(name.as_str(), "psubscribe" | "punsubscribe") => {
+                self.leave_lane(client, link).await?;
                 self.pattern_subscription(&name, &request.args()[1..]);
                 Ok(())
             }
             Decision::Forward { args, reply, .. } if matches!(name.as_str(), "keys" | "scan") => {
-                self.walk(&name, args, &reply, client, backend).await
+                self.walk(&name, args, &reply, client, link).await
             }
             Decision::Forward {
                 mut args,
@@ -344,6 +356,9 @@ impl Relay<'_> {
                 keys,
                 blocking,
             } => {
+                if !policy::keeps_no_state(&table, &request) {
+                    self.leave_lane(client, link).await?;
+                }
                 if matches!(name.as_str(), "eval" | "evalsha" | "eval_ro" | "evalsha_ro") {
                     // Logged in before the script runs: once it does, the server reads other
                     // clients only after `busy-reply-threshold`, and the kill must not wait
@@ -351,7 +366,7 @@ impl Relay<'_> {
                     self.walker.prepare().await;
                 }
                 let plan = keyrules::plan(&self.ctx.key_rules, &table, &request, &args);
-                if let Some(refusal) = self.over_limit(&plan.written, client, backend).await? {
+                if let Some(refusal) = self.over_limit(&plan.written, client, link).await? {
                     self.session.spoil_transaction();
                     self.log(&record(&name, keys), false);
                     self.answer(Frame::Error(refusal.into()));
@@ -380,13 +395,13 @@ impl Relay<'_> {
                 Ok(())
             }
             Decision::Emulate(emulation) => {
-                self.flush(client, backend).await?;
-                self.drain(client, backend).await?;
+                self.flush(client, link).await?;
+                self.drain(client, link).await?;
                 let record = record(&name, 0);
                 let mut pushes = Vec::new();
                 let answer = emulate::run(
                     &emulation,
-                    backend,
+                    link,
                     &mut self.walker,
                     &self.ctx.prefix,
                     self.session.resp3,
@@ -405,12 +420,37 @@ impl Relay<'_> {
                 self.log(&record, !answer.is_error());
                 self.answer(answer);
                 if emulation == policy::Emulation::Quit {
-                    self.flush(client, backend).await?;
+                    self.flush(client, link).await?;
                     return Err(End::Quit);
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Before the session's first command that needs a server connection of its own: what
+    /// was sent over the shared lane is answered, then the session's own connection opens.
+    async fn leave_lane<S>(
+        &mut self,
+        client: &mut Client<S>,
+        link: &mut Link<'_>,
+    ) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        if !link.is_shared() {
+            return Ok(());
+        }
+        self.flush(client, link).await?;
+        self.drain(client, link).await?;
+        if let Err(e) = link.own_connection().await {
+            tracing::warn!(error = %e, "opening a session's own Redis connection failed");
+            return Err(End::Said(format!(
+                "ERR could not connect to the server of {}",
+                self.ctx.describe
+            )));
+        }
+        Ok(())
     }
 
     /// KEYS or SCAN (`args` anchored in the prefix by the policy), run on the walker at its
@@ -421,7 +461,7 @@ impl Relay<'_> {
         args: Vec<Bytes>,
         rewrite: &ReplyRewrite,
         client: &mut Client<S>,
-        backend: &mut Backend,
+        link: &mut Link<'_>,
     ) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -439,8 +479,8 @@ impl Relay<'_> {
             ));
             return Ok(());
         }
-        self.flush(client, backend).await?;
-        self.drain(client, backend).await?;
+        self.flush(client, link).await?;
+        self.drain(client, link).await?;
         let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
         let reply = self.walker.call(&refs);
         let reply = match self.ctx.query_timeout {
@@ -484,6 +524,7 @@ impl Relay<'_> {
             (Some(limit), Some(Blocking::For(wait))) => Some(Instant::now() + limit + wait),
             (Some(limit), None) => Some(Instant::now() + limit),
         };
+        self.unsent_replies += owed;
         for _ in 0..owed {
             self.pending.push_back(Expect::Reply(Pending {
                 rewrite: rewrite.clone(),
@@ -500,7 +541,7 @@ impl Relay<'_> {
         &mut self,
         written: &[Bytes],
         client: &mut Client<S>,
-        backend: &mut Backend,
+        link: &mut Link<'_>,
     ) -> Result<Option<String>, End>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -515,9 +556,10 @@ impl Relay<'_> {
         let mut pushes = Vec::new();
         let mut new = written.len() as u64;
         if !in_multi {
-            self.flush(client, backend).await?;
-            self.drain(client, backend).await?;
+            self.flush(client, link).await?;
+            self.drain(client, link).await?;
             new = 0;
+            let backend = link.own_connection().await.map_err(server_error)?;
             for key in written {
                 let exists = backend.call(&[b"EXISTS", key], &mut pushes).await;
                 if exists.map_err(server_error)? == Frame::Integer(0) {
@@ -575,26 +617,26 @@ impl Relay<'_> {
     }
 
     /// Reads until every reply owed has come.
-    async fn drain<S>(&mut self, client: &mut Client<S>, backend: &mut Backend) -> Result<(), End>
+    async fn drain<S>(&mut self, client: &mut Client<S>, link: &mut Link<'_>) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         while !self.pending.is_empty() {
             let frame = match self.deadline() {
-                Some(deadline) => tokio::time::timeout_at(deadline, backend.read_frame())
+                Some(deadline) => tokio::time::timeout_at(deadline, link.read_frame())
                     .await
                     .map_err(|_| End::Said("ERR query timeout; closing the connection".into()))?,
-                None => backend.read_frame().await,
+                None => link.read_frame().await,
             };
             self.reply(frame.map_err(server_error)?)?;
-            self.flush(client, backend).await?;
+            self.flush(client, link).await?;
         }
         Ok(())
     }
 
     /// Every whole frame the server has sent.
-    fn replies(&mut self, backend: &mut Backend) -> Result<(), End> {
-        while let Some(frame) = backend.buffered_frame().map_err(server_error)? {
+    fn replies(&mut self, link: &mut Link<'_>) -> Result<(), End> {
+        while let Some(frame) = link.buffered().map_err(server_error)? {
             self.reply(frame)?;
         }
         Ok(())
@@ -699,13 +741,6 @@ fn is_subscribe_confirmation(frame: &Frame) -> bool {
 fn server_error(e: BackendError) -> End {
     tracing::warn!(error = %e, "the Redis server connection failed");
     End::ServerGone
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

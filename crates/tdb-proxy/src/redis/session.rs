@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::backend::{Backend, Target};
 use super::hello::{self, Hello, Prelogin};
+use super::link::Link;
 use super::relay::{self, SessionContext};
 use crate::admission::{self, Admission};
 use crate::mysql::stream::{ClientIo, Rewound};
@@ -332,8 +333,21 @@ pub async fn serve_routed<S>(
         Ok(target) => target,
         Err(refusal) => return refuse(client, &refusal).await,
     };
-    let mut backend = match Backend::connect(&target, &proxy.redis_tables).await {
-        Ok(backend) => backend,
+    // A client that logged in with HELLO gets the server's answer to it, from a connection of
+    // its own; one that logged in with AUTH starts on its user's shared lane.
+    let connected = if auth.hello.is_none() {
+        proxy
+            .redis_lanes
+            .join(&target, &proxy.redis_tables)
+            .await
+            .map(|seat| Link::shared(seat, target, &proxy.redis_tables))
+    } else {
+        Backend::connect(&target, &proxy.redis_tables)
+            .await
+            .map(|backend| Link::own(backend, target, &proxy.redis_tables))
+    };
+    let mut link = match connected {
+        Ok(link) => link,
         Err(e) => {
             tracing::warn!(error = %e, database = auth.database, "connecting to redis-server failed");
             let message = format!("could not connect to the server of {}", route.describe());
@@ -341,7 +355,7 @@ pub async fn serve_routed<S>(
             return refuse(client, &refusal).await;
         }
     };
-    let answer = match (auth.by_hello, backend.hello.take()) {
+    let answer = match (auth.by_hello, link.take_hello()) {
         (true, Some(hello)) => hello,
         _ => Frame::Simple(Bytes::from_static(b"OK")),
     };
@@ -378,7 +392,7 @@ pub async fn serve_routed<S>(
         &route.host,
         route.port,
     );
-    relay::relay(client, &mut backend, &ctx, walker).await;
+    relay::relay(client, &mut link, &ctx, walker).await;
     drop(slot);
 }
 

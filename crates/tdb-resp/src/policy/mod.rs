@@ -235,6 +235,27 @@ fn no_multi(table: &CommandTable, name: &[u8]) -> bool {
 
 /// The command's name for logs: lower case, with the subcommand of a container command
 /// (`client|setname`); never an argument.
+/// Whether `request` leaves nothing behind on its server connection and never waits there: a
+/// keyed data command that cannot block, or PING, ECHO, TIME. Such requests may share one
+/// server connection with other sessions of the same user; everything else (transactions,
+/// WATCH, subscriptions, scripts, CLIENT, HELLO, blocking commands) needs a connection of the
+/// session's own.
+pub fn keeps_no_state(table: &CommandTable, request: &Request) -> bool {
+    let name = request.name();
+    if [&b"ping"[..], b"echo", b"time"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
+    {
+        return true;
+    }
+    let args: Vec<&[u8]> = request.args().iter().map(|a| &a[..]).collect();
+    table.lookup(&args).is_ok_and(|command| {
+        rules::plain_data(command)
+            && !command.has_flag(&crate::command::CommandFlag::Blocking)
+            && !command.in_category(&crate::command::AclCategory::Blocking)
+    })
+}
+
 pub fn command_name(table: &CommandTable, request: &Request) -> String {
     let args: Vec<&[u8]> = request.args().iter().map(|a| &a[..]).collect();
     match table.lookup(&args) {

@@ -99,7 +99,7 @@ const NOT_IN_MULTI: [&str; 7] = [
 
 /// A keyed command of the data types, with no special meaning. MOVE is keyed but leaves the
 /// tenant's database.
-fn plain_data(command: &Command) -> bool {
+pub(super) fn plain_data(command: &Command) -> bool {
     command.is_keyed()
         && command.name() != "move"
         && !SPECIAL.iter().any(|c| command.in_category(c))

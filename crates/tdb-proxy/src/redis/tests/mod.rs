@@ -8,6 +8,7 @@
 mod clients;
 mod isolation;
 mod keyrules;
+mod lanes;
 mod rust_client;
 mod server;
 mod sessions;

@@ -1,0 +1,276 @@
+//! Shared server connections ("lanes"). A session that sends only commands which keep no state
+//! on their connection (keyed data commands, PING, ECHO, TIME) does not need a connection of its
+//! own: its requests go over a lane that every such session of the same ACL user on the same
+//! server shares. The lane writes what its sessions sent in one write and reads the server's
+//! replies in one read, and hands each reply to the session that owes it, in order. Redis
+//! answers one connection's requests in the order they came, so the replies come back in the
+//! order the lane wrote the requests.
+//!
+//! A lane is keyed by server and ACL user, so the server's own wall (the tenant's ACL user)
+//! still holds every command a session sends over it. A session leaves the lane for a
+//! connection of its own (see [`super::relay`]) before its first command that keeps state or
+//! may wait: MULTI, WATCH, subscriptions, blocking commands, scripts, CLIENT, HELLO, the
+//! `max_keys` checks, FLUSHDB. The lane closes when its last session leaves.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::{Bytes, BytesMut};
+use tdb_resp::command::CommandTable;
+use tdb_resp::frame::Frame;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::backend::{Backend, BackendError, Stream, Tables, Target};
+
+/// What sessions tell their lane, in order.
+enum Message {
+    /// A seat taken: its replies go to this sender, which only the lane holds, so the seat
+    /// sees the lane close as the end of its replies.
+    Join(u64, mpsc::UnboundedSender<Frame>),
+    /// Requests a seat sent, and how many replies they owe it.
+    Submit {
+        seat: u64,
+        bytes: Bytes,
+        owed: usize,
+    },
+    Leave(u64),
+}
+
+/// A lane's entrance, held by every session on it; the lane ends when the last one goes.
+struct Entrance {
+    submit: mpsc::UnboundedSender<Message>,
+    table: Arc<CommandTable>,
+}
+
+/// Seat numbers, unique in the process.
+static SEATS: AtomicU64 = AtomicU64::new(0);
+
+/// The lanes, by proxy worker, server and user: a lane and its sessions live on one worker's
+/// event loop (see [`crate::workers`]), so handing requests and replies between them never
+/// wakes another thread. Each place is locked while its lane opens, so sessions that arrive
+/// together wait for one lane rather than open one each.
+#[derive(Default)]
+pub struct Lanes(Mutex<HashMap<LaneKey, Arc<Place>>>);
+
+/// The worker (`None` off the workers), the server and the ACL user.
+type LaneKey = (Option<usize>, String, String);
+
+type Place = tokio::sync::Mutex<Weak<Entrance>>;
+
+impl Lanes {
+    /// A seat on the lane of `target`'s server and user, opening the lane if there is none.
+    pub async fn join(&self, target: &Target, tables: &Tables) -> Result<Seat, BackendError> {
+        let key = (
+            crate::workers::current(),
+            target.server_id.clone(),
+            target.user.clone(),
+        );
+        let place = {
+            let mut lanes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // Places of closed lanes go, unless a session is opening one there now.
+            lanes.retain(|_, place| {
+                Arc::strong_count(place) > 1
+                    || place.try_lock().is_ok_and(|lane| lane.strong_count() > 0)
+            });
+            lanes.entry(key).or_default().clone()
+        };
+        let mut lane = place.lock().await;
+        let entrance = match lane.upgrade().filter(|e| !e.submit.is_closed()) {
+            Some(entrance) => entrance,
+            None => {
+                let backend = Backend::connect(target, tables).await?;
+                let (submit, queue) = mpsc::unbounded_channel();
+                let entrance = Arc::new(Entrance {
+                    submit,
+                    table: backend.table.clone(),
+                });
+                tokio::spawn(run(backend, queue));
+                *lane = Arc::downgrade(&entrance);
+                entrance
+            }
+        };
+        drop(lane);
+        let (replies, inbox) = mpsc::unbounded_channel();
+        let id = SEATS.fetch_add(1, Ordering::Relaxed);
+        if entrance.submit.send(Message::Join(id, replies)).is_err() {
+            return Err(BackendError::Closed);
+        }
+        Ok(Seat {
+            entrance,
+            id,
+            inbox,
+        })
+    }
+
+    /// Lanes open now (for tests).
+    #[cfg(test)]
+    pub fn open(&self) -> usize {
+        let lanes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .values()
+            .filter(|place| place.try_lock().is_ok_and(|lane| lane.strong_count() > 0))
+            .count()
+    }
+}
+
+/// One session's place on a lane.
+pub struct Seat {
+    entrance: Arc<Entrance>,
+    id: u64,
+    inbox: mpsc::UnboundedReceiver<Frame>,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let _ = self.entrance.submit.send(Message::Leave(self.id));
+    }
+}
+
+impl Seat {
+    pub fn table(&self) -> &Arc<CommandTable> {
+        &self.entrance.table
+    }
+
+    /// Sends requests owing `owed` replies; `false` when the lane has closed.
+    pub fn send(&self, bytes: Bytes, owed: usize) -> bool {
+        let submit = Message::Submit {
+            seat: self.id,
+            bytes,
+            owed,
+        };
+        self.entrance.submit.send(submit).is_ok()
+    }
+
+    /// The next reply owed to this session; `None` when the lane has closed.
+    pub async fn reply(&mut self) -> Option<Frame> {
+        self.inbox.recv().await
+    }
+
+    /// A reply that has already come, without waiting.
+    pub fn ready(&mut self) -> Option<Frame> {
+        self.inbox.try_recv().ok()
+    }
+}
+
+/// Who is owed the replies to come, in order.
+struct Owed {
+    seat: u64,
+    /// `None` for a seat the lane does not know (it cannot happen: a seat joins first).
+    replies: Option<mpsc::UnboundedSender<Frame>>,
+    left: usize,
+}
+
+/// The lane: writes what its sessions send, reads the server's replies and hands them out.
+/// Ends when every seat has gone and every reply owed has come, or when the server goes.
+async fn run(backend: Backend, queue: mpsc::UnboundedReceiver<Message>) {
+    let Backend {
+        io,
+        buf,
+        mut decoder,
+        ..
+    } = backend;
+    let result = match io {
+        Stream::Tcp(mut tcp) => {
+            let (read, write) = tcp.split();
+            serve(read, write, buf, &mut decoder, queue).await
+        }
+        Stream::Unix(mut unix) => {
+            let (read, write) = unix.split();
+            serve(read, write, buf, &mut decoder, queue).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "a shared Redis server connection failed");
+    }
+}
+
+async fn serve<R, W>(
+    mut read: R,
+    mut write: W,
+    mut input: BytesMut,
+    decoder: &mut tdb_resp::frame::ReplyDecoder,
+    mut queue: mpsc::UnboundedReceiver<Message>,
+) -> Result<(), BackendError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut seats: HashMap<u64, mpsc::UnboundedSender<Frame>> = HashMap::new();
+    let mut owed: VecDeque<Owed> = VecDeque::new();
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut open = true;
+    loop {
+        if !open && owed.is_empty() && output.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            submit = queue.recv(), if open => {
+                let Some(submit) = submit else {
+                    open = false;
+                    continue;
+                };
+                take(submit, &mut seats, &mut output, &mut owed);
+                while let Ok(submit) = queue.try_recv() {
+                    take(submit, &mut seats, &mut output, &mut owed);
+                }
+            }
+            written = write.write_buf(&mut output), if !output.is_empty() => {
+                if written? == 0 {
+                    return Err(BackendError::Closed);
+                }
+            }
+            read = read.read_buf(&mut input) => {
+                if read? == 0 {
+                    return Err(BackendError::Closed);
+                }
+                while let Some(frame) = decoder.decode(&mut input)? {
+                    let Some(front) = owed.front_mut() else {
+                        // Nothing was asked: a lane never subscribes or blocks.
+                        return Err(BackendError::Refused("an unexpected reply".into()));
+                    };
+                    // A session that has gone no longer reads its replies.
+                    if let Some(replies) = &front.replies {
+                        let _ = replies.send(frame);
+                    }
+                    front.left -= 1;
+                    if front.left == 0 {
+                        owed.pop_front();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn take(
+    message: Message,
+    seats: &mut HashMap<u64, mpsc::UnboundedSender<Frame>>,
+    output: &mut BytesMut,
+    owed: &mut VecDeque<Owed>,
+) {
+    let (seat, bytes, count) = match message {
+        Message::Join(seat, replies) => {
+            seats.insert(seat, replies);
+            return;
+        }
+        Message::Leave(seat) => {
+            seats.remove(&seat);
+            return;
+        }
+        Message::Submit { seat, bytes, owed } => (seat, bytes, owed),
+    };
+    output.extend_from_slice(&bytes);
+    if count == 0 {
+        return;
+    }
+    match owed.back_mut() {
+        Some(last) if last.seat == seat => last.left += count,
+        _ => owed.push_back(Owed {
+            seat,
+            replies: seats.get(&seat).cloned(),
+            left: count,
+        }),
+    }
+}

@@ -1,0 +1,134 @@
+//! A session's way to its server: a seat on its user's shared lane (see [`super::lane`]) while
+//! it sends only commands that keep no state on a connection, then a connection of its own
+//! from the first command that needs one, for the rest of the session. Sessions that log in
+//! with HELLO have their own connection from the start (it carries their protocol and name).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tdb_resp::command::CommandTable;
+use tdb_resp::frame::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::backend::{Backend, BackendError, Tables, Target};
+use super::lane::Seat;
+
+pub struct Link<'a> {
+    way: Way,
+    /// How a connection of the session's own is opened when it needs one.
+    target: Target,
+    tables: &'a Tables,
+    table: Arc<CommandTable>,
+}
+
+enum Way {
+    Shared {
+        seat: Seat,
+        /// Replies taken from the seat and not yet handed to the relay.
+        arrived: VecDeque<Frame>,
+    },
+    Own(Backend),
+}
+
+impl<'a> Link<'a> {
+    pub fn own(backend: Backend, target: Target, tables: &'a Tables) -> Self {
+        Self {
+            table: backend.table.clone(),
+            way: Way::Own(backend),
+            target,
+            tables,
+        }
+    }
+
+    pub fn shared(seat: Seat, target: Target, tables: &'a Tables) -> Self {
+        Self {
+            table: seat.table().clone(),
+            way: Way::Shared {
+                seat,
+                arrived: VecDeque::new(),
+            },
+            target,
+            tables,
+        }
+    }
+
+    /// The server's answer to the HELLO the session's own connection was opened with.
+    pub fn take_hello(&mut self) -> Option<Frame> {
+        match &mut self.way {
+            Way::Own(backend) => backend.hello.take(),
+            Way::Shared { .. } => None,
+        }
+    }
+
+    pub fn table(&self) -> &Arc<CommandTable> {
+        &self.table
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self.way, Way::Shared { .. })
+    }
+
+    /// The session's own connection, opened now if it has none. Only called with no reply
+    /// owed: what was sent over the lane has been answered.
+    pub async fn own_connection(&mut self) -> Result<&mut Backend, BackendError> {
+        if let Way::Shared { .. } = self.way {
+            let backend = Backend::connect(&self.target, self.tables).await?;
+            self.way = Way::Own(backend);
+        }
+        match &mut self.way {
+            Way::Own(backend) => Ok(backend),
+            Way::Shared { .. } => unreachable!("the connection was opened above"),
+        }
+    }
+
+    /// Sends `requests`, which owe `owed` replies.
+    pub async fn send(&mut self, requests: &mut BytesMut, owed: usize) -> Result<(), BackendError> {
+        match &mut self.way {
+            Way::Own(backend) => {
+                backend.io.write_all(requests).await?;
+                requests.clear();
+            }
+            Way::Shared { seat, .. } => {
+                if !seat.send(requests.split().freeze(), owed) {
+                    return Err(BackendError::Closed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until replies can be taken with [`buffered`](Self::buffered). Cancel-safe.
+    pub async fn readable(&mut self) -> Result<(), BackendError> {
+        match &mut self.way {
+            Way::Own(backend) => match backend.io.read_buf(&mut backend.buf).await? {
+                0 => Err(BackendError::Closed),
+                _ => Ok(()),
+            },
+            Way::Shared { seat, arrived } => {
+                let frame = seat.reply().await.ok_or(BackendError::Closed)?;
+                arrived.push_back(frame);
+                Ok(())
+            }
+        }
+    }
+
+    /// A reply that has come, without waiting.
+    pub fn buffered(&mut self) -> Result<Option<Frame>, BackendError> {
+        match &mut self.way {
+            Way::Own(backend) => backend.buffered_frame(),
+            Way::Shared { seat, arrived } => Ok(arrived.pop_front().or_else(|| seat.ready())),
+        }
+    }
+
+    /// The next reply, waiting for it.
+    pub async fn read_frame(&mut self) -> Result<Frame, BackendError> {
+        match &mut self.way {
+            Way::Own(backend) => backend.read_frame().await,
+            Way::Shared { seat, arrived } => match arrived.pop_front() {
+                Some(frame) => Ok(frame),
+                None => seat.reply().await.ok_or(BackendError::Closed),
+            },
+        }
+    }
+}
