@@ -27,7 +27,8 @@
 #        name holds it: "set", "get", "P16", ...) TARGETS="unix tcp twemproxy tdb"
 #        QUERY_LOG=true (false: tdb serve runs with its query log off, TDB_PG_QUERY_LOG=false)
 #        PROFILE=0 (1: after the rounds, `perf record -g` of tdb serve during one extra run of each
-#        workload through tdb; the top symbols go to RESULTS) PROFILE_SECS=5
+#        workload through tdb; the top symbols go to RESULTS, the data beside it as
+#        <RESULTS without .md>-<test>-P<depth>.perf.data) PROFILE_SECS=5
 #        RESULTS=/tmp/tdb-redis-<time>.md TDB_BIN=path (use this binary instead of building)
 # e.g.   TDB_BIN=target/release/tdb DURATION=3 ROUNDS=1 benches/redis.sh
 set -euo pipefail
@@ -363,7 +364,15 @@ if [ "$PROFILE" = 1 ] && [[ " $TARGETS " == *" tdb "* ]]; then
         perf_pid=$!
         run_bench tdb "$test" "$pipe" "${N[$name]}" >/dev/null
         wait "$perf_pid" || true
+        cp "$ROOT/perf.data" "${RESULTS%.md}-$test-P$pipe.perf.data"
         {
+            echo "### $name through tdb: \`perf report --no-children --sort dso\`"
+            echo
+            echo '```'
+            perf report -i "$ROOT/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
+                | grep -v '^#' | grep -v '^$' | head -8
+            echo '```'
+            echo
             echo "### $name through tdb: \`perf report --no-children --sort dso,sym\`, symbols at 1% or more"
             echo
             echo '```'

@@ -65,7 +65,7 @@ pub fn plan(
     if name == "set" && !args.iter().skip(3).any(|a| is_expiry_option(a)) {
         plan.set_ttl = rules.ttl_for(&args[1]);
     }
-    if !OWN_EXPIRY.contains(&name.as_str()) {
+    if !OWN_EXPIRY.contains(&&*name) {
         for &p in &positions {
             if let (Some(ttl), Some(key)) = (rules.ttl_for(&args[p]), forwarded.get(p)) {
                 plan.expires.push((key.clone(), ttl));

@@ -342,12 +342,12 @@ impl Relay<'_> {
         let name = policy::command_name(&table, &request);
         let decision = policy::decide(&table, &self.ctx.prefix, &request, &mut self.session);
         match decision {
-            Decision::Forward { .. } if matches!(name.as_str(), "psubscribe" | "punsubscribe") => {
+            Decision::Forward { .. } if matches!(&*name, "psubscribe" | "punsubscribe") => {
                 self.leave_lane(client, link).await?;
                 self.pattern_subscription(&name, &request.args()[1..]);
                 Ok(())
             }
-            Decision::Forward { args, reply, .. } if matches!(name.as_str(), "keys" | "scan") => {
+            Decision::Forward { args, reply, .. } if matches!(&*name, "keys" | "scan") => {
                 self.walk(&name, args, &reply, client, link).await
             }
             Decision::Forward {
@@ -359,7 +359,7 @@ impl Relay<'_> {
                 if !policy::keeps_no_state(&table, &request) {
                     self.leave_lane(client, link).await?;
                 }
-                if matches!(name.as_str(), "eval" | "evalsha" | "eval_ro" | "evalsha_ro") {
+                if matches!(&*name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro") {
                     // Logged in before the script runs: once it does, the server reads other
                     // clients only after `busy-reply-threshold`, and the kill must not wait
                     // for a login too.
@@ -521,8 +521,10 @@ impl Relay<'_> {
         };
         let deadline = match (self.ctx.query_timeout, blocking) {
             (None, _) | (_, Some(Blocking::Forever)) => None,
-            (Some(limit), Some(Blocking::For(wait))) => Some(Instant::now() + limit + wait),
-            (Some(limit), None) => Some(Instant::now() + limit),
+            (Some(limit), Some(Blocking::For(wait))) => {
+                Some(Instant::from_std(log.started) + limit + wait)
+            }
+            (Some(limit), None) => Some(Instant::from_std(log.started) + limit),
         };
         self.unsent_replies += owed;
         for _ in 0..owed {
@@ -713,17 +715,44 @@ impl Relay<'_> {
 
 /// The log's text of a command: its name and key count, never an argument.
 fn record(name: &str, keys: usize) -> Record {
-    let name = name.replace('|', " ").to_ascii_uppercase();
-    let text = if keys == 1 {
-        format!("{name} (1 key)")
-    } else {
-        format!("{name} ({keys} keys)")
+    use std::fmt::Write;
+    let mut text = String::with_capacity(name.len() + 12);
+    text.extend(name.chars().map(|c| match c {
+        '|' => ' ',
+        c => c.to_ascii_uppercase(),
+    }));
+    let _ = match keys {
+        1 => write!(text, " (1 key)"),
+        keys => write!(text, " ({keys} keys)"),
     };
+    let started = std::time::Instant::now();
     Record {
         text,
-        started: std::time::Instant::now(),
-        started_at: Utc::now(),
+        started,
+        started_at: wall_clock(started),
     }
+}
+
+thread_local! {
+    /// A monotonic instant and the wall-clock time read with it.
+    static WALL: std::cell::Cell<Option<(std::time::Instant, DateTime<Utc>)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The wall-clock time at `at` (a moment just read): the system's wall clock is read at most
+/// once a second per thread and the monotonic clock counts from there, which is one clock read
+/// less per command and at most a second's drift between the two clocks.
+fn wall_clock(at: std::time::Instant) -> DateTime<Utc> {
+    WALL.with(|wall| match wall.get() {
+        Some((base, utc)) if at.saturating_duration_since(base) < Duration::from_secs(1) => {
+            utc + chrono::TimeDelta::from_std(at - base).unwrap_or_default()
+        }
+        _ => {
+            let utc = Utc::now();
+            wall.set(Some((at, utc)));
+            utc
+        }
+    })
 }
 
 fn is_subscribe_confirmation(frame: &Frame) -> bool {
@@ -752,5 +781,18 @@ mod tests {
         assert_eq!(record("get", 1).text, "GET (1 key)");
         assert_eq!(record("client|setname", 0).text, "CLIENT SETNAME (0 keys)");
         assert_eq!(record("mset", 3).text, "MSET (3 keys)");
+    }
+
+    #[test]
+    fn the_wall_clock_follows_the_monotonic_one() {
+        let before = Utc::now();
+        let first = wall_clock(std::time::Instant::now());
+        std::thread::sleep(Duration::from_millis(20));
+        let second = wall_clock(std::time::Instant::now());
+        let after = Utc::now();
+        // The two clocks may part by a little between readings.
+        let slack = chrono::TimeDelta::milliseconds(5);
+        assert!(before <= first && first <= second && second <= after + slack);
+        assert!(second - first >= chrono::TimeDelta::milliseconds(20));
     }
 }

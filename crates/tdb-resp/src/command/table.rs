@@ -159,8 +159,12 @@ impl CommandTable {
 
     /// A top-level command by name, in any case.
     pub fn get(&self, name: &[u8]) -> Option<&Command> {
-        let name = std::str::from_utf8(name).ok()?.to_ascii_lowercase();
-        self.commands.get(&name)
+        // Lower-cased on the stack: this runs for every request. No command's name is longer.
+        let mut lower = [0u8; 64];
+        let lower = lower.get_mut(..name.len())?;
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        self.commands.get(std::str::from_utf8(lower).ok()?)
     }
 
     /// The command a request runs: the subcommand for container commands.

@@ -22,6 +22,8 @@ mod pubsub;
 mod reply;
 mod rules;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use crate::command::{CommandFlag, CommandTable};
@@ -256,11 +258,13 @@ pub fn keeps_no_state(table: &CommandTable, request: &Request) -> bool {
     })
 }
 
-pub fn command_name(table: &CommandTable, request: &Request) -> String {
+/// The table's name of the command `request` runs (`container|sub` for a subcommand), or its
+/// first argument in lower case when the table does not know it.
+pub fn command_name<'t>(table: &'t CommandTable, request: &Request) -> Cow<'t, str> {
     let args: Vec<&[u8]> = request.args().iter().map(|a| &a[..]).collect();
     match table.lookup(&args) {
-        Ok(command) => command.name().to_owned(),
-        Err(_) => String::from_utf8_lossy(request.name()).to_ascii_lowercase(),
+        Ok(command) => Cow::Borrowed(command.name()),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(request.name()).to_ascii_lowercase()),
     }
 }
 
