@@ -162,6 +162,10 @@ pub struct Config {
     pub redis_managed: bool,
     /// `maxclients` of the managed redis-server.
     pub redis_max_clients: u32,
+    /// `maxmemory` of the managed redis-server, in MiB; 0: a quarter of the machine's memory.
+    /// Past it writes that need memory are refused (`noeviction`): no tenant's keys are
+    /// evicted for another's, and the server is not killed for lack of memory.
+    pub redis_max_memory_mb: u64,
     /// Continuous WAL archiving of every managed server with pgBackRest, and point-in-time
     /// recovery of tenants (needs the `pgbackrest` program).
     pub pitr_enabled: bool,
@@ -277,6 +281,7 @@ impl Default for Config {
             mysql_max_connections: 300,
             redis_managed: true,
             redis_max_clients: 1000,
+            redis_max_memory_mb: 0,
             pitr_enabled: true,
             pitr_retention_days: 7,
             pitr_archive_timeout_secs: 60,
@@ -420,6 +425,11 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.pg_max_unauthenticated_per_address) {
             anyhow::bail!("pg_max_unauthenticated_per_address must be between 1 and 100000");
+        }
+        if self.redis_max_memory_mb > 1 << 30 {
+            anyhow::bail!(
+                "redis_max_memory_mb must be at most 1073741824 (0: a quarter of memory)"
+            );
         }
         if self.proxy_workers > 1024 {
             anyhow::bail!("proxy_workers must be at most 1024 (0: one per CPU)");
@@ -696,6 +706,21 @@ impl Config {
                 trusted: self.trusted_networks()?,
             },
         )))
+    }
+
+    /// The managed redis-server's `maxmemory` in MiB: `redis_max_memory_mb`, or a quarter of
+    /// the machine's memory (256 MiB when /proc/meminfo cannot be read).
+    pub fn redis_max_memory_mb(&self) -> u64 {
+        if self.redis_max_memory_mb > 0 {
+            return self.redis_max_memory_mb;
+        }
+        let total_kib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            });
+        total_kib.map_or(256, |kib| (kib / 1024 / 4).max(64))
     }
 
     /// The proxies' worker threads: `proxy_workers`, or one per CPU.

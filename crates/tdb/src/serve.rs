@@ -166,6 +166,7 @@ async fn run_with_catalog(
                 dir: config.managed_dir(crate::shared::SHARED_REDIS),
                 run_as_user: "redis".into(),
                 max_clients: config.redis_max_clients,
+                max_memory_mb: config.redis_max_memory_mb(),
                 enabled: config.redis_managed,
             },
         },

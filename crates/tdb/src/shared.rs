@@ -28,6 +28,8 @@ pub struct RedisOptions {
     pub run_as_user: String,
     /// `maxclients`.
     pub max_clients: u32,
+    /// `maxmemory`, in MiB (writes past it are refused: `noeviction`).
+    pub max_memory_mb: u64,
     /// Whether this tdb manages a redis-server at all (`redis_managed`).
     pub enabled: bool,
 }
@@ -130,7 +132,11 @@ impl SharedServers {
             master_key: self.options.master_key.clone(),
             label: SHARED_REDIS.into(),
             listen: Listen::PrivateSocket,
-            settings: vec![("maxclients".into(), redis.max_clients.to_string())],
+            settings: vec![
+                ("maxclients".into(), redis.max_clients.to_string()),
+                ("maxmemory".into(), format!("{}mb", redis.max_memory_mb)),
+                ("maxmemory-policy".into(), "noeviction".into()),
+            ],
         })
         .await?;
         self.register(SHARED_REDIS, EngineKind::Redis, server.endpoint())

@@ -44,6 +44,17 @@ async fn a_redis_workspace_carries_its_rules_to_tenants_that_see_only_their_keys
         url.starts_with("rediss://cache_workspace:") && url.ends_with("/0"),
         "{ws}"
     );
+    // The managed server has a memory ceiling (a quarter of the machine's memory by default)
+    // and refuses writes past it instead of evicting some tenant's keys.
+    let conf = std::fs::read_to_string(s.data_dir().join("servers/redis-shared/redis.conf"))
+        .expect("the managed server's configuration");
+    let max_memory = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("maxmemory \""))
+        .and_then(|v| v.strip_suffix("mb\""))
+        .and_then(|mb| mb.parse::<u64>().ok());
+    assert!(max_memory.is_some_and(|mb| mb >= 64), "{conf}");
+    assert!(conf.contains("maxmemory-policy \"noeviction\""), "{conf}");
 
     // Commands, one per line; the last one's reply comes back as rows.
     let (st, out) = post(
