@@ -137,6 +137,9 @@ pub struct ProxyState {
     pub redis_tables: crate::redis::backend::Tables,
     /// Server connections shared by sessions of one ACL user (see [`crate::redis::lane`]).
     pub redis_lanes: crate::redis::lane::Lanes,
+    /// What Redis sessions' large requests and replies may hold at once (see
+    /// [`crate::redis::memory`]).
+    pub redis_memory: tdb_engines::budget::MemoryBudget,
     /// How many keys each Redis tenant holds, for `max_keys`.
     pub redis_key_counts: Arc<crate::redis::keyrules::KeyCounts>,
 }
@@ -174,6 +177,7 @@ impl ProxyState {
             refusal_handshakes: tdb_core::ratelimit::PerSecond::new(REFUSAL_HANDSHAKES_PER_SECOND),
             redis_tables: Default::default(),
             redis_lanes: Default::default(),
+            redis_memory: tdb_engines::budget::MemoryBudget::new(crate::redis::memory::BUDGET),
             redis_key_counts: Default::default(),
             failures_by_ip,
             failures_by_user,

@@ -10,10 +10,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tdb_engines::budget::MemoryBudget;
 use tdb_resp::command::CommandTable;
 use tdb_resp::frame::{Frame, Limits, ProtocolError, ReplyDecoder, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+
+use super::memory::Held;
 
 /// How long connecting and logging in may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,6 +35,8 @@ pub enum BackendError {
     Closed,
     #[error("the server's command table cannot be read: {0}")]
     Table(#[from] tdb_resp::command::LoadError),
+    #[error("{0}")]
+    TooLarge(#[from] super::memory::TooLarge),
 }
 
 /// Command tables by server id: each server's is loaded by its first session.
@@ -59,6 +64,9 @@ pub struct Target {
     pub password: String,
     /// Sent as `HELLO <proto> [SETNAME name]` after login when set.
     pub hello: Option<(u8, Option<Bytes>)>,
+    /// The budget a large reply takes from (see [`super::memory`]); `None` for the proxy's
+    /// own connections, whose replies it asks for and bounds.
+    pub memory: Option<MemoryBudget>,
 }
 
 /// TCP or a Unix socket.
@@ -74,6 +82,8 @@ pub struct Backend {
     pub table: Arc<CommandTable>,
     /// The server's answer to HELLO, when one was sent.
     pub hello: Option<Frame>,
+    /// What `buf` holds of the large-frame budget.
+    pub memory: Option<Held>,
 }
 
 impl Backend {
@@ -97,6 +107,7 @@ impl Backend {
             decoder: ReplyDecoder::new(Limits::default()),
             table: Arc::new(CommandTable::from_reply(&Frame::Array(vec![]))?),
             hello: None,
+            memory: target.memory.clone().map(Held::new),
         };
         let auth = [
             &b"AUTH"[..],
@@ -151,17 +162,29 @@ impl Backend {
     pub async fn read_frame(&mut self) -> Result<Frame, BackendError> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+                self.track()?;
                 return Ok(frame);
             }
             if self.io.read_buf(&mut self.buf).await? == 0 {
                 return Err(BackendError::Closed);
             }
+            self.track()?;
         }
     }
 
     /// A frame already read, without waiting.
     pub fn buffered_frame(&mut self) -> Result<Option<Frame>, BackendError> {
-        Ok(self.decoder.decode(&mut self.buf)?)
+        let frame = self.decoder.decode(&mut self.buf)?;
+        self.track()?;
+        Ok(frame)
+    }
+
+    /// Counts what the read buffer holds against the large-frame budget.
+    pub fn track(&mut self) -> Result<(), BackendError> {
+        if let Some(memory) = &mut self.memory {
+            memory.track(self.buf.len())?;
+        }
+        Ok(())
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::backend::{Backend, BackendError, Stream, Tables, Target};
+use super::memory::Held;
 
 /// What sessions tell their lane, in order.
 enum Message {
@@ -169,16 +170,22 @@ async fn run(backend: Backend, queue: mpsc::UnboundedReceiver<Message>) {
         io,
         buf,
         mut decoder,
+        memory,
         ..
     } = backend;
+    let mut reading = Reading {
+        input: buf,
+        decoder: &mut decoder,
+        memory,
+    };
     let result = match io {
         Stream::Tcp(mut tcp) => {
             let (read, write) = tcp.split();
-            serve(read, write, buf, &mut decoder, queue).await
+            serve(read, write, &mut reading, queue).await
         }
         Stream::Unix(mut unix) => {
             let (read, write) = unix.split();
-            serve(read, write, buf, &mut decoder, queue).await
+            serve(read, write, &mut reading, queue).await
         }
     };
     if let Err(e) = result {
@@ -186,11 +193,18 @@ async fn run(backend: Backend, queue: mpsc::UnboundedReceiver<Message>) {
     }
 }
 
+/// The lane's side of the server's replies.
+struct Reading<'a> {
+    input: BytesMut,
+    decoder: &'a mut tdb_resp::frame::ReplyDecoder,
+    /// What `input` holds of the large-frame budget.
+    memory: Option<Held>,
+}
+
 async fn serve<R, W>(
     mut read: R,
     mut write: W,
-    mut input: BytesMut,
-    decoder: &mut tdb_resp::frame::ReplyDecoder,
+    reading: &mut Reading<'_>,
     mut queue: mpsc::UnboundedReceiver<Message>,
 ) -> Result<(), BackendError>
 where
@@ -221,11 +235,11 @@ where
                     return Err(BackendError::Closed);
                 }
             }
-            read = read.read_buf(&mut input) => {
+            read = read.read_buf(&mut reading.input) => {
                 if read? == 0 {
                     return Err(BackendError::Closed);
                 }
-                while let Some(frame) = decoder.decode(&mut input)? {
+                while let Some(frame) = reading.decoder.decode(&mut reading.input)? {
                     let Some(front) = owed.front_mut() else {
                         // Nothing was asked: a lane never subscribes or blocks.
                         return Err(BackendError::Refused("an unexpected reply".into()));
@@ -238,6 +252,16 @@ where
                     if front.left == 0 {
                         owed.pop_front();
                     }
+                }
+                if let Some(memory) = &mut reading.memory
+                    && let Err(e) = memory.track(reading.input.len())
+                {
+                    // The session that asked for the reply hears why; the lane, whose
+                    // replies can no longer be read in order, closes.
+                    if let Some(replies) = owed.front().and_then(|o| o.replies.as_ref()) {
+                        let _ = replies.send(Frame::Error(format!("ERR {e}").into()));
+                    }
+                    return Err(e.into());
                 }
             }
         }

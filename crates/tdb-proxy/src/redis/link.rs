@@ -103,7 +103,7 @@ impl<'a> Link<'a> {
         match &mut self.way {
             Way::Own(backend) => match backend.io.read_buf(&mut backend.buf).await? {
                 0 => Err(BackendError::Closed),
-                _ => Ok(()),
+                _ => backend.track(),
             },
             Way::Shared { seat, arrived } => {
                 let frame = seat.reply().await.ok_or(BackendError::Closed)?;

@@ -12,6 +12,7 @@ pub mod hello;
 pub mod keyrules;
 pub mod lane;
 mod link;
+pub mod memory;
 mod patterns;
 mod relay;
 pub mod session;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::BackendError;
 use super::link::Link;
+use super::memory::Held;
 use super::patterns::Patterns;
 use super::session::Client;
 use super::walker::Walker;
@@ -51,6 +52,8 @@ pub struct SessionContext {
     /// TTLs and `max_keys` (see [`super::keyrules`]).
     pub key_rules: Arc<tdb_core::keyrules::KeyRules>,
     pub key_counts: Arc<super::keyrules::KeyCounts>,
+    /// The budget for large requests (see [`super::memory`]).
+    pub memory: tdb_engines::budget::MemoryBudget,
 }
 
 /// What the client is owed, in order.
@@ -101,6 +104,8 @@ struct Relay<'a> {
     /// KEYS, SCAN and the emulations' counts go over this connection (see
     /// [`super::walker`]).
     walker: Walker<'a>,
+    /// What the client's unread input holds of the large-frame budget.
+    request_memory: Held,
 }
 
 /// Relays until the client leaves, the server goes, the tenant is stopped or a reply is late.
@@ -122,6 +127,7 @@ pub async fn relay<S>(
         unsent_replies: 0,
         patterns: Patterns::default(),
         walker,
+        request_memory: Held::new(ctx.memory.clone()),
     };
     let end = relay.run(client, link).await;
     ctx.metrics.sessions.decrement(1.0);
@@ -197,8 +203,15 @@ impl Relay<'_> {
                         Ok(0) | Err(_) => return End::ClientGone,
                         Ok(_) => {}
                     }
+                    if let Err(e) = self.request_memory.track(client.input.len()) {
+                        return End::Said(format!("ERR {e}; closing the connection"));
+                    }
                     if let Err(end) = self.requests(client, link).await {
                         return end;
+                    }
+                    // What was decided is no longer held.
+                    if let Err(e) = self.request_memory.track(client.input.len()) {
+                        return End::Said(format!("ERR {e}; closing the connection"));
                     }
                 }
             }
@@ -768,6 +781,9 @@ fn is_subscribe_confirmation(frame: &Frame) -> bool {
 }
 
 fn server_error(e: BackendError) -> End {
+    if let BackendError::TooLarge(e) = e {
+        return End::Said(format!("ERR {e}; closing the connection"));
+    }
     tracing::warn!(error = %e, "the Redis server connection failed");
     End::ServerGone
 }

@@ -330,7 +330,10 @@ pub async fn serve_routed<S>(
     } = tenancy;
     let resp3 = auth.hello.as_ref().and_then(|h| h.proto) == Some(3);
     let target = match target(&route, &auth) {
-        Ok(target) => target,
+        Ok(target) => Target {
+            memory: Some(proxy.redis_memory.clone()),
+            ..target
+        },
         Err(refusal) => return refuse(client, &refusal).await,
     };
     // A client that logged in with HELLO gets the server's answer to it, from a connection of
@@ -383,6 +386,7 @@ pub async fn serve_routed<S>(
         describe: route.describe(),
         key_rules: route.key_rules.clone(),
         key_counts: proxy.redis_key_counts.clone(),
+        memory: proxy.redis_memory.clone(),
     };
     tracing::debug!(%peer, "Redis session routed");
     let walker = super::walker::Walker::new(
@@ -420,6 +424,7 @@ fn target(route: &Route, auth: &Authenticated) -> Result<Target, Refusal> {
         user: access.user,
         password: access.password,
         hello,
+        memory: None,
     })
 }
 

@@ -69,6 +69,7 @@ impl<'a> Walker<'a> {
                 user: admin.user,
                 password: admin.password,
                 hello: None,
+                memory: None,
             };
             self.conn = Some(Backend::connect(&target, self.tables).await?);
         }

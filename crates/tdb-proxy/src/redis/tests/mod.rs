@@ -9,6 +9,7 @@ mod clients;
 mod isolation;
 mod keyrules;
 mod lanes;
+mod memory;
 mod rust_client;
 mod server;
 mod sessions;
@@ -87,6 +88,8 @@ pub const D_MAX_KEYS: u64 = 3;
 
 /// Tenant A's read credential.
 pub const A_READ_KEY: &str = "read-acme-789";
+/// The proxy's budget for large requests and replies in these tests.
+pub const LARGE_FRAMES: usize = 4 << 20;
 /// The routes' `query_timeout_ms`.
 pub const QUERY_TIMEOUT_MS: u64 = 1500;
 
@@ -238,7 +241,7 @@ impl Fixture {
             plaintext,
             ..ProxyConfig::default()
         };
-        let proxy = ProxyState::new(
+        let mut proxy = ProxyState::new(
             config,
             catalog,
             &MasterKey::generate(),
@@ -246,6 +249,10 @@ impl Fixture {
             log,
             CancellationToken::new(),
         );
+        // A small budget for large frames, which the tests can fill.
+        Arc::get_mut(&mut proxy)
+            .expect("not shared yet")
+            .redis_memory = tdb_engines::budget::MemoryBudget::new(LARGE_FRAMES);
         // The test server's administrator is its default user (no password): the walker of
         // KEYS, SCAN and the emulations logs in as it.
         proxy.router.remember_admin(

@@ -1,0 +1,90 @@
+//! What the Redis proxy holds of one request or reply. A request is decided whole, and a reply
+//! rewritten whole, so a frame is buffered until its last byte has come; Redis allows bulk
+//! strings of 512 MiB. Each buffer may hold [`FREE`] bytes on its own; past that it takes from
+//! the proxy's budget for large frames (`ProxyState::redis_memory`), shared by every session,
+//! and gives it back once the buffer is small again. A frame that would pass the budget ends its
+//! session with an error; the others go on.
+
+use tdb_engines::budget::{Answer, MemoryBudget};
+
+/// Bytes a buffer may hold without taking from the budget.
+pub const FREE: usize = 1 << 20;
+
+/// The budget's default size: what all sessions' large frames may hold at once.
+pub const BUDGET: usize = 512 << 20;
+
+/// One buffer's share of the budget.
+pub struct Held {
+    budget: MemoryBudget,
+    taken: Option<(Answer, usize)>,
+}
+
+/// The buffer would pass the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a frame of more than {} MiB is being buffered and the proxy's memory for large frames ({} MiB, shared by every session) cannot hold it now",
+    mib(*buffered),
+    mib(*total)
+)]
+pub struct TooLarge {
+    pub buffered: usize,
+    pub total: usize,
+}
+
+fn mib(bytes: usize) -> usize {
+    bytes / (1 << 20)
+}
+
+impl Held {
+    pub fn new(budget: MemoryBudget) -> Self {
+        Self {
+            budget,
+            taken: None,
+        }
+    }
+
+    /// Accounts for a buffer that now holds `buffered` bytes: takes what it holds past the
+    /// last count from the budget, or gives everything back when it is under [`FREE`].
+    pub fn track(&mut self, buffered: usize) -> Result<(), TooLarge> {
+        if buffered <= FREE {
+            self.taken = None;
+            return Ok(());
+        }
+        let total = self.budget.total();
+        let (answer, taken) = self
+            .taken
+            .get_or_insert_with(|| (self.budget.answer(total), 0));
+        if buffered > *taken {
+            answer
+                .take(buffered - *taken)
+                .map_err(|_| TooLarge { buffered, total })?;
+            *taken = buffered;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_take_from_the_budget_past_their_free_share_and_give_it_back() {
+        let budget = MemoryBudget::new(3 * FREE);
+        let (mut a, mut b) = (Held::new(budget.clone()), Held::new(budget.clone()));
+        a.track(FREE).expect("free");
+        a.track(2 * FREE).expect("within the budget");
+        a.track(FREE + 10).expect("smaller: nothing more");
+        b.track(FREE / 2).expect("free");
+        assert_eq!(
+            b.track(2 * FREE),
+            Err(TooLarge {
+                buffered: 2 * FREE,
+                total: 3 * FREE
+            })
+        );
+        // Under its free share again, `a` gives back what it took, and `b` fits.
+        a.track(100).expect("free");
+        b.track(2 * FREE).expect("given back");
+    }
+}
