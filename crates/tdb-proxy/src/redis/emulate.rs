@@ -100,10 +100,44 @@ async fn scan_step(
     prefix: &Prefix,
     cursor: &[u8],
 ) -> Result<(Bytes, Vec<Bytes>), BackendError> {
-    let pattern = prefix.match_all();
-    let request: [&[u8]; 6] = [b"SCAN", cursor, b"MATCH", &pattern, b"COUNT", SCAN_COUNT];
+    scan_matching(walker, prefix, &prefix.match_all(), cursor).await
+}
+
+/// One SCAN step over the keys matching `pattern` (already anchored in the prefix).
+async fn scan_matching(
+    walker: &mut Walker<'_>,
+    prefix: &Prefix,
+    pattern: &[u8],
+    cursor: &[u8],
+) -> Result<(Bytes, Vec<Bytes>), BackendError> {
+    let request: [&[u8]; 6] = [b"SCAN", cursor, b"MATCH", pattern, b"COUNT", SCAN_COUNT];
     let reply = walker.call(&request).await?;
     scan_reply(&reply, prefix)
+}
+
+/// `KEYS <pattern>` (anchored in the prefix) answered with SCAN steps, so the shared server
+/// answers other clients between them instead of walking its whole keyspace in one command.
+/// A name SCAN meets twice (a rehash between steps) is listed once, as KEYS would.
+pub(super) async fn keys(
+    walker: &mut Walker<'_>,
+    prefix: &Prefix,
+    pattern: &[u8],
+) -> Result<Frame, BackendError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut names = Vec::new();
+    let mut cursor = Bytes::from_static(b"0");
+    loop {
+        let (next, found) = scan_matching(walker, prefix, pattern, &cursor).await?;
+        for name in found {
+            if seen.insert(name.clone()) {
+                names.push(Frame::Bulk(name));
+            }
+        }
+        if &next[..] == b"0" {
+            return Ok(Frame::Array(names));
+        }
+        cursor = next;
+    }
 }
 
 /// SCAN's cursor and the names in the prefix (the pattern keeps others out; the check is the

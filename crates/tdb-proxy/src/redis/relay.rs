@@ -495,7 +495,14 @@ impl Relay<'_> {
         self.flush(client, link).await?;
         self.drain(client, link).await?;
         let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-        let reply = self.walker.call(&refs);
+        let reply = async {
+            match refs.as_slice() {
+                [_, pattern] if name == "keys" => {
+                    emulate::keys(&mut self.walker, &self.ctx.prefix, pattern).await
+                }
+                _ => self.walker.call(&refs).await,
+            }
+        };
         let reply = match self.ctx.query_timeout {
             Some(limit) => tokio::time::timeout(limit, reply)
                 .await

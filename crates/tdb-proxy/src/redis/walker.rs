@@ -1,6 +1,6 @@
-//! The connection that walks the keyspace for a session: KEYS and SCAN (their patterns anchored
-//! in the tenant's prefix by the policy), and the SCANs behind DBSIZE, FLUSHDB, `INFO keyspace`
-//! and the `max_keys` count. It logs in as the server's administrator, because the tenant's own
+//! The connection that walks the keyspace for a session: SCAN (its pattern anchored in the
+//! tenant's prefix and its COUNT held to 1000 by the policy), and the SCAN steps behind KEYS,
+//! DBSIZE, FLUSHDB, `INFO keyspace` and the `max_keys` count. It logs in as the server's administrator, because the tenant's own
 //! users may not list keys: Redis does not hold KEYS and SCAN to a user's key patterns
 //! (redis/redis#8152), so a script run as the tenant (`EVAL "return redis.call('SCAN','0')" 0`)
 //! would list every tenant's key names. Only requests the proxy builds go over it, and every

@@ -23,9 +23,13 @@ pub(super) fn keys(args: &[Bytes], prefix: &Prefix) -> Decision {
     )
 }
 
+/// The largest `COUNT` a tenant's SCAN passes on.
+pub const MAX_SCAN_COUNT: u64 = 1000;
+
 /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`: options are read in pairs from the third
 /// argument as redis-server reads them; every MATCH is anchored (the server uses the last),
-/// and a SCAN without one gets `MATCH <prefix>*`. An odd option list is a syntax error here,
+/// a COUNT above [`MAX_SCAN_COUNT`] is lowered to it, and a SCAN without MATCH gets
+/// `MATCH <prefix>*`. An odd option list is a syntax error here,
 /// as it is for the server.
 pub(super) fn scan(args: &[Bytes], prefix: &Prefix) -> Decision {
     if args.len() < 2 {
@@ -42,6 +46,14 @@ pub(super) fn scan(args: &[Bytes], prefix: &Prefix) -> Decision {
         if out[at].eq_ignore_ascii_case(b"match") {
             out[at + 1] = prefix.pattern(&out[at + 1]);
             matched = true;
+        }
+        // SCAN may answer fewer than COUNT; a larger one would have the shared server walk
+        // much of its keyspace in one step.
+        let count = std::str::from_utf8(&out[at + 1])
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok());
+        if out[at].eq_ignore_ascii_case(b"count") && count.is_some_and(|n| n > MAX_SCAN_COUNT) {
+            out[at + 1] = Bytes::from(MAX_SCAN_COUNT.to_string());
         }
         at += 2;
     }

@@ -172,6 +172,10 @@ fn scan_match_is_anchored_or_added() {
     for (line, expected) in [
         ("SCAN 0", "SCAN 0 MATCH t1:*"),
         ("SCAN 0 COUNT 10", "SCAN 0 COUNT 10 MATCH t1:*"),
+        // A COUNT past 1000 is held to it; one the server would refuse is left to it.
+        ("SCAN 0 COUNT 5000000", "SCAN 0 COUNT 1000 MATCH t1:*"),
+        ("SCAN 0 count 1000", "SCAN 0 count 1000 MATCH t1:*"),
+        ("SCAN 0 COUNT many", "SCAN 0 COUNT many MATCH t1:*"),
         ("SCAN 0 MATCH a*", "SCAN 0 MATCH t1:a*"),
         (
             "SCAN 0 match * MATCH x TYPE string",

@@ -237,3 +237,51 @@ async fn every_command_reaches_the_query_log() -> anyhow::Result<()> {
     drop(a);
     f.finish().await
 }
+
+/// The calls of `command` the server has counted (`INFO commandstats`).
+async fn calls(admin: &mut Raw<tokio::net::TcpStream>, command: &str) -> anyhow::Result<u64> {
+    let info = text(&admin.call(&["INFO", "commandstats"]).await?);
+    let line = format!("cmdstat_{command}:calls=");
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(Ok(0), str::parse)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_walks_go_in_steps_the_server_can_answer_others_between() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut c = f.login(&A).await?;
+    for batch in 0..3 {
+        let mut mset = vec!["MSET".to_string()];
+        for i in 0..1000 {
+            mset.push(format!("walk:{}", batch * 1000 + i));
+            mset.push("v".into());
+        }
+        let args: Vec<&str> = mset.iter().map(String::as_str).collect();
+        assert_eq!(text(&c.call(&args).await?), "OK");
+    }
+    let mut admin = redis.admin().await?;
+    let keys_before = calls(&mut admin, "keys").await?;
+    let scans_before = calls(&mut admin, "scan").await?;
+    // KEYS lists the tenant's names, from SCAN steps: no KEYS reaches the server.
+    let listed = c.call(&["KEYS", "walk:*"]).await?;
+    let names = listed.as_items().expect("an array");
+    assert_eq!(names.len(), 3000);
+    assert!(
+        names.iter().all(|n| text(n).starts_with("walk:")),
+        "{names:?}"
+    );
+    assert_eq!(calls(&mut admin, "keys").await?, keys_before);
+    assert!(calls(&mut admin, "scan").await? >= scans_before + 3);
+    // A SCAN's COUNT is held to 1000: one step does not walk all 3000 keys.
+    let scan = c.call(&["SCAN", "0", "COUNT", "100000000"]).await?;
+    let items = scan.as_items().expect("cursor and names");
+    assert_ne!(text(&items[0]), "0", "{scan:?}");
+    let found = items[1].as_items().expect("names").len();
+    assert!(found > 0 && found < 3000, "{found} names in one step");
+    drop(c);
+    f.finish().await
+}
