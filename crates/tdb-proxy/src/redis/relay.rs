@@ -360,7 +360,12 @@ impl Relay<'_> {
                 self.pattern_subscription(&name, &request.args()[1..]);
                 Ok(())
             }
-            Decision::Forward { args, reply, .. } if matches!(&*name, "keys" | "scan") => {
+            Decision::Forward { args, reply, .. }
+                if matches!(
+                    &*name,
+                    "keys" | "scan" | "pubsub|numsub" | "pubsub|shardnumsub"
+                ) =>
+            {
                 self.walk(&name, args, &reply, client, link).await
             }
             Decision::Forward {

@@ -437,8 +437,35 @@ async fn channels_do_not_cross_tenants() -> anyhow::Result<()> {
             Frame::Integer(2)
         ])
     );
-    // A publishes on every spelling of B's channel; B publishes on its own.
+    // A counts the subscribers of its own channels, never B's: not through the proxy, which
+    // answers for A's prefix, nor from a script, which the server refuses.
     let mut a = f.login(&A).await?;
+    let numsub = |channel: &str| {
+        Frame::Array(vec![
+            Frame::Bulk(channel.to_string().into()),
+            Frame::Integer(0),
+        ])
+    };
+    assert_eq!(a.call(&["PUBSUB", "NUMSUB", "news"]).await?, numsub("news"));
+    assert_eq!(
+        a.call(&["PUBSUB", "NUMSUB", "tb:news"]).await?,
+        numsub("tb:news")
+    );
+    let script = [
+        "EVAL",
+        "return redis.call('PUBSUB', 'NUMSUB', 'tb:news')",
+        "0",
+    ];
+    let counted = a.call(&script).await?;
+    assert!(
+        counted.is_error() && text(&counted).contains("can't run this command"),
+        "{counted:?}"
+    );
+    let mut b_count = f.login(&B).await?;
+    let b_news = Frame::Array(vec![Frame::Bulk("news".into()), Frame::Integer(1)]);
+    assert_eq!(b_count.call(&["PUBSUB", "NUMSUB", "news"]).await?, b_news);
+    drop(b_count);
+    // A publishes on every spelling of B's channel; B publishes on its own.
     for channel in ["news", "tb:news", "*", "__keyspace@0__:tb:secret"] {
         a.call(&["PUBLISH", channel, "from A"]).await?;
     }
