@@ -219,12 +219,16 @@ impl ManagedRedis {
 }
 
 /// What each start checks and puts right, as the administrator: the `default` user off with
-/// no password and no permission (fixed, and the ACL file saved, if it was not), and the
+/// no password and no permission (fixed, and the ACL file saved, if it was not), commands
+/// tdb no longer gives tenants' users taken from them, and the
 /// hardening settings the configuration file sets (a mismatch fails the start).
 async fn secure(endpoint: &AdminEndpoint) -> Result<(), ManagedError> {
     let failed = |e: crate::EngineError| ManagedError::Setup(format!("hardening Redis: {e}"));
     let mut admin = conn::connect(endpoint).await.map_err(failed)?;
     crate::redis::server::close_default_user(&mut admin)
+        .await
+        .map_err(failed)?;
+    crate::redis::server::retire_rules(&mut admin)
         .await
         .map_err(failed)?;
     for (name, want) in [

@@ -188,7 +188,8 @@ impl Engine for RedisEngine {
     async fn secure_server(&self, server: &AdminEndpoint, _extra: &[&str]) -> Result<()> {
         server::check_admin(server)?;
         let mut admin = conn::connect(server).await?;
-        server::close_default_user(&mut admin).await
+        server::close_default_user(&mut admin).await?;
+        server::retire_rules(&mut admin).await
     }
 
     /// Nothing is shared between namespaces that the ACL users could read (they run no server

@@ -62,6 +62,40 @@ pub async fn close_default_user(admin: &mut RedisConn) -> Result<()> {
     save_acl(admin).await
 }
 
+/// Commands earlier versions of tdb gave tenants' users and no longer do: a script could point
+/// them at another tenant's channels (`PUBSUB NUMSUB`, which the proxy now answers itself).
+const RETIRED: [&str; 2] = ["pubsub|numsub", "pubsub|shardnumsub"];
+
+/// Takes [`RETIRED`] commands from every user that was given them by name (at each start:
+/// users made before keep their rules otherwise), and saves the ACL file if one changed.
+pub async fn retire_rules(admin: &mut RedisConn) -> Result<()> {
+    let list = conn::items(admin.call(&["ACL", "LIST"]).await?, "ACL LIST")?;
+    let mut changed = 0;
+    for line in list.iter().filter_map(conn::text) {
+        let mut words = line.split(' ');
+        let (Some("user"), Some(user)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let given: Vec<String> = words
+            .filter_map(|w| w.strip_prefix('+'))
+            .filter(|c| RETIRED.contains(c))
+            .map(|c| format!("-{c}"))
+            .collect();
+        if given.is_empty() {
+            continue;
+        }
+        let mut args = vec!["ACL", "SETUSER", user];
+        args.extend(given.iter().map(String::as_str));
+        admin.call(&args).await?;
+        changed += 1;
+    }
+    if changed > 0 {
+        tracing::info!(users = changed, "took retired commands from Redis users");
+        save_acl(admin).await?;
+    }
+    Ok(())
+}
+
 /// `ACL SAVE`, where the server has an ACL file.
 pub async fn save_acl(admin: &mut RedisConn) -> Result<()> {
     match admin.call(&["ACL", "SAVE"]).await {

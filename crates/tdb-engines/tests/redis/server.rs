@@ -105,6 +105,7 @@ pub async fn starts_hardened_keeps_data_and_rehardens() {
             "#0000000000000000000000000000000000000000000000000000000000000000",
             "~kept:*",
             "+get",
+            "+pubsub|numsub",
         ],
     )
     .await;
@@ -134,6 +135,10 @@ pub async fn starts_hardened_keeps_data_and_rehardens() {
     assert_eq!(ok(&mut conn, &["GET", "kept"]).await, bulk("value"));
     let user = ok(&mut conn, &["ACL", "GETUSER", "kept_user"]).await;
     assert!(user.as_items().is_some(), "users made at run time persist");
+    // A command earlier versions gave tenants' users and tdb no longer does is taken back.
+    let rules = format!("{user:?}");
+    assert!(rules.contains("+get"), "{rules}");
+    assert!(!rules.contains("+pubsub|numsub"), "{rules}");
     assert_eq!(refused(&mut anonymous(&e).await, &["PING"]).await, "NOAUTH");
     for (name, want) in [
         ("protected-mode", "yes"),
