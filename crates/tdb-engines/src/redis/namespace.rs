@@ -170,6 +170,15 @@ impl KeyScan {
         }
     }
 
+    /// A walk of the keys matching `pattern` (already anchored in a prefix).
+    pub fn matching(pattern: Bytes) -> Self {
+        Self {
+            pattern,
+            cursor: Bytes::from_static(b"0"),
+            done: false,
+        }
+    }
+
     /// The next step's keys (full names, possibly none); `None` once the walk is over.
     pub async fn next(&mut self, conn: &mut RedisConn) -> Result<Option<Vec<Bytes>>> {
         if self.done {

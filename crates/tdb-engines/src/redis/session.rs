@@ -1,7 +1,7 @@
 //! A Redis session for commands tdb runs for users (the API's queries): one connection as the
 //! namespace's own user, one command per `run`, written as redis-cli takes it (`SET k "a b"`,
-//! split by tdb-resp's inline rules), planned by [`super::rewrite`] (keys prefixed, patterns
-//! anchored, default deny) and answered as rows by [`super::render`].
+//! split by tdb-resp's inline rules), planned by [`super::rewrite`] (the proxy's policy: keys
+//! prefixed, patterns anchored, default deny) and answered as rows by [`super::render`].
 //!
 //! `limits.timeout` bounds each command: one that outlives it (a blocking pop, a slow script)
 //! ends the session's connection (and, with `admin` given, the server ends the client by its
@@ -20,6 +20,7 @@ use super::namespace::{KeyScan, prefix_of};
 use super::rewrite::{self, Plan, refused};
 use crate::AdminEndpoint;
 use crate::engine::{DatabaseAccess, EngineError, Limits, QueryOutput, Result, Session};
+use tdb_resp::policy;
 
 pub struct RedisSession {
     conn: Option<RedisConn>,
@@ -32,6 +33,8 @@ pub struct RedisSession {
     /// The administrator's connection that walks the keyspace for KEYS, SCAN and DBSIZE (the
     /// namespace's users may not: see [`super::acl`]), opened on first use.
     walker: Option<RedisConn>,
+    /// The policy's state of this session (a transaction across commands).
+    policy: policy::Session,
     _place: SessionPlace,
 }
 
@@ -55,6 +58,7 @@ impl RedisSession {
             id,
             admin: admin.cloned(),
             walker: None,
+            policy: policy::Session::new(Bytes::from(target.user.clone()), false),
             _place: place,
         })
     }
@@ -88,15 +92,16 @@ impl RedisSession {
     }
 
     async fn execute(&mut self, args: Vec<Bytes>) -> Result<Frame> {
-        let plan = rewrite::plan(&self.table, &self.prefix, args)?;
+        let plan = rewrite::plan(&self.table, &self.prefix, &mut self.policy, args)?;
         if self.conn.is_none() {
             return Err(EngineError::Internal(
                 "the session ended after an earlier command".into(),
             ));
         }
+        let prefix = self.prefix.clone();
         match plan {
+            Plan::Answer(frame) => Ok(frame),
             Plan::DbSize => {
-                let prefix = self.prefix.clone();
                 let walker = self.walker().await?;
                 let mut scan = KeyScan::new(&prefix);
                 let mut n = 0i64;
@@ -105,13 +110,34 @@ impl RedisSession {
                 }
                 Ok(Frame::Integer(n))
             }
-            // KEYS and SCAN, their patterns anchored in the prefix by the plan: walked as the
-            // administrator, the names checked again as they are stripped.
-            Plan::Send { args, reply } if is_walk(&args) => {
+            // KEYS in SCAN steps, so the shared server answers others between them; a name
+            // met twice is listed once.
+            Plan::Keys(pattern) => {
+                let walker = self.walker().await?;
+                let mut scan = KeyScan::matching(pattern);
+                let mut seen = std::collections::HashSet::new();
+                let mut names = Vec::new();
+                while let Some(keys) = scan.next(walker).await? {
+                    names.extend(
+                        keys.into_iter()
+                            .filter(|k| seen.insert(k.clone()))
+                            .map(Frame::Bulk),
+                    );
+                }
+                Ok(policy::rewrite(
+                    Frame::Array(names),
+                    &policy::ReplyRewrite::KeyList,
+                    &prefix,
+                ))
+            }
+            // SCAN and PUBSUB NUMSUB, anchored in the prefix by the plan: run as the
+            // administrator (the namespace's users may not), the names checked again as they
+            // are stripped.
+            Plan::Walk { args, reply } => {
                 let walker = self.walker().await?;
                 walker.send(&args);
                 let frame = conn::check(walker.read().await?)?;
-                rewrite::strip(&self.prefix, reply, frame)
+                Ok(policy::rewrite(frame, &reply, &prefix))
             }
             Plan::Send { args, reply } => {
                 let conn = self.conn.as_mut().ok_or_else(|| {
@@ -119,20 +145,13 @@ impl RedisSession {
                 })?;
                 conn.send(&args);
                 let frame = conn::check(conn.read().await?)?;
-                rewrite::strip(&self.prefix, reply, frame)
+                Ok(policy::rewrite(frame, &reply, &prefix))
             }
         }
     }
 }
 
 /// The words of one command line, as redis-cli splits what is typed.
-/// Whether a planned command walks the keyspace (KEYS, SCAN).
-fn is_walk(args: &[Bytes]) -> bool {
-    args.first().is_some_and(|name| {
-        name.eq_ignore_ascii_case(b"keys") || name.eq_ignore_ascii_case(b"scan")
-    })
-}
-
 pub fn split(line: &str) -> Result<Vec<Bytes>> {
     if line.contains(['\n', '\r']) {
         return Err(refused("one command per line"));

@@ -29,6 +29,16 @@ fn sorted(out: &QueryOutput) -> Vec<String> {
     all
 }
 
+/// The `KEYS` calls the server has counted (`INFO commandstats`).
+async fn keys_calls(root: &mut tdb_engines::redis::conn::RedisConn) -> u64 {
+    let info = ok(root, &["INFO", "commandstats"]).await;
+    let info = String::from_utf8_lossy(info.as_bytes().expect("text")).into_owned();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_keys:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
 pub async fn sessions_stay_in_their_namespace(ctx: &Ctx) {
     let (acme, other) = (&ctx.acme, &ctx.other);
     let mut root = admin(&ctx.e).await;
@@ -78,7 +88,10 @@ pub async fn sessions_stay_in_their_namespace(ctx: &Ctx) {
     );
 
     // KEYS and SCAN see this namespace alone, whatever the pattern, and answer bare names.
+    // KEYS is answered with SCAN steps: no KEYS reaches the shared server.
+    let before = keys_calls(&mut root).await;
     assert_eq!(sorted(&run(&mut s, "KEYS *").await), ["greeting", "shared"]);
+    assert_eq!(keys_calls(&mut root).await, before);
     for pattern in [
         "t_other:*",
         "*t_other*",
