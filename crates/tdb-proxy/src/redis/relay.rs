@@ -151,8 +151,7 @@ impl Relay<'_> {
         let ctx = self.ctx;
         // Made once for the session: a future made anew on every turn of the loop would
         // register with its token or timer wheel, and leave it, once per request.
-        let mut kill = std::pin::pin!(ctx.kill.cancelled());
-        let mut shutdown = std::pin::pin!(ctx.shutdown.cancelled());
+        let mut stop = std::pin::pin!(watch_stop(ctx));
         // The timer stays armed at the deadline it was set to while that is not later than
         // the oldest reply's; when it fires early (that reply came), it is moved.
         let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
@@ -170,14 +169,15 @@ impl Relay<'_> {
             }
             tokio::select! {
                 biased;
-                _ = &mut kill => {
+                stopped = &mut stop => {
+                    // The helper is gone without a word only when its runtime is.
+                    if stopped != Ok(Stop::Kill) {
+                        return End::Said("ERR terminating connection because tdb is shutting down".into());
+                    }
                     return End::Said(format!(
                         "ERR terminating connection: {} is no longer served",
                         ctx.describe
                     ));
-                }
-                _ = &mut shutdown => {
-                    return End::Said("ERR terminating connection because tdb is shutting down".into());
                 }
                 _ = &mut timer, if deadline.is_some() => {
                     armed = None;
@@ -778,6 +778,33 @@ fn wall_clock(at: std::time::Instant) -> DateTime<Utc> {
             utc
         }
     })
+}
+
+/// Why a session must end before its client or server ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The tenant was suspended or deleted.
+    Kill,
+    Shutdown,
+}
+
+/// Resolves when the tenant is stopped or tdb shuts down. A helper task waits on the two
+/// tokens and answers over a oneshot channel, which the relay's loop polls on every wake-up
+/// with an atomic read: a token's own future takes two locks each time it is polled. The
+/// helper ends with the session (the channel's receiver dropped).
+fn watch_stop(ctx: &SessionContext) -> tokio::sync::oneshot::Receiver<Stop> {
+    let (told, stop) = tokio::sync::oneshot::channel();
+    let (kill, shutdown) = (ctx.kill.clone(), ctx.shutdown.clone());
+    tokio::spawn(async move {
+        let mut told = told;
+        let why = tokio::select! {
+            _ = kill.cancelled() => Stop::Kill,
+            _ = shutdown.cancelled() => Stop::Shutdown,
+            _ = told.closed() => return,
+        };
+        let _ = told.send(why);
+    });
+    stop
 }
 
 fn is_subscribe_confirmation(frame: &Frame) -> bool {

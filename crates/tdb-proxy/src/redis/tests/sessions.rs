@@ -201,9 +201,12 @@ async fn a_suspension_ends_sessions_and_a_hold_parks_commands() -> anyhow::Resul
     let farewell = a.read().await?;
     assert!(text(&farewell).contains("no longer served"), "{farewell:?}");
     assert!(a.closed().await);
-    // Another tenant's session goes on.
+    // Another tenant's session goes on, until tdb shuts down.
     assert_eq!(text(&b.call(&["PING"]).await?), "PONG");
-    drop(b);
+    f.proxy.shutdown.cancel();
+    let farewell = b.read().await?;
+    assert!(text(&farewell).contains("shutting down"), "{farewell:?}");
+    assert!(b.closed().await);
     f.finish().await
 }
 
