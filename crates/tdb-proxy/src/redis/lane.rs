@@ -1,12 +1,12 @@
 //! Shared server connections ("lanes"). A session that sends only commands which keep no state
 //! on their connection (keyed data commands, PING, ECHO, TIME) does not need a connection of its
 //! own: its requests go over a lane that every such session of the same ACL user on the same
-//! server shares. The lane writes what its sessions sent in one write and reads the server's
+//! server and the same proxy worker shares. The lane writes what its sessions sent in one write and reads the server's
 //! replies in one read, and hands each reply to the session that owes it, in order. Redis
 //! answers one connection's requests in the order they came, so the replies come back in the
 //! order the lane wrote the requests.
 //!
-//! A lane is keyed by server and ACL user, so the server's own wall (the tenant's ACL user)
+//! A lane is keyed by worker, server and ACL user, so the server's own wall (the tenant's ACL user)
 //! still holds every command a session sends over it. A session leaves the lane for a
 //! connection of its own (see [`super::relay`]) before its first command that keeps state or
 //! may wait: MULTI, WATCH, subscriptions, blocking commands, scripts, CLIENT, HELLO, the
