@@ -68,12 +68,7 @@ pub fn plan(
         Decision::Forward { mut args, .. } if name == "keys" => {
             Ok(Plan::Keys(args.pop().unwrap_or_default()))
         }
-        Decision::Forward { args, reply, .. }
-            if matches!(
-                name.as_str(),
-                "scan" | "pubsub|numsub" | "pubsub|shardnumsub"
-            ) =>
-        {
+        Decision::Forward { args, reply, .. } if policy::runs_as_administrator(&name) => {
             Ok(Plan::Walk { args, reply })
         }
         Decision::Forward { args, reply, .. } => Ok(Plan::Send { args, reply }),

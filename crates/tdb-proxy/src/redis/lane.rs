@@ -53,7 +53,15 @@ static SEATS: AtomicU64 = AtomicU64::new(0);
 /// wakes another thread. Each place is locked while its lane opens, so sessions that arrive
 /// together wait for one lane rather than open one each.
 #[derive(Default)]
-pub struct Lanes(Mutex<HashMap<LaneKey, Arc<Place>>>);
+pub struct Lanes(Mutex<Places>);
+
+#[derive(Default)]
+struct Places {
+    by_key: HashMap<LaneKey, Arc<Place>>,
+    /// The size at which closed lanes' places are next swept out: twice what was left at the
+    /// last sweep, so a login does not walk every tenant's places each time.
+    sweep_at: usize,
+}
 
 /// The worker (`None` off the workers), the server and the ACL user.
 type LaneKey = (Option<usize>, String, String);
@@ -69,13 +77,16 @@ impl Lanes {
             target.user.clone(),
         );
         let place = {
-            let mut lanes = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            // Places of closed lanes go, unless a session is opening one there now.
-            lanes.retain(|_, place| {
-                Arc::strong_count(place) > 1
-                    || place.try_lock().is_ok_and(|lane| lane.strong_count() > 0)
-            });
-            lanes.entry(key).or_default().clone()
+            let mut places = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if places.by_key.len() >= places.sweep_at {
+                // Places of closed lanes go, unless a session is opening one there now.
+                places.by_key.retain(|_, place| {
+                    Arc::strong_count(place) > 1
+                        || place.try_lock().is_ok_and(|lane| lane.strong_count() > 0)
+                });
+                places.sweep_at = (places.by_key.len() * 2).max(64);
+            }
+            places.by_key.entry(key).or_default().clone()
         };
         let mut lane = place.lock().await;
         let entrance = match lane.upgrade().filter(|e| !e.submit.is_closed()) {
@@ -108,8 +119,9 @@ impl Lanes {
     /// Lanes open now (for tests).
     #[cfg(test)]
     pub fn open(&self) -> usize {
-        let lanes = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        lanes
+        let places = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        places
+            .by_key
             .values()
             .filter(|place| place.try_lock().is_ok_and(|lane| lane.strong_count() > 0))
             .count()

@@ -19,7 +19,6 @@ pub struct Link<'a> {
     /// How a connection of the session's own is opened when it needs one.
     target: Target,
     tables: &'a Tables,
-    table: Arc<CommandTable>,
 }
 
 enum Way {
@@ -34,7 +33,6 @@ enum Way {
 impl<'a> Link<'a> {
     pub fn own(backend: Backend, target: Target, tables: &'a Tables) -> Self {
         Self {
-            table: backend.table.clone(),
             way: Way::Own(backend),
             target,
             tables,
@@ -43,7 +41,6 @@ impl<'a> Link<'a> {
 
     pub fn shared(seat: Seat, target: Target, tables: &'a Tables) -> Self {
         Self {
-            table: seat.table().clone(),
             way: Way::Shared {
                 seat,
                 arrived: VecDeque::new(),
@@ -61,8 +58,12 @@ impl<'a> Link<'a> {
         }
     }
 
+    /// The server's command table (the lane's and the own connection's are the same one).
     pub fn table(&self) -> &Arc<CommandTable> {
-        &self.table
+        match &self.way {
+            Way::Shared { seat, .. } => seat.table(),
+            Way::Own(backend) => &backend.table,
+        }
     }
 
     pub fn is_shared(&self) -> bool {

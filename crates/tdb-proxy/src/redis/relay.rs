@@ -160,6 +160,10 @@ impl Relay<'_> {
             if let Err(end) = self.flush(client, link).await {
                 return end;
             }
+            // What was decided and sent is no longer held.
+            if let Err(e) = self.request_memory.track(client.input.len()) {
+                return End::Said(format!("ERR {e}; closing the connection"));
+            }
             let deadline = self.deadline();
             if let Some(deadline) = deadline
                 && armed.is_none_or(|at| at > deadline)
@@ -208,10 +212,6 @@ impl Relay<'_> {
                     }
                     if let Err(end) = self.requests(client, link).await {
                         return end;
-                    }
-                    // What was decided is no longer held.
-                    if let Err(e) = self.request_memory.track(client.input.len()) {
-                        return End::Said(format!("ERR {e}; closing the connection"));
                     }
                 }
             }
@@ -360,12 +360,7 @@ impl Relay<'_> {
                 self.pattern_subscription(&name, &request.args()[1..]);
                 Ok(())
             }
-            Decision::Forward { args, reply, .. }
-                if matches!(
-                    &*name,
-                    "keys" | "scan" | "pubsub|numsub" | "pubsub|shardnumsub"
-                ) =>
-            {
+            Decision::Forward { args, reply, .. } if policy::runs_as_administrator(&name) => {
                 self.walk(&name, args, &reply, client, link).await
             }
             Decision::Forward {
@@ -374,7 +369,7 @@ impl Relay<'_> {
                 keys,
                 blocking,
             } => {
-                if !policy::keeps_no_state(&table, &request) {
+                if link.is_shared() && !policy::keeps_no_state(&table, &request) {
                     self.leave_lane(client, link).await?;
                 }
                 if matches!(&*name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro") {
@@ -471,8 +466,8 @@ impl Relay<'_> {
         Ok(())
     }
 
-    /// KEYS or SCAN (`args` anchored in the prefix by the policy), run on the walker at its
-    /// place in the order; refused inside MULTI, where it could not run at EXEC's moment.
+    /// KEYS, SCAN or PUBSUB NUMSUB (`args` anchored in the prefix by the policy), run on the
+    /// walker at its place in the order (KEYS as SCAN steps); refused inside MULTI, where it could not run at EXEC's moment.
     async fn walk<S>(
         &mut self,
         name: &str,
@@ -491,7 +486,7 @@ impl Relay<'_> {
             self.answer(Frame::Error(
                 format!(
                     "ERR {} cannot be queued in a transaction through tdb; run it outside MULTI",
-                    name.to_ascii_uppercase()
+                    name.replace('|', " ").to_ascii_uppercase()
                 )
                 .into(),
             ));

@@ -258,6 +258,17 @@ pub fn keeps_no_state(table: &CommandTable, request: &Request) -> bool {
     })
 }
 
+/// Whether a command the policy forwards (by its table name) must run as the server's
+/// administrator, over a connection of the proxy's own, because no tenant's user may run it:
+/// `KEYS` and `SCAN` ignore a user's key patterns, and `PUBSUB NUMSUB` its channel patterns,
+/// so the users lack them and the policy anchors their arguments in the prefix instead.
+pub fn runs_as_administrator(name: &str) -> bool {
+    matches!(
+        name,
+        "keys" | "scan" | "pubsub|numsub" | "pubsub|shardnumsub"
+    )
+}
+
 /// The table's name of the command `request` runs (`container|sub` for a subcommand), or its
 /// first argument in lower case when the table does not know it.
 pub fn command_name<'t>(table: &'t CommandTable, request: &Request) -> Cow<'t, str> {
