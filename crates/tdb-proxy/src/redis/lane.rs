@@ -251,6 +251,18 @@ where
                 if read? == 0 {
                     return Err(BackendError::Closed);
                 }
+                // Counted as read, before decoding: one read may bring a whole large frame,
+                // which decoding would take out of the count.
+                if let Some(memory) = &mut reading.memory
+                    && let Err(e) = memory.track(reading.input.len())
+                {
+                    // The session that asked for the reply hears why; the lane, whose
+                    // replies can no longer be read in order, closes.
+                    if let Some(replies) = owed.front().and_then(|o| o.replies.as_ref()) {
+                        let _ = replies.send(Frame::Error(format!("ERR {e}").into()));
+                    }
+                    return Err(e.into());
+                }
                 while let Some(frame) = reading.decoder.decode(&mut reading.input)? {
                     let Some(front) = owed.front_mut() else {
                         // Nothing was asked: a lane never subscribes or blocks.
@@ -265,15 +277,9 @@ where
                         owed.pop_front();
                     }
                 }
-                if let Some(memory) = &mut reading.memory
-                    && let Err(e) = memory.track(reading.input.len())
-                {
-                    // The session that asked for the reply hears why; the lane, whose
-                    // replies can no longer be read in order, closes.
-                    if let Some(replies) = owed.front().and_then(|o| o.replies.as_ref()) {
-                        let _ = replies.send(Frame::Error(format!("ERR {e}").into()));
-                    }
-                    return Err(e.into());
+                // What was decoded is handed on: the count comes down (it cannot go up).
+                if let Some(memory) = &mut reading.memory {
+                    memory.track(reading.input.len())?;
                 }
             }
         }

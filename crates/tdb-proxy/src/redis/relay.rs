@@ -109,12 +109,17 @@ struct Relay<'a> {
 }
 
 /// Relays until the client leaves, the server goes, the tenant is stopped or a reply is late.
+/// When the session ends with an error, returns its last words (what the client was still owed,
+/// then the error) for [`farewell`], which the caller sends once it has let go of the server
+/// connection and the session's place.
+#[must_use]
 pub async fn relay<S>(
     client: &mut Client<S>,
     link: &mut Link<'_>,
     ctx: &SessionContext,
     walker: Walker<'_>,
-) where
+) -> Option<BytesMut>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     ctx.metrics.sessions.increment(1.0);
@@ -132,11 +137,41 @@ pub async fn relay<S>(
     let end = relay.run(client, link).await;
     ctx.metrics.sessions.decrement(1.0);
     tracing::debug!(?end, "Redis session ended");
-    if let End::Said(message) = end {
-        let mut out = std::mem::take(&mut relay.to_client);
-        Frame::Error(message.into()).encode(&mut out);
-        let _ = tokio::time::timeout(FAREWELL_WRITE, client.io.write_all(&out)).await;
-    }
+    let End::Said(message) = end else {
+        return None;
+    };
+    let mut out = std::mem::take(&mut relay.to_client);
+    Frame::Error(message.into()).encode(&mut out);
+    Some(out)
+}
+
+/// Writes the last words and closes the sending side while reading and discarding whatever the
+/// client is still sending, for [`FAREWELL_WRITE`] at most. A client in the middle of a large
+/// request would otherwise find its write refused, and, with its unread input left at the
+/// close, the connection is reset and the error may never be read. Nothing read is kept: the
+/// session's input is given back first.
+pub async fn farewell<S>(client: &mut Client<S>, last: &[u8])
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    client.input = BytesMut::new();
+    let _ = tokio::time::timeout(FAREWELL_WRITE, say_and_drain(&mut client.io, last)).await;
+}
+
+async fn say_and_drain<S>(io: &mut S, last: &[u8])
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let say = async {
+        let _ = writer.write_all(last).await;
+        let _ = writer.shutdown().await;
+    };
+    let drain = async {
+        let mut scrap = vec![0u8; 64 * 1024];
+        while let Ok(1..) = reader.read(&mut scrap).await {}
+    };
+    tokio::join!(say, drain);
 }
 
 impl Relay<'_> {

@@ -396,8 +396,11 @@ pub async fn serve_routed<S>(
         &route.host,
         route.port,
     );
-    relay::relay(client, &mut link, &ctx, walker).await;
-    drop(slot);
+    let last_words = relay::relay(client, &mut link, &ctx, walker).await;
+    drop((link, slot));
+    if let Some(last_words) = last_words {
+        relay::farewell(client, &last_words).await;
+    }
 }
 
 /// Where and as whom the session reaches its server: the route's write access, or its read

@@ -26,9 +26,11 @@ async fn a_frame_past_the_budget_ends_its_session_alone() -> anyhow::Result<()> 
     let mut other = f.login(&A).await?;
     assert_eq!(text(&other.call(&["SET", "small", "1"]).await?), "OK");
 
-    // A request of 6 MiB does not fit: its session hears why and is closed.
+    // A request of 32 MiB does not fit: its session hears why and is closed. The client is
+    // still writing when the proxy gives up on it; its write must still complete (the proxy
+    // reads and drops the rest) and the error must reach it.
     let mut big = f.login(&B).await?;
-    big.send_raw(&set("big", 6 << 20)).await?;
+    big.send_raw(&set("big", 32 << 20)).await?;
     let answer = big.read().await?;
     assert!(says_too_large(&answer), "{answer:?}");
     assert!(big.closed().await);
