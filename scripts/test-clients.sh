@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the client libraries the integration tests drive tdb's proxies with besides psql,
 # mariadb and sqlx: psycopg 3, psycopg2, asyncpg, pg8000, SQLAlchemy, PyMySQL and redis-py (Python),
-# node-postgres and postgres.js (Node), and the OpenAPI fuzzer schemathesis, into
+# node-postgres and postgres.js (Node), the OpenAPI fuzzer schemathesis, and for the console's
+# browser tests Chromium (Debian's), playwright-core and axe-core (Node), into
 # target/test-clients/ (or $TDB_TEST_CLIENTS), where the tests look for them. Idempotent and
 # quiet: clients already there are kept; Python, pip, Node and npm come from Debian's packages
 # when missing.
@@ -58,4 +59,15 @@ if [ ! -f "$dir/node/node_modules/postgres/package.json" ]; then
     echo "installing postgres.js into $dir/node"
     mkdir -p "$dir/node"
     npm install --silent --no-audit --no-fund --prefix "$dir/node" 'postgres@3'
+fi
+# The console's browser tests (tests/console_browser.rs): Playwright's driver (without its
+# browser downloads) drives Debian's Chromium; axe-core checks each page's accessibility.
+if ! command -v chromium >/dev/null 2>&1; then
+    ensure_packages chromium fonts-dejavu-core
+fi
+if [ ! -f "$dir/node/node_modules/playwright-core/package.json" ] \
+    || [ ! -f "$dir/node/node_modules/axe-core/package.json" ]; then
+    echo "installing playwright-core and axe-core into $dir/node"
+    mkdir -p "$dir/node"
+    npm install --silent --no-audit --no-fund --prefix "$dir/node" 'playwright-core@1' 'axe-core@4'
 fi

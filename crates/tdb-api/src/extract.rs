@@ -275,9 +275,15 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::new(ErrorCode::AuthRequired, "Authorization header required")
-        })?;
+        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+            // The web console's session cookie, where no key is given.
+            let owner = crate::console::session_owner(parts, state)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::AuthRequired, "Authorization header required")
+                })?;
+            return admit(state, Auth::from_owner(owner)?);
+        };
         let key = header
             .to_str()
             .ok()
@@ -298,20 +304,23 @@ impl FromRequestParts<AppState> for Auth {
             .await
             .map_err(|e| ApiError::from_catalog(e, "API key"))?
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "Invalid API key"))?;
-        let auth = Auth::from_owner(owner)?;
-        // The tier's quota, per project per minute.
-        let limit = state.limits.per_minute(auth.tier);
-        if let Err(retry_after) = state.limits.projects.take(&auth.project_id, limit) {
-            return Err(ApiError {
-                retry_after: Some(retry_after),
-                ..ApiError::new(
-                    ErrorCode::RateLimited,
-                    format!("rate limit exceeded: max {limit} requests per minute"),
-                )
-            });
-        }
-        Ok(auth)
+        admit(state, Auth::from_owner(owner)?)
     }
+}
+
+/// Counts the request against the tier's quota, per project per minute.
+fn admit(state: &AppState, auth: Auth) -> Result<Auth, ApiError> {
+    let limit = state.limits.per_minute(auth.tier);
+    if let Err(retry_after) = state.limits.projects.take(&auth.project_id, limit) {
+        return Err(ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                ErrorCode::RateLimited,
+                format!("rate limit exceeded: max {limit} requests per minute"),
+            )
+        });
+    }
+    Ok(auth)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod behind;
 pub mod compat;
+pub mod console;
 pub mod envelope;
 pub mod extract;
 mod import;

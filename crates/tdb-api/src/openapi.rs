@@ -27,6 +27,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "deployments", description = "Blueprint versions rolled out to tenants"),
         (name = "admin", description = "Data queries across tenants; DDL refused"),
         (name = "servers", description = "The database servers and what they hold (operators only)"),
+        (name = "console", description = "The web console's session: a cookie instead of a key, with a CSRF token"),
         (name = "autodb", description = "Schema-per-tenant databases and registered connections (/api/v1)"),
     )
 )]

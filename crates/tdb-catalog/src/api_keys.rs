@@ -22,7 +22,8 @@ pub struct NewApiKey<'a> {
 }
 
 /// What a live key is: unrevoked and, if it has an expiry, not past it (`k` is `api_keys`).
-const LIVE: &str = "k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())";
+pub(crate) const LIVE: &str =
+    "k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ApiKey {

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod autodb;
 pub mod backups;
 pub mod blueprints;
+pub mod console;
 pub mod credentials;
 pub mod deployments;
 mod error;

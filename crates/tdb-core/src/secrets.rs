@@ -85,6 +85,21 @@ pub fn api_key_digest(plaintext: &str) -> Vec<u8> {
     Sha256::digest(plaintext.as_bytes()).to_vec()
 }
 
+/// The token of a web console session, kept by the browser in a cookie: 256 random bits, hex.
+/// The catalog stores only its [`api_key_digest`].
+pub fn new_session_token() -> String {
+    hex::encode(random_bytes::<32>())
+}
+
+/// The CSRF token of the console session whose cookie holds `session_token`. The page reads it
+/// from the API and sends it back in a header; it cannot be turned back into the session token.
+pub fn console_csrf_token(session_token: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"tdb console csrf\0");
+    hash.update(session_token.as_bytes());
+    hex::encode(hash.finalize())
+}
+
 /// A random password for a proxy login or a database role: 128 bits, hex.
 pub fn new_password(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(random_bytes::<16>()))

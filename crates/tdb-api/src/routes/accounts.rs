@@ -40,6 +40,29 @@ async fn verify(state: &AppState, phc: String, password: String) -> Result<bool,
         .map_err(ApiError::internal)
 }
 
+/// The account with this e-mail and password, or 401 `invalid e-mail or password` (taking as
+/// long for an unknown e-mail as for a wrong password).
+pub(crate) async fn signed_in_account(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> Result<tdb_catalog::accounts::Account, ApiError> {
+    let refused = || ApiError::new(ErrorCode::Unauthorized, "invalid e-mail or password");
+    let account = match Email::parse(email) {
+        Ok(email) => state
+            .catalog
+            .account_by_email(email.as_str())
+            .await
+            .map_err(|e| ApiError::from_catalog(e, "account"))?,
+        Err(_) => None,
+    };
+    let phc = account
+        .as_ref()
+        .map_or(secrets::DECOY_PHC.to_string(), |a| a.password_hash.clone());
+    let matches = verify(state, phc, password).await?;
+    account.filter(|_| matches).ok_or_else(refused)
+}
+
 /// Counts a sign-up attempt from `addr` (outside the trusted networks) and refuses it past the
 /// hourly limit; then applies the sign-up mode. Returns the digest of the invitation to spend.
 fn admit(
@@ -161,20 +184,7 @@ async fn login(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<LoginResponse> {
-    let refused = || ApiError::new(ErrorCode::Unauthorized, "invalid e-mail or password");
-    let account = match Email::parse(&req.email) {
-        Ok(email) => state
-            .catalog
-            .account_by_email(email.as_str())
-            .await
-            .map_err(|e| ApiError::from_catalog(e, "account"))?,
-        Err(_) => None,
-    };
-    let phc = account
-        .as_ref()
-        .map_or(secrets::DECOY_PHC.to_string(), |a| a.password_hash.clone());
-    let matches = verify(&state, phc, req.password).await?;
-    let account = account.filter(|_| matches).ok_or_else(refused)?;
+    let account = signed_in_account(&state, &req.email, req.password).await?;
     let mut projects = state
         .catalog
         .list_projects(&account.id)

@@ -1,7 +1,7 @@
 //! The router: one file per resource, assembled here with the envelope's fallbacks, the body
 //! limit and panic handling.
 
-mod accounts;
+pub(crate) mod accounts;
 mod admin;
 mod apikeys;
 pub(crate) mod autodb;
@@ -54,6 +54,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(admin::routes())
         .merge(servers::routes())
         .merge(autodb::routes())
+        .merge(crate::console::routes())
         .split_for_parts();
     crate::openapi::finish(&mut doc);
     crate::compat::autodb_error::document(&mut doc);
@@ -64,6 +65,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             axum::routing::get(move || meta::openapi(doc.clone())),
         )
         .merge(extra)
+        .merge(crate::console::pages())
         .fallback(meta::unknown_path)
         .method_not_allowed_fallback(meta::wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
