@@ -414,8 +414,25 @@ function showError(alertEl, error) {
   const facts = errorFacts(env);
   alertEl.replaceChildren(
     h('p', { class: 'alert-message' }, h('strong', { text: 'Error' + status + ': ' }), errorMessage(env)),
+    errorPointer(env),
     facts.length ? definitionList(facts.map(([k, v]) => [k, String(v)])) : null,
   );
+}
+
+/**
+ * The line of the failed statement that holds the character the server points at (`position`,
+ * counted from 1 in `statement`), with a caret under that character; null without both.
+ */
+function errorPointer(env) {
+  const { statement, position } = env;
+  if (typeof statement !== 'string' || !Number.isInteger(position) || position < 1) return null;
+  const before = Array.from(statement).slice(0, position - 1).join('');
+  const lineStart = before.lastIndexOf('\n') + 1;
+  const lineEnd = statement.indexOf('\n', before.length);
+  const line = statement.slice(lineStart, lineEnd === -1 ? undefined : lineEnd);
+  const column = Array.from(before.slice(lineStart)).length;
+  return h('pre', { class: 'error-pointer', tabindex: '0', testid: 'sql-error-pointer' },
+    `${line}\n${' '.repeat(column)}^`);
 }
 
 function clearAlert(alertEl) {
@@ -482,10 +499,15 @@ function sessionLost(error) {
 async function signOut() {
   try {
     await api('DELETE', '/console/session');
-    session.notice = 'You are signed out.';
   } catch (error) {
-    session.notice = `Signing out answered: ${error.message}`;
+    // A 401 says the session had already ended. Anything else leaves it signed in: say why
+    // and stay, rather than show a sign-in page over a session that still works.
+    if (!(error instanceof ApiError && error.envelope.http_status === 401)) {
+      showPageError(error);
+      return;
+    }
   }
+  session.notice = 'You are signed out.';
   clearSession();
   navigate('/signin');
 }
@@ -743,7 +765,11 @@ function oncePanel(title, items, note) {
         'aria-label': `Copy ${item.label}`, onclick: () => copyText(item.value, status) })));
   }
   panel.append(status, button('I have copied it', { class: 'secondary', testid: 'once-dismiss',
-    onclick: () => panel.remove() }));
+    onclick: () => {
+      // The focused button goes with the panel: focus the page's heading, not the document.
+      panel.remove();
+      document.querySelector('main h1')?.focus();
+    } }));
   return panel;
 }
 
@@ -1468,8 +1494,11 @@ function settingsPatch(inputs) {
     const raw = input.value.trim();
     let value;
     if (kind === 'pool' || kind === 'text') value = raw;
-    else if (kind === 'number') value = Number(raw);
-    else if (kind === 'nullable') value = raw === '' ? null : Number(raw);
+    else if (kind === 'number') {
+      // An emptied box is not 0: say so rather than send a limit of nothing.
+      if (raw === '') throw new Error(`${name}: a number is required`);
+      value = Number(raw);
+    } else if (kind === 'nullable') value = raw === '' ? null : Number(raw);
     else if (kind === 'json') {
       try {
         value = raw === '' ? null : JSON.parse(raw);

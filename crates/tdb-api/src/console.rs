@@ -34,8 +34,11 @@ use crate::envelope::{ApiError, Reply};
 use crate::extract::{ApiJson, Auth};
 use crate::mint::MintedKey;
 
-/// The cookie that carries a console session's token.
+/// The cookie that carries a console session's token over plain HTTP.
 pub const COOKIE_NAME: &str = "tdb_console";
+/// Its name behind HTTPS: browsers take a `__Host-` cookie only with `Secure`, `Path=/` and no
+/// `Domain`, so a neighbouring subdomain cannot plant one.
+pub const SECURE_COOKIE_NAME: &str = "__Host-tdb_console";
 /// The header that carries a console session's CSRF token.
 pub const CSRF_HEADER: &str = "x-tdb-csrf";
 /// How long a console session lasts.
@@ -137,27 +140,41 @@ pub struct SessionInfo {
 }
 
 /// Signs in to the console: sets the session cookie (HttpOnly, `SameSite=Strict`, `Secure`
-/// behind HTTPS) and answers the session without any key.
+/// behind HTTPS) and answers the session without any key. Only the console's own page may ask:
+/// the body must be sent as `application/json` (which a form on another site cannot send
+/// without the browser asking tdb first, and tdb allows no other origin), and a browser's
+/// `Sec-Fetch-Site` must say the request comes from this origin. A session the browser already
+/// held ends.
 #[utoipa::path(post, path = "/console/session", tag = "console", security(()),
     request_body = SignIn,
-    responses((status = 200, body = SessionInfo), (status = 401), (status = 404)))]
+    responses((status = 200, body = SessionInfo), (status = 400), (status = 401),
+              (status = 403, description = "not sent by the console's own page"),
+              (status = 404)))]
 async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<SignIn>,
 ) -> Result<Response, ApiError> {
+    from_the_console_page(&headers)?;
     let expires_at = Utc::now() + chrono::Duration::hours(SESSION_HOURS);
-    let (key_id, minted, by_password) = match (req.email, req.password, req.api_key) {
+    let token = secrets::new_session_token();
+    let digest = api_key_digest(&token);
+    match (req.email, req.password, req.api_key) {
         (Some(email), Some(password), None) => {
             let account =
                 crate::routes::accounts::signed_in_account(&state, &email, password).await?;
             let project = account_project(&state, &account.id, req.project.as_deref()).await?;
             let key = session_key(expires_at);
+            let session = NewSession {
+                digest: &digest,
+                key_id: &key.id,
+                by_password: true,
+                expires_at,
+            };
             state
                 .catalog
-                .create_api_key(&project, &key.record())
+                .create_console_session(&session, Some((&project, &key.record())))
                 .await?;
-            (key.id, true, true)
         }
         (None, None, Some(api_key)) if req.project.is_none() => {
             let owner = state
@@ -165,7 +182,13 @@ async fn sign_in(
                 .authenticate_key(&api_key_digest(api_key.trim()))
                 .await?
                 .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "Invalid API key"))?;
-            (owner.key_id, false, false)
+            let session = NewSession {
+                digest: &digest,
+                key_id: &owner.key_id,
+                by_password: false,
+                expires_at,
+            };
+            state.catalog.create_console_session(&session, None).await?;
         }
         _ => {
             return Err(ApiError::bad_request(
@@ -173,32 +196,46 @@ async fn sign_in(
                  `api_key` alone",
             ));
         }
-    };
-    let token = secrets::new_session_token();
-    let digest = api_key_digest(&token);
-    state
-        .catalog
-        .create_console_session(&NewSession {
-            digest: &digest,
-            key_id: &key_id,
-            minted,
-            by_password,
-            expires_at,
-        })
-        .await?;
+    }
+    if let Some(old) = cookie_token(&headers) {
+        state
+            .catalog
+            .end_console_session(&api_key_digest(old))
+            .await?;
+    }
     let session = live_session(&state, &digest).await?;
     let mut response = Reply::ok(info(&state, &session, &token).await?).into_response();
-    let cookie = format!(
-        "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_HOURS * 3600,
-        if behind_https(&headers) {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
+    let cookie = if behind_https(&headers) {
+        format!(
+            "{SECURE_COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age={}",
+            SESSION_HOURS * 3600
+        )
+    } else {
+        format!(
+            "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+            SESSION_HOURS * 3600
+        )
+    };
     set_cookie(&mut response, &cookie);
     Ok(response)
+}
+
+/// Refuses a sign-in that a page of another origin could have sent.
+fn from_the_console_page(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    let site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    if !json || !matches!(site, None | Some(b"same-origin" | b"none")) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a console sign-in must come from the console's own page, with its body sent as \
+             application/json",
+        ));
+    }
+    Ok(())
 }
 
 /// The signed-in session (401 when there is none): its project, its key's role and scope, and
@@ -214,16 +251,17 @@ async fn current(
     Ok(Reply::ok(info(&state, &session, token).await?))
 }
 
-/// Signs out: the session ends, the key minted for it is revoked, and the cookie is cleared.
+/// Signs out: the session ends, the key minted for it is revoked, and the cookie is cleared
+/// (also when the session had already ended). Needs the CSRF token, like every change.
 #[utoipa::path(delete, path = "/console/session", tag = "console", security(()),
     responses((status = 200, body = tdb_types::Message), (status = 401), (status = 403)))]
 async fn sign_out(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
-    _auth: Auth,
 ) -> Result<Response, ApiError> {
-    // `Auth` checked the CSRF token; a request with an `Authorization` header has no session.
     let token = cookie_token(&headers).ok_or_else(not_signed_in)?;
+    check_change(&method, &headers, token)?;
     state
         .catalog
         .end_console_session(&api_key_digest(token))
@@ -236,6 +274,12 @@ async fn sign_out(
         &mut response,
         &format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
+    if behind_https(&headers) {
+        set_cookie(
+            &mut response,
+            &format!("{SECURE_COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0"),
+        );
+    }
     Ok(response)
 }
 
@@ -251,7 +295,10 @@ async fn switch(
     auth: Auth,
     ApiJson(req): ApiJson<SwitchProject>,
 ) -> Result<Reply<SessionInfo>, ApiError> {
-    let token = cookie_token(&headers).ok_or_else(not_signed_in)?;
+    // `auth` is this cookie's session (not an `Authorization` header's key).
+    let token = cookie_token(&headers)
+        .filter(|_| auth.console)
+        .ok_or_else(not_signed_in)?;
     auth.require_project_admin()?;
     let digest = api_key_digest(token);
     let session = live_session(&state, &digest).await?;
@@ -260,7 +307,11 @@ async fn switch(
     state
         .catalog
         .switch_console_session(&digest, &project, &key.record())
-        .await?;
+        .await
+        .map_err(|e| match e {
+            tdb_catalog::CatalogError::NotFound => session_ended(),
+            other => other.into(),
+        })?;
     let session = live_session(&state, &digest).await?;
     Ok(Reply::ok(info(&state, &session, token).await?))
 }
@@ -344,25 +395,31 @@ pub async fn session_owner(parts: &Parts, state: &AppState) -> Result<Option<Key
         return Ok(None);
     };
     let session = live_session(state, &api_key_digest(token)).await?;
-    if !matches!(parts.method, Method::GET | Method::HEAD) {
-        let cross_site = parts
-            .headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| v.as_bytes() == b"cross-site");
-        let sent = parts
-            .headers
-            .get(CSRF_HEADER)
-            .map(HeaderValue::as_bytes)
-            .unwrap_or_default();
-        if cross_site || !same(sent, csrf_token(token).as_bytes()) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "a console request that changes something must come from the console's own \
-                 page with the session's X-TDB-CSRF header",
-            ));
-        }
-    }
+    check_change(&parts.method, &parts.headers, token)?;
     Ok(Some(session.owner))
+}
+
+/// A request that can change something (any method but GET and HEAD) must carry the
+/// session's CSRF token and must not come from another site.
+fn check_change(method: &Method, headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
+    let sent = headers
+        .get(CSRF_HEADER)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if cross_site || !same(sent, csrf_token(token).as_bytes()) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a console request that changes something must come from the console's own page \
+             with the session's X-TDB-CSRF header",
+        ));
+    }
+    Ok(())
 }
 
 /// The CSRF token of a session: derived from its cookie's token, which it does not reveal.
@@ -382,7 +439,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
+        .find(|(name, _)| *name == COOKIE_NAME || *name == SECURE_COOKIE_NAME)
         .map(|(_, value)| value.trim())
         .filter(|value| !value.is_empty())
 }
@@ -456,6 +513,19 @@ mod tests {
     #[test]
     fn the_policy_allows_no_inline_script() {
         assert!(!POLICY.contains("unsafe-inline") && !POLICY.contains("unsafe-eval"));
-        assert!(!INDEX.contains("<script>") && !INDEX.contains(" style="));
+        assert!(!INDEX.contains(" style="));
+        let scripts: Vec<&str> = INDEX.split("<script").skip(1).collect();
+        assert!(!scripts.is_empty());
+        for script in scripts {
+            let tag = &script[..script.find('>').expect("a closed tag")];
+            assert!(
+                tag.contains("src=\"/console/"),
+                "an inline script: <script{tag}>"
+            );
+            assert!(
+                script[tag.len() + 1..].starts_with("</script>"),
+                "<script{script}"
+            );
+        }
     }
 }

@@ -159,11 +159,15 @@ pub struct Auth {
     pub scope_type: ScopeType,
     pub scope_values: Vec<String>,
     pub tier: Tier,
+    /// Authenticated by the web console's session cookie (see [`crate::console`]), not by an
+    /// `Authorization` header.
+    pub console: bool,
 }
 
 impl Auth {
     fn from_owner(owner: KeyOwner) -> Result<Self, ApiError> {
         Ok(Self {
+            console: false,
             role: owner.role,
             scope_type: owner.scope_type,
             key_id: owner.key_id,
@@ -282,7 +286,11 @@ impl FromRequestParts<AppState> for Auth {
                 .ok_or_else(|| {
                     ApiError::new(ErrorCode::AuthRequired, "Authorization header required")
                 })?;
-            return admit(state, Auth::from_owner(owner)?);
+            let auth = Auth {
+                console: true,
+                ..Auth::from_owner(owner)?
+            };
+            return admit(state, auth);
         };
         let key = header
             .to_str()

@@ -38,6 +38,7 @@ pub fn engine_error(e: EngineError) -> ApiError {
             message,
             sqlstate,
             detail,
+            position,
         } => {
             let code = if sqlstate == "42501" {
                 ErrorCode::PermissionDenied
@@ -47,6 +48,9 @@ pub fn engine_error(e: EngineError) -> ApiError {
             let mut err = ApiError::new(code, message).with("sqlstate", sqlstate);
             if let Some(detail) = detail {
                 err = err.with("detail", detail);
+            }
+            if let Some(position) = position {
+                err = err.with("position", position);
             }
             err
         }

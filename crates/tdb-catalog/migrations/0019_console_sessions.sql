@@ -9,7 +9,7 @@ CREATE TABLE console_sessions (
     key_id       text NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
     -- The key was minted for this session (password sign-in, project switch): sign-out revokes it.
     minted       boolean NOT NULL,
-    -- The account signed in with its password, so it may switch projects.
+    -- How the session signed in: with the account's password, or with an API key.
     by_password  boolean NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
     expires_at   timestamptz NOT NULL

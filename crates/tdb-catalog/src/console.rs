@@ -10,7 +10,6 @@ use crate::{Catalog, Result};
 pub struct NewSession<'a> {
     pub digest: &'a [u8],
     pub key_id: &'a str,
-    pub minted: bool,
     pub by_password: bool,
     pub expires_at: DateTime<Utc>,
 }
@@ -26,9 +25,17 @@ pub struct ConsoleSession {
 }
 
 impl Catalog {
-    /// Stores a new session; expired sessions are pruned on the way.
-    pub async fn create_console_session(&self, session: &NewSession<'_>) -> Result<()> {
+    /// Stores a new session, with the key minted for it (`(project id, key)`) in the same
+    /// transaction; expired sessions are pruned on the way.
+    pub async fn create_console_session(
+        &self,
+        session: &NewSession<'_>,
+        minted: Option<(&str, &crate::api_keys::NewApiKey<'_>)>,
+    ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
+        if let Some((project_id, key)) = minted {
+            crate::api_keys::insert(&mut tx, project_id, key).await?;
+        }
         sqlx::query("DELETE FROM console_sessions WHERE expires_at <= now()")
             .execute(&mut *tx)
             .await?;
@@ -38,7 +45,7 @@ impl Catalog {
         )
         .bind(session.digest)
         .bind(session.key_id)
-        .bind(session.minted)
+        .bind(minted.is_some())
         .bind(session.by_password)
         .bind(session.expires_at)
         .execute(&mut *tx)
@@ -74,8 +81,10 @@ impl Catalog {
         key: &crate::api_keys::NewApiKey<'_>,
     ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
+        if !revoke_minted(&mut tx, digest).await? {
+            return Err(crate::CatalogError::NotFound);
+        }
         crate::api_keys::insert(&mut tx, project_id, key).await?;
-        revoke_minted(&mut tx, digest).await?;
         let done = sqlx::query(
             "UPDATE console_sessions SET key_id = $2, minted = true
               WHERE digest = $1 AND expires_at > now()",
@@ -104,14 +113,22 @@ impl Catalog {
     }
 }
 
-async fn revoke_minted(conn: &mut sqlx::PgConnection, digest: &[u8]) -> Result<()> {
-    sqlx::query(
-        "UPDATE api_keys SET revoked_at = now()
-          WHERE revoked_at IS NULL
-            AND id = (SELECT key_id FROM console_sessions WHERE digest = $1 AND minted)",
-    )
-    .bind(digest)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// Locks the session's row (so a switch and a sign-out at once take turns, and neither leaves a
+/// minted key live) and revokes the key minted for it. False when there is no such session.
+async fn revoke_minted(conn: &mut sqlx::PgConnection, digest: &[u8]) -> Result<bool> {
+    let held: Option<(String, bool)> =
+        sqlx::query_as("SELECT key_id, minted FROM console_sessions WHERE digest = $1 FOR UPDATE")
+            .bind(digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((key_id, minted)) = held else {
+        return Ok(false);
+    };
+    if minted {
+        sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+            .bind(key_id)
+            .execute(conn)
+            .await?;
+    }
+    Ok(true)
 }

@@ -157,6 +157,9 @@ pub enum EngineError {
         message: String,
         sqlstate: String,
         detail: Option<String>,
+        /// Where in the statement the server places the error: a 1-based character index,
+        /// when it gives one (PostgreSQL's `position`).
+        position: Option<u32>,
     },
     #[error("statement exceeded the query timeout of {0:?}")]
     Timeout(Duration),
@@ -363,6 +366,7 @@ mod tests {
             message: "m".into(),
             sqlstate: sqlstate.into(),
             detail: None,
+            position: None,
         }
     }
 

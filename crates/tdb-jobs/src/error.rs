@@ -142,6 +142,7 @@ mod tests {
             message: "column \"note\" of relation \"accounts\" already exists".into(),
             sqlstate: "42701".into(),
             detail: None,
+            position: None,
         };
         assert!(!JobError::from(refused).is_transient());
         let refused_conn = EngineError::Connect("Connection refused (os error 111)".into());
@@ -150,6 +151,7 @@ mod tests {
             message: "terminating connection due to administrator command".into(),
             sqlstate: "57P01".into(),
             detail: None,
+            position: None,
         };
         assert!(JobError::from(shutting_down).is_transient());
         let catalog_down = CatalogError::Db(sqlx::Error::Io(std::io::Error::from(

@@ -233,7 +233,10 @@ impl TdbServer {
             command.env(k, v);
         }
         self.child = Some(command.spawn().context("spawning tdb serve")?);
-        self.wait_healthy(Duration::from_secs(60)).await
+        // Generous: after a kill -9, a start first stops the servers the dead tdb left running
+        // (up to 15 s per signal) and the server then recovers from its log; on a loaded CI
+        // machine that took more than 60 s (crash.rs, deployment_resumes_after_kill_9).
+        self.wait_healthy(Duration::from_secs(180)).await
     }
 
     async fn wait_healthy(&mut self, limit: Duration) -> anyhow::Result<()> {

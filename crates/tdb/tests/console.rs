@@ -136,6 +136,30 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
     let (st, answer, _) = sign_in(&s, both, &[]).await;
     assert_eq!(st, 400, "{answer}");
 
+    // A sign-in another site's page could send (a form posting JSON-shaped text/plain, or a
+    // request the browser marks as from elsewhere) is refused and sets no cookie: a visitor
+    // cannot be signed in to someone else's account.
+    let login = json!({"email": "console@example.com", "password": "correct-horse"});
+    let client = reqwest::Client::new();
+    let forged = client
+        .post(format!("{}/console/session", s.api_url))
+        .header("content-type", "text/plain")
+        .body(login.to_string())
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(forged.status(), 403);
+    assert!(set_cookie(forged.headers()).is_empty());
+    for site in ["cross-site", "same-site"] {
+        let (st, answer, cookie) = sign_in(&s, login.clone(), &[("sec-fetch-site", site)]).await;
+        assert_eq!(
+            (st, answer["code"].as_str()),
+            (403, Some("forbidden")),
+            "{answer}"
+        );
+        assert!(cookie.is_empty(), "{cookie}");
+    }
+
     // Password sign-in: the cookie's flags, an answer without any key.
     let body = json!({"email": "console@example.com", "password": "correct-horse"});
     let (st, session, cookie) = sign_in(&s, body.clone(), &[]).await;
@@ -148,7 +172,10 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     let (_, _, behind_tls) = sign_in(&s, body, &[("x-forwarded-proto", "https")]).await;
-    assert!(behind_tls.contains("; Secure"), "{behind_tls}");
+    assert!(
+        behind_tls.starts_with("__Host-tdb_console=") && behind_tls.contains("; Secure"),
+        "{behind_tls}"
+    );
     let token = token_of(&cookie).to_string();
     let csrf = str_of(&session, "csrf_token").to_string();
     assert_ne!(csrf, token);
@@ -214,6 +241,25 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
     // The workspace is the first project's: the session acts as that project.
     let (_, listed) = get(&s, "/workspaces", &key).await;
     assert_eq!(listed["count"], 1, "{listed}");
+
+    // The API's own switch answers a key: a console session may not use it.
+    let first_id = str_of(&signed_up, "project_id");
+    let (st, refused) = with_cookie(
+        &s,
+        write.clone(),
+        &format!("/projects/{first_id}/switch"),
+        &token,
+        Some(&csrf),
+        &[],
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (st, refused["code"].as_str()),
+        (403, Some("forbidden")),
+        "{refused}"
+    );
+    holds_no_key(&refused);
 
     // Switching projects: the answer still holds no key; the key minted before is revoked.
     let keys_before = get(&s, "/apikeys", &key).await.1;
@@ -333,6 +379,26 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
     )
     .await;
     assert_eq!(st, 200);
+    // Signing in again from the same browser ends the session it held.
+    let (st, _, newer) = sign_in(
+        &s,
+        json!({"api_key": str_of(&created, "api_key")}),
+        &[("cookie", &format!("tdb_console={token}"))],
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = with_cookie(
+        &s,
+        reqwest::Method::GET,
+        "/workspaces",
+        &token,
+        None,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(st, 401, "the older session still works");
+    let token = token_of(&newer).to_string();
     let (st, _) = delete(&s, &format!("/apikeys/{}", str_of(&created, "id")), &key).await;
     assert_eq!(st, 200);
     let (st, _) = with_cookie(
@@ -346,5 +412,14 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
     )
     .await;
     assert_eq!(st, 401);
+    let out = reqwest::Client::new()
+        .delete(format!("{}/console/session", s.api_url))
+        .header("cookie", format!("tdb_console={token}"))
+        .header("x-tdb-csrf", tdb_core::secrets::console_csrf_token(&token))
+        .send()
+        .await
+        .expect("sign-out");
+    assert_eq!(out.status(), 200, "signing out of an ended session");
+    assert!(set_cookie(out.headers()).contains("Max-Age=0"));
     drop(s);
 }

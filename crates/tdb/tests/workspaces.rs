@@ -249,6 +249,18 @@ async fn only_committed_ddl_is_captured_and_limits_hold() {
         (Some("42P07"), &json!(1))
     );
     assert!(str_of(&err, "error").contains("already exists"));
+    // Where the server points in the failed statement, counted from 1 in `statement`.
+    let (st, err) = query(&s, &key, "app", "SELECT 1; SELECT a, nope FROM kept").await;
+    assert_eq!(st, 400, "{err}");
+    assert_eq!(
+        (&err["statement"], &err["sqlstate"], &err["position"]),
+        (
+            &json!("SELECT a, nope FROM kept"),
+            &json!("42703"),
+            &json!(11)
+        ),
+        "{err}"
+    );
     let statements: Vec<String> = pending(&s, &key, "app")
         .await
         .into_iter()

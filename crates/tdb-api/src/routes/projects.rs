@@ -135,6 +135,13 @@ async fn switch_project(
     auth: Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<SwitchedProject> {
+    if auth.console {
+        // Its answer holds a key, which the console's page must never see.
+        return Err(ApiError::new(
+            tdb_core::ErrorCode::Forbidden,
+            "the console switches projects with POST /console/session/project",
+        ));
+    }
     let project = active_project(&state, &auth, &id).await?;
     let key = MintedKey::expiring_admin("switch", state.config.login_key_days);
     state

@@ -209,6 +209,7 @@ fn resume_at(db: &str, record: &meta::Record, plan: &MigrationPlan<'_>) -> Resul
             ),
             sqlstate: "HY000".into(),
             detail: None,
+            position: None,
         }),
     }
 }
@@ -220,10 +221,12 @@ fn in_statement(e: EngineError, statement: &str) -> EngineError {
             message,
             sqlstate,
             detail,
+            position,
         } => EngineError::Query {
             message: format!("{message} (in: {})", excerpt(statement)),
             sqlstate,
             detail,
+            position,
         },
         other => other,
     }

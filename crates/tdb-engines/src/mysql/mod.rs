@@ -199,6 +199,7 @@ pub(crate) fn from_sqlx(e: sqlx::Error) -> EngineError {
                 message: db.message().to_string(),
                 sqlstate: db.code().map(|c| c.to_string()).unwrap_or_default(),
                 detail: number.map(|n| n.to_string()),
+                position: None,
             }
         }
         sqlx::Error::Io(e) => EngineError::Connect(e.to_string()),

@@ -50,6 +50,7 @@ fn check_name(name: &str) -> Result<()> {
             message: format!("database name {name} is reserved"),
             sqlstate: "42000".into(),
             detail: None,
+            position: None,
         });
     }
     Ok(())

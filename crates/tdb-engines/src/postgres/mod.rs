@@ -171,12 +171,18 @@ pub(crate) fn from_sqlx(e: sqlx::Error) -> EngineError {
                     message: db.message().to_string(),
                     sqlstate,
                     detail: Some("the statement ran longer than query_timeout_ms".into()),
+                    position: None,
                 };
             }
+            let position = match pg.and_then(|p| p.position()) {
+                Some(sqlx::postgres::PgErrorPosition::Original(at)) => u32::try_from(at).ok(),
+                _ => None,
+            };
             EngineError::Query {
                 message: db.message().to_string(),
                 detail: pg.and_then(|p| p.detail()).map(str::to_string),
                 sqlstate,
+                position,
             }
         }
         sqlx::Error::Io(e) => EngineError::Connect(e.to_string()),

@@ -311,10 +311,12 @@ async fn migrate_on(conn: &mut PgConnection, plan: &MigrationPlan<'_>) -> Result
                     message,
                     sqlstate,
                     detail,
+                    position,
                 } => EngineError::Query {
                     message: format!("{message} (in: {})", excerpt(statement)),
                     sqlstate,
                     detail,
+                    position,
                 },
                 other => other,
             })?;

@@ -247,6 +247,7 @@ pub async fn grant_namespace(admin: &mut RedisConn, user: &str, name: &str) -> R
             message: format!("ERR user {user} does not exist"),
             sqlstate: String::new(),
             detail: Some("ERR".into()),
+            position: None,
         });
     }
     admin

@@ -180,6 +180,7 @@ pub fn server_error(message: &[u8]) -> EngineError {
         message,
         sqlstate: String::new(),
         detail: Some(code),
+        position: None,
     }
 }
 

@@ -67,6 +67,7 @@ pub fn check_name(name: &str) -> Result<()> {
             message: format!("ERR invalid namespace name {name:?}: [a-z0-9_]{{1,40}}, not 'tdb'"),
             sqlstate: String::new(),
             detail: Some("ERR".into()),
+            position: None,
         });
     }
     Ok(())
@@ -84,6 +85,7 @@ pub fn check_user(user: &str) -> Result<()> {
             message: format!("ERR invalid user name {user:?}"),
             sqlstate: String::new(),
             detail: Some("ERR".into()),
+            position: None,
         });
     }
     Ok(())

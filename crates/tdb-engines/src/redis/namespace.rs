@@ -80,6 +80,7 @@ fn exists(message: String) -> EngineError {
         message: format!("ERR {message}"),
         sqlstate: String::new(),
         detail: Some("ERR".into()),
+        position: None,
     }
 }
 

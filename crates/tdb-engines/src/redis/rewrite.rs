@@ -40,6 +40,7 @@ pub fn refused(message: impl std::fmt::Display) -> EngineError {
         message: format!("ERR {message}"),
         sqlstate: String::new(),
         detail: Some("ERR".into()),
+        position: None,
     }
 }
 
@@ -58,6 +59,7 @@ pub fn plan(
             message,
             sqlstate: String::new(),
             detail: Some("ERR".into()),
+            position: None,
         }),
         Decision::Forward {
             reply: ReplyRewrite::Subscription { .. },

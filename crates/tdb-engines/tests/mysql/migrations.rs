@@ -53,6 +53,7 @@ async fn a_failed_migration_resumes_where_it_stopped(ctx: &Ctx) {
             message,
             sqlstate,
             detail,
+            ..
         } => {
             assert!(message.contains("nowhere"), "{message}");
             assert_eq!(sqlstate, "42S02");

@@ -86,6 +86,7 @@ async fn errors_carry_their_numbers(session: &mut dyn Session) {
             message,
             sqlstate,
             detail,
+            ..
         } => (message, sqlstate, detail),
         other => panic!("{other:?}"),
     };

@@ -299,6 +299,9 @@ await step('the SQL editor shows rows as a table and errors with their message a
   await byTestId('sql-error').locator('p').waitFor();
   const error = await byTestId('sql-error').textContent();
   expect(/no_such_table/.test(error) && /statement 2/.test(error), `the error reads "${error}"`);
+  // The server's position: a caret under the first character of the missing table's name.
+  const pointer = await byTestId('sql-error-pointer').textContent();
+  expect(pointer === 'SELECT * FROM no_such_table\n              ^', `the error points at "${pointer}"`);
   await checkPage('workspace');
 });
 

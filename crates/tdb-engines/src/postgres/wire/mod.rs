@@ -535,6 +535,7 @@ fn server_error(body: &[u8]) -> EngineError {
     let mut message = String::new();
     let mut sqlstate = String::new();
     let mut detail = None;
+    let mut position = None;
     for field in body.split(|b| *b == 0) {
         let Some((&code, value)) = field.split_first() else {
             continue;
@@ -544,6 +545,7 @@ fn server_error(body: &[u8]) -> EngineError {
             b'M' => message = value,
             b'C' => sqlstate = value,
             b'D' => detail = Some(value),
+            b'P' => position = value.parse().ok(),
             _ => {}
         }
     }
@@ -554,6 +556,7 @@ fn server_error(body: &[u8]) -> EngineError {
         message,
         sqlstate,
         detail,
+        position,
     }
 }
 
