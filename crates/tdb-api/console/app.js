@@ -2615,6 +2615,7 @@ async function pageConnection(ctx) {
   const env = await api('GET', `/api/v1/connections/${enc}`);
   if (ctx.signal.aborted) return;
   const c = env.data || {};
+  const lastRead = h('span', { testid: 'connection-last-introspected' }, timeText(c.last_introspected_at));
   ctx.heading.textContent = `Connection ${c.name}`;
   document.title = `Connection ${c.name} · tdb console`;
   ctx.root.append(section('Details', definitionList([
@@ -2624,12 +2625,15 @@ async function pageConnection(ctx) {
     ['Database', c.database_name],
     ['Excluded schemas', (c.excluded_schemas || []).join(', ') || 'none'],
     ['Active', c.is_active ? 'yes' : 'no'],
-    ['Last introspected', timeText(c.last_introspected_at)],
+    ['Last introspected', lastRead],
     ['Created', timeText(c.created_at)],
-  ], 'connection-detail')), introspectSection(enc), connectionQuerySection(enc));
+  ], 'connection-detail')), introspectSection(enc, (at) => {
+    lastRead.replaceChildren(timeText(at));
+  }), connectionQuerySection(enc));
 }
 
-function introspectSection(enc) {
+/** The introspection of a connection; `introspected(at)` hears when one has been read. */
+function introspectSection(enc, introspected) {
   const run = button('Introspect', { class: 'primary', testid: 'connection-introspect' });
   const status = statusLine('introspect-status');
   const error = alertBox('introspect-error');
@@ -2641,6 +2645,7 @@ function introspectSection(enc) {
     const d = env.data || {};
     status.textContent = `${d.table_count} table(s) in ${d.schemas?.length || 0} schema(s), read ${new Date(d.introspected_at).toLocaleString()}.`;
     result.replaceChildren(...(d.schemas || []).map(schemaOverview));
+    introspected(d.introspected_at);
   });
   return section('Introspection', run, status, error, result);
 }
@@ -2648,7 +2653,7 @@ function introspectSection(enc) {
 function schemaOverview(s) {
   return h('div', { class: 'schema-overview' }, h('h3', { text: `Schema ${s.name}` }),
     s.tables.length ? s.tables.map((t) => h('div', { class: 'schema-table' },
-      h('h4', { text: `${t.name} (${t.kind}${t.row_estimate === null || t.row_estimate === undefined ? '' : `, about ${t.row_estimate} rows`})` }),
+      h('h4', { text: `${t.name} (${t.kind}${t.row_estimate === null || t.row_estimate === undefined ? '' : `, about ${t.row_estimate} row${t.row_estimate === 1 ? '' : 's'}`})` }),
       dataTable(`Columns of ${s.name}.${t.name}`, [
         { label: 'Column', cell: (c) => c.name },
         { label: 'Type', cell: (c) => c.type },

@@ -39,6 +39,11 @@ async fn with_cookie(
     (status, body)
 }
 
+/// A GET with the console cookie alone.
+async fn read(s: &TdbServer, path: &str, cookie: &str) -> (u16, Value) {
+    with_cookie(s, reqwest::Method::GET, path, cookie, None, &[], None).await
+}
+
 /// Signs in; returns the status, the body and the `Set-Cookie` header.
 async fn sign_in(s: &TdbServer, body: Value, extra: &[(&str, &str)]) -> (u16, Value, String) {
     let client = reqwest::Client::new();
@@ -181,28 +186,10 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
     assert_ne!(csrf, token);
 
     // GET needs the cookie alone; a change needs the token too, and not from another site.
-    let (st, again) = with_cookie(
-        &s,
-        reqwest::Method::GET,
-        "/console/session",
-        &token,
-        None,
-        &[],
-        None,
-    )
-    .await;
+    let (st, again) = read(&s, "/console/session", &token).await;
     assert_eq!((st, &again["csrf_token"]), (200, &session["csrf_token"]));
     holds_no_key(&again);
-    let (st, listed) = with_cookie(
-        &s,
-        reqwest::Method::GET,
-        "/workspaces",
-        &token,
-        None,
-        &[],
-        None,
-    )
-    .await;
+    let (st, listed) = read(&s, "/workspaces", &token).await;
     assert_eq!(st, 200, "{listed}");
     let workspace = json!({"name": "notes", "database": "PostgreSQL", "mode": "tenant"});
     let write = reqwest::Method::POST;
@@ -297,16 +284,7 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
         !ids(&keys_after).contains(&minted["id"].as_str().expect("a string").to_string()),
         "{keys_after}"
     );
-    let (st, listed) = with_cookie(
-        &s,
-        reqwest::Method::GET,
-        "/workspaces",
-        &token,
-        None,
-        &[],
-        None,
-    )
-    .await;
+    let (st, listed) = read(&s, "/workspaces", &token).await;
     assert_eq!((st, &listed["count"]), (200, &json!(0)), "{listed}");
 
     // Sign-out: the cookie is cleared, the session ends, the key minted for it is revoked.
@@ -324,16 +302,7 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
         cleared.starts_with("tdb_console=;") && cleared.contains("Max-Age=0"),
         "{cleared}"
     );
-    let (st, ended) = with_cookie(
-        &s,
-        reqwest::Method::GET,
-        "/workspaces",
-        &token,
-        None,
-        &[],
-        None,
-    )
-    .await;
+    let (st, ended) = read(&s, "/workspaces", &token).await;
     assert_eq!(
         (st, ended["code"].as_str()),
         (401, Some("unauthorized")),
@@ -368,16 +337,7 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
         (Some("read"), Some("api_key"))
     );
     let token = token_of(&cookie).to_string();
-    let (st, _) = with_cookie(
-        &s,
-        reqwest::Method::GET,
-        "/workspaces",
-        &token,
-        None,
-        &[],
-        None,
-    )
-    .await;
+    let (st, _) = read(&s, "/workspaces", &token).await;
     assert_eq!(st, 200);
     // Signing in again from the same browser ends the session it held.
     let (st, _, newer) = sign_in(
@@ -387,30 +347,12 @@ async fn a_console_session_holds_no_key_and_refuses_writes_without_its_token() {
     )
     .await;
     assert_eq!(st, 200);
-    let (st, _) = with_cookie(
-        &s,
-        reqwest::Method::GET,
-        "/workspaces",
-        &token,
-        None,
-        &[],
-        None,
-    )
-    .await;
+    let (st, _) = read(&s, "/workspaces", &token).await;
     assert_eq!(st, 401, "the older session still works");
     let token = token_of(&newer).to_string();
     let (st, _) = delete(&s, &format!("/apikeys/{}", str_of(&created, "id")), &key).await;
     assert_eq!(st, 200);
-    let (st, _) = with_cookie(
-        &s,
-        reqwest::Method::GET,
-        "/workspaces",
-        &token,
-        None,
-        &[],
-        None,
-    )
-    .await;
+    let (st, _) = read(&s, "/workspaces", &token).await;
     assert_eq!(st, 401);
     let out = reqwest::Client::new()
         .delete(format!("{}/console/session", s.api_url))

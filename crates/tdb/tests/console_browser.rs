@@ -1,6 +1,7 @@
 //! The web console in a real browser: `console/flow.mjs` drives Debian's Chromium through
-//! Playwright against a real `tdb serve` (sign-up to sign-out, psql through the proxy, CSRF,
-//! the cookie's flags, axe-core on every page) and writes screenshots of every page at desktop
+//! Playwright against a real `tdb serve` (sign-up to sign-out, psql through the proxy, a
+//! provisioned database and a registered connection with its introspection, CSRF, the
+//! cookie's flags, axe-core on every page) and writes screenshots of every page at desktop
 //! and phone width to `target/console-screenshots/` (or `$TDB_SCREENSHOTS`).
 //! `scripts/test-clients.sh` installs Chromium, playwright-core and axe-core.
 
@@ -27,7 +28,9 @@ async fn the_console_flow_in_chromium() {
             && Path::new("/usr/bin/chromium").exists(),
         "the browser tests need Chromium, playwright-core and axe-core: run scripts/test-clients.sh"
     );
-    let s = start().await;
+    // The flow registers the tenant's connection string, which points at tdb's proxy on
+    // loopback: registered connections reach private addresses only when this is on.
+    let s = start_with_env(&[("TDB_CONNECTIONS_ALLOW_PRIVATE", "true")]).await;
     let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/flow.mjs");
     let mut node = std::process::Command::new("node");
     node.arg(&flow)

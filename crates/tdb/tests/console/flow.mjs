@@ -35,6 +35,8 @@ const PROJECT = `Console flow ${run}`;
 const CSRF_TARGET = `CSRF target ${run}`;
 const WORKSPACE = 'notes_app';
 const TENANT = 'acme';
+const PROVISIONED = `scratch-${run}`;
+const CONNECTION = `acme-notes-${run}`;
 
 mkdirSync(screenshots, { recursive: true });
 
@@ -150,7 +152,7 @@ async function checkPage(name) {
   expect(overflow <= 1, `${name}: the page is ${overflow}px wider than a 375px phone screen`);
   await page.screenshot({ path: path.join(screenshots, `${name}-phone.png`), fullPage: true });
   await page.setViewportSize(DESKTOP);
-  pagesChecked.push(name);
+  if (!pagesChecked.includes(name)) pagesChecked.push(name);
 }
 
 function psql(connection, sql) {
@@ -214,7 +216,7 @@ page.on('console', (message) => {
 });
 page.setDefaultTimeout(20000);
 
-const shared = { connection: '', tenantPassword: '' };
+const shared = { connection: '', tenantPassword: '', provisioned: '', provisionedId: '' };
 
 await step('/ redirects to the console, which shows the sign-in page', async () => {
   const response = await page.goto(`${baseUrl}/`);
@@ -241,8 +243,27 @@ await step('sign up with a new e-mail: the API key and proxy password are shown 
   await byTestId('signup-continue').click();
 });
 
-await step('sign in with e-mail and password', async () => {
-  await signInWithPassword();
+/** The data-testid of the focused element (or its tag when it has none). */
+async function focused() {
+  return page.evaluate(() => document.activeElement?.dataset?.testid || document.activeElement?.tagName || '');
+}
+
+await step('sign in with e-mail and password, by keyboard alone', async () => {
+  await heading('Sign in');
+  // From where the page put the focus (its heading), Tab reaches the form's fields in order,
+  // and Enter submits.
+  let presses = 0;
+  while ((await focused()) !== 'signin-email') {
+    presses += 1;
+    expect(presses <= 15, `15 Tab presses did not reach the e-mail field (at ${await focused()})`);
+    await page.keyboard.press('Tab');
+  }
+  await page.keyboard.type(EMAIL);
+  await page.keyboard.press('Tab');
+  expect((await focused()) === 'signin-password', `Tab from the e-mail field went to ${await focused()}`);
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Enter');
+  await heading('Tenants');
   const bar = await byTestId('session-project').textContent();
   expect(bar.includes(PROJECT), `the session bar shows "${bar}"`);
 });
@@ -461,6 +482,120 @@ await step('the provisioned databases, connections and servers pages render', as
   await navTo('servers', 'Servers');
   await page.locator('[data-testid="servers-table"], [data-testid="servers-error"] p').first().waitFor();
   await checkPage('servers');
+});
+
+await step('provision a database on the Databases page: its connection string shown once, then listed', async () => {
+  await navTo('databases', 'Provisioned databases');
+  await byTestId('provisioned-usage').waitFor();
+  const before = await byTestId('provisioned-usage').textContent();
+  const used = Number((before.match(/^(\d+) of \d+ used/) || [])[1]);
+  expect(Number.isInteger(used), `the usage line reads "${before}"`);
+  await byTestId('provision-name').fill(PROVISIONED);
+  await byTestId('provision-create').click();
+  await byTestId('provision-connection-string').waitFor({ timeout: 60000 }).catch(async () => {
+    const alert = ((await byTestId('provision-error').textContent().catch(() => '')) || '').trim();
+    throw new Error(`no connection string was shown after provisioning${alert ? `; provision-error shows: ${alert}` : ''}`);
+  });
+  const url = await byTestId('provision-connection-string').inputValue();
+  expect(url.startsWith('postgresql://'), `the provisioned database's connection string is "${url}"`);
+  await waitForText('provision-status', new RegExp(`^Database ${PROVISIONED} is active\\.$`), { alertId: 'provision-error' });
+  shared.provisioned = url;
+  // The connection string routes to the database by its schema's name, which the list shows.
+  const database = decodeURIComponent(new URL(url).pathname.slice(1));
+  expect(/^tenant_[0-9a-f]+_[0-9a-f]+$/.test(database), `the connection string names the database "${database}"`);
+  const row = page.locator('[data-testid="provisioned-row"]', { hasText: PROVISIONED });
+  await row.waitFor();
+  shared.provisionedId = await row.getAttribute('data-id');
+  const text = await row.textContent();
+  expect(text.includes(database) && text.includes(shared.provisionedId) && text.includes('active'),
+    `the listed database reads "${text}"; expected its id, its schema ${database} and "active"`);
+  expect((await row.getByRole('link', { name: `Introspect ${PROVISIONED}` }).count()) === 1, 'the row has no Introspect link');
+  await waitForText('provisioned-usage', new RegExp(`^${used + 1} of \\d+ used`));
+  // The login works: psql through the proxy, into the database's own schema.
+  const made = psql(url, "CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept VALUES (7); SELECT id FROM kept");
+  expect(made.ok && made.stdout.split('\n').pop() === '7', `psql on the provisioned database: ${made.stderr || made.stdout}`);
+  await checkPage('databases');
+  await byTestId('once-dismiss').click();
+  await byTestId('once-panel').waitFor({ state: 'detached' });
+});
+
+await step('register the tenant\'s connection string on the Connections page', async () => {
+  await navTo('connections', 'Connections');
+  await byTestId('connection-name').fill(CONNECTION);
+  await byTestId('connection-type').selectOption('postgresql');
+  await byTestId('connection-string').fill(shared.connection);
+  await byTestId('connection-create').click();
+  const row = page.locator('[data-testid="connection-row"]', { hasText: CONNECTION });
+  await row.waitFor().catch(async () => {
+    const alert = ((await byTestId('connection-create-error').textContent().catch(() => '')) || '').trim();
+    throw new Error(`the connection is not listed${alert ? `; connection-create-error shows: ${alert}` : ''}`);
+  });
+  const { hostname, port, pathname } = new URL(shared.connection);
+  const text = await row.textContent();
+  expect(text.includes(`${hostname}:${port}`) && text.includes(decodeURIComponent(pathname.slice(1))) && /yes/.test(text),
+    `the registered connection reads "${text}"; expected ${hostname}:${port}, database ${pathname.slice(1)}, active`);
+  expect(!(await page.content()).includes(new URL(shared.connection).password),
+    'the page still holds the connection string\'s password after registering');
+  await checkPage('connections');
+});
+
+await step('the connection\'s page introspects the tenant (the notes table) and runs a query', async () => {
+  await page.locator('[data-testid="connection-row"]', { hasText: CONNECTION }).getByRole('link', { name: CONNECTION, exact: true }).click();
+  await heading(`Connection ${CONNECTION}`);
+  const detail = await byTestId('connection-detail').textContent();
+  expect(detail.includes('postgresql') && /Active\s*yes/.test(detail), `the connection's details read "${detail}"`);
+  await byTestId('connection-introspect').click();
+  await waitForText('introspect-status', /^\d+ table\(s\) in \d+ schema\(s\)/, { timeout: 60000, alertId: 'introspect-error' });
+  const status = await byTestId('introspect-status').textContent();
+  expect(!/^0 table/.test(status), `introspection: ${status}`);
+  const lastRead = await byTestId('connection-last-introspected').textContent();
+  expect(lastRead !== '—', `the details still say it was never introspected ("${lastRead}")`);
+  const notes = byTestId('introspection').locator('.schema-table', { has: page.locator('h4', { hasText: /^notes \(/ }) });
+  await notes.first().waitFor({ timeout: 5000 }).catch(async () => {
+    const seen = await byTestId('introspection').locator('h4').allTextContents();
+    throw new Error(`the introspection has no notes table; it lists: ${seen.join(', ') || 'nothing'}`);
+  });
+  const table = await notes.first().textContent();
+  expect(table.includes('body') && table.includes('Primary key: id') && table.includes('notes_pkey'),
+    `the notes table reads "${table}"`);
+  await byTestId('connection-query-input').fill('SELECT id, body FROM notes ORDER BY id');
+  await byTestId('connection-query-run').click();
+  await waitForText('connection-query-status', /^\d+ rows? · /, { alertId: 'connection-query-error' });
+  const rows = await byTestId('connection-query-result').getByTestId('result-table').textContent();
+  expect(rows.includes('from psql') && !rows.includes('after the backup'), `the query's result reads "${rows}"`);
+  // An error is shown with the server's message, not swallowed.
+  await byTestId('connection-query-input').fill('SELECT * FROM no_such_table');
+  await byTestId('connection-query-run').click();
+  await byTestId('connection-query-error').locator('p').waitFor();
+  const error = await byTestId('connection-query-error').textContent();
+  expect(/no_such_table/.test(error), `the query error reads "${error}"`);
+  await byTestId('connection-query-input').fill('SELECT id, body FROM notes ORDER BY id');
+  await byTestId('connection-query-run').click();
+  await waitForText('connection-query-status', /^\d+ rows? · /, { alertId: 'connection-query-error' });
+  await checkPage('connection');
+  // The list says when it was introspected (the sixth column, "—" before).
+  await navTo('connections', 'Connections');
+  const introspected = page.locator('[data-testid="connection-row"]', { hasText: CONNECTION }).locator('td').nth(5);
+  await introspected.locator('time').waitFor({ timeout: 5000 }).catch(async () => {
+    throw new Error(`the list's Introspected column reads "${await introspected.textContent()}" after the introspection`);
+  });
+});
+
+await step('delete the provisioned database through its confirmation dialog', async () => {
+  await navTo('databases', 'Provisioned databases');
+  const row = page.locator(`[data-testid="provisioned-row"][data-id="${shared.provisionedId}"]`);
+  await row.waitFor();
+  await row.getByTestId('provisioned-delete').click();
+  await byTestId('confirm-dialog').waitFor();
+  const message = await byTestId('confirm-message').textContent();
+  expect(message.includes(PROVISIONED), `the dialog asks "${message}"`);
+  expect(await byTestId('confirm-ok').isDisabled(), 'the dialog confirms before the name is typed');
+  await axeCheck('the typed confirmation dialog');
+  await confirm(PROVISIONED);
+  await waitForText('provision-status', new RegExp(`^${PROVISIONED} is deleted\\.$`), { alertId: 'provisioned-error' });
+  await row.waitFor({ state: 'detached' });
+  const gone = psql(shared.provisioned, 'SELECT 1');
+  expect(!gone.ok, `psql on the deleted database still works: ${gone.stdout}`);
 });
 
 await step('sign out: the session ends and the cookie is cleared', async () => {
