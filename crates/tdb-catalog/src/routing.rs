@@ -289,7 +289,7 @@ async fn copy_batch(conn: &mut sqlx::PgConnection, batch: &LogBatch) -> Result<(
 }
 
 /// Who ran a statement: what the records of one chunk share.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryOrigin {
     pub project_id: Arc<str>,
     pub tenant: Option<Arc<str>>,
@@ -297,6 +297,15 @@ pub struct QueryOrigin {
     pub database: Arc<str>,
     pub source: &'static str,
     pub username: Arc<str>,
+}
+
+/// Hashed by the database alone, which equal origins share: a batch is looked up by its
+/// origin for every statement a proxy relays, and origins that differ only in the other fields
+/// are few.
+impl std::hash::Hash for QueryOrigin {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.database.hash(state);
+    }
 }
 
 /// One statement as the log records it.
@@ -319,7 +328,9 @@ pub struct LoggedStatement<'a> {
 /// batch becomes one heap tuple, one index entry and one compressed TOAST value on the server.
 #[derive(Debug, Default)]
 pub struct LogBatch {
-    chunks: HashMap<Arc<QueryOrigin>, Vec<Columns>>,
+    /// Hashed with foldhash: every statement a proxy relays is added here, and SipHash over
+    /// the origin's names showed in the Redis proxy's profile.
+    chunks: HashMap<Arc<QueryOrigin>, Vec<Columns>, foldhash::fast::RandomState>,
     records: usize,
 }
 
@@ -474,5 +485,62 @@ fn int8(out: &mut Vec<u8>, value: Option<i64>) {
             out.extend_from_slice(&v.to_be_bytes());
         }
         None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(database: &str, username: &str) -> Arc<QueryOrigin> {
+        Arc::new(QueryOrigin {
+            project_id: "p".into(),
+            tenant: Some("acme".into()),
+            workspace: None,
+            database: database.into(),
+            source: "proxy",
+            username: username.into(),
+        })
+    }
+
+    #[test]
+    fn a_batch_keeps_one_chunk_per_origin_whichever_session_holds_it() {
+        let statement = LoggedStatement {
+            text: "GET (1 key)",
+            duration_us: 5,
+            success: true,
+            sqlstate: None,
+            rows: None,
+            started_at: Utc::now(),
+        };
+        let mut batch = LogBatch::default();
+        // Equal origins held by two sessions (two allocations) share a chunk; an origin that
+        // differs only outside the database (the hash) has one of its own.
+        for o in [
+            origin("shop__acme", "app"),
+            origin("shop__acme", "app"),
+            origin("shop__acme", "owner"),
+            origin("shop__globex", "app"),
+        ] {
+            batch.push(&o, &statement);
+        }
+        assert_eq!(batch.len(), 4);
+        let mut chunks: Vec<(String, String, u32)> = batch
+            .chunks
+            .iter()
+            .flat_map(|(o, cs)| {
+                cs.iter()
+                    .map(|c| (o.database.to_string(), o.username.to_string(), c.records))
+            })
+            .collect();
+        chunks.sort();
+        assert_eq!(
+            chunks,
+            [
+                ("shop__acme".into(), "app".into(), 2),
+                ("shop__acme".into(), "owner".into(), 1),
+                ("shop__globex".into(), "app".into(), 1),
+            ]
+        );
     }
 }

@@ -582,13 +582,22 @@ impl Relay<'_> {
             (Some(limit), None) => Some(Instant::from_std(log.started) + limit),
         };
         self.unsent_replies += owed;
-        for _ in 0..owed {
+        if owed == 0 {
+            return;
+        }
+        for _ in 1..owed {
             self.pending.push_back(Expect::Reply(Pending {
                 rewrite: rewrite.clone(),
                 deadline,
                 log: log.clone(),
             }));
         }
+        // The last (most often the only) one takes them: no copy of the record per request.
+        self.pending.push_back(Expect::Reply(Pending {
+            rewrite,
+            deadline,
+            log,
+        }));
     }
 
     /// Under `max_keys`: the refusal of a write that would create keys past the limit. Outside

@@ -16,12 +16,19 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use super::error::{KeyError, LoadError};
 use super::flags::{AclCategory, CommandFlag, KeySpecFlag};
 use super::keyspec::{KeySpec, LegacyRange};
 use super::load;
 use super::sort;
 use crate::frame::Frame;
+
+/// Commands by name. Looked up for every request the proxy decides, so hashed with foldhash
+/// rather than SipHash: the table holds only what the server listed, and a lookup inserts
+/// nothing, so the names a client sends cannot crowd a bucket.
+pub type Names = HashMap<String, Command, RandomState>;
 
 /// One command (or one subcommand, named `container|sub`) as the server describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +40,7 @@ pub struct Command {
     pub(super) acl_categories: Vec<AclCategory>,
     pub(super) tips: Vec<String>,
     pub(super) key_specs: Vec<KeySpec>,
-    pub(super) subcommands: HashMap<String, Command>,
+    pub(super) subcommands: Names,
 }
 
 impl Command {
@@ -77,7 +84,7 @@ impl Command {
     }
 
     /// The subcommands of a container command, by full name (`object|encoding`).
-    pub fn subcommands(&self) -> &HashMap<String, Command> {
+    pub fn subcommands(&self) -> &Names {
         &self.subcommands
     }
 
@@ -126,7 +133,7 @@ impl Command {
 /// Every command of one redis-server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandTable {
-    commands: HashMap<String, Command>,
+    commands: Names,
 }
 
 impl CommandTable {
@@ -168,15 +175,15 @@ impl CommandTable {
     }
 
     /// The command a request runs: the subcommand for container commands.
-    pub fn lookup(&self, args: &[&[u8]]) -> Result<&Command, KeyError> {
-        let name = args.first().copied().unwrap_or_default();
+    pub fn lookup<A: AsRef<[u8]>>(&self, args: &[A]) -> Result<&Command, KeyError> {
+        let name = args.first().map_or(&[][..], AsRef::as_ref);
         let command = self
             .get(name)
             .ok_or_else(|| KeyError::UnknownCommand(String::from_utf8_lossy(name).into_owned()))?;
         if command.subcommands.is_empty() {
             return Ok(command);
         }
-        let sub = args.get(1).copied().unwrap_or_default();
+        let sub = args.get(1).map_or(&[][..], AsRef::as_ref);
         let full = format!(
             "{}|{}",
             command.name,

@@ -3,8 +3,6 @@
 //! was built with CR or LF inside is written with spaces instead (as redis-server does for
 //! error messages), so a rewritten reply can never inject a second one.
 
-use std::io::Write;
-
 use bytes::{BufMut, BytesMut};
 
 use super::types::Frame;
@@ -52,15 +50,10 @@ fn line(dst: &mut BytesMut, kind: u8, text: &[u8]) {
 
 /// A type byte, a decimal number and CRLF.
 pub(super) fn number(dst: &mut BytesMut, kind: u8, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut cursor = &mut digits[..];
-    // 20 bytes hold any i64.
-    let written = match write!(cursor, "{n}") {
-        Ok(()) => 20 - cursor.len(),
-        Err(_) => 0,
-    };
+    // Every length of every frame passes here: itoa rather than the formatting machinery.
+    let mut digits = itoa::Buffer::new();
     dst.put_u8(kind);
-    dst.put_slice(&digits[..written]);
+    dst.put_slice(digits.format(n).as_bytes());
     dst.put_slice(b"\r\n");
 }
 

@@ -132,18 +132,24 @@ pub fn decide(
     request: &Request,
     session: &mut Session,
 ) -> Decision {
-    let name = String::from_utf8_lossy(request.name()).to_ascii_lowercase();
-    match name.as_str() {
-        "multi" => return multi(request, session),
-        "exec" => return exec(request, session),
-        "discard" => {
-            session.multi = None;
-            return forward_as_is(request);
-        }
-        "quit" => return Decision::Emulate(Emulation::Quit),
-        _ => {}
+    let raw = request.name();
+    if raw.eq_ignore_ascii_case(b"multi") {
+        return multi(request, session);
     }
-    if session.subscribed && !session.resp3 && !pubsub::allowed_when_subscribed(&name) {
+    if raw.eq_ignore_ascii_case(b"exec") {
+        return exec(request, session);
+    }
+    if raw.eq_ignore_ascii_case(b"discard") {
+        session.multi = None;
+        return forward_as_is(request);
+    }
+    if raw.eq_ignore_ascii_case(b"quit") {
+        return Decision::Emulate(Emulation::Quit);
+    }
+    // Spelled out only where a rule or a message needs it: not on the path of every request.
+    let name = || String::from_utf8_lossy(raw).to_ascii_lowercase();
+    if session.subscribed && !session.resp3 && !pubsub::allowed_when_subscribed(&name()) {
+        let name = name();
         return Decision::Refuse(format!(
             "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT \
              are allowed in this context"
@@ -153,7 +159,7 @@ pub fn decide(
     let decision = rules::decide(table, prefix, request, session, in_multi);
     match &mut session.multi {
         None => decision,
-        Some(multi) => queue(multi, decision, &name),
+        Some(multi) => queue(multi, decision, &name()),
     }
 }
 
@@ -250,8 +256,7 @@ pub fn keeps_no_state(table: &CommandTable, request: &Request) -> bool {
     {
         return true;
     }
-    let args: Vec<&[u8]> = request.args().iter().map(|a| &a[..]).collect();
-    table.lookup(&args).is_ok_and(|command| {
+    table.lookup(request.args()).is_ok_and(|command| {
         rules::plain_data(command)
             && !command.has_flag(&crate::command::CommandFlag::Blocking)
             && !command.in_category(&crate::command::AclCategory::Blocking)
@@ -272,8 +277,7 @@ pub fn runs_as_administrator(name: &str) -> bool {
 /// The table's name of the command `request` runs (`container|sub` for a subcommand), or its
 /// first argument in lower case when the table does not know it.
 pub fn command_name<'t>(table: &'t CommandTable, request: &Request) -> Cow<'t, str> {
-    let args: Vec<&[u8]> = request.args().iter().map(|a| &a[..]).collect();
-    match table.lookup(&args) {
+    match table.lookup(request.args()) {
         Ok(command) => Cow::Borrowed(command.name()),
         Err(_) => Cow::Owned(String::from_utf8_lossy(request.name()).to_ascii_lowercase()),
     }

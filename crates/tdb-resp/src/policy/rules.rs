@@ -62,13 +62,11 @@ pub(super) fn decide(
     in_multi: bool,
 ) -> Decision {
     let args = request.args();
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     // COMMAND is a container whose bare form lists every command.
-    if name == "command" {
+    if args[0].eq_ignore_ascii_case(b"command") {
         return forward(args.to_vec(), ReplyRewrite::Keep, 0);
     }
-    let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-    let command = match table.lookup(&refs) {
+    let command = match table.lookup(args) {
         Ok(command) => command,
         Err(e) => return refuse_key_error(&e),
     };
