@@ -506,9 +506,21 @@ async fn tenants_whose_clients_give_up_end_ready_or_gone() {
         }
     }
     all_ready(&s, &app.key, 60, "tenants still provisioning").await;
-    assert_no_orphans(&s).await;
-    // And each one is a working tenant: a fresh credential logs in through the proxy.
+    // And each one is a working tenant: a fresh credential logs in through the proxy. A
+    // creation whose client gave up can become visible after the wait above (CI listed one as
+    // provisioning here, after every tenant listed before was ready): each is waited for.
     for (name, _) in statuses(&s, &app.key).await {
+        eventually(
+            std::time::Duration::from_secs(120),
+            &format!("tenant {name} still provisioning"),
+            || async {
+                statuses(&s, &app.key)
+                    .await
+                    .iter()
+                    .any(|(n, status)| *n == name && status == "ready")
+            },
+        )
+        .await;
         let (st, c) = post(
             &s,
             &format!("/tenants/{name}/credentials"),
@@ -524,6 +536,8 @@ async fn tenants_whose_clients_give_up_end_ready_or_gone() {
             .await
             .expect("tenant writes");
     }
+    all_ready(&s, &app.key, 60, "tenants still provisioning").await;
+    assert_no_orphans(&s).await;
 }
 
 /// Finding 13, with the process killed during 16 concurrent creations: after the restart each
