@@ -148,12 +148,14 @@ pub fn decide(
     }
     // Spelled out only where a rule or a message needs it: not on the path of every request.
     let name = || String::from_utf8_lossy(raw).to_ascii_lowercase();
-    if session.subscribed && !session.resp3 && !pubsub::allowed_when_subscribed(&name()) {
+    if session.subscribed && !session.resp3 {
         let name = name();
-        return Decision::Refuse(format!(
-            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT \
-             are allowed in this context"
-        ));
+        if !pubsub::allowed_when_subscribed(&name) {
+            return Decision::Refuse(format!(
+                "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT \
+                 are allowed in this context"
+            ));
+        }
     }
     let in_multi = session.multi.is_some();
     let decision = rules::decide(table, prefix, request, session, in_multi);
