@@ -457,3 +457,85 @@ async fn tenant_states_move_only_as_allowed() {
     .await;
     assert_eq!((st, body["code"].as_str()), (403, Some("role_required")));
 }
+
+/// Reads `GET /tenants/{name}` back to back until the tenant is past `provisioning`, and
+/// returns that first answer.
+async fn first_settled(s: &TdbServer, key: &str, name: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (st, t) = get(s, &format!("/tenants/{name}"), key).await;
+        if st == 200 && t["status"] != "provisioning" {
+            return t;
+        }
+        assert!(st == 200 || st == 404, "GET /tenants/{name}: {st} {t}");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "tenant {name} did not settle: {t}"
+        );
+    }
+}
+
+/// Reads `GET /tenants` back to back until `name` is listed past `provisioning`, and returns
+/// that first entry.
+async fn first_settled_in_list(s: &TdbServer, key: &str, name: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (st, list) = get(s, "/tenants", key).await;
+        assert_eq!(st, 200, "GET /tenants: {list}");
+        let entry = list["tenants"]
+            .as_array()
+            .expect("tenants")
+            .iter()
+            .find(|t| t["tenant_id"] == name)
+            .cloned();
+        if let Some(t) = entry.filter(|t| t["status"] != "provisioning") {
+            return t;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "tenant {name} was not listed settled: {list}"
+        );
+    }
+}
+
+/// A tenant read or listed while its creation finishes is never `ready` at a version it is not
+/// on yet: its status and its databases are read so that a `ready` tenant shows the version it
+/// was built at (CI once saw an L2 tenant `ready` at version 0, one version behind).
+#[tokio::test]
+async fn a_tenant_read_as_it_becomes_ready_shows_its_version() {
+    // Read back to back, the pollers pass the API's default rate and quota.
+    let s = start_with_env(&[
+        ("TDB_RATE_LIMIT_PER_SECOND", "100000"),
+        ("TDB_QUOTA_FREE_PER_MINUTE", "1000000"),
+    ])
+    .await;
+    let key = setup(&s).await;
+    ws_query(
+        &s,
+        &key,
+        "fintech",
+        "CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL)",
+    )
+    .await;
+    let d = deploy(&s, &key, json!({"blueprint_name": "fintech"})).await;
+    assert_eq!(d["status"], "completed", "{d}");
+
+    for i in 0..20 {
+        let name = format!("t{i}");
+        let (created, a, b, c, d) = tokio::join!(
+            create_tenant(&s, &key, &name),
+            first_settled(&s, &key, &name),
+            first_settled(&s, &key, &name),
+            first_settled_in_list(&s, &key, &name),
+            first_settled_in_list(&s, &key, &name),
+        );
+        assert_eq!(created["status"], "ready", "{created}");
+        for t in [a, b, c, d] {
+            assert_eq!(
+                (t["status"].as_str(), t["databases"][0]["version"].as_i64()),
+                (Some("ready"), Some(1)),
+                "{name}: {t}"
+            );
+        }
+    }
+}

@@ -106,15 +106,15 @@ pub(super) async fn find(state: &AppState, auth: &Auth, name: &str) -> Result<Te
 /// version carries `behind` (see `GET /tenants/{id}`).
 #[utoipa::path(get, path = "/tenants", tag = "tenants", responses((status = 200, body = TenantList)))]
 async fn list_tenants(State(state): State<AppState>, auth: Auth) -> ApiResult<TenantList> {
+    // Tenants before their databases, as in `GET /tenants/{id}`: a tenant listed `ready` has
+    // its databases' versions recorded already.
+    let listed = state.catalog.list_tenants(&auth.project_id).await?;
     let databases = state
         .catalog
         .project_tenant_databases(&auth.project_id)
         .await?;
     let standing = Standing::load(&state, &auth.project_id, &databases).await?;
-    let tenants: Vec<TenantItem> = state
-        .catalog
-        .list_tenants(&auth.project_id)
-        .await?
+    let tenants: Vec<TenantItem> = listed
         .into_iter()
         .filter(|t| auth.sees_tenant(&t.name))
         .map(|t| {
@@ -312,6 +312,10 @@ async fn get_tenant(
         .credential_username(&auth.project_id, ScopeType::Tenant, &name)
         .await?
         .unwrap_or_else(|| auth.project_id.clone());
+    // The status is read before the databases: a creation records each database's version
+    // before it makes the tenant `ready`, so a `ready` read here is never shown at a version
+    // it had not reached yet.
+    let (status, last_rollback) = state.catalog.status_and_last_rollback(&t.id).await?;
     let rows = state.catalog.tenant_databases(&t.id).await?;
     let standing = Standing::load(&state, &auth.project_id, &rows).await?;
     let databases = rows
@@ -331,7 +335,6 @@ async fn get_tenant(
             }
         })
         .collect();
-    let (status, last_rollback) = state.catalog.status_and_last_rollback(&t.id).await?;
     let last_rollback = last_rollback.map(|r| RollbackState {
         rollback_id: r.id,
         storage_path: r.storage_path,
