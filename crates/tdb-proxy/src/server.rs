@@ -142,6 +142,8 @@ pub struct ProxyState {
     pub redis_memory: tdb_engines::budget::MemoryBudget,
     /// How many keys each Redis tenant holds, for `max_keys`.
     pub redis_key_counts: Arc<crate::redis::keyrules::KeyCounts>,
+    /// How a session moves to another worker; set once the workers run ([`Proxy::start`]).
+    pub handoff: std::sync::OnceLock<crate::workers::Handoff>,
 }
 
 impl ProxyState {
@@ -179,6 +181,7 @@ impl ProxyState {
             redis_lanes: Default::default(),
             redis_memory: tdb_engines::budget::MemoryBudget::new(crate::redis::memory::BUDGET),
             redis_key_counts: Default::default(),
+            handoff: std::sync::OnceLock::new(),
             failures_by_ip,
             failures_by_user,
             metrics: std::sync::Mutex::default(),
@@ -209,6 +212,10 @@ impl Proxy {
     pub fn start(state: Arc<ProxyState>) -> std::io::Result<Self> {
         let workers = Arc::new(Workers::start(state.config.workers, "tdb-proxy")?);
         let tracker = TaskTracker::new();
+        // A state serves one proxy: a second start keeps the first one's handoff.
+        let _ = state
+            .handoff
+            .set(crate::workers::Handoff::new(&workers, &tracker));
         tracker.spawn(follow_changes(state.clone()));
         tracker.spawn(reap_idle(state.clone(), workers.clone()));
         Ok(Self {

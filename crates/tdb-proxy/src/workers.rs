@@ -82,7 +82,19 @@ impl Workers {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let worker = &self.workers[self.least_busy()];
+        self.spawn_on(self.least_busy(), tracker, make);
+    }
+
+    /// Runs a session on worker `index` (see [`spawn`](Self::spawn)); `false`, with nothing
+    /// run, when there is no such worker.
+    pub fn spawn_on<F, Fut>(&self, index: usize, tracker: &TaskTracker, make: F) -> bool
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(worker) = self.workers.get(index) else {
+            return false;
+        };
         let count = Counted::new(worker.sessions.clone());
         let tracker = tracker.clone();
         let job: Job = Box::new(move || {
@@ -93,7 +105,7 @@ impl Workers {
             });
         });
         // A worker's queue closes only when `self` is dropped.
-        let _ = worker.jobs.send(job);
+        worker.jobs.send(job).is_ok()
     }
 
     /// Runs `task` on every worker and waits until each has finished it.
@@ -143,11 +155,40 @@ impl Workers {
 
     /// Sessions running on each worker, in order.
     #[cfg(test)]
-    fn sessions(&self) -> Vec<usize> {
+    pub(crate) fn sessions(&self) -> Vec<usize> {
         self.workers
             .iter()
             .map(|w| w.sessions.load(Ordering::Relaxed))
             .collect()
+    }
+}
+
+/// How a running session hands the rest of itself to another worker (a Redis session moves to
+/// the worker of its user's shared server connection, see [`crate::redis::lane`]). It holds the
+/// workers weakly: the proxy stops them once its sessions are done.
+pub struct Handoff {
+    workers: std::sync::Weak<Workers>,
+    tracker: TaskTracker,
+}
+
+impl Handoff {
+    pub fn new(workers: &Arc<Workers>, tracker: &TaskTracker) -> Self {
+        Self {
+            workers: Arc::downgrade(workers),
+            tracker: tracker.clone(),
+        }
+    }
+
+    /// Runs `make`'s future on worker `index`, tracked and counted as the session it continues;
+    /// `false` when it cannot (the proxy is stopping, or no such worker).
+    pub fn spawn_on<F, Fut>(&self, index: usize, make: F) -> bool
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.workers
+            .upgrade()
+            .is_some_and(|workers| workers.spawn_on(index, &self.tracker, make))
     }
 }
 

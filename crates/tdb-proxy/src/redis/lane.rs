@@ -6,14 +6,18 @@
 //! answers one connection's requests in the order they came, so the replies come back in the
 //! order the lane wrote the requests.
 //!
-//! A lane is keyed by worker, server and ACL user, so the server's own wall (the tenant's ACL user)
-//! still holds every command a session sends over it. A session leaves the lane for a
+//! A lane is keyed by server and ACL user, so the server's own wall (the tenant's ACL user)
+//! still holds every command a session sends over it. It lives on the proxy worker of the session
+//! that opened it, and a session of the same user accepted by another worker moves to that worker
+//! before it joins (see [`Lanes::claim`]): one lane per user rather than one per worker, so its
+//! writes and reads carry more requests each, and handing requests and replies between a lane
+//! and its sessions never wakes another thread. A session leaves the lane for a
 //! connection of its own (see [`super::relay`]) before its first command that keeps state or
 //! may wait: MULTI, WATCH, subscriptions, blocking commands, scripts, CLIENT, HELLO, the
 //! `max_keys` checks, FLUSHDB. The lane closes when its last session leaves.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{Bytes, BytesMut};
@@ -45,13 +49,15 @@ struct Entrance {
     table: Arc<CommandTable>,
 }
 
+/// No worker: a lane opened off the workers (tests), or none opened yet.
+const NO_WORKER: usize = usize::MAX;
+
 /// Seat numbers, unique in the process.
 static SEATS: AtomicU64 = AtomicU64::new(0);
 
-/// The lanes, by proxy worker, server and user: a lane and its sessions live on one worker's
-/// event loop (see [`crate::workers`]), so handing requests and replies between them never
-/// wakes another thread. Each place is locked while its lane opens, so sessions that arrive
-/// together wait for one lane rather than open one each.
+/// The lanes, by server and user. Each place is locked while its lane opens, so sessions that
+/// arrive together wait for one lane rather than open one each, and it names the worker its
+/// lane lives on, where the lane's sessions run (see [`crate::workers`]).
 #[derive(Default)]
 pub struct Lanes(Mutex<Places>);
 
@@ -63,35 +69,84 @@ struct Places {
     sweep_at: usize,
 }
 
-/// The worker (`None` off the workers), the server and the ACL user.
-type LaneKey = (Option<usize>, String, String);
+/// The server and the ACL user.
+type LaneKey = (String, String);
 
-type Place = tokio::sync::Mutex<Weak<Entrance>>;
+#[derive(Default)]
+struct Place {
+    lane: tokio::sync::Mutex<Weak<Entrance>>,
+    /// The worker the lane lives on, or will once the session that claimed it opens it.
+    home: AtomicUsize,
+}
+
+impl Place {
+    /// Whether a lane is open here or being opened (its place locked, or held by a session
+    /// that claimed it and has not joined yet).
+    fn taken(self: &Arc<Self>) -> bool {
+        // One count is the map's, one the caller's.
+        Arc::strong_count(self) > 2
+            || self.lane.try_lock().map_or(true, |lane| {
+                lane.upgrade().is_some_and(|e| !e.submit.is_closed())
+            })
+    }
+}
+
+/// A session's claim on its user's lane, taken before it joins: the worker the lane lives on.
+/// While the claim is held, later sessions of the user are sent to that worker too.
+pub struct Claim {
+    place: Arc<Place>,
+}
+
+impl Claim {
+    /// The worker the session should run on to join the lane (`None` off the workers).
+    pub fn home(&self) -> Option<usize> {
+        match self.place.home.load(Ordering::Relaxed) {
+            NO_WORKER => None,
+            worker => Some(worker),
+        }
+    }
+}
 
 impl Lanes {
-    /// A seat on the lane of `target`'s server and user, opening the lane if there is none.
-    pub async fn join(&self, target: &Target, tables: &Tables) -> Result<Seat, BackendError> {
-        let key = (
-            crate::workers::current(),
-            target.server_id.clone(),
-            target.user.clone(),
-        );
-        let place = {
-            let mut places = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            if places.by_key.len() >= places.sweep_at {
-                // Places of closed lanes go, unless a session is opening one there now.
-                places.by_key.retain(|_, place| {
-                    Arc::strong_count(place) > 1
-                        || place.try_lock().is_ok_and(|lane| lane.strong_count() > 0)
-                });
-                places.sweep_at = (places.by_key.len() * 2).max(64);
-            }
-            places.by_key.entry(key).or_default().clone()
-        };
-        let mut lane = place.lock().await;
+    /// Claims the place of `target`'s lane: an open lane (or one being opened) keeps its worker;
+    /// otherwise the calling worker becomes the lane's home.
+    pub fn claim(&self, target: &Target) -> Claim {
+        let key = (target.server_id.clone(), target.user.clone());
+        let mut places = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if places.by_key.len() >= places.sweep_at {
+            // Places of closed lanes go, unless a session is opening one there now.
+            places.by_key.retain(|_, place| {
+                Arc::strong_count(place) > 1
+                    || place
+                        .lane
+                        .try_lock()
+                        .is_ok_and(|lane| lane.strong_count() > 0)
+            });
+            places.sweep_at = (places.by_key.len() * 2).max(64);
+        }
+        let place = places.by_key.entry(key).or_default().clone();
+        if !place.taken() {
+            let here = crate::workers::current().unwrap_or(NO_WORKER);
+            place.home.store(here, Ordering::Relaxed);
+        }
+        Claim { place }
+    }
+
+    /// A seat on the lane of `target`'s server and user, whose place `claim` holds, opening the
+    /// lane if there is none: such a lane lives on the calling worker.
+    pub async fn join(
+        &self,
+        claim: Claim,
+        target: &Target,
+        tables: &Tables,
+    ) -> Result<Seat, BackendError> {
+        let place = claim.place;
+        let mut lane = place.lane.lock().await;
         let entrance = match lane.upgrade().filter(|e| !e.submit.is_closed()) {
             Some(entrance) => entrance,
             None => {
+                let here = crate::workers::current().unwrap_or(NO_WORKER);
+                place.home.store(here, Ordering::Relaxed);
                 let backend = Backend::connect(target, tables).await?;
                 let (submit, queue) = mpsc::unbounded_channel();
                 let entrance = Arc::new(Entrance {
@@ -123,7 +178,12 @@ impl Lanes {
         places
             .by_key
             .values()
-            .filter(|place| place.try_lock().is_ok_and(|lane| lane.strong_count() > 0))
+            .filter(|place| {
+                place
+                    .lane
+                    .try_lock()
+                    .is_ok_and(|lane| lane.strong_count() > 0)
+            })
             .count()
     }
 }

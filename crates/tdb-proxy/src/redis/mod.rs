@@ -4,7 +4,7 @@
 //! [`lane`], the session's choice between them in [`link`]), the relay ([`relay`])
 //! the commands the proxy answers for a tenant itself ([`emulate`]) and the tenant's rules for
 //! its keys: TTLs and `max_keys` ([`keyrules`]); keyspace walks go over a connection of their
-//! own ([`walker`]).
+//! own ([`walker`]); a session moves to its lane's worker with its client socket ([`moving`]).
 
 pub mod backend;
 mod emulate;
@@ -13,6 +13,7 @@ pub mod keyrules;
 pub mod lane;
 mod link;
 pub mod memory;
+mod moving;
 mod patterns;
 mod relay;
 pub mod session;

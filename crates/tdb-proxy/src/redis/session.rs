@@ -14,10 +14,13 @@ use tdb_resp::prefix::Prefix;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::backend::{Backend, Target};
 use super::hello::{self, Hello, Prelogin};
+use super::lane::Claim;
 use super::link::Link;
+use super::moving::{self, Movable};
 use super::relay::{self, SessionContext};
 use crate::admission::{self, Admission};
 use crate::mysql::stream::{ClientIo, Rewound};
@@ -116,14 +119,68 @@ pub async fn handle<L: RedisLogins>(
     };
     let negotiated = tokio::time::timeout(
         proxy.config.auth_timeout,
-        negotiate(stream, peer, &proxy, &*logins),
+        negotiate(Movable::new(stream), peer, &proxy, &*logins),
     )
     .await;
     drop(places);
     let Ok(Some((mut client, auth))) = negotiated else {
         return;
     };
-    serve(&mut client, auth, peer, &proxy).await;
+    let tenancy = match tenancy::enter(&proxy, &auth.login, &auth.database).await {
+        Ok(tenancy) => tenancy,
+        Err(refusal) => {
+            refuse(&mut client, &refusal).await;
+            let _ = client.io.shutdown().await;
+            return;
+        }
+    };
+    serve_on_lane_worker(client, auth, tenancy, peer, proxy).await;
+}
+
+/// A routed session, run on the worker of its user's lane when it starts on one: a session
+/// accepted by another worker claims the lane's place and moves there (see [`super::lane`]),
+/// with its client socket ([`moving`]). Closes the client's connection at the end.
+pub(crate) async fn serve_on_lane_worker(
+    mut client: Client<Movable>,
+    auth: Authenticated,
+    tenancy: Tenancy,
+    peer: SocketAddr,
+    proxy: Arc<ProxyState>,
+) {
+    let claim = match (&auth.hello, target(&tenancy.route, &auth)) {
+        (None, Ok(target)) => Some(proxy.redis_lanes.claim(&target)),
+        _ => None,
+    };
+    if let Some(home) = claim.as_ref().and_then(Claim::home)
+        && Some(home) != crate::workers::current()
+        && let Some(handoff) = proxy.handoff.get()
+    {
+        let socket = match moving::detach(&mut client.io) {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::warn!(error = %e, "a Redis session could not leave its worker");
+                return;
+            }
+        };
+        let span = tracing::Span::current();
+        let state = proxy.clone();
+        let moved = handoff.spawn_on(home, move || {
+            async move {
+                if let Err(e) = moving::attach(&mut client.io, socket) {
+                    tracing::warn!(error = %e, "a Redis session could not join its lane's worker");
+                    return;
+                }
+                serve_claimed(&mut client, auth, tenancy, claim, peer, &state).await;
+                let _ = client.io.shutdown().await;
+            }
+            .instrument(span)
+        });
+        if !moved {
+            tracing::debug!("the proxy is stopping: a Redis session ends instead of moving");
+        }
+        return;
+    }
+    serve_claimed(&mut client, auth, tenancy, claim, peer, &proxy).await;
     let _ = client.io.shutdown().await;
 }
 
@@ -293,17 +350,6 @@ async fn check<L: RedisLogins>(
     }
 }
 
-/// After login: the route and a slot under its limits, then the rest of the session.
-async fn serve<S>(client: &mut Client<S>, auth: Authenticated, peer: SocketAddr, proxy: &ProxyState)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    match tenancy::enter(proxy, &auth.login, &auth.database).await {
-        Ok(tenancy) => serve_routed(client, auth, tenancy, peer, proxy).await,
-        Err(refusal) => refuse(client, &refusal).await,
-    }
-}
-
 async fn refuse<S>(client: &mut Client<S>, refusal: &Refusal)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -317,6 +363,20 @@ pub async fn serve_routed<S>(
     client: &mut Client<S>,
     auth: Authenticated,
     tenancy: Tenancy,
+    peer: SocketAddr,
+    proxy: &ProxyState,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    serve_claimed(client, auth, tenancy, None, peer, proxy).await;
+}
+
+/// [`serve_routed`] for a session that may have claimed its lane's place already.
+async fn serve_claimed<S>(
+    client: &mut Client<S>,
+    auth: Authenticated,
+    tenancy: Tenancy,
+    claim: Option<Claim>,
     peer: SocketAddr,
     proxy: &ProxyState,
 ) where
@@ -339,9 +399,10 @@ pub async fn serve_routed<S>(
     // A client that logged in with HELLO gets the server's answer to it, from a connection of
     // its own; one that logged in with AUTH starts on its user's shared lane.
     let connected = if auth.hello.is_none() {
+        let claim = claim.unwrap_or_else(|| proxy.redis_lanes.claim(&target));
         proxy
             .redis_lanes
-            .join(&target, &proxy.redis_tables)
+            .join(claim, &target, &proxy.redis_tables)
             .await
             .map(|seat| Link::shared(seat, target, &proxy.redis_tables))
     } else {

@@ -148,3 +148,92 @@ async fn a_lane_the_server_closed_ends_its_sessions_and_is_replaced() -> anyhow:
     drop((first, second, third));
     f.finish().await
 }
+
+/// One `redis-cli` session over TLS that runs `commands` (one per line); its output.
+async fn redis_cli_tls(f: &Fixture, tenant: &Tenant, commands: &str) -> anyhow::Result<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut cli = tokio::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &f.addr.port().to_string()])
+        .args([
+            "--user",
+            tenant.id,
+            "--pass",
+            tenant.key,
+            "--no-auth-warning",
+        ])
+        .arg("--tls")
+        .arg("--cacert")
+        .arg(&f.ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = cli.stdin.take().expect("piped");
+    stdin.write_all(commands.as_bytes()).await?;
+    drop(stdin);
+    let out = cli.wait_with_output().await?;
+    anyhow::ensure!(out.status.success(), "redis-cli failed: {out:?}");
+    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+}
+
+/// Waits until every session runs on one worker: `want` there, none on the others.
+async fn wait_on_one_worker(f: &Fixture, want: usize) -> anyhow::Result<()> {
+    let (workers, _) = f.workers.as_ref().expect("sessions on workers");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut now = workers.sessions();
+        now.sort_unstable();
+        if now.last() == Some(&want) && now.iter().rev().skip(1).all(|&n| n == 0) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "sessions by worker: {:?}, not {want} on one",
+            workers.sessions()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With two workers, each accepted connection goes to the less busy one, so sessions of one
+/// user were spread over both and each worker opened a lane of its own (two server connections,
+/// each carrying half the requests). A session now moves to the worker its user's lane lives
+/// on, with its client connection, TLS state and all: one lane per user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_accepted_by_two_workers_share_one_lane() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::on_workers(&redis, 2).await?;
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let mut c = f.login(&A).await?;
+        let (key, value) = (format!("w:{i}"), format!("v{i}"));
+        assert_eq!(text(&c.call(&["SET", &key, &value]).await?), "OK");
+        clients.push(c);
+    }
+    wait_on_one_worker(&f, 6).await?;
+    assert_eq!(connections_of(&redis, A.acl_user).await?, 1);
+    assert_eq!(f.proxy.redis_lanes.open(), 1);
+    // A TLS session, accepted by the idle worker, moves too and is served there.
+    let out = redis_cli_tls(&f, &A, "GET w:3\nSET w:tls yes\nGET w:tls\n").await?;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["v3", "OK", "yes"],
+        "{out}"
+    );
+    assert_eq!(connections_of(&redis, A.acl_user).await?, 1);
+    // Every moved session still gets its own replies, pipelined.
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send_raw(format!("GET w:{i}\r\nGET w:tls\r\n").as_bytes())
+            .await?;
+        assert_eq!(text(&c.read().await?), format!("v{i}"));
+        assert_eq!(text(&c.read().await?), "yes");
+    }
+    // Another user's lane is placed by its own first session.
+    let mut b = f.login(&B).await?;
+    assert_eq!(b.call(&["GET", "w:0"]).await?, Frame::NullBulk);
+    assert_eq!(connections_of(&redis, B.acl_user).await?, 1);
+    assert_eq!(f.proxy.redis_lanes.open(), 2);
+    drop((clients, b));
+    wait_for_connections(&redis, A.acl_user, 0).await?;
+    f.finish().await
+}

@@ -33,8 +33,10 @@ use tokio_util::sync::CancellationToken;
 use super::session::{self, RedisLogins};
 use crate::route::{Access, Route, RoutingName};
 use crate::tenancy::Tenancy;
+use crate::workers::{Handoff, Workers};
 use crate::{PlaintextPolicy, ProxyConfig, ProxyState};
 pub use server::{Raw, TestRedis, text};
+use tokio_util::task::TaskTracker;
 
 /// A tenant: its id (the Redis user name), API key, routing database, key prefix (physical
 /// database) and ACL user.
@@ -218,10 +220,26 @@ pub struct Fixture {
     _tls: tempfile::TempDir,
     sessions: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
+    /// The proxy's worker threads, when its sessions run on them ([`Fixture::on_workers`]).
+    pub workers: Option<(Arc<Workers>, TaskTracker)>,
 }
 
 impl Fixture {
     pub async fn start(redis: &TestRedis, plaintext: PlaintextPolicy) -> anyhow::Result<Self> {
+        Self::start_with(redis, plaintext, 0).await
+    }
+
+    /// A proxy whose sessions run on `workers` worker threads, as `tdb serve` runs them, each
+    /// accepted connection on the least busy one.
+    pub async fn on_workers(redis: &TestRedis, workers: usize) -> anyhow::Result<Self> {
+        Self::start_with(redis, PlaintextPolicy::Loopback, workers).await
+    }
+
+    async fn start_with(
+        redis: &TestRedis,
+        plaintext: PlaintextPolicy,
+        workers: usize,
+    ) -> anyhow::Result<Self> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let tls_dir = tempfile::tempdir()?;
         let generated = crate::tls::GeneratedTls {
@@ -265,13 +283,25 @@ impl Fixture {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let sessions = Arc::new(Mutex::new(Vec::new()));
-        let accept = tokio::spawn(accept(
-            listener,
-            proxy.clone(),
-            Arc::new(routes(redis)),
-            sessions.clone(),
-        ));
+        let routes = Arc::new(routes(redis));
+        let (accept, workers) = if workers == 0 {
+            let accept = tokio::spawn(accept(listener, proxy.clone(), routes, sessions.clone()));
+            (accept, None)
+        } else {
+            let workers = Arc::new(Workers::start(workers, "test-redis-worker")?);
+            let tracker = TaskTracker::new();
+            let _ = proxy.handoff.set(Handoff::new(&workers, &tracker));
+            let accept = tokio::spawn(accept_on_workers(
+                listener,
+                proxy.clone(),
+                routes,
+                workers.clone(),
+                tracker.clone(),
+            ));
+            (accept, Some((workers, tracker)))
+        };
         Ok(Self {
+            workers,
             proxy,
             addr,
             ca: generated.ca_cert(),
@@ -295,8 +325,18 @@ impl Fixture {
     }
 
     /// Waits for every session to end; fails if one panicked.
-    pub async fn finish(self) -> anyhow::Result<()> {
+    pub async fn finish(mut self) -> anyhow::Result<()> {
         self.accept.abort();
+        // Gone once it has been dropped, with its hold on the workers.
+        let _ = (&mut self.accept).await;
+        if let Some((workers, tracker)) = self.workers.take() {
+            tracker.close();
+            tokio::time::timeout(std::time::Duration::from_secs(15), tracker.wait())
+                .await
+                .map_err(|_| anyhow::anyhow!("a session did not end"))?;
+            let workers = Arc::into_inner(workers).expect("the workers are not shared");
+            tokio::task::spawn_blocking(move || workers.stop()).await?;
+        }
         let handles: Vec<_> = std::mem::take(&mut *self.sessions.lock().expect("lock"));
         for handle in handles {
             match tokio::time::timeout(std::time::Duration::from_secs(15), handle).await {
@@ -328,6 +368,55 @@ async fn accept(
     }
 }
 
+/// [`accept`] for sessions on worker threads.
+async fn accept_on_workers(
+    listener: TcpListener,
+    proxy: Arc<ProxyState>,
+    routes: Arc<HashMap<String, Arc<Route>>>,
+    workers: Arc<Workers>,
+    tracker: TaskTracker,
+) {
+    let logins = Arc::new(logins());
+    while let Ok((stream, peer)) = listener.accept().await {
+        let (proxy, logins, routes) = (proxy.clone(), logins.clone(), routes.clone());
+        let stream = stream.into_std().expect("a socket off this runtime");
+        workers.spawn(&tracker, move || async move {
+            let stream = tokio::net::TcpStream::from_std(stream).expect("a socket on the worker");
+            let stream = super::moving::Movable::new(stream);
+            let Some((client, auth)) = session::negotiate(stream, peer, &proxy, &*logins).await
+            else {
+                return;
+            };
+            let tenancy = tenancy(&proxy, &routes, &auth);
+            session::serve_on_lane_worker(client, auth, tenancy, peer, proxy).await;
+        });
+    }
+}
+
+/// The route of the database a client logged in to, a gate and a slot, as `tenancy::enter`
+/// gives them.
+fn tenancy(
+    proxy: &ProxyState,
+    routes: &HashMap<String, Arc<Route>>,
+    auth: &session::Authenticated,
+) -> Tenancy {
+    let route = routes
+        .get(&auth.database)
+        .expect("a known database")
+        .clone();
+    let gate = route.tenant_id.as_deref().map(|t| proxy.gates.get(t));
+    let kill = gate
+        .as_ref()
+        .map_or_else(CancellationToken::new, |g| g.kill_token());
+    let slot = route.slots.clone().try_acquire_owned().expect("a slot");
+    Tenancy {
+        route,
+        gate,
+        kill,
+        slot,
+    }
+}
+
 /// What `session::handle` does, with the test's logins and routes in place of the catalog's.
 async fn one_session(
     stream: tokio::net::TcpStream,
@@ -339,21 +428,7 @@ async fn one_session(
     let Some((mut client, auth)) = session::negotiate(stream, peer, &proxy, &*logins).await else {
         return;
     };
-    let route = routes
-        .get(&auth.database)
-        .expect("a known database")
-        .clone();
-    let gate = route.tenant_id.as_deref().map(|t| proxy.gates.get(t));
-    let kill = gate
-        .as_ref()
-        .map_or_else(CancellationToken::new, |g| g.kill_token());
-    let slot = route.slots.clone().try_acquire_owned().expect("a slot");
-    let tenancy = Tenancy {
-        route,
-        gate,
-        kill,
-        slot,
-    };
+    let tenancy = tenancy(&proxy, &routes, &auth);
     session::serve_routed(&mut client, auth, tenancy, peer, &proxy).await;
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut client.io).await;
 }
