@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tdb_resp::command::CommandTable;
 use tdb_resp::frame::Frame;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -29,24 +29,52 @@ use tokio::sync::mpsc;
 use super::backend::{Backend, BackendError, Stream, Tables, Target};
 use super::memory::Held;
 
-/// What sessions tell their lane, in order.
-enum Message {
-    /// A seat taken: its replies go to this sender, which only the lane holds, so the seat
-    /// sees the lane close as the end of its replies.
-    Join(u64, mpsc::UnboundedSender<Frame>),
-    /// Requests a seat sent, and how many replies they owe it.
-    Submit {
-        seat: u64,
-        bytes: Bytes,
-        owed: usize,
-    },
-    Leave(u64),
+/// What a lane and its sessions share: sessions write their requests into the inbox and wake
+/// the lane when it was empty, so a lane busy with many sessions takes all they sent at once,
+/// without a message per request.
+struct Shared {
+    inbox: Mutex<Inbox>,
+    arrived: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Inbox {
+    /// Requests not yet taken by the lane, in the order they were sent.
+    output: BytesMut,
+    /// Who is owed the replies to `output`'s requests, in order.
+    owed: VecDeque<Owed>,
+    /// Where each seat's replies go. Only the lane's side holds these senders, so a seat sees
+    /// the lane close as the end of its replies.
+    seats: HashMap<u64, mpsc::UnboundedSender<Frame>>,
+    /// Cleared when the last seat has gone: the lane ends once every reply owed has come.
+    open: bool,
+    /// Set when the lane has ended: nothing more can be sent.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A lane's entrance, held by every session on it; the lane ends when the last one goes.
 struct Entrance {
-    submit: mpsc::UnboundedSender<Message>,
+    shared: Arc<Shared>,
     table: Arc<CommandTable>,
+}
+
+impl Entrance {
+    fn is_closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+}
+
+impl Drop for Entrance {
+    fn drop(&mut self) {
+        self.shared.lock().open = false;
+        self.shared.arrived.notify_one();
+    }
 }
 
 /// No worker: a lane opened off the workers (tests), or none opened yet.
@@ -85,9 +113,10 @@ impl Place {
     fn taken(self: &Arc<Self>) -> bool {
         // One count is the map's, one the caller's.
         Arc::strong_count(self) > 2
-            || self.lane.try_lock().map_or(true, |lane| {
-                lane.upgrade().is_some_and(|e| !e.submit.is_closed())
-            })
+            || self
+                .lane
+                .try_lock()
+                .map_or(true, |lane| lane.upgrade().is_some_and(|e| !e.is_closed()))
     }
 }
 
@@ -142,18 +171,24 @@ impl Lanes {
     ) -> Result<Seat, BackendError> {
         let place = claim.place;
         let mut lane = place.lane.lock().await;
-        let entrance = match lane.upgrade().filter(|e| !e.submit.is_closed()) {
+        let entrance = match lane.upgrade().filter(|e| !e.is_closed()) {
             Some(entrance) => entrance,
             None => {
                 let here = crate::workers::current().unwrap_or(NO_WORKER);
                 place.home.store(here, Ordering::Relaxed);
                 let backend = Backend::connect(target, tables).await?;
-                let (submit, queue) = mpsc::unbounded_channel();
+                let shared = Arc::new(Shared {
+                    inbox: Mutex::new(Inbox {
+                        open: true,
+                        ..Inbox::default()
+                    }),
+                    arrived: tokio::sync::Notify::new(),
+                });
                 let entrance = Arc::new(Entrance {
-                    submit,
+                    shared: shared.clone(),
                     table: backend.table.clone(),
                 });
-                tokio::spawn(run(backend, queue));
+                tokio::spawn(run(backend, shared));
                 *lane = Arc::downgrade(&entrance);
                 entrance
             }
@@ -161,8 +196,12 @@ impl Lanes {
         drop(lane);
         let (replies, inbox) = mpsc::unbounded_channel();
         let id = SEATS.fetch_add(1, Ordering::Relaxed);
-        if entrance.submit.send(Message::Join(id, replies)).is_err() {
-            return Err(BackendError::Closed);
+        {
+            let mut shared = entrance.shared.lock();
+            if shared.closed {
+                return Err(BackendError::Closed);
+            }
+            shared.seats.insert(id, replies);
         }
         Ok(Seat {
             entrance,
@@ -197,7 +236,7 @@ pub struct Seat {
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        let _ = self.entrance.submit.send(Message::Leave(self.id));
+        self.entrance.shared.lock().seats.remove(&self.id);
     }
 }
 
@@ -206,14 +245,32 @@ impl Seat {
         &self.entrance.table
     }
 
-    /// Sends requests owing `owed` replies; `false` when the lane has closed.
-    pub fn send(&self, bytes: Bytes, owed: usize) -> bool {
-        let submit = Message::Submit {
-            seat: self.id,
-            bytes,
-            owed,
-        };
-        self.entrance.submit.send(submit).is_ok()
+    /// Sends `requests`, which owe `owed` replies; `false` when the lane has closed.
+    pub fn send(&self, requests: &[u8], owed: usize) -> bool {
+        let shared = &self.entrance.shared;
+        let mut inbox = shared.lock();
+        if inbox.closed {
+            return false;
+        }
+        let idle = inbox.output.is_empty() && inbox.owed.is_empty();
+        inbox.output.extend_from_slice(requests);
+        if owed > 0 {
+            let inbox = &mut *inbox;
+            match inbox.owed.back_mut() {
+                Some(last) if last.seat == self.id => last.left += owed,
+                _ => inbox.owed.push_back(Owed {
+                    seat: self.id,
+                    replies: inbox.seats.get(&self.id).cloned(),
+                    left: owed,
+                }),
+            }
+        }
+        drop(inbox);
+        // The lane takes everything in the inbox each time it is woken.
+        if idle {
+            shared.arrived.notify_one();
+        }
+        true
     }
 
     /// The next reply owed to this session; `None` when the lane has closed.
@@ -237,7 +294,7 @@ struct Owed {
 
 /// The lane: writes what its sessions send, reads the server's replies and hands them out.
 /// Ends when every seat has gone and every reply owed has come, or when the server goes.
-async fn run(backend: Backend, queue: mpsc::UnboundedReceiver<Message>) {
+async fn run(backend: Backend, shared: Arc<Shared>) {
     let Backend {
         io,
         buf,
@@ -253,13 +310,21 @@ async fn run(backend: Backend, queue: mpsc::UnboundedReceiver<Message>) {
     let result = match io {
         Stream::Tcp(mut tcp) => {
             let (read, write) = tcp.split();
-            serve(read, write, &mut reading, queue).await
+            serve(read, write, &mut reading, &shared).await
         }
         Stream::Unix(mut unix) => {
             let (read, write) = unix.split();
-            serve(read, write, &mut reading, queue).await
+            serve(read, write, &mut reading, &shared).await
         }
     };
+    // Nothing more is taken, and the seats' replies end (what the lane still owed goes with
+    // `serve`'s queue).
+    {
+        let mut inbox = shared.lock();
+        inbox.closed = true;
+        inbox.seats.clear();
+        inbox.owed.clear();
+    }
     if let Err(e) = result {
         tracing::warn!(error = %e, "a shared Redis server connection failed");
     }
@@ -277,13 +342,12 @@ async fn serve<R, W>(
     mut read: R,
     mut write: W,
     reading: &mut Reading<'_>,
-    mut queue: mpsc::UnboundedReceiver<Message>,
+    shared: &Shared,
 ) -> Result<(), BackendError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut seats: HashMap<u64, mpsc::UnboundedSender<Frame>> = HashMap::new();
     let mut owed: VecDeque<Owed> = VecDeque::new();
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut open = true;
@@ -292,15 +356,17 @@ where
             return Ok(());
         }
         tokio::select! {
-            submit = queue.recv(), if open => {
-                let Some(submit) = submit else {
-                    open = false;
-                    continue;
-                };
-                take(submit, &mut seats, &mut output, &mut owed);
-                while let Ok(submit) = queue.try_recv() {
-                    take(submit, &mut seats, &mut output, &mut owed);
+            () = shared.arrived.notified(), if open => {
+                let mut inbox = shared.lock();
+                if output.is_empty() {
+                    // The buffers trade places: neither is copied nor given up.
+                    std::mem::swap(&mut output, &mut inbox.output);
+                } else {
+                    output.extend_from_slice(&inbox.output);
+                    inbox.output.clear();
                 }
+                owed.extend(inbox.owed.drain(..));
+                open = inbox.open;
             }
             written = write.write_buf(&mut output), if !output.is_empty() => {
                 if written? == 0 {
@@ -343,36 +409,5 @@ where
                 }
             }
         }
-    }
-}
-
-fn take(
-    message: Message,
-    seats: &mut HashMap<u64, mpsc::UnboundedSender<Frame>>,
-    output: &mut BytesMut,
-    owed: &mut VecDeque<Owed>,
-) {
-    let (seat, bytes, count) = match message {
-        Message::Join(seat, replies) => {
-            seats.insert(seat, replies);
-            return;
-        }
-        Message::Leave(seat) => {
-            seats.remove(&seat);
-            return;
-        }
-        Message::Submit { seat, bytes, owed } => (seat, bytes, owed),
-    };
-    output.extend_from_slice(&bytes);
-    if count == 0 {
-        return;
-    }
-    match owed.back_mut() {
-        Some(last) if last.seat == seat => last.left += count,
-        _ => owed.push_back(Owed {
-            seat,
-            replies: seats.get(&seat).cloned(),
-            left: count,
-        }),
     }
 }

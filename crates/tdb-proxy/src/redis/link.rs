@@ -91,9 +91,10 @@ impl<'a> Link<'a> {
                 requests.clear();
             }
             Way::Shared { seat, .. } => {
-                if !seat.send(requests.split().freeze(), owed) {
+                if !seat.send(requests, owed) {
                     return Err(BackendError::Closed);
                 }
+                requests.clear();
             }
         }
         Ok(())
