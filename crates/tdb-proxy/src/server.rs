@@ -294,9 +294,19 @@ impl Proxy {
                 async move { state.pool.close_all().await }
             })
             .await;
-        if let Some(workers) = Arc::into_inner(self.workers) {
-            let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+        // A session handing itself to another worker holds the workers for a moment.
+        let mut workers = self.workers;
+        for _ in 0..100 {
+            match Arc::try_unwrap(workers) {
+                Ok(workers) => {
+                    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+                    return;
+                }
+                Err(shared) => workers = shared,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        tracing::warn!("the proxy's worker threads are still held: left to end with the process");
     }
 }
 

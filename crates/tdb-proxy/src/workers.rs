@@ -2,7 +2,8 @@
 //! with its own I/O driver and timers), as an event-loop pooler does: a session, its client
 //! socket and the server connections it takes live on one thread, so the relay's wake-ups never
 //! cross cores, and N workers can use N cores. The listener hands each accepted connection to
-//! the worker with the fewest sessions.
+//! the worker with the fewest sessions; a session may hand the rest of itself, with its client
+//! socket, to another worker ([`Handoff`]: a Redis session joining its user's lane there).
 //!
 //! Nothing a limit depends on is per worker: slots, throttles, bans and budgets live in shared
 //! state (locks, atomics and tokio's semaphores, which wake a waiter on whichever runtime it
@@ -96,6 +97,9 @@ impl Workers {
             return false;
         };
         let count = Counted::new(worker.sessions.clone());
+        // Counted by the tracker from now on, not from when the worker runs the job: a session
+        // handed from one worker to another is never out of the count in between.
+        let token = tracker.token();
         let tracker = tracker.clone();
         let job: Job = Box::new(move || {
             let session = make();
@@ -103,6 +107,7 @@ impl Workers {
                 let _count = count;
                 session.await;
             });
+            drop(token);
         });
         // A worker's queue closes only when `self` is dropped.
         worker.jobs.send(job).is_ok()
@@ -177,6 +182,16 @@ impl Handoff {
             workers: Arc::downgrade(workers),
             tracker: tracker.clone(),
         }
+    }
+
+    /// Whether worker `index` takes sessions now (it may stop before one is handed to it).
+    pub fn can_reach(&self, index: usize) -> bool {
+        self.workers.upgrade().is_some_and(|workers| {
+            workers
+                .workers
+                .get(index)
+                .is_some_and(|w| !w.jobs.is_closed())
+        })
     }
 
     /// Runs `make`'s future on worker `index`, tracked and counted as the session it continues;

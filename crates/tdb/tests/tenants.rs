@@ -15,6 +15,24 @@ async fn setup(s: &TdbServer) -> String {
     account_with_blueprint(s, "alice@example.com", "Alpha", "fintech").await
 }
 
+/// [`setup`], then a table in the workspace, deployed as the blueprint's version 1.
+async fn setup_at_version_1(s: &TdbServer) -> String {
+    let key = setup(s).await;
+    ws_query(
+        s,
+        &key,
+        "fintech",
+        "CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL)",
+    )
+    .await;
+    let d = deploy(s, &key, json!({"blueprint_name": "fintech"})).await;
+    assert_eq!(
+        (d["version"].as_i64(), d["status"].as_str()),
+        (Some(1), Some("completed"))
+    );
+    key
+}
+
 async fn create_tenant(s: &TdbServer, key: &str, name: &str) -> Value {
     let (st, body) = post(
         s,
@@ -63,19 +81,7 @@ async fn columns(s: &TdbServer, key: &str, tenant: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_new_user_deploys_to_every_tenant() {
     let s = start().await;
-    let key = setup(&s).await;
-    ws_query(
-        &s,
-        &key,
-        "fintech",
-        "CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL)",
-    )
-    .await;
-    let d = deploy(&s, &key, json!({"blueprint_name": "fintech"})).await;
-    assert_eq!(
-        (d["version"].as_i64(), d["status"].as_str()),
-        (Some(1), Some("completed"))
-    );
+    let key = setup_at_version_1(&s).await;
 
     for name in ["acme", "globex"] {
         let t = create_tenant(&s, &key, name).await;
@@ -509,16 +515,7 @@ async fn a_tenant_read_as_it_becomes_ready_shows_its_version() {
         ("TDB_QUOTA_FREE_PER_MINUTE", "1000000"),
     ])
     .await;
-    let key = setup(&s).await;
-    ws_query(
-        &s,
-        &key,
-        "fintech",
-        "CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL)",
-    )
-    .await;
-    let d = deploy(&s, &key, json!({"blueprint_name": "fintech"})).await;
-    assert_eq!(d["status"], "completed", "{d}");
+    let key = setup_at_version_1(&s).await;
 
     for i in 0..20 {
         let name = format!("t{i}");

@@ -1,7 +1,7 @@
 //! Shared server connections ("lanes"). A session that sends only commands which keep no state
 //! on their connection (keyed data commands, PING, ECHO, TIME) does not need a connection of its
 //! own: its requests go over a lane that every such session of the same ACL user on the same
-//! server and the same proxy worker shares. The lane writes what its sessions sent in one write and reads the server's
+//! server shares. The lane writes what its sessions sent in one write and reads the server's
 //! replies in one read, and hands each reply to the session that owes it, in order. Redis
 //! answers one connection's requests in the order they came, so the replies come back in the
 //! order the lane wrote the requests.
@@ -77,7 +77,7 @@ impl Drop for Entrance {
     }
 }
 
-/// No worker: a lane opened off the workers (tests), or none opened yet.
+/// No worker: a lane opened off the workers (tests).
 const NO_WORKER: usize = usize::MAX;
 
 /// Seat numbers, unique in the process.
@@ -124,6 +124,7 @@ impl Place {
 /// While the claim is held, later sessions of the user are sent to that worker too.
 pub struct Claim {
     place: Arc<Place>,
+    key: LaneKey,
 }
 
 impl Claim {
@@ -153,12 +154,12 @@ impl Lanes {
             });
             places.sweep_at = (places.by_key.len() * 2).max(64);
         }
-        let place = places.by_key.entry(key).or_default().clone();
+        let place = places.by_key.entry(key.clone()).or_default().clone();
         if !place.taken() {
             let here = crate::workers::current().unwrap_or(NO_WORKER);
             place.home.store(here, Ordering::Relaxed);
         }
-        Claim { place }
+        Claim { place, key }
     }
 
     /// A seat on the lane of `target`'s server and user, whose place `claim` holds, opening the
@@ -169,6 +170,12 @@ impl Lanes {
         target: &Target,
         tables: &Tables,
     ) -> Result<Seat, BackendError> {
+        // A claim is for one server and user: never a seat on another's lane.
+        let claim = if claim.key.0 == target.server_id && claim.key.1 == target.user {
+            claim
+        } else {
+            self.claim(target)
+        };
         let place = claim.place;
         let mut lane = place.lane.lock().await;
         let entrance = match lane.upgrade().filter(|e| !e.is_closed()) {
@@ -359,12 +366,13 @@ where
             () = shared.arrived.notified(), if open => {
                 let mut inbox = shared.lock();
                 if output.is_empty() {
-                    // The buffers trade places: neither is copied nor given up.
+                    // The buffers trade places: neither is copied.
                     std::mem::swap(&mut output, &mut inbox.output);
                 } else {
                     output.extend_from_slice(&inbox.output);
                     inbox.output.clear();
                 }
+                super::memory::settle(&mut inbox.output);
                 owed.extend(inbox.owed.drain(..));
                 open = inbox.open;
             }
@@ -372,6 +380,7 @@ where
                 if written? == 0 {
                     return Err(BackendError::Closed);
                 }
+                super::memory::settle(&mut output);
             }
             read = read.read_buf(&mut reading.input) => {
                 if read? == 0 {

@@ -88,15 +88,15 @@ impl<'a> Link<'a> {
         match &mut self.way {
             Way::Own(backend) => {
                 backend.io.write_all(requests).await?;
-                requests.clear();
             }
             Way::Shared { seat, .. } => {
                 if !seat.send(requests, owed) {
                     return Err(BackendError::Closed);
                 }
-                requests.clear();
             }
         }
+        requests.clear();
+        super::memory::settle(requests);
         Ok(())
     }
 

@@ -10,6 +10,15 @@ use tdb_engines::budget::{Answer, MemoryBudget};
 /// Bytes a buffer may hold without taking from the budget.
 pub const FREE: usize = 1 << 20;
 
+/// Gives back the allocation of an emptied buffer that grew past [`FREE`] (a large request or
+/// reply went through it), so that a session or a lane does not keep it for the rest of its
+/// life. One that stayed under it is kept for the next use.
+pub fn settle(buf: &mut bytes::BytesMut) {
+    if buf.is_empty() && buf.capacity() > FREE {
+        *buf = bytes::BytesMut::new();
+    }
+}
+
 /// The budget's default size: what all sessions' large frames may hold at once.
 pub const BUDGET: usize = 512 << 20;
 
@@ -67,6 +76,24 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_emptied_buffer_gives_back_what_grew_past_the_free_share() {
+        let mut large = bytes::BytesMut::with_capacity(4 * FREE);
+        large.extend_from_slice(&[7; 16]);
+        settle(&mut large);
+        assert!(large.capacity() >= 4 * FREE, "still holding bytes: kept");
+        large.clear();
+        settle(&mut large);
+        assert_eq!(large.capacity(), 0);
+        let mut small = bytes::BytesMut::with_capacity(16 * 1024);
+        settle(&mut small);
+        assert_eq!(
+            small.capacity(),
+            16 * 1024,
+            "under the free share: kept for reuse"
+        );
+    }
 
     #[test]
     fn buffers_take_from_the_budget_past_their_free_share_and_give_it_back() {

@@ -322,6 +322,7 @@ impl Relay<'_> {
                 .map_err(|_| End::ClientGone)?;
             client.io.flush().await.map_err(|_| End::ClientGone)?;
             self.to_client.clear();
+            super::memory::settle(&mut self.to_client);
         }
         Ok(())
     }

@@ -153,7 +153,7 @@ pub(crate) async fn serve_on_lane_worker(
     };
     if let Some(home) = claim.as_ref().and_then(Claim::home)
         && Some(home) != crate::workers::current()
-        && let Some(handoff) = proxy.handoff.get()
+        && let Some(handoff) = proxy.handoff.get().filter(|h| h.can_reach(home))
     {
         let socket = match moving::detach(&mut client.io) {
             Ok(socket) => socket,
@@ -176,6 +176,7 @@ pub(crate) async fn serve_on_lane_worker(
             .instrument(span)
         });
         if !moved {
+            // The worker stopped after the check above: only while the proxy shuts down.
             tracing::debug!("the proxy is stopping: a Redis session ends instead of moving");
         }
         return;

@@ -15,19 +15,8 @@ async fn redis_cli(
     tenant: &Tenant,
     args: &[&str],
 ) -> anyhow::Result<String> {
-    let mut cli = Command::new("redis-cli");
-    cli.args(["-h", "127.0.0.1", "-p", &f.addr.port().to_string()])
-        .args([
-            "--user",
-            tenant.id,
-            "--pass",
-            tenant.key,
-            "--no-auth-warning",
-        ]);
-    if tls {
-        cli.arg("--tls").arg("--cacert").arg(&f.ca);
-    }
-    let out = cli
+    let out = f
+        .redis_cli(tls, tenant)
         .args(args)
         .output()
         .await

@@ -152,18 +152,8 @@ async fn a_lane_the_server_closed_ends_its_sessions_and_is_replaced() -> anyhow:
 /// One `redis-cli` session over TLS that runs `commands` (one per line); its output.
 async fn redis_cli_tls(f: &Fixture, tenant: &Tenant, commands: &str) -> anyhow::Result<String> {
     use tokio::io::AsyncWriteExt;
-    let mut cli = tokio::process::Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &f.addr.port().to_string()])
-        .args([
-            "--user",
-            tenant.id,
-            "--pass",
-            tenant.key,
-            "--no-auth-warning",
-        ])
-        .arg("--tls")
-        .arg("--cacert")
-        .arg(&f.ca)
+    let mut cli = f
+        .redis_cli(true, tenant)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

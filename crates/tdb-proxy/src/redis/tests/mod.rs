@@ -319,6 +319,24 @@ impl Fixture {
         Ok(raw)
     }
 
+    /// `redis-cli` at the proxy, logged in as `tenant`, over TLS with the proxy's CA or in
+    /// plaintext; its command (or commands, on standard input) to be added.
+    pub fn redis_cli(&self, tls: bool, tenant: &Tenant) -> tokio::process::Command {
+        let mut cli = tokio::process::Command::new("redis-cli");
+        cli.args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
+            .args([
+                "--user",
+                tenant.id,
+                "--pass",
+                tenant.key,
+                "--no-auth-warning",
+            ]);
+        if tls {
+            cli.arg("--tls").arg("--cacert").arg(&self.ca);
+        }
+        cli
+    }
+
     /// A bare client, not logged in.
     pub async fn raw(&self) -> anyhow::Result<Raw<tokio::net::TcpStream>> {
         Ok(Raw::new(tokio::net::TcpStream::connect(self.addr).await?))
