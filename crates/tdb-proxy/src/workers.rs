@@ -276,4 +276,38 @@ mod tests {
         assert_eq!(workers.sessions(), vec![0, 0]);
         workers.stop();
     }
+
+    /// A session handed to a worker counts for the tracker before the worker gets to it: a
+    /// shutdown waiting for the sessions cannot miss one moving between workers (it did, from
+    /// the hand-off until the worker ran the job).
+    #[tokio::test]
+    async fn a_session_handed_to_a_worker_is_tracked_before_it_runs() {
+        let workers = Workers::start(1, "test-worker").expect("start");
+        let tracker = TaskTracker::new();
+        // The worker is busy until told: what is handed to it next waits in its queue.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        assert!(workers.spawn_on(0, &tracker, move || {
+            let _ = wait.recv();
+            async {}
+        }));
+        let (ran_tx, ran) = oneshot::channel();
+        assert!(workers.spawn_on(0, &tracker, move || async move {
+            let _ = ran_tx.send(());
+        }));
+        assert!(!workers.spawn_on(1, &tracker, || async {}), "no worker 1");
+        tracker.close();
+        assert!(
+            !tracker.is_empty(),
+            "sessions waiting for their worker are tracked"
+        );
+        let _ = go.send(());
+        tokio::time::timeout(Duration::from_secs(10), ran)
+            .await
+            .expect("the session ran")
+            .expect("it said so");
+        tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .expect("sessions end");
+        workers.stop();
+    }
 }
