@@ -259,7 +259,8 @@ impl Seat {
         if inbox.closed {
             return false;
         }
-        let idle = inbox.output.is_empty() && inbox.owed.is_empty();
+        // Replies are owed only for requests in `output`: empty, the lane has nothing to take.
+        let idle = inbox.output.is_empty();
         inbox.output.extend_from_slice(requests);
         if owed > 0 {
             let inbox = &mut *inbox;
