@@ -234,6 +234,28 @@ impl Proxy {
         H: Fn(TcpStream, SocketAddr, Arc<ProxyState>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        let session = move |stream, peer, state, span: tracing::Span| {
+            session(stream, peer, state).instrument(span)
+        };
+        self.listen_in_span(listener, protocol, session).await;
+    }
+
+    /// [`listen`](Self::listen) for a session that enters its span itself, where it chooses:
+    /// a span entered by the task is entered and left on every wake-up, which for a session
+    /// relaying small requests one by one is a share of its CPU that shows.
+    pub async fn listen_in_span<H, Fut>(
+        &self,
+        listener: TcpListener,
+        protocol: &'static str,
+        session: H,
+    ) where
+        H: Fn(TcpStream, SocketAddr, Arc<ProxyState>, tracing::Span) -> Fut
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let shutdown = self.state.shutdown.clone();
         loop {
             let accepted = tokio::select! {
@@ -254,11 +276,14 @@ impl Proxy {
                         async move {
                             // Registered with the event loop of the worker it runs on.
                             match TcpStream::from_std(stream) {
-                                Ok(stream) => session(stream, peer, state).await,
-                                Err(e) => tracing::warn!(error = %e, "taking a connection failed"),
+                                Ok(stream) => session(stream, peer, state, span).await,
+                                Err(e) => tracing::warn!(
+                                    parent: &span,
+                                    error = %e,
+                                    "taking a connection failed"
+                                ),
                             }
                         }
-                        .instrument(span)
                     });
                 }
                 Err(e) => {
@@ -326,9 +351,10 @@ pub async fn serve_pg(listener: TcpListener, state: Arc<ProxyState>) -> std::io:
 pub async fn serve_redis(listener: TcpListener, state: Arc<ProxyState>) -> std::io::Result<()> {
     let logins = Arc::new(state.catalog.clone());
     let proxy = Proxy::start(state)?;
-    let session =
-        move |stream, peer, state| crate::redis::handle(stream, peer, state, logins.clone());
-    proxy.listen(listener, "redis", session).await;
+    let session = move |stream, peer, state, span| {
+        crate::redis::handle(stream, peer, state, logins.clone(), span)
+    };
+    proxy.listen_in_span(listener, "redis", session).await;
     proxy.finish().await;
     Ok(())
 }

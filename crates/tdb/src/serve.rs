@@ -381,12 +381,13 @@ async fn serve_proxies(
     // Redis logins are checked against the catalog by key (see tdb_proxy::keylogin).
     let logins = Arc::new(state.catalog.clone());
     let proxy = tdb_proxy::Proxy::start(state)?;
-    let redis_session =
-        move |stream, peer, state| tdb_proxy::redis::handle(stream, peer, state, logins.clone());
+    let redis_session = move |stream, peer, state, span| {
+        tdb_proxy::redis::handle(stream, peer, state, logins.clone(), span)
+    };
     tokio::join!(
         proxy.listen(pg, "postgresql", tdb_proxy::pg::session::handle),
         proxy.listen(mysql, "mysql", tdb_proxy::mysql::session::handle),
-        proxy.listen(redis, "redis", redis_session),
+        proxy.listen_in_span(redis, "redis", redis_session),
     );
     proxy.finish().await;
     Ok(())

@@ -54,6 +54,9 @@ pub struct SessionContext {
     pub key_counts: Arc<super::keyrules::KeyCounts>,
     /// The budget for large requests (see [`super::memory`]).
     pub memory: tdb_engines::budget::MemoryBudget,
+    /// The connection's span, named as the parent of what the relay logs. The relay does not
+    /// run inside it: entering it on every wake-up costs more than all the relay's logging.
+    pub span: tracing::Span,
 }
 
 /// What the client is owed, in order.
@@ -136,7 +139,7 @@ where
     };
     let end = relay.run(client, link).await;
     ctx.metrics.sessions.decrement(1.0);
-    tracing::debug!(?end, "Redis session ended");
+    tracing::debug!(parent: &ctx.span, ?end, "Redis session ended");
     let End::Said(message) = end else {
         return None;
     };
@@ -231,7 +234,7 @@ impl Relay<'_> {
                 }
                 read = link.readable() => {
                     if let Err(e) = read {
-                        return server_error(e);
+                        return server_error(&ctx.span)(e);
                     }
                     if let Err(end) = self.replies(link) {
                         return end;
@@ -307,7 +310,7 @@ impl Relay<'_> {
         if !self.to_server.is_empty() {
             link.send(&mut self.to_server, self.unsent_replies)
                 .await
-                .map_err(server_error)?;
+                .map_err(server_error(&self.ctx.span))?;
             self.unsent_replies = 0;
         }
         if !self.to_client.is_empty() {
@@ -412,7 +415,7 @@ impl Relay<'_> {
                     // Logged in before the script runs: once it does, the server reads other
                     // clients only after `busy-reply-threshold`, and the kill must not wait
                     // for a login too.
-                    self.walker.prepare().await;
+                    self.walker.prepare(&self.ctx.span).await;
                 }
                 let plan = keyrules::plan(&self.ctx.key_rules, &table, &request, &args);
                 if let Some(refusal) = self.over_limit(&plan.written, client, link).await? {
@@ -465,7 +468,7 @@ impl Relay<'_> {
                 for push in pushes {
                     self.pubsub(push);
                 }
-                let answer = answer.map_err(server_error)?;
+                let answer = answer.map_err(server_error(&self.ctx.span))?;
                 self.log(&record, !answer.is_error());
                 self.answer(answer);
                 if emulation == policy::Emulation::Quit {
@@ -493,7 +496,11 @@ impl Relay<'_> {
         self.flush(client, link).await?;
         self.drain(client, link).await?;
         if let Err(e) = link.own_connection().await {
-            tracing::warn!(error = %e, "opening a session's own Redis connection failed");
+            tracing::warn!(
+                parent: &self.ctx.span,
+                error = %e,
+                "opening a session's own Redis connection failed"
+            );
             return Err(End::Said(format!(
                 "ERR could not connect to the server of {}",
                 self.ctx.describe
@@ -545,7 +552,11 @@ impl Relay<'_> {
                 .map_err(|_| End::Said("ERR query timeout; closing the connection".into()))?,
             None => reply.await,
         };
-        let reply = policy::rewrite(reply.map_err(server_error)?, rewrite, &self.ctx.prefix);
+        let reply = policy::rewrite(
+            reply.map_err(server_error(&self.ctx.span))?,
+            rewrite,
+            &self.ctx.prefix,
+        );
         self.ctx.metrics.queries.increment(1);
         self.log(&record, !reply.is_error());
         self.answer(reply);
@@ -626,10 +637,13 @@ impl Relay<'_> {
             self.flush(client, link).await?;
             self.drain(client, link).await?;
             new = 0;
-            let backend = link.own_connection().await.map_err(server_error)?;
+            let backend = link
+                .own_connection()
+                .await
+                .map_err(server_error(&self.ctx.span))?;
             for key in written {
                 let exists = backend.call(&[b"EXISTS", key], &mut pushes).await;
-                if exists.map_err(server_error)? == Frame::Integer(0) {
+                if exists.map_err(server_error(&self.ctx.span))? == Frame::Integer(0) {
                     new += 1;
                 }
             }
@@ -639,7 +653,7 @@ impl Relay<'_> {
         let mut count = counts.get(&prefix);
         if !in_multi && count.is_none_or(|c| c + new > max) && new > 0 {
             let fresh = emulate::count(&mut self.walker, &self.ctx.prefix).await;
-            let fresh = u64::try_from(fresh.map_err(server_error)?).unwrap_or(0);
+            let fresh = u64::try_from(fresh.map_err(server_error(&self.ctx.span))?).unwrap_or(0);
             counts.set(&prefix, fresh);
             count = Some(fresh);
         }
@@ -695,7 +709,7 @@ impl Relay<'_> {
                     .map_err(|_| End::Said("ERR query timeout; closing the connection".into()))?,
                 None => link.read_frame().await,
             };
-            self.reply(frame.map_err(server_error)?)?;
+            self.reply(frame.map_err(server_error(&self.ctx.span))?)?;
             self.flush(client, link).await?;
         }
         Ok(())
@@ -703,7 +717,7 @@ impl Relay<'_> {
 
     /// Every whole frame the server has sent.
     fn replies(&mut self, link: &mut Link<'_>) -> Result<(), End> {
-        while let Some(frame) = link.buffered().map_err(server_error)? {
+        while let Some(frame) = link.buffered().map_err(server_error(&self.ctx.span))? {
             self.reply(frame)?;
         }
         Ok(())
@@ -754,7 +768,10 @@ impl Relay<'_> {
         for frame in self.patterns.server_frame(frame, &self.ctx.prefix) {
             match policy::rewrite_pubsub(frame, &self.ctx.prefix) {
                 Some(frame) => frame.encode(&mut self.to_client),
-                None => tracing::warn!("a pub/sub frame outside the tenant's prefix was dropped"),
+                None => tracing::warn!(
+                    parent: &self.ctx.span,
+                    "a pub/sub frame outside the tenant's prefix was dropped"
+                ),
             }
         }
     }
@@ -859,12 +876,15 @@ fn is_subscribe_confirmation(frame: &Frame) -> bool {
     })
 }
 
-fn server_error(e: BackendError) -> End {
-    if let BackendError::TooLarge(e) = e {
-        return End::Said(format!("ERR {e}; closing the connection"));
+/// How a failure of the server connection ends the session, logged in the connection's span.
+fn server_error(span: &tracing::Span) -> impl Fn(BackendError) -> End + '_ {
+    move |e| {
+        if let BackendError::TooLarge(e) = e {
+            return End::Said(format!("ERR {e}; closing the connection"));
+        }
+        tracing::warn!(parent: span, error = %e, "the Redis server connection failed");
+        End::ServerGone
     }
-    tracing::warn!(error = %e, "the Redis server connection failed");
-    End::ServerGone
 }
 
 #[cfg(test)]

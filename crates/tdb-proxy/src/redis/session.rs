@@ -100,52 +100,72 @@ pub struct Client<S> {
     pub decoder: RequestDecoder,
 }
 
-/// A Redis client's connection, from its first byte to its last.
+/// A Redis client's connection, from its first byte to its last. `span` is the connection's:
+/// entered while the session logs in and is routed, and named as the parent of what the relay
+/// logs, but not entered on the relay's every wake-up (see [`crate::server::Proxy::listen_in_span`]).
 pub async fn handle<L: RedisLogins>(
     stream: TcpStream,
     peer: SocketAddr,
     proxy: Arc<ProxyState>,
     logins: Arc<L>,
+    span: tracing::Span,
 ) {
+    let routed = admit_and_route(stream, peer, &proxy, &*logins)
+        .instrument(span.clone())
+        .await;
+    if let Some((client, auth, tenancy)) = routed {
+        serve_on_lane_worker(client, auth, tenancy, peer, proxy, span).await;
+    }
+}
+
+/// Admission, the login and the route: `None` when the session ends there (the client has
+/// been told why, if it can hear).
+async fn admit_and_route<L: RedisLogins>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: &ProxyState,
+    logins: &L,
+) -> Option<(Client<Movable>, Authenticated, Tenancy)> {
     let _ = stream.set_nodelay(true);
-    let places = match admission::admit(&proxy, peer, PROTOCOL) {
+    let places = match admission::admit(proxy, peer, PROTOCOL) {
         Admission::Admitted(places) => places,
         Admission::Refused(_places, refusal) => {
             let mut stream = stream;
             let _ = stream.write_all(&error_line(&refusal.message)).await;
-            return;
+            return None;
         }
-        Admission::Closed => return,
+        Admission::Closed => return None,
     };
     let negotiated = tokio::time::timeout(
         proxy.config.auth_timeout,
-        negotiate(Movable::new(stream), peer, &proxy, &*logins),
+        negotiate(Movable::new(stream), peer, proxy, logins),
     )
     .await;
     drop(places);
     let Ok(Some((mut client, auth))) = negotiated else {
-        return;
+        return None;
     };
-    let tenancy = match tenancy::enter(&proxy, &auth.login, &auth.database).await {
-        Ok(tenancy) => tenancy,
+    match tenancy::enter(proxy, &auth.login, &auth.database).await {
+        Ok(tenancy) => Some((client, auth, tenancy)),
         Err(refusal) => {
             refuse(&mut client, &refusal).await;
             let _ = client.io.shutdown().await;
-            return;
+            None
         }
-    };
-    serve_on_lane_worker(client, auth, tenancy, peer, proxy).await;
+    }
 }
 
 /// A routed session, run on the worker of its user's lane when it starts on one: a session
 /// accepted by another worker claims the lane's place and moves there (see [`super::lane`]),
-/// with its client socket ([`moving`]). Closes the client's connection at the end.
+/// with its client socket ([`moving`]). Closes the client's connection at the end. `span` is
+/// the connection's, as [`handle`] has it.
 pub(crate) async fn serve_on_lane_worker(
     mut client: Client<Movable>,
     auth: Authenticated,
     tenancy: Tenancy,
     peer: SocketAddr,
     proxy: Arc<ProxyState>,
+    span: tracing::Span,
 ) {
     let claim = match (&auth.hello, target(&tenancy.route, &auth)) {
         (None, Ok(target)) => Some(proxy.redis_lanes.claim(&target)),
@@ -158,30 +178,29 @@ pub(crate) async fn serve_on_lane_worker(
         let socket = match moving::detach(&mut client.io) {
             Ok(socket) => socket,
             Err(e) => {
-                tracing::warn!(error = %e, "a Redis session could not leave its worker");
+                tracing::warn!(parent: &span, error = %e, "a Redis session could not leave its worker");
                 return;
             }
         };
-        let span = tracing::Span::current();
-        let state = proxy.clone();
-        let moved = handoff.spawn_on(home, move || {
-            async move {
-                if let Err(e) = moving::attach(&mut client.io, socket) {
-                    tracing::warn!(error = %e, "a Redis session could not join its lane's worker");
-                    return;
-                }
-                serve_claimed(&mut client, auth, tenancy, claim, peer, &state).await;
-                let _ = client.io.shutdown().await;
+        let (state, here) = (proxy.clone(), span.clone());
+        let moved = handoff.spawn_on(home, move || async move {
+            if let Err(e) = moving::attach(&mut client.io, socket) {
+                tracing::warn!(parent: &span, error = %e, "a Redis session could not join its lane's worker");
+                return;
             }
-            .instrument(span)
+            serve_claimed(&mut client, auth, tenancy, claim, peer, &state, span).await;
+            let _ = client.io.shutdown().await;
         });
         if !moved {
             // The worker stopped after the check above: only while the proxy shuts down.
-            tracing::debug!("the proxy is stopping: a Redis session ends instead of moving");
+            tracing::debug!(
+                parent: &here,
+                "the proxy is stopping: a Redis session ends instead of moving"
+            );
         }
         return;
     }
-    serve_claimed(&mut client, auth, tenancy, claim, peer, &proxy).await;
+    serve_claimed(&mut client, auth, tenancy, claim, peer, &proxy, span).await;
     let _ = client.io.shutdown().await;
 }
 
@@ -359,20 +378,23 @@ where
     let _ = write_frame(&mut client.io, &line).await;
 }
 
-/// A routed session: its server connection, the answer to the login, the relay.
+/// A routed session: its server connection, the answer to the login, the relay. `span` is the
+/// connection's, entered until the relay starts (see [`handle`]).
 pub async fn serve_routed<S>(
     client: &mut Client<S>,
     auth: Authenticated,
     tenancy: Tenancy,
     peer: SocketAddr,
     proxy: &ProxyState,
+    span: tracing::Span,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    serve_claimed(client, auth, tenancy, None, peer, proxy).await;
+    serve_claimed(client, auth, tenancy, None, peer, proxy, span).await;
 }
 
-/// [`serve_routed`] for a session that may have claimed its lane's place already.
+/// [`serve_routed`] for a session that may have claimed its lane's place already; `span` is
+/// the connection's, entered until the relay starts (see [`handle`]).
 async fn serve_claimed<S>(
     client: &mut Client<S>,
     auth: Authenticated,
@@ -380,7 +402,48 @@ async fn serve_claimed<S>(
     claim: Option<Claim>,
     peer: SocketAddr,
     proxy: &ProxyState,
+    span: tracing::Span,
 ) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let connect = connect(client, auth, tenancy, claim, peer, proxy, span.clone());
+    let Some(Connected {
+        mut link,
+        ctx,
+        walker,
+        slot,
+    }) = connect.instrument(span).await
+    else {
+        return;
+    };
+    let last_words = relay::relay(client, &mut link, &ctx, walker).await;
+    drop((link, slot));
+    if let Some(last_words) = last_words {
+        relay::farewell(client, &last_words).await;
+    }
+}
+
+/// A session ready to relay.
+struct Connected<'a> {
+    link: Link<'a>,
+    ctx: SessionContext,
+    walker: super::walker::Walker<'a>,
+    /// The session's place under the tenant's `max_connections`.
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The session's way to its server, the answer to its login, and what its relay needs; `None`
+/// when the session ends here (the client has been told why, if it can hear).
+async fn connect<'a, S>(
+    client: &mut Client<S>,
+    auth: Authenticated,
+    tenancy: Tenancy,
+    claim: Option<Claim>,
+    peer: SocketAddr,
+    proxy: &'a ProxyState,
+    span: tracing::Span,
+) -> Option<Connected<'a>>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let Tenancy {
@@ -395,7 +458,10 @@ async fn serve_claimed<S>(
             memory: Some(proxy.redis_memory.clone()),
             ..target
         },
-        Err(refusal) => return refuse(client, &refusal).await,
+        Err(refusal) => {
+            refuse(client, &refusal).await;
+            return None;
+        }
     };
     // A client that logged in with HELLO gets the server's answer to it, from a connection of
     // its own; one that logged in with AUTH starts on its user's shared lane.
@@ -417,7 +483,8 @@ async fn serve_claimed<S>(
             tracing::warn!(error = %e, database = auth.database, "connecting to redis-server failed");
             let message = format!("could not connect to the server of {}", route.describe());
             let refusal = Refusal::new(crate::refusal::Reason::Unavailable, message);
-            return refuse(client, &refusal).await;
+            refuse(client, &refusal).await;
+            return None;
         }
     };
     let answer = match (auth.by_hello, link.take_hello()) {
@@ -425,14 +492,12 @@ async fn serve_claimed<S>(
         _ => Frame::Simple(Bytes::from_static(b"OK")),
     };
     if write_frame(&mut client.io, &answer).await.is_err() {
-        return;
+        return None;
     }
     if let Some(tenant) = &route.tenant_id {
-        tracing::Span::current().record("tenant", tenant.as_str());
+        span.record("tenant", tenant.as_str());
     }
-    let Ok(prefix) = Prefix::new(format!("{}:", route.physical_db)) else {
-        return;
-    };
+    let prefix = Prefix::new(format!("{}:", route.physical_db)).ok()?;
     let ctx = SessionContext {
         origin: origin(&route, &auth),
         prefix,
@@ -449,6 +514,7 @@ async fn serve_claimed<S>(
         key_rules: route.key_rules.clone(),
         key_counts: proxy.redis_key_counts.clone(),
         memory: proxy.redis_memory.clone(),
+        span,
     };
     tracing::debug!(%peer, "Redis session routed");
     let walker = super::walker::Walker::new(
@@ -458,11 +524,12 @@ async fn serve_claimed<S>(
         &route.host,
         route.port,
     );
-    let last_words = relay::relay(client, &mut link, &ctx, walker).await;
-    drop((link, slot));
-    if let Some(last_words) = last_words {
-        relay::farewell(client, &last_words).await;
-    }
+    Some(Connected {
+        link,
+        ctx,
+        walker,
+        slot,
+    })
 }
 
 /// Where and as whom the session reaches its server: the route's write access, or its read

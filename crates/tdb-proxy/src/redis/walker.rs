@@ -43,12 +43,12 @@ impl<'a> Walker<'a> {
     }
 
     /// Logs in ahead of need (before a script, which the walker may have to stop), once per
-    /// session: a failure is not retried on every later command.
-    pub async fn prepare(&mut self) {
+    /// session: a failure is not retried on every later command. `span` is the session's.
+    pub async fn prepare(&mut self, span: &tracing::Span) {
         if !self.prepared {
             self.prepared = true;
             if let Err(e) = self.conn().await {
-                tracing::warn!(error = %e, "the walker could not log in ahead of a script");
+                tracing::warn!(parent: span, error = %e, "the walker could not log in ahead of a script");
             }
         }
     }

@@ -37,6 +37,7 @@ use crate::workers::{Handoff, Workers};
 use crate::{PlaintextPolicy, ProxyConfig, ProxyState};
 pub use server::{Raw, TestRedis, text};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// A tenant: its id (the Redis user name), API key, routing database, key prefix (physical
 /// database) and ACL user.
@@ -406,7 +407,15 @@ async fn accept_on_workers(
                 return;
             };
             let tenancy = tenancy(&proxy, &routes, &auth);
-            session::serve_on_lane_worker(client, auth, tenancy, peer, proxy).await;
+            session::serve_on_lane_worker(
+                client,
+                auth,
+                tenancy,
+                peer,
+                proxy,
+                tracing::Span::none(),
+            )
+            .await;
         });
     }
 }
@@ -443,10 +452,20 @@ async fn one_session(
     logins: Arc<TestLogins>,
     routes: Arc<HashMap<String, Arc<Route>>>,
 ) {
-    let Some((mut client, auth)) = session::negotiate(stream, peer, &proxy, &*logins).await else {
+    // The span `tdb serve` gives a connection, entered by the session where it chooses.
+    let span = tracing::info_span!(
+        "connection",
+        protocol = session::PROTOCOL,
+        peer = %peer,
+        tenant = tracing::field::Empty
+    );
+    let negotiated = session::negotiate(stream, peer, &proxy, &*logins)
+        .instrument(span.clone())
+        .await;
+    let Some((mut client, auth)) = negotiated else {
         return;
     };
     let tenancy = tenancy(&proxy, &routes, &auth);
-    session::serve_routed(&mut client, auth, tenancy, peer, &proxy).await;
+    session::serve_routed(&mut client, auth, tenancy, peer, &proxy, span).await;
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut client.io).await;
 }
