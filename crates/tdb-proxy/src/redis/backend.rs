@@ -37,6 +37,13 @@ pub enum BackendError {
     Table(#[from] tdb_resp::command::LoadError),
     #[error("{0}")]
     TooLarge(#[from] super::memory::TooLarge),
+    /// A seat on a lane whose replies its client did not read fast enough.
+    #[error(
+        "replies of more than {} MiB wait for this client to read them, and the proxy's memory for large frames ({} MiB, shared by every session) cannot hold them",
+        .0.buffered >> 20,
+        .0.total >> 20
+    )]
+    Unread(super::memory::TooLarge),
 }
 
 /// Command tables by server id: each server's is loaded by its first session.

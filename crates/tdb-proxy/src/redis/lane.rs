@@ -15,26 +15,37 @@
 //! connection of its own (see [`super::relay`]) before its first command that keeps state or
 //! may wait: MULTI, WATCH, subscriptions, blocking commands, scripts, CLIENT, HELLO, the
 //! `max_keys` checks, FLUSHDB. The lane closes when its last session leaves.
+//!
+//! What a lane holds for its sessions is bounded. A session stops reading its client while the
+//! requests it sent over the lane and has not had answered pass [`super::memory::FREE`] bytes
+//! (see [`super::link`]), as a session on its own connection stops while the server does not
+//! read. Replies wait in the seat until the session takes them; past the free share they take
+//! from the budget for large frames, and a seat whose replies would pass it (its client reads
+//! too slowly for what it asked) is cut off with an error while the lane and its other
+//! sessions go on.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::BytesMut;
+use tdb_engines::budget::MemoryBudget;
 use tdb_resp::command::CommandTable;
 use tdb_resp::frame::Frame;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::backend::{Backend, BackendError, Stream, Tables, Target};
-use super::memory::Held;
+use super::memory::{Held, TooLarge};
 
 /// What a lane and its sessions share: sessions write their requests into the inbox and wake
 /// the lane when it was empty, so a lane busy with many sessions takes all they sent at once,
 /// without a message per request.
 struct Shared {
     inbox: Mutex<Inbox>,
-    arrived: tokio::sync::Notify,
+    arrived: Notify,
+    /// Bytes the lane has taken from the inbox and not yet written (for tests).
+    writing: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -43,9 +54,8 @@ struct Inbox {
     output: BytesMut,
     /// Who is owed the replies to `output`'s requests, in order.
     owed: VecDeque<Owed>,
-    /// Where each seat's replies go. Only the lane's side holds these senders, so a seat sees
-    /// the lane close as the end of its replies.
-    seats: HashMap<u64, mpsc::UnboundedSender<Frame>>,
+    /// Where each seat's replies go; closed when the lane ends.
+    seats: HashMap<u64, Arc<Replies>>,
     /// Cleared when the last seat has gone: the lane ends once every reply owed has come.
     open: bool,
     /// Set when the lane has ended: nothing more can be sent.
@@ -189,7 +199,8 @@ impl Lanes {
                         open: true,
                         ..Inbox::default()
                     }),
-                    arrived: tokio::sync::Notify::new(),
+                    arrived: Notify::new(),
+                    writing: AtomicUsize::new(0),
                 });
                 let entrance = Arc::new(Entrance {
                     shared: shared.clone(),
@@ -201,20 +212,38 @@ impl Lanes {
             }
         };
         drop(lane);
-        let (replies, inbox) = mpsc::unbounded_channel();
+        let replies = Arc::new(Replies::new(target.memory.clone()));
         let id = SEATS.fetch_add(1, Ordering::Relaxed);
         {
             let mut shared = entrance.shared.lock();
             if shared.closed {
                 return Err(BackendError::Closed);
             }
-            shared.seats.insert(id, replies);
+            shared.seats.insert(id, replies.clone());
         }
         Ok(Seat {
             entrance,
             id,
-            inbox,
+            replies,
         })
+    }
+
+    /// What the open lanes hold for their sessions: requests not yet written and replies not
+    /// yet taken (for tests).
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        let places = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = 0;
+        for place in places.by_key.values() {
+            let Some(entrance) = place.lane.try_lock().ok().and_then(|lane| lane.upgrade()) else {
+                continue;
+            };
+            let shared = &entrance.shared;
+            let inbox = shared.lock();
+            held += inbox.output.len() + shared.writing.load(Ordering::Relaxed);
+            held += inbox.seats.values().map(|r| r.lock().bytes).sum::<usize>();
+        }
+        held
     }
 
     /// Lanes open now (for tests).
@@ -238,12 +267,13 @@ impl Lanes {
 pub struct Seat {
     entrance: Arc<Entrance>,
     id: u64,
-    inbox: mpsc::UnboundedReceiver<Frame>,
+    replies: Arc<Replies>,
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
         self.entrance.shared.lock().seats.remove(&self.id);
+        self.replies.leave();
     }
 }
 
@@ -281,22 +311,138 @@ impl Seat {
         true
     }
 
-    /// The next reply owed to this session; `None` when the lane has closed.
-    pub async fn reply(&mut self) -> Option<Frame> {
-        self.inbox.recv().await
+    /// The next reply owed to this session; an error when the lane has closed or cut the seat
+    /// off. Cancel-safe.
+    pub async fn reply(&mut self) -> Result<Frame, BackendError> {
+        loop {
+            if let Some(frame) = self.replies.take()? {
+                return Ok(frame);
+            }
+            self.replies.arrived.notified().await;
+        }
     }
 
-    /// A reply that has already come, without waiting.
+    /// A reply that has already come, without waiting (why none will come is left to
+    /// [`reply`](Self::reply), which the relay waits on next).
     pub fn ready(&mut self) -> Option<Frame> {
-        self.inbox.try_recv().ok()
+        self.replies.take().ok().flatten()
+    }
+}
+
+/// A seat's replies, from the lane to the session.
+struct Replies {
+    queue: Mutex<Queue>,
+    /// Signalled when a reply comes to an empty queue, and when the seat is closed.
+    arrived: Notify,
+}
+
+struct Queue {
+    /// Replies with the bytes they took on the wire.
+    frames: VecDeque<(Frame, usize)>,
+    bytes: usize,
+    /// What `frames` holds of the large-frame budget (`None` for the proxy's own connections).
+    memory: Option<Held>,
+    /// Why no more replies come: the lane ended, or the seat's replies would have passed the
+    /// budget.
+    ended: Option<Ended>,
+}
+
+#[derive(Clone, Copy)]
+enum Ended {
+    Closed,
+    Unread(TooLarge),
+}
+
+impl Replies {
+    fn new(budget: Option<MemoryBudget>) -> Self {
+        Self {
+            queue: Mutex::new(Queue {
+                frames: VecDeque::new(),
+                bytes: 0,
+                memory: budget.map(Held::new),
+                ended: None,
+            }),
+            arrived: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands the seat a reply of `size` bytes; `false` when the seat takes no more (it has
+    /// gone, or is cut off now because its replies would pass the budget: what it held goes).
+    fn give(&self, frame: Frame, size: usize) -> bool {
+        let mut queue = self.lock();
+        if queue.ended.is_some() {
+            return false;
+        }
+        queue.bytes += size;
+        let queue = &mut *queue;
+        if let Some(memory) = &mut queue.memory
+            && let Err(e) = memory.track(queue.bytes)
+        {
+            queue.frames.clear();
+            queue.bytes = 0;
+            let _ = memory.track(0);
+            queue.ended = Some(Ended::Unread(e));
+            self.arrived.notify_one();
+            return false;
+        }
+        let was_empty = queue.frames.is_empty();
+        queue.frames.push_back((frame, size));
+        if was_empty {
+            self.arrived.notify_one();
+        }
+        true
+    }
+
+    /// The next reply, if one has come.
+    fn take(&self) -> Result<Option<Frame>, BackendError> {
+        let mut queue = self.lock();
+        let queue = &mut *queue;
+        match queue.frames.pop_front() {
+            Some((frame, size)) => {
+                queue.bytes -= size;
+                if let Some(memory) = &mut queue.memory {
+                    // Smaller: nothing more is taken, and all is given back under the free share.
+                    let _ = memory.track(queue.bytes);
+                }
+                Ok(Some(frame))
+            }
+            None => match queue.ended {
+                None => Ok(None),
+                Some(Ended::Closed) => Err(BackendError::Closed),
+                Some(Ended::Unread(e)) => Err(BackendError::Unread(e)),
+            },
+        }
+    }
+
+    /// No more replies: those that came are still taken first.
+    fn close(&self) {
+        self.lock().ended.get_or_insert(Ended::Closed);
+        self.arrived.notify_one();
+    }
+
+    /// The seat has gone: what came for it goes, and what the lane still reads for it is
+    /// dropped as it comes.
+    fn leave(&self) {
+        let mut queue = self.lock();
+        queue.ended.get_or_insert(Ended::Closed);
+        queue.frames.clear();
+        queue.bytes = 0;
+        if let Some(memory) = &mut queue.memory {
+            let _ = memory.track(0);
+        }
     }
 }
 
 /// Who is owed the replies to come, in order.
 struct Owed {
     seat: u64,
-    /// `None` for a seat the lane does not know (it cannot happen: a seat joins first).
-    replies: Option<mpsc::UnboundedSender<Frame>>,
+    /// `None` for a seat that takes no more replies (or that the lane does not know, which
+    /// cannot happen: a seat joins first).
+    replies: Option<Arc<Replies>>,
     left: usize,
 }
 
@@ -330,7 +476,9 @@ async fn run(backend: Backend, shared: Arc<Shared>) {
     {
         let mut inbox = shared.lock();
         inbox.closed = true;
-        inbox.seats.clear();
+        for (_, replies) in inbox.seats.drain() {
+            replies.close();
+        }
         inbox.owed.clear();
     }
     if let Err(e) = result {
@@ -376,11 +524,13 @@ where
                 super::memory::settle(&mut inbox.output);
                 owed.extend(inbox.owed.drain(..));
                 open = inbox.open;
+                shared.writing.store(output.len(), Ordering::Relaxed);
             }
             written = write.write_buf(&mut output), if !output.is_empty() => {
                 if written? == 0 {
                     return Err(BackendError::Closed);
                 }
+                shared.writing.store(output.len(), Ordering::Relaxed);
                 super::memory::settle(&mut output);
             }
             read = read.read_buf(&mut reading.input) => {
@@ -395,18 +545,23 @@ where
                     // The session that asked for the reply hears why; the lane, whose
                     // replies can no longer be read in order, closes.
                     if let Some(replies) = owed.front().and_then(|o| o.replies.as_ref()) {
-                        let _ = replies.send(Frame::Error(format!("ERR {e}").into()));
+                        replies.give(Frame::Error(format!("ERR {e}").into()), 0);
                     }
                     return Err(e.into());
                 }
+                let mut before = reading.input.len();
                 while let Some(frame) = reading.decoder.decode(&mut reading.input)? {
+                    let size = before - reading.input.len();
+                    before = reading.input.len();
                     let Some(front) = owed.front_mut() else {
                         // Nothing was asked: a lane never subscribes or blocks.
                         return Err(BackendError::Refused("an unexpected reply".into()));
                     };
-                    // A session that has gone no longer reads its replies.
-                    if let Some(replies) = &front.replies {
-                        let _ = replies.send(frame);
+                    // A session that has gone, or was cut off, takes no more replies.
+                    if let Some(replies) = &front.replies
+                        && !replies.give(frame, size)
+                    {
+                        front.replies = None;
                     }
                     front.left -= 1;
                     if front.left == 0 {

@@ -2,6 +2,11 @@
 //! it sends only commands that keep no state on a connection, then a connection of its own
 //! from the first command that needs one, for the rest of the session. Sessions that log in
 //! with HELLO have their own connection from the start (it carries their protocol and name).
+//!
+//! On its own connection a session stops reading its client while the server does not read
+//! (`write_all`). A lane takes requests without waiting, so the session keeps count instead: it
+//! stops reading its client while what it sent over the lane and has not had answered passes
+//! [`FREE`] bytes ([`Link::is_full`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::backend::{Backend, BackendError, Tables, Target};
 use super::lane::Seat;
+use super::memory::FREE;
 
 pub struct Link<'a> {
     way: Way,
@@ -26,6 +32,8 @@ enum Way {
         seat: Seat,
         /// Replies taken from the seat and not yet handed to the relay.
         arrived: VecDeque<Frame>,
+        /// What was sent and is not yet answered.
+        unanswered: Unanswered,
     },
     Own(Backend),
 }
@@ -44,6 +52,7 @@ impl<'a> Link<'a> {
             way: Way::Shared {
                 seat,
                 arrived: VecDeque::new(),
+                unanswered: Unanswered::default(),
             },
             target,
             tables,
@@ -70,6 +79,15 @@ impl<'a> Link<'a> {
         matches!(self.way, Way::Shared { .. })
     }
 
+    /// Whether the session should stop reading its client until replies come: what it sent
+    /// over its lane and has not had answered passes [`FREE`] bytes.
+    pub fn is_full(&self) -> bool {
+        match &self.way {
+            Way::Shared { unanswered, .. } => unanswered.bytes >= FREE,
+            Way::Own(_) => false,
+        }
+    }
+
     /// The session's own connection, opened now if it has none. Only called with no reply
     /// owed: what was sent over the lane has been answered.
     pub async fn own_connection(&mut self) -> Result<&mut Backend, BackendError> {
@@ -89,10 +107,13 @@ impl<'a> Link<'a> {
             Way::Own(backend) => {
                 backend.io.write_all(requests).await?;
             }
-            Way::Shared { seat, .. } => {
+            Way::Shared {
+                seat, unanswered, ..
+            } => {
                 if !seat.send(requests, owed) {
                     return Err(BackendError::Closed);
                 }
+                unanswered.sent(requests.len(), owed);
             }
         }
         requests.clear();
@@ -107,9 +128,16 @@ impl<'a> Link<'a> {
                 0 => Err(BackendError::Closed),
                 _ => backend.track(),
             },
-            Way::Shared { seat, arrived } => {
-                let frame = seat.reply().await.ok_or(BackendError::Closed)?;
-                arrived.push_back(frame);
+            Way::Shared {
+                seat,
+                arrived,
+                unanswered,
+            } => {
+                if arrived.is_empty() {
+                    let frame = seat.reply().await?;
+                    unanswered.answered();
+                    arrived.push_back(frame);
+                }
                 Ok(())
             }
         }
@@ -119,7 +147,20 @@ impl<'a> Link<'a> {
     pub fn buffered(&mut self) -> Result<Option<Frame>, BackendError> {
         match &mut self.way {
             Way::Own(backend) => backend.buffered_frame(),
-            Way::Shared { seat, arrived } => Ok(arrived.pop_front().or_else(|| seat.ready())),
+            Way::Shared {
+                seat,
+                arrived,
+                unanswered,
+            } => match arrived.pop_front() {
+                Some(frame) => Ok(Some(frame)),
+                None => {
+                    let frame = seat.ready();
+                    if frame.is_some() {
+                        unanswered.answered();
+                    }
+                    Ok(frame)
+                }
+            },
         }
     }
 
@@ -127,10 +168,45 @@ impl<'a> Link<'a> {
     pub async fn read_frame(&mut self) -> Result<Frame, BackendError> {
         match &mut self.way {
             Way::Own(backend) => backend.read_frame().await,
-            Way::Shared { seat, arrived } => match arrived.pop_front() {
+            Way::Shared {
+                seat,
+                arrived,
+                unanswered,
+            } => match arrived.pop_front() {
                 Some(frame) => Ok(frame),
-                None => seat.reply().await.ok_or(BackendError::Closed),
+                None => {
+                    let frame = seat.reply().await?;
+                    unanswered.answered();
+                    Ok(frame)
+                }
             },
+        }
+    }
+}
+
+/// Requests sent over a lane and not yet answered: the bytes of each send, with the replies
+/// they still owe. Every reply over a lane answers a request (a lane never subscribes).
+#[derive(Default)]
+struct Unanswered {
+    sends: VecDeque<(usize, usize)>,
+    bytes: usize,
+}
+
+impl Unanswered {
+    fn sent(&mut self, bytes: usize, owed: usize) {
+        if owed > 0 {
+            self.sends.push_back((bytes, owed));
+            self.bytes += bytes;
+        }
+    }
+
+    fn answered(&mut self) {
+        if let Some((bytes, owed)) = self.sends.front_mut() {
+            *owed -= 1;
+            if *owed == 0 {
+                self.bytes -= *bytes;
+                self.sends.pop_front();
+            }
         }
     }
 }

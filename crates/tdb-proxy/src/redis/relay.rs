@@ -240,7 +240,8 @@ impl Relay<'_> {
                         return end;
                     }
                 }
-                read = client.io.read_buf(&mut client.input) => {
+                // Over a lane, the client waits while too much it sent is unanswered.
+                read = client.io.read_buf(&mut client.input), if !link.is_full() => {
                     match read {
                         Ok(0) | Err(_) => return End::ClientGone,
                         Ok(_) => {}
@@ -715,10 +716,15 @@ impl Relay<'_> {
         Ok(())
     }
 
-    /// Every whole frame the server has sent.
+    /// Every whole frame the server has sent; over a lane, only until the client's share is
+    /// written, so that replies wait in the seat, where they are counted (the next wait for
+    /// replies returns at once).
     fn replies(&mut self, link: &mut Link<'_>) -> Result<(), End> {
         while let Some(frame) = link.buffered().map_err(server_error(&self.ctx.span))? {
             self.reply(frame)?;
+            if self.to_client.len() >= super::memory::FREE && link.is_shared() {
+                break;
+            }
         }
         Ok(())
     }
@@ -879,7 +885,7 @@ fn is_subscribe_confirmation(frame: &Frame) -> bool {
 /// How a failure of the server connection ends the session, logged in the connection's span.
 fn server_error(span: &tracing::Span) -> impl Fn(BackendError) -> End + '_ {
     move |e| {
-        if let BackendError::TooLarge(e) = e {
+        if let BackendError::TooLarge(_) | BackendError::Unread(_) = e {
             return End::Said(format!("ERR {e}; closing the connection"));
         }
         tracing::warn!(parent: span, error = %e, "the Redis server connection failed");

@@ -1,6 +1,7 @@
 //! Large requests and replies take from the proxy's budget for large frames (4 MiB here): one
 //! that would pass it ends its own session with an error that says so, and everyone else goes
-//! on; the memory comes back once the frame is gone.
+//! on; the memory comes back once the frame is gone. A lane holds a bounded share of what a
+//! session pipelines, and of the replies its client has not read.
 
 use tdb_resp::frame::Frame;
 
@@ -67,5 +68,144 @@ async fn a_frame_past_the_budget_ends_its_session_alone() -> anyhow::Result<()> 
     assert_eq!(text(&after.read().await?), "OK");
     assert_eq!(text(&other.call(&["GET", "small"]).await?), "1");
     drop((other, big, after, on_lane, own));
+    f.finish().await
+}
+
+/// Samples what the lanes hold until `done` is set, and returns the most seen.
+fn watch_lanes(
+    f: &Fixture,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let proxy = f.proxy.clone();
+    tokio::spawn(async move {
+        let mut most = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            most = most.max(proxy.redis_lanes.held());
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        most.max(proxy.redis_lanes.held())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_pipelining_faster_than_the_server_reads_waits_for_its_lane() -> anyhow::Result<()>
+{
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let redis = server().await?;
+    let f = Fixture::without_timeout(&redis).await?;
+    let mut flood = f.login(&B).await?;
+    assert_eq!(text(&flood.call(&["SET", "flood:first", "1"]).await?), "OK");
+    assert_eq!(f.proxy.redis_lanes.open(), 1, "the session is on its lane");
+
+    // 64 MiB of SETs, sent while the server reads nothing. Without a bound the lane takes all
+    // the kernel's buffers do not.
+    const SETS: usize = 16 * 1024;
+    let mut bytes = Vec::with_capacity(SETS * 4200);
+    for i in 0..SETS {
+        bytes.extend(set(&format!("flood:{i}"), 4096));
+    }
+    let total = bytes.len();
+    redis.pause()?;
+    let done = Arc::new(AtomicBool::new(false));
+    let most = watch_lanes(&f, done.clone());
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let written = written.clone();
+        tokio::spawn(async move {
+            for chunk in bytes.chunks(64 * 1024) {
+                flood.send_raw(chunk).await?;
+                written.fetch_add(chunk.len(), Ordering::Relaxed);
+            }
+            for i in 0..SETS {
+                let answer = flood.read().await?;
+                anyhow::ensure!(text(&answer) == "OK", "SET {i}: {answer:?}");
+            }
+            anyhow::Ok(flood)
+        })
+    };
+    // Until the client has finished writing, or has written nothing for 2 s: it is held back.
+    let mut last = (0, std::time::Instant::now());
+    while !writer.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = written.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        } else if last.1.elapsed() > std::time::Duration::from_secs(2) {
+            break;
+        }
+    }
+    let stalled_at = written.load(Ordering::Relaxed);
+    redis.resume()?;
+    let mut flood = writer.await??;
+    done.store(true, Ordering::Relaxed);
+    let most = most.await?;
+    // The session's share of the lane (what it sent unanswered, at most one read of its client
+    // past `FREE`), with what it read of its client's pipeline.
+    assert!(
+        most <= 3 * crate::redis::memory::FREE,
+        "the lane held {most} bytes of a {total}-byte pipeline"
+    );
+    assert!(
+        stalled_at < total,
+        "the client wrote all {total} bytes while the server read nothing"
+    );
+    // Nothing was lost.
+    let last = flood
+        .call(&["STRLEN", &format!("flood:{}", SETS - 1)])
+        .await?;
+    assert_eq!(last, Frame::Integer(4096));
+    drop(flood);
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_a_client_does_not_read_end_its_session_past_the_budget_and_the_lane_goes_on()
+-> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut admin = redis.admin().await?;
+    let value = "z".repeat(512 << 10);
+    assert_eq!(text(&admin.call(&["SET", "tb:half", &value]).await?), "OK");
+    let mut other = f.login(&B).await?;
+    assert_eq!(text(&other.call(&["PING"]).await?), "PONG");
+    let mut slow = f.login(&B).await?;
+    assert_eq!(text(&slow.call(&["PING"]).await?), "PONG");
+    assert_eq!(
+        f.proxy.redis_lanes.open(),
+        1,
+        "both sessions are on one lane"
+    );
+
+    // 256 GETs of 512 KiB: 128 MiB of replies, which the client does not read.
+    let mut gets = Vec::new();
+    for _ in 0..256 {
+        gets.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$4\r\nhalf\r\n");
+    }
+    slow.send_raw(&gets).await?;
+    // The other session's PING is answered after every GET's reply has come over the lane.
+    assert_eq!(text(&other.call(&["PING"]).await?), "PONG");
+
+    // The slow client gets the replies that were written or kept for it, then the reason.
+    let mut values = 0;
+    let last = loop {
+        match slow.read().await? {
+            Frame::Bulk(b) if b.len() == value.len() => values += 1,
+            frame => break frame,
+        }
+        assert!(values < 256, "every reply came");
+    };
+    assert!(
+        text(&last).contains("wait for this client to read them") && says_too_large(&last),
+        "{last:?}"
+    );
+    assert!(slow.closed().await);
+    // The lane and the tenant's other session go on.
+    assert_eq!(
+        other.call(&["STRLEN", "half"]).await?,
+        Frame::Integer(512 << 10)
+    );
+    assert_eq!(f.proxy.redis_lanes.open(), 1);
+    assert_eq!(f.proxy.redis_lanes.held(), 0);
+    drop((other, slow));
     f.finish().await
 }

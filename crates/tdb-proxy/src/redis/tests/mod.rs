@@ -138,7 +138,7 @@ fn logins() -> TestLogins {
 }
 
 /// A's route reaches the server by its Unix socket, B's by TCP.
-fn routes(redis: &TestRedis) -> HashMap<String, Arc<Route>> {
+fn routes(redis: &TestRedis, query_timeout_ms: u64) -> HashMap<String, Arc<Route>> {
     let route = |t: &Tenant, host: String, read: Option<Access>, rules: KeyRules| Route {
         project_id: "p1".into(),
         name: RoutingName::parse(t.database).expect("a routing name"),
@@ -154,7 +154,7 @@ fn routes(redis: &TestRedis) -> HashMap<String, Arc<Route>> {
         },
         read,
         settings: Settings {
-            query_timeout_ms: QUERY_TIMEOUT_MS,
+            query_timeout_ms,
             ..Settings::default()
         },
         key_rules: Arc::new(rules),
@@ -227,19 +227,25 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start(redis: &TestRedis, plaintext: PlaintextPolicy) -> anyhow::Result<Self> {
-        Self::start_with(redis, plaintext, 0).await
+        Self::start_with(redis, plaintext, 0, QUERY_TIMEOUT_MS).await
     }
 
     /// A proxy whose sessions run on `workers` worker threads, as `tdb serve` runs them, each
     /// accepted connection on the least busy one.
     pub async fn on_workers(redis: &TestRedis, workers: usize) -> anyhow::Result<Self> {
-        Self::start_with(redis, PlaintextPolicy::Loopback, workers).await
+        Self::start_with(redis, PlaintextPolicy::Loopback, workers, QUERY_TIMEOUT_MS).await
+    }
+
+    /// A proxy whose routes have no `query_timeout_ms`: the server may stay silent.
+    pub async fn without_timeout(redis: &TestRedis) -> anyhow::Result<Self> {
+        Self::start_with(redis, PlaintextPolicy::Loopback, 0, 0).await
     }
 
     async fn start_with(
         redis: &TestRedis,
         plaintext: PlaintextPolicy,
         workers: usize,
+        query_timeout_ms: u64,
     ) -> anyhow::Result<Self> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let tls_dir = tempfile::tempdir()?;
@@ -284,7 +290,7 @@ impl Fixture {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let sessions = Arc::new(Mutex::new(Vec::new()));
-        let routes = Arc::new(routes(redis));
+        let routes = Arc::new(routes(redis, query_timeout_ms));
         let (accept, workers) = if workers == 0 {
             let accept = tokio::spawn(accept(listener, proxy.clone(), routes, sessions.clone()));
             (accept, None)

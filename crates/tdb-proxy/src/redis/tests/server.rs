@@ -73,6 +73,24 @@ impl TestRedis {
         }))
     }
 
+    /// Stops the server's process (`SIGSTOP`): it reads nothing until [`resume`](Self::resume).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill {signal} failed: {status}");
+        Ok(())
+    }
+
     /// The administrator's connection (the default user, no password).
     pub async fn admin(&self) -> anyhow::Result<Raw<tokio::net::TcpStream>> {
         Ok(Raw::new(
