@@ -32,6 +32,11 @@ impl MemoryBudget {
         self.total
     }
 
+    /// Bytes not taken now.
+    pub fn available(&self) -> usize {
+        self.units.available_permits() * UNIT
+    }
+
     /// An empty answer of one request, which may grow to `limit` bytes. Clones share it (the
     /// sessions of one request, several databases queried at once).
     pub fn answer(&self, limit: usize) -> Answer {
@@ -39,7 +44,7 @@ impl MemoryBudget {
             budget: self.clone(),
             limit,
             used: 0,
-            permits: Vec::new(),
+            permits: None,
         })))
     }
 }
@@ -75,7 +80,8 @@ struct Held {
     budget: MemoryBudget,
     limit: usize,
     used: usize,
-    permits: Vec<OwnedSemaphorePermit>,
+    /// What was taken, as one permit: an answer that grows by many small takes holds one.
+    permits: Option<OwnedSemaphorePermit>,
 }
 
 impl Answer {
@@ -86,8 +92,10 @@ impl Answer {
         if held.used.saturating_add(bytes) > limit {
             return Err(OverBudget::Answer { limit });
         }
-        let units =
-            u32::try_from(bytes.div_ceil(UNIT)).map_err(|_| OverBudget::Answer { limit })?;
+        // The answer's whole size is rounded up to units, not each take: many small takes
+        // cost what one of their sum would.
+        let units = (held.used + bytes).div_ceil(UNIT) - held.used.div_ceil(UNIT);
+        let units = u32::try_from(units).map_err(|_| OverBudget::Answer { limit })?;
         if units > 0 {
             let permit = held
                 .budget
@@ -97,7 +105,10 @@ impl Answer {
                 .map_err(|_| OverBudget::Process {
                     total: held.budget.total,
                 })?;
-            held.permits.push(permit);
+            match &mut held.permits {
+                Some(permits) => permits.merge(permit),
+                None => held.permits = Some(permit),
+            }
         }
         held.used += bytes;
         Ok(())
@@ -137,5 +148,18 @@ mod tests {
                 .to_string()
                 .contains("64 MiB")
         );
+    }
+
+    #[test]
+    fn small_takes_cost_what_their_sum_does() {
+        let budget = MemoryBudget::new(64 * UNIT);
+        let answer = budget.answer(64 * UNIT);
+        // 4,000 takes of 16 bytes: 62.5 units together, not one unit each.
+        for _ in 0..4000 {
+            answer.take(16).expect("within the budget");
+        }
+        assert_eq!(budget.available(), UNIT);
+        drop(answer);
+        assert_eq!(budget.available(), 64 * UNIT);
     }
 }

@@ -39,9 +39,10 @@ pub enum BackendError {
     TooLarge(#[from] super::memory::TooLarge),
     /// A seat on a lane whose replies its client did not read fast enough.
     #[error(
-        "replies of more than {} MiB wait for this client to read them, and the proxy's memory for large frames ({} MiB, shared by every session) cannot hold them",
-        .0.buffered >> 20,
-        .0.total >> 20
+        "replies of more than {} MiB wait for this client to read them, and the proxy cannot keep them: it keeps at most {} MiB for one session, from its memory for large frames ({} MiB, shared by every session)",
+        super::memory::mib(.0.buffered),
+        super::memory::mib(.0.limit),
+        super::memory::mib(.0.total)
     )]
     Unread(super::memory::TooLarge),
 }
@@ -189,7 +190,7 @@ impl Backend {
     /// Counts what the read buffer holds against the large-frame budget.
     pub fn track(&mut self) -> Result<(), BackendError> {
         if let Some(memory) = &mut self.memory {
-            memory.track(self.buf.len())?;
+            memory.track(self.buf.len() + self.decoder.pending_bytes())?;
         }
         Ok(())
     }

@@ -46,6 +46,8 @@ struct Shared {
     arrived: Notify,
     /// Bytes the lane has taken from the inbox and not yet written (for tests).
     writing: AtomicUsize,
+    /// Replies the lane has taken requests for and not yet handed on (for tests).
+    waiting: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -201,6 +203,7 @@ impl Lanes {
                     }),
                     arrived: Notify::new(),
                     writing: AtomicUsize::new(0),
+                    waiting: AtomicUsize::new(0),
                 });
                 let entrance = Arc::new(Entrance {
                     shared: shared.clone(),
@@ -246,6 +249,18 @@ impl Lanes {
         held
     }
 
+    /// Replies the open lanes have taken requests for and not yet handed on (for tests).
+    #[cfg(test)]
+    pub fn waiting(&self) -> usize {
+        let places = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        places
+            .by_key
+            .values()
+            .filter_map(|place| place.lane.try_lock().ok()?.upgrade())
+            .map(|entrance| entrance.shared.waiting.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Lanes open now (for tests).
     #[cfg(test)]
     pub fn open(&self) -> usize {
@@ -282,12 +297,16 @@ impl Seat {
         &self.entrance.table
     }
 
-    /// Sends `requests`, which owe `owed` replies; `false` when the lane has closed.
-    pub fn send(&self, requests: &[u8], owed: usize) -> bool {
+    /// Sends `requests`, which owe `owed` replies; an error when the lane has closed or cut
+    /// the seat off (nothing more of its is run).
+    pub fn send(&self, requests: &[u8], owed: usize) -> Result<(), BackendError> {
+        if let Some(Ended::Unread(e)) = self.replies.lock().ended {
+            return Err(BackendError::Unread(e));
+        }
         let shared = &self.entrance.shared;
         let mut inbox = shared.lock();
         if inbox.closed {
-            return false;
+            return Err(BackendError::Closed);
         }
         // Replies are owed only for requests in `output`: empty, the lane has nothing to take.
         let idle = inbox.output.is_empty();
@@ -308,7 +327,7 @@ impl Seat {
         if idle {
             shared.arrived.notify_one();
         }
-        true
+        Ok(())
     }
 
     /// The next reply owed to this session; an error when the lane has closed or cut the seat
@@ -328,6 +347,10 @@ impl Seat {
         self.replies.take().ok().flatten()
     }
 }
+
+/// A seat may keep at most this part of the large-frame budget in replies waiting for its
+/// session, so that one slow client leaves the rest to its lane's reads and other sessions.
+const SEAT_SHARE: usize = 4;
 
 /// A seat's replies, from the lane to the session.
 struct Replies {
@@ -359,7 +382,10 @@ impl Replies {
             queue: Mutex::new(Queue {
                 frames: VecDeque::new(),
                 bytes: 0,
-                memory: budget.map(Held::new),
+                memory: budget.map(|budget| {
+                    let limit = budget.total() / SEAT_SHARE;
+                    Held::with_limit(budget, limit)
+                }),
                 ended: None,
             }),
             arrived: Notify::new(),
@@ -490,8 +516,16 @@ async fn run(backend: Backend, shared: Arc<Shared>) {
 struct Reading<'a> {
     input: BytesMut,
     decoder: &'a mut tdb_resp::frame::ReplyDecoder,
-    /// What `input` holds of the large-frame budget.
+    /// What `input` and the decoder hold of the large-frame budget.
     memory: Option<Held>,
+}
+
+impl Reading<'_> {
+    /// Bytes of replies read and not yet handed on: in the buffer, or in the decoder's open
+    /// aggregate.
+    fn held(&self) -> usize {
+        self.input.len() + self.decoder.pending_bytes()
+    }
 }
 
 async fn serve<R, W>(
@@ -522,6 +556,8 @@ where
                     inbox.output.clear();
                 }
                 super::memory::settle(&mut inbox.output);
+                let taken: usize = inbox.owed.iter().map(|o| o.left).sum();
+                shared.waiting.fetch_add(taken, Ordering::Relaxed);
                 owed.extend(inbox.owed.drain(..));
                 open = inbox.open;
                 shared.writing.store(output.len(), Ordering::Relaxed);
@@ -539,8 +575,9 @@ where
                 }
                 // Counted as read, before decoding: one read may bring a whole large frame,
                 // which decoding would take out of the count.
+                let held = reading.held();
                 if let Some(memory) = &mut reading.memory
-                    && let Err(e) = memory.track(reading.input.len())
+                    && let Err(e) = memory.track(held)
                 {
                     // The session that asked for the reply hears why; the lane, whose
                     // replies can no longer be read in order, closes.
@@ -549,10 +586,13 @@ where
                     }
                     return Err(e.into());
                 }
-                let mut before = reading.input.len();
+                // A reply's size: what the decoder took for it over this and earlier reads.
+                let mut before = reading.held();
+                let mut handed = 0;
                 while let Some(frame) = reading.decoder.decode(&mut reading.input)? {
+                    handed += 1;
                     let size = before - reading.input.len();
-                    before = reading.input.len();
+                    before = reading.held();
                     let Some(front) = owed.front_mut() else {
                         // Nothing was asked: a lane never subscribes or blocks.
                         return Err(BackendError::Refused("an unexpected reply".into()));
@@ -568,9 +608,11 @@ where
                         owed.pop_front();
                     }
                 }
+                shared.waiting.fetch_sub(handed, Ordering::Relaxed);
                 // What was decoded is handed on: the count comes down (it cannot go up).
+                let held = reading.held();
                 if let Some(memory) = &mut reading.memory {
-                    memory.track(reading.input.len())?;
+                    memory.track(held)?;
                 }
             }
         }

@@ -110,9 +110,7 @@ impl<'a> Link<'a> {
             Way::Shared {
                 seat, unanswered, ..
             } => {
-                if !seat.send(requests, owed) {
-                    return Err(BackendError::Closed);
-                }
+                seat.send(requests, owed)?;
                 unanswered.sent(requests.len(), owed);
             }
         }

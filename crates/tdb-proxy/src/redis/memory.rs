@@ -22,9 +22,15 @@ pub fn settle(buf: &mut bytes::BytesMut) {
 /// The budget's default size: what all sessions' large frames may hold at once.
 pub const BUDGET: usize = 512 << 20;
 
+/// What a buffer takes from the budget at least, once past its free share: a buffer that grows
+/// by small frames does not take (and round up to the budget's unit) for each one.
+const STEP: usize = 64 << 10;
+
 /// One buffer's share of the budget.
 pub struct Held {
     budget: MemoryBudget,
+    /// The most the buffer may take.
+    limit: usize,
     taken: Option<(Answer, usize)>,
 }
 
@@ -38,16 +44,25 @@ pub struct Held {
 pub struct TooLarge {
     pub buffered: usize,
     pub total: usize,
+    /// The most this buffer may take ([`Held::with_limit`]; the budget's size otherwise).
+    pub limit: usize,
 }
 
-fn mib(bytes: usize) -> usize {
+pub fn mib(bytes: usize) -> usize {
     bytes / (1 << 20)
 }
 
 impl Held {
     pub fn new(budget: MemoryBudget) -> Self {
+        let limit = budget.total();
+        Self::with_limit(budget, limit)
+    }
+
+    /// A buffer that may take at most `limit` bytes of the budget.
+    pub fn with_limit(budget: MemoryBudget, limit: usize) -> Self {
         Self {
             budget,
+            limit,
             taken: None,
         }
     }
@@ -59,15 +74,23 @@ impl Held {
             self.taken = None;
             return Ok(());
         }
-        let total = self.budget.total();
+        let (total, limit) = (self.budget.total(), self.limit);
         let (answer, taken) = self
             .taken
-            .get_or_insert_with(|| (self.budget.answer(total), 0));
+            .get_or_insert_with(|| (self.budget.answer(limit), 0));
         if buffered > *taken {
-            answer
-                .take(buffered - *taken)
-                .map_err(|_| TooLarge { buffered, total })?;
-            *taken = buffered;
+            let need = buffered - *taken;
+            let ahead = need.max(STEP);
+            if ahead > need && answer.take(ahead).is_ok() {
+                *taken += ahead;
+            } else {
+                answer.take(need).map_err(|_| TooLarge {
+                    buffered,
+                    total,
+                    limit,
+                })?;
+                *taken = buffered;
+            }
         }
         Ok(())
     }
@@ -107,11 +130,32 @@ mod tests {
             b.track(2 * FREE),
             Err(TooLarge {
                 buffered: 2 * FREE,
-                total: 3 * FREE
+                total: 3 * FREE,
+                limit: 3 * FREE
             })
         );
         // Under its free share again, `a` gives back what it took, and `b` fits.
         a.track(100).expect("free");
         b.track(2 * FREE).expect("given back");
+    }
+
+    #[test]
+    fn a_buffer_growing_by_small_frames_takes_in_steps_and_within_its_limit() {
+        let budget = MemoryBudget::new(8 * FREE);
+        let mut seat = Held::with_limit(budget.clone(), 2 * FREE);
+        // 20-byte frames past the free share: each would take a whole unit of the budget.
+        let mut held = FREE;
+        while held + 20 <= 2 * FREE {
+            held += 20;
+            seat.track(held).expect("within the limit");
+        }
+        // Past its free share a buffer counts whole: about what it holds, not a unit per frame.
+        let taken = 8 * FREE - budget.available();
+        assert!(taken < held + STEP, "took {taken} bytes for {held} bytes");
+        assert_eq!(
+            seat.track(3 * FREE).map_err(|e| e.limit),
+            Err(2 * FREE),
+            "past its limit, with the budget free"
+        );
     }
 }

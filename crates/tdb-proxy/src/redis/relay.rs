@@ -199,7 +199,7 @@ impl Relay<'_> {
                 return end;
             }
             // What was decided and sent is no longer held.
-            if let Err(e) = self.request_memory.track(client.input.len()) {
+            if let Err(e) = self.request_memory.track(client.held()) {
                 return End::Said(format!("ERR {e}; closing the connection"));
             }
             let deadline = self.deadline();
@@ -246,7 +246,7 @@ impl Relay<'_> {
                         Ok(0) | Err(_) => return End::ClientGone,
                         Ok(_) => {}
                     }
-                    if let Err(e) = self.request_memory.track(client.input.len()) {
+                    if let Err(e) = self.request_memory.track(client.held()) {
                         return End::Said(format!("ERR {e}; closing the connection"));
                     }
                     if let Err(end) = self.requests(client, link).await {
@@ -370,8 +370,17 @@ impl Relay<'_> {
             return Ok(());
         }
         self.flush(client, link).await?;
+        let pass = async {
+            // Over a lane, what was sent is answered first: its replies would otherwise wait
+            // in the seat, counted against the budget, for as long as the hold lasts.
+            if link.is_shared() {
+                self.drain(client, link).await?;
+            }
+            gate.pass().await;
+            Ok(())
+        };
         tokio::select! {
-            _ = gate.pass() => Ok(()),
+            passed = pass => passed,
             _ = ctx.kill.cancelled() => Err(End::Said(format!(
                 "ERR terminating connection: {} is no longer served",
                 ctx.describe

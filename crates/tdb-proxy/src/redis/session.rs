@@ -100,6 +100,14 @@ pub struct Client<S> {
     pub decoder: RequestDecoder,
 }
 
+impl<S> Client<S> {
+    /// Bytes of requests read and not yet decided: in the buffer, or in the decoder's request
+    /// begun.
+    pub fn held(&self) -> usize {
+        self.input.len() + self.decoder.pending_bytes()
+    }
+}
+
 /// A Redis client's connection, from its first byte to its last. `span` is the connection's:
 /// entered while the session logs in and is routed, and named as the parent of what the relay
 /// logs, but not entered on the relay's every wake-up (see [`crate::server::Proxy::listen_in_span`]).

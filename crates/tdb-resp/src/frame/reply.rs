@@ -19,6 +19,8 @@ pub struct ReplyDecoder {
     limits: Limits,
     /// Aggregates begun but not yet complete, outermost first.
     open: Vec<Partial>,
+    /// Bytes taken off the buffer for the reply being assembled in `open`.
+    pending: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,12 +50,30 @@ impl ReplyDecoder {
         Self {
             limits,
             open: Vec::new(),
+            pending: 0,
         }
+    }
+
+    /// Bytes of the reply being decoded that the decoder has taken off the buffer and holds
+    /// (the complete elements of an aggregate still open); 0 between replies. A reply's size
+    /// on the wire is this, read before the call that returns it, plus what that call takes.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending
     }
 
     /// Decodes the next reply from the front of `buf`, consuming exactly its bytes; `Ok(None)`
     /// when more bytes are needed (whatever was complete so far is kept in the decoder).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        let start = buf.len();
+        let decoded = self.next(buf);
+        match &decoded {
+            Ok(Some(_)) => self.pending = 0,
+            _ => self.pending += start - buf.len(),
+        }
+        decoded
+    }
+
+    fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
         loop {
             let Some(item) = self.item(buf)? else {
                 return Ok(None);

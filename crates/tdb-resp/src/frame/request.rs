@@ -55,6 +55,8 @@ pub struct RequestDecoder {
     limits: Limits,
     /// An array whose header has been read, with the arguments received so far.
     pending: Option<Pending>,
+    /// Bytes taken off the buffer for `pending`.
+    pending_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -75,7 +77,14 @@ impl RequestDecoder {
         Self {
             limits,
             pending: None,
+            pending_bytes: 0,
         }
+    }
+
+    /// Bytes of the request being decoded that the decoder has taken off the buffer and holds
+    /// (its complete arguments); 0 between requests.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// Changes the limits from the next argument on (a proxy loosens them once the client has
@@ -87,6 +96,16 @@ impl RequestDecoder {
     /// Decodes the next request from the front of `buf`, consuming exactly its bytes;
     /// `Ok(None)` when more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        let start = buf.len();
+        let decoded = self.next(buf);
+        match &decoded {
+            Ok(Some(_)) => self.pending_bytes = 0,
+            _ => self.pending_bytes += start - buf.len(),
+        }
+        decoded
+    }
+
+    fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
         loop {
             let mut pending = match self.pending.take() {
                 Some(pending) => pending,
@@ -183,6 +202,22 @@ mod tests {
             [vec!["GET", "k"], vec!["PING"], vec!["ECHO", "a b"]]
         );
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn the_arguments_of_a_request_begun_are_counted_until_it_completes() {
+        let wire = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n";
+        let mut decoder = RequestDecoder::new(Limits::default());
+        let mut buf = BytesMut::from(&wire[..wire.len() - 4]);
+        assert!(decoder.decode(&mut buf).expect("valid").is_none());
+        assert_eq!(decoder.pending_bytes() + buf.len(), wire.len() - 4);
+        assert!(
+            decoder.pending_bytes() >= 4 + 9 + 7,
+            "the array header, SET and k"
+        );
+        buf.extend_from_slice(&wire[wire.len() - 4..]);
+        assert!(decoder.decode(&mut buf).expect("valid").is_some());
+        assert_eq!((decoder.pending_bytes(), buf.len()), (0, 0));
     }
 
     #[test]

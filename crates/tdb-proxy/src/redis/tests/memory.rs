@@ -3,6 +3,8 @@
 //! on; the memory comes back once the frame is gone. A lane holds a bounded share of what a
 //! session pipelines, and of the replies its client has not read.
 
+use std::time::Duration;
+
 use tdb_resp::frame::Frame;
 
 use super::*;
@@ -69,6 +71,30 @@ async fn a_frame_past_the_budget_ends_its_session_alone() -> anyhow::Result<()> 
     assert_eq!(text(&other.call(&["GET", "small"]).await?), "1");
     drop((other, big, after, on_lane, own));
     f.finish().await
+}
+
+/// Waits until the server has run `command` `calls` times.
+async fn wait_for_calls(redis: &TestRedis, command: &str, calls: u64) -> anyhow::Result<()> {
+    let mut admin = redis.admin().await?;
+    let needle = format!("cmdstat_{command}:calls=");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stats = text(&admin.call(&["INFO", "commandstats"]).await?);
+        let now: u64 = stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&needle))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if now >= calls {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the server ran {command} {now} times, not {calls}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Samples what the lanes hold until `done` is set, and returns the most seen.
@@ -162,7 +188,8 @@ async fn a_session_pipelining_faster_than_the_server_reads_waits_for_its_lane() 
 async fn replies_a_client_does_not_read_end_its_session_past_the_budget_and_the_lane_goes_on()
 -> anyhow::Result<()> {
     let redis = server().await?;
-    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    // No query timeout: the replies wait for the client, not the server.
+    let f = Fixture::without_timeout(&redis).await?;
     let mut admin = redis.admin().await?;
     let value = "z".repeat(512 << 10);
     assert_eq!(text(&admin.call(&["SET", "tb:half", &value]).await?), "OK");
@@ -182,7 +209,9 @@ async fn replies_a_client_does_not_read_end_its_session_past_the_budget_and_the_
         gets.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$4\r\nhalf\r\n");
     }
     slow.send_raw(&gets).await?;
-    // The other session's PING is answered after every GET's reply has come over the lane.
+    // Once the server has run them all, the other session's PING is answered after every
+    // GET's reply has come over the lane.
+    wait_for_calls(&redis, "get", 256).await?;
     assert_eq!(text(&other.call(&["PING"]).await?), "PONG");
 
     // The slow client gets the replies that were written or kept for it, then the reason.
@@ -207,5 +236,117 @@ async fn replies_a_client_does_not_read_end_its_session_past_the_budget_and_the_
     assert_eq!(f.proxy.redis_lanes.open(), 1);
     assert_eq!(f.proxy.redis_lanes.held(), 0);
     drop((other, slow));
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_of_many_elements_counts_whole_while_it_waits_in_its_seat() -> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::without_timeout(&redis).await?;
+    // A list of 200,000 one-byte elements: each LRANGE of it is a 1.4 MB reply, which the lane
+    // reads over many reads, its elements taken into the decoder as they come.
+    const ELEMENTS: usize = 200_000;
+    let mut admin = redis.admin().await?;
+    let mut rpush = vec!["RPUSH", "tb:list"];
+    rpush.extend(std::iter::repeat_n("x", 10_000));
+    for _ in 0..ELEMENTS / 10_000 {
+        admin.call(&rpush).await?;
+    }
+    let mut other = f.login(&B).await?;
+    assert_eq!(text(&other.call(&["PING"]).await?), "PONG");
+    let mut slow = f.login(&B).await?;
+    assert_eq!(text(&slow.call(&["PING"]).await?), "PONG");
+    assert_eq!(
+        f.proxy.redis_lanes.open(),
+        1,
+        "both sessions are on one lane"
+    );
+
+    // 24 of them, 34 MB, which the client does not read: more than the socket buffers, the
+    // relay's share and the seat's limit (1 MiB here) hold, counted in full.
+    const RANGES: usize = 24;
+    let mut ranges = Vec::new();
+    for _ in 0..RANGES {
+        ranges.extend_from_slice(b"*4\r\n$6\r\nLRANGE\r\n$4\r\nlist\r\n$1\r\n0\r\n$2\r\n-1\r\n");
+    }
+    slow.send_raw(&ranges).await?;
+    wait_for_calls(&redis, "lrange", RANGES as u64).await?;
+    assert_eq!(text(&other.call(&["PING"]).await?), "PONG");
+
+    let mut whole = 0;
+    let last = loop {
+        match slow.read().await? {
+            Frame::Array(items) if items.len() == ELEMENTS => whole += 1,
+            frame => break frame,
+        }
+        assert!(
+            whole < RANGES,
+            "every reply came: its elements were not counted"
+        );
+    };
+    assert!(
+        text(&last).contains("wait for this client to read them"),
+        "{last:?}"
+    );
+    assert!(slow.closed().await);
+    assert_eq!(
+        other.call(&["LLEN", "list"]).await?,
+        Frame::Integer(ELEMENTS as i64)
+    );
+    drop((other, slow));
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_parked_by_a_hold_on_a_lane_still_takes_the_replies_it_is_owed()
+-> anyhow::Result<()> {
+    let redis = server().await?;
+    let f = Fixture::without_timeout(&redis).await?;
+    let mut admin = redis.admin().await?;
+    let value = "h".repeat(32 << 10);
+    assert_eq!(text(&admin.call(&["SET", "tb:half", &value]).await?), "OK");
+    let mut c = f.login(&B).await?;
+    assert_eq!(text(&c.call(&["PING"]).await?), "PONG");
+    assert_eq!(f.proxy.redis_lanes.open(), 1, "the session is on its lane");
+
+    // 16 GETs reach the lane and wait at the stopped server; then the tenant is held, and the
+    // client's next command parks at the gate.
+    redis.pause()?;
+    let mut gets = Vec::new();
+    for _ in 0..16 {
+        gets.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$4\r\nhalf\r\n");
+    }
+    c.send_raw(&gets).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while f.proxy.redis_lanes.waiting() < 16 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the GETs did not reach the lane"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f.proxy
+        .gates
+        .hold(B.id, tokio::time::Instant::now() + Duration::from_secs(60));
+    c.send(&[b"PING"]).await?;
+    let parked = tokio::time::timeout(Duration::from_millis(300), c.read()).await;
+    assert!(parked.is_err(), "answered while the server was stopped");
+    redis.resume()?;
+
+    // While the hold lasts, the client gets every reply it was owed (they would otherwise
+    // wait in its seat, counted against the budget), and nothing more.
+    for i in 0..16 {
+        let reply = c.read().await?;
+        assert!(
+            matches!(&reply, Frame::Bulk(b) if b.len() == value.len()),
+            "GET {i}: {}",
+            text(&reply).chars().take(200).collect::<String>()
+        );
+    }
+    let parked = tokio::time::timeout(Duration::from_millis(300), c.read()).await;
+    assert!(parked.is_err(), "a held tenant's command ran");
+    f.proxy.gates.release(B.id);
+    assert_eq!(text(&c.read().await?), "PONG");
+    drop(c);
     f.finish().await
 }

@@ -126,3 +126,26 @@ fn limits_and_malformed_replies_are_refused() {
         assert_eq!(got, Err(err), "{:?}", String::from_utf8_lossy(wire));
     }
 }
+
+#[test]
+fn the_bytes_of_an_open_aggregate_are_counted_until_it_completes() {
+    let wire: &[u8] = b"*3\r\n$5\r\nfirst\r\n$6\r\nsecond\r\n:3\r\n+next\r\n";
+    let mut decoder = ReplyDecoder::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let (mut sizes, mut most) = (Vec::new(), 0);
+    for piece in wire.chunks(7) {
+        buf.extend_from_slice(piece);
+        loop {
+            let before = decoder.pending_bytes() + buf.len();
+            let Some(_) = decoder.decode(&mut buf).expect("valid") else {
+                most = most.max(decoder.pending_bytes());
+                break;
+            };
+            sizes.push(before - buf.len());
+            assert_eq!(decoder.pending_bytes(), 0, "nothing held between replies");
+        }
+    }
+    // The array's complete elements were held in the decoder, not in the buffer.
+    assert!(most >= 4 + 11 + 12, "held {most}");
+    assert_eq!(sizes, [wire.len() - 7, 7]);
+}
