@@ -121,6 +121,12 @@ impl ApiError {
         match e {
             CatalogError::NotFound => Self::not_found(format!("{what} not found")),
             CatalogError::Conflict(_) => Self::conflict(format!("{what} already exists")),
+            // The catalog's own server has no room left: said as for a tenant's server.
+            CatalogError::Db(tdb_catalog::SqlxError::Database(db))
+                if db.code().as_deref() == Some("53100") =>
+            {
+                crate::workspace::out_of_space()
+            }
             CatalogError::Db(sqlx_err) if is_unreachable(&sqlx_err) => {
                 tracing::error!(error = %sqlx_err, "catalog unreachable");
                 Self::new(

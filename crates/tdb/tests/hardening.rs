@@ -1172,7 +1172,7 @@ async fn a_full_disk_is_named_and_nothing_is_left_half_made() {
         json!({"tenant_id": "second", "databases": [{"blueprint": "shop"}]}),
     )
     .await;
-    assert_eq!(st, 503, "{body}");
+    assert_eq!(st, 503, "{body}\n{}", s.log_tail());
     assert!(
         str_of(&body, "error").contains("out of disk space"),
         "the answer does not say the disk is full: {body}"
