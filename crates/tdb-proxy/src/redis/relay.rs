@@ -226,6 +226,14 @@ impl Relay<'_> {
                     if deadline.is_some_and(|d| Instant::now() < d) {
                         continue;
                     }
+                    // A reply that came while the relay was writing to its client is not late.
+                    let owed = self.pending.len();
+                    if let Err(end) = self.replies_now(link) {
+                        return end;
+                    }
+                    if self.pending.len() < owed {
+                        continue;
+                    }
                     self.stop_overdue_script();
                     let ms = ctx.query_timeout.map_or(0, |t| t.as_millis());
                     return End::Said(format!(
@@ -723,6 +731,19 @@ impl Relay<'_> {
             self.flush(client, link).await?;
         }
         Ok(())
+    }
+
+    /// The replies that have come, without waiting for one.
+    fn replies_now(&mut self, link: &mut Link<'_>) -> Result<(), End> {
+        let polled = {
+            let readable = std::pin::pin!(link.readable());
+            // Polled once: the relay's own wait registers its waker again.
+            readable.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        };
+        if let std::task::Poll::Ready(Err(e)) = polled {
+            return Err(server_error(&self.ctx.span)(e));
+        }
+        self.replies(link)
     }
 
     /// Every whole frame the server has sent; over a lane, only until the client's share is

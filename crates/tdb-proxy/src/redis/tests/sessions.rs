@@ -404,3 +404,37 @@ async fn the_relay_does_not_enter_its_connection_span_per_request() -> anyhow::R
     );
     Ok(())
 }
+
+/// Replies that came while the relay was still writing earlier ones to a slow client are not
+/// late: the query timeout is the server's, not the client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_that_came_while_a_slow_client_read_are_not_a_query_timeout() -> anyhow::Result<()>
+{
+    let redis = server().await?;
+    let f = Fixture::start(&redis, PlaintextPolicy::Loopback).await?;
+    let mut admin = redis.admin().await?;
+    let value = "s".repeat(1 << 20);
+    assert_eq!(text(&admin.call(&["SET", "tb:mib", &value]).await?), "OK");
+    // A connection of its own (HELLO), whose replies wait at the server while the relay writes.
+    let mut c = f.raw().await?;
+    let hello = c.call(&["HELLO", "2", "AUTH", B.id, B.key]).await?;
+    assert!(hello.as_items().is_some(), "{hello:?}");
+    let mut gets = Vec::new();
+    for _ in 0..8 {
+        gets.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$3\r\nmib\r\n");
+    }
+    c.send_raw(&gets).await?;
+    // The client reads nothing for longer than the query timeout.
+    tokio::time::sleep(Duration::from_millis(QUERY_TIMEOUT_MS + 1000)).await;
+    for i in 0..8 {
+        let reply = c.read().await?;
+        assert!(
+            matches!(&reply, Frame::Bulk(b) if b.len() == value.len()),
+            "GET {i}: {}",
+            text(&reply).chars().take(200).collect::<String>()
+        );
+    }
+    assert_eq!(text(&c.call(&["PING"]).await?), "PONG");
+    drop(c);
+    f.finish().await
+}
