@@ -73,6 +73,36 @@ async fn a_frame_past_the_budget_ends_its_session_alone() -> anyhow::Result<()> 
     f.finish().await
 }
 
+/// `N` sessions of B, each answered once over the lane they share.
+async fn on_one_lane<const N: usize>(
+    f: &Fixture,
+) -> anyhow::Result<[Raw<tokio::net::TcpStream>; N]> {
+    let mut sessions = Vec::new();
+    for _ in 0..N {
+        let mut session = f.login(&B).await?;
+        anyhow::ensure!(text(&session.call(&["PING"]).await?) == "PONG");
+        sessions.push(session);
+    }
+    anyhow::ensure!(
+        f.proxy.redis_lanes.open() == 1,
+        "the sessions share one lane"
+    );
+    sessions
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{N} sessions"))
+}
+
+/// B's key `key` set to `value` on the server directly.
+async fn put(redis: &TestRedis, key: &str, value: &str) -> anyhow::Result<()> {
+    let answer = redis
+        .admin()
+        .await?
+        .call(&["SET", &format!("tb:{key}"), value])
+        .await?;
+    anyhow::ensure!(text(&answer) == "OK", "SET answered {answer:?}");
+    Ok(())
+}
+
 /// Waits until the server has run `command` `calls` times.
 async fn wait_for_calls(redis: &TestRedis, command: &str, calls: u64) -> anyhow::Result<()> {
     let mut admin = redis.admin().await?;
@@ -190,18 +220,9 @@ async fn replies_a_client_does_not_read_end_its_session_past_the_budget_and_the_
     let redis = server().await?;
     // No query timeout: the replies wait for the client, not the server.
     let f = Fixture::without_timeout(&redis).await?;
-    let mut admin = redis.admin().await?;
     let value = "z".repeat(512 << 10);
-    assert_eq!(text(&admin.call(&["SET", "tb:half", &value]).await?), "OK");
-    let mut other = f.login(&B).await?;
-    assert_eq!(text(&other.call(&["PING"]).await?), "PONG");
-    let mut slow = f.login(&B).await?;
-    assert_eq!(text(&slow.call(&["PING"]).await?), "PONG");
-    assert_eq!(
-        f.proxy.redis_lanes.open(),
-        1,
-        "both sessions are on one lane"
-    );
+    put(&redis, "half", &value).await?;
+    let [mut other, mut slow] = on_one_lane(&f).await?;
 
     // 256 GETs of 512 KiB: 128 MiB of replies, which the client does not read.
     let mut gets = Vec::new();
@@ -252,15 +273,7 @@ async fn a_reply_of_many_elements_counts_whole_while_it_waits_in_its_seat() -> a
     for _ in 0..ELEMENTS / 10_000 {
         admin.call(&rpush).await?;
     }
-    let mut other = f.login(&B).await?;
-    assert_eq!(text(&other.call(&["PING"]).await?), "PONG");
-    let mut slow = f.login(&B).await?;
-    assert_eq!(text(&slow.call(&["PING"]).await?), "PONG");
-    assert_eq!(
-        f.proxy.redis_lanes.open(),
-        1,
-        "both sessions are on one lane"
-    );
+    let [mut other, mut slow] = on_one_lane(&f).await?;
 
     // 24 of them, 34 MB, which the client does not read: more than the socket buffers, the
     // relay's share and the seat's limit (1 MiB here) hold, counted in full.
@@ -302,12 +315,9 @@ async fn a_session_parked_by_a_hold_on_a_lane_still_takes_the_replies_it_is_owed
 -> anyhow::Result<()> {
     let redis = server().await?;
     let f = Fixture::without_timeout(&redis).await?;
-    let mut admin = redis.admin().await?;
     let value = "h".repeat(32 << 10);
-    assert_eq!(text(&admin.call(&["SET", "tb:half", &value]).await?), "OK");
-    let mut c = f.login(&B).await?;
-    assert_eq!(text(&c.call(&["PING"]).await?), "PONG");
-    assert_eq!(f.proxy.redis_lanes.open(), 1, "the session is on its lane");
+    put(&redis, "half", &value).await?;
+    let [mut c] = on_one_lane(&f).await?;
 
     // 16 GETs reach the lane and wait at the stopped server; then the tenant is held, and the
     // client's next command parks at the gate.
