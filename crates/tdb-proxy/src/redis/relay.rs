@@ -70,8 +70,11 @@ enum Expect {
 struct Pending {
     rewrite: ReplyRewrite,
     /// When the session ends if the reply has not come; `None` for a command that may block
-    /// forever.
+    /// forever. It moves by the time the relay spends waiting for its client from here on
+    /// (see [`Relay::client_wait`]).
     deadline: Option<Instant>,
+    /// [`Relay::client_wait`] when the request was sent.
+    client_wait: Duration,
     log: Record,
 }
 
@@ -109,6 +112,10 @@ struct Relay<'a> {
     walker: Walker<'a>,
     /// What the client's unread input holds of the large-frame budget.
     request_memory: Held,
+    /// How long the relay has waited, in all, for its client to take what it wrote. The query
+    /// timeout is the server's time: while the relay waits for a slow client it reads nothing
+    /// from the server, so the replies owed get that long more.
+    client_wait: Duration,
 }
 
 /// Relays until the client leaves, the server goes, the tenant is stopped or a reply is late.
@@ -136,6 +143,7 @@ where
         patterns: Patterns::default(),
         walker,
         request_memory: Held::new(ctx.memory.clone()),
+        client_wait: Duration::ZERO,
     };
     let end = relay.run(client, link).await;
     ctx.metrics.sessions.decrement(1.0);
@@ -306,10 +314,11 @@ impl Relay<'_> {
 
     /// The deadline of the oldest reply owed.
     fn deadline(&self) -> Option<Instant> {
-        self.pending.iter().find_map(|e| match e {
-            Expect::Reply(p) => Some(p.deadline),
+        let oldest = self.pending.iter().find_map(|e| match e {
+            Expect::Reply(p) => Some(p),
             Expect::Local(_) => None,
-        })?
+        })?;
+        Some(oldest.deadline? + (self.client_wait - oldest.client_wait))
     }
 
     async fn flush<S>(&mut self, client: &mut Client<S>, link: &mut Link<'_>) -> Result<(), End>
@@ -327,12 +336,14 @@ impl Relay<'_> {
                 .metrics
                 .bytes_to_clients
                 .increment(self.to_client.len() as u64);
+            let started = Instant::now();
             client
                 .io
                 .write_all(&self.to_client)
                 .await
                 .map_err(|_| End::ClientGone)?;
             client.io.flush().await.map_err(|_| End::ClientGone)?;
+            self.client_wait += started.elapsed();
             self.to_client.clear();
             super::memory::settle(&mut self.to_client);
         }
@@ -619,6 +630,7 @@ impl Relay<'_> {
             self.pending.push_back(Expect::Reply(Pending {
                 rewrite: rewrite.clone(),
                 deadline,
+                client_wait: self.client_wait,
                 log: log.clone(),
             }));
         }
@@ -626,6 +638,7 @@ impl Relay<'_> {
         self.pending.push_back(Expect::Reply(Pending {
             rewrite,
             deadline,
+            client_wait: self.client_wait,
             log,
         }));
     }
