@@ -23,7 +23,7 @@ pub fn settle(buf: &mut bytes::BytesMut) {
 pub const BUDGET: usize = 512 << 20;
 
 /// What a buffer takes from the budget at least, once past its free share: a buffer that grows
-/// by small frames does not take (and round up to the budget's unit) for each one.
+/// by small frames goes to the budget (a lock and a semaphore) once per step, not per frame.
 const STEP: usize = 64 << 10;
 
 /// One buffer's share of the budget.

@@ -336,14 +336,17 @@ impl Relay<'_> {
                 .metrics
                 .bytes_to_clients
                 .increment(self.to_client.len() as u64);
-            let started = Instant::now();
+            // Only a reply still owed can be held up by the client: with none, no clock.
+            let started = (!self.pending.is_empty()).then(Instant::now);
             client
                 .io
                 .write_all(&self.to_client)
                 .await
                 .map_err(|_| End::ClientGone)?;
             client.io.flush().await.map_err(|_| End::ClientGone)?;
-            self.client_wait += started.elapsed();
+            if let Some(started) = started {
+                self.client_wait += started.elapsed();
+            }
             self.to_client.clear();
             super::memory::settle(&mut self.to_client);
         }
