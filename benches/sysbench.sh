@@ -12,7 +12,12 @@
 #           --pg-listen) port, TCP loopback, plaintext.
 # Workloads: sysbench oltp_point_select and oltp_read_only with server-side prepared statements
 # (--db-ps-mode=auto), oltp_point_select over the text protocol (--db-ps-mode=disable), and
-# pgbench -S with the prepared and the simple protocol; each at every THREADS count.
+# pgbench -S with the prepared and the simple protocol; each at every THREADS count. pgbench runs
+# a thread per connection (-j = -c), as sysbench does: the CPU a proxy spends sending an answer
+# includes waking the client's thread, which costs more when that thread sleeps on its one
+# connection than when it is awake serving others (with -j 2 for 8 connections, the PostgreSQL
+# proxy's CPU per transaction was 2-3 µs lower), so the two proxies are measured against clients
+# that wait alike.
 # Around every run it reads the CPU time of `tdb serve` (the hop), of mariadbd and of the whole
 # machine from /proc, and divides by the queries and transactions the client completed.
 # Prints Markdown tables (figures, goals, every run) and writes them to RESULTS.
@@ -24,6 +29,10 @@
 #        SYSCALLS=1 (count tdb's system calls in every proxy run with `perf stat`: it costs the
 #        proxy a little, so it is off by default)
 #        TDB_BIN=path (use this binary instead of building target/release/tdb)
+#        PGBENCH_JOBS=<threads> (pgbench's -j; the runs before 2026-12-07's last used 2)
+#        PROFILE=0 (1: after the rounds, `perf record -g` of tdb serve for PROFILE_SECS=5 during one
+#        extra proxy run of each workload at the last THREADS count; the reports go to RESULTS and
+#        the data to <RESULTS without .md>-<workload>.perf.data)
 # e.g.   TDB_BIN=target/release/tdb DURATION=5 ROUNDS=1 benches/sysbench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +46,8 @@ SCALE=${SCALE:-10}
 SHARED_BUFFERS=${SHARED_BUFFERS:-256MB}
 ONLY=${ONLY:-}
 SYSCALLS=${SYSCALLS:-0}
+PROFILE=${PROFILE:-0}
+PROFILE_SECS=${PROFILE_SECS:-5}
 RESULTS=${RESULTS:-/tmp/tdb-sysbench-$(date +%Y%m%d-%H%M%S).md}
 # name|client|options: sysbench's test and ps mode, or pgbench's options.
 WORKLOADS=(
@@ -58,7 +69,7 @@ die() { echo "sysbench.sh: $*" >&2; exit 1; }
 . scripts/lib/packages.sh
 ensure_packages sysbench mariadb-server mariadb-client postgresql postgresql-client \
     python3 python3-cryptography curl jq
-if [ "$SYSCALLS" = 1 ]; then
+if [ "$SYSCALLS" = 1 ] || [ "$PROFILE" = 1 ]; then
     command -v perf >/dev/null || ensure_packages linux-perf
 fi
 . benches/lib.sh
@@ -252,7 +263,7 @@ run_client() {
             --table-size="$TABLE_SIZE" --threads="$threads" --time="$secs" --report-interval=0 \
             --percentile=95 --mysql-ssl=off "$@" "$test" run >"$ROOT/run.out" 2>"$ROOT/run.err" || rc=$?
     else
-        local jobs=$((threads < 2 ? threads : 2))
+        local jobs=${PGBENCH_JOBS:-$threads}
         (pg_env "$target"; exec "$PGBENCH" -n -T "$secs" -c "$threads" -j "$jobs" "$@") \
             >"$ROOT/run.out" 2>"$ROOT/run.err" || rc=$?
     fi
@@ -356,6 +367,32 @@ for round in $(seq 1 "$ROUNDS"); do
         done
     done
 done
+
+# --- a profile of tdb ----------------------------------------------------------------------------
+PROFILES=$ROOT/profiles
+: >"$PROFILES"
+if [ "$PROFILE" = 1 ]; then
+    th=${THREADS##* }
+    for w in "${WORKLOADS[@]}"; do
+        IFS='|' read -r name client opts <<<"$w"
+        step "perf record -g of tdb serve for ${PROFILE_SECS}s during $name through the proxy, $th threads"
+        perf record -q -g -p "$TDB_PID" -o "$ROOT/perf.data" -- sleep "$PROFILE_SECS" >/dev/null 2>&1 &
+        perf_pid=$!
+        # shellcheck disable=SC2086
+        run_client "$client" proxy "$th" "$((PROFILE_SECS + 1))" $opts >/dev/null
+        wait "$perf_pid" || true
+        cp "$ROOT/perf.data" "${RESULTS%.md}-${name// /-}.perf.data"
+        {
+            echo "### $name through the proxy, $th threads: \`perf report --no-children --sort dso,sym\`, symbols at 0.5% or more"
+            echo
+            echo '```'
+            perf report -i "$ROOT/perf.data" --no-children --sort dso,sym --percent-limit 0.5 --stdio -g none 2>/dev/null \
+                | grep -v '^#' | grep -v '^$' | head -60
+            echo '```'
+            echo
+        } >>"$PROFILES"
+    done
+fi
 
 # --- the report ----------------------------------------------------------------------------------
 # Means over the rounds; CPU per query is each run's CPU over its queries, averaged over rounds.
@@ -461,6 +498,12 @@ SBV=$(sysbench --version)
             $5, $6, $7, $8, $9, $10, per($11, $10), $1 ~ /^pgbench/ ? "-" : per($12, $10), per($14 * hz, $10),
             per($13, $10), per($13 - $11 - $12 - $14 * hz, $10),
             ($15 != "-" && $15 != "" && $10 > 0) ? sprintf("%.2f", $15 / $10) : "-" }' "$RAW"
+    if [ -s "$PROFILES" ]; then
+        echo
+        echo "## Profiles of tdb serve"
+        echo
+        cat "$PROFILES"
+    fi
 } >"$RESULTS"
 echo
 report

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use super::command::Unit;
+use super::stops::{self, Stops};
 use super::{RelayEnd, SessionContext, capture};
 use crate::mysql::backend::{self, Backend, Stop};
 use crate::mysql::errno;
@@ -37,6 +38,8 @@ use crate::mysql::response::{Expect, Outcome, Response, Seen, Step};
 const INSPECT_LIMIT: usize = 64 * 1024;
 /// Bytes gathered for the client before they are written out.
 const OUT_LIMIT: usize = 64 * 1024;
+/// The capacity a session's buffer for its client keeps between answers.
+const OUT_KEPT: usize = 8 * 1024;
 /// How much longer than `query_timeout_ms` the proxy waits, so MariaDB's own
 /// `max_statement_time` fires first and the client sees the server's usual error.
 const MARGIN: Duration = Duration::from_millis(500);
@@ -102,6 +105,11 @@ pub(super) struct Watched<'a> {
     pub deadline: &'a mut Option<Instant>,
     /// The session's statement timer (see the module's note).
     pub timer: Pin<&'a mut Sleep>,
+    pub stops: &'a mut Stops,
+    /// When the command came: its `query_timeout_ms` counts from then.
+    pub started: Instant,
+    /// The session's buffer for what goes to the client, kept between answers (empty).
+    pub out: &'a mut Vec<u8>,
 }
 
 /// A statement timer that is not armed: due in a year.
@@ -129,10 +137,12 @@ where
         progress,
         deadline,
         mut timer,
+        stops,
+        started,
+        out,
     } = w;
-    let started = Instant::now();
     let thread_id = backend.thread_id;
-    let down = Down::new(client_w, backend, ctx, unit, expect, progress);
+    let down = Down::new(client_w, backend, (ctx, unit), expect, progress, out);
     let answer = down.run();
     tokio::pin!(answer);
     let mut due = ctx.query_timeout.map(|t| started + t + MARGIN);
@@ -146,10 +156,12 @@ where
         tokio::select! {
             biased;
             done = &mut answer => return done,
-            _ = ctx.kill.cancelled() => return Err(RelayEnd::Killed),
-            _ = ctx.shutdown.cancelled(), if deadline.is_none() => {
-                *deadline = Some(Instant::now() + ctx.shutdown_grace);
-            }
+            stop = stops.next() => match stop {
+                stops::Stop::Kill => return Err(RelayEnd::Killed),
+                stops::Stop::Shutdown => {
+                    deadline.get_or_insert_with(|| Instant::now() + ctx.shutdown_grace);
+                }
+            },
             _ = sleep_until(*deadline) => return Err(RelayEnd::DeadlinePassed),
             _ = timer.as_mut(), if due.is_some() => {
                 let now = Instant::now();
@@ -219,7 +231,7 @@ struct Down<'a, W> {
     unit: &'a Unit,
     progress: &'a Progress,
     response: Response,
-    out: Vec<u8>,
+    out: &'a mut Vec<u8>,
     /// The sequence id after the last packet put out.
     next_seq: u8,
     /// Results ended so far: the index of the statement whose result comes next.
@@ -235,12 +247,13 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
     fn new(
         client: &'a mut W,
         backend: &'a mut Backend,
-        ctx: &'a SessionContext,
-        unit: &'a Unit,
+        (ctx, unit): (&'a SessionContext, &'a Unit),
         expect: Expect,
         progress: &'a Progress,
+        out: &'a mut Vec<u8>,
     ) -> Self {
         let next_seq = progress.client_seq().unwrap_or(1);
+        out.clear();
         Self {
             client,
             backend,
@@ -248,7 +261,7 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
             unit,
             progress,
             response: Response::new(expect),
-            out: Vec::with_capacity(OUT_LIMIT),
+            out,
             next_seq,
             results: 0,
             continuing: false,
@@ -262,6 +275,7 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
             while let Some(done) = self.next_packet().await? {
                 if done {
                     self.flush().await?;
+                    self.out.shrink_to(OUT_KEPT);
                     return Ok(self.answered);
                 }
                 if self.out.len() >= OUT_LIMIT {
@@ -427,7 +441,7 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
 
     /// Puts a payload of the proxy's own out as the packet numbered `seq`.
     fn put(&mut self, seq: u8, payload: &[u8]) {
-        self.next_seq = packet::encode(&mut self.out, seq, payload);
+        self.next_seq = packet::encode(self.out, seq, payload);
     }
 
     /// Writes out what was gathered, and flushes what was written (TLS holds records back
@@ -435,7 +449,7 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
     async fn flush(&mut self) -> Result<(), RelayEnd> {
         if !self.out.is_empty() {
             self.progress.set(MID_PACKET);
-            if self.client.write_all(&self.out).await.is_err() {
+            if self.client.write_all(self.out).await.is_err() {
                 return Err(RelayEnd::ClientGone);
             }
             self.ctx
@@ -597,13 +611,14 @@ mod tests {
                 .await
                 .expect("ok");
         };
+        let mut out = Vec::new();
         let down = Down::new(
             &mut near_client,
             &mut backend,
-            &ctx,
-            &unit,
+            (&ctx, &unit),
             Expect::Results,
             &progress,
+            &mut out,
         );
         let (answered, ()) = tokio::join!(down.run(), script);
         let answered = answered.expect("the answer ends");

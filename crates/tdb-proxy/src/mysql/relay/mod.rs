@@ -8,6 +8,7 @@ mod answer;
 mod capture;
 mod command;
 pub mod statements;
+mod stops;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +29,7 @@ pub use answer::ESCALATION;
 use answer::{Answered, Progress, Watched};
 use command::{Action, Book, Prepared, Unit};
 pub use statements::{DDL_ON_TENANT, Guard};
+use stops::{Stop, Stops};
 
 /// The largest command a client may send (MariaDB's `max_allowed_packet` is 16 MiB by default).
 pub const MAX_COMMAND: usize = 64 << 20;
@@ -114,6 +116,8 @@ where
         in_transaction: backend.status & reply::status::IN_TRANS != 0,
         deadline: None,
         timer: Box::pin(answer::idle_timer()),
+        stops: Stops::watch(&ctx.kill, &ctx.shutdown),
+        out: Vec::new(),
     };
     loop {
         let command = match session.next_command(&mut client_r).await {
@@ -125,7 +129,7 @@ where
             .run(&mut client_r, &mut client_w, backend, command, &progress)
             .await;
         match ran {
-            Ok(()) if ctx.shutdown.is_cancelled() && !session.in_transaction => {
+            Ok(()) if !session.in_transaction && session.stops.shutting_down() => {
                 return outcome(RelayEnd::Drained, true, Some(1));
             }
             Ok(()) => {}
@@ -159,6 +163,10 @@ struct Session<'a> {
     deadline: Option<tokio::time::Instant>,
     /// The statement timer, one for the session's life ([`answer::watch`] moves it).
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The tenant's kill and tdb's shutdown.
+    stops: Stops,
+    /// What goes to the client ([`answer::watch`] fills it, and empties it).
+    out: Vec<u8>,
 }
 
 impl Session<'_> {
@@ -179,15 +187,15 @@ impl Session<'_> {
                 Err(_) => return Err(RelayEnd::ProtocolError("packets out of order")),
             }
             self.hold(&mut held)?;
+            if self.deadline.is_none() && self.stops.shutting_down() {
+                self.shut_down()?;
+            }
             tokio::select! {
                 biased;
-                _ = ctx.kill.cancelled() => return Err(RelayEnd::Killed),
-                _ = ctx.shutdown.cancelled(), if self.deadline.is_none() => {
-                    if !self.in_transaction {
-                        return Err(RelayEnd::Drained);
-                    }
-                    self.deadline = Some(tokio::time::Instant::now() + ctx.shutdown_grace);
-                }
+                stop = self.stops.next() => match stop {
+                    Stop::Kill => return Err(RelayEnd::Killed),
+                    Stop::Shutdown => self.shut_down()?,
+                },
                 _ = sleep_until(self.deadline) => return Err(RelayEnd::DeadlinePassed),
                 read = self.input.fill(client_r) => match read {
                     Ok(n) => ctx.metrics.bytes_from_clients.increment(n as u64),
@@ -204,15 +212,32 @@ impl Session<'_> {
             && gate.is_held()
             && !self.in_transaction
         {
-            tokio::select! {
-                _ = gate.pass() => {}
-                _ = ctx.kill.cancelled() => return Err(RelayEnd::Killed),
+            loop {
+                tokio::select! {
+                    _ = gate.pass() => break,
+                    // A shutdown is noted: the session ends after this command.
+                    stop = self.stops.next() => if stop == Stop::Kill {
+                        return Err(RelayEnd::Killed);
+                    },
+                }
             }
         }
         Ok(Command {
             packet,
             _held: held,
         })
+    }
+
+    /// tdb is shutting down: the session ends now outside a transaction, else at the deadline
+    /// (set once).
+    fn shut_down(&mut self) -> Result<(), RelayEnd> {
+        if !self.in_transaction {
+            return Err(RelayEnd::Drained);
+        }
+        if self.deadline.is_none() {
+            self.deadline = Some(tokio::time::Instant::now() + self.ctx.shutdown_grace);
+        }
+        Ok(())
     }
 
     /// A long command being read takes its memory from the shared budget first.
@@ -294,6 +319,9 @@ impl Session<'_> {
             progress,
             deadline: &mut self.deadline,
             timer: self.timer.as_mut(),
+            stops: &mut self.stops,
+            started: started.0.into(),
+            out: &mut self.out,
         };
         let answered = answer::watch(client_r, &mut self.input, client_w, backend, watched)
             .await

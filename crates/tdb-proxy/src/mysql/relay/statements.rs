@@ -59,19 +59,25 @@ pub struct Stmt {
 /// The statements of `sql`, or the error the client gets when one is refused.
 pub fn check(sql: &str, guard: &Guard) -> Result<Vec<Stmt>, reply::Err> {
     let readings = sqltext::readings(sql);
-    let stmts = match plain_data(sql, &readings) {
-        Some(stmt) => vec![stmt],
-        None => match tdb_sql::mysql::classify_all(sql) {
-            Ok(parsed) => parsed_checks(&parsed, guard)?,
-            Err(_) => readings
-                .first()
-                .map(|reading| reading.iter().map(|text| classify(text)).collect())
-                .unwrap_or_default(),
-        },
+    if let Some((stmt, tokens)) = plain_data(sql, &readings) {
+        // The batch's one reading is this one statement: its keyword checks are the loop's
+        // below, on the tokens already read.
+        return match refuse(&stmt, &tokens, guard) {
+            Some(refusal) => Err(refusal),
+            None => Ok(vec![stmt]),
+        };
+    }
+    let stmts = match tdb_sql::mysql::classify_all(sql) {
+        Ok(parsed) => parsed_checks(&parsed, guard)?,
+        Err(_) => readings
+            .first()
+            .map(|reading| reading.iter().map(|text| classify(text)).collect())
+            .unwrap_or_default(),
     };
     for reading in &readings {
         for text in reading {
-            if let Some(refusal) = refuse(&classify(text), guard) {
+            let tokens = sqltext::tokens(text);
+            if let Some(refusal) = refuse(&classify(text), &tokens, guard) {
                 return Err(refusal);
             }
         }
@@ -92,7 +98,7 @@ pub fn check(sql: &str, guard: &Guard) -> Result<Vec<Stmt>, reply::Err> {
 /// `sql` classified without the parser, when it is one plain statement of data (see the
 /// module's note): one reading of one statement, no comment of any kind (an executable one may
 /// read differently to the parser), led by a data keyword, and no `OUTFILE` or `DUMPFILE`.
-fn plain_data(sql: &str, readings: &[Vec<String>]) -> Option<Stmt> {
+fn plain_data(sql: &str, readings: &[Vec<String>]) -> Option<(Stmt, Vec<Token>)> {
     let [reading] = readings else { return None };
     let [text] = reading.as_slice() else {
         return None;
@@ -106,7 +112,7 @@ fn plain_data(sql: &str, readings: &[Vec<String>]) -> Option<Stmt> {
     let writes_file = tokens
         .iter()
         .any(|t| matches!(t, Token::Word(w) if w == "OUTFILE" || w == "DUMPFILE"));
-    (leads && !writes_file).then(|| classify(text))
+    (leads && !writes_file).then(|| (classify(text), tokens))
 }
 
 /// The parser's statements, with what `tdb_sql::mysql::refusal` and this session refuse.
@@ -170,10 +176,10 @@ fn db_access_denied(guard: &Guard, database: &str) -> reply::Err {
     )
 }
 
-/// Why the session may not run `stmt` (read by its leading keywords), as the client is told.
-fn refuse(stmt: &Stmt, guard: &Guard) -> Option<reply::Err> {
-    let tokens = sqltext::tokens(&stmt.text);
-    if let Some(charset) = unsafe_charset(&tokens) {
+/// Why the session may not run `stmt` (read by its leading keywords, `tokens` its text's), as
+/// the client is told.
+fn refuse(stmt: &Stmt, tokens: &[Token], guard: &Guard) -> Option<reply::Err> {
+    if let Some(charset) = unsafe_charset(tokens) {
         return Some(reply::Err::new(
             errno::UNKNOWN_CHARACTER_SET,
             format!(
@@ -182,13 +188,13 @@ fn refuse(stmt: &Stmt, guard: &Guard) -> Option<reply::Err> {
             ),
         ));
     }
-    if let Some(database) = use_of_other(&stmt.text, &tokens, guard) {
+    if let Some(database) = use_of_other(&stmt.text, tokens, guard) {
         return Some(db_access_denied(guard, &database));
     }
-    if let Some(why) = platform_refusal(stmt, &tokens) {
+    if let Some(why) = platform_refusal(stmt, tokens) {
         return Some(reply::Err::new(errno::SPECIFIC_ACCESS_DENIED, why));
     }
-    session_refusal(stmt, &tokens, guard)
+    session_refusal(stmt, tokens, guard)
 }
 
 /// A statement's kind and tag (`CREATE TABLE`, `SELECT`, …), from its leading keywords (for
@@ -228,10 +234,13 @@ fn classify(text: &str) -> Stmt {
 /// that names one statements cannot be checked in ([`handshake::UNSAFE_CHARSETS`]), as a name,
 /// a string or a collation's prefix.
 fn unsafe_charset(tokens: &[Token]) -> Option<&'static str> {
+    if !matches!(tokens.first(), Some(Token::Word(w)) if w == "SET") {
+        return None;
+    }
     let sets_client_charset = tokens.iter().any(|t| {
         matches!(t, Token::Word(w) if matches!(w.as_str(), "NAMES" | "CHARACTER" | "CHARSET" | "CHARACTER_SET_CLIENT"))
     });
-    if tokens.first() != Some(&Token::Word("SET".into())) || !sets_client_charset {
+    if !sets_client_charset {
         return None;
     }
     tokens.iter().find_map(|t| {
@@ -270,7 +279,7 @@ fn kill_refusal(tokens: &[Token], guard: &Guard) -> Option<reply::Err> {
 
 /// `USE other` (or `USE` of any database but the session's own).
 fn use_of_other(text: &str, tokens: &[Token], guard: &Guard) -> Option<String> {
-    if tokens.first() != Some(&Token::Word("USE".into())) {
+    if !matches!(tokens.first(), Some(Token::Word(w)) if w == "USE") {
         return None;
     }
     let name = match tokens.get(1) {
@@ -467,7 +476,7 @@ mod tests {
             "REPLACE INTO t VALUES (1)",
             "SELECT a INTO @v FROM t LIMIT 1",
         ] {
-            let fast = plain_data(sql, &sqltext::readings(sql)).expect(sql);
+            let (fast, _) = plain_data(sql, &sqltext::readings(sql)).expect(sql);
             let parsed = tdb_sql::mysql::classify_all(sql).expect(sql);
             assert_eq!(
                 (&fast.kind, fast.tag.as_str()),

@@ -132,6 +132,14 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start(db_port: u16, plaintext: PlaintextPolicy) -> anyhow::Result<Self> {
+        let config = ProxyConfig {
+            plaintext,
+            ..ProxyConfig::default()
+        };
+        Self::with_config(db_port, config).await
+    }
+
+    pub async fn with_config(db_port: u16, config: ProxyConfig) -> anyhow::Result<Self> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let tls_dir = tempfile::tempdir()?;
         let generated = crate::tls::GeneratedTls {
@@ -146,10 +154,6 @@ impl Fixture {
                 .expect("options"),
         );
         let (log, _writer) = crate::querylog::QueryLog::new(catalog.clone(), false);
-        let config = ProxyConfig {
-            plaintext,
-            ..ProxyConfig::default()
-        };
         let proxy = ProxyState::new(
             config,
             catalog,

@@ -97,7 +97,51 @@ async fn sessions_end_cleanly() -> anyhow::Result<()> {
     malformed_handshakes(&f)
         .await
         .context("malformed handshakes")?;
+    f.finish().await?;
+    // Shutdown ends the proxy's sessions: a proxy of its own.
+    let config = crate::ProxyConfig {
+        plaintext: PlaintextPolicy::Loopback,
+        shutdown_grace: SHUTDOWN_GRACE,
+        ..crate::ProxyConfig::default()
+    };
+    let f = Fixture::with_config(db.port, config).await?;
+    shutdown(&f).await.context("shutdown")?;
     f.finish().await
+}
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Shutdown ends a session between commands at once, lets an open transaction go on until it
+/// ends or the grace runs out, and tells each client why.
+async fn shutdown(f: &Fixture) -> anyhow::Result<()> {
+    let mut idle = login(f, TENANT_DB).await?;
+    let mut finishing = login(f, TENANT_DB).await?;
+    let mut lingering = login(f, TENANT_DB).await?;
+    finishing.query("BEGIN").await?;
+    lingering.query("BEGIN").await?;
+    let shutting_down =
+        |p: &crate::mysql::packet::Packet| raw::error(p).is_some_and(|e| e.code == 1053);
+    f.proxy.shutdown.cancel();
+    let started = Instant::now();
+    let told = tokio::time::timeout(Duration::from_secs(10), idle.next()).await??;
+    ensure!(shutting_down(&told), "{told:?}");
+    ensure!(idle.next().await.is_err(), "the idle session goes on");
+    // The transaction runs to its end, and the session ends after it.
+    let inside = finishing.query("SELECT 1").await?;
+    ensure!(raw::first_column(&inside) == ["1"], "{inside:?}");
+    let committed = finishing.query("COMMIT").await?;
+    ensure!(raw::error(&committed[0]).is_none(), "{committed:?}");
+    let told = tokio::time::timeout(Duration::from_secs(10), finishing.next()).await??;
+    ensure!(shutting_down(&told), "{told:?}");
+    // One that does not end is ended when the grace runs out.
+    let told = tokio::time::timeout(SHUTDOWN_GRACE * 10, lingering.next()).await??;
+    ensure!(shutting_down(&told), "{told:?}");
+    ensure!(
+        started.elapsed() >= SHUTDOWN_GRACE - Duration::from_millis(100),
+        "ended {:?} after the shutdown, before its grace",
+        started.elapsed()
+    );
+    Ok(())
 }
 
 async fn logins_with_the_mariadb_client(f: &Fixture) -> anyhow::Result<()> {
