@@ -163,3 +163,15 @@ print(state["admin_user"])
 print(AESGCM(key).decrypt(sealed[1:13], sealed[13:], sys.argv[3].encode()).decode())
 EOF
 }
+
+# perf_section PERF_DATA TITLE SORT PERCENT ROWS: a Markdown section of `perf report
+# --no-children --sort SORT` of PERF_DATA, the entries at PERCENT% or more, at most ROWS.
+perf_section() {
+    echo "### $2: \`perf report --no-children --sort $3\`, entries at $4% or more"
+    echo
+    echo '```'
+    perf report -i "$1" --no-children --sort "$3" --percent-limit "$4" --stdio -g none 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | head -"$5"
+    echo '```'
+    echo
+}

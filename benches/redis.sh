@@ -366,20 +366,8 @@ if [ "$PROFILE" = 1 ] && [[ " $TARGETS " == *" tdb "* ]]; then
         wait "$perf_pid" || true
         cp "$ROOT/perf.data" "${RESULTS%.md}-$test-P$pipe.perf.data"
         {
-            echo "### $name through tdb: \`perf report --no-children --sort dso\`"
-            echo
-            echo '```'
-            perf report -i "$ROOT/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
-                | grep -v '^#' | grep -v '^$' | head -8
-            echo '```'
-            echo
-            echo "### $name through tdb: \`perf report --no-children --sort dso,sym\`, symbols at 1% or more"
-            echo
-            echo '```'
-            perf report -i "$ROOT/perf.data" --no-children --sort dso,sym --percent-limit 1 --stdio -g none 2>/dev/null \
-                | grep -v '^#' | grep -v '^$' | head -30
-            echo '```'
-            echo
+            perf_section "$ROOT/perf.data" "$name through tdb" dso 0 8
+            perf_section "$ROOT/perf.data" "$name through tdb" dso,sym 1 30
         } >>"$PROFILES"
     done
 fi

@@ -382,15 +382,7 @@ if [ "$PROFILE" = 1 ]; then
         run_client "$client" proxy "$th" "$((PROFILE_SECS + 1))" $opts >/dev/null
         wait "$perf_pid" || true
         cp "$ROOT/perf.data" "${RESULTS%.md}-${name// /-}.perf.data"
-        {
-            echo "### $name through the proxy, $th threads: \`perf report --no-children --sort dso,sym\`, symbols at 0.5% or more"
-            echo
-            echo '```'
-            perf report -i "$ROOT/perf.data" --no-children --sort dso,sym --percent-limit 0.5 --stdio -g none 2>/dev/null \
-                | grep -v '^#' | grep -v '^$' | head -60
-            echo '```'
-            echo
-        } >>"$PROFILES"
+        perf_section "$ROOT/perf.data" "$name through the proxy, $th threads" dso,sym 0.5 60 >>"$PROFILES"
     done
 fi
 
