@@ -38,8 +38,9 @@ use crate::mysql::response::{Expect, Outcome, Response, Seen, Step};
 const INSPECT_LIMIT: usize = 64 * 1024;
 /// Bytes gathered for the client before they are written out.
 const OUT_LIMIT: usize = 64 * 1024;
-/// The capacity a session's buffer for its client keeps between answers.
-const OUT_KEPT: usize = 8 * 1024;
+/// The capacity a session's buffer for its client keeps between answers: what short answers
+/// take, so that an idle session holds little (a long answer grows it again).
+const OUT_KEPT: usize = 2 * 1024;
 /// How much longer than `query_timeout_ms` the proxy waits, so MariaDB's own
 /// `max_statement_time` fires first and the client sees the server's usual error.
 const MARGIN: Duration = Duration::from_millis(500);
@@ -106,8 +107,6 @@ pub(super) struct Watched<'a> {
     /// The session's statement timer (see the module's note).
     pub timer: Pin<&'a mut Sleep>,
     pub stops: &'a mut Stops,
-    /// When the command came: its `query_timeout_ms` counts from then.
-    pub started: Instant,
     /// The session's buffer for what goes to the client, kept between answers (empty).
     pub out: &'a mut Vec<u8>,
 }
@@ -138,9 +137,14 @@ where
         deadline,
         mut timer,
         stops,
-        started,
         out,
     } = w;
+    let started = Instant::now();
+    // A shutdown told while the command waited at a hold (which notes it, and lets the
+    // command go) gives this answer the grace too.
+    if deadline.is_none() && stops.shutting_down() {
+        *deadline = Some(started + ctx.shutdown_grace);
+    }
     let thread_id = backend.thread_id;
     let down = Down::new(client_w, backend, (ctx, unit), expect, progress, out);
     let answer = down.run();

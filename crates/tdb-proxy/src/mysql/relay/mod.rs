@@ -130,7 +130,11 @@ where
             .await;
         match ran {
             Ok(()) if !session.in_transaction && session.stops.shutting_down() => {
-                return outcome(RelayEnd::Drained, true, Some(1));
+                let end = match session.stops.killed() {
+                    true => RelayEnd::Killed,
+                    false => RelayEnd::Drained,
+                };
+                return outcome(end, true, Some(1));
             }
             Ok(()) => {}
             Err((end, idle)) => return outcome(end, idle, progress.client_seq()),
@@ -188,6 +192,9 @@ impl Session<'_> {
             }
             self.hold(&mut held)?;
             if self.deadline.is_none() && self.stops.shutting_down() {
+                if self.stops.killed() {
+                    return Err(RelayEnd::Killed);
+                }
                 self.shut_down()?;
             }
             tokio::select! {
@@ -320,7 +327,6 @@ impl Session<'_> {
             deadline: &mut self.deadline,
             timer: self.timer.as_mut(),
             stops: &mut self.stops,
-            started: started.0.into(),
             out: &mut self.out,
         };
         let answered = answer::watch(client_r, &mut self.input, client_w, backend, watched)

@@ -6,6 +6,8 @@
 //! tokens in every command's `select!` made each command take and bounce those locks between
 //! the proxy's threads several times. Instead a helper task per session waits on the tokens
 //! and tells the relay over a channel, whose receiver is polled with atomic operations alone.
+//! The price is one task's hop: a relay learns of a stop once the helper has run, so a command
+//! it reads in between still runs (it would, too, had it come a moment earlier).
 
 use std::future::pending;
 
@@ -70,8 +72,14 @@ impl Stops {
         self.shutdown
     }
 
-    /// The next stop: a kill (at once when one was told), or shutdown once. Pending for good
-    /// when nothing more can come.
+    /// Whether the tenant's kill was told (as far as the last [`Self::shutting_down`] or
+    /// [`Self::next`] took).
+    pub fn killed(&self) -> bool {
+        self.killed
+    }
+
+    /// The next stop: a kill (at once when one was told, and before a shutdown told ahead of
+    /// it), or shutdown once. Pending for good when nothing more can come.
     pub async fn next(&mut self) -> Stop {
         if self.killed {
             return Stop::Kill;
@@ -82,7 +90,12 @@ impl Stops {
         match self.told.recv().await {
             Some(stop) => {
                 self.note(stop);
-                stop
+                // A kill queued behind a shutdown is the one that counts, as when the relay
+                // polled the kill token first.
+                while let Ok(more) = self.told.try_recv() {
+                    self.note(more);
+                }
+                if self.killed { Stop::Kill } else { stop }
             }
             // The runtime is going away: as a shutdown, once.
             None => {
@@ -129,6 +142,7 @@ mod tests {
         kill.cancel();
         assert_eq!(within(stops.next()).await, Stop::Kill);
         assert_eq!(within(stops.next()).await, Stop::Kill, "a kill stays told");
+        assert!(stops.killed());
     }
 
     #[tokio::test]
@@ -139,6 +153,28 @@ mod tests {
         let mut stops = Stops::watch(&kill, &shutdown);
         assert_eq!(within(stops.next()).await, Stop::Kill);
         assert!(!stops.shutting_down(), "nothing follows a kill");
+    }
+
+    #[tokio::test]
+    async fn a_kill_told_behind_a_shutdown_comes_first() {
+        let (kill, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let mut stops = Stops::watch(&kill, &shutdown);
+        shutdown.cancel();
+        within(async {
+            while stops.told.is_empty() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        kill.cancel();
+        within(async {
+            while stops.told.len() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert_eq!(within(stops.next()).await, Stop::Kill);
+        assert!(stops.shutting_down(), "the shutdown is noted all the same");
     }
 
     #[tokio::test]

@@ -98,48 +98,94 @@ async fn sessions_end_cleanly() -> anyhow::Result<()> {
         .await
         .context("malformed handshakes")?;
     f.finish().await?;
-    // Shutdown ends the proxy's sessions: a proxy of its own.
-    let config = crate::ProxyConfig {
-        plaintext: PlaintextPolicy::Loopback,
-        shutdown_grace: SHUTDOWN_GRACE,
-        ..crate::ProxyConfig::default()
-    };
-    let f = Fixture::with_config(db.port, config).await?;
+    // Shutdown ends the proxy's sessions: proxies of their own.
+    let f = Fixture::with_config(db.port, grace(SHUTDOWN_GRACE)).await?;
     shutdown(&f).await.context("shutdown")?;
+    f.finish().await?;
+    let f = Fixture::with_config(db.port, grace(SHORT_GRACE)).await?;
+    shutdown_while_held(&f)
+        .await
+        .context("shutdown while held")?;
     f.finish().await
 }
 
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Shorter than the routes' query timeout.
+const SHORT_GRACE: Duration = Duration::from_millis(500);
+
+fn grace(shutdown_grace: Duration) -> crate::ProxyConfig {
+    crate::ProxyConfig {
+        plaintext: PlaintextPolicy::Loopback,
+        shutdown_grace,
+        ..crate::ProxyConfig::default()
+    }
+}
+
+fn shutting_down(p: &crate::mysql::packet::Packet) -> bool {
+    raw::error(p).is_some_and(|e| e.code == 1053)
+}
 
 /// Shutdown ends a session between commands at once, lets an open transaction go on until it
 /// ends or the grace runs out, and tells each client why.
 async fn shutdown(f: &Fixture) -> anyhow::Result<()> {
+    let within = Duration::from_secs(20);
     let mut idle = login(f, TENANT_DB).await?;
     let mut finishing = login(f, TENANT_DB).await?;
     let mut lingering = login(f, TENANT_DB).await?;
     finishing.query("BEGIN").await?;
     lingering.query("BEGIN").await?;
-    let shutting_down =
-        |p: &crate::mysql::packet::Packet| raw::error(p).is_some_and(|e| e.code == 1053);
-    f.proxy.shutdown.cancel();
     let started = Instant::now();
-    let told = tokio::time::timeout(Duration::from_secs(10), idle.next()).await??;
-    ensure!(shutting_down(&told), "{told:?}");
-    ensure!(idle.next().await.is_err(), "the idle session goes on");
+    f.proxy.shutdown.cancel();
     // The transaction runs to its end, and the session ends after it.
     let inside = finishing.query("SELECT 1").await?;
     ensure!(raw::first_column(&inside) == ["1"], "{inside:?}");
     let committed = finishing.query("COMMIT").await?;
     ensure!(raw::error(&committed[0]).is_none(), "{committed:?}");
-    let told = tokio::time::timeout(Duration::from_secs(10), finishing.next()).await??;
+    let told = tokio::time::timeout(within, finishing.next()).await??;
     ensure!(shutting_down(&told), "{told:?}");
-    // One that does not end is ended when the grace runs out.
-    let told = tokio::time::timeout(SHUTDOWN_GRACE * 10, lingering.next()).await??;
+    // The idle session was ended at once.
+    let told = tokio::time::timeout(within, idle.next()).await??;
     ensure!(shutting_down(&told), "{told:?}");
     ensure!(
-        started.elapsed() >= SHUTDOWN_GRACE - Duration::from_millis(100),
+        tokio::time::timeout(within, idle.next()).await?.is_err(),
+        "the idle session goes on"
+    );
+    // One that does not end is ended when the grace runs out.
+    let told = tokio::time::timeout(within, lingering.next()).await??;
+    ensure!(shutting_down(&told), "{told:?}");
+    ensure!(
+        started.elapsed() >= SHUTDOWN_GRACE,
         "ended {:?} after the shutdown, before its grace",
         started.elapsed()
+    );
+    Ok(())
+}
+
+/// A command parked by a hold when shutdown comes runs once the hold ends, within the grace:
+/// its statement is stopped when the grace runs out, before the query timeout would.
+async fn shutdown_while_held(f: &Fixture) -> anyhow::Result<()> {
+    let mut parked = login(f, TENANT_DB).await?;
+    f.proxy.gates.hold(
+        TENANT_ID,
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    );
+    // MariaDB's own limit lifted: only the proxy's timer, or the grace, can stop it.
+    let sleep = "SET STATEMENT max_statement_time = 0 FOR SELECT SLEEP(30) /* parked */";
+    let mut command = vec![code::QUERY];
+    command.extend_from_slice(sleep.as_bytes());
+    parked.send(0, &command).await?;
+    // Time to reach the gate: had it not, shutdown would end the session at once, with the
+    // same error.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.proxy.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.proxy.gates.release(TENANT_ID);
+    let released = Instant::now();
+    let told = tokio::time::timeout(Duration::from_secs(20), parked.next()).await??;
+    ensure!(
+        shutting_down(&told),
+        "{told:?} after {:?} (the query timeout is {QUERY_TIMEOUT_MS} ms)",
+        released.elapsed()
     );
     Ok(())
 }
