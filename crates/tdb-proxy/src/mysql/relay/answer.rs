@@ -140,8 +140,8 @@ where
         out,
     } = w;
     let started = Instant::now();
-    // A shutdown told while the command waited at a hold (which notes it, and lets the
-    // command go) gives this answer the grace too.
+    // A shutdown told but not acted on yet (a command already read when it came) gives this
+    // answer the grace too.
     if deadline.is_none() && stops.shutting_down() {
         *deadline = Some(started + ctx.shutdown_grace);
     }

@@ -219,14 +219,14 @@ impl Session<'_> {
             && gate.is_held()
             && !self.in_transaction
         {
-            loop {
-                tokio::select! {
-                    _ = gate.pass() => break,
-                    // A shutdown is noted: the session ends after this command.
-                    stop = self.stops.next() => if stop == Stop::Kill {
-                        return Err(RelayEnd::Killed);
-                    },
-                }
+            // Parked outside a transaction: a shutdown ends the session (as the PostgreSQL
+            // proxy's parked clients stop waiting), and the command never runs.
+            tokio::select! {
+                _ = gate.pass() => {}
+                stop = self.stops.next() => return Err(match stop {
+                    Stop::Kill => RelayEnd::Killed,
+                    Stop::Shutdown => RelayEnd::Drained,
+                }),
             }
         }
         Ok(Command {
