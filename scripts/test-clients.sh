@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the client libraries the integration tests drive tdb's proxies with besides psql,
 # mariadb and sqlx: psycopg 3, psycopg2, asyncpg, pg8000, SQLAlchemy, PyMySQL and redis-py (Python),
-# node-postgres and postgres.js (Node), the OpenAPI fuzzer schemathesis, and for the console's
+# node-postgres, postgres.js and MariaDB's Connector/Node.js (Node), the OpenAPI fuzzer schemathesis, and for the console's
 # browser tests Chromium (Debian's), playwright-core and axe-core (Node), into
 # target/test-clients/ (or $TDB_TEST_CLIENTS), where the tests look for them. Idempotent and
 # quiet: clients already there are kept; Python, pip, Node and npm come from Debian's packages
@@ -59,6 +59,13 @@ if [ ! -f "$dir/node/node_modules/postgres/package.json" ]; then
     echo "installing postgres.js into $dir/node"
     mkdir -p "$dir/node"
     npm install --silent --no-audit --no-fund --prefix "$dir/node" 'postgres@3'
+fi
+# MariaDB's Connector/Node.js: the MySQL proxy's client that takes MariaDB's metadata caching
+# for its prepared statements, in tests/mysql_proxy.rs.
+if [ ! -f "$dir/node/node_modules/mariadb/package.json" ]; then
+    echo "installing mariadb (Connector/Node.js) into $dir/node"
+    mkdir -p "$dir/node"
+    npm install --silent --no-audit --no-fund --prefix "$dir/node" 'mariadb@3'
 fi
 # The console's browser tests (tests/console_browser.rs): Playwright's driver (without its
 # browser downloads) drives Debian's Chromium; axe-core checks each page's accessibility.

@@ -1,6 +1,8 @@
-//! The MySQL proxy with real clients: the `mariadb` command-line client, PyMySQL and sqlx, each
-//! over TLS with tdb's generated CA, to a tenant and to a workspace: text and prepared
-//! statements, a transaction rolled back, a large result, and the server's own error numbers.
+//! The MySQL proxy with real clients: the `mariadb` command-line client, PyMySQL, MariaDB's
+//! Connector/Node.js (which takes MariaDB's metadata caching for its prepared statements) and
+//! sqlx, each over TLS with tdb's generated CA, to a tenant and to a workspace: text and
+//! prepared statements, a transaction rolled back, a large result, and the server's own error
+//! numbers.
 //! Then the walls: what a tenant's credential may not open, name or run, and handshakes that
 //! are not MySQL.
 
@@ -137,6 +139,45 @@ conn.commit()
 print(",".join(str(c) for c in codes), conn.get_server_info(), sep=";")
 "#;
 
+/// Connector/Node.js: the binary protocol throughout (`execute`), each statement prepared once
+/// and executed again without its column definitions (the connector takes metadata caching
+/// when the greeting offers it), a large result, a transaction rolled back, error numbers.
+const NODE_MARIADB: &str = r#"
+const fs = require('fs');
+const mariadb = require('mariadb');
+const [port, user, password, database, ca] = process.argv.slice(1);
+async function main() {
+  const conn = await mariadb.createConnection({
+    host: 'localhost', port: Number(port), user, password, database,
+    ssl: { ca: fs.readFileSync(ca), rejectUnauthorized: true },
+  });
+  await conn.execute("DELETE FROM items WHERE name LIKE 'js-%'");
+  await conn.execute('INSERT INTO items (name, qty) VALUES (?, ?)', ['js-a', 5]);
+  await conn.execute('INSERT INTO items (name, qty) VALUES (?, ?)', ['js-b', 6]);
+  const seen = [];
+  for (const name of ['js-a', 'js-b', 'js-a', 'js-b']) {
+    const rows = await conn.execute('SELECT name, qty FROM items WHERE name = ?', [name]);
+    seen.push(`${rows[0].name}=${rows[0].qty}`);
+  }
+  const big = await conn.execute("SELECT seq, REPEAT('j', 100) AS pad FROM seq_1_to_20000 WHERE seq > ?", [0]);
+  await conn.beginTransaction();
+  await conn.execute('DELETE FROM items WHERE name LIKE ?', ['js-%']);
+  await conn.rollback();
+  const kept = await conn.execute('SELECT COUNT(*) AS n FROM items WHERE name LIKE ?', ['js-%']);
+  const codes = [];
+  for (const [sql, values] of [['INSERT INTO items (name) VALUES (?)', ['js-a']], ['SELEC ?', [1]]]) {
+    try {
+      await conn.execute(sql, values);
+    } catch (e) {
+      codes.push(e.errno);
+    }
+  }
+  console.log([seen.join(','), big.length, String(big[big.length - 1].seq), String(kept[0].n), codes.join(',')].join(';'));
+  await conn.end();
+}
+main().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
 #[tokio::test]
 async fn real_clients_use_a_tenant_and_a_workspace_over_tls() {
     let s = start().await;
@@ -183,6 +224,18 @@ async fn real_clients_use_a_tenant_and_a_workspace_over_tls() {
         py.args([&target.user, &target.password, &target.database, &ca(&s)]);
         let out = run_client(py, "PyMySQL");
         assert!(out.starts_with("1062,1064;"), "{out}");
+
+        // Connector/Node.js, on the binary protocol with metadata caching.
+        let mut node = Command::new("node");
+        node.env("NODE_PATH", clients_dir().join("node/node_modules"))
+            .args(["-e", NODE_MARIADB, &s.mysql_port.to_string()])
+            .args([&target.user, &target.password, &target.database, &ca(&s)]);
+        let out = run_client(node, "Connector/Node.js");
+        assert_eq!(
+            out, "js-a=5,js-b=6,js-a=5,js-b=6;20000;20000;2;1062,1064",
+            "{}",
+            target.database
+        );
     }
 
     // sqlx: prepared statements, a transaction rolled back, a large result, error numbers.

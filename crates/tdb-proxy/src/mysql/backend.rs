@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::auth::{self, AuthSwitch};
-use super::capability::Caps;
+use super::capability::{Caps, ExtCaps};
 use super::command::Command;
 use super::handshake::{self, Handshake, HandshakeResponse};
 use super::packet::{self, Packet, PacketError, PacketReader};
@@ -40,6 +40,9 @@ pub struct BackendTarget {
     pub password: String,
     /// The client's capability flags (those it may choose are passed on).
     pub client_caps: Caps,
+    /// The MariaDB extended capabilities the client took (asked of the server when it offers
+    /// them).
+    pub client_ext: ExtCaps,
     pub collation: u8,
     /// `query_timeout_ms`, set as the session's `max_statement_time`.
     pub statement_timeout: Option<Duration>,
@@ -96,6 +99,9 @@ pub struct Backend {
     /// The status flags of the server's last OK.
     pub status: u16,
     pub server_version: String,
+    /// The server agreed to MariaDB's metadata caching: its column counts carry a "metadata
+    /// follows" byte.
+    pub cached_metadata: bool,
 }
 
 impl Backend {
@@ -116,13 +122,15 @@ impl Backend {
             )?));
         }
         let hello = Handshake::decode(&greeting.payload)?;
-        let ok = login(&mut stream, &mut reader, &hello, target).await?;
+        let ext = ExtCaps::for_server(target.client_ext, hello.ext);
+        let ok = login(&mut stream, &mut reader, &hello, target, ext).await?;
         let mut backend = Self {
             stream,
             reader,
             thread_id: hello.connection_id,
             status: ok.status,
             server_version: hello.server_version,
+            cached_metadata: ext.has(ExtCaps::CACHE_METADATA),
         };
         if let Some(timeout) = target.statement_timeout {
             backend.status = backend.run(&statement_timeout(timeout)).await?.status;
@@ -141,7 +149,7 @@ impl Backend {
     /// answer is read and dropped).
     pub async fn first_value(&mut self, sql: &str) -> Result<Option<Vec<u8>>, BackendError> {
         self.send(&Command::Query(sql.as_bytes())).await?;
-        let mut response = Response::new(Expect::Results);
+        let mut response = Response::new(Expect::Results).caching_metadata(self.cached_metadata);
         let mut value = None;
         loop {
             let packet = self.reader.next(&mut self.stream, MAX_PACKET).await?;
@@ -196,12 +204,14 @@ async fn open(host: &str, port: u16) -> std::io::Result<ServerStream> {
     Ok(ServerStream::Tcp(tcp))
 }
 
-/// The handshake response and the exchange after it, up to the server's OK.
+/// The handshake response (asking for the extended capabilities `ext`) and the exchange after
+/// it, up to the server's OK.
 async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     reader: &mut PacketReader,
     hello: &Handshake,
     target: &BackendTarget,
+    ext: ExtCaps,
 ) -> Result<reply::Ok, BackendError> {
     let collation = match target.collation {
         // MariaDB 10.11 does not know MySQL 8's default collation.
@@ -209,7 +219,8 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         c => c,
     };
     let response = HandshakeResponse {
-        caps: Caps::for_server(target.client_caps, hello.caps),
+        caps: Caps::for_server(target.client_caps, hello.caps, !ext.is_empty()),
+        ext,
         max_packet: MAX_PACKET_SIZE,
         collation,
         user: target.user.clone(),
@@ -265,6 +276,7 @@ pub async fn stop(target: &BackendTarget, thread_id: u32, what: Stop) -> Result<
     let side = BackendTarget {
         statement_timeout: None,
         client_caps: Caps::default(),
+        client_ext: ExtCaps::default(),
         ..target.clone()
     };
     let mut conn = Backend::connect(&side).await?;

@@ -3,12 +3,19 @@
 //! Never offered: `CLIENT_LOCAL_FILES` (a server could then read files from the client's
 //! machine, and a tenant could ask for `LOAD DATA LOCAL`), compression, session tracking,
 //! `CLIENT_DEPRECATE_EOF` (without it every client and server use the classic EOF packets, so
-//! the relay reads result sets one way only, cursors included), MySQL 8's query attributes
-//! (they change `COM_QUERY`'s layout) and MariaDB's extended capabilities (progress reports,
-//! bulk execution): the proxy sets `CLIENT_MYSQL`, which tells MariaDB clients and servers to
-//! keep to the common protocol.
+//! the relay reads result sets one way only, cursors included) and MySQL 8's query attributes
+//! (they change `COM_QUERY`'s layout).
+//!
+//! Of MariaDB's extended capabilities ([`ExtCaps`]) the proxy offers one, metadata caching: a
+//! server may then leave out the column definitions of a prepared statement's result set when
+//! the client already has them, which saves the server, the client and the relay a packet per
+//! column on every execute. The rest (progress reports, bulk execution, extended type
+//! information) change what flows in ways the relay does not read, and are never offered. A
+//! greeting or handshake response carries extended capabilities only with `CLIENT_MYSQL`
+//! (bit 0, [`Caps::LONG_PASSWORD`]) clear: the proxy's greeting clears it, as MariaDB's does,
+//! and a MySQL client that sets it in its answer asks for none.
 
-/// A set of capability flags (the low 32 bits; MariaDB's extended ones are never used).
+/// A set of capability flags (the low 32 bits; MariaDB's extended ones are [`ExtCaps`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Caps(pub u32);
 
@@ -37,10 +44,10 @@ impl Caps {
     pub const DEPRECATE_EOF: Caps = Caps(1 << 24);
     pub const QUERY_ATTRIBUTES: Caps = Caps(1 << 27);
 
-    /// What the proxy offers a client (plus [`Caps::SSL`] when it has a certificate).
+    /// What the proxy offers a client (plus [`Caps::SSL`] when it has a certificate). Without
+    /// `CLIENT_MYSQL`, so MariaDB's clients read [`ExtCaps::OFFERED`] from the greeting.
     pub const OFFERED: Caps = Caps(
-        Self::LONG_PASSWORD.0
-            | Self::FOUND_ROWS.0
+        Self::FOUND_ROWS.0
             | Self::LONG_FLAG.0
             | Self::CONNECT_WITH_DB.0
             | Self::IGNORE_SPACE.0
@@ -96,10 +103,55 @@ impl Caps {
     }
 
     /// The flags a server connection asks for on behalf of a client that asked for `client`,
-    /// of a server that offers `server`.
-    pub fn for_server(client: Caps, server: Caps) -> Caps {
+    /// of a server that offers `server`; `extended` when it asks for extended capabilities too
+    /// (then without `CLIENT_MYSQL`).
+    pub fn for_server(client: Caps, server: Caps, extended: bool) -> Caps {
         let wanted = Self::TO_SERVER.with(client.and(Self::CLIENT_CHOICES));
-        wanted.and(server).with(Self::LONG_PASSWORD)
+        let wanted = wanted.and(server);
+        match extended {
+            true => wanted.without(Self::LONG_PASSWORD),
+            false => wanted.with(Self::LONG_PASSWORD),
+        }
+    }
+
+    /// Whether these flags may come with MariaDB's extended ones: `CLIENT_MYSQL` is clear.
+    pub fn extensible(self) -> bool {
+        !self.has(Self::LONG_PASSWORD)
+    }
+}
+
+/// MariaDB's extended capability flags: bits 32-63 of its capabilities, shifted down. They are
+/// sent in the greeting's and the handshake response's reserved bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExtCaps(pub u32);
+
+impl ExtCaps {
+    pub const PROGRESS: ExtCaps = ExtCaps(1);
+    pub const STMT_BULK_OPERATIONS: ExtCaps = ExtCaps(1 << 2);
+    pub const EXTENDED_METADATA: ExtCaps = ExtCaps(1 << 3);
+    /// `MARIADB_CLIENT_CACHE_METADATA`: each column count carries a "metadata follows" byte,
+    /// and an execute's result set may come without its column definitions.
+    pub const CACHE_METADATA: ExtCaps = ExtCaps(1 << 4);
+
+    /// What the proxy offers a client, and asks of a server for a client that took it.
+    pub const OFFERED: ExtCaps = Self::CACHE_METADATA;
+
+    pub fn has(self, other: ExtCaps) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn and(self, other: ExtCaps) -> ExtCaps {
+        ExtCaps(self.0 & other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// What a server connection asks for on behalf of a client that took `client`, of a
+    /// server that offers `server`.
+    pub fn for_server(client: ExtCaps, server: ExtCaps) -> ExtCaps {
+        client.and(server).and(Self::OFFERED)
     }
 }
 
@@ -111,7 +163,8 @@ mod tests {
     fn nothing_dangerous_is_offered_or_passed_on() {
         for caps in [
             Caps::OFFERED,
-            Caps::for_server(Caps(u32::MAX), Caps(u32::MAX)),
+            Caps::for_server(Caps(u32::MAX), Caps(u32::MAX), false),
+            Caps::for_server(Caps(u32::MAX), Caps(u32::MAX), true),
         ] {
             for bad in [
                 Caps::LOCAL_FILES,
@@ -123,12 +176,20 @@ mod tests {
             ] {
                 assert!(!caps.has(bad), "{bad:?} in {caps:?}");
             }
-            assert!(
-                caps.has(Caps::LONG_PASSWORD),
-                "CLIENT_MYSQL: no MariaDB extensions"
-            );
         }
-        let server = Caps::for_server(Caps::PROTOCOL_41, Caps(u32::MAX));
+        // Extended capabilities go to a server only when asked for, and only the one offered.
+        assert!(Caps::for_server(Caps(u32::MAX), Caps(u32::MAX), false).has(Caps::LONG_PASSWORD));
+        assert!(Caps::for_server(Caps(u32::MAX), Caps(u32::MAX), true).extensible());
+        let ext = ExtCaps::for_server(ExtCaps(u32::MAX), ExtCaps(u32::MAX));
+        assert_eq!(ext, ExtCaps::CACHE_METADATA);
+        for bad in [
+            ExtCaps::PROGRESS,
+            ExtCaps::STMT_BULK_OPERATIONS,
+            ExtCaps::EXTENDED_METADATA,
+        ] {
+            assert!(!ext.has(bad) && !ExtCaps::OFFERED.has(bad), "{bad:?}");
+        }
+        let server = Caps::for_server(Caps::PROTOCOL_41, Caps(u32::MAX), false);
         assert!(
             !server.has(Caps::MULTI_STATEMENTS),
             "only when the client asked"

@@ -104,16 +104,18 @@ fn command(payload: &[u8]) {
     assert_eq!(Command::decode(&encoded), Ok(command), "command round trip");
 }
 
-/// Every kind of answer, fed the packets framed from `data`, and each as a long packet.
+/// Every kind of answer, fed the packets framed from `data`, and each as a long packet; with
+/// and without MariaDB's metadata caching.
 fn answers(data: &[u8]) {
-    for expect in [
+    let expects = [
         Expect::Results,
         Expect::Prepare,
         Expect::FieldList,
         Expect::Rows,
         Expect::One,
-    ] {
-        let mut response = Response::new(expect);
+    ];
+    for (expect, cached) in expects.into_iter().flat_map(|e| [(e, false), (e, true)]) {
+        let mut response = Response::new(expect).caching_metadata(cached);
         let mut rest = data;
         while let Ok(Some((packet, used))) = packet::decode(rest, LIMIT) {
             let seen = match packet.payload.first() {

@@ -2,7 +2,7 @@
 //! client's `SSLRequest` and its `HandshakeResponse41`. The proxy is the server to its clients
 //! and a client of MariaDB, so each has both a decoder and an encoder.
 
-use super::capability::Caps;
+use super::capability::{Caps, ExtCaps};
 use super::wire::{self, Malformed, Reader};
 
 /// The protocol version every server since 3.21 speaks.
@@ -34,6 +34,9 @@ pub struct Handshake {
     pub connection_id: u32,
     pub scramble: [u8; SCRAMBLE_LEN],
     pub caps: Caps,
+    /// MariaDB's extended capabilities; sent and read only when `caps` is
+    /// [`Caps::extensible`].
+    pub ext: ExtCaps,
     pub collation: u8,
     pub status: u16,
     pub auth_plugin: String,
@@ -51,7 +54,13 @@ impl Handshake {
         wire::put_u16(out, self.status);
         wire::put_u16(out, (self.caps.0 >> 16) as u16);
         out.push(SCRAMBLE_LEN as u8 + 1);
-        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(&[0; 6]);
+        let ext = if self.caps.extensible() {
+            self.ext
+        } else {
+            ExtCaps::default()
+        };
+        wire::put_u32(out, ext.0);
         wire::put_nul(out, &self.scramble[8..]);
         wire::put_nul(out, self.auth_plugin.as_bytes());
     }
@@ -73,7 +82,9 @@ impl Handshake {
         let high = r.u16("capabilities")?;
         let caps = Caps(u32::from(low) | u32::from(high) << 16);
         let data_len = usize::from(r.u8("scramble length")?);
-        r.bytes(10, "reserved")?;
+        r.bytes(6, "reserved")?;
+        let ext = r.u32("extended capabilities")?;
+        let ext = ExtCaps(if caps.extensible() { ext } else { 0 });
         if !caps.has(Caps::PROTOCOL_41.with(Caps::SECURE_CONNECTION)) {
             return Err(Malformed("server without protocol 4.1"));
         }
@@ -92,6 +103,7 @@ impl Handshake {
             connection_id,
             scramble,
             caps,
+            ext,
             collation,
             status,
             auth_plugin,
@@ -150,6 +162,9 @@ impl ClientHello {
 #[derive(Clone, PartialEq, Eq)]
 pub struct HandshakeResponse {
     pub caps: Caps,
+    /// MariaDB's extended capabilities; sent and read only when `caps` is
+    /// [`Caps::extensible`].
+    pub ext: ExtCaps,
     pub max_packet: u32,
     pub collation: u8,
     pub user: String,
@@ -166,6 +181,7 @@ impl std::fmt::Debug for HandshakeResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HandshakeResponse")
             .field("caps", &self.caps)
+            .field("ext", &self.ext)
             .field("user", &self.user)
             .field("database", &self.database)
             .field("auth_plugin", &self.auth_plugin)
@@ -184,7 +200,9 @@ impl HandshakeResponse {
         }
         let max_packet = r.u32("max packet")?;
         let collation = r.u8("collation")?;
-        r.bytes(23, "filler")?;
+        r.bytes(19, "filler")?;
+        let ext = r.u32("extended capabilities")?;
+        let ext = ExtCaps(if caps.extensible() { ext } else { 0 });
         let user = wire::text(r.nul_bytes("user name")?);
         let auth_response = if caps.has(Caps::PLUGIN_AUTH_LENENC_DATA) {
             r.lenenc_bytes("auth response")?
@@ -209,6 +227,7 @@ impl HandshakeResponse {
         };
         Ok(Self {
             caps,
+            ext,
             max_packet,
             collation,
             user,
@@ -224,7 +243,13 @@ impl HandshakeResponse {
         wire::put_u32(out, caps.0);
         wire::put_u32(out, self.max_packet);
         out.push(self.collation);
-        out.extend_from_slice(&[0; 23]);
+        out.extend_from_slice(&[0; 19]);
+        let ext = if caps.extensible() {
+            self.ext
+        } else {
+            ExtCaps::default()
+        };
+        wire::put_u32(out, ext.0);
         wire::put_nul(out, self.user.as_bytes());
         if caps.has(Caps::PLUGIN_AUTH_LENENC_DATA) {
             wire::put_lenenc_bytes(out, &self.auth_response);
@@ -273,6 +298,7 @@ mod tests {
             connection_id: 42,
             scramble: *b"abcdefghijklmnopqrst",
             caps: Caps::OFFERED.with(Caps::SSL),
+            ext: ExtCaps::OFFERED,
             collation: UTF8MB4_GENERAL_CI,
             status: 2,
             auth_plugin: "mysql_native_password".into(),
@@ -304,6 +330,36 @@ mod tests {
         assert_eq!(h.auth_plugin, "mysql_native_password");
         assert_eq!((h.collation, h.status), (8, 2));
         assert!(h.caps.has(Caps::PLUGIN_AUTH));
+        // CLIENT_MYSQL clear; progress, bulk operations, extended and cached metadata.
+        assert!(h.caps.extensible());
+        assert_eq!(h.ext, ExtCaps(0x1d));
+        assert!(h.ext.has(ExtCaps::CACHE_METADATA));
+    }
+
+    #[test]
+    fn a_real_mariadb_clients_extended_capabilities_are_read() {
+        // The fixed part of sysbench 1.0.20's handshake response (libmariadb 3.3, MariaDB
+        // 10.11.19's client library) to MariaDB 10.11.19, read off the wire, with its user.
+        let mut captured = b"\x8c\xa2\xbf\x00\x00\x00\x10\x00\x2d".to_vec();
+        captured.extend_from_slice(&[0; 19]);
+        captured.extend_from_slice(b"\x1d\x00\x00\x00root\0\0");
+        let r = HandshakeResponse::decode(&captured).expect("decodes");
+        assert_eq!((r.user.as_str(), r.collation), ("root", 45));
+        assert!(r.caps.extensible());
+        assert_eq!(r.ext, ExtCaps(0x1d));
+        // A MySQL client sets CLIENT_MYSQL: whatever its filler holds, it asked for nothing.
+        captured[0] |= 1;
+        let r = HandshakeResponse::decode(&captured).expect("decodes");
+        assert_eq!(r.ext, ExtCaps::default());
+        // And a greeting or response with CLIENT_MYSQL set sends none.
+        let mut out = Vec::new();
+        HandshakeResponse {
+            caps: r.caps,
+            ext: ExtCaps(0x1d),
+            ..r.clone()
+        }
+        .encode(&mut out);
+        assert_eq!(&out[9..32], &[0; 23]);
     }
 
     #[test]
@@ -325,6 +381,7 @@ mod tests {
         let name = "[a-z_0-9]{0,20}";
         (
             any::<u32>(),
+            any::<u32>(),
             any::<u8>(),
             name,
             proptest::collection::vec(any::<u8>(), 0..300),
@@ -332,15 +389,17 @@ mod tests {
             proptest::option::of("[a-z_0-9]{1,20}"),
             proptest::collection::vec((name, name), 0..4),
         )
-            .prop_map(|(flags, collation, user, auth, db, plugin, attrs)| {
+            .prop_map(|(flags, ext, collation, user, auth, db, plugin, attrs)| {
                 let caps = Caps(flags)
                     .with(Caps::PROTOCOL_41)
                     .with(Caps::PLUGIN_AUTH_LENENC_DATA)
                     .with(Caps::CONNECT_WITH_DB)
                     .with(Caps::PLUGIN_AUTH)
                     .with(Caps::CONNECT_ATTRS);
+                let ext = ExtCaps(if caps.extensible() { ext } else { 0 });
                 HandshakeResponse {
                     caps,
+                    ext,
                     max_packet: 1 << 24,
                     collation,
                     user,

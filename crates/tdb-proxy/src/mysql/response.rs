@@ -4,7 +4,9 @@
 //! every logical packet (pieces of a long one joined in thought, not in memory) to
 //! [`Response::step`].
 //!
-//! Classic EOF packets only: the proxy never negotiates `CLIENT_DEPRECATE_EOF`.
+//! Classic EOF packets only: the proxy never negotiates `CLIENT_DEPRECATE_EOF`. With MariaDB's
+//! metadata caching ([`Response::caching_metadata`]) a column count carries one more byte,
+//! which says whether the column definitions follow.
 
 use super::reply::{self, Eof, status};
 use super::wire::{Malformed, Reader};
@@ -120,6 +122,8 @@ enum AfterDefs {
 pub struct Response {
     expect: Expect,
     state: State,
+    /// `MARIADB_CLIENT_CACHE_METADATA` was agreed on the connection.
+    cached_metadata: bool,
 }
 
 impl Response {
@@ -132,7 +136,24 @@ impl Response {
             },
             _ => State::Start,
         };
-        Self { expect, state }
+        Self {
+            expect,
+            state,
+            cached_metadata: false,
+        }
+    }
+
+    /// The answer of a connection that agreed on MariaDB's metadata caching: a "metadata
+    /// follows" byte after each column count, and when it is 0 no definitions before the EOF.
+    pub fn caching_metadata(mut self, on: bool) -> Self {
+        self.cached_metadata = on;
+        self
+    }
+
+    /// Whether the next packet starts a result of a command that answers with results: an
+    /// OK, an error, a file request or a column count.
+    pub fn at_result_start(&self) -> bool {
+        self.state == State::Start && self.expect == Expect::Results
     }
 
     /// Whether the next packet is a row (or the EOF after the rows).
@@ -203,13 +224,27 @@ impl Response {
             }
             (Expect::Results, Some(0xfb)) => Ok(Step::LocalInfile),
             (Expect::Results, Some(_)) => {
-                let columns = Reader::new(payload).lenenc("column count")?;
+                let mut r = Reader::new(payload);
+                let columns = r.lenenc("column count")?;
                 if columns == 0 {
                     return Err(Malformed("a result set without columns"));
                 }
-                self.state = State::Defs {
-                    left: columns,
-                    then: AfterDefs::Rows,
+                let definitions = match self.cached_metadata {
+                    true => match r.u8("metadata follows")? {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(Malformed("a metadata flag that is neither 0 nor 1")),
+                    },
+                    false => true,
+                };
+                self.state = match definitions {
+                    true => State::Defs {
+                        left: columns,
+                        then: AfterDefs::Rows,
+                    },
+                    false => State::DefsEof {
+                        then: AfterDefs::Rows,
+                    },
                 };
                 Ok(Step::More)
             }
@@ -435,11 +470,49 @@ mod tests {
         assert!(r.step(Seen::Whole(&eof(2))).is_err(), "after the end");
     }
 
+    #[test]
+    fn cached_metadata_is_read_from_the_column_count() {
+        let def = b"\x03def".to_vec();
+        let row = b"\x00\x00\x01".to_vec();
+        let cached = |packets: &[Vec<u8>]| {
+            let mut r = Response::new(Expect::Results).caching_metadata(true);
+            packets
+                .iter()
+                .map(|p| r.step(Seen::Whole(p)).expect("a valid packet"))
+                .collect::<Vec<_>>()
+        };
+        // An execute whose definitions the client has: the count, 0, then the EOF at once.
+        let steps = cached(&[vec![1, 0], eof(2), row.clone(), eof(2)]);
+        assert_eq!(
+            steps.last(),
+            Some(&Step::Done(Outcome::Rows {
+                count: 1,
+                status: 2
+            }))
+        );
+        // The definitions follow: read as without caching.
+        let steps = cached(&[vec![2, 1], def.clone(), def.clone(), eof(2), row, eof(2)]);
+        assert!(matches!(
+            steps.last(),
+            Some(Step::Done(Outcome::Rows { count: 1, .. }))
+        ));
+        // Without its flag, or with another value: malformed.
+        for count in [vec![1], vec![1, 2]] {
+            let mut r = Response::new(Expect::Results).caching_metadata(true);
+            assert!(r.step(Seen::Whole(&count)).is_err(), "{count:?}");
+        }
+        // Without caching, the same count with a flag would be a count, then a definition.
+        let mut r = Response::new(Expect::Results);
+        r.step(Seen::Whole(&[1, 0])).expect("a count");
+        assert_eq!(r.step(Seen::Whole(&def)), Ok(Step::More));
+        assert!(!r.in_rows());
+    }
+
     proptest! {
         #[test]
-        fn steps_never_panic(packets in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..12), which in 0usize..5) {
+        fn steps_never_panic(packets in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..12), which in 0usize..5, cached in any::<bool>()) {
             let expect = [Expect::Results, Expect::Prepare, Expect::FieldList, Expect::Rows, Expect::One][which];
-            let mut r = Response::new(expect);
+            let mut r = Response::new(expect).caching_metadata(cached);
             for p in &packets {
                 if r.step(Seen::Whole(p)).is_err() {
                     break;

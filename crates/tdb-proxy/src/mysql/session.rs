@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::auth::{self, Verifiers};
 use super::backend::{self, Backend, BackendError, BackendTarget, Stop};
-use super::capability::Caps;
+use super::capability::{Caps, ExtCaps};
 use super::errno;
 use super::handshake::{self, ClientHello, Handshake, HandshakeResponse};
 use super::login::{Exchange, Next, Stored};
@@ -63,6 +63,8 @@ pub(crate) struct Authenticated {
     user: String,
     pub(crate) database: Option<String>,
     caps: Caps,
+    /// The MariaDB extended capabilities the client took of those offered.
+    ext: ExtCaps,
     collation: u8,
     /// The sequence id of the proxy's next packet (the OK that ends the connection phase).
     seq: u8,
@@ -134,6 +136,7 @@ where
         connection_id,
         scramble: nonce,
         caps,
+        ext: ExtCaps::OFFERED,
         collation: handshake::UTF8MB4_GENERAL_CI,
         status: status::AUTOCOMMIT,
         auth_plugin: auth::NATIVE.to_string(),
@@ -176,6 +179,7 @@ where
     let who = (peer, proxy, logins);
     let (login, seq) = authenticate(&mut io, &mut input, who, &response, exchange).await?;
     let caps = response.caps.and(Caps::OFFERED);
+    let ext = response.ext.and(ExtCaps::OFFERED);
     Some((
         io,
         input,
@@ -184,6 +188,7 @@ where
             user: response.user,
             database: response.database,
             caps,
+            ext,
             collation: response.collation,
             seq,
             connection_id,
@@ -574,6 +579,7 @@ fn backend_target(route: &Route, auth: &Authenticated) -> Result<BackendTarget, 
         user: access.user,
         password: access.password,
         client_caps: auth.caps,
+        client_ext: auth.ext,
         collation: auth.collation,
         statement_timeout: (timeout > 0).then(|| std::time::Duration::from_millis(timeout)),
     })

@@ -6,7 +6,10 @@
 //!   the client an error, and the rest of the answer is read and dropped;
 //! - on workspaces, each DDL statement that completed is queued on the blueprint before its OK
 //!   goes out ([`super::capture`]);
-//! - the error of a statement the proxy stopped for outliving `query_timeout_ms` says so.
+//! - the error of a statement the proxy stopped for outliving `query_timeout_ms` says so;
+//! - a client that took MariaDB's metadata caching from a server that does not offer it (an
+//!   attached MySQL) gets the "metadata follows" byte the server left out of each column
+//!   count.
 //!
 //! [`watch`] runs an answer against the tenant's kill token, the statement timer, the shutdown
 //! deadline and the client leaving.
@@ -29,6 +32,7 @@ use super::command::Unit;
 use super::stops::{self, Stops};
 use super::{RelayEnd, SessionContext, capture};
 use crate::mysql::backend::{self, Backend, Stop};
+use crate::mysql::capability::ExtCaps;
 use crate::mysql::errno;
 use crate::mysql::packet::{self, HEADER_LEN, MAX_PIECE, PacketReader};
 use crate::mysql::reply;
@@ -244,6 +248,9 @@ struct Down<'a, W> {
     continuing: bool,
     /// After a `LOCAL INFILE` request: the client has had its error, and sees nothing more.
     swallow: bool,
+    /// The client expects a "metadata follows" byte after each column count, and the server
+    /// sends none.
+    add_metadata_flag: bool,
     answered: Answered,
 }
 
@@ -258,18 +265,21 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
     ) -> Self {
         let next_seq = progress.client_seq().unwrap_or(1);
         out.clear();
+        let client_caches = ctx.target.client_ext.has(ExtCaps::CACHE_METADATA);
+        let cached = backend.cached_metadata;
         Self {
             client,
             backend,
             ctx,
             unit,
             progress,
-            response: Response::new(expect),
+            response: Response::new(expect).caching_metadata(cached),
             out,
             next_seq,
             results: 0,
             continuing: false,
             swallow: false,
+            add_metadata_flag: client_caches && !cached,
             answered: Answered::default(),
         }
     }
@@ -315,14 +325,23 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
         let Some(whole) = buf.get(..total) else {
             return Ok(None);
         };
+        let result_start = self.response.at_result_start();
         let step = self
             .response
             .step(Seen::Whole(&whole[HEADER_LEN..]))
             .map_err(|_| RelayEnd::ProtocolError("the server's answer does not parse"))?;
         if step == Step::More {
             if !self.swallow {
-                self.out.extend_from_slice(whole);
-                self.next_seq = seq.wrapping_add(1);
+                if result_start && self.add_metadata_flag {
+                    // A column count: the definitions follow, as they always do from this
+                    // server.
+                    let mut count = whole[HEADER_LEN..].to_vec();
+                    count.push(1);
+                    self.put(seq, &count);
+                } else {
+                    self.out.extend_from_slice(whole);
+                    self.next_seq = seq.wrapping_add(1);
+                }
             }
             self.backend.reader.consume(total);
             return Ok(Some(false));
@@ -522,6 +541,11 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     fn context() -> SessionContext {
+        context_with(ExtCaps::default())
+    }
+
+    /// A session whose client took the extended capabilities `client_ext`.
+    fn context_with(client_ext: ExtCaps) -> SessionContext {
         let catalog = tdb_catalog::Catalog::lazy(
             "postgres://nobody@127.0.0.1:1/none"
                 .parse()
@@ -535,6 +559,7 @@ mod tests {
             user: "u".into(),
             password: "p".into(),
             client_caps: crate::mysql::capability::Caps::OFFERED,
+            client_ext,
             collation: 45,
             statement_timeout: None,
         };
@@ -592,6 +617,7 @@ mod tests {
             thread_id: 5,
             status: status::AUTOCOMMIT,
             server_version: "test".into(),
+            cached_metadata: false,
         };
         let (mut client, mut near_client) = tokio::io::duplex(1 << 16);
         let ctx = context();
@@ -638,5 +664,77 @@ mod tests {
         let e = reply::Err::decode(&only.payload).expect("an error");
         assert!(e.message.contains("LOCAL INFILE"), "{e:?}");
         assert_eq!(progress.client_seq(), Some(2));
+    }
+
+    /// The answer to a one-column query from a server as `cached` says, relayed to a client
+    /// that took metadata caching; the packets the client got.
+    async fn relay_to_a_caching_client(cached: bool, count: &[u8]) -> Vec<packet::Packet> {
+        let (near, mut server) = tokio::net::UnixStream::pair().expect("a socket pair");
+        let mut backend = Backend {
+            stream: ServerStream::Unix(near),
+            reader: PacketReader::default(),
+            thread_id: 5,
+            status: status::AUTOCOMMIT,
+            server_version: "test".into(),
+            cached_metadata: cached,
+        };
+        let (mut client, mut near_client) = tokio::io::duplex(1 << 16);
+        let ctx = context_with(ExtCaps::CACHE_METADATA);
+        let unit = Unit::default();
+        let progress = Progress::new(1);
+        let def = b"\x03def\x00\x00\x00\x011\x00\x0c?\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00";
+        let mut eof = Vec::new();
+        reply::Eof {
+            warnings: 0,
+            status: status::AUTOCOMMIT,
+        }
+        .encode(&mut eof);
+        let mut answer = Vec::new();
+        packet::encode(&mut answer, 1, count);
+        packet::encode(&mut answer, 2, def);
+        packet::encode(&mut answer, 3, &eof);
+        packet::encode(&mut answer, 4, b"\x011");
+        packet::encode(&mut answer, 5, &eof);
+        server.write_all(&answer).await.expect("the answer");
+        let mut out = Vec::new();
+        let down = Down::new(
+            &mut near_client,
+            &mut backend,
+            (&ctx, &unit),
+            Expect::Results,
+            &progress,
+            &mut out,
+        );
+        let answered = down.run().await.expect("the answer ends");
+        assert_eq!(answered.rows, Some(1));
+        drop(near_client);
+        let mut seen = Vec::new();
+        client.read_to_end(&mut seen).await.expect("read");
+        let mut packets = Vec::new();
+        let mut rest = &seen[..];
+        while let Some((p, used)) = packet::decode(rest, 1 << 20).expect("packets") {
+            packets.push(p);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+        assert_eq!(progress.client_seq(), Some(6));
+        packets
+    }
+
+    #[tokio::test]
+    async fn a_caching_client_gets_the_metadata_flag_a_server_leaves_out() {
+        // A server without metadata caching (MySQL): its count gains the flag, 1.
+        let packets = relay_to_a_caching_client(false, &[1]).await;
+        assert_eq!(packets.len(), 5);
+        assert_eq!(
+            (packets[0].seq, &packets[0].payload[..]),
+            (1, &[1u8, 1][..])
+        );
+        let seqs: Vec<u8> = packets.iter().map(|p| p.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        // A server that agreed sends it itself: passed on as it is.
+        let packets = relay_to_a_caching_client(true, &[1, 1]).await;
+        assert_eq!(packets.len(), 5);
+        assert_eq!(&packets[0].payload[..], &[1u8, 1][..]);
     }
 }

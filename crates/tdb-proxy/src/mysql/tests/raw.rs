@@ -6,7 +6,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::mysql::auth;
-use crate::mysql::capability::Caps;
+use crate::mysql::capability::{Caps, ExtCaps};
 use crate::mysql::handshake::{Handshake, HandshakeResponse};
 use crate::mysql::packet::{self, Packet, PacketReader};
 use crate::mysql::reply;
@@ -16,6 +16,8 @@ pub struct Raw {
     pub stream: TcpStream,
     reader: PacketReader,
     pub greeting: Handshake,
+    /// The session agreed on MariaDB's metadata caching.
+    cached_metadata: bool,
 }
 
 impl Raw {
@@ -28,13 +30,34 @@ impl Raw {
             stream,
             reader,
             greeting,
+            cached_metadata: false,
         })
     }
 
     /// Logs in with `mysql_native_password` in plain text; the server's answer.
     pub async fn login(&mut self, user: &str, password: &str, db: &str) -> anyhow::Result<Packet> {
+        self.login_with(user, password, db, ExtCaps::default())
+            .await
+    }
+
+    /// [`Raw::login`], asking for MariaDB's extended capabilities `ext` of those the greeting
+    /// offers.
+    pub async fn login_with(
+        &mut self,
+        user: &str,
+        password: &str,
+        db: &str,
+        ext: ExtCaps,
+    ) -> anyhow::Result<Packet> {
+        let ext = ext.and(self.greeting.ext);
+        self.cached_metadata = ext.has(ExtCaps::CACHE_METADATA);
+        let caps = match ext.is_empty() {
+            true => Caps::OFFERED.with(Caps::LONG_PASSWORD),
+            false => Caps::OFFERED,
+        };
         let response = HandshakeResponse {
-            caps: Caps::OFFERED,
+            caps,
+            ext,
             max_packet: 1 << 24,
             collation: 45,
             user: user.into(),
@@ -64,7 +87,7 @@ impl Raw {
     /// Sends a command and reads its whole answer.
     pub async fn command(&mut self, payload: &[u8], expect: Expect) -> anyhow::Result<Vec<Packet>> {
         self.send(0, payload).await?;
-        let mut response = Response::new(expect);
+        let mut response = Response::new(expect).caching_metadata(self.cached_metadata);
         let mut packets = Vec::new();
         loop {
             let packet = self.next().await?;

@@ -82,6 +82,7 @@ async fn commands_and_limits() -> anyhow::Result<()> {
     let db = server().await?;
     let f = Fixture::start(db.port, PlaintextPolicy::Loopback).await?;
     commands(&f, &db).await.context("commands")?;
+    cached_metadata(&f).await.context("cached metadata")?;
     statement_timeout(&f).await.context("statement timeout")?;
     workspace(&f).await.context("workspace")?;
     large_packets(&f).await.context("large packets")?;
@@ -430,6 +431,72 @@ async fn cursor(c: &mut Raw) -> anyhow::Result<()> {
     close.extend_from_slice(&id);
     c.send(0, &close).await?;
     Ok(())
+}
+
+/// A client that takes MariaDB's metadata caching gets executes without their column
+/// definitions once it has them, through to the server; one that does not gets them every time.
+async fn cached_metadata(f: &Fixture) -> anyhow::Result<()> {
+    use crate::mysql::capability::ExtCaps;
+    let mut c = Raw::connect(f.addr).await?;
+    ensure!(
+        c.greeting.caps.extensible() && c.greeting.ext == ExtCaps::CACHE_METADATA,
+        "the greeting offers {:?} {:?}",
+        c.greeting.caps,
+        c.greeting.ext
+    );
+    let ok = c
+        .login_with(KEY.0, KEY.1, TENANT_DB, ExtCaps(u32::MAX))
+        .await?;
+    ensure!(raw::error(&ok).is_none(), "{ok:?}");
+    // The text protocol: the flag says the definitions follow.
+    let text = c.query("SELECT name FROM items WHERE id = 2").await?;
+    ensure!(text[0].payload == [1, 1], "{text:?}");
+    ensure!(raw::first_column(&text) == ["two"], "{text:?}");
+    let counts = executes(&mut c, 3).await?;
+    // The server has sent the definitions with the prepare: every execute comes without them.
+    ensure!(
+        counts
+            .iter()
+            .all(|(count, packets, name)| count[..] == [1, 0] && *packets == 4 && name == "two"),
+        "{counts:?}"
+    );
+    // A client that did not take it gets the definitions every time.
+    let mut plain = login(f, TENANT_DB).await?;
+    let counts = executes(&mut plain, 2).await?;
+    ensure!(
+        counts
+            .iter()
+            .all(|(count, packets, name)| count[..] == [1] && *packets == 5 && name == "two"),
+        "{counts:?}"
+    );
+    Ok(())
+}
+
+/// Prepares a select of one row's name and executes it `times`: each answer's column count,
+/// its number of packets and the name it returned.
+async fn executes(c: &mut Raw, times: usize) -> anyhow::Result<Vec<(Vec<u8>, usize, String)>> {
+    let mut prepare = vec![code::STMT_PREPARE];
+    prepare.extend_from_slice(b"SELECT name FROM items WHERE id = 2");
+    let prepared = c.command(&prepare, Expect::Prepare).await?;
+    ensure!(raw::error(&prepared[0]).is_none(), "{prepared:?}");
+    let id = prepared[0].payload.get(1..5).context("a statement id")?;
+    let mut execute = vec![code::STMT_EXECUTE];
+    execute.extend_from_slice(id);
+    execute.extend_from_slice(&[0, 1, 0, 0, 0]);
+    let mut answers = Vec::new();
+    for _ in 0..times {
+        let answer = c.command(&execute, Expect::Results).await?;
+        ensure!(
+            raw::error(answer.last().context("an answer")?).is_none(),
+            "{answer:?}"
+        );
+        // A binary row: header, NULL bitmap, then the string.
+        let row = &answer[answer.len() - 2].payload;
+        let mut r = crate::mysql::wire::Reader::new(row.get(2..).context("a row")?);
+        let name = String::from_utf8_lossy(r.lenenc_bytes("name")?).into_owned();
+        answers.push((answer[0].payload.clone(), answer.len(), name));
+    }
+    Ok(answers)
 }
 
 async fn login(f: &Fixture, db: &str) -> anyhow::Result<Raw> {
