@@ -113,7 +113,8 @@ pub enum Token {
 
 /// The tokens of one statement.
 pub fn tokens(statement: &str) -> Vec<Token> {
-    let mut out = Vec::new();
+    // Room for a short statement's tokens without growing.
+    let mut out = Vec::with_capacity(16);
     let mut chars = statement.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         match c {
@@ -131,15 +132,16 @@ pub fn tokens(statement: &str) -> Vec<Token> {
                 skip_to(&mut chars, i + end);
             }
             c if c.is_alphanumeric() || c == '_' || c == '$' => {
-                let mut word = String::from(c);
-                while let Some((_, n)) = chars.peek().copied() {
+                let mut end = i + c.len_utf8();
+                while let Some((at, n)) = chars.peek().copied() {
                     if !(n.is_alphanumeric() || n == '_' || n == '$') {
                         break;
                     }
-                    word.push(n);
+                    end = at + n.len_utf8();
                     chars.next();
                 }
-                out.push(Token::Word(word.to_ascii_uppercase()));
+                // One allocation of the word's size.
+                out.push(Token::Word(statement[i..end].to_ascii_uppercase()));
             }
             c => out.push(Token::Symbol(c)),
         }
