@@ -496,6 +496,30 @@ mod tests {
             steps.last(),
             Some(Step::Done(Outcome::Rows { count: 1, .. }))
         ));
+        // A cursor opened without the definitions: the EOF ends the execute.
+        let steps = cached(&[vec![1, 0], eof(status::CURSOR_EXISTS | 2)]);
+        assert!(matches!(
+            steps.last(),
+            Some(Step::Done(Outcome::Rows { count: 0, .. }))
+        ));
+        // Each result of several carries its own flag.
+        let steps = cached(&[
+            vec![1, 0],
+            eof(2),
+            eof(status::MORE_RESULTS | 2),
+            vec![1, 1],
+            def.clone(),
+            eof(2),
+            eof(2),
+        ]);
+        assert!(matches!(
+            steps[2],
+            Step::Result(Outcome::Rows { count: 0, .. })
+        ));
+        assert!(matches!(
+            steps[6],
+            Step::Done(Outcome::Rows { count: 0, .. })
+        ));
         // Without its flag, or with another value: malformed.
         for count in [vec![1], vec![1, 2]] {
             let mut r = Response::new(Expect::Results).caching_metadata(true);

@@ -666,9 +666,14 @@ mod tests {
         assert_eq!(progress.client_seq(), Some(2));
     }
 
-    /// The answer to a one-column query from a server as `cached` says, relayed to a client
-    /// that took metadata caching; the packets the client got.
-    async fn relay_to_a_caching_client(cached: bool, count: &[u8]) -> Vec<packet::Packet> {
+    /// The answer to a one-column query (`results` result sets of one row each) from a server
+    /// as `cached` says, relayed to a client that took metadata caching; the packets the
+    /// client got.
+    async fn relay_to_a_caching_client(
+        cached: bool,
+        count: &[u8],
+        results: u8,
+    ) -> Vec<packet::Packet> {
         let (near, mut server) = tokio::net::UnixStream::pair().expect("a socket pair");
         let mut backend = Backend {
             stream: ServerStream::Unix(near),
@@ -683,18 +688,33 @@ mod tests {
         let unit = Unit::default();
         let progress = Progress::new(1);
         let def = b"\x03def\x00\x00\x00\x011\x00\x0c?\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00";
-        let mut eof = Vec::new();
-        reply::Eof {
-            warnings: 0,
-            status: status::AUTOCOMMIT,
-        }
-        .encode(&mut eof);
+        let eof = |status| {
+            let mut eof = Vec::new();
+            reply::Eof {
+                warnings: 0,
+                status,
+            }
+            .encode(&mut eof);
+            eof
+        };
         let mut answer = Vec::new();
-        packet::encode(&mut answer, 1, count);
-        packet::encode(&mut answer, 2, def);
-        packet::encode(&mut answer, 3, &eof);
-        packet::encode(&mut answer, 4, b"\x011");
-        packet::encode(&mut answer, 5, &eof);
+        let mut seq = 1u8;
+        for result in 1..=results {
+            let last = match result == results {
+                true => status::AUTOCOMMIT,
+                false => status::AUTOCOMMIT | status::MORE_RESULTS,
+            };
+            for payload in [
+                count,
+                &def[..],
+                &eof(status::AUTOCOMMIT),
+                b"\x011",
+                &eof(last),
+            ] {
+                packet::encode(&mut answer, seq, payload);
+                seq += 1;
+            }
+        }
         server.write_all(&answer).await.expect("the answer");
         let mut out = Vec::new();
         let down = Down::new(
@@ -706,7 +726,7 @@ mod tests {
             &mut out,
         );
         let answered = down.run().await.expect("the answer ends");
-        assert_eq!(answered.rows, Some(1));
+        assert_eq!(answered.rows, Some(u64::from(results)));
         drop(near_client);
         let mut seen = Vec::new();
         client.read_to_end(&mut seen).await.expect("read");
@@ -717,14 +737,14 @@ mod tests {
             rest = &rest[used..];
         }
         assert!(rest.is_empty());
-        assert_eq!(progress.client_seq(), Some(6));
+        assert_eq!(progress.client_seq(), Some(seq));
         packets
     }
 
     #[tokio::test]
     async fn a_caching_client_gets_the_metadata_flag_a_server_leaves_out() {
         // A server without metadata caching (MySQL): its count gains the flag, 1.
-        let packets = relay_to_a_caching_client(false, &[1]).await;
+        let packets = relay_to_a_caching_client(false, &[1], 1).await;
         assert_eq!(packets.len(), 5);
         assert_eq!(
             (packets[0].seq, &packets[0].payload[..]),
@@ -732,8 +752,21 @@ mod tests {
         );
         let seqs: Vec<u8> = packets.iter().map(|p| p.seq).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        // Each count of several results (a CALL, a batch), and nothing else.
+        let packets = relay_to_a_caching_client(false, &[1], 3).await;
+        assert_eq!(packets.len(), 15);
+        for (i, p) in packets.iter().enumerate() {
+            assert_eq!(usize::from(p.seq), i + 1);
+            let count = i % 5 == 0;
+            assert_eq!(
+                p.payload[..] == [1, 1],
+                count,
+                "packet {i}: {:?}",
+                p.payload
+            );
+        }
         // A server that agreed sends it itself: passed on as it is.
-        let packets = relay_to_a_caching_client(true, &[1, 1]).await;
+        let packets = relay_to_a_caching_client(true, &[1, 1], 1).await;
         assert_eq!(packets.len(), 5);
         assert_eq!(&packets[0].payload[..], &[1u8, 1][..]);
     }
