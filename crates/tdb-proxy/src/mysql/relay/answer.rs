@@ -596,6 +596,46 @@ mod tests {
         }
     }
 
+    /// A session's server connection whose other end the test writes as the server.
+    fn scripted_server(cached_metadata: bool) -> (Backend, tokio::net::UnixStream) {
+        let (near, server) = tokio::net::UnixStream::pair().expect("a socket pair");
+        let backend = Backend {
+            stream: ServerStream::Unix(near),
+            reader: PacketReader::default(),
+            thread_id: 5,
+            status: status::AUTOCOMMIT,
+            server_version: "test".into(),
+            cached_metadata,
+        };
+        (backend, server)
+    }
+
+    /// Relays one answer to a command that expects results while `script` plays the server:
+    /// what came of it, and the bytes the client got.
+    async fn relay(
+        backend: &mut Backend,
+        ctx: &SessionContext,
+        progress: &Progress,
+        script: impl std::future::Future<Output = ()>,
+    ) -> (Result<Answered, RelayEnd>, Vec<u8>) {
+        let (mut client, mut near_client) = tokio::io::duplex(1 << 16);
+        let unit = Unit::default();
+        let mut out = Vec::new();
+        let down = Down::new(
+            &mut near_client,
+            backend,
+            (ctx, &unit),
+            Expect::Results,
+            progress,
+            &mut out,
+        );
+        let (answered, ()) = tokio::join!(down.run(), script);
+        drop(near_client);
+        let mut seen = Vec::new();
+        client.read_to_end(&mut seen).await.expect("read");
+        (answered, seen)
+    }
+
     fn ok(seq: u8, status: u16) -> Vec<u8> {
         let mut payload = Vec::new();
         reply::Ok {
@@ -610,18 +650,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_local_infile_request_never_reaches_the_client() {
-        let (near, mut server) = tokio::net::UnixStream::pair().expect("a socket pair");
-        let mut backend = Backend {
-            stream: ServerStream::Unix(near),
-            reader: PacketReader::default(),
-            thread_id: 5,
-            status: status::AUTOCOMMIT,
-            server_version: "test".into(),
-            cached_metadata: false,
-        };
-        let (mut client, mut near_client) = tokio::io::duplex(1 << 16);
+        let (mut backend, mut server) = scripted_server(false);
         let ctx = context();
-        let unit = Unit::default();
         let progress = Progress::new(1);
         let script = async {
             let mut ask = Vec::new();
@@ -641,21 +671,9 @@ mod tests {
                 .await
                 .expect("ok");
         };
-        let mut out = Vec::new();
-        let down = Down::new(
-            &mut near_client,
-            &mut backend,
-            (&ctx, &unit),
-            Expect::Results,
-            &progress,
-            &mut out,
-        );
-        let (answered, ()) = tokio::join!(down.run(), script);
+        let (answered, seen) = relay(&mut backend, &ctx, &progress, script).await;
         let answered = answered.expect("the answer ends");
         assert_eq!(answered.error.as_ref().map(|e| e.code), Some(1227));
-        drop(near_client);
-        let mut seen = Vec::new();
-        client.read_to_end(&mut seen).await.expect("read");
         let (only, used) = packet::decode(&seen, 1 << 20)
             .expect("a packet")
             .expect("whole");
@@ -674,18 +692,8 @@ mod tests {
         count: &[u8],
         results: u8,
     ) -> Vec<packet::Packet> {
-        let (near, mut server) = tokio::net::UnixStream::pair().expect("a socket pair");
-        let mut backend = Backend {
-            stream: ServerStream::Unix(near),
-            reader: PacketReader::default(),
-            thread_id: 5,
-            status: status::AUTOCOMMIT,
-            server_version: "test".into(),
-            cached_metadata: cached,
-        };
-        let (mut client, mut near_client) = tokio::io::duplex(1 << 16);
+        let (mut backend, mut server) = scripted_server(cached);
         let ctx = context_with(ExtCaps::CACHE_METADATA);
-        let unit = Unit::default();
         let progress = Progress::new(1);
         let def = b"\x03def\x00\x00\x00\x011\x00\x0c?\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00";
         let eof = |status| {
@@ -715,21 +723,10 @@ mod tests {
                 seq += 1;
             }
         }
-        server.write_all(&answer).await.expect("the answer");
-        let mut out = Vec::new();
-        let down = Down::new(
-            &mut near_client,
-            &mut backend,
-            (&ctx, &unit),
-            Expect::Results,
-            &progress,
-            &mut out,
-        );
-        let answered = down.run().await.expect("the answer ends");
+        let script = async { server.write_all(&answer).await.expect("the answer") };
+        let (answered, seen) = relay(&mut backend, &ctx, &progress, script).await;
+        let answered = answered.expect("the answer ends");
         assert_eq!(answered.rows, Some(u64::from(results)));
-        drop(near_client);
-        let mut seen = Vec::new();
-        client.read_to_end(&mut seen).await.expect("read");
         let mut packets = Vec::new();
         let mut rest = &seen[..];
         while let Some((p, used)) = packet::decode(rest, 1 << 20).expect("packets") {
