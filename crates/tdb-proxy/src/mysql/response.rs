@@ -363,7 +363,11 @@ mod tests {
 
     /// Feeds whole packets; returns every step.
     fn run(expect: Expect, packets: &[Vec<u8>]) -> Vec<Step> {
-        let mut r = Response::new(expect);
+        run_on(Response::new(expect), packets)
+    }
+
+    /// Feeds whole packets to `r`; returns every step.
+    fn run_on(mut r: Response, packets: &[Vec<u8>]) -> Vec<Step> {
         packets
             .iter()
             .map(|p| r.step(Seen::Whole(p)).expect("a valid packet"))
@@ -475,11 +479,10 @@ mod tests {
         let def = b"\x03def".to_vec();
         let row = b"\x00\x00\x01".to_vec();
         let cached = |packets: &[Vec<u8>]| {
-            let mut r = Response::new(Expect::Results).caching_metadata(true);
-            packets
-                .iter()
-                .map(|p| r.step(Seen::Whole(p)).expect("a valid packet"))
-                .collect::<Vec<_>>()
+            run_on(
+                Response::new(Expect::Results).caching_metadata(true),
+                packets,
+            )
         };
         // An execute whose definitions the client has: the count, 0, then the EOF at once.
         let steps = cached(&[vec![1, 0], eof(2), row.clone(), eof(2)]);

@@ -325,14 +325,15 @@ impl<'a, W: AsyncWrite + Unpin> Down<'a, W> {
         let Some(whole) = buf.get(..total) else {
             return Ok(None);
         };
-        let result_start = self.response.at_result_start();
+        // Only asked when the flag may have to be added: rows skip it.
+        let count_to_flag = self.add_metadata_flag && self.response.at_result_start();
         let step = self
             .response
             .step(Seen::Whole(&whole[HEADER_LEN..]))
             .map_err(|_| RelayEnd::ProtocolError("the server's answer does not parse"))?;
         if step == Step::More {
             if !self.swallow {
-                if result_start && self.add_metadata_flag {
+                if count_to_flag {
                     // A column count: the definitions follow, as they always do from this
                     // server.
                     let mut count = whole[HEADER_LEN..].to_vec();
