@@ -10,6 +10,8 @@
 #           database. PostgreSQL: the server's superuser on the tenant's physical database.
 #   proxy   the tenant's own connection from POST /tenants at tdb's --mysql-listen (or
 #           --pg-listen) port, TCP loopback, plaintext.
+#   socket  MySQL only (SOCKET=1, the default): the same tenant's credentials on the MySQL
+#           proxy's Unix socket (--mysql-socket), plaintext: a hop of the same kind as direct's.
 # Workloads: sysbench oltp_point_select and oltp_read_only with server-side prepared statements
 # (--db-ps-mode=auto), oltp_point_select over the text protocol (--db-ps-mode=disable), and
 # pgbench -S with the prepared and the simple protocol; each at every THREADS count. pgbench runs
@@ -29,6 +31,7 @@
 #        SYSCALLS=1 (count tdb's system calls in every proxy run with `perf stat`: it costs the
 #        proxy a little, so it is off by default)
 #        TDB_BIN=path (use this binary instead of building target/release/tdb)
+#        SOCKET=1 (0: no `socket` target, for binaries older than --mysql-socket)
 #        PGBENCH_JOBS=<threads> (pgbench's -j; the runs before 2026-12-07's last used 2)
 #        PROFILE=0 (1: after the rounds, `perf record -g` of tdb serve for PROFILE_SECS=5 during one
 #        extra proxy run of each workload at the last THREADS count; the reports go to RESULTS and
@@ -48,6 +51,7 @@ ONLY=${ONLY:-}
 SYSCALLS=${SYSCALLS:-0}
 PROFILE=${PROFILE:-0}
 PROFILE_SECS=${PROFILE_SECS:-5}
+SOCKET=${SOCKET:-1}
 RESULTS=${RESULTS:-/tmp/tdb-sysbench-$(date +%Y%m%d-%H%M%S).md}
 # name|client|options: sysbench's test and ps mode, or pgbench's options.
 WORKLOADS=(
@@ -86,7 +90,11 @@ step "starting PostgreSQL and tdb serve"
 start_postgres -c max_connections=300 -c shared_buffers="$SHARED_BUFFERS"
 PG_LISTEN=127.0.0.1:$(free_port)
 MY_LISTEN=127.0.0.1:$(free_port)
-start_tdb --pg-listen "$PG_LISTEN" --mysql-listen "$MY_LISTEN" --redis-listen "127.0.0.1:$(free_port)"
+MY_SOCKET=$ROOT/tdb-mysql.sock
+SOCKET_FLAG=()
+if [ "$SOCKET" = 1 ]; then SOCKET_FLAG=(--mysql-socket "$MY_SOCKET"); fi
+start_tdb --pg-listen "$PG_LISTEN" --mysql-listen "$MY_LISTEN" --redis-listen "127.0.0.1:$(free_port)" \
+    "${SOCKET_FLAG[@]}"
 signup
 if [ -z "$KEY" ] || [ "$KEY" = null ]; then die "sign-up failed"; fi
 
@@ -212,6 +220,16 @@ mysql-user=$M_USER
 mysql-password=$M_PASS
 mysql-db=$M_DB
 EOF
+sb_config "$ROOT/socket.cnf" <<EOF
+mysql-socket=$MY_SOCKET
+mysql-user=$M_USER
+mysql-password=$M_PASS
+mysql-db=$M_DB
+EOF
+# targets CLIENT: the targets a client's workloads run against, in the odd rounds' order.
+targets() {
+    if [ "$1" = sysbench ] && [ "$SOCKET" = 1 ]; then echo direct proxy socket; else echo direct proxy; fi
+}
 # pg_env TARGET: libpq's variables for one target (in a subshell: passwords stay off command lines).
 pg_env() {
     unset PGSERVICE PGSSLMODE PGPASSFILE
@@ -224,6 +242,7 @@ describe() {
     case $1/$2 in
         sysbench/direct) echo "MariaDB at $MARIA_SOCKET, database $M_PHYS, user $MARIA_ADMIN" ;;
         sysbench/proxy) echo "tdb MySQL proxy at $M_HOST:$M_PORT, database $M_DB, user $M_USER, ssl off" ;;
+        sysbench/socket) echo "tdb MySQL proxy at $MY_SOCKET, database $M_DB, user $M_USER, ssl off" ;;
         pgbench/direct) echo "PostgreSQL at 127.0.0.1:$PG_PORT, database $P_PHYS, user bench" ;;
         pgbench/proxy) echo "tdb PostgreSQL proxy at $P_HOST:$P_PORT, database $P_DB, user $P_USER, sslmode=disable" ;;
     esac
@@ -251,7 +270,7 @@ children_secs() {
 run_client() {
     local client=$1 target=$2 threads=$3 secs=$4; shift 4
     local rc=0 t0 m0 h0 t1 m1 h1 c0 c1 perf_pid="" syscalls=-
-    if [ "$SYSCALLS" = 1 ] && [ "$target" = proxy ]; then
+    if [ "$SYSCALLS" = 1 ] && [ "$target" != direct ]; then
         perf stat -x, -e raw_syscalls:sys_enter -p "$TDB_PID" -o "$ROOT/perf.out" 2>/dev/null &
         perf_pid=$!
         sleep 0.2
@@ -298,7 +317,7 @@ run_client() {
             echo "--- stderr"; cat "$ROOT/run.err"
             echo "--- stdout"; tail -30 "$ROOT/run.out"
         } >&2
-        if [ "$target" = proxy ]; then serve_log_tail >&2; fi
+        if [ "$target" != direct ]; then serve_log_tail >&2; fi
         exit 1
     fi
     echo "$r $((t1 - t0)) $((m1 - m0)) $((h1 - h0)) $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }') ${syscalls:--}"
@@ -308,13 +327,14 @@ step "checking every target"
 check() {
     local client=$1 target=$2 out
     if [ "$client" = sysbench ]; then
-        if [ "$target" = direct ]; then
-            out=$(maria_admin "$M_PHYS" -e "SELECT COUNT(*) FROM sbtest1" 2>&1) || out="error: $out"
-        else
-            out=$(MYSQL_PWD=$M_PASS mariadb --host="$M_HOST" --port="$M_PORT" --user="$M_USER" \
-                --skip-ssl -N -B "$M_DB" -e "SELECT COUNT(*) FROM sbtest1" 2>&1) || out="error: $out"
-        fi
-        [ "$out" = "$TABLE_SIZE" ] || { [ "$target" = proxy ] && serve_log_tail >&2; die "$target (MySQL): sbtest1 answered '$out', expected $TABLE_SIZE rows: $(describe "$client" "$target")"; }
+        case $target in
+            direct) out=$(maria_admin "$M_PHYS" -e "SELECT COUNT(*) FROM sbtest1" 2>&1) || out="error: $out" ;;
+            proxy) out=$(MYSQL_PWD=$M_PASS mariadb --host="$M_HOST" --port="$M_PORT" --user="$M_USER" \
+                --skip-ssl -N -B "$M_DB" -e "SELECT COUNT(*) FROM sbtest1" 2>&1) || out="error: $out" ;;
+            socket) out=$(MYSQL_PWD=$M_PASS mariadb --socket="$MY_SOCKET" --user="$M_USER" \
+                --skip-ssl -N -B "$M_DB" -e "SELECT COUNT(*) FROM sbtest1" 2>&1) || out="error: $out" ;;
+        esac
+        [ "$out" = "$TABLE_SIZE" ] || { [ "$target" != direct ] && serve_log_tail >&2; die "$target (MySQL): sbtest1 answered '$out', expected $TABLE_SIZE rows: $(describe "$client" "$target")"; }
     else
         out=$( (pg_env "$target"; exec "$PSQL" -XAtq -c "SELECT count(*) FROM pgbench_branches") 2>&1) || out="error: $out"
         [ "$out" = "$SCALE" ] || { [ "$target" = proxy ] && serve_log_tail >&2; die "$target (PostgreSQL): pgbench_branches answered '$out', expected $SCALE rows: $(describe "$client" "$target")"; }
@@ -323,7 +343,7 @@ check() {
 }
 CLIENTS_USED=$(printf '%s\n' "${WORKLOADS[@]}" | cut -d'|' -f2 | sort -u)
 for client in $CLIENTS_USED; do
-    for target in direct proxy; do
+    for target in $(targets "$client"); do
         check "$client" "$target"
         if [ "$WARMUP" -gt 0 ]; then
             if [ "$client" = sysbench ]; then
@@ -343,16 +363,26 @@ echo "tdb serve idle: $IDLE_MS ms of CPU per second"
 
 # --- the rounds ----------------------------------------------------------------------------------
 n_threads=$(wc -w <<<"$THREADS")
-total=$((ROUNDS * ${#WORKLOADS[@]} * n_threads * 2))
+runs_per_round=0
+for w in "${WORKLOADS[@]}"; do
+    IFS='|' read -r _ client _ <<<"$w"
+    runs_per_round=$((runs_per_round + $(targets "$client" | wc -w) * n_threads))
+done
+total=$((ROUNDS * runs_per_round))
 step "$total runs of ${DURATION}s (about $((total * (DURATION + 2) / 60)) min)"
 RAW=$ROOT/raw
 : >"$RAW"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$ROUNDS"); do
-    # Odd rounds run direct first, even rounds the proxy: neither is always first.
-    if ((round % 2)); then order=(direct proxy); else order=(proxy direct); fi
     for w in "${WORKLOADS[@]}"; do
         IFS='|' read -r name client opts <<<"$w"
+        # Odd rounds run the targets in order, even rounds in reverse: none is always first.
+        read -r -a order <<<"$(targets "$client")"
+        if ! ((round % 2)); then
+            for ((a = 0, b = ${#order[@]} - 1; a < b; a++, b--)); do
+                tmp=${order[a]}; order[a]=${order[b]}; order[b]=$tmp
+            done
+        fi
         for th in $THREADS; do
             for target in "${order[@]}"; do
                 # shellcheck disable=SC2086
@@ -413,15 +443,15 @@ report() {
         END {
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, p, "|")
-                for (j = 1; j <= 2; j++) {
-                    t = j == 1 ? "direct" : "proxy"; kt = k "|" t
+                for (j = 1; j <= 3; j++) {
+                    t = j == 1 ? "direct" : (j == 2 ? "proxy" : "socket"); kt = k "|" t
                     if (!cnt[kt]) continue
-                    d = m(qps, k "|direct"); x = m(qps, k "|proxy")
-                    ratio = (t == "proxy" && d != "" && d > 0 && x != "") ? x / d : ""
+                    d = m(qps, k "|direct"); x = m(qps, kt)
+                    ratio = (t != "direct" && d != "" && d > 0 && x != "") ? x / d : ""
                     printf "| %s | %s | %s | %.1f | %.1f | %.3f | %s | %s | %s | %s | %s | %.1f | %.1f | %s |\n", p[1], p[2], t,
                         m(tps, kt), m(qps, kt), m(avg, kt), p95n[kt] ? sprintf("%.2f", p95[kt] / p95n[kt]) : "-",
-                        f(ratio, "%.2f"), t == "proxy" ? sprintf("%.1f", m(tdbq, kt)) : "-",
-                        t == "proxy" && !(p[1] ~ /point_select|^pgbench/) ? sprintf("%.1f", m(tdbt, kt)) : "-",
+                        f(ratio, "%.2f"), t != "direct" ? sprintf("%.1f", m(tdbq, kt)) : "-",
+                        t != "direct" && !(p[1] ~ /point_select|^pgbench/) ? sprintf("%.1f", m(tdbt, kt)) : "-",
                         pg(p[1]) ? "-" : sprintf("%.1f", m(mariaq, kt)), m(clientq, kt), m(machq, kt),
                         sysn[kt] ? sprintf("%.2f", sysq[kt] / sysn[kt]) : "-"
                 }
@@ -434,8 +464,8 @@ report() {
 goals() {
     awk -F'|' -v hz="$TICKS" "$AWK_LIB"'
         END {
-            print "| MySQL workload | threads | tdb CPU µs/query | PostgreSQL yardstick | tdb CPU µs/tx | MySQL / PostgreSQL | CPU goal met | proxy/direct qps | throughput goal (8 threads: ≥ 0.6) met |"
-            print "|---|---|---|---|---|---|---|---|---|"
+            print "| MySQL workload | threads | tdb CPU µs/query | PostgreSQL yardstick | tdb CPU µs/tx | MySQL / PostgreSQL | CPU goal met | proxy/direct qps | throughput goal (8 threads: ≥ 0.6) met | on the socket: tdb CPU µs/query | socket/direct qps | goal met on the socket |"
+            print "|---|---|---|---|---|---|---|---|---|---|---|---|"
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, p, "|")
                 if (pg(p[1]) || !cnt[k "|proxy"]) continue
@@ -446,8 +476,12 @@ goals() {
                 d = m(qps, k "|direct"); q = m(qps, k "|proxy")
                 rt = (d != "" && d > 0) ? q / d : ""
                 tg = p[2] == 8 ? (rt == "" ? "-" : (rt >= 0.6 ? "yes" : "no")) : "-"
-                printf "| %s | %s | %.1f | %s | %s | %s | %s | %s | %s |\n", p[1], p[2], x, y, f(yv, "%.1f"),
-                    f(r, "%.2f"), r == "" ? "-" : (r <= 1 ? "yes" : "no"), f(rt, "%.2f"), tg
+                sk = k "|socket"; sq = cnt[sk] ? m(qps, sk) : ""
+                st = (sq != "" && d != "" && d > 0) ? sq / d : ""
+                sg = p[2] == 8 ? (st == "" ? "-" : (st >= 0.6 ? "yes" : "no")) : "-"
+                printf "| %s | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2], x, y, f(yv, "%.1f"),
+                    f(r, "%.2f"), r == "" ? "-" : (r <= 1 ? "yes" : "no"), f(rt, "%.2f"), tg,
+                    cnt[sk] ? sprintf("%.1f", m(tdbq, sk)) : "-", f(st, "%.2f"), sg
             }
         }' "$RAW"
 }
@@ -464,7 +498,8 @@ SBV=$(sysbench --version)
     echo
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), tdb $REV, MariaDB $MARIA_VERSION (managed by tdb), PostgreSQL $PGV," \
         "$SBV, $(nproc) cores, $TABLES tables of $TABLE_SIZE rows, pgbench scale $SCALE, ${DURATION}s per run," \
-        "$ROUNDS round(s), threads/clients: $THREADS, proxies over plaintext TCP loopback, MariaDB direct over its Unix socket."
+        "$ROUNDS round(s), threads/clients: $THREADS, proxies over plaintext TCP loopback, MariaDB direct over its Unix socket," \
+        "$([ "$SOCKET" = 1 ] && echo "the MySQL proxy also over its Unix socket (target socket)." || echo "no socket target.")"
     echo "Means over the rounds. Latency is the client's average per transaction (sysbench: per event);"
     echo "p95 is sysbench's. CPU: utime + stime from /proc of \`tdb serve\` (the hop, all its threads,"
     echo "query log included), of mariadbd, and of the whole machine, per query the client completed."

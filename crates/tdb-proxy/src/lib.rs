@@ -41,4 +41,6 @@ pub mod tls;
 pub mod workers;
 
 #[cfg(feature = "server")]
-pub use server::{PlaintextPolicy, Proxy, ProxyConfig, ProxyState, serve_pg, serve_redis};
+pub use server::{
+    Listener, PlaintextPolicy, Proxy, ProxyConfig, ProxyState, UNIX_PEER, serve_pg, serve_redis,
+};

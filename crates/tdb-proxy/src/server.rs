@@ -1,14 +1,14 @@
 //! The PostgreSQL proxy's shared state, accept loop and the catalog change feed.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tdb_catalog::Catalog;
 use tdb_catalog::routing::{GATES_CHANNEL, ROUTES_CHANNEL};
 use tdb_core::secrets::MasterKey;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -198,6 +198,52 @@ impl ProxyState {
     }
 }
 
+/// The address a client on a Unix socket goes by in admission, the plaintext policy and the
+/// logs: the proxy's own machine, as a loopback client.
+pub const UNIX_PEER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+
+/// A socket the proxy takes clients on: TCP, or a Unix socket for clients on the proxy's own
+/// machine. A connection is accepted on the acceptor's event loop and handed, detached, to the
+/// worker that will serve it.
+pub trait Listener: Send + 'static {
+    /// A connection registered with the event loop of the worker that serves it.
+    type Stream: Send + 'static;
+    /// A connection between its acceptor and its worker.
+    type Detached: Send + 'static;
+    /// The next connection and the address its client goes by.
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Detached, SocketAddr)>> + Send;
+    /// Registers `detached` with the current worker's event loop.
+    fn attach(detached: Self::Detached) -> std::io::Result<Self::Stream>;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    type Detached = std::net::TcpStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Detached, SocketAddr)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        Ok((stream.into_std()?, peer))
+    }
+
+    fn attach(detached: Self::Detached) -> std::io::Result<Self::Stream> {
+        TcpStream::from_std(detached)
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    type Detached = std::os::unix::net::UnixStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Detached, SocketAddr)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok((stream.into_std()?, UNIX_PEER))
+    }
+
+    fn attach(detached: Self::Detached) -> std::io::Result<Self::Stream> {
+        UnixStream::from_std(detached)
+    }
+}
+
 /// The proxy of one process, whatever its protocols: the worker threads, the catalog change
 /// feed and the reaper of idle server connections (each started once), and every session,
 /// tracked until it ends. Each protocol's listener is added with [`Proxy::listen`].
@@ -229,9 +275,10 @@ impl Proxy {
     /// worker, inside a span naming the protocol and the client's address (a session adds its
     /// tenant once it knows it). Admission is the session's first step (see
     /// [`crate::admission`]), in the form its protocol can tell a client.
-    pub async fn listen<H, Fut>(&self, listener: TcpListener, protocol: &'static str, session: H)
+    pub async fn listen<L, H, Fut>(&self, listener: L, protocol: &'static str, session: H)
     where
-        H: Fn(TcpStream, SocketAddr, Arc<ProxyState>) -> Fut + Clone + Send + Sync + 'static,
+        L: Listener,
+        H: Fn(L::Stream, SocketAddr, Arc<ProxyState>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let session = move |stream, peer, state, span: tracing::Span| {
@@ -243,13 +290,10 @@ impl Proxy {
     /// [`listen`](Self::listen) for a session that enters its span itself, where it chooses:
     /// a span entered by the task is entered and left on every wake-up, which for a session
     /// relaying small requests one by one is a share of its CPU that shows.
-    pub async fn listen_in_span<H, Fut>(
-        &self,
-        listener: TcpListener,
-        protocol: &'static str,
-        session: H,
-    ) where
-        H: Fn(TcpStream, SocketAddr, Arc<ProxyState>, tracing::Span) -> Fut
+    pub async fn listen_in_span<L, H, Fut>(&self, listener: L, protocol: &'static str, session: H)
+    where
+        L: Listener,
+        H: Fn(L::Stream, SocketAddr, Arc<ProxyState>, tracing::Span) -> Fut
             + Clone
             + Send
             + Sync
@@ -262,7 +306,7 @@ impl Proxy {
                 _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
-            match accepted.and_then(|(s, peer)| Ok((s.into_std()?, peer))) {
+            match accepted {
                 Ok((stream, peer)) => {
                     let state = self.state.clone();
                     let session = session.clone();
@@ -275,7 +319,7 @@ impl Proxy {
                         );
                         async move {
                             // Registered with the event loop of the worker it runs on.
-                            match TcpStream::from_std(stream) {
+                            match L::attach(stream) {
                                 Ok(stream) => session(stream, peer, state, span).await,
                                 Err(e) => tracing::warn!(
                                     parent: &span,

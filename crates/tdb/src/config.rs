@@ -47,6 +47,8 @@ pub struct Config {
     pub api_listen: SocketAddr,
     pub pg_listen: SocketAddr,
     pub mysql_listen: SocketAddr,
+    /// A Unix socket the MySQL proxy also listens on, for clients on this machine; unset: none.
+    pub mysql_socket: Option<PathBuf>,
     pub redis_listen: SocketAddr,
     /// Host written into connection strings; defaults to the listen host.
     pub public_host: Option<String>,
@@ -228,6 +230,7 @@ impl Default for Config {
             api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             pg_listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
             mysql_listen: SocketAddr::from(([127, 0, 0, 1], 6033)),
+            mysql_socket: None,
             redis_listen: SocketAddr::from(([127, 0, 0, 1], 6380)),
             public_host: None,
             catalog_url: None,
@@ -335,6 +338,11 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mysql_listen: Option<SocketAddr>,
+    /// Also serve MySQL clients of this machine on a Unix socket at this path [default: none]
+    /// [env: TDB_MYSQL_SOCKET]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mysql_socket: Option<PathBuf>,
     /// Redis proxy address [default: 127.0.0.1:6380] [env: TDB_REDIS_LISTEN]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -306,10 +306,21 @@ async fn start_proxies(
         .with_context(|| format!("binding the MySQL proxy to {}", config.mysql_listen))?;
     let redis_listener = bind_listener(config.redis_listen)
         .with_context(|| format!("binding the Redis proxy to {}", config.redis_listen))?;
+    let mysql_socket = match &config.mysql_socket {
+        Some(path) => Some(
+            bind_unix_listener(path)
+                .with_context(|| format!("binding the MySQL proxy to {}", path.display()))?,
+        ),
+        None => None,
+    };
     // Every limit lives in the shared state, so it holds across workers exactly as with one.
     let workers = config.proxy_worker_count();
     tracing::info!(pg = %listener.local_addr()?, mysql = %mysql_listener.local_addr()?,
         redis = %redis_listener.local_addr()?, workers, "proxies listening");
+    if let Some(path) = &config.mysql_socket {
+        tracing::info!(mysql = %path.display(), "MySQL proxy listening on a Unix socket");
+    }
+    let socket_path = config.mysql_socket.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -330,7 +341,13 @@ async fn start_proxies(
                     let listener = tokio::net::TcpListener::from_std(listener)?;
                     let mysql_listener = tokio::net::TcpListener::from_std(mysql_listener)?;
                     let redis_listener = tokio::net::TcpListener::from_std(redis_listener)?;
-                    anyhow::Ok((catalog, (listener, mysql_listener, redis_listener)))
+                    let mysql_socket = mysql_socket
+                        .map(tokio::net::UnixListener::from_std)
+                        .transpose()?;
+                    anyhow::Ok((
+                        catalog,
+                        (listener, mysql_listener, redis_listener, mysql_socket),
+                    ))
                 };
                 let (catalog, listeners) = match started.await {
                     Ok(v) => {
@@ -353,6 +370,9 @@ async fn start_proxies(
                 if let Err(e) = serve_proxies(listeners, state).await {
                     tracing::error!(error = %e, "starting the proxy's workers failed");
                 }
+                if let Some(path) = socket_path {
+                    let _ = std::fs::remove_file(path);
+                }
                 catalog.close().await;
             })
         })
@@ -368,14 +388,18 @@ async fn start_proxies(
     }))
 }
 
-/// Serves PostgreSQL and MySQL clients on one proxy (its workers, limits, gates and query log
-/// shared) until shutdown, then finishes its sessions.
+/// The proxy's listeners: PostgreSQL, MySQL, Redis, and MySQL's Unix socket if configured.
+type Listeners = (
+    tokio::net::TcpListener,
+    tokio::net::TcpListener,
+    tokio::net::TcpListener,
+    Option<tokio::net::UnixListener>,
+);
+
+/// Serves PostgreSQL, MySQL and Redis clients on one proxy (its workers, limits, gates and
+/// query log shared) until shutdown, then finishes its sessions.
 async fn serve_proxies(
-    (pg, mysql, redis): (
-        tokio::net::TcpListener,
-        tokio::net::TcpListener,
-        tokio::net::TcpListener,
-    ),
+    (pg, mysql, redis, mysql_socket): Listeners,
     state: Arc<tdb_proxy::ProxyState>,
 ) -> std::io::Result<()> {
     // Redis logins are checked against the catalog by key (see tdb_proxy::keylogin).
@@ -384,10 +408,17 @@ async fn serve_proxies(
     let redis_session = move |stream, peer, state, span| {
         tdb_proxy::redis::handle(stream, peer, state, logins.clone(), span)
     };
+    let mysql_socket = async {
+        if let Some(socket) = mysql_socket {
+            let session = tdb_proxy::mysql::session::handle_stream::<tokio::net::UnixStream>;
+            proxy.listen(socket, "mysql", session).await;
+        }
+    };
     tokio::join!(
         proxy.listen(pg, "postgresql", tdb_proxy::pg::session::handle),
         proxy.listen(mysql, "mysql", tdb_proxy::mysql::session::handle),
         proxy.listen_in_span(redis, "redis", redis_session),
+        mysql_socket,
     );
     proxy.finish().await;
     Ok(())
@@ -992,9 +1023,63 @@ fn bind_listener(addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpList
     Ok(socket.into())
 }
 
+/// A Unix socket at `path` that any user of this machine may connect to, as to MariaDB's own
+/// socket: the login is what admits a client. A socket file left by a process that is gone
+/// (it refuses connections) is replaced; one that answers, or a file of another kind, is an
+/// error.
+fn bind_unix_listener(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => anyhow::bail!("{} is in use by another process", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).context("removing a stale socket file")?;
+            }
+            Err(e) => return Err(e).context("checking whether the socket is in use"),
+        },
+        Ok(_) => anyhow::bail!("{} exists and is not a socket", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context("reading the socket's path"),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unix_socket_replaces_only_a_stale_socket() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mysql.sock");
+        let first = bind_unix_listener(&path).expect("binds");
+        let mode = std::fs::metadata(&path)
+            .expect("socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o666);
+        // While it listens, a second bind is refused and leaves it working.
+        let e = bind_unix_listener(&path).expect_err("in use").to_string();
+        assert!(e.contains("in use by another process"), "{e}");
+        std::os::unix::net::UnixStream::connect(&path).expect("still listening");
+        // A socket file its process left behind is replaced.
+        drop(first);
+        assert!(path.exists());
+        let _second = bind_unix_listener(&path).expect("replaces the stale socket");
+        std::os::unix::net::UnixStream::connect(&path).expect("the new one listens");
+        // Any other file at the path is left alone.
+        let file = dir.path().join("not-a-socket");
+        std::fs::write(&file, "keep").expect("write");
+        let e = bind_unix_listener(&file)
+            .expect_err("not a socket")
+            .to_string();
+        assert!(e.contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).expect("kept"), "keep");
+    }
 
     #[test]
     fn tenants_get_at_most_their_share_and_never_tdbs_reserve() {

@@ -72,13 +72,31 @@ fn ca(s: &TdbServer) -> String {
 
 /// `mariadb` over TLS, verifying the proxy's certificate; `(success, stdout + stderr)`.
 fn mariadb(s: &TdbServer, t: &Target, sql: &str) -> (bool, String) {
+    let tls = [
+        "--host=127.0.0.1".to_string(),
+        format!("--port={}", s.mysql_port),
+        "--ssl".to_string(),
+        format!("--ssl-ca={}", ca(s)),
+        "--ssl-verify-server-cert".to_string(),
+    ];
+    mariadb_over(&tls, t, sql)
+}
+
+/// `mariadb` in plaintext on the proxy's Unix socket at `socket`.
+fn mariadb_on_socket(socket: &std::path::Path, t: &Target, sql: &str) -> (bool, String) {
+    let args = [
+        format!("--socket={}", socket.display()),
+        "--skip-ssl".into(),
+    ];
+    mariadb_over(&args, t, sql)
+}
+
+/// `mariadb` reaching the proxy as `how` says; `(success, stdout + stderr)`.
+fn mariadb_over(how: &[String], t: &Target, sql: &str) -> (bool, String) {
     let out = Command::new("mariadb")
-        .args(["--host=127.0.0.1", "--batch", "--skip-column-names"])
-        .arg(format!("--port={}", s.mysql_port))
+        .args(how)
+        .args(["--batch", "--skip-column-names"])
         .arg(format!("--user={}", t.user))
-        .arg("--ssl")
-        .arg(format!("--ssl-ca={}", ca(s)))
-        .arg("--ssl-verify-server-cert")
         .arg(&t.database)
         .arg("-e")
         .arg(sql)
@@ -317,8 +335,11 @@ async fn wait_log(s: &TdbServer, key: &str, tenant: &str, needle: &str) -> Value
 
 #[tokio::test]
 async fn a_tenant_credential_reaches_its_own_database_only() {
-    let s = start().await;
-    let (_key, _ws, acme, globex) = setup(&s).await;
+    // The proxy also listens on a Unix socket (`--mysql-socket`): the same walls hold there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("mysql.sock");
+    let s = start_with_env(&[("TDB_MYSQL_SOCKET", &socket.display().to_string())]).await;
+    let (key, _ws, acme, globex) = setup(&s).await;
     let ok = |sql: &str| {
         let (ok, out) = mariadb(&s, &acme, sql);
         assert!(ok, "{sql}: {out}");
@@ -363,6 +384,43 @@ async fn a_tenant_credential_reaches_its_own_database_only() {
     };
     let (ok_w, out) = mariadb(&s, &wrong, "SELECT 1");
     assert!(!ok_w && out.contains("1045"), "{out}");
+
+    // On the Unix socket, which any local user may open, the login is what admits: a client
+    // in plaintext (a socket never leaves the machine) reaches its own database, and the
+    // walls and the password check are those of TCP.
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&socket).expect("the socket exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o666);
+    let sql = "SELECT 'on_socket', DATABASE(), COUNT(*) FROM items";
+    let (ok_s, out) = mariadb_on_socket(&socket, &acme, sql);
+    assert!(ok_s, "{out}\n{}", s.log_tail());
+    assert_eq!(out, "on_socket\tshop__acme\t0");
+    for (sql, what) in [
+        ("USE shop__globex", "1044"),
+        ("SELECT * FROM shop__globex.items", "denied"),
+        (
+            "CREATE TABLE t (a int)",
+            "DDL not allowed on tenant databases",
+        ),
+    ] {
+        let (ran, out) = mariadb_on_socket(&socket, &acme, sql);
+        assert!(!ran && out.contains(what), "{sql} on the socket: {out}");
+    }
+    let (ok_w, out) = mariadb_on_socket(&socket, &wrong, "SELECT 1");
+    assert!(!ok_w && out.contains("1045"), "{out}");
+    // Its statements reach the query log as any proxy client's do.
+    let logs = wait_log(&s, &key, "acme", "on_socket").await;
+    let entries = logs["logs"].as_array().expect("logs");
+    let entry = entries
+        .iter()
+        .find(|e| e["query"] == sql)
+        .unwrap_or_else(|| panic!("the socket's statement is logged: {logs}"));
+    assert_eq!(entry["source"], "proxy", "{entry}");
+    // tdb removes its socket when it stops.
+    let mut s = s;
+    s.stop().expect("tdb stops");
+    assert!(!socket.exists(), "the socket outlived tdb");
 }
 
 #[tokio::test]
