@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::errno::Errno;
@@ -88,10 +89,46 @@ pub struct DataDirLock {
     _file: Flock<File>,
 }
 
-/// Takes the data dir's lock without waiting. When another process holds it, the error names
-/// that process's pid.
+/// How long a start waits for a lock whose recorded holder has exited. A process the holder
+/// was starting when it died (forked, its program not started yet) holds a copy of the lock
+/// until its program starts, which closes it: on a loaded machine, a start right after a
+/// `kill -9` could find it still held.
+const ORPHANED_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Takes the data dir's lock. When another process holds it, the error names that process's
+/// pid, at once if that process is alive; if it has exited, the lock is waited for up to
+/// [`ORPHANED_LOCK_WAIT`] first.
 pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
     let path = dir.join(LOCK_FILE);
+    let deadline = Instant::now() + ORPHANED_LOCK_WAIT;
+    loop {
+        let holder = match try_lock(&path)? {
+            Ok(lock) => return Ok(lock),
+            Err(holder) => holder,
+        };
+        let exited = holder.is_some_and(|pid| !alive(pid));
+        if exited && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let holder = match holder {
+            Some(pid) if exited => {
+                format!("pid {pid}, which has exited; a process it started still holds the lock")
+            }
+            Some(pid) => format!("pid {pid}"),
+            None => "a process whose pid is not recorded yet".to_string(),
+        };
+        anyhow::bail!(
+            "data dir {} is already in use by another tdb serve ({holder}, holding {}): \
+             stop that one first, or give this one another --data-dir",
+            dir.display(),
+            path.display()
+        )
+    }
+}
+
+/// One attempt at the lock without waiting: the lock, or the pid its holder recorded.
+fn try_lock(path: &Path) -> anyhow::Result<Result<DataDirLock, Option<u32>>> {
     // Opened close-on-exec (std's default), so managed servers never inherit the lock.
     let file = OpenOptions::new()
         .read(true)
@@ -99,7 +136,7 @@ pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut file) => {
@@ -108,24 +145,26 @@ pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
             writeln!(file, "{}", std::process::id())
                 .with_context(|| format!("writing {}", path.display()))?;
             file.sync_all()?;
-            Ok(DataDirLock { _file: file })
+            Ok(Ok(DataDirLock { _file: file }))
         }
         Err((mut file, Errno::EWOULDBLOCK)) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
-            let holder = match text.trim().parse::<u32>() {
-                Ok(pid) => format!("pid {pid}"),
-                Err(_) => "a process whose pid is not recorded yet".to_string(),
-            };
-            anyhow::bail!(
-                "data dir {} is already in use by another tdb serve ({holder}, holding {}): \
-                 stop that one first, or give this one another --data-dir",
-                dir.display(),
-                path.display()
-            )
+            Ok(Err(text.trim().parse::<u32>().ok()))
         }
         Err((_, e)) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
+}
+
+/// True while a process with this pid exists (one of another user counts).
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(Errno::ESRCH)
+    )
 }
 
 /// This data dir's node id: made at its first start (`node.id`, mode 0600) and kept, so the
@@ -200,5 +239,32 @@ mod tests {
         );
         drop(held);
         lock(dir.path()).expect("free again once released");
+    }
+
+    #[test]
+    fn a_lock_kept_by_a_child_of_an_exited_holder_is_waited_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The holder on record has exited...
+        let mut exited = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = exited.id();
+        exited.wait().expect("wait");
+        // ...and a copy of its lock (as a child it forked would hold) lives on for a moment.
+        let copy = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join(LOCK_FILE))
+            .expect("open");
+        let mut copy = Flock::lock(copy, FlockArg::LockExclusiveNonblock).expect("flock");
+        writeln!(copy, "{pid}").expect("write");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(copy);
+        });
+        let _lock = lock(dir.path()).expect("taken once the copy is gone");
+        release.join().expect("released");
+        let recorded = std::fs::read_to_string(dir.path().join(LOCK_FILE)).expect("read");
+        assert_eq!(recorded.trim(), std::process::id().to_string());
     }
 }
