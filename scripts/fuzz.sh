@@ -5,6 +5,7 @@
 # `-s none`: libFuzzer still guides by coverage; AddressSanitizer is what is lost, and the
 # workspace denies unsafe code. New targets need no change here: `cargo fuzz add NAME` writes
 # fuzz/fuzz_targets/NAME.rs and its [[bin]] entry; seeds go in fuzz/corpus/NAME/seed-*.
+# Targets run FUZZ_JOBS at a time (default: one per core).
 # Usage: scripts/fuzz.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,26 +50,52 @@ report_crash() {
     fi
 }
 
-passed=0
-failed=()
-for file in "${targets[@]}"; do
-    name="$(basename "$file" .rs)"
-    corpora=("$scratch/$name")
+# One target: its own scratch corpus, the tracked seeds, a log; exits as cargo fuzz does.
+fuzz_one() {
+    local name=$1 corpora=("$scratch/$1")
     mkdir -p "${corpora[0]}"
     if [ -d "fuzz/corpus/$name" ]; then
         corpora+=("$PWD/fuzz/corpus/$name")
     fi
-    log="$logs/$name.log"
-    echo "fuzzing $name for ${seconds}s (log: $log)"
-    if cargo fuzz run "${fuzz_flags[@]}" "$name" "${corpora[@]}" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
-        grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs)' "$log" || true
+    cargo fuzz run "${fuzz_flags[@]}" "$name" "${corpora[@]}" -- \
+        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$logs/$name.log" 2>&1
+}
+
+# libFuzzer runs one process on one core: FUZZ_JOBS targets (default: one per core) run at once.
+jobs="${FUZZ_JOBS:-$(nproc)}"
+declare -A name_of
+passed=0
+failed=()
+finish() {
+    local name=${name_of[$1]} status=$2 log="$logs/${name_of[$1]}.log"
+    if [ "$status" -eq 0 ]; then
+        echo "$name: $(grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs)' "$log" || echo done)"
         passed=$((passed + 1))
     else
         report_crash "$log" >&2
         echo "fuzz target $name failed; full log: $log" >&2
         failed+=("$name")
     fi
+}
+running=0
+for file in "${targets[@]}"; do
+    name="$(basename "$file" .rs)"
+    while [ "$running" -ge "$jobs" ]; do
+        status=0
+        wait -n -p done_pid || status=$?
+        finish "$done_pid" "$status"
+        running=$((running - 1))
+    done
+    echo "fuzzing $name for ${seconds}s (log: $logs/$name.log)"
+    fuzz_one "$name" &
+    name_of[$!]=$name
+    running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+    status=0
+    wait -n -p done_pid || status=$?
+    finish "$done_pid" "$status"
+    running=$((running - 1))
 done
 
 echo "fuzz: $passed passed, ${#failed[@]} failed"

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Builds every test binary of the workspace, then runs them JOBS at a time instead of cargo's
+# one after another: most integration tests spend their time waiting on the servers they
+# start, so on 2 cores one binary at a time leaves the machine half idle. Each binary runs in
+# its package's directory, as under `cargo test`, with its output kept in
+# target/test-logs/<package>-<target>.log; a binary that fails has its whole output printed.
+# The doc tests run last, through cargo. Exits non-zero if anything failed.
+#
+# The slowest binaries of the last run start first (their times are kept in
+# target/test-logs/durations.tsv); on a clean clone, the integration tests of the `tdb` crate,
+# which take longest, start before the rest.
+#
+# Usage: scripts/lib/run-tests.sh [JOBS]   (default: TDB_TEST_JOBS, else 3)
+#   Arguments after `--` go to every test binary (e.g. `-- --test-threads=1`).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+jobs="${1:-${TDB_TEST_JOBS:-3}}"
+[ "${1:-}" != "" ] && shift
+[ "${1:-}" = "--" ] && shift
+if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+    echo "usage: $0 [JOBS] [-- test binary arguments]  (JOBS: a whole number, default 3)" >&2
+    exit 2
+fi
+
+logs=target/test-logs
+mkdir -p "$logs"
+list="$logs/binaries.tsv"
+durations="$logs/durations.tsv"
+
+# Each test artifact: the executable, its package's directory, and a name for its log.
+cargo test --workspace --locked --no-run --message-format=json-render-diagnostics \
+    | jq -r 'select(.reason == "compiler-artifact" and .profile.test and .executable != null)
+        | [.executable, (.manifest_path | sub("/Cargo.toml$"; "")),
+           ((.manifest_path | split("/"))[-2] + "-" + .target.kind[0] + "-" + .target.name)]
+        | @tsv' >"$list"
+
+# The order: by the last run's durations, slowest first; binaries it did not see go first, those
+# of the tdb crate's integration tests ahead of the rest.
+order() {
+    awk -F'\t' -v known="$durations" '
+        BEGIN { while ((getline line < known) > 0) { split(line, f, "\t"); secs[f[1]] = f[2] } }
+        {
+            if ($3 in secs) key = secs[$3]
+            else if ($3 ~ /^tdb-test-/) key = 100000
+            else key = 50000
+            printf "%s\t%s\n", key, $0
+        }' "$list" | sort -t$'\t' -k1,1nr -s | cut -f2-
+}
+
+declare -A name_of started_at
+failed=()
+passed=0
+tests=0
+: >"$durations.new"
+
+# finish PID STATUS: reports a binary that ended.
+finish() {
+    local pid=$1 status=$2 name secs summary
+    name=${name_of[$pid]}
+    secs=$((SECONDS - ${started_at[$pid]}))
+    printf '%s\t%s\n' "$name" "$secs" >>"$durations.new"
+    summary=$(grep -E '^test result:' "$logs/$name.log" | tail -n 1 || true)
+    if [ "$status" -eq 0 ]; then
+        passed=$((passed + 1))
+        tests=$((tests + $(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed.*/\1/p' <<<"$summary" || echo 0)))
+        echo "ok      $name (${secs}s): ${summary#test result: }"
+    else
+        failed+=("$name")
+        echo "FAILED  $name (${secs}s, exit $status); its output:"
+        sed 's/^/    /' "$logs/$name.log"
+    fi
+}
+
+running=0
+while IFS=$'\t' read -r exe dir name; do
+    while [ "$running" -ge "$jobs" ]; do
+        status=0
+        wait -n -p done_pid || status=$?
+        finish "$done_pid" "$status"
+        running=$((running - 1))
+    done
+    (cd "$dir" && CARGO_MANIFEST_DIR="$dir" exec "$exe" "$@") >"$logs/$name.log" 2>&1 &
+    name_of[$!]=$name
+    started_at[$!]=$SECONDS
+    running=$((running + 1))
+done < <(order)
+while [ "$running" -gt 0 ]; do
+    status=0
+    wait -n -p done_pid || status=$?
+    finish "$done_pid" "$status"
+    running=$((running - 1))
+done
+mv "$durations.new" "$durations"
+
+echo "test binaries: $passed passed ($tests tests), ${#failed[@]} failed, $jobs at a time, ${SECONDS}s"
+doc_status=0
+cargo test --workspace --locked --doc || doc_status=$?
+if [ ${#failed[@]} -ne 0 ]; then
+    echo "failing test binaries: ${failed[*]} (logs in $logs/)" >&2
+    exit 1
+fi
+exit "$doc_status"
