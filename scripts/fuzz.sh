@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/packages.sh
+source scripts/lib/pool.sh
 
 seconds="${1:-30}"
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
@@ -53,6 +54,7 @@ report_crash() {
 # One target: its own scratch corpus, the tracked seeds, a log; exits as cargo fuzz does.
 fuzz_one() {
     local name=$1 corpora=("$scratch/$1")
+    echo "fuzzing $name for ${seconds}s (log: $logs/$name.log)"
     mkdir -p "${corpora[0]}"
     if [ -d "fuzz/corpus/$name" ]; then
         corpora+=("$PWD/fuzz/corpus/$name")
@@ -62,12 +64,11 @@ fuzz_one() {
 }
 
 # libFuzzer runs one process on one core: FUZZ_JOBS targets (default: one per core) run at once.
-jobs="${FUZZ_JOBS:-$(nproc)}"
-declare -A name_of
 passed=0
 failed=()
+# finish NAME STATUS: reports a target that ended.
 finish() {
-    local name=${name_of[$1]} status=$2 log="$logs/${name_of[$1]}.log"
+    local name=$1 status=$2 log="$logs/$1.log"
     if [ "$status" -eq 0 ]; then
         echo "$name: $(grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs)' "$log" || echo done)"
         passed=$((passed + 1))
@@ -77,26 +78,8 @@ finish() {
         failed+=("$name")
     fi
 }
-running=0
-for file in "${targets[@]}"; do
-    name="$(basename "$file" .rs)"
-    while [ "$running" -ge "$jobs" ]; do
-        status=0
-        wait -n -p done_pid || status=$?
-        finish "$done_pid" "$status"
-        running=$((running - 1))
-    done
-    echo "fuzzing $name for ${seconds}s (log: $logs/$name.log)"
-    fuzz_one "$name" &
-    name_of[$!]=$name
-    running=$((running + 1))
-done
-while [ "$running" -gt 0 ]; do
-    status=0
-    wait -n -p done_pid || status=$?
-    finish "$done_pid" "$status"
-    running=$((running - 1))
-done
+for file in "${targets[@]}"; do basename "$file" .rs; done >"$scratch/names"
+pool_run "${FUZZ_JOBS:-$(nproc)}" fuzz_one finish <"$scratch/names"
 
 echo "fuzz: $passed passed, ${#failed[@]} failed"
 if [ ${#failed[@]} -ne 0 ]; then

@@ -7,17 +7,24 @@
 # The doc tests run last, through cargo. Exits non-zero if anything failed.
 #
 # The slowest binaries of the last run start first (their times are kept in
-# target/test-logs/durations.tsv); on a clean clone, the integration tests of the `tdb` crate,
-# which take longest, start before the rest.
+# target/test-logs/durations.tsv). On a clean clone, those that took longest in earlier runs
+# (SLOW, 100-215 s each at 3 at a time on 2 cores) start first, then the other integration
+# tests of the `tdb` crate, then the rest.
 #
 # Usage: scripts/lib/run-tests.sh [JOBS]   (default: TDB_TEST_JOBS, else 3)
 #   Arguments after `--` go to every test binary (e.g. `-- --test-threads=1`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/lib/pool.sh
 
-jobs="${1:-${TDB_TEST_JOBS:-3}}"
-[ "${1:-}" != "" ] && shift
-[ "${1:-}" = "--" ] && shift
+jobs="${TDB_TEST_JOBS:-3}"
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+    jobs=$1
+    shift
+fi
+if [ $# -gt 0 ] && [ "$1" = "--" ]; then
+    shift
+fi
 if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: $0 [JOBS] [-- test binary arguments]  (JOBS: a whole number, default 3)" >&2
     exit 2
@@ -37,33 +44,46 @@ cargo test --workspace --locked --no-run --message-format=json-render-diagnostic
 
 # The order: by the last run's durations, slowest first; binaries it did not see go first, those
 # of the tdb crate's integration tests ahead of the rest.
+SLOW="tdb-test-crash tdb-test-pitr tdb-test-hardening tdb-test-dedicated tdb-test-backups"
 order() {
-    awk -F'\t' -v known="$durations" '
-        BEGIN { while ((getline line < known) > 0) { split(line, f, "\t"); secs[f[1]] = f[2] } }
+    awk -F'\t' -v known="$durations" -v slow="$SLOW" '
+        BEGIN {
+            while ((getline line < known) > 0) { split(line, f, "\t"); secs[f[1]] = f[2] }
+            n = split(slow, s, " "); for (i = 1; i <= n; i++) rank[s[i]] = n - i
+        }
         {
             if ($3 in secs) key = secs[$3]
+            else if ($3 in rank) key = 200000 + rank[$3]
             else if ($3 ~ /^tdb-test-/) key = 100000
             else key = 50000
             printf "%s\t%s\n", key, $0
         }' "$list" | sort -t$'\t' -k1,1nr -s | cut -f2-
 }
 
-declare -A name_of started_at
 failed=()
 passed=0
 tests=0
 : >"$durations.new"
 
-# finish PID STATUS: reports a binary that ended.
+# run_one "EXE<tab>DIR<tab>NAME": one test binary in its package's directory, as cargo runs it.
+run_one() {
+    local exe dir name
+    IFS=$'\t' read -r exe dir name <<<"$1"
+    printf '%s\n' "$SECONDS" >"$logs/$name.started"
+    (cd "$dir" && CARGO_MANIFEST_DIR="$dir" exec "$exe" "${binary_args[@]}") >"$logs/$name.log" 2>&1
+}
+
+# finish "EXE<tab>DIR<tab>NAME" STATUS: reports a binary that ended.
 finish() {
-    local pid=$1 status=$2 name secs summary
-    name=${name_of[$pid]}
-    secs=$((SECONDS - ${started_at[$pid]}))
+    local name=${1##*$'\t'} status=$2 secs summary count
+    secs=$((SECONDS - $(cat "$logs/$name.started")))
+    rm -f "$logs/$name.started"
     printf '%s\t%s\n' "$name" "$secs" >>"$durations.new"
     summary=$(grep -E '^test result:' "$logs/$name.log" | tail -n 1 || true)
     if [ "$status" -eq 0 ]; then
         passed=$((passed + 1))
-        tests=$((tests + $(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed.*/\1/p' <<<"$summary" || echo 0)))
+        count=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed.*/\1/p' <<<"$summary")
+        tests=$((tests + ${count:-0}))
         echo "ok      $name (${secs}s): ${summary#test result: }"
     else
         failed+=("$name")
@@ -72,25 +92,9 @@ finish() {
     fi
 }
 
-running=0
-while IFS=$'\t' read -r exe dir name; do
-    while [ "$running" -ge "$jobs" ]; do
-        status=0
-        wait -n -p done_pid || status=$?
-        finish "$done_pid" "$status"
-        running=$((running - 1))
-    done
-    (cd "$dir" && CARGO_MANIFEST_DIR="$dir" exec "$exe" "$@") >"$logs/$name.log" 2>&1 &
-    name_of[$!]=$name
-    started_at[$!]=$SECONDS
-    running=$((running + 1))
-done < <(order)
-while [ "$running" -gt 0 ]; do
-    status=0
-    wait -n -p done_pid || status=$?
-    finish "$done_pid" "$status"
-    running=$((running - 1))
-done
+binary_args=("$@")
+order >"$logs/order.tsv"
+pool_run "$jobs" run_one finish <"$logs/order.tsv"
 mv "$durations.new" "$durations"
 
 echo "test binaries: $passed passed ($tests tests), ${#failed[@]} failed, $jobs at a time, ${SECONDS}s"
