@@ -93,6 +93,8 @@ finish() {
 }
 
 binary_args=("$@")
+# Test binaries still running when this script stops (interrupted, or failed itself) stop too.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 order >"$logs/order.tsv"
 pool_run "$jobs" run_one finish <"$logs/order.tsv"
 mv "$durations.new" "$durations"

@@ -32,7 +32,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     prepare_data_dir(&config)?;
     // Held until this function returns, after the managed server has stopped: nothing else
     // may touch the data dir or its servers while another tdb serve owns them.
-    let _lock = crate::datadir::lock(&config.data_dir)?;
+    let dir = config.data_dir.clone();
+    let _lock = tokio::task::spawn_blocking(move || crate::datadir::lock(&dir))
+        .await
+        .context("taking the data dir's lock")??;
     let limits = connection_limits(&config)?;
     let metrics = crate::telemetry::install()?;
     let master_key = load_master_key(&config)?;
@@ -306,12 +309,13 @@ async fn start_proxies(
         .with_context(|| format!("binding the MySQL proxy to {}", config.mysql_listen))?;
     let redis_listener = bind_listener(config.redis_listen)
         .with_context(|| format!("binding the Redis proxy to {}", config.redis_listen))?;
-    let mysql_socket = match &config.mysql_socket {
-        Some(path) => Some(
-            bind_unix_listener(path)
-                .with_context(|| format!("binding the MySQL proxy to {}", path.display()))?,
-        ),
-        None => None,
+    let (mysql_socket, socket_file) = match &config.mysql_socket {
+        Some(path) => {
+            let (listener, file) = bind_unix_listener(path)
+                .with_context(|| format!("binding the MySQL proxy to {}", path.display()))?;
+            (Some(listener), Some(file))
+        }
+        None => (None, None),
     };
     // Every limit lives in the shared state, so it holds across workers exactly as with one.
     let workers = config.proxy_worker_count();
@@ -320,7 +324,6 @@ async fn start_proxies(
     if let Some(path) = &config.mysql_socket {
         tracing::info!(mysql = %path.display(), "MySQL proxy listening on a Unix socket");
     }
-    let socket_path = config.mysql_socket.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -335,6 +338,8 @@ async fn start_proxies(
     let thread = std::thread::Builder::new()
         .name("tdb-pg-proxy".into())
         .spawn(move || {
+            // The socket's file goes when this thread ends, however it ends.
+            let _socket_file = socket_file;
             runtime.block_on(async move {
                 let started = async {
                     let catalog = Catalog::open(catalog_options, 4).await?;
@@ -369,9 +374,6 @@ async fn start_proxies(
                 );
                 if let Err(e) = serve_proxies(listeners, state).await {
                     tracing::error!(error = %e, "starting the proxy's workers failed");
-                }
-                if let Some(path) = socket_path {
-                    let _ = std::fs::remove_file(path);
                 }
                 catalog.close().await;
             })
@@ -1023,12 +1025,41 @@ fn bind_listener(addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpList
     Ok(socket.into())
 }
 
+/// The file of the proxy's Unix socket. Dropped when the proxy's thread ends, however it ends,
+/// it removes the file if the path still names this very socket (another tdb started since
+/// may have put its own there).
+#[derive(Debug)]
+struct UnixSocketFile {
+    path: std::path::PathBuf,
+    /// The socket's device and inode.
+    id: (u64, u64),
+}
+
+impl Drop for UnixSocketFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && (meta.dev(), meta.ino()) == self.id
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// A Unix socket at `path` that any user of this machine may connect to, as to MariaDB's own
 /// socket: the login is what admits a client. A socket file left by a process that is gone
-/// (it refuses connections) is replaced; one that answers, or a file of another kind, is an
-/// error.
-fn bind_unix_listener(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
-    use std::os::unix::fs::FileTypeExt;
+/// (it refuses connections) is replaced; one that answers, a file of another kind or a
+/// symbolic link is an error.
+///
+/// The socket is made in a private directory beside `path`, made connectable there, then
+/// moved to `path` only if nothing has taken the name meanwhile: its mode is never set
+/// through a path another user could swap for a link, and nothing already at `path` is ever
+/// replaced.
+fn bind_unix_listener(
+    path: &Path,
+) -> anyhow::Result<(std::os::unix::net::UnixListener, UnixSocketFile)> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
     use std::os::unix::net::{UnixListener, UnixStream};
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
@@ -1042,10 +1073,41 @@ fn bind_unix_listener(path: &Path) -> anyhow::Result<std::os::unix::net::UnixLis
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).context("reading the socket's path"),
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    let parent = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let staging = parent.join(format!(".tdb-socket-{:016x}", rand::random::<u64>()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("making a private directory in {}", parent.display()))?;
+    let staged = staging.join("socket");
+    let moved = (|| -> anyhow::Result<_> {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o666))?;
+        let meta = std::fs::symlink_metadata(&staged)?;
+        renameat2(
+            AT_FDCWD,
+            &staged,
+            AT_FDCWD,
+            path,
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("moving the socket to {}", path.display()))?;
+        Ok((listener, meta))
+    })();
+    // Empty once the socket has moved; on an error, the socket made in it goes too.
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    let (listener, meta) = moved?;
     listener.set_nonblocking(true)?;
-    Ok(listener)
+    let file = UnixSocketFile {
+        path: path.to_path_buf(),
+        id: (meta.dev(), meta.ino()),
+    };
+    Ok((listener, file))
 }
 
 #[cfg(test)]
@@ -1054,6 +1116,7 @@ mod tests {
 
     #[test]
     fn a_unix_socket_replaces_only_a_stale_socket() {
+        use std::os::unix::net::{UnixListener, UnixStream};
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mysql.sock");
         let first = bind_unix_listener(&path).expect("binds");
@@ -1062,16 +1125,33 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o666);
+        // Nothing is left of the private directory it was made in.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["mysql.sock"]);
         // While it listens, a second bind is refused and leaves it working.
         let e = bind_unix_listener(&path).expect_err("in use").to_string();
         assert!(e.contains("in use by another process"), "{e}");
-        std::os::unix::net::UnixStream::connect(&path).expect("still listening");
-        // A socket file its process left behind is replaced.
-        drop(first);
+        UnixStream::connect(&path).expect("still listening");
+        // A socket file its process left behind is replaced (the guard is kept: a crashed
+        // process leaves its file).
+        std::mem::forget(first.1);
+        drop(first.0);
         assert!(path.exists());
-        let _second = bind_unix_listener(&path).expect("replaces the stale socket");
-        std::os::unix::net::UnixStream::connect(&path).expect("the new one listens");
-        // Any other file at the path is left alone.
+        let second = bind_unix_listener(&path).expect("replaces the stale socket");
+        UnixStream::connect(&path).expect("the new one listens");
+        // Its guard removes the file it made...
+        drop(second);
+        assert!(!path.exists(), "removed with its guard");
+        // ...but not a socket another process has put at the path since.
+        let third = bind_unix_listener(&path).expect("binds again");
+        std::fs::remove_file(&path).expect("unlink");
+        let _other = UnixListener::bind(&path).expect("another socket at the path");
+        drop(third);
+        assert!(path.exists(), "another process's socket was removed");
+        // Any other file at the path is left alone, and so is a link.
         let file = dir.path().join("not-a-socket");
         std::fs::write(&file, "keep").expect("write");
         let e = bind_unix_listener(&file)
@@ -1079,6 +1159,12 @@ mod tests {
             .to_string();
         assert!(e.contains("not a socket"), "{e}");
         assert_eq!(std::fs::read_to_string(&file).expect("kept"), "keep");
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        bind_unix_listener(&link).expect_err("a link is refused");
+        assert_eq!(std::fs::read_to_string(&file).expect("kept"), "keep");
+        let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+        assert_ne!(mode & 0o777, 0o666, "the link's target was made writable");
     }
 
     #[test]
