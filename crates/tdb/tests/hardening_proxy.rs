@@ -476,8 +476,11 @@ async fn hold_next_transaction(
         .hold_tenant(&tenant_id, 120_000)
         .await
         .expect("hold");
-    // Until the proxy has heard of the hold, the statement runs; then it parks.
-    for _ in 0..60 {
+    // Until the proxy has heard of the hold, the statement runs; then it parks. Hearing of it
+    // takes the catalog's notification, which on a loaded machine can outlast many quick
+    // statements: the wait is bounded by time, not by a number of tries.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
         let mut parked = tokio::spawn(async move {
             let seen = match sqlx::query("SELECT 1").execute(&mut c).await {
                 Ok(_) => return Err(c),
@@ -500,8 +503,9 @@ async fn hold_next_transaction(
                 Ok(seen) => panic!("the held session ended early: {seen:?}"),
             },
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the hold never parked a statement");
+    panic!("the hold never parked a statement in 60 s");
 }
 
 #[tokio::test]
